@@ -1,0 +1,98 @@
+//! Objects every cluster has from its first start: the namespaces `default`,
+//! `kube-system`, `kube-public`, `kube-node-lease`, and the `default/kubernetes`
+//! Service with its Endpoints pointing at this server (as kube-apiserver's
+//! bootstrap controller maintains them).
+
+use crate::error::ApiResult;
+use crate::registry::{self, ResourceDef};
+use crate::request::{Query, Target};
+use crate::rest::Api;
+use http::Method;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The ClusterIP of the `default/kubernetes` Service (first address of the
+/// default service CIDR 10.96.0.0/12).
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
+fn def(group: &str, resource: &str) -> &'static ResourceDef {
+    registry::lookup(group, "v1", resource).expect("built-in resource")
+}
+
+fn target(def: &'static ResourceDef, namespace: Option<&str>) -> Target {
+    Target {
+        def,
+        namespace: namespace.map(str::to_string),
+        name: None,
+        subresource: None,
+        watch_prefix: false,
+    }
+}
+
+async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<()> {
+    let body = bytes::Bytes::from(obj.to_string());
+    match api
+        .handle(
+            &Method::POST,
+            t,
+            Query::default(),
+            &crate::server::json_headers(),
+            body,
+        )
+        .await
+    {
+        Err(e) if e.code != 409 => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Creates the built-in objects if missing and points the `kubernetes`
+/// Endpoints at `port` on loopback.
+pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> {
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        create_if_absent(
+            api,
+            target(def("", "namespaces"), None),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
+    }
+    create_if_absent(
+        api,
+        target(def("", "services"), Some("default")),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": KUBERNETES_SERVICE_IP,
+                "clusterIPs": [KUBERNETES_SERVICE_IP],
+                "ipFamilies": ["IPv4"],
+                "ipFamilyPolicy": "SingleStack",
+                "internalTrafficPolicy": "Cluster",
+                "sessionAffinity": "None",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+            },
+        }),
+    )
+    .await?;
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": "127.0.0.1"}],
+                     "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    let mut t = target(def("", "endpoints"), Some("default"));
+    t.name = Some("kubernetes".into());
+    api.guaranteed_update(&t, "kubernetes", true, false, |old| {
+        let mut new = endpoints.clone();
+        if let Some(old) = old {
+            new["metadata"] = old["metadata"].clone();
+        }
+        Ok(new)
+    })
+    .await?;
+    Ok(())
+}

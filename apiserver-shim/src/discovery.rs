@@ -1,0 +1,287 @@
+//! Discovery documents, derived from the registry.
+//!
+//! Legacy discovery (`/api`, `/api/v1`, `/apis`, `/apis/{g}`, `/apis/{g}/{v}`)
+//! and aggregated discovery (`apidiscovery.k8s.io/v2` `APIGroupDiscoveryList`
+//! on `/api` and `/apis`, KEP-3352), which client-go and kubectl ask for first
+//! and recognise by the response's Content-Type parameters.
+
+use crate::registry::{self, RESOURCES, ResourceDef};
+use serde_json::{Value, json};
+
+/// Verbs every resource serves.
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// The Content-Type of an aggregated discovery answer.
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// The Kubernetes version this server reports and follows.
+pub const KUBE_VERSION: (&str, &str) = ("1", "34");
+
+/// Whether the Accept header asks for aggregated discovery v2.
+pub fn wants_aggregated(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|media| {
+            let params: Vec<&str> = media.split(';').map(str::trim).collect();
+            params.contains(&"as=APIGroupDiscoveryList")
+                && params.contains(&"g=apidiscovery.k8s.io")
+                && params.contains(&"v=v2")
+        })
+    })
+}
+
+/// `/version`.
+pub fn version() -> Value {
+    let (major, minor) = KUBE_VERSION;
+    json!({
+        "major": major,
+        "minor": minor,
+        "gitVersion": format!("v{major}.{minor}.0-vkube.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "n/a (vkube apiserver-shim, Rust)",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    })
+}
+
+fn group_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    }
+}
+
+fn subresource_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str, &'static str) {
+    match sub {
+        "scale" => ("autoscaling", "v1", "Scale"),
+        "binding" => ("", "v1", "Binding"),
+        _ => ("", "", def.kind),
+    }
+}
+
+fn subresource_verbs(sub: &str) -> Vec<&'static str> {
+    match sub {
+        "binding" => vec!["create"],
+        "finalize" => vec!["update"],
+        _ => vec!["get", "patch", "update"],
+    }
+}
+
+fn all_subresources(def: &ResourceDef) -> Vec<&'static str> {
+    let mut subs = def.subresources();
+    if def.resource == "namespaces" {
+        subs.push("finalize");
+    }
+    subs
+}
+
+/// `/api/v1` or `/apis/{group}/{version}`: an `APIResourceList`, or `None`.
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let defs: Vec<&ResourceDef> = RESOURCES
+        .iter()
+        .filter(|d| d.group == group && d.version == version)
+        .collect();
+    if defs.is_empty() {
+        return None;
+    }
+    let mut resources = Vec::new();
+    for d in defs {
+        let mut r = json!({
+            "name": d.resource,
+            "singularName": d.singular,
+            "namespaced": d.namespaced,
+            "kind": d.kind,
+            "verbs": VERBS,
+        });
+        if !d.short_names.is_empty() {
+            r["shortNames"] = json!(d.short_names);
+        }
+        if !d.categories.is_empty() {
+            r["categories"] = json!(d.categories);
+        }
+        resources.push(r);
+        for sub in all_subresources(d) {
+            let (g, v, kind) = subresource_kind(d, sub);
+            let mut s = json!({
+                "name": format!("{}/{sub}", d.resource),
+                "singularName": "",
+                "namespaced": d.namespaced,
+                "kind": kind,
+                "verbs": subresource_verbs(sub),
+            });
+            if !g.is_empty() || sub == "scale" {
+                s["group"] = json!(g);
+                s["version"] = json!(v);
+            }
+            resources.push(s);
+        }
+    }
+    Some(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version(group, version),
+        "resources": resources,
+    }))
+}
+
+/// `/api`: `APIVersions`.
+pub fn api_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    })
+}
+
+fn api_group(group: &str, versions: &[&str]) -> Value {
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": group_version(group, v), "version": v}))
+        .collect();
+    json!({
+        "name": group,
+        "versions": vs,
+        "preferredVersion": vs[0],
+    })
+}
+
+/// `/apis`: `APIGroupList` of the named groups.
+pub fn api_group_list() -> Value {
+    let groups: Vec<Value> = registry::groups()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, vs)| api_group(g, &vs))
+        .collect();
+    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
+}
+
+/// `/apis/{group}`: `APIGroup`, or `None`.
+pub fn api_group_doc(group: &str) -> Option<Value> {
+    let (g, vs) = registry::groups()
+        .into_iter()
+        .find(|(g, _)| *g == group && !g.is_empty())?;
+    let mut doc = api_group(g, &vs);
+    doc["kind"] = json!("APIGroup");
+    doc["apiVersion"] = json!("v1");
+    Some(doc)
+}
+
+fn aggregated_group(group: &str, versions: &[&str]) -> Value {
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let resources: Vec<Value> = RESOURCES
+                .iter()
+                .filter(|d| d.group == group && d.version == *v)
+                .map(|d| {
+                    let subs: Vec<Value> = all_subresources(d)
+                        .into_iter()
+                        .map(|sub| {
+                            let (g, ver, kind) = subresource_kind(d, sub);
+                            json!({
+                                "subresource": sub,
+                                "responseKind": {"group": g, "version": ver, "kind": kind},
+                                "verbs": subresource_verbs(sub),
+                            })
+                        })
+                        .collect();
+                    let mut r = json!({
+                        "resource": d.resource,
+                        "responseKind": {"group": "", "version": "", "kind": d.kind},
+                        "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": d.singular,
+                        "verbs": VERBS,
+                    });
+                    if !d.short_names.is_empty() {
+                        r["shortNames"] = json!(d.short_names);
+                    }
+                    if !d.categories.is_empty() {
+                        r["categories"] = json!(d.categories);
+                    }
+                    if !subs.is_empty() {
+                        r["subresources"] = json!(subs);
+                    }
+                    r
+                })
+                .collect();
+            json!({"version": v, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
+    let metadata = if group.is_empty() {
+        json!({})
+    } else {
+        json!({ "name": group })
+    };
+    json!({ "metadata": metadata, "versions": vs })
+}
+
+/// Aggregated discovery for `/api` (`legacy = true`) or `/apis`.
+pub fn aggregated(legacy: bool) -> Value {
+    let items: Vec<Value> = registry::groups()
+        .into_iter()
+        .filter(|(g, _)| g.is_empty() == legacy)
+        .map(|(g, vs)| aggregated_group(g, &vs))
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_accept_detection() {
+        let client_go = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert!(wants_aggregated(Some(client_go)));
+        assert!(!wants_aggregated(Some("application/json")));
+        assert!(!wants_aggregated(Some(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+        )));
+    }
+
+    #[test]
+    fn discovery_documents_cover_the_registry() {
+        let core = resource_list("", "v1").unwrap();
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"pods/binding") && names.contains(&"namespaces/finalize"));
+        let apps = aggregated(false);
+        let apps = apps["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["metadata"]["name"] == "apps")
+            .unwrap();
+        let deploy = &apps["versions"][0]["resources"][0];
+        assert_eq!(deploy["resource"], "deployments");
+        assert_eq!(deploy["subresources"][1]["responseKind"]["kind"], "Scale");
+        assert!(resource_list("apps", "v2").is_none());
+        assert_eq!(
+            api_group_doc("batch").unwrap()["preferredVersion"]["groupVersion"],
+            "batch/v1"
+        );
+        let legacy = aggregated(true);
+        assert_eq!(legacy["items"].as_array().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,30 @@
+//! apiserver-shim: a lightweight Kubernetes-compatible API server.
+//!
+//! One process serves the Kubernetes REST API over HTTPS from an embedded,
+//! revisioned store, with the list/watch/resourceVersion semantics that
+//! kubectl, client-go and kube-rs rely on. Layers, from the bottom:
+//!
+//! * [`store`]: the storage contract and its sled-backed implementation;
+//! * [`registry`]: every served kind as data;
+//! * [`rest`] and [`watch`]: one generic REST layer over the registry;
+//! * [`server`]: TLS, authentication, routing, bootstrap.
+//!
+//! Start one in-process with [`Server::start`]; the `vkube apiserver`
+//! command wraps the same call.
+#![warn(missing_docs)]
+
+pub mod bootstrap;
+pub mod discovery;
+pub mod error;
+pub mod meta;
+mod namespace_lifecycle;
+pub mod pki;
+pub mod registry;
+pub mod request;
+pub mod rest;
+pub mod server;
+pub mod store;
+pub mod table;
+pub mod watch;
+
+pub use server::{Server, ServerConfig};

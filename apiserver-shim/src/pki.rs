@@ -1,0 +1,305 @@
+//! The server's PKI: a CA, the serving certificate, the admin client
+//! credential, and the rustls configuration that authenticates clients.
+//!
+//! Layout under `DATA_DIR/pki/` (PEM): `ca.crt`/`ca.key`, `apiserver.crt`/
+//! `apiserver.key` (re-issued when the SAN list changes), `admin.crt`/
+//! `admin.key` (CN `kubernetes-admin`, O `system:masters`), `admin.token`.
+//! Identity from a client certificate follows kube-apiserver's x509
+//! authenticator: the subject CN is the user name, each O is a group.
+
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User name (certificate CN, or the token's user).
+    pub user: String,
+    /// Groups (certificate O fields); `system:authenticated` is implied.
+    pub groups: Vec<String>,
+}
+
+/// The SANs every serving certificate carries, besides the configured ones.
+pub const DEFAULT_SANS: &[&str] = &[
+    "localhost",
+    "127.0.0.1",
+    "::1",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+];
+
+/// Loaded PKI material (PEM strings).
+pub struct Pki {
+    /// CA certificate.
+    pub ca_cert: String,
+    ca_key: String,
+    /// Serving certificate.
+    pub server_cert: String,
+    /// Serving key.
+    pub server_key: String,
+    /// Admin client certificate.
+    pub admin_cert: String,
+    /// Admin client key.
+    pub admin_key: String,
+    /// Admin bearer token.
+    pub admin_token: String,
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn dn(cn: &str, orgs: &[&str]) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::CommonName, cn);
+    for o in orgs {
+        d.push(DnType::OrganizationName, *o);
+    }
+    d
+}
+
+impl Pki {
+    /// Loads the PKI from `dir/pki`, creating what is missing; the serving
+    /// certificate is re-issued when `extra_sans` differ from the last start.
+    pub fn load_or_create(dir: &Path, extra_sans: &[String]) -> Result<Pki> {
+        let pki = dir.join("pki");
+        std::fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
+        let p = |f: &str| -> PathBuf { pki.join(f) };
+        let read = |f: &str| std::fs::read_to_string(p(f)).ok();
+
+        let (ca_cert, ca_key) = match (read("ca.crt"), read("ca.key")) {
+            (Some(c), Some(k)) => (c, k),
+            _ => {
+                let key = KeyPair::generate()?;
+                let mut params = CertificateParams::new(Vec::<String>::new())?;
+                params.distinguished_name = dn("vkube-ca", &[]);
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                params.key_usages = vec![
+                    KeyUsagePurpose::KeyCertSign,
+                    KeyUsagePurpose::CrlSign,
+                    KeyUsagePurpose::DigitalSignature,
+                ];
+                let cert = params.self_signed(&key)?;
+                write_private(&p("ca.key"), &key.serialize_pem())?;
+                std::fs::write(p("ca.crt"), cert.pem())?;
+                (cert.pem(), key.serialize_pem())
+            }
+        };
+        let mut this = Pki {
+            ca_cert,
+            ca_key,
+            server_cert: String::new(),
+            server_key: String::new(),
+            admin_cert: String::new(),
+            admin_key: String::new(),
+            admin_token: String::new(),
+        };
+
+        let mut sans: Vec<String> = DEFAULT_SANS.iter().map(|s| s.to_string()).collect();
+        for s in extra_sans {
+            if !sans.contains(s) {
+                sans.push(s.clone());
+            }
+        }
+        let san_record = sans.join("\n");
+        match (
+            read("apiserver.crt"),
+            read("apiserver.key"),
+            read("apiserver.sans"),
+        ) {
+            (Some(c), Some(k), Some(s)) if s == san_record => {
+                this.server_cert = c;
+                this.server_key = k;
+            }
+            _ => {
+                let (c, k) = this.issue(
+                    "kube-apiserver",
+                    &[],
+                    sans,
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                )?;
+                write_private(&p("apiserver.key"), &k)?;
+                std::fs::write(p("apiserver.crt"), &c)?;
+                std::fs::write(p("apiserver.sans"), &san_record)?;
+                this.server_cert = c;
+                this.server_key = k;
+            }
+        }
+        match (read("admin.crt"), read("admin.key")) {
+            (Some(c), Some(k)) => {
+                this.admin_cert = c;
+                this.admin_key = k;
+            }
+            _ => {
+                let (c, k) = this.issue_client("kubernetes-admin", &["system:masters"])?;
+                write_private(&p("admin.key"), &k)?;
+                std::fs::write(p("admin.crt"), &c)?;
+                this.admin_cert = c;
+                this.admin_key = k;
+            }
+        }
+        this.admin_token = match read("admin.token") {
+            Some(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => {
+                let t = format!(
+                    "{}{}",
+                    uuid::Uuid::new_v4().simple(),
+                    uuid::Uuid::new_v4().simple()
+                );
+                write_private(&p("admin.token"), &t)?;
+                t
+            }
+        };
+        Ok(this)
+    }
+
+    fn issue(
+        &self,
+        cn: &str,
+        orgs: &[&str],
+        sans: Vec<String>,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Result<(String, String)> {
+        let ca_key = KeyPair::from_pem(&self.ca_key).context("parsing the CA key")?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert, ca_key)
+            .context("parsing the CA certificate")?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(sans)?;
+        params.distinguished_name = dn(cn, orgs);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// Issues a client certificate for `user` in `groups`, signed by the CA
+    /// (PEM certificate, PEM key).
+    pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {
+        self.issue(
+            user,
+            groups,
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+
+    /// The rustls server configuration: the serving certificate, ALPN h2 and
+    /// http/1.1, and client certificates verified against the CA when
+    /// presented (bearer tokens cover clients without one).
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(self.ca_cert.as_bytes()) {
+            roots.add(c?)?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()?;
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.server_cert.as_bytes())
+                .collect::<Result<_, _>>()?;
+        let key = PrivateKeyDer::from_pem_slice(self.server_key.as_bytes())?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+
+    /// A kubeconfig for `server` (e.g. `https://127.0.0.1:6443`) with the
+    /// admin client certificate, context and cluster named `name`.
+    pub fn admin_kubeconfig(&self, server: &str, name: &str) -> String {
+        kubeconfig(
+            server,
+            name,
+            &self.ca_cert,
+            &self.admin_cert,
+            &self.admin_key,
+        )
+    }
+}
+
+/// A kubeconfig document for one cluster/user/context named `name`.
+pub fn kubeconfig(server: &str, name: &str, ca: &str, cert: &str, key: &str) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}-admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}-admin\ncurrent-context: {name}\npreferences: {{}}\n",
+        ca = b64(ca),
+        cert = b64(cert),
+        key = b64(key),
+    )
+}
+
+/// The identity a verified client certificate carries (CN → user, O → groups).
+pub fn identity_from_cert(der: &[u8]) -> Option<Identity> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let user = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    Some(Identity { user, groups })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pki_is_created_once_and_reissued_on_new_sans() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Pki::load_or_create(dir.path(), &[]).unwrap();
+        let b = Pki::load_or_create(dir.path(), &[]).unwrap();
+        assert_eq!(a.ca_cert, b.ca_cert);
+        assert_eq!(a.server_cert, b.server_cert);
+        assert_eq!(a.admin_token, b.admin_token);
+        let c = Pki::load_or_create(dir.path(), &["vc.example.com".into()]).unwrap();
+        assert_eq!(a.ca_cert, c.ca_cert);
+        assert_ne!(a.server_cert, c.server_cert);
+        a.server_config().unwrap();
+        let der = CertificateDer::from_pem_slice(a.admin_cert.as_bytes()).unwrap();
+        assert_eq!(
+            identity_from_cert(&der),
+            Some(Identity {
+                user: "kubernetes-admin".into(),
+                groups: vec!["system:masters".into()]
+            })
+        );
+    }
+}

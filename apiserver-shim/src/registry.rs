@@ -1,0 +1,590 @@
+//! The resource registry: every served kind as one row of data.
+//!
+//! A [`ResourceDef`] says what kube-apiserver's per-kind strategy files say
+//! (k8s.io/kubernetes/pkg/registry/*/strategy.go): scope, subresources, whether
+//! `metadata.generation` tracks spec changes, the selectable fields, and the
+//! small per-kind hooks of a [`Strategy`]. The REST layer ([`crate::rest`]) is
+//! written once against this table (STYLE 4, 12).
+
+use crate::meta;
+use serde_json::{Value, json};
+
+/// Per-kind behaviour hooks, applied by the generic REST layer.
+#[derive(Clone, Copy)]
+pub struct Strategy {
+    /// Fills server-side fields of a new object (after system metadata, before
+    /// validation), e.g. a Pod's `status.phase: Pending`.
+    pub prepare_create: fn(&mut Value),
+    /// Adjusts an object on every update of the main resource.
+    pub prepare_update: fn(&mut Value, &Value),
+    /// Grace period, in seconds, for a delete of this object given the
+    /// requested `gracePeriodSeconds`; `0` deletes at once. `None` means the
+    /// kind has no graceful deletion.
+    pub grace_period: Option<fn(&Value, Option<i64>) -> i64>,
+}
+
+const PLAIN: Strategy = Strategy {
+    prepare_create: |_| {},
+    prepare_update: |_, _| {},
+    grace_period: None,
+};
+
+/// The `scale` subresource (autoscaling/v1 Scale) of a workload kind.
+#[derive(Clone, Copy, Debug)]
+pub struct ScaleDef {
+    /// JSON path segments of the desired replica count.
+    pub spec_replicas: &'static [&'static str],
+    /// JSON path segments of the observed replica count.
+    pub status_replicas: &'static [&'static str],
+    /// JSON path segments of the metav1.LabelSelector the Scale's
+    /// `status.selector` string is rendered from.
+    pub selector: &'static [&'static str],
+}
+
+const WORKLOAD_SCALE: ScaleDef = ScaleDef {
+    spec_replicas: &["spec", "replicas"],
+    status_replicas: &["status", "replicas"],
+    selector: &["spec", "selector"],
+};
+
+/// One served resource.
+#[derive(Clone, Copy)]
+pub struct ResourceDef {
+    /// API group; empty for core/v1.
+    pub group: &'static str,
+    /// API version within the group.
+    pub version: &'static str,
+    /// Plural lower-case resource name (URL segment).
+    pub resource: &'static str,
+    /// Kind of the objects.
+    pub kind: &'static str,
+    /// Singular name (discovery).
+    pub singular: &'static str,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+    /// kubectl short names (discovery).
+    pub short_names: &'static [&'static str],
+    /// Categories, e.g. `all` (discovery).
+    pub categories: &'static [&'static str],
+    /// Has a `status` subresource: main-resource writes keep the stored status
+    /// and status writes change only `status`.
+    pub status: bool,
+    /// Has a `scale` subresource.
+    pub scale: Option<ScaleDef>,
+    /// Has the pod `binding` subresource.
+    pub binding: bool,
+    /// `metadata.generation` starts at 1 and is bumped when anything outside
+    /// `metadata` and `status` changes.
+    pub generation: bool,
+    /// Field selector keys beyond `metadata.name` and `metadata.namespace`
+    /// (values read from the object by dotted path).
+    pub field_selectors: &'static [&'static str],
+    /// PUT of a missing object creates it.
+    pub allow_create_on_update: bool,
+    /// An immediate delete answers with the deleted object instead of a
+    /// `Status` (kube-apiserver's `ReturnDeletedObject`).
+    pub return_deleted_object: bool,
+    /// Per-kind hooks.
+    pub strategy: Strategy,
+}
+
+impl ResourceDef {
+    /// `v1` or `group/version`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The qualified resource for error messages.
+    pub fn group_resource(&self) -> crate::error::GroupResource {
+        crate::error::GroupResource::new(self.group, self.resource)
+    }
+
+    /// Storage key prefix of all objects: `/{group or core}/{resource}/`.
+    pub fn prefix(&self) -> String {
+        let g = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
+        format!("/{g}/{}/", self.resource)
+    }
+
+    /// Storage key prefix of one namespace's objects, or of all objects.
+    pub fn collection_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/", self.prefix()),
+            _ => self.prefix(),
+        }
+    }
+
+    /// Storage key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        format!("{}{name}", self.collection_prefix(namespace))
+    }
+
+    /// Whether `field` may be used in a field selector for this kind.
+    pub fn selectable(&self, field: &str) -> bool {
+        field == "metadata.name"
+            || (self.namespaced && field == "metadata.namespace")
+            || self.field_selectors.contains(&field)
+    }
+
+    /// Names of the subresources served (discovery).
+    pub fn subresources(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.status {
+            out.push("status");
+        }
+        if self.scale.is_some() {
+            out.push("scale");
+        }
+        if self.binding {
+            out.push("binding");
+        }
+        out
+    }
+}
+
+const fn def(
+    group: &'static str,
+    version: &'static str,
+    resource: &'static str,
+    kind: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+) -> ResourceDef {
+    ResourceDef {
+        group,
+        version,
+        resource,
+        kind,
+        singular,
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        scale: None,
+        binding: false,
+        generation: false,
+        field_selectors: &[],
+        allow_create_on_update: false,
+        return_deleted_object: false,
+        strategy: PLAIN,
+    }
+}
+
+/// Pods: `status.phase` starts Pending; graceful deletion as
+/// pkg/registry/core/pod/strategy.go `CheckGracefulDelete`: a pod not bound to
+/// a node, or already Succeeded/Failed, is deleted at once; otherwise the
+/// requested grace period, else `spec.terminationGracePeriodSeconds`, else 30.
+fn pod_grace_period(pod: &Value, requested: Option<i64>) -> i64 {
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node.is_empty() || matches!(phase, Some("Succeeded" | "Failed")) {
+        return 0;
+    }
+    let period = requested
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(30);
+    // A negative period means "as soon as possible", which is one second.
+    if period < 0 { 1 } else { period }
+}
+
+const POD: Strategy = Strategy {
+    prepare_create: |pod| {
+        let status = meta::ensure_object(pod, "status");
+        status.insert("phase".into(), json!("Pending"));
+    },
+    prepare_update: |_, _| {},
+    grace_period: Some(pod_grace_period),
+};
+
+/// Namespaces carry the `kubernetes` finalizer, phase Active, and the
+/// immutable `kubernetes.io/metadata.name` label (pkg/registry/core/namespace).
+fn namespace_label(ns: &mut Value) {
+    let name = meta::name(ns).to_string();
+    let labels = meta::ensure_object(meta::ensure_object_value(ns, "metadata"), "labels");
+    labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+}
+
+const NAMESPACE: Strategy = Strategy {
+    prepare_create: |ns| {
+        namespace_label(ns);
+        ns["spec"] = json!({ "finalizers": ["kubernetes"] });
+        ns["status"] = json!({ "phase": "Active" });
+    },
+    prepare_update: |ns, old| {
+        namespace_label(ns);
+        // spec.finalizers change only through the finalize subresource.
+        ns["spec"] = old.get("spec").cloned().unwrap_or_else(|| json!({}));
+    },
+    grace_period: None,
+};
+
+const SECRET: Strategy = Strategy {
+    prepare_create: |s| {
+        if s.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            s["type"] = json!("Opaque");
+        }
+    },
+    prepare_update: |_, _| {},
+    grace_period: None,
+};
+
+const EVENT_FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
+
+/// All built-in resources, in discovery order.
+pub static RESOURCES: &[ResourceDef] = &[
+    ResourceDef {
+        short_names: &["ns"],
+        status: true,
+        field_selectors: &["status.phase"],
+        strategy: NAMESPACE,
+        return_deleted_object: true,
+        ..def("", "v1", "namespaces", "Namespace", "namespace", false)
+    },
+    ResourceDef {
+        short_names: &["po"],
+        categories: &["all"],
+        status: true,
+        binding: true,
+        generation: true,
+        field_selectors: &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        return_deleted_object: true,
+        strategy: POD,
+        ..def("", "v1", "pods", "Pod", "pod", true)
+    },
+    ResourceDef {
+        short_names: &["svc"],
+        categories: &["all"],
+        status: true,
+        field_selectors: &["spec.clusterIP", "spec.type"],
+        return_deleted_object: true,
+        ..def("", "v1", "services", "Service", "service", true)
+    },
+    ResourceDef {
+        short_names: &["ep"],
+        allow_create_on_update: true,
+        ..def("", "v1", "endpoints", "Endpoints", "endpoints", true)
+    },
+    ResourceDef {
+        short_names: &["cm"],
+        ..def("", "v1", "configmaps", "ConfigMap", "configmap", true)
+    },
+    ResourceDef {
+        field_selectors: &["type"],
+        strategy: SECRET,
+        ..def("", "v1", "secrets", "Secret", "secret", true)
+    },
+    ResourceDef {
+        short_names: &["sa"],
+        ..def(
+            "",
+            "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            "serviceaccount",
+            true,
+        )
+    },
+    ResourceDef {
+        short_names: &["ev"],
+        field_selectors: EVENT_FIELDS,
+        allow_create_on_update: true,
+        ..def("", "v1", "events", "Event", "event", true)
+    },
+    ResourceDef {
+        short_names: &["no"],
+        status: true,
+        field_selectors: &["spec.unschedulable"],
+        ..def("", "v1", "nodes", "Node", "node", false)
+    },
+    ResourceDef {
+        short_names: &["pvc"],
+        status: true,
+        ..def(
+            "",
+            "v1",
+            "persistentvolumeclaims",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaim",
+            true,
+        )
+    },
+    ResourceDef {
+        short_names: &["quota"],
+        status: true,
+        ..def(
+            "",
+            "v1",
+            "resourcequotas",
+            "ResourceQuota",
+            "resourcequota",
+            true,
+        )
+    },
+    ResourceDef {
+        short_names: &["limits"],
+        ..def("", "v1", "limitranges", "LimitRange", "limitrange", true)
+    },
+    ResourceDef {
+        short_names: &["deploy"],
+        categories: &["all"],
+        status: true,
+        scale: Some(WORKLOAD_SCALE),
+        generation: true,
+        ..def(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            "deployment",
+            true,
+        )
+    },
+    ResourceDef {
+        short_names: &["rs"],
+        categories: &["all"],
+        status: true,
+        scale: Some(WORKLOAD_SCALE),
+        generation: true,
+        field_selectors: &["status.replicas"],
+        ..def(
+            "apps",
+            "v1",
+            "replicasets",
+            "ReplicaSet",
+            "replicaset",
+            true,
+        )
+    },
+    ResourceDef {
+        short_names: &["sts"],
+        categories: &["all"],
+        status: true,
+        scale: Some(WORKLOAD_SCALE),
+        generation: true,
+        ..def(
+            "apps",
+            "v1",
+            "statefulsets",
+            "StatefulSet",
+            "statefulset",
+            true,
+        )
+    },
+    ResourceDef {
+        short_names: &["ds"],
+        categories: &["all"],
+        status: true,
+        generation: true,
+        ..def("apps", "v1", "daemonsets", "DaemonSet", "daemonset", true)
+    },
+    def(
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "ControllerRevision",
+        "controllerrevision",
+        true,
+    ),
+    ResourceDef {
+        categories: &["all"],
+        status: true,
+        generation: true,
+        field_selectors: &["status.successful"],
+        ..def("batch", "v1", "jobs", "Job", "job", true)
+    },
+    ResourceDef {
+        short_names: &["cj"],
+        categories: &["all"],
+        status: true,
+        generation: true,
+        ..def("batch", "v1", "cronjobs", "CronJob", "cronjob", true)
+    },
+    ResourceDef {
+        allow_create_on_update: true,
+        ..def(
+            "coordination.k8s.io",
+            "v1",
+            "leases",
+            "Lease",
+            "lease",
+            true,
+        )
+    },
+    def(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        "endpointslice",
+        true,
+    ),
+    ResourceDef {
+        short_names: &["ev"],
+        allow_create_on_update: true,
+        ..def("events.k8s.io", "v1", "events", "Event", "event", true)
+    },
+    ResourceDef {
+        short_names: &["pdb"],
+        status: true,
+        generation: true,
+        ..def(
+            "policy",
+            "v1",
+            "poddisruptionbudgets",
+            "PodDisruptionBudget",
+            "poddisruptionbudget",
+            true,
+        )
+    },
+    ResourceDef {
+        allow_create_on_update: true,
+        ..def(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "roles",
+            "Role",
+            "role",
+            true,
+        )
+    },
+    ResourceDef {
+        allow_create_on_update: true,
+        ..def(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "rolebindings",
+            "RoleBinding",
+            "rolebinding",
+            true,
+        )
+    },
+    ResourceDef {
+        allow_create_on_update: true,
+        ..def(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            "clusterrole",
+            false,
+        )
+    },
+    ResourceDef {
+        allow_create_on_update: true,
+        ..def(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            "clusterrolebinding",
+            false,
+        )
+    },
+];
+
+/// The resource served at `group`/`version`/`resource`, if any.
+pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|d| d.group == group && d.version == version && d.resource == resource)
+}
+
+/// The served API groups with their versions, in discovery order (core first).
+pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for d in RESOURCES {
+        match out.iter_mut().find(|(g, _)| *g == d.group) {
+            Some((_, vs)) if !vs.contains(&d.version) => vs.push(d.version),
+            Some(_) => {}
+            None => out.push((d.group, vec![d.version])),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_prefixes() {
+        let pods = lookup("", "v1", "pods").unwrap();
+        assert_eq!(pods.key(Some("default"), "web"), "/core/pods/default/web");
+        assert_eq!(pods.collection_prefix(None), "/core/pods/");
+        let nodes = lookup("", "v1", "nodes").unwrap();
+        assert_eq!(nodes.key(Some("ignored"), "n1"), "/core/nodes/n1");
+        let deploy = lookup("apps", "v1", "deployments").unwrap();
+        assert_eq!(deploy.api_version(), "apps/v1");
+        assert_eq!(deploy.group_resource().to_string(), "deployments.apps");
+        assert_eq!(deploy.subresources(), vec!["status", "scale"]);
+    }
+
+    #[test]
+    fn every_listed_kind_is_served_once() {
+        let mut seen = std::collections::HashSet::new();
+        for d in RESOURCES {
+            assert!(
+                seen.insert((d.group, d.version, d.resource)),
+                "{}",
+                d.resource
+            );
+        }
+        assert_eq!(RESOURCES.len(), 27);
+        assert!(
+            groups()
+                .iter()
+                .any(|(g, _)| *g == "rbac.authorization.k8s.io")
+        );
+    }
+
+    #[test]
+    fn pod_grace_period_follows_pod_strategy() {
+        let unbound = json!({"spec": {}});
+        assert_eq!(pod_grace_period(&unbound, Some(30)), 0);
+        let bound = json!({"spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 5}});
+        assert_eq!(pod_grace_period(&bound, None), 5);
+        assert_eq!(pod_grace_period(&bound, Some(0)), 0);
+        let done = json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Succeeded"}});
+        assert_eq!(pod_grace_period(&done, None), 0);
+        let default = json!({"spec": {"nodeName": "n1"}});
+        assert_eq!(pod_grace_period(&default, None), 30);
+    }
+}

@@ -1,0 +1,1507 @@
+//! The generic REST layer: every verb for every kind, written once.
+//!
+//! The order of a write follows k8s.io/apiserver's generic registry store
+//! (STYLE 4): system metadata → generateName → the kind's prepare hook →
+//! validation → storage. Updates, patches and subresource writes all go
+//! through [`Api::guaranteed_update`], which re-reads and retries on a
+//! revision conflict unless the client pinned a resourceVersion (then `409`).
+
+use crate::error::{ApiError, ApiResult, Cause};
+use crate::meta;
+use crate::registry::ResourceDef;
+use crate::request::{Query, Representation, Target};
+use crate::store::{KeyValue, ListOptions, Storage, StorageError};
+use crate::table;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use vkube_core::fields::FieldSelector;
+use vkube_core::labels::LabelSelector;
+
+/// Limits and timings of the REST layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest stored object, in bytes (etcd's default request limit, 1.5 MiB).
+    pub max_object_bytes: usize,
+    /// Interval between watch BOOKMARK events when the client allows them
+    /// (kube-apiserver sends one about every minute).
+    pub bookmark_interval: Duration,
+    /// How long a "not older than" read waits for a future resourceVersion
+    /// before answering `504 Timeout`.
+    pub future_revision_wait: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_object_bytes: 3 << 19,
+            bookmark_interval: Duration::from_secs(60),
+            future_revision_wait: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The REST layer's shared state.
+pub struct Api {
+    /// The storage backend.
+    pub store: Arc<dyn Storage>,
+    /// Limits and timings.
+    pub config: ApiConfig,
+}
+
+/// `DeleteOptions`, from the body or the query.
+#[derive(Debug, Default)]
+pub(crate) struct DeleteOptions {
+    grace_period_seconds: Option<i64>,
+    precondition_uid: Option<String>,
+    precondition_rv: Option<String>,
+    dry_run: bool,
+}
+
+/// A selector pair parsed from the query, applied to every listed or watched object.
+pub struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    /// Parses `labelSelector`/`fieldSelector`; an unknown field label is
+    /// `400 field label not supported: <field>` as kube-apiserver answers.
+    pub fn from_query(def: &ResourceDef, q: &Query, name: Option<&str>) -> ApiResult<Filter> {
+        let labels = LabelSelector::parse(q.label_selector.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let mut fs = q.field_selector.clone().unwrap_or_default();
+        if let Some(n) = name {
+            // A watch on one object is a watch on the collection by name.
+            if !fs.is_empty() {
+                fs.push(',');
+            }
+            fs.push_str(&format!("metadata.name={n}"));
+        }
+        let fields = FieldSelector::parse(&fs).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        for r in fields.requirements() {
+            if !def.selectable(&r.field) {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {}",
+                    r.field
+                )));
+            }
+        }
+        Ok(Filter { labels, fields })
+    }
+
+    /// Whether `obj` passes both selectors.
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches_json(obj.pointer("/metadata/labels"))
+            && self
+                .fields
+                .matches(|f| vkube_core::fields::json_field(obj, f))
+    }
+
+    /// Whether the filter selects everything.
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.requirements().is_empty()
+    }
+}
+
+/// Decodes a stored value and stamps its resourceVersion.
+pub fn decode_stored(kv: &KeyValue) -> ApiResult<Value> {
+    let mut v: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    meta::set_resource_version(&mut v, kv.mod_revision);
+    Ok(v)
+}
+
+/// Maps a storage error about one object to its `Status`.
+pub fn storage_error(def: &ResourceDef, name: &str, e: StorageError) -> ApiError {
+    let gr = def.group_resource();
+    match e {
+        StorageError::AlreadyExists(_) => ApiError::already_exists(&gr, name),
+        StorageError::NotFound(_) => ApiError::not_found(&gr, name),
+        StorageError::Conflict { .. } => ApiError::modified(&gr, name),
+        StorageError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::too_old_resource_version(requested, compacted),
+        StorageError::FutureRevision { requested, current } => ApiError::timeout(
+            format!("Too large resource version: {requested}, current: {current}"),
+            1,
+        ),
+        StorageError::Backend(msg) => {
+            tracing::error!(%msg, "storage failure");
+            ApiError::internal(msg)
+        }
+    }
+}
+
+/// A JSON response with the given code.
+pub fn json_response(code: StatusCode, body: &Value) -> Response {
+    let mut resp = (code, serde_json::to_vec(body).unwrap_or_default()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn success_status(def: &ResourceDef, obj: &Value) -> Value {
+    let mut details = json!({
+        "name": meta::name(obj),
+        "kind": def.resource,
+        "uid": meta::uid(obj),
+    });
+    if !def.group.is_empty() {
+        details["group"] = json!(def.group);
+    }
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    })
+}
+
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| {
+            s.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Decodes a JSON object body; anything else is `400` (or `415` for a media
+/// type the endpoint does not take).
+fn decode_body(headers: &HeaderMap, body: &[u8], kind: &str) -> ApiResult<Value> {
+    let mt = media_type(headers);
+    if !(mt.is_empty() || mt == "application/json") {
+        return Err(ApiError::unsupported_media_type(&mt));
+    }
+    decode_json_object(body, kind)
+}
+
+/// Summarises a body for a decode error as handlers/rest.go does: the first
+/// 30 bytes of a JSON object, hex otherwise, `<empty>` for none.
+fn body_summary(body: &[u8]) -> String {
+    match body.first() {
+        None => "<empty>".into(),
+        Some(b'{') => {
+            let head = String::from_utf8_lossy(&body[..body.len().min(30)]);
+            if body.len() > 30 {
+                format!("{head} ...")
+            } else {
+                head.into_owned()
+            }
+        }
+        Some(_) => body.iter().take(30).map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+fn decode_json_object(body: &[u8], kind: &str) -> ApiResult<Value> {
+    let unrecognized = |why: String| {
+        ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: {why} ({})",
+            body_summary(body)
+        ))
+    };
+    let v: Value = serde_json::from_slice(body).map_err(|e| unrecognized(e.to_string()))?;
+    if !v.is_object() {
+        return Err(unrecognized("expected a JSON object".into()));
+    }
+    if v.get("metadata")
+        .is_some_and(|m| !m.is_object() && !m.is_null())
+    {
+        return Err(ApiError::bad_request(
+            "metadata: expected an object (ObjectMeta)",
+        ));
+    }
+    Ok(v)
+}
+
+/// Checks `apiVersion`/`kind` of a body against the URL's resource, filling them if absent.
+fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> ApiResult<()> {
+    let api_version = def.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if !v.is_empty() && v != api_version => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )));
+        }
+        _ => obj["apiVersion"] = json!(api_version),
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some(k) if !k.is_empty() && k != def.kind => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                def.kind
+            )));
+        }
+        _ => obj["kind"] = json!(def.kind),
+    }
+    Ok(())
+}
+
+fn invalid_value(field: &str, value: &str, detail: &str) -> Cause {
+    Cause {
+        reason: "FieldValueInvalid".into(),
+        message: format!("Invalid value: {value:?}: {detail}"),
+        field: field.into(),
+    }
+}
+
+/// ObjectMeta validation as k8s.io/apimachinery/pkg/api/validation
+/// `ValidateObjectMeta`: the name rule of the kind, label keys and values,
+/// annotation keys.
+fn validate_object_meta(def: &ResourceDef, obj: &Value) -> Vec<Cause> {
+    use vkube_core::validation as v;
+    let mut causes = Vec::new();
+    let name = meta::name(obj);
+    if name.is_empty() {
+        causes.push(Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value: name or generateName is required".into(),
+            field: "metadata.name".into(),
+        });
+    } else {
+        let errs = match def.resource {
+            "namespaces" | "services" => v::is_dns1123_label(name),
+            r if r.starts_with("role")
+                || r.starts_with("clusterrole")
+                || r == "events"
+                || r == "nodes" =>
+            {
+                path_segment_name(name)
+            }
+            _ => v::is_dns1123_subdomain(name),
+        };
+        for e in errs {
+            causes.push(invalid_value("metadata.name", name, &e));
+        }
+    }
+    if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, val) in labels {
+            for e in v::is_qualified_name(k) {
+                causes.push(invalid_value("metadata.labels", k, &e));
+            }
+            match val.as_str() {
+                Some(s) => {
+                    for e in v::is_valid_label_value(s) {
+                        causes.push(invalid_value(&format!("metadata.labels[{k}]"), s, &e));
+                    }
+                }
+                None => causes.push(invalid_value(
+                    &format!("metadata.labels[{k}]"),
+                    &val.to_string(),
+                    "must be a string",
+                )),
+            }
+        }
+    } else if obj
+        .pointer("/metadata/labels")
+        .is_some_and(|l| !l.is_null())
+    {
+        causes.push(invalid_value("metadata.labels", "", "must be an object"));
+    }
+    if let Some(ann) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        for (k, val) in ann {
+            for e in v::is_qualified_name(&k.to_ascii_lowercase()) {
+                causes.push(invalid_value("metadata.annotations", k, &e));
+            }
+            if !val.is_string() {
+                causes.push(invalid_value(
+                    &format!("metadata.annotations[{k}]"),
+                    &val.to_string(),
+                    "must be a string",
+                ));
+            }
+        }
+    }
+    causes
+}
+
+/// `path.ValidatePathSegmentName`: any name usable as one URL path segment.
+fn path_segment_name(name: &str) -> Vec<String> {
+    if name == "." || name == ".." {
+        return vec![format!("may not be '{name}'")];
+    }
+    ["/", "%"]
+        .iter()
+        .filter(|c| name.contains(**c))
+        .map(|c| format!("may not contain '{c}'"))
+        .collect()
+}
+
+/// Continue tokens: base64 of `{"rv":R,"start":"<last key>"}` (opaque to clients).
+fn encode_continue(revision: u64, last_key: &str) -> String {
+    let raw = json!({ "v": "meta.k8s.io/v1", "rv": revision, "start": last_key });
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.to_string())
+}
+
+fn decode_continue(token: &str, prefix: &str) -> ApiResult<(u64, String)> {
+    let bad = || ApiError::bad_request("continue key is not valid: invalid continue token");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    if !start.starts_with(prefix) {
+        return Err(bad());
+    }
+    Ok((rv, start.to_string()))
+}
+
+fn parse_rv(s: &str) -> ApiResult<u64> {
+    s.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "Invalid value: {s:?}: resourceVersion must be an unsigned integer"
+        ))
+    })
+}
+
+impl Api {
+    /// Serves one resource request.
+    pub async fn handle(
+        self: &Arc<Self>,
+        method: &Method,
+        target: Target,
+        query: Query,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> ApiResult<Response> {
+        let repr = crate::request::representation(
+            headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+        );
+        let def = target.def;
+        let sub = target.subresource.as_deref();
+        let gr = def.group_resource();
+        match (method.as_str(), target.name.as_deref(), sub) {
+            ("GET", _, None) if query.watch || target.watch_prefix => {
+                crate::watch::serve(self.clone(), target, query, repr).await
+            }
+            ("GET", None, None) => self.list(&target, &query, repr).await,
+            ("GET", Some(name), None | Some("status")) => {
+                let obj = self.get(&target, name).await?;
+                Ok(self.render_one(def, StatusCode::OK, &obj, repr, &query))
+            }
+            ("GET", Some(name), Some("scale")) => {
+                let obj = self.get(&target, name).await?;
+                Ok(json_response(StatusCode::OK, &to_scale(def, &obj)))
+            }
+            ("POST", None, None) => self.create(&target, &query, headers, &body, repr).await,
+            ("POST", Some(name), Some("binding")) => self.bind(&target, name, headers, &body).await,
+            ("PUT", Some(name), _) => {
+                let obj = decode_body(headers, &body, def.kind)?;
+                self.update(&target, name, &query, obj, repr).await
+            }
+            ("PATCH", Some(name), _) => {
+                self.patch(&target, name, &query, headers, &body, repr)
+                    .await
+            }
+            ("DELETE", Some(name), None) => {
+                let opts = delete_options(&query, headers, &body)?;
+                self.delete(&target, name, &opts).await
+            }
+            ("DELETE", None, None) => {
+                let opts = delete_options(&query, headers, &body)?;
+                self.delete_collection(&target, &query, &opts).await
+            }
+            (m, _, _) => Err(ApiError::method_not_supported(&gr, &m.to_ascii_lowercase())),
+        }
+    }
+
+    fn render_one(
+        &self,
+        def: &ResourceDef,
+        code: StatusCode,
+        obj: &Value,
+        repr: Representation,
+        query: &Query,
+    ) -> Response {
+        match repr {
+            Representation::Object => json_response(code, obj),
+            Representation::Table => json_response(
+                code,
+                &table::table(
+                    def,
+                    std::slice::from_ref(obj),
+                    query.include_object.as_deref(),
+                    None,
+                ),
+            ),
+            Representation::PartialMetadata => json_response(code, &table::partial_metadata(obj)),
+        }
+    }
+
+    async fn get(&self, target: &Target, name: &str) -> ApiResult<Value> {
+        let def = target.def;
+        let key = def.key(target.namespace.as_deref(), name);
+        match self.store.get(&key).await {
+            Ok(Some(kv)) => decode_stored(&kv),
+            Ok(None) => Err(ApiError::not_found(&def.group_resource(), name)),
+            Err(e) => Err(storage_error(def, name, e)),
+        }
+    }
+
+    /// The revision a list reads at, from resourceVersion/resourceVersionMatch
+    /// per the API concepts' "Semantics for get and list" table.
+    async fn list_revision(&self, query: &Query) -> ApiResult<Option<u64>> {
+        let rv = query.resource_version.as_deref();
+        let forbidden = |msg: &str| {
+            ApiError::invalid(
+                "ListOptions",
+                "meta.k8s.io",
+                "",
+                vec![Cause {
+                    reason: "FieldValueForbidden".into(),
+                    message: format!("Forbidden: {msg}"),
+                    field: "resourceVersionMatch".into(),
+                }],
+            )
+        };
+        match (query.resource_version_match.as_deref(), rv) {
+            (Some(_), None) => Err(forbidden(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            )),
+            (Some("Exact"), Some("0")) => Err(forbidden(
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+            )),
+            (Some("Exact"), Some(rv)) => {
+                let rv = parse_rv(rv)?;
+                self.wait_not_older(rv).await?;
+                Ok(Some(rv))
+            }
+            (Some("NotOlderThan") | None, Some(rv)) => {
+                let rv = parse_rv(rv)?;
+                self.wait_not_older(rv).await?;
+                Ok(None)
+            }
+            (None, None) => Ok(None),
+            (Some(other), _) => Err(ApiError::invalid(
+                "ListOptions",
+                "meta.k8s.io",
+                "",
+                vec![Cause {
+                    reason: "FieldValueNotSupported".into(),
+                    message: format!(
+                        "Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\", \"\""
+                    ),
+                    field: "resourceVersionMatch".into(),
+                }],
+            )),
+        }
+    }
+
+    /// Waits briefly for a resourceVersion newer than the store's, else `504`.
+    pub async fn wait_not_older(&self, rv: u64) -> ApiResult<()> {
+        if rv <= self.store.current_revision()
+            || self
+                .store
+                .wait_for_revision(rv, self.config.future_revision_wait)
+                .await
+        {
+            return Ok(());
+        }
+        Err(ApiError::timeout(
+            format!(
+                "Too large resource version: {rv}, current: {}",
+                self.store.current_revision()
+            ),
+            1,
+        ))
+    }
+
+    /// Lists matching objects; returns them with the list's revision and the
+    /// continue token of the next page, if any.
+    pub async fn list_objects(
+        &self,
+        target: &Target,
+        query: &Query,
+        filter: &Filter,
+    ) -> ApiResult<(Vec<Value>, u64, Option<String>)> {
+        let def = target.def;
+        let prefix = def.collection_prefix(target.namespace.as_deref());
+        let (mut revision, mut start_after) = match &query.continue_token {
+            Some(token) => {
+                if query
+                    .resource_version
+                    .as_deref()
+                    .is_some_and(|rv| rv != "0")
+                {
+                    return Err(ApiError::bad_request(
+                        "specifying resource version is not allowed when using continue",
+                    ));
+                }
+                let (rv, start) = decode_continue(token, &prefix)?;
+                (Some(rv), Some(start))
+            }
+            None => (self.list_revision(query).await?, None),
+        };
+        // As the watch cache does, a list at resourceVersion "0" ignores limit.
+        let limit = query.limit.filter(|_| {
+            query.resource_version.as_deref() != Some("0") || query.continue_token.is_some()
+        });
+        let mut items = Vec::new();
+        loop {
+            let want = limit.map(|l| l - items.len());
+            let page = self
+                .store
+                .list(
+                    &prefix,
+                    ListOptions {
+                        revision,
+                        start_after: start_after.clone(),
+                        limit: want.map(|w| w.max(64)),
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    StorageError::Compacted { .. } if query.continue_token.is_some() => {
+                        ApiError::continue_expired()
+                    }
+                    e => storage_error(def, "", e),
+                })?;
+            revision = Some(page.revision);
+            let mut last_key = None;
+            for kv in &page.items {
+                last_key = Some(kv.key.clone());
+                let obj = decode_stored(kv)?;
+                if filter.matches(&obj) {
+                    items.push(obj);
+                    if limit.is_some_and(|l| items.len() >= l) {
+                        break;
+                    }
+                }
+            }
+            let scanned_all = last_key.as_deref() == page.items.last().map(|kv| kv.key.as_str());
+            let more = page.more || !scanned_all;
+            let full = limit.is_some_and(|l| items.len() >= l);
+            if full || !more {
+                let token = (full && more).then(|| {
+                    encode_continue(page.revision, last_key.as_deref().unwrap_or_default())
+                });
+                return Ok((items, page.revision, token));
+            }
+            start_after = last_key;
+        }
+    }
+
+    async fn list(
+        &self,
+        target: &Target,
+        query: &Query,
+        repr: Representation,
+    ) -> ApiResult<Response> {
+        let def = target.def;
+        let filter = Filter::from_query(def, query, None)?;
+        let (items, revision, token) = self.list_objects(target, query, &filter).await?;
+        let mut list_meta = json!({ "resourceVersion": revision.to_string() });
+        if let Some(t) = &token {
+            list_meta["continue"] = json!(t);
+        }
+        let body = match repr {
+            Representation::Table => table::table(
+                def,
+                &items,
+                query.include_object.as_deref(),
+                Some(list_meta),
+            ),
+            Representation::PartialMetadata => json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": list_meta,
+                "items": items.iter().map(table::partial_metadata).collect::<Vec<_>>(),
+            }),
+            Representation::Object => json!({
+                "kind": format!("{}List", def.kind),
+                "apiVersion": def.api_version(),
+                "metadata": list_meta,
+                "items": items,
+            }),
+        };
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    fn encode(&self, def: &ResourceDef, obj: &Value) -> ApiResult<Bytes> {
+        let mut o = obj.clone();
+        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        let bytes = serde_json::to_vec(&o).map_err(ApiError::internal)?;
+        if bytes.len() > self.config.max_object_bytes {
+            return Err(ApiError::too_large(format!(
+                "Request entity too large: {} \"{}\" is {} bytes, limit is {}",
+                def.resource,
+                meta::name(obj),
+                bytes.len(),
+                self.config.max_object_bytes
+            )));
+        }
+        Ok(Bytes::from(bytes))
+    }
+
+    /// Rejects writes into a missing or terminating namespace.
+    async fn check_namespace(&self, def: &ResourceDef, ns: &str, name: &str) -> ApiResult<()> {
+        let nsdef = crate::registry::lookup("", "v1", "namespaces").expect("namespaces registered");
+        let key = nsdef.key(None, ns);
+        let found = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| storage_error(nsdef, ns, e))?;
+        match found {
+            None => Err(ApiError::not_found(&nsdef.group_resource(), ns)),
+            Some(kv) => {
+                let nsobj = decode_stored(&kv)?;
+                if meta::is_deleting(&nsobj) {
+                    return Err(ApiError::forbidden(
+                        &def.group_resource(),
+                        name,
+                        &format!(
+                            "unable to create new content in namespace {ns} because it is being terminated"
+                        ),
+                    )
+                    .with_cause(
+                        "NamespaceTerminating",
+                        &format!("namespace {ns} is being terminated"),
+                        "metadata.namespace",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Fills system metadata of a new object and runs the kind's create hooks and validation.
+    fn prepare_create(&self, target: &Target, obj: &mut Value) -> ApiResult<()> {
+        let def = target.def;
+        check_type_meta(def, obj)?;
+        let url_ns = target.namespace.clone();
+        let md = meta::metadata_mut(obj);
+        if def.namespaced {
+            let ns = url_ns.unwrap_or_default();
+            match md.get("namespace").and_then(Value::as_str) {
+                Some(body_ns) if !body_ns.is_empty() && body_ns != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    md.insert("namespace".into(), json!(ns));
+                }
+            }
+        } else {
+            md.remove("namespace");
+        }
+        let name_empty = md
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
+        if name_empty
+            && let Some(base) = md.get("generateName").and_then(Value::as_str)
+            && !base.is_empty()
+        {
+            let generated = meta::generate_name(base);
+            md.insert("name".into(), json!(generated));
+        }
+        md.insert("uid".into(), json!(meta::new_uid()));
+        md.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            md.remove(f);
+        }
+        if def.generation {
+            md.insert("generation".into(), json!(1));
+        } else {
+            md.remove("generation");
+        }
+        (def.strategy.prepare_create)(obj);
+        let causes = validate_object_meta(def, obj);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(
+                def.kind,
+                def.group,
+                meta::name(obj),
+                causes,
+            ));
+        }
+        Ok(())
+    }
+
+    async fn create(
+        &self,
+        target: &Target,
+        query: &Query,
+        headers: &HeaderMap,
+        body: &[u8],
+        repr: Representation,
+    ) -> ApiResult<Response> {
+        let obj = decode_body(headers, body, target.def.kind)?;
+        let generated = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
+        let def = target.def;
+        // generateName collisions are retried with a new suffix, as the registry does.
+        for _ in 0..8 {
+            let mut candidate = obj.clone();
+            self.prepare_create(target, &mut candidate)?;
+            let name = meta::name(&candidate).to_string();
+            if def.namespaced {
+                self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), &name)
+                    .await?;
+            }
+            if query.dry_run {
+                return Ok(self.render_one(def, StatusCode::CREATED, &candidate, repr, query));
+            }
+            let key = def.key(target.namespace.as_deref(), &name);
+            let bytes = self.encode(def, &candidate)?;
+            match self.store.create(&key, bytes).await {
+                Ok(rev) => {
+                    meta::set_resource_version(&mut candidate, rev);
+                    return Ok(self.render_one(def, StatusCode::CREATED, &candidate, repr, query));
+                }
+                Err(StorageError::AlreadyExists(_)) if generated => continue,
+                Err(e) => return Err(storage_error(def, &name, e)),
+            }
+        }
+        Err(ApiError::already_exists(
+            &def.group_resource(),
+            meta::name(&obj),
+        ))
+    }
+
+    /// Read-modify-write of one object. `mutate` receives the current object
+    /// (with its resourceVersion) and returns the desired object; it runs again
+    /// after a conflict. Returns the stored object and whether it was created.
+    pub async fn guaranteed_update(
+        &self,
+        target: &Target,
+        name: &str,
+        allow_create: bool,
+        dry_run: bool,
+        mut mutate: impl FnMut(Option<&Value>) -> ApiResult<Value>,
+    ) -> ApiResult<(Value, bool)> {
+        let def = target.def;
+        let key = def.key(target.namespace.as_deref(), name);
+        for _attempt in 0..64 {
+            let current = self
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| storage_error(def, name, e))?;
+            let Some(kv) = current else {
+                if !allow_create {
+                    return Err(ApiError::not_found(&def.group_resource(), name));
+                }
+                let mut obj = mutate(None)?;
+                self.prepare_create(target, &mut obj)?;
+                if def.namespaced {
+                    self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), name)
+                        .await?;
+                }
+                if dry_run {
+                    return Ok((obj, true));
+                }
+                match self.store.create(&key, self.encode(def, &obj)?).await {
+                    Ok(rev) => {
+                        meta::set_resource_version(&mut obj, rev);
+                        return Ok((obj, true));
+                    }
+                    Err(StorageError::AlreadyExists(_)) => continue,
+                    Err(e) => return Err(storage_error(def, name, e)),
+                }
+            };
+            let old = decode_stored(&kv)?;
+            let mut new = mutate(Some(&old))?;
+            finish_update(target, &old, &mut new)?;
+            if new == old {
+                return Ok((old, false));
+            }
+            if dry_run {
+                return Ok((new, false));
+            }
+            let result = if meta::is_deleting(&new)
+                && !blocks_deletion(def, &new)
+                && new
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    == 0
+            {
+                // The last finalizer is gone: the object goes away now.
+                self.store.delete(&key, kv.mod_revision).await
+            } else {
+                self.store
+                    .update(&key, kv.mod_revision, self.encode(def, &new)?)
+                    .await
+            };
+            match result {
+                Ok(rev) => {
+                    meta::set_resource_version(&mut new, rev);
+                    return Ok((new, false));
+                }
+                Err(StorageError::Conflict { .. }) => {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Err(e) => return Err(storage_error(def, name, e)),
+            }
+        }
+        Err(ApiError::modified(&def.group_resource(), name))
+    }
+
+    async fn update(
+        &self,
+        target: &Target,
+        name: &str,
+        query: &Query,
+        mut body: Value,
+        repr: Representation,
+    ) -> ApiResult<Response> {
+        let def = target.def;
+        let gr = def.group_resource();
+        let sub = target.subresource.clone();
+        if sub.as_deref() == Some("scale") {
+            return self.update_scale(target, name, query, body).await;
+        }
+        check_type_meta(def, &mut body)?;
+        let body_name = meta::name(&body);
+        if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let precondition = meta::resource_version(&body).to_string();
+        let allow_create = def.allow_create_on_update && sub.is_none();
+        let (obj, created) = self
+            .guaranteed_update(target, name, allow_create, query.dry_run, |old| {
+                let Some(old) = old else {
+                    return Ok(body.clone());
+                };
+                if !precondition.is_empty() && precondition != meta::resource_version(old) {
+                    return Err(ApiError::modified(&gr, name));
+                }
+                Ok(apply_subresource_rules(
+                    def,
+                    sub.as_deref(),
+                    old,
+                    body.clone(),
+                ))
+            })
+            .await?;
+        let code = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok(self.render_one(def, code, &obj, repr, query))
+    }
+
+    async fn patch(
+        &self,
+        target: &Target,
+        name: &str,
+        query: &Query,
+        headers: &HeaderMap,
+        body: &[u8],
+        repr: Representation,
+    ) -> ApiResult<Response> {
+        let def = target.def;
+        let gr = def.group_resource();
+        let patch = Patch::parse(&media_type(headers), body)?;
+        let sub = target.subresource.clone();
+        let (obj, _) = self
+            .guaranteed_update(target, name, false, query.dry_run, |old| {
+                let old = old.expect("patch does not create");
+                if sub.as_deref() == Some("scale") {
+                    let mut scale = to_scale(def, old);
+                    let before = scale.clone();
+                    patch.apply(&mut scale)?;
+                    return scale_into(def, &gr, name, old, &before, &scale);
+                }
+                let mut patched = old.clone();
+                patch.apply(&mut patched)?;
+                if meta::resource_version(&patched) != meta::resource_version(old) {
+                    return Err(ApiError::modified(&gr, name));
+                }
+                if meta::name(&patched) != name {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({}) does not match the name on the URL ({name})",
+                        meta::name(&patched)
+                    )));
+                }
+                Ok(apply_subresource_rules(def, sub.as_deref(), old, patched))
+            })
+            .await?;
+        if sub.as_deref() == Some("scale") {
+            return Ok(json_response(StatusCode::OK, &to_scale(def, &obj)));
+        }
+        Ok(self.render_one(def, StatusCode::OK, &obj, repr, query))
+    }
+
+    async fn update_scale(
+        &self,
+        target: &Target,
+        name: &str,
+        query: &Query,
+        body: Value,
+    ) -> ApiResult<Response> {
+        let def = target.def;
+        let gr = def.group_resource();
+        let (obj, _) = self
+            .guaranteed_update(target, name, false, query.dry_run, |old| {
+                let old = old.expect("no create");
+                let current = to_scale(def, old);
+                scale_into(def, &gr, name, old, &current, &body)
+            })
+            .await?;
+        Ok(json_response(StatusCode::OK, &to_scale(def, &obj)))
+    }
+
+    async fn bind(
+        &self,
+        target: &Target,
+        name: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> ApiResult<Response> {
+        let gr = crate::error::GroupResource::new("", "pods/binding");
+        let binding = decode_body(headers, body, "Binding")?;
+        let node = binding
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if node.is_empty() {
+            return Err(ApiError::invalid(
+                "Binding",
+                "",
+                name,
+                vec![Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value".into(),
+                    field: "target.name".into(),
+                }],
+            ));
+        }
+        self.guaranteed_update(target, name, false, false, |old| {
+            let old = old.expect("no create");
+            if meta::is_deleting(old) {
+                return Err(ApiError::conflict(
+                    &gr,
+                    name,
+                    &format!("pod {name} is being deleted, cannot be assigned to a host"),
+                ));
+            }
+            let current = old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !current.is_empty() {
+                return Err(ApiError::conflict(
+                    &gr,
+                    name,
+                    &format!("pod {name} is already assigned to node {current:?}"),
+                ));
+            }
+            let mut pod = old.clone();
+            meta::ensure_object(&mut pod, "spec").insert("nodeName".into(), json!(node));
+            set_condition(&mut pod, "PodScheduled", "True");
+            Ok(pod)
+        })
+        .await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ))
+    }
+
+    /// Deletes one object, honouring finalizers, graceful deletion and preconditions.
+    async fn delete(
+        &self,
+        target: &Target,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Response> {
+        let (code, body) = self.delete_one(target, name, opts).await?;
+        Ok(json_response(code, &body))
+    }
+
+    pub(crate) async fn delete_one(
+        &self,
+        target: &Target,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<(StatusCode, Value)> {
+        let def = target.def;
+        let gr = def.group_resource();
+        let key = def.key(target.namespace.as_deref(), name);
+        for _attempt in 0..64 {
+            let kv = self
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| storage_error(def, name, e))?
+                .ok_or_else(|| ApiError::not_found(&gr, name))?;
+            let obj = decode_stored(&kv)?;
+            // rest.BeforeDelete names the Kind (not the resource) in these conflicts.
+            let gk = crate::error::GroupResource::new(def.group, def.kind);
+            if let Some(uid) = &opts.precondition_uid
+                && uid != meta::uid(&obj)
+            {
+                return Err(ApiError::conflict(
+                    &gk,
+                    name,
+                    &format!(
+                        "the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
+                        meta::uid(&obj)
+                    ),
+                ));
+            }
+            if let Some(rv) = &opts.precondition_rv
+                && rv != meta::resource_version(&obj)
+            {
+                return Err(ApiError::conflict(
+                    &gk,
+                    name,
+                    &format!(
+                        "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                        meta::resource_version(&obj)
+                    ),
+                ));
+            }
+            if def.resource == "namespaces"
+                && matches!(name, "default" | "kube-system" | "kube-public")
+            {
+                return Err(ApiError::forbidden(
+                    &gr,
+                    name,
+                    "this namespace may not be deleted",
+                ));
+            }
+            let grace = def
+                .strategy
+                .grace_period
+                .map_or(0, |f| f(&obj, opts.grace_period_seconds));
+            let pending = blocks_deletion(def, &obj);
+            if pending || grace > 0 {
+                let mut marked = obj.clone();
+                let md = meta::metadata_mut(&mut marked);
+                let current_grace = md.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
+                let already = md.get("deletionTimestamp").is_some_and(|v| !v.is_null());
+                if !already || current_grace.is_some_and(|g| grace < g) {
+                    md.insert(
+                        "deletionTimestamp".into(),
+                        json!(meta::now_plus_seconds(grace)),
+                    );
+                    md.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                }
+                if def.resource == "namespaces" {
+                    meta::ensure_object(&mut marked, "status")
+                        .insert("phase".into(), json!("Terminating"));
+                }
+                if grace == 0 && !pending {
+                    // fall through to an immediate delete below
+                } else {
+                    if marked == obj || opts.dry_run {
+                        return Ok((StatusCode::OK, marked));
+                    }
+                    match self
+                        .store
+                        .update(&key, kv.mod_revision, self.encode(def, &marked)?)
+                        .await
+                    {
+                        Ok(rev) => {
+                            meta::set_resource_version(&mut marked, rev);
+                            return Ok((StatusCode::OK, marked));
+                        }
+                        Err(StorageError::Conflict { .. }) => continue,
+                        Err(e) => return Err(storage_error(def, name, e)),
+                    }
+                }
+            }
+            if opts.dry_run {
+                return Ok((StatusCode::OK, obj));
+            }
+            match self.store.delete(&key, kv.mod_revision).await {
+                Ok(rev) => {
+                    let mut deleted = obj;
+                    meta::set_resource_version(&mut deleted, rev);
+                    let body = if def.return_deleted_object {
+                        deleted
+                    } else {
+                        success_status(def, &deleted)
+                    };
+                    return Ok((StatusCode::OK, body));
+                }
+                Err(StorageError::Conflict { .. }) => continue,
+                Err(StorageError::NotFound(_)) => return Err(ApiError::not_found(&gr, name)),
+                Err(e) => return Err(storage_error(def, name, e)),
+            }
+        }
+        Err(ApiError::modified(&gr, name))
+    }
+
+    async fn delete_collection(
+        &self,
+        target: &Target,
+        query: &Query,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Response> {
+        let def = target.def;
+        let filter = Filter::from_query(def, query, None)?;
+        let mut list_query = query.clone();
+        list_query.limit = None;
+        list_query.continue_token = None;
+        let (items, revision, _) = self.list_objects(target, &list_query, &filter).await?;
+        let mut deleted = Vec::new();
+        for item in items {
+            let mut t = target.clone();
+            if def.namespaced {
+                t.namespace = Some(meta::namespace(&item).to_string());
+            }
+            // The answer lists the items as they were before deletion.
+            match self.delete_one(&t, meta::name(&item), opts).await {
+                Ok(_) => deleted.push(item),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "kind": format!("{}List", def.kind),
+                "apiVersion": def.api_version(),
+                "metadata": {"resourceVersion": revision.to_string()},
+                "items": deleted,
+            }),
+        ))
+    }
+}
+
+/// Whether finalizers still hold the object (namespaces also wait for
+/// `spec.finalizers`, which the namespace controller clears via `finalize`).
+fn blocks_deletion(def: &ResourceDef, obj: &Value) -> bool {
+    meta::has_finalizers(obj)
+        || (def.resource == "namespaces"
+            && obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty()))
+}
+
+/// Which part of the object a write may change: the main resource keeps the
+/// stored status; `status` changes only status; `finalize` only the
+/// namespace's `spec.finalizers`.
+fn apply_subresource_rules(def: &ResourceDef, sub: Option<&str>, old: &Value, new: Value) -> Value {
+    match sub {
+        None => {
+            let mut new = new;
+            if def.status {
+                match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        new.as_object_mut().map(|o| o.remove("status"));
+                    }
+                }
+            }
+            (def.strategy.prepare_update)(&mut new, old);
+            new
+        }
+        Some("status") => {
+            let mut out = old.clone();
+            match new.get("status") {
+                Some(s) => out["status"] = s.clone(),
+                None => {
+                    out.as_object_mut().map(|o| o.remove("status"));
+                }
+            }
+            out
+        }
+        Some("finalize") => {
+            let mut out = old.clone();
+            let fins = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or_else(|| json!([]));
+            meta::ensure_object(&mut out, "spec").insert("finalizers".into(), fins);
+            out
+        }
+        Some(_) => new,
+    }
+}
+
+/// Carries system metadata over from the stored object and bumps generation.
+fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()> {
+    let def = target.def;
+    check_type_meta(def, new)?;
+    let old_md = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let md = meta::metadata_mut(new);
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "resourceVersion",
+    ] {
+        match old_md.get(f) {
+            Some(v) => md.insert(f.into(), v.clone()),
+            None => md.remove(f),
+        };
+    }
+    md.remove("selfLink");
+    if def.generation && meta::spec_changed(old, new) {
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        meta::metadata_mut(new).insert("generation".into(), json!(g + 1));
+    }
+    // Once deletion started, finalizers may only be removed.
+    let causes = validate_object_meta(def, new);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(
+            def.kind,
+            def.group,
+            meta::name(new),
+            causes,
+        ));
+    }
+    Ok(())
+}
+
+fn set_condition(obj: &mut Value, kind: &str, status: &str) {
+    let status_obj = meta::ensure_object(obj, "status");
+    let conds = status_obj.entry("conditions").or_insert_with(|| json!([]));
+    if !conds.is_array() {
+        *conds = json!([]);
+    }
+    let arr = conds.as_array_mut().expect("array");
+    let now = meta::now_rfc3339();
+    match arr
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+    {
+        Some(c) => {
+            c["status"] = json!(status);
+            c["lastTransitionTime"] = json!(now);
+        }
+        None => arr.push(json!({
+            "type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now
+        })),
+    }
+}
+
+fn get_path<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(obj, |v, seg| v.get(*seg))
+}
+
+/// The autoscaling/v1 `Scale` view of a workload.
+pub fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
+    let scale = def.scale.expect("kind has a scale subresource");
+    let md = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let selector = get_path(obj, scale.selector)
+        .and_then(|s| LabelSelector::from_label_selector_json(s).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": md.get("name"),
+            "namespace": md.get("namespace"),
+            "uid": md.get("uid"),
+            "resourceVersion": md.get("resourceVersion"),
+            "creationTimestamp": md.get("creationTimestamp"),
+        },
+        "spec": {"replicas": get_path(obj, scale.spec_replicas).and_then(Value::as_i64).unwrap_or(1)},
+        "status": {
+            "replicas": get_path(obj, scale.status_replicas).and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+/// Writes a Scale's `spec.replicas` into the workload, checking its resourceVersion.
+fn scale_into(
+    def: &ResourceDef,
+    gr: &crate::error::GroupResource,
+    name: &str,
+    old: &Value,
+    current_scale: &Value,
+    desired: &Value,
+) -> ApiResult<Value> {
+    let rv = meta::resource_version(desired);
+    if !rv.is_empty() && rv != meta::resource_version(current_scale) {
+        return Err(ApiError::modified(gr, name));
+    }
+    let replicas = desired
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            "Scale",
+            "autoscaling",
+            name,
+            vec![Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                field: "spec.replicas".into(),
+            }],
+        ));
+    }
+    let scale = def.scale.expect("kind has a scale subresource");
+    let mut new = old.clone();
+    let (last, parents) = scale.spec_replicas.split_last().expect("non-empty path");
+    let mut cur = &mut new;
+    for seg in parents {
+        cur = meta::ensure_object_value(cur, seg);
+    }
+    cur[*last] = json!(replicas);
+    Ok(new)
+}
+
+/// A parsed PATCH body.
+enum Patch {
+    Json(json_patch::Patch),
+    Merge(Value),
+}
+
+impl Patch {
+    fn parse(media_type: &str, body: &[u8]) -> ApiResult<Patch> {
+        let bad =
+            |e: serde_json::Error| ApiError::bad_request(format!("error decoding patch: {e}"));
+        match media_type {
+            "application/json-patch+json" => {
+                Ok(Patch::Json(serde_json::from_slice(body).map_err(bad)?))
+            }
+            "application/merge-patch+json" => {
+                let v: Value = serde_json::from_slice(body).map_err(bad)?;
+                if !v.is_object() {
+                    return Err(ApiError::bad_request(
+                        "error decoding patch: a merge patch must be a JSON object",
+                    ));
+                }
+                Ok(Patch::Merge(v))
+            }
+            other => Err(ApiError::unsupported_media_type(other)),
+        }
+    }
+
+    fn apply(&self, doc: &mut Value) -> ApiResult<()> {
+        match self {
+            Patch::Json(p) => json_patch::patch(doc, p).map_err(|e| ApiError {
+                code: 422,
+                reason: "Invalid",
+                message: e.to_string(),
+                details: None,
+            }),
+            Patch::Merge(p) => {
+                json_patch::merge(doc, p);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<DeleteOptions> {
+    let mut opts = DeleteOptions {
+        grace_period_seconds: query.grace_period_seconds,
+        dry_run: query.dry_run,
+        ..Default::default()
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(opts);
+    }
+    let v = decode_body(headers, body, "DeleteOptions")?;
+    if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
+        opts.grace_period_seconds = Some(g);
+    }
+    if let Some(p) = v.get("preconditions") {
+        opts.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
+        opts.precondition_rv = p
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
+        opts.dry_run |= d.iter().any(|x| x == "All");
+    }
+    Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_foreign_prefixes() {
+        let t = encode_continue(42, "/core/pods/default/web");
+        assert_eq!(
+            decode_continue(&t, "/core/pods/").unwrap(),
+            (42, "/core/pods/default/web".to_string())
+        );
+        assert_eq!(decode_continue(&t, "/core/secrets/").unwrap_err().code, 400);
+        assert_eq!(decode_continue("!!", "/").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn status_rules() {
+        let def = crate::registry::lookup("apps", "v1", "deployments").unwrap();
+        let old = json!({"spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let new = json!({"spec": {"replicas": 2}, "status": {"replicas": 9}});
+        let main = apply_subresource_rules(def, None, &old, new.clone());
+        assert_eq!(main["spec"]["replicas"], 2);
+        assert_eq!(main["status"]["replicas"], 1);
+        let status = apply_subresource_rules(def, Some("status"), &old, new);
+        assert_eq!(status["spec"]["replicas"], 1);
+        assert_eq!(status["status"]["replicas"], 9);
+    }
+
+    #[test]
+    fn object_meta_validation_messages() {
+        let def = crate::registry::lookup("", "v1", "configmaps").unwrap();
+        let causes = validate_object_meta(def, &json!({"metadata": {"name": "Bad_Name"}}));
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "metadata.name");
+        assert!(
+            causes[0]
+                .message
+                .starts_with("Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain")
+        );
+        let causes = validate_object_meta(def, &json!({"metadata": {}}));
+        assert_eq!(causes[0].reason, "FieldValueRequired");
+        let roles =
+            crate::registry::lookup("rbac.authorization.k8s.io", "v1", "clusterroles").unwrap();
+        assert!(
+            validate_object_meta(roles, &json!({"metadata": {"name": "system:controller:x"}}))
+                .is_empty()
+        );
+        let labels = validate_object_meta(
+            def,
+            &json!({"metadata": {"name": "ok", "labels": {"a b": "c"}}}),
+        );
+        assert_eq!(labels[0].field, "metadata.labels");
+    }
+}

@@ -1,0 +1,377 @@
+//! The HTTPS server: TLS accept loop, authentication, routing, bootstrap.
+//!
+//! [`router`] builds the axum application (usable in-process); [`Server::start`]
+//! opens the store, prepares the PKI, binds, bootstraps the built-in objects,
+//! writes `DATA_DIR/admin.kubeconfig` and serves until [`Server::shutdown`].
+
+use crate::discovery;
+use crate::error::{ApiError, ApiResult};
+use crate::pki::{self, Identity, Pki};
+use crate::request::{Query, parse_target};
+use crate::rest::{Api, ApiConfig, json_response};
+use crate::store::{LogStore, LogStoreConfig, SledBackend, Storage};
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// Largest request body accepted, in bytes (kube-apiserver's
+/// `--max-request-bytes` default, 3 MiB).
+pub const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
+
+/// How a server is started.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Directory for the store, PKI and admin kubeconfig.
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Extra subject alternative names for the serving certificate.
+    pub tls_sans: Vec<String>,
+    /// REST-layer limits and timings.
+    pub api: ApiConfig,
+    /// Storage window and watcher buffers.
+    pub store: LogStoreConfig,
+    /// sled page cache size in bytes.
+    pub cache_bytes: u64,
+    /// Name of the cluster/context in the written kubeconfig.
+    pub context_name: String,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory: loopback, a free port.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls_sans: Vec::new(),
+            api: ApiConfig::default(),
+            store: LogStoreConfig::default(),
+            cache_bytes: 4 << 20,
+            context_name: "vkube".into(),
+        }
+    }
+}
+
+/// Shared state of the HTTP layer.
+pub struct AppState {
+    /// The REST layer.
+    pub api: Arc<Api>,
+    /// Bearer tokens and their identities.
+    pub tokens: HashMap<String, Identity>,
+    /// `host:port` clients reach the server at (for `/api`).
+    pub server_address: String,
+}
+
+fn text(code: StatusCode, body: &'static str) -> Response {
+    let mut r = (code, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn authenticate(state: &AppState, req: &Request) -> Option<Identity> {
+    if let Some(id) = req.extensions().get::<Identity>() {
+        return Some(id.clone());
+    }
+    let auth = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = auth.strip_prefix("Bearer ")?.trim();
+    state.tokens.get(token).cloned()
+}
+
+/// The HTTP application. Requests must carry an [`Identity`] extension (set
+/// by the TLS layer from a verified client certificate) or a known bearer
+/// token; health and version endpoints are public, as kube-apiserver's
+/// `system:public-info-viewer` role makes them.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    match path.as_str() {
+        "/healthz" | "/livez" | "/readyz" => return text(StatusCode::OK, "ok"),
+        "/version" => return json_response(StatusCode::OK, &discovery::version()),
+        _ => {}
+    }
+    if authenticate(&state, &req).is_none() {
+        return ApiError::unauthorized().into_response();
+    }
+    match serve(&state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn decode_segment(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+async fn serve(state: &AppState, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let segments: Vec<String> = parts
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode_segment)
+        .collect();
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let discovery_get = |doc: Option<serde_json::Value>| -> ApiResult<Response> {
+        if parts.method != Method::GET {
+            return Err(ApiError::no_route());
+        }
+        doc.map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(ApiError::no_route)
+    };
+    let aggregated = |legacy: bool| {
+        let mut r = json_response(StatusCode::OK, &discovery::aggregated(legacy));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+        );
+        r.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        r
+    };
+    let (group, version, rest) = match segs.as_slice() {
+        ["api"] if discovery::wants_aggregated(accept.as_deref()) => return Ok(aggregated(true)),
+        ["api"] => return discovery_get(Some(discovery::api_versions(&state.server_address))),
+        ["apis"] if discovery::wants_aggregated(accept.as_deref()) => return Ok(aggregated(false)),
+        ["apis"] => return discovery_get(Some(discovery::api_group_list())),
+        ["api", "v1"] => return discovery_get(discovery::resource_list("", "v1")),
+        ["apis", g] => return discovery_get(discovery::api_group_doc(g)),
+        ["apis", g, v] => return discovery_get(discovery::resource_list(g, v)),
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::no_route()),
+    };
+    let target = parse_target(group, version, rest)?;
+    let query = Query::parse(parts.uri.query())?;
+    let body = read_body(body).await?;
+    state
+        .api
+        .handle(&parts.method, target, query, &parts.headers, body)
+        .await
+}
+
+/// Reads a request body of at most [`MAX_REQUEST_BYTES`]; more is `413`.
+async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
+    let limited = http_body_util::Limited::new(body, MAX_REQUEST_BYTES);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(format!(
+            "Request entity too large: limit is {MAX_REQUEST_BYTES}"
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "error reading the request body: {e}"
+        ))),
+    }
+}
+
+/// A running API server.
+pub struct Server {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Path of the admin kubeconfig written on start.
+    pub kubeconfig_path: PathBuf,
+    /// The admin kubeconfig's contents.
+    pub kubeconfig: String,
+    /// The PKI in use (CA, admin credentials).
+    pub pki: Arc<Pki>,
+    /// The REST layer (for in-process use, e.g. controllers and tests).
+    pub api: Arc<Api>,
+    /// Time from `start` being called to the listener accepting.
+    pub startup: Duration,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Starts a server: opens the store in `data_dir`, prepares the PKI, binds,
+    /// creates the built-in namespaces and the `default/kubernetes` Service,
+    /// and writes `data_dir/admin.kubeconfig`.
+    pub async fn start(config: ServerConfig) -> Result<Server> {
+        let began = Instant::now();
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let backend = SledBackend::open(&config.data_dir.join("store"), config.cache_bytes)
+            .context("opening the store (is another server using this data dir?)")?;
+        let store: Arc<dyn Storage> =
+            Arc::new(LogStore::open(Box::new(backend), config.store.clone())?);
+        let pki = Arc::new(Pki::load_or_create(&config.data_dir, &config.tls_sans)?);
+        let tls = tokio_rustls::TlsAcceptor::from(pki.server_config()?);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        let server_url = format!("https://{host}:{}", addr.port());
+        let api = Arc::new(Api {
+            store,
+            config: config.api.clone(),
+        });
+        let mut tokens = HashMap::new();
+        tokens.insert(
+            pki.admin_token.clone(),
+            Identity {
+                user: "vkube-admin".into(),
+                groups: vec!["system:masters".into()],
+            },
+        );
+        let state = Arc::new(AppState {
+            api: api.clone(),
+            tokens,
+            server_address: format!("{host}:{}", addr.port()),
+        });
+        crate::bootstrap::ensure_builtin_objects(&api, addr.port())
+            .await
+            .context("creating the built-in objects")?;
+        crate::namespace_lifecycle::spawn(api.clone());
+
+        let kubeconfig = pki.admin_kubeconfig(&server_url, &config.context_name);
+        let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
+        std::fs::write(&kubeconfig_path, &kubeconfig)
+            .with_context(|| format!("writing {}", kubeconfig_path.display()))?;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let app = router(state);
+        let task = tokio::spawn(accept_loop(listener, tls, app, shutdown_rx));
+        let startup = began.elapsed();
+        tracing::info!(%addr, kubeconfig = %kubeconfig_path.display(), ?startup, "vkube apiserver listening");
+        Ok(Server {
+            addr,
+            kubeconfig_path,
+            kubeconfig,
+            pki,
+            api,
+            startup,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The `https://host:port` URL of the server.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Stops accepting, closes connections and waits for the accept loop.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Runs until the process receives SIGINT or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) -> Result<()> {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await?;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
+        let app = app.clone();
+        let mut stop = shutdown.clone();
+        connections.spawn(async move {
+            let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
+            {
+                Ok(Ok(s)) => s,
+                _ => return,
+            };
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|c| pki::identity_from_cert(c));
+            let service =
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    if let Some(id) = &identity {
+                        req.extensions_mut().insert(id.clone());
+                    }
+                    app.clone().oneshot(req.map(Body::new))
+                });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                }
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
+
+/// A JSON body helper for bootstrap and tests.
+pub(crate) fn json_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h
+}

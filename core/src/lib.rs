@@ -1,0 +1,17 @@
+//! Pure building blocks of vkube: label and field selectors and the
+//! name/label validators of Kubernetes' apimachinery, with no I/O.
+//!
+//! Each module follows a named piece of `k8s.io/apimachinery` closely enough
+//! that accepted inputs, match results and error texts are the ones
+//! kube-apiserver would produce:
+//!
+//! - [`labels`]: `pkg/labels` (`labels.Parse`) and `metav1.LabelSelector`
+//!   conversion (`LabelSelectorAsSelector`, `FormatLabelSelector`).
+//! - [`fields`]: `pkg/fields` (`fields.ParseSelector`) plus a JSON field reader.
+//! - [`validation`]: `pkg/util/validation` (`IsDNS1123Subdomain`,
+//!   `IsDNS1123Label`, `IsQualifiedName`, `IsValidLabelValue`).
+#![warn(missing_docs)]
+
+pub mod fields;
+pub mod labels;
+pub mod validation;
