@@ -1,1 +1,78 @@
-fn main() {}
+//! `vkube`: run and manage virtual Kubernetes clusters.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Virtual Kubernetes clusters that live inside one namespace of a host cluster.
+#[derive(Parser)]
+#[command(name = "vkube", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the virtual cluster's Kubernetes-compatible API server.
+    ///
+    /// On start it writes an admin kubeconfig to DATA_DIR/admin.kubeconfig and
+    /// logs the address it listens on; stop it with Ctrl-C or SIGTERM.
+    Apiserver(ApiserverArgs),
+}
+
+#[derive(clap::Args)]
+struct ApiserverArgs {
+    /// Directory for the datastore, certificates and the admin kubeconfig.
+    #[arg(long, env = "VKUBE_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:6443", env = "VKUBE_LISTEN")]
+    listen: SocketAddr,
+    /// Extra DNS name or IP for the serving certificate (repeatable).
+    #[arg(long = "tls-san", value_name = "NAME_OR_IP")]
+    tls_sans: Vec<String>,
+    /// Seconds between watch bookmarks.
+    #[arg(long, default_value_t = 60, hide = true)]
+    bookmark_interval_seconds: u64,
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("VKUBE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn apiserver(args: ApiserverArgs) -> Result<()> {
+    let mut config = apiserver_shim::ServerConfig::new(&args.data_dir);
+    config.listen = args.listen;
+    config.tls_sans = args.tls_sans;
+    config.api.bookmark_interval = std::time::Duration::from_secs(args.bookmark_interval_seconds);
+    let server = apiserver_shim::Server::start(config).await?;
+    eprintln!(
+        "vkube apiserver listening on {}\n  kubeconfig: {}\n  try: kubectl --kubeconfig {} get namespaces",
+        server.url(),
+        server.kubeconfig_path.display(),
+        server.kubeconfig_path.display()
+    );
+    server.run_until_signal().await
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Apiserver(args) => apiserver(args).await,
+        }
+    })
+}

@@ -1,0 +1,249 @@
+//! Benchmark of `vkube apiserver`: prints figures, asserts nothing about time.
+//!
+//! Run: `cargo bench -p vkube --bench apiserver`. It starts the real binary as
+//! a child process on loopback and reports
+//! * start-up time to the first authenticated response (fresh and existing data dir),
+//! * idle RSS after start and after the load,
+//! * create / get / list throughput and p50/p99 latency with 1 and 16 clients,
+//! * watch delivery latency (create call start → event received).
+//!
+//! Machines here are noisy: compare figures from one run, not across runs.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn cm(name: String) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name),
+            labels: Some([("bench".to_string(), "yes".to_string())].into()),
+            ..Default::default()
+        },
+        data: Some([("key".to_string(), "value".to_string())].into()),
+        ..Default::default()
+    }
+}
+
+async fn startup(binary: &Path, dir: &Path) -> Duration {
+    let t0 = Instant::now();
+    let server = support::start_apiserver(binary, dir).await;
+    let client = support::client(&server.kubeconfig).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    loop {
+        if cms.list(&ListParams::default().limit(1)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = t0.elapsed();
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    elapsed
+}
+
+/// Runs `total` operations over `clients` concurrent tasks; returns (ops/s, sorted latencies).
+async fn run<F, Fut>(clients: usize, total: usize, op: F) -> (f64, Vec<Duration>)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = c;
+            while i < total {
+                let s = Instant::now();
+                op(i).await;
+                lat.push(s.elapsed());
+                i += clients;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    all.sort();
+    (total as f64 / secs, all)
+}
+
+fn report(what: &str, clients: usize, (ops, lat): (f64, Vec<Duration>)) {
+    println!(
+        "{what:<8} clients={clients:<3} {ops:>9.0} ops/s   p50 {:>10}   p99 {:>10}",
+        ms(percentile(&lat, 0.50)),
+        ms(percentile(&lat, 0.99))
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let binary = Path::new(env!("CARGO_BIN_EXE_vkube"));
+    println!("# vkube apiserver benchmark (loopback, child process)");
+
+    let mut fresh = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        fresh.push(startup(binary, dir.path()).await);
+        warm.push(startup(binary, dir.path()).await);
+    }
+    fresh.sort();
+    warm.sort();
+    println!(
+        "startup to first authenticated response: fresh data dir median {} (min {}), existing data dir median {} (min {})",
+        ms(fresh[2]),
+        ms(fresh[0]),
+        ms(warm[2]),
+        ms(warm[0])
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_apiserver(binary, dir.path()).await;
+    let pid = server.child.id().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("idle RSS after start: {} KiB", rss_kib(pid));
+
+    let client = support::client(&server.kubeconfig).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+
+    for clients in [1usize, 16] {
+        let total = if clients == 1 { 1000 } else { 4000 };
+        let api = cms.clone();
+        let prefix = format!("c{clients}");
+        report(
+            "create",
+            clients,
+            run(clients, total, move |i| {
+                let api = api.clone();
+                let name = format!("{prefix}-{i}");
+                async move {
+                    api.create(&PostParams::default(), &cm(name)).await.unwrap();
+                }
+            })
+            .await,
+        );
+        let api = cms.clone();
+        let prefix = format!("c{clients}");
+        report(
+            "get",
+            clients,
+            run(clients, total, move |i| {
+                let api = api.clone();
+                let name = format!("{prefix}-{}", i % 1000);
+                async move {
+                    api.get(&name).await.unwrap();
+                }
+            })
+            .await,
+        );
+    }
+    let api = cms.clone();
+    report(
+        "list100",
+        1,
+        run(1, 200, move |_| {
+            let api = api.clone();
+            async move {
+                let l = api.list(&ListParams::default().limit(100)).await.unwrap();
+                assert_eq!(l.items.len(), 100);
+            }
+        })
+        .await,
+    );
+    let api = cms.clone();
+    report(
+        "list100",
+        16,
+        run(16, 800, move |_| {
+            let api = api.clone();
+            async move {
+                api.list(&ListParams::default().limit(100)).await.unwrap();
+            }
+        })
+        .await,
+    );
+
+    // Watch delivery: time from the start of a create call to its ADDED event.
+    let watch_api: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-public");
+    let rv = watch_api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = watch_api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let mut lat = Vec::new();
+    for i in 0..300 {
+        let t0 = Instant::now();
+        watch_api
+            .create(&PostParams::default(), &cm(format!("w-{i}")))
+            .await
+            .unwrap();
+        loop {
+            match stream.next().await {
+                Some(Ok(WatchEvent::Added(o)))
+                    if o.metadata.name.as_deref() == Some(&format!("w-{i}")) =>
+                {
+                    lat.push(t0.elapsed());
+                    break;
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("watch ended: {other:?}"),
+            }
+        }
+    }
+    lat.sort();
+    println!(
+        "watch delivery (create start -> ADDED received), 300 events: p50 {}   p99 {}",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99))
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "RSS after load ({} objects): {} KiB",
+        1000 + 4000 + 300,
+        rss_kib(pid)
+    );
+}
