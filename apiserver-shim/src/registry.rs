@@ -231,8 +231,28 @@ const NAMESPACE: Strategy = Strategy {
     grace_period: None,
 };
 
+/// `stringData` is write-only: its entries overwrite `data` (base64-encoded)
+/// and it is never stored, as core/v1 `Convert_v1_Secret_To_core_Secret` does.
+fn fold_string_data(s: &mut Value) {
+    use base64::Engine;
+    let Some(string_data) = s.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    let Some(entries) = string_data.as_object().filter(|m| !m.is_empty()) else {
+        return;
+    };
+    if !s.get("data").is_some_and(Value::is_object) {
+        s["data"] = json!({});
+    }
+    for (k, v) in entries {
+        let raw = v.as_str().unwrap_or_default();
+        s["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(raw));
+    }
+}
+
 const SECRET: Strategy = Strategy {
     prepare_create: |s| {
+        fold_string_data(s);
         if s.get("type")
             .and_then(Value::as_str)
             .unwrap_or("")
@@ -241,7 +261,7 @@ const SECRET: Strategy = Strategy {
             s["type"] = json!("Opaque");
         }
     },
-    prepare_update: |_, _| {},
+    prepare_update: |s, _| fold_string_data(s),
     grace_period: None,
 };
 
@@ -555,6 +575,15 @@ mod tests {
         assert_eq!(deploy.api_version(), "apps/v1");
         assert_eq!(deploy.group_resource().to_string(), "deployments.apps");
         assert_eq!(deploy.subresources(), vec!["status", "scale"]);
+    }
+
+    #[test]
+    fn secret_string_data_folds_into_data() {
+        let mut s = json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "hi"}});
+        (SECRET.prepare_create)(&mut s);
+        assert_eq!(s["data"], json!({"a": "eA==", "b": "aGk="}));
+        assert!(s.get("stringData").is_none());
+        assert_eq!(s["type"], "Opaque");
     }
 
     #[test]

@@ -505,6 +505,15 @@ impl Api {
         }
     }
 
+    /// After a revision conflict: reads serve the durable revision, so wait
+    /// until the conflicting write (`revision`) is durable before re-reading;
+    /// retrying at once would re-read the same stale value.
+    async fn await_write(&self, revision: u64) {
+        self.store
+            .wait_for_revision(revision, self.config.future_revision_wait)
+            .await;
+    }
+
     /// Waits briefly for a resourceVersion newer than the store's, else `504`.
     pub async fn wait_not_older(&self, rv: u64) -> ApiResult<()> {
         if rv <= self.store.current_revision()
@@ -732,6 +741,11 @@ impl Api {
         } else {
             md.remove("generation");
         }
+        // Status is written through the status subresource only: the kinds'
+        // PrepareForCreate reset it (Node excepted: kubelets register with status).
+        if def.status && def.resource != "nodes" {
+            obj["status"] = json!({});
+        }
         (def.strategy.prepare_create)(obj);
         let causes = validate_object_meta(def, obj);
         if !causes.is_empty() {
@@ -858,8 +872,8 @@ impl Api {
                     meta::set_resource_version(&mut new, rev);
                     return Ok((new, false));
                 }
-                Err(StorageError::Conflict { .. }) => {
-                    tokio::task::yield_now().await;
+                Err(StorageError::Conflict { actual, .. }) => {
+                    self.await_write(actual).await;
                     continue;
                 }
                 Err(e) => return Err(storage_error(def, name, e)),
@@ -1133,7 +1147,10 @@ impl Api {
                             meta::set_resource_version(&mut marked, rev);
                             return Ok((StatusCode::OK, marked));
                         }
-                        Err(StorageError::Conflict { .. }) => continue,
+                        Err(StorageError::Conflict { actual, .. }) => {
+                            self.await_write(actual).await;
+                            continue;
+                        }
                         Err(e) => return Err(storage_error(def, name, e)),
                     }
                 }
@@ -1152,7 +1169,10 @@ impl Api {
                     };
                     return Ok((StatusCode::OK, body));
                 }
-                Err(StorageError::Conflict { .. }) => continue,
+                Err(StorageError::Conflict { actual, .. }) => {
+                    self.await_write(actual).await;
+                    continue;
+                }
                 Err(StorageError::NotFound(_)) => return Err(ApiError::not_found(&gr, name)),
                 Err(e) => return Err(storage_error(def, name, e)),
             }

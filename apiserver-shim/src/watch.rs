@@ -262,6 +262,13 @@ pub async fn serve(
                                     return;
                                 }
                             }
+                            if stream.is_closed() {
+                                // The store dropped this watcher after a buffer
+                                // overflow: events up to `current` may be lost, so
+                                // vouch for nothing; the client resumes from its
+                                // last event.
+                                break;
+                            }
                             let rev = current.max(stream.last_revision());
                             if tx.send(renderer.bookmark(rev, false)).await.is_err() {
                                 return;

@@ -31,6 +31,20 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// User + system CPU time of a process, from /proc/PID/stat (clock ticks of 10 ms).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -104,12 +118,25 @@ where
     (total as f64 / secs, all)
 }
 
-fn report(what: &str, clients: usize, (ops, lat): (f64, Vec<Duration>)) {
+/// Prints one phase; `server_cpu` is the server's CPU time spent during it.
+fn report(what: &str, clients: usize, (ops, lat): (f64, Vec<Duration>), server_cpu: Duration) {
+    let per_op_us = server_cpu.as_secs_f64() * 1e6 / lat.len().max(1) as f64;
     println!(
-        "{what:<8} clients={clients:<3} {ops:>9.0} ops/s   p50 {:>10}   p99 {:>10}",
+        "{what:<8} clients={clients:<3} {ops:>9.0} ops/s   p50 {:>10}   p99 {:>10}   server CPU {per_op_us:>6.0} us/op",
         ms(percentile(&lat, 0.50)),
         ms(percentile(&lat, 0.99))
     );
+}
+
+/// Runs a phase and reports it with the server's CPU time.
+async fn phase<F, Fut>(pid: u32, what: &str, clients: usize, total: usize, op: F)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let cpu0 = cpu_time(pid);
+    let result = run(clients, total, op).await;
+    report(what, clients, result, cpu_time(pid) - cpu0);
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -147,58 +174,42 @@ async fn main() {
         let total = if clients == 1 { 1000 } else { 4000 };
         let api = cms.clone();
         let prefix = format!("c{clients}");
-        report(
-            "create",
-            clients,
-            run(clients, total, move |i| {
-                let api = api.clone();
-                let name = format!("{prefix}-{i}");
-                async move {
-                    api.create(&PostParams::default(), &cm(name)).await.unwrap();
-                }
-            })
-            .await,
-        );
+        phase(pid, "create", clients, total, move |i| {
+            let api = api.clone();
+            let name = format!("{prefix}-{i}");
+            async move {
+                api.create(&PostParams::default(), &cm(name)).await.unwrap();
+            }
+        })
+        .await;
         let api = cms.clone();
         let prefix = format!("c{clients}");
-        report(
-            "get",
-            clients,
-            run(clients, total, move |i| {
-                let api = api.clone();
-                let name = format!("{prefix}-{}", i % 1000);
-                async move {
-                    api.get(&name).await.unwrap();
-                }
-            })
-            .await,
-        );
+        phase(pid, "get", clients, total, move |i| {
+            let api = api.clone();
+            let name = format!("{prefix}-{}", i % 1000);
+            async move {
+                api.get(&name).await.unwrap();
+            }
+        })
+        .await;
     }
     let api = cms.clone();
-    report(
-        "list100",
-        1,
-        run(1, 200, move |_| {
-            let api = api.clone();
-            async move {
-                let l = api.list(&ListParams::default().limit(100)).await.unwrap();
-                assert_eq!(l.items.len(), 100);
-            }
-        })
-        .await,
-    );
+    phase(pid, "list100", 1, 200, move |_| {
+        let api = api.clone();
+        async move {
+            let l = api.list(&ListParams::default().limit(100)).await.unwrap();
+            assert_eq!(l.items.len(), 100);
+        }
+    })
+    .await;
     let api = cms.clone();
-    report(
-        "list100",
-        16,
-        run(16, 800, move |_| {
-            let api = api.clone();
-            async move {
-                api.list(&ListParams::default().limit(100)).await.unwrap();
-            }
-        })
-        .await,
-    );
+    phase(pid, "list100", 16, 800, move |_| {
+        let api = api.clone();
+        async move {
+            api.list(&ListParams::default().limit(100)).await.unwrap();
+        }
+    })
+    .await;
 
     // Watch delivery: time from the start of a create call to its ADDED event.
     let watch_api: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-public");

@@ -1,1 +1,517 @@
-//! placeholder
+//! End-to-end test harness: real client binaries against real vkube servers.
+//!
+//! [`TestCluster::start`] runs an [`apiserver_shim::Server`] in-process on a
+//! free loopback port with its own temporary data directory, PKI and admin
+//! kubeconfig; [`TestCluster::kubectl`] runs the real `kubectl` binary against
+//! it over verified TLS and captures what it prints.
+//!
+//! Client binaries are found by [`find_tool`]: the environment variable
+//! (`KUBECTL`, `HELM`), else `<workspace>/.tools/bin/<name>`, else `PATH`.
+//! A missing binary is an error telling to run `scripts/install-tools.sh`;
+//! tests never skip silently.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use vkube_e2e::TestCluster;
+//! let cluster = TestCluster::start().await;
+//! let out = cluster.kubectl(&["get", "ns"]).await.expect_ok();
+//! assert!(out.stdout.contains("kube-system"));
+//! cluster.shutdown().await;
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+use anyhow::{Context, Result, bail};
+use apiserver_shim::{Server, ServerConfig};
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// How long one client command may run before the harness kills it.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e crate lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Locates a client binary: `$ENV_VAR` if set (it must exist), else
+/// `<workspace>/.tools/bin/<name>`, else `<name>` on `PATH`.
+///
+/// Fails with a message naming `scripts/install-tools.sh` when none exists.
+pub fn find_tool(env_var: &str, name: &str) -> Result<PathBuf> {
+    let hint = "run scripts/install-tools.sh (or scripts/test, which runs it) to install the pinned client tools";
+    if let Some(p) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!(
+            "${env_var} is {} but no such file exists; {hint}",
+            p.display()
+        );
+    }
+    let local = workspace_root().join(".tools/bin").join(name);
+    if local.is_file() {
+        return Ok(local);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!(
+        "{name} not found (looked at ${env_var}, {}, PATH); {hint}",
+        local.display()
+    )
+}
+
+/// What a finished command printed and how it exited.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Standard output, lossily decoded.
+    pub stdout: String,
+    /// Standard error, lossily decoded.
+    pub stderr: String,
+    /// The command line, for failure messages.
+    pub command: String,
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command, self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Output {
+    /// Whether the command exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Panics (showing the command's output) unless it succeeded.
+    #[track_caller]
+    pub fn expect_ok(self) -> Self {
+        assert!(self.success(), "expected success: {self}");
+        self
+    }
+
+    /// Panics unless the command failed and its stderr contains `needle`.
+    #[track_caller]
+    pub fn expect_err_contains(self, needle: &str) -> Self {
+        assert!(!self.success(), "expected failure: {self}");
+        assert!(
+            self.stderr.contains(needle),
+            "expected stderr to contain {needle:?}: {self}"
+        );
+        self
+    }
+
+    /// Panics unless stdout contains every one of `needles`.
+    #[track_caller]
+    pub fn expect_stdout_contains(self, needles: &[&str]) -> Self {
+        for n in needles {
+            assert!(
+                self.stdout.contains(n),
+                "expected stdout to contain {n:?}: {self}"
+            );
+        }
+        self
+    }
+
+    /// Panics unless stdout contains none of `needles`.
+    #[track_caller]
+    pub fn expect_stdout_lacks(self, needles: &[&str]) -> Self {
+        for n in needles {
+            assert!(
+                !self.stdout.contains(n),
+                "expected stdout not to contain {n:?}: {self}"
+            );
+        }
+        self
+    }
+
+    /// Parses stdout as JSON, panicking with the output if it is not.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self}"))
+    }
+
+    /// The non-empty lines of stdout, trimmed at the end.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+}
+
+/// A vkube API server running in-process for one test, with everything a
+/// client needs to reach it.
+pub struct TestCluster {
+    /// The running server (address, kubeconfig, PKI, REST layer).
+    pub server: Server,
+    /// The `kubectl` binary used by [`TestCluster::kubectl`].
+    pub kubectl_bin: PathBuf,
+    /// A scratch directory for the test's own files (manifests, HOME, caches).
+    pub work_dir: PathBuf,
+    // Dropped last: holds the data directory and work_dir.
+    _dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts a server in a fresh temporary directory; panics with a clear
+    /// message if kubectl is missing or the server does not start.
+    pub async fn start() -> TestCluster {
+        match Self::try_start().await {
+            Ok(c) => c,
+            Err(e) => panic!("starting the test cluster: {e:#}"),
+        }
+    }
+
+    /// Like [`TestCluster::start`], returning the error instead of panicking.
+    pub async fn try_start() -> Result<TestCluster> {
+        let kubectl_bin = find_tool("KUBECTL", "kubectl")?;
+        let dir = tempfile::Builder::new()
+            .prefix("vkube-e2e-")
+            .tempdir()
+            .context("creating a temporary directory")?;
+        let server = Server::start(ServerConfig::new(dir.path().join("data")))
+            .await
+            .context("starting apiserver_shim::Server")?;
+        let work_dir = dir.path().join("work");
+        std::fs::create_dir_all(work_dir.join("home"))?;
+        std::fs::create_dir_all(work_dir.join("tmp"))?;
+        Ok(TestCluster {
+            server,
+            kubectl_bin,
+            work_dir,
+            _dir: dir,
+        })
+    }
+
+    /// Path of the admin kubeconfig.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.server.kubeconfig_path
+    }
+
+    /// Writes `contents` to `name` inside [`TestCluster::work_dir`] and
+    /// returns its path (e.g. a manifest for `kubectl create -f`).
+    pub fn write_file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.work_dir.join(name);
+        std::fs::write(&path, contents)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        path
+    }
+
+    /// A `kubectl` invocation against this cluster, to configure before
+    /// running (stdin, environment).
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Kubectl {
+        Kubectl {
+            bin: self.kubectl_bin.clone(),
+            kubeconfig: self.server.kubeconfig_path.clone(),
+            cache_dir: self.work_dir.join("kube-cache"),
+            home: self.work_dir.join("home"),
+            tmp: self.work_dir.join("tmp"),
+            args: args.iter().map(OsString::from).collect(),
+            envs: Vec::new(),
+            stdin: None,
+            timeout: COMMAND_TIMEOUT,
+        }
+    }
+
+    /// Runs `kubectl ARGS` to completion and captures its output.
+    pub async fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_cmd(args).run().await
+    }
+
+    /// Runs `kubectl ARGS` with `stdin` as standard input (e.g. `create -f -`).
+    pub async fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.kubectl_cmd(args).stdin(stdin).run().await
+    }
+
+    /// Stops the server and removes the temporary directory.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+}
+
+/// One configured `kubectl` command (see [`TestCluster::kubectl_cmd`]).
+///
+/// Every invocation gets `--kubeconfig` and `--cache-dir` of the test
+/// cluster and a private `HOME` and `TMPDIR` (where `kubectl edit` keeps its
+/// files), so tests never touch the user's config.
+pub struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    cache_dir: PathBuf,
+    home: PathBuf,
+    tmp: PathBuf,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+impl Kubectl {
+    /// Feeds `input` on standard input.
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    /// Sets an environment variable (e.g. `EDITOR`).
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.envs
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Overrides [`COMMAND_TIMEOUT`] for [`Kubectl::run`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn describe(&self) -> String {
+        let args: Vec<_> = self.args.iter().map(|a| a.to_string_lossy()).collect();
+        format!("kubectl {}", args.join(" "))
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache_dir)
+            .args(&self.args)
+            .env("HOME", &self.home)
+            .env("TMPDIR", &self.tmp)
+            .env_remove("KUBECONFIG")
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs to completion (killing it after the timeout, which panics) and
+    /// captures the output.
+    pub async fn run(self) -> Output {
+        let command = self.describe();
+        let mut child = self
+            .command()
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning `{command}`: {e}"));
+        if let Some(input) = &self.stdin {
+            let mut pipe = child.stdin.take().expect("stdin is piped");
+            pipe.write_all(input).await.expect("writing kubectl stdin");
+            drop(pipe);
+        }
+        match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => Output {
+                status: out.status,
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                command,
+            },
+            Ok(Err(e)) => panic!("waiting for `{command}`: {e}"),
+            Err(_) => panic!("`{command}` did not finish within {:?}", self.timeout),
+        }
+    }
+
+    /// Starts the command in the background (e.g. `get -w`, `wait`); read
+    /// its output with [`Background::wait_for_stdout`].
+    pub fn spawn(self) -> Background {
+        let command = self.describe();
+        let mut child = self
+            .command()
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning `{command}`: {e}"));
+        if let Some(input) = self.stdin {
+            let mut pipe = child.stdin.take().expect("stdin is piped");
+            tokio::spawn(async move {
+                let _ = pipe.write_all(&input).await;
+            });
+        }
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let stderr_pipe = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let (stderr_tx, stderr) = tokio::sync::watch::channel(String::new());
+        let stderr_task = tokio::spawn(async move {
+            let mut lines = stderr_pipe.lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                stderr_tx.send_modify(|s| {
+                    s.push_str(&line);
+                    s.push('\n');
+                });
+            }
+        });
+        Background {
+            child,
+            stdout,
+            seen: String::new(),
+            stderr,
+            stderr_task,
+            command,
+        }
+    }
+}
+
+/// A `kubectl` running in the background (see [`Kubectl::spawn`]).
+pub struct Background {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    seen: String,
+    stderr: tokio::sync::watch::Receiver<String>,
+    stderr_task: tokio::task::JoinHandle<()>,
+    command: String,
+}
+
+impl Background {
+    /// Reads stdout line by line until everything read so far contains
+    /// `needle`; returns all stdout read so far. Panics after `timeout` or
+    /// if stdout closes first.
+    pub async fn wait_for_stdout(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_until(
+            &format!("{needle:?}"),
+            |seen| seen.contains(needle),
+            timeout,
+        )
+        .await
+    }
+
+    /// Reads stdout line by line until `done` holds for everything read so
+    /// far; returns it. Panics after `timeout` or if stdout closes first,
+    /// naming `what` was awaited.
+    pub async fn wait_until(
+        &mut self,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&self.seen) {
+            let mut line = String::new();
+            match tokio::time::timeout_at(deadline, self.stdout.read_line(&mut line)).await {
+                Ok(Ok(0)) => panic!(
+                    "`{}` closed stdout before printing {what}; stdout so far:\n{}",
+                    self.command, self.seen
+                ),
+                Ok(Ok(_)) => self.seen.push_str(&line),
+                Ok(Err(e)) => panic!("reading `{}` stdout: {e}", self.command),
+                Err(_) => panic!(
+                    "`{}` did not print {what} within {timeout:?}; stdout so far:\n{}",
+                    self.command, self.seen
+                ),
+            }
+        }
+        self.seen.clone()
+    }
+
+    /// Waits until the command's stderr contains `needle` (e.g. a request
+    /// logged with `-v=6`); returns all stderr so far. Panics after `timeout`.
+    pub async fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) -> String {
+        let found = tokio::time::timeout(timeout, self.stderr.wait_for(|s| s.contains(needle)))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|s| s.clone());
+        found.unwrap_or_else(|| {
+            panic!(
+                "`{}` did not print {needle:?} on stderr within {timeout:?}; stderr so far:\n{}",
+                self.command,
+                self.stderr.borrow().as_str()
+            )
+        })
+    }
+
+    /// Waits for the command to exit on its own (panicking after `timeout`)
+    /// and returns everything it printed.
+    pub async fn wait(mut self, timeout: Duration) -> Output {
+        let status = match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(s) => s.expect("waiting for background kubectl"),
+            Err(_) => panic!(
+                "`{}` did not exit within {timeout:?}; stdout so far:\n{}",
+                self.command, self.seen
+            ),
+        };
+        self.collect(status).await
+    }
+
+    /// Kills the command and returns everything it printed.
+    pub async fn kill(mut self) -> Output {
+        let _ = self.child.start_kill();
+        let status = self.child.wait().await.expect("waiting for killed kubectl");
+        self.collect(status).await
+    }
+
+    async fn collect(mut self, status: ExitStatus) -> Output {
+        let mut rest = String::new();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.stdout.read_to_string(&mut rest),
+        )
+        .await;
+        self.seen.push_str(&rest);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.stderr_task).await;
+        let stderr = self.stderr.borrow().clone();
+        Output {
+            status,
+            stdout: self.seen,
+            stderr,
+            command: self.command,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_is_an_error_naming_the_install_script() {
+        let err = find_tool("VKUBE_E2E_UNSET_TOOL_VAR", "vkube-e2e-no-such-tool")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scripts/install-tools.sh"), "{err}");
+        assert!(err.contains("vkube-e2e-no-such-tool not found"), "{err}");
+    }
+
+    #[test]
+    fn output_helpers() {
+        let out = Output {
+            status: std::process::Command::new("true").status().unwrap(),
+            stdout: "{\"a\": 1}\n\n".into(),
+            stderr: String::new(),
+            command: "true".into(),
+        };
+        assert_eq!(out.json()["a"], 1);
+        assert_eq!(out.lines(), ["{\"a\": 1}"]);
+        out.expect_ok().expect_stdout_lacks(&["b"]);
+    }
+}

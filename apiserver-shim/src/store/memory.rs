@@ -5,10 +5,13 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
+/// Key → (mod revision, value), and the current revision.
+type State = (BTreeMap<String, (u64, Bytes)>, u64);
+
 /// Ordered map in memory; `flush` is a no-op.
 #[derive(Default)]
 pub struct MemoryBackend {
-    inner: RwLock<(BTreeMap<String, (u64, Bytes)>, u64)>,
+    inner: RwLock<State>,
 }
 
 impl MemoryBackend {

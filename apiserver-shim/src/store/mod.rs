@@ -158,6 +158,12 @@ impl WatchStream {
     pub fn last_revision(&self) -> u64 {
         self.last
     }
+
+    /// Whether the store closed this watch (it fell behind, so some events
+    /// were dropped) and every event it did queue was taken.
+    pub fn is_closed(&self) -> bool {
+        self.replay.is_empty() && self.live.is_closed() && self.live.is_empty()
+    }
 }
 
 /// The storage contract of the REST layer.

@@ -1,0 +1,914 @@
+//! The real kubectl against a real vkube server over verified TLS.
+//!
+//! Every test starts its own [`TestCluster`] and asserts on what kubectl
+//! prints. Objects are created from YAML (`create -f`) with
+//! `--validate=false`: kubectl's typed generators (`create namespace`,
+//! `create configmap`, `run`, `expose`, ...) send protobuf bodies, and
+//! OpenAPI-backed validation is not served yet.
+
+use std::time::Duration;
+use vkube_e2e::TestCluster;
+
+/// One multi-document manifest with a namespace and six kinds in it.
+const APP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-config
+  namespace: demo
+  labels:
+    app: web
+    tier: config
+data:
+  color: blue
+  size: "3"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: app-secret
+  namespace: demo
+  labels:
+    app: web
+type: Opaque
+stringData:
+  password: hunter2
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: demo
+  labels:
+    app: web
+spec:
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: demo
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: builder
+  namespace: demo
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: reader
+  namespace: demo
+rules:
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch"]
+"#;
+
+/// A ConfigMap manifest in `default`.
+fn configmap(name: &str, labels: &str, data: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {{{labels}}}\ndata: {{{data}}}\n"
+    )
+}
+
+async fn create_app(c: &TestCluster) {
+    let path = c.write_file("app.yaml", APP);
+    let out = c
+        .kubectl(&["create", "--validate=false", "-f", path.to_str().unwrap()])
+        .await
+        .expect_ok();
+    assert_eq!(
+        out.lines(),
+        [
+            "namespace/demo created",
+            "configmap/app-config created",
+            "secret/app-secret created",
+            "service/web created",
+            "deployment.apps/web created",
+            "serviceaccount/builder created",
+            "role.rbac.authorization.k8s.io/reader created",
+        ],
+        "{out}"
+    );
+}
+
+async fn create_stdin(c: &TestCluster, yaml: &str) {
+    c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], yaml)
+        .await
+        .expect_ok();
+}
+
+/// How long a background `kubectl get -w` may take to print an event.
+const WATCH_WAIT: Duration = Duration::from_secs(20);
+
+/// Whether some line of a table starts with the cells `first` (columns are
+/// padded, so compare whitespace-separated words).
+fn has_cells(stdout: &str, first: &[&str]) -> bool {
+    stdout.lines().any(|l| {
+        l.split_whitespace()
+            .take(first.len())
+            .eq(first.iter().copied())
+    })
+}
+
+/// Whether a table line starts with `name` as its first column.
+fn has_row(stdout: &str, name: &str) -> bool {
+    stdout
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name))
+}
+
+#[tokio::test]
+async fn version_api_resources_and_builtin_namespaces() {
+    let c = TestCluster::start().await;
+
+    let out = c.kubectl(&["version"]).await.expect_ok();
+    let server_line = out
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("Server Version: "))
+        .unwrap_or_else(|| panic!("no Server Version line: {out}"))
+        .to_string();
+    assert!(
+        server_line
+            .trim_start_matches("Server Version: ")
+            .starts_with("v1."),
+        "{server_line}"
+    );
+    let out = c.kubectl(&["version", "-o", "json"]).await.expect_ok();
+    let v = out.json();
+    assert_eq!(v["serverVersion"]["major"], "1", "{out}");
+    assert_eq!(
+        v["serverVersion"]["gitVersion"]
+            .as_str()
+            .map(|s| s.starts_with("v1.")),
+        Some(true),
+        "{out}"
+    );
+
+    let out = c.kubectl(&["api-resources"]).await.expect_ok();
+    let row = |name: &str, api_version: &str| {
+        out.lines().into_iter().any(|l| {
+            let cols: Vec<_> = l.split_whitespace().collect();
+            cols.first() == Some(&name) && cols.contains(&api_version)
+        })
+    };
+    for (name, api_version) in [
+        ("pods", "v1"),
+        ("deployments", "apps/v1"),
+        ("leases", "coordination.k8s.io/v1"),
+        ("clusterroles", "rbac.authorization.k8s.io/v1"),
+        ("namespaces", "v1"),
+    ] {
+        assert!(
+            row(name, api_version),
+            "{name} {api_version} missing: {out}"
+        );
+    }
+    let out = c
+        .kubectl(&["api-resources", "--namespaced=false", "-o", "name"])
+        .await
+        .expect_ok();
+    assert!(out.lines().contains(&"namespaces"), "{out}");
+    assert!(
+        out.lines()
+            .contains(&"clusterroles.rbac.authorization.k8s.io"),
+        "{out}"
+    );
+    assert!(!out.lines().contains(&"pods"), "{out}");
+    let out = c
+        .kubectl(&["api-resources", "--api-group=apps", "-o", "name"])
+        .await
+        .expect_ok();
+    assert!(out.lines().contains(&"deployments.apps"), "{out}");
+    assert!(!out.lines().contains(&"pods"), "{out}");
+
+    let out = c.kubectl(&["get", "ns"]).await.expect_ok();
+    assert!(out.lines()[0].starts_with("NAME"), "{out}");
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(has_row(&out.stdout, ns), "namespace {ns} missing: {out}");
+    }
+    let out = c.kubectl(&["get", "ns", "-o", "name"]).await.expect_ok();
+    assert_eq!(
+        out.lines(),
+        [
+            "namespace/default",
+            "namespace/kube-node-lease",
+            "namespace/kube-public",
+            "namespace/kube-system"
+        ],
+        "{out}"
+    );
+    let out = c
+        .kubectl(&[
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.ports[0].name}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout, "https", "{out}");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn create_multi_document_then_get_in_every_format() {
+    let c = TestCluster::start().await;
+    create_app(&c).await;
+    create_stdin(&c, &configmap("other", "app: db", "k: v")).await;
+
+    // Plain table reads of every created object.
+    for (kind, name) in [
+        ("configmap", "app-config"),
+        ("secret", "app-secret"),
+        ("service", "web"),
+        ("deployment", "web"),
+        ("serviceaccount", "builder"),
+        ("role", "reader"),
+    ] {
+        let out = c
+            .kubectl(&["get", kind, name, "-n", "demo"])
+            .await
+            .expect_ok();
+        assert!(out.lines()[0].starts_with("NAME "), "{out}");
+        assert!(has_row(&out.stdout, name), "{kind}/{name}: {out}");
+        assert_eq!(out.lines().len(), 2, "{out}");
+    }
+    let out = c
+        .kubectl(&[
+            "get",
+            "cm,secret,svc,deploy,sa,role",
+            "-n",
+            "demo",
+            "-o",
+            "name",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(
+        out.lines(),
+        [
+            "configmap/app-config",
+            "secret/app-secret",
+            "service/web",
+            "deployment.apps/web",
+            "serviceaccount/builder",
+            "role.rbac.authorization.k8s.io/reader",
+        ],
+        "{out}"
+    );
+
+    // -o yaml / -o json.
+    let out = c
+        .kubectl(&["get", "cm", "app-config", "-n", "demo", "-o", "yaml"])
+        .await
+        .expect_ok();
+    let y: serde_yaml::Value = serde_yaml::from_str(&out.stdout).expect("yaml");
+    assert_eq!(y["kind"].as_str(), Some("ConfigMap"), "{out}");
+    assert_eq!(y["metadata"]["namespace"].as_str(), Some("demo"), "{out}");
+    assert_eq!(y["data"]["color"].as_str(), Some("blue"), "{out}");
+    assert!(
+        y["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()),
+        "{out}"
+    );
+    let out = c
+        .kubectl(&["get", "secret", "app-secret", "-n", "demo", "-o", "json"])
+        .await
+        .expect_ok();
+    let v = out.json();
+    // stringData is folded into base64 data by the server.
+    assert_eq!(v["data"]["password"], "aHVudGVyMg==", "{out}");
+    assert!(v.get("stringData").is_none(), "{out}");
+    let out = c
+        .kubectl(&["get", "deploy", "-n", "demo", "-o", "json"])
+        .await
+        .expect_ok();
+    let v = out.json();
+    assert_eq!(v["kind"], "List", "{out}");
+    assert_eq!(v["items"][0]["spec"]["replicas"], 2, "{out}");
+    assert_eq!(v["items"][0]["metadata"]["generation"], 1, "{out}");
+
+    // -o jsonpath.
+    let out = c
+        .kubectl(&[
+            "get",
+            "svc",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.ports[0].port}/{.spec.ports[0].targetPort}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout, "80/8080", "{out}");
+    let out = c
+        .kubectl(&[
+            "get",
+            "cm",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(out.lines(), ["default/other", "demo/app-config"], "{out}");
+
+    // Paginated lists (limit + continue) return every item once.
+    let out = c
+        .kubectl(&["get", "cm,secret", "-A", "--chunk-size=1", "-o", "name"])
+        .await
+        .expect_ok();
+    assert_eq!(
+        out.lines(),
+        [
+            "configmap/other",
+            "configmap/app-config",
+            "secret/app-secret"
+        ],
+        "{out}"
+    );
+
+    // -A prints a NAMESPACE column.
+    let out = c.kubectl(&["get", "configmaps", "-A"]).await.expect_ok();
+    assert!(out.lines()[0].starts_with("NAMESPACE"), "{out}");
+    let rows: Vec<Vec<&str>> = out.lines()[1..]
+        .iter()
+        .map(|l| l.split_whitespace().take(2).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [vec!["default", "other"], vec!["demo", "app-config"]],
+        "{out}"
+    );
+
+    // --show-labels, -l and --field-selector.
+    let out = c
+        .kubectl(&["get", "cm", "app-config", "-n", "demo", "--show-labels"])
+        .await
+        .expect_ok();
+    assert!(out.lines()[0].ends_with("LABELS"), "{out}");
+    assert!(out.lines()[1].ends_with("app=web,tier=config"), "{out}");
+    let out = c
+        .kubectl(&[
+            "get",
+            "cm,secret,svc,deploy",
+            "-A",
+            "-l",
+            "app=web",
+            "-o",
+            "name",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(
+        out.lines(),
+        [
+            "configmap/app-config",
+            "secret/app-secret",
+            "service/web",
+            "deployment.apps/web"
+        ],
+        "{out}"
+    );
+    let out = c
+        .kubectl(&["get", "cm", "-A", "-l", "app in (db)", "-o", "name"])
+        .await
+        .expect_ok();
+    assert_eq!(out.lines(), ["configmap/other"], "{out}");
+    let out = c
+        .kubectl(&["get", "cm", "-A", "-l", "app,tier!=config", "-o", "name"])
+        .await
+        .expect_ok();
+    assert_eq!(out.lines(), ["configmap/other"], "{out}");
+    let out = c
+        .kubectl(&["get", "cm", "-n", "demo", "-l", "app=nothing"])
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout, "", "{out}");
+    assert!(
+        out.stderr.contains("No resources found in demo namespace."),
+        "{out}"
+    );
+    let out = c
+        .kubectl(&[
+            "get",
+            "cm",
+            "-A",
+            "--field-selector",
+            "metadata.name=app-config",
+            "-o",
+            "name",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(out.lines(), ["configmap/app-config"], "{out}");
+    let out = c
+        .kubectl(&[
+            "get",
+            "cm",
+            "-A",
+            "--field-selector",
+            "metadata.namespace!=demo",
+            "-o",
+            "name",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(out.lines(), ["configmap/other"], "{out}");
+    c.kubectl(&["get", "cm", "-A", "--field-selector", "data.color=blue"])
+        .await
+        .expect_err_contains("field label not supported: data.color");
+
+    // Creating the same objects again is AlreadyExists for each.
+    let out = c
+        .kubectl_stdin(
+            &["create", "--validate=false", "-f", "-"],
+            &configmap("other", "app: db", "k: v"),
+        )
+        .await
+        .expect_err_contains(
+            r#"Error from server (AlreadyExists): error when creating "STDIN": configmaps "other" already exists"#,
+        );
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn replace_label_annotate_patch_and_scale() {
+    let c = TestCluster::start().await;
+    create_app(&c).await;
+    let ns = ["-n", "demo"];
+    let get = |args: &'static [&'static str]| {
+        let mut v: Vec<&str> = vec!["get"];
+        v.extend_from_slice(args);
+        v.extend_from_slice(&ns);
+        v
+    };
+
+    // replace -f with changed data.
+    let changed = APP.replace("color: blue", "color: green");
+    let path = c.write_file("changed.yaml", &changed);
+    let replaced = c
+        .kubectl(&[
+            "replace",
+            "--validate=false",
+            "-n",
+            "demo",
+            "-f",
+            path.to_str().unwrap(),
+        ])
+        .await;
+    // The Namespace replace succeeds too; every object prints "replaced".
+    let replaced = replaced.expect_ok();
+    assert!(
+        replaced.lines().contains(&"configmap/app-config replaced"),
+        "{replaced}"
+    );
+    assert!(
+        replaced.lines().contains(&"deployment.apps/web replaced"),
+        "{replaced}"
+    );
+    let out = c
+        .kubectl(&get(&["cm", "app-config", "-o", "jsonpath={.data.color}"]))
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout, "green", "{out}");
+
+    // label: add, refuse to overwrite, overwrite, remove.
+    let out = c
+        .kubectl(&["label", "cm", "app-config", "-n", "demo", "env=prod"])
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout.trim(), "configmap/app-config labeled", "{out}");
+    c.kubectl(&["label", "cm", "app-config", "-n", "demo", "env=dev"])
+        .await
+        .expect_err_contains("'env' already has a value (prod), and --overwrite is false");
+    c.kubectl(&[
+        "label",
+        "cm",
+        "app-config",
+        "-n",
+        "demo",
+        "--overwrite",
+        "env=dev",
+    ])
+    .await
+    .expect_ok();
+    let out = c
+        .kubectl(&get(&["cm", "-l", "env=dev", "-o", "name"]))
+        .await
+        .expect_ok();
+    assert_eq!(out.lines(), ["configmap/app-config"], "{out}");
+    c.kubectl(&["label", "cm", "app-config", "-n", "demo", "tier-"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["configmap/app-config unlabeled"]);
+    let out = c
+        .kubectl(&get(&["cm", "app-config", "-o", "json"]))
+        .await
+        .expect_ok();
+    assert_eq!(
+        out.json()["metadata"]["labels"],
+        serde_json::json!({"app": "web", "env": "dev"}),
+        "{out}"
+    );
+
+    // annotate: add, overwrite, remove.
+    c.kubectl(&["annotate", "deploy", "web", "-n", "demo", "owner=team-a"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["deployment.apps/web annotated"]);
+    c.kubectl(&["annotate", "deploy", "web", "-n", "demo", "owner=team-b"])
+        .await
+        .expect_err_contains("--overwrite is false");
+    c.kubectl(&[
+        "annotate",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "--overwrite",
+        "owner=team-b",
+    ])
+    .await
+    .expect_ok();
+    let out = c
+        .kubectl(&get(&[
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.owner}",
+        ]))
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout, "team-b", "{out}");
+    c.kubectl(&["annotate", "deploy", "web", "-n", "demo", "owner-"])
+        .await
+        .expect_ok();
+    let out = c
+        .kubectl(&get(&["deploy", "web", "-o", "json"]))
+        .await
+        .expect_ok();
+    assert!(
+        out.json()["metadata"]["annotations"].get("owner").is_none(),
+        "{out}"
+    );
+    // Metadata-only edits leave the generation alone.
+    assert_eq!(out.json()["metadata"]["generation"], 1, "{out}");
+
+    // patch --type=merge and --type=json.
+    c.kubectl(&[
+        "patch",
+        "cm",
+        "app-config",
+        "-n",
+        "demo",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"color":"red","size":null,"extra":"x"}}"#,
+    ])
+    .await
+    .expect_ok()
+    .expect_stdout_contains(&["configmap/app-config patched"]);
+    let out = c
+        .kubectl(&get(&["cm", "app-config", "-o", "json"]))
+        .await
+        .expect_ok();
+    assert_eq!(
+        out.json()["data"],
+        serde_json::json!({"color": "red", "extra": "x"}),
+        "{out}"
+    );
+    c.kubectl(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"nginx:1.28"},{"op":"add","path":"/metadata/labels/patched","value":"yes"}]"#,
+    ])
+    .await
+    .expect_ok()
+    .expect_stdout_contains(&["deployment.apps/web patched"]);
+    let out = c
+        .kubectl(&get(&[
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image} {.metadata.labels.patched} {.metadata.generation}",
+        ]))
+        .await
+        .expect_ok();
+    // replace -f bumped nothing in the spec; the image patch did.
+    assert_eq!(out.stdout, "nginx:1.28 yes 2", "{out}");
+    c.kubectl(&[
+        "patch",
+        "cm",
+        "app-config",
+        "-n",
+        "demo",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/data/color","value":"purple"}]"#,
+    ])
+    .await
+    .expect_err_contains("The request is invalid: ");
+    c.kubectl(&[
+        "patch",
+        "cm",
+        "missing",
+        "-n",
+        "demo",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"b"}}"#,
+    ])
+    .await
+    .expect_err_contains(r#"Error from server (NotFound): configmaps "missing" not found"#);
+
+    // scale through the scale subresource.
+    c.kubectl(&["scale", "deployment", "web", "-n", "demo", "--replicas=5"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["deployment.apps/web scaled"]);
+    let out = c
+        .kubectl(&get(&["deploy", "web", "-o", "jsonpath={.spec.replicas}"]))
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout, "5", "{out}");
+    c.kubectl(&[
+        "scale",
+        "deployment",
+        "web",
+        "-n",
+        "demo",
+        "--current-replicas=5",
+        "--replicas=0",
+    ])
+    .await
+    .expect_ok();
+    let out = c
+        .kubectl(&get(&["deploy", "web", "-o", "jsonpath={.spec.replicas}"]))
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout, "0", "{out}");
+    c.kubectl(&[
+        "scale",
+        "deployment",
+        "web",
+        "-n",
+        "demo",
+        "--current-replicas=3",
+        "--replicas=1",
+    ])
+    .await
+    .expect_err_contains("Expected replicas to be 3, was 0");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn delete_by_name_file_selector_and_all() {
+    let c = TestCluster::start().await;
+    for (name, labels) in [
+        ("a", "tier: web"),
+        ("b", "tier: web"),
+        ("c", "tier: db"),
+        ("x", "tier: db"),
+        ("cache", "tier: cache"),
+    ] {
+        create_stdin(&c, &configmap(name, labels, "k: v")).await;
+    }
+
+    // By name.
+    let out = c.kubectl(&["delete", "configmap", "x"]).await.expect_ok();
+    assert_eq!(
+        out.stdout.trim(),
+        r#"configmap "x" deleted from default namespace"#,
+        "{out}"
+    );
+    c.kubectl(&["get", "configmap", "x"])
+        .await
+        .expect_err_contains(r#"Error from server (NotFound): configmaps "x" not found"#);
+    c.kubectl(&["delete", "configmap", "x"])
+        .await
+        .expect_err_contains(r#"Error from server (NotFound): configmaps "x" not found"#);
+    c.kubectl(&["delete", "configmap", "x", "--ignore-not-found"])
+        .await
+        .expect_ok();
+
+    // By -f.
+    let path = c.write_file("cache.yaml", &configmap("cache", "tier: cache", "k: v"));
+    c.kubectl(&["delete", "-f", path.to_str().unwrap()])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&[r#"configmap "cache" deleted"#]);
+
+    // By -l.
+    let out = c
+        .kubectl(&["delete", "configmap", "-l", "tier=web"])
+        .await
+        .expect_ok();
+    assert_eq!(out.lines().len(), 2, "{out}");
+    assert!(out.stdout.contains(r#"configmap "a" deleted"#), "{out}");
+    assert!(out.stdout.contains(r#"configmap "b" deleted"#), "{out}");
+    let out = c.kubectl(&["get", "cm", "-o", "name"]).await.expect_ok();
+    assert_eq!(out.lines(), ["configmap/c"], "{out}");
+
+    // --all (in one namespace only).
+    create_app(&c).await;
+    c.kubectl(&["delete", "configmap", "--all"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&[r#"configmap "c" deleted"#]);
+    let out = c.kubectl(&["get", "cm"]).await.expect_ok();
+    assert_eq!(out.stdout, "", "{out}");
+    assert!(
+        out.stderr
+            .contains("No resources found in default namespace."),
+        "{out}"
+    );
+    let out = c
+        .kubectl(&["get", "cm", "-A", "-o", "name"])
+        .await
+        .expect_ok();
+    assert_eq!(out.lines(), ["configmap/app-config"], "{out}");
+    c.kubectl(&["delete", "all", "--all", "-n", "demo"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&[
+            r#"service "web" deleted"#,
+            r#"deployment.apps "web" deleted"#,
+        ]);
+    let out = c
+        .kubectl(&["get", "svc,deploy", "-n", "demo"])
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout, "", "{out}");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn get_watch_sees_later_create_and_delete() {
+    let c = TestCluster::start().await;
+    create_stdin(&c, &configmap("before", "", "k: v")).await;
+    let mut watch = c
+        .kubectl_cmd(&["get", "configmaps", "-w", "--output-watch-events"])
+        .spawn();
+    // The initial list comes first.
+    watch.wait_for_stdout("before", WATCH_WAIT).await;
+    create_stdin(&c, &configmap("watched", "", "k: v")).await;
+    watch
+        .wait_until(
+            "ADDED watched",
+            |s| has_cells(s, &["ADDED", "watched"]),
+            WATCH_WAIT,
+        )
+        .await;
+    c.kubectl(&["delete", "cm", "watched"]).await.expect_ok();
+    let seen = watch
+        .wait_until(
+            "DELETED watched",
+            |s| has_cells(s, &["DELETED", "watched"]),
+            WATCH_WAIT,
+        )
+        .await;
+    let out = watch.kill().await;
+    let events: Vec<Vec<&str>> = seen
+        .lines()
+        .map(|l| l.split_whitespace().take(2).collect())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            vec!["EVENT", "NAME"],
+            vec!["ADDED", "before"],
+            vec!["ADDED", "watched"],
+            vec!["DELETED", "watched"],
+        ],
+        "{out}"
+    );
+
+    // Plain -w on one object, with -o name.
+    let mut watch = c
+        .kubectl_cmd(&["get", "configmap", "before", "-w", "-o", "name"])
+        .spawn();
+    watch
+        .wait_for_stdout("configmap/before\n", WATCH_WAIT)
+        .await;
+    c.kubectl(&["label", "cm", "before", "seen=yes"])
+        .await
+        .expect_ok();
+    c.kubectl(&["delete", "cm", "before"]).await.expect_ok();
+    let seen = watch
+        .wait_for_stdout(
+            "configmap/before\nconfigmap/before\nconfigmap/before\n",
+            WATCH_WAIT,
+        )
+        .await;
+    watch.kill().await;
+    assert_eq!(seen.lines().count(), 3, "{seen}");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn namespace_deletion_finalizes_and_missing_namespace_is_rejected() {
+    let c = TestCluster::start().await;
+    create_app(&c).await;
+    let out = c
+        .kubectl(&["delete", "namespace", "demo", "--timeout=30s"])
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout.trim(), r#"namespace "demo" deleted"#, "{out}");
+    c.kubectl(&["get", "ns", "demo"])
+        .await
+        .expect_err_contains(r#"Error from server (NotFound): namespaces "demo" not found"#);
+    let out = c
+        .kubectl(&["get", "cm,deploy", "-A", "-o", "name"])
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout, "", "{out}");
+
+    // Writes into a namespace that does not exist.
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lost\n  namespace: nope\n";
+    c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], yaml)
+        .await
+        .expect_err_contains(r#"namespaces "nope" not found"#);
+    c.kubectl_stdin(
+        &["create", "--validate=false", "-n", "nope", "-f", "-"],
+        &configmap("lost", "", "k: v"),
+    )
+    .await
+    .expect_err_contains(r#"namespaces "nope" not found"#);
+
+    // Built-in namespaces cannot be deleted.
+    c.kubectl(&["delete", "namespace", "kube-system"])
+        .await
+        .expect_err_contains("this namespace may not be deleted");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn wait_for_delete_returns_when_another_command_deletes() {
+    let c = TestCluster::start().await;
+    create_stdin(&c, &configmap("doomed", "", "k: v")).await;
+    let mut waiter = c
+        .kubectl_cmd(&[
+            "wait",
+            "--for=delete",
+            "configmap/doomed",
+            "--timeout=30s",
+            "-v=6",
+        ])
+        .spawn();
+    // Delete only once the waiter is watching (it logs each request at -v=6),
+    // so it must see the deletion happen rather than find nothing.
+    waiter
+        .wait_for_stderr("watch=true", Duration::from_secs(20))
+        .await;
+    c.kubectl(&["delete", "configmap", "doomed", "--wait=false"])
+        .await
+        .expect_ok();
+    let out = waiter.wait(Duration::from_secs(30)).await;
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout.trim(), "configmap/doomed condition met", "{out}");
+
+    // A wait on something that is not deleted times out (non-zero exit).
+    create_stdin(&c, &configmap("kept", "", "k: v")).await;
+    c.kubectl(&["wait", "--for=delete", "configmap/kept", "--timeout=1s"])
+        .await
+        .expect_err_contains("timed out waiting for the condition on configmaps/kept");
+    c.shutdown().await;
+}
