@@ -160,6 +160,22 @@ impl ApiError {
         }
     }
 
+    /// 422 for a forbidden combination of list/watch options:
+    /// `ListOptions.meta.k8s.io "" is invalid: <field>: Forbidden: <msg>`
+    /// (k8s.io/apimachinery/pkg/apis/meta/internalversion/validation).
+    pub fn list_options_forbidden(field: &str, msg: &str) -> Self {
+        Self::invalid(
+            "ListOptions",
+            "meta.k8s.io",
+            "",
+            vec![Cause {
+                reason: "FieldValueForbidden".into(),
+                message: format!("Forbidden: {msg}"),
+                field: field.into(),
+            }],
+        )
+    }
+
     /// 400 BadRequest with the given message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)

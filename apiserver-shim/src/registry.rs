@@ -21,13 +21,33 @@ pub struct Strategy {
     /// requested `gracePeriodSeconds`; `0` deletes at once. `None` means the
     /// kind has no graceful deletion.
     pub grace_period: Option<fn(&Value, Option<i64>) -> i64>,
+    /// Whether something besides `metadata.finalizers` still holds a deleted
+    /// object (a Namespace's `spec.finalizers`).
+    pub holds_deletion: fn(&Value) -> bool,
+    /// Applied to the object when its deletion starts (a Namespace turns
+    /// `Terminating`).
+    pub begin_deletion: fn(&mut Value),
 }
 
 const PLAIN: Strategy = Strategy {
     prepare_create: |_| {},
     prepare_update: |_, _| {},
     grace_period: None,
+    holds_deletion: |_| false,
+    begin_deletion: |_| {},
 };
+
+/// Which names a kind accepts (k8s.io/apimachinery/pkg/api/validation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// DNS-1123 subdomain (`NameIsDNSSubdomain`), the default.
+    Subdomain,
+    /// DNS-1123 label (`NameIsDNSLabel`): namespaces, services.
+    Label,
+    /// Any single URL path segment (`ValidatePathSegmentName`): RBAC
+    /// objects, nodes, events.
+    PathSegment,
+}
 
 /// The `scale` subresource (autoscaling/v1 Scale) of a workload kind.
 #[derive(Clone, Copy, Debug)]
@@ -86,6 +106,14 @@ pub struct ResourceDef {
     pub return_deleted_object: bool,
     /// Per-kind hooks.
     pub strategy: Strategy,
+    /// Which names are valid.
+    pub name_rule: NameRule,
+    /// Whether a create keeps the `status` the client sent (only Node: a
+    /// kubelet registers its node with status); other kinds with a status
+    /// subresource start with an empty status, as their PrepareForCreate does.
+    pub status_on_create: bool,
+    /// Objects of this kind that may never be deleted (`403 Forbidden`).
+    pub undeletable: &'static [&'static str],
 }
 
 impl ResourceDef {
@@ -174,6 +202,9 @@ const fn def(
         allow_create_on_update: false,
         return_deleted_object: false,
         strategy: PLAIN,
+        name_rule: NameRule::Subdomain,
+        status_on_create: false,
+        undeletable: &[],
     }
 }
 
@@ -205,8 +236,8 @@ const POD: Strategy = Strategy {
         let status = meta::ensure_object(pod, "status");
         status.insert("phase".into(), json!("Pending"));
     },
-    prepare_update: |_, _| {},
     grace_period: Some(pod_grace_period),
+    ..PLAIN
 };
 
 /// Namespaces carry the `kubernetes` finalizer, phase Active, and the
@@ -228,7 +259,15 @@ const NAMESPACE: Strategy = Strategy {
         // spec.finalizers change only through the finalize subresource.
         ns["spec"] = old.get("spec").cloned().unwrap_or_else(|| json!({}));
     },
-    grace_period: None,
+    holds_deletion: |ns| {
+        ns.pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    },
+    begin_deletion: |ns| {
+        meta::ensure_object(ns, "status").insert("phase".into(), json!("Terminating"));
+    },
+    ..PLAIN
 };
 
 /// `stringData` is write-only: its entries overwrite `data` (base64-encoded)
@@ -262,7 +301,7 @@ const SECRET: Strategy = Strategy {
         }
     },
     prepare_update: |s, _| fold_string_data(s),
-    grace_period: None,
+    ..PLAIN
 };
 
 const EVENT_FIELDS: &[&str] = &[
@@ -287,6 +326,8 @@ pub static RESOURCES: &[ResourceDef] = &[
         field_selectors: &["status.phase"],
         strategy: NAMESPACE,
         return_deleted_object: true,
+        name_rule: NameRule::Label,
+        undeletable: &["default", "kube-system", "kube-public"],
         ..def("", "v1", "namespaces", "Namespace", "namespace", false)
     },
     ResourceDef {
@@ -315,6 +356,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         status: true,
         field_selectors: &["spec.clusterIP", "spec.type"],
         return_deleted_object: true,
+        name_rule: NameRule::Label,
         ..def("", "v1", "services", "Service", "service", true)
     },
     ResourceDef {
@@ -346,12 +388,15 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["ev"],
         field_selectors: EVENT_FIELDS,
         allow_create_on_update: true,
+        name_rule: NameRule::PathSegment,
         ..def("", "v1", "events", "Event", "event", true)
     },
     ResourceDef {
         short_names: &["no"],
         status: true,
         field_selectors: &["spec.unschedulable"],
+        name_rule: NameRule::PathSegment,
+        status_on_create: true,
         ..def("", "v1", "nodes", "Node", "node", false)
     },
     ResourceDef {
@@ -479,6 +524,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         short_names: &["ev"],
         allow_create_on_update: true,
+        name_rule: NameRule::PathSegment,
         ..def("events.k8s.io", "v1", "events", "Event", "event", true)
     },
     ResourceDef {
@@ -496,6 +542,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         allow_create_on_update: true,
+        name_rule: NameRule::PathSegment,
         ..def(
             "rbac.authorization.k8s.io",
             "v1",
@@ -507,6 +554,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         allow_create_on_update: true,
+        name_rule: NameRule::PathSegment,
         ..def(
             "rbac.authorization.k8s.io",
             "v1",
@@ -518,6 +566,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         allow_create_on_update: true,
+        name_rule: NameRule::PathSegment,
         ..def(
             "rbac.authorization.k8s.io",
             "v1",
@@ -529,6 +578,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         allow_create_on_update: true,
+        name_rule: NameRule::PathSegment,
         ..def(
             "rbac.authorization.k8s.io",
             "v1",

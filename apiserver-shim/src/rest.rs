@@ -8,7 +8,7 @@
 
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::meta;
-use crate::registry::ResourceDef;
+use crate::registry::{NameRule, ResourceDef};
 use crate::request::{Query, Representation, Target};
 use crate::store::{KeyValue, ListOptions, Storage, StorageError};
 use crate::table;
@@ -273,16 +273,10 @@ fn validate_object_meta(def: &ResourceDef, obj: &Value) -> Vec<Cause> {
             field: "metadata.name".into(),
         });
     } else {
-        let errs = match def.resource {
-            "namespaces" | "services" => v::is_dns1123_label(name),
-            r if r.starts_with("role")
-                || r.starts_with("clusterrole")
-                || r == "events"
-                || r == "nodes" =>
-            {
-                path_segment_name(name)
-            }
-            _ => v::is_dns1123_subdomain(name),
+        let errs = match def.name_rule {
+            NameRule::Label => v::is_dns1123_label(name),
+            NameRule::PathSegment => path_segment_name(name),
+            NameRule::Subdomain => v::is_dns1123_subdomain(name),
         };
         for e in errs {
             causes.push(invalid_value("metadata.name", name, &e));
@@ -460,18 +454,7 @@ impl Api {
     /// per the API concepts' "Semantics for get and list" table.
     async fn list_revision(&self, query: &Query) -> ApiResult<Option<u64>> {
         let rv = query.resource_version.as_deref();
-        let forbidden = |msg: &str| {
-            ApiError::invalid(
-                "ListOptions",
-                "meta.k8s.io",
-                "",
-                vec![Cause {
-                    reason: "FieldValueForbidden".into(),
-                    message: format!("Forbidden: {msg}"),
-                    field: "resourceVersionMatch".into(),
-                }],
-            )
-        };
+        let forbidden = |msg: &str| ApiError::list_options_forbidden("resourceVersionMatch", msg);
         match (query.resource_version_match.as_deref(), rv) {
             (Some(_), None) => Err(forbidden(
                 "resourceVersionMatch is forbidden unless resourceVersion is provided",
@@ -743,7 +726,7 @@ impl Api {
         }
         // Status is written through the status subresource only: the kinds'
         // PrepareForCreate reset it (Node excepted: kubelets register with status).
-        if def.status && def.resource != "nodes" {
+        if def.status && !def.status_on_create {
             obj["status"] = json!({});
         }
         (def.strategy.prepare_create)(obj);
@@ -1102,13 +1085,11 @@ impl Api {
                     ),
                 ));
             }
-            if def.resource == "namespaces"
-                && matches!(name, "default" | "kube-system" | "kube-public")
-            {
+            if def.undeletable.contains(&name) {
                 return Err(ApiError::forbidden(
                     &gr,
                     name,
-                    "this namespace may not be deleted",
+                    &format!("this {} may not be deleted", def.singular),
                 ));
             }
             let grace = def
@@ -1128,10 +1109,7 @@ impl Api {
                     );
                     md.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 }
-                if def.resource == "namespaces" {
-                    meta::ensure_object(&mut marked, "status")
-                        .insert("phase".into(), json!("Terminating"));
-                }
+                (def.strategy.begin_deletion)(&mut marked);
                 if grace == 0 && !pending {
                     // fall through to an immediate delete below
                 } else {
@@ -1217,15 +1195,10 @@ impl Api {
     }
 }
 
-/// Whether finalizers still hold the object (namespaces also wait for
-/// `spec.finalizers`, which the namespace controller clears via `finalize`).
+/// Whether finalizers still hold the object: `metadata.finalizers`, or the
+/// kind's own (a Namespace's `spec.finalizers`, cleared via `finalize`).
 fn blocks_deletion(def: &ResourceDef, obj: &Value) -> bool {
-    meta::has_finalizers(obj)
-        || (def.resource == "namespaces"
-            && obj
-                .pointer("/spec/finalizers")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty()))
+    meta::has_finalizers(obj) || (def.strategy.holds_deletion)(obj)
 }
 
 /// Which part of the object a write may change: the main resource keeps the

@@ -14,7 +14,7 @@
 //!   seconds before a `timeoutSeconds` deadline, carry the revision up to
 //!   which everything matching has been delivered.
 
-use crate::error::{ApiError, ApiResult, Cause};
+use crate::error::{ApiError, ApiResult};
 use crate::registry::ResourceDef;
 use crate::request::{Query, Representation, Target};
 use crate::rest::{Api, Filter, decode_stored, json_response};
@@ -36,19 +36,6 @@ fn line(kind: &str, object: &Value) -> Bytes {
     let mut v = serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
     v.push(b'\n');
     Bytes::from(v)
-}
-
-fn watch_invalid(field: &str, msg: &str) -> ApiError {
-    ApiError::invalid(
-        "ListOptions",
-        "meta.k8s.io",
-        "",
-        vec![Cause {
-            reason: "FieldValueForbidden".into(),
-            message: format!("Forbidden: {msg}"),
-            field: field.into(),
-        }],
-    )
 }
 
 struct Renderer {
@@ -134,13 +121,13 @@ pub async fn serve(
     let send_initial = query.send_initial_events;
     match (send_initial, query.resource_version_match.as_deref()) {
         (Some(true), m) if m != Some("NotOlderThan") => {
-            return Err(watch_invalid(
+            return Err(ApiError::list_options_forbidden(
                 "sendInitialEvents",
                 "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
             ));
         }
         (None, Some(_)) => {
-            return Err(watch_invalid(
+            return Err(ApiError::list_options_forbidden(
                 "resourceVersionMatch",
                 "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
             ));
