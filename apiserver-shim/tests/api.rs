@@ -2495,3 +2495,72 @@ async fn discovery_finds_every_group_and_kind() {
     assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "34"));
     h.shutdown().await;
 }
+
+/// Streaming lists (KEP-3157): `sendInitialEvents=true` delivers the current
+/// state as ADDED events, closes it with a bookmark annotated
+/// `k8s.io/initial-events-end`, then streams changes; kube-rs's watcher in
+/// streaming mode must build its initial state from that alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_list_watcher_sees_initial_state_then_changes() {
+    let h = start().await;
+    create_namespace(&h.client, "stream").await;
+    let cms: Api<ConfigMap> = Api::namespaced(h.client.clone(), "stream");
+    for i in 0..30 {
+        cms.create(
+            &PostParams::default(),
+            &configmap(&format!("s{i}"), &[], &[]),
+        )
+        .await
+        .unwrap();
+    }
+    let mut events = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = tokio::time::timeout_at(deadline.into(), events.try_next())
+            .await
+            .expect("initial state in time")
+            .unwrap()
+            .expect("stream open");
+        match ev {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(cm) => {
+                initial.insert(cm.name_any());
+            }
+            watcher::Event::InitDone => break,
+            other => panic!("unexpected event before InitDone: {other:?}"),
+        }
+    }
+    let want: BTreeSet<String> = (0..30).map(|i| format!("s{i}")).collect();
+    assert_eq!(initial, want);
+    cms.create(&PostParams::default(), &configmap("late", &[], &[]))
+        .await
+        .unwrap();
+    loop {
+        let ev = tokio::time::timeout_at(deadline.into(), events.try_next())
+            .await
+            .expect("change in time")
+            .unwrap()
+            .expect("stream open");
+        if let watcher::Event::Apply(cm) = ev {
+            assert_eq!(cm.name_any(), "late");
+            break;
+        }
+    }
+    // sendInitialEvents without resourceVersionMatch=NotOlderThan is 422, as in kube-apiserver.
+    let refused = send_raw(
+        &h.client,
+        raw_request(
+            "GET",
+            "/api/v1/namespaces/stream/configmaps?watch=true&sendInitialEvents=true",
+            "",
+            Vec::new(),
+        ),
+    )
+    .await;
+    expect_status(
+        "sendInitialEvents without resourceVersionMatch",
+        refused,
+        422,
+    );
+}
