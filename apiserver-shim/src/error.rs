@@ -268,7 +268,7 @@ impl ApiError {
             format!(
                 "the body of the request was in an unknown format - accepted media types include: {}",
                 if content_type.contains("patch") {
-                    "application/json-patch+json, application/merge-patch+json"
+                    "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
                 } else {
                     "application/json"
                 }

@@ -923,7 +923,7 @@ impl Api {
     ) -> ApiResult<Response> {
         let def = target.def;
         let gr = def.group_resource();
-        let patch = Patch::parse(&media_type(headers), body)?;
+        let patch = Patch::parse(&media_type(headers), body, def)?;
         let sub = target.subresource.clone();
         let (obj, _) = self
             .guaranteed_update(target, name, false, query.dry_run, |old| {
@@ -1379,10 +1379,12 @@ fn scale_into(
 enum Patch {
     Json(json_patch::Patch),
     Merge(Value),
+    /// A strategic merge patch with the merge keys of the patched kind.
+    Strategic(Value, vkube_core::smp::Schema),
 }
 
 impl Patch {
-    fn parse(media_type: &str, body: &[u8]) -> ApiResult<Patch> {
+    fn parse(media_type: &str, body: &[u8], def: &ResourceDef) -> ApiResult<Patch> {
         let bad =
             |e: serde_json::Error| ApiError::bad_request(format!("error decoding patch: {e}"));
         match media_type {
@@ -1398,6 +1400,18 @@ impl Patch {
                 }
                 Ok(Patch::Merge(v))
             }
+            "application/strategic-merge-patch+json" => {
+                let v: Value = serde_json::from_slice(body).map_err(bad)?;
+                if !v.is_object() {
+                    return Err(ApiError::bad_request(
+                        "error decoding patch: a strategic merge patch must be a JSON object",
+                    ));
+                }
+                Ok(Patch::Strategic(
+                    v,
+                    vkube_core::smp::builtin(def.group, def.kind),
+                ))
+            }
             other => Err(ApiError::unsupported_media_type(other)),
         }
     }
@@ -1412,6 +1426,15 @@ impl Patch {
             }),
             Patch::Merge(p) => {
                 json_patch::merge(doc, p);
+                Ok(())
+            }
+            Patch::Strategic(p, schema) => {
+                *doc = vkube_core::smp::apply(doc, p, schema).map_err(|e| ApiError {
+                    code: 422,
+                    reason: "Invalid",
+                    message: e.to_string(),
+                    details: None,
+                })?;
                 Ok(())
             }
         }

@@ -1881,13 +1881,13 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
     );
     assert_eq!(s["reason"], "RequestEntityTooLarge");
 
-    // Strategic merge patch is not supported (yet): 415.
+    // Server-side apply is not served yet: 415.
     let err = api_error(
         Api::<ConfigMap>::namespaced(client.clone(), "default")
             .patch(
                 "target",
-                &PatchParams::default(),
-                &Patch::Strategic(json!({"data": {"k": "w"}})),
+                &PatchParams::apply("test"),
+                &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "w"}})),
             )
             .await,
     );
@@ -2563,4 +2563,74 @@ async fn streaming_list_watcher_sees_initial_state_then_changes() {
         refused,
         422,
     );
+}
+
+/// A strategic merge patch merges lists by their merge keys (containers by
+/// name, env by name) instead of replacing them, as kubectl's default
+/// `kubectl patch` expects; a JSON merge patch of the same body replaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategic_merge_patch_merges_containers_by_name() {
+    let h = start().await;
+    let deploys: Api<Deployment> = Api::namespaced(h.client.clone(), "default");
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [
+                    {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]},
+                    {"name": "sidecar", "image": "sidecar:1"}
+                ]}
+            }
+        }
+    }))
+    .unwrap();
+    deploys.create(&PostParams::default(), &d).await.unwrap();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "image": "app:2", "env": [{"name": "B", "value": "2"}]}
+    ]}}}});
+    let patched = deploys
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(patch.clone()),
+        )
+        .await
+        .unwrap();
+    let containers = patched.spec.template.spec.unwrap().containers;
+    let summary: Vec<(String, Option<String>, usize)> = containers
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                c.image.clone(),
+                c.env.as_ref().map_or(0, Vec::len),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("app".to_string(), Some("app:2".to_string()), 2),
+            ("sidecar".to_string(), Some("sidecar:1".to_string()), 0),
+        ]
+    );
+    // The same body as a JSON merge patch replaces the whole list.
+    let merged = deploys
+        .patch("web", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    assert_eq!(merged.spec.template.spec.unwrap().containers.len(), 1);
+    // A malformed directive is refused and changes nothing.
+    let bad = json!({"spec": {"template": {"spec": {"containers": [{"$patch": "bogus", "name": "app"}]}}}});
+    let err = api_error(
+        deploys
+            .patch("web", &PatchParams::default(), &Patch::Strategic(bad))
+            .await,
+    );
+    assert_eq!(err.code, 422);
+    let after = deploys.get("web").await.unwrap();
+    assert_eq!(after.metadata.generation, Some(3));
 }

@@ -14,4 +14,5 @@
 
 pub mod fields;
 pub mod labels;
+pub mod smp;
 pub mod validation;

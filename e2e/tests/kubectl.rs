@@ -912,3 +912,73 @@ async fn wait_for_delete_returns_when_another_command_deletes() {
         .expect_err_contains("timed out waiting for the condition on configmaps/kept");
     c.shutdown().await;
 }
+
+/// `kubectl patch` without `--type` sends a strategic merge patch: patching
+/// one container by name keeps the others, and `kubectl set image` works.
+#[tokio::test]
+async fn default_patch_is_strategic_and_set_image_works() {
+    let c = TestCluster::start().await;
+    create_stdin(
+        &c,
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: two
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: two}}
+  template:
+    metadata: {labels: {app: two}}
+    spec:
+      containers:
+      - {name: app, image: "app:1"}
+      - {name: sidecar, image: "sidecar:1"}
+"#,
+    )
+    .await;
+    c.kubectl(&[
+        "patch",
+        "deployment",
+        "two",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}"#,
+    ])
+    .await
+    .expect_ok()
+    .expect_stdout_contains(&["deployment.apps/two patched"]);
+    let images = c
+        .kubectl(&[
+            "get",
+            "deployment",
+            "two",
+            "-o",
+            "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image} {end}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(
+        images.stdout.trim(),
+        "app=app:2 sidecar=sidecar:1",
+        "{images}"
+    );
+    c.kubectl(&["set", "image", "deployment/two", "sidecar=sidecar:2"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["deployment.apps/two image updated"]);
+    let images = c
+        .kubectl(&[
+            "get",
+            "deployment",
+            "two",
+            "-o",
+            "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image} {end}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(
+        images.stdout.trim(),
+        "app=app:2 sidecar=sidecar:2",
+        "{images}"
+    );
+}
