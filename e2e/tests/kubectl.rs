@@ -982,3 +982,207 @@ spec:
         "{images}"
     );
 }
+
+/// The whitespace-separated words of a table's header line.
+fn header(out: &vkube_e2e::Output) -> Vec<&str> {
+    out.lines()[0].split_whitespace().collect()
+}
+
+/// The whitespace-separated words of the row whose first column is `name`.
+fn row<'a>(out: &'a vkube_e2e::Output, name: &str) -> Vec<&'a str> {
+    out.lines()
+        .into_iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|words| words.first() == Some(&name))
+        .unwrap_or_else(|| panic!("no row {name}: {out}"))
+}
+
+#[tokio::test]
+async fn get_prints_each_kinds_columns() {
+    let c = TestCluster::start().await;
+    create_app(&c).await;
+    create_stdin(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-pod
+  namespace: demo
+spec:
+  containers:
+  - name: web
+    image: nginx:1.27
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  namespace: demo
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: api
+  template:
+    metadata:
+      labels:
+        app: api
+    spec:
+      containers:
+      - name: api
+        image: api:1
+"#,
+    )
+    .await;
+    let get = |what: &'static str, wide: bool| {
+        let c = &c;
+        let mut args = vec!["get", what, "-n", "demo"];
+        if wide {
+            args.extend(["-o", "wide"]);
+        }
+        async move { c.kubectl(&args).await.expect_ok() }
+    };
+
+    let out = get("pods", false).await;
+    assert_eq!(
+        header(&out),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{out}"
+    );
+    assert_eq!(
+        row(&out, "web-pod")[..4],
+        ["web-pod", "0/1", "Pending", "0"]
+    );
+    let out = get("pods", true).await;
+    assert_eq!(
+        header(&out),
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE",
+            "READINESS",
+            "GATES"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        row(&out, "web-pod")[5..],
+        ["<none>", "<none>", "<none>", "<none>"],
+        "{out}"
+    );
+
+    // A pod whose status reports its container running and ready.
+    c.kubectl(&[
+        "patch",
+        "pod",
+        "web-pod",
+        "-n",
+        "demo",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Running","podIP":"10.1.2.3","containerStatuses":[{"name":"web","image":"nginx:1.27","imageID":"","ready":true,"restartCount":0,"started":true,"state":{"running":{"startedAt":"2024-01-01T00:00:00Z"}}}]}}"#,
+    ])
+    .await
+    .expect_ok();
+    let out = get("pods", true).await;
+    let cells = row(&out, "web-pod");
+    assert_eq!(cells[..4], ["web-pod", "1/1", "Running", "0"], "{out}");
+    assert_eq!(cells[5], "10.1.2.3", "{out}");
+
+    let out = get("deploy", false).await;
+    assert_eq!(
+        header(&out),
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{out}"
+    );
+    assert_eq!(row(&out, "api")[..4], ["api", "0/3", "0", "0"], "{out}");
+    assert_eq!(row(&out, "web")[..4], ["web", "0/2", "0", "0"], "{out}");
+    c.kubectl(&[
+        "patch",
+        "deploy",
+        "api",
+        "-n",
+        "demo",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":3,"readyReplicas":2,"updatedReplicas":3,"availableReplicas":2}}"#,
+    ])
+    .await
+    .expect_ok();
+    let out = get("deploy", true).await;
+    assert_eq!(
+        header(&out),
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ],
+        "{out}"
+    );
+    let cells = row(&out, "api");
+    assert_eq!(cells[..4], ["api", "2/3", "3", "2"], "{out}");
+    assert_eq!(cells[5..], ["api", "api:1", "app=api"], "{out}");
+
+    let out = get("svc", false).await;
+    assert_eq!(
+        header(&out),
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        row(&out, "web")[..5],
+        ["web", "ClusterIP", "<none>", "<none>", "80/TCP"],
+        "{out}"
+    );
+
+    let out = get("cm", false).await;
+    assert_eq!(header(&out), ["NAME", "DATA", "AGE"], "{out}");
+    assert_eq!(row(&out, "app-config")[..2], ["app-config", "2"], "{out}");
+
+    let out = get("secrets", false).await;
+    assert_eq!(header(&out), ["NAME", "TYPE", "DATA", "AGE"], "{out}");
+    assert_eq!(
+        row(&out, "app-secret")[..3],
+        ["app-secret", "Opaque", "1"],
+        "{out}"
+    );
+
+    let out = get("sa", false).await;
+    assert_eq!(header(&out), ["NAME", "SECRETS", "AGE"], "{out}");
+    assert_eq!(row(&out, "builder")[..2], ["builder", "0"], "{out}");
+
+    // Roles have no printer upstream: apiserver's default Name and Created At.
+    let out = get("roles", false).await;
+    assert_eq!(header(&out), ["NAME", "CREATED", "AT"], "{out}");
+    let created = row(&out, "reader")[1];
+    assert!(
+        created.len() == 20 && created.ends_with('Z') && created.contains('T'),
+        "{out}"
+    );
+
+    let out = c.kubectl(&["get", "ns"]).await.expect_ok();
+    assert_eq!(header(&out), ["NAME", "STATUS", "AGE"], "{out}");
+    assert_eq!(row(&out, "demo")[..2], ["demo", "Active"], "{out}");
+    assert_eq!(row(&out, "default")[..2], ["default", "Active"], "{out}");
+}
