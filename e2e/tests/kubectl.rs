@@ -913,6 +913,19 @@ async fn wait_for_delete_returns_when_another_command_deletes() {
     c.shutdown().await;
 }
 
+/// `name=image` of each container of Deployment `name`, space separated.
+async fn container_images(c: &TestCluster, name: &str) -> vkube_e2e::Output {
+    c.kubectl(&[
+        "get",
+        "deployment",
+        name,
+        "-o",
+        "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image} {end}",
+    ])
+    .await
+    .expect_ok()
+}
+
 /// `kubectl patch` without `--type` sends a strategic merge patch: patching
 /// one container by name keeps the others, and `kubectl set image` works.
 #[tokio::test]
@@ -947,16 +960,7 @@ spec:
     .await
     .expect_ok()
     .expect_stdout_contains(&["deployment.apps/two patched"]);
-    let images = c
-        .kubectl(&[
-            "get",
-            "deployment",
-            "two",
-            "-o",
-            "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image} {end}",
-        ])
-        .await
-        .expect_ok();
+    let images = container_images(&c, "two").await;
     assert_eq!(
         images.stdout.trim(),
         "app=app:2 sidecar=sidecar:1",
@@ -966,16 +970,7 @@ spec:
         .await
         .expect_ok()
         .expect_stdout_contains(&["deployment.apps/two image updated"]);
-    let images = c
-        .kubectl(&[
-            "get",
-            "deployment",
-            "two",
-            "-o",
-            "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image} {end}",
-        ])
-        .await
-        .expect_ok();
+    let images = container_images(&c, "two").await;
     assert_eq!(
         images.stdout.trim(),
         "app=app:2 sidecar=sidecar:2",
