@@ -79,14 +79,6 @@ fn subresource_verbs(sub: &str) -> Vec<&'static str> {
     }
 }
 
-fn all_subresources(def: &ResourceDef) -> Vec<&'static str> {
-    let mut subs = def.subresources();
-    if def.resource == "namespaces" {
-        subs.push("finalize");
-    }
-    subs
-}
-
 /// `/api/v1` or `/apis/{group}/{version}`: an `APIResourceList`, or `None`.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let defs: Vec<&ResourceDef> = RESOURCES
@@ -112,7 +104,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             r["categories"] = json!(d.categories);
         }
         resources.push(r);
-        for sub in all_subresources(d) {
+        for sub in d.subresources() {
             let (g, v, kind) = subresource_kind(d, sub);
             let mut s = json!({
                 "name": format!("{}/{sub}", d.resource),
@@ -186,7 +178,8 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
                 .iter()
                 .filter(|d| d.group == group && d.version == *v)
                 .map(|d| {
-                    let subs: Vec<Value> = all_subresources(d)
+                    let subs: Vec<Value> = d
+                        .subresources()
                         .into_iter()
                         .map(|sub| {
                             let (g, ver, kind) = subresource_kind(d, sub);

@@ -93,6 +93,8 @@ pub struct ResourceDef {
     pub scale: Option<ScaleDef>,
     /// Has the pod `binding` subresource.
     pub binding: bool,
+    /// Has the namespace `finalize` subresource (writes only `spec.finalizers`).
+    pub finalize: bool,
     /// `metadata.generation` starts at 1 and is bumped when anything outside
     /// `metadata` and `status` changes.
     pub generation: bool,
@@ -173,6 +175,9 @@ impl ResourceDef {
         if self.binding {
             out.push("binding");
         }
+        if self.finalize {
+            out.push("finalize");
+        }
         out
     }
 }
@@ -197,6 +202,7 @@ const fn def(
         status: false,
         scale: None,
         binding: false,
+        finalize: false,
         generation: false,
         field_selectors: &[],
         allow_create_on_update: false,
@@ -325,6 +331,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         status: true,
         field_selectors: &["status.phase"],
         strategy: NAMESPACE,
+        finalize: true,
         return_deleted_object: true,
         name_rule: NameRule::Label,
         undeletable: &["default", "kube-system", "kube-public"],

@@ -31,10 +31,12 @@ pub fn parse_target(group: &str, version: &str, rest: &[&str]) -> ApiResult<Targ
         Some((&"watch", tail)) => (true, tail),
         _ => (false, rest),
     };
-    let is_core = group.is_empty();
-    let namespaced_path = rest.len() >= 3
+    // `namespaces/{name}/{sub}` addresses a subresource of the namespace itself.
+    let namespace_subresource = rest.len() == 3
         && rest[0] == "namespaces"
-        && !(is_core && rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
+        && registry::lookup(group, version, "namespaces")
+            .is_some_and(|ns| ns.subresources().contains(&rest[2]));
+    let namespaced_path = rest.len() >= 3 && rest[0] == "namespaces" && !namespace_subresource;
     let (namespace, tail) = if namespaced_path {
         (Some(rest[1].to_string()), &rest[2..])
     } else {
@@ -53,12 +55,8 @@ pub fn parse_target(group: &str, version: &str, rest: &[&str]) -> ApiResult<Targ
     if name.is_some() && def.namespaced && namespace.is_none() {
         return Err(ApiError::no_route());
     }
-    if let Some(s) = subresource {
-        let known =
-            def.subresources().contains(&s) || (def.resource == "namespaces" && s == "finalize");
-        if !known {
-            return Err(ApiError::no_route());
-        }
+    if subresource.is_some_and(|s| !def.subresources().contains(&s)) {
+        return Err(ApiError::no_route());
     }
     if name.is_some_and(|n| n.is_empty()) {
         return Err(ApiError::no_route());

@@ -742,6 +742,38 @@ impl Api {
         Ok(())
     }
 
+    /// The create sequence of the generic registry store, once for every
+    /// path that creates: system metadata and the kind's hooks, namespace
+    /// admission, then one storage create (skipped under dry run).
+    /// `Ok(None)` means the key already exists; the caller decides whether to
+    /// retry (generateName, a racing create-on-update) or answer 409.
+    async fn insert(
+        &self,
+        target: &Target,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Option<Value>> {
+        let def = target.def;
+        self.prepare_create(target, &mut obj)?;
+        let name = meta::name(&obj).to_string();
+        if def.namespaced {
+            self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), &name)
+                .await?;
+        }
+        if dry_run {
+            return Ok(Some(obj));
+        }
+        let key = def.key(target.namespace.as_deref(), &name);
+        match self.store.create(&key, self.encode(def, &obj)?).await {
+            Ok(rev) => {
+                meta::set_resource_version(&mut obj, rev);
+                Ok(Some(obj))
+            }
+            Err(StorageError::AlreadyExists(_)) => Ok(None),
+            Err(e) => Err(storage_error(def, &name, e)),
+        }
+    }
+
     async fn create(
         &self,
         target: &Target,
@@ -750,33 +782,20 @@ impl Api {
         body: &[u8],
         repr: Representation,
     ) -> ApiResult<Response> {
-        let obj = decode_body(headers, body, target.def.kind)?;
+        let def = target.def;
+        let obj = decode_body(headers, body, def.kind)?;
         let generated = obj
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .is_none_or(str::is_empty);
-        let def = target.def;
         // generateName collisions are retried with a new suffix, as the registry does.
         for _ in 0..8 {
-            let mut candidate = obj.clone();
-            self.prepare_create(target, &mut candidate)?;
-            let name = meta::name(&candidate).to_string();
-            if def.namespaced {
-                self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), &name)
-                    .await?;
-            }
-            if query.dry_run {
-                return Ok(self.render_one(def, StatusCode::CREATED, &candidate, repr, query));
-            }
-            let key = def.key(target.namespace.as_deref(), &name);
-            let bytes = self.encode(def, &candidate)?;
-            match self.store.create(&key, bytes).await {
-                Ok(rev) => {
-                    meta::set_resource_version(&mut candidate, rev);
-                    return Ok(self.render_one(def, StatusCode::CREATED, &candidate, repr, query));
+            match self.insert(target, obj.clone(), query.dry_run).await? {
+                Some(created) => {
+                    return Ok(self.render_one(def, StatusCode::CREATED, &created, repr, query));
                 }
-                Err(StorageError::AlreadyExists(_)) if generated => continue,
-                Err(e) => return Err(storage_error(def, &name, e)),
+                None if generated => continue,
+                None => break,
             }
         }
         Err(ApiError::already_exists(
@@ -808,22 +827,10 @@ impl Api {
                 if !allow_create {
                     return Err(ApiError::not_found(&def.group_resource(), name));
                 }
-                let mut obj = mutate(None)?;
-                self.prepare_create(target, &mut obj)?;
-                if def.namespaced {
-                    self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), name)
-                        .await?;
-                }
-                if dry_run {
-                    return Ok((obj, true));
-                }
-                match self.store.create(&key, self.encode(def, &obj)?).await {
-                    Ok(rev) => {
-                        meta::set_resource_version(&mut obj, rev);
-                        return Ok((obj, true));
-                    }
-                    Err(StorageError::AlreadyExists(_)) => continue,
-                    Err(e) => return Err(storage_error(def, name, e)),
+                match self.insert(target, mutate(None)?, dry_run).await? {
+                    Some(created) => return Ok((created, true)),
+                    // Created concurrently: update it instead.
+                    None => continue,
                 }
             };
             let old = decode_stored(&kv)?;

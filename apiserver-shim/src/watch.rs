@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::registry::ResourceDef;
 use crate::request::{Query, Representation, Target};
 use crate::rest::{Api, Filter, decode_stored, json_response};
-use crate::store::{Event, KeyValue, ListOptions, StorageError, WatchStream};
+use crate::store::{Event, KeyValue, StorageError, WatchStream};
 use crate::table;
 use axum::body::Body;
 use axum::response::Response;
@@ -161,31 +161,13 @@ pub async fn serve(
         let at = api.store.current_revision();
         match api.store.watch(&prefix, at) {
             Ok(s) => {
-                let mut start_after = None;
-                loop {
-                    let page = api
-                        .store
-                        .list(
-                            &prefix,
-                            ListOptions {
-                                revision: Some(at),
-                                start_after: start_after.take(),
-                                limit: Some(1000),
-                            },
-                        )
-                        .await
-                        .map_err(|e| crate::rest::storage_error(def, "", e))?;
-                    for kv in &page.items {
-                        let obj = decode_stored(kv)?;
-                        if filter.matches(&obj) {
-                            initial.push(line("ADDED", &renderer.object(&obj)));
-                        }
-                    }
-                    if !page.more {
-                        break;
-                    }
-                    start_after = page.items.last().map(|kv| kv.key.clone());
-                }
+                let at_revision = Query {
+                    resource_version: Some(at.to_string()),
+                    resource_version_match: Some("Exact".into()),
+                    ..Query::default()
+                };
+                let (items, _, _) = api.list_objects(&target, &at_revision, &filter).await?;
+                initial.extend(items.iter().map(|o| line("ADDED", &renderer.object(o))));
                 if send_initial == Some(true) && query.allow_watch_bookmarks {
                     initial.push(renderer.bookmark(at, true));
                 }
