@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod bootstrap;
+pub mod bootstrap_policy;
 pub mod discovery;
 pub mod error;
 pub mod meta;

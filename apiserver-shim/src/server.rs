@@ -254,6 +254,9 @@ impl Server {
         crate::bootstrap::ensure_builtin_objects(&api, addr.port())
             .await
             .context("creating the built-in objects")?;
+        crate::bootstrap_policy::ensure(&api)
+            .await
+            .context("creating the bootstrap RBAC policy")?;
         crate::namespace_lifecycle::spawn(api.clone());
 
         let kubeconfig = pki.admin_kubeconfig(&server_url, &config.context_name);

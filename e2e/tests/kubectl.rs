@@ -241,6 +241,63 @@ async fn version_api_resources_and_builtin_namespaces() {
     c.shutdown().await;
 }
 
+/// The bootstrap RBAC policy is there from the first start, as on a real
+/// cluster: the user-facing roles, aggregated, and cluster-admin bound to
+/// system:masters.
+#[tokio::test]
+async fn bootstrap_rbac_policy_is_served() {
+    let c = TestCluster::start().await;
+    let out = c
+        .kubectl(&[
+            "get",
+            "clusterroles",
+            "-l",
+            "kubernetes.io/bootstrapping=rbac-defaults",
+        ])
+        .await
+        .expect_ok();
+    for role in ["cluster-admin", "admin", "edit", "view", "system:discovery"] {
+        assert!(
+            has_row(&out.stdout, role),
+            "clusterrole {role} missing: {out}"
+        );
+    }
+    let out = c
+        .kubectl(&["get", "clusterrolebinding", "cluster-admin", "-o", "wide"])
+        .await
+        .expect_ok();
+    assert!(
+        has_cells(&out.stdout, &["cluster-admin", "ClusterRole/cluster-admin"]),
+        "{out}"
+    );
+    assert!(out.stdout.contains("system:masters"), "{out}");
+    let out = c
+        .kubectl(&["describe", "clusterrole", "view"])
+        .await
+        .expect_ok();
+    assert!(out.stdout.contains("deployments.apps"), "{out}");
+    assert!(
+        !out.stdout.contains("secrets "),
+        "view must not grant secrets: {out}"
+    );
+    let out = c
+        .kubectl(&[
+            "get",
+            "clusterrole",
+            "admin",
+            "-o",
+            "jsonpath={.aggregationRule.clusterRoleSelectors[0].matchLabels}",
+        ])
+        .await
+        .expect_ok();
+    assert!(
+        out.stdout
+            .contains("rbac.authorization.k8s.io/aggregate-to-admin"),
+        "{out}"
+    );
+    c.shutdown().await;
+}
+
 #[tokio::test]
 async fn create_multi_document_then_get_in_every_format() {
     let c = TestCluster::start().await;

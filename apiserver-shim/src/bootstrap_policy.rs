@@ -1,0 +1,801 @@
+//! The default RBAC objects every cluster starts with: kube-apiserver's
+//! bootstrap policy (k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac/
+//! bootstrappolicy, rendered in its `testdata/cluster-roles.yaml` and
+//! `cluster-role-bindings.yaml`), as the documented "Default roles and role
+//! bindings" of the RBAC guide on kubernetes.io.
+//!
+//! Every object carries the label `kubernetes.io/bootstrapping: rbac-defaults`
+//! and the annotation `rbac.authorization.kubernetes.io/autoupdate: "true"`.
+//! The user-facing roles `admin`, `edit` and `view` are aggregated roles:
+//! they carry an `aggregationRule` and their `rules` are the union of every
+//! bootstrap ClusterRole whose labels match it, computed here the way
+//! kube-controller-manager's clusterrole-aggregation controller would
+//! (`view` ⊂ `edit` ⊂ `admin`).
+//!
+//! The tables are data; [`cluster_roles`] and [`cluster_role_bindings`] are
+//! pure and unit-tested, and [`ensure`] creates whatever is missing at start.
+
+use crate::error::ApiResult;
+use crate::registry;
+use crate::request::{Query, Target};
+use crate::rest::Api;
+use http::Method;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// One PolicyRule: resource rules when `urls` is empty, otherwise a
+/// non-resource-URL rule.
+struct Rule {
+    groups: &'static [&'static str],
+    resources: &'static [&'static str],
+    verbs: &'static [&'static str],
+    names: &'static [&'static str],
+    urls: &'static [&'static str],
+}
+
+const fn res(
+    groups: &'static [&'static str],
+    resources: &'static [&'static str],
+    verbs: &'static [&'static str],
+) -> Rule {
+    Rule {
+        groups,
+        resources,
+        verbs,
+        names: &[],
+        urls: &[],
+    }
+}
+
+const fn named(
+    groups: &'static [&'static str],
+    resources: &'static [&'static str],
+    names: &'static [&'static str],
+    verbs: &'static [&'static str],
+) -> Rule {
+    Rule {
+        groups,
+        resources,
+        verbs,
+        names,
+        urls: &[],
+    }
+}
+
+const fn urls(urls: &'static [&'static str], verbs: &'static [&'static str]) -> Rule {
+    Rule {
+        groups: &[],
+        resources: &[],
+        verbs,
+        names: &[],
+        urls,
+    }
+}
+
+/// One bootstrap ClusterRole.
+struct Role {
+    name: &'static str,
+    /// Extra labels (the `aggregate-to-*` ones).
+    labels: &'static [(&'static str, &'static str)],
+    /// `aggregationRule.clusterRoleSelectors[].matchLabels` (one label each).
+    aggregate_from: &'static [(&'static str, &'static str)],
+    rules: &'static [Rule],
+}
+
+const READ: &[&str] = &["get", "list", "watch"];
+const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
+const READ_WRITE: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+const EVENTS_WRITE: &[&str] = &["create", "patch", "update"];
+
+const TO_ADMIN: (&str, &str) = ("rbac.authorization.k8s.io/aggregate-to-admin", "true");
+const TO_EDIT: (&str, &str) = ("rbac.authorization.k8s.io/aggregate-to-edit", "true");
+const TO_VIEW: (&str, &str) = ("rbac.authorization.k8s.io/aggregate-to-view", "true");
+
+const fn role(name: &'static str, rules: &'static [Rule]) -> Role {
+    Role {
+        name,
+        labels: &[],
+        aggregate_from: &[],
+        rules,
+    }
+}
+
+static ROLES: &[Role] = &[
+    Role {
+        name: "admin",
+        labels: &[],
+        aggregate_from: &[TO_ADMIN],
+        rules: &[],
+    },
+    role(
+        "cluster-admin",
+        &[res(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])],
+    ),
+    Role {
+        name: "edit",
+        labels: &[TO_ADMIN],
+        aggregate_from: &[TO_EDIT],
+        rules: &[],
+    },
+    Role {
+        name: "view",
+        labels: &[TO_EDIT],
+        aggregate_from: &[TO_VIEW],
+        rules: &[],
+    },
+    Role {
+        name: "system:aggregate-to-admin",
+        labels: &[TO_ADMIN],
+        aggregate_from: &[],
+        rules: &[
+            res(
+                &["authorization.k8s.io"],
+                &["localsubjectaccessreviews"],
+                &["create"],
+            ),
+            res(
+                &["rbac.authorization.k8s.io"],
+                &["rolebindings", "roles"],
+                READ_WRITE,
+            ),
+        ],
+    },
+    Role {
+        name: "system:aggregate-to-edit",
+        labels: &[TO_EDIT],
+        aggregate_from: &[],
+        rules: &[
+            res(
+                &[""],
+                &[
+                    "pods/attach",
+                    "pods/exec",
+                    "pods/portforward",
+                    "pods/proxy",
+                    "secrets",
+                    "services/proxy",
+                ],
+                READ,
+            ),
+            res(&[""], &["serviceaccounts"], &["impersonate"]),
+            res(
+                &[""],
+                &[
+                    "pods",
+                    "pods/attach",
+                    "pods/exec",
+                    "pods/portforward",
+                    "pods/proxy",
+                ],
+                WRITE,
+            ),
+            res(&[""], &["pods/eviction"], &["create"]),
+            res(
+                &[""],
+                &[
+                    "configmaps",
+                    "events",
+                    "persistentvolumeclaims",
+                    "replicationcontrollers",
+                    "replicationcontrollers/scale",
+                    "secrets",
+                    "serviceaccounts",
+                    "services",
+                    "services/proxy",
+                ],
+                WRITE,
+            ),
+            res(&[""], &["serviceaccounts/token"], &["create"]),
+            res(
+                &["apps"],
+                &[
+                    "daemonsets",
+                    "deployments",
+                    "deployments/rollback",
+                    "deployments/scale",
+                    "replicasets",
+                    "replicasets/scale",
+                    "statefulsets",
+                    "statefulsets/scale",
+                ],
+                WRITE,
+            ),
+            res(&["autoscaling"], &["horizontalpodautoscalers"], WRITE),
+            res(&["batch"], &["cronjobs", "jobs"], WRITE),
+            res(&["policy"], &["poddisruptionbudgets"], WRITE),
+            res(
+                &["networking.k8s.io"],
+                &["ingresses", "networkpolicies"],
+                WRITE,
+            ),
+            res(&["coordination.k8s.io"], &["leases"], READ_WRITE),
+        ],
+    },
+    Role {
+        name: "system:aggregate-to-view",
+        labels: &[TO_VIEW],
+        aggregate_from: &[],
+        rules: &[
+            res(
+                &[""],
+                &[
+                    "configmaps",
+                    "endpoints",
+                    "persistentvolumeclaims",
+                    "persistentvolumeclaims/status",
+                    "pods",
+                    "replicationcontrollers",
+                    "replicationcontrollers/scale",
+                    "serviceaccounts",
+                    "services",
+                    "services/status",
+                ],
+                READ,
+            ),
+            res(
+                &[""],
+                &[
+                    "bindings",
+                    "events",
+                    "limitranges",
+                    "namespaces/status",
+                    "pods/log",
+                    "pods/status",
+                    "replicationcontrollers/status",
+                    "resourcequotas",
+                    "resourcequotas/status",
+                ],
+                READ,
+            ),
+            res(&[""], &["namespaces"], READ),
+            res(&["discovery.k8s.io"], &["endpointslices"], READ),
+            res(
+                &["apps"],
+                &[
+                    "controllerrevisions",
+                    "daemonsets",
+                    "daemonsets/status",
+                    "deployments",
+                    "deployments/scale",
+                    "deployments/status",
+                    "replicasets",
+                    "replicasets/scale",
+                    "replicasets/status",
+                    "statefulsets",
+                    "statefulsets/scale",
+                    "statefulsets/status",
+                ],
+                READ,
+            ),
+            res(
+                &["autoscaling"],
+                &[
+                    "horizontalpodautoscalers",
+                    "horizontalpodautoscalers/status",
+                ],
+                READ,
+            ),
+            res(
+                &["batch"],
+                &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+                READ,
+            ),
+            res(
+                &["policy"],
+                &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+                READ,
+            ),
+            res(
+                &["networking.k8s.io"],
+                &["ingresses", "ingresses/status", "networkpolicies"],
+                READ,
+            ),
+        ],
+    },
+    role(
+        "system:auth-delegator",
+        &[
+            res(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+            res(
+                &["authorization.k8s.io"],
+                &["subjectaccessreviews"],
+                &["create"],
+            ),
+        ],
+    ),
+    role(
+        "system:basic-user",
+        &[
+            res(
+                &["authorization.k8s.io"],
+                &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                &["create"],
+            ),
+            res(
+                &["authentication.k8s.io"],
+                &["selfsubjectreviews"],
+                &["create"],
+            ),
+        ],
+    ),
+    role(
+        "system:discovery",
+        &[urls(
+            &[
+                "/api",
+                "/api/*",
+                "/apis",
+                "/apis/*",
+                "/healthz",
+                "/livez",
+                "/openapi",
+                "/openapi/*",
+                "/readyz",
+                "/version",
+                "/version/",
+            ],
+            &["get"],
+        )],
+    ),
+    role(
+        "system:public-info-viewer",
+        &[urls(
+            &["/healthz", "/livez", "/readyz", "/version", "/version/"],
+            &["get"],
+        )],
+    ),
+    role(
+        "system:monitoring",
+        &[urls(
+            &[
+                "/healthz",
+                "/healthz/*",
+                "/livez",
+                "/livez/*",
+                "/metrics",
+                "/metrics/slis",
+                "/readyz",
+                "/readyz/*",
+            ],
+            &["get"],
+        )],
+    ),
+    role(
+        "system:service-account-issuer-discovery",
+        &[urls(
+            &["/.well-known/openid-configuration", "/openid/v1/jwks"],
+            &["get"],
+        )],
+    ),
+    role(
+        "system:kube-controller-manager",
+        &[
+            res(&["", "events.k8s.io"], &["events"], EVENTS_WRITE),
+            res(&["coordination.k8s.io"], &["leases"], &["create"]),
+            named(
+                &["coordination.k8s.io"],
+                &["leases"],
+                &["kube-controller-manager"],
+                &["get", "update"],
+            ),
+            res(&[""], &["secrets", "serviceaccounts"], &["create"]),
+            res(&[""], &["secrets"], &["delete"]),
+            res(
+                &[""],
+                &["configmaps", "namespaces", "secrets", "serviceaccounts"],
+                &["get"],
+            ),
+            res(&[""], &["secrets", "serviceaccounts"], &["update"]),
+            res(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+            res(
+                &["authorization.k8s.io"],
+                &["subjectaccessreviews"],
+                &["create"],
+            ),
+            res(&["*"], &["*"], &["list", "watch"]),
+            res(&[""], &["serviceaccounts/token"], &["create"]),
+        ],
+    ),
+    role(
+        "system:kube-scheduler",
+        &[
+            res(&["", "events.k8s.io"], &["events"], EVENTS_WRITE),
+            res(&["coordination.k8s.io"], &["leases"], &["create"]),
+            named(
+                &["coordination.k8s.io"],
+                &["leases"],
+                &["kube-scheduler"],
+                &["get", "update"],
+            ),
+            res(&[""], &["nodes"], READ),
+            res(&[""], &["pods"], &["delete", "get", "list", "watch"]),
+            res(&[""], &["bindings", "pods/binding"], &["create"]),
+            res(&[""], &["pods/status"], &["patch", "update"]),
+            res(&[""], &["replicationcontrollers", "services"], READ),
+            res(&["apps", "extensions"], &["replicasets"], READ),
+            res(&["apps"], &["statefulsets"], READ),
+            res(&["policy"], &["poddisruptionbudgets"], READ),
+            res(
+                &[""],
+                &["persistentvolumeclaims", "persistentvolumes"],
+                READ,
+            ),
+            res(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+            res(
+                &["authorization.k8s.io"],
+                &["subjectaccessreviews"],
+                &["create"],
+            ),
+            res(&[""], &["namespaces"], READ),
+        ],
+    ),
+    role(
+        "system:kube-dns",
+        &[res(&[""], &["endpoints", "services"], &["list", "watch"])],
+    ),
+    role(
+        "system:node-proxier",
+        &[
+            res(&[""], &["endpoints", "services"], &["list", "watch"]),
+            res(&[""], &["nodes"], READ),
+            res(&["", "events.k8s.io"], &["events"], EVENTS_WRITE),
+            res(
+                &["discovery.k8s.io"],
+                &["endpointslices"],
+                &["list", "watch"],
+            ),
+        ],
+    ),
+    role(
+        "system:node",
+        &[
+            res(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+            res(
+                &["authorization.k8s.io"],
+                &["localsubjectaccessreviews", "subjectaccessreviews"],
+                &["create"],
+            ),
+            res(&[""], &["services"], READ),
+            res(&[""], &["nodes"], &["create", "get", "list", "watch"]),
+            res(&[""], &["nodes/status"], &["patch", "update"]),
+            res(&[""], &["nodes"], &["patch", "update"]),
+            res(&[""], &["events"], EVENTS_WRITE),
+            res(&[""], &["pods"], READ),
+            res(&[""], &["pods"], &["create", "delete"]),
+            res(&[""], &["pods/status"], &["patch", "update"]),
+            res(&[""], &["pods/eviction"], &["create"]),
+            res(&[""], &["configmaps", "secrets"], READ),
+            res(
+                &[""],
+                &["persistentvolumeclaims", "persistentvolumes"],
+                &["get"],
+            ),
+            res(&[""], &["endpoints"], &["get"]),
+            res(
+                &["coordination.k8s.io"],
+                &["leases"],
+                &["create", "delete", "get", "patch", "update"],
+            ),
+            res(&[""], &["serviceaccounts/token"], &["create"]),
+            res(
+                &[""],
+                &["persistentvolumeclaims/status"],
+                &["get", "patch", "update"],
+            ),
+        ],
+    ),
+];
+
+/// One bootstrap ClusterRoleBinding: role name = binding name.
+struct Binding {
+    name: &'static str,
+    /// `(kind, name, namespace)` of each subject.
+    subjects: &'static [(&'static str, &'static str, &'static str)],
+}
+
+static BINDINGS: &[Binding] = &[
+    Binding {
+        name: "cluster-admin",
+        subjects: &[("Group", "system:masters", "")],
+    },
+    Binding {
+        name: "system:basic-user",
+        subjects: &[("Group", "system:authenticated", "")],
+    },
+    Binding {
+        name: "system:discovery",
+        subjects: &[("Group", "system:authenticated", "")],
+    },
+    Binding {
+        name: "system:public-info-viewer",
+        subjects: &[
+            ("Group", "system:authenticated", ""),
+            ("Group", "system:unauthenticated", ""),
+        ],
+    },
+    Binding {
+        name: "system:monitoring",
+        subjects: &[("Group", "system:monitoring", "")],
+    },
+    Binding {
+        name: "system:service-account-issuer-discovery",
+        subjects: &[("Group", "system:serviceaccounts", "")],
+    },
+    Binding {
+        name: "system:kube-controller-manager",
+        subjects: &[("User", "system:kube-controller-manager", "")],
+    },
+    Binding {
+        name: "system:kube-scheduler",
+        subjects: &[("User", "system:kube-scheduler", "")],
+    },
+    Binding {
+        name: "system:kube-dns",
+        subjects: &[("ServiceAccount", "kube-dns", "kube-system")],
+    },
+    Binding {
+        name: "system:node-proxier",
+        subjects: &[("User", "system:kube-proxy", "")],
+    },
+];
+
+fn bootstrap_metadata(name: &str, extra_labels: &[(&str, &str)]) -> Value {
+    let mut labels = serde_json::Map::new();
+    labels.insert("kubernetes.io/bootstrapping".into(), json!("rbac-defaults"));
+    for (k, v) in extra_labels {
+        labels.insert((*k).into(), json!(v));
+    }
+    json!({
+        "name": name,
+        "labels": labels,
+        "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+    })
+}
+
+fn rule_json(rule: &Rule) -> Value {
+    let mut r = serde_json::Map::new();
+    r.insert("verbs".into(), json!(rule.verbs));
+    if rule.urls.is_empty() {
+        r.insert("apiGroups".into(), json!(rule.groups));
+        r.insert("resources".into(), json!(rule.resources));
+        if !rule.names.is_empty() {
+            r.insert("resourceNames".into(), json!(rule.names));
+        }
+    } else {
+        r.insert("nonResourceURLs".into(), json!(rule.urls));
+    }
+    Value::Object(r)
+}
+
+/// The rules of `role` including, for an aggregated role, every rule of the
+/// bootstrap roles its selectors match (transitively), deduplicated in first
+/// appearance order as the aggregation controller does.
+fn effective_rules(role: &Role) -> Vec<Value> {
+    let mut out: Vec<Value> = role.rules.iter().map(rule_json).collect();
+    for selector in role.aggregate_from {
+        for member in ROLES.iter().filter(|r| r.labels.contains(selector)) {
+            for rule in effective_rules(member) {
+                if !out.contains(&rule) {
+                    out.push(rule);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The bootstrap ClusterRoles as rbac.authorization.k8s.io/v1 objects.
+pub fn cluster_roles() -> Vec<Value> {
+    ROLES
+        .iter()
+        .map(|role| {
+            let mut obj = json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": bootstrap_metadata(role.name, role.labels),
+                "rules": effective_rules(role),
+            });
+            if !role.aggregate_from.is_empty() {
+                let selectors: Vec<Value> = role
+                    .aggregate_from
+                    .iter()
+                    .map(|(k, v)| json!({"matchLabels": {*k: v}}))
+                    .collect();
+                obj["aggregationRule"] = json!({"clusterRoleSelectors": selectors});
+            }
+            obj
+        })
+        .collect()
+}
+
+/// The bootstrap ClusterRoleBindings as rbac.authorization.k8s.io/v1 objects.
+pub fn cluster_role_bindings() -> Vec<Value> {
+    BINDINGS
+        .iter()
+        .map(|b| {
+            let subjects: Vec<Value> = b
+                .subjects
+                .iter()
+                .map(|(kind, name, ns)| {
+                    if *kind == "ServiceAccount" {
+                        json!({"kind": kind, "name": name, "namespace": ns})
+                    } else {
+                        json!({"kind": kind, "name": name, "apiGroup": "rbac.authorization.k8s.io"})
+                    }
+                })
+                .collect();
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": bootstrap_metadata(b.name, &[]),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": b.name},
+                "subjects": subjects,
+            })
+        })
+        .collect()
+}
+
+/// Creates every bootstrap ClusterRole and ClusterRoleBinding that does not
+/// exist yet (existing ones, possibly edited by an admin, are left alone).
+/// The creates run concurrently so that a first start pays for one group
+/// commit rather than one fsync per object.
+///
+/// # Errors
+/// The first create that fails for a reason other than `409 AlreadyExists`.
+pub async fn ensure(api: &Arc<Api>) -> ApiResult<()> {
+    let roles = registry::lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+        .expect("clusterroles registered");
+    let bindings = registry::lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+        .expect("clusterrolebindings registered");
+    let objects = cluster_roles()
+        .into_iter()
+        .map(|o| (roles, o))
+        .chain(cluster_role_bindings().into_iter().map(|o| (bindings, o)));
+    let creates = objects.map(|(def, obj)| {
+        let api = api.clone();
+        async move {
+            let target = Target {
+                def,
+                namespace: None,
+                name: None,
+                subresource: None,
+                watch_prefix: false,
+            };
+            let body = bytes::Bytes::from(obj.to_string());
+            match api
+                .handle(
+                    &Method::POST,
+                    target,
+                    Query::default(),
+                    &crate::server::json_headers(),
+                    body,
+                )
+                .await
+            {
+                Err(e) if e.code != 409 => Err(e),
+                _ => Ok(()),
+            }
+        }
+    });
+    for result in futures::future::join_all(creates).await {
+        result?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find<'a>(objs: &'a [Value], name: &str) -> &'a Value {
+        objs.iter()
+            .find(|o| o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    }
+
+    fn grants(role: &Value, group: &str, resource: &str, verb: &str) -> bool {
+        role["rules"].as_array().unwrap().iter().any(|r| {
+            let has = |field: &str, want: &str| {
+                r[field]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|v| v == want || v == "*"))
+            };
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    }
+
+    #[test]
+    fn aggregated_roles_nest_view_in_edit_in_admin() {
+        let roles = cluster_roles();
+        let (admin, edit, view) = (
+            find(&roles, "admin"),
+            find(&roles, "edit"),
+            find(&roles, "view"),
+        );
+        assert!(grants(view, "apps", "deployments", "list"));
+        assert!(!grants(view, "apps", "deployments", "create"));
+        assert!(
+            !grants(view, "", "secrets", "get"),
+            "view must not read secrets"
+        );
+        assert!(grants(edit, "apps", "deployments", "create"));
+        assert!(grants(edit, "", "secrets", "get"));
+        assert!(
+            grants(edit, "apps", "deployments", "list"),
+            "edit includes view"
+        );
+        assert!(!grants(
+            edit,
+            "rbac.authorization.k8s.io",
+            "roles",
+            "create"
+        ));
+        assert!(grants(
+            admin,
+            "rbac.authorization.k8s.io",
+            "roles",
+            "create"
+        ));
+        assert!(
+            grants(admin, "apps", "deployments", "create"),
+            "admin includes edit"
+        );
+        assert!(
+            grants(admin, "batch", "jobs", "watch"),
+            "admin includes view"
+        );
+        assert_eq!(
+            admin["aggregationRule"]["clusterRoleSelectors"][0]["matchLabels"]["rbac.authorization.k8s.io/aggregate-to-admin"],
+            "true"
+        );
+        let admin_rules = admin["rules"].as_array().unwrap();
+        for (i, r) in admin_rules.iter().enumerate() {
+            assert!(!admin_rules[..i].contains(r), "duplicate rule {r}");
+        }
+    }
+
+    #[test]
+    fn cluster_admin_is_bound_to_system_masters() {
+        let roles = cluster_roles();
+        let ca = find(&roles, "cluster-admin");
+        assert_eq!(
+            ca["rules"],
+            json!([
+                {"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
+                {"verbs": ["*"], "nonResourceURLs": ["*"]},
+            ])
+        );
+        let bindings = cluster_role_bindings();
+        let b = find(&bindings, "cluster-admin");
+        assert_eq!(b["roleRef"]["name"], "cluster-admin");
+        assert_eq!(b["subjects"][0]["name"], "system:masters");
+        assert_eq!(b["subjects"][0]["kind"], "Group");
+        for b in &bindings {
+            let role = b["roleRef"]["name"].as_str().unwrap();
+            find(&roles, role);
+        }
+    }
+
+    #[test]
+    fn every_object_is_marked_as_bootstrap_policy() {
+        for obj in cluster_roles().iter().chain(cluster_role_bindings().iter()) {
+            assert_eq!(
+                obj["metadata"]["labels"]["kubernetes.io/bootstrapping"],
+                "rbac-defaults"
+            );
+            assert_eq!(
+                obj["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"],
+                "true"
+            );
+        }
+    }
+}
