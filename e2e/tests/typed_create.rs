@@ -321,3 +321,42 @@ async fn unserved_kinds_fail_cleanly() {
         .expect_err_contains("the server could not find the requested resource");
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn run_a_pod_and_expose_it() {
+    let c = TestCluster::start().await;
+    c.kubectl(&[
+        "run",
+        "nginx",
+        "--image=nginx:1.27",
+        "--labels=app=nginx,tier=web",
+        "--port=80",
+        "--env=MODE=prod",
+    ])
+    .await
+    .expect_ok()
+    .expect_stdout_contains(&["pod/nginx created"]);
+    assert_eq!(
+        jsonpath(
+            &c,
+            &["pod", "nginx"],
+            "{.spec.containers[0].image} {.spec.containers[0].env[0].value} {.metadata.labels.tier} {.status.phase}"
+        )
+        .await,
+        "nginx:1.27 prod web Pending"
+    );
+    c.kubectl(&["expose", "pod", "nginx", "--port=80", "--name=nginx-svc"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["service/nginx-svc exposed"]);
+    assert_eq!(
+        jsonpath(
+            &c,
+            &["svc", "nginx-svc"],
+            "{.spec.selector.app} {.spec.ports[0].targetPort}"
+        )
+        .await,
+        "nginx 80"
+    );
+    c.shutdown().await;
+}
