@@ -319,3 +319,37 @@ fn hostile_input_is_an_error_not_a_panic() {
     let depth_err = merge_fields(&table::MESSAGES[0], b"", MAX_DEPTH + 1, &mut Map::new());
     assert_eq!(depth_err, Err(ProtobufError::TooDeep));
 }
+
+/// Pseudo-random object bytes for every kind: errors or values, no panic.
+#[test]
+fn random_bytes_never_panic() {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for &(group, version, kind, _) in table::KINDS {
+        let api_version = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        for _ in 0..300 {
+            let len = (next() % 96) as usize;
+            // Bias towards plausible keys: small field numbers, wire type 0 or 2.
+            let raw: Vec<u8> = (0..len)
+                .map(|i| {
+                    let r = next();
+                    if i % 3 == 0 {
+                        ((r % 12) << 3 | [0, 2, 2, 1, 5][(r >> 8) as usize % 5]) as u8
+                    } else {
+                        (r >> 16) as u8 % 24
+                    }
+                })
+                .collect();
+            let _ = decode_object(&api_version, kind, &raw);
+        }
+    }
+}
