@@ -270,7 +270,7 @@ impl ApiError {
                 if content_type.contains("patch") {
                     "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
                 } else {
-                    "application/json"
+                    "application/json, application/vnd.kubernetes.protobuf"
                 }
             ),
         )

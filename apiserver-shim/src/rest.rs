@@ -180,10 +180,14 @@ fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-/// Decodes a JSON object body; anything else is `400` (or `415` for a media
-/// type the endpoint does not take).
+/// Decodes a JSON (or Kubernetes protobuf, see [`crate::protobuf`]) object
+/// body; anything else is `400` (or `415` for a media type the endpoint does
+/// not take).
 fn decode_body(headers: &HeaderMap, body: &[u8], kind: &str) -> ApiResult<Value> {
     let mt = media_type(headers);
+    if mt == crate::protobuf::CONTENT_TYPE {
+        return crate::protobuf::decode_body(body, kind);
+    }
     if !(mt.is_empty() || mt == "application/json") {
         return Err(ApiError::unsupported_media_type(&mt));
     }

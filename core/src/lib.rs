@@ -10,9 +10,11 @@
 //! - [`fields`]: `pkg/fields` (`fields.ParseSelector`) plus a JSON field reader.
 //! - [`validation`]: `pkg/util/validation` (`IsDNS1123Subdomain`,
 //!   `IsDNS1123Label`, `IsQualifiedName`, `IsValidLabelValue`).
+//! - [`protobuf`]: `runtime/serializer/protobuf` request bodies decoded to JSON.
 #![warn(missing_docs)]
 
 pub mod fields;
 pub mod labels;
+pub mod protobuf;
 pub mod smp;
 pub mod validation;
