@@ -8,11 +8,14 @@
 //! - [`labels`]: `pkg/labels` (`labels.Parse`) and `metav1.LabelSelector`
 //!   conversion (`LabelSelectorAsSelector`, `FormatLabelSelector`).
 //! - [`fields`]: `pkg/fields` (`fields.ParseSelector`) plus a JSON field reader.
+//! - [`managed_fields`]: structured-merge-diff field sets, the apply merge
+//!   and `metadata.managedFields` (server-side apply).
 //! - [`validation`]: `pkg/util/validation` (`IsDNS1123Subdomain`,
 //!   `IsDNS1123Label`, `IsQualifiedName`, `IsValidLabelValue`).
 #![warn(missing_docs)]
 
 pub mod fields;
 pub mod labels;
+pub mod managed_fields;
 pub mod smp;
 pub mod validation;
