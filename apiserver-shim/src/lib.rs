@@ -16,6 +16,7 @@
 pub mod bootstrap;
 pub mod discovery;
 pub mod error;
+pub mod fieldmanager;
 pub mod meta;
 mod namespace_lifecycle;
 pub mod pki;
