@@ -365,6 +365,29 @@ pub fn conflict_error(c: &Conflicts) -> ApiError {
     }
 }
 
+/// Whether every conflict of a `kubectl` server-side apply is a field that
+/// the live object's last-applied-configuration annotation sets to the live
+/// value, so the apply may take it over: the client-side to server-side
+/// upgrade path of upstream's `lastAppliedManager`.
+fn upgrades_client_side_apply(live: &Value, conflicts: &Conflicts, schema: &ApplySchema) -> bool {
+    let Some(last) = live
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .filter(Value::is_object)
+    else {
+        return false;
+    };
+    let cmp = mf::compare(&last, live, schema);
+    let allowed: std::collections::BTreeSet<String> = mf::field_set(&last, schema)
+        .difference(&cmp.modified)
+        .iter()
+        .map(|p| mf::path_string(p))
+        .collect();
+    conflicts.0.iter().all(|c| allowed.contains(&c.field))
+}
+
 /// Server-side apply of `config` by `manager` onto `live` (`None`: the
 /// object does not exist and the apply creates it). Returns the merged
 /// object carrying the new `metadata.managedFields`; the caller still runs
@@ -374,7 +397,9 @@ pub fn conflict_error(c: &Conflicts) -> ApiError {
 /// [`BEFORE_FIRST_APPLY`]. When `manager` is `kubectl` and the live object
 /// has a `kubectl.kubernetes.io/last-applied-configuration` annotation, the
 /// annotation is rewritten to the applied config (`lastAppliedUpdater`).
-/// Conflicts without `force` are [`conflict_error`].
+/// Conflicts without `force` are [`conflict_error`], except that
+/// `kubectl` may take over fields still holding the values of the
+/// last-applied-configuration annotation (`lastAppliedManager`).
 pub fn apply(
     def: &ResourceDef,
     sub: Option<&str>,
@@ -406,8 +431,16 @@ pub fn apply(
         time: &time,
         tracked: &keep,
     };
-    let mut merged = mf::apply(&live_clean, config, &mut entries, &writer, force, &schema)
-        .map_err(|c| conflict_error(&c))?;
+    let before = entries.clone();
+    let mut merged = match mf::apply(&live_clean, config, &mut entries, &writer, force, &schema) {
+        Ok(m) => m,
+        Err(c) if manager == "kubectl" && upgrades_client_side_apply(&live_clean, &c, &schema) => {
+            entries = before;
+            mf::apply(&live_clean, config, &mut entries, &writer, true, &schema)
+                .map_err(|c| conflict_error(&c))?
+        }
+        Err(c) => return Err(conflict_error(&c)),
+    };
     if manager == "kubectl"
         && live
             .and_then(|l| l.pointer("/metadata/annotations"))
@@ -603,6 +636,40 @@ mod tests {
             .collect();
         assert_eq!(managers.len(), 2);
         assert!(managers.contains(&"creator") && managers.contains(&"scaler"));
+    }
+
+    #[test]
+    fn kubectl_takes_over_fields_from_client_side_apply() {
+        let cms = crate::registry::lookup("", "v1", "configmaps").unwrap();
+        let last = r#"{"apiVersion":"v1","kind":"ConfigMap","data":{"color":"blue","size":"1"},"metadata":{"name":"c"}}"#;
+        let mut live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "annotations": {LAST_APPLIED: last}},
+            "data": {"color": "blue", "size": "1"}});
+        track_update(cms, None, None, &mut live, "kubectl-client-side-apply");
+        let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+            "data": {"color": "green"}});
+        let e = apply(cms, None, Some(&live), &cfg, "someone", false).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using v1: .data.color"
+        );
+        let merged = apply(cms, None, Some(&live), &cfg, "kubectl", false).unwrap();
+        assert_eq!(merged["data"]["color"], "green");
+        // The annotation follows the applied config.
+        let ann = merged["metadata"]["annotations"][LAST_APPLIED]
+            .as_str()
+            .unwrap();
+        assert!(ann.contains("green") && !ann.contains("size"), "{ann}");
+        // A field changed since the last client-side apply still conflicts.
+        let mut drifted = live.clone();
+        drifted["data"]["color"] = json!("red");
+        track_update(cms, None, Some(&live), &mut drifted, "editor");
+        let e = apply(cms, None, Some(&drifted), &cfg, "kubectl", false).unwrap_err();
+        assert!(
+            e.message.contains("\"editor\" using v1: .data.color"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
