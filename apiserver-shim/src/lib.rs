@@ -20,6 +20,7 @@ pub mod fieldmanager;
 pub mod meta;
 mod namespace_lifecycle;
 pub mod pki;
+pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod rest;

@@ -189,6 +189,11 @@ fn media_type(headers: &HeaderMap) -> String {
 /// type the endpoint does not take).
 fn decode_body(headers: &HeaderMap, body: &[u8], kind: &str) -> ApiResult<Value> {
     let mt = media_type(headers);
+    if mt == crate::protobuf::PROTOBUF
+        && let Some(decoded) = crate::protobuf::decode(body, kind)
+    {
+        return decoded;
+    }
     if !(mt.is_empty() || mt == "application/json") {
         return Err(ApiError::unsupported_media_type(&mt));
     }
