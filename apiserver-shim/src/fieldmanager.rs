@@ -285,13 +285,23 @@ fn json_kind(v: &Value) -> &'static str {
 /// (`400 metadata.managedFields must be nil`), `apiVersion` must be the
 /// kind's (`400 Incorrect version specified in apply patch. Specified patch
 /// version: <v>, expected: <gv>`), `kind` must be present and the kind's,
-/// and a non-empty `metadata.name`/`metadata.namespace` must match the URL.
+/// a non-empty `metadata.name`/`metadata.namespace` must match the URL,
+/// and no associative list or set may repeat a key (`400 failed to create
+/// typed patch object (...): <path>: duplicate entries for key <key>`).
 pub fn check_applied(
     def: &ResourceDef,
     config: &Value,
     name: &str,
     namespace: Option<&str>,
 ) -> ApiResult<()> {
+    if config
+        .get("metadata")
+        .is_some_and(|m| !m.is_object() && !m.is_null())
+    {
+        return Err(ApiError::bad_request(
+            "metadata: expected an object (ObjectMeta)",
+        ));
+    }
     if config
         .pointer("/metadata/managedFields")
         .is_some_and(|m| !m.is_null())
@@ -329,6 +339,14 @@ pub fn check_applied(
     if !body_name.is_empty() && body_name != name {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let Some(dup) = mf::duplicate_entry(config, &ApplySchema::builtin(def.group, def.kind)) {
+        let gv = def.api_version();
+        return Err(ApiError::bad_request(format!(
+            "failed to create typed patch object ({}/{name}; {gv}, Kind={}): {dup}",
+            namespace.unwrap_or(""),
+            def.kind
         )));
     }
     let body_ns = config

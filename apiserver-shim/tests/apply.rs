@@ -425,12 +425,40 @@ async fn apply_request_errors_dry_run_and_yaml() {
             "does not match the name on the URL",
         ),
         ("- not\n- a map\n", "error decoding YAML"),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: x\n",
+            "metadata: expected an object",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  finalizers: [a, a]\n",
+            ".metadata.finalizers: duplicate entries for value \"a\"",
+        ),
     ];
     for (body, msg) in bad_bodies {
         let (code, s) = send_raw(c, "PATCH", &format!("{url}?fieldManager=m"), apply, body).await;
         assert_eq!(code, 400, "{body}: {s}");
         assert!(s["message"].as_str().unwrap().contains(msg), "{s}");
     }
+
+    // Bad values reach validation (422), never a server error.
+    let (code, s) = send_raw(
+        c,
+        "PATCH",
+        &format!("{url}?fieldManager=m"),
+        apply,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: x\n",
+    )
+    .await;
+    assert_eq!(code, 422, "{s}");
+    let (code, s) = send_raw(
+        c,
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/d?fieldManager=m",
+        apply,
+        r#"{"apiVersion":"apps/v1","kind":"Deployment","spec":{"template":{"spec":{"containers":[1,"x",{"image":"y"}]}}}}"#,
+    )
+    .await;
+    assert!(code < 500, "{code} {s}");
 
     // Dry run creates nothing.
     let (code, s) = send_raw(

@@ -436,6 +436,68 @@ fn walk_set(v: &Value, path: &mut Path, spath: &str, schema: &ApplySchema, out: 
     }
 }
 
+/// The first associative-list or set item of `obj` whose key repeats an
+/// earlier item's, rendered as upstream's validation error
+/// (`.spec.containers: duplicate entries for key [name="a"]`), or `None`.
+/// Applied configurations must not contain any (structured-merge-diff
+/// `validate.go`); live objects may.
+pub fn duplicate_entry(obj: &Value, schema: &ApplySchema) -> Option<String> {
+    fn walk(v: &Value, path: &mut Path, spath: &str, schema: &ApplySchema) -> Option<String> {
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m {
+                    path.push(PathElement::Field(k.clone()));
+                    let found = walk(child, path, &child_spath(spath, k), schema);
+                    path.pop();
+                    if found.is_some() {
+                        return found;
+                    }
+                }
+                None
+            }
+            Value::Array(items) => {
+                let lt = schema.list_type(spath);
+                if lt == ListType::Atomic {
+                    return None;
+                }
+                let mut seen = BTreeSet::new();
+                let item_spath = format!("{spath}[]");
+                for (i, item) in items.iter().enumerate() {
+                    let pe = item_element(&lt, item, i);
+                    if !seen.insert(pe.clone()) {
+                        let what = match &lt {
+                            ListType::Set => "value",
+                            _ => "key",
+                        };
+                        let key = path_string(std::slice::from_ref(&pe));
+                        let key = if what == "value" {
+                            // `[=v]` prints as `v` in this message.
+                            key.trim_start_matches("[=")
+                                .trim_end_matches(']')
+                                .to_string()
+                        } else {
+                            key
+                        };
+                        return Some(format!(
+                            "{}: duplicate entries for {what} {key}",
+                            path_string(path)
+                        ));
+                    }
+                    path.push(pe);
+                    let found = walk(item, path, &item_spath, schema);
+                    path.pop();
+                    if found.is_some() {
+                        return found;
+                    }
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+    walk(obj, &mut Vec::new(), "", schema)
+}
+
 /// What changed between two versions of an object (`typed.Comparison`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Comparison {

@@ -646,3 +646,33 @@ fn single_conflict_message_and_manager_display() {
         "\"kubectl-client-side-apply\" with subresource \"status\" using apps/v1"
     );
 }
+
+#[test]
+fn duplicate_entries_are_found() {
+    let s = deploy_schema();
+    let c = |v: Value| json!({"spec": {"template": {"spec": {"containers": v}}}});
+    let cases = vec![
+        (c(json!([{"name": "a"}, {"name": "b"}])), None),
+        (
+            c(json!([{"name": "a"}, {"name": "a", "image": "x"}])),
+            Some(r#".spec.template.spec.containers: duplicate entries for key [name="a"]"#),
+        ),
+        (
+            json!({"metadata": {"finalizers": ["x", "y", "x"]}}),
+            Some(r#".metadata.finalizers: duplicate entries for value "x""#),
+        ),
+        (
+            json!({"spec": {"template": {"spec": {"tolerations": [1, 1]}}}}),
+            None,
+        ),
+        (
+            c(json!([{"name": "a", "env": [{"name": "E"}, {"name": "E"}]}])),
+            Some(
+                r#".spec.template.spec.containers[name="a"].env: duplicate entries for key [name="E"]"#,
+            ),
+        ),
+    ];
+    for (obj, want) in cases {
+        assert_eq!(duplicate_entry(&obj, &s).as_deref(), want, "{obj}");
+    }
+}
