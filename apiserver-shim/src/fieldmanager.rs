@@ -149,11 +149,33 @@ fn tracked(def: &ResourceDef, sub: Option<&str>) -> impl Fn(&[PathElement]) -> b
     }
 }
 
-/// Stand-in for the zero value upstream compares a new object against: the
-/// struct fields every object serialises, so a create does not own
-/// `metadata`/`spec` themselves.
-fn create_base() -> Value {
-    json!({"metadata": {}, "spec": {}, "status": {}})
+/// Stand-in for the Go zero value upstream compares a new object against
+/// (`p.creater.New(kind)` serialised): `metadata`, `spec`, `status`, every
+/// map on the way to a list of the kind's patch table (non-pointer structs
+/// such as `spec.template.spec` or `spec.strategy`), and `containers: null`
+/// in each PodSpec. A create then owns such structs' fields but not the
+/// structs themselves, so `fieldsV1` shows `.` where upstream's does.
+fn create_base(def: &ResourceDef) -> Value {
+    let mut base = json!({"metadata": {}, "spec": {}, "status": {}});
+    let table = vkube_core::smp::builtin(def.group, def.kind);
+    for (path, strategy) in &table.entries {
+        if path.contains("[]") {
+            continue;
+        }
+        let mut segs: Vec<&str> = path.split('.').collect();
+        let leaf = segs.pop().unwrap_or_default();
+        if strategy.strategy == vkube_core::smp::Strategy::RetainKeys {
+            segs.push(leaf);
+        }
+        let mut cur = &mut base;
+        for seg in &segs {
+            cur = crate::meta::ensure_object_value(cur, seg);
+        }
+        if leaf == "containers" && strategy.merge_key.is_some() {
+            cur["containers"] = Value::Null;
+        }
+    }
+    base
 }
 
 fn without_managed_fields(obj: &Value) -> Value {
@@ -224,7 +246,7 @@ pub fn track_update(
         (None, Ok(e)) if !e.is_empty() => e,
         _ => live_entries(old),
     };
-    let before = old.map_or_else(create_base, without_managed_fields);
+    let before = old.map_or_else(|| create_base(def), without_managed_fields);
     let after = without_managed_fields(new);
     let api_version = def.api_version();
     let time = now();
@@ -440,7 +462,7 @@ pub fn apply(
             time: &time,
             tracked: &keep,
         };
-        mf::update(&create_base(), &live_clean, &mut entries, &w, &schema);
+        mf::update(&create_base(def), &live_clean, &mut entries, &w, &schema);
     }
     let writer = Writer {
         manager,
@@ -654,6 +676,36 @@ mod tests {
             .collect();
         assert_eq!(managers.len(), 2);
         assert!(managers.contains(&"creator") && managers.contains(&"scaler"));
+    }
+
+    #[test]
+    fn create_owns_fields_like_upstream_zero_value_compare() {
+        let d = deployments();
+        let base = create_base(d);
+        assert_eq!(base["spec"]["template"]["spec"]["containers"], Value::Null);
+        assert!(base["spec"]["strategy"].is_object());
+        let mut obj = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}});
+        track_update(d, None, None, &mut obj, "kubectl-create");
+        assert_eq!(
+            obj["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {
+                    "f:replicas": {},
+                    "f:selector": {},
+                    "f:template": {
+                        "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                        "f:spec": {"f:containers": {
+                            "k:{\"name\":\"nginx\"}": {".": {}, "f:image": {}, "f:name": {}}
+                        }}
+                    }
+                }
+            })
+        );
     }
 
     #[test]
