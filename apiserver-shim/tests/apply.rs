@@ -358,6 +358,27 @@ async fn managed_fields_follow_create_update_patch_and_status() {
     let e = entry(&st, "ctrl", "Update");
     assert_eq!(e["subresource"], "status");
     assert_eq!(e["fieldsV1"], json!({"f:status": {"f:replicas": {}}}));
+    // Apply to the status subresource owns status fields only.
+    let st = deploys
+        .patch_status(
+            "web",
+            &PatchParams::apply("ctrl2"),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "labels": {"ignored": "yes"}},
+                "spec": {"replicas": 9},
+                "status": {"replicas": 1, "readyReplicas": 1}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st.status.as_ref().unwrap().ready_replicas, Some(1));
+    assert_eq!(st.spec.replicas, Some(1));
+    assert!(!st.labels().contains_key("ignored"));
+    let e = entry(&st, "ctrl2", "Apply");
+    assert_eq!(e["subresource"], "status");
+    assert_eq!(
+        e["fieldsV1"],
+        json!({"f:status": {"f:replicas": {}, "f:readyReplicas": {}}})
+    );
     let scaled = deploys
         .patch_scale(
             "web",

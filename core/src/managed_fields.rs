@@ -29,7 +29,12 @@
 //!
 //! No type conversion between API versions (one version per kind), no cap on
 //! the number of Update managers (upstream merges the oldest into
-//! `ancient-changes` beyond 10), no last-applied-configuration interop.
+//! `ancient-changes` beyond 10). Request-level behaviour (which fields are
+//! tracked, managedFields sent by clients, `before-first-apply`, the
+//! last-applied-configuration interop of `kubectl`) belongs to the caller:
+//! see `apiserver-shim`'s `fieldmanager` module. Items of an associative list
+//! that lack all their keys are addressed by index (upstream rejects them);
+//! duplicate keys are found by [`duplicate_entry`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
