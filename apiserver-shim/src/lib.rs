@@ -17,6 +17,7 @@ pub mod bootstrap;
 pub mod bootstrap_policy;
 pub mod discovery;
 pub mod error;
+pub mod fieldmanager;
 pub mod meta;
 mod namespace_lifecycle;
 pub mod pki;

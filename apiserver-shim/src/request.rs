@@ -103,6 +103,10 @@ pub struct Query {
     pub propagation_policy: Option<String>,
     /// `includeObject` for Table output: `None`, `Metadata` (default) or `Object`.
     pub include_object: Option<String>,
+    /// `fieldManager` of a write (server-side apply requires it).
+    pub field_manager: Option<String>,
+    /// `force` of an apply patch (`None`: not sent).
+    pub force: Option<bool>,
 }
 
 /// Parses a boolean the way Go's `strconv.ParseBool` does.
@@ -164,6 +168,8 @@ impl Query {
                 }
                 "propagationPolicy" => q.propagation_policy = Some(v),
                 "includeObject" => q.include_object = Some(v),
+                "fieldManager" => q.field_manager = Some(v).filter(|s| !s.is_empty()),
+                "force" => q.force = Some(parse_bool("force", &v)?),
                 _ => {}
             }
         }

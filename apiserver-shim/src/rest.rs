@@ -22,6 +22,11 @@ use std::time::Duration;
 use vkube_core::fields::FieldSelector;
 use vkube_core::labels::LabelSelector;
 
+// Server-side apply (`application/apply-patch+yaml`); managedFields of
+// every other write are kept by the `fieldmanager::track_update` calls below.
+mod apply;
+use crate::fieldmanager;
+
 /// Limits and timings of the REST layer.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -403,7 +408,10 @@ impl Api {
             ("POST", Some(name), Some("binding")) => self.bind(&target, name, headers, &body).await,
             ("PUT", Some(name), _) => {
                 let obj = decode_body(headers, &body, def.kind)?;
-                self.update(&target, name, &query, obj, repr).await
+                fieldmanager::validate_options("UpdateOptions", &query, None)?;
+                let manager = fieldmanager::manager_name(&query, headers);
+                self.update(&target, name, &query, obj, repr, &manager)
+                    .await
             }
             ("PATCH", Some(name), _) => {
                 self.patch(&target, name, &query, headers, &body, repr)
@@ -787,7 +795,10 @@ impl Api {
         repr: Representation,
     ) -> ApiResult<Response> {
         let def = target.def;
-        let obj = decode_body(headers, body, def.kind)?;
+        let mut obj = decode_body(headers, body, def.kind)?;
+        fieldmanager::validate_options("CreateOptions", query, None)?;
+        let manager = fieldmanager::manager_name(query, headers);
+        fieldmanager::track_update(def, None, None, &mut obj, &manager);
         let generated = obj
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -883,12 +894,13 @@ impl Api {
         query: &Query,
         mut body: Value,
         repr: Representation,
+        manager: &str,
     ) -> ApiResult<Response> {
         let def = target.def;
         let gr = def.group_resource();
         let sub = target.subresource.clone();
         if sub.as_deref() == Some("scale") {
-            return self.update_scale(target, name, query, body).await;
+            return self.update_scale(target, name, query, body, manager).await;
         }
         check_type_meta(def, &mut body)?;
         let body_name = meta::name(&body);
@@ -902,17 +914,16 @@ impl Api {
         let (obj, created) = self
             .guaranteed_update(target, name, allow_create, query.dry_run, |old| {
                 let Some(old) = old else {
-                    return Ok(body.clone());
+                    let mut created = body.clone();
+                    fieldmanager::track_update(def, None, None, &mut created, manager);
+                    return Ok(created);
                 };
                 if !precondition.is_empty() && precondition != meta::resource_version(old) {
                     return Err(ApiError::modified(&gr, name));
                 }
-                Ok(apply_subresource_rules(
-                    def,
-                    sub.as_deref(),
-                    old,
-                    body.clone(),
-                ))
+                let mut new = apply_subresource_rules(def, sub.as_deref(), old, body.clone());
+                fieldmanager::track_update(def, sub.as_deref(), Some(old), &mut new, manager);
+                Ok(new)
             })
             .await?;
         let code = if created {
@@ -934,7 +945,14 @@ impl Api {
     ) -> ApiResult<Response> {
         let def = target.def;
         let gr = def.group_resource();
-        let patch = Patch::parse(&media_type(headers), body, def)?;
+        let mt = media_type(headers);
+        if mt == fieldmanager::APPLY_PATCH {
+            fieldmanager::validate_options("PatchOptions", query, Some(true))?;
+            return self.apply_patch(target, name, query, body, repr).await;
+        }
+        let patch = Patch::parse(&mt, body, def)?;
+        fieldmanager::validate_options("PatchOptions", query, Some(false))?;
+        let manager = fieldmanager::manager_name(query, headers);
         let sub = target.subresource.clone();
         let (obj, _) = self
             .guaranteed_update(target, name, false, query.dry_run, |old| {
@@ -943,7 +961,9 @@ impl Api {
                     let mut scale = to_scale(def, old);
                     let before = scale.clone();
                     patch.apply(&mut scale)?;
-                    return scale_into(def, &gr, name, old, &before, &scale);
+                    let mut new = scale_into(def, &gr, name, old, &before, &scale)?;
+                    fieldmanager::track_update(def, sub.as_deref(), Some(old), &mut new, &manager);
+                    return Ok(new);
                 }
                 let mut patched = old.clone();
                 patch.apply(&mut patched)?;
@@ -956,7 +976,9 @@ impl Api {
                         meta::name(&patched)
                     )));
                 }
-                Ok(apply_subresource_rules(def, sub.as_deref(), old, patched))
+                let mut new = apply_subresource_rules(def, sub.as_deref(), old, patched);
+                fieldmanager::track_update(def, sub.as_deref(), Some(old), &mut new, &manager);
+                Ok(new)
             })
             .await?;
         if sub.as_deref() == Some("scale") {
@@ -971,6 +993,7 @@ impl Api {
         name: &str,
         query: &Query,
         body: Value,
+        manager: &str,
     ) -> ApiResult<Response> {
         let def = target.def;
         let gr = def.group_resource();
@@ -978,7 +1001,9 @@ impl Api {
             .guaranteed_update(target, name, false, query.dry_run, |old| {
                 let old = old.expect("no create");
                 let current = to_scale(def, old);
-                scale_into(def, &gr, name, old, &current, &body)
+                let mut new = scale_into(def, &gr, name, old, &current, &body)?;
+                fieldmanager::track_update(def, Some("scale"), Some(old), &mut new, manager);
+                Ok(new)
             })
             .await?;
         Ok(json_response(StatusCode::OK, &to_scale(def, &obj)))

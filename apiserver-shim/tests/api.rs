@@ -1881,17 +1881,17 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
     );
     assert_eq!(s["reason"], "RequestEntityTooLarge");
 
-    // Server-side apply is not served yet: 415.
+    // An apply whose body names another kind is refused.
     let err = api_error(
         Api::<ConfigMap>::namespaced(client.clone(), "default")
             .patch(
                 "target",
                 &PatchParams::apply("test"),
-                &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "w"}})),
+                &Patch::Apply(json!({"apiVersion": "v1", "kind": "Secret", "data": {"k": "w"}})),
             )
             .await,
     );
-    assert_eq!(err.code, 415);
+    assert_eq!(err.code, 400);
 
     // Mismatched kind or namespace in the body.
     let s = expect_status(

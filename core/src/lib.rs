@@ -8,6 +8,8 @@
 //! - [`labels`]: `pkg/labels` (`labels.Parse`) and `metav1.LabelSelector`
 //!   conversion (`LabelSelectorAsSelector`, `FormatLabelSelector`).
 //! - [`fields`]: `pkg/fields` (`fields.ParseSelector`) plus a JSON field reader.
+//! - [`managed_fields`]: structured-merge-diff field sets, the apply merge
+//!   and `metadata.managedFields` (server-side apply).
 //! - [`validation`]: `pkg/util/validation` (`IsDNS1123Subdomain`,
 //!   `IsDNS1123Label`, `IsQualifiedName`, `IsValidLabelValue`).
 //! - [`protobuf`]: `runtime/serializer/protobuf` request bodies decoded to JSON.
@@ -15,6 +17,7 @@
 
 pub mod fields;
 pub mod labels;
+pub mod managed_fields;
 pub mod protobuf;
 pub mod smp;
 pub mod validation;

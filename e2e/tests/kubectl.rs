@@ -1238,3 +1238,204 @@ spec:
     assert_eq!(row(&out, "demo")[..2], ["demo", "Active"], "{out}");
     assert_eq!(row(&out, "default")[..2], ["default", "Active"], "{out}");
 }
+
+/// A Deployment manifest for server-side apply tests.
+fn ssa_deployment(replicas: u32, tier_label: bool) -> String {
+    let tier = if tier_label { "\n    tier: front" } else { "" };
+    let replicas = if replicas > 0 {
+        format!("\n  replicas: {replicas}")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ssa
+  labels:
+    app: ssa{tier}
+spec:{replicas}
+  selector:
+    matchLabels: {{app: ssa}}
+  template:
+    metadata:
+      labels: {{app: ssa}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+"#
+    )
+}
+
+/// `manager:operation` of every managedFields entry, and the fieldsV1 of
+/// each, read with `--show-managed-fields`.
+async fn managers(c: &TestCluster, what: &[&str]) -> Vec<(String, serde_json::Value)> {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    args.extend_from_slice(&["-o", "json", "--show-managed-fields"]);
+    let obj = c.kubectl(&args).await.expect_ok().json();
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            (
+                format!(
+                    "{}:{}",
+                    e["manager"].as_str().unwrap_or(""),
+                    e["operation"].as_str().unwrap_or("")
+                ),
+                e["fieldsV1"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_conflicts_between_managers_then_force() {
+    let c = TestCluster::start().await;
+    let ssa = ["apply", "--server-side", "--validate=false", "-f", "-"];
+    let with = |mgr: &'static str| {
+        let mut a = ssa.to_vec();
+        a.push("--field-manager");
+        a.push(mgr);
+        a
+    };
+    c.kubectl_stdin(&with("alice"), &ssa_deployment(2, true))
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["deployment.apps/ssa serverside-applied"]);
+
+    // Bob wants another replica count: kubectl prints upstream's conflict.
+    c.kubectl_stdin(&with("bob"), &ssa_deployment(3, false))
+        .await
+        .expect_err_contains(
+            "Apply failed with 1 conflict: conflict with \"alice\": .spec.replicas",
+        )
+        .expect_err_contains("--force-conflicts");
+    let replicas = c
+        .kubectl(&["get", "deploy", "ssa", "-o", "jsonpath={.spec.replicas}"])
+        .await
+        .expect_ok();
+    assert_eq!(replicas.stdout.trim(), "2", "{replicas}");
+
+    // Forced, Bob owns replicas; Alice keeps the rest she applied.
+    let mut forced = with("bob");
+    forced.push("--force-conflicts");
+    c.kubectl_stdin(&forced, &ssa_deployment(3, false))
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["deployment.apps/ssa serverside-applied"]);
+    let m = managers(&c, &["deploy", "ssa"]).await;
+    let names: Vec<&str> = m.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["alice:Apply", "bob:Apply"], "{m:?}");
+    assert!(m[0].1["f:spec"].get("f:replicas").is_none(), "{m:?}");
+    assert_eq!(m[1].1["f:spec"]["f:replicas"], serde_json::json!({}));
+
+    // Alice drops the tier label and replicas from her config: the label,
+    // hers alone, is removed; Bob's replicas stays.
+    c.kubectl_stdin(&with("alice"), &ssa_deployment(0, false))
+        .await
+        .expect_ok();
+    let got = c
+        .kubectl(&[
+            "get",
+            "deploy",
+            "ssa",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.labels}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(got.stdout.trim(), r#"3 {"app":"ssa"}"#, "{got}");
+
+    // --dry-run=server applies (forced: Bob co-owns the image) without storing.
+    let mut dry = with("alice");
+    dry.push("--dry-run=server");
+    dry.push("--force-conflicts");
+    c.kubectl_stdin(
+        &dry,
+        &ssa_deployment(0, true).replace("nginx:1.27", "nginx:2"),
+    )
+    .await
+    .expect_ok();
+    let image = c
+        .kubectl(&[
+            "get",
+            "deploy",
+            "ssa",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(image.stdout.trim(), "nginx:1.27", "{image}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_side_apply_is_tracked_and_upgrades_to_server_side() {
+    let c = TestCluster::start().await;
+    let cm = |color: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: csa\ndata:\n  color: {color}\n  size: \"1\"\n"
+        )
+    };
+    let csa = ["apply", "--validate=false", "-f", "-"];
+    c.kubectl_stdin(&csa, &cm("blue"))
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["configmap/csa created"]);
+    c.kubectl_stdin(&csa, &cm("green"))
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["configmap/csa configured"]);
+    c.kubectl(&["get", "cm", "csa", "-o", "yaml", "--show-managed-fields"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&[
+            "manager: kubectl-client-side-apply",
+            "operation: Update",
+            "f:color: {}",
+            "f:kubectl.kubernetes.io/last-applied-configuration: {}",
+            "color: green",
+        ]);
+    // Without the flag kubectl hides managedFields.
+    c.kubectl(&["get", "cm", "csa", "-o", "yaml"])
+        .await
+        .expect_ok()
+        .expect_stdout_lacks(&["managedFields"]);
+
+    // Another manager editing a field it does not own conflicts with the
+    // client-side applier.
+    c.kubectl_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "--field-manager=other",
+            "-f",
+            "-",
+        ],
+        &cm("red"),
+    )
+    .await
+    .expect_err_contains("conflict with \"kubectl-client-side-apply\" using v1: .data.color");
+    // kubectl's own server-side apply takes over what the last client-side
+    // apply set, as upstream's upgrade path allows.
+    c.kubectl_stdin(
+        &["apply", "--server-side", "--validate=false", "-f", "-"],
+        &cm("red"),
+    )
+    .await
+    .expect_ok()
+    .expect_stdout_contains(&["configmap/csa serverside-applied"]);
+    let m = managers(&c, &["cm", "csa"]).await;
+    assert!(m.iter().any(|(n, _)| n == "kubectl:Apply"), "{m:?}");
+    let color = c
+        .kubectl(&["get", "cm", "csa", "-o", "jsonpath={.data.color}"])
+        .await
+        .expect_ok();
+    assert_eq!(color.stdout.trim(), "red");
+}

@@ -1,0 +1,157 @@
+//! The real helm v4 against a real vkube server: helm applies chart objects
+//! with server-side apply (field manager `helm`) and keeps its release in a
+//! Secret written by client-go's typed client (a protobuf body).
+//!
+//! OpenAPI is not served yet, so every command passes
+//! `--disable-openapi-validation`.
+
+use std::process::Stdio;
+use std::time::Duration;
+use vkube_e2e::{Output, TestCluster, find_tool};
+
+const CHART_YAML: &str = "apiVersion: v2\nname: tiny\nversion: 0.1.0\n";
+const VALUES_YAML: &str = "color: blue\nreplicas: 1\n";
+const CONFIGMAP: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-config
+  labels:
+    app: {{ .Release.Name }}
+data:
+  color: {{ .Values.color | quote }}
+"#;
+const DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-web
+spec:
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels: {app: {{ .Release.Name }}}
+  template:
+    metadata:
+      labels: {app: {{ .Release.Name }}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+"#;
+
+/// Runs `helm ARGS` against the cluster with private HOME and helm dirs.
+async fn helm(c: &TestCluster, args: &[&str]) -> Output {
+    let bin = find_tool("HELM", "helm").unwrap_or_else(|e| panic!("{e:#}"));
+    let home = c.work_dir.join("home");
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.args(args)
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig_path())
+        .env("HOME", &home)
+        .env("HELM_CACHE_HOME", home.join("helm-cache"))
+        .env("HELM_CONFIG_HOME", home.join("helm-config"))
+        .env("HELM_DATA_HOME", home.join("helm-data"))
+        .env("TMPDIR", c.work_dir.join("tmp"))
+        .env_remove("KUBECONFIG")
+        .env_remove("HELM_DRIVER")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let command = format!("helm {}", args.join(" "));
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("`{command}` timed out"))
+        .unwrap_or_else(|e| panic!("spawning `{command}`: {e}"));
+    Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        command,
+    }
+}
+
+async fn jsonpath(c: &TestCluster, what: &[&str], path: &str) -> String {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    let expr = format!("jsonpath={path}");
+    args.extend_from_slice(&["-o", &expr]);
+    c.kubectl(&args).await.expect_ok().stdout.trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_upgrade_uninstall() {
+    let c = TestCluster::start().await;
+    let chart = c.work_dir.join("tiny");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), CHART_YAML).unwrap();
+    std::fs::write(chart.join("values.yaml"), VALUES_YAML).unwrap();
+    std::fs::write(chart.join("templates/configmap.yaml"), CONFIGMAP).unwrap();
+    std::fs::write(chart.join("templates/deployment.yaml"), DEPLOYMENT).unwrap();
+    let chart = chart.to_str().unwrap();
+    let ns = ["-n", "default", "--disable-openapi-validation"];
+
+    let mut install = vec!["install", "rel", chart];
+    install.extend_from_slice(&ns);
+    helm(&c, &install)
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["STATUS: deployed", "REVISION: 1"]);
+    assert_eq!(
+        jsonpath(&c, &["cm", "rel-config"], "{.data.color}").await,
+        "blue"
+    );
+    assert_eq!(
+        jsonpath(&c, &["deploy", "rel-web"], "{.spec.replicas}").await,
+        "1"
+    );
+    // helm applied the chart objects server-side as "helm".
+    assert_eq!(
+        jsonpath(
+            &c,
+            &["cm", "rel-config", "--show-managed-fields"],
+            "{.metadata.managedFields[*].manager}:{.metadata.managedFields[*].operation}"
+        )
+        .await,
+        "helm:Apply"
+    );
+    // The release record is a Secret.
+    assert_eq!(
+        jsonpath(&c, &["secret", "sh.helm.release.v1.rel.v1"], "{.type}").await,
+        "helm.sh/release.v1"
+    );
+
+    let mut upgrade = vec![
+        "upgrade",
+        "rel",
+        chart,
+        "--set",
+        "color=green",
+        "--set",
+        "replicas=2",
+    ];
+    upgrade.extend_from_slice(&ns);
+    helm(&c, &upgrade)
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["STATUS: deployed", "REVISION: 2"]);
+    assert_eq!(
+        jsonpath(&c, &["cm", "rel-config"], "{.data.color}").await,
+        "green"
+    );
+    assert_eq!(
+        jsonpath(&c, &["deploy", "rel-web"], "{.spec.replicas}").await,
+        "2"
+    );
+    helm(&c, &["list", "-n", "default"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["rel", "deployed", "tiny-0.1.0"]);
+
+    helm(&c, &["uninstall", "rel", "-n", "default"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["release \"rel\" uninstalled"]);
+    c.kubectl(&["get", "cm,deploy,secret", "-o", "name"])
+        .await
+        .expect_ok()
+        .expect_stdout_lacks(&["rel-config", "rel-web", "sh.helm.release"]);
+}
