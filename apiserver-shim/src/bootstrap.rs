@@ -11,9 +11,16 @@ use http::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// The ClusterIP of the `default/kubernetes` Service (first address of the
-/// default service CIDR 10.96.0.0/12).
+/// The ClusterIP of the `default/kubernetes` Service with the default
+/// service CIDR 10.96.0.0/12: its first address, as kube-apiserver picks
+/// (see [`kubernetes_service_ip`] for the configured CIDR).
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
+/// The ClusterIP of the `default/kubernetes` Service: the first address of
+/// the configured service CIDR.
+pub fn kubernetes_service_ip(api: &Api) -> String {
+    api.config.allocation.service_cidr.nth(0).to_string()
+}
 
 fn def(group: &str, resource: &str) -> &'static ResourceDef {
     registry::lookup(group, "v1", resource).expect("built-in resource")
@@ -57,6 +64,7 @@ pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> 
         )
         .await?;
     }
+    let ip = kubernetes_service_ip(api);
     create_if_absent(
         api,
         target(def("", "services"), Some("default")),
@@ -66,8 +74,8 @@ pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> 
                          "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {
                 "type": "ClusterIP",
-                "clusterIP": KUBERNETES_SERVICE_IP,
-                "clusterIPs": [KUBERNETES_SERVICE_IP],
+                "clusterIP": ip,
+                "clusterIPs": [ip],
                 "ipFamilies": ["IPv4"],
                 "ipFamilyPolicy": "SingleStack",
                 "internalTrafficPolicy": "Cluster",

@@ -13,6 +13,7 @@
 //! command wraps the same call.
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod bootstrap;
 pub mod discovery;
 pub mod error;

@@ -255,11 +255,7 @@ pub fn service(obj: &Value) -> Vec<FieldError> {
             errs.push(FieldError::required("spec.externalName", ""));
         } else {
             for msg in v::is_dns1123_subdomain(name.trim_end_matches('.')) {
-                errs.push(FieldError::invalid(
-                    "spec.externalName",
-                    &json!(name),
-                    &msg,
-                ));
+                errs.push(FieldError::invalid("spec.externalName", &json!(name), &msg));
             }
         }
     }
@@ -344,7 +340,12 @@ pub fn service(obj: &Value) -> Vec<FieldError> {
 /// primary may not be unset.
 pub fn service_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = service(new);
-    let ty = |s: &Value| s.pointer("/spec/type").and_then(Value::as_str).unwrap_or("").to_string();
+    let ty = |s: &Value| {
+        s.pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     if ty(new) == "ExternalName" || ty(old) == "ExternalName" {
         return errs;
     }
@@ -360,7 +361,13 @@ pub fn service_update(new: &Value, old: &Value) -> Vec<FieldError> {
     };
     let (old_ips, new_ips) = (ips(old), ips(new));
     let shown = Value::Array(new_ips.clone());
-    let changed = |i: usize| FieldError::invalid(format!("spec.clusterIPs[{i}]"), &shown, "may not change once set");
+    let changed = |i: usize| {
+        FieldError::invalid(
+            format!("spec.clusterIPs[{i}]"),
+            &shown,
+            "may not change once set",
+        )
+    };
     if old_ips.len() == new_ips.len() {
         for (i, ip) in old_ips.iter().enumerate() {
             if *ip != new_ips[i] {
@@ -468,7 +475,12 @@ fn workload(obj: &Value, w: Workload) -> Vec<FieldError> {
         return errs;
     }
     non_negative(&mut errs, spec, "replicas", "spec.replicas");
-    non_negative(&mut errs, spec, "revisionHistoryLimit", "spec.revisionHistoryLimit");
+    non_negative(
+        &mut errs,
+        spec,
+        "revisionHistoryLimit",
+        "spec.revisionHistoryLimit",
+    );
     non_negative(&mut errs, spec, "minReadySeconds", "spec.minReadySeconds");
     selector_and_template(&mut errs, spec, "spec", "spec.template", w, true);
     errs
@@ -574,7 +586,12 @@ pub fn stateful_set_update(new: &Value, old: &Value) -> Vec<FieldError> {
 }
 
 fn job_spec(errs: &mut Errs, spec: &Value, path: &str, template_path: &str) {
-    for f in ["parallelism", "completions", "backoffLimit", "activeDeadlineSeconds"] {
+    for f in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+    ] {
         non_negative(errs, spec, f, &format!("{path}.{f}"));
     }
     supported(
@@ -611,7 +628,10 @@ pub fn job_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = job(new);
     selector_immutable(&mut errs, new, old);
     for f in ["template", "completionMode"] {
-        let (n, o) = (new.pointer(&format!("/spec/{f}")), old.pointer(&format!("/spec/{f}")));
+        let (n, o) = (
+            new.pointer(&format!("/spec/{f}")),
+            old.pointer(&format!("/spec/{f}")),
+        );
         if n != o {
             errs.push(FieldError::immutable(
                 format!("spec.{f}"),
@@ -620,7 +640,10 @@ pub fn job_update(new: &Value, old: &Value) -> Vec<FieldError> {
         }
     }
     let indexed = new.pointer("/spec/completionMode").and_then(Value::as_str) == Some("Indexed");
-    let (n, o) = (new.pointer("/spec/completions"), old.pointer("/spec/completions"));
+    let (n, o) = (
+        new.pointer("/spec/completions"),
+        old.pointer("/spec/completions"),
+    );
     if !indexed && n != o {
         errs.push(FieldError::immutable(
             "spec.completions",
@@ -649,7 +672,11 @@ pub fn cron_job(obj: &Value) -> Vec<FieldError> {
         "spec.concurrencyPolicy",
         &["Allow", "Forbid", "Replace"],
     );
-    for f in ["successfulJobsHistoryLimit", "failedJobsHistoryLimit", "startingDeadlineSeconds"] {
+    for f in [
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+        "startingDeadlineSeconds",
+    ] {
         non_negative(&mut errs, spec, f, &format!("spec.{f}"));
     }
     let js = spec.pointer("/jobTemplate/spec").unwrap_or(&Value::Null);
@@ -677,7 +704,9 @@ fn immutable_data(errs: &mut Errs, new: &Value, old: &Value, fields: &[&str]) {
         errs.push(FieldError::forbidden("immutable", IMMUTABLE_SET));
     }
     for f in fields {
-        let empty = |v: Option<&Value>| v.is_none_or(|x| x.is_null() || x.as_object().is_some_and(|m| m.is_empty()));
+        let empty = |v: Option<&Value>| {
+            v.is_none_or(|x| x.is_null() || x.as_object().is_some_and(|m| m.is_empty()))
+        };
         let (n, o) = (new.get(*f), old.get(*f));
         if n != o && !(empty(n) && empty(o)) {
             errs.push(FieldError::forbidden(*f, IMMUTABLE_SET));
@@ -776,11 +805,15 @@ mod tests {
             ),
             (
                 pod_with(json!([{"name": "a", "image": "x", "ports": [{"containerPort": 70000}]}])),
-                vec!["spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive"],
+                vec![
+                    "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+                ],
             ),
             (
                 pod_with(json!([{"name": "a", "image": "x", "imagePullPolicy": "Sometimes"}])),
-                vec!["spec.containers[0].imagePullPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"IfNotPresent\", \"Never\""],
+                vec![
+                    "spec.containers[0].imagePullPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"IfNotPresent\", \"Never\"",
+                ],
             ),
         ];
         for (p, want) in cases {
@@ -789,7 +822,9 @@ mod tests {
         let mut bad = pod_with(json!([{"name": "A_b", "image": "x"}]));
         bad["spec"]["restartPolicy"] = json!("Sometimes");
         let m = msgs(&pod(&bad));
-        assert!(m[0].starts_with("spec.containers[0].name: Invalid value: \"A_b\": a lowercase RFC 1123 label"));
+        assert!(m[0].starts_with(
+            "spec.containers[0].name: Invalid value: \"A_b\": a lowercase RFC 1123 label"
+        ));
         assert_eq!(
             m[1],
             "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\""
@@ -829,7 +864,9 @@ mod tests {
             ),
             (
                 svc(json!({"type": "Magic", "ports": [{"port": 1}]})),
-                vec!["spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""],
+                vec![
+                    "spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
+                ],
             ),
             (
                 svc(json!({"ports": [{"port": 0}]})),
@@ -849,11 +886,15 @@ mod tests {
             ),
             (
                 svc(json!({"clusterIP": "banana", "ports": [{"port": 80}]})),
-                vec!["spec.clusterIPs[0]: Invalid value: \"banana\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"],
+                vec![
+                    "spec.clusterIPs[0]: Invalid value: \"banana\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                ],
             ),
             (
                 svc(json!({"ports": [{"port": 80, "nodePort": 30001}]})),
-                vec!["spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"],
+                vec![
+                    "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'",
+                ],
             ),
         ];
         for (s, want) in cases {
@@ -883,23 +924,36 @@ mod tests {
     #[test]
     fn workload_messages() {
         let tpl = json!({"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
-        assert!(deployment(&deploy(json!({"selector": {"matchLabels": {"app": "a"}}, "template": tpl}))).is_empty());
+        assert!(
+            deployment(&deploy(
+                json!({"selector": {"matchLabels": {"app": "a"}}, "template": tpl})
+            ))
+            .is_empty()
+        );
         assert_eq!(
             msgs(&deployment(&deploy(json!({"template": tpl})))),
             vec!["spec.selector: Required value"]
         );
         assert_eq!(
-            msgs(&deployment(&deploy(json!({"selector": {"matchLabels": {"app": "b"}}, "template": tpl})))),
-            vec!["spec.template.metadata.labels: Invalid value: {\"app\":\"a\"}: `selector` does not match template `labels`"]
+            msgs(&deployment(&deploy(
+                json!({"selector": {"matchLabels": {"app": "b"}}, "template": tpl})
+            ))),
+            vec![
+                "spec.template.metadata.labels: Invalid value: {\"app\":\"a\"}: `selector` does not match template `labels`"
+            ]
         );
         assert_eq!(
-            msgs(&deployment(&deploy(json!({"selector": {}, "template": tpl})))),
+            msgs(&deployment(&deploy(
+                json!({"selector": {}, "template": tpl})
+            ))),
             vec!["spec.selector: Invalid value: {}: empty selector is invalid for deployment"]
         );
         let mut never = tpl.clone();
         never["spec"]["restartPolicy"] = json!("Never");
         assert_eq!(
-            msgs(&deployment(&deploy(json!({"selector": {"matchLabels": {"app": "a"}}, "template": never, "replicas": -1})))),
+            msgs(&deployment(&deploy(
+                json!({"selector": {"matchLabels": {"app": "a"}}, "template": never, "replicas": -1})
+            ))),
             vec![
                 "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
                 "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
@@ -911,7 +965,9 @@ mod tests {
         new["spec"]["template"]["metadata"]["labels"]["x"] = json!("y");
         assert_eq!(
             msgs(&deployment_update(&new, &old)),
-            vec!["spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"a\",\"x\":\"y\"}}: field is immutable"]
+            vec![
+                "spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"a\",\"x\":\"y\"}}: field is immutable"
+            ]
         );
     }
 
@@ -922,7 +978,9 @@ mod tests {
         defaults::job_generate_selector(&mut j, "j", "uid-1");
         assert_eq!(
             msgs(&job(&j)),
-            vec!["spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""]
+            vec![
+                "spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+            ]
         );
         j["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
         assert!(job(&j).is_empty());
@@ -963,7 +1021,12 @@ mod tests {
 
     #[test]
     fn malformed_objects_never_panic() {
-        for bad in [json!(null), json!(5), json!({"spec": []}), json!({"spec": {"containers": [1, "x", null]}, "data": 3})] {
+        for bad in [
+            json!(null),
+            json!(5),
+            json!({"spec": []}),
+            json!({"spec": {"containers": [1, "x", null]}, "data": 3}),
+        ] {
             let _ = pod(&bad);
             let _ = pod_update(&bad, &bad);
             let _ = service_update(&bad, &bad);

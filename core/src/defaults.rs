@@ -20,7 +20,9 @@ fn default_val(m: &mut Map<String, Value>, key: &str, v: Value) {
 
 /// Sets a string `key` when absent, `null` or `""` (Go's zero value).
 fn default_str(m: &mut Map<String, Value>, key: &str, v: &str) {
-    if m.get(key).is_none_or(|x| x.is_null() || x.as_str() == Some("")) {
+    if m.get(key)
+        .is_none_or(|x| x.is_null() || x.as_str() == Some(""))
+    {
         m.insert(key.to_string(), json!(v));
     }
 }
@@ -109,9 +111,7 @@ pub fn container(c: &mut Map<String, Value>) {
         }
     }
     each_obj(c, "env", |e| {
-        if let Some(fr) =
-            existing_obj(e, "valueFrom").and_then(|vf| existing_obj(vf, "fieldRef"))
-        {
+        if let Some(fr) = existing_obj(e, "valueFrom").and_then(|vf| existing_obj(vf, "fieldRef")) {
             default_str(fr, "apiVersion", "v1");
         }
     });
@@ -426,7 +426,9 @@ pub fn job_labels_from_template(obj: &mut Value) {
         .get("labels")
         .and_then(Value::as_object)
         .is_none_or(Map::is_empty)
-        && md.get("labels").is_none_or(|l| l.is_object() || l.is_null())
+        && md
+            .get("labels")
+            .is_none_or(|l| l.is_object() || l.is_null())
     {
         md.insert("labels".into(), Value::Object(labels));
     }
@@ -443,7 +445,10 @@ pub fn job_generate_selector(obj: &mut Value, name: &str, uid: &str) {
         return;
     }
     let Some(spec) = spec_of(obj) else { return };
-    if let Some(labels) = obj_at(spec, "template").and_then(|t| obj_at(t, "metadata")).and_then(|m| obj_at(m, "labels")) {
+    if let Some(labels) = obj_at(spec, "template")
+        .and_then(|t| obj_at(t, "metadata"))
+        .and_then(|m| obj_at(m, "labels"))
+    {
         for k in ["job-name", "batch.kubernetes.io/job-name"] {
             labels.entry(k).or_insert_with(|| json!(name));
         }
@@ -574,10 +579,7 @@ mod tests {
             ("/spec/containers/0/resources", json!({})),
             ("/spec/containers/1/ports/0/protocol", json!("TCP")),
             ("/spec/containers/1/resources/requests/cpu", json!("1")),
-            (
-                "/spec/containers/1/readinessProbe/timeoutSeconds",
-                json!(1),
-            ),
+            ("/spec/containers/1/readinessProbe/timeoutSeconds", json!(1)),
             ("/spec/containers/1/readinessProbe/periodSeconds", json!(10)),
             (
                 "/spec/containers/1/readinessProbe/successThreshold",
@@ -674,12 +676,16 @@ mod tests {
         deployment(&mut recreate);
         assert_eq!(at(&recreate, "/spec/strategy/rollingUpdate"), &Value::Null);
 
-        let mut sts = json!({"spec": {"template": tpl.clone(), "volumeClaimTemplates": [{"spec": {}}]}});
+        let mut sts =
+            json!({"spec": {"template": tpl.clone(), "volumeClaimTemplates": [{"spec": {}}]}});
         stateful_set(&mut sts);
         assert_eq!(at(&sts, "/spec/podManagementPolicy"), "OrderedReady");
         assert_eq!(at(&sts, "/spec/updateStrategy/rollingUpdate/partition"), 0);
         assert_eq!(
-            at(&sts, "/spec/persistentVolumeClaimRetentionPolicy/whenDeleted"),
+            at(
+                &sts,
+                "/spec/persistentVolumeClaimRetentionPolicy/whenDeleted"
+            ),
             "Retain"
         );
         assert_eq!(
@@ -693,7 +699,10 @@ mod tests {
 
         let mut ds = json!({"spec": {"template": tpl.clone()}});
         daemon_set(&mut ds);
-        assert_eq!(at(&ds, "/spec/updateStrategy/rollingUpdate/maxUnavailable"), 1);
+        assert_eq!(
+            at(&ds, "/spec/updateStrategy/rollingUpdate/maxUnavailable"),
+            1
+        );
         assert_eq!(at(&ds, "/spec/updateStrategy/rollingUpdate/maxSurge"), 0);
 
         let mut rs = json!({"spec": {"template": tpl.clone()}});

@@ -76,7 +76,10 @@ impl FieldError {
         Self {
             reason: "FieldValueNotSupported",
             field: field.into(),
-            message: with_detail(format!("Unsupported value: {}", render_value(value)), &detail),
+            message: with_detail(
+                format!("Unsupported value: {}", render_value(value)),
+                &detail,
+            ),
         }
     }
 

@@ -248,7 +248,13 @@ mod tests {
         assert!(!c.contains(Ipv4Addr::new(10, 111, 255, 255)));
         assert!(!c.contains(Ipv4Addr::new(10, 96, 0, 0)));
         assert!(!c.contains(Ipv4Addr::new(10, 112, 0, 1)));
-        for bad in ["10.96.0.0", "10.96.0.1/12", "x/12", "10.0.0.0/31", "10.0.0.0/0"] {
+        for bad in [
+            "10.96.0.0",
+            "10.96.0.1/12",
+            "x/12",
+            "10.0.0.0/31",
+            "10.0.0.0/0",
+        ] {
             assert!(ServiceCidr::parse(bad).is_err(), "{bad}");
         }
     }
@@ -289,7 +295,9 @@ mod tests {
     fn needs() {
         assert!(needs_cluster_ip(&json!({"spec": {}})));
         assert!(!needs_cluster_ip(&json!({"spec": {"clusterIP": "None"}})));
-        assert!(!needs_cluster_ip(&json!({"spec": {"type": "ExternalName"}})));
+        assert!(!needs_cluster_ip(
+            &json!({"spec": {"type": "ExternalName"}})
+        ));
         assert!(needs_node_ports(&json!({"spec": {"type": "LoadBalancer"}})));
         assert!(!needs_node_ports(
             &json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false}})
