@@ -438,3 +438,78 @@ pub async fn repair(store: &dyn Storage, services_prefix: &str) -> anyhow::Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{LogStore, LogStoreConfig, MemoryBackend};
+
+    fn store() -> LogStore {
+        LogStore::open(Box::new(MemoryBackend::new()), LogStoreConfig::default()).unwrap()
+    }
+
+    fn svc(uid: &str, spec: Value) -> Value {
+        json!({"metadata": {"name": "s", "namespace": "default", "uid": uid}, "spec": spec})
+    }
+
+    #[tokio::test]
+    async fn allocate_undo_commit_and_foreign_keys() {
+        let st = store();
+        let cfg = AllocConfig::default();
+        let mut a = svc("u1", json!({"type": "NodePort", "ports": [{"port": 80}]}));
+        let alloc = allocate(&st, &cfg, None, &mut a, false).await.unwrap();
+        let keys = held_keys(&a);
+        assert_eq!(keys.len(), 2, "{a}");
+        // Undo releases both reservations.
+        alloc.undo(&st).await;
+        for k in &keys {
+            assert!(st.get(k).await.unwrap().is_none(), "{k}");
+        }
+        // A key owned by someone else is never released.
+        let mut b = svc(
+            "u2",
+            json!({"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}),
+        );
+        allocate(&st, &cfg, None, &mut b, false)
+            .await
+            .unwrap()
+            .commit(&st)
+            .await;
+        release(&st, &held_keys(&b), "someone-else").await;
+        assert!(st.get(&ip_key("10.96.0.20")).await.unwrap().is_some());
+        // An update to ExternalName frees the IP on commit.
+        let mut ext = b.clone();
+        ext["spec"] = json!({"type": "ExternalName", "externalName": "x.example"});
+        allocate(&st, &cfg, Some(&b), &mut ext, false)
+            .await
+            .unwrap()
+            .commit(&st)
+            .await;
+        assert!(st.get(&ip_key("10.96.0.20")).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn repair_releases_leaks_and_restores_missing_keys() {
+        let st = store();
+        let stored = svc(
+            "live",
+            json!({"clusterIP": "10.96.0.30", "clusterIPs": ["10.96.0.30"]}),
+        );
+        st.create("/core/services/default/s", stored.to_string().into())
+            .await
+            .unwrap();
+        let leaked = json!({"uid": "gone", "service": "default/gone"});
+        st.create(&ip_key("10.96.0.31"), leaked.to_string().into())
+            .await
+            .unwrap();
+        repair(&st, "/core/services/").await.unwrap();
+        assert!(st.get(&ip_key("10.96.0.31")).await.unwrap().is_none());
+        let kv = st
+            .get(&ip_key("10.96.0.30"))
+            .await
+            .unwrap()
+            .expect("restored");
+        let owner: Value = serde_json::from_slice(&kv.value).unwrap();
+        assert_eq!(owner["uid"], "live");
+    }
+}

@@ -37,6 +37,19 @@ fn target(def: &'static ResourceDef, namespace: Option<&str>) -> Target {
 }
 
 async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<()> {
+    // Look first: creating an existing Service would fail on its ClusterIP
+    // (422, already allocated) before the 409 of the existing name.
+    let mut get = t.clone();
+    get.name = Some(crate::meta::name(&obj).to_string());
+    let headers = crate::server::json_headers();
+    let empty = bytes::Bytes::new();
+    if api
+        .handle(&Method::GET, get, Query::default(), &headers, empty)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
     let body = bytes::Bytes::from(obj.to_string());
     match api
         .handle(
