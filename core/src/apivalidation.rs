@@ -390,13 +390,30 @@ pub fn service_update(new: &Value, old: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// How a kind treats a missing (`nil`) selector.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NilSelector {
+    /// `Required value`, and (as `LabelSelectorAsSelector(nil)` selects
+    /// nothing) the template labels do not match: Deployment, ReplicaSet,
+    /// StatefulSet.
+    RequiredAndMismatch,
+    /// Only the label mismatch: DaemonSet.
+    Mismatch,
+    /// Only `Required value`: a Job with `manualSelector`.
+    Required,
+    /// Allowed: a CronJob's job template, a generated Job selector.
+    Allowed,
+}
+
 /// The workload kinds sharing selector/template rules.
 #[derive(Clone, Copy)]
 struct Workload {
-    /// Word in the empty-selector message.
+    /// Message for a selector without requirements.
     empty_selector: &'static str,
     /// Restart policies the pod template may have.
     restart: &'static [&'static str],
+    /// What a missing selector means.
+    nil: NilSelector,
 }
 
 fn selector_and_template(
@@ -405,15 +422,28 @@ fn selector_and_template(
     path: &str,
     template_path: &str,
     w: Workload,
-    selector_required: bool,
 ) {
     let template = spec.get("template").unwrap_or(&Value::Null);
+    let labels = template.pointer("/metadata/labels");
+    let mismatch = |errs: &mut Errs| {
+        errs.push(FieldError::invalid(
+            format!("{template_path}.metadata.labels"),
+            labels.unwrap_or(&Value::Null),
+            "`selector` does not match template `labels`",
+        ))
+    };
     match spec.get("selector").filter(|s| !s.is_null()) {
-        None => {
-            if selector_required {
+        None => match w.nil {
+            NilSelector::RequiredAndMismatch => {
                 errs.push(FieldError::required(format!("{path}.selector"), ""));
+                mismatch(errs);
             }
-        }
+            NilSelector::Mismatch => mismatch(errs),
+            NilSelector::Required => {
+                errs.push(FieldError::required(format!("{path}.selector"), ""))
+            }
+            NilSelector::Allowed => {}
+        },
         Some(sel) => {
             let empty = sel
                 .get("matchLabels")
@@ -423,30 +453,24 @@ fn selector_and_template(
                     .get("matchExpressions")
                     .and_then(Value::as_array)
                     .is_none_or(Vec::is_empty);
+            match LabelSelector::from_label_selector_json(sel) {
+                Err(e) => errs.push(FieldError::invalid(
+                    format!("{path}.selector"),
+                    sel,
+                    e.message(),
+                )),
+                Ok(s) => {
+                    if !empty && !s.matches_json(labels) {
+                        mismatch(errs);
+                    }
+                }
+            }
             if empty {
                 errs.push(FieldError::invalid(
                     format!("{path}.selector"),
                     sel,
                     w.empty_selector,
                 ));
-            } else {
-                match LabelSelector::from_label_selector_json(sel) {
-                    Err(e) => errs.push(FieldError::invalid(
-                        format!("{path}.selector"),
-                        sel,
-                        e.message(),
-                    )),
-                    Ok(s) => {
-                        let labels = template.pointer("/metadata/labels");
-                        if !s.matches_json(labels) {
-                            errs.push(FieldError::invalid(
-                                format!("{template_path}.metadata.labels"),
-                                labels.unwrap_or(&Value::Null),
-                                "`selector` does not match template `labels`",
-                            ));
-                        }
-                    }
-                }
             }
         }
     }
@@ -482,7 +506,7 @@ fn workload(obj: &Value, w: Workload) -> Vec<FieldError> {
         "spec.revisionHistoryLimit",
     );
     non_negative(&mut errs, spec, "minReadySeconds", "spec.minReadySeconds");
-    selector_and_template(&mut errs, spec, "spec", "spec.template", w, true);
+    selector_and_template(&mut errs, spec, "spec", "spec.template", w);
     errs
 }
 
@@ -499,18 +523,22 @@ fn selector_immutable(errs: &mut Errs, new: &Value, old: &Value) {
 const DEPLOYMENT: Workload = Workload {
     empty_selector: "empty selector is invalid for deployment",
     restart: &["Always"],
+    nil: NilSelector::RequiredAndMismatch,
 };
 const STATEFUL_SET: Workload = Workload {
     empty_selector: "empty selector is invalid for statefulset",
     restart: &["Always"],
+    nil: NilSelector::RequiredAndMismatch,
 };
 const DAEMON_SET: Workload = Workload {
-    empty_selector: "empty selector is not valid for daemonset.",
+    empty_selector: "empty selector is invalid for daemonset",
     restart: &["Always"],
+    nil: NilSelector::Mismatch,
 };
 const JOB: Workload = Workload {
     empty_selector: "empty selector is invalid for job",
     restart: &["OnFailure", "Never"],
+    nil: NilSelector::Required,
 };
 
 /// `ValidateDeployment`: replicas ≥ 0, a non-empty selector matching the
@@ -604,7 +632,12 @@ fn job_spec(errs: &mut Errs, spec: &Value, path: &str, template_path: &str) {
     let manual = spec.get("manualSelector").and_then(Value::as_bool) == Some(true);
     // A generated selector is always present on a stored Job; a job
     // template's may be absent.
-    selector_and_template(errs, spec, path, template_path, JOB, manual);
+    let nil = if manual {
+        NilSelector::Required
+    } else {
+        NilSelector::Allowed
+    };
+    selector_and_template(errs, spec, path, template_path, Workload { nil, ..JOB });
 }
 
 /// `ValidateJob`: non-negative counts, a selector matching the template
@@ -932,7 +965,23 @@ mod tests {
         );
         assert_eq!(
             msgs(&deployment(&deploy(json!({"template": tpl})))),
-            vec!["spec.selector: Required value"]
+            vec![
+                "spec.selector: Required value",
+                "spec.template.metadata.labels: Invalid value: {\"app\":\"a\"}: `selector` does not match template `labels`",
+            ]
+        );
+        let mut ds = json!({"spec": {"template": tpl}});
+        defaults::daemon_set(&mut ds);
+        assert_eq!(
+            msgs(&daemon_set(&ds)),
+            vec![
+                "spec.template.metadata.labels: Invalid value: {\"app\":\"a\"}: `selector` does not match template `labels`"
+            ]
+        );
+        ds["spec"]["selector"] = json!({});
+        assert_eq!(
+            msgs(&daemon_set(&ds)),
+            vec!["spec.selector: Invalid value: {}: empty selector is invalid for daemonset"]
         );
         assert_eq!(
             msgs(&deployment(&deploy(
