@@ -63,12 +63,18 @@ pub fn held_keys(service: &Value) -> Vec<String> {
     {
         keys.push(ip_key(&ip));
     }
-    if svc::needs_node_ports(service) {
-        for p in svc::node_ports(service) {
-            let k = port_key(p);
-            if !keys.contains(&k) {
-                keys.push(k);
-            }
+    let node_ports = if svc::needs_node_ports(service) {
+        svc::node_ports(service)
+    } else {
+        Vec::new()
+    };
+    for p in node_ports
+        .into_iter()
+        .chain(svc::health_check_node_port(service))
+    {
+        let k = port_key(p);
+        if !keys.contains(&k) {
+            keys.push(k);
         }
     }
     keys
@@ -146,8 +152,10 @@ async fn reserve(store: &dyn Storage, key: &str, owner: &Value, dry_run: bool) -
 /// Allocates what `new` needs given what `old` (on update) already holds:
 /// a ClusterIP (the requested `spec.clusterIP`, else a free one from the
 /// CIDR, preferring the upper band as upstream keeps the lower one for
-/// static requests) and node ports for NodePort/LoadBalancer Services. Fills
-/// `spec.clusterIP`, `spec.clusterIPs` and `spec.ports[*].nodePort`.
+/// static requests), node ports for NodePort/LoadBalancer Services, and a
+/// `healthCheckNodePort` for a LoadBalancer with externalTrafficPolicy
+/// `Local`. Fills `spec.clusterIP`, `spec.clusterIPs`,
+/// `spec.ports[*].nodePort` and `spec.healthCheckNodePort`.
 ///
 /// Errors: `422` with kube-apiserver's text for a taken or out-of-range
 /// request (`spec.clusterIPs: Invalid value: ["10.96.0.5"]: failed to
@@ -301,6 +309,45 @@ async fn allocate_inner(
                 kept.push(key);
                 new["spec"]["ports"][i]["nodePort"] = json!(port);
             }
+        }
+    }
+    if svc::needs_health_check_node_port(new) {
+        let requested = new
+            .pointer("/spec/healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if requested != 0 {
+            let key = port_key(requested);
+            if !(kept.contains(&key) || old_keys.contains(&key)) {
+                let (lo, hi) = cfg.node_ports;
+                let why = if requested < lo as i64 || requested > hi as i64 {
+                    Some(format!(
+                        "provided port is not in the valid range. The range of valid ports is {lo}-{hi}"
+                    ))
+                } else if !reserve(store, &key, &owner, dry_run).await? {
+                    Some("provided port is already allocated".to_string())
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(invalid(
+                        &name,
+                        FieldError::invalid("spec.healthCheckNodePort", &json!(requested), &why),
+                    ));
+                }
+                if !dry_run {
+                    a.reserved.push(key.clone());
+                }
+            }
+            kept.push(key);
+        } else {
+            let port = pick_port(store, cfg, &owner, dry_run, &kept).await?;
+            let key = port_key(port);
+            if !dry_run {
+                a.reserved.push(key.clone());
+            }
+            kept.push(key);
+            meta::ensure_object(new, "spec").insert("healthCheckNodePort".into(), json!(port));
         }
     }
     a.freed = old_keys.into_iter().filter(|k| !kept.contains(k)).collect();
@@ -477,6 +524,21 @@ mod tests {
             .await;
         release(&st, &held_keys(&b), "someone-else").await;
         assert!(st.get(&ip_key("10.96.0.20")).await.unwrap().is_some());
+        // A LoadBalancer with externalTrafficPolicy Local gets a health check port.
+        let mut lb = svc(
+            "u3",
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}),
+        );
+        allocate(&st, &cfg, None, &mut lb, false)
+            .await
+            .unwrap()
+            .commit(&st)
+            .await;
+        let hc = lb["spec"]["healthCheckNodePort"]
+            .as_i64()
+            .expect("allocated");
+        assert!((30000..=32767).contains(&hc));
+        assert_eq!(held_keys(&lb).len(), 3, "{lb}");
         // An update to ExternalName frees the IP on commit.
         let mut ext = b.clone();
         ext["spec"] = json!({"type": "ExternalName", "externalName": "x.example"});

@@ -97,6 +97,22 @@ pub fn needs_node_ports(svc: &Value) -> bool {
     }
 }
 
+/// Whether the Service gets a `healthCheckNodePort` (`needsHCNodePort`): a
+/// LoadBalancer with externalTrafficPolicy `Local`.
+pub fn needs_health_check_node_port(svc: &Value) -> bool {
+    service_type(svc) == "LoadBalancer" && spec_str(svc, "externalTrafficPolicy") == "Local"
+}
+
+/// The Service's non-zero `healthCheckNodePort`, if it needs one.
+pub fn health_check_node_port(svc: &Value) -> Option<i64> {
+    if !needs_health_check_node_port(svc) {
+        return None;
+    }
+    svc.pointer("/spec/healthCheckNodePort")
+        .and_then(Value::as_i64)
+        .filter(|p| *p != 0)
+}
+
 /// The ClusterIP the Service holds, if it holds a real one (not `None`).
 pub fn cluster_ip(svc: &Value) -> Option<String> {
     let ip = spec_str(svc, "clusterIP");
@@ -130,7 +146,9 @@ fn same(a: &Value, b: &Value, field: &str) -> bool {
 ///   `allocateLoadBalancerNodePorts`, leaving NodePort/LoadBalancer drops
 ///   `externalTrafficPolicy`; ExternalName drops `internalTrafficPolicy`.
 /// - `patchAllocatedValues`: a body without clusterIP(s) or nodePorts keeps
-///   the allocated ones (matched by port name) when the type still needs them.
+///   the allocated ones (matched by port name) when the type still needs
+///   them; likewise `healthCheckNodePort` (dropped, unchanged, when a
+///   LoadBalancer stops being externalTrafficPolicy `Local`).
 /// - `normalizeClusterIPs`: a changed singular `clusterIP` with unchanged
 ///   `clusterIPs` rewrites `clusterIPs`.
 pub fn prepare_update(new: &mut Value, old: &Value) {
@@ -166,6 +184,26 @@ pub fn prepare_update(new: &mut Value, old: &Value) {
                 }
             }
         }
+    }
+    if needs_health_check_node_port(old)
+        && !needs_health_check_node_port(new)
+        && same(new, old, "healthCheckNodePort")
+    {
+        new["spec"]
+            .as_object_mut()
+            .expect("checked object")
+            .remove("healthCheckNodePort");
+    }
+    if needs_health_check_node_port(old)
+        && needs_health_check_node_port(new)
+        && new
+            .pointer("/spec/healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0
+        && let Some(hc) = old.pointer("/spec/healthCheckNodePort").cloned()
+    {
+        new["spec"]["healthCheckNodePort"] = hc;
     }
     let new_ty = service_type(new).to_string();
     let spec = new["spec"].as_object_mut().expect("checked object");
@@ -299,6 +337,12 @@ mod tests {
             &json!({"spec": {"type": "ExternalName"}})
         ));
         assert!(needs_node_ports(&json!({"spec": {"type": "LoadBalancer"}})));
+        assert!(needs_health_check_node_port(
+            &json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local"}})
+        ));
+        assert!(!needs_health_check_node_port(
+            &json!({"spec": {"type": "NodePort", "externalTrafficPolicy": "Local"}})
+        ));
         assert!(!needs_node_ports(
             &json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false}})
         ));
