@@ -259,6 +259,33 @@ pub fn service(obj: &Value) -> Vec<FieldError> {
             }
         }
     }
+    let external = matches!(ty, "NodePort" | "LoadBalancer")
+        || (ty == "ClusterIP" && !arr_at(spec, "externalIPs").is_empty());
+    if external {
+        supported(
+            &mut errs,
+            spec,
+            "externalTrafficPolicy",
+            "spec.externalTrafficPolicy",
+            &["Cluster", "Local"],
+        );
+    } else if let Some(etp) = spec
+        .get("externalTrafficPolicy")
+        .filter(|v| !v.is_null() && v.as_str() != Some(""))
+    {
+        errs.push(FieldError::invalid(
+            "spec.externalTrafficPolicy",
+            etp,
+            "may only be set for externally-accessible services",
+        ));
+    }
+    supported(
+        &mut errs,
+        spec,
+        "internalTrafficPolicy",
+        "spec.internalTrafficPolicy",
+        &["Cluster", "Local"],
+    );
     let ports = arr_at(spec, "ports");
     if ports.is_empty() && !headless && ty != "ExternalName" {
         errs.push(FieldError::required("spec.ports", ""));
@@ -921,6 +948,20 @@ mod tests {
                 svc(json!({"clusterIP": "banana", "ports": [{"port": 80}]})),
                 vec![
                     "spec.clusterIPs[0]: Invalid value: \"banana\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                ],
+            ),
+            (
+                svc(json!({"externalTrafficPolicy": "Local", "ports": [{"port": 80}]})),
+                vec![
+                    "spec.externalTrafficPolicy: Invalid value: \"Local\": may only be set for externally-accessible services",
+                ],
+            ),
+            (
+                svc(
+                    json!({"type": "NodePort", "externalTrafficPolicy": "Nearby", "ports": [{"port": 80}]}),
+                ),
+                vec![
+                    "spec.externalTrafficPolicy: Unsupported value: \"Nearby\": supported values: \"Cluster\", \"Local\"",
                 ],
             ),
             (
