@@ -393,6 +393,16 @@ const ENDPOINT_SLICE: Strategy = Strategy {
     ..PLAIN
 };
 
+const NODE: Strategy = Strategy {
+    default: defaults::node,
+    ..PLAIN
+};
+
+const LIMIT_RANGE: Strategy = Strategy {
+    default: defaults::limit_range,
+    ..PLAIN
+};
+
 const ROLE_BINDING: Strategy = Strategy {
     default: defaults::role_binding,
     ..PLAIN
@@ -551,6 +561,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         short_names: &["no"],
         status: true,
+        strategy: NODE,
         field_selectors: &["spec.unschedulable"],
         name_rule: NameRule::PathSegment,
         status_on_create: true,
@@ -583,6 +594,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         short_names: &["limits"],
+        strategy: LIMIT_RANGE,
         ..def("", "v1", "limitranges", "LimitRange", "limitrange", true)
     },
     ResourceDef {

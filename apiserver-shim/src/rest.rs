@@ -1298,6 +1298,8 @@ fn apply_subresource_rules(def: &ResourceDef, sub: Option<&str>, old: &Value, ne
                     out.as_object_mut().map(|o| o.remove("status"));
                 }
             }
+            // Status defaults too (a Node's allocatable from capacity).
+            (def.strategy.default)(&mut out);
             out
         }
         Some("finalize") => {

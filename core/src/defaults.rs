@@ -510,6 +510,51 @@ pub fn endpoint_slice(obj: &mut Value) {
     each_obj(o, "ports", |p| default_str(p, "protocol", "TCP"));
 }
 
+/// core/v1 `SetDefaults_NodeStatus`: allocatable defaults to capacity.
+pub fn node(obj: &mut Value) {
+    let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if status.get("allocatable").is_none_or(Value::is_null)
+        && let Some(capacity) = status.get("capacity").filter(|c| c.is_object()).cloned()
+    {
+        status.insert("allocatable".into(), capacity);
+    }
+}
+
+/// core/v1 `SetDefaults_LimitRangeItem` for `Container` items: default
+/// limits from `max`, default requests from the default limits, then from
+/// `min` (empty maps stay absent, as Go omits them).
+pub fn limit_range(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    each_obj(spec, "limits", |item| {
+        if item.get("type").and_then(Value::as_str) != Some("Container") {
+            return;
+        }
+        let map = |item: &Map<String, Value>, k: &str| {
+            item.get(k)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut default = map(item, "default");
+        for (k, v) in map(item, "max") {
+            default.entry(k).or_insert(v);
+        }
+        let mut request = map(item, "defaultRequest");
+        for (k, v) in default.iter().chain(map(item, "min").iter()) {
+            request.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, m) in [("default", default), ("defaultRequest", request)] {
+            if !m.is_empty() && item.get(k).is_none_or(|v| v.is_object() || v.is_null()) {
+                item.insert(k.into(), Value::Object(m));
+            }
+        }
+    });
+}
+
 /// rbac/v1 `SetDefaults_(Cluster)RoleBinding` and `SetDefaults_Subject`:
 /// roleRef apiGroup and User/Group subjects' apiGroup
 /// `rbac.authorization.k8s.io`.
@@ -770,6 +815,27 @@ mod tests {
     }
 
     #[test]
+    fn node_and_limit_range() {
+        let mut n = json!({"status": {"capacity": {"cpu": "4"}}});
+        node(&mut n);
+        assert_eq!(n["status"]["allocatable"], json!({"cpu": "4"}));
+        let mut lr = json!({"spec": {"limits": [
+            {"type": "Container", "max": {"cpu": "2"}, "min": {"memory": "1Mi"}, "default": {"memory": "64Mi"}},
+            {"type": "Pod", "max": {"cpu": "4"}},
+        ]}});
+        limit_range(&mut lr);
+        assert_eq!(
+            lr["spec"]["limits"][0]["default"],
+            json!({"cpu": "2", "memory": "64Mi"})
+        );
+        assert_eq!(
+            lr["spec"]["limits"][0]["defaultRequest"],
+            json!({"cpu": "2", "memory": "64Mi"})
+        );
+        assert!(lr["spec"]["limits"][1].get("default").is_none());
+    }
+
+    #[test]
     fn malformed_input_is_left_alone() {
         for mut v in [
             json!(null),
@@ -784,6 +850,11 @@ mod tests {
             cron_job(&mut v);
             stateful_set(&mut v);
             daemon_set(&mut v);
+            node(&mut v);
+            limit_range(&mut v);
+            persistent_volume_claim(&mut v);
+            role_binding(&mut v);
+            endpoints(&mut v);
         }
     }
 }
