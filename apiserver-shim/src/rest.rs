@@ -1346,8 +1346,12 @@ fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()>
     // Once deletion started, finalizers may only be removed.
     let mut causes = validate_object_meta(def, new);
     if target.subresource.is_none() {
+        // Compare with the old object as kube-apiserver reads it: defaulted
+        // (objects stored before defaulting existed compare equal).
+        let mut old = old.clone();
+        (def.strategy.default)(&mut old);
         causes.extend(
-            (def.strategy.validate_update)(new, old)
+            (def.strategy.validate_update)(new, &old)
                 .into_iter()
                 .map(Cause::from),
         );
