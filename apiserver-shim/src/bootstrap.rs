@@ -11,9 +11,16 @@ use http::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// The ClusterIP of the `default/kubernetes` Service (first address of the
-/// default service CIDR 10.96.0.0/12).
+/// The ClusterIP of the `default/kubernetes` Service with the default
+/// service CIDR 10.96.0.0/12: its first address, as kube-apiserver picks
+/// (see [`kubernetes_service_ip`] for the configured CIDR).
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
+/// The ClusterIP of the `default/kubernetes` Service: the first address of
+/// the configured service CIDR.
+pub fn kubernetes_service_ip(api: &Api) -> String {
+    api.config.allocation.service_cidr.nth(0).to_string()
+}
 
 fn def(group: &str, resource: &str) -> &'static ResourceDef {
     registry::lookup(group, "v1", resource).expect("built-in resource")
@@ -30,6 +37,19 @@ fn target(def: &'static ResourceDef, namespace: Option<&str>) -> Target {
 }
 
 async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<()> {
+    // Look first: creating an existing Service would fail on its ClusterIP
+    // (422, already allocated) before the 409 of the existing name.
+    let mut get = t.clone();
+    get.name = Some(crate::meta::name(&obj).to_string());
+    let headers = crate::server::json_headers();
+    let empty = bytes::Bytes::new();
+    if api
+        .handle(&Method::GET, get, Query::default(), &headers, empty)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
     let body = bytes::Bytes::from(obj.to_string());
     match api
         .handle(
@@ -57,6 +77,7 @@ pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> 
         )
         .await?;
     }
+    let ip = kubernetes_service_ip(api);
     create_if_absent(
         api,
         target(def("", "services"), Some("default")),
@@ -66,8 +87,8 @@ pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> 
                          "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {
                 "type": "ClusterIP",
-                "clusterIP": KUBERNETES_SERVICE_IP,
-                "clusterIPs": [KUBERNETES_SERVICE_IP],
+                "clusterIP": ip,
+                "clusterIPs": [ip],
                 "ipFamilies": ["IPv4"],
                 "ipFamilyPolicy": "SingleStack",
                 "internalTrafficPolicy": "Cluster",

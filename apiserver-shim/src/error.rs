@@ -51,6 +51,17 @@ pub struct Cause {
     pub field: String,
 }
 
+impl From<vkube_core::field::FieldError> for Cause {
+    /// A pure field error (`vkube_core::field`) as a `Status` cause.
+    fn from(e: vkube_core::field::FieldError) -> Self {
+        Self {
+            reason: e.reason.to_string(),
+            message: e.message,
+            field: e.field,
+        }
+    }
+}
+
 /// A failed API call, rendered as a `Status` body with the matching HTTP code.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{code} {reason}: {message}")]

@@ -13,6 +13,7 @@
 //! command wraps the same call.
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod bootstrap;
 pub mod bootstrap_policy;
 pub mod discovery;

@@ -8,10 +8,18 @@
 
 use crate::meta;
 use serde_json::{Value, json};
+use vkube_core::field::FieldError;
+use vkube_core::{apivalidation as validate, defaults};
 
 /// Per-kind behaviour hooks, applied by the generic REST layer.
 #[derive(Clone, Copy)]
 pub struct Strategy {
+    /// The kind's `SetDefaults_*` (k8s.io/kubernetes pkg/apis/*/v1/defaults.go),
+    /// which kube-apiserver applies when it decodes a body: runs on every
+    /// create (after system metadata and the status reset, before
+    /// `prepare_create`) and on every write of the main resource (before
+    /// `prepare_update`). Must tolerate malformed input.
+    pub default: fn(&mut Value),
     /// Fills server-side fields of a new object (after system metadata, before
     /// validation), e.g. a Pod's `status.phase: Pending`.
     pub prepare_create: fn(&mut Value),
@@ -27,14 +35,24 @@ pub struct Strategy {
     /// Applied to the object when its deletion starts (a Namespace turns
     /// `Terminating`).
     pub begin_deletion: fn(&mut Value),
+    /// The kind's `Validate` (pkg/apis/*/validation) of a new object, after
+    /// `prepare_create`; its errors join the ObjectMeta ones in one `422 Invalid`.
+    pub validate_create: fn(&Value) -> Vec<FieldError>,
+    /// The kind's `ValidateUpdate(new, old)` for writes of the main resource
+    /// (immutable fields; includes the create checks of `new`); errors as
+    /// for `validate_create`.
+    pub validate_update: fn(&Value, &Value) -> Vec<FieldError>,
 }
 
 const PLAIN: Strategy = Strategy {
+    default: |_| {},
     prepare_create: |_| {},
     prepare_update: |_, _| {},
     grace_period: None,
     holds_deletion: |_| false,
     begin_deletion: |_| {},
+    validate_create: |_| Vec::new(),
+    validate_update: |_, _| Vec::new(),
 };
 
 /// Which names a kind accepts (k8s.io/apimachinery/pkg/api/validation).
@@ -116,6 +134,10 @@ pub struct ResourceDef {
     pub status_on_create: bool,
     /// Objects of this kind that may never be deleted (`403 Forbidden`).
     pub undeletable: &'static [&'static str],
+    /// Objects hold ClusterIPs and NodePorts reserved through
+    /// [`crate::alloc`] (Services): allocated on create/update, released on
+    /// delete, as the service REST storage does.
+    pub allocates: bool,
 }
 
 impl ResourceDef {
@@ -211,6 +233,7 @@ const fn def(
         name_rule: NameRule::Subdomain,
         status_on_create: false,
         undeletable: &[],
+        allocates: false,
     }
 }
 
@@ -237,12 +260,151 @@ fn pod_grace_period(pod: &Value, requested: Option<i64>) -> i64 {
     if period < 0 { 1 } else { period }
 }
 
+/// The pod's QoS class as `qos.GetPodQOS` computes it from the containers'
+/// cpu/memory requests and limits: `BestEffort` with none, `Guaranteed` when
+/// every container limits both and requests equal limits, else `Burstable`.
+fn pod_qos_class(pod: &Value) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    let containers = ["containers", "initContainers"].into_iter().flat_map(|l| {
+        pod.pointer(&format!("/spec/{l}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    });
+    for c in containers {
+        let req = c.pointer("/resources/requests");
+        let lim = c.pointer("/resources/limits");
+        for r in ["cpu", "memory"] {
+            let rq = req.and_then(|m| m.get(r));
+            let lm = lim.and_then(|m| m.get(r));
+            any |= rq.is_some() || lm.is_some();
+            if lm.is_none() || rq.is_some_and(|q| Some(q) != lm) {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
 const POD: Strategy = Strategy {
+    default: defaults::pod,
     prepare_create: |pod| {
+        let qos = pod_qos_class(pod);
         let status = meta::ensure_object(pod, "status");
         status.insert("phase".into(), json!("Pending"));
+        status.insert("qosClass".into(), json!(qos));
     },
     grace_period: Some(pod_grace_period),
+    validate_create: validate::pod,
+    validate_update: validate::pod_update,
+    ..PLAIN
+};
+
+/// Services: defaults, the IP-family fields of the REST storage, an empty
+/// `status.loadBalancer` as kube-apiserver returns it, and the update rules
+/// of `vkube_core::service::prepare_update`. Addresses come from
+/// [`crate::alloc`] (see [`ResourceDef::allocates`]).
+const SERVICE: Strategy = Strategy {
+    default: defaults::service,
+    prepare_create: |s| {
+        defaults::service_ip_families(s);
+        s["status"] = json!({"loadBalancer": {}});
+    },
+    prepare_update: |s, old| {
+        vkube_core::service::prepare_update(s, old);
+        defaults::service_ip_families(s);
+    },
+    validate_create: validate::service,
+    validate_update: validate::service_update,
+    ..PLAIN
+};
+
+const DEPLOYMENT: Strategy = Strategy {
+    default: defaults::deployment,
+    validate_create: validate::deployment,
+    validate_update: validate::deployment_update,
+    ..PLAIN
+};
+
+const REPLICA_SET: Strategy = Strategy {
+    default: defaults::replica_set,
+    validate_create: validate::replica_set,
+    validate_update: validate::replica_set_update,
+    ..PLAIN
+};
+
+const STATEFUL_SET: Strategy = Strategy {
+    default: defaults::stateful_set,
+    validate_create: validate::stateful_set,
+    validate_update: validate::stateful_set_update,
+    ..PLAIN
+};
+
+const DAEMON_SET: Strategy = Strategy {
+    default: defaults::daemon_set,
+    validate_create: validate::daemon_set,
+    validate_update: validate::daemon_set_update,
+    ..PLAIN
+};
+
+/// Jobs: defaults, and the selector batch's `PrepareForCreate` generates
+/// from the uid unless `spec.manualSelector`.
+const JOB: Strategy = Strategy {
+    default: defaults::job,
+    prepare_create: |j| {
+        let (name, uid) = (meta::name(j).to_string(), meta::uid(j).to_string());
+        defaults::job_generate_selector(j, &name, &uid);
+    },
+    validate_create: validate::job,
+    validate_update: validate::job_update,
+    ..PLAIN
+};
+
+const CRON_JOB: Strategy = Strategy {
+    default: defaults::cron_job,
+    validate_create: validate::cron_job,
+    validate_update: validate::cron_job_update,
+    ..PLAIN
+};
+
+const CONFIG_MAP: Strategy = Strategy {
+    validate_update: validate::config_map_update,
+    ..PLAIN
+};
+
+const PVC: Strategy = Strategy {
+    default: defaults::persistent_volume_claim,
+    validate_create: validate::persistent_volume_claim,
+    ..PLAIN
+};
+
+const ENDPOINTS: Strategy = Strategy {
+    default: defaults::endpoints,
+    ..PLAIN
+};
+
+const ENDPOINT_SLICE: Strategy = Strategy {
+    default: defaults::endpoint_slice,
+    ..PLAIN
+};
+
+const NODE: Strategy = Strategy {
+    default: defaults::node,
+    ..PLAIN
+};
+
+const LIMIT_RANGE: Strategy = Strategy {
+    default: defaults::limit_range,
+    ..PLAIN
+};
+
+const ROLE_BINDING: Strategy = Strategy {
+    default: defaults::role_binding,
     ..PLAIN
 };
 
@@ -296,17 +458,11 @@ fn fold_string_data(s: &mut Value) {
 }
 
 const SECRET: Strategy = Strategy {
-    prepare_create: |s| {
-        fold_string_data(s);
-        if s.get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .is_empty()
-        {
-            s["type"] = json!("Opaque");
-        }
-    },
+    default: defaults::secret,
+    prepare_create: fold_string_data,
     prepare_update: |s, _| fold_string_data(s),
+    validate_create: validate::secret,
+    validate_update: validate::secret_update,
     ..PLAIN
 };
 
@@ -364,15 +520,19 @@ pub static RESOURCES: &[ResourceDef] = &[
         field_selectors: &["spec.clusterIP", "spec.type"],
         return_deleted_object: true,
         name_rule: NameRule::Label,
+        strategy: SERVICE,
+        allocates: true,
         ..def("", "v1", "services", "Service", "service", true)
     },
     ResourceDef {
         short_names: &["ep"],
         allow_create_on_update: true,
+        strategy: ENDPOINTS,
         ..def("", "v1", "endpoints", "Endpoints", "endpoints", true)
     },
     ResourceDef {
         short_names: &["cm"],
+        strategy: CONFIG_MAP,
         ..def("", "v1", "configmaps", "ConfigMap", "configmap", true)
     },
     ResourceDef {
@@ -401,6 +561,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         short_names: &["no"],
         status: true,
+        strategy: NODE,
         field_selectors: &["spec.unschedulable"],
         name_rule: NameRule::PathSegment,
         status_on_create: true,
@@ -409,6 +570,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         short_names: &["pvc"],
         status: true,
+        strategy: PVC,
         ..def(
             "",
             "v1",
@@ -432,9 +594,11 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         short_names: &["limits"],
+        strategy: LIMIT_RANGE,
         ..def("", "v1", "limitranges", "LimitRange", "limitrange", true)
     },
     ResourceDef {
+        strategy: DEPLOYMENT,
         short_names: &["deploy"],
         categories: &["all"],
         status: true,
@@ -450,6 +614,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         )
     },
     ResourceDef {
+        strategy: REPLICA_SET,
         short_names: &["rs"],
         categories: &["all"],
         status: true,
@@ -466,6 +631,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         )
     },
     ResourceDef {
+        strategy: STATEFUL_SET,
         short_names: &["sts"],
         categories: &["all"],
         status: true,
@@ -485,6 +651,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["all"],
         status: true,
         generation: true,
+        strategy: DAEMON_SET,
         ..def("apps", "v1", "daemonsets", "DaemonSet", "daemonset", true)
     },
     def(
@@ -500,6 +667,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         status: true,
         generation: true,
         field_selectors: &["status.successful"],
+        strategy: JOB,
         ..def("batch", "v1", "jobs", "Job", "job", true)
     },
     ResourceDef {
@@ -507,6 +675,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["all"],
         status: true,
         generation: true,
+        strategy: CRON_JOB,
         ..def("batch", "v1", "cronjobs", "CronJob", "cronjob", true)
     },
     ResourceDef {
@@ -520,14 +689,17 @@ pub static RESOURCES: &[ResourceDef] = &[
             true,
         )
     },
-    def(
-        "discovery.k8s.io",
-        "v1",
-        "endpointslices",
-        "EndpointSlice",
-        "endpointslice",
-        true,
-    ),
+    ResourceDef {
+        strategy: ENDPOINT_SLICE,
+        ..def(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            "EndpointSlice",
+            "endpointslice",
+            true,
+        )
+    },
     ResourceDef {
         short_names: &["ev"],
         allow_create_on_update: true,
@@ -560,6 +732,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         )
     },
     ResourceDef {
+        strategy: ROLE_BINDING,
         allow_create_on_update: true,
         name_rule: NameRule::PathSegment,
         ..def(
@@ -584,6 +757,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         )
     },
     ResourceDef {
+        strategy: ROLE_BINDING,
         allow_create_on_update: true,
         name_rule: NameRule::PathSegment,
         ..def(
@@ -637,6 +811,7 @@ mod tests {
     #[test]
     fn secret_string_data_folds_into_data() {
         let mut s = json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "hi"}});
+        (SECRET.default)(&mut s);
         (SECRET.prepare_create)(&mut s);
         assert_eq!(s["data"], json!({"a": "eA==", "b": "aGk="}));
         assert!(s.get("stringData").is_none());

@@ -38,6 +38,8 @@ pub struct ApiConfig {
     /// How long a "not older than" read waits for a future resourceVersion
     /// before answering `504 Timeout`.
     pub future_revision_wait: Duration,
+    /// Service CIDR and NodePort range Services are allocated from.
+    pub allocation: crate::alloc::AllocConfig,
 }
 
 impl Default for ApiConfig {
@@ -46,6 +48,7 @@ impl Default for ApiConfig {
             max_object_bytes: 3 << 19,
             bookmark_interval: Duration::from_secs(60),
             future_revision_wait: Duration::from_secs(3),
+            allocation: crate::alloc::AllocConfig::default(),
         }
     }
 }
@@ -741,8 +744,14 @@ impl Api {
         if def.status && !def.status_on_create {
             obj["status"] = json!({});
         }
+        (def.strategy.default)(obj);
         (def.strategy.prepare_create)(obj);
-        let causes = validate_object_meta(def, obj);
+        let mut causes = validate_object_meta(def, obj);
+        causes.extend(
+            (def.strategy.validate_create)(obj)
+                .into_iter()
+                .map(Cause::from),
+        );
         if !causes.is_empty() {
             return Err(ApiError::invalid(
                 def.kind,
@@ -772,18 +781,25 @@ impl Api {
             self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), &name)
                 .await?;
         }
+        let allocation = self.allocate(def, None, &mut obj, dry_run).await?;
         if dry_run {
             return Ok(Some(obj));
         }
         let key = def.key(target.namespace.as_deref(), &name);
-        match self.store.create(&key, self.encode(def, &obj)?).await {
-            Ok(rev) => {
-                meta::set_resource_version(&mut obj, rev);
-                Ok(Some(obj))
-            }
-            Err(StorageError::AlreadyExists(_)) => Ok(None),
-            Err(e) => Err(storage_error(def, &name, e)),
-        }
+        let created = match self.encode(def, &obj) {
+            Err(e) => Err(e),
+            Ok(bytes) => match self.store.create(&key, bytes).await {
+                Ok(rev) => {
+                    meta::set_resource_version(&mut obj, rev);
+                    Ok(Some(obj))
+                }
+                Err(StorageError::AlreadyExists(_)) => Ok(None),
+                Err(e) => Err(storage_error(def, &name, e)),
+            },
+        };
+        self.settle(allocation, matches!(created, Ok(Some(_))))
+            .await;
+        created
     }
 
     async fn create(
@@ -798,6 +814,9 @@ impl Api {
         let mut obj = decode_body(headers, body, def.kind)?;
         fieldmanager::validate_options("CreateOptions", query, None)?;
         let manager = fieldmanager::manager_name(query, headers);
+        // Defaults first, as kube-apiserver defaults while decoding: the
+        // creator owns the defaulted fields.
+        (def.strategy.default)(&mut obj);
         fieldmanager::track_update(def, None, None, &mut obj, &manager);
         let generated = obj
             .pointer("/metadata/name")
@@ -851,29 +870,38 @@ impl Api {
             let old = decode_stored(&kv)?;
             let mut new = mutate(Some(&old))?;
             finish_update(target, &old, &mut new)?;
-            if new == old {
-                return Ok((old, false));
+            let allocation = self.allocate(def, Some(&old), &mut new, dry_run).await?;
+            if new == old || dry_run {
+                self.settle(allocation, false).await;
+                return Ok((if new == old { old } else { new }, false));
             }
-            if dry_run {
-                return Ok((new, false));
-            }
-            let result = if meta::is_deleting(&new)
+            let encoded = match self.encode(def, &new) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.settle(allocation, false).await;
+                    return Err(e);
+                }
+            };
+            let vanishes = meta::is_deleting(&new)
                 && !blocks_deletion(def, &new)
                 && new
                     .pointer("/metadata/deletionGracePeriodSeconds")
                     .and_then(Value::as_i64)
                     .unwrap_or(0)
-                    == 0
-            {
+                    == 0;
+            let result = if vanishes {
                 // The last finalizer is gone: the object goes away now.
                 self.store.delete(&key, kv.mod_revision).await
             } else {
-                self.store
-                    .update(&key, kv.mod_revision, self.encode(def, &new)?)
-                    .await
+                self.store.update(&key, kv.mod_revision, encoded).await
             };
+            self.settle(allocation, result.is_ok() && !vanishes).await;
             match result {
                 Ok(rev) => {
+                    if vanishes {
+                        self.release_held(def, &old).await;
+                        self.release_held(def, &new).await;
+                    }
                     meta::set_resource_version(&mut new, rev);
                     return Ok((new, false));
                 }
@@ -915,6 +943,7 @@ impl Api {
             .guaranteed_update(target, name, allow_create, query.dry_run, |old| {
                 let Some(old) = old else {
                     let mut created = body.clone();
+                    (def.strategy.default)(&mut created);
                     fieldmanager::track_update(def, None, None, &mut created, manager);
                     return Ok(created);
                 };
@@ -1174,6 +1203,7 @@ impl Api {
             }
             match self.store.delete(&key, kv.mod_revision).await {
                 Ok(rev) => {
+                    self.release_held(def, &obj).await;
                     let mut deleted = obj;
                     meta::set_resource_version(&mut deleted, rev);
                     let body = if def.return_deleted_object {
@@ -1231,6 +1261,43 @@ impl Api {
     }
 }
 
+// ---- Service address allocation (crate::alloc), for kinds with `allocates` ----
+impl Api {
+    /// Reserves what `new` needs beyond what `old` holds; `None` for kinds
+    /// without allocation. Every `Some` must reach [`Api::settle`].
+    async fn allocate(
+        &self,
+        def: &ResourceDef,
+        old: Option<&Value>,
+        new: &mut Value,
+        dry_run: bool,
+    ) -> ApiResult<Option<crate::alloc::Allocation>> {
+        if !def.allocates {
+            return Ok(None);
+        }
+        let a = crate::alloc::allocate(&*self.store, &self.config.allocation, old, new, dry_run)
+            .await?;
+        Ok(Some(a))
+    }
+
+    /// Commits an allocation whose write `landed`, else releases it.
+    async fn settle(&self, allocation: Option<crate::alloc::Allocation>, landed: bool) {
+        match allocation {
+            Some(a) if landed => a.commit(&*self.store).await,
+            Some(a) => a.undo(&*self.store).await,
+            None => {}
+        }
+    }
+
+    /// Releases everything a deleted object held.
+    async fn release_held(&self, def: &ResourceDef, obj: &Value) {
+        if def.allocates {
+            crate::alloc::release(&*self.store, &crate::alloc::held_keys(obj), meta::uid(obj))
+                .await;
+        }
+    }
+}
+
 /// Whether finalizers still hold the object: `metadata.finalizers`, or the
 /// kind's own (a Namespace's `spec.finalizers`, cleared via `finalize`).
 fn blocks_deletion(def: &ResourceDef, obj: &Value) -> bool {
@@ -1252,6 +1319,7 @@ fn apply_subresource_rules(def: &ResourceDef, sub: Option<&str>, old: &Value, ne
                     }
                 }
             }
+            (def.strategy.default)(&mut new);
             (def.strategy.prepare_update)(&mut new, old);
             new
         }
@@ -1263,6 +1331,8 @@ fn apply_subresource_rules(def: &ResourceDef, sub: Option<&str>, old: &Value, ne
                     out.as_object_mut().map(|o| o.remove("status"));
                 }
             }
+            // Status defaults too (a Node's allocatable from capacity).
+            (def.strategy.default)(&mut out);
             out
         }
         Some("finalize") => {
@@ -1307,7 +1377,18 @@ fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()>
         meta::metadata_mut(new).insert("generation".into(), json!(g + 1));
     }
     // Once deletion started, finalizers may only be removed.
-    let causes = validate_object_meta(def, new);
+    let mut causes = validate_object_meta(def, new);
+    if target.subresource.is_none() {
+        // Compare with the old object as kube-apiserver reads it: defaulted
+        // (objects stored before defaulting existed compare equal).
+        let mut old = old.clone();
+        (def.strategy.default)(&mut old);
+        causes.extend(
+            (def.strategy.validate_update)(new, &old)
+                .into_iter()
+                .map(Cause::from),
+        );
+    }
     if !causes.is_empty() {
         return Err(ApiError::invalid(
             def.kind,

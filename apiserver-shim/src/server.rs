@@ -40,7 +40,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Extra subject alternative names for the serving certificate.
     pub tls_sans: Vec<String>,
-    /// REST-layer limits and timings.
+    /// REST-layer limits and timings, and the service CIDR / NodePort range
+    /// Services are allocated from (`api.allocation`).
     pub api: ApiConfig,
     /// Storage window and watcher buffers.
     pub store: LogStoreConfig,
@@ -251,6 +252,10 @@ impl Server {
             tokens,
             server_address: format!("{host}:{}", addr.port()),
         });
+        let services = crate::registry::lookup("", "v1", "services").expect("services registered");
+        crate::alloc::repair(&*api.store, &services.prefix())
+            .await
+            .context("reconciling service address allocations")?;
         crate::bootstrap::ensure_builtin_objects(&api, addr.port())
             .await
             .context("creating the built-in objects")?;

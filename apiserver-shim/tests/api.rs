@@ -142,12 +142,16 @@ where
 }
 
 /// Whether every field of `sub` is present with the same value in `sup`
-/// (objects compared recursively, everything else by equality).
+/// (objects compared recursively, arrays item by item so that server-side
+/// defaults inside items are allowed, everything else by equality).
 fn contains(sup: &Value, sub: &Value) -> bool {
     match (sup, sub) {
         (Value::Object(a), Value::Object(b)) => b
             .iter()
             .all(|(k, v)| a.get(k).is_some_and(|av| contains(av, v))),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| contains(x, y))
+        }
         _ => sup == sub,
     }
 }

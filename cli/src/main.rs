@@ -33,9 +33,17 @@ struct ApiserverArgs {
     /// Extra DNS name or IP for the serving certificate (repeatable).
     #[arg(long = "tls-san", value_name = "NAME_OR_IP")]
     tls_sans: Vec<String>,
+    /// IPv4 CIDR Service ClusterIPs are allocated from (kube-apiserver's
+    /// --service-cluster-ip-range); the `kubernetes` Service gets its first address.
+    #[arg(long, default_value = "10.96.0.0/12", value_parser = parse_cidr, env = "VKUBE_SERVICE_CIDR")]
+    service_cidr: vkube_core::service::ServiceCidr,
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 60, hide = true)]
     bookmark_interval_seconds: u64,
+}
+
+fn parse_cidr(s: &str) -> Result<vkube_core::service::ServiceCidr, String> {
+    vkube_core::service::ServiceCidr::parse(s)
 }
 
 fn init_tracing() {
@@ -52,6 +60,7 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     let mut config = apiserver_shim::ServerConfig::new(&args.data_dir);
     config.listen = args.listen;
     config.tls_sans = args.tls_sans;
+    config.api.allocation.service_cidr = args.service_cidr;
     config.api.bookmark_interval = std::time::Duration::from_secs(args.bookmark_interval_seconds);
     let server = apiserver_shim::Server::start(config).await?;
     eprintln!(

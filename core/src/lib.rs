@@ -13,11 +13,19 @@
 //! - [`validation`]: `pkg/util/validation` (`IsDNS1123Subdomain`,
 //!   `IsDNS1123Label`, `IsQualifiedName`, `IsValidLabelValue`).
 //! - [`protobuf`]: `runtime/serializer/protobuf` request bodies decoded to JSON.
+//! - [`field`]: `pkg/util/validation/field` errors and their message text.
+//! - [`defaults`]: the `SetDefaults_*` functions of the built-in kinds.
+//! - [`apivalidation`]: per-kind validation (`ValidatePod`, `ValidateService`, …).
+//! - [`service`]: the service CIDR and the Service registry's update rules.
 #![warn(missing_docs)]
 
+pub mod apivalidation;
+pub mod defaults;
+pub mod field;
 pub mod fields;
 pub mod labels;
 pub mod managed_fields;
 pub mod protobuf;
+pub mod service;
 pub mod smp;
 pub mod validation;

@@ -1202,9 +1202,14 @@ spec:
         ],
         "{out}"
     );
+    let web = row(&out, "web");
+    assert_eq!(web[..2], ["web", "ClusterIP"], "{out}");
+    assert_eq!(web[3..5], ["<none>", "80/TCP"], "{out}");
+    // An address allocated from the default service CIDR 10.96.0.0/12.
+    let ip: std::net::Ipv4Addr = web[2].parse().expect("a ClusterIP");
     assert_eq!(
-        row(&out, "web")[..5],
-        ["web", "ClusterIP", "<none>", "<none>", "80/TCP"],
+        u32::from(ip) >> 20,
+        u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) >> 20,
         "{out}"
     );
 
@@ -1438,4 +1443,71 @@ async fn client_side_apply_is_tracked_and_upgrades_to_server_side() {
         .await
         .expect_ok();
     assert_eq!(color.stdout.trim(), "red");
+}
+
+#[tokio::test]
+async fn service_cluster_ip_is_allocated_defaulted_and_immutable() {
+    let c = TestCluster::start().await;
+    create_stdin(
+        &c,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  clusterIP: 10.96.0.77\n  ports:\n  - port: 80\n",
+    )
+    .await;
+    let out = c
+        .kubectl(&["get", "service", "x", "-o", "json"])
+        .await
+        .expect_ok();
+    let spec = out.json()["spec"].clone();
+    assert_eq!(
+        spec["clusterIPs"],
+        serde_json::json!(["10.96.0.77"]),
+        "{out}"
+    );
+    assert_eq!(spec["type"], "ClusterIP", "{out}");
+    assert_eq!(spec["sessionAffinity"], "None", "{out}");
+    assert_eq!(spec["ports"][0]["protocol"], "TCP", "{out}");
+    assert_eq!(spec["ports"][0]["targetPort"], 80, "{out}");
+
+    // kubectl prints kube-apiserver's message for a changed clusterIP.
+    c.kubectl(&[
+        "patch",
+        "service",
+        "x",
+        "-p",
+        r#"{"spec":{"clusterIP":"10.96.3.4"}}"#,
+    ])
+    .await
+    .expect_err_contains(
+        r#"The Service "x" is invalid: spec.clusterIPs[0]: Invalid value: ["10.96.3.4"]: may not change once set"#,
+    );
+
+    // A second Service may not take the same address.
+    c.kubectl_stdin(
+        &["create", "--validate=false", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: other\nspec:\n  clusterIP: 10.96.0.77\n  ports:\n  - port: 80\n",
+    )
+    .await
+    .expect_err_contains(
+        r#"spec.clusterIPs: Invalid value: ["10.96.0.77"]: failed to allocate IP 10.96.0.77: provided IP is already allocated"#,
+    );
+
+    // Server-side dry run shows an allocated address and stores nothing.
+    let dry = c
+        .kubectl_stdin(
+            &["create", "--validate=false", "--dry-run=server", "-o", "json", "-f", "-"],
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: z\nspec:\n  type: NodePort\n  ports:\n  - port: 80\n",
+        )
+        .await
+        .expect_ok();
+    let dry_spec = dry.json()["spec"].clone();
+    assert!(
+        dry_spec["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.")),
+        "{dry}"
+    );
+    assert_eq!(dry_spec["externalTrafficPolicy"], "Cluster", "{dry}");
+    c.kubectl(&["get", "service", "z"])
+        .await
+        .expect_err_contains(r#"services "z" not found"#);
 }
