@@ -273,3 +273,79 @@ async fn set_image_rolls_out_within_max_unavailable_and_max_surge() {
     assert_eq!(counts, ["0", "4"]);
     c.shutdown().await;
 }
+
+async fn deployment_with_pods(c: &TestCluster, name: &str) {
+    c.kubectl(&["create", "deployment", name, "--image=nginx", "--replicas=2"])
+        .await
+        .expect_ok();
+    c.kubectl(&["rollout", "status", &format!("deployment/{name}"), "--timeout=30s"])
+        .await
+        .expect_ok();
+}
+
+async fn count(c: &TestCluster, kind: &str, app: &str) -> usize {
+    c.kubectl(&["get", kind, "-l", &format!("app={app}"), "--no-headers"])
+        .await
+        .expect_ok()
+        .lines()
+        .len()
+}
+
+#[tokio::test]
+async fn deleting_deployments_cascades_in_background_foreground_and_orphan_mode() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    for name in ["bg", "fg", "or"] {
+        deployment_with_pods(&c, name).await;
+    }
+
+    // Background (kubectl's default): the deployment goes at once, then its
+    // ReplicaSets and pods.
+    c.kubectl(&["delete", "deployment", "bg"]).await.expect_ok();
+    eventually(
+        &c,
+        &["get", "rs,pods", "-l", "app=bg", "-o", "name"],
+        |s| s.trim().is_empty(),
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // Foreground: kubectl waits for the deployment, which goes only after
+    // its ReplicaSet and pods.
+    let mut watch = c
+        .kubectl_cmd(&["get", "deployment", "fg", "-w", "-o", "jsonpath={.metadata.finalizers}{\"\\n\"}"])
+        .spawn();
+    watch.wait_for_stdout("\n", Duration::from_secs(10)).await;
+    c.kubectl(&["delete", "deployment", "fg", "--cascade=foreground", "--timeout=30s"])
+        .await
+        .expect_ok();
+    assert_eq!(count(&c, "rs", "fg").await, 0);
+    assert_eq!(count(&c, "pods", "fg").await, 0);
+    let seen = watch.kill().await;
+    assert!(
+        seen.stdout.contains("foregroundDeletion"),
+        "the deployment waited with the foregroundDeletion finalizer: {seen}"
+    );
+
+    // Orphan: the ReplicaSet and pods stay, without an owner.
+    c.kubectl(&["delete", "deployment", "or", "--cascade=orphan", "--timeout=30s"])
+        .await
+        .expect_ok();
+    c.kubectl(&["get", "deployment", "or"])
+        .await
+        .expect_err_contains("NotFound");
+    let rs = c
+        .kubectl(&["get", "rs", "-l", "app=or", "-o", "json"])
+        .await
+        .expect_ok()
+        .json();
+    let items = rs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(
+        items[0]["metadata"]["ownerReferences"].is_null(),
+        "{}",
+        items[0]["metadata"]
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count(&c, "pods", "or").await, 2);
+    c.shutdown().await;
+}
