@@ -701,17 +701,16 @@ fn rolling_steps(d: &Deployment, fp: Fenceposts, views: &mut [RsView], new: usiz
     }
     // cleanupUnhealthyReplicas: old replicas that are not available go first.
     let mut cleaned = 0;
-    for i in 0..views.len() {
+    for (i, v) in views.iter_mut().enumerate() {
         if i == new || cleaned >= max_scaled_down {
             continue;
         }
-        let v = &views[i];
         if v.replicas == 0 || v.replicas <= v.available {
             continue;
         }
         let n = (max_scaled_down - cleaned).min(v.replicas - v.available);
         let to = v.replicas - n;
-        views[i].scale(to, d, fp);
+        v.scale(to, d, fp);
         cleaned += n;
     }
     // scaleDownOldReplicaSetsForRollingUpdate: keep minAvailable available.
@@ -721,13 +720,13 @@ fn rolling_steps(d: &Deployment, fp: Fenceposts, views: &mut [RsView], new: usiz
     }
     let total = available - min_available;
     let mut done = 0;
-    for i in 0..views.len() {
-        if i == new || done >= total || views[i].replicas == 0 {
+    for (i, v) in views.iter_mut().enumerate() {
+        if i == new || done >= total || v.replicas == 0 {
             continue;
         }
-        let n = views[i].replicas.min(total - done);
-        let to = views[i].replicas - n;
-        views[i].scale(to, d, fp);
+        let n = v.replicas.min(total - done);
+        let to = v.replicas - n;
+        v.scale(to, d, fp);
         done += n;
     }
 }
@@ -736,9 +735,9 @@ fn rolling_steps(d: &Deployment, fp: Fenceposts, views: &mut [RsView], new: usiz
 /// pods left, scale the new one (if any) to `replicas`.
 fn recreate_steps(d: &Deployment, fp: Fenceposts, views: &mut [RsView], new: Option<usize>) {
     let mut scaled_down = false;
-    for i in 0..views.len() {
-        if Some(i) != new && views[i].replicas > 0 {
-            views[i].scale(0, d, fp);
+    for (i, v) in views.iter_mut().enumerate() {
+        if Some(i) != new && v.replicas > 0 {
+            v.scale(0, d, fp);
             scaled_down = true;
         }
     }

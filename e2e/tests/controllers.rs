@@ -94,16 +94,27 @@ async fn live_pod_images(c: &TestCluster, app: &str) -> Vec<String> {
         .unwrap()
         .iter()
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap().to_string())
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
 #[tokio::test]
 async fn deployment_create_rollout_history_undo_and_scale_with_kubectl() {
     let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
-    c.kubectl(&["create", "deployment", "web", "--image=nginx:1.0", "--replicas=3"])
-        .await
-        .expect_ok();
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.0",
+        "--replicas=3",
+    ])
+    .await
+    .expect_ok();
     let pods = eventually(
         &c,
         &["get", "pods", "-l", "app=web", "--no-headers"],
@@ -122,9 +133,14 @@ async fn deployment_create_rollout_history_undo_and_scale_with_kubectl() {
         .expect_ok()
         .json();
     let rs0 = &rs["items"][0];
-    let hash = rs0["metadata"]["labels"]["pod-template-hash"].as_str().unwrap();
+    let hash = rs0["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap();
     assert_eq!(rs0["metadata"]["name"], format!("web-{hash}"));
-    assert_eq!(rs0["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
+    assert_eq!(
+        rs0["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
 
     c.kubectl(&["set", "image", "deployment/web", "nginx=nginx:2.0"])
         .await
@@ -135,7 +151,13 @@ async fn deployment_create_rollout_history_undo_and_scale_with_kubectl() {
         .expect_stdout_contains(&["successfully rolled out"]);
     eventually(
         &c,
-        &["get", "deploy", "web", "-o", "jsonpath={.status.updatedReplicas}/{.status.availableReplicas}/{.status.replicas}"],
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.updatedReplicas}/{.status.availableReplicas}/{.status.replicas}",
+        ],
         |s| s == "3/3/3",
         Duration::from_secs(30),
     )
@@ -162,7 +184,10 @@ async fn deployment_create_rollout_history_undo_and_scale_with_kubectl() {
     .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while live_pod_images(&c, "web").await != ["nginx:1.0"; 3] {
-        assert!(Instant::now() < deadline, "pods never went back to nginx:1.0");
+        assert!(
+            Instant::now() < deadline,
+            "pods never went back to nginx:1.0"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     c.kubectl(&["rollout", "history", "deployment/web"])
@@ -236,7 +261,10 @@ async fn set_image_rolls_out_within_max_unavailable_and_max_surge() {
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
-        let ready = live.iter().filter(|p| vkube_controllers::util::is_pod_ready(p)).count();
+        let ready = live
+            .iter()
+            .filter(|p| vkube_controllers::util::is_pod_ready(p))
+            .count();
         min_ready = min_ready.min(ready);
         max_live = max_live.max(live.len());
         samples += 1;
@@ -265,7 +293,14 @@ async fn set_image_rolls_out_within_max_unavailable_and_max_surge() {
         "{max_live} pods existed, above replicas + maxSurge = 5"
     );
     let rs = c
-        .kubectl(&["get", "rs", "-l", "app=roll", "-o", "jsonpath={.items[*].spec.replicas}"])
+        .kubectl(&[
+            "get",
+            "rs",
+            "-l",
+            "app=roll",
+            "-o",
+            "jsonpath={.items[*].spec.replicas}",
+        ])
         .await
         .expect_ok();
     let mut counts: Vec<&str> = rs.stdout.split_whitespace().collect();
@@ -275,12 +310,23 @@ async fn set_image_rolls_out_within_max_unavailable_and_max_surge() {
 }
 
 async fn deployment_with_pods(c: &TestCluster, name: &str) {
-    c.kubectl(&["create", "deployment", name, "--image=nginx", "--replicas=2"])
-        .await
-        .expect_ok();
-    c.kubectl(&["rollout", "status", &format!("deployment/{name}"), "--timeout=30s"])
-        .await
-        .expect_ok();
+    c.kubectl(&[
+        "create",
+        "deployment",
+        name,
+        "--image=nginx",
+        "--replicas=2",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&[
+        "rollout",
+        "status",
+        &format!("deployment/{name}"),
+        "--timeout=30s",
+    ])
+    .await
+    .expect_ok();
 }
 
 async fn count(c: &TestCluster, kind: &str, app: &str) -> usize {
@@ -312,12 +358,25 @@ async fn deleting_deployments_cascades_in_background_foreground_and_orphan_mode(
     // Foreground: kubectl waits for the deployment, which goes only after
     // its ReplicaSet and pods.
     let mut watch = c
-        .kubectl_cmd(&["get", "deployment", "fg", "-w", "-o", "jsonpath={.metadata.finalizers}{\"\\n\"}"])
+        .kubectl_cmd(&[
+            "get",
+            "deployment",
+            "fg",
+            "-w",
+            "-o",
+            "jsonpath={.metadata.finalizers}{\"\\n\"}",
+        ])
         .spawn();
     watch.wait_for_stdout("\n", Duration::from_secs(10)).await;
-    c.kubectl(&["delete", "deployment", "fg", "--cascade=foreground", "--timeout=30s"])
-        .await
-        .expect_ok();
+    c.kubectl(&[
+        "delete",
+        "deployment",
+        "fg",
+        "--cascade=foreground",
+        "--timeout=30s",
+    ])
+    .await
+    .expect_ok();
     assert_eq!(count(&c, "rs", "fg").await, 0);
     assert_eq!(count(&c, "pods", "fg").await, 0);
     let seen = watch.kill().await;
@@ -327,9 +386,15 @@ async fn deleting_deployments_cascades_in_background_foreground_and_orphan_mode(
     );
 
     // Orphan: the ReplicaSet and pods stay, without an owner.
-    c.kubectl(&["delete", "deployment", "or", "--cascade=orphan", "--timeout=30s"])
-        .await
-        .expect_ok();
+    c.kubectl(&[
+        "delete",
+        "deployment",
+        "or",
+        "--cascade=orphan",
+        "--timeout=30s",
+    ])
+    .await
+    .expect_ok();
     c.kubectl(&["get", "deployment", "or"])
         .await
         .expect_err_contains("NotFound");
