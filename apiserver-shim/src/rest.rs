@@ -68,6 +68,59 @@ pub(crate) struct DeleteOptions {
     precondition_uid: Option<String>,
     precondition_rv: Option<String>,
     dry_run: bool,
+    /// `propagationPolicy`: `Orphan`, `Background` or `Foreground`.
+    propagation_policy: Option<String>,
+    /// The deprecated `orphanDependents`.
+    orphan_dependents: Option<bool>,
+}
+
+/// Finalizer asking the garbage collector to orphan dependents
+/// (`metav1.FinalizerOrphanDependents`).
+pub const FINALIZER_ORPHAN: &str = "orphan";
+/// Finalizer asking the garbage collector to delete dependents first
+/// (`metav1.FinalizerDeleteDependents`).
+pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
+
+/// The finalizers a delete leaves on `obj` for the garbage collector, when
+/// they differ from its current ones (genericregistry
+/// `deletionFinalizersForGarbageCollection`): an explicit
+/// `orphanDependents`, else `propagationPolicy`, else the finalizers already
+/// present decide; every served kind's default policy is to delete
+/// dependents in the background, which needs no finalizer.
+fn gc_finalizers(obj: &Value, opts: &DeleteOptions) -> Option<Vec<Value>> {
+    let current: Vec<Value> = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let (orphan, foreground) = match (opts.orphan_dependents, opts.propagation_policy.as_deref()) {
+        (Some(o), _) => (o, false),
+        (None, Some("Orphan")) => (true, false),
+        (None, Some("Foreground")) => (false, true),
+        (None, Some(_)) => (false, false),
+        (None, None) => {
+            let first = current
+                .iter()
+                .find(|x| *x == FINALIZER_ORPHAN || *x == FINALIZER_FOREGROUND);
+            (
+                first.is_some_and(|x| x == FINALIZER_ORPHAN),
+                first.is_some_and(|x| x == FINALIZER_FOREGROUND),
+            )
+        }
+    };
+    let mut out: Vec<Value> = current
+        .iter()
+        .filter(|x| *x != FINALIZER_ORPHAN && *x != FINALIZER_FOREGROUND)
+        .cloned()
+        .collect();
+    if orphan {
+        out.push(json!(FINALIZER_ORPHAN));
+    }
+    if foreground {
+        out.push(json!(FINALIZER_FOREGROUND));
+    }
+    let same = out.len() == current.len() && out.iter().all(|f| current.contains(f));
+    (!same).then_some(out)
 }
 
 /// A selector pair parsed from the query, applied to every listed or watched object.
@@ -1161,9 +1214,15 @@ impl Api {
                 .strategy
                 .grace_period
                 .map_or(0, |f| f(&obj, opts.grace_period_seconds));
-            let pending = blocks_deletion(def, &obj);
+            // Garbage-collection finalizers (orphan/foregroundDeletion) hold
+            // the object until the collector has handled its dependents.
+            let mut base = obj.clone();
+            if let Some(f) = gc_finalizers(&obj, opts) {
+                meta::metadata_mut(&mut base).insert("finalizers".into(), Value::Array(f));
+            }
+            let pending = blocks_deletion(def, &base);
             if pending || grace > 0 {
-                let mut marked = obj.clone();
+                let mut marked = base;
                 let md = meta::metadata_mut(&mut marked);
                 let current_grace = md.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
                 let already = md.get("deletionTimestamp").is_some_and(|v| !v.is_null());
@@ -1562,6 +1621,7 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<
     let mut opts = DeleteOptions {
         grace_period_seconds: query.grace_period_seconds,
         dry_run: query.dry_run,
+        propagation_policy: query.propagation_policy.clone(),
         ..Default::default()
     };
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -1581,12 +1641,46 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<
     if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
         opts.dry_run |= d.iter().any(|x| x == "All");
     }
+    if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+        opts.propagation_policy = Some(p.to_string());
+    }
+    opts.orphan_dependents = v.get("orphanDependents").and_then(Value::as_bool);
     Ok(opts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delete_propagation_sets_gc_finalizers_like_kube_apiserver() {
+        let opts = |p: Option<&str>, o: Option<bool>| DeleteOptions {
+            propagation_policy: p.map(str::to_string),
+            orphan_dependents: o,
+            ..Default::default()
+        };
+        let plain = json!({"metadata": {"finalizers": ["x"]}});
+        assert_eq!(gc_finalizers(&plain, &opts(None, None)), None);
+        assert_eq!(gc_finalizers(&plain, &opts(Some("Background"), None)), None);
+        assert_eq!(
+            gc_finalizers(&plain, &opts(Some("Foreground"), None)),
+            Some(vec![json!("x"), json!("foregroundDeletion")])
+        );
+        assert_eq!(
+            gc_finalizers(&plain, &opts(Some("Orphan"), None)),
+            Some(vec![json!("x"), json!("orphan")])
+        );
+        assert_eq!(
+            gc_finalizers(&plain, &opts(Some("Foreground"), Some(true))),
+            Some(vec![json!("x"), json!("orphan")])
+        );
+        let orphaning = json!({"metadata": {"finalizers": ["orphan"]}});
+        assert_eq!(gc_finalizers(&orphaning, &opts(None, None)), None);
+        assert_eq!(
+            gc_finalizers(&orphaning, &opts(Some("Background"), None)),
+            Some(vec![])
+        );
+    }
 
     #[test]
     fn continue_tokens_round_trip_and_reject_foreign_prefixes() {

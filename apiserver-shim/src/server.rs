@@ -291,6 +291,26 @@ impl Server {
         format!("https://{}", self.addr)
     }
 
+    /// A kubeconfig for this server authenticating as `user` in `groups`
+    /// with a fresh client certificate signed by the cluster CA (e.g.
+    /// `system:kube-controller-manager` for in-process controllers); an
+    /// unspecified listen address is reached over loopback.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> Result<String> {
+        let (cert, key) = self.pki.issue_client(user, groups)?;
+        let url = if self.addr.ip().is_unspecified() {
+            format!("https://127.0.0.1:{}", self.addr.port())
+        } else {
+            self.url()
+        };
+        Ok(pki::kubeconfig(
+            &url,
+            "vkube",
+            &self.pki.ca_cert,
+            &cert,
+            &key,
+        ))
+    }
+
     /// Stops accepting, closes connections and waits for the accept loop.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

@@ -37,6 +37,12 @@ struct ApiserverArgs {
     /// --service-cluster-ip-range); the `kubernetes` Service gets its first address.
     #[arg(long, default_value = "10.96.0.0/12", value_parser = parse_cidr, env = "VKUBE_SERVICE_CIDR")]
     service_cidr: vkube_core::service::ServiceCidr,
+    /// Controllers to run in this process, with kube-controller-manager's
+    /// syntax: a comma-separated list where `*` enables every controller on
+    /// by default, `foo` enables foo and `-foo` disables it (known:
+    /// deployment, replicaset, garbagecollector). An empty value runs none.
+    #[arg(long, default_value = "*", env = "VKUBE_CONTROLLERS")]
+    controllers: String,
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 60, hide = true)]
     bookmark_interval_seconds: u64,
@@ -57,6 +63,8 @@ fn init_tracing() {
 }
 
 async fn apiserver(args: ApiserverArgs) -> Result<()> {
+    let controllers = vkube_controllers::select(&args.controllers)
+        .map_err(|e| anyhow::anyhow!("--controllers: {e}"))?;
     let mut config = apiserver_shim::ServerConfig::new(&args.data_dir);
     config.listen = args.listen;
     config.tls_sans = args.tls_sans;
@@ -69,7 +77,22 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
         server.kubeconfig_path.display(),
         server.kubeconfig_path.display()
     );
-    server.run_until_signal().await
+    // The controllers talk to the server over loopback TLS as
+    // system:kube-controller-manager, as kube-controller-manager would.
+    let running = if controllers.is_empty() {
+        None
+    } else {
+        let kubeconfig = server.kubeconfig_for("system:kube-controller-manager", &[])?;
+        let client = vkube_controllers::client_from_kubeconfig(&kubeconfig).await?;
+        let running = vkube_controllers::spawn(client, &controllers);
+        eprintln!("  controllers: {}", running.names.join(", "));
+        Some(running)
+    };
+    let result = server.run_until_signal().await;
+    if let Some(r) = running {
+        r.shutdown().await;
+    }
+    result
 }
 
 fn main() -> Result<()> {

@@ -173,6 +173,12 @@ pub struct TestCluster {
     pub kubectl_bin: PathBuf,
     /// A scratch directory for the test's own files (manifests, HOME, caches).
     pub work_dir: PathBuf,
+    /// Controllers and simulated node started by
+    /// [`TestCluster::start_with_controllers`].
+    controllers: Option<(
+        vkube_controllers::Running,
+        tokio::task::JoinHandle<vkube_controllers::Result<()>>,
+    )>,
     // Dropped last: holds the data directory and work_dir.
     _dir: tempfile::TempDir,
 }
@@ -204,8 +210,43 @@ impl TestCluster {
             server,
             kubectl_bin,
             work_dir,
+            controllers: None,
             _dir: dir,
         })
+    }
+
+    /// Like [`TestCluster::start`], plus every default controller (as
+    /// `vkube apiserver --controllers='*'` runs them) and a
+    /// [`vkube_controllers::simulator::NodeSimulator`] (default settings
+    /// except `sim`'s) that binds pods and reports them Running and Ready.
+    pub async fn start_with_controllers(
+        sim: vkube_controllers::simulator::NodeSimulator,
+    ) -> TestCluster {
+        let mut c = Self::start().await;
+        let client = c.controller_client().await;
+        let selected = vkube_controllers::select("*").expect("the default selection");
+        let running = vkube_controllers::spawn(client.clone(), &selected);
+        let node = sim.spawn(client);
+        c.controllers = Some((running, node));
+        c
+    }
+
+    /// A kube-rs client authenticated as `system:kube-controller-manager`.
+    pub async fn controller_client(&self) -> kube::Client {
+        let kubeconfig = self
+            .server
+            .kubeconfig_for("system:kube-controller-manager", &[])
+            .expect("issuing the controller-manager certificate");
+        vkube_controllers::client_from_kubeconfig(&kubeconfig)
+            .await
+            .expect("a client for the controller-manager kubeconfig")
+    }
+
+    /// A kube-rs client with the admin kubeconfig.
+    pub async fn client(&self) -> kube::Client {
+        vkube_controllers::client_from_kubeconfig(&self.server.kubeconfig)
+            .await
+            .expect("a client for the admin kubeconfig")
     }
 
     /// Path of the admin kubeconfig.
@@ -248,8 +289,12 @@ impl TestCluster {
         self.kubectl_cmd(args).stdin(stdin).run().await
     }
 
-    /// Stops the server and removes the temporary directory.
+    /// Stops the controllers, the server, and removes the temporary directory.
     pub async fn shutdown(self) {
+        if let Some((running, node)) = self.controllers {
+            node.abort();
+            running.shutdown().await;
+        }
         self.server.shutdown().await;
     }
 }

@@ -1,0 +1,185 @@
+//! vkube-controllers: the built-in controllers of a virtual cluster, run in
+//! the API server's process on kube-runtime.
+//!
+//! Each controller has the kube-runtime shape (`reconcile(obj, ctx) ->
+//! Result<Action>` plus an error policy, state from reflector stores) around
+//! a pure planner that is unit-tested with hand-built objects, and follows
+//! the documented behaviour of the kube-controller-manager controller of the
+//! same name:
+//!
+//! * [`replicaset`]: pods per ReplicaSet, expectations, status;
+//! * [`deployment`]: ReplicaSets per Deployment, RollingUpdate/Recreate,
+//!   revisions, rollout conditions, history cleanup;
+//! * [`gc`]: ownerReference garbage collection with background, foreground
+//!   and orphan propagation.
+//!
+//! Which controllers run is data: [`CONTROLLERS`], selected with
+//! kube-controller-manager's `--controllers` syntax by [`select`] and
+//! started by [`spawn`]. [`simulator`] is a stand-in node (scheduler plus
+//! kubelet) for tests and local hosts.
+#![warn(missing_docs)]
+
+pub mod deployment;
+pub mod gc;
+pub mod replicaset;
+pub mod simulator;
+pub mod util;
+
+use futures::future::BoxFuture;
+use kube::Client;
+
+/// A controller failure (reported by the error policy, then retried).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API request failed.
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    /// An object lacks something the controller needs.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result of a reconcile.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One registered controller.
+pub struct ControllerDef {
+    /// Name used by `--controllers` (kube-controller-manager's short name).
+    pub name: &'static str,
+    /// Other names accepted for it (kube-controller-manager's current
+    /// `*-controller` names).
+    pub aliases: &'static [&'static str],
+    /// Whether `*` includes it.
+    pub enabled_by_default: bool,
+    /// Runs the controller until the process ends.
+    pub start: fn(Client) -> BoxFuture<'static, ()>,
+}
+
+/// Every controller vkube can run, in start order.
+pub static CONTROLLERS: &[ControllerDef] = &[
+    ControllerDef {
+        name: "deployment",
+        aliases: &["deployment-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(deployment::run(c)),
+    },
+    ControllerDef {
+        name: "replicaset",
+        aliases: &["replicaset-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(replicaset::run(c)),
+    },
+    ControllerDef {
+        name: "garbagecollector",
+        aliases: &["garbage-collector-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(gc::run(c)),
+    },
+];
+
+/// The controllers a `--controllers` value selects, with
+/// kube-controller-manager's rules (`IsControllerEnabled`): a
+/// comma-separated list where `foo` enables foo, `-foo` disables it, `*`
+/// stands for every controller enabled by default, and the first entry
+/// naming a controller wins. The default value is `*`; an empty value
+/// selects nothing.
+///
+/// Errors name an entry that is no known controller (nor `*`).
+pub fn select(value: &str) -> Result<Vec<&'static ControllerDef>, String> {
+    let entries: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let known = |n: &str| {
+        CONTROLLERS
+            .iter()
+            .any(|c| c.name == n || c.aliases.contains(&n))
+    };
+    for e in &entries {
+        let n = e.strip_prefix('-').unwrap_or(e);
+        if *e != "*" && !known(n) {
+            let names: Vec<_> = CONTROLLERS.iter().map(|c| c.name).collect();
+            return Err(format!(
+                "{n:?} is not in the list of known controllers ({})",
+                names.join(", ")
+            ));
+        }
+    }
+    let star = entries.contains(&"*");
+    Ok(CONTROLLERS
+        .iter()
+        .filter(|c| {
+            let named = |n: &str| n == c.name || c.aliases.contains(&n);
+            for e in &entries {
+                if named(e) {
+                    return true;
+                }
+                if e.strip_prefix('-').is_some_and(named) {
+                    return false;
+                }
+            }
+            star && c.enabled_by_default
+        })
+        .collect())
+}
+
+/// Running controllers; dropping it (or [`Running::shutdown`]) stops them.
+pub struct Running {
+    tasks: tokio::task::JoinSet<()>,
+    /// Names of the controllers started.
+    pub names: Vec<&'static str>,
+}
+
+impl Running {
+    /// Stops every controller and waits for them to end.
+    pub async fn shutdown(mut self) {
+        self.tasks.shutdown().await;
+    }
+}
+
+/// Starts `controllers` on the current tokio runtime with `client`.
+pub fn spawn(client: Client, controllers: &[&'static ControllerDef]) -> Running {
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in controllers {
+        tracing::info!(controller = c.name, "starting controller");
+        tasks.spawn((c.start)(client.clone()));
+    }
+    Running {
+        tasks,
+        names: controllers.iter().map(|c| c.name).collect(),
+    }
+}
+
+/// A client for the kubeconfig document `yaml` (its current context).
+///
+/// Errors when the document does not parse or names no usable cluster.
+pub async fn client_from_kubeconfig(yaml: &str) -> Result<Client, kube::Error> {
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(yaml).map_err(|e| kube::Error::Service(Box::new(e)))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|e| kube::Error::Service(Box::new(e)))?;
+    Client::try_from(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &str) -> Vec<&'static str> {
+        select(v).unwrap().iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn controllers_flag_follows_kube_controller_manager() {
+        assert_eq!(names("*"), ["deployment", "replicaset", "garbagecollector"]);
+        assert_eq!(names("*,-garbagecollector"), ["deployment", "replicaset"]);
+        assert_eq!(names("replicaset"), ["replicaset"]);
+        assert_eq!(names("-replicaset,*"), ["deployment", "garbagecollector"]);
+        assert_eq!(names("replicaset-controller"), ["replicaset"]);
+        assert!(names("").is_empty());
+        let err = select("*,nope").err().unwrap();
+        assert!(err.contains("\"nope\" is not in the list"), "{err}");
+    }
+}

@@ -1,0 +1,383 @@
+//! A simulated node: a scheduler and kubelet in miniature, for tests and
+//! local hosts without a real node.
+//!
+//! [`NodeSimulator`] registers a Node and then, for every pod:
+//!
+//! * unscheduled (no `spec.nodeName`, default scheduler): binds it to the
+//!   node through the `pods/binding` subresource, as kube-scheduler does;
+//! * assigned to the node and not yet running: reports it `Running` through
+//!   the `pods/status` subresource, as a kubelet does once containers
+//!   started: `startTime`, `hostIP`, a `podIP` from [`NodeSimulator::pod_cidr_prefix`],
+//!   `containerStatuses` (running, started, ready) and the conditions
+//!   `PodReadyToStartContainers`, `Initialized`, `ContainersReady`, `Ready`
+//!   and `PodScheduled`; with a [`NodeSimulator::ready_delay`] the pod is
+//!   first Running but not Ready, and turns Ready after the delay;
+//! * assigned to the node and being deleted (graceful deletion): deletes it
+//!   with grace period 0, as a kubelet does once containers stopped.
+//!
+//! No container runs; nothing else of a kubelet (probes, volumes, leases)
+//! is simulated.
+
+use crate::{Error, Result};
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Client, ResourceExt};
+use kube_runtime::controller::{Action, Controller};
+use kube_runtime::watcher;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// How a simulated node behaves.
+#[derive(Debug, Clone)]
+pub struct NodeSimulator {
+    /// Name of the Node registered and bound to.
+    pub node_name: String,
+    /// The node's InternalIP (reported as each pod's `hostIP`).
+    pub node_ip: String,
+    /// First two octets of pod IPs (`10.244` gives 10.244.0.1, 10.244.0.2, …).
+    pub pod_cidr_prefix: String,
+    /// Bind pods that no scheduler placed yet.
+    pub bind_unscheduled: bool,
+    /// How long a started pod stays Running but not Ready.
+    pub ready_delay: Duration,
+}
+
+impl Default for NodeSimulator {
+    fn default() -> Self {
+        Self {
+            node_name: "vkube-sim-node".into(),
+            node_ip: "10.0.0.10".into(),
+            pod_cidr_prefix: "10.244".into(),
+            bind_unscheduled: true,
+            ready_delay: Duration::ZERO,
+        }
+    }
+}
+
+struct Ctx {
+    client: Client,
+    sim: NodeSimulator,
+    next_ip: AtomicU32,
+}
+
+impl NodeSimulator {
+    /// The Node object registered on start: Ready, with capacity for 110
+    /// pods and the usual well-known labels.
+    pub fn node(&self) -> Node {
+        serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {
+                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "node.kubernetes.io/instance-type": "vkube-simulated",
+                },
+            },
+            "status": {
+                "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+                "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+                "addresses": [
+                    {"type": "InternalIP", "address": self.node_ip},
+                    {"type": "Hostname", "address": self.node_name},
+                ],
+                "conditions": [{
+                    "type": "Ready", "status": "True", "reason": "KubeletReady",
+                    "message": "vkube simulated node is posting ready status",
+                    "lastHeartbeatTime": Timestamp::now().to_string(),
+                    "lastTransitionTime": Timestamp::now().to_string(),
+                }],
+                "nodeInfo": {
+                    "kubeletVersion": "v1.34.0-vkube-sim", "kubeProxyVersion": "",
+                    "operatingSystem": "linux", "architecture": "amd64",
+                    "containerRuntimeVersion": "vkube-sim://0", "kernelVersion": "",
+                    "osImage": "vkube simulated node", "machineID": "", "systemUUID": "",
+                    "bootID": "",
+                },
+            },
+        }))
+        .expect("a valid Node")
+    }
+
+    /// Registers the node (an existing one is kept) and runs until the
+    /// process ends. Fails only if the node cannot be registered.
+    pub async fn run(self, client: Client) -> Result<()> {
+        let nodes: Api<Node> = Api::all(client.clone());
+        match nodes.create(&PostParams::default(), &self.node()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        let ctx = Arc::new(Ctx {
+            client: client.clone(),
+            sim: self,
+            next_ip: AtomicU32::new(1),
+        });
+        Controller::new(Api::<Pod>::all(client), watcher::Config::default())
+            .run(reconcile, error_policy, ctx)
+            .for_each(|_| futures::future::ready(()))
+            .await;
+        Ok(())
+    }
+
+    /// Starts [`NodeSimulator::run`] on the current runtime.
+    pub fn spawn(self, client: Client) -> tokio::task::JoinHandle<Result<()>> {
+        tokio::spawn(self.run(client))
+    }
+}
+
+/// What the simulated node does next for one pod.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing (another node's pod, or already Running and Ready).
+    None,
+    /// Bind it to the node.
+    Bind,
+    /// Report it Running; `ready` says whether also Ready.
+    Start {
+        /// Report the Ready condition True.
+        ready: bool,
+    },
+    /// Report it Ready (it has been Running for the ready delay).
+    MakeReady,
+    /// Wait this long, then look again.
+    Wait(Duration),
+    /// Finish its graceful deletion.
+    Delete,
+}
+
+/// Decides the next [`Step`] for `pod` on the node `sim` (pure).
+pub fn step(sim: &NodeSimulator, pod: &Pod, now: Timestamp) -> Step {
+    let spec = pod.spec.as_ref();
+    let node = spec.and_then(|s| s.node_name.as_deref()).unwrap_or("");
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    if node.is_empty() {
+        let scheduler = spec.and_then(|s| s.scheduler_name.as_deref());
+        let ours = matches!(scheduler, None | Some("" | "default-scheduler"));
+        return if sim.bind_unscheduled && ours && pod.metadata.deletion_timestamp.is_none() {
+            Step::Bind
+        } else {
+            Step::None
+        };
+    }
+    if node != sim.node_name {
+        return Step::None;
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Step::Delete;
+    }
+    if matches!(phase, "Succeeded" | "Failed") {
+        return Step::None;
+    }
+    if phase != "Running" {
+        return Step::Start {
+            ready: sim.ready_delay.is_zero(),
+        };
+    }
+    if crate::util::is_pod_ready(pod) {
+        return Step::None;
+    }
+    let started = status
+        .and_then(|s| s.start_time.as_ref())
+        .map_or(now, |t| t.0);
+    let at = started + jiff::SignedDuration::try_from(sim.ready_delay).unwrap_or_default();
+    if at <= now {
+        Step::MakeReady
+    } else {
+        Step::Wait(Duration::try_from(at.duration_since(now)).unwrap_or_default())
+    }
+}
+
+fn running_status(ctx: &Ctx, pod: &Pod, ready: bool, now: Timestamp) -> serde_json::Value {
+    let sim = &ctx.sim;
+    let status = pod.status.as_ref();
+    let start = status
+        .and_then(|s| s.start_time.as_ref())
+        .map_or(now, |t| t.0)
+        .to_string();
+    let ip = match status.and_then(|s| s.pod_ip.clone()) {
+        Some(ip) => ip,
+        None => {
+            let n = ctx.next_ip.fetch_add(1, Ordering::Relaxed);
+            format!("{}.{}.{}", sim.pod_cidr_prefix, (n >> 8) & 0xff, n & 0xff)
+        }
+    };
+    let now_s = now.to_string();
+    let flag = if ready { "True" } else { "False" };
+    let cond = |t: &str, s: &str| json!({"type": t, "status": s, "lastTransitionTime": now_s});
+    let containers: Vec<_> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "image": c.image.clone().unwrap_or_default(),
+                "imageID": "",
+                "containerID": format!("vkube-sim://{}-{}", pod.uid().unwrap_or_default(), c.name),
+                "ready": ready,
+                "started": true,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": start}},
+            })
+        })
+        .collect();
+    json!({"status": {
+        "phase": "Running",
+        "hostIP": sim.node_ip,
+        "hostIPs": [{"ip": sim.node_ip}],
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "startTime": start,
+        "qosClass": status.and_then(|s| s.qos_class.clone()).unwrap_or_else(|| "BestEffort".into()),
+        "conditions": [
+            cond("PodReadyToStartContainers", "True"),
+            cond("Initialized", "True"),
+            cond("Ready", flag),
+            cond("ContainersReady", flag),
+            cond("PodScheduled", "True"),
+        ],
+        "containerStatuses": containers,
+    }})
+}
+
+async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action> {
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let now = Timestamp::now();
+    let result = match step(&ctx.sim, &pod, now) {
+        Step::None => return Ok(Action::await_change()),
+        Step::Wait(d) => return Ok(Action::requeue(d)),
+        Step::Bind => {
+            let binding = json!({
+                "apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": name, "namespace": ns},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": ctx.sim.node_name},
+            });
+            api.create_subresource::<_, serde_json::Value>(
+                "binding",
+                &name,
+                &PostParams::default(),
+                &binding,
+            )
+            .await
+            .map(|_| ())
+        }
+        Step::Start { ready } => api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(running_status(&ctx, &pod, ready, now)),
+            )
+            .await
+            .map(|_| ()),
+        Step::MakeReady => api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(running_status(&ctx, &pod, true, now)),
+            )
+            .await
+            .map(|_| ()),
+        Step::Delete => {
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: pod.uid(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            api.delete(&name, &dp).await.map(|_| ())
+        }
+    };
+    match result {
+        Ok(()) => Ok(Action::await_change()),
+        // Gone, or already bound/changed by someone else: the watch brings news.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(Action::await_change()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn error_policy(pod: Arc<Pod>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::debug!(pod = %pod.name_any(), error = %err, "simulated node: pod step failed");
+    Action::requeue(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn pod(node: Option<&str>, phase: Option<&str>) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                node_name: node.map(str::to_string),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: phase.map(str::to_string),
+                start_time: Some(Time(Timestamp::from_second(100).unwrap())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn steps_follow_scheduler_then_kubelet() {
+        let sim = NodeSimulator::default();
+        let now = Timestamp::from_second(101).unwrap();
+        assert_eq!(step(&sim, &pod(None, Some("Pending")), now), Step::Bind);
+        assert_eq!(
+            step(&sim, &pod(Some("other"), Some("Pending")), now),
+            Step::None
+        );
+        assert_eq!(
+            step(&sim, &pod(Some("vkube-sim-node"), Some("Pending")), now),
+            Step::Start { ready: true }
+        );
+        let mut deleting = pod(Some("vkube-sim-node"), Some("Running"));
+        deleting.metadata.deletion_timestamp = Some(Time(now));
+        assert_eq!(step(&sim, &deleting, now), Step::Delete);
+        let mut custom = pod(None, None);
+        custom.spec.as_mut().unwrap().scheduler_name = Some("other".into());
+        assert_eq!(step(&sim, &custom, now), Step::None);
+    }
+
+    #[test]
+    fn a_ready_delay_keeps_running_pods_unready_for_a_while() {
+        let sim = NodeSimulator {
+            ready_delay: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let running = pod(Some("vkube-sim-node"), Some("Running"));
+        assert_eq!(
+            step(&sim, &running, Timestamp::from_second(102).unwrap()),
+            Step::Wait(Duration::from_secs(3))
+        );
+        assert_eq!(
+            step(&sim, &running, Timestamp::from_second(105).unwrap()),
+            Step::MakeReady
+        );
+        assert_eq!(
+            step(
+                &sim,
+                &pod(Some("vkube-sim-node"), None),
+                Timestamp::from_second(0).unwrap()
+            ),
+            Step::Start { ready: false }
+        );
+    }
+}
