@@ -1,7 +1,9 @@
 //! Objects every cluster has from its first start: the namespaces `default`,
 //! `kube-system`, `kube-public`, `kube-node-lease`, and the `default/kubernetes`
 //! Service with its Endpoints pointing at this server (as kube-apiserver's
-//! bootstrap controller maintains them).
+//! bootstrap controller maintains them). Each of those namespaces also gets
+//! its `default` ServiceAccount and `kube-root-ca.crt` ConfigMap
+//! ([`ensure_namespace_credentials`]).
 
 use crate::error::ApiResult;
 use crate::registry::{self, ResourceDef};
@@ -66,10 +68,37 @@ async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<()
     }
 }
 
+/// The built-in namespaces, created at every start.
+pub const BUILTIN_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates, if missing, the `default` ServiceAccount and the
+/// `kube-root-ca.crt` ConfigMap (with `ca_pem`) in each built-in namespace
+/// ([`vkube_core::serviceaccount`]). Namespaces created later get them from
+/// the serviceaccount and root-ca-cert-publisher controllers.
+pub async fn ensure_namespace_credentials(api: &Arc<Api>, ca_pem: &str) -> ApiResult<()> {
+    use vkube_core::serviceaccount as sa;
+    for ns in BUILTIN_NAMESPACES {
+        create_if_absent(
+            api,
+            target(def("", "serviceaccounts"), Some(ns)),
+            sa::default_service_account(ns),
+        )
+        .await?;
+        create_if_absent(
+            api,
+            target(def("", "configmaps"), Some(ns)),
+            sa::root_ca_config_map(ns, ca_pem),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Creates the built-in objects if missing and points the `kubernetes`
 /// Endpoints at `port` on loopback.
 pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> {
-    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+    for ns in BUILTIN_NAMESPACES {
         create_if_absent(
             api,
             target(def("", "namespaces"), None),

@@ -350,6 +350,9 @@ impl Server {
         crate::bootstrap::ensure_builtin_objects(&api, addr.port())
             .await
             .context("creating the built-in objects")?;
+        crate::bootstrap::ensure_namespace_credentials(&api, &pki.ca_cert)
+            .await
+            .context("creating the default service accounts")?;
         crate::bootstrap_policy::ensure(&api)
             .await
             .context("creating the bootstrap RBAC policy")?;
