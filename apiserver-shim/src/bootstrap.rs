@@ -2,8 +2,7 @@
 //! `kube-system`, `kube-public`, `kube-node-lease`, and the `default/kubernetes`
 //! Service with its Endpoints pointing at this server (as kube-apiserver's
 //! bootstrap controller maintains them). Each of those namespaces also gets
-//! its `default` ServiceAccount and `kube-root-ca.crt` ConfigMap
-//! ([`ensure_namespace_credentials`]).
+//! its `default` ServiceAccount ([`ensure_default_service_accounts`]).
 
 use crate::error::ApiResult;
 use crate::registry::{self, ResourceDef};
@@ -72,23 +71,18 @@ async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<()
 pub const BUILTIN_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Creates, if missing, the `default` ServiceAccount and the
-/// `kube-root-ca.crt` ConfigMap (with `ca_pem`) in each built-in namespace
-/// ([`vkube_core::serviceaccount`]). Namespaces created later get them from
-/// the serviceaccount and root-ca-cert-publisher controllers.
-pub async fn ensure_namespace_credentials(api: &Arc<Api>, ca_pem: &str) -> ApiResult<()> {
-    use vkube_core::serviceaccount as sa;
+/// Creates, if missing, the `default` ServiceAccount in each built-in
+/// namespace ([`vkube_core::serviceaccount::default_service_account`]), so
+/// `kubectl create token default` works from the first start. Namespaces
+/// created later, and the `kube-root-ca.crt` ConfigMaps
+/// ([`vkube_core::serviceaccount::root_ca_config_map`]), are the
+/// serviceaccount and root-ca-cert-publisher controllers' work.
+pub async fn ensure_default_service_accounts(api: &Arc<Api>) -> ApiResult<()> {
     for ns in BUILTIN_NAMESPACES {
         create_if_absent(
             api,
             target(def("", "serviceaccounts"), Some(ns)),
-            sa::default_service_account(ns),
-        )
-        .await?;
-        create_if_absent(
-            api,
-            target(def("", "configmaps"), Some(ns)),
-            sa::root_ca_config_map(ns, ca_pem),
+            vkube_core::serviceaccount::default_service_account(ns),
         )
         .await?;
     }

@@ -350,7 +350,7 @@ impl Server {
         crate::bootstrap::ensure_builtin_objects(&api, addr.port())
             .await
             .context("creating the built-in objects")?;
-        crate::bootstrap::ensure_namespace_credentials(&api, &pki.ca_cert)
+        crate::bootstrap::ensure_default_service_accounts(&api)
             .await
             .context("creating the default service accounts")?;
         crate::bootstrap_policy::ensure(&api)

@@ -1958,8 +1958,7 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
     ] {
         assert!(!stored.contains(bad), "{bad} must not be stored");
     }
-    // kube-root-ca.crt: every built-in namespace has one from the start.
-    assert_eq!(stored, set(&["target", "kube-root-ca.crt"]));
+    assert_eq!(stored, set(&["target"]));
     let target = all.items.iter().find(|c| c.name_any() == "target").unwrap();
     assert_eq!(target.data.as_ref().unwrap()["k"], "v");
 

@@ -5,7 +5,7 @@
 
 use apiserver_shim::{Server, ServerConfig};
 use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -94,21 +94,12 @@ fn claims_of(token: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_request_issues_a_token_that_authenticates_as_the_service_account() {
     let h = start().await;
-    // The built-in namespaces have their default service account and CA.
+    // The built-in namespaces have their default service account.
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         Api::<ServiceAccount>::namespaced(h.client.clone(), ns)
             .get("default")
             .await
             .expect("default service account");
-        let cm = Api::<ConfigMap>::namespaced(h.client.clone(), ns)
-            .get("kube-root-ca.crt")
-            .await
-            .expect("root CA config map");
-        assert_eq!(
-            cm.data.unwrap()["ca.crt"],
-            h.server.pki.ca_cert,
-            "CA bundle in {ns}"
-        );
     }
 
     let tr = request_token(&h.client, "default", "default", json!({}))
@@ -155,8 +146,8 @@ async fn token_request_issues_a_token_that_authenticates_as_the_service_account(
         json!([format!("JTI={}", claims["jti"].as_str().unwrap())])
     );
     // The token works for ordinary requests too.
-    Api::<ConfigMap>::namespaced(sa_client.clone(), "default")
-        .get("kube-root-ca.crt")
+    Api::<ServiceAccount>::namespaced(sa_client.clone(), "default")
+        .get("default")
         .await
         .expect("read with the token");
 
