@@ -17,10 +17,14 @@ struct Harness {
 }
 
 async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServerConfig::new(dir.path()))
-        .await
-        .expect("server starts");
+    let mut cfg = ServerConfig::new(dir.path());
+    tweak(&mut cfg);
+    let server = Server::start(cfg).await.expect("server starts");
     let client = client_from_kubeconfig(&server.kubeconfig).await;
     Harness {
         server,
@@ -298,5 +302,37 @@ async fn issuer_discovery_documents() {
     .unwrap();
     assert_eq!(header["kid"], key["kid"]);
     assert_eq!(header["alg"], "ES256");
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_issuer_and_max_expiration() {
+    let h = start_with(|c| {
+        c.service_account.issuer = "https://vc.example.com".into();
+        c.service_account.max_expiration_seconds = Some(900);
+    })
+    .await;
+    let tr = request_token(
+        &h.client,
+        "default",
+        "default",
+        json!({"expirationSeconds": 7200}),
+    )
+    .await
+    .unwrap();
+    // Shortened to the cap; the issuer is also the default audience.
+    assert_eq!(tr["spec"]["expirationSeconds"], 900);
+    assert_eq!(tr["spec"]["audiences"], json!(["https://vc.example.com"]));
+    let token = token_of(&tr);
+    let claims = claims_of(&token);
+    assert_eq!(claims["iss"], "https://vc.example.com");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        900
+    );
+    let user = whoami(&token_client(&h.server, &token).await)
+        .await
+        .unwrap();
+    assert_eq!(user["username"], "system:serviceaccount:default:default");
     h.server.shutdown().await;
 }
