@@ -31,7 +31,8 @@ OA = next(p for r in REG for p in glob.glob(r + "k8s-openapi-0.29.0/src/v1_34"))
 OUT = "core/src/protobuf/table.rs"
 
 # API group of each served package (apiserver-shim/src/registry.rs), plus
-# autoscaling/v1 for the Scale subresource.
+# autoscaling/v1 for the Scale subresource and authentication/v1 for
+# TokenRequest (serviceaccounts/token) and SelfSubjectReview.
 GROUPS = {
     "api.core.v1": "",
     "api.apps.v1": "apps",
@@ -42,6 +43,7 @@ GROUPS = {
     "api.coordination.v1": "coordination.k8s.io",
     "api.discovery.v1": "discovery.k8s.io",
     "api.events.v1": "events.k8s.io",
+    "api.authentication.v1": "authentication.k8s.io",
 }
 EXTRA_ROOTS = ["apimachinery.pkg.apis.meta.v1.DeleteOptions"]
 
@@ -128,6 +130,7 @@ discovery.v1.EndpointConditions.ready discovery.v1.EndpointConditions.serving
 discovery.v1.EndpointConditions.terminating
 discovery.v1.EndpointPort.name discovery.v1.EndpointPort.protocol discovery.v1.EndpointPort.port
 discovery.v1.EndpointPort.appProtocol
+authentication.v1.TokenRequestSpec.expirationSeconds
 """.split()
 
 SCALARS = {"string": "Str", "bytes": "Bytes", "int32": "I32", "int64": "I64", "bool": "Bool"}

@@ -1,7 +1,8 @@
 //! Objects every cluster has from its first start: the namespaces `default`,
 //! `kube-system`, `kube-public`, `kube-node-lease`, and the `default/kubernetes`
 //! Service with its Endpoints pointing at this server (as kube-apiserver's
-//! bootstrap controller maintains them).
+//! bootstrap controller maintains them). Each of those namespaces also gets
+//! its `default` ServiceAccount ([`ensure_default_service_accounts`]).
 
 use crate::error::ApiResult;
 use crate::registry::{self, ResourceDef};
@@ -66,10 +67,32 @@ async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<()
     }
 }
 
+/// The built-in namespaces, created at every start.
+pub const BUILTIN_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates, if missing, the `default` ServiceAccount in each built-in
+/// namespace ([`vkube_core::serviceaccount::default_service_account`]), so
+/// `kubectl create token default` works from the first start. Namespaces
+/// created later, and the `kube-root-ca.crt` ConfigMaps
+/// ([`vkube_core::serviceaccount::root_ca_config_map`]), are the
+/// serviceaccount and root-ca-cert-publisher controllers' work.
+pub async fn ensure_default_service_accounts(api: &Arc<Api>) -> ApiResult<()> {
+    for ns in BUILTIN_NAMESPACES {
+        create_if_absent(
+            api,
+            target(def("", "serviceaccounts"), Some(ns)),
+            vkube_core::serviceaccount::default_service_account(ns),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Creates the built-in objects if missing and points the `kubernetes`
 /// Endpoints at `port` on loopback.
 pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> {
-    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+    for ns in BUILTIN_NAMESPACES {
         create_if_absent(
             api,
             target(def("", "namespaces"), None),

@@ -67,13 +67,14 @@ fn subresource_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str
     match sub {
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => ("", "", def.kind),
     }
 }
 
 fn subresource_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
-        "binding" => vec!["create"],
+        "binding" | "token" => vec!["create"],
         "finalize" => vec!["update"],
         _ => vec!["get", "patch", "update"],
     }

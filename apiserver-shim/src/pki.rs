@@ -3,7 +3,8 @@
 //!
 //! Layout under `DATA_DIR/pki/` (PEM): `ca.crt`/`ca.key`, `apiserver.crt`/
 //! `apiserver.key` (re-issued when the SAN list changes), `admin.crt`/
-//! `admin.key` (CN `kubernetes-admin`, O `system:masters`), `admin.token`.
+//! `admin.key` (CN `kubernetes-admin`, O `system:masters`), `admin.token`,
+//! `sa.key` (service account token signing key, see [`crate::sa_token`]).
 //! Identity from a client certificate follows kube-apiserver's x509
 //! authenticator: the subject CN is the user name, each O is a group.
 
@@ -17,13 +18,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// An authenticated user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An authenticated user (apiserver `user.Info`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
     /// User name (certificate CN, or the token's user).
     pub user: String,
-    /// Groups (certificate O fields); `system:authenticated` is implied.
+    /// User UID (a service account's uid; empty for certificates).
+    pub uid: String,
+    /// Groups (certificate O fields, service account groups); the server's
+    /// authenticate step appends `system:authenticated`.
     pub groups: Vec<String>,
+    /// Extra attributes (service account tokens: pod/node/credential id).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The SANs every serving certificate carries, besides the configured ones.
@@ -54,7 +60,7 @@ pub struct Pki {
     pub admin_token: String,
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -274,7 +280,11 @@ pub fn identity_from_cert(der: &[u8]) -> Option<Identity> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
         .collect();
-    Some(Identity { user, groups })
+    Some(Identity {
+        user,
+        groups,
+        ..Identity::default()
+    })
 }
 
 #[cfg(test)]
@@ -298,7 +308,8 @@ mod tests {
             identity_from_cert(&der),
             Some(Identity {
                 user: "kubernetes-admin".into(),
-                groups: vec!["system:masters".into()]
+                groups: vec!["system:masters".into()],
+                ..Identity::default()
             })
         );
     }

@@ -113,6 +113,9 @@ pub struct ResourceDef {
     pub binding: bool,
     /// Has the namespace `finalize` subresource (writes only `spec.finalizers`).
     pub finalize: bool,
+    /// Has the service account `token` subresource (TokenRequest, served by
+    /// [`crate::serviceaccount`]).
+    pub token_request: bool,
     /// `metadata.generation` starts at 1 and is bumped when anything outside
     /// `metadata` and `status` changes.
     pub generation: bool,
@@ -200,6 +203,9 @@ impl ResourceDef {
         if self.finalize {
             out.push("finalize");
         }
+        if self.token_request {
+            out.push("token");
+        }
         out
     }
 }
@@ -225,6 +231,7 @@ const fn def(
         scale: None,
         binding: false,
         finalize: false,
+        token_request: false,
         generation: false,
         field_selectors: &[],
         allow_create_on_update: false,
@@ -542,6 +549,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         short_names: &["sa"],
+        token_request: true,
         ..def(
             "",
             "v1",

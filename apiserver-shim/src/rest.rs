@@ -244,7 +244,7 @@ fn media_type(headers: &HeaderMap) -> String {
 /// Decodes a JSON (or Kubernetes protobuf, see [`crate::protobuf`]) object
 /// body; anything else is `400` (or `415` for a media type the endpoint does
 /// not take).
-fn decode_body(headers: &HeaderMap, body: &[u8], kind: &str) -> ApiResult<Value> {
+pub(crate) fn decode_body(headers: &HeaderMap, body: &[u8], kind: &str) -> ApiResult<Value> {
     let mt = media_type(headers);
     if mt == crate::protobuf::CONTENT_TYPE {
         return crate::protobuf::decode_body(body, kind);

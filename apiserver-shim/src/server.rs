@@ -9,6 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::pki::{self, Identity, Pki};
 use crate::request::{Query, parse_target};
 use crate::rest::{Api, ApiConfig, json_response};
+use crate::serviceaccount::TokenAuthority;
 use crate::store::{LogStore, LogStoreConfig, SledBackend, Storage};
 use anyhow::{Context, Result};
 use axum::Router;
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub cache_bytes: u64,
     /// Name of the cluster/context in the written kubeconfig.
     pub context_name: String,
+    /// Service account token issuer, audiences and lifetimes.
+    pub service_account: crate::serviceaccount::ServiceAccountConfig,
 }
 
 impl ServerConfig {
@@ -62,6 +65,7 @@ impl ServerConfig {
             store: LogStoreConfig::default(),
             cache_bytes: 4 << 20,
             context_name: "vkube".into(),
+            service_account: Default::default(),
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct AppState {
     pub tokens: HashMap<String, Identity>,
     /// `host:port` clients reach the server at (for `/api`).
     pub server_address: String,
+    /// Service account tokens: issuing (TokenRequest) and authentication.
+    pub service_accounts: Arc<TokenAuthority>,
 }
 
 fn text(code: StatusCode, body: &'static str) -> Response {
@@ -85,13 +91,40 @@ fn text(code: StatusCode, body: &'static str) -> Response {
     r
 }
 
-fn authenticate(state: &AppState, req: &Request) -> Option<Identity> {
-    if let Some(id) = req.extensions().get::<Identity>() {
-        return Some(id.clone());
+/// The caller's identity: the verified client certificate, else a bearer
+/// token from the static map, else a service account JWT
+/// ([`TokenAuthority::authenticate`]). Like kube-apiserver's authenticator
+/// chain, every authenticated user also gets the group
+/// `system:authenticated`.
+async fn authenticate(
+    state: &AppState,
+    from_cert: Option<Identity>,
+    bearer: Option<String>,
+) -> Option<Identity> {
+    let mut id = match from_cert {
+        Some(id) => id,
+        None => {
+            let token = bearer?;
+            match state.tokens.get(&token) {
+                Some(id) => id.clone(),
+                None => match state
+                    .service_accounts
+                    .authenticate(&state.api, &token)
+                    .await
+                {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "bearer token rejected");
+                        return None;
+                    }
+                },
+            }
+        }
+    };
+    if !id.groups.iter().any(|g| g == "system:authenticated") {
+        id.groups.push("system:authenticated".into());
     }
-    let auth = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = auth.strip_prefix("Bearer ")?.trim();
-    state.tokens.get(token).cloned()
+    Some(id)
 }
 
 /// The HTTP application. Requests must carry an [`Identity`] extension (set
@@ -109,10 +142,18 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         "/version" => return json_response(StatusCode::OK, &discovery::version()),
         _ => {}
     }
-    if authenticate(&state, &req).is_none() {
+    // Owned values only across the await: a request body is not `Sync`.
+    let from_cert = req.extensions().get::<Identity>().cloned();
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let Some(identity) = authenticate(&state, from_cert, bearer).await else {
         return ApiError::unauthorized().into_response();
-    }
-    match serve(&state, req).await {
+    };
+    match serve(&state, req, &identity).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -124,7 +165,7 @@ fn decode_segment(s: &str) -> String {
         .into_owned()
 }
 
-async fn serve(state: &AppState, req: Request) -> ApiResult<Response> {
+async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let accept = parts
         .headers
@@ -164,6 +205,35 @@ async fn serve(state: &AppState, req: Request) -> ApiResult<Response> {
         ["api", "v1"] => return discovery_get(discovery::resource_list("", "v1")),
         ["apis", g] => return discovery_get(discovery::api_group_doc(g)),
         ["apis", g, v] => return discovery_get(discovery::resource_list(g, v)),
+        // Service account tokens (crate::serviceaccount): whoami and
+        // issuer discovery are not stored kinds.
+        ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => {
+            if parts.method != Method::POST {
+                return Err(ApiError::method_not_supported(
+                    &crate::error::GroupResource::new(
+                        "authentication.k8s.io",
+                        "selfsubjectreviews",
+                    ),
+                    &parts.method.as_str().to_ascii_lowercase(),
+                ));
+            }
+            let body = read_body(body).await?;
+            return crate::serviceaccount::self_subject_review(identity, &parts.headers, &body);
+        }
+        [".well-known", "openid-configuration"] => {
+            let doc = state
+                .service_accounts
+                .openid_configuration(&state.server_address);
+            return discovery_get(Some(doc));
+        }
+        ["openid", "v1", "jwks"] => {
+            let mut r = discovery_get(Some(state.service_accounts.jwks()))?;
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwk-set+json"),
+            );
+            return Ok(r);
+        }
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::no_route()),
@@ -171,6 +241,21 @@ async fn serve(state: &AppState, req: Request) -> ApiResult<Response> {
     let target = parse_target(group, version, rest)?;
     let query = Query::parse(parts.uri.query())?;
     let body = read_body(body).await?;
+    if target.subresource.as_deref() == Some("token") {
+        let (Some(ns), Some(name)) = (&target.namespace, &target.name) else {
+            return Err(ApiError::no_route());
+        };
+        if parts.method != Method::POST {
+            return Err(ApiError::method_not_supported(
+                &crate::error::GroupResource::new("", "serviceaccounts/token"),
+                &parts.method.as_str().to_ascii_lowercase(),
+            ));
+        }
+        return state
+            .service_accounts
+            .token_request(&state.api, ns, name, &parts.headers, &body)
+            .await;
+    }
     state
         .api
         .handle(&parts.method, target, query, &parts.headers, body)
@@ -222,6 +307,10 @@ impl Server {
         let store: Arc<dyn Storage> =
             Arc::new(LogStore::open(Box::new(backend), config.store.clone())?);
         let pki = Arc::new(Pki::load_or_create(&config.data_dir, &config.tls_sans)?);
+        let service_accounts = Arc::new(
+            TokenAuthority::load_or_create(&config.data_dir.join("pki"), &config.service_account)
+                .context("loading the service account signing key")?,
+        );
         let tls = tokio_rustls::TlsAcceptor::from(pki.server_config()?);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -245,12 +334,14 @@ impl Server {
             Identity {
                 user: "vkube-admin".into(),
                 groups: vec!["system:masters".into()],
+                ..Identity::default()
             },
         );
         let state = Arc::new(AppState {
             api: api.clone(),
             tokens,
             server_address: format!("{host}:{}", addr.port()),
+            service_accounts,
         });
         let services = crate::registry::lookup("", "v1", "services").expect("services registered");
         crate::alloc::repair(&*api.store, &services.prefix())
@@ -259,6 +350,9 @@ impl Server {
         crate::bootstrap::ensure_builtin_objects(&api, addr.port())
             .await
             .context("creating the built-in objects")?;
+        crate::bootstrap::ensure_default_service_accounts(&api)
+            .await
+            .context("creating the default service accounts")?;
         crate::bootstrap_policy::ensure(&api)
             .await
             .context("creating the bootstrap RBAC policy")?;

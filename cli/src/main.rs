@@ -43,6 +43,16 @@ struct ApiserverArgs {
     /// deployment, replicaset, garbagecollector). An empty value runs none.
     #[arg(long, default_value = "*", env = "VKUBE_CONTROLLERS")]
     controllers: String,
+    /// Issuer (`iss`) of service account tokens; also the audience they
+    /// must name to authenticate here (kube-apiserver's
+    /// --service-account-issuer and default --api-audiences).
+    #[arg(long, default_value = apiserver_shim::sa_token::DEFAULT_ISSUER, env = "VKUBE_SERVICE_ACCOUNT_ISSUER")]
+    service_account_issuer: String,
+    /// Longest service account token lifetime, in seconds; longer
+    /// TokenRequests are shortened (--service-account-max-token-expiration).
+    /// Unset: no cap.
+    #[arg(long, value_name = "SECONDS")]
+    service_account_max_token_expiration: Option<i64>,
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 60, hide = true)]
     bookmark_interval_seconds: u64,
@@ -70,6 +80,8 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     config.tls_sans = args.tls_sans;
     config.api.allocation.service_cidr = args.service_cidr;
     config.api.bookmark_interval = std::time::Duration::from_secs(args.bookmark_interval_seconds);
+    config.service_account.issuer = args.service_account_issuer;
+    config.service_account.max_expiration_seconds = args.service_account_max_token_expiration;
     let server = apiserver_shim::Server::start(config).await?;
     eprintln!(
         "vkube apiserver listening on {}\n  kubeconfig: {}\n  try: kubectl --kubeconfig {} get namespaces",

@@ -17,6 +17,8 @@
 //! - [`defaults`]: the `SetDefaults_*` functions of the built-in kinds.
 //! - [`apivalidation`]: per-kind validation (`ValidatePod`, `ValidateService`, …).
 //! - [`service`]: the service CIDR and the Service registry's update rules.
+//! - [`serviceaccount`]: the `default` ServiceAccount and `kube-root-ca.crt`
+//!   ConfigMap every namespace holds.
 #![warn(missing_docs)]
 
 pub mod apivalidation;
@@ -27,5 +29,6 @@ pub mod labels;
 pub mod managed_fields;
 pub mod protobuf;
 pub mod service;
+pub mod serviceaccount;
 pub mod smp;
 pub mod validation;

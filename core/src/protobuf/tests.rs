@@ -353,3 +353,41 @@ fn random_bytes_never_panic() {
         }
     }
 }
+
+/// kubectl `create token` sends a TokenRequest and `auth whoami` a
+/// SelfSubjectReview as protobuf (authentication.k8s.io/v1).
+#[test]
+fn token_request_and_self_subject_review() {
+    // TokenRequest{metadata, spec{audiences=1 ["foo"], boundObjectRef=3
+    // {kind=1 Pod, apiVersion=2 v1, name=3 p, uid=4 u}, expirationSeconds=4 600}}
+    let spec = [
+        ld(1, b"foo"),
+        ld(
+            3,
+            &[ld(1, b"Pod"), ld(2, b"v1"), ld(3, b"p"), ld(4, b"u")].concat(),
+        ),
+        varint_field(4, 600),
+    ]
+    .concat();
+    let raw = [ld(1, b""), ld(2, &spec)].concat();
+    let v = decode(&envelope("authentication.k8s.io/v1", "TokenRequest", &raw)).unwrap();
+    assert_eq!(
+        v,
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+               "metadata": {}, "spec": {"audiences": ["foo"], "expirationSeconds": 600,
+               "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": "u"}}})
+    );
+    // expirationSeconds is a Go *int64: an explicit 0 is kept (and rejected
+    // by validation, not silently defaulted).
+    let raw = [ld(1, b""), ld(2, &varint_field(4, 0))].concat();
+    let v = decode(&envelope("authentication.k8s.io/v1", "TokenRequest", &raw)).unwrap();
+    assert_eq!(v["spec"], json!({"expirationSeconds": 0}));
+
+    let v = decode(&envelope(
+        "authentication.k8s.io/v1",
+        "SelfSubjectReview",
+        &ld(1, b""),
+    ))
+    .unwrap();
+    assert_eq!(v["kind"], "SelfSubjectReview");
+}
