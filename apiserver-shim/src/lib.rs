@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod error;
 pub mod meta;
 mod namespace_lifecycle;
+pub mod openapi;
 pub mod pki;
 pub mod registry;
 pub mod request;
@@ -25,6 +26,8 @@ pub mod rest;
 pub mod server;
 pub mod store;
 pub mod table;
+pub mod typed;
+pub mod warning;
 pub mod watch;
 
 pub use server::{Server, ServerConfig};

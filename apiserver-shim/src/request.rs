@@ -103,6 +103,8 @@ pub struct Query {
     pub propagation_policy: Option<String>,
     /// `includeObject` for Table output: `None`, `Metadata` (default) or `Object`.
     pub include_object: Option<String>,
+    /// `fieldValidation` as sent; see [`crate::typed::FieldValidation::parse`].
+    pub field_validation: Option<String>,
 }
 
 /// Parses a boolean the way Go's `strconv.ParseBool` does.
@@ -164,6 +166,7 @@ impl Query {
                 }
                 "propagationPolicy" => q.propagation_policy = Some(v),
                 "includeObject" => q.include_object = Some(v),
+                "fieldValidation" => q.field_validation = Some(v),
                 _ => {}
             }
         }

@@ -12,6 +12,7 @@ use crate::registry::{NameRule, ResourceDef};
 use crate::request::{Query, Representation, Target};
 use crate::store::{KeyValue, ListOptions, Storage, StorageError};
 use crate::table;
+use crate::typed::{FieldValidation, Source};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
@@ -398,7 +399,8 @@ impl Api {
             ("POST", None, None) => self.create(&target, &query, headers, &body, repr).await,
             ("POST", Some(name), Some("binding")) => self.bind(&target, name, headers, &body).await,
             ("PUT", Some(name), _) => {
-                let obj = decode_body(headers, &body, def.kind)?;
+                let mut obj = decode_body(headers, &body, def.kind)?;
+                check_fields(&target, &query, "UpdateOptions", Some(&body), &mut obj)?;
                 self.update(&target, name, &query, obj, repr).await
             }
             ("PATCH", Some(name), _) => {
@@ -783,7 +785,8 @@ impl Api {
         repr: Representation,
     ) -> ApiResult<Response> {
         let def = target.def;
-        let obj = decode_body(headers, body, def.kind)?;
+        let mut obj = decode_body(headers, body, def.kind)?;
+        check_fields(target, query, "CreateOptions", Some(body), &mut obj)?;
         let generated = obj
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -931,6 +934,7 @@ impl Api {
         let def = target.def;
         let gr = def.group_resource();
         let patch = Patch::parse(&media_type(headers), body, def)?;
+        let mode = FieldValidation::parse(query.field_validation.as_deref(), "PatchOptions")?;
         let sub = target.subresource.clone();
         let (obj, _) = self
             .guaranteed_update(target, name, false, query.dry_run, |old| {
@@ -943,6 +947,7 @@ impl Api {
                 }
                 let mut patched = old.clone();
                 patch.apply(&mut patched)?;
+                crate::typed::check(def, mode, None, &mut patched, Source::Patch)?;
                 if meta::resource_version(&patched) != meta::resource_version(old) {
                     return Err(ApiError::modified(&gr, name));
                 }
@@ -1199,6 +1204,28 @@ impl Api {
                 "items": deleted,
             }),
         ))
+    }
+}
+
+/// Server-side field validation of a create or update body (the hook into
+/// [`crate::typed`]): parses `fieldValidation` (`options_kind` names the
+/// options in its error), then decodes `obj` into the kind's type, failing on
+/// a type error, reporting unknown and duplicate fields per the directive,
+/// and pruning unknown fields. The `scale` subresource (a Scale, not the
+/// kind) and `binding` are not checked here.
+fn check_fields(
+    target: &Target,
+    query: &Query,
+    options_kind: &str,
+    raw: Option<&[u8]>,
+    obj: &mut Value,
+) -> ApiResult<()> {
+    let mode = FieldValidation::parse(query.field_validation.as_deref(), options_kind)?;
+    match target.subresource.as_deref() {
+        None | Some("status" | "finalize") => {
+            crate::typed::check(target.def, mode, raw, obj, Source::Body)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -111,10 +111,13 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     if authenticate(&state, &req).is_none() {
         return ApiError::unauthorized().into_response();
     }
-    match serve(&state, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    crate::warning::collect(async {
+        match serve(&state, req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
+    })
+    .await
 }
 
 fn decode_segment(s: &str) -> String {
@@ -163,6 +166,10 @@ async fn serve(state: &AppState, req: Request) -> ApiResult<Response> {
         ["api", "v1"] => return discovery_get(discovery::resource_list("", "v1")),
         ["apis", g] => return discovery_get(discovery::api_group_doc(g)),
         ["apis", g, v] => return discovery_get(discovery::resource_list(g, v)),
+        ["openapi", "v3", rest @ ..] => {
+            return crate::openapi::serve(&parts.method, &parts.headers, parts.uri.query(), rest)
+                .await;
+        }
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::no_route()),
