@@ -183,7 +183,11 @@ fn annotate(schemas: &mut Map<String, Value>, root: &str, path: &str, strategy: 
             return;
         }
         let prop = Value::Object(prop.clone());
-        let next = if items { prop.get("items") } else { Some(&prop) };
+        let next = if items {
+            prop.get("items")
+        } else {
+            Some(&prop)
+        };
         match next.and_then(ref_name) {
             Some(n) => current = n.to_string(),
             None => return,
@@ -245,28 +249,72 @@ fn query_params(action: &str) -> Vec<Value> {
     );
     let list = || {
         vec![
-            q("labelSelector", "string", "A selector to restrict the list of returned objects by their labels."),
-            q("fieldSelector", "string", "A selector to restrict the list of returned objects by their fields."),
-            q("limit", "integer", "limit is a maximum number of responses to return for a list call."),
-            q("continue", "string", "The continue option should be set when retrieving more results from the server."),
-            q("resourceVersion", "string", "resourceVersion sets a constraint on what resource versions a request may be served from."),
-            q("resourceVersionMatch", "string", "resourceVersionMatch determines how resourceVersion is applied to list calls."),
-            q("timeoutSeconds", "integer", "Timeout for the list/watch call."),
+            q(
+                "labelSelector",
+                "string",
+                "A selector to restrict the list of returned objects by their labels.",
+            ),
+            q(
+                "fieldSelector",
+                "string",
+                "A selector to restrict the list of returned objects by their fields.",
+            ),
+            q(
+                "limit",
+                "integer",
+                "limit is a maximum number of responses to return for a list call.",
+            ),
+            q(
+                "continue",
+                "string",
+                "The continue option should be set when retrieving more results from the server.",
+            ),
+            q(
+                "resourceVersion",
+                "string",
+                "resourceVersion sets a constraint on what resource versions a request may be served from.",
+            ),
+            q(
+                "resourceVersionMatch",
+                "string",
+                "resourceVersionMatch determines how resourceVersion is applied to list calls.",
+            ),
+            q(
+                "timeoutSeconds",
+                "integer",
+                "Timeout for the list/watch call.",
+            ),
         ]
     };
     let delete = || {
         vec![
             dry_run.clone(),
-            q("gracePeriodSeconds", "integer", "The duration in seconds before the object should be deleted."),
-            q("propagationPolicy", "string", "Whether and how garbage collection will be performed."),
+            q(
+                "gracePeriodSeconds",
+                "integer",
+                "The duration in seconds before the object should be deleted.",
+            ),
+            q(
+                "propagationPolicy",
+                "string",
+                "Whether and how garbage collection will be performed.",
+            ),
         ]
     };
     match action {
         "list" => {
             let mut v = list();
             v.push(q("watch", "boolean", "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications."));
-            v.push(q("allowWatchBookmarks", "boolean", "allowWatchBookmarks requests watch events with type \"BOOKMARK\"."));
-            v.push(q("sendInitialEvents", "boolean", "`sendInitialEvents=true` may be set together with `watch=true`."));
+            v.push(q(
+                "allowWatchBookmarks",
+                "boolean",
+                "allowWatchBookmarks requests watch events with type \"BOOKMARK\".",
+            ));
+            v.push(q(
+                "sendInitialEvents",
+                "boolean",
+                "`sendInitialEvents=true` may be set together with `watch=true`.",
+            ));
             v
         }
         "post" | "put" => vec![dry_run, field_manager, field_validation],
@@ -274,7 +322,11 @@ fn query_params(action: &str) -> Vec<Value> {
             dry_run,
             field_manager,
             field_validation,
-            q("force", "boolean", "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people. Force flag must be unset for non-apply patch requests."),
+            q(
+                "force",
+                "boolean",
+                "Force is going to \"force\" Apply requests. It means user will re-acquire conflicting fields owned by other people. Force flag must be unset for non-apply patch requests.",
+            ),
         ],
         "delete" => delete(),
         "deletecollection" => {
@@ -401,11 +453,7 @@ pub fn group_version_document(group: &str, version: &str) -> Value {
         json!([gvk("", "v1", "Binding")]),
     );
     for (d, name) in &kinds {
-        set_gvk(
-            &mut schemas,
-            name,
-            json!([gvk(d.group, d.version, d.kind)]),
-        );
+        set_gvk(&mut schemas, name, json!([gvk(d.group, d.version, d.kind)]));
         let list_kind = format!("{}List", d.kind);
         schemas.insert(
             format!("{name}List"),
@@ -449,11 +497,24 @@ fn paths(group: &str, version: &str, kinds: &[(&ResourceDef, String)]) -> Map<St
     } else {
         format!("/apis/{group}/{version}")
     };
-    let tag = format!("{}_{version}", if group.is_empty() { "core" } else { group });
+    let tag = format!(
+        "{}_{version}",
+        if group.is_empty() { "core" } else { group }
+    );
     let gv = gv_id(group, version);
     let name_param = param("name", "path", "string", "name of the resource");
-    let ns_param = param("namespace", "path", "string", "object name and auth scope, such as for teams and projects");
-    let pretty = param("pretty", "query", "string", "If 'true', then the output is pretty printed.");
+    let ns_param = param(
+        "namespace",
+        "path",
+        "string",
+        "object name and auth scope, such as for teams and projects",
+    );
+    let pretty = param(
+        "pretty",
+        "query",
+        "string",
+        "If 'true', then the output is pretty printed.",
+    );
     let mut out = Map::new();
     for (d, schema) in kinds {
         let kind_gvk = gvk(d.group, d.version, d.kind);
@@ -471,7 +532,13 @@ fn paths(group: &str, version: &str, kinds: &[(&ResourceDef, String)]) -> Map<St
         } else {
             vec![pretty.clone()]
         };
-        let op = |action: &str, verb: &str, sub: &str, what: &str, request: Option<Value>, response: Value, g: &Value| {
+        let op = |action: &str,
+                  verb: &str,
+                  sub: &str,
+                  what: &str,
+                  request: Option<Value>,
+                  response: Value,
+                  g: &Value| {
             Op {
                 action,
                 id: format!("{verb}{gv}{scope}{}{}", d.kind, camel(sub)),
@@ -519,20 +586,78 @@ fn paths(group: &str, version: &str, kinds: &[(&ResourceDef, String)]) -> Map<St
             match sub {
                 "status" | "scale" => {
                     let (g, r) = if sub == "scale" {
-                        (gvk("autoscaling", "v1", "Scale"), schema_ref("io.k8s.api.autoscaling.v1.Scale"))
+                        (
+                            gvk("autoscaling", "v1", "Scale"),
+                            schema_ref("io.k8s.api.autoscaling.v1.Scale"),
+                        )
                     } else {
                         (kind_gvk.clone(), kind_ref.clone())
                     };
-                    ops.insert("get".into(), op("get", "read", sub, &format!("read {sub} of the specified {}", d.kind), None, r.clone(), &g));
-                    ops.insert("put".into(), op("put", "replace", sub, &format!("replace {sub} of the specified {}", d.kind), Some(r.clone()), r.clone(), &g));
-                    ops.insert("patch".into(), op("patch", "patch", sub, &format!("partially update {sub} of the specified {}", d.kind), None, r, &g));
+                    ops.insert(
+                        "get".into(),
+                        op(
+                            "get",
+                            "read",
+                            sub,
+                            &format!("read {sub} of the specified {}", d.kind),
+                            None,
+                            r.clone(),
+                            &g,
+                        ),
+                    );
+                    ops.insert(
+                        "put".into(),
+                        op(
+                            "put",
+                            "replace",
+                            sub,
+                            &format!("replace {sub} of the specified {}", d.kind),
+                            Some(r.clone()),
+                            r.clone(),
+                            &g,
+                        ),
+                    );
+                    ops.insert(
+                        "patch".into(),
+                        op(
+                            "patch",
+                            "patch",
+                            sub,
+                            &format!("partially update {sub} of the specified {}", d.kind),
+                            None,
+                            r,
+                            &g,
+                        ),
+                    );
                 }
                 "binding" => {
                     let r = schema_ref("io.k8s.api.core.v1.Binding");
-                    ops.insert("post".into(), op("post", "create", sub, &format!("create binding of a {}", d.kind), Some(r.clone()), r, &gvk("", "v1", "Binding")));
+                    ops.insert(
+                        "post".into(),
+                        op(
+                            "post",
+                            "create",
+                            sub,
+                            &format!("create binding of a {}", d.kind),
+                            Some(r.clone()),
+                            r,
+                            &gvk("", "v1", "Binding"),
+                        ),
+                    );
                 }
                 "finalize" => {
-                    ops.insert("put".into(), op("put", "replace", sub, &format!("replace finalize of the specified {}", d.kind), Some(kind_ref.clone()), kind_ref.clone(), &kind_gvk));
+                    ops.insert(
+                        "put".into(),
+                        op(
+                            "put",
+                            "replace",
+                            sub,
+                            &format!("replace finalize of the specified {}", d.kind),
+                            Some(kind_ref.clone()),
+                            kind_ref.clone(),
+                            &kind_gvk,
+                        ),
+                    );
                 }
                 _ => continue,
             }
@@ -601,7 +726,10 @@ pub async fn serve(
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
     Ok(resp)
 }
 
@@ -613,7 +741,10 @@ mod tests {
     fn operation_ids_follow_kube_apiserver() {
         assert_eq!(gv_id("", "v1"), "CoreV1");
         assert_eq!(gv_id("apps", "v1"), "AppsV1");
-        assert_eq!(gv_id("rbac.authorization.k8s.io", "v1"), "RbacAuthorizationV1");
+        assert_eq!(
+            gv_id("rbac.authorization.k8s.io", "v1"),
+            "RbacAuthorizationV1"
+        );
     }
 
     #[test]
@@ -625,7 +756,10 @@ mod tests {
             pod["x-kubernetes-group-version-kind"],
             json!([{"group": "", "version": "v1", "kind": "Pod"}])
         );
-        assert_eq!(ref_name(&pod["properties"]["spec"]), Some("io.k8s.api.core.v1.PodSpec"));
+        assert_eq!(
+            ref_name(&pod["properties"]["spec"]),
+            Some("io.k8s.api.core.v1.PodSpec")
+        );
         let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
@@ -633,15 +767,37 @@ mod tests {
         assert_eq!(containers["x-kubernetes-list-map-keys"], json!(["name"]));
         let ports = &schemas["io.k8s.api.core.v1.Container"]["properties"]["ports"];
         assert_eq!(ports["x-kubernetes-patch-merge-key"], "containerPort");
-        let finalizers = &schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["finalizers"];
+        let finalizers =
+            &schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["finalizers"];
         assert_eq!(finalizers["x-kubernetes-list-type"], "set");
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-action"], "patch");
-        assert_eq!(patch["x-kubernetes-group-version-kind"], json!({"group": "", "version": "v1", "kind": "Pod"}));
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
-        assert!(patch["requestBody"]["content"].get("application/strategic-merge-patch+json").is_some());
-        assert!(doc["paths"].get("/api/v1/namespaces/{namespace}/pods/{name}/status").is_some());
-        assert!(doc["paths"].get("/api/v1/namespaces/{name}/finalize").is_some());
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"],
+            json!({"group": "", "version": "v1", "kind": "Pod"})
+        );
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation" && p["in"] == "query")
+        );
+        assert!(
+            patch["requestBody"]["content"]
+                .get("application/strategic-merge-patch+json")
+                .is_some()
+        );
+        assert!(
+            doc["paths"]
+                .get("/api/v1/namespaces/{namespace}/pods/{name}/status")
+                .is_some()
+        );
+        assert!(
+            doc["paths"]
+                .get("/api/v1/namespaces/{name}/finalize")
+                .is_some()
+        );
         // Every `$ref` resolves inside the document.
         let text = doc.to_string();
         for r in text.split("\"$ref\":\"").skip(1) {
@@ -653,9 +809,11 @@ mod tests {
     #[test]
     fn deployment_strategy_retains_keys() {
         let doc = group_version_document("apps", "v1");
-        let strategy = &doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"];
+        let strategy = &doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]
+            ["strategy"];
         assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
-        let scale = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["patch"];
+        let scale =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["patch"];
         assert_eq!(scale["x-kubernetes-group-version-kind"]["kind"], "Scale");
     }
 

@@ -69,10 +69,7 @@ impl TypeError {
             .strip_prefix("invalid type: ")
             .and_then(|rest| rest.split_once(", expected "))
             .map(|(unexpected, expected)| {
-                let word = unexpected
-                    .split([' ', ','])
-                    .next()
-                    .unwrap_or(unexpected);
+                let word = unexpected.split([' ', ',']).next().unwrap_or(unexpected);
                 let go = match word {
                     "integer" | "floating" => "number",
                     "boolean" => "bool",
@@ -189,9 +186,7 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
         ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
             typed::<rbac::v1::ClusterRoleBinding>()
         }
-        ("autoscaling", "v1", "Scale") => {
-            typed::<k8s_openapi::api::autoscaling::v1::Scale>()
-        }
+        ("autoscaling", "v1", "Scale") => typed::<k8s_openapi::api::autoscaling::v1::Scale>(),
         _ => return None,
     })
 }
@@ -517,7 +512,10 @@ mod tests {
             ]),
         );
         prune(&mut obj, &FieldPath(vec![Segment::Key("nope".into())]));
-        assert_eq!(obj, json!({"spec": {"containers": [{"name": "c"}], "y": 2}}));
+        assert_eq!(
+            obj,
+            json!({"spec": {"containers": [{"name": "c"}], "y": 2}})
+        );
     }
 
     #[test]
