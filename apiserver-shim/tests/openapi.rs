@@ -101,7 +101,7 @@ async fn get(client: &Client, uri: &str) -> Answer {
     send(client, "GET", uri, "", &[], Vec::new()).await
 }
 
-fn header<'a>(a: &'a Answer, name: http::header::HeaderName) -> &'a str {
+fn header(a: &Answer, name: http::header::HeaderName) -> &str {
     a.headers
         .get(name)
         .map(|v| v.to_str().unwrap())
