@@ -370,14 +370,17 @@ pub enum Source {
     /// `Pod in version "v1" cannot be handled as a Pod: …`
     /// (handlers/create.go `transformDecodeError`).
     Body,
-    /// The result of applying a patch: errors are the bare decoder message.
+    /// The result of applying a patch: errors are `422 Invalid` on the field
+    /// `patch` carrying the patched object, as handlers/patch.go answers:
+    /// ` "" is invalid: patch: Invalid value: "{…}": strict decoding error: …`.
     Patch,
 }
 
-/// Decodes `obj` into the kind's type under `mode`: a type error is
-/// `400 BadRequest` naming the field path; unknown fields (and, given the raw
-/// body, duplicate fields) fail the request under `Strict` with
-/// `strict decoding error: unknown field "spec.foo", …`, become
+/// Decodes `obj` into the kind's type under `mode`: a type error fails the
+/// request naming the field path; unknown fields (and, given the raw body,
+/// duplicate fields) fail it under `Strict` with
+/// `strict decoding error: unknown field "spec.foo", …` (`400 BadRequest`
+/// for a [`Source::Body`], `422 Invalid` for a [`Source::Patch`]), become
 /// `Warning` headers (via [`crate::warning::add`]) under `Warn`, and are
 /// pruned from `obj` in every mode that lets the write proceed. Kinds
 /// without a type ([`of`] is `None`) pass unchecked.
@@ -391,15 +394,23 @@ pub fn check(
     let Some(t) = of(def.group, def.version, def.kind) else {
         return Ok(());
     };
-    let prefix = match source {
-        Source::Body => format!(
-            "{} in version {:?} cannot be handled as a {}: ",
+    let fail = |detail: String| match source {
+        Source::Body => ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: {detail}",
             def.kind, def.version, def.kind
+        )),
+        Source::Patch => ApiError::invalid(
+            "",
+            "",
+            "",
+            vec![Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {:?}: {detail}", obj.to_string()),
+                field: "patch".into(),
+            }],
         ),
-        Source::Patch => String::new(),
     };
-    let unknown = (t.decode)(&decodable(obj))
-        .map_err(|e| ApiError::bad_request(format!("{prefix}{}", e.go_message(def.kind))))?;
+    let unknown = (t.decode)(&decodable(obj)).map_err(|e| fail(e.go_message(def.kind)))?;
     let duplicates = match (mode, raw) {
         (FieldValidation::Ignore, _) | (_, None) => Vec::new(),
         (_, Some(raw)) => duplicate_fields(raw),
@@ -415,8 +426,8 @@ pub fn check(
         .collect();
     match mode {
         FieldValidation::Strict if !messages.is_empty() => {
-            return Err(ApiError::bad_request(format!(
-                "{prefix}strict decoding error: {}",
+            return Err(fail(format!(
+                "strict decoding error: {}",
                 messages.join(", ")
             )));
         }

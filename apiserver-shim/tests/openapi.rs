@@ -444,10 +444,18 @@ async fn field_validation_on_patches_and_status() {
         panic!("expected a Status, got {err:?}")
     };
     let status: Status = *status;
-    assert_eq!(status.code, 400);
-    assert_eq!(
-        status.message,
-        "strict decoding error: unknown field \"spec.foo\""
+    // handlers/patch.go: 422 on the field `patch`, carrying the patched object.
+    assert_eq!(status.code, 422);
+    assert_eq!(status.reason, "Invalid");
+    assert!(
+        status
+            .message
+            .starts_with(" \"\" is invalid: patch: Invalid value: \"{")
+            && status
+                .message
+                .ends_with("\": strict decoding error: unknown field \"spec.foo\""),
+        "{}",
+        status.message
     );
     assert_ne!(
         deployments.get("web").await.unwrap().spec.paused,
@@ -473,7 +481,7 @@ async fn field_validation_on_patches_and_status() {
     let stored = get(c, url).await.expect("get", 200);
     assert!(stored.body["spec"].get("foo").is_none());
 
-    // Strategic and JSON patches too; a wrong type is 400 with the path.
+    // Strategic and JSON patches too; a wrong type is 422 with the path.
     let a = send(
         c,
         "PATCH",
@@ -483,10 +491,13 @@ async fn field_validation_on_patches_and_status() {
         body(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "imagePolicy": "x"}]}}}})),
     )
     .await
-    .expect("strict smp", 400);
-    assert_eq!(
-        a.body["message"],
-        "strict decoding error: unknown field \"spec.template.spec.containers[0].imagePolicy\""
+    .expect("strict smp", 422);
+    assert!(
+        a.body["message"].as_str().unwrap().ends_with(
+            "strict decoding error: unknown field \"spec.template.spec.containers[0].imagePolicy\""
+        ),
+        "{}",
+        a.body
     );
     let a = send(
         c,
@@ -497,7 +508,7 @@ async fn field_validation_on_patches_and_status() {
         body(json!([{"op": "add", "path": "/spec/replicas", "value": "many"}])),
     )
     .await
-    .expect("wrong type patch", 400);
+    .expect("wrong type patch", 422);
     assert!(
         a.body["message"]
             .as_str()
@@ -533,11 +544,16 @@ async fn field_validation_on_patches_and_status() {
         body(json!({"status": {"replicas": 1, "bogus": true}})),
     )
     .await
-    .expect("strict status patch", 400);
-    assert_eq!(
-        a.body["message"],
-        "strict decoding error: unknown field \"status.bogus\""
+    .expect("strict status patch", 422);
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("strict decoding error: unknown field \"status.bogus\""),
+        "{}",
+        a.body
     );
+    assert_eq!(a.body["details"]["causes"][0]["field"], "patch");
     let a = send(
         c,
         "PATCH",
