@@ -116,7 +116,11 @@ pub const fn typed<T: DeserializeOwned + JsonSchema>() -> Typed {
 fn decode<T: DeserializeOwned>(obj: &Value) -> Result<Vec<FieldPath>, TypeError> {
     let mut unknown = Vec::new();
     let mut record = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(&p));
-    let de = serde_ignored::Deserializer::new(obj, &mut record);
+    // A `dyn` callback keeps the wrapped deserializer one type for every `T`,
+    // so the nested k8s-openapi types (PodSpec, ObjectMeta, …) are
+    // instantiated once, not once per kind (a closure type is unique per `T`).
+    let mut callback: &mut dyn FnMut(serde_ignored::Path<'_>) = &mut record;
+    let de = serde_ignored::Deserializer::new(obj, &mut callback);
     let res: Result<T, _> = serde_path_to_error::deserialize(de);
     match res {
         Ok(_) => Ok(unknown),
