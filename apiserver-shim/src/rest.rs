@@ -935,6 +935,9 @@ impl Api {
         let gr = def.group_resource();
         let patch = Patch::parse(&media_type(headers), body, def)?;
         let mode = FieldValidation::parse(query.field_validation.as_deref(), "PatchOptions")?;
+        // Duplicate keys of a merge or strategic patch are reported like a
+        // body's (handlers/patch.go decodes those patches strictly).
+        let patch_keys = (!matches!(patch, Patch::Json(_))).then_some(body);
         let sub = target.subresource.clone();
         let (obj, _) = self
             .guaranteed_update(target, name, false, query.dry_run, |old| {
@@ -947,7 +950,7 @@ impl Api {
                 }
                 let mut patched = old.clone();
                 patch.apply(&mut patched)?;
-                crate::typed::check(def, mode, None, &mut patched, Source::Patch)?;
+                crate::typed::check(def, mode, patch_keys, &mut patched, Source::Patch)?;
                 if meta::resource_version(&patched) != meta::resource_version(old) {
                     return Err(ApiError::modified(&gr, name));
                 }

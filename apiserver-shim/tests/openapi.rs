@@ -534,6 +534,22 @@ async fn field_validation_on_patches_and_status() {
             .starts_with("PatchOptions.meta.k8s.io")
     );
 
+    // Duplicate keys in a merge patch are reported too.
+    let a = send(
+        c,
+        "PATCH",
+        url,
+        merge,
+        &[],
+        br#"{"spec":{"paused":false,"paused":true}}"#.to_vec(),
+    )
+    .await
+    .expect("duplicate in patch", 200);
+    assert_eq!(
+        a.warnings(),
+        vec!["299 - \"duplicate field \\\"spec.paused\\\"\""]
+    );
+
     // The status subresource is checked the same way.
     let a = send(
         c,
