@@ -61,8 +61,9 @@ pub struct TypeError {
 
 impl TypeError {
     /// The message in the shape of Go's `encoding/json` `UnmarshalTypeError`
-    /// (`json: cannot unmarshal string into Go struct field Pod.spec.replicas
-    /// of type i32`) when serde's text allows, else `json: <path>: <detail>`.
+    /// (`json: cannot unmarshal string into Go struct field
+    /// Deployment.spec.replicas of type int32`, with Go's names for the
+    /// common types) when serde's text allows, else `json: <path>: <detail>`.
     pub fn go_message(&self, kind: &str) -> String {
         let parsed = self
             .detail
@@ -75,6 +76,16 @@ impl TypeError {
                     "boolean" => "bool",
                     "map" => "object",
                     "sequence" => "array",
+                    other => other,
+                };
+                let expected = match expected {
+                    "i32" | "a 32-bit integer" => "int32",
+                    "i64" => "int64",
+                    "f64" => "float64",
+                    "a string" => "string",
+                    "a boolean" => "bool",
+                    "a sequence" => "array",
+                    "a map" => "object",
                     other => other,
                 };
                 (go.to_string(), expected.to_string())
@@ -478,9 +489,8 @@ mod tests {
         let e = (deploy.decode)(&decodable(&obj)).unwrap_err();
         assert_eq!(e.path, "spec.replicas");
         assert!(
-            e.go_message("Deployment").starts_with(
-                "json: cannot unmarshal string into Go struct field Deployment.spec.replicas of type"
-            ),
+            e.go_message("Deployment")
+                == "json: cannot unmarshal string into Go struct field Deployment.spec.replicas of type int32",
             "{}",
             e.go_message("Deployment")
         );
