@@ -21,6 +21,7 @@ pub mod error;
 pub mod fieldmanager;
 pub mod meta;
 mod namespace_lifecycle;
+pub mod openapi;
 pub mod pki;
 pub mod protobuf;
 pub mod registry;
@@ -31,6 +32,8 @@ pub mod server;
 pub mod serviceaccount;
 pub mod store;
 pub mod table;
+pub mod typed;
+pub mod warning;
 pub mod watch;
 
 pub use server::{Server, ServerConfig};

@@ -107,6 +107,8 @@ pub struct Query {
     pub field_manager: Option<String>,
     /// `force` of an apply patch (`None`: not sent).
     pub force: Option<bool>,
+    /// `fieldValidation` as sent; see [`crate::typed::FieldValidation::parse`].
+    pub field_validation: Option<String>,
 }
 
 /// Parses a boolean the way Go's `strconv.ParseBool` does.
@@ -170,6 +172,7 @@ impl Query {
                 "includeObject" => q.include_object = Some(v),
                 "fieldManager" => q.field_manager = Some(v).filter(|s| !s.is_empty()),
                 "force" => q.force = Some(parse_bool("force", &v)?),
+                "fieldValidation" => q.field_validation = Some(v),
                 _ => {}
             }
         }

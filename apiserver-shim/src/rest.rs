@@ -12,6 +12,7 @@ use crate::registry::{NameRule, ResourceDef};
 use crate::request::{Query, Representation, Target};
 use crate::store::{KeyValue, ListOptions, Storage, StorageError};
 use crate::table;
+use crate::typed::{FieldValidation, Source};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
@@ -463,7 +464,8 @@ impl Api {
             ("POST", None, None) => self.create(&target, &query, headers, &body, repr).await,
             ("POST", Some(name), Some("binding")) => self.bind(&target, name, headers, &body).await,
             ("PUT", Some(name), _) => {
-                let obj = decode_body(headers, &body, def.kind)?;
+                let mut obj = decode_body(headers, &body, def.kind)?;
+                check_fields(&target, &query, "UpdateOptions", Some(&body), &mut obj)?;
                 fieldmanager::validate_options("UpdateOptions", &query, None)?;
                 let manager = fieldmanager::manager_name(&query, headers);
                 self.update(&target, name, &query, obj, repr, &manager)
@@ -865,6 +867,7 @@ impl Api {
     ) -> ApiResult<Response> {
         let def = target.def;
         let mut obj = decode_body(headers, body, def.kind)?;
+        check_fields(target, query, "CreateOptions", Some(body), &mut obj)?;
         fieldmanager::validate_options("CreateOptions", query, None)?;
         let manager = fieldmanager::manager_name(query, headers);
         // Defaults first, as kube-apiserver defaults while decoding: the
@@ -1033,8 +1036,12 @@ impl Api {
             return self.apply_patch(target, name, query, body, repr).await;
         }
         let patch = Patch::parse(&mt, body, def)?;
+        let mode = FieldValidation::parse(query.field_validation.as_deref(), "PatchOptions")?;
         fieldmanager::validate_options("PatchOptions", query, Some(false))?;
         let manager = fieldmanager::manager_name(query, headers);
+        // Duplicate keys of a merge or strategic patch are reported like a
+        // body's (handlers/patch.go decodes those patches strictly).
+        let patch_keys = (!matches!(patch, Patch::Json(_))).then_some(body);
         let sub = target.subresource.clone();
         let (obj, _) = self
             .guaranteed_update(target, name, false, query.dry_run, |old| {
@@ -1049,6 +1056,7 @@ impl Api {
                 }
                 let mut patched = old.clone();
                 patch.apply(&mut patched)?;
+                crate::typed::check(def, mode, patch_keys, &mut patched, Source::Patch)?;
                 if meta::resource_version(&patched) != meta::resource_version(old) {
                     return Err(ApiError::modified(&gr, name));
                 }
@@ -1354,6 +1362,28 @@ impl Api {
             crate::alloc::release(&*self.store, &crate::alloc::held_keys(obj), meta::uid(obj))
                 .await;
         }
+    }
+}
+
+/// Server-side field validation of a create or update body (the hook into
+/// [`crate::typed`]): parses `fieldValidation` (`options_kind` names the
+/// options in its error), then decodes `obj` into the kind's type, failing on
+/// a type error, reporting unknown and duplicate fields per the directive,
+/// and pruning unknown fields. The `scale` subresource (a Scale, not the
+/// kind) and `binding` are not checked here.
+fn check_fields(
+    target: &Target,
+    query: &Query,
+    options_kind: &str,
+    raw: Option<&[u8]>,
+    obj: &mut Value,
+) -> ApiResult<()> {
+    let mode = FieldValidation::parse(query.field_validation.as_deref(), options_kind)?;
+    match target.subresource.as_deref() {
+        None | Some("status" | "finalize") => {
+            crate::typed::check(target.def, mode, raw, obj, Source::Body)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -153,10 +153,13 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     let Some(identity) = authenticate(&state, from_cert, bearer).await else {
         return ApiError::unauthorized().into_response();
     };
-    match serve(&state, req, &identity).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    crate::warning::collect(async {
+        match serve(&state, req, &identity).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        }
+    })
+    .await
 }
 
 fn decode_segment(s: &str) -> String {
@@ -233,6 +236,10 @@ async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult
                 HeaderValue::from_static("application/jwk-set+json"),
             );
             return Ok(r);
+        }
+        ["openapi", "v3", rest @ ..] => {
+            return crate::openapi::serve(&parts.method, &parts.headers, parts.uri.query(), rest)
+                .await;
         }
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),

@@ -1,10 +1,10 @@
 //! The real kubectl against a real vkube server over verified TLS.
 //!
 //! Every test starts its own [`TestCluster`] and asserts on what kubectl
-//! prints. Objects are created from YAML (`create -f`) with
-//! `--validate=false`: kubectl's typed generators (`create namespace`,
-//! `create configmap`, `run`, `expose`, ...) send protobuf bodies, and
-//! OpenAPI-backed validation is not served yet.
+//! prints. Objects are created from YAML (`create -f`), with kubectl's
+//! default `--validate=strict` (the server validates fields): kubectl's typed
+//! generators (`create namespace`, `create configmap`, `run`, `expose`, ...)
+//! send protobuf bodies.
 
 use std::time::Duration;
 use vkube_e2e::TestCluster;
@@ -102,7 +102,7 @@ fn configmap(name: &str, labels: &str, data: &str) -> String {
 async fn create_app(c: &TestCluster) {
     let path = c.write_file("app.yaml", APP);
     let out = c
-        .kubectl(&["create", "--validate=false", "-f", path.to_str().unwrap()])
+        .kubectl(&["create", "-f", path.to_str().unwrap()])
         .await
         .expect_ok();
     assert_eq!(
@@ -121,7 +121,7 @@ async fn create_app(c: &TestCluster) {
 }
 
 async fn create_stdin(c: &TestCluster, yaml: &str) {
-    c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], yaml)
+    c.kubectl_stdin(&["create", "-f", "-"], yaml)
         .await
         .expect_ok();
 }
@@ -510,7 +510,7 @@ async fn create_multi_document_then_get_in_every_format() {
     // Creating the same objects again is AlreadyExists for each.
     let out = c
         .kubectl_stdin(
-            &["create", "--validate=false", "-f", "-"],
+            &["create", "-f", "-"],
             &configmap("other", "app: db", "k: v"),
         )
         .await
@@ -537,14 +537,7 @@ async fn replace_label_annotate_patch_and_scale() {
     let changed = APP.replace("color: blue", "color: green");
     let path = c.write_file("changed.yaml", &changed);
     let replaced = c
-        .kubectl(&[
-            "replace",
-            "--validate=false",
-            "-n",
-            "demo",
-            "-f",
-            path.to_str().unwrap(),
-        ])
+        .kubectl(&["replace", "-n", "demo", "-f", path.to_str().unwrap()])
         .await;
     // The Namespace replace succeeds too; every object prints "replaced".
     let replaced = replaced.expect_ok();
@@ -920,11 +913,11 @@ async fn namespace_deletion_finalizes_and_missing_namespace_is_rejected() {
 
     // Writes into a namespace that does not exist.
     let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lost\n  namespace: nope\n";
-    c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], yaml)
+    c.kubectl_stdin(&["create", "-f", "-"], yaml)
         .await
         .expect_err_contains(r#"namespaces "nope" not found"#);
     c.kubectl_stdin(
-        &["create", "--validate=false", "-n", "nope", "-f", "-"],
+        &["create", "-n", "nope", "-f", "-"],
         &configmap("lost", "", "k: v"),
     )
     .await
@@ -1033,6 +1026,141 @@ spec:
         "app=app:2 sidecar=sidecar:2",
         "{images}"
     );
+}
+
+/// kubectl's default `--validate=strict` leaves validation to the server
+/// once `/openapi/v3` advertises `fieldValidation`: an unknown field fails
+/// `create` with kube-apiserver's message, `--validate=warn` prints the
+/// server's warning, `--validate=ignore` is silent, and the field is never stored.
+#[tokio::test]
+async fn create_validates_fields_on_the_server() {
+    let c = TestCluster::start().await;
+    let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\n  labells: {a: b}\ndata: {k: v}\nspec: {x: 1}\n";
+    let out = c
+        .kubectl_stdin(&["create", "-f", "-"], bad)
+        .await
+        .expect_err_contains(
+            r#"Error from server (BadRequest): error when creating "STDIN": ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "metadata.labells", unknown field "spec""#,
+        );
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    c.kubectl(&["get", "cm", "typo"])
+        .await
+        .expect_err_contains("NotFound");
+    let out = c
+        .kubectl_stdin(&["create", "--validate=warn", "-f", "-"], bad)
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["configmap/typo created"]);
+    assert!(
+        out.stderr
+            .contains(r#"Warning: unknown field "metadata.labells""#)
+            && out.stderr.contains(r#"Warning: unknown field "spec""#),
+        "{out}"
+    );
+    let stored = c
+        .kubectl(&["get", "cm", "typo", "-o", "json"])
+        .await
+        .expect_ok()
+        .json();
+    assert!(stored.get("spec").is_none(), "{stored}");
+    assert!(stored["metadata"].get("labells").is_none(), "{stored}");
+    assert_eq!(stored["data"]["k"], "v");
+    let out = c
+        .kubectl_stdin(
+            &["create", "--validate=ignore", "-f", "-"],
+            &bad.replace("typo", "quiet"),
+        )
+        .await
+        .expect_ok();
+    assert!(!out.stderr.contains("Warning"), "{out}");
+    // A value of the wrong type names the field.
+    let wrong = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: wrong\nspec:\n  replicas: many\n";
+    c.kubectl_stdin(&["create", "-f", "-"], wrong)
+        .await
+        .expect_err_contains("Deployment.spec.replicas");
+    c.shutdown().await;
+}
+
+/// `kubectl apply` of a valid manifest works without flags and builds its
+/// strategic merge patch from the OpenAPI v3 schema (no fallback logged at
+/// `-v=5`), so a container added by someone else survives a re-apply and
+/// list items merge by name.
+#[tokio::test]
+async fn apply_uses_the_openapi_v3_schema() {
+    let c = TestCluster::start().await;
+    let manifest = |image: &str| {
+        format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: applied
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: applied}}}}
+  template:
+    metadata: {{labels: {{app: applied}}}}
+    spec:
+      containers:
+      - name: app
+        image: "{image}"
+        env: [{{name: A, value: "1"}}]
+"#
+        )
+    };
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest("app:1"))
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["deployment.apps/applied created"]);
+    c.kubectl(&[
+        "patch",
+        "deployment",
+        "applied",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"injected","image":"side:1"}]}}}}"#,
+    ])
+    .await
+    .expect_ok();
+    let out = c
+        .kubectl_stdin(&["apply", "-v=5", "-f", "-"], &manifest("app:2"))
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["deployment.apps/applied configured"]);
+    assert!(
+        !out.stderr.to_ascii_lowercase().contains("openapi v3"),
+        "apply fell back from the v3 schema: {out}"
+    );
+    let images = container_images(&c, "applied").await;
+    let mut got: Vec<&str> = images.stdout.split_whitespace().collect();
+    got.sort();
+    assert_eq!(got, ["app=app:2", "injected=side:1"], "{images}");
+    c.shutdown().await;
+}
+
+/// `kubectl explain` reads the OpenAPI v3 documents.
+#[tokio::test]
+async fn explain_prints_field_docs() {
+    let c = TestCluster::start().await;
+    c.kubectl(&["explain", "pod.spec.containers"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&[
+            "KIND:       Pod",
+            "VERSION:    v1",
+            "FIELD: containers <[]Container>",
+            "List of containers belonging to the pod.",
+            "FIELDS:",
+            "  image\t<string>",
+            "  name\t<string> -required-",
+        ]);
+    c.kubectl(&["explain", "deployments.spec.replicas"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["GROUP:      apps", "FIELD: replicas <integer>"]);
+    c.kubectl(&["explain", "pod.spec.nope"])
+        .await
+        .expect_err_contains(r#"field "nope" does not exist"#);
+    c.shutdown().await;
 }
 
 /// The whitespace-separated words of a table's header line.

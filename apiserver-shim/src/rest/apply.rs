@@ -31,8 +31,16 @@ impl Api {
         if matches!(sub.as_deref(), Some(s) if s != "status") {
             return Err(ApiError::unsupported_media_type(fieldmanager::APPLY_PATCH));
         }
+        let mode = crate::typed::FieldValidation::parse(
+            query.field_validation.as_deref(),
+            "PatchOptions",
+        )?;
         let mut config = fieldmanager::decode_apply_body(body)?;
         fieldmanager::check_applied(def, &config, name, target.namespace.as_deref())?;
+        // The applied configuration is validated like a patch result: unknown
+        // fields fail under Strict, warn under Warn, and are never stored.
+        let raw = body.trim_ascii_start().starts_with(b"{").then_some(body);
+        crate::typed::check(def, mode, raw, &mut config, crate::typed::Source::Patch)?;
         if meta::name(&config).is_empty() {
             meta::metadata_mut(&mut config).insert("name".into(), name.into());
         }
