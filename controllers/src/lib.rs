@@ -11,7 +11,9 @@
 //! * [`deployment`]: ReplicaSets per Deployment, RollingUpdate/Recreate,
 //!   revisions, rollout conditions, history cleanup;
 //! * [`gc`]: ownerReference garbage collection with background, foreground
-//!   and orphan propagation.
+//!   and orphan propagation;
+//! * [`namespace`]: empties terminating namespaces, deletion conditions,
+//!   the `kubernetes` finalizer.
 //!
 //! Which controllers run is data: [`CONTROLLERS`], selected with
 //! kube-controller-manager's `--controllers` syntax by [`select`] and
@@ -21,6 +23,7 @@
 
 pub mod deployment;
 pub mod gc;
+pub mod namespace;
 pub mod replicaset;
 pub mod simulator;
 pub mod util;
@@ -74,6 +77,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["garbage-collector-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(gc::run(c)),
+    },
+    ControllerDef {
+        name: "namespace",
+        aliases: &["namespace-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(namespace::run(c)),
     },
 ];
 
@@ -173,10 +182,14 @@ mod tests {
 
     #[test]
     fn controllers_flag_follows_kube_controller_manager() {
-        assert_eq!(names("*"), ["deployment", "replicaset", "garbagecollector"]);
-        assert_eq!(names("*,-garbagecollector"), ["deployment", "replicaset"]);
+        let all = names("*");
+        assert_eq!(all[..3], ["deployment", "replicaset", "garbagecollector"]);
+        assert!(all.contains(&"namespace"));
+        assert!(!names("*,-garbagecollector").contains(&"garbagecollector"));
         assert_eq!(names("replicaset"), ["replicaset"]);
-        assert_eq!(names("-replicaset,*"), ["deployment", "garbagecollector"]);
+        let no_rs = names("-replicaset,*");
+        assert_eq!(no_rs.len(), all.len() - 1);
+        assert!(!no_rs.contains(&"replicaset"));
         assert_eq!(names("replicaset-controller"), ["replicaset"]);
         assert!(names("").is_empty());
         let err = select("*,nope").err().unwrap();
