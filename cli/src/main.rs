@@ -96,7 +96,10 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     } else {
         let kubeconfig = server.kubeconfig_for("system:kube-controller-manager", &[])?;
         let client = vkube_controllers::client_from_kubeconfig(&kubeconfig).await?;
-        let running = vkube_controllers::spawn(client, &controllers);
+        let options = vkube_controllers::Options {
+            root_ca_pem: Some(server.pki.ca_cert.clone()),
+        };
+        let running = vkube_controllers::spawn_with(client, &controllers, options);
         eprintln!("  controllers: {}", running.names.join(", "));
         Some(running)
     };

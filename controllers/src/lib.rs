@@ -13,7 +13,9 @@
 //! * [`gc`]: ownerReference garbage collection with background, foreground
 //!   and orphan propagation;
 //! * [`namespace`]: empties terminating namespaces, deletion conditions,
-//!   the `kubernetes` finalizer.
+//!   the `kubernetes` finalizer;
+//! * [`serviceaccount`]: the `default` ServiceAccount and the
+//!   `kube-root-ca.crt` ConfigMap in every namespace.
 //!
 //! Which controllers run is data: [`CONTROLLERS`], selected with
 //! kube-controller-manager's `--controllers` syntax by [`select`] and
@@ -25,11 +27,13 @@ pub mod deployment;
 pub mod gc;
 pub mod namespace;
 pub mod replicaset;
+pub mod serviceaccount;
 pub mod simulator;
 pub mod util;
 
 use futures::future::BoxFuture;
 use kube::Client;
+use std::sync::Arc;
 
 /// A controller failure (reported by the error policy, then retried).
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,18 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["namespace-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(namespace::run(c)),
+    },
+    ControllerDef {
+        name: "serviceaccount",
+        aliases: &["serviceaccount-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(serviceaccount::run_service_accounts(c)),
+    },
+    ControllerDef {
+        name: "root-ca-cert-publisher",
+        aliases: &["root-ca-certificate-publisher-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(serviceaccount::run_root_ca_publisher(c)),
     },
 ];
 
@@ -147,12 +163,45 @@ impl Running {
     }
 }
 
-/// Starts `controllers` on the current tokio runtime with `client`.
+/// Settings some controllers need beyond a client (kube-controller-manager
+/// flags).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The cluster CA bundle (PEM) that root-ca-cert-publisher publishes
+    /// (`--root-ca-file`); without it that controller does nothing.
+    pub root_ca_pem: Option<String>,
+}
+
+tokio::task_local! {
+    static OPTIONS: Arc<Options>;
+}
+
+/// The [`Options`] of the [`spawn_with`] that started the calling
+/// controller (read at a controller's start; defaults outside one). A
+/// task-local rather than a parameter so that [`ControllerDef::start`]
+/// stays `fn(Client)` for every row of [`CONTROLLERS`].
+pub fn options() -> Arc<Options> {
+    OPTIONS.try_with(Arc::clone).unwrap_or_default()
+}
+
+/// Starts `controllers` on the current tokio runtime with `client` and
+/// default [`Options`].
 pub fn spawn(client: Client, controllers: &[&'static ControllerDef]) -> Running {
+    spawn_with(client, controllers, Options::default())
+}
+
+/// Starts `controllers` on the current tokio runtime with `client`; each
+/// sees `options` through [`options`].
+pub fn spawn_with(
+    client: Client,
+    controllers: &[&'static ControllerDef],
+    options: Options,
+) -> Running {
+    let options = Arc::new(options);
     let mut tasks = tokio::task::JoinSet::new();
     for c in controllers {
         tracing::info!(controller = c.name, "starting controller");
-        tasks.spawn((c.start)(client.clone()));
+        tasks.spawn(OPTIONS.scope(options.clone(), (c.start)(client.clone())));
     }
     Running {
         tasks,

@@ -225,7 +225,7 @@ impl TestCluster {
         let mut c = Self::start().await;
         let client = c.controller_client().await;
         let selected = vkube_controllers::select("*").expect("the default selection");
-        let running = vkube_controllers::spawn(client.clone(), &selected);
+        let running = vkube_controllers::spawn_with(client.clone(), &selected, c.options());
         let node = sim.spawn(client);
         c.controllers.push((running, Some(node)));
         c
@@ -240,8 +240,15 @@ impl TestCluster {
         let client = self.controller_client().await;
         let selected = vkube_controllers::select(selection)
             .unwrap_or_else(|e| panic!("--controllers={selection}: {e}"));
-        let running = vkube_controllers::spawn(client, &selected);
+        let running = vkube_controllers::spawn_with(client, &selected, self.options());
         self.controllers.push((running, None));
+    }
+
+    /// The controllers' settings for this server (its CA as the root CA).
+    fn options(&self) -> vkube_controllers::Options {
+        vkube_controllers::Options {
+            root_ca_pem: Some(self.server.pki.ca_cert.clone()),
+        }
     }
 
     /// A kube-rs client authenticated as `system:kube-controller-manager`.

@@ -1,0 +1,285 @@
+//! The namespace, serviceaccount and root-ca-cert-publisher controllers
+//! against a real server, driven by real kubectl and kube-rs, with a
+//! simulated node running the pods.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::api::{Api, ListParams};
+use std::time::{Duration, Instant};
+use vkube_controllers::simulator::NodeSimulator;
+use vkube_e2e::TestCluster;
+
+/// Polls `kubectl ARGS` until its stdout satisfies `done`; panics with the
+/// last output after `timeout`.
+async fn eventually(
+    c: &TestCluster,
+    args: &[&str],
+    done: impl Fn(&str) -> bool,
+    timeout: Duration,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = c.kubectl(args).await;
+        if out.success() && done(&out.stdout) {
+            return out.stdout;
+        }
+        if Instant::now() > deadline {
+            panic!("condition not met within {timeout:?}: {out}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const APP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: nginx}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {k: v}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: held, namespace: shop, finalizers: [example.com/hold]}
+"#;
+
+#[tokio::test]
+async fn deleting_a_namespace_empties_and_removes_it() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl_stdin(&["apply", "--validate=false", "-f", "-"], APP)
+        .await
+        .expect_ok();
+    eventually(
+        &c,
+        &["get", "pods", "-n", "shop", "--no-headers"],
+        |s| s.lines().filter(|l| l.contains("Running")).count() == 2,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    let mut delete = c
+        .kubectl_cmd(&["delete", "namespace", "shop", "--timeout=60s"])
+        .spawn();
+    delete
+        .wait_for_stdout(r#"namespace "shop" deleted"#, Duration::from_secs(10))
+        .await;
+
+    // The finalizer holds one ConfigMap: everything else goes, the
+    // namespace stays Terminating and says why.
+    let client = c.client().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ns = loop {
+        let ns = namespaces.get("shop").await.expect("shop still exists");
+        let conditions = ns
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let remaining = conditions
+            .iter()
+            .find(|c| c.type_ == "NamespaceContentRemaining");
+        if remaining.and_then(|c| c.message.as_deref())
+            == Some("Some resources are remaining: configmaps. has 1 resource instances")
+        {
+            break ns;
+        }
+        assert!(Instant::now() < deadline, "conditions: {conditions:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let status = ns.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Terminating"));
+    let finalizers = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "NamespaceFinalizersRemaining")
+        .expect("NamespaceFinalizersRemaining");
+    assert_eq!(
+        (
+            finalizers.status.as_str(),
+            finalizers.reason.as_deref(),
+            finalizers.message.as_deref()
+        ),
+        (
+            "True",
+            Some("SomeFinalizersRemain"),
+            Some(
+                "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"
+            )
+        )
+    );
+    let out = c
+        .kubectl(&["get", "ns", "shop", "--no-headers"])
+        .await
+        .expect_ok();
+    assert!(out.stdout.contains("Terminating"), "{out}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "shop");
+    let names: Vec<_> = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|cm| cm.metadata.name)
+        .collect();
+    assert_eq!(names, ["held"]);
+
+    // Releasing the finalizer lets the deletion finish; kubectl returns
+    // once the namespace is gone.
+    c.kubectl(&[
+        "patch",
+        "cm",
+        "held",
+        "-n",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])
+    .await
+    .expect_ok();
+    delete.wait(Duration::from_secs(60)).await.expect_ok();
+    c.kubectl(&["get", "ns", "shop"])
+        .await
+        .expect_err_contains(r#"namespaces "shop" not found"#);
+    let out = c
+        .kubectl(&[
+            "get",
+            "pods,cm,deploy,rs,sa",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{\"\\n\"}{end}",
+        ])
+        .await
+        .expect_ok();
+    assert!(!out.stdout.contains("shop/"), "{out}");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn new_namespaces_get_default_service_account_and_root_ca() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl(&["create", "namespace", "newns"])
+        .await
+        .expect_ok();
+    eventually(
+        &c,
+        &["get", "sa", "default", "-n", "newns", "-o", "name"],
+        |s| s.trim() == "serviceaccount/default",
+        Duration::from_secs(10),
+    )
+    .await;
+    let ca = c.server.pki.ca_cert.clone();
+    let jsonpath = r"jsonpath={.data.ca\.crt}";
+    let got = eventually(
+        &c,
+        &[
+            "get",
+            "cm",
+            "kube-root-ca.crt",
+            "-n",
+            "newns",
+            "-o",
+            jsonpath,
+        ],
+        |s| !s.is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(got, ca);
+    // Built-in namespaces get the ConfigMap too.
+    eventually(
+        &c,
+        &[
+            "get",
+            "cm",
+            "kube-root-ca.crt",
+            "-n",
+            "kube-system",
+            "-o",
+            "name",
+        ],
+        |s| s.trim() == "configmap/kube-root-ca.crt",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Deleted: recreated. Edited: restored.
+    c.kubectl(&["delete", "sa", "default", "-n", "newns"])
+        .await
+        .expect_ok();
+    eventually(
+        &c,
+        &["get", "sa", "default", "-n", "newns", "-o", "name"],
+        |s| s.trim() == "serviceaccount/default",
+        Duration::from_secs(10),
+    )
+    .await;
+    c.kubectl(&[
+        "patch",
+        "cm",
+        "kube-root-ca.crt",
+        "-n",
+        "newns",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"ca.crt":"tampered","extra":"x"}}"#,
+    ])
+    .await
+    .expect_ok();
+    eventually(
+        &c,
+        &[
+            "get",
+            "cm",
+            "kube-root-ca.crt",
+            "-n",
+            "newns",
+            "-o",
+            "jsonpath={.data}",
+        ],
+        |s| s.contains("BEGIN CERTIFICATE") && !s.contains("extra"),
+        Duration::from_secs(10),
+    )
+    .await;
+    c.kubectl(&["delete", "cm", "kube-root-ca.crt", "-n", "newns"])
+        .await
+        .expect_ok();
+    let got = eventually(
+        &c,
+        &[
+            "get",
+            "cm",
+            "kube-root-ca.crt",
+            "-n",
+            "newns",
+            "-o",
+            jsonpath,
+        ],
+        |s| !s.is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(got, ca);
+    c.shutdown().await;
+}
