@@ -15,7 +15,8 @@
 //! * [`namespace`]: empties terminating namespaces, deletion conditions,
 //!   the `kubernetes` finalizer;
 //! * [`serviceaccount`]: the `default` ServiceAccount and the
-//!   `kube-root-ca.crt` ConfigMap in every namespace.
+//!   `kube-root-ca.crt` ConfigMap in every namespace;
+//! * [`endpoints`]: v1 Endpoints of Services with a selector.
 //!
 //! Which controllers run is data: [`CONTROLLERS`], selected with
 //! kube-controller-manager's `--controllers` syntax by [`select`] and
@@ -24,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod deployment;
+pub mod endpoints;
 pub mod gc;
 pub mod namespace;
 pub mod replicaset;
@@ -99,6 +101,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["root-ca-certificate-publisher-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(serviceaccount::run_root_ca_publisher(c)),
+    },
+    ControllerDef {
+        name: "endpoint",
+        aliases: &["endpoints-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(endpoints::run(c)),
     },
 ];
 

@@ -283,3 +283,183 @@ async fn new_namespaces_get_default_service_account_and_root_ca() {
     assert_eq!(got, ca);
     c.shutdown().await;
 }
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: c
+        image: nginx
+        ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: web, port: 80, targetPort: http}]
+"#;
+
+/// Sets the pod's Ready condition, as a kubelet's readiness probe would.
+async fn set_ready(c: &TestCluster, pod: &str, ready: bool) {
+    let status = if ready { "True" } else { "False" };
+    let patch =
+        format!(r#"{{"status":{{"conditions":[{{"type":"Ready","status":"{status}"}}]}}}}"#);
+    c.kubectl(&[
+        "patch",
+        "pod",
+        pod,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ])
+    .await
+    .expect_ok();
+}
+
+#[tokio::test]
+async fn endpoints_follow_pod_readiness() {
+    // Pods stay Running but not Ready until the test says otherwise.
+    let sim = NodeSimulator {
+        ready_delay: Duration::from_secs(3600),
+        ..NodeSimulator::default()
+    };
+    let c = TestCluster::start_with_controllers(sim).await;
+    c.kubectl_stdin(&["apply", "--validate=false", "-f", "-"], WEB)
+        .await
+        .expect_ok();
+    let ips = eventually(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.podIP} {end}",
+        ],
+        |s| s.split_whitespace().filter(|p| !p.ends_with('=')).count() == 3,
+        Duration::from_secs(20),
+    )
+    .await;
+    let mut pods: Vec<(String, String)> = ips
+        .split_whitespace()
+        .map(|p| {
+            let (n, ip) = p.split_once('=').unwrap();
+            (n.to_string(), ip.to_string())
+        })
+        .collect();
+    pods.sort_by(|a, b| a.1.cmp(&b.1));
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v.join(" ")
+    };
+    let all_ips = sorted(pods.iter().map(|p| p.1.clone()).collect());
+
+    // Not ready: all three under notReadyAddresses, none under addresses.
+    let addrs = "jsonpath={.subsets[*].addresses[*].ip}|{.subsets[*].notReadyAddresses[*].ip}|{.subsets[*].ports[*].port}";
+    let expect = |ready: Vec<String>, not_ready: Vec<String>| {
+        format!("{}|{}|8080", sorted(ready), sorted(not_ready))
+    };
+    let unready = expect(vec![], pods.iter().map(|p| p.1.clone()).collect());
+    let got = eventually(
+        &c,
+        &["get", "endpoints", "web", "-o", addrs],
+        |s| normalize(s) == unready,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(normalize(&got), unready, "{all_ips}");
+
+    // Two become ready: `kubectl get endpoints` lists them as ip:port.
+    set_ready(&c, &pods[0].0, true).await;
+    set_ready(&c, &pods[1].0, true).await;
+    let out = eventually(
+        &c,
+        &["get", "endpoints", "web", "--no-headers"],
+        |s| s.contains(&format!("{}:8080,{}:8080", pods[0].1, pods[1].1)),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(!out.contains(&pods[2].1), "{out}");
+    let two_ready = expect(
+        vec![pods[0].1.clone(), pods[1].1.clone()],
+        vec![pods[2].1.clone()],
+    );
+    eventually(
+        &c,
+        &["get", "endpoints", "web", "-o", addrs],
+        |s| normalize(s) == two_ready,
+        Duration::from_secs(20),
+    )
+    .await;
+    let json = c
+        .kubectl(&["get", "endpoints", "web", "-o", "json"])
+        .await
+        .expect_ok()
+        .json();
+    let address = &json["subsets"][0]["addresses"][0];
+    assert_eq!(address["nodeName"], "vkube-sim-node", "{json}");
+    assert_eq!(address["targetRef"]["kind"], "Pod", "{json}");
+    assert_eq!(address["targetRef"]["name"], pods[0].0.as_str(), "{json}");
+    assert_eq!(json["subsets"][0]["ports"][0]["name"], "web", "{json}");
+
+    // One stops being ready: it moves to notReadyAddresses.
+    set_ready(&c, &pods[0].0, false).await;
+    let one_ready = expect(
+        vec![pods[1].1.clone()],
+        vec![pods[0].1.clone(), pods[2].1.clone()],
+    );
+    eventually(
+        &c,
+        &["get", "endpoints", "web", "-o", addrs],
+        |s| normalize(s) == one_ready,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    // The bootstrap's default/kubernetes Endpoints (no selector) stay.
+    let out = c
+        .kubectl(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout, "127.0.0.1", "{out}");
+
+    // Deleting the Service deletes its Endpoints.
+    c.kubectl(&["delete", "service", "web"]).await.expect_ok();
+    eventually(
+        &c,
+        &["get", "endpoints", "-o", "name"],
+        |s| !s.contains("endpoints/web"),
+        Duration::from_secs(20),
+    )
+    .await;
+    c.shutdown().await;
+}
+
+/// Sorts the space-separated words of each `|`-separated field.
+fn normalize(s: &str) -> String {
+    s.split('|')
+        .map(|f| {
+            let mut w: Vec<_> = f.split_whitespace().collect();
+            w.sort();
+            w.dedup();
+            w.join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
