@@ -16,7 +16,8 @@
 //!   the `kubernetes` finalizer;
 //! * [`serviceaccount`]: the `default` ServiceAccount and the
 //!   `kube-root-ca.crt` ConfigMap in every namespace;
-//! * [`endpoints`]: v1 Endpoints of Services with a selector.
+//! * [`endpoints`]: v1 Endpoints of Services with a selector;
+//! * [`endpointslice`]: discovery.k8s.io/v1 EndpointSlices of the same.
 //!
 //! Which controllers run is data: [`CONTROLLERS`], selected with
 //! kube-controller-manager's `--controllers` syntax by [`select`] and
@@ -26,6 +27,7 @@
 
 pub mod deployment;
 pub mod endpoints;
+pub mod endpointslice;
 pub mod gc;
 pub mod namespace;
 pub mod replicaset;
@@ -107,6 +109,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["endpoints-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(endpoints::run(c)),
+    },
+    ControllerDef {
+        name: "endpointslice",
+        aliases: &["endpointslice-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(endpointslice::run(c)),
     },
 ];
 

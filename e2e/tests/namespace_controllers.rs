@@ -326,7 +326,7 @@ async fn set_ready(c: &TestCluster, pod: &str, ready: bool) {
 }
 
 #[tokio::test]
-async fn endpoints_follow_pod_readiness() {
+async fn endpoints_and_endpointslices_follow_pod_readiness() {
     // Pods stay Running but not Ready until the test says otherwise.
     let sim = NodeSimulator {
         ready_delay: Duration::from_secs(3600),
@@ -426,6 +426,69 @@ async fn endpoints_follow_pod_readiness() {
     )
     .await;
 
+    // The EndpointSlices say the same, with conditions per endpoint.
+    let selector = "kubernetes.io/service-name=web";
+    let conds = "jsonpath={range .items[*].endpoints[*]}{.addresses[0]}={.conditions.ready}/{.conditions.serving} {end}|{.items[*].ports[*].port}";
+    let want = {
+        let mut v: Vec<String> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let r = i == 1;
+                format!("{}={r}/{r}", p.1)
+            })
+            .collect();
+        v.sort();
+        format!("{}|8080", v.join(" "))
+    };
+    eventually(
+        &c,
+        &["get", "endpointslices", "-l", selector, "-o", conds],
+        |s| normalize(s) == want,
+        Duration::from_secs(20),
+    )
+    .await;
+    let out = c
+        .kubectl(&["get", "endpointslices", "-l", selector, "--no-headers"])
+        .await
+        .expect_ok();
+    let line = out.lines()[0].to_string();
+    assert!(
+        line.starts_with("web-") && line.contains("IPv4") && line.contains("8080"),
+        "{out}"
+    );
+    let slice = &c
+        .kubectl(&["get", "endpointslices", "-l", selector, "-o", "json"])
+        .await
+        .expect_ok()
+        .json()["items"][0];
+    assert_eq!(
+        slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io",
+        "{slice}"
+    );
+    assert_eq!(
+        slice["metadata"]["ownerReferences"][0]["kind"], "Service",
+        "{slice}"
+    );
+    assert_eq!(
+        slice["metadata"]["ownerReferences"][0]["name"], "web",
+        "{slice}"
+    );
+    assert_eq!(slice["addressType"], "IPv4", "{slice}");
+    assert_eq!(slice["ports"][0]["name"], "web", "{slice}");
+
+    // Settled: neither object is rewritten while nothing changes.
+    let rvs = [
+        "get",
+        "endpoints,endpointslices",
+        "-o",
+        "jsonpath={.items[*].metadata.resourceVersion}",
+    ];
+    let before = c.kubectl(&rvs).await.expect_ok().stdout;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(c.kubectl(&rvs).await.expect_ok().stdout, before);
+
     // The bootstrap's default/kubernetes Endpoints (no selector) stay.
     let out = c
         .kubectl(&[
@@ -438,6 +501,27 @@ async fn endpoints_follow_pod_readiness() {
         .await
         .expect_ok();
     assert_eq!(out.stdout, "127.0.0.1", "{out}");
+
+    // Losing the selector removes the slices (the Endpoints stay, as
+    // upstream leaves a selectorless Service's Endpoints alone).
+    c.kubectl(&[
+        "patch",
+        "service",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/selector"}]"#,
+    ])
+    .await
+    .expect_ok();
+    eventually(
+        &c,
+        &["get", "endpointslices", "-l", selector, "-o", "name"],
+        |s| s.is_empty(),
+        Duration::from_secs(20),
+    )
+    .await;
+    c.kubectl(&["get", "endpoints", "web"]).await.expect_ok();
 
     // Deleting the Service deletes its Endpoints.
     c.kubectl(&["delete", "service", "web"]).await.expect_ok();
