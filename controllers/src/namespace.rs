@@ -19,7 +19,9 @@
 //! 5. the `NamespaceDeletion*` / `Namespace*Remaining` conditions are
 //!    written ([`conditions`], pure), and once nothing remains `kubernetes`
 //!    is removed from `spec.finalizers` through the `finalize` subresource;
-//!    otherwise the namespace is looked at again shortly.
+//!    otherwise the namespace is looked at again ([`recheck_after`]).
+//!
+//! Discovery results are reused for 10 s across passes.
 
 use crate::{Error, Result};
 use futures::StreamExt;
@@ -33,14 +35,28 @@ use kube_runtime::watcher;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The finalizer the API server puts on every namespace and this controller
 /// removes (`v1.FinalizerKubernetes`).
 pub const FINALIZER: &str = "kubernetes";
 
-/// How soon a namespace with remaining content is looked at again.
-const RECHECK: Duration = Duration::from_millis(500);
+/// How long a discovery result is reused across passes (resources rarely
+/// change, and none can be created in a terminating namespace).
+const DISCOVERY_TTL: Duration = Duration::from_secs(10);
+
+/// How soon a namespace whose content remains is looked at again, given
+/// how long it has been terminating: every 0.5 s for the first 10 s (pods
+/// finishing, finalizers about to be released), every 2 s up to a minute,
+/// then every 5 s (content held by a finalizer nobody releases). Upstream
+/// requeues after an estimate from the remaining pods' grace periods.
+pub fn recheck_after(terminating_for: Duration) -> Duration {
+    match terminating_for.as_secs() {
+        0..10 => Duration::from_millis(500),
+        10..60 => Duration::from_secs(2),
+        _ => Duration::from_secs(5),
+    }
+}
 
 /// What one pass over a terminating namespace's content found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -296,8 +312,34 @@ async fn empty_resource(
     Ok(())
 }
 
+/// Namespaced resources that can be listed and deleted, as discovered.
+type Resources = Vec<(ApiResource, ApiCapabilities)>;
+
 struct Ctx {
     client: Client,
+    discovered: tokio::sync::Mutex<Option<(Instant, Arc<Resources>)>>,
+}
+
+impl Ctx {
+    /// The deletable resources, from a discovery at most [`DISCOVERY_TTL`]
+    /// old.
+    async fn resources(&self) -> Result<Arc<Resources>, kube::Error> {
+        let mut cached = self.discovered.lock().await;
+        if let Some((at, r)) = cached.as_ref()
+            && at.elapsed() < DISCOVERY_TTL
+        {
+            return Ok(r.clone());
+        }
+        let d = Discovery::new(self.client.clone()).run().await?;
+        let r: Arc<Resources> = Arc::new(
+            d.groups()
+                .flat_map(|g| g.recommended_resources())
+                .filter(|(_, caps)| deletable(caps))
+                .collect(),
+        );
+        *cached = Some((Instant::now(), r.clone()));
+        Ok(r)
+    }
 }
 
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action> {
@@ -311,20 +353,14 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action> {
     }
 
     let mut outcome = Outcome::default();
-    let mut resources = Vec::new();
-    match Discovery::new(ctx.client.clone()).run().await {
-        Ok(d) => {
-            for g in d.groups() {
-                resources.extend(
-                    g.recommended_resources()
-                        .into_iter()
-                        .filter(|(_, caps)| deletable(caps)),
-                );
-            }
+    let resources = match ctx.resources().await {
+        Ok(r) => r,
+        Err(e) => {
+            outcome.discovery_error = Some(e.to_string());
+            Arc::default()
         }
-        Err(e) => outcome.discovery_error = Some(e.to_string()),
-    }
-    for (ar, caps) in &resources {
+    };
+    for (ar, caps) in resources.iter() {
         if let Err(e) = empty_resource(&ctx.client, &name, ar, caps, &mut outcome).await {
             outcome.failures.push(format!("{}: {e}", resource_key(ar)));
         }
@@ -356,7 +392,14 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action> {
         }
     }
     if !outcome.finished() {
-        return Ok(Action::requeue(RECHECK));
+        let since = ns
+            .metadata
+            .deletion_timestamp
+            .as_ref()
+            .map(|t| jiff::Timestamp::now().duration_since(t.0))
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or_default();
+        return Ok(Action::requeue(recheck_after(since)));
     }
 
     // Finalize: PUT the namespace with `kubernetes` dropped from
@@ -393,6 +436,7 @@ fn error_policy(ns: Arc<Namespace>, err: &Error, _ctx: Arc<Ctx>) -> Action {
 pub async fn run(client: Client) {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
+        discovered: tokio::sync::Mutex::new(None),
     });
     Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
         .run(reconcile, error_policy, ctx)
@@ -562,6 +606,15 @@ mod tests {
             .map(|c| c.last_transition_time.clone().unwrap())
             .collect();
         assert_eq!(times, [t(10), t(10), t(10), t(20), t(10)]);
+    }
+
+    #[test]
+    fn rechecks_slow_down_as_termination_drags_on() {
+        let after = |s| recheck_after(Duration::from_secs(s));
+        assert_eq!(after(0), Duration::from_millis(500));
+        assert_eq!(after(9), Duration::from_millis(500));
+        assert_eq!(after(10), Duration::from_secs(2));
+        assert_eq!(after(600), Duration::from_secs(5));
     }
 
     #[test]
