@@ -20,7 +20,6 @@ pub mod discovery;
 pub mod error;
 pub mod fieldmanager;
 pub mod meta;
-mod namespace_lifecycle;
 pub mod openapi;
 pub mod pki;
 pub mod protobuf;

@@ -363,7 +363,6 @@ impl Server {
         crate::bootstrap_policy::ensure(&api)
             .await
             .context("creating the bootstrap RBAC policy")?;
-        crate::namespace_lifecycle::spawn(api.clone());
 
         let kubeconfig = pki.admin_kubeconfig(&server_url, &config.context_name);
         let kubeconfig_path = config.data_dir.join("admin.kubeconfig");

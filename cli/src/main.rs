@@ -39,8 +39,10 @@ struct ApiserverArgs {
     service_cidr: vkube_core::service::ServiceCidr,
     /// Controllers to run in this process, with kube-controller-manager's
     /// syntax: a comma-separated list where `*` enables every controller on
-    /// by default, `foo` enables foo and `-foo` disables it (known:
-    /// deployment, replicaset, garbagecollector). An empty value runs none.
+    /// by default, `foo` enables foo and `-foo` disables it (the known names
+    /// are vkube_controllers::CONTROLLERS; an unknown one is an error that
+    /// lists them). An empty value runs none, and deleted namespaces then
+    /// stay Terminating (no namespace controller).
     #[arg(long, default_value = "*", env = "VKUBE_CONTROLLERS")]
     controllers: String,
     /// Issuer (`iss`) of service account tokens; also the audience they
@@ -96,7 +98,10 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     } else {
         let kubeconfig = server.kubeconfig_for("system:kube-controller-manager", &[])?;
         let client = vkube_controllers::client_from_kubeconfig(&kubeconfig).await?;
-        let running = vkube_controllers::spawn(client, &controllers);
+        let options = vkube_controllers::Options {
+            root_ca_pem: Some(server.pki.ca_cert.clone()),
+        };
+        let running = vkube_controllers::spawn_with(client, &controllers, options);
         eprintln!("  controllers: {}", running.names.join(", "));
         Some(running)
     };

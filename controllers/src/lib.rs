@@ -11,7 +11,13 @@
 //! * [`deployment`]: ReplicaSets per Deployment, RollingUpdate/Recreate,
 //!   revisions, rollout conditions, history cleanup;
 //! * [`gc`]: ownerReference garbage collection with background, foreground
-//!   and orphan propagation.
+//!   and orphan propagation;
+//! * [`namespace`]: empties terminating namespaces, deletion conditions,
+//!   the `kubernetes` finalizer;
+//! * [`serviceaccount`]: the `default` ServiceAccount and the
+//!   `kube-root-ca.crt` ConfigMap in every namespace;
+//! * [`endpoints`]: v1 Endpoints of Services with a selector;
+//! * [`endpointslice`]: discovery.k8s.io/v1 EndpointSlices of the same.
 //!
 //! Which controllers run is data: [`CONTROLLERS`], selected with
 //! kube-controller-manager's `--controllers` syntax by [`select`] and
@@ -20,13 +26,18 @@
 #![warn(missing_docs)]
 
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod gc;
+pub mod namespace;
 pub mod replicaset;
+pub mod serviceaccount;
 pub mod simulator;
 pub mod util;
 
 use futures::future::BoxFuture;
 use kube::Client;
+use std::sync::Arc;
 
 /// A controller failure (reported by the error policy, then retried).
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +85,36 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["garbage-collector-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(gc::run(c)),
+    },
+    ControllerDef {
+        name: "namespace",
+        aliases: &["namespace-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(namespace::run(c)),
+    },
+    ControllerDef {
+        name: "serviceaccount",
+        aliases: &["serviceaccount-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(serviceaccount::run_service_accounts(c)),
+    },
+    ControllerDef {
+        name: "root-ca-cert-publisher",
+        aliases: &["root-ca-certificate-publisher-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(serviceaccount::run_root_ca_publisher(c)),
+    },
+    ControllerDef {
+        name: "endpoint",
+        aliases: &["endpoints-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(endpoints::run(c)),
+    },
+    ControllerDef {
+        name: "endpointslice",
+        aliases: &["endpointslice-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(endpointslice::run(c)),
     },
 ];
 
@@ -138,12 +179,45 @@ impl Running {
     }
 }
 
-/// Starts `controllers` on the current tokio runtime with `client`.
+/// Settings some controllers need beyond a client (kube-controller-manager
+/// flags).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The cluster CA bundle (PEM) that root-ca-cert-publisher publishes
+    /// (`--root-ca-file`); without it that controller does nothing.
+    pub root_ca_pem: Option<String>,
+}
+
+tokio::task_local! {
+    static OPTIONS: Arc<Options>;
+}
+
+/// The [`Options`] of the [`spawn_with`] that started the calling
+/// controller (read at a controller's start; defaults outside one). A
+/// task-local rather than a parameter so that [`ControllerDef::start`]
+/// stays `fn(Client)` for every row of [`CONTROLLERS`].
+pub fn options() -> Arc<Options> {
+    OPTIONS.try_with(Arc::clone).unwrap_or_default()
+}
+
+/// Starts `controllers` on the current tokio runtime with `client` and
+/// default [`Options`].
 pub fn spawn(client: Client, controllers: &[&'static ControllerDef]) -> Running {
+    spawn_with(client, controllers, Options::default())
+}
+
+/// Starts `controllers` on the current tokio runtime with `client`; each
+/// sees `options` through [`options`].
+pub fn spawn_with(
+    client: Client,
+    controllers: &[&'static ControllerDef],
+    options: Options,
+) -> Running {
+    let options = Arc::new(options);
     let mut tasks = tokio::task::JoinSet::new();
     for c in controllers {
         tracing::info!(controller = c.name, "starting controller");
-        tasks.spawn((c.start)(client.clone()));
+        tasks.spawn(OPTIONS.scope(options.clone(), (c.start)(client.clone())));
     }
     Running {
         tasks,
@@ -173,10 +247,14 @@ mod tests {
 
     #[test]
     fn controllers_flag_follows_kube_controller_manager() {
-        assert_eq!(names("*"), ["deployment", "replicaset", "garbagecollector"]);
-        assert_eq!(names("*,-garbagecollector"), ["deployment", "replicaset"]);
+        let all = names("*");
+        assert_eq!(all[..3], ["deployment", "replicaset", "garbagecollector"]);
+        assert!(all.contains(&"namespace"));
+        assert!(!names("*,-garbagecollector").contains(&"garbagecollector"));
         assert_eq!(names("replicaset"), ["replicaset"]);
-        assert_eq!(names("-replicaset,*"), ["deployment", "garbagecollector"]);
+        let no_rs = names("-replicaset,*");
+        assert_eq!(no_rs.len(), all.len() - 1);
+        assert!(!no_rs.contains(&"replicaset"));
         assert_eq!(names("replicaset-controller"), ["replicaset"]);
         assert!(names("").is_empty());
         let err = select("*,nope").err().unwrap();

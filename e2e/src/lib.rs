@@ -173,11 +173,11 @@ pub struct TestCluster {
     pub kubectl_bin: PathBuf,
     /// A scratch directory for the test's own files (manifests, HOME, caches).
     pub work_dir: PathBuf,
-    /// Controllers and simulated node started by
-    /// [`TestCluster::start_with_controllers`].
-    controllers: Option<(
+    /// Controllers started by [`TestCluster::start_with_controllers`] or
+    /// [`TestCluster::run_controllers`], and the simulated node if any.
+    controllers: Vec<(
         vkube_controllers::Running,
-        tokio::task::JoinHandle<vkube_controllers::Result<()>>,
+        Option<tokio::task::JoinHandle<vkube_controllers::Result<()>>>,
     )>,
     // Dropped last: holds the data directory and work_dir.
     _dir: tempfile::TempDir,
@@ -210,7 +210,7 @@ impl TestCluster {
             server,
             kubectl_bin,
             work_dir,
-            controllers: None,
+            controllers: Vec::new(),
             _dir: dir,
         })
     }
@@ -225,10 +225,30 @@ impl TestCluster {
         let mut c = Self::start().await;
         let client = c.controller_client().await;
         let selected = vkube_controllers::select("*").expect("the default selection");
-        let running = vkube_controllers::spawn(client.clone(), &selected);
+        let running = vkube_controllers::spawn_with(client.clone(), &selected, c.options());
         let node = sim.spawn(client);
-        c.controllers = Some((running, node));
+        c.controllers.push((running, Some(node)));
         c
+    }
+
+    /// Starts the controllers that `selection` (kube-controller-manager's
+    /// `--controllers` syntax, e.g. `"namespace"`) names, without a node:
+    /// for tests that need one controller's effect, such as namespace
+    /// deletion finishing (the API server alone leaves a deleted namespace
+    /// Terminating, as kube-apiserver does without kube-controller-manager).
+    pub async fn run_controllers(&mut self, selection: &str) {
+        let client = self.controller_client().await;
+        let selected = vkube_controllers::select(selection)
+            .unwrap_or_else(|e| panic!("--controllers={selection}: {e}"));
+        let running = vkube_controllers::spawn_with(client, &selected, self.options());
+        self.controllers.push((running, None));
+    }
+
+    /// The controllers' settings for this server (its CA as the root CA).
+    fn options(&self) -> vkube_controllers::Options {
+        vkube_controllers::Options {
+            root_ca_pem: Some(self.server.pki.ca_cert.clone()),
+        }
     }
 
     /// A kube-rs client authenticated as `system:kube-controller-manager`.
@@ -291,8 +311,10 @@ impl TestCluster {
 
     /// Stops the controllers, the server, and removes the temporary directory.
     pub async fn shutdown(self) {
-        if let Some((running, node)) = self.controllers {
-            node.abort();
+        for (running, node) in self.controllers {
+            if let Some(node) = node {
+                node.abort();
+            }
             running.shutdown().await;
         }
         self.server.shutdown().await;

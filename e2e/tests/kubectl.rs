@@ -895,7 +895,8 @@ async fn get_watch_sees_later_create_and_delete() {
 
 #[tokio::test]
 async fn namespace_deletion_finalizes_and_missing_namespace_is_rejected() {
-    let c = TestCluster::start().await;
+    let mut c = TestCluster::start().await;
+    c.run_controllers("namespace").await;
     create_app(&c).await;
     let out = c
         .kubectl(&["delete", "namespace", "demo", "--timeout=30s"])
