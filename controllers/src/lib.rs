@@ -10,6 +10,8 @@
 //! * [`replicaset`]: pods per ReplicaSet, expectations, status;
 //! * [`deployment`]: ReplicaSets per Deployment, RollingUpdate/Recreate,
 //!   revisions, rollout conditions, history cleanup;
+//! * [`job`]: pods per Job until completions succeed or the Job fails,
+//!   Complete/Failed conditions, ttlSecondsAfterFinished;
 //! * [`gc`]: ownerReference garbage collection with background, foreground
 //!   and orphan propagation.
 //!
@@ -21,6 +23,7 @@
 
 pub mod deployment;
 pub mod gc;
+pub mod job;
 pub mod replicaset;
 pub mod simulator;
 pub mod util;
@@ -75,6 +78,14 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         enabled_by_default: true,
         start: |c| Box::pin(gc::run(c)),
     },
+    // --- workloads branch rows ---
+    ControllerDef {
+        name: "job",
+        aliases: &["job-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(job::run(c)),
+    },
+    // --- end workloads branch rows ---
 ];
 
 /// The controllers a `--controllers` value selects, with
@@ -173,10 +184,19 @@ mod tests {
 
     #[test]
     fn controllers_flag_follows_kube_controller_manager() {
-        assert_eq!(names("*"), ["deployment", "replicaset", "garbagecollector"]);
-        assert_eq!(names("*,-garbagecollector"), ["deployment", "replicaset"]);
+        assert_eq!(
+            names("*"),
+            ["deployment", "replicaset", "garbagecollector", "job"]
+        );
+        assert_eq!(
+            names("*,-garbagecollector"),
+            ["deployment", "replicaset", "job"]
+        );
         assert_eq!(names("replicaset"), ["replicaset"]);
-        assert_eq!(names("-replicaset,*"), ["deployment", "garbagecollector"]);
+        assert_eq!(
+            names("-replicaset,*"),
+            ["deployment", "garbagecollector", "job"]
+        );
         assert_eq!(names("replicaset-controller"), ["replicaset"]);
         assert!(names("").is_empty());
         let err = select("*,nope").err().unwrap();
