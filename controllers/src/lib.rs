@@ -12,6 +12,7 @@
 //!   revisions, rollout conditions, history cleanup;
 //! * [`job`]: pods per Job until completions succeed or the Job fails,
 //!   Complete/Failed conditions, ttlSecondsAfterFinished;
+//! * [`resourcequota`]: ResourceQuota `status.hard`/`status.used`;
 //! * [`gc`]: ownerReference garbage collection with background, foreground
 //!   and orphan propagation.
 //!
@@ -25,6 +26,7 @@ pub mod deployment;
 pub mod gc;
 pub mod job;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod simulator;
 pub mod util;
 
@@ -84,6 +86,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["job-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(job::run(c)),
+    },
+    ControllerDef {
+        name: "resourcequota",
+        aliases: &["resourcequota-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(resourcequota::run(c)),
     },
     // --- end workloads branch rows ---
 ];
@@ -186,16 +194,22 @@ mod tests {
     fn controllers_flag_follows_kube_controller_manager() {
         assert_eq!(
             names("*"),
-            ["deployment", "replicaset", "garbagecollector", "job"]
+            [
+                "deployment",
+                "replicaset",
+                "garbagecollector",
+                "job",
+                "resourcequota"
+            ]
         );
         assert_eq!(
             names("*,-garbagecollector"),
-            ["deployment", "replicaset", "job"]
+            ["deployment", "replicaset", "job", "resourcequota"]
         );
         assert_eq!(names("replicaset"), ["replicaset"]);
         assert_eq!(
             names("-replicaset,*"),
-            ["deployment", "garbagecollector", "job"]
+            ["deployment", "garbagecollector", "job", "resourcequota"]
         );
         assert_eq!(names("replicaset-controller"), ["replicaset"]);
         assert!(names("").is_empty());

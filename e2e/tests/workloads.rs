@@ -138,3 +138,124 @@ async fn failing_job_reaches_backoff_limit_exceeded_then_its_ttl_deletes_it() {
     .await;
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn resource_quota_of_two_pods_rejects_the_third_like_kube_apiserver() {
+    use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
+    use kube::api::{Api, PostParams};
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl(&["create", "quota", "q", "--hard=pods=2,configmaps=5"])
+        .await
+        .expect_ok();
+    for name in ["a", "b"] {
+        c.kubectl(&["run", name, "--image=nginx"]).await.expect_ok();
+    }
+    c.kubectl(&["run", "third", "--image=nginx"])
+        .await
+        .expect_err_contains(
+            "Error from server (Forbidden): pods \"third\" is forbidden: exceeded quota: q, \
+             requested: pods=1, used: pods=2, limited: pods=2",
+        );
+    // kube-rs sees the same 403 Status.
+    let pods: Api<Pod> = Api::default_namespaced(c.client().await);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "fourth"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+    }))
+    .unwrap();
+    match pods.create(&PostParams::default(), &pod).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!((s.code, s.reason.as_str()), (403, "Forbidden"));
+            assert!(s.message.contains("exceeded quota: q"), "{}", s.message);
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    // The controller reports usage (configmaps: kube-root-ca.crt may exist).
+    let quotas: Api<ResourceQuota> = Api::default_namespaced(c.client().await);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let q = quotas.get("q").await.unwrap();
+        let used = q.status.and_then(|s| s.used).unwrap_or_default();
+        if used.get("pods").map(|q| q.0.as_str()) == Some("2") && used.contains_key("configmaps") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status.used not reported: {used:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.kubectl(&["describe", "quota", "q"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["pods", "2     2"]);
+    // Deleting a pod frees room again.
+    c.kubectl(&["delete", "pod", "a", "--wait=true"])
+        .await
+        .expect_ok();
+    eventually(
+        &c,
+        &["get", "quota", "q", "-o", "jsonpath={.status.used.pods}"],
+        |s| s == "1",
+        Duration::from_secs(20),
+    )
+    .await;
+    c.kubectl(&["run", "third", "--image=nginx"])
+        .await
+        .expect_ok();
+    c.shutdown().await;
+}
+
+const LIMITS: &str = r#"
+apiVersion: v1
+kind: LimitRange
+metadata: {name: defaults}
+spec:
+  limits:
+  - type: Container
+    default: {cpu: 500m, memory: 256Mi}
+    defaultRequest: {cpu: 100m}
+"#;
+
+#[tokio::test]
+async fn limit_range_defaults_apply_to_new_pods_and_count_against_quota() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], LIMITS)
+        .await
+        .expect_ok();
+    c.kubectl(&[
+        "create",
+        "quota",
+        "compute",
+        "--hard=requests.cpu=250m,limits.memory=1Gi",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&["run", "web", "--image=nginx"])
+        .await
+        .expect_ok();
+    let pod = c
+        .kubectl(&["get", "pod", "web", "-o", "json"])
+        .await
+        .expect_ok()
+        .json();
+    let res = &pod["spec"]["containers"][0]["resources"];
+    assert_eq!(res["requests"]["cpu"], "100m", "{res}");
+    // defaultRequest defaults from default (LimitRange defaulting).
+    assert_eq!(res["requests"]["memory"], "256Mi", "{res}");
+    assert_eq!(res["limits"]["cpu"], "500m", "{res}");
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container web; cpu, memory limit for container web"
+    );
+    c.kubectl(&["run", "web2", "--image=nginx"])
+        .await
+        .expect_ok();
+    c.kubectl(&["run", "web3", "--image=nginx"])
+        .await
+        .expect_err_contains(
+            "pods \"web3\" is forbidden: exceeded quota: compute, requested: requests.cpu=100m, \
+             used: requests.cpu=200m, limited: requests.cpu=250m",
+        );
+    c.shutdown().await;
+}
