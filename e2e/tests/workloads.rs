@@ -259,3 +259,116 @@ async fn limit_range_defaults_apply_to_new_pods_and_count_against_quota() {
         );
     c.shutdown().await;
 }
+
+const STS: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  replicas: 3
+  serviceName: nginx
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: nginx, image: "nginx:1.27"}]}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+"#;
+
+#[tokio::test]
+async fn statefulset_creates_ordered_pods_with_claims_scales_down_and_rolls_out() {
+    let sim = NodeSimulator {
+        ready_delay: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let c = TestCluster::start_with_controllers(sim).await;
+    c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], STS)
+        .await
+        .expect_ok();
+    c.kubectl(&["rollout", "status", "statefulset/web", "--timeout=60s"])
+        .await
+        .expect_ok();
+    let pods = c
+        .kubectl(&["get", "pods", "-l", "app=web", "-o", "json"])
+        .await
+        .expect_ok()
+        .json();
+    let mut names: Vec<&str> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["web-0", "web-1", "web-2"]);
+    let p0 = &pods["items"][0];
+    assert_eq!(p0["spec"]["hostname"], p0["metadata"]["name"]);
+    assert_eq!(p0["spec"]["subdomain"], "nginx");
+    // Ordered: each pod started only after the previous one was ready.
+    let start = |i: usize| {
+        let p = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["metadata"]["name"] == format!("web-{i}"))
+            .unwrap();
+        p["status"]["startTime"].as_str().unwrap().to_string()
+    };
+    assert!(start(0) <= start(1) && start(1) <= start(2));
+    c.kubectl(&["get", "pvc", "-o", "name"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&[
+            "persistentvolumeclaim/data-web-0",
+            "persistentvolumeclaim/data-web-1",
+            "persistentvolumeclaim/data-web-2",
+        ]);
+    c.kubectl(&["scale", "statefulset", "web", "--replicas=1"])
+        .await
+        .expect_ok();
+    eventually(
+        &c,
+        &["get", "pods", "-l", "app=web", "-o", "name"],
+        |s| s.trim() == "pod/web-0",
+        Duration::from_secs(30),
+    )
+    .await;
+    // Claims are retained.
+    c.kubectl(&["get", "pvc", "data-web-2"]).await.expect_ok();
+    c.kubectl(&["set", "image", "statefulset/web", "nginx=nginx:1.28"])
+        .await
+        .expect_ok();
+    c.kubectl(&["rollout", "status", "statefulset/web", "--timeout=60s"])
+        .await
+        .expect_ok();
+    eventually(
+        &c,
+        &[
+            "get",
+            "pod",
+            "web-0",
+            "-o",
+            "jsonpath={.spec.containers[0].image}",
+        ],
+        |s| s == "nginx:1.28",
+        Duration::from_secs(30),
+    )
+    .await;
+    let sts = c
+        .kubectl(&["get", "sts", "web", "-o", "json"])
+        .await
+        .expect_ok()
+        .json();
+    assert_eq!(
+        sts["status"]["currentRevision"],
+        sts["status"]["updateRevision"]
+    );
+    c.kubectl(&["rollout", "history", "statefulset/web"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["REVISION", "1", "2"]);
+    c.shutdown().await;
+}
