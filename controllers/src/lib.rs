@@ -14,6 +14,7 @@
 //!   Complete/Failed conditions, ttlSecondsAfterFinished;
 //! * [`statefulset`]: ordered pods with stable names and PVCs, rolling
 //!   updates by ControllerRevision;
+//! * [`daemonset`]: one pod per eligible node, rolling updates;
 //! * [`resourcequota`]: ResourceQuota `status.hard`/`status.used`;
 //! * [`gc`]: ownerReference garbage collection with background, foreground
 //!   and orphan propagation.
@@ -24,6 +25,7 @@
 //! kubelet) for tests and local hosts.
 #![warn(missing_docs)]
 
+pub mod daemonset;
 pub mod deployment;
 pub mod gc;
 pub mod job;
@@ -95,6 +97,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["statefulset-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(statefulset::run(c)),
+    },
+    ControllerDef {
+        name: "daemonset",
+        aliases: &["daemonset-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(daemonset::run(c)),
     },
     ControllerDef {
         name: "resourcequota",

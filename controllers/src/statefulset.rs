@@ -309,15 +309,24 @@ pub fn pod_for(sts: &StatefulSet, i: i32, revision: &str) -> Pod {
     }
 }
 
-/// Creates the ControllerRevision `revision` for the set's template unless
-/// it exists, numbered one past the set's highest revision.
-async fn ensure_revision(client: &Client, sts: &StatefulSet, revision: &str) -> Result<()> {
-    let ns = sts.namespace().unwrap_or_default();
+/// Creates the ControllerRevision `revision` holding `template` for the
+/// workload `owner` of `kind` (apps/v1) unless it exists, numbered one past
+/// the owner's highest revision (history.NewControllerRevision). Shared
+/// with the DaemonSet controller.
+pub(crate) async fn ensure_revision(
+    client: &Client,
+    kind: &str,
+    owner: &ObjectMeta,
+    labels: Option<BTreeMap<String, String>>,
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    revision: &str,
+) -> Result<()> {
+    let ns = owner.namespace.clone().unwrap_or_default();
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
     if api.get_opt(revision).await?.is_some() {
         return Ok(());
     }
-    let uid = sts.uid().unwrap_or_default();
+    let uid = owner.uid.clone().unwrap_or_default();
     let highest = api
         .list(&ListParams::default())
         .await?
@@ -327,22 +336,16 @@ async fn ensure_revision(client: &Client, sts: &StatefulSet, revision: &str) -> 
         .filter_map(|r| r.revision)
         .max()
         .unwrap_or(0);
-    let template = sts.spec.template.clone();
-    let labels = sts.spec.selector.match_labels.clone();
     let cr = ControllerRevision {
         metadata: ObjectMeta {
             name: Some(revision.into()),
             namespace: Some(ns),
             labels,
-            owner_references: Some(vec![controller_ref(
-                "apps/v1",
-                "StatefulSet",
-                &sts.metadata,
-            )]),
+            owner_references: Some(vec![controller_ref("apps/v1", kind, owner)]),
             ..Default::default()
         },
         data: RawExtension(serde_json::json!({
-            "spec": {"template": serde_json::to_value(&template).unwrap_or_default(), "$patch": "replace"}
+            "spec": {"template": serde_json::to_value(template).unwrap_or_default(), "$patch": "replace"}
         })),
         revision: Some(highest + 1),
     };
@@ -368,7 +371,15 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
     let owned: Vec<&Pod> = owned.iter().map(Arc::as_ref).collect();
     let revision = revision_name(&sts);
     if sts.metadata.deletion_timestamp.is_none() {
-        ensure_revision(&ctx.client, &sts, &revision).await?;
+        ensure_revision(
+            &ctx.client,
+            "StatefulSet",
+            &sts.metadata,
+            sts.spec.selector.match_labels.clone(),
+            &sts.spec.template,
+            &revision,
+        )
+        .await?;
     }
     let plan = plan(&sts, &owned, &revision);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);

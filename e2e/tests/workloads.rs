@@ -372,3 +372,102 @@ async fn statefulset_creates_ordered_pods_with_claims_scales_down_and_rolls_out(
         .expect_stdout_contains(&["REVISION", "1", "2"]);
     c.shutdown().await;
 }
+
+const DS: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: agent, image: "busybox:1.36"}]}
+"#;
+
+const EXTRA_NODES: &str = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Node
+  metadata: {name: second, labels: {kubernetes.io/hostname: second}}
+- apiVersion: v1
+  kind: Node
+  metadata: {name: gpu}
+  spec:
+    taints: [{key: gpu, effect: NoSchedule}]
+"#;
+
+#[tokio::test]
+async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_out() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], DS)
+        .await
+        .expect_ok();
+    c.kubectl(&["rollout", "status", "daemonset/agent", "--timeout=60s"])
+        .await
+        .expect_ok();
+    let pods = c
+        .kubectl(&["get", "pods", "-l", "app=agent", "-o", "json"])
+        .await
+        .expect_ok()
+        .json();
+    let items = pods["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["spec"]["nodeName"], "vkube-sim-node");
+    assert_eq!(items[0]["status"]["phase"], "Running");
+    // Update the template: the pod is replaced by one at the new revision.
+    c.kubectl(&["set", "image", "daemonset/agent", "agent=busybox:1.37"])
+        .await
+        .expect_ok();
+    eventually(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.containers[0].image} {.status.phase}{'\\n'}{end}",
+        ],
+        |s| s.trim() == "busybox:1.37 Running",
+        Duration::from_secs(30),
+    )
+    .await;
+    c.kubectl(&["rollout", "status", "daemonset/agent", "--timeout=60s"])
+        .await
+        .expect_ok();
+    // Another node gets a pod; a tainted one does not.
+    c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], EXTRA_NODES)
+        .await
+        .expect_ok();
+    eventually(
+        &c,
+        &[
+            "get",
+            "ds",
+            "agent",
+            "-o",
+            "jsonpath={.status.desiredNumberScheduled}/{.status.currentNumberScheduled}/{.status.numberReady}/{.status.updatedNumberScheduled}",
+        ],
+        |s| s == "2/2/1/2",
+        Duration::from_secs(30),
+    )
+    .await;
+    c.kubectl(&["get", "pods", "-l", "app=agent", "-o", "wide"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["second", "vkube-sim-node"])
+        .expect_stdout_lacks(&[" gpu "]);
+    // Removing the node deletes its pod (which stays Terminating: no kubelet
+    // finishes it, and pod garbage collection is not this controller's job).
+    c.kubectl(&["delete", "node", "second"]).await.expect_ok();
+    eventually(
+        &c,
+        &["get", "pods", "-l", "app=agent", "--no-headers"],
+        |s| s.lines().filter(|l| !l.contains("Terminating")).count() == 1,
+        Duration::from_secs(30),
+    )
+    .await;
+    c.shutdown().await;
+}
