@@ -12,6 +12,8 @@
 //!   revisions, rollout conditions, history cleanup;
 //! * [`job`]: pods per Job until completions succeed or the Job fails,
 //!   Complete/Failed conditions, ttlSecondsAfterFinished;
+//! * [`cronjob`]: Jobs on a [`cron`] schedule, concurrency policy,
+//!   history limits;
 //! * [`statefulset`]: ordered pods with stable names and PVCs, rolling
 //!   updates by ControllerRevision;
 //! * [`daemonset`]: one pod per eligible node, rolling updates;
@@ -25,6 +27,8 @@
 //! kubelet) for tests and local hosts.
 #![warn(missing_docs)]
 
+pub mod cron;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod gc;
@@ -91,6 +95,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["job-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(job::run(c)),
+    },
+    ControllerDef {
+        name: "cronjob",
+        aliases: &["cronjob-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(cronjob::run(c)),
     },
     ControllerDef {
         name: "statefulset",

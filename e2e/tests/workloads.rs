@@ -471,3 +471,59 @@ async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_out() {
     .await;
     c.shutdown().await;
 }
+
+/// Waits for the next minute boundary at most: the schedule is every minute.
+#[tokio::test]
+async fn cronjob_creates_a_job_on_schedule_that_completes() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl(&[
+        "create",
+        "cronjob",
+        "tick",
+        "--image=busybox",
+        "--schedule=* * * * *",
+        "--",
+        "sh",
+        "-c",
+        "exit 0",
+    ])
+    .await
+    .expect_ok();
+    let out = eventually(
+        &c,
+        &[
+            "get",
+            "cronjob",
+            "tick",
+            "-o",
+            "jsonpath={.status.lastScheduleTime}/{.status.lastSuccessfulTime}",
+        ],
+        |s| s.split('/').all(|t| !t.is_empty()),
+        Duration::from_secs(90),
+    )
+    .await;
+    let (scheduled, _) = out.split_once('/').unwrap();
+    assert!(scheduled.ends_with(":00Z"), "{out}");
+    let jobs = c
+        .kubectl(&["get", "jobs", "-o", "json"])
+        .await
+        .expect_ok()
+        .json();
+    let job = &jobs["items"][0];
+    assert!(
+        job["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("tick-")
+    );
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    assert_eq!(
+        job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"],
+        scheduled
+    );
+    c.kubectl(&["get", "cronjobs"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["tick", "* * * * *"]);
+    c.shutdown().await;
+}
