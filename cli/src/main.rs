@@ -39,8 +39,9 @@ struct ApiserverArgs {
     service_cidr: vkube_core::service::ServiceCidr,
     /// Controllers to run in this process, with kube-controller-manager's
     /// syntax: a comma-separated list where `*` enables every controller on
-    /// by default, `foo` enables foo and `-foo` disables it (known:
-    /// deployment, replicaset, garbagecollector). An empty value runs none.
+    /// by default, `foo` enables foo and `-foo` disables it (the known
+    /// names are `vkube_controllers::CONTROLLERS`; an unknown one is
+    /// rejected with the list). An empty value runs none.
     #[arg(long, default_value = "*", env = "VKUBE_CONTROLLERS")]
     controllers: String,
     /// Issuer (`iss`) of service account tokens; also the audience they
