@@ -417,7 +417,7 @@ pub fn pod_from_template(job: &Job, index: Option<i32>) -> Pod {
                     c.env.get_or_insert_with(Vec::new).push(EnvVar {
                         name: "JOB_COMPLETION_INDEX".into(),
                         value_from: Some(serde_json::from_value(serde_json::json!({
-                            "fieldRef": {"fieldPath": format!("metadata.labels['{COMPLETION_INDEX}']")}
+                            "fieldRef": {"fieldPath": format!("metadata.annotations['{COMPLETION_INDEX}']")}
                         })).unwrap_or_default()),
                         value: None,
                     });

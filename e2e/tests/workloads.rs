@@ -527,3 +527,115 @@ async fn cronjob_creates_a_job_on_schedule_that_completes() {
         .expect_stdout_contains(&["tick", "* * * * *"]);
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_creates_cannot_overshoot_a_quota_and_object_counts_are_limited() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, PostParams};
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl(&[
+        "create",
+        "quota",
+        "q",
+        "--hard=count/configmaps=3,count/deployments.apps=1",
+    ])
+    .await
+    .expect_ok();
+    // kube-root-ca.crt may or may not exist: count what is there first.
+    let cms: Api<ConfigMap> = Api::default_namespaced(c.client().await);
+    let before = cms.list(&Default::default()).await.unwrap().items.len();
+    let results = futures::future::join_all((0..8).map(|i| {
+        let cms = cms.clone();
+        async move {
+            let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("cm-{i}")},
+            }))
+            .unwrap();
+            cms.create(&PostParams::default(), &cm).await
+        }
+    }))
+    .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 3 - before, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        match r {
+            kube::Error::Api(s) => {
+                assert_eq!(s.code, 403, "{s:?}");
+                assert!(
+                    s.message.contains("exceeded quota: q, requested: count/configmaps=1, used: count/configmaps=3, limited: count/configmaps=3"),
+                    "{}",
+                    s.message
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    c.kubectl(&["create", "deployment", "one", "--image=nginx"])
+        .await
+        .expect_ok();
+    c.kubectl(&["create", "deployment", "two", "--image=nginx"])
+        .await
+        .expect_err_contains(
+            "deployments.apps \"two\" is forbidden: exceeded quota: q, requested: \
+             count/deployments.apps=1, used: count/deployments.apps=1, limited: \
+             count/deployments.apps=1",
+        );
+    c.shutdown().await;
+}
+
+const INDEXED: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: idx}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 2
+  template:
+    metadata:
+      annotations: {sim.vkube.dev/exit-code: "0", sim.vkube.dev/run-seconds: "0.3"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox}]
+"#;
+
+#[tokio::test]
+async fn indexed_job_completes_every_index() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], INDEXED)
+        .await
+        .expect_ok();
+    c.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/idx",
+        "--timeout=60s",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&[
+        "get",
+        "job",
+        "idx",
+        "-o",
+        "jsonpath={.status.completedIndexes}/{.status.succeeded}",
+    ])
+    .await
+    .expect_ok()
+    .expect_stdout_contains(&["0-2/3"]);
+    let pods = c
+        .kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "batch.kubernetes.io/job-name=idx",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.annotations.batch\\.kubernetes\\.io/job-completion-index} {end}",
+        ])
+        .await
+        .expect_ok();
+    let mut idx: Vec<&str> = pods.stdout.split_whitespace().collect();
+    idx.sort();
+    assert_eq!(idx, ["0", "1", "2"]);
+    c.shutdown().await;
+}
