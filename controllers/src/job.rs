@@ -19,6 +19,9 @@
 //!   `BackoffLimitExceeded`) or longer than `activeDeadlineSeconds` (reason
 //!   `DeadlineExceeded`) sets `FailureTarget`, deletes the active pods, then
 //!   `Failed`;
+//! * after failures, new pods wait [`POD_FAILURE_BACKOFF`] × 2^(n−1)
+//!   (at most [`MAX_POD_FAILURE_BACKOFF`]) from the last failure, n being
+//!   the failures since the last success (`getRemainingBackoff`);
 //! * `spec.suspend` deletes active pods and creates none;
 //! * a finished Job with `ttlSecondsAfterFinished` is deleted with background
 //!   propagation once the TTL passed (the ttlafterfinished controller).
@@ -28,7 +31,8 @@
 //! `failed` are counted from the pods present and never decrease (a finished
 //! pod deleted by hand and then replaced by another finished pod is counted
 //! once); a pod being deleted before it succeeded counts as failed while it
-//! is visible; no pod failure backoff delay, no `podFailurePolicy`,
+//! is visible; the pod failure backoff counts the failed pods present; no
+//! `podFailurePolicy`,
 //! `successPolicy`, `backoffLimitPerIndex` or `podReplacementPolicy`;
 //! restart counts of `OnFailure` pods are not added to failures.
 //!
@@ -57,6 +61,59 @@ pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 /// Most pods created or deleted in one sync (job controller
 /// `MaxPodCreateDeletePerSync`).
 pub const MAX_POD_CREATE_DELETE_PER_SYNC: usize = 500;
+
+/// Delay before replacing the first failed pod (DefaultJobPodFailureBackOff).
+pub const POD_FAILURE_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Longest pod failure backoff (MaxJobPodFailureBackOff).
+pub const MAX_POD_FAILURE_BACKOFF: Duration = Duration::from_secs(600);
+
+/// When a terminated pod finished (getFinishedTime): the latest container
+/// `finishedAt`, else the Ready condition's transition, else its creation.
+fn finished_time(p: &Pod) -> Option<Timestamp> {
+    let st = p.status.as_ref();
+    let containers = st
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0)
+        .max();
+    containers
+        .or_else(|| {
+            st?.conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "Ready")?
+                .last_transition_time
+                .as_ref()
+                .map(|t| t.0)
+        })
+        .or_else(|| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// How long new pods must still wait after failures at `now` (zero when
+/// none): see the module docs.
+pub fn remaining_backoff(pods: &[&Pod], now: Timestamp) -> Duration {
+    let last_success = pods
+        .iter()
+        .filter(|p| phase(p) == "Succeeded")
+        .filter_map(|p| finished_time(p))
+        .max();
+    let failures: Vec<Timestamp> = pods
+        .iter()
+        .filter(|p| phase(p) == "Failed")
+        .filter_map(|p| finished_time(p))
+        .filter(|t| last_success.is_none_or(|s| *t > s))
+        .collect();
+    let Some(last) = failures.iter().max() else {
+        return Duration::ZERO;
+    };
+    let exp = (failures.len() as u32 - 1).min(16);
+    let delay = (POD_FAILURE_BACKOFF * 2u32.pow(exp)).min(MAX_POD_FAILURE_BACKOFF);
+    let at = *last + SignedDuration::try_from(delay).unwrap_or_default();
+    Duration::try_from(at.duration_since(now)).unwrap_or_default()
+}
 
 /// How long unobserved creations hold back the next sync (see the
 /// ReplicaSet controller's expectations).
@@ -346,6 +403,16 @@ pub fn plan(job: &Job, pods: &[&Pod], manage: bool, now: Timestamp) -> Plan {
             let n = ((want - have) as usize).min(MAX_POD_CREATE_DELETE_PER_SYNC);
             plan.create = vec![None; n];
             still_active += n as i32;
+        }
+    }
+
+    if !plan.create.is_empty() {
+        let wait = remaining_backoff(pods, now);
+        if !wait.is_zero() {
+            still_active -= plan.create.len() as i32;
+            plan.create.clear();
+            let wait = wait + Duration::from_millis(100);
+            plan.requeue_after = Some(plan.requeue_after.map_or(wait, |r| r.min(wait)));
         }
     }
 
@@ -746,6 +813,35 @@ mod tests {
         j.spec.as_mut().unwrap().active_deadline_seconds = Some(150);
         let p = plan(&j, &[], true, now());
         assert_eq!(p.requeue_after, Some(Duration::from_secs(50)));
+    }
+
+    #[test]
+    fn replacements_of_failed_pods_back_off_exponentially() {
+        let failed_at = |name: &str, t: i64| {
+            let mut p = pod(name, "Failed");
+            p.metadata.creation_timestamp = Some(Time(Timestamp::from_second(t).unwrap()));
+            p
+        };
+        let (f1, f2) = (failed_at("f1", 995), failed_at("f2", 990));
+        // One failure at 995: the next pod waits until 1005.
+        let p = plan(&job(Some(1), 1, 6), &[&f1], true, now());
+        assert!(p.create.is_empty());
+        assert_eq!(p.requeue_after, Some(Duration::from_millis(5100)));
+        // Two failures: 20 s from the last (995) → 1015.
+        assert_eq!(
+            remaining_backoff(&[&f1, &f2], now()),
+            Duration::from_secs(15)
+        );
+        // Long enough ago: no wait.
+        let later = Timestamp::from_second(1_100).unwrap();
+        assert_eq!(
+            plan(&job(Some(1), 1, 6), &[&f1], true, later).create.len(),
+            1
+        );
+        // A success after the failures resets the count.
+        let mut ok = pod("ok", "Succeeded");
+        ok.metadata.creation_timestamp = Some(Time(Timestamp::from_second(999).unwrap()));
+        assert_eq!(remaining_backoff(&[&f1, &f2, &ok], now()), Duration::ZERO);
     }
 
     #[test]

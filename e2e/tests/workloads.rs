@@ -109,6 +109,7 @@ async fn failing_job_reaches_backoff_limit_exceeded_then_its_ttl_deletes_it() {
     c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], FAILING)
         .await
         .expect_ok();
+    // The second pod waits out the 10 s pod failure backoff.
     c.kubectl(&["wait", "--for=condition=failed", "job/bad", "--timeout=60s"])
         .await
         .expect_ok();
