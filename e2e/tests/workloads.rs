@@ -249,6 +249,25 @@ async fn limit_range_defaults_apply_to_new_pods_and_count_against_quota() {
         pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
         "LimitRanger plugin set: cpu, memory request for container web; cpu, memory limit for container web"
     );
+    // Without a LimitRange default, a compute quota requires the values.
+    c.kubectl(&["create", "namespace", "bare"])
+        .await
+        .expect_ok();
+    c.kubectl(&[
+        "create",
+        "quota",
+        "cpu",
+        "-n",
+        "bare",
+        "--hard=requests.cpu=1",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&["run", "naked", "-n", "bare", "--image=nginx"])
+        .await
+        .expect_err_contains(
+            "pods \"naked\" is forbidden: failed quota: cpu: must specify requests.cpu",
+        );
     c.kubectl(&["run", "web2", "--image=nginx"])
         .await
         .expect_ok();

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use vkube_core::quota::{self, ResourceList};
 
 /// Attempts of the quota read-check-write loop before giving up.
-const QUOTA_ATTEMPTS: usize = 16;
+const QUOTA_ATTEMPTS: usize = 64;
 
 impl Api {
     /// Every stored value under `prefix`.
@@ -130,7 +130,10 @@ impl Api {
                 let q = decode_stored(&kv)?;
                 let qname = meta::name(&q).to_string();
                 let hard = quota::parse_list(q.pointer("/spec/hard"));
-                if !requested.keys().any(|k| hard.contains_key(k)) {
+                // evaluator.Matches: the quota tracks something of this kind
+                // (even if this object uses none of it: constraints apply).
+                let kind = Some((def.group.to_string(), def.resource.to_string()));
+                if !hard.keys().any(|k| quota::source_of(k) == kind) {
                     continue;
                 }
                 if def.group.is_empty() && def.resource == "pods" {
@@ -171,7 +174,13 @@ impl Api {
                 let bytes = self.encode(rqdef, &q)?;
                 match self.store.update(&kv.key, kv.mod_revision, bytes).await {
                     Ok(_) => {}
-                    Err(StorageError::Conflict { .. } | StorageError::NotFound(_)) => {
+                    Err(StorageError::Conflict { actual, .. }) => {
+                        // Read again once the winning write is visible.
+                        self.await_write(actual).await;
+                        conflict = true;
+                        break;
+                    }
+                    Err(StorageError::NotFound(_)) => {
                         conflict = true;
                         break;
                     }
