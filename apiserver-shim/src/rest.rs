@@ -28,6 +28,9 @@ use vkube_core::labels::LabelSelector;
 mod apply;
 use crate::fieldmanager;
 
+/// Built-in admission plugins (LimitRanger, ResourceQuota).
+mod admission;
+
 /// Limits and timings of the REST layer.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -830,11 +833,17 @@ impl Api {
         dry_run: bool,
     ) -> ApiResult<Option<Value>> {
         let def = target.def;
+        // Admission: LimitRanger mutates first.
+        if def.namespaced {
+            self.limit_ranger(target, &mut obj).await?;
+        }
         self.prepare_create(target, &mut obj)?;
         let name = meta::name(&obj).to_string();
         if def.namespaced {
             self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), &name)
                 .await?;
+            // Admission: ResourceQuota validates last.
+            self.admit_quota(target, &obj, dry_run).await?;
         }
         let allocation = self.allocate(def, None, &mut obj, dry_run).await?;
         if dry_run {

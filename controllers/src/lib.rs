@@ -10,6 +10,14 @@
 //! * [`replicaset`]: pods per ReplicaSet, expectations, status;
 //! * [`deployment`]: ReplicaSets per Deployment, RollingUpdate/Recreate,
 //!   revisions, rollout conditions, history cleanup;
+//! * [`job`]: pods per Job until completions succeed or the Job fails,
+//!   Complete/Failed conditions, ttlSecondsAfterFinished;
+//! * [`cronjob`]: Jobs on a [`cron`] schedule, concurrency policy,
+//!   history limits;
+//! * [`statefulset`]: ordered pods with stable names and PVCs, rolling
+//!   updates by ControllerRevision;
+//! * [`daemonset`]: one pod per eligible node, rolling updates;
+//! * [`resourcequota`]: ResourceQuota `status.hard`/`status.used`;
 //! * [`gc`]: ownerReference garbage collection with background, foreground
 //!   and orphan propagation;
 //! * [`namespace`]: empties terminating namespaces, deletion conditions,
@@ -25,14 +33,20 @@
 //! kubelet) for tests and local hosts.
 #![warn(missing_docs)]
 
+pub mod cron;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
+pub mod job;
 pub mod namespace;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;
 pub mod simulator;
+pub mod statefulset;
 pub mod util;
 
 use futures::future::BoxFuture;
@@ -115,6 +129,36 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["endpointslice-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(endpointslice::run(c)),
+    },
+    ControllerDef {
+        name: "job",
+        aliases: &["job-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(job::run(c)),
+    },
+    ControllerDef {
+        name: "cronjob",
+        aliases: &["cronjob-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(cronjob::run(c)),
+    },
+    ControllerDef {
+        name: "statefulset",
+        aliases: &["statefulset-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(statefulset::run(c)),
+    },
+    ControllerDef {
+        name: "daemonset",
+        aliases: &["daemonset-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(daemonset::run(c)),
+    },
+    ControllerDef {
+        name: "resourcequota",
+        aliases: &["resourcequota-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(resourcequota::run(c)),
     },
 ];
 
@@ -247,14 +291,22 @@ mod tests {
 
     #[test]
     fn controllers_flag_follows_kube_controller_manager() {
-        let all = names("*");
-        assert_eq!(all[..3], ["deployment", "replicaset", "garbagecollector"]);
-        assert!(all.contains(&"namespace"));
-        assert!(!names("*,-garbagecollector").contains(&"garbagecollector"));
+        // Independent of the table's rows: `*` is every default controller
+        // in table order, `-x` removes one wherever it appears.
+        let all: Vec<&str> = CONTROLLERS
+            .iter()
+            .filter(|c| c.enabled_by_default)
+            .map(|c| c.name)
+            .collect();
+        let without = |n: &str| -> Vec<&str> { all.iter().copied().filter(|x| *x != n).collect() };
+        assert_eq!(
+            &names("*")[..3],
+            ["deployment", "replicaset", "garbagecollector"]
+        );
+        assert_eq!(names("*"), all);
+        assert_eq!(names("*,-garbagecollector"), without("garbagecollector"));
         assert_eq!(names("replicaset"), ["replicaset"]);
-        let no_rs = names("-replicaset,*");
-        assert_eq!(no_rs.len(), all.len() - 1);
-        assert!(!no_rs.contains(&"replicaset"));
+        assert_eq!(names("-replicaset,*"), without("replicaset"));
         assert_eq!(names("replicaset-controller"), ["replicaset"]);
         assert!(names("").is_empty());
         let err = select("*,nope").err().unwrap();

@@ -12,8 +12,20 @@
 //!   `PodReadyToStartContainers`, `Initialized`, `ContainersReady`, `Ready`
 //!   and `PodScheduled`; with a [`NodeSimulator::ready_delay`] the pod is
 //!   first Running but not Ready, and turns Ready after the delay;
+//! * assigned to the node, Running, and meant to finish (see
+//!   [`exit_of`]): after its run time, reports it `Succeeded` (exit code 0)
+//!   or `Failed` (any other code) with terminated container statuses, as a
+//!   kubelet does when the containers of a `restartPolicy: Never` pod exit;
 //! * assigned to the node and being deleted (graceful deletion): deletes it
 //!   with grace period 0, as a kubelet does once containers stopped.
+//!
+//! Pods finish when they carry the annotation [`EXIT_CODE_ANNOTATION`]
+//! (optionally with [`RUN_SECONDS_ANNOTATION`]), or, so that plain
+//! `kubectl create job x --image=busybox -- sh -c 'exit 1'` works, when
+//! their `restartPolicy` is not `Always` and the first container's command
+//! line is `sh -c 'exit N'` (also `/bin/sh`, `bash`; `true`/`false` too).
+//! Containers are never restarted: an `OnFailure` pod whose code is non-zero
+//! is reported `Failed` as well.
 //!
 //! No container runs; nothing else of a kubelet (probes, volumes, leases)
 //! is simulated.
@@ -44,6 +56,59 @@ pub struct NodeSimulator {
     pub bind_unscheduled: bool,
     /// How long a started pod stays Running but not Ready.
     pub ready_delay: Duration,
+    /// How long a finishing pod (see [`exit_of`]) runs before its containers
+    /// exit, unless its [`RUN_SECONDS_ANNOTATION`] says otherwise.
+    pub run_duration: Duration,
+}
+
+/// Annotation making a simulated pod's containers exit with this code
+/// (decimal) after the run time.
+pub const EXIT_CODE_ANNOTATION: &str = "sim.vkube.dev/exit-code";
+
+/// Annotation giving a finishing simulated pod's run time in seconds
+/// (decimal, fractions allowed), overriding [`NodeSimulator::run_duration`].
+pub const RUN_SECONDS_ANNOTATION: &str = "sim.vkube.dev/run-seconds";
+
+/// Whether and how a pod's containers exit on the simulated node: the exit
+/// code and the run time (from `sim` unless annotated), or `None` for pods
+/// that run forever. See the module docs for the rules.
+pub fn exit_of(sim: &NodeSimulator, pod: &Pod) -> Option<(i32, Duration)> {
+    let ann = pod.metadata.annotations.as_ref();
+    let run = ann
+        .and_then(|a| a.get(RUN_SECONDS_ANNOTATION))
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(sim.run_duration, Duration::from_secs_f64);
+    if let Some(code) = ann
+        .and_then(|a| a.get(EXIT_CODE_ANNOTATION))
+        .and_then(|s| s.trim().parse().ok())
+    {
+        return Some((code, run));
+    }
+    let spec = pod.spec.as_ref()?;
+    if matches!(spec.restart_policy.as_deref(), None | Some("Always")) {
+        return None;
+    }
+    let c = spec.containers.first()?;
+    let argv: Vec<&str> = c
+        .command
+        .iter()
+        .flatten()
+        .chain(c.args.iter().flatten())
+        .map(String::as_str)
+        .collect();
+    let shells = ["sh", "/bin/sh", "bash", "/bin/bash"];
+    let script = match argv.as_slice() {
+        [sh, "-c", script] if shells.contains(sh) => script.trim(),
+        [one] => one.trim(),
+        _ => return None,
+    };
+    let code = match script {
+        "true" | "/bin/true" => 0,
+        "false" | "/bin/false" => 1,
+        s => s.strip_prefix("exit")?.trim().parse().ok()?,
+    };
+    Some((code, run))
 }
 
 impl Default for NodeSimulator {
@@ -54,6 +119,7 @@ impl Default for NodeSimulator {
             pod_cidr_prefix: "10.244".into(),
             bind_unscheduled: true,
             ready_delay: Duration::ZERO,
+            run_duration: Duration::from_millis(500),
         }
     }
 }
@@ -150,6 +216,11 @@ pub enum Step {
     Wait(Duration),
     /// Finish its graceful deletion.
     Delete,
+    /// Its containers exited with this code: report it Succeeded or Failed.
+    Finish {
+        /// The containers' exit code.
+        exit_code: i32,
+    },
 }
 
 /// Decides the next [`Step`] for `pod` on the node `sim` (pure).
@@ -181,12 +252,20 @@ pub fn step(sim: &NodeSimulator, pod: &Pod, now: Timestamp) -> Step {
             ready: sim.ready_delay.is_zero(),
         };
     }
-    if crate::util::is_pod_ready(pod) {
-        return Step::None;
-    }
     let started = status
         .and_then(|s| s.start_time.as_ref())
         .map_or(now, |t| t.0);
+    if let Some((exit_code, run)) = exit_of(sim, pod) {
+        let at = started + jiff::SignedDuration::try_from(run).unwrap_or_default();
+        return if at <= now {
+            Step::Finish { exit_code }
+        } else {
+            Step::Wait(Duration::try_from(at.duration_since(now)).unwrap_or_default())
+        };
+    }
+    if crate::util::is_pod_ready(pod) {
+        return Step::None;
+    }
     let at = started + jiff::SignedDuration::try_from(sim.ready_delay).unwrap_or_default();
     if at <= now {
         Step::MakeReady
@@ -250,6 +329,56 @@ fn running_status(ctx: &Ctx, pod: &Pod, ready: bool, now: Timestamp) -> serde_js
     }})
 }
 
+/// The status of a pod whose containers all exited with `exit_code`.
+fn finished_status(pod: &Pod, exit_code: i32, now: Timestamp) -> serde_json::Value {
+    let status = pod.status.as_ref();
+    let start = status
+        .and_then(|s| s.start_time.as_ref())
+        .map_or(now, |t| t.0)
+        .to_string();
+    let now_s = now.to_string();
+    let (phase, reason) = if exit_code == 0 {
+        ("Succeeded", "Completed")
+    } else {
+        ("Failed", "Error")
+    };
+    let cond = |t: &str, s: &str, r: Option<&str>| json!({"type": t, "status": s, "lastTransitionTime": now_s, "reason": r});
+    let containers: Vec<_> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "image": c.image.clone().unwrap_or_default(),
+                "imageID": "",
+                "containerID": format!("vkube-sim://{}-{}", pod.uid().unwrap_or_default(), c.name),
+                "ready": false,
+                "started": false,
+                "restartCount": 0,
+                "state": {"terminated": {
+                    "exitCode": exit_code, "reason": reason,
+                    "startedAt": start, "finishedAt": now_s,
+                    "containerID": format!("vkube-sim://{}-{}", pod.uid().unwrap_or_default(), c.name),
+                }},
+            })
+        })
+        .collect();
+    json!({"status": {
+        "phase": phase,
+        "conditions": [
+            cond("PodReadyToStartContainers", "False", None),
+            cond("Initialized", "True", None),
+            cond("Ready", "False", Some("PodCompleted")),
+            cond("ContainersReady", "False", Some("PodCompleted")),
+            cond("PodScheduled", "True", None),
+        ],
+        "containerStatuses": containers,
+    }})
+}
+
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action> {
     let ns = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
@@ -286,6 +415,14 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action> {
                 &name,
                 &PatchParams::default(),
                 &Patch::Merge(running_status(&ctx, &pod, true, now)),
+            )
+            .await
+            .map(|_| ()),
+        Step::Finish { exit_code } => api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(finished_status(&pod, exit_code, now)),
             )
             .await
             .map(|_| ()),
@@ -354,6 +491,58 @@ mod tests {
         let mut custom = pod(None, None);
         custom.spec.as_mut().unwrap().scheduler_name = Some("other".into());
         assert_eq!(step(&sim, &custom, now), Step::None);
+    }
+
+    #[test]
+    fn pods_meant_to_exit_finish_after_their_run_time() {
+        use k8s_openapi::api::core::v1::Container;
+        let sim = NodeSimulator::default();
+        let job_pod = |policy: Option<&str>, cmd: &[&str]| {
+            let mut p = pod(Some("vkube-sim-node"), Some("Running"));
+            let spec = p.spec.as_mut().unwrap();
+            spec.restart_policy = policy.map(str::to_string);
+            spec.containers = vec![Container {
+                name: "c".into(),
+                command: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            }];
+            p
+        };
+        // (restartPolicy, command) -> exit code
+        let cases: &[(Option<&str>, &[&str], Option<i32>)] = &[
+            (Some("Never"), &["sh", "-c", "exit 0"], Some(0)),
+            (Some("Never"), &["/bin/sh", "-c", " exit 3 "], Some(3)),
+            (Some("OnFailure"), &["false"], Some(1)),
+            (Some("Never"), &["sh", "-c", "sleep 3600"], None),
+            (None, &["sh", "-c", "exit 0"], None),
+            (Some("Always"), &["true"], None),
+        ];
+        for (policy, cmd, want) in cases {
+            let got = exit_of(&sim, &job_pod(*policy, cmd)).map(|(c, _)| c);
+            assert_eq!(got, *want, "{policy:?} {cmd:?}");
+        }
+        let mut annotated = pod(Some("vkube-sim-node"), Some("Running"));
+        annotated.metadata.annotations = Some(
+            [
+                (EXIT_CODE_ANNOTATION.to_string(), "2".to_string()),
+                (RUN_SECONDS_ANNOTATION.to_string(), "4".to_string()),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            step(&sim, &annotated, Timestamp::from_second(101).unwrap()),
+            Step::Wait(Duration::from_secs(3))
+        );
+        assert_eq!(
+            step(&sim, &annotated, Timestamp::from_second(104).unwrap()),
+            Step::Finish { exit_code: 2 }
+        );
+        let mut done = annotated.clone();
+        done.status.as_mut().unwrap().phase = Some("Failed".into());
+        assert_eq!(
+            step(&sim, &done, Timestamp::from_second(200).unwrap()),
+            Step::None
+        );
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //! - [`defaults`]: the `SetDefaults_*` functions of the built-in kinds.
 //! - [`apivalidation`]: per-kind validation (`ValidatePod`, `ValidateService`, …).
 //! - [`service`]: the service CIDR and the Service registry's update rules.
+//! - [`quantity`]: `resource.Quantity` parsing, exact arithmetic, rendering.
+//! - [`quota`]: ResourceQuota usage evaluation and admission checks.
+//! - [`limitrange`]: the LimitRanger admission plugin's container defaults.
 //! - [`serviceaccount`]: the `default` ServiceAccount and `kube-root-ca.crt`
 //!   ConfigMap every namespace holds.
 #![warn(missing_docs)]
@@ -26,8 +29,11 @@ pub mod defaults;
 pub mod field;
 pub mod fields;
 pub mod labels;
+pub mod limitrange;
 pub mod managed_fields;
 pub mod protobuf;
+pub mod quantity;
+pub mod quota;
 pub mod service;
 pub mod serviceaccount;
 pub mod smp;

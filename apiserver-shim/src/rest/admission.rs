@@ -1,0 +1,196 @@
+//! Built-in admission on create, in kube-apiserver's plugin order: the
+//! mutating LimitRanger (container defaults from the namespace's
+//! LimitRanges) before the kind's validation, and the validating
+//! ResourceQuota plugin after it.
+//!
+//! ResourceQuota follows k8s.io/apiserver/pkg/admission/plugin/resourcequota
+//! (`CheckRequest`): the created object's usage, masked to each quota's hard
+//! names, is added to the quota's `status.used`; a create that would exceed
+//! `hard` is answered `403 Forbidden` with the plugin's message
+//! (`pods "x" is forbidden: exceeded quota: q, requested: pods=1, used:
+//! pods=2, limited: pods=2`); otherwise the new usage is written to the
+//! quota's status first, with a compare-and-swap on its revision, so that
+//! concurrent creates serialise on the quota and cannot overshoot it (the
+//! resourcequota controller later recomputes exact usage). Differences: the
+//! limits come from `spec.hard` rather than `status.hard`, and a quota
+//! whose `status.used` lacks a name (the controller has not run yet) gets
+//! that usage counted from storage instead of the request being refused with
+//! "status unknown for quota".
+
+use super::{Api, decode_stored, storage_error};
+use crate::error::{ApiError, ApiResult};
+use crate::meta;
+use crate::registry::{self, RESOURCES, ResourceDef};
+use crate::request::Target;
+use crate::store::{KeyValue, ListOptions, StorageError};
+use serde_json::{Value, json};
+use vkube_core::quota::{self, ResourceList};
+
+/// Attempts of the quota read-check-write loop before giving up.
+const QUOTA_ATTEMPTS: usize = 64;
+
+impl Api {
+    /// Every stored value under `prefix`.
+    async fn list_prefix(&self, def: &ResourceDef, prefix: &str) -> ApiResult<Vec<KeyValue>> {
+        let page = self
+            .store
+            .list(
+                prefix,
+                ListOptions {
+                    revision: None,
+                    start_after: None,
+                    limit: None,
+                },
+            )
+            .await
+            .map_err(|e| storage_error(def, "", e))?;
+        Ok(page.items)
+    }
+
+    /// LimitRanger: applies the container defaults of the LimitRanges in
+    /// the pod's namespace to a new pod (no-op for other kinds).
+    pub(super) async fn limit_ranger(&self, target: &Target, obj: &mut Value) -> ApiResult<()> {
+        let def = target.def;
+        if !def.group.is_empty() || def.resource != "pods" {
+            return Ok(());
+        }
+        let Some(ns) = target.namespace.as_deref() else {
+            return Ok(());
+        };
+        let lrdef = registry::lookup("", "v1", "limitranges").expect("limitranges registered");
+        let items = self
+            .list_prefix(lrdef, &lrdef.collection_prefix(Some(ns)))
+            .await?;
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ranges = items
+            .iter()
+            .map(decode_stored)
+            .collect::<ApiResult<Vec<_>>>()?;
+        vkube_core::limitrange::apply_defaults(obj, &ranges);
+        Ok(())
+    }
+
+    /// What the objects of collection `(group, resource)` in `ns` use of
+    /// the quota resource `name` (zero for names no collection backs).
+    async fn stored_usage(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> ApiResult<vkube_core::quantity::Quantity> {
+        let zero = vkube_core::quantity::Quantity::ZERO;
+        let Some((group, resource)) = quota::source_of(name) else {
+            return Ok(zero);
+        };
+        let Some(def) = RESOURCES
+            .iter()
+            .find(|d| d.group == group && d.resource == resource && d.namespaced)
+        else {
+            return Ok(zero);
+        };
+        // Summed like upstream's quota.Add: the first term's format wins.
+        let mut total = None;
+        for kv in self
+            .list_prefix(def, &def.collection_prefix(Some(ns)))
+            .await?
+        {
+            let obj = decode_stored(&kv)?;
+            if let Some(q) = quota::usage(&group, &resource, &obj).get(name) {
+                total = Some(total.map_or(*q, |t| t + *q));
+            }
+        }
+        Ok(total.unwrap_or(zero))
+    }
+
+    /// ResourceQuota: checks `obj` (named, about to be stored) against every
+    /// quota in its namespace and charges them; see the module docs.
+    /// Errors: 403 Forbidden (exceeded, or a compute quota's required
+    /// requests/limits missing), 409 when the quotas keep changing.
+    pub(super) async fn admit_quota(
+        &self,
+        target: &Target,
+        obj: &Value,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        let def = target.def;
+        let Some(ns) = target.namespace.as_deref() else {
+            return Ok(());
+        };
+        let rqdef =
+            registry::lookup("", "v1", "resourcequotas").expect("resourcequotas registered");
+        let prefix = rqdef.collection_prefix(Some(ns));
+        let requested = quota::usage(def.group, def.resource, obj);
+        let forbidden =
+            |why: String| ApiError::forbidden(&def.group_resource(), meta::name(obj), &why);
+        for _ in 0..QUOTA_ATTEMPTS {
+            let quotas = self.list_prefix(rqdef, &prefix).await?;
+            let mut writes = Vec::new();
+            for kv in quotas {
+                let q = decode_stored(&kv)?;
+                let qname = meta::name(&q).to_string();
+                let hard = quota::parse_list(q.pointer("/spec/hard"));
+                // evaluator.Matches: the quota tracks something of this kind
+                // (even if this object uses none of it: constraints apply).
+                let kind = Some((def.group.to_string(), def.resource.to_string()));
+                if !hard.keys().any(|k| quota::source_of(k) == kind) {
+                    continue;
+                }
+                if def.group.is_empty() && def.resource == "pods" {
+                    let missing = quota::pod_missing(obj, &hard);
+                    if !missing.is_empty() {
+                        return Err(forbidden(
+                            quota::QuotaError::MustSpecify {
+                                quota: qname,
+                                missing: missing.join(","),
+                            }
+                            .to_string(),
+                        ));
+                    }
+                }
+                let mut used: ResourceList = quota::parse_list(q.pointer("/status/used"));
+                for name in requested.keys().filter(|k| hard.contains_key(*k)) {
+                    if !used.contains_key(name) {
+                        used.insert(name.clone(), self.stored_usage(ns, name).await?);
+                    }
+                }
+                match quota::check(&qname, &hard, &used, &requested) {
+                    Err(e) => return Err(forbidden(e.to_string())),
+                    Ok(Some(new_used)) => writes.push((kv, q, new_used)),
+                    Ok(None) => {}
+                }
+            }
+            if dry_run || writes.is_empty() {
+                return Ok(());
+            }
+            let mut conflict = false;
+            for (kv, mut q, new_used) in writes {
+                let hard = q.pointer("/spec/hard").cloned().unwrap_or(json!({}));
+                if !q.get("status").is_some_and(Value::is_object) {
+                    q["status"] = json!({});
+                }
+                q["status"]["hard"] = hard;
+                q["status"]["used"] = quota::render_list(&new_used);
+                let bytes = self.encode(rqdef, &q)?;
+                match self.store.update(&kv.key, kv.mod_revision, bytes).await {
+                    Ok(_) => {}
+                    Err(StorageError::Conflict { actual, .. }) => {
+                        // Read again once the winning write is visible.
+                        self.await_write(actual).await;
+                        conflict = true;
+                        break;
+                    }
+                    Err(StorageError::NotFound(_)) => {
+                        conflict = true;
+                        break;
+                    }
+                    Err(e) => return Err(storage_error(rqdef, meta::name(&q), e)),
+                }
+            }
+            if !conflict {
+                return Ok(());
+            }
+        }
+        Err(ApiError::modified(&rqdef.group_resource(), ""))
+    }
+}
