@@ -211,6 +211,7 @@ impl RsView<'_> {
             return;
         }
         self.replicas = to;
+        self.available = self.available.min(to.max(0));
         self.replicas_changed = true;
         self.annotations
             .insert(DESIRED_REPLICAS.into(), replicas(d).to_string());
@@ -349,11 +350,16 @@ pub fn plan(d: &Deployment, owned: &[&ReplicaSet], now: Timestamp) -> Plan {
             rs,
             name: rs.name_any(),
             replicas: rs.spec.replicas.unwrap_or(1),
+            // A ReplicaSet never keeps more available pods than its spec asks
+            // for: a status written before a scale-down still counts the pods
+            // being deleted, and counting them would let the rolling update
+            // scale old ReplicaSets below minAvailable.
             available: rs
                 .status
                 .as_ref()
                 .and_then(|s| s.available_replicas)
-                .unwrap_or(0),
+                .unwrap_or(0)
+                .min(rs.spec.replicas.unwrap_or(1).max(0)),
             annotations: BTreeMap::new(),
             replicas_changed: false,
         })
@@ -1150,6 +1156,25 @@ mod tests {
         let new2 = rs(&d, "v2", 2, 2, (2, 0));
         let p = plan(&d, &[&old2, &new2], now());
         assert!(scales(&p).is_empty(), "{:?}", p.writes);
+    }
+
+    #[test]
+    fn a_stale_status_after_scale_down_does_not_overcount_available_pods() {
+        let mut d = deploy("v2", 4);
+        d.spec.strategy = Some(DeploymentStrategy {
+            type_: None,
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::Int(1)),
+                max_unavailable: Some(IntOrString::Int(1)),
+            }),
+        });
+        // The old ReplicaSet was just scaled 4 -> 3; its status still counts
+        // the pod being deleted. Really available: 3 old + 1 new = 4, so one
+        // old replica may go (4 - 1 = 3 must stay), not two.
+        let old = rs(&d, "v1", 1, 3, (4, 4));
+        let new = rs(&d, "v2", 2, 2, (2, 1));
+        let p = plan(&d, &[&old, &new], now());
+        assert_eq!(scales(&p), [(old.name_any(), 2)]);
     }
 
     #[test]
