@@ -419,21 +419,30 @@ impl Server {
 
     /// Runs until the process receives SIGINT or SIGTERM, then shuts down.
     pub async fn run_until_signal(self) -> Result<()> {
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        tokio::signal::ctrl_c().await?;
-        tracing::info!("shutting down");
+        wait_for_signal().await?;
         self.shutdown().await;
         Ok(())
     }
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM, so a caller can stop what talks to
+/// the server (controllers) before [`Server::shutdown`].
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+pub async fn wait_for_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down");
+    Ok(())
 }
 
 async fn accept_loop(

@@ -105,10 +105,12 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
         eprintln!("  controllers: {}", running.names.join(", "));
         Some(running)
     };
-    let result = server.run_until_signal().await;
+    let result = apiserver_shim::server::wait_for_signal().await;
+    // Controllers first: they hold watches on the server.
     if let Some(r) = running {
         r.shutdown().await;
     }
+    server.shutdown().await;
     result
 }
 
