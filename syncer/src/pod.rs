@@ -1,0 +1,987 @@
+//! Pure translation of a virtual Pod into its host Pod (STYLE.md item 9).
+//!
+//! [`translate`] takes plain data (tenant, virtual pod, options) and returns
+//! the host pod plus the ConfigMaps and Secrets it references, which is what
+//! lets the engine sync those only when used. No client, no async, no I/O.
+//!
+//! What changes on the way to the host:
+//! * metadata is rebuilt from scratch: host name ([`host_name`]) and host
+//!   namespace, tenant labels and annotations minus the reserved `vkube.dev`
+//!   domain ([`translate_labels`]), plus [`markers`]. uid, resourceVersion,
+//!   generateName, ownerReferences, managedFields, finalizers and timestamps
+//!   are not carried over;
+//! * every ConfigMap/Secret name (configMap, secret and projected volumes,
+//!   env `valueFrom`, `envFrom`, `imagePullSecrets`) is rewritten to the host
+//!   name of that object **in the pod's own virtual namespace**: pod
+//!   references carry no namespace, so a reference into another virtual
+//!   namespace cannot be expressed;
+//! * downward-API `fieldRef`s to `metadata.name`, `metadata.namespace` and
+//!   `metadata.uid` read the `vkube.dev/object-*` annotations instead, so the
+//!   workload still sees its virtual identity;
+//! * `serviceAccountName` becomes the configured host service account,
+//!   `automountServiceAccountToken: false`, `enableServiceLinks: false`;
+//! * `hostname` defaults to the virtual name (when it is a DNS-1123 label) so
+//!   the container's hostname does not become the host name;
+//! * `nodeName` (the host scheduler decides), ephemeral containers (only
+//!   addable through their subresource) and `status` are dropped.
+//!
+//! Hostile input is refused, not translated silently: see [`Violation`].
+//! The volume types are an allowlist; anything else is
+//! [`Violation::UnsupportedVolume`] until a syncer for it exists.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{
+    Container, EnvFromSource, EnvVar, ObjectFieldSelector, Pod, PodSpec, Volume,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use vkube_core::validation::is_dns1123_label;
+
+use crate::names::{
+    ANNOTATION_OBJECT_NAME, ANNOTATION_OBJECT_NAMESPACE, ANNOTATION_OBJECT_UID, NamesError, Tenant,
+    VirtualIdentity, host_name, identity_markers, translate_labels,
+};
+
+/// The kind recorded in the pod's `vkube.dev/object-kind` annotation.
+pub const KIND: &str = "Pod";
+
+/// Options for [`translate`]. `Default` is the safe configuration: the
+/// host service account `vkube-workload-VC` and every `allow_*` off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TranslateOptions {
+    /// The host service account every host pod runs as; `None` means
+    /// [`default_service_account`] (`vkube-workload-VC`).
+    pub host_service_account: Option<String>,
+    /// Allow `hostPath` volumes.
+    pub allow_host_path: bool,
+    /// Allow `hostNetwork`, `hostPID` and `hostIPC`.
+    pub allow_host_namespaces: bool,
+    /// Allow `securityContext.privileged: true` on containers.
+    pub allow_privileged: bool,
+    /// Allow `hostPort` on container ports.
+    pub allow_host_ports: bool,
+}
+
+/// The default host service account of a tenant: `vkube-workload-VC`.
+pub fn default_service_account(tenant: &Tenant) -> String {
+    format!("vkube-workload-{}", tenant.name())
+}
+
+/// The kind of an object a pod references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReferenceKind {
+    /// A ConfigMap.
+    ConfigMap,
+    /// A Secret.
+    Secret,
+}
+
+/// A virtual object the pod uses, which the engine must sync to the host
+/// (under [`Reference::host_name`]) for the pod to start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Reference {
+    /// ConfigMap or Secret.
+    pub kind: ReferenceKind,
+    /// Virtual namespace: always the pod's own.
+    pub namespace: String,
+    /// Virtual name.
+    pub name: String,
+}
+
+impl Reference {
+    /// The host name the translated pod uses for this object.
+    pub fn host_name(&self, tenant: &Tenant) -> String {
+        host_name(tenant, &self.namespace, &self.name)
+    }
+}
+
+/// The output of [`translate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translated {
+    /// The pod to create in the tenant's host namespace.
+    pub pod: Pod,
+    /// Referenced ConfigMaps and Secrets, deduplicated and sorted.
+    pub references: Vec<Reference>,
+}
+
+/// One reason a pod may not run on the host as asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// A `hostPath` volume (unless [`TranslateOptions::allow_host_path`]).
+    HostPath {
+        /// Volume name.
+        volume: String,
+    },
+    /// `hostNetwork: true`.
+    HostNetwork,
+    /// `hostPID: true`.
+    HostPid,
+    /// `hostIPC: true`.
+    HostIpc,
+    /// A privileged container (containers and init containers).
+    Privileged {
+        /// Container name.
+        container: String,
+    },
+    /// A container port with `hostPort`.
+    HostPort {
+        /// Container name.
+        container: String,
+        /// The requested host port.
+        port: i32,
+    },
+    /// A projected `serviceAccountToken`: it would mint a token for the
+    /// *host* service account. Never allowed; virtual tokens are a later
+    /// task.
+    ServiceAccountTokenProjection {
+        /// Volume name.
+        volume: String,
+    },
+    /// A volume source the syncer does not translate (e.g.
+    /// `persistentVolumeClaim`, `nfs`, `csi`, projected `clusterTrustBundle`).
+    UnsupportedVolume {
+        /// Volume name.
+        volume: String,
+        /// The source field, as in the API (`persistentVolumeClaim`, ...).
+        source: &'static str,
+    },
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Violation::HostPath { volume } => write!(f, "volume {volume:?} uses hostPath"),
+            Violation::HostNetwork => f.write_str("hostNetwork is not allowed"),
+            Violation::HostPid => f.write_str("hostPID is not allowed"),
+            Violation::HostIpc => f.write_str("hostIPC is not allowed"),
+            Violation::Privileged { container } => {
+                write!(f, "container {container:?} is privileged")
+            }
+            Violation::HostPort { container, port } => {
+                write!(f, "container {container:?} asks for hostPort {port}")
+            }
+            Violation::ServiceAccountTokenProjection { volume } => write!(
+                f,
+                "volume {volume:?} projects a service account token (would be a host token)"
+            ),
+            Violation::UnsupportedVolume { volume, source } => {
+                write!(f, "volume {volume:?} uses unsupported source {source}")
+            }
+        }
+    }
+}
+
+/// Why a pod was not translated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// The virtual pod lacks name, namespace or uid.
+    #[error("reading the virtual pod's identity: {0}")]
+    Identity(#[from] NamesError),
+    /// The virtual pod has no `spec`.
+    #[error("the virtual pod has no spec")]
+    MissingSpec,
+    /// The pod asks for something the host must not grant. Every violation
+    /// found is listed, so the tenant can fix them in one go.
+    #[error("pod refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Forbidden(Vec<Violation>),
+}
+
+/// Translates virtual pod `virtual_pod` of `tenant` into its host pod and
+/// the objects it references (see the module docs for every rewrite).
+///
+/// Errors: [`TranslateError::Identity`] without name/namespace/uid,
+/// [`TranslateError::MissingSpec`] without a spec,
+/// [`TranslateError::Forbidden`] listing every [`Violation`].
+pub fn translate(
+    tenant: &Tenant,
+    virtual_pod: &Pod,
+    opts: &TranslateOptions,
+) -> Result<Translated, TranslateError> {
+    let id = VirtualIdentity::from_meta(KIND, &virtual_pod.metadata)?;
+    let spec = virtual_pod
+        .spec
+        .as_ref()
+        .ok_or(TranslateError::MissingSpec)?;
+
+    let violations = check(spec, opts);
+    if !violations.is_empty() {
+        return Err(TranslateError::Forbidden(violations));
+    }
+
+    let mut refs = Refs {
+        tenant,
+        namespace: &id.namespace,
+        found: BTreeSet::new(),
+    };
+    let mut spec = spec.clone();
+
+    for v in spec.volumes.iter_mut().flatten() {
+        refs.volume(v);
+    }
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        refs.container(c);
+    }
+    for s in spec.image_pull_secrets.iter_mut().flatten() {
+        s.name = refs.rename(ReferenceKind::Secret, &s.name);
+    }
+    spec.ephemeral_containers = None;
+    spec.node_name = None;
+    spec.service_account = None;
+    spec.service_account_name = Some(
+        opts.host_service_account
+            .clone()
+            .unwrap_or_else(|| default_service_account(tenant)),
+    );
+    spec.automount_service_account_token = Some(false);
+    spec.enable_service_links = Some(false);
+    if spec.hostname.is_none() && is_dns1123_label(&id.name).is_empty() {
+        spec.hostname = Some(id.name.clone());
+    }
+
+    let markers = identity_markers(tenant, &id);
+    let mut labels = translate_labels(
+        tenant,
+        &virtual_pod.metadata.labels.clone().unwrap_or_default(),
+    );
+    labels.extend(markers.labels);
+    // Annotations follow the same rule as labels: the reserved domain is
+    // dropped, then the markers are added.
+    let mut annotations = translate_labels(
+        tenant,
+        &virtual_pod.metadata.annotations.clone().unwrap_or_default(),
+    );
+    annotations.extend(markers.annotations);
+
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(host_name(tenant, &id.namespace, &id.name)),
+            namespace: Some(tenant.host_namespace().to_string()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    };
+    Ok(Translated {
+        pod,
+        references: refs.found.into_iter().collect(),
+    })
+}
+
+/// Every violation in `spec` not allowed by `opts`, in spec order.
+fn check(spec: &PodSpec, opts: &TranslateOptions) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if !opts.allow_host_namespaces {
+        for (set, v) in [
+            (spec.host_network, Violation::HostNetwork),
+            (spec.host_pid, Violation::HostPid),
+            (spec.host_ipc, Violation::HostIpc),
+        ] {
+            if set == Some(true) {
+                out.push(v);
+            }
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        match unsupported_source(v) {
+            Some("hostPath") if opts.allow_host_path => {}
+            Some("hostPath") => out.push(Violation::HostPath {
+                volume: v.name.clone(),
+            }),
+            Some(source) => out.push(Violation::UnsupportedVolume {
+                volume: v.name.clone(),
+                source,
+            }),
+            None => {}
+        }
+        for p in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if p.service_account_token.is_some() {
+                out.push(Violation::ServiceAccountTokenProjection {
+                    volume: v.name.clone(),
+                });
+            }
+            for (set, source) in [
+                (
+                    p.cluster_trust_bundle.is_some(),
+                    "projected.clusterTrustBundle",
+                ),
+                (p.pod_certificate.is_some(), "projected.podCertificate"),
+            ] {
+                if set {
+                    out.push(Violation::UnsupportedVolume {
+                        volume: v.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+    {
+        let sc = c.security_context.as_ref();
+        if !opts.allow_privileged && sc.and_then(|s| s.privileged) == Some(true) {
+            out.push(Violation::Privileged {
+                container: c.name.clone(),
+            });
+        }
+        if !opts.allow_host_ports {
+            for p in c.ports.iter().flatten() {
+                if let Some(port) = p.host_port.filter(|&p| p != 0) {
+                    out.push(Violation::HostPort {
+                        container: c.name.clone(),
+                        port,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The API name of `v`'s source if it is not one the syncer translates
+/// (`emptyDir`, `configMap`, `secret`, `projected`, `downwardAPI`, `image`).
+/// `hostPath` is reported here too and decided by the caller.
+fn unsupported_source(v: &Volume) -> Option<&'static str> {
+    let others: [(bool, &'static str); 24] = [
+        (v.host_path.is_some(), "hostPath"),
+        (v.persistent_volume_claim.is_some(), "persistentVolumeClaim"),
+        (v.ephemeral.is_some(), "ephemeral"),
+        (v.csi.is_some(), "csi"),
+        (v.nfs.is_some(), "nfs"),
+        (v.iscsi.is_some(), "iscsi"),
+        (v.git_repo.is_some(), "gitRepo"),
+        (v.flex_volume.is_some(), "flexVolume"),
+        (v.rbd.is_some(), "rbd"),
+        (v.cephfs.is_some(), "cephfs"),
+        (v.glusterfs.is_some(), "glusterfs"),
+        (v.fc.is_some(), "fc"),
+        (v.aws_elastic_block_store.is_some(), "awsElasticBlockStore"),
+        (v.azure_disk.is_some(), "azureDisk"),
+        (v.azure_file.is_some(), "azureFile"),
+        (v.cinder.is_some(), "cinder"),
+        (v.flocker.is_some(), "flocker"),
+        (v.gce_persistent_disk.is_some(), "gcePersistentDisk"),
+        (v.photon_persistent_disk.is_some(), "photonPersistentDisk"),
+        (v.portworx_volume.is_some(), "portworxVolume"),
+        (v.quobyte.is_some(), "quobyte"),
+        (v.scale_io.is_some(), "scaleIO"),
+        (v.storageos.is_some(), "storageos"),
+        (v.vsphere_volume.is_some(), "vsphereVolume"),
+    ];
+    others
+        .into_iter()
+        .find(|(set, _)| *set)
+        .map(|(_, name)| name)
+}
+
+/// Collects references while rewriting names to host names.
+struct Refs<'a> {
+    tenant: &'a Tenant,
+    namespace: &'a str,
+    found: BTreeSet<Reference>,
+}
+
+impl Refs<'_> {
+    /// Records `name` (in the pod's namespace) and returns its host name.
+    fn rename(&mut self, kind: ReferenceKind, name: &str) -> String {
+        self.found.insert(Reference {
+            kind,
+            namespace: self.namespace.to_string(),
+            name: name.to_string(),
+        });
+        host_name(self.tenant, self.namespace, name)
+    }
+
+    fn volume(&mut self, v: &mut Volume) {
+        if let Some(cm) = v.config_map.as_mut() {
+            cm.name = self.rename(ReferenceKind::ConfigMap, &cm.name);
+        }
+        if let Some(name) = v.secret.as_mut().and_then(|s| s.secret_name.as_mut()) {
+            *name = self.rename(ReferenceKind::Secret, name);
+        }
+        for f in v
+            .downward_api
+            .iter_mut()
+            .flat_map(|d| d.items.iter_mut().flatten())
+        {
+            if let Some(r) = f.field_ref.as_mut() {
+                field_ref(r);
+            }
+        }
+        for p in v
+            .projected
+            .iter_mut()
+            .flat_map(|p| p.sources.iter_mut().flatten())
+        {
+            if let Some(cm) = p.config_map.as_mut() {
+                cm.name = self.rename(ReferenceKind::ConfigMap, &cm.name);
+            }
+            if let Some(s) = p.secret.as_mut() {
+                s.name = self.rename(ReferenceKind::Secret, &s.name);
+            }
+            for f in p
+                .downward_api
+                .iter_mut()
+                .flat_map(|d| d.items.iter_mut().flatten())
+            {
+                if let Some(r) = f.field_ref.as_mut() {
+                    field_ref(r);
+                }
+            }
+        }
+    }
+
+    fn container(&mut self, c: &mut Container) {
+        for e in c.env.iter_mut().flatten() {
+            self.env(e);
+        }
+        for e in c.env_from.iter_mut().flatten() {
+            self.env_from(e);
+        }
+    }
+
+    fn env(&mut self, e: &mut EnvVar) {
+        let Some(from) = e.value_from.as_mut() else {
+            return;
+        };
+        if let Some(k) = from.config_map_key_ref.as_mut() {
+            k.name = self.rename(ReferenceKind::ConfigMap, &k.name);
+        }
+        if let Some(k) = from.secret_key_ref.as_mut() {
+            k.name = self.rename(ReferenceKind::Secret, &k.name);
+        }
+        if let Some(r) = from.field_ref.as_mut() {
+            field_ref(r);
+        }
+    }
+
+    fn env_from(&mut self, e: &mut EnvFromSource) {
+        if let Some(r) = e.config_map_ref.as_mut() {
+            r.name = self.rename(ReferenceKind::ConfigMap, &r.name);
+        }
+        if let Some(r) = e.secret_ref.as_mut() {
+            r.name = self.rename(ReferenceKind::Secret, &r.name);
+        }
+    }
+}
+
+/// Points downward-API reads of the pod's own identity at the marker
+/// annotations, which hold the virtual values (the host name, namespace and
+/// uid would leak host details and confuse the workload).
+fn field_ref(f: &mut ObjectFieldSelector) {
+    let annotation = match f.field_path.as_str() {
+        "metadata.name" => ANNOTATION_OBJECT_NAME,
+        "metadata.namespace" => ANNOTATION_OBJECT_NAMESPACE,
+        "metadata.uid" => ANNOTATION_OBJECT_UID,
+        _ => return,
+    };
+    f.field_path = format!("metadata.annotations['{annotation}']");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::{
+        ANNOTATION_OBJECT_KIND, LABEL_MANAGED_BY, LABEL_NAMESPACE, Ownership, is_managed,
+    };
+    use serde_json::{Value, json};
+
+    fn tenant() -> Tenant {
+        Tenant::new("vc", "host-ns").unwrap()
+    }
+
+    /// A virtual pod `web` in namespace `team` with the given spec.
+    fn pod(spec: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "team", "uid": "uid-1"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn ok(p: &Pod) -> (Value, Vec<Reference>) {
+        let t = translate(&tenant(), p, &TranslateOptions::default()).unwrap();
+        (serde_json::to_value(&t.pod).unwrap(), t.references)
+    }
+
+    fn h(name: &str) -> String {
+        host_name(&tenant(), "team", name)
+    }
+
+    fn r(kind: ReferenceKind, name: &str) -> Reference {
+        Reference {
+            kind,
+            namespace: "team".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn metadata_is_rebuilt_with_markers() {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {
+                "name": "web", "namespace": "team", "uid": "uid-1",
+                "generateName": "we", "resourceVersion": "42", "generation": 3,
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "finalizers": ["example.com/f"],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                     "name": "rs", "uid": "u-rs"}],
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+                "labels": {"app": "web", "vkube.dev/managed-by": "other",
+                           "vkube.dev/namespace": "victim"},
+                "annotations": {"note": "x", "vkube.dev/object-uid": "forged"},
+            },
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.1"},
+        }))
+        .unwrap();
+        let (v, _) = ok(&p);
+        assert_eq!(
+            v["metadata"],
+            json!({
+                "name": "web-x-team-x-vc",
+                "namespace": "host-ns",
+                "labels": {"app": "web", LABEL_MANAGED_BY: "vc", LABEL_NAMESPACE: "team"},
+                "annotations": {
+                    "note": "x",
+                    ANNOTATION_OBJECT_NAME: "web",
+                    ANNOTATION_OBJECT_NAMESPACE: "team",
+                    ANNOTATION_OBJECT_UID: "uid-1",
+                    ANNOTATION_OBJECT_KIND: "Pod",
+                },
+            })
+        );
+        assert_eq!(v.get("status"), None);
+    }
+
+    #[test]
+    fn translated_pod_is_owned_by_the_tenant() {
+        let t = translate(
+            &tenant(),
+            &pod(json!({"containers": []})),
+            &Default::default(),
+        )
+        .unwrap();
+        let id = VirtualIdentity::from_meta(KIND, &pod(json!({})).metadata).unwrap();
+        assert_eq!(
+            is_managed(&tenant(), Some(&t.pod.metadata), &id),
+            Ownership::Owned
+        );
+    }
+
+    #[test]
+    fn spec_rewrites_table() {
+        let sa = |o: &TranslateOptions| {
+            let t = translate(&tenant(), &pod(json!({"containers": []})), o).unwrap();
+            t.pod.spec.unwrap().service_account_name
+        };
+        assert_eq!(
+            sa(&TranslateOptions::default()).as_deref(),
+            Some("vkube-workload-vc")
+        );
+        let custom = TranslateOptions {
+            host_service_account: Some("runner".into()),
+            ..Default::default()
+        };
+        assert_eq!(sa(&custom).as_deref(), Some("runner"));
+
+        // (case, virtual spec, JSON pointer into the host pod, expected value)
+        let cases: Vec<(&str, Value, &str, Value)> = vec![
+            (
+                "tenant SA replaced",
+                json!({"serviceAccountName": "admin"}),
+                "/spec/serviceAccountName",
+                json!("vkube-workload-vc"),
+            ),
+            (
+                "deprecated serviceAccount dropped",
+                json!({"serviceAccount": "admin"}),
+                "/spec/serviceAccount",
+                Value::Null,
+            ),
+            (
+                "automount forced off",
+                json!({"automountServiceAccountToken": true}),
+                "/spec/automountServiceAccountToken",
+                json!(false),
+            ),
+            (
+                "service links forced off",
+                json!({"enableServiceLinks": true}),
+                "/spec/enableServiceLinks",
+                json!(false),
+            ),
+            (
+                "nodeName dropped",
+                json!({"nodeName": "node-1"}),
+                "/spec/nodeName",
+                Value::Null,
+            ),
+            (
+                "hostname defaults to virtual name",
+                json!({}),
+                "/spec/hostname",
+                json!("web"),
+            ),
+            (
+                "explicit hostname kept",
+                json!({"hostname": "db"}),
+                "/spec/hostname",
+                json!("db"),
+            ),
+            (
+                "ephemeral containers dropped",
+                json!({"ephemeralContainers": [{"name": "dbg", "image": "busybox"}]}),
+                "/spec/ephemeralContainers",
+                Value::Null,
+            ),
+            (
+                "other fields kept",
+                json!({"nodeSelector": {"disk": "ssd"}}),
+                "/spec/nodeSelector",
+                json!({"disk": "ssd"}),
+            ),
+        ];
+        for (what, mut spec, ptr, want) in cases {
+            spec["containers"] = json!([{"name": "c", "image": "nginx"}]);
+            let (v, _) = ok(&pod(spec));
+            assert_eq!(
+                v.pointer(ptr).cloned().unwrap_or(Value::Null),
+                want,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostname_not_defaulted_for_dotted_names() {
+        let mut p = pod(json!({"containers": []}));
+        p.metadata.name = Some("web.v1".into());
+        let (v, _) = ok(&p);
+        assert_eq!(v.pointer("/spec/hostname"), None);
+    }
+
+    #[test]
+    fn references_rewritten_table() {
+        use ReferenceKind::{ConfigMap, Secret};
+        // (site, virtual spec, pointer to the rewritten name, reference)
+        let cases: Vec<(&str, Value, &str, Reference)> = vec![
+            (
+                "configMap volume",
+                json!({"volumes": [{"name": "v", "configMap": {"name": "cfg"}}]}),
+                "/spec/volumes/0/configMap/name",
+                r(ConfigMap, "cfg"),
+            ),
+            (
+                "secret volume",
+                json!({"volumes": [{"name": "v", "secret": {"secretName": "tls"}}]}),
+                "/spec/volumes/0/secret/secretName",
+                r(Secret, "tls"),
+            ),
+            (
+                "projected configMap",
+                json!({"volumes": [{"name": "v", "projected": {"sources": [{"configMap": {"name": "cfg"}}]}}]}),
+                "/spec/volumes/0/projected/sources/0/configMap/name",
+                r(ConfigMap, "cfg"),
+            ),
+            (
+                "projected secret",
+                json!({"volumes": [{"name": "v", "projected": {"sources": [{"secret": {"name": "tls"}}]}}]}),
+                "/spec/volumes/0/projected/sources/0/secret/name",
+                r(Secret, "tls"),
+            ),
+            (
+                "env configMapKeyRef",
+                json!({"containers": [{"name": "c", "env": [{"name": "E", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}]}]}),
+                "/spec/containers/0/env/0/valueFrom/configMapKeyRef/name",
+                r(ConfigMap, "cfg"),
+            ),
+            (
+                "env secretKeyRef",
+                json!({"containers": [{"name": "c", "env": [{"name": "E", "valueFrom": {"secretKeyRef": {"name": "pw", "key": "k"}}}]}]}),
+                "/spec/containers/0/env/0/valueFrom/secretKeyRef/name",
+                r(Secret, "pw"),
+            ),
+            (
+                "envFrom configMapRef",
+                json!({"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}),
+                "/spec/containers/0/envFrom/0/configMapRef/name",
+                r(ConfigMap, "cfg"),
+            ),
+            (
+                "envFrom secretRef",
+                json!({"containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "pw"}}]}]}),
+                "/spec/containers/0/envFrom/0/secretRef/name",
+                r(Secret, "pw"),
+            ),
+            (
+                "init container env",
+                json!({"containers": [], "initContainers": [{"name": "i", "env": [{"name": "E", "valueFrom": {"secretKeyRef": {"name": "pw", "key": "k"}}}]}]}),
+                "/spec/initContainers/0/env/0/valueFrom/secretKeyRef/name",
+                r(Secret, "pw"),
+            ),
+            (
+                "imagePullSecrets",
+                json!({"imagePullSecrets": [{"name": "regcred"}]}),
+                "/spec/imagePullSecrets/0/name",
+                r(Secret, "regcred"),
+            ),
+            (
+                "long name is shortened like every host name",
+                json!({"volumes": [{"name": "v", "configMap": {"name": "c".repeat(70)}}]}),
+                "/spec/volumes/0/configMap/name",
+                r(ConfigMap, &"c".repeat(70)),
+            ),
+        ];
+        for (site, mut spec, ptr, want) in cases {
+            if spec.get("containers").is_none() {
+                spec["containers"] = json!([]);
+            }
+            let (v, refs) = ok(&pod(spec));
+            assert_eq!(v.pointer(ptr), Some(&json!(h(&want.name))), "{site}");
+            assert_eq!(refs, vec![want.clone()], "{site}");
+            assert_eq!(want.host_name(&tenant()), h(&want.name), "{site}");
+        }
+    }
+
+    #[test]
+    fn references_are_deduplicated_sorted_and_in_the_pods_namespace() {
+        let (_, refs) = ok(&pod(json!({
+            "imagePullSecrets": [{"name": "b"}],
+            "volumes": [{"name": "v", "secret": {"secretName": "b"}},
+                        {"name": "w", "configMap": {"name": "z"}}],
+            "containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "a"}},
+                                                     {"secretRef": {"name": "b"}}]}],
+        })));
+        assert_eq!(
+            refs,
+            vec![
+                r(ReferenceKind::ConfigMap, "a"),
+                r(ReferenceKind::ConfigMap, "z"),
+                r(ReferenceKind::Secret, "b")
+            ]
+        );
+        assert!(refs.iter().all(|r| r.namespace == "team"));
+    }
+
+    #[test]
+    fn downward_api_reads_virtual_identity() {
+        let (v, _) = ok(&pod(json!({
+            "containers": [{"name": "c", "env": [
+                {"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "U", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+                {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            ]}],
+            "volumes": [{"name": "d", "downwardAPI": {"items": [
+                {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}],
+        })));
+        let env = |i: usize| {
+            v.pointer(&format!(
+                "/spec/containers/0/env/{i}/valueFrom/fieldRef/fieldPath"
+            ))
+            .cloned()
+        };
+        assert_eq!(
+            env(0),
+            Some(json!("metadata.annotations['vkube.dev/object-name']"))
+        );
+        assert_eq!(
+            env(1),
+            Some(json!("metadata.annotations['vkube.dev/object-namespace']"))
+        );
+        assert_eq!(
+            env(2),
+            Some(json!("metadata.annotations['vkube.dev/object-uid']"))
+        );
+        assert_eq!(env(3), Some(json!("status.podIP")));
+        assert_eq!(
+            v.pointer("/spec/volumes/0/downwardAPI/items/0/fieldRef/fieldPath"),
+            Some(&json!("metadata.annotations['vkube.dev/object-name']"))
+        );
+    }
+
+    #[test]
+    fn hostile_input_table() {
+        let priv_c = json!([{"name": "c", "securityContext": {"privileged": true}}]);
+        // (case, spec, violations with default options, options that allow it)
+        let cases: Vec<(&str, Value, Vec<Violation>, Option<TranslateOptions>)> = vec![
+            (
+                "hostPath",
+                json!({"containers": [], "volumes": [{"name": "root", "hostPath": {"path": "/"}}]}),
+                vec![Violation::HostPath {
+                    volume: "root".into(),
+                }],
+                Some(TranslateOptions {
+                    allow_host_path: true,
+                    ..Default::default()
+                }),
+            ),
+            (
+                "hostNetwork",
+                json!({"containers": [], "hostNetwork": true}),
+                vec![Violation::HostNetwork],
+                Some(TranslateOptions {
+                    allow_host_namespaces: true,
+                    ..Default::default()
+                }),
+            ),
+            (
+                "hostPID",
+                json!({"containers": [], "hostPID": true}),
+                vec![Violation::HostPid],
+                None,
+            ),
+            (
+                "hostIPC",
+                json!({"containers": [], "hostIPC": true}),
+                vec![Violation::HostIpc],
+                None,
+            ),
+            (
+                "privileged container",
+                json!({"containers": priv_c}),
+                vec![Violation::Privileged {
+                    container: "c".into(),
+                }],
+                Some(TranslateOptions {
+                    allow_privileged: true,
+                    ..Default::default()
+                }),
+            ),
+            (
+                "privileged init container",
+                json!({"containers": [], "initContainers": [{"name": "i", "securityContext": {"privileged": true}}]}),
+                vec![Violation::Privileged {
+                    container: "i".into(),
+                }],
+                None,
+            ),
+            (
+                "hostPort",
+                json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 80}]}]}),
+                vec![Violation::HostPort {
+                    container: "c".into(),
+                    port: 80,
+                }],
+                Some(TranslateOptions {
+                    allow_host_ports: true,
+                    ..Default::default()
+                }),
+            ),
+            (
+                "serviceAccountToken projection",
+                json!({"containers": [], "volumes": [{"name": "tok", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}]}),
+                vec![Violation::ServiceAccountTokenProjection {
+                    volume: "tok".into(),
+                }],
+                None,
+            ),
+            (
+                "persistentVolumeClaim",
+                json!({"containers": [], "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]}),
+                vec![Violation::UnsupportedVolume {
+                    volume: "data".into(),
+                    source: "persistentVolumeClaim",
+                }],
+                None,
+            ),
+            (
+                "nfs",
+                json!({"containers": [], "volumes": [{"name": "n", "nfs": {"server": "s", "path": "/"}}]}),
+                vec![Violation::UnsupportedVolume {
+                    volume: "n".into(),
+                    source: "nfs",
+                }],
+                None,
+            ),
+            (
+                "clusterTrustBundle",
+                json!({"containers": [], "volumes": [{"name": "b", "projected": {"sources": [{"clusterTrustBundle": {"name": "x", "path": "p"}}]}}]}),
+                vec![Violation::UnsupportedVolume {
+                    volume: "b".into(),
+                    source: "projected.clusterTrustBundle",
+                }],
+                None,
+            ),
+            (
+                "everything at once is listed in spec order",
+                json!({"hostNetwork": true, "hostPID": true,
+                    "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
+                    "containers": priv_c}),
+                vec![
+                    Violation::HostNetwork,
+                    Violation::HostPid,
+                    Violation::HostPath {
+                        volume: "root".into(),
+                    },
+                    Violation::Privileged {
+                        container: "c".into(),
+                    },
+                ],
+                None,
+            ),
+        ];
+        for (what, spec, want, allow) in cases {
+            let p = pod(spec);
+            match translate(&tenant(), &p, &TranslateOptions::default()) {
+                Err(TranslateError::Forbidden(got)) => assert_eq!(got, want, "{what}"),
+                other => panic!("{what}: expected Forbidden, got {other:?}"),
+            }
+            if let Some(opts) = allow {
+                assert!(
+                    translate(&tenant(), &p, &opts).is_ok(),
+                    "{what} allowed by option"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn false_flags_are_not_violations() {
+        let p = pod(json!({
+            "hostNetwork": false, "hostPID": false, "hostIPC": false,
+            "containers": [{"name": "c", "securityContext": {"privileged": false},
+                            "ports": [{"containerPort": 80, "hostPort": 0}]}],
+            "volumes": [{"name": "e", "emptyDir": {}}, {"name": "i", "image": {"reference": "x"}}],
+        }));
+        assert!(translate(&tenant(), &p, &TranslateOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn error_message_names_every_violation() {
+        let p = pod(
+            json!({"hostIPC": true, "containers": [{"name": "c", "securityContext": {"privileged": true}}]}),
+        );
+        let err = translate(&tenant(), &p, &TranslateOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pod refused: hostIPC is not allowed; container \"c\" is privileged"
+        );
+    }
+
+    #[test]
+    fn missing_identity_or_spec() {
+        let mut p = pod(json!({"containers": []}));
+        p.metadata.uid = None;
+        assert_eq!(
+            translate(&tenant(), &p, &TranslateOptions::default()),
+            Err(TranslateError::Identity(NamesError::MissingField("uid")))
+        );
+        let mut p = pod(json!({}));
+        p.spec = None;
+        assert_eq!(
+            translate(&tenant(), &p, &TranslateOptions::default()),
+            Err(TranslateError::MissingSpec)
+        );
+    }
+}
