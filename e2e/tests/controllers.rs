@@ -46,7 +46,7 @@ spec:
 #[tokio::test]
 async fn replicaset_runs_and_scales_its_pods() {
     let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
-    c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], RS)
+    c.kubectl_stdin(&["create", "-f", "-"], RS)
         .await
         .expect_ok();
     let pods = eventually(
@@ -235,7 +235,7 @@ async fn set_image_rolls_out_within_max_unavailable_and_max_surge() {
         ..Default::default()
     };
     let c = TestCluster::start_with_controllers(sim).await;
-    c.kubectl_stdin(&["create", "--validate=false", "-f", "-"], ROLLING)
+    c.kubectl_stdin(&["create", "-f", "-"], ROLLING)
         .await
         .expect_ok();
     c.kubectl(&["rollout", "status", "deployment/roll", "--timeout=30s"])

@@ -1,9 +1,7 @@
 //! The real helm v4 against a real vkube server: helm applies chart objects
 //! with server-side apply (field manager `helm`) and keeps its release in a
-//! Secret written by client-go's typed client (a protobuf body).
-//!
-//! OpenAPI is not served yet, so every command passes
-//! `--disable-openapi-validation`.
+//! Secret written by client-go's typed client (a protobuf body). Helm
+//! validates the chart's objects against the server's OpenAPI v3.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -87,7 +85,7 @@ async fn helm_install_upgrade_uninstall() {
     std::fs::write(chart.join("templates/configmap.yaml"), CONFIGMAP).unwrap();
     std::fs::write(chart.join("templates/deployment.yaml"), DEPLOYMENT).unwrap();
     let chart = chart.to_str().unwrap();
-    let ns = ["-n", "default", "--disable-openapi-validation"];
+    let ns = ["-n", "default"];
 
     let mut install = vec!["install", "rel", chart];
     install.extend_from_slice(&ns);

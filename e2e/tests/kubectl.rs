@@ -1430,7 +1430,7 @@ async fn managers(c: &TestCluster, what: &[&str]) -> Vec<(String, serde_json::Va
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_apply_conflicts_between_managers_then_force() {
     let c = TestCluster::start().await;
-    let ssa = ["apply", "--server-side", "--validate=false", "-f", "-"];
+    let ssa = ["apply", "--server-side", "-f", "-"];
     let with = |mgr: &'static str| {
         let mut a = ssa.to_vec();
         a.push("--field-manager");
@@ -1516,7 +1516,7 @@ async fn client_side_apply_is_tracked_and_upgrades_to_server_side() {
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: csa\ndata:\n  color: {color}\n  size: \"1\"\n"
         )
     };
-    let csa = ["apply", "--validate=false", "-f", "-"];
+    let csa = ["apply", "-f", "-"];
     c.kubectl_stdin(&csa, &cm("blue"))
         .await
         .expect_ok()
@@ -1544,27 +1544,17 @@ async fn client_side_apply_is_tracked_and_upgrades_to_server_side() {
     // Another manager editing a field it does not own conflicts with the
     // client-side applier.
     c.kubectl_stdin(
-        &[
-            "apply",
-            "--server-side",
-            "--validate=false",
-            "--field-manager=other",
-            "-f",
-            "-",
-        ],
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
         &cm("red"),
     )
     .await
     .expect_err_contains("conflict with \"kubectl-client-side-apply\" using v1: .data.color");
     // kubectl's own server-side apply takes over what the last client-side
     // apply set, as upstream's upgrade path allows.
-    c.kubectl_stdin(
-        &["apply", "--server-side", "--validate=false", "-f", "-"],
-        &cm("red"),
-    )
-    .await
-    .expect_ok()
-    .expect_stdout_contains(&["configmap/csa serverside-applied"]);
+    c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &cm("red"))
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["configmap/csa serverside-applied"]);
     let m = managers(&c, &["cm", "csa"]).await;
     assert!(m.iter().any(|(n, _)| n == "kubectl:Apply"), "{m:?}");
     let color = c
@@ -1612,7 +1602,7 @@ async fn service_cluster_ip_is_allocated_defaulted_and_immutable() {
 
     // A second Service may not take the same address.
     c.kubectl_stdin(
-        &["create", "--validate=false", "-f", "-"],
+        &["create", "-f", "-"],
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: other\nspec:\n  clusterIP: 10.96.0.77\n  ports:\n  - port: 80\n",
     )
     .await
@@ -1623,7 +1613,7 @@ async fn service_cluster_ip_is_allocated_defaulted_and_immutable() {
     // Server-side dry run shows an allocated address and stores nothing.
     let dry = c
         .kubectl_stdin(
-            &["create", "--validate=false", "--dry-run=server", "-o", "json", "-f", "-"],
+            &["create", "--dry-run=server", "-o", "json", "-f", "-"],
             "apiVersion: v1\nkind: Service\nmetadata:\n  name: z\nspec:\n  type: NodePort\n  ports:\n  - port: 80\n",
         )
         .await

@@ -57,7 +57,7 @@ metadata: {name: held, namespace: shop, finalizers: [example.com/hold]}
 #[tokio::test]
 async fn deleting_a_namespace_empties_and_removes_it() {
     let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
-    c.kubectl_stdin(&["apply", "--validate=false", "-f", "-"], APP)
+    c.kubectl_stdin(&["apply", "-f", "-"], APP)
         .await
         .expect_ok();
     eventually(
@@ -333,7 +333,7 @@ async fn endpoints_and_endpointslices_follow_pod_readiness() {
         ..NodeSimulator::default()
     };
     let c = TestCluster::start_with_controllers(sim).await;
-    c.kubectl_stdin(&["apply", "--validate=false", "-f", "-"], WEB)
+    c.kubectl_stdin(&["apply", "-f", "-"], WEB)
         .await
         .expect_ok();
     let ips = eventually(

@@ -125,7 +125,7 @@ async fn kubectl_create_token_audience_duration_and_binding() {
 
     // Bound to a pod: the claims and the identity name it.
     c.kubectl_stdin(
-        &["create", "--validate=false", "-f", "-"],
+        &["create", "-f", "-"],
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\nspec:\n  serviceAccountName: default\n  containers:\n  - name: c\n    image: busybox\n",
     )
     .await
