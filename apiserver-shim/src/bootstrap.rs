@@ -37,7 +37,9 @@ fn target(def: &'static ResourceDef, namespace: Option<&str>) -> Target {
     }
 }
 
-async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<()> {
+/// Creates `obj` under `t` unless an object of that name exists (an
+/// existing one is left as it is, possibly edited by an admin).
+pub(crate) async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<()> {
     // Look first: creating an existing Service would fail on its ClusterIP
     // (422, already allocated) before the 409 of the existing name.
     let mut get = t.clone();

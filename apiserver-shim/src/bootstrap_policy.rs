@@ -17,9 +17,8 @@
 
 use crate::error::ApiResult;
 use crate::registry;
-use crate::request::{Query, Target};
+use crate::request::Target;
 use crate::rest::Api;
-use http::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -661,30 +660,14 @@ pub async fn ensure(api: &Arc<Api>) -> ApiResult<()> {
         .map(|o| (roles, o))
         .chain(cluster_role_bindings().into_iter().map(|o| (bindings, o)));
     let creates = objects.map(|(def, obj)| {
-        let api = api.clone();
-        async move {
-            let target = Target {
-                def,
-                namespace: None,
-                name: None,
-                subresource: None,
-                watch_prefix: false,
-            };
-            let body = bytes::Bytes::from(obj.to_string());
-            match api
-                .handle(
-                    &Method::POST,
-                    target,
-                    Query::default(),
-                    &crate::server::json_headers(),
-                    body,
-                )
-                .await
-            {
-                Err(e) if e.code != 409 => Err(e),
-                _ => Ok(()),
-            }
-        }
+        let target = Target {
+            def,
+            namespace: None,
+            name: None,
+            subresource: None,
+            watch_prefix: false,
+        };
+        crate::bootstrap::create_if_absent(api, target, obj)
     });
     for result in futures::future::join_all(creates).await {
         result?;
