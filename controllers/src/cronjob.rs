@@ -257,13 +257,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action> {
         ..Default::default()
     };
     for n in &plan.delete {
-        match jobs.delete(n, &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
+        crate::util::keep_first_error(&mut first_error, jobs.delete(n, &dp).await);
     }
     let mut status = plan.status.clone();
     if let Some(at) = plan.create {
@@ -286,20 +280,12 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action> {
         if let Some(m) = body.as_object_mut() {
             m.entry("active").or_insert(serde_json::Value::Null);
         }
-        match api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({ "status": body })),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
+        let patch = Patch::Merge(serde_json::json!({ "status": body }));
+        crate::util::keep_first_error(
+            &mut first_error,
+            api.patch_status(&name, &PatchParams::default(), &patch)
+                .await,
+        );
     }
     if let Some(e) = first_error {
         return Err(Error::Kube(e));

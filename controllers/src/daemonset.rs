@@ -341,13 +341,10 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action> {
         }
     }
     for n in &plan.delete {
-        match pods.delete(n, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
+        crate::util::keep_first_error(
+            &mut first_error,
+            pods.delete(n, &DeleteParams::default()).await,
+        );
     }
     if ds.status.as_ref() != Some(&plan.status) {
         let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
@@ -357,20 +354,15 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action> {
             "numberMisscheduled",
             "numberReady",
         ];
-        match api
-            .patch_status(
+        crate::util::keep_first_error(
+            &mut first_error,
+            api.patch_status(
                 &name,
                 &PatchParams::default(),
                 &Patch::Merge(crate::replicaset::status_patch(&plan.status, &keep)),
             )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
+            .await,
+        );
     }
     if let Some(e) = first_error {
         return Err(Error::Kube(e));

@@ -609,29 +609,18 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action> {
     }
     let dp = DeleteParams::default();
     for r in futures::future::join_all(plan.delete.iter().map(|n| pods.delete(n, &dp))).await {
-        match r {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
+        crate::util::keep_first_error(&mut first_error, r);
     }
     if job.status.as_ref() != Some(&plan.status) {
-        match jobs
-            .patch_status(
+        crate::util::keep_first_error(
+            &mut first_error,
+            jobs.patch_status(
                 &name,
                 &PatchParams::default(),
                 &Patch::Merge(status_patch(&plan.status)),
             )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
+            .await,
+        );
     }
     if let Some(e) = first_error {
         return Err(Error::Kube(e));

@@ -296,20 +296,15 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action> {
     ctx.expect(&ns, &name, &uid, created, deleted);
     if rs.status.as_ref() != Some(&plan.status) {
         let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .patch_status(
+        crate::util::keep_first_error(
+            &mut first_error,
+            api.patch_status(
                 &name,
                 &PatchParams::default(),
                 &Patch::Merge(status_patch(&plan.status, &["replicas"])),
             )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
+            .await,
+        );
     }
     if let Some(e) = first_error {
         return Err(Error::Kube(e));

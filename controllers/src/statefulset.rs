@@ -405,30 +405,22 @@ async fn reconcile(sts: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action> {
         }
     }
     for n in &plan.delete {
-        match pods.delete(n, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
+        crate::util::keep_first_error(
+            &mut first_error,
+            pods.delete(n, &DeleteParams::default()).await,
+        );
     }
     if sts.status.as_ref() != Some(&plan.status) {
         let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .patch_status(
+        crate::util::keep_first_error(
+            &mut first_error,
+            api.patch_status(
                 &name,
                 &PatchParams::default(),
                 &Patch::Merge(crate::replicaset::status_patch(&plan.status, &["replicas"])),
             )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
+            .await,
+        );
     }
     if let Some(e) = first_error {
         return Err(Error::Kube(e));

@@ -143,6 +143,20 @@ pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
     template_without_hash(a) == template_without_hash(b)
 }
 
+/// Records the first failure of a write that must not stop the other writes
+/// of one sync (they are retried with the next one); `404 NotFound` means the
+/// object is already gone, which is what a delete or a status write of a
+/// vanished object wanted anyway.
+pub(crate) fn keep_first_error<T>(first: &mut Option<kube::Error>, result: Result<T, kube::Error>) {
+    match result {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => {
+            first.get_or_insert(e);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
