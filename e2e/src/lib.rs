@@ -21,6 +21,9 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod synced;
+pub use synced::SyncedCluster;
+
 use anyhow::{Context, Result, bail};
 use apiserver_shim::{Server, ServerConfig};
 use std::ffi::{OsStr, OsString};

@@ -32,7 +32,8 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, ObjectFieldSelector, Pod, PodSpec, Volume,
+    Container, EnvFromSource, EnvVar, ObjectFieldSelector, Pod, PodCondition, PodSpec, PodStatus,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use vkube_core::validation::is_dns1123_label;
@@ -485,6 +486,266 @@ fn field_ref(f: &mut ObjectFieldSelector) {
         _ => return,
     };
     f.field_path = format!("metadata.annotations['{annotation}']");
+}
+
+/// Mount path of the service account token in every container, as the
+/// ServiceAccount admission plugin mounts it (kubernetes.io "Configure
+/// Service Accounts for Pods").
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Name of the volume [`inject_token`] adds (suffixed with `-N` if the
+/// tenant already uses it).
+pub const TOKEN_VOLUME: &str = "vkube-sa-token";
+
+/// Host pod condition reason / virtual status reason of a pod the syncer
+/// refused to run (pod security, hostile input).
+pub const REASON_SYNC_REFUSED: &str = "SyncRefused";
+
+/// Whether the virtual pod should get a service account token: neither
+/// the pod's `automountServiceAccountToken` nor (when the pod leaves it
+/// unset) its service account's is `false` — the ServiceAccount admission
+/// plugin's rule (the pod's setting wins).
+pub fn wants_token(pod: &Pod, service_account_automount: Option<bool>) -> bool {
+    let spec = pod.spec.as_ref();
+    match spec.and_then(|s| s.automount_service_account_token) {
+        Some(v) => v,
+        None => service_account_automount != Some(false),
+    }
+}
+
+/// The virtual service account a pod runs as: `serviceAccountName`, else
+/// the deprecated `serviceAccount`, else `default`.
+pub fn service_account_of(pod: &Pod) -> String {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.service_account_name.clone())
+        .or_else(|| spec.and_then(|s| s.service_account.clone()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// Adds to host pod `pod` a secret volume of host Secret `secret` (keys
+/// `token`, `ca.crt`, `namespace`) mounted read-only at
+/// [`TOKEN_MOUNT_PATH`] in every container and init container that does not
+/// mount something there already.
+pub fn inject_token(pod: &mut Pod, secret: &str) {
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    let mut name = TOKEN_VOLUME.to_string();
+    let mut n = 1;
+    while volumes.iter().any(|v| v.name == name) {
+        name = format!("{TOKEN_VOLUME}-{n}");
+        n += 1;
+    }
+    volumes.push(Volume {
+        name: name.clone(),
+        secret: Some(k8s_openapi::api::core::v1::SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
+        if mounts
+            .iter()
+            .any(|m| m.mount_path.trim_end_matches('/') == TOKEN_MOUNT_PATH)
+        {
+            continue;
+        }
+        mounts.push(k8s_openapi::api::core::v1::VolumeMount {
+            name: name.clone(),
+            mount_path: TOKEN_MOUNT_PATH.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+}
+
+/// Sets `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` (and the
+/// `KUBERNETES_PORT*` variables kubelet sets alongside) in every container
+/// and init container of host pod `pod`, replacing any the tenant set, so
+/// in-pod clients (client-go's `InClusterConfig`) reach `host:port`.
+pub fn inject_kubernetes_service(pod: &mut Pod, host: &str, port: u16) {
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let url = format!("tcp://{host}:{port}");
+    let vars: Vec<(String, String)> = vec![
+        ("KUBERNETES_SERVICE_HOST".into(), host.to_string()),
+        ("KUBERNETES_SERVICE_PORT".into(), port.to_string()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS".into(), port.to_string()),
+        ("KUBERNETES_PORT".into(), url.clone()),
+        (format!("KUBERNETES_PORT_{port}_TCP"), url),
+        (format!("KUBERNETES_PORT_{port}_TCP_PROTO"), "tcp".into()),
+        (format!("KUBERNETES_PORT_{port}_TCP_PORT"), port.to_string()),
+        (format!("KUBERNETES_PORT_{port}_TCP_ADDR"), host.to_string()),
+    ];
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        let env = c.env.get_or_insert_with(Vec::new);
+        env.retain(|e| !vars.iter().any(|(k, _)| e.name == *k));
+        env.extend(vars.iter().map(|(k, v)| EnvVar {
+            name: k.clone(),
+            value: Some(v.clone()),
+            value_from: None,
+        }));
+    }
+}
+
+/// The virtual pod status that mirrors host status `host`, given the
+/// virtual pod's current status `current`; `None` if nothing changes.
+///
+/// Copied from the host: phase, conditions, podIP/podIPs, hostIP/hostIPs,
+/// startTime, container/init-container/ephemeral-container statuses,
+/// reason, message. Kept from the virtual pod: qosClass (the virtual API
+/// server computed it from the same resources) and nominatedNodeName.
+pub fn reflect_status(host: &PodStatus, current: Option<&PodStatus>) -> Option<PodStatus> {
+    let current = current.cloned().unwrap_or_default();
+    let want = PodStatus {
+        phase: host.phase.clone(),
+        conditions: host.conditions.clone(),
+        pod_ip: host.pod_ip.clone(),
+        pod_ips: host.pod_ips.clone(),
+        host_ip: host.host_ip.clone(),
+        host_ips: host.host_ips.clone(),
+        start_time: host.start_time.clone(),
+        container_statuses: host.container_statuses.clone(),
+        init_container_statuses: host.init_container_statuses.clone(),
+        ephemeral_container_statuses: host.ephemeral_container_statuses.clone(),
+        reason: host.reason.clone(),
+        message: host.message.clone(),
+        resize: host.resize.clone(),
+        resource_claim_statuses: None,
+        ..current.clone()
+    };
+    (want != current).then_some(want)
+}
+
+/// The status of a virtual pod the syncer refuses to run: `Pending` (not
+/// `Failed`, which would make a ReplicaSet replace it in a loop) with
+/// reason [`REASON_SYNC_REFUSED`], `message`, and a `PodScheduled=False`
+/// condition carrying both. `None` if `current` already says exactly that.
+pub fn refused_status(current: Option<&PodStatus>, message: &str) -> Option<PodStatus> {
+    let current = current.cloned().unwrap_or_default();
+    let condition = PodCondition {
+        type_: "PodScheduled".into(),
+        status: "False".into(),
+        reason: Some(REASON_SYNC_REFUSED.into()),
+        message: Some(message.to_string()),
+        ..Default::default()
+    };
+    let already = current.phase.as_deref() == Some("Pending")
+        && current.reason.as_deref() == Some(REASON_SYNC_REFUSED)
+        && current.message.as_deref() == Some(message)
+        && current.conditions.iter().flatten().any(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some(REASON_SYNC_REFUSED)
+                && c.message.as_deref() == Some(message)
+        });
+    if already {
+        return None;
+    }
+    let mut conditions: Vec<PodCondition> = current
+        .conditions
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != "PodScheduled")
+        .collect();
+    conditions.push(condition);
+    Some(PodStatus {
+        phase: Some("Pending".into()),
+        reason: Some(REASON_SYNC_REFUSED.into()),
+        message: Some(message.to_string()),
+        conditions: Some(conditions),
+        ..current
+    })
+}
+
+/// Whether a virtual pod already ran on the host: the syncer bound it
+/// (`spec.nodeName`) and reflected a host status (`hostIP`, or a phase past
+/// `Pending`). Such a pod whose host pod is gone was deleted or evicted on
+/// the host, and must not be created again.
+pub fn was_synced_running(virtual_pod: &Pod) -> bool {
+    let bound = virtual_pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
+    let status = virtual_pod.status.as_ref();
+    let ran = status.and_then(|s| s.host_ip.as_deref()).is_some()
+        || matches!(
+            status.and_then(|s| s.phase.as_deref()),
+            Some("Running" | "Succeeded" | "Failed")
+        );
+    bound && ran
+}
+
+/// The host pod after pushing the fields a tenant may change on a running
+/// pod from `desired` (a fresh [`translate`] plus injections) onto `host`
+/// (the live host pod): container and init-container images (by name),
+/// `activeDeadlineSeconds`, tolerations (only additions are allowed by the
+/// API, so `desired`'s list is taken when it extends `host`'s), labels and
+/// annotations. `None` when nothing differs. The result keeps `host`'s
+/// resourceVersion, so a PUT of it is an optimistic-concurrency update.
+pub fn update_mutable(desired: &Pod, host: &Pod) -> Option<Pod> {
+    let mut out = host.clone();
+    let (Some(d), Some(h)) = (desired.spec.as_ref(), out.spec.as_mut()) else {
+        return None;
+    };
+    for (want, have) in [
+        (&d.containers, &mut h.containers),
+        (
+            d.init_containers.as_ref().unwrap_or(&Vec::new()),
+            h.init_containers.get_or_insert_with(Vec::new),
+        ),
+    ] {
+        for c in have.iter_mut() {
+            if let Some(w) = want.iter().find(|w| w.name == c.name)
+                && w.image != c.image
+            {
+                c.image.clone_from(&w.image);
+            }
+        }
+    }
+    if h.init_containers.as_ref().is_some_and(Vec::is_empty)
+        && host
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.init_containers.is_none())
+    {
+        h.init_containers = None;
+    }
+    if d.active_deadline_seconds.is_some() {
+        h.active_deadline_seconds = d.active_deadline_seconds;
+    }
+    let have = h.tolerations.clone().unwrap_or_default();
+    let want = d.tolerations.clone().unwrap_or_default();
+    if want.len() > have.len() && have.iter().all(|t| want.contains(t)) {
+        h.tolerations = Some(want);
+    }
+    out.metadata.labels.clone_from(&desired.metadata.labels);
+    let mut annotations = desired.metadata.annotations.clone().unwrap_or_default();
+    // Annotations the host itself added (admission, kubectl) are kept, so
+    // the syncer never fights the host; the cost is that an annotation the
+    // tenant removes stays on the host pod. Labels are exactly the desired.
+    for (k, v) in host.metadata.annotations.iter().flatten() {
+        if !crate::names::is_reserved_key(k) {
+            annotations.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    out.metadata.annotations = Some(annotations);
+    (out != *host).then_some(out)
 }
 
 #[cfg(test)]

@@ -1,0 +1,355 @@
+//! The syncer end to end: real kubectl against the virtual cluster, the
+//! host checked with real kubectl too (see `vkube_e2e::synced`).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use vkube_e2e::SyncedCluster;
+use vkube_e2e::synced::{HOST_NAMESPACE, TENANT, eventually};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `kubectl get ARGS -o json` parsed, or the error text.
+async fn get_json(c: &vkube_e2e::TestCluster, args: &[&str]) -> Result<Value, String> {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend(["-o", "json"]);
+    let out = c.kubectl(&all).await;
+    if out.success() {
+        Ok(out.json())
+    } else {
+        Err(out.stderr)
+    }
+}
+
+async fn host_get(c: &SyncedCluster, kind: &str, name: &str) -> Result<Value, String> {
+    get_json(&c.host, &[kind, name, "-n", HOST_NAMESPACE]).await
+}
+
+async fn absent(c: &vkube_e2e::TestCluster, args: &[&str]) -> Result<(), String> {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    let out = c.kubectl(&all).await;
+    if !out.success() && out.stderr.contains("NotFound") {
+        Ok(())
+    } else {
+        Err(format!("still there: {}{}", out.stdout, out.stderr))
+    }
+}
+
+const APP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config}
+data: {greeting: hello}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: app-secret}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web, vkube.dev/managed-by: forged}
+spec:
+  containers:
+  - name: web
+    image: nginx:1.27
+    env:
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: app-secret, key: password}}
+    volumeMounts:
+    - {name: config, mountPath: /etc/app}
+  volumes:
+  - name: config
+    configMap: {name: app-config}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], APP)
+        .await
+        .expect_ok();
+    let pod_host = c.host_name("default", "web");
+
+    // Host pod: documented name, labels, annotations, rewritten refs.
+    let hp = eventually("the host pod", WAIT, || host_get(&c, "pod", &pod_host)).await;
+    let labels = &hp["metadata"]["labels"];
+    assert_eq!(labels["vkube.dev/managed-by"], TENANT, "{hp}");
+    assert_eq!(labels["vkube.dev/namespace"], "default");
+    assert_eq!(labels["app"], "web");
+    let ann = &hp["metadata"]["annotations"];
+    assert_eq!(ann["vkube.dev/object-name"], "web");
+    assert_eq!(ann["vkube.dev/object-namespace"], "default");
+    assert_eq!(ann["vkube.dev/object-kind"], "Pod");
+    let spec = &hp["spec"];
+    assert_eq!(
+        spec["volumes"][0]["configMap"]["name"],
+        c.host_name("default", "app-config")
+    );
+    let env = spec["containers"][0]["env"].as_array().unwrap();
+    let password = env.iter().find(|e| e["name"] == "PASSWORD").unwrap();
+    assert_eq!(
+        password["valueFrom"]["secretKeyRef"]["name"],
+        c.host_name("default", "app-secret")
+    );
+    let k8s_host = env
+        .iter()
+        .find(|e| e["name"] == "KUBERNETES_SERVICE_HOST")
+        .unwrap();
+    assert_eq!(k8s_host["value"], "10.96.0.1");
+    assert_eq!(
+        spec["serviceAccountName"],
+        format!("vkube-workload-{TENANT}")
+    );
+    assert_eq!(spec["automountServiceAccountToken"], false);
+    let mounts = spec["containers"][0]["volumeMounts"].as_array().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"),
+        "{mounts:?}"
+    );
+
+    // The referenced ConfigMap and Secret are on the host, marked.
+    let cm = host_get(&c, "configmap", &c.host_name("default", "app-config"))
+        .await
+        .unwrap();
+    assert_eq!(cm["data"]["greeting"], "hello");
+    assert_eq!(cm["metadata"]["labels"]["vkube.dev/managed-by"], TENANT);
+    let secret = host_get(&c, "secret", &c.host_name("default", "app-secret"))
+        .await
+        .unwrap();
+    assert_eq!(secret["data"]["password"], "czNjcmV0");
+
+    // The token Secret carries a token from the virtual API server.
+    let token_secret = eventually("the token secret", WAIT, || async {
+        let hp = host_get(&c, "pod", &pod_host).await?;
+        let vol = hp["spec"]["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["name"] == "vkube-sa-token").cloned())
+            .ok_or("no token volume")?;
+        let name = vol["secret"]["secretName"].as_str().unwrap().to_string();
+        host_get(&c, "secret", &name).await
+    })
+    .await;
+    for key in ["token", "ca.crt", "namespace"] {
+        assert!(
+            token_secret["data"][key].is_string(),
+            "{key}: {token_secret}"
+        );
+    }
+
+    // Virtual pod Running with the host's IP and node; virtual node exists.
+    let vp = eventually("the virtual pod to run", WAIT, || async {
+        let vp = get_json(&c.virt, &["pod", "web"]).await?;
+        let hp = host_get(&c, "pod", &pod_host).await?;
+        let ok = vp["status"]["phase"] == "Running"
+            && vp["status"]["podIP"] == hp["status"]["podIP"]
+            && vp["spec"]["nodeName"] == hp["spec"]["nodeName"]
+            && vp["status"]["podIP"].is_string();
+        if ok {
+            Ok(vp)
+        } else {
+            Err(format!("virtual {} host {}", vp["status"], hp["status"]))
+        }
+    })
+    .await;
+    let node = vp["spec"]["nodeName"].as_str().unwrap().to_string();
+    let vnode = eventually("the virtual node", WAIT, || async {
+        get_json(&c.virt, &["node", &node]).await
+    })
+    .await;
+    assert!(vnode["status"]["capacity"]["pods"].is_string(), "{vnode}");
+    c.virt
+        .kubectl(&["get", "pods", "-o", "wide"])
+        .await
+        .expect_stdout_contains(&["web", "Running", &node]);
+
+    // Deleting the virtual pod removes the host pod, the unneeded
+    // ConfigMap/Secret, and the virtual node.
+    c.virt
+        .kubectl(&["delete", "pod", "web", "--timeout=60s"])
+        .await
+        .expect_ok();
+    eventually("the host pod to go", WAIT, || async {
+        absent(&c.host, &["pod", &pod_host, "-n", HOST_NAMESPACE]).await
+    })
+    .await;
+    let cm_host = c.host_name("default", "app-config");
+    eventually("the host configmap to go", WAIT, || async {
+        absent(&c.host, &["configmap", &cm_host, "-n", HOST_NAMESPACE]).await
+    })
+    .await;
+    let secret_host = c.host_name("default", "app-secret");
+    eventually("the host secret to go", WAIT, || async {
+        absent(&c.host, &["secret", &secret_host, "-n", HOST_NAMESPACE]).await
+    })
+    .await;
+    eventually("the virtual node to go", WAIT, || async {
+        absent(&c.virt, &["node", &node]).await
+    })
+    .await;
+    // The virtual ConfigMap itself is untouched.
+    c.virt
+        .kubectl(&["get", "configmap", "app-config"])
+        .await
+        .expect_ok();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_host_pod_deletes_the_virtual_pod() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&["run", "lonely", "--image=busybox", "--", "sleep", "3600"])
+        .await
+        .expect_ok();
+    eventually("running", WAIT, || async {
+        let vp = get_json(&c.virt, &["pod", "lonely"]).await?;
+        (vp["status"]["phase"] == "Running")
+            .then_some(())
+            .ok_or(vp["status"].to_string())
+    })
+    .await;
+    let host = c.host_name("default", "lonely");
+    c.host
+        .kubectl(&["delete", "pod", &host, "-n", HOST_NAMESPACE])
+        .await
+        .expect_ok();
+    eventually("the virtual pod to go", WAIT, || async {
+        absent(&c.virt, &["pod", "lonely"]).await
+    })
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unmanaged_host_object_is_left_alone_with_a_sync_conflict_event() {
+    let c = SyncedCluster::start().await;
+    let host = c.host_name("default", "clash");
+    c.host
+        .kubectl(&["create", "namespace", HOST_NAMESPACE])
+        .await;
+    c.host
+        .kubectl(&[
+            "run",
+            &host,
+            "-n",
+            HOST_NAMESPACE,
+            "--image=busybox",
+            "--labels=owner=someone-else",
+        ])
+        .await
+        .expect_ok();
+    let before = host_get(&c, "pod", &host).await.unwrap();
+    c.virt
+        .kubectl(&["run", "clash", "--image=nginx"])
+        .await
+        .expect_ok();
+    eventually("a SyncConflict event", WAIT, || async {
+        let out = c
+            .virt
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector=involvedObject.name=clash",
+            ])
+            .await;
+        out.stdout
+            .contains("SyncConflict")
+            .then_some(())
+            .ok_or(out.stdout)
+    })
+    .await;
+    // Give the syncer a few resync rounds to misbehave, then compare.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = host_get(&c, "pod", &host).await.unwrap();
+    assert_eq!(before["metadata"]["uid"], after["metadata"]["uid"]);
+    assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
+    assert!(after["metadata"]["annotations"]["vkube.dev/object-uid"].is_null());
+    assert_eq!(after["spec"]["containers"][0]["image"], "busybox");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostpath_and_privileged_pods_are_refused_with_an_event() {
+    let c = SyncedCluster::start().await;
+    let pods = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sneaky}
+spec:
+  containers: [{name: c, image: busybox, volumeMounts: [{name: root, mountPath: /host}]}]
+  volumes: [{name: root, hostPath: {path: /}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: root}
+spec:
+  containers: [{name: c, image: busybox, securityContext: {privileged: true}}]
+"#;
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], pods)
+        .await
+        .expect_ok();
+    for name in ["sneaky", "root"] {
+        eventually("a SyncRefused event", WAIT, || async {
+            let sel = format!("--field-selector=involvedObject.name={name}");
+            let out = c.virt.kubectl(&["get", "events", &sel]).await;
+            out.stdout
+                .contains("SyncRefused")
+                .then_some(())
+                .ok_or(out.stdout)
+        })
+        .await;
+        let vp = get_json(&c.virt, &["pod", name]).await.unwrap();
+        assert_eq!(vp["status"]["phase"], "Pending", "{vp}");
+        assert_eq!(vp["status"]["reason"], "SyncRefused", "{vp}");
+        let host = c.host_name("default", name);
+        absent(&c.host, &["pod", &host, "-n", HOST_NAMESPACE])
+            .await
+            .unwrap();
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_of_three_runs_three_host_pods() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "--replicas=3",
+        ])
+        .await
+        .expect_ok();
+    eventually("3 running virtual pods and 3 host pods", WAIT, || async {
+        let v = get_json(&c.virt, &["pods", "-l", "app=web"]).await?;
+        let running = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count();
+        let sel = format!("vkube.dev/managed-by={TENANT}");
+        let h = get_json(&c.host, &["pods", "-n", HOST_NAMESPACE, "-l", &sel]).await?;
+        let hosts = h["items"].as_array().unwrap().len();
+        (running == 3 && hosts == 3)
+            .then_some(())
+            .ok_or(format!("{running} running, {hosts} host pods"))
+    })
+    .await;
+    c.virt
+        .kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await
+        .expect_ok();
+    c.shutdown().await;
+}

@@ -1,0 +1,121 @@
+//! The Node controller: for each host node that runs a synced pod, a
+//! virtual Node of the same name (labels, capacity/allocatable, conditions,
+//! addresses), removed when no synced pod uses it. Fed by the Pod
+//! controller (host pod events name the node) and refreshed every minute
+//! while in use; it reads host Nodes with plain GETs (no watch, so a host
+//! that forbids listing nodes still works) and falls back to a placeholder
+//! when forbidden.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::reflector::Store;
+
+use crate::engine::{Context, is_status, run_workers};
+use crate::names::LABEL_MANAGED_BY;
+use crate::queue::Queue;
+
+/// The kind name, as in metrics.
+pub const KIND: &str = "Node";
+
+/// How often a virtual Node in use is refreshed from its host Node.
+pub const REFRESH: Duration = Duration::from_secs(60);
+
+/// Runs the Node controller over `queue` (node names), deciding use from
+/// `host_pods` (the Pod controller's host store).
+pub async fn run(
+    ctx: Arc<Context>,
+    host_pods: Store<Pod>,
+    queue: Arc<Queue<String>>,
+) -> anyhow::Result<()> {
+    ctx.metrics.register_queue(KIND, &queue);
+    let c = Arc::clone(&ctx);
+    run_workers(KIND, ctx, queue, move |name, since| {
+        let (ctx, pods) = (Arc::clone(&c), host_pods.clone());
+        async move { reconcile(&ctx, &pods, &name, since).await }
+    })
+    .await
+}
+
+async fn reconcile(
+    ctx: &Context,
+    host_pods: &Store<Pod>,
+    name: &str,
+    _since: Instant,
+) -> anyhow::Result<Option<Duration>> {
+    let in_use = host_pods.state().iter().any(|p| {
+        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name)
+            && p.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(ctx.tenant.name())
+    });
+    let vapi: Api<Node> = Api::all(ctx.virtual_client.clone());
+    let current = vapi.get_opt(name).await?;
+    let ours = current.as_ref().is_some_and(|n| {
+        n.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(ctx.tenant.name())
+    });
+    if !in_use {
+        if ours {
+            match vapi.delete(name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(e).context("deleting the virtual node"),
+            }
+        }
+        return Ok(None);
+    }
+    if current.is_some() && !ours {
+        // A node the tenant (or someone) created: leave it alone.
+        return Ok(Some(REFRESH));
+    }
+    let host = match Api::<Node>::all(ctx.host_client.clone())
+        .get_opt(name)
+        .await
+    {
+        Ok(n) => n,
+        Err(e) if is_status(&e, 403) => None,
+        Err(e) => return Err(e).context("reading the host node"),
+    };
+    let mut want = match &host {
+        Some(h) => super::interim::virtual_node(h),
+        None => super::interim::placeholder_node(name),
+    };
+    want.labels_mut()
+        .insert(LABEL_MANAGED_BY.into(), ctx.tenant.name().into());
+    match current {
+        None => {
+            let status = want.status.clone();
+            let created = match vapi.create(&PostParams::default(), &want).await {
+                Ok(n) => n,
+                Err(e) if is_status(&e, 409) => return Ok(Some(Duration::from_secs(1))),
+                Err(e) => return Err(e).context("creating the virtual node"),
+            };
+            if created.status != status {
+                let mut n = created;
+                n.status = status;
+                vapi.replace_status(name, &PostParams::default(), &n)
+                    .await
+                    .context("writing the virtual node's status")?;
+            }
+        }
+        Some(cur) => {
+            if super::interim::node_needs_update(&want, &cur) {
+                let mut n = cur.clone();
+                n.metadata.labels = want.metadata.labels.clone();
+                if n.metadata.labels != cur.metadata.labels {
+                    n = vapi
+                        .replace(name, &PostParams::default(), &n)
+                        .await
+                        .context("updating the virtual node")?;
+                }
+                n.status = want.status;
+                vapi.replace_status(name, &PostParams::default(), &n)
+                    .await
+                    .context("writing the virtual node's status")?;
+            }
+        }
+    }
+    Ok(Some(REFRESH))
+}

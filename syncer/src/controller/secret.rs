@@ -1,0 +1,34 @@
+//! The Secret controller: [`super::mirror`] for Secrets.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::engine::{Context, SyncerConfig};
+use crate::names::Tenant;
+use crate::pod::ReferenceKind;
+
+use super::mirror::Mirrored;
+
+/// The kind name, as in metrics and markers.
+pub const KIND: &str = "Secret";
+
+impl Mirrored for Secret {
+    const KIND: &'static str = KIND;
+    const REFERENCE: ReferenceKind = ReferenceKind::Secret;
+    fn sync_all(config: &SyncerConfig) -> bool {
+        config.sync_all_secrets
+    }
+    fn translate(tenant: &Tenant, v: &Self) -> anyhow::Result<Self> {
+        Ok(super::interim::translate_secret(tenant, v)?)
+    }
+    fn needs_update(desired: &Self, host: &Self) -> bool {
+        super::interim::secret_needs_update(desired, host)
+    }
+}
+
+/// Runs the Secret controller (see [`super::mirror`]).
+pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
+    let queue = Arc::clone(&ctx.references.secrets);
+    super::mirror::run::<Secret>(ctx, queue).await
+}
