@@ -353,3 +353,162 @@ async fn a_deployment_of_three_runs_three_host_pods() {
         .expect_ok();
     c.shutdown().await;
 }
+
+/// Issue 4's done-when: stop the syncer mid-sync of 500 pods, delete some
+/// virtual pods while it is down (graceful and forced), restart: the host
+/// converges exactly (no orphans, no missing objects).
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_mid_sync_of_500_pods_converges_exactly() {
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, ListParams, PostParams};
+    use std::collections::BTreeMap;
+
+    let mut c = SyncedCluster::start().await;
+    let vpods: Api<Pod> = Api::namespaced(c.virt.client().await, "default");
+    let hpods: Api<Pod> = Api::namespaced(c.host.client().await, HOST_NAMESPACE);
+    let managed = ListParams::default().labels(&format!("vkube.dev/managed-by={TENANT}"));
+    futures::stream::iter(0..500)
+        .map(|i| {
+            let vpods = vpods.clone();
+            async move {
+                let pod: Pod = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("p{i:03}"), "labels": {"batch": "restart"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                }))
+                .unwrap();
+                vpods.create(&PostParams::default(), &pod).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("creating 500 virtual pods");
+
+    // Mid-sync: some host pods exist, not all.
+    let seen = eventually("the first host pods", WAIT, || async {
+        let n = hpods
+            .list(&managed)
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
+        (n >= 20).then_some(n).ok_or(format!("{n} host pods"))
+    })
+    .await;
+    c.stop_syncer().await;
+    let at_stop = hpods.list(&managed).await.unwrap().items.len();
+    eprintln!("syncer stopped with {at_stop} host pods (saw {seen})");
+
+    // While it is down: 50 graceful deletes, 50 forced ones.
+    for i in 0..100 {
+        let dp = if i % 2 == 0 {
+            DeleteParams::default()
+        } else {
+            DeleteParams::default().grace_period(0)
+        };
+        vpods
+            .delete(&format!("p{:03}", i * 5), &dp)
+            .await
+            .expect("deleting a virtual pod");
+    }
+    c.start_syncer().await;
+
+    let converged = eventually("the host to converge", Duration::from_secs(180), || async {
+        let v = vpods.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let terminating = v.items.iter().filter(|p| p.metadata.deletion_timestamp.is_some()).count();
+        let want: BTreeMap<String, String> = v
+            .items
+            .iter()
+            .map(|p| {
+                (c.host_name("default", p.metadata.name.as_deref().unwrap()), p.metadata.uid.clone().unwrap())
+            })
+            .collect();
+        let h = hpods.list(&managed).await.map_err(|e| e.to_string())?;
+        let have: BTreeMap<String, String> = h
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| {
+                let uid = p.metadata.annotations.as_ref().and_then(|a| a.get("vkube.dev/object-uid")).cloned();
+                (p.metadata.name.clone().unwrap(), uid.unwrap_or_default())
+            })
+            .collect();
+        if terminating == 0 && want.len() == 400 && want == have && h.items.len() == 400 {
+            Ok(have.len())
+        } else {
+            let missing = want.keys().filter(|k| !have.contains_key(*k)).count();
+            let orphans = have.keys().filter(|k| !want.contains_key(*k)).count();
+            Err(format!(
+                "{} virtual ({terminating} terminating), {} host: {missing} missing, {orphans} orphans",
+                want.len(),
+                h.items.len()
+            ))
+        }
+    })
+    .await;
+    assert_eq!(converged, 400);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_completes_and_an_image_change_reaches_the_host() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&[
+            "create",
+            "job",
+            "once",
+            "--image=busybox",
+            "--",
+            "sh",
+            "-c",
+            "exit 0",
+        ])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&[
+            "wait",
+            "--for=condition=Complete",
+            "job/once",
+            "--timeout=60s",
+        ])
+        .await
+        .expect_ok();
+    let pods = get_json(&c.virt, &["pods", "-l", "job-name=once"])
+        .await
+        .unwrap();
+    assert!(
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["status"]["phase"] == "Succeeded"),
+        "{pods}"
+    );
+
+    c.virt
+        .kubectl(&["run", "img", "--image=nginx:1.26"])
+        .await
+        .expect_ok();
+    let host = c.host_name("default", "img");
+    eventually("the host pod", WAIT, || host_get(&c, "pod", &host)).await;
+    c.virt
+        .kubectl(&["set", "image", "pod/img", "img=nginx:1.27"])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&["label", "pod/img", "tier=web"])
+        .await
+        .expect_ok();
+    eventually("the new image and label on the host", WAIT, || async {
+        let hp = host_get(&c, "pod", &host).await?;
+        (hp["spec"]["containers"][0]["image"] == "nginx:1.27"
+            && hp["metadata"]["labels"]["tier"] == "web")
+            .then_some(())
+            .ok_or(hp["spec"]["containers"][0]["image"].to_string())
+    })
+    .await;
+    c.shutdown().await;
+}
