@@ -1246,3 +1246,150 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod engine_helper_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn host_status() -> PodStatus {
+        serde_json::from_value(json!({
+            "phase": "Running",
+            "podIP": "10.244.0.7",
+            "podIPs": [{"ip": "10.244.0.7"}],
+            "hostIP": "192.168.0.2",
+            "startTime": "2025-01-01T00:00:00Z",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "c", "image": "busybox", "imageID": "", "ready": true, "restartCount": 0}],
+            "qosClass": "Guaranteed",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn status_reflection_copies_host_fields_and_keeps_virtual_qos() {
+        let current: PodStatus =
+            serde_json::from_value(json!({"phase": "Pending", "qosClass": "BestEffort"})).unwrap();
+        let new = reflect_status(&host_status(), Some(&current)).expect("differs");
+        assert_eq!(new.phase.as_deref(), Some("Running"));
+        assert_eq!(new.pod_ip.as_deref(), Some("10.244.0.7"));
+        assert_eq!(new.host_ip.as_deref(), Some("192.168.0.2"));
+        assert_eq!(new.container_statuses.as_ref().unwrap()[0].name, "c");
+        assert_eq!(new.qos_class.as_deref(), Some("BestEffort"), "the virtual server's");
+        assert_eq!(reflect_status(&host_status(), Some(&new)), None, "idempotent");
+        // A refused status is cleared by the host's (no stale reason).
+        let refused = refused_status(None, "nope").unwrap();
+        let new = reflect_status(&host_status(), Some(&refused)).unwrap();
+        assert_eq!(new.reason, None);
+    }
+
+    #[test]
+    fn refused_status_is_pending_with_a_pod_scheduled_false_condition() {
+        let s = refused_status(None, "volume \"root\" uses hostPath").unwrap();
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert_eq!(s.reason.as_deref(), Some(REASON_SYNC_REFUSED));
+        let c = &s.conditions.as_ref().unwrap()[0];
+        assert_eq!((c.type_.as_str(), c.status.as_str()), ("PodScheduled", "False"));
+        assert_eq!(c.reason.as_deref(), Some(REASON_SYNC_REFUSED));
+        assert_eq!(refused_status(Some(&s), "volume \"root\" uses hostPath"), None);
+        assert!(refused_status(Some(&s), "another reason").is_some());
+    }
+
+    #[test]
+    fn token_volume_is_mounted_in_every_container_without_clashing() {
+        let mut p = pod(json!({"spec": {
+            "volumes": [{"name": "vkube-sa-token", "emptyDir": {}}],
+            "initContainers": [{"name": "i"}],
+            "containers": [
+                {"name": "a"},
+                {"name": "b", "volumeMounts": [{"name": "own", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount/"}]},
+            ],
+        }}));
+        inject_token(&mut p, "web-x-ns-x-vc.sa-token");
+        let spec = p.spec.unwrap();
+        let v = spec.volumes.unwrap();
+        assert_eq!(v[1].name, "vkube-sa-token-1", "the tenant's name is kept");
+        assert_eq!(v[1].secret.as_ref().unwrap().secret_name.as_deref(), Some("web-x-ns-x-vc.sa-token"));
+        let mount = |c: &Container| c.volume_mounts.clone().unwrap_or_default();
+        assert_eq!(mount(&spec.containers[0])[0].mount_path, TOKEN_MOUNT_PATH);
+        assert_eq!(mount(&spec.containers[0])[0].read_only, Some(true));
+        assert_eq!(mount(&spec.containers[1]).len(), 1, "own mount kept, none added");
+        assert_eq!(mount(&spec.init_containers.unwrap()[0])[0].name, "vkube-sa-token-1");
+    }
+
+    #[test]
+    fn kubernetes_service_env_replaces_the_tenants() {
+        let mut p = pod(json!({"spec": {"containers": [{"name": "a", "env": [
+            {"name": "KUBERNETES_SERVICE_HOST", "value": "evil"},
+            {"name": "KEEP", "value": "1"},
+        ]}]}}));
+        inject_kubernetes_service(&mut p, "10.96.0.1", 443);
+        let env = p.spec.unwrap().containers[0].env.clone().unwrap();
+        let get = |k: &str| env.iter().filter(|e| e.name == k).map(|e| e.value.clone().unwrap()).collect::<Vec<_>>();
+        assert_eq!(get("KUBERNETES_SERVICE_HOST"), ["10.96.0.1"]);
+        assert_eq!(get("KUBERNETES_SERVICE_PORT"), ["443"]);
+        assert_eq!(get("KUBERNETES_PORT_443_TCP"), ["tcp://10.96.0.1:443"]);
+        assert_eq!(get("KEEP"), ["1"]);
+    }
+
+    #[test]
+    fn token_wanted_unless_pod_or_service_account_opts_out() {
+        let plain = pod(json!({"spec": {"containers": []}}));
+        let off = pod(json!({"spec": {"containers": [], "automountServiceAccountToken": false}}));
+        let on = pod(json!({"spec": {"containers": [], "automountServiceAccountToken": true}}));
+        assert!(wants_token(&plain, None));
+        assert!(!wants_token(&plain, Some(false)));
+        assert!(!wants_token(&off, None));
+        assert!(wants_token(&on, Some(false)), "the pod's setting wins");
+        assert_eq!(service_account_of(&plain), "default");
+        let named = pod(json!({"spec": {"containers": [], "serviceAccountName": "robot"}}));
+        assert_eq!(service_account_of(&named), "robot");
+    }
+
+    #[test]
+    fn only_a_bound_pod_with_host_status_counts_as_having_run() {
+        assert!(!was_synced_running(&pod(json!({"spec": {"containers": [], "nodeName": "n1"}}))));
+        assert!(!was_synced_running(&pod(json!({"spec": {"containers": []}, "status": {"phase": "Running"}}))));
+        assert!(was_synced_running(&pod(json!({
+            "spec": {"containers": [], "nodeName": "n1"}, "status": {"hostIP": "1.2.3.4"}
+        }))));
+    }
+
+    #[test]
+    fn mutable_fields_are_pushed_and_nothing_else() {
+        let host = pod(json!({
+            "metadata": {"name": "h", "resourceVersion": "7", "labels": {"a": "1"},
+                         "annotations": {"host.example/added": "x", "vkube.dev/object-uid": "u"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.26"}],
+                     "tolerations": [{"key": "k", "operator": "Exists"}],
+                     "nodeName": "n1"},
+        }));
+        let desired = pod(json!({
+            "metadata": {"labels": {"a": "2"}, "annotations": {"vkube.dev/object-uid": "u", "t": "y"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.27", "args": ["ignored"]}],
+                     "tolerations": [{"key": "k", "operator": "Exists"}, {"key": "k2", "operator": "Exists"}],
+                     "activeDeadlineSeconds": 30},
+        }));
+        let out = update_mutable(&desired, &host).expect("differs");
+        let spec = out.spec.as_ref().unwrap();
+        assert_eq!(spec.containers[0].image.as_deref(), Some("nginx:1.27"));
+        assert_eq!(spec.containers[0].args, None, "immutable fields untouched");
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        assert_eq!(spec.tolerations.as_ref().unwrap().len(), 2);
+        assert_eq!(spec.active_deadline_seconds, Some(30));
+        assert_eq!(out.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(out.metadata.labels.as_ref().unwrap()["a"], "2");
+        let ann = out.metadata.annotations.as_ref().unwrap();
+        assert_eq!(ann["host.example/added"], "x", "host-added annotations kept");
+        assert_eq!(ann["t"], "y");
+        assert_eq!(update_mutable(&desired, &out), None, "idempotent");
+        // Removing a toleration is not an addition: left as is.
+        let fewer = pod(json!({"metadata": {}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}], "tolerations": []}}));
+        let out2 = update_mutable(&fewer, &out).unwrap();
+        assert_eq!(out2.spec.unwrap().tolerations.unwrap().len(), 2);
+    }
+}
