@@ -1279,8 +1279,16 @@ mod engine_helper_tests {
         assert_eq!(new.pod_ip.as_deref(), Some("10.244.0.7"));
         assert_eq!(new.host_ip.as_deref(), Some("192.168.0.2"));
         assert_eq!(new.container_statuses.as_ref().unwrap()[0].name, "c");
-        assert_eq!(new.qos_class.as_deref(), Some("BestEffort"), "the virtual server's");
-        assert_eq!(reflect_status(&host_status(), Some(&new)), None, "idempotent");
+        assert_eq!(
+            new.qos_class.as_deref(),
+            Some("BestEffort"),
+            "the virtual server's"
+        );
+        assert_eq!(
+            reflect_status(&host_status(), Some(&new)),
+            None,
+            "idempotent"
+        );
         // A refused status is cleared by the host's (no stale reason).
         let refused = refused_status(None, "nope").unwrap();
         let new = reflect_status(&host_status(), Some(&refused)).unwrap();
@@ -1293,9 +1301,15 @@ mod engine_helper_tests {
         assert_eq!(s.phase.as_deref(), Some("Pending"));
         assert_eq!(s.reason.as_deref(), Some(REASON_SYNC_REFUSED));
         let c = &s.conditions.as_ref().unwrap()[0];
-        assert_eq!((c.type_.as_str(), c.status.as_str()), ("PodScheduled", "False"));
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str()),
+            ("PodScheduled", "False")
+        );
         assert_eq!(c.reason.as_deref(), Some(REASON_SYNC_REFUSED));
-        assert_eq!(refused_status(Some(&s), "volume \"root\" uses hostPath"), None);
+        assert_eq!(
+            refused_status(Some(&s), "volume \"root\" uses hostPath"),
+            None
+        );
         assert!(refused_status(Some(&s), "another reason").is_some());
     }
 
@@ -1313,12 +1327,22 @@ mod engine_helper_tests {
         let spec = p.spec.unwrap();
         let v = spec.volumes.unwrap();
         assert_eq!(v[1].name, "vkube-sa-token-1", "the tenant's name is kept");
-        assert_eq!(v[1].secret.as_ref().unwrap().secret_name.as_deref(), Some("web-x-ns-x-vc.sa-token"));
+        assert_eq!(
+            v[1].secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("web-x-ns-x-vc.sa-token")
+        );
         let mount = |c: &Container| c.volume_mounts.clone().unwrap_or_default();
         assert_eq!(mount(&spec.containers[0])[0].mount_path, TOKEN_MOUNT_PATH);
         assert_eq!(mount(&spec.containers[0])[0].read_only, Some(true));
-        assert_eq!(mount(&spec.containers[1]).len(), 1, "own mount kept, none added");
-        assert_eq!(mount(&spec.init_containers.unwrap()[0])[0].name, "vkube-sa-token-1");
+        assert_eq!(
+            mount(&spec.containers[1]).len(),
+            1,
+            "own mount kept, none added"
+        );
+        assert_eq!(
+            mount(&spec.init_containers.unwrap()[0])[0].name,
+            "vkube-sa-token-1"
+        );
     }
 
     #[test]
@@ -1329,7 +1353,12 @@ mod engine_helper_tests {
         ]}]}}));
         inject_kubernetes_service(&mut p, "10.96.0.1", 443);
         let env = p.spec.unwrap().containers[0].env.clone().unwrap();
-        let get = |k: &str| env.iter().filter(|e| e.name == k).map(|e| e.value.clone().unwrap()).collect::<Vec<_>>();
+        let get = |k: &str| {
+            env.iter()
+                .filter(|e| e.name == k)
+                .map(|e| e.value.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(get("KUBERNETES_SERVICE_HOST"), ["10.96.0.1"]);
         assert_eq!(get("KUBERNETES_SERVICE_PORT"), ["443"]);
         assert_eq!(get("KUBERNETES_PORT_443_TCP"), ["tcp://10.96.0.1:443"]);
@@ -1352,8 +1381,12 @@ mod engine_helper_tests {
 
     #[test]
     fn only_a_bound_pod_with_host_status_counts_as_having_run() {
-        assert!(!was_synced_running(&pod(json!({"spec": {"containers": [], "nodeName": "n1"}}))));
-        assert!(!was_synced_running(&pod(json!({"spec": {"containers": []}, "status": {"phase": "Running"}}))));
+        assert!(!was_synced_running(&pod(
+            json!({"spec": {"containers": [], "nodeName": "n1"}})
+        )));
+        assert!(!was_synced_running(&pod(
+            json!({"spec": {"containers": []}, "status": {"phase": "Running"}})
+        )));
         assert!(was_synced_running(&pod(json!({
             "spec": {"containers": [], "nodeName": "n1"}, "status": {"hostIP": "1.2.3.4"}
         }))));
@@ -1384,11 +1417,16 @@ mod engine_helper_tests {
         assert_eq!(out.metadata.resource_version.as_deref(), Some("7"));
         assert_eq!(out.metadata.labels.as_ref().unwrap()["a"], "2");
         let ann = out.metadata.annotations.as_ref().unwrap();
-        assert_eq!(ann["host.example/added"], "x", "host-added annotations kept");
+        assert_eq!(
+            ann["host.example/added"], "x",
+            "host-added annotations kept"
+        );
         assert_eq!(ann["t"], "y");
         assert_eq!(update_mutable(&desired, &out), None, "idempotent");
         // Removing a toleration is not an addition: left as is.
-        let fewer = pod(json!({"metadata": {}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}], "tolerations": []}}));
+        let fewer = pod(
+            json!({"metadata": {}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}], "tolerations": []}}),
+        );
         let out2 = update_mutable(&fewer, &out).unwrap();
         assert_eq!(out2.spec.unwrap().tolerations.unwrap().len(), 2);
     }

@@ -6,7 +6,8 @@
 //! that forbids listing nodes still works) and falls back to a placeholder
 //! when forbidden.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -25,18 +26,56 @@ pub const KIND: &str = "Node";
 /// How often a virtual Node in use is refreshed from its host Node.
 pub const REFRESH: Duration = Duration::from_secs(60);
 
-/// Runs the Node controller over `queue` (node names), deciding use from
-/// `host_pods` (the Pod controller's host store).
+/// What the Pod controller tells the Node controller: which nodes host
+/// pods use. Queues a node only when it may need a change (first use seen,
+/// or a pod left it), not on every host pod event.
+#[derive(Default)]
+pub struct NodeFeed {
+    queue: Arc<Queue<String>>,
+    /// Nodes believed to have a virtual Node.
+    known: Mutex<HashSet<String>>,
+}
+
+impl NodeFeed {
+    /// A host pod runs on `node`.
+    pub fn used(&self, node: String) {
+        if self.lock().insert(node.clone()) {
+            self.queue.add(node);
+        }
+    }
+
+    /// `node` may have lost a pod (or a resync): look at it again.
+    pub fn check(&self, node: String) {
+        self.queue.add(node);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs the Node controller over `feed`'s queue (node names), deciding use
+/// from `host_pods` (the Pod controller's host store).
 pub async fn run(
     ctx: Arc<Context>,
     host_pods: Store<Pod>,
-    queue: Arc<Queue<String>>,
+    feed: Arc<NodeFeed>,
 ) -> anyhow::Result<()> {
-    ctx.metrics.register_queue(KIND, &queue);
+    ctx.metrics.register_queue(KIND, &feed.queue);
     let c = Arc::clone(&ctx);
-    run_workers(KIND, ctx, queue, move |name, since| {
-        let (ctx, pods) = (Arc::clone(&c), host_pods.clone());
-        async move { reconcile(&ctx, &pods, &name, since).await }
+    let f = Arc::clone(&feed);
+    run_workers(KIND, ctx, Arc::clone(&feed.queue), move |name, since| {
+        let (ctx, pods, feed) = (Arc::clone(&c), host_pods.clone(), Arc::clone(&f));
+        async move {
+            // Forgotten while reconciling, so a use seen meanwhile queues
+            // the node again; remembered only if it ends up present.
+            feed.lock().remove(&name);
+            let res = reconcile(&ctx, &pods, &name, since).await;
+            if matches!(res, Ok(Some(_))) {
+                feed.lock().insert(name);
+            }
+            res
+        }
     })
     .await
 }

@@ -72,7 +72,9 @@ struct State {
     tokens: Store<Secret>,
     /// Last state of host pods seen in a watch Delete event, by virtual key.
     tombstones: Mutex<HashMap<Key, Pod>>,
-    nodes: Arc<Queue<String>>,
+    nodes: Arc<super::node::NodeFeed>,
+    /// Virtual ServiceAccounts (for `automountServiceAccountToken`).
+    sas: Store<ServiceAccount>,
 }
 
 /// Runs the Pod controller (and the Node controller it feeds).
@@ -95,13 +97,17 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             ctx.tenant.name()
         )),
     );
-    let nodes: Arc<Queue<String>> = Arc::new(Queue::new());
+    let (sas, sastream) = watch_store(
+        Api::<ServiceAccount>::all(ctx.virtual_client.clone()),
+        watcher::Config::default(),
+    );
     let state = Arc::new(State {
         vstore,
         hstore,
         tokens,
         tombstones: Mutex::new(HashMap::new()),
-        nodes: Arc::clone(&nodes),
+        nodes: Arc::new(super::node::NodeFeed::default()),
+        sas,
     });
     let resync = {
         let (state, queue) = (Arc::clone(&state), Arc::clone(&queue));
@@ -114,7 +120,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                     queue.add(k);
                 }
                 if let Some(n) = h.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                    state.nodes.add(n);
+                    state.nodes.check(n);
                 }
             }
             for t in state.tokens.state() {
@@ -158,12 +164,12 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                     queue.add(k);
                 }
                 if let Some(n) = o.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                    state.nodes.add(n);
+                    state.nodes.used(n);
                 }
             }
             watcher::Event::Delete(o) => {
                 if let Some(n) = o.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                    state.nodes.add(n);
+                    state.nodes.check(n);
                 }
                 if let Some(k) = virtual_key(o.meta(), KIND) {
                     state
@@ -195,6 +201,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             state.vstore.wait_until_ready().await?;
             state.hstore.wait_until_ready().await?;
             state.tokens.wait_until_ready().await?;
+            state.sas.wait_until_ready().await?;
             let periodic = async {
                 loop {
                     tokio::time::sleep(ctx.config.resync_period).await;
@@ -205,8 +212,11 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                 let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
                 async move { reconcile(&ctx, &state, &key, since).await }
             });
-            let nodes =
-                super::node::run(Arc::clone(&ctx), state.hstore.clone(), state.nodes.clone());
+            let nodes = super::node::run(
+                Arc::clone(&ctx),
+                state.hstore.clone(),
+                Arc::clone(&state.nodes),
+            );
             tokio::select! {
                 r = work => r,
                 r = nodes => r,
@@ -214,7 +224,9 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             }
         }
     };
+    let sa_events = drive(sastream, |_| {});
     tokio::select! {
+        r = sa_events => r,
         r = v_events => r,
         r = h_events => r,
         r = t_events => r,
@@ -353,7 +365,7 @@ async fn reconcile_pod(
             let h = ours.expect("owned");
             let mut requeue = None;
             if h.meta().deletion_timestamp.is_none() {
-                let desired = desired_pod(ctx, key, v, translated.pod);
+                let desired = desired_pod(ctx, state, key, v, translated.pod);
                 if let Some(updated) = pure::update_mutable(&desired, h) {
                     ctx.host_api::<Pod>()
                         .replace(&h.name_any(), &PostParams::default(), &updated)
@@ -378,8 +390,8 @@ async fn reconcile_pod(
 
 /// The host pod to create for `v`: the translation plus the token volume,
 /// `KUBERNETES_SERVICE_*` and the owner.
-fn desired_pod(ctx: &Context, key: &Key, v: &Pod, mut pod: Pod) -> Pod {
-    if wants_token_cached(v) {
+fn desired_pod(ctx: &Context, state: &State, key: &Key, v: &Pod, mut pod: Pod) -> Pod {
+    if token_wanted(state, v) {
         pure::inject_token(&mut pod, &token_secret_name(ctx, key));
     }
     if let Some((host, port)) = &ctx.config.kubernetes_service {
@@ -389,13 +401,14 @@ fn desired_pod(ctx: &Context, key: &Key, v: &Pod, mut pod: Pod) -> Pod {
     pod
 }
 
-/// Whether a token is delivered, decided from the pod alone when the pod
-/// sets `automountServiceAccountToken`; the service account's setting is
-/// read when the token is requested ([`ensure_token`]), and an opted-out
-/// service account then gets no Secret (the volume stays empty-mounted;
-/// the kubelet would wait, see the report).
-fn wants_token_cached(v: &Pod) -> bool {
-    pure::wants_token(v, None)
+/// Whether `v` gets a token: its own `automountServiceAccountToken`, else
+/// its virtual service account's (from the cache), else yes.
+fn token_wanted(state: &State, v: &Pod) -> bool {
+    let ns = v.namespace().unwrap_or_default();
+    let sa = state
+        .sas
+        .get(&ObjectRef::new(&pure::service_account_of(v)).within(&ns));
+    pure::wants_token(v, sa.and_then(|s| s.automount_service_account_token))
 }
 
 async fn create_host_pod(
@@ -413,7 +426,7 @@ async fn create_host_pod(
             ReferenceKind::Secret => mirror::ensure::<Secret>(ctx, &k).await?,
         }
     }
-    let desired = desired_pod(ctx, key, v, translated.pod);
+    let desired = desired_pod(ctx, state, key, v, translated.pod);
     let api = ctx.host_api::<Pod>();
     match api.create(&PostParams::default(), &desired).await {
         Ok(created) => {
@@ -559,7 +572,7 @@ async fn ensure_token(
     v: &Pod,
     h: &Pod,
 ) -> anyhow::Result<Option<Duration>> {
-    if !wants_token_cached(v) {
+    if !token_wanted(state, v) {
         return Ok(None);
     }
     let name = token_secret_name(ctx, key);
@@ -581,16 +594,13 @@ async fn ensure_token(
     }
     let ns = key.0.clone();
     let sa_name = pure::service_account_of(v);
-    let sa = ctx
-        .virtual_api::<ServiceAccount>(&ns)
-        .get_opt(&sa_name)
-        .await?;
-    let Some(sa) = sa else {
+    if state
+        .sas
+        .get(&ObjectRef::new(&sa_name).within(&ns))
+        .is_none()
+    {
         // The virtual service account does not exist (yet): retry later.
-        return Ok(Some(Duration::from_secs(5)));
-    };
-    if !pure::wants_token(v, sa.automount_service_account_token) {
-        return Ok(None);
+        return Ok(Some(Duration::from_secs(2)));
     }
     let request = TokenRequest {
         metadata: ObjectMeta::default(),
