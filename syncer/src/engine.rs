@@ -362,7 +362,9 @@ async fn ensure_service_account(ctx: &Context) -> anyhow::Result<()> {
 
 /// A reflector store of `api` and the watch-event stream that fills it
 /// (kube-runtime's default watch backoff, so API server restarts are
-/// survived). The stream must be polled for the store to fill.
+/// survived); cached objects have no `managedFields`, which are never read
+/// and often the largest part of an object. The stream must be polled for
+/// the store to fill.
 pub fn watch_store<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -374,8 +376,34 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
+    watch_store_with(api, config, |_| {})
+}
+
+/// [`watch_store`], with `trim` applied to every object before it is
+/// cached and passed on (to keep only what reconciles read).
+pub fn watch_store_with<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    mut trim: F,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+    F: FnMut(&mut K) + Send + 'static,
+{
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config)
+            .default_backoff()
+            .modify(move |o: &mut K| {
+                o.meta_mut().managed_fields = None;
+                trim(o);
+            }),
+    );
     (reader, stream)
 }
 

@@ -691,6 +691,33 @@ pub fn was_synced_running(virtual_pod: &Pod) -> bool {
     bound && ran
 }
 
+/// Trims a host pod to what the engine reads from its cache: metadata,
+/// status, and of the spec only `nodeName`, `tolerations`,
+/// `activeDeadlineSeconds` and container/init-container names and images
+/// (what [`update_mutable`] compares). Saves most of a cached pod's memory;
+/// an update then starts from a fresh GET of the full pod.
+pub fn slim_host_pod(pod: &mut Pod) {
+    let Some(spec) = pod.spec.take() else {
+        return;
+    };
+    let slim = |c: &Container| Container {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        ..Default::default()
+    };
+    pod.spec = Some(PodSpec {
+        containers: spec.containers.iter().map(slim).collect(),
+        init_containers: spec
+            .init_containers
+            .as_ref()
+            .map(|cs| cs.iter().map(slim).collect()),
+        node_name: spec.node_name,
+        tolerations: spec.tolerations,
+        active_deadline_seconds: spec.active_deadline_seconds,
+        ..Default::default()
+    });
+}
+
 /// The host pod after pushing the fields a tenant may change on a running
 /// pod from `desired` (a fresh [`translate`] plus injections) onto `host`
 /// (the live host pod): container and init-container images (by name),

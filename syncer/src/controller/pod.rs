@@ -32,7 +32,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use crate::engine::{Context, Key, drive, is_status, key_of, run_workers, watch_store};
+use crate::engine::{
+    Context, Key, drive, is_status, key_of, run_workers, watch_store, watch_store_with,
+};
 use crate::metrics::Direction;
 use crate::names::{
     ANNOTATION_OBJECT_UID, LABEL_MANAGED_BY, Ownership, VirtualIdentity, host_name, is_managed,
@@ -85,9 +87,10 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         Api::<Pod>::all(ctx.virtual_client.clone()),
         watcher::Config::default(),
     );
-    let (hstore, hstream) = watch_store(
+    let (hstore, hstream) = watch_store_with(
         ctx.host_api::<Pod>(),
         watcher::Config::default().labels(&ctx.managed_selector()),
+        pure::slim_host_pod,
     );
     let (tokens, tstream) = watch_store(
         ctx.host_api::<Secret>(),
@@ -366,13 +369,26 @@ async fn reconcile_pod(
             let mut requeue = None;
             if h.meta().deletion_timestamp.is_none() {
                 let desired = desired_pod(ctx, state, key, v, translated.pod);
-                if let Some(updated) = pure::update_mutable(&desired, h) {
-                    ctx.host_api::<Pod>()
-                        .replace(&h.name_any(), &PostParams::default(), &updated)
+                // The cache holds slim pods: compare there, update from a
+                // fresh full copy.
+                if pure::update_mutable(&desired, h).is_some() {
+                    let api = ctx.host_api::<Pod>();
+                    let live = api
+                        .get(&h.name_any())
                         .await
-                        .context("updating the host pod")?;
-                    ctx.metrics
-                        .observe_latency(KIND, Direction::VirtualToHost, since.elapsed());
+                        .context("reading the host pod")?;
+                    if live.uid() == h.uid()
+                        && let Some(updated) = pure::update_mutable(&desired, &live)
+                    {
+                        api.replace(&h.name_any(), &PostParams::default(), &updated)
+                            .await
+                            .context("updating the host pod")?;
+                        ctx.metrics.observe_latency(
+                            KIND,
+                            Direction::VirtualToHost,
+                            since.elapsed(),
+                        );
+                    }
                 }
                 requeue = ensure_token(ctx, state, key, v, h).await?;
             }
