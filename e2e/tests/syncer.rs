@@ -512,3 +512,116 @@ async fn a_job_completes_and_an_image_change_reaches_the_host() {
     .await;
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_delivered_token_authenticates_to_the_virtual_server_and_opt_out_gets_none() {
+    use base64::Engine;
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&["run", "client", "--image=busybox"])
+        .await
+        .expect_ok();
+    let host = c.host_name("default", "client");
+    let token_secret = eventually("the token secret", WAIT, || async {
+        let hp = host_get(&c, "pod", &host).await?;
+        let vol = hp["spec"]["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["name"] == "vkube-sa-token").cloned())
+            .ok_or("no token volume")?;
+        host_get(&c, "secret", vol["secret"]["secretName"].as_str().unwrap()).await
+    })
+    .await;
+    let token = base64::engine::general_purpose::STANDARD
+        .decode(token_secret["data"]["token"].as_str().unwrap())
+        .unwrap();
+    let token = String::from_utf8(token).unwrap();
+    // Authenticated as the pod's virtual service account, bound to the
+    // pod: the virtual server issued it.
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: v\n  cluster:\n    server: https://{}\n    certificate-authority-data: {}\nusers:\n- name: pod\n  user:\n    token: {token}\ncontexts:\n- name: pod\n  context: {{cluster: v, user: pod}}\ncurrent-context: pod\n",
+        c.virt.server.addr,
+        base64::engine::general_purpose::STANDARD.encode(&c.virt.server.pki.ca_cert),
+    );
+    let path = c.virt.write_file("pod-token.kubeconfig", &kubeconfig);
+    let out = c
+        .virt
+        .kubectl(&[
+            "auth",
+            "whoami",
+            "-o",
+            "json",
+            "--kubeconfig",
+            path.to_str().unwrap(),
+        ])
+        .await
+        .expect_ok();
+    let user = &out.json()["status"]["userInfo"];
+    assert_eq!(
+        user["username"], "system:serviceaccount:default:default",
+        "{out}"
+    );
+    assert_eq!(
+        user["extra"]["authentication.kubernetes.io/pod-name"][0], "client",
+        "{out}"
+    );
+
+    // A pod opting out gets neither volume nor Secret.
+    let opt_out = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: quiet}
+spec:
+  automountServiceAccountToken: false
+  containers: [{name: c, image: busybox}]
+"#;
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], opt_out)
+        .await
+        .expect_ok();
+    let host = c.host_name("default", "quiet");
+    let hp = eventually("the host pod", WAIT, || host_get(&c, "pod", &host)).await;
+    assert!(
+        !hp["spec"].to_string().contains("vkube-sa-token"),
+        "{}",
+        hp["spec"]
+    );
+
+    // The metrics saw it.
+    let text = c.metrics().unwrap().render();
+    assert!(
+        text.contains("vkube_syncer_reconciles_total{kind=\"Pod\"}"),
+        "{text}"
+    );
+    assert!(text.contains("direction=\"virtual_to_host\""), "{text}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_recreated_under_the_same_name_replaces_its_host_copy() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&["run", "again", "--image=busybox"])
+        .await
+        .expect_ok();
+    let host = c.host_name("default", "again");
+    let first = eventually("the host pod", WAIT, || host_get(&c, "pod", &host)).await;
+    c.virt
+        .kubectl(&["delete", "pod", "again", "--grace-period=0", "--force"])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&["run", "again", "--image=nginx"])
+        .await
+        .expect_ok();
+    let vuid = get_json(&c.virt, &["pod", "again"]).await.unwrap()["metadata"]["uid"].clone();
+    eventually("the host copy of the new pod", WAIT, || async {
+        let hp = host_get(&c, "pod", &host).await?;
+        (hp["metadata"]["annotations"]["vkube.dev/object-uid"] == vuid
+            && hp["metadata"]["uid"] != first["metadata"]["uid"]
+            && hp["spec"]["containers"][0]["image"] == "nginx")
+            .then_some(())
+            .ok_or(hp["metadata"].to_string())
+    })
+    .await;
+    c.shutdown().await;
+}
