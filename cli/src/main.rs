@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod tenant;
+
 /// Virtual Kubernetes clusters that live inside one namespace of a host cluster.
 #[derive(Parser)]
 #[command(name = "vkube", version, about, propagate_version = true)]
@@ -20,6 +22,13 @@ enum Command {
     /// On start it writes an admin kubeconfig to DATA_DIR/admin.kubeconfig and
     /// logs the address it listens on; stop it with Ctrl-C or SIGTERM.
     Apiserver(ApiserverArgs),
+    #[command(flatten)]
+    Tenant(tenant::TenantCommand),
+    /// Print a shell completion script (e.g. `vkube completion bash > /etc/bash_completion.d/vkube`).
+    Completion {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
@@ -124,6 +133,11 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Apiserver(args) => apiserver(args).await,
+            Command::Tenant(cmd) => tenant::run(cmd).await,
+            Command::Completion { shell } => {
+                tenant::completion(shell, &mut <Cli as clap::CommandFactory>::command());
+                Ok(())
+            }
         }
     })
 }
