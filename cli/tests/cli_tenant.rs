@@ -1,0 +1,452 @@
+//! The host-side `vkube` commands against a local host: a vkube API server
+//! with every controller and the node simulator (`e2e::TestCluster`), whose
+//! kubeconfig (a private copy) is the user's `KUBECONFIG`, and the real helm.
+//!
+//! The simulated tenant pod runs no process, so these tests create with
+//! `--wait=false`; the connect path is exercised with the host API server
+//! playing the tenant's (its own admin kubeconfig stored in the kubeconfig
+//! Secret) behind a LoadBalancer Service whose ingress the test sets, as a
+//! cloud load-balancer controller would.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use vkube_controllers::simulator::NodeSimulator;
+use vkube_e2e::{Output, TestCluster, find_tool};
+
+/// A local host plus the user's environment for the `vkube` binary.
+struct Host {
+    c: TestCluster,
+    kubeconfig: PathBuf,
+}
+
+impl Host {
+    async fn start() -> Host {
+        let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+        let kubeconfig = c.work_dir.join("user-kubeconfig");
+        std::fs::copy(c.kubeconfig_path(), &kubeconfig).unwrap();
+        Host { c, kubeconfig }
+    }
+
+    /// Runs `vkube ARGS` as the user.
+    async fn vkube(&self, args: &[&str]) -> Output {
+        self.vkube_env(args, &[]).await
+    }
+
+    async fn vkube_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let home = self.c.work_dir.join("home");
+        let helm = find_tool("HELM", "helm").unwrap_or_else(|e| panic!("{e:#}"));
+        let kubectl = find_tool("KUBECTL", "kubectl").unwrap_or_else(|e| panic!("{e:#}"));
+        let path = format!(
+            "{}:{}",
+            kubectl.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"));
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &home)
+            .env("HELM", &helm)
+            .env("HELM_CACHE_HOME", home.join("helm-cache"))
+            .env("HELM_CONFIG_HOME", home.join("helm-config"))
+            .env("HELM_DATA_HOME", home.join("helm-data"))
+            .env("PATH", path)
+            .env("VKUBE_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let command = format!("vkube {}", args.join(" "));
+        let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("`{command}` timed out"))
+            .unwrap_or_else(|e| panic!("spawning `{command}`: {e}"));
+        Output {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            command,
+        }
+    }
+
+    async fn kubectl(&self, args: &[&str]) -> Output {
+        self.c.kubectl(args).await
+    }
+
+    /// `kubectl get ... -o jsonpath=PATH` in `ns`; empty on failure.
+    async fn jsonpath(&self, ns: &str, what: &str, path: &str) -> String {
+        let expr = format!("jsonpath={path}");
+        let out = self.kubectl(&["-n", ns, "get", what, "-o", &expr]).await;
+        if out.success() {
+            out.stdout.trim().to_string()
+        } else {
+            String::new()
+        }
+    }
+
+    /// Polls until `jsonpath` returns `want` (60 s).
+    async fn wait_for(&self, ns: &str, what: &str, path: &str, want: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = self.jsonpath(ns, what, path).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} {path}: want {want:?}, still {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Polls until `kubectl get what` in `ns` reports NotFound (60 s).
+    async fn wait_gone(&self, ns: &str, what: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.kubectl(&["-n", ns, "get", what]).await;
+            if !out.success() && out.stderr.contains("NotFound") {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} is still there: {out}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// `vkube list -o json`, parsed, polled until the entry for NAME in NS
+    /// has `status` (60 s).
+    async fn wait_listed(&self, name: &str, ns: &str, status: &str) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.vkube(&["list", "-o", "json"]).await.expect_ok();
+            let rows = out.json();
+            let row = rows
+                .as_array()
+                .expect("a JSON array")
+                .iter()
+                .find(|r| r["name"] == name && r["namespace"] == ns)
+                .cloned();
+            if let Some(r) = row.filter(|r| r["status"] == status) {
+                return r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} never {status}: {out}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_list_pause_resume_delete() {
+    let h = Host::start().await;
+    let ns = "tenant-a";
+    h.vkube(&["create", "t", "-n", ns, "--connect=false", "--wait=false"])
+        .await
+        .expect_ok()
+        .expect_err_contains_ok("Installed virtual cluster t in namespace tenant-a");
+    h.wait_for(ns, "pod/vkube-t-0", "{.status.phase}", "Running")
+        .await;
+    let row = h.wait_listed("t", ns, "Running").await;
+    assert_eq!(row["connected"], false);
+    h.vkube(&["list"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&[
+            "NAME",
+            "NAMESPACE",
+            "STATUS",
+            "CONNECTED",
+            "AGE",
+            "tenant-a",
+        ]);
+    h.vkube(&["list", "-o", "yaml", "-n", "other"])
+        .await
+        .expect_ok()
+        .expect_stdout_lacks(&["tenant-a"]);
+
+    // Stand-ins for objects the syncer would have created.
+    h.kubectl(&[
+        "-n",
+        ns,
+        "run",
+        "synced",
+        "--image=nginx",
+        "-l",
+        "vkube.dev/managed-by=t",
+    ])
+    .await
+    .expect_ok();
+    h.kubectl(&["-n", ns, "create", "configmap", "synced-cm"])
+        .await
+        .expect_ok();
+    h.kubectl(&[
+        "-n",
+        ns,
+        "label",
+        "configmap",
+        "synced-cm",
+        "vkube.dev/managed-by=t",
+    ])
+    .await
+    .expect_ok();
+    h.kubectl(&["-n", ns, "run", "bystander", "--image=nginx"])
+        .await
+        .expect_ok();
+
+    h.vkube(&["pause", "t", "-n", ns]).await.expect_ok();
+    assert_eq!(h.jsonpath(ns, "sts/vkube-t", "{.spec.replicas}").await, "0");
+    assert_eq!(
+        h.jsonpath(
+            ns,
+            "sts/vkube-t",
+            "{.metadata.annotations.vkube\\.dev/paused}"
+        )
+        .await,
+        "true"
+    );
+    h.wait_gone(ns, "pod/synced").await;
+    h.wait_gone(ns, "pod/vkube-t-0").await;
+    h.wait_listed("t", ns, "Paused").await;
+    // Objects of others are left alone; data stays.
+    h.kubectl(&["-n", ns, "get", "pod/bystander", "pvc/data-vkube-t-0"])
+        .await
+        .expect_ok();
+
+    h.vkube(&["resume", "t", "-n", ns]).await.expect_ok();
+    assert_eq!(h.jsonpath(ns, "sts/vkube-t", "{.spec.replicas}").await, "1");
+    assert_eq!(
+        h.jsonpath(
+            ns,
+            "sts/vkube-t",
+            "{.metadata.annotations.vkube\\.dev/paused}"
+        )
+        .await,
+        ""
+    );
+    h.wait_for(ns, "pod/vkube-t-0", "{.status.phase}", "Running")
+        .await;
+    h.wait_listed("t", ns, "Running").await;
+
+    h.vkube(&["delete", "t", "-n", ns]).await.expect_ok();
+    for what in [
+        "sts/vkube-t",
+        "svc/vkube-t",
+        "sa/vkube-t",
+        "role/vkube-t",
+        "configmap/synced-cm",
+        "pvc/data-vkube-t-0",
+    ] {
+        h.wait_gone(ns, what).await;
+    }
+    h.wait_gone(ns, "pod/vkube-t-0").await;
+    h.kubectl(&["-n", ns, "get", "pod/bystander"])
+        .await
+        .expect_ok();
+    let rows = h.vkube(&["list", "-o", "json"]).await.expect_ok().json();
+    assert_eq!(rows, serde_json::json!([]));
+    h.c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_keep_data_keeps_the_pvc() {
+    let h = Host::start().await;
+    h.vkube(&["create", "k", "--wait=false"]).await.expect_ok();
+    // The default namespace is vkube-NAME, created by helm.
+    let ns = "vkube-k";
+    h.wait_for(ns, "pod/vkube-k-0", "{.status.phase}", "Running")
+        .await;
+    h.vkube(&["delete", "k", "--keep-data"]).await.expect_ok();
+    h.wait_gone(ns, "sts/vkube-k").await;
+    h.kubectl(&["-n", ns, "get", "pvc/data-vkube-k-0"])
+        .await
+        .expect_ok();
+    h.c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_through_a_load_balancer_then_disconnect() {
+    let h = Host::start().await;
+    let ns = "tenant-b";
+    let port =
+        h.c.server
+            .url()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string();
+    let set_port = format!("service.port={port}");
+    h.vkube(&[
+        "create",
+        "t",
+        "-n",
+        ns,
+        "--expose",
+        "--set",
+        &set_port,
+        "--wait=false",
+    ])
+    .await
+    .expect_ok();
+    assert_eq!(
+        h.jsonpath(ns, "svc/vkube-t", "{.spec.type}").await,
+        "LoadBalancer"
+    );
+    // Before the server wrote its kubeconfig, connect says what to check.
+    h.vkube(&["connect", "t", "-n", ns, "--print"])
+        .await
+        .expect_err_contains("Secret vkube-t-kubeconfig not found in namespace tenant-b");
+
+    // Play the tenant's server (the host's own API server, its admin
+    // kubeconfig in the Secret) and the cloud load balancer (127.0.0.1).
+    let admin = std::fs::read_to_string(h.c.kubeconfig_path()).unwrap();
+    let admin_file = h.c.work_dir.join("admin.kubeconfig");
+    std::fs::write(&admin_file, &admin).unwrap();
+    let from_file = format!("--from-file=config={}", admin_file.display());
+    h.kubectl(&[
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "vkube-t-kubeconfig",
+        &from_file,
+    ])
+    .await
+    .expect_ok();
+    h.kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "svc",
+        "vkube-t",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"loadBalancer":{"ingress":[{"ip":"127.0.0.1"}]}}}"#,
+    ])
+    .await
+    .expect_ok();
+
+    let printed = h
+        .vkube(&["connect", "t", "-n", ns, "--print"])
+        .await
+        .expect_ok();
+    let want_server = format!("server: https://127.0.0.1:{port}");
+    assert!(printed.stdout.contains(&want_server), "{printed}");
+    assert!(
+        printed.stdout.contains("current-context: vkube_t_tenant-b"),
+        "{printed}"
+    );
+    assert!(
+        !printed.stdout.contains("insecure-skip-tls-verify"),
+        "{printed}"
+    );
+
+    // Run a command against it: real kubectl, verified TLS.
+    h.vkube(&[
+        "connect", "t", "-n", ns, "--", "kubectl", "get", "ns", "tenant-b", "-o", "name",
+    ])
+    .await
+    .expect_ok()
+    .expect_stdout_contains(&["namespace/tenant-b"]);
+    // A failing command's status is passed on.
+    let failed = h
+        .vkube(&[
+            "connect", "t", "-n", ns, "--", "kubectl", "get", "ns", "nope",
+        ])
+        .await;
+    assert!(!failed.success(), "{failed}");
+
+    // Switch the user's context, and back.
+    let before = h
+        .kubectl(&[
+            "--kubeconfig",
+            h.kubeconfig.to_str().unwrap(),
+            "config",
+            "current-context",
+        ])
+        .await;
+    let before = before.expect_ok().stdout.trim().to_string();
+    h.vkube(&["connect", "t", "-n", ns])
+        .await
+        .expect_ok()
+        .expect_err_contains_ok("Switched to context vkube_t_tenant-b");
+    let user = ["--kubeconfig", h.kubeconfig.to_str().unwrap()];
+    let current = h
+        .kubectl(&[user[0], user[1], "config", "current-context"])
+        .await
+        .expect_ok();
+    assert_eq!(current.stdout.trim(), "vkube_t_tenant-b");
+    h.kubectl(&[user[0], user[1], "get", "ns", "tenant-b"])
+        .await
+        .expect_ok();
+    // list still talks to the host and marks the connected cluster.
+    let row = h.wait_listed("t", ns, "Running").await;
+    assert_eq!(row["connected"], true);
+
+    h.vkube(&["disconnect"]).await.expect_ok();
+    let current = h
+        .kubectl(&[user[0], user[1], "config", "current-context"])
+        .await
+        .expect_ok();
+    assert_eq!(current.stdout.trim(), before);
+    h.kubectl(&[user[0], user[1], "config", "get-contexts", "-o", "name"])
+        .await
+        .expect_ok()
+        .expect_stdout_lacks(&["vkube_t_tenant-b"]);
+    h.vkube(&["disconnect"])
+        .await
+        .expect_err_contains("not a vkube context");
+    h.c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_what_to_do_next() {
+    let h = Host::start().await;
+    h.vkube_env(
+        &["create", "t", "--wait=false"],
+        &[("HELM", "/nonexistent/helm")],
+    )
+    .await
+    .expect_err_contains("install helm v3.8+ or v4");
+    h.vkube(&["pause", "nope", "-n", "default"])
+        .await
+        .expect_err_contains("see `vkube list`");
+    h.vkube(&[
+        "create",
+        "bad",
+        "--wait=false",
+        "--set",
+        "podSecurity=bogus",
+    ])
+    .await
+    .expect_err_contains("podSecurity");
+    h.vkube(&["completion", "bash"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["_vkube", "connect", "disconnect"]);
+    h.c.shutdown().await;
+}
+
+/// `expect_ok` helpers for messages vkube prints on stderr.
+trait StderrContains {
+    fn expect_err_contains_ok(self, needle: &str) -> Self;
+}
+
+impl StderrContains for Output {
+    #[track_caller]
+    fn expect_err_contains_ok(self, needle: &str) -> Self {
+        assert!(
+            self.stderr.contains(needle),
+            "expected stderr to contain {needle:?}: {self}"
+        );
+        self
+    }
+}
