@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())
@@ -12,7 +12,7 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            collect(root, &p, out);
+            collect(&p, out);
         } else {
             out.push(p);
         }
@@ -27,7 +27,7 @@ fn main() {
         .expect("../chart exists");
     println!("cargo:rerun-if-changed={}", chart.display());
     let mut files = Vec::new();
-    collect(&chart, &chart, &mut files);
+    collect(&chart, &mut files);
     let mut code = String::from("&[\n");
     for f in files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -627,7 +627,7 @@ async fn helm_install_and_uninstall_against_the_local_host() {
     let chart = chart_dir();
     helm_in(
         &home,
-        Some(&kubeconfig),
+        Some(kubeconfig),
         &["install", "t", chart.to_str().unwrap(), "-n", "tenant-a"],
     )
     .await
@@ -674,7 +674,7 @@ async fn helm_install_and_uninstall_against_the_local_host() {
 
     helm_in(
         &home,
-        Some(&kubeconfig),
+        Some(kubeconfig),
         &["uninstall", "t", "-n", "tenant-a"],
     )
     .await

@@ -66,13 +66,13 @@ pub fn choose(
             };
         }
     }
-    if matches!(kind, "NodePort" | "LoadBalancer") {
-        if let (Some(node_port), Some(host)) = (port.node_port, node_address(nodes, pod_node)) {
-            return Endpoint::External {
-                host,
-                port: node_port as u16,
-            };
-        }
+    if matches!(kind, "NodePort" | "LoadBalancer")
+        && let (Some(node_port), Some(host)) = (port.node_port, node_address(nodes, pod_node))
+    {
+        return Endpoint::External {
+            host,
+            port: node_port as u16,
+        };
     }
     forward
 }

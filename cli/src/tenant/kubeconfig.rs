@@ -184,10 +184,10 @@ pub fn merge_context(user: Kubeconfig, tenant: Kubeconfig) -> Kubeconfig {
 /// The kubeconfig file vkube edits: the first entry of `$KUBECONFIG`, else
 /// `$HOME/.kube/config`. Errors: neither is set.
 pub fn user_path() -> Result<PathBuf> {
-    if let Some(v) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        if let Some(first) = std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()) {
-            return Ok(first);
-        }
+    if let Some(v) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty())
+        && let Some(first) = std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty())
+    {
+        return Ok(first);
     }
     let home = std::env::var_os("HOME").context("neither KUBECONFIG nor HOME is set")?;
     Ok(PathBuf::from(home).join(".kube/config"))

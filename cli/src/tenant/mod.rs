@@ -595,11 +595,11 @@ async fn delete(a: DeleteArgs) -> Result<()> {
     }
     let synced = result?;
     let context = kubeconfig::context_name(&name, &ns);
-    if let Ok(user) = kubeconfig::load_user() {
-        if user.contexts.iter().any(|c| c.name == context) {
-            kubeconfig::save_user(&kubeconfig::remove_context(user, &context))?;
-            eprintln!("Removed kube context {context}");
-        }
+    if let Ok(user) = kubeconfig::load_user()
+        && user.contexts.iter().any(|c| c.name == context)
+    {
+        kubeconfig::save_user(&kubeconfig::remove_context(user, &context))?;
+        eprintln!("Removed kube context {context}");
     }
     let data = if a.keep_data { "kept" } else { "deleted" };
     eprintln!(
