@@ -305,34 +305,7 @@ async fn connect_through_a_load_balancer_then_disconnect() {
 
     // Play the tenant's server (the host's own API server, its admin
     // kubeconfig in the Secret) and the cloud load balancer (127.0.0.1).
-    let admin = std::fs::read_to_string(h.c.kubeconfig_path()).unwrap();
-    let admin_file = h.c.work_dir.join("admin.kubeconfig");
-    std::fs::write(&admin_file, &admin).unwrap();
-    let from_file = format!("--from-file=config={}", admin_file.display());
-    h.kubectl(&[
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "generic",
-        "vkube-t-kubeconfig",
-        &from_file,
-    ])
-    .await
-    .expect_ok();
-    h.kubectl(&[
-        "-n",
-        ns,
-        "patch",
-        "svc",
-        "vkube-t",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"loadBalancer":{"ingress":[{"ip":"127.0.0.1"}]}}}"#,
-    ])
-    .await
-    .expect_ok();
+    play_server_and_load_balancer(&h, "t", ns).await;
 
     let printed = h
         .vkube(&["connect", "t", "-n", ns, "--print"])
@@ -342,6 +315,10 @@ async fn connect_through_a_load_balancer_then_disconnect() {
     assert!(printed.stdout.contains(&want_server), "{printed}");
     assert!(
         printed.stdout.contains("current-context: vkube_t_tenant-b"),
+        "{printed}"
+    );
+    assert!(
+        printed.stdout.contains("tls-server-name: localhost"),
         "{printed}"
     );
     assert!(
@@ -404,6 +381,150 @@ async fn connect_through_a_load_balancer_then_disconnect() {
     h.vkube(&["disconnect"])
         .await
         .expect_err_contains("not a vkube context");
+    h.c.shutdown().await;
+}
+
+/// Plays the tenant server and the cloud load balancer for `vkube-NAME` in
+/// `ns`: stores the host's own admin kubeconfig as the kubeconfig Secret and
+/// sets the Service's load-balancer ingress to 127.0.0.1.
+async fn play_server_and_load_balancer(h: &Host, name: &str, ns: &str) {
+    // The server names itself `localhost` (one of its SANs), so clients
+    // reaching it at 127.0.0.1 must verify it by tls-server-name.
+    let admin = std::fs::read_to_string(h.c.kubeconfig_path()).unwrap();
+    assert!(admin.contains("server: https://127.0.0.1:"), "{admin}");
+    let admin = admin.replace("server: https://127.0.0.1:", "server: https://localhost:");
+    let admin_file = h.c.work_dir.join(format!("admin-{name}.kubeconfig"));
+    std::fs::write(&admin_file, admin).unwrap();
+    let from_file = format!("--from-file=config={}", admin_file.display());
+    let secret = format!("vkube-{name}-kubeconfig");
+    h.kubectl(&["-n", ns, "create", "secret", "generic", &secret, &from_file])
+        .await
+        .expect_ok();
+    let svc = format!("vkube-{name}");
+    h.kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "svc",
+        &svc,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"loadBalancer":{"ingress":[{"ip":"127.0.0.1"}]}}}"#,
+    ])
+    .await
+    .expect_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_waits_for_the_pod_the_secret_and_the_api_then_connects() {
+    let h = std::sync::Arc::new(Host::start().await);
+    let ns = "tenant-w";
+    let port =
+        h.c.server
+            .url()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string();
+    let set_port = format!("service.port={port}");
+    let creating = {
+        let h = h.clone();
+        let set_port = set_port.clone();
+        tokio::spawn(async move {
+            h.vkube(&[
+                "create",
+                "w",
+                "-n",
+                ns,
+                "--expose",
+                "--set",
+                &set_port,
+                "--timeout",
+                "90",
+            ])
+            .await
+        })
+    };
+    // While create waits, the pod becomes Ready (simulated); then the
+    // "server" writes its Secret and the "cloud" assigns the address.
+    h.wait_for(ns, "pod/vkube-w-0", "{.status.phase}", "Running")
+        .await;
+    assert!(
+        !creating.is_finished(),
+        "create must wait for the kubeconfig Secret"
+    );
+    play_server_and_load_balancer(&h, "w", ns).await;
+    let out = creating.await.unwrap().expect_ok();
+    assert!(out.stderr.contains("Virtual cluster w is ready"), "{out}");
+    assert!(
+        out.stderr.contains("Switched to context vkube_w_tenant-w"),
+        "{out}"
+    );
+    let user = ["--kubeconfig", h.kubeconfig.to_str().unwrap()];
+    let current = h
+        .kubectl(&[user[0], user[1], "config", "current-context"])
+        .await
+        .expect_ok();
+    assert_eq!(current.stdout.trim(), "vkube_w_tenant-w");
+    let h = std::sync::Arc::into_inner(h).expect("the create task is done");
+    h.c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_without_an_external_address_port_forwards() {
+    let h = Host::start().await;
+    let ns = "tenant-p";
+    h.vkube(&["create", "p", "-n", ns, "--wait=false"])
+        .await
+        .expect_ok();
+    h.wait_for(ns, "pod/vkube-p-0", "{.status.phase}", "Running")
+        .await;
+    h.wait_for(
+        ns,
+        "pod/vkube-p-0",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        "True",
+    )
+    .await;
+    play_server_and_load_balancer(&h, "p", ns).await;
+    // ClusterIP: no external address, so connect listens on a local port
+    // and keeps running; the kubeconfig points there and verifies the
+    // serving certificate against the host name the server wrote.
+    let home = h.c.work_dir.join("home");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(["connect", "p", "-n", ns, "--print"])
+        .env("KUBECONFIG", &h.kubeconfig)
+        .env("HOME", &home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), stderr.next_line())
+        .await
+        .expect("connect reports the forward")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(line.starts_with("Forwarding 127.0.0.1:"), "{line}");
+    let local = line
+        .trim_start_matches("Forwarding ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("server: https://{local}")),
+        "{printed}"
+    );
+    assert!(printed.contains("tls-server-name: localhost"), "{printed}");
     h.c.shutdown().await;
 }
 
