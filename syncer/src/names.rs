@@ -651,7 +651,7 @@ mod tests {
             .map(|n| tenant(n))
             .collect();
         let mut seen = HashMap::new();
-        let mut make = |g: &mut Gen, max: usize, dots: bool| -> Option<String> {
+        let make = |g: &mut Gen, max: usize, dots: bool| -> Option<String> {
             let target = 1 + g.below(max);
             let mut s = String::new();
             while s.len() < target {
