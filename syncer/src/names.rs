@@ -669,6 +669,10 @@ mod tests {
             ok.then_some(s)
         };
         let mut checked = 0;
+        // Joined strings S seen, to prove the generator really produces the
+        // inputs the plain vcluster scheme would merge.
+        let mut joined: HashMap<String, (String, String)> = HashMap::new();
+        let mut plain_collisions = 0;
         while checked < 30_000 {
             let t = &tenants[g.below(tenants.len())];
             let max = [8, 30, 60, 70, 253][g.below(5)];
@@ -680,8 +684,18 @@ mod tests {
                 continue;
             };
             record(&mut seen, t, &ns, &name);
+            let s = [name.as_str(), &ns, t.name()].join(NAME_SEPARATOR);
+            if let Some(prev) = joined.insert(s, (ns.clone(), name.clone()))
+                && prev != (ns.clone(), name.clone())
+            {
+                plain_collisions += 1;
+            }
             checked += 1;
         }
+        assert!(
+            plain_collisions > 100,
+            "only {plain_collisions} adversarial pairs"
+        );
         // The two documented collisions of the plain scheme are now distinct.
         for (ns, name) in [("c", "a-x-b"), ("b-x-c", "a"), ("b", "a-x"), ("x-b", "a")] {
             record(&mut seen, &tenants[0], ns, name);
