@@ -43,18 +43,30 @@ pub fn virtual_event_name(host_name: &str) -> String {
 /// `involved.namespace`, involvedObject = {kind, namespace, name, uid of
 /// `involved`, apiVersion `v1`, fieldPath kept}; reason, type, count,
 /// first/last timestamps, eventTime, series, source, action and
-/// reportingComponent/Instance kept; in the message every occurrence of the
-/// host object's name is replaced by the virtual name, so the tenant never
-/// sees host names. `related` (a host object) and server-set metadata are
+/// reportingComponent/Instance kept; in the message every `HOSTNS/HOSTNAME`
+/// of the host object becomes `NS/NAME` and every other occurrence of its
+/// host name becomes the virtual name, so the tenant does not see the host
+/// names of its own objects. `related` (a host object) and server-set metadata are
 /// not copied.
 pub fn translate_to_virtual(host_event: &Event, involved: &VirtualIdentity) -> Event {
     let host_obj_name = host_event.involved_object.name.clone().unwrap_or_default();
+    let host_obj_ns = host_event
+        .involved_object
+        .namespace
+        .clone()
+        .unwrap_or_default();
     let message = host_event.message.as_ref().map(|m| {
         if host_obj_name.is_empty() {
-            m.clone()
-        } else {
-            m.replace(&host_obj_name, &involved.name)
+            return m.clone();
         }
+        let mut m = m.clone();
+        if !host_obj_ns.is_empty() {
+            m = m.replace(
+                &format!("{host_obj_ns}/{host_obj_name}"),
+                &format!("{}/{}", involved.namespace, involved.name),
+            );
+        }
+        m.replace(&host_obj_name, &involved.name)
     });
     Event {
         metadata: ObjectMeta {
@@ -168,7 +180,7 @@ mod tests {
                 ..Default::default()
             },
             reason: Some("Pulled".into()),
-            message: Some("Successfully pulled image for web-x-team-x-vc".into()),
+            message: Some("Successfully assigned host-ns/web-x-team-x-vc to node-1; pulled image for web-x-team-x-vc".into()),
             type_: Some("Normal".into()),
             count: Some(3),
             ..Default::default()
@@ -185,7 +197,7 @@ mod tests {
         assert_eq!(o.field_path.as_deref(), Some("spec.containers{app}"));
         assert_eq!(
             v.message.as_deref(),
-            Some("Successfully pulled image for web")
+            Some("Successfully assigned team/web to node-1; pulled image for web")
         );
         assert_eq!(
             (v.reason, v.count, v.type_),
