@@ -474,6 +474,67 @@ mod tests {
     }
 
     #[test]
+    fn host_selector_property_markers_always_win() {
+        // Every generated selector, whatever reserved keys it forges, maps to
+        // one that requires this tenant's markers for this namespace.
+        let t = tenant();
+        let keys = [
+            LABEL_MANAGED_BY,
+            LABEL_NAMESPACE,
+            "vkube.dev/object-uid",
+            "a.vkube.dev/k",
+            "VKUBE.DEV/k",
+            "app",
+            "example.com/tier",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..5_000 {
+            let mut sel = BTreeMap::new();
+            for k in keys {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x.is_multiple_of(2) {
+                    sel.insert(k.to_string(), format!("v{}", x % 5));
+                }
+            }
+            let ns = ["team", "other"][(x % 2) as usize];
+            let out = host_selector(&t, ns, &sel);
+            if sel.is_empty() {
+                assert!(out.is_empty());
+                continue;
+            }
+            assert_eq!(out[LABEL_MANAGED_BY], "vc", "{sel:?}");
+            assert_eq!(out[LABEL_NAMESPACE], ns, "{sel:?}");
+            assert!(
+                out.keys().all(|k| k == LABEL_MANAGED_BY
+                    || k == LABEL_NAMESPACE
+                    || !crate::names::is_reserved_key(k)),
+                "{out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn forged_metadata_still_yields_an_owned_host_object() {
+        use crate::names::{Ownership, VirtualIdentity, is_managed};
+        let mut v = svc("web", ServiceSpec::default());
+        v.metadata.labels = Some(labels(&[(LABEL_MANAGED_BY, "victim")]));
+        v.metadata.annotations = Some(labels(&[
+            ("vkube.dev/object-name", "db"),
+            ("vkube.dev/object-namespace", "prod"),
+            ("vkube.dev/object-uid", "victim-uid"),
+        ]));
+        let h = translate(&tenant(), &v).unwrap();
+        let id = VirtualIdentity::from_meta(KIND, &v.metadata).unwrap();
+        assert_eq!(
+            is_managed(&tenant(), Some(&h.metadata), &id),
+            Ownership::Owned
+        );
+        assert_eq!(VirtualIdentity::from_host(&h.metadata), Some(id));
+    }
+
+    #[test]
     fn reflect_takes_host_allocations() {
         let v = svc(
             "web",
