@@ -10,8 +10,10 @@
 //! and capabilities (drop `ALL`, add only `NET_BIND_SERVICE`). Messages
 //! follow the pod-security admission plugin's wording
 //! (`k8s.io/pod-security-admission/policy`). Containers means containers,
-//! initContainers and ephemeralContainers. Annotation-based AppArmor (a pod
-//! annotation, not in the PodSpec) is not checked here.
+//! initContainers and ephemeralContainers. As in pod-security admission, a
+//! pod with `spec.os.name: windows` skips the restricted privilege
+//! escalation, seccomp and capabilities controls. Annotation-based AppArmor
+//! (a pod annotation, not in the PodSpec) is not checked here.
 
 use std::fmt;
 use std::str::FromStr;
@@ -438,6 +440,8 @@ pub fn check(level: PodSecurityLevel, spec: &PodSpec) -> Vec<PodSecurityViolatio
     if level < PodSecurityLevel::Restricted {
         return out;
     }
+    // Pod-security admission skips these three controls for Windows pods.
+    let windows = spec.os.as_ref().is_some_and(|o| o.name == "windows");
     // restricted volume types
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
         let t = volume_type(v);
@@ -450,7 +454,7 @@ pub fn check(level: PodSecurityLevel, spec: &PodSpec) -> Vec<PodSecurityViolatio
         }
     }
     // allowPrivilegeEscalation
-    for c in &ctrs {
+    for c in ctrs.iter().filter(|_| !windows) {
         if c.sc.and_then(|s| s.allow_privilege_escalation) != Some(false) {
             push(
                 "allowPrivilegeEscalation != false",
@@ -512,7 +516,7 @@ pub fn check(level: PodSecurityLevel, spec: &PodSpec) -> Vec<PodSecurityViolatio
     }
     // seccomp (restricted: RuntimeDefault or Localhost, pod or every container)
     let good = |t: &Option<String>| matches!(t.as_deref(), Some("RuntimeDefault" | "Localhost"));
-    for c in &ctrs {
+    for c in ctrs.iter().filter(|_| !windows) {
         let ct = seccomp(c.sc.and_then(|s| s.seccomp_profile.as_ref()));
         let effective = if ct.is_some() {
             ct
@@ -531,7 +535,7 @@ pub fn check(level: PodSecurityLevel, spec: &PodSpec) -> Vec<PodSecurityViolatio
         }
     }
     // capabilities (restricted)
-    for c in &ctrs {
+    for c in ctrs.iter().filter(|_| !windows) {
         let caps = c.sc.and_then(|s| s.capabilities.as_ref());
         let drops_all = caps
             .and_then(|k| k.drop.as_ref())
@@ -926,5 +930,15 @@ mod tests {
             ]
         );
         assert!(v[0].to_string().contains("container \"app\""));
+        // Windows pods skip privilege escalation, seccomp and capabilities.
+        let mut win = plain_pod();
+        win.os = Some(k8s_openapi::api::core::v1::PodOS {
+            name: "windows".into(),
+        });
+        let checks: Vec<&str> = check(PodSecurityLevel::Restricted, &win)
+            .iter()
+            .map(|v| v.check)
+            .collect();
+        assert_eq!(checks, ["runAsNonRoot != true"]);
     }
 }
