@@ -10,12 +10,12 @@
 //! Decision: an object with any forbidden address is **refused** as a whole
 //! ([`TranslateError::Forbidden`], listing every bad address), not synced
 //! with the address dropped: a partial copy would silently send traffic to
-//! fewer backends than the tenant declared. Forbidden, as kube-apiserver's
-//! endpoints validation (`validateNonSpecialIP`) rejects them: unparsable,
+//! fewer backends than the tenant declared. Forbidden: what kube-apiserver's
+//! endpoints validation (`validateNonSpecialIP`) rejects — unparsable,
 //! unspecified (`0.0.0.0`, `::`), loopback (`127.0.0.0/8`, `::1`),
 //! link-local (`169.254.0.0/16` incl. the cloud metadata address
-//! `169.254.169.254`, `fe80::/10`) and multicast (incl. link-local
-//! multicast `224.0.0.0/24`, `ff02::/16`).
+//! `169.254.169.254`, `fe80::/10`), link-local multicast — and, stricter,
+//! every multicast address (`224.0.0.0/4`, `ff00::/8`).
 
 use std::net::IpAddr;
 
