@@ -70,10 +70,25 @@ pub async fn run_syncer(
     //   }).run().await
     // once branch `syncer-engine` is merged.
     let _ = (virtual_client, host_client);
+    let SyncOptions {
+        name,
+        host_namespace,
+        sync_all_configmaps,
+        sync_all_secrets,
+        pod_security,
+        host_service_account,
+        owner,
+        kubernetes_service,
+    } = opts;
     tracing::warn!(
-        virtual_cluster = %opts.name,
-        host_namespace = %opts.host_namespace,
-        config = ?opts,
+        virtual_cluster = %name,
+        %host_namespace,
+        sync_all_configmaps,
+        sync_all_secrets,
+        ?pod_security,
+        ?host_service_account,
+        owner = ?owner.as_ref().map(|o| format!("{}/{}", o.kind, o.name)),
+        ?kubernetes_service,
         "syncer not built in yet: tenant pods stay Pending"
     );
     std::future::pending().await
