@@ -314,3 +314,41 @@ async fn up_on_a_busy_port_says_which_flag_to_use() {
     );
     drop(busy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_host_kubeconfig_syncs_into_that_cluster_instead_of_a_local_one() {
+    let host = vkube_e2e::TestCluster::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let host_kubeconfig = host.kubeconfig_path().display().to_string();
+    let mut up = Up::spawn(
+        home.path(),
+        &free_addr(),
+        &free_addr(),
+        &["team-a", "--host-kubeconfig", &host_kubeconfig],
+    );
+    let out = up.wait_for("press Ctrl-C").await;
+    assert!(
+        out.contains(&format!(
+            "Host cluster from {host_kubeconfig}, syncing into namespace vkube-team-a"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("Local host cluster"), "{out}");
+    // The given host got the tenant's namespace; no local host was started.
+    host.kubectl(&["get", "namespace", "vkube-team-a"])
+        .await
+        .expect_ok();
+    assert!(!home.path().join("host").exists());
+    let ns = kubectl(
+        &home.path().join("team-a/kubeconfig"),
+        &["get", "ns", "-o", "name"],
+    )
+    .await;
+    assert!(
+        ns.contains("namespace/default") && !ns.contains("vkube-team-a"),
+        "{ns}"
+    );
+    let (status, _) = up.interrupt().await;
+    assert!(status.success(), "{status}");
+    host.shutdown().await;
+}
