@@ -282,6 +282,18 @@ impl LocalHost {
     }
 }
 
+/// Starts listening for SIGINT (Ctrl-C) and SIGTERM right away, so a signal
+/// that arrives during startup is neither fatal nor lost; the returned
+/// future resolves once one has arrived.
+///
+/// # Errors
+/// The future fails when the signal handlers cannot be installed.
+pub fn listen_for_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>
+{
+    let task = tokio::spawn(apiserver_shim::server::wait_for_signal());
+    Box::pin(async move { task.await.context("signal listener")? })
+}
+
 /// A client authenticated as `system:kube-controller-manager`, as
 /// kube-controller-manager would be.
 async fn controller_client(server: &Server) -> Result<kube::Client> {

@@ -151,8 +151,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         owner: owner.clone(),
         kubernetes_service: None,
     };
-    let signal = apiserver_shim::server::wait_for_signal();
-    tokio::pin!(signal);
+    let signal = embedded::listen_for_signal();
     let vc = VirtualCluster::start(&opts, host.clone(), sync).await?;
     let kubeconfig = vc
         .server

@@ -116,8 +116,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let host_namespace = format!("vkube-{}", args.name);
 
     // Register for SIGINT/SIGTERM before anything long-running starts.
-    let signal = apiserver_shim::server::wait_for_signal();
-    tokio::pin!(signal);
+    let mut signal = embedded::listen_for_signal();
 
     let (local, host_client) = match &args.host_kubeconfig {
         Some(file) => (None, embedded::client_from_file(file).await?),
