@@ -352,3 +352,24 @@ async fn up_with_host_kubeconfig_syncs_into_that_cluster_instead_of_a_local_one(
     assert!(status.success(), "{status}");
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_waiting_for_pods_stops_cleanly() {
+    let home = tempfile::tempdir().unwrap();
+    // Default --wait-timeout (120s): without the syncer the wait is still on
+    // when the signal arrives.
+    let mut up = Up::spawn(
+        home.path(),
+        &free_addr(),
+        &free_addr(),
+        &["--apply", &guestbook()],
+    );
+    up.wait_for("applied services/frontend -n default").await;
+    let (status, rest) = up.interrupt().await;
+    assert!(status.success(), "exit status {status}");
+    assert!(rest.contains("vkube up: stopped"), "{rest}");
+    assert!(
+        !rest.contains("VIRTUAL (ns/name)"),
+        "interrupted before the table: {rest}"
+    );
+}
