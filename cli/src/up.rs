@@ -614,43 +614,49 @@ fn service_status(obj: &Value) -> String {
     }
 }
 
-async fn list_json(api: Api<DynamicObject>, lp: &ListParams) -> Result<Vec<Value>> {
-    Ok(api
-        .list(lp)
-        .await?
-        .items
-        .iter()
-        .filter_map(|o| serde_json::to_value(o).ok())
-        .collect())
+/// A pod or service shown in the table: its table kind (`pod`/`svc`), its
+/// status text and its JSON.
+type Shown = (&'static str, String, Value);
+
+/// The pods and services in `namespace` matching `lp`.
+async fn list_shown(client: &kube::Client, namespace: &str, lp: &ListParams) -> Result<Vec<Shown>> {
+    use k8s_openapi::api::core::v1::{Pod, Service};
+    type StatusOf = fn(&Value) -> String;
+    let kinds: [(&str, ApiResource, StatusOf); 2] = [
+        ("pod", ApiResource::erase::<Pod>(&()), pod_status),
+        ("svc", ApiResource::erase::<Service>(&()), service_status),
+    ];
+    let mut out = Vec::new();
+    for (kind, resource, status) in kinds {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        for obj in api.list(lp).await?.items {
+            let obj = serde_json::to_value(&obj)?;
+            out.push((kind, status(&obj), obj));
+        }
+    }
+    Ok(out)
+}
+
+fn name_of(obj: &Value) -> String {
+    obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 async fn virtual_rows(
     client: &kube::Client,
     namespaces: &BTreeSet<String>,
 ) -> Result<Vec<VirtualRow>> {
-    use k8s_openapi::api::core::v1::{Pod, Service};
     let mut rows = Vec::new();
     for ns in namespaces {
-        for (kind, resource) in [
-            ("pod", ApiResource::erase::<Pod>(&())),
-            ("svc", ApiResource::erase::<Service>(&())),
-        ] {
-            let api = Api::namespaced_with(client.clone(), ns, &resource);
-            for obj in list_json(api, &ListParams::default()).await? {
-                rows.push(VirtualRow {
-                    kind,
-                    namespace: ns.clone(),
-                    name: obj["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    status: if kind == "pod" {
-                        pod_status(&obj)
-                    } else {
-                        service_status(&obj)
-                    },
-                });
-            }
+        for (kind, status, obj) in list_shown(client, ns, &ListParams::default()).await? {
+            rows.push(VirtualRow {
+                kind,
+                namespace: ns.clone(),
+                name: name_of(&obj),
+                status,
+            });
         }
     }
     Ok(rows)
@@ -663,42 +669,23 @@ async fn host_rows(
     name: &str,
     host_namespace: &str,
 ) -> Result<Vec<HostRow>> {
-    use k8s_openapi::api::core::v1::{Pod, Service};
     let lp = ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={name}"));
-    let mut rows = Vec::new();
-    for (kind, resource) in [
-        ("pod", ApiResource::erase::<Pod>(&())),
-        ("svc", ApiResource::erase::<Service>(&())),
-    ] {
-        let api = Api::namespaced_with(client.clone(), host_namespace, &resource);
-        for obj in list_json(api, &lp)
-            .await
-            .context("listing synced host objects")?
-        {
+    let shown = list_shown(client, host_namespace, &lp)
+        .await
+        .context("listing synced host objects")?;
+    Ok(shown
+        .into_iter()
+        .filter_map(|(kind, status, obj)| {
             let ann = &obj["metadata"]["annotations"];
-            let (Some(vns), Some(vname)) = (
-                ann[ANNOTATION_OBJECT_NAMESPACE].as_str(),
-                ann[ANNOTATION_OBJECT_NAME].as_str(),
-            ) else {
-                continue;
-            };
-            rows.push(HostRow {
+            Some(HostRow {
                 kind,
-                virtual_namespace: vns.to_string(),
-                virtual_name: vname.to_string(),
-                host_name: obj["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                status: if kind == "pod" {
-                    pod_status(&obj)
-                } else {
-                    service_status(&obj)
-                },
-            });
-        }
-    }
-    Ok(rows)
+                virtual_namespace: ann[ANNOTATION_OBJECT_NAMESPACE].as_str()?.to_string(),
+                virtual_name: ann[ANNOTATION_OBJECT_NAME].as_str()?.to_string(),
+                host_name: name_of(&obj),
+                status,
+            })
+        })
+        .collect())
 }
 
 /// The `VIRTUAL (ns/name) → HOST (host name) STATUS` table (pure): one row
