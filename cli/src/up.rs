@@ -651,6 +651,13 @@ async fn virtual_rows(
     let mut rows = Vec::new();
     for ns in namespaces {
         for (kind, status, obj) in list_shown(client, ns, &ListParams::default()).await? {
+            // The API server's own Service stands for the virtual API server,
+            // not for a workload, and is not synced like the tenant's.
+            if (kind, ns.as_str(), obj["metadata"]["name"].as_str())
+                == ("svc", "default", Some("kubernetes"))
+            {
+                continue;
+            }
             rows.push(VirtualRow {
                 kind,
                 namespace: ns.clone(),

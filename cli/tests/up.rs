@@ -152,9 +152,12 @@ async fn up_applies_the_guestbook_stops_on_sigint_and_resumes() {
         "VIRTUAL (ns/name)",
         "pod default/frontend-",
         "svc default/redis-leader",
+        "svc default/frontend",
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
+    // The API server's own Service is not a row of the table.
+    assert!(!out.contains("svc default/kubernetes"), "{out}");
 
     let got = kubectl(&vc_kubeconfig, &["get", "deploy,svc", "-o", "name"]).await;
     for name in [
