@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 mod embedded;
 mod server;
-mod up;
 mod tenant;
+mod up;
 
 /// Virtual Kubernetes clusters that live inside one namespace of a host cluster.
 #[derive(Parser)]

@@ -528,6 +528,96 @@ async fn connect_without_an_external_address_port_forwards() {
     h.c.shutdown().await;
 }
 
+/// The whole path with the real `vkube server`: the test plays the kubelet
+/// for the tenant pod (runs `vkube server` as a child process on a loopback
+/// port, with the flags the chart passes) and the cloud load balancer
+/// (ingress 127.0.0.1 on the Service), while `vkube create` waits for the
+/// pod, the Secret and the virtual API; then `vkube connect -- kubectl get
+/// ns` shows the virtual cluster's namespaces, not the host's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_connect_with_the_real_vkube_server() {
+    let h = std::sync::Arc::new(Host::start().await);
+    let ns = "tenant-e";
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let set_port = format!("service.port={}", addr.port());
+    let creating = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            h.vkube(&[
+                "create",
+                "e",
+                "-n",
+                ns,
+                "--expose",
+                "--set",
+                &set_port,
+                "--connect=false",
+                "--timeout",
+                "110",
+            ])
+            .await
+        })
+    };
+    h.wait_for(ns, "pod/vkube-e-0", "{.status.phase}", "Running")
+        .await;
+    let data = h.c.work_dir.join("tenant-e-data");
+    let url = format!("https://{addr}");
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(["server", "--name", "e", "--listen", &addr.to_string()])
+        .args(["--kubeconfig-server", &url])
+        .args(["--host-owner", "statefulset/vkube-e"])
+        .args(["--host-service-account", "vkube-workload-e"])
+        .arg("--host-kubeconfig")
+        .arg(h.c.kubeconfig_path())
+        .arg("--data-dir")
+        .arg(&data)
+        .env("POD_NAMESPACE", ns)
+        .env("VKUBE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting vkube server");
+    h.kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "svc",
+        "vkube-e",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"loadBalancer":{"ingress":[{"ip":"127.0.0.1"}]}}}"#,
+    ])
+    .await
+    .expect_ok();
+    let created = creating.await.unwrap();
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "vkube server exited: {created}"
+    );
+    created
+        .expect_ok()
+        .expect_err_contains_ok("Virtual cluster e is ready");
+
+    let out = h
+        .vkube(&[
+            "connect", "e", "-n", ns, "--", "kubectl", "get", "ns", "-o", "name",
+        ])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["namespace/default", "namespace/kube-system"])
+        .expect_stdout_lacks(&["namespace/tenant-e"]);
+    assert!(out.success());
+    let _ = server.start_kill();
+    let _ = server.wait().await;
+    let h = std::sync::Arc::into_inner(h).expect("the create task is done");
+    h.c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_say_what_to_do_next() {
     let h = Host::start().await;
