@@ -256,11 +256,34 @@ async fn create_list_pause_resume_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_keep_data_keeps_the_pvc() {
     let h = Host::start().await;
-    h.vkube(&["create", "k", "--wait=false"]).await.expect_ok();
+    // A values file and the chart of this source tree (--chart).
+    let values = h.c.work_dir.join("values.yaml");
+    std::fs::write(&values, "persistence:\n  size: 1Gi\n").unwrap();
+    let chart = vkube_e2e::workspace_root().join("chart");
+    h.vkube(&[
+        "create",
+        "k",
+        "--wait=false",
+        "-f",
+        values.to_str().unwrap(),
+        "--chart",
+        chart.to_str().unwrap(),
+    ])
+    .await
+    .expect_ok();
     // The default namespace is vkube-NAME, created by helm.
     let ns = "vkube-k";
     h.wait_for(ns, "pod/vkube-k-0", "{.status.phase}", "Running")
         .await;
+    assert_eq!(
+        h.jsonpath(
+            ns,
+            "pvc/data-vkube-k-0",
+            "{.spec.resources.requests.storage}"
+        )
+        .await,
+        "1Gi"
+    );
     h.vkube(&["delete", "k", "--keep-data"]).await.expect_ok();
     h.wait_gone(ns, "sts/vkube-k").await;
     h.kubectl(&["-n", ns, "get", "pvc/data-vkube-k-0"])
