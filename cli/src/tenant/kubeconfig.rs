@@ -62,7 +62,7 @@ pub fn for_endpoint(admin: &Kubeconfig, context: &str, server: &str) -> Result<K
         .find(|c| c.name == current)
         .and_then(|c| c.context.clone())
         .with_context(|| format!("the admin kubeconfig lacks context {current}"))?;
-    let mut cluster = admin
+    let cluster = admin
         .clusters
         .iter()
         .find(|c| c.name == ctx.cluster)
@@ -75,6 +75,7 @@ pub fn for_endpoint(admin: &Kubeconfig, context: &str, server: &str) -> Result<K
         .find(|u| u.name == user_name)
         .and_then(|u| u.auth_info.clone())
         .with_context(|| format!("the admin kubeconfig lacks user {user_name}"))?;
+    let (mut cluster, user) = inline_only(cluster, user)?;
     let old_host = cluster
         .server
         .as_deref()
@@ -111,6 +112,58 @@ pub fn for_endpoint(admin: &Kubeconfig, context: &str, server: &str) -> Result<K
         kind: Some("Config".into()),
         ..Default::default()
     })
+}
+
+/// Keeps only the inline credentials of an admin kubeconfig read from the
+/// host (server, CA data, server name; client certificate and key data or a
+/// bearer token) and refuses anything that would make this machine run a
+/// program or read a local file (exec and auth-provider plugins, file paths)
+/// or skip TLS verification: whoever can write that Secret must not get
+/// code execution or a MITM on the user connecting. Errors name the field.
+fn inline_only(
+    cluster: kube::config::Cluster,
+    user: kube::config::AuthInfo,
+) -> Result<(kube::config::Cluster, kube::config::AuthInfo)> {
+    let refused = [
+        ("exec", user.exec.is_some()),
+        ("auth-provider", user.auth_provider.is_some()),
+        ("tokenFile", user.token_file.is_some()),
+        ("client-certificate", user.client_certificate.is_some()),
+        ("client-key", user.client_key.is_some()),
+        (
+            "certificate-authority",
+            cluster.certificate_authority.is_some(),
+        ),
+        ("proxy-url", cluster.proxy_url.is_some()),
+        (
+            "insecure-skip-tls-verify",
+            cluster.insecure_skip_tls_verify == Some(true),
+        ),
+    ];
+    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+        bail!(
+            "the admin kubeconfig in the host Secret sets `{field}`, which vkube refuses \
+             (only inline certificate data or a token are accepted); recreate the virtual cluster"
+        );
+    }
+    if cluster.certificate_authority_data.is_none() {
+        bail!(
+            "the admin kubeconfig in the host Secret has no certificate-authority-data to verify the server with"
+        );
+    }
+    let cluster = kube::config::Cluster {
+        server: cluster.server,
+        certificate_authority_data: cluster.certificate_authority_data,
+        tls_server_name: cluster.tls_server_name,
+        ..Default::default()
+    };
+    let user = kube::config::AuthInfo {
+        client_certificate_data: user.client_certificate_data,
+        client_key_data: user.client_key_data,
+        token: user.token,
+        ..Default::default()
+    };
+    Ok((cluster, user))
 }
 
 /// The context recorded as "previous" on context `name`, if any.
@@ -307,6 +360,40 @@ current-context: host
             None
         );
         assert!(for_endpoint(&Kubeconfig::default(), "x", "https://a").is_err());
+    }
+
+    #[test]
+    fn plugins_files_and_insecure_settings_are_refused() {
+        for (from, to, field) in [
+            (
+                "    client-key-data: S0VZ\n",
+                "    client-key-data: S0VZ\n    exec: {command: /bin/sh, apiVersion: client.authentication.k8s.io/v1}\n",
+                "exec",
+            ),
+            (
+                "    client-key-data: S0VZ\n",
+                "    client-key: /etc/shadow\n",
+                "client-key",
+            ),
+            (
+                "    certificate-authority-data: Q0E=\n",
+                "    certificate-authority-data: Q0E=\n    insecure-skip-tls-verify: true\n",
+                "insecure-skip-tls-verify",
+            ),
+            (
+                "    certificate-authority-data: Q0E=\n",
+                "    certificate-authority: /tmp/ca\n",
+                "certificate-authority",
+            ),
+        ] {
+            let text = ADMIN.replace(from, to);
+            assert_ne!(text, ADMIN);
+            let admin = Kubeconfig::from_yaml(&text).unwrap();
+            let err = for_endpoint(&admin, "x", "https://a:1")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
     }
 
     #[test]
