@@ -684,3 +684,71 @@ impl StderrContains for Output {
         self
     }
 }
+
+/// The chart and `vkube server` agree: the container args the chart renders
+/// (every optional flag switched on) parse as `vkube server` flags, so the
+/// server gets as far as looking for its in-cluster host config.
+#[tokio::test]
+async fn the_chart_args_are_vkube_server_flags() {
+    let helm = find_tool("HELM", "helm").unwrap_or_else(|e| panic!("{e:#}"));
+    let chart = vkube_e2e::workspace_root().join("chart");
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(helm)
+        .args(["template", "t", chart.to_str().unwrap(), "-n", "ns"])
+        .args(["--show-only", "templates/statefulset.yaml"])
+        .args([
+            "--set",
+            "sync.allConfigMaps=true",
+            "--set",
+            "sync.allSecrets=true",
+        ])
+        .args(["--set", "tls.extraSANs[0]=vc.example.org"])
+        .args([
+            "--set",
+            "podSecurity=restricted",
+            "--set",
+            r"controllers=*\,-cronjob",
+        ])
+        .env("HOME", home.path())
+        .env("HELM_CACHE_HOME", home.path().join("c"))
+        .env("HELM_CONFIG_HOME", home.path().join("f"))
+        .env("HELM_DATA_HOME", home.path().join("d"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sts: k8s_openapi::api::apps::v1::StatefulSet =
+        serde_yaml::from_slice(&out.stdout).expect("a StatefulSet");
+    let pod = sts.spec.template.spec.unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.command.as_deref(),
+        Some(&["vkube".to_string()][..])
+    );
+    let args = container.args.clone().unwrap();
+    assert_eq!(args[0], "server");
+    // Outside a pod: the flags parse, then the in-cluster config is missing.
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(&args)
+        .env("POD_NAMESPACE", "ns")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBECONFIG")
+        .env("HOME", home.path())
+        .env("VKUBE_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_ne!(
+        run.status.code(),
+        Some(2),
+        "clap refused the chart's args: {stderr}"
+    );
+    assert!(!run.status.success());
+    assert!(stderr.contains("--host-kubeconfig"), "{stderr}");
+}
