@@ -491,6 +491,21 @@ async fn create_waits_for_the_pod_the_secret_and_the_api_then_connects() {
         .await
         .expect_ok();
     assert_eq!(current.stdout.trim(), "vkube_w_tenant-w");
+    // While connected, vkube still manages the host; delete drops the
+    // context and switches back.
+    h.vkube(&["delete", "w", "-n", ns])
+        .await
+        .expect_ok()
+        .expect_err_contains_ok("Removed kube context vkube_w_tenant-w");
+    let current = h
+        .kubectl(&[user[0], user[1], "config", "current-context"])
+        .await
+        .expect_ok();
+    assert_ne!(current.stdout.trim(), "vkube_w_tenant-w");
+    h.kubectl(&[user[0], user[1], "-n", ns, "get", "sts", "-o", "name"])
+        .await
+        .expect_ok()
+        .expect_stdout_lacks(&["vkube-w"]);
     let h = std::sync::Arc::into_inner(h).expect("the create task is done");
     h.c.shutdown().await;
 }
