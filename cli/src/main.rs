@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 mod embedded;
 mod server;
+mod tenant;
 mod up;
 
 /// Virtual Kubernetes clusters that live inside one namespace of a host cluster.
@@ -34,6 +35,13 @@ enum Command {
     /// Run a virtual cluster inside a host cluster's pod: API server,
     /// controllers and syncer in one process (what the Helm chart runs).
     Server(server::ServerArgs),
+    #[command(flatten)]
+    Tenant(tenant::TenantCommand),
+    /// Print a shell completion script (e.g. `vkube completion bash > /etc/bash_completion.d/vkube`).
+    Completion {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
@@ -144,6 +152,11 @@ fn main() -> Result<()> {
             Command::Apiserver(args) => apiserver(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Server(args) => server::run(args).await,
+            Command::Tenant(cmd) => tenant::run(cmd).await,
+            Command::Completion { shell } => {
+                tenant::completion(shell, &mut <Cli as clap::CommandFactory>::command());
+                Ok(())
+            }
         }
     })
 }
