@@ -277,7 +277,7 @@ async fn an_unmanaged_host_object_is_left_alone_with_a_sync_conflict_event() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn hostpath_and_privileged_pods_are_refused_with_an_event() {
+async fn hostpath_privileged_and_added_capability_pods_are_refused_with_an_event() {
     let c = SyncedCluster::start().await;
     let pods = r#"
 apiVersion: v1
@@ -292,12 +292,18 @@ kind: Pod
 metadata: {name: root}
 spec:
   containers: [{name: c, image: busybox, securityContext: {privileged: true}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: caps}
+spec:
+  containers: [{name: c, image: busybox, securityContext: {capabilities: {add: [SYS_ADMIN]}}}]
 "#;
     c.virt
         .kubectl_stdin(&["apply", "-f", "-"], pods)
         .await
         .expect_ok();
-    for name in ["sneaky", "root"] {
+    for name in ["sneaky", "root", "caps"] {
         eventually("a SyncRefused event", WAIT, || async {
             let sel = format!("--field-selector=involvedObject.name={name}");
             let out = c.virt.kubectl(&["get", "events", &sel]).await;

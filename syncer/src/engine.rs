@@ -21,10 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, EventSource, Namespace, ObjectReference, Service, ServiceAccount,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -35,13 +33,14 @@ use crate::metrics::Metrics;
 use crate::names::Tenant;
 use crate::pod::TranslateOptions;
 use crate::queue::Queue;
+use crate::security::PodSecurityLevel;
 
 /// The default [`SyncerConfig::resync_period`]: 5 minutes.
 pub const DEFAULT_RESYNC_PERIOD: Duration = Duration::from_secs(300);
 
 /// Name of the component recorded in the Events the syncer writes
 /// (`source.component`, `reportingComponent`).
-pub const COMPONENT: &str = "vkube-syncer";
+pub const COMPONENT: &str = crate::event::SYNCER_COMPONENT;
 
 /// What the syncer syncs and how.
 #[derive(Debug, Clone)]
@@ -52,10 +51,10 @@ pub struct SyncerConfig {
     pub sync_all_configmaps: bool,
     /// Sync every virtual Secret, not only those synced pods reference.
     pub sync_all_secrets: bool,
-    /// What pods may ask for (host namespaces, hostPath, privileged, host
-    /// ports); `Default` refuses all of it. Its `host_service_account` is
-    /// ignored: [`SyncerConfig::host_service_account`] decides.
-    pub pod_options: TranslateOptions,
+    /// The Pod Security Standards level enforced before a pod is synced
+    /// (default `baseline`); pods violating it are refused with a
+    /// `SyncRefused` Warning Event and status.
+    pub pod_security: PodSecurityLevel,
     /// The host service account host pods run as; `None` means
     /// `vkube-workload-VC`, created (with `automountServiceAccountToken:
     /// false`) in the host namespace if missing. A named one must exist.
@@ -74,20 +73,35 @@ pub struct SyncerConfig {
 }
 
 impl SyncerConfig {
-    /// Defaults for `tenant`: only referenced ConfigMaps/Secrets, the safe
-    /// [`TranslateOptions`], `vkube-workload-VC`, no owner, no
+    /// Defaults for `tenant`: only referenced ConfigMaps/Secrets, Pod
+    /// Security level `baseline`, `vkube-workload-VC`, no owner, no
     /// `KUBERNETES_SERVICE_*`, [`DEFAULT_RESYNC_PERIOD`], 16 workers.
     pub fn new(tenant: Tenant) -> Self {
         Self {
             tenant,
             sync_all_configmaps: false,
             sync_all_secrets: false,
-            pod_options: TranslateOptions::default(),
+            pod_security: PodSecurityLevel::default(),
             host_service_account: None,
             owner: None,
             kubernetes_service: None,
             resync_period: DEFAULT_RESYNC_PERIOD,
             workers: 16,
+        }
+    }
+
+    /// The [`TranslateOptions`] for [`crate::pod::translate`]: the host
+    /// service account, and the `allow_*` switches open only at level
+    /// `privileged` (baseline and restricted forbid host namespaces,
+    /// hostPath, privileged containers and host ports alike).
+    pub fn translate_options(&self) -> TranslateOptions {
+        let open = self.pod_security == PodSecurityLevel::Privileged;
+        TranslateOptions {
+            host_service_account: Some(self.host_service_account_name()),
+            allow_host_path: open,
+            allow_host_namespaces: open,
+            allow_privileged: open,
+            allow_host_ports: open,
         }
     }
 
@@ -204,9 +218,10 @@ impl Context {
         format!("{}={}", crate::names::LABEL_MANAGED_BY, self.tenant.name())
     }
 
-    /// Writes a core/v1 Warning Event about virtual object `obj` (its
-    /// namespace, so `kubectl get events -n NS` and `kubectl describe` show
-    /// it), once per (object uid, reason, message) for this process.
+    /// Writes a core/v1 Warning Event ([`crate::event::warning_event`])
+    /// about virtual object `obj` in its namespace, so `kubectl get events`
+    /// and `kubectl describe` show it; once per (object uid, reason,
+    /// message) for this process.
     /// Errors: the create failing.
     pub async fn warn<K>(&self, obj: &K, reason: &str, message: &str) -> anyhow::Result<()>
     where
@@ -219,39 +234,18 @@ impl Context {
         if !self.warned_lock().insert(key.clone()) {
             return Ok(());
         }
-        let now = jiff::Timestamp::now();
         let name = meta.name.clone().unwrap_or_default();
-        let event = Event {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{}.", name.chars().take(200).collect::<String>())),
-                namespace: Some(ns.clone()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some(K::api_version(&()).into_owned()),
-                kind: Some(K::kind(&()).into_owned()),
-                namespace: Some(ns.clone()),
-                name: Some(name),
-                uid: Some(uid),
-                resource_version: meta.resource_version.clone(),
-                ..Default::default()
-            },
-            reason: Some(reason.to_string()),
-            message: Some(message.to_string()),
-            type_: Some("Warning".into()),
-            count: Some(1),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            event_time: Some(MicroTime(now)),
-            action: Some("Sync".into()),
-            reporting_component: Some(COMPONENT.into()),
-            reporting_instance: Some(format!("{COMPONENT}-{}", self.tenant.name())),
-            source: Some(EventSource {
-                component: Some(COMPONENT.into()),
-                host: None,
-            }),
-            ..Default::default()
-        };
+        let mut event = crate::event::warning_event(
+            &K::kind(&()),
+            &ns,
+            &name,
+            &uid,
+            reason,
+            message,
+            jiff::Timestamp::now(),
+        );
+        event.involved_object.api_version = Some(K::api_version(&()).into_owned());
+        event.involved_object.resource_version = meta.resource_version.clone();
         let res = self
             .virtual_api::<Event>(&ns)
             .create(&PostParams::default(), &event)

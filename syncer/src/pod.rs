@@ -498,8 +498,8 @@ pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccoun
 pub const TOKEN_VOLUME: &str = "vkube-sa-token";
 
 /// Host pod condition reason / virtual status reason of a pod the syncer
-/// refused to run (pod security, hostile input).
-pub const REASON_SYNC_REFUSED: &str = "SyncRefused";
+/// refused to run (pod security, hostile input); the Event reason too.
+pub const REASON_SYNC_REFUSED: &str = crate::event::REASON_SYNC_REFUSED;
 
 /// Whether the virtual pod should get a service account token: neither
 /// the pod's `automountServiceAccountToken` nor (when the pod leaves it

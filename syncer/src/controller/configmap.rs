@@ -5,13 +5,14 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use crate::engine::{Context, SyncerConfig};
+use crate::error::TranslateError;
 use crate::names::Tenant;
 use crate::pod::ReferenceKind;
 
 use super::mirror::Mirrored;
 
 /// The kind name, as in metrics and markers.
-pub const KIND: &str = "ConfigMap";
+pub const KIND: &str = crate::configmap::KIND;
 
 impl Mirrored for ConfigMap {
     const KIND: &'static str = KIND;
@@ -19,11 +20,11 @@ impl Mirrored for ConfigMap {
     fn sync_all(config: &SyncerConfig) -> bool {
         config.sync_all_configmaps
     }
-    fn translate(tenant: &Tenant, v: &Self) -> anyhow::Result<Self> {
-        Ok(super::interim::translate_configmap(tenant, v)?)
+    fn translate(tenant: &Tenant, v: &Self) -> Result<Self, TranslateError> {
+        crate::configmap::translate(tenant, v)
     }
     fn needs_update(desired: &Self, host: &Self) -> bool {
-        super::interim::configmap_needs_update(desired, host)
+        crate::configmap::needs_update(desired, host)
     }
 }
 

@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::engine::{Context, Key, SyncerConfig, drive, is_status, run_workers, watch_store};
+use crate::error::TranslateError;
 use crate::metrics::Direction;
 use crate::names::{Ownership, Tenant, VirtualIdentity, host_name, is_managed};
 use crate::pod::ReferenceKind;
@@ -31,7 +32,7 @@ use crate::queue::Queue;
 
 /// Reason of the Warning Event when an unmanaged host object holds the
 /// target name.
-pub const REASON_SYNC_CONFLICT: &str = "SyncConflict";
+pub const REASON_SYNC_CONFLICT: &str = crate::event::REASON_SYNC_CONFLICT;
 
 /// A kind mirrored virtual → host by this module.
 pub trait Mirrored:
@@ -51,7 +52,7 @@ pub trait Mirrored:
     /// Whether every object of the kind is synced, referenced or not.
     fn sync_all(config: &SyncerConfig) -> bool;
     /// The host copy of virtual object `v` (pure).
-    fn translate(tenant: &Tenant, v: &Self) -> anyhow::Result<Self>;
+    fn translate(tenant: &Tenant, v: &Self) -> Result<Self, TranslateError>;
     /// Whether host object `host` must be replaced by `desired` (pure).
     fn needs_update(desired: &Self, host: &Self) -> bool;
 }
@@ -204,7 +205,14 @@ pub async fn sync_one<K: Mirrored>(
     since: Instant,
 ) -> anyhow::Result<Option<Duration>> {
     let id = VirtualIdentity::from_meta(K::KIND, v.meta())?;
-    let mut desired = K::translate(&ctx.tenant, v)?;
+    let mut desired = match K::translate(&ctx.tenant, v) {
+        Ok(d) => d,
+        Err(TranslateError::Forbidden(why)) => {
+            ctx.warn(v, crate::event::REASON_SYNC_REFUSED, &why).await?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
     desired.meta_mut().owner_references = ctx.owner_references();
     let api = ctx.host_api::<K>();
     match is_managed(&ctx.tenant, h.map(|h| h.meta()), &id) {

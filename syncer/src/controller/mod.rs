@@ -14,7 +14,6 @@ use crate::pod::{Reference, ReferenceKind};
 use crate::queue::Queue;
 
 pub mod configmap;
-mod interim;
 pub mod mirror;
 pub mod node;
 pub mod pod;
@@ -158,7 +157,7 @@ impl References {
 /// The references of virtual pod `pod` as [`crate::pod::translate`] finds
 /// them; none for a pod that is refused or lacks identity.
 pub fn references_of(ctx: &Context, pod: &Pod) -> Vec<Reference> {
-    crate::pod::translate(&ctx.tenant, pod, &ctx.config.pod_options)
+    crate::pod::translate(&ctx.tenant, pod, &ctx.config.translate_options())
         .map(|t| t.references)
         .unwrap_or_default()
 }

@@ -118,8 +118,8 @@ async fn reconcile(
         Err(e) => return Err(e).context("reading the host node"),
     };
     let mut want = match &host {
-        Some(h) => super::interim::virtual_node(h),
-        None => super::interim::placeholder_node(name),
+        Some(h) => crate::node::virtual_node(h),
+        None => crate::node::placeholder_node(name),
     };
     want.labels_mut()
         .insert(LABEL_MANAGED_BY.into(), ctx.tenant.name().into());
@@ -140,10 +140,11 @@ async fn reconcile(
             }
         }
         Some(cur) => {
-            if super::interim::node_needs_update(&want, &cur) {
+            if crate::node::node_needs_update(&want, &cur) {
                 let mut n = cur.clone();
                 n.metadata.labels = want.metadata.labels.clone();
-                if n.metadata.labels != cur.metadata.labels {
+                n.spec = want.spec.clone();
+                if n.metadata.labels != cur.metadata.labels || n.spec != cur.spec {
                     n = vapi
                         .replace(name, &PostParams::default(), &n)
                         .await

@@ -58,7 +58,7 @@ pub const ANNOTATION_REFRESH_AT: &str = "vkube.dev/refresh-at";
 pub const TOKEN_SECONDS: i64 = 3600;
 
 /// Reason of the Warning Event for a pod the syncer will not run.
-pub const REASON_SYNC_REFUSED: &str = pure::REASON_SYNC_REFUSED;
+pub const REASON_SYNC_REFUSED: &str = crate::event::REASON_SYNC_REFUSED;
 
 /// Host name of the token Secret of virtual pod (`namespace`, `name`):
 /// the host name of virtual name `NAME.sa-token` (a Pod name may hold dots,
@@ -329,9 +329,25 @@ async fn reconcile_pod(
         return Ok(None);
     }
 
-    let mut opts = ctx.config.pod_options.clone();
-    opts.host_service_account = Some(ctx.config.host_service_account_name());
-    let translated = match pure::translate(&ctx.tenant, v, &opts) {
+    let violations = v
+        .spec
+        .as_ref()
+        .map(|spec| crate::security::check(ctx.config.pod_security, spec))
+        .unwrap_or_default();
+    if !violations.is_empty() {
+        let message = format!(
+            "violates PodSecurity {:?}: {}",
+            ctx.config.pod_security.to_string(),
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        refuse(ctx, v, &message).await?;
+        return Ok(None);
+    }
+    let translated = match pure::translate(&ctx.tenant, v, &ctx.config.translate_options()) {
         Ok(t) => t,
         Err(e @ (TranslateError::Forbidden(_) | TranslateError::MissingSpec)) => {
             refuse(ctx, v, &e.to_string()).await?;

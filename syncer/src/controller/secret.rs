@@ -5,13 +5,14 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::engine::{Context, SyncerConfig};
+use crate::error::TranslateError;
 use crate::names::Tenant;
 use crate::pod::ReferenceKind;
 
 use super::mirror::Mirrored;
 
 /// The kind name, as in metrics and markers.
-pub const KIND: &str = "Secret";
+pub const KIND: &str = crate::secret::KIND;
 
 impl Mirrored for Secret {
     const KIND: &'static str = KIND;
@@ -19,11 +20,11 @@ impl Mirrored for Secret {
     fn sync_all(config: &SyncerConfig) -> bool {
         config.sync_all_secrets
     }
-    fn translate(tenant: &Tenant, v: &Self) -> anyhow::Result<Self> {
-        Ok(super::interim::translate_secret(tenant, v)?)
+    fn translate(tenant: &Tenant, v: &Self) -> Result<Self, TranslateError> {
+        crate::secret::translate(tenant, v)
     }
     fn needs_update(desired: &Self, host: &Self) -> bool {
-        super::interim::secret_needs_update(desired, host)
+        crate::secret::needs_update(desired, host)
     }
 }
 
