@@ -71,6 +71,12 @@ spec:
 async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
     let c = SyncedCluster::start().await;
     c.virt
+        .kubectl(&["create", "service", "clusterip", "backend", "--tcp=80:8080"])
+        .await
+        .expect_ok();
+    let backend_ip =
+        get_json(&c.virt, &["service", "backend"]).await.unwrap()["spec"]["clusterIP"].clone();
+    c.virt
         .kubectl_stdin(&["apply", "-f", "-"], APP)
         .await
         .expect_ok();
@@ -102,6 +108,13 @@ async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
         .find(|e| e["name"] == "KUBERNETES_SERVICE_HOST")
         .unwrap();
     assert_eq!(k8s_host["value"], "10.96.0.1");
+    // Service links from the virtual namespace's Services, as kubelet sets them.
+    let backend = env
+        .iter()
+        .find(|e| e["name"] == "BACKEND_SERVICE_HOST")
+        .unwrap();
+    assert_eq!(backend["value"], backend_ip);
+    assert_eq!(spec["enableServiceLinks"], false);
     assert_eq!(
         spec["serviceAccountName"],
         format!("vkube-workload-{TENANT}")

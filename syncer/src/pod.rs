@@ -567,37 +567,34 @@ pub fn inject_token(pod: &mut Pod, secret: &str) {
     }
 }
 
-/// Sets `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` (and the
-/// `KUBERNETES_PORT*` variables kubelet sets alongside) in every container
-/// and init container of host pod `pod`, replacing any the tenant set, so
-/// in-pod clients (client-go's `InClusterConfig`) reach `host:port`.
-pub fn inject_kubernetes_service(pod: &mut Pod, host: &str, port: u16) {
+/// Adds `vars` to every container and init container of host pod `pod`
+/// that does not define a variable of the same name itself, ahead of the
+/// container's own `env`: kubelet's rule for service variables
+/// (`enableServiceLinks`) and the `kubernetes` Service's
+/// `KUBERNETES_SERVICE_*`, which a container's explicit `env` overrides.
+/// The engine passes [`crate::service::service_env`] of the pod's virtual
+/// namespace and [`crate::service::kubernetes_service_env`] of the virtual
+/// API server, since the host pod has `enableServiceLinks: false`.
+pub fn inject_env_defaults(pod: &mut Pod, vars: &[EnvVar]) {
+    if vars.is_empty() {
+        return;
+    }
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };
-    let url = format!("tcp://{host}:{port}");
-    let vars: Vec<(String, String)> = vec![
-        ("KUBERNETES_SERVICE_HOST".into(), host.to_string()),
-        ("KUBERNETES_SERVICE_PORT".into(), port.to_string()),
-        ("KUBERNETES_SERVICE_PORT_HTTPS".into(), port.to_string()),
-        ("KUBERNETES_PORT".into(), url.clone()),
-        (format!("KUBERNETES_PORT_{port}_TCP"), url),
-        (format!("KUBERNETES_PORT_{port}_TCP_PROTO"), "tcp".into()),
-        (format!("KUBERNETES_PORT_{port}_TCP_PORT"), port.to_string()),
-        (format!("KUBERNETES_PORT_{port}_TCP_ADDR"), host.to_string()),
-    ];
     for c in spec
         .containers
         .iter_mut()
         .chain(spec.init_containers.iter_mut().flatten())
     {
-        let env = c.env.get_or_insert_with(Vec::new);
-        env.retain(|e| !vars.iter().any(|(k, _)| e.name == *k));
-        env.extend(vars.iter().map(|(k, v)| EnvVar {
-            name: k.clone(),
-            value: Some(v.clone()),
-            value_from: None,
-        }));
+        let own = c.env.take().unwrap_or_default();
+        let mut env: Vec<EnvVar> = vars
+            .iter()
+            .filter(|v| !own.iter().any(|o| o.name == v.name))
+            .cloned()
+            .collect();
+        env.extend(own);
+        c.env = Some(env);
     }
 }
 
@@ -1373,12 +1370,15 @@ mod engine_helper_tests {
     }
 
     #[test]
-    fn kubernetes_service_env_replaces_the_tenants() {
+    fn service_env_goes_first_and_the_containers_own_env_wins() {
         let mut p = pod(json!({"spec": {"containers": [{"name": "a", "env": [
-            {"name": "KUBERNETES_SERVICE_HOST", "value": "evil"},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": "8443"},
             {"name": "KEEP", "value": "1"},
         ]}]}}));
-        inject_kubernetes_service(&mut p, "10.96.0.1", 443);
+        inject_env_defaults(
+            &mut p,
+            &crate::service::kubernetes_service_env("10.96.0.1", 443),
+        );
         let env = p.spec.unwrap().containers[0].env.clone().unwrap();
         let get = |k: &str| {
             env.iter()
@@ -1387,7 +1387,12 @@ mod engine_helper_tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(get("KUBERNETES_SERVICE_HOST"), ["10.96.0.1"]);
-        assert_eq!(get("KUBERNETES_SERVICE_PORT"), ["443"]);
+        assert_eq!(
+            get("KUBERNETES_SERVICE_PORT"),
+            ["8443"],
+            "explicit env wins"
+        );
+        assert_eq!(env[0].name, "KUBERNETES_SERVICE_HOST", "service env first");
         assert_eq!(get("KUBERNETES_PORT_443_TCP"), ["tcp://10.96.0.1:443"]);
         assert_eq!(get("KEEP"), ["1"]);
     }

@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    Binding, ConfigMap, ObjectReference, Pod, Secret, ServiceAccount,
+    Binding, ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
 };
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -77,6 +77,8 @@ struct State {
     nodes: Arc<super::node::NodeFeed>,
     /// Virtual ServiceAccounts (for `automountServiceAccountToken`).
     sas: Store<ServiceAccount>,
+    /// Virtual Services (for service environment variables).
+    services: Store<Service>,
 }
 
 /// Runs the Pod controller (and the Node controller it feeds).
@@ -104,6 +106,10 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         Api::<ServiceAccount>::all(ctx.virtual_client.clone()),
         watcher::Config::default(),
     );
+    let (services, svcstream) = watch_store(
+        Api::<Service>::all(ctx.virtual_client.clone()),
+        watcher::Config::default(),
+    );
     let state = Arc::new(State {
         vstore,
         hstore,
@@ -111,6 +117,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         tombstones: Mutex::new(HashMap::new()),
         nodes: Arc::new(super::node::NodeFeed::default()),
         sas,
+        services,
     });
     let resync = {
         let (state, queue) = (Arc::clone(&state), Arc::clone(&queue));
@@ -205,6 +212,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             state.hstore.wait_until_ready().await?;
             state.tokens.wait_until_ready().await?;
             state.sas.wait_until_ready().await?;
+            state.services.wait_until_ready().await?;
             let periodic = async {
                 loop {
                     tokio::time::sleep(ctx.config.resync_period).await;
@@ -228,7 +236,9 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         }
     };
     let sa_events = drive(sastream, |_| {});
+    let svc_events = drive(svcstream, |_| {});
     tokio::select! {
+        r = svc_events => r,
         r = sa_events => r,
         r = v_events => r,
         r = h_events => r,
@@ -426,11 +436,34 @@ fn desired_pod(ctx: &Context, state: &State, key: &Key, v: &Pod, mut pod: Pod) -
     if token_wanted(state, v) {
         pure::inject_token(&mut pod, &token_secret_name(ctx, key));
     }
-    if let Some((host, port)) = &ctx.config.kubernetes_service {
-        pure::inject_kubernetes_service(&mut pod, host, *port);
-    }
+    pure::inject_env_defaults(&mut pod, &service_env(ctx, state, v));
     pod.metadata.owner_references = ctx.owner_references();
     pod
+}
+
+/// The service variables of `v`: those of its virtual namespace's
+/// Services unless `enableServiceLinks: false` (the virtual `kubernetes`
+/// Service excepted), then `KUBERNETES_SERVICE_*` of
+/// [`crate::engine::SyncerConfig::kubernetes_service`].
+fn service_env(ctx: &Context, state: &State, v: &Pod) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+    let ns = v.namespace().unwrap_or_default();
+    let links = v.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false);
+    let mut vars = Vec::new();
+    if links {
+        let services: Vec<Service> = state
+            .services
+            .state()
+            .iter()
+            .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
+            .filter(|s| !(ns == "default" && s.name_any() == "kubernetes"))
+            .map(|s| Service::clone(s))
+            .collect();
+        vars = crate::service::service_env(&services);
+    }
+    if let Some((host, port)) = &ctx.config.kubernetes_service {
+        vars.extend(crate::service::kubernetes_service_env(host, *port));
+    }
+    vars
 }
 
 /// Whether `v` gets a token: its own `automountServiceAccountToken`, else
