@@ -216,7 +216,7 @@ async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn deleting_the_host_pod_deletes_the_virtual_pod() {
+async fn deleting_or_evicting_the_host_pod_deletes_the_virtual_pod() {
     let c = SyncedCluster::start().await;
     c.virt
         .kubectl(&["run", "lonely", "--image=busybox", "--", "sleep", "3600"])
@@ -236,6 +236,40 @@ async fn deleting_the_host_pod_deletes_the_virtual_pod() {
         .expect_ok();
     eventually("the virtual pod to go", WAIT, || async {
         absent(&c.virt, &["pod", "lonely"]).await
+    })
+    .await;
+
+    // Evicted on the host (status Failed/Evicted, pod kept): the virtual
+    // pod is deleted too.
+    c.virt
+        .kubectl(&["run", "evictee", "--image=busybox"])
+        .await
+        .expect_ok();
+    let host = c.host_name("default", "evictee");
+    eventually("running", WAIT, || async {
+        let vp = get_json(&c.virt, &["pod", "evictee"]).await?;
+        (vp["status"]["phase"] == "Running")
+            .then_some(())
+            .ok_or(vp["status"].to_string())
+    })
+    .await;
+    let evicted = r#"{"status":{"phase":"Failed","reason":"Evicted","message":"The node was low on resource: memory."}}"#;
+    c.host
+        .kubectl(&[
+            "patch",
+            "pod",
+            &host,
+            "-n",
+            HOST_NAMESPACE,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            evicted,
+        ])
+        .await
+        .expect_ok();
+    eventually("the evicted virtual pod to go", WAIT, || async {
+        absent(&c.virt, &["pod", "evictee"]).await
     })
     .await;
     c.shutdown().await;
