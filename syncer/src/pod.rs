@@ -688,14 +688,12 @@ pub fn was_synced_running(virtual_pod: &Pod) -> bool {
     bound && ran
 }
 
-/// Trims a pod (virtual or host) to what the engine reads from its caches:
-/// metadata, status, and of the spec only `nodeName`, `tolerations`,
-/// `activeDeadlineSeconds`, container/init-container names and images
-/// (what [`update_mutable`] compares), and the service account fields
-/// ([`wants_token`], [`service_account_of`]). Saves most of a cached pod's
-/// memory; creating or updating a host pod starts from a fresh GET of the
-/// full pod instead.
-pub fn slim_pod(pod: &mut Pod) {
+/// Trims a host pod to what the engine reads from its cache: metadata,
+/// status, and of the spec only `nodeName`, `tolerations`,
+/// `activeDeadlineSeconds` and container/init-container names and images
+/// (what [`update_mutable`] compares). Saves most of a cached pod's memory;
+/// an update then starts from a fresh GET of the full pod.
+pub fn slim_host_pod(pod: &mut Pod) {
     let Some(spec) = pod.spec.take() else {
         return;
     };
@@ -713,10 +711,6 @@ pub fn slim_pod(pod: &mut Pod) {
         node_name: spec.node_name,
         tolerations: spec.tolerations,
         active_deadline_seconds: spec.active_deadline_seconds,
-        automount_service_account_token: spec.automount_service_account_token,
-        service_account_name: spec.service_account_name,
-        service_account: spec.service_account,
-        enable_service_links: spec.enable_service_links,
         ..Default::default()
     });
 }

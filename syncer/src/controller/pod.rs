@@ -85,23 +85,14 @@ struct State {
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let queue: Arc<Queue<Key>> = Arc::new(Queue::new());
     ctx.metrics.register_queue(KIND, &queue);
-    // Virtual pods are cached slim; their references are read from the
-    // full object on the way in.
-    let (vstore, vstream) = {
-        let ctx = Arc::clone(&ctx);
-        watch_store_with(
-            Api::<Pod>::all(ctx.virtual_client.clone()),
-            watcher::Config::default(),
-            move |p: &mut Pod| {
-                ctx.references.set(key_of(p), super::references_of(&ctx, p));
-                pure::slim_pod(p);
-            },
-        )
-    };
+    let (vstore, vstream) = watch_store(
+        Api::<Pod>::all(ctx.virtual_client.clone()),
+        watcher::Config::default(),
+    );
     let (hstore, hstream) = watch_store_with(
         ctx.host_api::<Pod>(),
         watcher::Config::default().labels(&ctx.managed_selector()),
-        pure::slim_pod,
+        pure::slim_host_pod,
     );
     let (tokens, tstream) = watch_store(
         ctx.host_api::<Secret>(),
@@ -158,6 +149,8 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         );
         drive(vstream, move |ev| match ev {
             watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                ctx.references
+                    .set(key_of(&o), super::references_of(&ctx, &o));
                 queue.add(key_of(&o));
             }
             watcher::Event::Delete(o) => {
@@ -346,6 +339,33 @@ async fn reconcile_pod(
         return Ok(None);
     }
 
+    let violations = v
+        .spec
+        .as_ref()
+        .map(|spec| crate::security::check(ctx.config.pod_security, spec))
+        .unwrap_or_default();
+    if !violations.is_empty() {
+        let message = format!(
+            "violates PodSecurity {:?}: {}",
+            ctx.config.pod_security.to_string(),
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        refuse(ctx, v, &message).await?;
+        return Ok(None);
+    }
+    let translated = match pure::translate(&ctx.tenant, v, &ctx.config.translate_options()) {
+        Ok(t) => t,
+        Err(e @ (TranslateError::Forbidden(_) | TranslateError::MissingSpec)) => {
+            refuse(ctx, v, &e.to_string()).await?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+
     match ownership {
         Ownership::Absent => {
             if gone.is_some() || pure::was_synced_running(v) {
@@ -357,27 +377,7 @@ async fn reconcile_pod(
                 finalize_virtual(ctx, v).await?;
                 return Ok(None);
             }
-            // The cache holds slim pods: translate a fresh full copy.
-            let Some(full) = ctx.virtual_api::<Pod>(&key.0).get_opt(&key.1).await? else {
-                return Ok(None);
-            };
-            if full.uid() != v.uid() {
-                return Ok(None); // replaced meanwhile: its watch event follows
-            }
-            if let Some(message) = refusal(ctx, &full) {
-                refuse(ctx, &full, &message).await?;
-                return Ok(None);
-            }
-            let translated =
-                match pure::translate(&ctx.tenant, &full, &ctx.config.translate_options()) {
-                    Ok(t) => t,
-                    Err(e @ (TranslateError::Forbidden(_) | TranslateError::MissingSpec)) => {
-                        refuse(ctx, &full, &e.to_string()).await?;
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-            create_host_pod(ctx, state, key, &full, translated, since).await
+            create_host_pod(ctx, state, key, v, translated, since).await
         }
         Ownership::Stale { .. } => {
             let h = h.expect("stale implies present");
@@ -387,18 +387,14 @@ async fn reconcile_pod(
             Ok(None)
         }
         Ownership::NotOurs(why) => {
-            let name = host_name(&ctx.tenant, &key.0, &key.1);
-            mirror::conflict(ctx, v, &name, &why).await?;
+            mirror::conflict(ctx, v, &translated.pod.name_any(), &why).await?;
             Ok(None)
         }
         Ownership::Owned => {
             let h = ours.expect("owned");
             let mut requeue = None;
-            // Only the mutable fields are compared, which the slim cached
-            // pod keeps; a pod that no longer translates is left as it runs.
-            let translated = pure::translate(&ctx.tenant, v, &ctx.config.translate_options());
-            if let (Ok(translated), None) = (translated, h.meta().deletion_timestamp.as_ref()) {
-                let desired = desired_pod(ctx, state, key, v, translated.pod, false);
+            if h.meta().deletion_timestamp.is_none() {
+                let desired = desired_pod(ctx, state, key, v, translated.pod);
                 // The cache holds slim pods: compare there, update from a
                 // fresh full copy.
                 if pure::update_mutable(&desired, h).is_some() {
@@ -436,20 +432,11 @@ async fn reconcile_pod(
 
 /// The host pod to create for `v`: the translation plus the token volume,
 /// `KUBERNETES_SERVICE_*` and the owner.
-fn desired_pod(
-    ctx: &Context,
-    state: &State,
-    key: &Key,
-    v: &Pod,
-    mut pod: Pod,
-    with_env: bool,
-) -> Pod {
+fn desired_pod(ctx: &Context, state: &State, key: &Key, v: &Pod, mut pod: Pod) -> Pod {
     if token_wanted(state, v) {
         pure::inject_token(&mut pod, &token_secret_name(ctx, key));
     }
-    if with_env {
-        pure::inject_env_defaults(&mut pod, &service_env(ctx, state, v));
-    }
+    pure::inject_env_defaults(&mut pod, &service_env(ctx, state, v));
     pod.metadata.owner_references = ctx.owner_references();
     pod
 }
@@ -504,7 +491,7 @@ async fn create_host_pod(
             ReferenceKind::Secret => mirror::ensure::<Secret>(ctx, &k).await?,
         }
     }
-    let desired = desired_pod(ctx, state, key, v, translated.pod, true);
+    let desired = desired_pod(ctx, state, key, v, translated.pod);
     let api = ctx.host_api::<Pod>();
     match api.create(&PostParams::default(), &desired).await {
         Ok(created) => {
@@ -631,24 +618,6 @@ async fn bind(ctx: &Context, v: &Pod, h: &Pod) -> anyhow::Result<()> {
         Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
         Err(e) => Err(e).context("binding the virtual pod"),
     }
-}
-
-/// Why `v` (a full virtual pod) violates the configured Pod Security
-/// Standards level, or `None`.
-fn refusal(ctx: &Context, v: &Pod) -> Option<String> {
-    let violations = crate::security::check(ctx.config.pod_security, v.spec.as_ref()?);
-    if violations.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "violates PodSecurity {:?}: {}",
-        ctx.config.pod_security.to_string(),
-        violations
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    ))
 }
 
 /// Marks `v` refused (status + Warning Event), unless already marked.
