@@ -347,6 +347,18 @@ async fn main() {
         burst_n as f64 / catchup.as_secs_f64(),
         100.0 * dir_t.as_secs_f64() / catchup.as_secs_f64()
     );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let total = vpods
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .len();
+    let rss = rss_kib(child.id());
+    println!(
+        "fresh syncer holding {total} synced pods: RSS {rss} KiB, {:.2} KiB per pod all-in (incl. the ~17 MiB base)",
+        rss as f64 / total as f64
+    );
     let _ = child.kill();
     let _ = child.wait();
     virt.shutdown().await;
