@@ -42,7 +42,10 @@ impl SyncedCluster {
     }
 
     /// Like [`SyncedCluster::start`], letting `configure` change the
-    /// syncer's configuration first.
+    /// syncer's configuration first (which starts as
+    /// [`SyncedCluster::default_config`] with `kubernetes_service`
+    /// `10.96.0.1:443`, so host pods carry recognisable
+    /// `KUBERNETES_SERVICE_*` values).
     pub async fn start_with(configure: impl FnOnce(&mut SyncerConfig)) -> SyncedCluster {
         let host = TestCluster::start_with_controllers(NodeSimulator::default()).await;
         let mut virt = TestCluster::start().await;
