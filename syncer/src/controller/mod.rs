@@ -161,3 +161,45 @@ pub fn references_of(ctx: &Context, pod: &Pod) -> Vec<Reference> {
         .map(|t| t.references)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(kind: ReferenceKind, name: &str) -> Reference {
+        Reference {
+            kind,
+            namespace: "ns".into(),
+            name: name.into(),
+        }
+    }
+
+    fn key(name: &str) -> Key {
+        ("ns".into(), name.into())
+    }
+
+    #[test]
+    fn references_are_counted_per_pod_and_queue_only_on_first_and_last_use() {
+        let refs = References::default();
+        let cm = r(ReferenceKind::ConfigMap, "cfg");
+        let secret = r(ReferenceKind::Secret, "pw");
+        refs.set(key("a"), vec![cm.clone(), secret.clone()]);
+        assert!(refs.is_referenced(ReferenceKind::ConfigMap, &key("cfg")));
+        assert!(refs.is_referenced(ReferenceKind::Secret, &key("pw")));
+        assert!(
+            !refs.is_referenced(ReferenceKind::Secret, &key("cfg")),
+            "kind matters"
+        );
+        assert_eq!((refs.configmaps.len(), refs.secrets.len()), (1, 1));
+        refs.set(key("b"), vec![cm.clone()]);
+        assert_eq!(refs.configmaps.len(), 1, "second user: no new work");
+        refs.set(key("a"), Vec::new());
+        assert!(
+            refs.is_referenced(ReferenceKind::ConfigMap, &key("cfg")),
+            "b still uses it"
+        );
+        assert!(!refs.is_referenced(ReferenceKind::Secret, &key("pw")));
+        refs.retain(|k| k.1 != "b");
+        assert!(!refs.is_referenced(ReferenceKind::ConfigMap, &key("cfg")));
+    }
+}
