@@ -678,3 +678,45 @@ async fn a_pod_recreated_under_the_same_name_replaces_its_host_copy() {
     .await;
     c.shutdown().await;
 }
+
+/// Nothing is lost when either API server restarts: the syncer's watches
+/// reconnect, relist, and the resync that follows catches up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_syncer_survives_restarts_of_both_api_servers() {
+    let mut c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&["run", "before", "--image=busybox"])
+        .await
+        .expect_ok();
+    let before = c.host_name("default", "before");
+    eventually("the first host pod", WAIT, || host_get(&c, "pod", &before)).await;
+
+    c.host.restart_server().await;
+    c.virt
+        .kubectl(&["run", "during", "--image=busybox"])
+        .await
+        .expect_ok();
+    let during = c.host_name("default", "during");
+    eventually("a pod created after the host restarted", WAIT, || {
+        host_get(&c, "pod", &during)
+    })
+    .await;
+
+    c.virt.restart_server().await;
+    c.virt
+        .kubectl(&["delete", "pod", "before", "--timeout=60s"])
+        .await
+        .expect_ok();
+    eventually("the host pod of the deleted pod to go", WAIT, || async {
+        absent(&c.host, &["pod", &before, "-n", HOST_NAMESPACE]).await
+    })
+    .await;
+    eventually("the surviving pod to run", WAIT, || async {
+        let vp = get_json(&c.virt, &["pod", "during"]).await?;
+        (vp["status"]["phase"] == "Running")
+            .then_some(())
+            .ok_or(vp["status"].to_string())
+    })
+    .await;
+    c.shutdown().await;
+}
