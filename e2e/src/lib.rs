@@ -21,6 +21,9 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod synced;
+pub use synced::SyncedCluster;
+
 use anyhow::{Context, Result, bail};
 use apiserver_shim::{Server, ServerConfig};
 use std::ffi::{OsStr, OsString};
@@ -307,6 +310,38 @@ impl TestCluster {
     /// Runs `kubectl ARGS` with `stdin` as standard input (e.g. `create -f -`).
     pub async fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         self.kubectl_cmd(args).stdin(stdin).run().await
+    }
+
+    /// Restarts the API server on the same address and data directory (same
+    /// PKI and data), as after a crash or an upgrade: clients and
+    /// controllers see their connections drop and must reconnect.
+    pub async fn restart_server(&mut self) {
+        let data_dir = self._dir.path().join("data");
+        let mut config = ServerConfig::new(&data_dir);
+        config.listen = self.server.addr;
+        // `shutdown` consumes the server: park a throwaway in its place.
+        let spare_dir = self._dir.path().join("spare");
+        let spare = Server::start(ServerConfig::new(&spare_dir))
+            .await
+            .expect("starting a spare server");
+        let old = std::mem::replace(&mut self.server, spare);
+        old.shutdown().await;
+        // Connections and background tasks release the store (sled's lock)
+        // shortly after shutdown returns: retry for up to 10 s.
+        let mut tries = 0;
+        let restarted = loop {
+            match Server::start(config.clone()).await {
+                Ok(s) => break s,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("restarting the API server on its address: {e:#}"),
+            }
+        };
+        let spare = std::mem::replace(&mut self.server, restarted);
+        spare.shutdown().await;
+        let _ = std::fs::remove_dir_all(spare_dir);
     }
 
     /// Stops the controllers, the server, and removes the temporary directory.

@@ -32,7 +32,8 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, ObjectFieldSelector, Pod, PodSpec, Volume,
+    Container, EnvFromSource, EnvVar, ObjectFieldSelector, Pod, PodCondition, PodSpec, PodStatus,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use vkube_core::validation::is_dns1123_label;
@@ -485,6 +486,290 @@ fn field_ref(f: &mut ObjectFieldSelector) {
         _ => return,
     };
     f.field_path = format!("metadata.annotations['{annotation}']");
+}
+
+/// Mount path of the service account token in every container, as the
+/// ServiceAccount admission plugin mounts it (kubernetes.io "Configure
+/// Service Accounts for Pods").
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Name of the volume [`inject_token`] adds (suffixed with `-N` if the
+/// tenant already uses it).
+pub const TOKEN_VOLUME: &str = "vkube-sa-token";
+
+/// Host pod condition reason / virtual status reason of a pod the syncer
+/// refused to run (pod security, hostile input); the Event reason too.
+pub const REASON_SYNC_REFUSED: &str = crate::event::REASON_SYNC_REFUSED;
+
+/// Whether the virtual pod should get a service account token: neither
+/// the pod's `automountServiceAccountToken` nor (when the pod leaves it
+/// unset) its service account's is `false` — the ServiceAccount admission
+/// plugin's rule (the pod's setting wins).
+pub fn wants_token(pod: &Pod, service_account_automount: Option<bool>) -> bool {
+    let spec = pod.spec.as_ref();
+    match spec.and_then(|s| s.automount_service_account_token) {
+        Some(v) => v,
+        None => service_account_automount != Some(false),
+    }
+}
+
+/// The virtual service account a pod runs as: `serviceAccountName`, else
+/// the deprecated `serviceAccount`, else `default`.
+pub fn service_account_of(pod: &Pod) -> String {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.service_account_name.clone())
+        .or_else(|| spec.and_then(|s| s.service_account.clone()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// Adds to host pod `pod` a secret volume of host Secret `secret` (keys
+/// `token`, `ca.crt`, `namespace`) mounted read-only at
+/// [`TOKEN_MOUNT_PATH`] in every container and init container that does not
+/// mount something there already.
+pub fn inject_token(pod: &mut Pod, secret: &str) {
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    let mut name = TOKEN_VOLUME.to_string();
+    let mut n = 1;
+    while volumes.iter().any(|v| v.name == name) {
+        name = format!("{TOKEN_VOLUME}-{n}");
+        n += 1;
+    }
+    volumes.push(Volume {
+        name: name.clone(),
+        secret: Some(k8s_openapi::api::core::v1::SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
+        if mounts
+            .iter()
+            .any(|m| m.mount_path.trim_end_matches('/') == TOKEN_MOUNT_PATH)
+        {
+            continue;
+        }
+        mounts.push(k8s_openapi::api::core::v1::VolumeMount {
+            name: name.clone(),
+            mount_path: TOKEN_MOUNT_PATH.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+}
+
+/// Adds `vars` to every container and init container of host pod `pod`
+/// that does not define a variable of the same name itself, ahead of the
+/// container's own `env`: kubelet's rule for service variables
+/// (`enableServiceLinks`) and the `kubernetes` Service's
+/// `KUBERNETES_SERVICE_*`, which a container's explicit `env` overrides.
+/// The engine passes [`crate::service::service_env`] of the pod's virtual
+/// namespace and [`crate::service::kubernetes_service_env`] of the virtual
+/// API server, since the host pod has `enableServiceLinks: false`.
+pub fn inject_env_defaults(pod: &mut Pod, vars: &[EnvVar]) {
+    if vars.is_empty() {
+        return;
+    }
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        let own = c.env.take().unwrap_or_default();
+        let mut env: Vec<EnvVar> = vars
+            .iter()
+            .filter(|v| !own.iter().any(|o| o.name == v.name))
+            .cloned()
+            .collect();
+        env.extend(own);
+        c.env = Some(env);
+    }
+}
+
+/// The virtual pod status that mirrors host status `host`, given the
+/// virtual pod's current status `current`; `None` if nothing changes.
+///
+/// Copied from the host: phase, conditions, podIP/podIPs, hostIP/hostIPs,
+/// startTime, container/init-container/ephemeral-container statuses,
+/// reason, message. Kept from the virtual pod: qosClass (the virtual API
+/// server computed it from the same resources) and nominatedNodeName.
+pub fn reflect_status(host: &PodStatus, current: Option<&PodStatus>) -> Option<PodStatus> {
+    let current = current.cloned().unwrap_or_default();
+    let want = PodStatus {
+        phase: host.phase.clone(),
+        conditions: host.conditions.clone(),
+        pod_ip: host.pod_ip.clone(),
+        pod_ips: host.pod_ips.clone(),
+        host_ip: host.host_ip.clone(),
+        host_ips: host.host_ips.clone(),
+        start_time: host.start_time.clone(),
+        container_statuses: host.container_statuses.clone(),
+        init_container_statuses: host.init_container_statuses.clone(),
+        ephemeral_container_statuses: host.ephemeral_container_statuses.clone(),
+        reason: host.reason.clone(),
+        message: host.message.clone(),
+        resize: host.resize.clone(),
+        resource_claim_statuses: None,
+        ..current.clone()
+    };
+    (want != current).then_some(want)
+}
+
+/// The status of a virtual pod the syncer refuses to run: `Pending` (not
+/// `Failed`, which would make a ReplicaSet replace it in a loop) with
+/// reason [`REASON_SYNC_REFUSED`], `message`, and a `PodScheduled=False`
+/// condition carrying both. `None` if `current` already says exactly that.
+pub fn refused_status(current: Option<&PodStatus>, message: &str) -> Option<PodStatus> {
+    let current = current.cloned().unwrap_or_default();
+    let condition = PodCondition {
+        type_: "PodScheduled".into(),
+        status: "False".into(),
+        reason: Some(REASON_SYNC_REFUSED.into()),
+        message: Some(message.to_string()),
+        ..Default::default()
+    };
+    let already = current.phase.as_deref() == Some("Pending")
+        && current.reason.as_deref() == Some(REASON_SYNC_REFUSED)
+        && current.message.as_deref() == Some(message)
+        && current.conditions.iter().flatten().any(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some(REASON_SYNC_REFUSED)
+                && c.message.as_deref() == Some(message)
+        });
+    if already {
+        return None;
+    }
+    let mut conditions: Vec<PodCondition> = current
+        .conditions
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != "PodScheduled")
+        .collect();
+    conditions.push(condition);
+    Some(PodStatus {
+        phase: Some("Pending".into()),
+        reason: Some(REASON_SYNC_REFUSED.into()),
+        message: Some(message.to_string()),
+        conditions: Some(conditions),
+        ..current
+    })
+}
+
+/// Whether a virtual pod already ran on the host: the syncer bound it
+/// (`spec.nodeName`) and reflected a host status (`hostIP`, or a phase past
+/// `Pending`). Such a pod whose host pod is gone was deleted or evicted on
+/// the host, and must not be created again.
+pub fn was_synced_running(virtual_pod: &Pod) -> bool {
+    let bound = virtual_pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
+    let status = virtual_pod.status.as_ref();
+    let ran = status.and_then(|s| s.host_ip.as_deref()).is_some()
+        || matches!(
+            status.and_then(|s| s.phase.as_deref()),
+            Some("Running" | "Succeeded" | "Failed")
+        );
+    bound && ran
+}
+
+/// Trims a host pod to what the engine reads from its cache: metadata,
+/// status, and of the spec only `nodeName`, `tolerations`,
+/// `activeDeadlineSeconds` and container/init-container names and images
+/// (what [`update_mutable`] compares). Saves most of a cached pod's memory;
+/// an update then starts from a fresh GET of the full pod.
+pub fn slim_host_pod(pod: &mut Pod) {
+    let Some(spec) = pod.spec.take() else {
+        return;
+    };
+    let slim = |c: &Container| Container {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        ..Default::default()
+    };
+    pod.spec = Some(PodSpec {
+        containers: spec.containers.iter().map(slim).collect(),
+        init_containers: spec
+            .init_containers
+            .as_ref()
+            .map(|cs| cs.iter().map(slim).collect()),
+        node_name: spec.node_name,
+        tolerations: spec.tolerations,
+        active_deadline_seconds: spec.active_deadline_seconds,
+        ..Default::default()
+    });
+}
+
+/// The host pod after pushing the fields a tenant may change on a running
+/// pod from `desired` (a fresh [`translate`] plus injections) onto `host`
+/// (the live host pod): container and init-container images (by name),
+/// `activeDeadlineSeconds`, tolerations (only additions are allowed by the
+/// API, so `desired`'s list is taken when it extends `host`'s), labels and
+/// annotations. `None` when nothing differs. The result keeps `host`'s
+/// resourceVersion, so a PUT of it is an optimistic-concurrency update.
+pub fn update_mutable(desired: &Pod, host: &Pod) -> Option<Pod> {
+    let mut out = host.clone();
+    let (Some(d), Some(h)) = (desired.spec.as_ref(), out.spec.as_mut()) else {
+        return None;
+    };
+    for (want, have) in [
+        (&d.containers, &mut h.containers),
+        (
+            d.init_containers.as_ref().unwrap_or(&Vec::new()),
+            h.init_containers.get_or_insert_with(Vec::new),
+        ),
+    ] {
+        for c in have.iter_mut() {
+            if let Some(w) = want.iter().find(|w| w.name == c.name)
+                && w.image != c.image
+            {
+                c.image.clone_from(&w.image);
+            }
+        }
+    }
+    if h.init_containers.as_ref().is_some_and(Vec::is_empty)
+        && host
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.init_containers.is_none())
+    {
+        h.init_containers = None;
+    }
+    if d.active_deadline_seconds.is_some() {
+        h.active_deadline_seconds = d.active_deadline_seconds;
+    }
+    let have = h.tolerations.clone().unwrap_or_default();
+    let want = d.tolerations.clone().unwrap_or_default();
+    if want.len() > have.len() && have.iter().all(|t| want.contains(t)) {
+        h.tolerations = Some(want);
+    }
+    out.metadata.labels.clone_from(&desired.metadata.labels);
+    let mut annotations = desired.metadata.annotations.clone().unwrap_or_default();
+    // Annotations the host itself added (admission, kubectl) are kept, so
+    // the syncer never fights the host; the cost is that an annotation the
+    // tenant removes stays on the host pod. Labels are exactly the desired.
+    for (k, v) in host.metadata.annotations.iter().flatten() {
+        if !crate::names::is_reserved_key(k) {
+            annotations.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    out.metadata.annotations = Some(annotations);
+    (out != *host).then_some(out)
 }
 
 #[cfg(test)]
@@ -983,5 +1268,198 @@ mod tests {
             translate(&tenant(), &p, &TranslateOptions::default()),
             Err(TranslateError::MissingSpec)
         );
+    }
+}
+
+#[cfg(test)]
+mod engine_helper_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn host_status() -> PodStatus {
+        serde_json::from_value(json!({
+            "phase": "Running",
+            "podIP": "10.244.0.7",
+            "podIPs": [{"ip": "10.244.0.7"}],
+            "hostIP": "192.168.0.2",
+            "startTime": "2025-01-01T00:00:00Z",
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "c", "image": "busybox", "imageID": "", "ready": true, "restartCount": 0}],
+            "qosClass": "Guaranteed",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn status_reflection_copies_host_fields_and_keeps_virtual_qos() {
+        let current: PodStatus =
+            serde_json::from_value(json!({"phase": "Pending", "qosClass": "BestEffort"})).unwrap();
+        let new = reflect_status(&host_status(), Some(&current)).expect("differs");
+        assert_eq!(new.phase.as_deref(), Some("Running"));
+        assert_eq!(new.pod_ip.as_deref(), Some("10.244.0.7"));
+        assert_eq!(new.host_ip.as_deref(), Some("192.168.0.2"));
+        assert_eq!(new.container_statuses.as_ref().unwrap()[0].name, "c");
+        assert_eq!(
+            new.qos_class.as_deref(),
+            Some("BestEffort"),
+            "the virtual server's"
+        );
+        assert_eq!(
+            reflect_status(&host_status(), Some(&new)),
+            None,
+            "idempotent"
+        );
+        // A refused status is cleared by the host's (no stale reason).
+        let refused = refused_status(None, "nope").unwrap();
+        let new = reflect_status(&host_status(), Some(&refused)).unwrap();
+        assert_eq!(new.reason, None);
+    }
+
+    #[test]
+    fn refused_status_is_pending_with_a_pod_scheduled_false_condition() {
+        let s = refused_status(None, "volume \"root\" uses hostPath").unwrap();
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert_eq!(s.reason.as_deref(), Some(REASON_SYNC_REFUSED));
+        let c = &s.conditions.as_ref().unwrap()[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str()),
+            ("PodScheduled", "False")
+        );
+        assert_eq!(c.reason.as_deref(), Some(REASON_SYNC_REFUSED));
+        assert_eq!(
+            refused_status(Some(&s), "volume \"root\" uses hostPath"),
+            None
+        );
+        assert!(refused_status(Some(&s), "another reason").is_some());
+    }
+
+    #[test]
+    fn token_volume_is_mounted_in_every_container_without_clashing() {
+        let mut p = pod(json!({"spec": {
+            "volumes": [{"name": "vkube-sa-token", "emptyDir": {}}],
+            "initContainers": [{"name": "i"}],
+            "containers": [
+                {"name": "a"},
+                {"name": "b", "volumeMounts": [{"name": "own", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount/"}]},
+            ],
+        }}));
+        inject_token(&mut p, "web-x-ns-x-vc.sa-token");
+        let spec = p.spec.unwrap();
+        let v = spec.volumes.unwrap();
+        assert_eq!(v[1].name, "vkube-sa-token-1", "the tenant's name is kept");
+        assert_eq!(
+            v[1].secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("web-x-ns-x-vc.sa-token")
+        );
+        let mount = |c: &Container| c.volume_mounts.clone().unwrap_or_default();
+        assert_eq!(mount(&spec.containers[0])[0].mount_path, TOKEN_MOUNT_PATH);
+        assert_eq!(mount(&spec.containers[0])[0].read_only, Some(true));
+        assert_eq!(
+            mount(&spec.containers[1]).len(),
+            1,
+            "own mount kept, none added"
+        );
+        assert_eq!(
+            mount(&spec.init_containers.unwrap()[0])[0].name,
+            "vkube-sa-token-1"
+        );
+    }
+
+    #[test]
+    fn service_env_goes_first_and_the_containers_own_env_wins() {
+        let mut p = pod(json!({"spec": {"containers": [{"name": "a", "env": [
+            {"name": "KUBERNETES_SERVICE_PORT", "value": "8443"},
+            {"name": "KEEP", "value": "1"},
+        ]}]}}));
+        inject_env_defaults(
+            &mut p,
+            &crate::service::kubernetes_service_env("10.96.0.1", 443),
+        );
+        let env = p.spec.unwrap().containers[0].env.clone().unwrap();
+        let get = |k: &str| {
+            env.iter()
+                .filter(|e| e.name == k)
+                .map(|e| e.value.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("KUBERNETES_SERVICE_HOST"), ["10.96.0.1"]);
+        assert_eq!(
+            get("KUBERNETES_SERVICE_PORT"),
+            ["8443"],
+            "explicit env wins"
+        );
+        assert_eq!(env[0].name, "KUBERNETES_SERVICE_HOST", "service env first");
+        assert_eq!(get("KUBERNETES_PORT_443_TCP"), ["tcp://10.96.0.1:443"]);
+        assert_eq!(get("KEEP"), ["1"]);
+    }
+
+    #[test]
+    fn token_wanted_unless_pod_or_service_account_opts_out() {
+        let plain = pod(json!({"spec": {"containers": []}}));
+        let off = pod(json!({"spec": {"containers": [], "automountServiceAccountToken": false}}));
+        let on = pod(json!({"spec": {"containers": [], "automountServiceAccountToken": true}}));
+        assert!(wants_token(&plain, None));
+        assert!(!wants_token(&plain, Some(false)));
+        assert!(!wants_token(&off, None));
+        assert!(wants_token(&on, Some(false)), "the pod's setting wins");
+        assert_eq!(service_account_of(&plain), "default");
+        let named = pod(json!({"spec": {"containers": [], "serviceAccountName": "robot"}}));
+        assert_eq!(service_account_of(&named), "robot");
+    }
+
+    #[test]
+    fn only_a_bound_pod_with_host_status_counts_as_having_run() {
+        assert!(!was_synced_running(&pod(
+            json!({"spec": {"containers": [], "nodeName": "n1"}})
+        )));
+        assert!(!was_synced_running(&pod(
+            json!({"spec": {"containers": []}, "status": {"phase": "Running"}})
+        )));
+        assert!(was_synced_running(&pod(json!({
+            "spec": {"containers": [], "nodeName": "n1"}, "status": {"hostIP": "1.2.3.4"}
+        }))));
+    }
+
+    #[test]
+    fn mutable_fields_are_pushed_and_nothing_else() {
+        let host = pod(json!({
+            "metadata": {"name": "h", "resourceVersion": "7", "labels": {"a": "1"},
+                         "annotations": {"host.example/added": "x", "vkube.dev/object-uid": "u"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.26"}],
+                     "tolerations": [{"key": "k", "operator": "Exists"}],
+                     "nodeName": "n1"},
+        }));
+        let desired = pod(json!({
+            "metadata": {"labels": {"a": "2"}, "annotations": {"vkube.dev/object-uid": "u", "t": "y"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.27", "args": ["ignored"]}],
+                     "tolerations": [{"key": "k", "operator": "Exists"}, {"key": "k2", "operator": "Exists"}],
+                     "activeDeadlineSeconds": 30},
+        }));
+        let out = update_mutable(&desired, &host).expect("differs");
+        let spec = out.spec.as_ref().unwrap();
+        assert_eq!(spec.containers[0].image.as_deref(), Some("nginx:1.27"));
+        assert_eq!(spec.containers[0].args, None, "immutable fields untouched");
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        assert_eq!(spec.tolerations.as_ref().unwrap().len(), 2);
+        assert_eq!(spec.active_deadline_seconds, Some(30));
+        assert_eq!(out.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(out.metadata.labels.as_ref().unwrap()["a"], "2");
+        let ann = out.metadata.annotations.as_ref().unwrap();
+        assert_eq!(
+            ann["host.example/added"], "x",
+            "host-added annotations kept"
+        );
+        assert_eq!(ann["t"], "y");
+        assert_eq!(update_mutable(&desired, &out), None, "idempotent");
+        // Removing a toleration is not an addition: left as is.
+        let fewer = pod(
+            json!({"metadata": {}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}], "tolerations": []}}),
+        );
+        let out2 = update_mutable(&fewer, &out).unwrap();
+        assert_eq!(out2.spec.unwrap().tolerations.unwrap().len(), 2);
     }
 }

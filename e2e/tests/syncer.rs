@@ -1,0 +1,722 @@
+//! The syncer end to end: real kubectl against the virtual cluster, the
+//! host checked with real kubectl too (see `vkube_e2e::synced`).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use vkube_e2e::SyncedCluster;
+use vkube_e2e::synced::{HOST_NAMESPACE, TENANT, eventually};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `kubectl get ARGS -o json` parsed, or the error text.
+async fn get_json(c: &vkube_e2e::TestCluster, args: &[&str]) -> Result<Value, String> {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend(["-o", "json"]);
+    let out = c.kubectl(&all).await;
+    if out.success() {
+        Ok(out.json())
+    } else {
+        Err(out.stderr)
+    }
+}
+
+async fn host_get(c: &SyncedCluster, kind: &str, name: &str) -> Result<Value, String> {
+    get_json(&c.host, &[kind, name, "-n", HOST_NAMESPACE]).await
+}
+
+async fn absent(c: &vkube_e2e::TestCluster, args: &[&str]) -> Result<(), String> {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    let out = c.kubectl(&all).await;
+    if !out.success() && out.stderr.contains("NotFound") {
+        Ok(())
+    } else {
+        Err(format!("still there: {}{}", out.stdout, out.stderr))
+    }
+}
+
+const APP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config}
+data: {greeting: hello}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: app-secret}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web, vkube.dev/managed-by: forged}
+spec:
+  containers:
+  - name: web
+    image: nginx:1.27
+    env:
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: app-secret, key: password}}
+    volumeMounts:
+    - {name: config, mountPath: /etc/app}
+  volumes:
+  - name: config
+    configMap: {name: app-config}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&["create", "service", "clusterip", "backend", "--tcp=80:8080"])
+        .await
+        .expect_ok();
+    let backend_ip =
+        get_json(&c.virt, &["service", "backend"]).await.unwrap()["spec"]["clusterIP"].clone();
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], APP)
+        .await
+        .expect_ok();
+    let pod_host = c.host_name("default", "web");
+
+    // Host pod: documented name, labels, annotations, rewritten refs.
+    let hp = eventually("the host pod", WAIT, || host_get(&c, "pod", &pod_host)).await;
+    let labels = &hp["metadata"]["labels"];
+    assert_eq!(labels["vkube.dev/managed-by"], TENANT, "{hp}");
+    assert_eq!(labels["vkube.dev/namespace"], "default");
+    assert_eq!(labels["app"], "web");
+    let ann = &hp["metadata"]["annotations"];
+    assert_eq!(ann["vkube.dev/object-name"], "web");
+    assert_eq!(ann["vkube.dev/object-namespace"], "default");
+    assert_eq!(ann["vkube.dev/object-kind"], "Pod");
+    let spec = &hp["spec"];
+    assert_eq!(
+        spec["volumes"][0]["configMap"]["name"],
+        c.host_name("default", "app-config")
+    );
+    let env = spec["containers"][0]["env"].as_array().unwrap();
+    let password = env.iter().find(|e| e["name"] == "PASSWORD").unwrap();
+    assert_eq!(
+        password["valueFrom"]["secretKeyRef"]["name"],
+        c.host_name("default", "app-secret")
+    );
+    let k8s_host = env
+        .iter()
+        .find(|e| e["name"] == "KUBERNETES_SERVICE_HOST")
+        .unwrap();
+    assert_eq!(k8s_host["value"], "10.96.0.1");
+    // Service links from the virtual namespace's Services, as kubelet sets them.
+    let backend = env
+        .iter()
+        .find(|e| e["name"] == "BACKEND_SERVICE_HOST")
+        .unwrap();
+    assert_eq!(backend["value"], backend_ip);
+    assert_eq!(spec["enableServiceLinks"], false);
+    assert_eq!(
+        spec["serviceAccountName"],
+        format!("vkube-workload-{TENANT}")
+    );
+    assert_eq!(spec["automountServiceAccountToken"], false);
+    let mounts = spec["containers"][0]["volumeMounts"].as_array().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"),
+        "{mounts:?}"
+    );
+
+    // The referenced ConfigMap and Secret are on the host, marked.
+    let cm = host_get(&c, "configmap", &c.host_name("default", "app-config"))
+        .await
+        .unwrap();
+    assert_eq!(cm["data"]["greeting"], "hello");
+    assert_eq!(cm["metadata"]["labels"]["vkube.dev/managed-by"], TENANT);
+    let secret = host_get(&c, "secret", &c.host_name("default", "app-secret"))
+        .await
+        .unwrap();
+    assert_eq!(secret["data"]["password"], "czNjcmV0");
+
+    // The token Secret carries a token from the virtual API server.
+    let token_secret = eventually("the token secret", WAIT, || async {
+        let hp = host_get(&c, "pod", &pod_host).await?;
+        let vol = hp["spec"]["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["name"] == "vkube-sa-token").cloned())
+            .ok_or("no token volume")?;
+        let name = vol["secret"]["secretName"].as_str().unwrap().to_string();
+        host_get(&c, "secret", &name).await
+    })
+    .await;
+    for key in ["token", "ca.crt", "namespace"] {
+        assert!(
+            token_secret["data"][key].is_string(),
+            "{key}: {token_secret}"
+        );
+    }
+
+    // Virtual pod Running with the host's IP and node; virtual node exists.
+    let vp = eventually("the virtual pod to run", WAIT, || async {
+        let vp = get_json(&c.virt, &["pod", "web"]).await?;
+        let hp = host_get(&c, "pod", &pod_host).await?;
+        let ok = vp["status"]["phase"] == "Running"
+            && vp["status"]["podIP"] == hp["status"]["podIP"]
+            && vp["spec"]["nodeName"] == hp["spec"]["nodeName"]
+            && vp["status"]["podIP"].is_string();
+        if ok {
+            Ok(vp)
+        } else {
+            Err(format!("virtual {} host {}", vp["status"], hp["status"]))
+        }
+    })
+    .await;
+    let node = vp["spec"]["nodeName"].as_str().unwrap().to_string();
+    let vnode = eventually("the virtual node", WAIT, || async {
+        get_json(&c.virt, &["node", &node]).await
+    })
+    .await;
+    assert!(vnode["status"]["capacity"]["pods"].is_string(), "{vnode}");
+    c.virt
+        .kubectl(&["get", "pods", "-o", "wide"])
+        .await
+        .expect_stdout_contains(&["web", "Running", &node]);
+
+    // Deleting the virtual pod removes the host pod, the unneeded
+    // ConfigMap/Secret, and the virtual node.
+    c.virt
+        .kubectl(&["delete", "pod", "web", "--timeout=60s"])
+        .await
+        .expect_ok();
+    eventually("the host pod to go", WAIT, || async {
+        absent(&c.host, &["pod", &pod_host, "-n", HOST_NAMESPACE]).await
+    })
+    .await;
+    let cm_host = c.host_name("default", "app-config");
+    eventually("the host configmap to go", WAIT, || async {
+        absent(&c.host, &["configmap", &cm_host, "-n", HOST_NAMESPACE]).await
+    })
+    .await;
+    let secret_host = c.host_name("default", "app-secret");
+    eventually("the host secret to go", WAIT, || async {
+        absent(&c.host, &["secret", &secret_host, "-n", HOST_NAMESPACE]).await
+    })
+    .await;
+    eventually("the virtual node to go", WAIT, || async {
+        absent(&c.virt, &["node", &node]).await
+    })
+    .await;
+    // The virtual ConfigMap itself is untouched.
+    c.virt
+        .kubectl(&["get", "configmap", "app-config"])
+        .await
+        .expect_ok();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_or_evicting_the_host_pod_deletes_the_virtual_pod() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&["run", "lonely", "--image=busybox", "--", "sleep", "3600"])
+        .await
+        .expect_ok();
+    eventually("running", WAIT, || async {
+        let vp = get_json(&c.virt, &["pod", "lonely"]).await?;
+        (vp["status"]["phase"] == "Running")
+            .then_some(())
+            .ok_or(vp["status"].to_string())
+    })
+    .await;
+    let host = c.host_name("default", "lonely");
+    c.host
+        .kubectl(&["delete", "pod", &host, "-n", HOST_NAMESPACE])
+        .await
+        .expect_ok();
+    eventually("the virtual pod to go", WAIT, || async {
+        absent(&c.virt, &["pod", "lonely"]).await
+    })
+    .await;
+
+    // Evicted on the host (status Failed/Evicted, pod kept): the virtual
+    // pod is deleted too.
+    c.virt
+        .kubectl(&["run", "evictee", "--image=busybox"])
+        .await
+        .expect_ok();
+    let host = c.host_name("default", "evictee");
+    eventually("running", WAIT, || async {
+        let vp = get_json(&c.virt, &["pod", "evictee"]).await?;
+        (vp["status"]["phase"] == "Running")
+            .then_some(())
+            .ok_or(vp["status"].to_string())
+    })
+    .await;
+    let evicted = r#"{"status":{"phase":"Failed","reason":"Evicted","message":"The node was low on resource: memory."}}"#;
+    c.host
+        .kubectl(&[
+            "patch",
+            "pod",
+            &host,
+            "-n",
+            HOST_NAMESPACE,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            evicted,
+        ])
+        .await
+        .expect_ok();
+    eventually("the evicted virtual pod to go", WAIT, || async {
+        absent(&c.virt, &["pod", "evictee"]).await
+    })
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unmanaged_host_object_is_left_alone_with_a_sync_conflict_event() {
+    let c = SyncedCluster::start().await;
+    let host = c.host_name("default", "clash");
+    c.host
+        .kubectl(&["create", "namespace", HOST_NAMESPACE])
+        .await;
+    c.host
+        .kubectl(&[
+            "run",
+            &host,
+            "-n",
+            HOST_NAMESPACE,
+            "--image=busybox",
+            "--labels=owner=someone-else",
+        ])
+        .await
+        .expect_ok();
+    let before = host_get(&c, "pod", &host).await.unwrap();
+    c.virt
+        .kubectl(&["run", "clash", "--image=nginx"])
+        .await
+        .expect_ok();
+    eventually("a SyncConflict event", WAIT, || async {
+        let out = c
+            .virt
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector=involvedObject.name=clash",
+            ])
+            .await;
+        out.stdout
+            .contains("SyncConflict")
+            .then_some(())
+            .ok_or(out.stdout)
+    })
+    .await;
+    // Give the syncer a few resync rounds to misbehave, then compare.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = host_get(&c, "pod", &host).await.unwrap();
+    assert_eq!(before["metadata"]["uid"], after["metadata"]["uid"]);
+    assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
+    assert!(after["metadata"]["annotations"]["vkube.dev/object-uid"].is_null());
+    assert_eq!(after["spec"]["containers"][0]["image"], "busybox");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostpath_privileged_and_added_capability_pods_are_refused_with_an_event() {
+    let c = SyncedCluster::start().await;
+    let pods = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sneaky}
+spec:
+  containers: [{name: c, image: busybox, volumeMounts: [{name: root, mountPath: /host}]}]
+  volumes: [{name: root, hostPath: {path: /}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: root}
+spec:
+  containers: [{name: c, image: busybox, securityContext: {privileged: true}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: caps}
+spec:
+  containers: [{name: c, image: busybox, securityContext: {capabilities: {add: [SYS_ADMIN]}}}]
+"#;
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], pods)
+        .await
+        .expect_ok();
+    for name in ["sneaky", "root", "caps"] {
+        eventually("a SyncRefused event", WAIT, || async {
+            let sel = format!("--field-selector=involvedObject.name={name}");
+            let out = c.virt.kubectl(&["get", "events", &sel]).await;
+            out.stdout
+                .contains("SyncRefused")
+                .then_some(())
+                .ok_or(out.stdout)
+        })
+        .await;
+        let vp = get_json(&c.virt, &["pod", name]).await.unwrap();
+        assert_eq!(vp["status"]["phase"], "Pending", "{vp}");
+        assert_eq!(vp["status"]["reason"], "SyncRefused", "{vp}");
+        let host = c.host_name("default", name);
+        absent(&c.host, &["pod", &host, "-n", HOST_NAMESPACE])
+            .await
+            .unwrap();
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_of_three_runs_three_host_pods() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "--replicas=3",
+        ])
+        .await
+        .expect_ok();
+    eventually("3 running virtual pods and 3 host pods", WAIT, || async {
+        let v = get_json(&c.virt, &["pods", "-l", "app=web"]).await?;
+        let running = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count();
+        let sel = format!("vkube.dev/managed-by={TENANT}");
+        let h = get_json(&c.host, &["pods", "-n", HOST_NAMESPACE, "-l", &sel]).await?;
+        let hosts = h["items"].as_array().unwrap().len();
+        (running == 3 && hosts == 3)
+            .then_some(())
+            .ok_or(format!("{running} running, {hosts} host pods"))
+    })
+    .await;
+    c.virt
+        .kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await
+        .expect_ok();
+    c.shutdown().await;
+}
+
+/// Issue 4's done-when: stop the syncer mid-sync of 500 pods, delete some
+/// virtual pods while it is down (graceful and forced), restart: the host
+/// converges exactly (no orphans, no missing objects).
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_mid_sync_of_500_pods_converges_exactly() {
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, ListParams, PostParams};
+    use std::collections::BTreeMap;
+
+    let mut c = SyncedCluster::start().await;
+    let vpods: Api<Pod> = Api::namespaced(c.virt.client().await, "default");
+    let hpods: Api<Pod> = Api::namespaced(c.host.client().await, HOST_NAMESPACE);
+    let managed = ListParams::default().labels(&format!("vkube.dev/managed-by={TENANT}"));
+    futures::stream::iter(0..500)
+        .map(|i| {
+            let vpods = vpods.clone();
+            async move {
+                let pod: Pod = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("p{i:03}"), "labels": {"batch": "restart"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                }))
+                .unwrap();
+                vpods.create(&PostParams::default(), &pod).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("creating 500 virtual pods");
+
+    // Mid-sync: some host pods exist, not all.
+    let seen = eventually("the first host pods", WAIT, || async {
+        let n = hpods
+            .list(&managed)
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
+        (n >= 20).then_some(n).ok_or(format!("{n} host pods"))
+    })
+    .await;
+    c.stop_syncer().await;
+    let at_stop = hpods.list(&managed).await.unwrap().items.len();
+    eprintln!("syncer stopped with {at_stop} host pods (saw {seen})");
+
+    // While it is down: 50 graceful deletes, 50 forced ones.
+    for i in 0..100 {
+        let dp = if i % 2 == 0 {
+            DeleteParams::default()
+        } else {
+            DeleteParams::default().grace_period(0)
+        };
+        vpods
+            .delete(&format!("p{:03}", i * 5), &dp)
+            .await
+            .expect("deleting a virtual pod");
+    }
+    c.start_syncer().await;
+
+    let converged = eventually("the host to converge", Duration::from_secs(180), || async {
+        let v = vpods.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let terminating = v.items.iter().filter(|p| p.metadata.deletion_timestamp.is_some()).count();
+        let want: BTreeMap<String, String> = v
+            .items
+            .iter()
+            .map(|p| {
+                (c.host_name("default", p.metadata.name.as_deref().unwrap()), p.metadata.uid.clone().unwrap())
+            })
+            .collect();
+        let h = hpods.list(&managed).await.map_err(|e| e.to_string())?;
+        let have: BTreeMap<String, String> = h
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| {
+                let uid = p.metadata.annotations.as_ref().and_then(|a| a.get("vkube.dev/object-uid")).cloned();
+                (p.metadata.name.clone().unwrap(), uid.unwrap_or_default())
+            })
+            .collect();
+        if terminating == 0 && want.len() == 400 && want == have && h.items.len() == 400 {
+            Ok(have.len())
+        } else {
+            let missing = want.keys().filter(|k| !have.contains_key(*k)).count();
+            let orphans = have.keys().filter(|k| !want.contains_key(*k)).count();
+            Err(format!(
+                "{} virtual ({terminating} terminating), {} host: {missing} missing, {orphans} orphans",
+                want.len(),
+                h.items.len()
+            ))
+        }
+    })
+    .await;
+    assert_eq!(converged, 400);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_completes_and_an_image_change_reaches_the_host() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&[
+            "create",
+            "job",
+            "once",
+            "--image=busybox",
+            "--",
+            "sh",
+            "-c",
+            "exit 0",
+        ])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&[
+            "wait",
+            "--for=condition=Complete",
+            "job/once",
+            "--timeout=60s",
+        ])
+        .await
+        .expect_ok();
+    let pods = get_json(&c.virt, &["pods", "-l", "job-name=once"])
+        .await
+        .unwrap();
+    assert!(
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["status"]["phase"] == "Succeeded"),
+        "{pods}"
+    );
+
+    c.virt
+        .kubectl(&["run", "img", "--image=nginx:1.26"])
+        .await
+        .expect_ok();
+    let host = c.host_name("default", "img");
+    eventually("the host pod", WAIT, || host_get(&c, "pod", &host)).await;
+    c.virt
+        .kubectl(&["set", "image", "pod/img", "img=nginx:1.27"])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&["label", "pod/img", "tier=web"])
+        .await
+        .expect_ok();
+    eventually("the new image and label on the host", WAIT, || async {
+        let hp = host_get(&c, "pod", &host).await?;
+        (hp["spec"]["containers"][0]["image"] == "nginx:1.27"
+            && hp["metadata"]["labels"]["tier"] == "web")
+            .then_some(())
+            .ok_or(hp["spec"]["containers"][0]["image"].to_string())
+    })
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_delivered_token_authenticates_to_the_virtual_server_and_opt_out_gets_none() {
+    use base64::Engine;
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&["run", "client", "--image=busybox"])
+        .await
+        .expect_ok();
+    let host = c.host_name("default", "client");
+    let token_secret = eventually("the token secret", WAIT, || async {
+        let hp = host_get(&c, "pod", &host).await?;
+        let vol = hp["spec"]["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["name"] == "vkube-sa-token").cloned())
+            .ok_or("no token volume")?;
+        host_get(&c, "secret", vol["secret"]["secretName"].as_str().unwrap()).await
+    })
+    .await;
+    let token = base64::engine::general_purpose::STANDARD
+        .decode(token_secret["data"]["token"].as_str().unwrap())
+        .unwrap();
+    let token = String::from_utf8(token).unwrap();
+    // Authenticated as the pod's virtual service account, bound to the
+    // pod: the virtual server issued it.
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: v\n  cluster:\n    server: https://{}\n    certificate-authority-data: {}\nusers:\n- name: pod\n  user:\n    token: {token}\ncontexts:\n- name: pod\n  context: {{cluster: v, user: pod}}\ncurrent-context: pod\n",
+        c.virt.server.addr,
+        base64::engine::general_purpose::STANDARD.encode(&c.virt.server.pki.ca_cert),
+    );
+    let path = c.virt.write_file("pod-token.kubeconfig", &kubeconfig);
+    let out = c
+        .virt
+        .kubectl(&[
+            "auth",
+            "whoami",
+            "-o",
+            "json",
+            "--kubeconfig",
+            path.to_str().unwrap(),
+        ])
+        .await
+        .expect_ok();
+    let user = &out.json()["status"]["userInfo"];
+    assert_eq!(
+        user["username"], "system:serviceaccount:default:default",
+        "{out}"
+    );
+    assert_eq!(
+        user["extra"]["authentication.kubernetes.io/pod-name"][0], "client",
+        "{out}"
+    );
+
+    // A pod opting out gets neither volume nor Secret.
+    let opt_out = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: quiet}
+spec:
+  automountServiceAccountToken: false
+  containers: [{name: c, image: busybox}]
+"#;
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], opt_out)
+        .await
+        .expect_ok();
+    let host = c.host_name("default", "quiet");
+    let hp = eventually("the host pod", WAIT, || host_get(&c, "pod", &host)).await;
+    assert!(
+        !hp["spec"].to_string().contains("vkube-sa-token"),
+        "{}",
+        hp["spec"]
+    );
+
+    // The metrics saw it.
+    let text = c.metrics().unwrap().render();
+    assert!(
+        text.contains("vkube_syncer_reconciles_total{kind=\"Pod\"}"),
+        "{text}"
+    );
+    assert!(text.contains("direction=\"virtual_to_host\""), "{text}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_recreated_under_the_same_name_replaces_its_host_copy() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&["run", "again", "--image=busybox"])
+        .await
+        .expect_ok();
+    let host = c.host_name("default", "again");
+    let first = eventually("the host pod", WAIT, || host_get(&c, "pod", &host)).await;
+    c.virt
+        .kubectl(&["delete", "pod", "again", "--grace-period=0", "--force"])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&["run", "again", "--image=nginx"])
+        .await
+        .expect_ok();
+    let vuid = get_json(&c.virt, &["pod", "again"]).await.unwrap()["metadata"]["uid"].clone();
+    eventually("the host copy of the new pod", WAIT, || async {
+        let hp = host_get(&c, "pod", &host).await?;
+        (hp["metadata"]["annotations"]["vkube.dev/object-uid"] == vuid
+            && hp["metadata"]["uid"] != first["metadata"]["uid"]
+            && hp["spec"]["containers"][0]["image"] == "nginx")
+            .then_some(())
+            .ok_or(hp["metadata"].to_string())
+    })
+    .await;
+    c.shutdown().await;
+}
+
+/// Nothing is lost when either API server restarts: the syncer's watches
+/// reconnect, relist, and the resync that follows catches up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_syncer_survives_restarts_of_both_api_servers() {
+    let mut c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&["run", "before", "--image=busybox"])
+        .await
+        .expect_ok();
+    let before = c.host_name("default", "before");
+    eventually("the first host pod", WAIT, || host_get(&c, "pod", &before)).await;
+
+    c.host.restart_server().await;
+    c.virt
+        .kubectl(&["run", "during", "--image=busybox"])
+        .await
+        .expect_ok();
+    let during = c.host_name("default", "during");
+    eventually("a pod created after the host restarted", WAIT, || {
+        host_get(&c, "pod", &during)
+    })
+    .await;
+
+    c.virt.restart_server().await;
+    c.virt
+        .kubectl(&["delete", "pod", "before", "--timeout=60s"])
+        .await
+        .expect_ok();
+    eventually("the host pod of the deleted pod to go", WAIT, || async {
+        absent(&c.host, &["pod", &before, "-n", HOST_NAMESPACE]).await
+    })
+    .await;
+    eventually("the surviving pod to run", WAIT, || async {
+        let vp = get_json(&c.virt, &["pod", "during"]).await?;
+        (vp["status"]["phase"] == "Running")
+            .then_some(())
+            .ok_or(vp["status"].to_string())
+    })
+    .await;
+    c.shutdown().await;
+}

@@ -1,0 +1,303 @@
+//! The generic virtual → host mirror behind the ConfigMap and Secret
+//! controllers (STYLE.md item 10: the engine owns every side effect, a kind
+//! only says how to translate and when an update is due).
+//!
+//! A virtual object is *needed* on the host when a virtual pod references
+//! it ([`super::References`]) or its kind's `sync_all_*` flag is set. Needed
+//! and absent → created; needed and differing → replaced; not needed (or
+//! its virtual source gone, or replaced by a new UID) → the host copy is
+//! deleted with a UID precondition. A host object at the target name that
+//! is not ours ([`crate::names::is_managed`] → `NotOurs`) is never touched:
+//! a `SyncConflict` Warning Event goes on the virtual object instead.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::engine::{Context, Key, SyncerConfig, drive, is_status, run_workers, watch_store};
+use crate::error::TranslateError;
+use crate::metrics::Direction;
+use crate::names::{Ownership, Tenant, VirtualIdentity, host_name, is_managed};
+use crate::pod::ReferenceKind;
+use crate::queue::Queue;
+
+/// Reason of the Warning Event when an unmanaged host object holds the
+/// target name.
+pub const REASON_SYNC_CONFLICT: &str = crate::event::REASON_SYNC_CONFLICT;
+
+/// A kind mirrored virtual → host by this module.
+pub trait Mirrored:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind, as in the `vkube.dev/object-kind` annotation.
+    const KIND: &'static str;
+    /// How pods reference it.
+    const REFERENCE: ReferenceKind;
+    /// Whether every object of the kind is synced, referenced or not.
+    fn sync_all(config: &SyncerConfig) -> bool;
+    /// The host copy of virtual object `v` (pure).
+    fn translate(tenant: &Tenant, v: &Self) -> Result<Self, TranslateError>;
+    /// Whether host object `host` must be replaced by `desired` (pure).
+    fn needs_update(desired: &Self, host: &Self) -> bool;
+}
+
+/// Whether host object `h` is ours as the copy of virtual key `key` of kind
+/// `kind` (any incarnation): used before deleting when the virtual side is
+/// gone.
+pub fn owned_copy_of(tenant: &Tenant, h: &kube::api::ObjectMeta, kind: &str, key: &Key) -> bool {
+    let Some(id) = VirtualIdentity::from_host(h) else {
+        return false;
+    };
+    id.kind == kind
+        && id.namespace == key.0
+        && id.name == key.1
+        && is_managed(tenant, Some(h), &id) == Ownership::Owned
+}
+
+/// Virtual key of host object `h` if it mirrors an object of `kind`.
+pub fn virtual_key(h: &kube::api::ObjectMeta, kind: &str) -> Option<Key> {
+    VirtualIdentity::from_host(h)
+        .filter(|id| id.kind == kind)
+        .map(|id| (id.namespace, id.name))
+}
+
+/// Runs the mirror controller of `K` with `queue` (also fed by
+/// [`super::References`]).
+pub async fn run<K: Mirrored>(ctx: Arc<Context>, queue: Arc<Queue<Key>>) -> anyhow::Result<()> {
+    ctx.metrics.register_queue(K::KIND, &queue);
+    let (vstore, vstream) = watch_store(
+        kube::Api::<K>::all(ctx.virtual_client.clone()),
+        watcher::Config::default(),
+    );
+    let (hstore, hstream) = watch_store(
+        ctx.host_api::<K>(),
+        watcher::Config::default().labels(&ctx.managed_selector()),
+    );
+    let resync = |vstore: &Store<K>, hstore: &Store<K>, queue: &Queue<Key>| {
+        for v in vstore.state() {
+            queue.add(crate::engine::key_of(v.as_ref()));
+        }
+        for h in hstore.state() {
+            if let Some(k) = virtual_key(h.meta(), K::KIND) {
+                queue.add(k);
+            }
+        }
+    };
+    let v_events = {
+        let (queue, vs, hs) = (Arc::clone(&queue), vstore.clone(), hstore.clone());
+        drive(vstream, move |ev| match ev {
+            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+                queue.add(crate::engine::key_of(&o));
+            }
+            watcher::Event::InitDone => resync(&vs, &hs, &queue),
+            watcher::Event::Init => {}
+        })
+    };
+    let h_events = {
+        let (queue, vs, hs) = (Arc::clone(&queue), vstore.clone(), hstore.clone());
+        drive(hstream, move |ev| match ev {
+            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+                if let Some(k) = virtual_key(o.meta(), K::KIND) {
+                    queue.add(k);
+                }
+            }
+            watcher::Event::InitDone => resync(&vs, &hs, &queue),
+            watcher::Event::Init => {}
+        })
+    };
+    let workers = {
+        let (ctx2, vs, hs) = (Arc::clone(&ctx), vstore.clone(), hstore.clone());
+        async move {
+            vs.wait_until_ready().await?;
+            hs.wait_until_ready().await?;
+            let periodic = {
+                let (queue, vs, hs) = (Arc::clone(&queue), vs.clone(), hs.clone());
+                let period = ctx2.config.resync_period;
+                async move {
+                    loop {
+                        tokio::time::sleep(period).await;
+                        resync(&vs, &hs, &queue);
+                    }
+                }
+            };
+            let work = run_workers(K::KIND, Arc::clone(&ctx2), queue, |key, since| {
+                let (ctx, vs, hs) = (Arc::clone(&ctx2), vs.clone(), hs.clone());
+                async move { reconcile::<K>(&ctx, &vs, &hs, &key, since).await }
+            });
+            tokio::select! {
+                r = work => r,
+                () = periodic => unreachable!("the resync loop never ends"),
+            }
+        }
+    };
+    tokio::select! {
+        r = v_events => r,
+        r = h_events => r,
+        r = workers => r,
+    }
+}
+
+async fn reconcile<K: Mirrored>(
+    ctx: &Context,
+    vstore: &Store<K>,
+    hstore: &Store<K>,
+    key: &Key,
+    since: Instant,
+) -> anyhow::Result<Option<Duration>> {
+    let v = vstore.get(&ObjectRef::new(&key.1).within(&key.0));
+    let hname = host_name(&ctx.tenant, &key.0, &key.1);
+    let h = hstore.get(&ObjectRef::new(&hname).within(ctx.tenant.host_namespace()));
+    let needed = K::sync_all(&ctx.config) || ctx.references.is_referenced(K::REFERENCE, key);
+    match v {
+        Some(v) if needed && v.meta().deletion_timestamp.is_none() => {
+            sync_one(ctx, v.as_ref(), h.as_deref(), since).await
+        }
+        _ => {
+            if let Some(h) = h
+                && owned_copy_of(&ctx.tenant, h.meta(), K::KIND, key)
+            {
+                delete_host::<K>(ctx, h.as_ref()).await?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Deletes host object `h` with a UID precondition; 404 and 409 (already
+/// gone or replaced) count as done.
+pub async fn delete_host<K: Mirrored>(ctx: &Context, h: &K) -> anyhow::Result<()> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: h.meta().uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match ctx.host_api::<K>().delete(&h.name_any(), &dp).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("deleting host {} {}", K::KIND, h.name_any())),
+    }
+}
+
+/// Brings the host copy of virtual object `v` in line, given the host
+/// object currently at its host name (`h`, from a cache or a GET).
+pub async fn sync_one<K: Mirrored>(
+    ctx: &Context,
+    v: &K,
+    h: Option<&K>,
+    since: Instant,
+) -> anyhow::Result<Option<Duration>> {
+    let id = VirtualIdentity::from_meta(K::KIND, v.meta())?;
+    let mut desired = match K::translate(&ctx.tenant, v) {
+        Ok(d) => d,
+        Err(TranslateError::Forbidden(why)) => {
+            ctx.warn(v, crate::event::REASON_SYNC_REFUSED, &why).await?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    desired.meta_mut().owner_references = ctx.owner_references();
+    let api = ctx.host_api::<K>();
+    match is_managed(&ctx.tenant, h.map(|h| h.meta()), &id) {
+        Ownership::Absent => match api.create(&PostParams::default(), &desired).await {
+            Ok(_) => {
+                ctx.metrics
+                    .observe_latency(K::KIND, Direction::VirtualToHost, since.elapsed());
+                Ok(None)
+            }
+            Err(e) if is_status(&e, 409) => {
+                // Not in our cache: unlabelled (not ours) or just created.
+                let name = desired.name_any();
+                let live = api.get_opt(&name).await?;
+                if let Ownership::NotOurs(why) =
+                    is_managed(&ctx.tenant, live.as_ref().map(|h| h.meta()), &id)
+                {
+                    conflict(ctx, v, &name, &why).await?;
+                    return Ok(None);
+                }
+                Err(e).context("creating the host copy (exists)")
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("creating host {} {}", K::KIND, desired.name_any()))
+            }
+        },
+        Ownership::Owned => {
+            let h = h.expect("owned implies present");
+            if K::needs_update(&desired, h) {
+                desired.meta_mut().resource_version = h.meta().resource_version.clone();
+                api.replace(&h.name_any(), &PostParams::default(), &desired)
+                    .await
+                    .with_context(|| format!("updating host {} {}", K::KIND, h.name_any()))?;
+                ctx.metrics
+                    .observe_latency(K::KIND, Direction::VirtualToHost, since.elapsed());
+            }
+            Ok(None)
+        }
+        Ownership::Stale { .. } => {
+            let h = h.expect("stale implies present");
+            delete_host::<K>(ctx, h).await?;
+            // The host watch's delete event queues the key again.
+            Ok(Some(Duration::from_secs(1)))
+        }
+        Ownership::NotOurs(why) => {
+            conflict(ctx, v, &desired.name_any(), &why).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Records a `SyncConflict` Warning Event on virtual object `v`.
+pub async fn conflict<K>(
+    ctx: &Context,
+    v: &K,
+    host_name: &str,
+    why: &crate::names::Mismatch,
+) -> anyhow::Result<()>
+where
+    K: Resource<DynamicType = ()>,
+{
+    tracing::warn!(kind = %K::kind(&()), host_name, ?why, "host object is not ours; leaving both alone");
+    ctx.warn(
+        v,
+        REASON_SYNC_CONFLICT,
+        &format!(
+            "host {} {}/{host_name} exists and is not managed by this virtual cluster ({why:?}); not syncing",
+            K::kind(&()),
+            ctx.tenant.host_namespace()
+        ),
+    )
+    .await
+}
+
+/// Syncs the virtual object (`namespace`, `name`) of kind `K` to the host
+/// now, with live reads of both sides (the pod controller calls this for
+/// each reference before creating a host pod). A missing virtual object is
+/// not an error: the host pod waits for it, as a kubelet does.
+pub async fn ensure<K: Mirrored>(ctx: &Context, key: &Key) -> anyhow::Result<()> {
+    let Some(v) = ctx.virtual_api::<K>(&key.0).get_opt(&key.1).await? else {
+        return Ok(());
+    };
+    let h = ctx
+        .host_api::<K>()
+        .get_opt(&host_name(&ctx.tenant, &key.0, &key.1))
+        .await?;
+    sync_one(ctx, &v, h.as_ref(), Instant::now()).await?;
+    Ok(())
+}

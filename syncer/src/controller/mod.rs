@@ -1,0 +1,205 @@
+//! One I/O module per synced kind, each exposing
+//! `pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()>` (see
+//! [`crate::engine`] for the shared shape), and [`run_all`], the
+//! registration table that runs them together.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::engine::{Context, Key};
+use crate::pod::{Reference, ReferenceKind};
+use crate::queue::Queue;
+
+pub mod configmap;
+pub mod mirror;
+pub mod node;
+pub mod pod;
+pub mod secret;
+
+/// One synced kind: its name (as in metrics) and its controller.
+pub struct ControllerDef {
+    /// The kind, e.g. `Pod`.
+    pub kind: &'static str,
+    /// Runs the kind's controller until it fails.
+    pub run: fn(Arc<Context>) -> BoxFuture<'static, anyhow::Result<()>>,
+}
+
+/// Every controller [`run_all`] starts (registration is data, STYLE.md 12).
+pub static CONTROLLERS: &[ControllerDef] = &[
+    ControllerDef {
+        kind: crate::pod::KIND,
+        run: |ctx| Box::pin(pod::run(ctx)),
+    },
+    ControllerDef {
+        kind: configmap::KIND,
+        run: |ctx| Box::pin(configmap::run(ctx)),
+    },
+    ControllerDef {
+        kind: secret::KIND,
+        run: |ctx| Box::pin(secret::run(ctx)),
+    },
+];
+
+/// Runs every controller of [`CONTROLLERS`] concurrently; returns the first
+/// error (the others are dropped with it).
+pub async fn run_all(ctx: Arc<Context>) -> anyhow::Result<()> {
+    let futures = CONTROLLERS.iter().map(|c| {
+        let ctx = Arc::clone(&ctx);
+        let fut = (c.run)(ctx);
+        let kind = c.kind;
+        Box::pin(async move {
+            let res = fut.await;
+            if let Err(e) = &res {
+                tracing::error!(kind, error = format!("{e:#}"), "controller stopped");
+            }
+            res
+        })
+    });
+    let (res, _, _) = futures::future::select_all(futures).await;
+    res
+}
+
+/// Which virtual ConfigMaps and Secrets the virtual pods reference (the
+/// "sync only what synced pods use" rule), kept up to date from the pod
+/// controller's virtual watch, plus the queues of the ConfigMap and Secret
+/// controllers, which get the key of every reference that appears or goes.
+#[derive(Default)]
+pub struct References {
+    by_pod: Mutex<HashMap<Key, Vec<Reference>>>,
+    counts: Mutex<HashMap<Reference, usize>>,
+    /// Queue of the ConfigMap controller.
+    pub configmaps: Arc<Queue<Key>>,
+    /// Queue of the Secret controller.
+    pub secrets: Arc<Queue<Key>>,
+}
+
+impl References {
+    /// Records that pod `pod` now references exactly `refs`; queues every
+    /// reference whose use count went to or from zero.
+    pub fn set(&self, pod: Key, refs: Vec<Reference>) {
+        let old = {
+            let mut by_pod = self.by_pod.lock().unwrap_or_else(|p| p.into_inner());
+            if refs.is_empty() {
+                by_pod.remove(&pod)
+            } else {
+                by_pod.insert(pod, refs.clone())
+            }
+        }
+        .unwrap_or_default();
+        if old == refs {
+            return;
+        }
+        let mut changed = BTreeSet::new();
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            for r in &old {
+                if let Some(n) = counts.get_mut(r) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(r);
+                        changed.insert(r.clone());
+                    }
+                }
+            }
+            for r in &refs {
+                let n = counts.entry(r.clone()).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    changed.insert(r.clone());
+                }
+            }
+        }
+        for r in changed {
+            self.queue(r.kind).add((r.namespace, r.name));
+        }
+    }
+
+    /// Whether any pod references (`kind`, namespace, name).
+    pub fn is_referenced(&self, kind: ReferenceKind, key: &Key) -> bool {
+        let r = Reference {
+            kind,
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+        };
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&r)
+    }
+
+    /// Forgets pods that are not in `alive` (after a watch relist).
+    pub fn retain(&self, alive: impl Fn(&Key) -> bool) {
+        let gone: Vec<Key> = self
+            .by_pod
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|k| !alive(k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.set(k, Vec::new());
+        }
+    }
+
+    /// The queue of the controller of `kind`.
+    pub fn queue(&self, kind: ReferenceKind) -> &Arc<Queue<Key>> {
+        match kind {
+            ReferenceKind::ConfigMap => &self.configmaps,
+            ReferenceKind::Secret => &self.secrets,
+        }
+    }
+}
+
+/// The references of virtual pod `pod` as [`crate::pod::translate`] finds
+/// them; none for a pod that is refused or lacks identity.
+pub fn references_of(ctx: &Context, pod: &Pod) -> Vec<Reference> {
+    crate::pod::translate(&ctx.tenant, pod, &ctx.config.translate_options())
+        .map(|t| t.references)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(kind: ReferenceKind, name: &str) -> Reference {
+        Reference {
+            kind,
+            namespace: "ns".into(),
+            name: name.into(),
+        }
+    }
+
+    fn key(name: &str) -> Key {
+        ("ns".into(), name.into())
+    }
+
+    #[test]
+    fn references_are_counted_per_pod_and_queue_only_on_first_and_last_use() {
+        let refs = References::default();
+        let cm = r(ReferenceKind::ConfigMap, "cfg");
+        let secret = r(ReferenceKind::Secret, "pw");
+        refs.set(key("a"), vec![cm.clone(), secret.clone()]);
+        assert!(refs.is_referenced(ReferenceKind::ConfigMap, &key("cfg")));
+        assert!(refs.is_referenced(ReferenceKind::Secret, &key("pw")));
+        assert!(
+            !refs.is_referenced(ReferenceKind::Secret, &key("cfg")),
+            "kind matters"
+        );
+        assert_eq!((refs.configmaps.len(), refs.secrets.len()), (1, 1));
+        refs.set(key("b"), vec![cm.clone()]);
+        assert_eq!(refs.configmaps.len(), 1, "second user: no new work");
+        refs.set(key("a"), Vec::new());
+        assert!(
+            refs.is_referenced(ReferenceKind::ConfigMap, &key("cfg")),
+            "b still uses it"
+        );
+        assert!(!refs.is_referenced(ReferenceKind::Secret, &key("pw")));
+        refs.retain(|k| k.1 != "b");
+        assert!(!refs.is_referenced(ReferenceKind::ConfigMap, &key("cfg")));
+    }
+}

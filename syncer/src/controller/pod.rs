@@ -1,0 +1,778 @@
+//! The Pod controller: virtual pods → host pods, host status → virtual
+//! pods, and the syncer's kubelet duties for the virtual cluster (binding,
+//! finalizing graceful deletes). Decisions are pure functions of
+//! [`crate::pod`]; this module loads both sides and writes.
+//!
+//! Per virtual key (namespace, name), level-based:
+//! * virtual pod gone → delete our host pod (UID precondition);
+//! * virtual pod being deleted → delete the host pod with the same grace
+//!   period; once it is gone, delete the virtual pod with grace 0 (the
+//!   kubelet's last step);
+//! * refused by policy → `Pending`/`SyncRefused` status and a Warning Event;
+//! * no host pod → if the virtual pod already ran there (host pod deleted
+//!   or evicted), copy the last host status and delete the virtual pod;
+//!   otherwise sync its ConfigMaps/Secrets, create the host pod, then its
+//!   service account token Secret;
+//! * host pod of an older incarnation (`Stale`) → delete it, recreate later;
+//! * host pod not ours → `SyncConflict` Warning Event, nothing written;
+//! * ours → push mutable fields, refresh the token, reflect status, bind.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    Binding, ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
+};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use crate::engine::{
+    Context, Key, drive, is_status, key_of, run_workers, watch_store, watch_store_with,
+};
+use crate::metrics::Direction;
+use crate::names::{
+    ANNOTATION_OBJECT_UID, LABEL_MANAGED_BY, Ownership, VirtualIdentity, host_name, is_managed,
+};
+use crate::pod::{self as pure, KIND, ReferenceKind, TranslateError};
+use crate::queue::Queue;
+
+use super::mirror::{self, owned_copy_of, virtual_key};
+
+/// Kind recorded on the host Secret holding a pod's service account token.
+pub const TOKEN_KIND: &str = "ServiceAccountToken";
+
+/// Label on token Secrets, so the token store watches only those.
+pub const LABEL_TOKEN: &str = "vkube.dev/service-account-token";
+
+/// Annotation on token Secrets: when the token must be refreshed (RFC 3339).
+pub const ANNOTATION_REFRESH_AT: &str = "vkube.dev/refresh-at";
+
+/// Lifetime requested for pod tokens, in seconds (kubelet asks for 1 h
+/// and refreshes at 80 %).
+pub const TOKEN_SECONDS: i64 = 3600;
+
+/// Reason of the Warning Event for a pod the syncer will not run.
+pub const REASON_SYNC_REFUSED: &str = crate::event::REASON_SYNC_REFUSED;
+
+/// Host name of the token Secret of virtual pod (`namespace`, `name`):
+/// the host name of virtual name `NAME.sa-token` (a Pod name may hold dots,
+/// but a tenant Secret of that name is told apart by its kind annotation,
+/// so a collision is a conflict, never an overwrite).
+pub fn token_secret_name(ctx: &Context, key: &Key) -> String {
+    host_name(&ctx.tenant, &key.0, &format!("{}.sa-token", key.1))
+}
+
+struct State {
+    vstore: Store<Pod>,
+    hstore: Store<Pod>,
+    tokens: Store<Secret>,
+    /// Last state of host pods seen in a watch Delete event, by virtual key.
+    tombstones: Mutex<HashMap<Key, Pod>>,
+    nodes: Arc<super::node::NodeFeed>,
+    /// Virtual ServiceAccounts (for `automountServiceAccountToken`).
+    sas: Store<ServiceAccount>,
+    /// Virtual Services (for service environment variables).
+    services: Store<Service>,
+}
+
+/// Runs the Pod controller (and the Node controller it feeds).
+pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
+    let queue: Arc<Queue<Key>> = Arc::new(Queue::new());
+    ctx.metrics.register_queue(KIND, &queue);
+    let (vstore, vstream) = watch_store(
+        Api::<Pod>::all(ctx.virtual_client.clone()),
+        watcher::Config::default(),
+    );
+    let (hstore, hstream) = watch_store_with(
+        ctx.host_api::<Pod>(),
+        watcher::Config::default().labels(&ctx.managed_selector()),
+        pure::slim_host_pod,
+    );
+    let (tokens, tstream) = watch_store(
+        ctx.host_api::<Secret>(),
+        watcher::Config::default().labels(&format!(
+            "{}={},{LABEL_TOKEN}=true",
+            LABEL_MANAGED_BY,
+            ctx.tenant.name()
+        )),
+    );
+    let (sas, sastream) = watch_store(
+        Api::<ServiceAccount>::all(ctx.virtual_client.clone()),
+        watcher::Config::default(),
+    );
+    let (services, svcstream) = watch_store(
+        Api::<Service>::all(ctx.virtual_client.clone()),
+        watcher::Config::default(),
+    );
+    let state = Arc::new(State {
+        vstore,
+        hstore,
+        tokens,
+        tombstones: Mutex::new(HashMap::new()),
+        nodes: Arc::new(super::node::NodeFeed::default()),
+        sas,
+        services,
+    });
+    let resync = {
+        let (state, queue) = (Arc::clone(&state), Arc::clone(&queue));
+        move || {
+            for v in state.vstore.state() {
+                queue.add(key_of(v.as_ref()));
+            }
+            for h in state.hstore.state() {
+                if let Some(k) = virtual_key(h.meta(), KIND) {
+                    queue.add(k);
+                }
+                if let Some(n) = h.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                    state.nodes.check(n);
+                }
+            }
+            for t in state.tokens.state() {
+                if let Some(k) = virtual_key(t.meta(), TOKEN_KIND) {
+                    queue.add(k);
+                }
+            }
+        }
+    };
+    let v_events = {
+        let (ctx, queue, state, resync) = (
+            Arc::clone(&ctx),
+            Arc::clone(&queue),
+            Arc::clone(&state),
+            resync.clone(),
+        );
+        drive(vstream, move |ev| match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                ctx.references
+                    .set(key_of(&o), super::references_of(&ctx, &o));
+                queue.add(key_of(&o));
+            }
+            watcher::Event::Delete(o) => {
+                ctx.references.set(key_of(&o), Vec::new());
+                queue.add(key_of(&o));
+            }
+            watcher::Event::InitDone => {
+                let vs = &state.vstore;
+                ctx.references
+                    .retain(|k| vs.get(&ObjectRef::new(&k.1).within(&k.0)).is_some());
+                resync();
+            }
+            watcher::Event::Init => {}
+        })
+    };
+    let h_events = {
+        let (queue, state, resync) = (Arc::clone(&queue), Arc::clone(&state), resync.clone());
+        drive(hstream, move |ev| match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                if let Some(k) = virtual_key(o.meta(), KIND) {
+                    queue.add(k);
+                }
+                if let Some(n) = o.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                    state.nodes.used(n);
+                }
+            }
+            watcher::Event::Delete(o) => {
+                if let Some(n) = o.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                    state.nodes.check(n);
+                }
+                if let Some(k) = virtual_key(o.meta(), KIND) {
+                    state
+                        .tombstones
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(k.clone(), o);
+                    queue.add(k);
+                }
+            }
+            watcher::Event::InitDone => resync(),
+            watcher::Event::Init => {}
+        })
+    };
+    let t_events = {
+        let queue = Arc::clone(&queue);
+        drive(tstream, move |ev| match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) => {
+                if let Some(k) = virtual_key(o.meta(), TOKEN_KIND) {
+                    queue.add(k);
+                }
+            }
+            watcher::Event::InitDone | watcher::Event::Init => {}
+        })
+    };
+    let workers = {
+        let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
+        async move {
+            state.vstore.wait_until_ready().await?;
+            state.hstore.wait_until_ready().await?;
+            state.tokens.wait_until_ready().await?;
+            state.sas.wait_until_ready().await?;
+            state.services.wait_until_ready().await?;
+            let periodic = async {
+                loop {
+                    tokio::time::sleep(ctx.config.resync_period).await;
+                    resync();
+                }
+            };
+            let work = run_workers(KIND, Arc::clone(&ctx), queue, |key, since| {
+                let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
+                async move { reconcile(&ctx, &state, &key, since).await }
+            });
+            let nodes = super::node::run(
+                Arc::clone(&ctx),
+                state.hstore.clone(),
+                Arc::clone(&state.nodes),
+            );
+            tokio::select! {
+                r = work => r,
+                r = nodes => r,
+                () = periodic => unreachable!("the resync loop never ends"),
+            }
+        }
+    };
+    let sa_events = drive(sastream, |_| {});
+    let svc_events = drive(svcstream, |_| {});
+    tokio::select! {
+        r = svc_events => r,
+        r = sa_events => r,
+        r = v_events => r,
+        r = h_events => r,
+        r = t_events => r,
+        r = workers => r,
+    }
+}
+
+fn get(store: &Store<Pod>, ns: &str, name: &str) -> Option<Arc<Pod>> {
+    store.get(&ObjectRef::new(name).within(ns))
+}
+
+fn uid_precondition(uid: Option<String>) -> Option<Preconditions> {
+    Some(Preconditions {
+        uid,
+        resource_version: None,
+    })
+}
+
+async fn reconcile(
+    ctx: &Context,
+    state: &State,
+    key: &Key,
+    since: Instant,
+) -> anyhow::Result<Option<Duration>> {
+    let host_ns = ctx.tenant.host_namespace();
+    let hname = host_name(&ctx.tenant, &key.0, &key.1);
+    let v = get(&state.vstore, &key.0, &key.1);
+    let h = get(&state.hstore, host_ns, &hname);
+    let tombstone = state
+        .tombstones
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(key)
+        .cloned();
+    let res = reconcile_pod(
+        ctx,
+        state,
+        key,
+        v.as_deref(),
+        h.as_deref(),
+        tombstone.as_ref(),
+        since,
+    )
+    .await;
+    if res.is_ok() && tombstone.is_some() {
+        state
+            .tombstones
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+    // The token Secret follows its pod: gone when the virtual pod is gone
+    // (the host GC also removes it with the host pod it is owned by).
+    if res.is_ok() && v.is_none() {
+        delete_token_secret(ctx, state, key).await?;
+    }
+    res
+}
+
+async fn reconcile_pod(
+    ctx: &Context,
+    state: &State,
+    key: &Key,
+    v: Option<&Pod>,
+    h: Option<&Pod>,
+    tombstone: Option<&Pod>,
+    since: Instant,
+) -> anyhow::Result<Option<Duration>> {
+    let Some(v) = v else {
+        if let Some(h) = h
+            && owned_copy_of(&ctx.tenant, h.meta(), KIND, key)
+            && h.meta().deletion_timestamp.is_none()
+        {
+            delete_host_pod(ctx, h, None).await?;
+        }
+        return Ok(None);
+    };
+    let id = VirtualIdentity::from_meta(KIND, v.meta())?;
+    let ownership = is_managed(&ctx.tenant, h.map(|h| h.meta()), &id);
+    // The host pod that mirrors this incarnation, if any.
+    let ours = matches!(ownership, Ownership::Owned).then(|| h.expect("owned"));
+    // The last state of this incarnation's host pod, if it just went away.
+    let gone = tombstone.filter(|t| t.annotations().get(ANNOTATION_OBJECT_UID) == Some(&id.uid));
+
+    if v.meta().deletion_timestamp.is_some() {
+        if let Some(h) = ours {
+            reflect(ctx, v, h, since).await?;
+            if h.meta().deletion_timestamp.is_none() {
+                delete_host_pod(ctx, h, v.meta().deletion_grace_period_seconds).await?;
+            }
+            return Ok(None);
+        }
+        if let Some(t) = gone {
+            reflect(ctx, v, t, since).await?;
+        }
+        finalize_virtual(ctx, v).await?;
+        return Ok(None);
+    }
+
+    let violations = v
+        .spec
+        .as_ref()
+        .map(|spec| crate::security::check(ctx.config.pod_security, spec))
+        .unwrap_or_default();
+    if !violations.is_empty() {
+        let message = format!(
+            "violates PodSecurity {:?}: {}",
+            ctx.config.pod_security.to_string(),
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        refuse(ctx, v, &message).await?;
+        return Ok(None);
+    }
+    let translated = match pure::translate(&ctx.tenant, v, &ctx.config.translate_options()) {
+        Ok(t) => t,
+        Err(e @ (TranslateError::Forbidden(_) | TranslateError::MissingSpec)) => {
+            refuse(ctx, v, &e.to_string()).await?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    match ownership {
+        Ownership::Absent => {
+            if gone.is_some() || pure::was_synced_running(v) {
+                // Deleted or evicted on the host: copy the final status
+                // first so Jobs and controllers see it, then finalize.
+                if let Some(t) = gone {
+                    reflect(ctx, v, t, since).await?;
+                }
+                finalize_virtual(ctx, v).await?;
+                return Ok(None);
+            }
+            create_host_pod(ctx, state, key, v, translated, since).await
+        }
+        Ownership::Stale { .. } => {
+            let h = h.expect("stale implies present");
+            if h.meta().deletion_timestamp.is_none() {
+                delete_host_pod(ctx, h, Some(0)).await?;
+            }
+            Ok(None)
+        }
+        Ownership::NotOurs(why) => {
+            mirror::conflict(ctx, v, &translated.pod.name_any(), &why).await?;
+            Ok(None)
+        }
+        Ownership::Owned => {
+            let h = ours.expect("owned");
+            let mut requeue = None;
+            if h.meta().deletion_timestamp.is_none() {
+                let desired = desired_pod(ctx, state, key, v, translated.pod);
+                // The cache holds slim pods: compare there, update from a
+                // fresh full copy.
+                if pure::update_mutable(&desired, h).is_some() {
+                    let api = ctx.host_api::<Pod>();
+                    let live = api
+                        .get(&h.name_any())
+                        .await
+                        .context("reading the host pod")?;
+                    if live.uid() == h.uid()
+                        && let Some(updated) = pure::update_mutable(&desired, &live)
+                    {
+                        api.replace(&h.name_any(), &PostParams::default(), &updated)
+                            .await
+                            .context("updating the host pod")?;
+                        ctx.metrics.observe_latency(
+                            KIND,
+                            Direction::VirtualToHost,
+                            since.elapsed(),
+                        );
+                    }
+                }
+                requeue = ensure_token(ctx, state, key, v, h).await?;
+            }
+            let evicted = h.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted");
+            reflect(ctx, v, h, since).await?;
+            if evicted {
+                finalize_virtual(ctx, v).await?;
+                return Ok(None);
+            }
+            bind(ctx, v, h).await?;
+            Ok(requeue)
+        }
+    }
+}
+
+/// The host pod to create for `v`: the translation plus the token volume,
+/// `KUBERNETES_SERVICE_*` and the owner.
+fn desired_pod(ctx: &Context, state: &State, key: &Key, v: &Pod, mut pod: Pod) -> Pod {
+    if token_wanted(state, v) {
+        pure::inject_token(&mut pod, &token_secret_name(ctx, key));
+    }
+    pure::inject_env_defaults(&mut pod, &service_env(ctx, state, v));
+    pod.metadata.owner_references = ctx.owner_references();
+    pod
+}
+
+/// The service variables of `v`: those of its virtual namespace's
+/// Services unless `enableServiceLinks: false` (the virtual `kubernetes`
+/// Service excepted), then `KUBERNETES_SERVICE_*` of
+/// [`crate::engine::SyncerConfig::kubernetes_service`].
+fn service_env(ctx: &Context, state: &State, v: &Pod) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+    let ns = v.namespace().unwrap_or_default();
+    let links = v.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false);
+    let mut vars = Vec::new();
+    if links {
+        let services: Vec<Service> = state
+            .services
+            .state()
+            .iter()
+            .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
+            .filter(|s| !(ns == "default" && s.name_any() == "kubernetes"))
+            .map(|s| Service::clone(s))
+            .collect();
+        vars = crate::service::service_env(&services);
+    }
+    if let Some((host, port)) = &ctx.config.kubernetes_service {
+        vars.extend(crate::service::kubernetes_service_env(host, *port));
+    }
+    vars
+}
+
+/// Whether `v` gets a token: its own `automountServiceAccountToken`, else
+/// its virtual service account's (from the cache), else yes.
+fn token_wanted(state: &State, v: &Pod) -> bool {
+    let ns = v.namespace().unwrap_or_default();
+    let sa = state
+        .sas
+        .get(&ObjectRef::new(&pure::service_account_of(v)).within(&ns));
+    pure::wants_token(v, sa.and_then(|s| s.automount_service_account_token))
+}
+
+async fn create_host_pod(
+    ctx: &Context,
+    state: &State,
+    key: &Key,
+    v: &Pod,
+    translated: pure::Translated,
+    since: Instant,
+) -> anyhow::Result<Option<Duration>> {
+    for r in &translated.references {
+        let k = (r.namespace.clone(), r.name.clone());
+        match r.kind {
+            ReferenceKind::ConfigMap => mirror::ensure::<ConfigMap>(ctx, &k).await?,
+            ReferenceKind::Secret => mirror::ensure::<Secret>(ctx, &k).await?,
+        }
+    }
+    let desired = desired_pod(ctx, state, key, v, translated.pod);
+    let api = ctx.host_api::<Pod>();
+    match api.create(&PostParams::default(), &desired).await {
+        Ok(created) => {
+            ctx.metrics
+                .observe_latency(KIND, Direction::VirtualToHost, since.elapsed());
+            ensure_token(ctx, state, key, v, &created).await
+        }
+        Err(e) if is_status(&e, 409) => {
+            let name = desired.name_any();
+            let live = api.get_opt(&name).await?;
+            let id = VirtualIdentity::from_meta(KIND, v.meta())?;
+            if let Ownership::NotOurs(why) =
+                is_managed(&ctx.tenant, live.as_ref().map(|p| p.meta()), &id)
+            {
+                mirror::conflict(ctx, v, &name, &why).await?;
+                return Ok(None);
+            }
+            // Ours but not yet in the cache: the watch event will requeue.
+            Ok(None)
+        }
+        Err(e) => Err(e).context("creating the host pod"),
+    }
+}
+
+async fn delete_host_pod(ctx: &Context, h: &Pod, grace: Option<i64>) -> anyhow::Result<()> {
+    let dp = DeleteParams {
+        grace_period_seconds: grace.and_then(|g| u32::try_from(g).ok()),
+        preconditions: uid_precondition(h.meta().uid.clone()),
+        ..Default::default()
+    };
+    match ctx.host_api::<Pod>().delete(&h.name_any(), &dp).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e).context("deleting the host pod"),
+    }
+}
+
+/// Deletes virtual pod `v` with grace 0 and its UID as precondition, as the
+/// kubelet does once containers stopped.
+async fn finalize_virtual(ctx: &Context, v: &Pod) -> anyhow::Result<()> {
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: uid_precondition(v.meta().uid.clone()),
+        ..Default::default()
+    };
+    match ctx
+        .virtual_api::<Pod>(&v.namespace().unwrap_or_default())
+        .delete(&v.name_any(), &dp)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e).context("finalizing the virtual pod"),
+    }
+}
+
+/// Writes host pod `h`'s status to virtual pod `v` when it differs.
+async fn reflect(ctx: &Context, v: &Pod, h: &Pod, since: Instant) -> anyhow::Result<()> {
+    let Some(status) = h.status.as_ref() else {
+        return Ok(());
+    };
+    let Some(new) = pure::reflect_status(status, v.status.as_ref()) else {
+        return Ok(());
+    };
+    write_status(ctx, v, new).await?;
+    ctx.metrics
+        .observe_latency(KIND, Direction::HostToVirtual, since.elapsed());
+    Ok(())
+}
+
+async fn write_status(
+    ctx: &Context,
+    v: &Pod,
+    status: k8s_openapi::api::core::v1::PodStatus,
+) -> anyhow::Result<()> {
+    let mut pod = v.clone();
+    pod.status = Some(status);
+    pod.metadata.managed_fields = None;
+    match ctx
+        .virtual_api::<Pod>(&v.namespace().unwrap_or_default())
+        .replace_status(&v.name_any(), &PostParams::default(), &pod)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Gone: nothing to reflect to. Conflict: retried with backoff.
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) => Err(e).context("writing the virtual pod's status"),
+    }
+}
+
+/// Binds virtual pod `v` to host pod `h`'s node (the `binding`
+/// subresource, as kube-scheduler does) once the host scheduled it.
+async fn bind(ctx: &Context, v: &Pod, h: &Pod) -> anyhow::Result<()> {
+    let Some(node) = h.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+        return Ok(());
+    };
+    if v.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some()
+    {
+        return Ok(());
+    }
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(v.name_any()),
+            namespace: v.namespace(),
+            uid: v.uid(),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node),
+            ..Default::default()
+        },
+    };
+    let res: Result<serde_json::Value, _> = ctx
+        .virtual_api::<Pod>(&v.namespace().unwrap_or_default())
+        .create_subresource("binding", &v.name_any(), &PostParams::default(), &binding)
+        .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e).context("binding the virtual pod"),
+    }
+}
+
+/// Marks `v` refused (status + Warning Event), unless already marked.
+async fn refuse(ctx: &Context, v: &Pod, message: &str) -> anyhow::Result<()> {
+    if let Some(status) = pure::refused_status(v.status.as_ref(), message) {
+        write_status(ctx, v, status).await?;
+    }
+    ctx.warn(v, REASON_SYNC_REFUSED, message).await
+}
+
+/// Ensures host pod `h` (ours, mirroring `v`) has a fresh token Secret.
+/// Returns when to look again (the refresh time).
+async fn ensure_token(
+    ctx: &Context,
+    state: &State,
+    key: &Key,
+    v: &Pod,
+    h: &Pod,
+) -> anyhow::Result<Option<Duration>> {
+    if !token_wanted(state, v) {
+        return Ok(None);
+    }
+    let name = token_secret_name(ctx, key);
+    let existing = state
+        .tokens
+        .get(&ObjectRef::new(&name).within(ctx.tenant.host_namespace()));
+    let now = jiff::Timestamp::now();
+    let uid = v.uid().unwrap_or_default();
+    if let Some(s) = &existing
+        && s.annotations().get(ANNOTATION_OBJECT_UID) == Some(&uid)
+        && let Some(at) = s
+            .annotations()
+            .get(ANNOTATION_REFRESH_AT)
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        && at > now
+    {
+        let wait = (at - now).total(jiff::Unit::Second).unwrap_or(60.0);
+        return Ok(Some(Duration::from_secs_f64(wait.max(1.0))));
+    }
+    let ns = key.0.clone();
+    let sa_name = pure::service_account_of(v);
+    if state
+        .sas
+        .get(&ObjectRef::new(&sa_name).within(&ns))
+        .is_none()
+    {
+        // The virtual service account does not exist (yet): retry later.
+        return Ok(Some(Duration::from_secs(2)));
+    }
+    let request = TokenRequest {
+        metadata: ObjectMeta::default(),
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(TOKEN_SECONDS),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(key.1.clone()),
+                uid: Some(uid.clone()),
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let issued = ctx
+        .virtual_api::<ServiceAccount>(&ns)
+        .create_token_request(&sa_name, &PostParams::default(), &request)
+        .await
+        .context("requesting the pod's service account token")?;
+    let token = issued
+        .status
+        .and_then(|s| s.token)
+        .context("the TokenRequest returned no token")?;
+    let ca = ctx
+        .virtual_api::<ConfigMap>(&ns)
+        .get_opt("kube-root-ca.crt")
+        .await?
+        .and_then(|c| c.data)
+        .and_then(|d| d.get("ca.crt").cloned())
+        .unwrap_or_default();
+    let refresh_at = now + jiff::SignedDuration::from_secs(TOKEN_SECONDS * 8 / 10);
+    // object-name is the pod's, so the token's watch events queue the pod.
+    let id = VirtualIdentity::from_meta(TOKEN_KIND, v.meta())?;
+    let mut markers = crate::names::identity_markers(&ctx.tenant, &id);
+    markers.labels.insert(LABEL_TOKEN.into(), "true".into());
+    markers
+        .annotations
+        .insert(ANNOTATION_REFRESH_AT.into(), refresh_at.to_string());
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ctx.tenant.host_namespace().to_string()),
+            labels: Some(markers.labels),
+            annotations: Some(markers.annotations),
+            owner_references: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                    api_version: "v1".into(),
+                    kind: "Pod".into(),
+                    name: h.name_any(),
+                    uid: h.uid().unwrap_or_default(),
+                    controller: None,
+                    block_owner_deletion: None,
+                },
+            ]),
+            resource_version: existing.as_ref().and_then(|s| s.resource_version()),
+            ..Default::default()
+        },
+        data: Some(
+            [
+                ("token".to_string(), ByteString(token.into_bytes())),
+                ("ca.crt".to_string(), ByteString(ca.into_bytes())),
+                ("namespace".to_string(), ByteString(ns.into_bytes())),
+            ]
+            .into(),
+        ),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    };
+    let api = ctx.host_api::<Secret>();
+    let res = match &existing {
+        Some(_) => api.replace(&name, &PostParams::default(), &secret).await,
+        None => api.create(&PostParams::default(), &secret).await,
+    };
+    match res {
+        Ok(_) => Ok(Some(Duration::from_secs((TOKEN_SECONDS * 8 / 10) as u64))),
+        Err(e) if is_status(&e, 409) && existing.is_none() => {
+            // Either ours and not yet cached, or not ours: check.
+            let live = api.get_opt(&name).await?;
+            if let Some(live) = live
+                && live.labels().get(LABEL_TOKEN).map(String::as_str) != Some("true")
+            {
+                return Err(anyhow::anyhow!(
+                    "host Secret {name} exists and is not this syncer's token Secret"
+                ));
+            }
+            Ok(Some(Duration::from_secs(1)))
+        }
+        Err(e) => Err(e).context("writing the token Secret"),
+    }
+}
+
+async fn delete_token_secret(ctx: &Context, state: &State, key: &Key) -> anyhow::Result<()> {
+    let name = token_secret_name(ctx, key);
+    let Some(s) = state
+        .tokens
+        .get(&ObjectRef::new(&name).within(ctx.tenant.host_namespace()))
+    else {
+        return Ok(());
+    };
+    let dp = DeleteParams {
+        preconditions: uid_precondition(s.uid()),
+        ..Default::default()
+    };
+    match ctx.host_api::<Secret>().delete(&name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e).context("deleting the token Secret"),
+    }
+}
