@@ -12,134 +12,24 @@
 use anyhow::{Context, Result};
 use apiserver_shim::{Server, ServerConfig};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::api::{Api, PostParams};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use vkube_controllers::simulator::NodeSimulator;
-
-/// Pod Security Standards level enforced on the tenant's pods when they are
-/// synced (<https://kubernetes.io/docs/concepts/security/pod-security-standards/>).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PodSecurity {
-    /// Unrestricted.
-    Privileged,
-    /// Prevents known privilege escalations (the default).
-    Baseline,
-    /// Current pod hardening best practices.
-    Restricted,
-}
-
-/// What the syncer does; mirrors `vkube_syncer::engine::SyncerConfig`.
-#[derive(Debug, Clone)]
-pub struct SyncOptions {
-    /// The virtual cluster's name (the `vkube.dev/managed-by` label value).
-    pub name: String,
-    /// Host namespace every tenant object is synced into.
-    pub host_namespace: String,
-    /// Sync every ConfigMap, not only those referenced by synced pods.
-    pub sync_all_configmaps: bool,
-    /// Sync every Secret, not only those referenced by synced pods.
-    pub sync_all_secrets: bool,
-    /// Pod Security Standards level for synced pods.
-    pub pod_security: PodSecurity,
-    /// Host ServiceAccount the tenant's pods run as (`None`: the namespace's
-    /// `default`).
-    pub host_service_account: Option<String>,
-    /// Owner put on every synced host object (e.g. the tenant's StatefulSet),
-    /// as resolved by [`resolve_owner`].
-    pub owner: Option<OwnerReference>,
-    /// `(host, port)` the virtual `default/kubernetes` Service stands for on
-    /// the host (`None`: the engine's default).
-    pub kubernetes_service: Option<(String, u16)>,
-}
+use vkube_syncer::{Syncer, SyncerConfig};
 
 /// Runs the syncer from the virtual cluster into the host namespace until
-/// aborted. The ONLY call site of the syncer engine.
+/// it fails or the task is aborted. The only call site of the syncer engine
+/// ([`vkube_syncer::Syncer`]).
 ///
 /// # Errors
 /// Whatever the engine returns when it stops (it normally runs forever).
 pub async fn run_syncer(
     virtual_client: kube::Client,
     host_client: kube::Client,
-    opts: &SyncOptions,
+    config: SyncerConfig,
 ) -> Result<()> {
-    // SYNCER: becomes
-    //   Syncer::new(virtual_client, host_client, SyncerConfig {
-    //       tenant: Tenant::new(&opts.name, &opts.host_namespace), ...opts
-    //   }).run().await
-    // once branch `syncer-engine` is merged.
-    let _ = (virtual_client, host_client);
-    let SyncOptions {
-        name,
-        host_namespace,
-        sync_all_configmaps,
-        sync_all_secrets,
-        pod_security,
-        host_service_account,
-        owner,
-        kubernetes_service,
-    } = opts;
-    tracing::warn!(
-        virtual_cluster = %name,
-        %host_namespace,
-        sync_all_configmaps,
-        sync_all_secrets,
-        ?pod_security,
-        ?host_service_account,
-        owner = ?owner.as_ref().map(|o| format!("{}/{}", o.kind, o.name)),
-        ?kubernetes_service,
-        "syncer not built in yet: tenant pods stay Pending"
-    );
-    std::future::pending().await
-}
-
-/// Resolves `KIND/NAME` (e.g. `statefulset/vkube-dev`, case-insensitive
-/// kind: statefulset, deployment, pod, replicaset, daemonset) in `namespace`
-/// to a controller [`OwnerReference`] by a GET of that object, as
-/// `vkube_syncer::engine::resolve_owner` will.
-///
-/// # Errors
-/// An unknown kind, a malformed value, or a failed GET (e.g. 404).
-pub async fn resolve_owner(
-    host: &kube::Client,
-    namespace: &str,
-    kind_name: &str,
-) -> Result<OwnerReference> {
-    let (resource, name) = owner_resource(kind_name)?;
-    let api: Api<DynamicObject> = Api::namespaced_with(host.clone(), namespace, &resource);
-    let obj = api
-        .get(name)
-        .await
-        .with_context(|| format!("reading the owner {kind_name} in namespace {namespace}"))?;
-    Ok(OwnerReference {
-        api_version: resource.api_version.clone(),
-        kind: resource.kind.clone(),
-        name: name.to_string(),
-        uid: obj.metadata.uid.unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: None,
-    })
-}
-
-/// Splits `KIND/NAME` and maps KIND to its API resource (pure).
-fn owner_resource(kind_name: &str) -> Result<(ApiResource, &str)> {
-    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
-    let (kind, name) = kind_name
-        .split_once('/')
-        .filter(|(k, n)| !k.is_empty() && !n.is_empty())
-        .with_context(|| format!("owner {kind_name:?}: expected KIND/NAME"))?;
-    let resource = match kind.to_ascii_lowercase().as_str() {
-        "statefulset" | "statefulsets" | "sts" => ApiResource::erase::<apps::StatefulSet>(&()),
-        "deployment" | "deployments" | "deploy" => ApiResource::erase::<apps::Deployment>(&()),
-        "replicaset" | "replicasets" | "rs" => ApiResource::erase::<apps::ReplicaSet>(&()),
-        "daemonset" | "daemonsets" | "ds" => ApiResource::erase::<apps::DaemonSet>(&()),
-        "pod" | "pods" | "po" => ApiResource::erase::<core::Pod>(&()),
-        other => anyhow::bail!(
-            "owner kind {other:?} is not supported (statefulset, deployment, replicaset, daemonset, pod)"
-        ),
-    };
-    Ok((resource, name))
+    Syncer::new(virtual_client, host_client, config).run().await
 }
 
 /// How the virtual cluster's API server and controllers are started.
@@ -171,14 +61,14 @@ pub struct VirtualCluster {
 
 impl VirtualCluster {
     /// Starts the server, the selected controllers and the syncer (into
-    /// `sync.host_namespace` through `host`).
+    /// `sync.tenant`'s host namespace through `host`).
     ///
     /// # Errors
     /// A bad controller selection, a data directory in use, a busy address.
     pub async fn start(
         opts: &VirtualClusterOptions,
         host: kube::Client,
-        sync: SyncOptions,
+        sync: SyncerConfig,
     ) -> Result<Self> {
         let selected = vkube_controllers::select(&opts.controllers)
             .map_err(|e| anyhow::anyhow!("--controllers: {e}"))?;
@@ -205,7 +95,7 @@ impl VirtualCluster {
             .await
             .context("a client for the virtual API server")?;
         let syncer = tokio::spawn(async move {
-            if let Err(e) = run_syncer(virtual_client, host, &sync).await {
+            if let Err(e) = run_syncer(virtual_client, host, sync).await {
                 tracing::error!(error = %format!("{e:#}"), "syncer stopped");
             }
         });
@@ -331,24 +221,5 @@ pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<()> {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(e).with_context(|| format!("creating namespace {name}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn owner_resource_maps_kinds_and_rejects_the_rest() {
-        let (r, n) = owner_resource("statefulset/vkube-dev").unwrap();
-        assert_eq!(
-            (r.api_version.as_str(), r.kind.as_str(), n),
-            ("apps/v1", "StatefulSet", "vkube-dev")
-        );
-        let (r, _) = owner_resource("Pod/x").unwrap();
-        assert_eq!((r.api_version.as_str(), r.kind.as_str()), ("v1", "Pod"));
-        assert!(owner_resource("statefulset").is_err());
-        assert!(owner_resource("statefulset/").is_err());
-        assert!(owner_resource("secret/x").is_err());
     }
 }

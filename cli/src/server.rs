@@ -4,7 +4,7 @@
 //! kubeconfig in a host Secret, then runs until SIGTERM. Flags follow the
 //! shared chart contract (the chart templates them).
 
-use crate::embedded::{self, PodSecurity, SyncOptions, VirtualCluster, VirtualClusterOptions};
+use crate::embedded::{self, VirtualCluster, VirtualClusterOptions};
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -12,6 +12,9 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use vkube_syncer::SyncerConfig;
+use vkube_syncer::names::Tenant;
+use vkube_syncer::security::PodSecurityLevel;
 
 /// `vkube server` flags (the chart's contract).
 #[derive(clap::Args, Debug)]
@@ -47,9 +50,10 @@ pub struct ServerArgs {
     /// `statefulset/vkube-NAME`.
     #[arg(long, value_name = "KIND/NAME")]
     pub host_owner: Option<String>,
-    /// Pod Security Standards level enforced on synced pods.
-    #[arg(long, value_enum, default_value = "baseline")]
-    pub pod_security: PodSecurity,
+    /// Pod Security Standards level enforced on synced pods: privileged,
+    /// baseline or restricted.
+    #[arg(long, default_value = "baseline", value_name = "LEVEL")]
+    pub pod_security: PodSecurityLevel,
     /// Sync every ConfigMap (default: only those synced pods reference).
     #[arg(long)]
     pub sync_all_configmaps: bool,
@@ -116,6 +120,15 @@ pub fn kubeconfig_secret(
     secret
 }
 
+/// The `(host, port)` of an `https://` URL, what host pods get as
+/// `KUBERNETES_SERVICE_HOST`/`_PORT` (pure; port 443 when absent, `None`
+/// for anything that is not an absolute URL).
+pub fn kubernetes_service(url: &str) -> Option<(String, u16)> {
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), uri.port_u16().unwrap_or(443)))
+}
+
 /// Runs `vkube server` until SIGINT/SIGTERM.
 ///
 /// # Errors
@@ -129,8 +142,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             .context("no in-cluster host config; pass --host-kubeconfig")?,
     };
     let owner = match &args.host_owner {
-        // SYNCER: vkube_syncer::engine::resolve_owner once merged.
-        Some(o) => Some(embedded::resolve_owner(&host, &args.host_namespace, o).await?),
+        Some(o) => Some(vkube_syncer::resolve_owner(&host, &args.host_namespace, o).await?),
         None => None,
     };
     let opts = VirtualClusterOptions {
@@ -141,16 +153,17 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         controllers: args.controllers.clone(),
         context_name: format!("vkube-{}", args.name),
     };
-    let sync = SyncOptions {
-        name: args.name.clone(),
-        host_namespace: args.host_namespace.clone(),
-        sync_all_configmaps: args.sync_all_configmaps,
-        sync_all_secrets: args.sync_all_secrets,
-        pod_security: args.pod_security,
-        host_service_account: args.host_service_account.clone(),
-        owner: owner.clone(),
-        kubernetes_service: None,
-    };
+    let tenant = Tenant::new(&args.name, &args.host_namespace)
+        .context("--name and --host-namespace must be DNS labels")?;
+    let mut sync = SyncerConfig::new(tenant);
+    sync.sync_all_configmaps = args.sync_all_configmaps;
+    sync.sync_all_secrets = args.sync_all_secrets;
+    sync.pod_security = args.pod_security;
+    sync.host_service_account = args.host_service_account.clone();
+    sync.owner = owner.clone();
+    // In-pod clients reach the virtual API server where the published
+    // kubeconfig points (by default the tenant's host Service).
+    sync.kubernetes_service = kubernetes_service(&args.server_url());
     let signal = embedded::listen_for_signal();
     let vc = VirtualCluster::start(&opts, host.clone(), sync).await?;
     let kubeconfig = vc
@@ -215,7 +228,7 @@ mod tests {
         assert_eq!(a.server_url(), "https://vkube-t1.ns1.svc:443");
         assert_eq!(a.listen.to_string(), "0.0.0.0:8443");
         assert_eq!(a.data_dir, PathBuf::from("/data"));
-        assert_eq!(a.pod_security, PodSecurity::Baseline);
+        assert_eq!(a.pod_security, PodSecurityLevel::Baseline);
         assert!(
             Cli::try_parse_from([
                 "x",
@@ -228,6 +241,23 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn kubernetes_service_comes_from_the_published_url() {
+        assert_eq!(
+            kubernetes_service("https://vkube-t1.ns1.svc:443"),
+            Some(("vkube-t1.ns1.svc".to_string(), 443))
+        );
+        assert_eq!(
+            kubernetes_service("https://10.0.0.7"),
+            Some(("10.0.0.7".to_string(), 443))
+        );
+        assert_eq!(
+            kubernetes_service("https://[fd00::1]:6443"),
+            Some(("fd00::1".to_string(), 6443))
+        );
+        assert_eq!(kubernetes_service("not a url"), None);
     }
 
     #[test]

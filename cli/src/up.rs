@@ -7,7 +7,7 @@
 //! syncs into host namespace `vkube-NAME`. A second `vkube up` reuses the
 //! data directories and so resumes where the first stopped.
 
-use crate::embedded::{self, LocalHost, PodSecurity, SyncOptions, VirtualCluster};
+use crate::embedded::{self, LocalHost, VirtualCluster};
 use anyhow::{Context, Result, bail};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -141,16 +141,13 @@ pub async fn run(args: UpArgs) -> Result<()> {
         controllers: args.controllers.clone(),
         context_name: format!("vkube-{}", args.name),
     };
-    let sync = SyncOptions {
-        name: args.name.clone(),
-        host_namespace: host_namespace.clone(),
-        sync_all_configmaps: false,
-        sync_all_secrets: false,
-        pod_security: PodSecurity::Baseline,
-        host_service_account: None,
-        owner: None,
-        kubernetes_service: None,
-    };
+    let tenant = vkube_syncer::names::Tenant::new(&args.name, &host_namespace)
+        .context("the virtual cluster's name must be a DNS label")?;
+    // Defaults: referenced ConfigMaps/Secrets only, baseline Pod Security,
+    // host pods as `vkube-workload-NAME`. No KUBERNETES_SERVICE_* for host
+    // pods: the virtual server listens on loopback, which a host pod cannot
+    // reach.
+    let sync = vkube_syncer::SyncerConfig::new(tenant);
     let vc = VirtualCluster::start(&vc_opts, host_client.clone(), sync).await?;
     let vc_kubeconfig = home.join(&args.name).join("kubeconfig");
     write_kubeconfig(&vc_kubeconfig, &vc.server.kubeconfig)?;

@@ -234,7 +234,6 @@ async fn up_applies_the_guestbook_stops_on_sigint_and_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the syncer engine"]
 async fn up_guestbook_pods_run_on_the_host() {
     let home = tempfile::tempdir().unwrap();
     let (listen, host_listen) = (free_addr(), free_addr());
