@@ -5,6 +5,11 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod embedded;
+mod server;
+mod tenant;
+mod up;
+
 /// Virtual Kubernetes clusters that live inside one namespace of a host cluster.
 #[derive(Parser)]
 #[command(name = "vkube", version, about, propagate_version = true)]
@@ -20,6 +25,23 @@ enum Command {
     /// On start it writes an admin kubeconfig to DATA_DIR/admin.kubeconfig and
     /// logs the address it listens on; stop it with Ctrl-C or SIGTERM.
     Apiserver(ApiserverArgs),
+    /// Start a local host cluster (simulated node) and a virtual cluster
+    /// NAME syncing into its namespace `vkube-NAME`, on loopback.
+    ///
+    /// Kubeconfigs are written to $VKUBE_HOME/NAME/kubeconfig (virtual) and
+    /// $VKUBE_HOME/host/kubeconfig (host); a second `vkube up` resumes from
+    /// the same data. Stop with Ctrl-C.
+    Up(up::UpArgs),
+    /// Run a virtual cluster inside a host cluster's pod: API server,
+    /// controllers and syncer in one process (what the Helm chart runs).
+    Server(server::ServerArgs),
+    #[command(flatten)]
+    Tenant(tenant::TenantCommand),
+    /// Print a shell completion script (e.g. `vkube completion bash > /etc/bash_completion.d/vkube`).
+    Completion {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
@@ -64,11 +86,12 @@ fn parse_cidr(s: &str) -> Result<vkube_core::service::ServiceCidr, String> {
     vkube_core::service::ServiceCidr::parse(s)
 }
 
-fn init_tracing() {
+/// Logs to stderr at `default` level unless `VKUBE_LOG` says otherwise.
+fn init_tracing(default: &str) {
     use tracing_subscriber::EnvFilter;
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("VKUBE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("VKUBE_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -116,7 +139,10 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(match &cli.command {
+        Command::Up(a) => ["warn", "info", "debug"][usize::from(a.verbose.min(2))],
+        _ => "info",
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -124,6 +150,13 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Apiserver(args) => apiserver(args).await,
+            Command::Up(args) => up::run(args).await,
+            Command::Server(args) => server::run(args).await,
+            Command::Tenant(cmd) => tenant::run(cmd).await,
+            Command::Completion { shell } => {
+                tenant::completion(shell, &mut <Cli as clap::CommandFactory>::command());
+                Ok(())
+            }
         }
     })
 }

@@ -1,19 +1,38 @@
 //! vkube syncer: translates a tenant's objects from the virtual API server
 //! into one host namespace and reflects their status back (issue 4).
 //!
-//! Pure core (no I/O): [`names`] (host names and ownership markers) and
-//! [`pod`] (virtual Pod → host Pod, status reflection, mutable-field
-//! updates, token injection). I/O: [`engine`] (configuration, shared
-//! context, [`engine::Syncer`]), [`controller`] (one module per synced
-//! kind), [`queue`] (the work queue) and [`metrics`].
+//! Pure core (no I/O, no async, no client), one module per concern;
+//! docs/syncer.md states the contract they implement:
+//! * [`names`]: host names (injective `NAME-x-NS-x-VC`), ownership markers,
+//!   [`names::is_managed`];
+//! * [`pod`]: virtual Pod → host Pod, status reflection, mutable-field
+//!   updates, token injection; [`security`]: Pod Security Standards;
+//! * [`configmap`], [`secret`], [`service`], [`endpoints`]: virtual → host
+//!   translations and their `needs_update` comparisons ([`error`] holds
+//!   their shared error type); [`service`] also reflects host allocations
+//!   back and computes service environment variables;
+//! * [`event`]: host Events → virtual Events and the syncer's own Warnings;
+//! * [`node`]: the virtual Nodes a tenant sees.
+//!
+//! I/O: [`engine`] (configuration, shared context, [`engine::Syncer`]),
+//! [`controller`] (one module per synced kind), [`queue`] (the work queue)
+//! and [`metrics`].
 #![warn(missing_docs)]
 
+pub mod configmap;
 pub mod controller;
+pub mod endpoints;
 pub mod engine;
+pub mod error;
+pub mod event;
 pub mod metrics;
 pub mod names;
+pub mod node;
 pub mod pod;
 pub mod queue;
+pub mod secret;
+pub mod security;
+pub mod service;
 
 pub use engine::{Context, Syncer, SyncerConfig, resolve_owner};
 pub use metrics::Metrics;

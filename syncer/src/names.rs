@@ -7,6 +7,12 @@
 //!
 //! * [`host_name`] maps a namespaced virtual object to its host name
 //!   (`NAME-x-NS-x-VC`, shortened with vcluster's `SafeConcatName` scheme).
+//!   vcluster's scheme alone is not injective (`a-x-b` in `c` and `a` in
+//!   `b-x-c` both join to `a-x-b-x-c-x-VC`), so a joined name with a `-x-`
+//!   other than the two separators is always hashed, over an encoding that
+//!   cannot collide; every unambiguous name stays vcluster-identical.
+//! * [`host_meta`] builds a host object's metadata (name, namespace,
+//!   translated labels and annotations, markers).
 //! * [`markers`] builds the labels and annotations every host object carries.
 //! * [`translate_labels`] copies tenant labels while dropping the reserved
 //!   `vkube.dev` domain, so a tenant cannot forge markers.
@@ -132,36 +138,83 @@ impl Tenant {
 }
 
 /// The host name of namespaced virtual object `name` in virtual namespace
-/// `namespace`: `NAME-x-NS-x-VC`.
+/// `namespace`, built from the joined string `S = NAME-x-NS-x-VC`.
 ///
-/// When that is longer than 63 characters it becomes its first 52
-/// characters, `-`, and the first 10 hex characters of the SHA-256 of the
-/// full name, and then every `.-` is replaced by `-` (a cut right after a dot
-/// would otherwise leave an invalid subdomain). This is vcluster's
-/// `SafeConcatName` exactly (loft-sh/vcluster, `translate` package); the
-/// result is at most 63 characters. For valid Kubernetes names (ASCII) the
-/// cut is by byte as in Go; a non-ASCII input is cut at the nearest char
-/// boundary below 52 instead of panicking.
+/// * `S` is **unambiguous** when it contains exactly two occurrences of
+///   `-x-` (overlapping ones counted), i.e. only the two separators. Then
+///   the result is `S` if it has at most 63 characters, else the first 52
+///   characters of `S`, `-`, and the first 10 hex characters of the SHA-256
+///   of `S`, with every `.-` replaced by `-` (a cut right after a dot would
+///   otherwise leave an invalid subdomain). This is vcluster's
+///   `SafeConcatName` exactly (loft-sh/vcluster, `translate` package), so
+///   tooling written for vcluster carries over for every such input.
+/// * `S` is **ambiguous** otherwise (a `-x-` inside a name, or straddling a
+///   separator as in name `a-x` + `-x-`): `S` alone does not determine the
+///   input, e.g. `(ns "c", name "a-x-b")` and `(ns "b-x-c", name "a")` both
+///   join to `a-x-b-x-c-x-VC`. Such inputs always get the hashed form, with
+///   the first 52 characters of `S` as the prefix but the hash taken over
+///   `NAME/NS/VC`: `/` is invalid in all three parts, so that encoding is
+///   injective and never equals any `S`.
 ///
-/// Shapes: a DNS-1123 label `name` gives a DNS-1123 label; a DNS-1123
-/// subdomain `name` (e.g. a ConfigMap `a.b`) gives a subdomain.
+/// Within one virtual cluster the result is therefore injective up to
+/// collisions of the 40-bit truncated SHA-256 between two hashed names
+/// (vcluster accepts the same risk); [`is_managed`] checks the annotations,
+/// so even such a collision makes the second object unsyncable (`NotOurs`),
+/// never lets it overwrite the first.
 ///
-/// The scheme is not injective: `(ns "c", name "a-x-b")` and
-/// `(ns "b-x-c", name "a")` share a host name. The contract never parses names
-/// back, and [`is_managed`] checks the annotations, so such a collision makes
-/// the second object unsyncable (`NotOurs`), never overwrites the first.
+/// Shapes: at most 63 characters; a DNS-1123 label `name` gives a DNS-1123
+/// label; a DNS-1123 subdomain `name` (e.g. a ConfigMap `a.b`) gives a
+/// subdomain. For valid Kubernetes names (ASCII) the cut is by byte as in
+/// Go; a non-ASCII input is cut at the nearest char boundary below 52
+/// instead of panicking.
 pub fn host_name(tenant: &Tenant, namespace: &str, name: &str) -> String {
     let full = [name, namespace, tenant.name()].join(NAME_SEPARATOR);
-    if full.len() <= MAX_HOST_NAME_LENGTH {
+    let ambiguous = separator_count(&full) != 2;
+    if !ambiguous && full.len() <= MAX_HOST_NAME_LENGTH {
         return full;
     }
-    let mut cut = TRUNCATED_PREFIX_LENGTH;
+    let mut cut = TRUNCATED_PREFIX_LENGTH.min(full.len());
     while !full.is_char_boundary(cut) {
         cut -= 1;
     }
-    let digest = Sha256::digest(full.as_bytes());
+    let digest = if ambiguous {
+        Sha256::digest([name, namespace, tenant.name()].join("/").as_bytes())
+    } else {
+        Sha256::digest(full.as_bytes())
+    };
     let hash = hex(&digest);
     format!("{}-{}", &full[..cut], &hash[..HASH_HEX_LENGTH]).replace(".-", "-")
+}
+
+/// Occurrences of [`NAME_SEPARATOR`] in `s`, overlapping ones counted
+/// (`-x-x-` has two).
+fn separator_count(s: &str) -> usize {
+    s.as_bytes()
+        .windows(NAME_SEPARATOR.len())
+        .filter(|w| *w == NAME_SEPARATOR.as_bytes())
+        .count()
+}
+
+/// Metadata for the host copy of virtual object `meta` of `kind`: name
+/// [`host_name`], namespace the tenant's host namespace, labels and
+/// annotations = [`translate_labels`] of the virtual ones plus
+/// [`identity_markers`]. Nothing else (uid, resourceVersion,
+/// ownerReferences, managedFields, finalizers, timestamps, generateName) is
+/// carried over. Errors as [`VirtualIdentity::from_meta`].
+pub fn host_meta(tenant: &Tenant, kind: &str, meta: &ObjectMeta) -> Result<ObjectMeta, NamesError> {
+    let id = VirtualIdentity::from_meta(kind, meta)?;
+    let m = identity_markers(tenant, &id);
+    let mut labels = translate_labels(tenant, &meta.labels.clone().unwrap_or_default());
+    labels.extend(m.labels);
+    let mut annotations = translate_labels(tenant, &meta.annotations.clone().unwrap_or_default());
+    annotations.extend(m.annotations);
+    Ok(ObjectMeta {
+        name: Some(host_name(tenant, &id.namespace, &id.name)),
+        namespace: Some(tenant.host_namespace().to_string()),
+        labels: Some(labels),
+        annotations: Some(annotations),
+        ..Default::default()
+    })
 }
 
 /// Lower-case hex of `bytes` (explicit so it works with any sha2 output type).
@@ -397,7 +450,7 @@ pub fn is_managed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
+    use std::collections::HashMap;
     use vkube_core::validation::{is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
 
     fn tenant(name: &str) -> Tenant {
@@ -544,46 +597,190 @@ mod tests {
         assert!(is_dns1123_subdomain(&h).is_empty(), "{h}");
     }
 
-    #[test]
-    fn generated_host_names_are_valid_short_and_distinct() {
-        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
-        let t = tenant("vcluster-a");
-        let mut seen = HashSet::new();
-        for i in 0..20_000 {
-            let ns = g.label(63);
-            let (name, is_label) = if i % 2 == 0 {
-                (g.label(63), true)
-            } else {
-                (g.subdomain(), false)
-            };
-            let h = host_name(&t, &ns, &name);
-            assert!(h.len() <= MAX_HOST_NAME_LENGTH, "{h}");
+    /// Checks the output shape of one input and records it; panics if a
+    /// distinct input already produced the same host name.
+    fn record(
+        seen: &mut HashMap<String, (String, String, String)>,
+        vc: &Tenant,
+        ns: &str,
+        name: &str,
+    ) {
+        let h = host_name(vc, ns, name);
+        assert!(h.len() <= MAX_HOST_NAME_LENGTH, "{h}");
+        if is_dns1123_label(name).is_empty() {
+            assert!(is_dns1123_label(&h).is_empty(), "{name} in {ns} -> {h}");
+        }
+        if is_dns1123_subdomain(name).is_empty() {
             assert!(is_dns1123_subdomain(&h).is_empty(), "{name} in {ns} -> {h}");
-            if is_label {
-                assert!(is_dns1123_label(&h).is_empty(), "{name} in {ns} -> {h}");
-            }
-            assert_eq!(h, host_name(&t, &ns, &name), "deterministic");
-            // Distinct inputs give distinct names (the generator never
-            // produces the "-x-" ambiguity below in practice).
-            assert!(
-                seen.insert(h.clone()) || name.contains("-x-") || ns.contains("-x-"),
-                "collision {h}"
-            );
+        }
+        assert_eq!(h, host_name(vc, ns, name), "deterministic");
+        let input = (vc.name().to_string(), ns.to_string(), name.to_string());
+        if let Some(prev) = seen.insert(h.clone(), input.clone()) {
+            assert_eq!(prev, input, "collision on {h}");
         }
     }
 
     #[test]
-    fn separator_ambiguity_is_caught_by_is_managed() {
+    fn generated_host_names_are_valid_short_and_injective() {
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        let tenants: Vec<Tenant> = ["vcluster-a", "x", "a-x", "x-b", "a-x-b", "vc"]
+            .iter()
+            .map(|n| tenant(n))
+            .collect();
+        let mut seen = HashMap::new();
+        for i in 0..20_000 {
+            let t = &tenants[g.below(tenants.len())];
+            let ns = g.label(63);
+            let name = if i % 2 == 0 {
+                g.label(63)
+            } else {
+                g.subdomain()
+            };
+            record(&mut seen, t, &ns, &name);
+        }
+    }
+
+    #[test]
+    fn adversarial_host_names_are_injective() {
+        // Inputs built from separator-like segments, so that many of them
+        // join to the same `S`; lengths reach past 63 and up to 253.
+        const SEGMENTS: &[&str] = &["x", "-x", "x-", "-x-", "a-x-b", "a", "b", "c", "-", "xx"];
+        let mut g = Gen(42);
+        let tenants: Vec<Tenant> = ["vc", "x", "a-x", "x-b", "a-x-b", "c-x-vc"]
+            .iter()
+            .map(|n| tenant(n))
+            .collect();
+        let mut seen = HashMap::new();
+        let make = |g: &mut Gen, max: usize, dots: bool| -> Option<String> {
+            let target = 1 + g.below(max);
+            let mut s = String::new();
+            while s.len() < target {
+                s.push_str(SEGMENTS[g.below(SEGMENTS.len())]);
+                if dots && g.below(8) == 0 {
+                    s.push('.');
+                }
+            }
+            let s = s.trim_matches(['-', '.']).to_string();
+            let ok = if dots {
+                is_dns1123_subdomain(&s).is_empty()
+            } else {
+                is_dns1123_label(&s).is_empty()
+            };
+            ok.then_some(s)
+        };
+        let mut checked = 0;
+        // Joined strings S seen, to prove the generator really produces the
+        // inputs the plain vcluster scheme would merge.
+        let mut joined: HashMap<String, (String, String)> = HashMap::new();
+        let mut plain_collisions = 0;
+        while checked < 30_000 {
+            let t = &tenants[g.below(tenants.len())];
+            let max = [8, 30, 60, 70, 253][g.below(5)];
+            let Some(ns) = make(&mut g, max.min(63), false) else {
+                continue;
+            };
+            let dots = g.below(2) == 0;
+            let Some(name) = make(&mut g, max, dots) else {
+                continue;
+            };
+            record(&mut seen, t, &ns, &name);
+            let s = [name.as_str(), &ns, t.name()].join(NAME_SEPARATOR);
+            if let Some(prev) = joined.insert(s, (ns.clone(), name.clone()))
+                && prev != (ns.clone(), name.clone())
+            {
+                plain_collisions += 1;
+            }
+            checked += 1;
+        }
+        assert!(
+            plain_collisions > 100,
+            "only {plain_collisions} adversarial pairs"
+        );
+        // The two documented collisions of the plain scheme are now distinct.
+        for (ns, name) in [("c", "a-x-b"), ("b-x-c", "a"), ("b", "a-x"), ("x-b", "a")] {
+            record(&mut seen, &tenants[0], ns, name);
+        }
+    }
+
+    #[test]
+    fn ambiguous_names_are_hashed_over_an_unambiguous_encoding() {
+        let t = tenant("vc");
+        // Expected values: S[:52] + "-" + sha256("NAME/NS/VC").hexdigest()[:10]
+        // computed independently (Python hashlib).
+        let a = host_name(&t, "c", "a-x-b");
+        let b = host_name(&t, "b-x-c", "a");
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            format!(
+                "a-x-b-x-c-x-vc-{}",
+                &hex(&Sha256::digest(b"a-x-b/c/vc"))[..10]
+            )
+        );
+        assert_eq!(
+            b,
+            format!(
+                "a-x-b-x-c-x-vc-{}",
+                &hex(&Sha256::digest(b"a/b-x-c/vc"))[..10]
+            )
+        );
+        assert_eq!(a, "a-x-b-x-c-x-vc-c22d7f10c7");
+        assert_eq!(b, "a-x-b-x-c-x-vc-e80e4fb315");
+        // Straddling a separator: "a-x" + "-x-" has an overlapping third.
+        assert_ne!(host_name(&t, "b", "a-x"), host_name(&t, "x-b", "a"));
+        assert_eq!(separator_count("a-x-x-b-x-vc"), 3);
+        // A long ambiguous name keeps S's first 52 characters as prefix.
+        let long = format!("{}-x-y", "n".repeat(60));
+        let h = host_name(&t, "ns", &long);
+        assert_eq!(h.len(), 63);
+        assert_eq!(&h[..52], &format!("{long}-x-ns-x-vc")[..52]);
+        // Unambiguous inputs are unchanged from vcluster.
+        assert_eq!(host_name(&t, "default", "x-ray"), "x-ray-x-default-x-vc");
+    }
+
+    #[test]
+    fn separator_ambiguity_no_longer_collides_and_is_managed_still_guards() {
         let t = tenant("vc");
         let first = id("c", "a-x-b", "uid-1");
         let second = id("b-x-c", "a", "uid-2");
-        assert_eq!(host_name(&t, "c", "a-x-b"), host_name(&t, "b-x-c", "a"));
-        let existing = host_meta(&t, &first);
-        assert_eq!(is_managed(&t, Some(&existing), &first), Ownership::Owned);
+        assert_ne!(host_name(&t, "c", "a-x-b"), host_name(&t, "b-x-c", "a"));
+        // Even a host object placed at the second's name by someone else
+        // with the first's markers is not the second's.
+        let mut existing = host_meta(&t, &first);
+        existing.name = Some(host_name(&t, "b-x-c", "a"));
         assert_eq!(
             is_managed(&t, Some(&existing), &second),
             Ownership::NotOurs(Mismatch::NamespaceLabel),
-            "the second object must not take over the first's host object"
+        );
+    }
+
+    #[test]
+    fn host_meta_builds_name_markers_and_drops_server_fields() {
+        let t = tenant("vc");
+        let mut m = meta("team", "web", "u-1");
+        m.labels = Some(BTreeMap::from([
+            ("app".to_string(), "web".to_string()),
+            (LABEL_MANAGED_BY.to_string(), "other".to_string()),
+        ]));
+        m.annotations = Some(BTreeMap::from([("note".to_string(), "x".to_string())]));
+        m.resource_version = Some("7".into());
+        m.finalizers = Some(vec!["f".into()]);
+        let h = super::host_meta(&t, "Service", &m).unwrap();
+        assert_eq!(h.name.as_deref(), Some("web-x-team-x-vc"));
+        assert_eq!(h.namespace.as_deref(), Some("host-vc"));
+        let labels = h.labels.clone().unwrap();
+        assert_eq!(labels["app"], "web");
+        assert_eq!(labels[LABEL_MANAGED_BY], "vc");
+        let ann = h.annotations.clone().unwrap();
+        assert_eq!(ann["note"], "x");
+        assert_eq!(ann[ANNOTATION_OBJECT_KIND], "Service");
+        assert_eq!(
+            (h.uid, h.resource_version, h.finalizers),
+            (None, None, None)
+        );
+        assert_eq!(
+            super::host_meta(&t, "Service", &ObjectMeta::default()),
+            Err(NamesError::MissingField("namespace"))
         );
     }
 

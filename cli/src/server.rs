@@ -1,0 +1,250 @@
+//! `vkube server`: what runs in the tenant pod. The virtual API server, its
+//! controllers and the syncer in one process against the host cluster it
+//! runs in (or `--host-kubeconfig`); on start it publishes the admin
+//! kubeconfig in a host Secret, then runs until SIGTERM. Flags follow the
+//! shared chart contract (the chart templates them).
+
+use crate::embedded::{self, PodSecurity, SyncOptions, VirtualCluster, VirtualClusterOptions};
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// `vkube server` flags (the chart's contract).
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// The virtual cluster's name.
+    #[arg(long, env = "VKUBE_NAME")]
+    pub name: String,
+    /// Directory for the datastore, certificates and the admin kubeconfig.
+    #[arg(long, env = "VKUBE_DATA_DIR", default_value = "/data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "VKUBE_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Extra DNS name or IP for the serving certificate (repeatable).
+    #[arg(long = "tls-san", value_name = "NAME_OR_IP")]
+    pub tls_sans: Vec<String>,
+    /// Host namespace objects are synced into (the pod's own namespace,
+    /// from the downward API).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub host_namespace: String,
+    /// Kubeconfig of the host cluster; default: the in-cluster config.
+    #[arg(long, value_name = "FILE")]
+    pub host_kubeconfig: Option<PathBuf>,
+    /// Host Secret (key `config`) the admin kubeconfig is written to;
+    /// default `vkube-NAME-kubeconfig`.
+    #[arg(long, value_name = "NAME")]
+    pub kubeconfig_secret: Option<String>,
+    /// Server URL written into that kubeconfig; default
+    /// `https://vkube-NAME.NAMESPACE.svc:443`.
+    #[arg(long, value_name = "URL")]
+    pub kubeconfig_server: Option<String>,
+    /// Owner of every synced host object and of the kubeconfig Secret, e.g.
+    /// `statefulset/vkube-NAME`.
+    #[arg(long, value_name = "KIND/NAME")]
+    pub host_owner: Option<String>,
+    /// Pod Security Standards level enforced on synced pods.
+    #[arg(long, value_enum, default_value = "baseline")]
+    pub pod_security: PodSecurity,
+    /// Sync every ConfigMap (default: only those synced pods reference).
+    #[arg(long)]
+    pub sync_all_configmaps: bool,
+    /// Sync every Secret (default: only those synced pods reference).
+    #[arg(long)]
+    pub sync_all_secrets: bool,
+    /// Host ServiceAccount the tenant's pods run as.
+    #[arg(long, value_name = "NAME")]
+    pub host_service_account: Option<String>,
+    /// Controllers to run (kube-controller-manager's --controllers syntax);
+    /// the node simulator is never among them here.
+    #[arg(long, default_value = "*", env = "VKUBE_CONTROLLERS")]
+    pub controllers: String,
+    /// IPv4 CIDR Service ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12", value_parser = vkube_core::service::ServiceCidr::parse)]
+    pub service_cidr: vkube_core::service::ServiceCidr,
+}
+
+impl ServerArgs {
+    /// The kubeconfig Secret's name (`--kubeconfig-secret` or its default).
+    pub fn secret_name(&self) -> String {
+        self.kubeconfig_secret
+            .clone()
+            .unwrap_or_else(|| format!("vkube-{}-kubeconfig", self.name))
+    }
+
+    /// The URL in the published kubeconfig (`--kubeconfig-server` or its default).
+    pub fn server_url(&self) -> String {
+        self.kubeconfig_server.clone().unwrap_or_else(|| {
+            format!(
+                "https://vkube-{}.{}.svc:443",
+                self.name, self.host_namespace
+            )
+        })
+    }
+}
+
+/// The kubeconfig Secret as a server-side apply body (pure).
+pub fn kubeconfig_secret(
+    name: &str,
+    namespace: &str,
+    vc_name: &str,
+    kubeconfig: &str,
+    owner: Option<&OwnerReference>,
+) -> serde_json::Value {
+    let mut secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/name": "vkube",
+                "app.kubernetes.io/instance": vc_name,
+                "vkube.dev/virtual-cluster": vc_name,
+            },
+        },
+        "type": "Opaque",
+        "stringData": {"config": kubeconfig},
+    });
+    if let Some(o) = owner {
+        secret["metadata"]["ownerReferences"] = json!([o]);
+    }
+    secret
+}
+
+/// Runs `vkube server` until SIGINT/SIGTERM.
+///
+/// # Errors
+/// No host client, an unresolvable owner, the Secret write refused, or the
+/// virtual cluster failing to start.
+pub async fn run(args: ServerArgs) -> Result<()> {
+    let host = match &args.host_kubeconfig {
+        Some(f) => embedded::client_from_file(f).await?,
+        None => kube::Client::try_default()
+            .await
+            .context("no in-cluster host config; pass --host-kubeconfig")?,
+    };
+    let owner = match &args.host_owner {
+        // SYNCER: vkube_syncer::engine::resolve_owner once merged.
+        Some(o) => Some(embedded::resolve_owner(&host, &args.host_namespace, o).await?),
+        None => None,
+    };
+    let opts = VirtualClusterOptions {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        tls_sans: args.tls_sans.clone(),
+        service_cidr: args.service_cidr,
+        controllers: args.controllers.clone(),
+        context_name: format!("vkube-{}", args.name),
+    };
+    let sync = SyncOptions {
+        name: args.name.clone(),
+        host_namespace: args.host_namespace.clone(),
+        sync_all_configmaps: args.sync_all_configmaps,
+        sync_all_secrets: args.sync_all_secrets,
+        pod_security: args.pod_security,
+        host_service_account: args.host_service_account.clone(),
+        owner: owner.clone(),
+        kubernetes_service: None,
+    };
+    let signal = embedded::listen_for_signal();
+    let vc = VirtualCluster::start(&opts, host.clone(), sync).await?;
+    let kubeconfig = vc
+        .server
+        .pki
+        .admin_kubeconfig(&args.server_url(), &opts.context_name);
+    let secret_name = args.secret_name();
+    let body = kubeconfig_secret(
+        &secret_name,
+        &args.host_namespace,
+        &args.name,
+        &kubeconfig,
+        owner.as_ref(),
+    );
+    let secrets: Api<Secret> = Api::namespaced(host, &args.host_namespace);
+    let written = secrets
+        .patch(
+            &secret_name,
+            &PatchParams::apply(crate::up::FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "writing the kubeconfig Secret {}/{secret_name}",
+                args.host_namespace
+            )
+        });
+    let result = match written {
+        Ok(_) => {
+            tracing::info!(
+                url = %vc.server.url(),
+                secret = %secret_name,
+                controllers = %vc.controller_names.join(","),
+                "vkube server ready"
+            );
+            signal.await
+        }
+        Err(e) => Err(e),
+    };
+    vc.shutdown().await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServerArgs,
+    }
+
+    #[test]
+    fn defaults_follow_the_chart_contract() {
+        let a = Cli::try_parse_from(["x", "--name", "t1", "--host-namespace", "ns1"])
+            .unwrap()
+            .args;
+        assert_eq!(a.secret_name(), "vkube-t1-kubeconfig");
+        assert_eq!(a.server_url(), "https://vkube-t1.ns1.svc:443");
+        assert_eq!(a.listen.to_string(), "0.0.0.0:8443");
+        assert_eq!(a.data_dir, PathBuf::from("/data"));
+        assert_eq!(a.pod_security, PodSecurity::Baseline);
+        assert!(
+            Cli::try_parse_from([
+                "x",
+                "--name",
+                "t",
+                "--host-namespace",
+                "n",
+                "--pod-security",
+                "lax"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn secret_carries_config_labels_and_owner() {
+        let owner = OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "StatefulSet".into(),
+            name: "vkube-t1".into(),
+            uid: "u1".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        };
+        let s = kubeconfig_secret("vkube-t1-kubeconfig", "ns1", "t1", "KC", Some(&owner));
+        assert_eq!(s["stringData"]["config"], "KC");
+        assert_eq!(s["metadata"]["labels"]["vkube.dev/virtual-cluster"], "t1");
+        assert_eq!(s["metadata"]["ownerReferences"][0]["uid"], "u1");
+        let s = kubeconfig_secret("n", "ns1", "t1", "KC", None);
+        assert!(s["metadata"].get("ownerReferences").is_none());
+    }
+}

@@ -1,0 +1,142 @@
+//! `vkube server` as the chart runs it, against a real host API server
+//! (an e2e `TestCluster` standing in for the host cluster): it publishes the
+//! admin kubeconfig in the host Secret, owned by `--host-owner`, and that
+//! kubeconfig works with real kubectl; SIGTERM stops it with status 0.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+use vkube_e2e::TestCluster;
+
+const STS: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: vkube-t1, namespace: tenants}
+spec:
+  serviceName: vkube-t1
+  replicas: 0
+  selector: {matchLabels: {app: t1}}
+  template:
+    metadata: {labels: {app: t1}}
+    spec: {containers: [{name: vkube, image: vkube:dev}]}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_publishes_its_kubeconfig_secret_owned_by_the_statefulset() {
+    let host = TestCluster::start().await;
+    host.kubectl(&["create", "namespace", "tenants"])
+        .await
+        .expect_ok();
+    host.kubectl_stdin(&["apply", "-f", "-"], STS)
+        .await
+        .expect_ok();
+    let sts_uid = host
+        .kubectl(&[
+            "get",
+            "sts",
+            "vkube-t1",
+            "-n",
+            "tenants",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+        .await
+        .expect_ok()
+        .stdout;
+
+    let data = tempfile::tempdir().unwrap();
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let url = format!("https://{addr}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(["server", "--name", "t1", "--listen", &addr.to_string()])
+        .args([
+            "--host-owner",
+            "statefulset/vkube-t1",
+            "--kubeconfig-server",
+            &url,
+        ])
+        .arg("--host-kubeconfig")
+        .arg(host.kubeconfig_path())
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("POD_NAMESPACE", "tenants")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting vkube server");
+
+    // Poll for the Secret (generous bound; not a timing assertion).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let secret = loop {
+        let out = host
+            .kubectl(&[
+                "get",
+                "secret",
+                "vkube-t1-kubeconfig",
+                "-n",
+                "tenants",
+                "-o",
+                "json",
+            ])
+            .await;
+        if out.success() {
+            break out.json();
+        }
+        assert!(Instant::now() < deadline, "no kubeconfig Secret: {out}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "vkube server exited early"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let owner = &secret["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "StatefulSet");
+    assert_eq!(owner["name"], "vkube-t1");
+    assert_eq!(owner["uid"], sts_uid.as_str());
+    assert_eq!(
+        secret["metadata"]["labels"]["vkube.dev/virtual-cluster"],
+        "t1"
+    );
+
+    use base64::Engine;
+    let config = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["config"].as_str().expect("key config"))
+        .unwrap();
+    let config = String::from_utf8(config).unwrap();
+    assert!(config.contains(&format!("server: {url}")), "{config}");
+    let kubeconfig = host.write_file("t1.kubeconfig", &config);
+
+    // The published kubeconfig reaches the virtual cluster, not the host.
+    let kubectl = vkube_e2e::find_tool("KUBECTL", "kubectl").unwrap();
+    let out = Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "namespaces", "-o", "name"])
+        .env("HOME", &host.work_dir)
+        .output()
+        .await
+        .unwrap();
+    let namespaces = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(namespaces.contains("namespace/default"), "{namespaces}");
+    assert!(!namespaces.contains("namespace/tenants"), "{namespaces}");
+
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .expect("vkube server did not stop after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    host.shutdown().await;
+}
