@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, PartialObjectMeta, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -76,8 +76,10 @@ pub fn needs_update(want: &Event, have: &Event) -> bool {
 
 struct State {
     events: Store<Event>,
-    pods: Store<Pod>,
-    services: Store<Service>,
+    /// Metadata only (names, labels, annotations, uids): all that the
+    /// identity check reads, at a fraction of the memory of full objects.
+    pods: Store<PartialObjectMeta<Pod>>,
+    services: Store<PartialObjectMeta<Service>>,
 }
 
 /// Runs the Event controller.
@@ -86,8 +88,9 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     ctx.metrics.register_queue(KIND, &queue);
     let (events, estream) = watch_store(ctx.host_api::<Event>(), watcher::Config::default());
     let managed = || watcher::Config::default().labels(&ctx.managed_selector());
-    let (pods, pstream) = watch_store(ctx.host_api::<Pod>(), managed());
-    let (services, sstream) = watch_store(ctx.host_api::<Service>(), managed());
+    // `Api<PartialObjectMeta<K>>` asks the server for metadata only.
+    let (pods, pstream) = watch_store(ctx.host_api::<PartialObjectMeta<Pod>>(), managed());
+    let (services, sstream) = watch_store(ctx.host_api::<PartialObjectMeta<Service>>(), managed());
     let state = Arc::new(State {
         events,
         pods,
@@ -123,8 +126,13 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     }
 }
 
-/// The host object of kind `K` named `name`: from `store`, else a live GET.
-async fn host_object<K>(ctx: &Context, store: &Store<K>, name: &str) -> anyhow::Result<Option<K>>
+/// The metadata of host object of kind `K` named `name`: from `store`,
+/// else a live GET.
+async fn host_object<K>(
+    ctx: &Context,
+    store: &Store<PartialObjectMeta<K>>,
+    name: &str,
+) -> anyhow::Result<Option<ObjectMeta>>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -132,9 +140,13 @@ where
         + std::fmt::Debug,
 {
     if let Some(o) = store.get(&ObjectRef::new(name).within(ctx.tenant.host_namespace())) {
-        return Ok(Some((*o).clone()));
+        return Ok(Some(o.metadata.clone()));
     }
-    Ok(ctx.host_api::<K>().get_opt(name).await?)
+    Ok(ctx
+        .host_api::<K>()
+        .get_metadata_opt(name)
+        .await?
+        .map(|o| o.metadata))
 }
 
 async fn reconcile(
@@ -157,12 +169,8 @@ async fn reconcile(
         return Ok(None);
     }
     let meta = match kind {
-        "Pod" => host_object(ctx, &state.pods, obj)
-            .await?
-            .map(|o| o.metadata),
-        "Service" => host_object(ctx, &state.services, obj)
-            .await?
-            .map(|o| o.metadata),
+        "Pod" => host_object(ctx, &state.pods, obj).await?,
+        "Service" => host_object(ctx, &state.services, obj).await?,
         _ => None,
     };
     let Some(meta) = meta else {
