@@ -159,6 +159,10 @@ mod tests {
     }
 
     fn parse(extra: &[&str]) -> SyncerArgs {
+        parse_named("dev", extra)
+    }
+
+    fn parse_named(name: &str, extra: &[&str]) -> SyncerArgs {
         let mut argv = vec![
             "vkube-syncer",
             "--virtual-kubeconfig",
@@ -166,7 +170,7 @@ mod tests {
             "--host-namespace",
             "vkube-dev",
             "--name",
-            "dev",
+            name,
         ];
         argv.extend(extra);
         Cli::try_parse_from(argv).expect("parses").args
@@ -192,6 +196,6 @@ mod tests {
         assert!(c.sync_all_configmaps && c.sync_all_secrets);
         assert!(c.pod_options.allow_privileged && c.pod_options.allow_host_path);
         assert_eq!(c.host_service_account_name(), "runner");
-        assert!(parse(&["--name", "Not_Valid"]).config().is_err());
+        assert!(parse_named("Not_Valid", &[]).config().is_err());
     }
 }
