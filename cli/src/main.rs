@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 mod embedded;
 mod server;
+mod syncer;
 mod tenant;
 mod up;
 
@@ -35,6 +36,12 @@ enum Command {
     /// Run a virtual cluster inside a host cluster's pod: API server,
     /// controllers and syncer in one process (what the Helm chart runs).
     Server(server::ServerArgs),
+    /// Run only the syncer: translate a virtual cluster's objects into one
+    /// host namespace and reflect their status back (docs/syncer.md).
+    ///
+    /// Stop with Ctrl-C or SIGTERM; `--metrics-listen` serves Prometheus
+    /// metrics on /metrics.
+    Syncer(syncer::SyncerArgs),
     #[command(flatten)]
     Tenant(tenant::TenantCommand),
     /// Print a shell completion script (e.g. `vkube completion bash > /etc/bash_completion.d/vkube`).
@@ -152,6 +159,7 @@ fn main() -> Result<()> {
             Command::Apiserver(args) => apiserver(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Server(args) => server::run(args).await,
+            Command::Syncer(args) => syncer::run(args).await,
             Command::Tenant(cmd) => tenant::run(cmd).await,
             Command::Completion { shell } => {
                 tenant::completion(shell, &mut <Cli as clap::CommandFactory>::command());

@@ -14,10 +14,13 @@ use crate::pod::{Reference, ReferenceKind};
 use crate::queue::Queue;
 
 pub mod configmap;
+pub mod endpoints;
+pub mod event;
 pub mod mirror;
 pub mod node;
 pub mod pod;
 pub mod secret;
+pub mod service;
 
 /// One synced kind: its name (as in metrics) and its controller.
 pub struct ControllerDef {
@@ -40,6 +43,18 @@ pub static CONTROLLERS: &[ControllerDef] = &[
     ControllerDef {
         kind: secret::KIND,
         run: |ctx| Box::pin(secret::run(ctx)),
+    },
+    ControllerDef {
+        kind: service::KIND,
+        run: |ctx| Box::pin(service::run(ctx)),
+    },
+    ControllerDef {
+        kind: endpoints::KIND,
+        run: |ctx| Box::pin(endpoints::run(ctx)),
+    },
+    ControllerDef {
+        kind: event::KIND,
+        run: |ctx| Box::pin(event::run(ctx)),
     },
 ];
 

@@ -1,0 +1,315 @@
+//! Benchmark of the syncer: prints figures, asserts nothing about time.
+//!
+//! Run: `cargo bench -p vkube --bench syncer` (`SYNCER_BENCH_BURST=10000`
+//! for a larger burst). Two in-process API servers (`vkube_e2e::TestCluster`):
+//! the HOST with every default controller and the node simulator playing
+//! scheduler and kubelets, the VIRTUAL one with its controllers; between
+//! them the real `vkube syncer` binary as a child process, so its RSS is
+//! its own. Reported:
+//! * virtual pod create → host pod seen (host watch), p50/p99 over 200
+//!   sequential creates, next to the same for pods created directly on the
+//!   host (the difference is what the syncer adds);
+//! * a burst of N pods (default 1,000; 32 concurrent creates): time until
+//!   all N host pods exist, vs creating N pods directly on the host;
+//! * status reflection: host `status.message` write → visible on the
+//!   virtual pod (virtual watch), p50/p99 over 100 pods;
+//! * syncer RSS per synced pod: RSS growth of the syncer process over the
+//!   burst, divided by N.
+//!
+//! Machines here are noisy: compare figures from one run, not across runs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use tokio::sync::Notify;
+use vkube_controllers::simulator::NodeSimulator;
+use vkube_e2e::TestCluster;
+
+const HOST_NS: &str = "vkube-bench";
+const DIRECT_NS: &str = "direct";
+const VC: &str = "bench";
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .unwrap()
+}
+
+/// Names seen by a watch, with the time each was first seen (or first seen
+/// satisfying a predicate).
+#[derive(Clone, Default)]
+struct Seen {
+    at: Arc<Mutex<HashMap<String, Instant>>>,
+    changed: Arc<Notify>,
+}
+
+impl Seen {
+    /// Watches `api` (filtered by `labels`) recording `key(obj)` for every
+    /// object for which it returns `Some`; returns once the watch is ready.
+    async fn watch(
+        api: Api<Pod>,
+        labels: &str,
+        key: impl Fn(&Pod) -> Option<String> + Send + 'static,
+    ) -> Seen {
+        let seen = Seen::default();
+        let s = seen.clone();
+        let ready = Arc::new(Notify::new());
+        let r = Arc::clone(&ready);
+        let cfg = watcher::Config::default().labels(labels);
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(watcher(api, cfg));
+            while let Some(ev) = stream.next().await {
+                let objs = match ev {
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => vec![p],
+                    Ok(watcher::Event::InitDone) => {
+                        r.notify_one();
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let now = Instant::now();
+                for p in objs {
+                    if let Some(k) = key(&p) {
+                        s.at.lock().unwrap().entry(k).or_insert(now);
+                    }
+                }
+                s.changed.notify_waiters();
+            }
+        });
+        ready.notified().await;
+        seen
+    }
+
+    fn get(&self, k: &str) -> Option<Instant> {
+        self.at.lock().unwrap().get(k).copied()
+    }
+
+    fn len(&self) -> usize {
+        self.at.lock().unwrap().len()
+    }
+
+    /// Waits until `done(self)` holds (120 s bound, then panics).
+    async fn until(&self, what: &str, done: impl Fn(&Seen) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let notified = self.changed.notified();
+            if done(self) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}");
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Creates `names` one after another through `create_api`; returns the
+/// latency from each create call to `seen` recording `seen_name(name)`.
+async fn sequential(
+    create_api: &Api<Pod>,
+    seen: &Seen,
+    names: &[String],
+    seen_name: impl Fn(&str) -> String,
+) -> Vec<Duration> {
+    let mut out = Vec::new();
+    for n in names {
+        let start = Instant::now();
+        create_api
+            .create(&PostParams::default(), &pod(n))
+            .await
+            .unwrap();
+        let key = seen_name(n);
+        seen.until(&key, |s| s.get(&key).is_some()).await;
+        out.push(seen.get(&key).unwrap().saturating_duration_since(start));
+    }
+    out.sort();
+    out
+}
+
+/// Creates `names` with 32 concurrent creates through `api`.
+async fn burst(api: &Api<Pod>, names: Vec<String>) {
+    futures::stream::iter(names)
+        .for_each_concurrent(32, |n| async move {
+            api.create(&PostParams::default(), &pod(&n)).await.unwrap();
+        })
+        .await;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let burst_n: usize = std::env::var("SYNCER_BENCH_BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let host = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    let mut virt = TestCluster::start().await;
+    virt.run_controllers("*").await;
+    let hc = host.client().await;
+    let vc = virt.client().await;
+    let ns_api: Api<Namespace> = Api::all(hc.clone());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": DIRECT_NS}})).unwrap();
+    ns_api.create(&PostParams::default(), &ns).await.unwrap();
+
+    let mut syncer = tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(["syncer", "--name", VC, "--host-namespace", HOST_NS])
+        .arg("--virtual-kubeconfig")
+        .arg(virt.kubeconfig_path())
+        .arg("--host-kubeconfig")
+        .arg(host.kubeconfig_path())
+        .env("VKUBE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting vkube syncer");
+    let pid = syncer.id().expect("running");
+
+    let vpods: Api<Pod> = Api::namespaced(vc.clone(), "default");
+    let hpods: Api<Pod> = Api::namespaced(hc.clone(), HOST_NS);
+    let dpods: Api<Pod> = Api::namespaced(hc.clone(), DIRECT_NS);
+    // Host pods by their virtual name (annotation), direct pods by name.
+    let host_seen = Seen::watch(
+        Api::namespaced(hc.clone(), HOST_NS),
+        &format!("vkube.dev/managed-by={VC}"),
+        |p| {
+            p.metadata
+                .annotations
+                .as_ref()?
+                .get("vkube.dev/object-name")
+                .cloned()
+        },
+    )
+    .await;
+    let direct_seen = Seen::watch(dpods.clone(), "app=bench", |p| p.metadata.name.clone()).await;
+
+    // Warm up (syncer caches ready, host namespace created).
+    let warm: Vec<String> = (0..5).map(|i| format!("warm-{i}")).collect();
+    sequential(&vpods, &host_seen, &warm, str::to_string).await;
+    sequential(&dpods, &direct_seen, &warm, str::to_string).await;
+
+    let light: Vec<String> = (0..200).map(|i| format!("light-{i}")).collect();
+    let via_syncer = sequential(&vpods, &host_seen, &light, str::to_string).await;
+    let direct = sequential(&dpods, &direct_seen, &light, str::to_string).await;
+    println!("light load, 200 sequential pod creates, create call → host pod seen by a watch:");
+    println!(
+        "  through the syncer: p50 {}  p99 {}",
+        ms(percentile(&via_syncer, 0.5)),
+        ms(percentile(&via_syncer, 0.99))
+    );
+    println!(
+        "  directly on host:   p50 {}  p99 {}",
+        ms(percentile(&direct, 0.5)),
+        ms(percentile(&direct, 0.99))
+    );
+    println!(
+        "  added by the syncer: p50 {}",
+        ms(percentile(&via_syncer, 0.5).saturating_sub(percentile(&direct, 0.5)))
+    );
+
+    // Let the light pods settle (Running, status reflected) before the burst.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_before = rss_kib(pid);
+    let names: Vec<String> = (0..burst_n).map(|i| format!("burst-{i}")).collect();
+    let base = host_seen.len();
+    let start = Instant::now();
+    burst(&vpods, names.clone()).await;
+    host_seen
+        .until("the burst on the host", |s| s.len() >= base + burst_n)
+        .await;
+    let synced = start.elapsed();
+    let base = direct_seen.len();
+    let start = Instant::now();
+    burst(&dpods, names).await;
+    direct_seen
+        .until("the direct burst", |s| s.len() >= base + burst_n)
+        .await;
+    let direct_burst = start.elapsed();
+    println!("burst of {burst_n} pods (32 concurrent creates) until all exist on the host:");
+    println!("  through the syncer: {:.2} s", synced.as_secs_f64());
+    println!("  directly on host:   {:.2} s", direct_burst.as_secs_f64());
+    println!(
+        "  syncer throughput / direct: {:.0} %",
+        100.0 * direct_burst.as_secs_f64() / synced.as_secs_f64()
+    );
+    // Let the syncer finish reflecting status (Running) for the burst.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rss_after = rss_kib(pid);
+    println!(
+        "syncer RSS: {rss_before} KiB before the burst, {rss_after} KiB after; {:.2} KiB per synced pod",
+        rss_after.saturating_sub(rss_before) as f64 / burst_n as f64
+    );
+
+    // Status reflection: host status.message → virtual pod.
+    let reflected = Seen::watch(vpods.clone(), "app=bench", |p| {
+        p.status
+            .as_ref()?
+            .message
+            .clone()
+            .filter(|m| m.starts_with("bench-"))
+    })
+    .await;
+    let mut lat = Vec::new();
+    for i in 0..100 {
+        let vname = format!("light-{i}");
+        let hname = vkube_syncer::names::host_name(
+            &vkube_syncer::names::Tenant::new(VC, HOST_NS).unwrap(),
+            "default",
+            &vname,
+        );
+        let msg = format!("bench-{i}");
+        let patch = serde_json::json!({"status": {"message": msg}});
+        let start = Instant::now();
+        hpods
+            .patch_status(&hname, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        reflected.until(&msg, |s| s.get(&msg).is_some()).await;
+        lat.push(
+            reflected
+                .get(&msg)
+                .unwrap()
+                .saturating_duration_since(start),
+        );
+    }
+    lat.sort();
+    println!(
+        "status reflection, host status write → virtual pod status seen (100 pods): p50 {}  p99 {}",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99))
+    );
+
+    let _ = syncer.kill().await;
+    host.shutdown().await;
+    virt.shutdown().await;
+}

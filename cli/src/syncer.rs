@@ -1,0 +1,198 @@
+//! `vkube syncer`: runs only the syncer ([`vkube_syncer::Syncer`]) between
+//! a virtual API server and a host cluster, each given by a kubeconfig
+//! (the host one optional: in-cluster config, else `~/.kube/config`), and
+//! optionally serves the syncer's Prometheus metrics on `/metrics`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use vkube_syncer::names::Tenant;
+use vkube_syncer::{Metrics, Syncer, SyncerConfig};
+
+use vkube_syncer::security::PodSecurityLevel;
+
+use crate::embedded;
+
+/// `vkube syncer` flags.
+#[derive(clap::Args, Debug)]
+pub struct SyncerArgs {
+    /// Kubeconfig of the virtual API server (its current context is used).
+    #[arg(long, value_name = "FILE")]
+    pub virtual_kubeconfig: PathBuf,
+    /// Kubeconfig of the host cluster; default: the in-cluster config, else
+    /// $KUBECONFIG or ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    pub host_kubeconfig: Option<PathBuf>,
+    /// Host namespace every tenant object is synced into (created if missing).
+    #[arg(long, value_name = "NS")]
+    pub host_namespace: String,
+    /// The virtual cluster's name (the `vkube.dev/managed-by` label value).
+    #[arg(long, value_name = "VC")]
+    pub name: String,
+    /// Sync every ConfigMap (default: only those synced pods reference).
+    #[arg(long)]
+    pub sync_all_configmaps: bool,
+    /// Sync every Secret (default: only those synced pods reference).
+    #[arg(long)]
+    pub sync_all_secrets: bool,
+    /// Pod Security Standards level enforced on synced pods: privileged,
+    /// baseline or restricted.
+    #[arg(long, default_value = "baseline", value_name = "LEVEL")]
+    pub pod_security: PodSecurityLevel,
+    /// Host ServiceAccount the tenant's pods run as (must exist); default
+    /// `vkube-workload-VC`, created if missing.
+    #[arg(long, value_name = "NAME")]
+    pub host_service_account: Option<String>,
+    /// Host object in the host namespace every synced object is owned by
+    /// (statefulset, deployment, service or configmap), e.g.
+    /// `statefulset/vkube-dev`: deleting it lets the host's garbage
+    /// collector remove everything.
+    #[arg(long, value_name = "KIND/NAME")]
+    pub host_owner: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (port 0 picks one;
+    /// the address is logged).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl SyncerArgs {
+    /// The engine configuration these flags ask for (pure). Errors: an
+    /// invalid virtual cluster or namespace name.
+    pub fn config(&self) -> Result<SyncerConfig> {
+        let tenant = Tenant::new(&self.name, &self.host_namespace)
+            .map_err(|e| anyhow::anyhow!("--name/--host-namespace: {e}"))?;
+        let mut config = SyncerConfig::new(tenant);
+        config.sync_all_configmaps = self.sync_all_configmaps;
+        config.sync_all_secrets = self.sync_all_secrets;
+        config.host_service_account = self.host_service_account.clone();
+        config.pod_security = self.pod_security;
+        Ok(config)
+    }
+}
+
+/// The `/metrics` router: `GET /metrics` answers [`Metrics::render`] with
+/// content type `text/plain; version=0.0.4` (Prometheus text format).
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    metrics.render(),
+                )
+                    .into_response()
+            }
+        }),
+    )
+}
+
+/// Runs `vkube syncer` until the syncer fails or SIGINT/SIGTERM.
+///
+/// # Errors
+/// Unreadable kubeconfigs, an unresolvable `--host-owner`, the metrics
+/// address in use, or the syncer stopping with an error.
+pub async fn run(args: SyncerArgs) -> Result<()> {
+    let signal = embedded::listen_for_signal();
+    let mut config = args.config()?;
+    let virtual_client = embedded::client_from_file(&args.virtual_kubeconfig).await?;
+    let host_client = match &args.host_kubeconfig {
+        Some(f) => embedded::client_from_file(f).await?,
+        None => kube::Client::try_default()
+            .await
+            .context("no in-cluster or default host config; pass --host-kubeconfig")?,
+    };
+    if let Some(spec) = &args.host_owner {
+        // The owner lives in the host namespace, which must then exist.
+        config.owner =
+            Some(vkube_syncer::resolve_owner(&host_client, &args.host_namespace, spec).await?);
+    }
+    let syncer = Syncer::new(virtual_client, host_client, config);
+    let metrics = syncer.metrics();
+    let serve_metrics = async {
+        let Some(addr) = args.metrics_listen else {
+            return std::future::pending().await;
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--metrics-listen {addr}"))?;
+        eprintln!(
+            "vkube syncer metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
+        axum::serve(listener, metrics_router(metrics))
+            .await
+            .context("serving /metrics")
+    };
+    eprintln!(
+        "vkube syncer: virtual cluster {} into host namespace {}",
+        args.name, args.host_namespace
+    );
+    tokio::select! {
+        r = syncer.run() => r,
+        r = serve_metrics => r,
+        r = signal => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SyncerArgs,
+    }
+
+    fn parse(extra: &[&str]) -> SyncerArgs {
+        parse_named("dev", extra)
+    }
+
+    fn parse_named(name: &str, extra: &[&str]) -> SyncerArgs {
+        let mut argv = vec![
+            "vkube-syncer",
+            "--virtual-kubeconfig",
+            "v.yaml",
+            "--host-namespace",
+            "vkube-dev",
+            "--name",
+            name,
+        ];
+        argv.extend(extra);
+        Cli::try_parse_from(argv).expect("parses").args
+    }
+
+    #[test]
+    fn flags_become_the_engine_configuration() {
+        let c = parse(&[]).config().unwrap();
+        assert_eq!(c.tenant.name(), "dev");
+        assert_eq!(c.tenant.host_namespace(), "vkube-dev");
+        assert!(!c.sync_all_configmaps && !c.sync_all_secrets);
+        assert_eq!(c.pod_security, PodSecurityLevel::Baseline);
+        assert!(!c.translate_options().allow_privileged);
+        let c = parse(&[
+            "--sync-all-configmaps",
+            "--sync-all-secrets",
+            "--pod-security",
+            "privileged",
+            "--host-service-account",
+            "runner",
+        ])
+        .config()
+        .unwrap();
+        assert!(c.sync_all_configmaps && c.sync_all_secrets);
+        assert_eq!(c.pod_security, PodSecurityLevel::Privileged);
+        assert!(c.translate_options().allow_privileged && c.translate_options().allow_host_path);
+        assert_eq!(c.host_service_account_name(), "runner");
+        assert!(parse_named("Not_Valid", &[]).config().is_err());
+    }
+}

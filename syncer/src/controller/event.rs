@@ -1,0 +1,299 @@
+//! The Event controller: host core/v1 Events about host Pods and Services
+//! the syncer manages → Events in the tenant's virtual namespace, about the
+//! virtual object (built by [`crate::event::translate_to_virtual`]).
+//!
+//! Per host Event name (the queue key), level-based: the involved object
+//! must be a Pod or Service in the host namespace that is ours — found in a
+//! cache of managed host Pods/Services (or by a live GET when the cache has
+//! not seen it yet), its `vkube.dev/object-*` annotations naming the
+//! virtual object and [`is_managed`] agreeing; the Event's
+//! `involvedObject.uid`, when set, must be that host object's UID (an Event
+//! about an earlier incarnation is skipped). Names are never parsed. The
+//! virtual copy has a deterministic name, so copying again (after a
+//! restart, or when the host bumps `count`/`lastTimestamp`) updates it
+//! instead of duplicating it. Host Events that go away are left to expire
+//! on the virtual side like any Event.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::{Event, Pod, Service};
+use kube::api::{Api, ObjectMeta, PartialObjectMeta, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use crate::engine::{Context, drive, is_status, run_workers, watch_store};
+use crate::event::translate_to_virtual;
+use crate::metrics::Direction;
+use crate::names::{Ownership, Tenant, VirtualIdentity, is_managed};
+use crate::queue::Queue;
+
+/// The kind name, as in metrics.
+pub const KIND: &str = "Event";
+
+/// The virtual identity a host Event is about, given the host object
+/// `involved` it names (looked up by the caller by kind and name): `None`
+/// unless `event.involvedObject` is in the host namespace, its kind is
+/// `involved_kind`, its uid (when set) is `involved`'s, and `involved` is
+/// ours ([`is_managed`] → `Owned` for the identity its annotations record).
+pub fn involved_identity(
+    tenant: &Tenant,
+    event: &Event,
+    involved_kind: &str,
+    involved: &ObjectMeta,
+) -> Option<VirtualIdentity> {
+    let r = &event.involved_object;
+    if r.kind.as_deref() != Some(involved_kind)
+        || r.namespace.as_deref() != Some(tenant.host_namespace())
+        || r.name.is_none()
+        || r.name != involved.name
+    {
+        return None;
+    }
+    if let Some(uid) = r.uid.as_deref().filter(|u| !u.is_empty())
+        && Some(uid) != involved.uid.as_deref()
+    {
+        return None;
+    }
+    let id = VirtualIdentity::from_host(involved)?;
+    (id.kind == involved_kind && is_managed(tenant, Some(involved), &id) == Ownership::Owned)
+        .then_some(id)
+}
+
+/// Whether virtual Event `have` must be replaced by `want` (the copy of the
+/// current host Event): count, timestamps, series, message or reason differ.
+pub fn needs_update(want: &Event, have: &Event) -> bool {
+    want.count != have.count
+        || want.last_timestamp != have.last_timestamp
+        || want.event_time != have.event_time
+        || want.series != have.series
+        || want.message != have.message
+        || want.reason != have.reason
+        || want.type_ != have.type_
+}
+
+struct State {
+    events: Store<Event>,
+    /// Metadata only (names, labels, annotations, uids): all that the
+    /// identity check reads, at a fraction of the memory of full objects.
+    pods: Store<PartialObjectMeta<Pod>>,
+    services: Store<PartialObjectMeta<Service>>,
+}
+
+/// Runs the Event controller.
+pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
+    let queue: Arc<Queue<String>> = Arc::new(Queue::new());
+    ctx.metrics.register_queue(KIND, &queue);
+    let (events, estream) = watch_store(ctx.host_api::<Event>(), watcher::Config::default());
+    let managed = || watcher::Config::default().labels(&ctx.managed_selector());
+    // `Api<PartialObjectMeta<K>>` asks the server for metadata only.
+    let (pods, pstream) = watch_store(ctx.host_api::<PartialObjectMeta<Pod>>(), managed());
+    let (services, sstream) = watch_store(ctx.host_api::<PartialObjectMeta<Service>>(), managed());
+    let state = Arc::new(State {
+        events,
+        pods,
+        services,
+    });
+    let e_events = {
+        let queue = Arc::clone(&queue);
+        drive(estream, move |ev| match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => queue.add(o.name_any()),
+            watcher::Event::Delete(_) | watcher::Event::InitDone | watcher::Event::Init => {}
+        })
+    };
+    let p_events = drive(pstream, |_| {});
+    let s_events = drive(sstream, |_| {});
+    let workers = {
+        let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
+        async move {
+            state.events.wait_until_ready().await?;
+            state.pods.wait_until_ready().await?;
+            state.services.wait_until_ready().await?;
+            run_workers(KIND, Arc::clone(&ctx), queue, |name, since| {
+                let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
+                async move { reconcile(&ctx, &state, &name, since).await }
+            })
+            .await
+        }
+    };
+    tokio::select! {
+        r = e_events => r,
+        r = p_events => r,
+        r = s_events => r,
+        r = workers => r,
+    }
+}
+
+/// The metadata of host object of kind `K` named `name`: from `store`,
+/// else a live GET.
+async fn host_object<K>(
+    ctx: &Context,
+    store: &Store<PartialObjectMeta<K>>,
+    name: &str,
+) -> anyhow::Result<Option<ObjectMeta>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    if let Some(o) = store.get(&ObjectRef::new(name).within(ctx.tenant.host_namespace())) {
+        return Ok(Some(o.metadata.clone()));
+    }
+    Ok(ctx
+        .host_api::<K>()
+        .get_metadata_opt(name)
+        .await?
+        .map(|o| o.metadata))
+}
+
+async fn reconcile(
+    ctx: &Context,
+    state: &State,
+    name: &str,
+    since: Instant,
+) -> anyhow::Result<Option<Duration>> {
+    let Some(ev) = state
+        .events
+        .get(&ObjectRef::new(name).within(ctx.tenant.host_namespace()))
+    else {
+        return Ok(None);
+    };
+    let r = &ev.involved_object;
+    let (Some(kind), Some(obj)) = (r.kind.as_deref(), r.name.as_deref()) else {
+        return Ok(None);
+    };
+    if r.namespace.as_deref() != Some(ctx.tenant.host_namespace()) {
+        return Ok(None);
+    }
+    let meta = match kind {
+        "Pod" => host_object(ctx, &state.pods, obj).await?,
+        "Service" => host_object(ctx, &state.services, obj).await?,
+        _ => None,
+    };
+    let Some(meta) = meta else {
+        return Ok(None);
+    };
+    let Some(id) = involved_identity(&ctx.tenant, &ev, kind, &meta) else {
+        return Ok(None);
+    };
+    let want = translate_to_virtual(&ev, &id);
+    let api: Api<Event> = ctx.virtual_api(&id.namespace);
+    let vname = want.name_any();
+    match api.get_opt(&vname).await? {
+        None => match api.create(&PostParams::default(), &want).await {
+            Ok(_) => {}
+            // Created meanwhile (another worker or a restart): compare again.
+            Err(e) if is_status(&e, 409) => return Ok(Some(Duration::from_millis(200))),
+            // The virtual namespace is gone: nothing to show the event on.
+            Err(e) if is_status(&e, 404) => return Ok(None),
+            Err(e) => return Err(e).context("creating the virtual Event"),
+        },
+        Some(have) => {
+            if !needs_update(&want, &have) {
+                return Ok(None);
+            }
+            let mut updated = want;
+            updated.metadata.resource_version = have.resource_version();
+            api.replace(&vname, &PostParams::default(), &updated)
+                .await
+                .context("updating the virtual Event")?;
+        }
+    }
+    ctx.metrics
+        .observe_latency(KIND, Direction::HostToVirtual, since.elapsed());
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::{host_meta, host_name};
+    use k8s_openapi::api::core::v1::ObjectReference;
+
+    fn tenant() -> Tenant {
+        Tenant::new("vc1", "host-ns").unwrap()
+    }
+
+    fn host_pod_meta(uid: &str) -> ObjectMeta {
+        let v = ObjectMeta {
+            name: Some("web-0".into()),
+            namespace: Some("team".into()),
+            uid: Some("virtual-uid".into()),
+            ..Default::default()
+        };
+        let mut m = host_meta(&tenant(), "Pod", &v).unwrap();
+        m.uid = Some(uid.into());
+        m
+    }
+
+    fn event_about(ns: &str, name: &str, uid: Option<&str>) -> Event {
+        Event {
+            involved_object: ObjectReference {
+                kind: Some("Pod".into()),
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                uid: uid.map(str::to_string),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn resolves_the_virtual_object_from_the_host_objects_annotations() {
+        let t = tenant();
+        let hname = host_name(&t, "team", "web-0");
+        let meta = host_pod_meta("host-uid");
+        let id = involved_identity(
+            &t,
+            &event_about("host-ns", &hname, Some("host-uid")),
+            "Pod",
+            &meta,
+        )
+        .expect("ours");
+        assert_eq!((id.namespace.as_str(), id.name.as_str()), ("team", "web-0"));
+        assert_eq!(id.uid, "virtual-uid");
+        assert!(
+            involved_identity(&t, &event_about("host-ns", &hname, None), "Pod", &meta).is_some(),
+            "an Event without involvedObject.uid is matched by name"
+        );
+    }
+
+    #[test]
+    fn skips_events_about_other_incarnations_namespaces_kinds_and_unmanaged_objects() {
+        let t = tenant();
+        let hname = host_name(&t, "team", "web-0");
+        let meta = host_pod_meta("host-uid");
+        let ev = |ns: &str, uid: Option<&str>| event_about(ns, &hname, uid);
+        assert!(involved_identity(&t, &ev("host-ns", Some("older")), "Pod", &meta).is_none());
+        assert!(involved_identity(&t, &ev("other-ns", None), "Pod", &meta).is_none());
+        assert!(involved_identity(&t, &ev("host-ns", None), "Service", &meta).is_none());
+        let mut forged = meta.clone();
+        forged
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(crate::names::LABEL_MANAGED_BY.into(), "other-vc".into());
+        assert!(involved_identity(&t, &ev("host-ns", None), "Pod", &forged).is_none());
+        let mut unannotated = meta;
+        unannotated.annotations = None;
+        assert!(involved_identity(&t, &ev("host-ns", None), "Pod", &unannotated).is_none());
+    }
+
+    #[test]
+    fn a_bumped_count_updates_the_copy() {
+        let a = Event {
+            count: Some(1),
+            ..Default::default()
+        };
+        let b = Event {
+            count: Some(2),
+            ..a.clone()
+        };
+        assert!(needs_update(&b, &a));
+        assert!(!needs_update(&a, &a.clone()));
+    }
+}
