@@ -43,8 +43,8 @@ impl Mirrored for Endpoints {
     fn sync_all(_config: &SyncerConfig) -> bool {
         false
     }
-    fn translate(tenant: &Tenant, v: &Self) -> anyhow::Result<Self> {
-        Ok(pure::translate(tenant, v)?)
+    fn translate(tenant: &Tenant, v: &Self) -> Result<Self, crate::error::TranslateError> {
+        pure::translate(tenant, v)
     }
     fn needs_update(desired: &Self, host: &Self) -> bool {
         pure::needs_update(desired, host)

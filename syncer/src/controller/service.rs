@@ -76,8 +76,8 @@ impl Mirrored for Service {
     fn sync_all(_config: &SyncerConfig) -> bool {
         true
     }
-    fn translate(tenant: &Tenant, v: &Self) -> anyhow::Result<Self> {
-        Ok(pure::translate(tenant, v)?)
+    fn translate(tenant: &Tenant, v: &Self) -> Result<Self, crate::error::TranslateError> {
+        pure::translate(tenant, v)
     }
     fn needs_update(desired: &Self, host: &Self) -> bool {
         pure::needs_update(desired, host)
