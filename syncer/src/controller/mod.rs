@@ -4,12 +4,19 @@
 //! registration table that runs them together.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use futures::Stream;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 
-use crate::engine::{Context, Key};
+use crate::engine::{Context, Key, drive, key_of, run_workers};
 use crate::pod::{Reference, ReferenceKind};
 use crate::queue::Queue;
 
@@ -75,6 +82,113 @@ pub async fn run_all(ctx: Arc<Context>) -> anyhow::Result<()> {
     });
     let (res, _, _) = futures::future::select_all(futures).await;
     res
+}
+
+/// A full comparison of both sides: queues every key either side knows.
+pub type Resync = Arc<dyn Fn() + Send + Sync>;
+
+/// The [`Resync`] of a two-sided controller: every virtual object of
+/// `vstore` under its own key and every host object of `hstore` under the
+/// virtual key its `vkube.dev/object-*` annotations name (objects of another
+/// kind than `kind` are skipped).
+pub fn resync_stores<V, H>(
+    kind: &'static str,
+    vstore: Store<V>,
+    hstore: Store<H>,
+    queue: Arc<Queue<Key>>,
+) -> Resync
+where
+    V: ResourceExt + Clone + Send + Sync + 'static,
+    V::DynamicType: Eq + Hash + Clone + Send + Sync,
+    H: ResourceExt + Clone + Send + Sync + 'static,
+    H::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    Arc::new(move || {
+        for v in vstore.state() {
+            queue.add(key_of(v.as_ref()));
+        }
+        for h in hstore.state() {
+            if let Some(k) = mirror::virtual_key(h.meta(), kind) {
+                queue.add(k);
+            }
+        }
+    })
+}
+
+/// Drives a virtual-side watch into `queue`: every object under its own
+/// key; the end of each (re)list runs `resync`, so a relist after a watch
+/// gap compares both sides in full. Returns when the stream ends (an error).
+pub async fn queue_virtual<K, S>(
+    stream: S,
+    queue: Arc<Queue<Key>>,
+    resync: Resync,
+) -> anyhow::Result<()>
+where
+    K: ResourceExt,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    drive(stream, move |ev| match ev {
+        watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+            queue.add(key_of(&o));
+        }
+        watcher::Event::InitDone => resync(),
+        watcher::Event::Init => {}
+    })
+    .await
+}
+
+/// Drives a host-side watch into `queue`: every object under the virtual
+/// key its markers name (objects of another `kind` or without markers are
+/// ignored); the end of each (re)list runs `resync`.
+pub async fn queue_host<K, S>(
+    stream: S,
+    kind: &'static str,
+    queue: Arc<Queue<Key>>,
+    resync: Resync,
+) -> anyhow::Result<()>
+where
+    K: ResourceExt,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    drive(stream, move |ev| match ev {
+        watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+            if let Some(k) = mirror::virtual_key(o.meta(), kind) {
+                queue.add(k);
+            }
+        }
+        watcher::Event::InitDone => resync(),
+        watcher::Event::Init => {}
+    })
+    .await
+}
+
+/// Once `ready` resolves (the controller's stores have listed), runs
+/// `reconcile` on the engine's workers ([`run_workers`]) and a full
+/// `resync` every `ctx.config.resync_period`. Returns only with an error.
+pub async fn work_with_resync<F, Fut>(
+    kind: &'static str,
+    ctx: Arc<Context>,
+    queue: Arc<Queue<Key>>,
+    ready: impl Future<Output = anyhow::Result<()>>,
+    resync: Resync,
+    reconcile: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Key, Instant) -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<Duration>>>,
+{
+    ready.await?;
+    let period = ctx.config.resync_period;
+    let periodic = async {
+        loop {
+            tokio::time::sleep(period).await;
+            resync();
+        }
+    };
+    tokio::select! {
+        r = run_workers(kind, ctx, queue, reconcile) => r,
+        () = periodic => unreachable!("the resync loop never ends"),
+    }
 }
 
 /// Which virtual ConfigMaps and Secrets the virtual pods reference (the

@@ -40,9 +40,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use crate::engine::{
-    Context, Key, SyncerConfig, drive, is_status, key_of, run_workers, watch_store,
-};
+use crate::engine::{Context, Key, SyncerConfig, is_status, watch_store};
 use crate::metrics::Direction;
 use crate::names::{
     ANNOTATION_OBJECT_UID, Mismatch, Ownership, Tenant, VirtualIdentity, host_name, is_managed,
@@ -51,7 +49,7 @@ use crate::pod::ReferenceKind;
 use crate::queue::Queue;
 use crate::service::{self as pure, TranslateError};
 
-use super::mirror::{self, Mirrored, owned_copy_of, virtual_key};
+use super::mirror::{self, Mirrored, owned_copy_of};
 
 /// The kind name, as in metrics and markers.
 pub const KIND: &str = pure::KIND;
@@ -237,67 +235,31 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         ctx.host_api::<Service>(),
         watcher::Config::default().labels(&ctx.managed_selector()),
     );
+    let resync = super::resync_stores(KIND, vstore.clone(), hstore.clone(), Arc::clone(&queue));
     let state = Arc::new(State { vstore, hstore });
-    let resync = {
-        let (state, queue) = (Arc::clone(&state), Arc::clone(&queue));
-        move || {
-            for v in state.vstore.state() {
-                queue.add(key_of(v.as_ref()));
-            }
-            for h in state.hstore.state() {
-                if let Some(k) = virtual_key(h.meta(), KIND) {
-                    queue.add(k);
-                }
-            }
-        }
-    };
-    let v_events = {
-        let (queue, resync) = (Arc::clone(&queue), resync.clone());
-        drive(vstream, move |ev| match ev {
-            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
-                queue.add(key_of(&o));
-            }
-            watcher::Event::InitDone => resync(),
-            watcher::Event::Init => {}
-        })
-    };
-    let h_events = {
-        let (queue, resync) = (Arc::clone(&queue), resync.clone());
-        drive(hstream, move |ev| match ev {
-            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
-                if let Some(k) = virtual_key(o.meta(), KIND) {
-                    queue.add(k);
-                }
-            }
-            watcher::Event::InitDone => resync(),
-            watcher::Event::Init => {}
-        })
-    };
-    let workers = {
-        let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
+    let ready = {
+        let state = Arc::clone(&state);
         async move {
             state.vstore.wait_until_ready().await?;
             state.hstore.wait_until_ready().await?;
-            let periodic = async {
-                loop {
-                    tokio::time::sleep(ctx.config.resync_period).await;
-                    resync();
-                }
-            };
-            let work = run_workers(KIND, Arc::clone(&ctx), queue, |key, since| {
-                let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
-                async move { reconcile(&ctx, &state, &key, since).await }
-            });
-            tokio::select! {
-                r = work => r,
-                () = periodic => unreachable!("the resync loop never ends"),
-            }
+            Ok(())
         }
     };
+    let work = super::work_with_resync(
+        KIND,
+        Arc::clone(&ctx),
+        Arc::clone(&queue),
+        ready,
+        Arc::clone(&resync),
+        |key, since| {
+            let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
+            async move { reconcile(&ctx, &state, &key, since).await }
+        },
+    );
     tokio::select! {
-        r = v_events => r,
-        r = h_events => r,
-        r = workers => r,
+        r = super::queue_virtual(vstream, Arc::clone(&queue), Arc::clone(&resync)) => r,
+        r = super::queue_host(hstream, KIND, Arc::clone(&queue), resync) => r,
+        r = work => r,
     }
 }
 
