@@ -302,6 +302,20 @@ impl TestCluster {
         }
     }
 
+    /// `kubectl get ARGS -o json` parsed, or kubectl's stderr when it fails
+    /// (e.g. `NotFound`), for polling with `synced::eventually`.
+    pub async fn get_json(&self, args: &[&str]) -> std::result::Result<serde_json::Value, String> {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend(["-o", "json"]);
+        let out = self.kubectl(&all).await;
+        if out.success() {
+            Ok(out.json())
+        } else {
+            Err(out.stderr)
+        }
+    }
+
     /// Runs `kubectl ARGS` to completion and captures its output.
     pub async fn kubectl(&self, args: &[&str]) -> Output {
         self.kubectl_cmd(args).run().await

@@ -124,6 +124,19 @@ impl SyncedCluster {
         self.host.kubectl(&all).await
     }
 
+    /// Host object `kind/name` in the host namespace as JSON, or the error.
+    pub async fn host_get(&self, kind: &str, name: &str) -> Result<serde_json::Value, String> {
+        self.host
+            .get_json(&[kind, name, "-n", HOST_NAMESPACE])
+            .await
+    }
+
+    /// Virtual object `kind/name` in virtual namespace `default` as JSON, or
+    /// the error.
+    pub async fn virt_get(&self, kind: &str, name: &str) -> Result<serde_json::Value, String> {
+        self.virt.get_json(&[kind, name, "-n", "default"]).await
+    }
+
     /// Stops the syncer and both clusters.
     pub async fn shutdown(mut self) {
         self.stop_syncer().await;

@@ -3,28 +3,10 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use vkube_e2e::SyncedCluster;
 use vkube_e2e::synced::{HOST_NAMESPACE, TENANT, eventually};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// `kubectl get ARGS -o json` parsed, or the error text.
-async fn get_json(c: &vkube_e2e::TestCluster, args: &[&str]) -> Result<Value, String> {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend(["-o", "json"]);
-    let out = c.kubectl(&all).await;
-    if out.success() {
-        Ok(out.json())
-    } else {
-        Err(out.stderr)
-    }
-}
-
-async fn host_get(c: &SyncedCluster, kind: &str, name: &str) -> Result<Value, String> {
-    get_json(&c.host, &[kind, name, "-n", HOST_NAMESPACE]).await
-}
 
 async fn absent(c: &vkube_e2e::TestCluster, args: &[&str]) -> Result<(), String> {
     let mut all = vec!["get"];
@@ -74,8 +56,18 @@ async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
         .kubectl(&["create", "service", "clusterip", "backend", "--tcp=80:8080"])
         .await
         .expect_ok();
-    let backend_ip =
-        get_json(&c.virt, &["service", "backend"]).await.unwrap()["spec"]["clusterIP"].clone();
+    // The virtual Service ends up with the host's ClusterIP (it is recreated
+    // once, see docs/syncer.md); service links use the converged address.
+    let backend_host = c.host_name("default", "backend");
+    let backend_ip = eventually("the backend Service on the host's IP", WAIT, || async {
+        let v = c.virt.get_json(&["service", "backend"]).await?;
+        let h = c.host_get("service", &backend_host).await?;
+        let ip = v["spec"]["clusterIP"].clone();
+        (ip == h["spec"]["clusterIP"])
+            .then_some(ip)
+            .ok_or_else(|| format!("virtual {v} vs host {h}"))
+    })
+    .await;
     c.virt
         .kubectl_stdin(&["apply", "-f", "-"], APP)
         .await
@@ -83,7 +75,7 @@ async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
     let pod_host = c.host_name("default", "web");
 
     // Host pod: documented name, labels, annotations, rewritten refs.
-    let hp = eventually("the host pod", WAIT, || host_get(&c, "pod", &pod_host)).await;
+    let hp = eventually("the host pod", WAIT, || c.host_get("pod", &pod_host)).await;
     let labels = &hp["metadata"]["labels"];
     assert_eq!(labels["vkube.dev/managed-by"], TENANT, "{hp}");
     assert_eq!(labels["vkube.dev/namespace"], "default");
@@ -129,25 +121,27 @@ async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
     );
 
     // The referenced ConfigMap and Secret are on the host, marked.
-    let cm = host_get(&c, "configmap", &c.host_name("default", "app-config"))
+    let cm = c
+        .host_get("configmap", &c.host_name("default", "app-config"))
         .await
         .unwrap();
     assert_eq!(cm["data"]["greeting"], "hello");
     assert_eq!(cm["metadata"]["labels"]["vkube.dev/managed-by"], TENANT);
-    let secret = host_get(&c, "secret", &c.host_name("default", "app-secret"))
+    let secret = c
+        .host_get("secret", &c.host_name("default", "app-secret"))
         .await
         .unwrap();
     assert_eq!(secret["data"]["password"], "czNjcmV0");
 
     // The token Secret carries a token from the virtual API server.
     let token_secret = eventually("the token secret", WAIT, || async {
-        let hp = host_get(&c, "pod", &pod_host).await?;
+        let hp = c.host_get("pod", &pod_host).await?;
         let vol = hp["spec"]["volumes"]
             .as_array()
             .and_then(|v| v.iter().find(|v| v["name"] == "vkube-sa-token").cloned())
             .ok_or("no token volume")?;
         let name = vol["secret"]["secretName"].as_str().unwrap().to_string();
-        host_get(&c, "secret", &name).await
+        c.host_get("secret", &name).await
     })
     .await;
     for key in ["token", "ca.crt", "namespace"] {
@@ -159,8 +153,8 @@ async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
 
     // Virtual pod Running with the host's IP and node; virtual node exists.
     let vp = eventually("the virtual pod to run", WAIT, || async {
-        let vp = get_json(&c.virt, &["pod", "web"]).await?;
-        let hp = host_get(&c, "pod", &pod_host).await?;
+        let vp = c.virt.get_json(&["pod", "web"]).await?;
+        let hp = c.host_get("pod", &pod_host).await?;
         let ok = vp["status"]["phase"] == "Running"
             && vp["status"]["podIP"] == hp["status"]["podIP"]
             && vp["spec"]["nodeName"] == hp["spec"]["nodeName"]
@@ -174,7 +168,7 @@ async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
     .await;
     let node = vp["spec"]["nodeName"].as_str().unwrap().to_string();
     let vnode = eventually("the virtual node", WAIT, || async {
-        get_json(&c.virt, &["node", &node]).await
+        c.virt.get_json(&["node", &node]).await
     })
     .await;
     assert!(vnode["status"]["capacity"]["pods"].is_string(), "{vnode}");
@@ -223,7 +217,7 @@ async fn deleting_or_evicting_the_host_pod_deletes_the_virtual_pod() {
         .await
         .expect_ok();
     eventually("running", WAIT, || async {
-        let vp = get_json(&c.virt, &["pod", "lonely"]).await?;
+        let vp = c.virt.get_json(&["pod", "lonely"]).await?;
         (vp["status"]["phase"] == "Running")
             .then_some(())
             .ok_or(vp["status"].to_string())
@@ -247,7 +241,7 @@ async fn deleting_or_evicting_the_host_pod_deletes_the_virtual_pod() {
         .expect_ok();
     let host = c.host_name("default", "evictee");
     eventually("running", WAIT, || async {
-        let vp = get_json(&c.virt, &["pod", "evictee"]).await?;
+        let vp = c.virt.get_json(&["pod", "evictee"]).await?;
         (vp["status"]["phase"] == "Running")
             .then_some(())
             .ok_or(vp["status"].to_string())
@@ -293,7 +287,7 @@ async fn an_unmanaged_host_object_is_left_alone_with_a_sync_conflict_event() {
         ])
         .await
         .expect_ok();
-    let before = host_get(&c, "pod", &host).await.unwrap();
+    let before = c.host_get("pod", &host).await.unwrap();
     c.virt
         .kubectl(&["run", "clash", "--image=nginx"])
         .await
@@ -315,7 +309,7 @@ async fn an_unmanaged_host_object_is_left_alone_with_a_sync_conflict_event() {
     .await;
     // Give the syncer a few resync rounds to misbehave, then compare.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = host_get(&c, "pod", &host).await.unwrap();
+    let after = c.host_get("pod", &host).await.unwrap();
     assert_eq!(before["metadata"]["uid"], after["metadata"]["uid"]);
     assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
     assert!(after["metadata"]["annotations"]["vkube.dev/object-uid"].is_null());
@@ -360,7 +354,7 @@ spec:
                 .ok_or(out.stdout)
         })
         .await;
-        let vp = get_json(&c.virt, &["pod", name]).await.unwrap();
+        let vp = c.virt.get_json(&["pod", name]).await.unwrap();
         assert_eq!(vp["status"]["phase"], "Pending", "{vp}");
         assert_eq!(vp["status"]["reason"], "SyncRefused", "{vp}");
         let host = c.host_name("default", name);
@@ -385,7 +379,7 @@ async fn a_deployment_of_three_runs_three_host_pods() {
         .await
         .expect_ok();
     eventually("3 running virtual pods and 3 host pods", WAIT, || async {
-        let v = get_json(&c.virt, &["pods", "-l", "app=web"]).await?;
+        let v = c.virt.get_json(&["pods", "-l", "app=web"]).await?;
         let running = v["items"]
             .as_array()
             .unwrap()
@@ -393,7 +387,10 @@ async fn a_deployment_of_three_runs_three_host_pods() {
             .filter(|p| p["status"]["phase"] == "Running")
             .count();
         let sel = format!("vkube.dev/managed-by={TENANT}");
-        let h = get_json(&c.host, &["pods", "-n", HOST_NAMESPACE, "-l", &sel]).await?;
+        let h = c
+            .host
+            .get_json(&["pods", "-n", HOST_NAMESPACE, "-l", &sel])
+            .await?;
         let hosts = h["items"].as_array().unwrap().len();
         (running == 3 && hosts == 3)
             .then_some(())
@@ -529,7 +526,9 @@ async fn a_job_completes_and_an_image_change_reaches_the_host() {
         ])
         .await
         .expect_ok();
-    let pods = get_json(&c.virt, &["pods", "-l", "job-name=once"])
+    let pods = c
+        .virt
+        .get_json(&["pods", "-l", "job-name=once"])
         .await
         .unwrap();
     assert!(
@@ -546,7 +545,7 @@ async fn a_job_completes_and_an_image_change_reaches_the_host() {
         .await
         .expect_ok();
     let host = c.host_name("default", "img");
-    eventually("the host pod", WAIT, || host_get(&c, "pod", &host)).await;
+    eventually("the host pod", WAIT, || c.host_get("pod", &host)).await;
     c.virt
         .kubectl(&["set", "image", "pod/img", "img=nginx:1.27"])
         .await
@@ -556,7 +555,7 @@ async fn a_job_completes_and_an_image_change_reaches_the_host() {
         .await
         .expect_ok();
     eventually("the new image and label on the host", WAIT, || async {
-        let hp = host_get(&c, "pod", &host).await?;
+        let hp = c.host_get("pod", &host).await?;
         (hp["spec"]["containers"][0]["image"] == "nginx:1.27"
             && hp["metadata"]["labels"]["tier"] == "web")
             .then_some(())
@@ -576,12 +575,13 @@ async fn the_delivered_token_authenticates_to_the_virtual_server_and_opt_out_get
         .expect_ok();
     let host = c.host_name("default", "client");
     let token_secret = eventually("the token secret", WAIT, || async {
-        let hp = host_get(&c, "pod", &host).await?;
+        let hp = c.host_get("pod", &host).await?;
         let vol = hp["spec"]["volumes"]
             .as_array()
             .and_then(|v| v.iter().find(|v| v["name"] == "vkube-sa-token").cloned())
             .ok_or("no token volume")?;
-        host_get(&c, "secret", vol["secret"]["secretName"].as_str().unwrap()).await
+        c.host_get("secret", vol["secret"]["secretName"].as_str().unwrap())
+            .await
     })
     .await;
     let token = base64::engine::general_purpose::STANDARD
@@ -632,7 +632,7 @@ spec:
         .await
         .expect_ok();
     let host = c.host_name("default", "quiet");
-    let hp = eventually("the host pod", WAIT, || host_get(&c, "pod", &host)).await;
+    let hp = eventually("the host pod", WAIT, || c.host_get("pod", &host)).await;
     assert!(
         !hp["spec"].to_string().contains("vkube-sa-token"),
         "{}",
@@ -657,7 +657,7 @@ async fn a_pod_recreated_under_the_same_name_replaces_its_host_copy() {
         .await
         .expect_ok();
     let host = c.host_name("default", "again");
-    let first = eventually("the host pod", WAIT, || host_get(&c, "pod", &host)).await;
+    let first = eventually("the host pod", WAIT, || c.host_get("pod", &host)).await;
     c.virt
         .kubectl(&["delete", "pod", "again", "--grace-period=0", "--force"])
         .await
@@ -666,9 +666,9 @@ async fn a_pod_recreated_under_the_same_name_replaces_its_host_copy() {
         .kubectl(&["run", "again", "--image=nginx"])
         .await
         .expect_ok();
-    let vuid = get_json(&c.virt, &["pod", "again"]).await.unwrap()["metadata"]["uid"].clone();
+    let vuid = c.virt.get_json(&["pod", "again"]).await.unwrap()["metadata"]["uid"].clone();
     eventually("the host copy of the new pod", WAIT, || async {
-        let hp = host_get(&c, "pod", &host).await?;
+        let hp = c.host_get("pod", &host).await?;
         (hp["metadata"]["annotations"]["vkube.dev/object-uid"] == vuid
             && hp["metadata"]["uid"] != first["metadata"]["uid"]
             && hp["spec"]["containers"][0]["image"] == "nginx")
@@ -689,7 +689,7 @@ async fn the_syncer_survives_restarts_of_both_api_servers() {
         .await
         .expect_ok();
     let before = c.host_name("default", "before");
-    eventually("the first host pod", WAIT, || host_get(&c, "pod", &before)).await;
+    eventually("the first host pod", WAIT, || c.host_get("pod", &before)).await;
 
     c.host.restart_server().await;
     c.virt
@@ -698,7 +698,7 @@ async fn the_syncer_survives_restarts_of_both_api_servers() {
         .expect_ok();
     let during = c.host_name("default", "during");
     eventually("a pod created after the host restarted", WAIT, || {
-        host_get(&c, "pod", &during)
+        c.host_get("pod", &during)
     })
     .await;
 
@@ -712,7 +712,7 @@ async fn the_syncer_survives_restarts_of_both_api_servers() {
     })
     .await;
     eventually("the surviving pod to run", WAIT, || async {
-        let vp = get_json(&c.virt, &["pod", "during"]).await?;
+        let vp = c.virt.get_json(&["pod", "during"]).await?;
         (vp["status"]["phase"] == "Running")
             .then_some(())
             .ok_or(vp["status"].to_string())

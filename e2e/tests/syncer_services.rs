@@ -9,27 +9,6 @@ use vkube_e2e::synced::{HOST_NAMESPACE, TENANT, eventually};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// `kubectl get ARGS -o json` parsed, or the error text.
-async fn get_json(c: &vkube_e2e::TestCluster, args: &[&str]) -> Result<Value, String> {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend(["-o", "json"]);
-    let out = c.kubectl(&all).await;
-    if out.success() {
-        Ok(out.json())
-    } else {
-        Err(out.stderr)
-    }
-}
-
-async fn host_get(c: &SyncedCluster, kind: &str, name: &str) -> Result<Value, String> {
-    get_json(&c.host, &[kind, name, "-n", HOST_NAMESPACE]).await
-}
-
-async fn virt_get(c: &SyncedCluster, kind: &str, name: &str) -> Result<Value, String> {
-    get_json(&c.virt, &[kind, name, "-n", "default"]).await
-}
-
 const APP: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -74,8 +53,8 @@ subsets:
 /// The virtual Service's (clusterIP, uid) once it equals the host's
 /// clusterIP and the host records that uid.
 async fn converged(c: &SyncedCluster, name: &str) -> Result<(String, String, Value), String> {
-    let h = host_get(c, "svc", &c.host_name("default", name)).await?;
-    let v = virt_get(c, "svc", name).await?;
+    let h = c.host_get("svc", &c.host_name("default", name)).await?;
+    let v = c.virt_get("svc", name).await?;
     let hip = h["spec"]["clusterIP"]
         .as_str()
         .unwrap_or_default()
@@ -143,7 +122,7 @@ async fn services_carry_the_host_cluster_ip_node_ports_and_endpoints() {
         .await
         .expect_ok();
     assert_eq!(shown.stdout.trim(), ip);
-    let v = virt_get(&c, "svc", "web").await.unwrap();
+    let v = c.virt_get("svc", "web").await.unwrap();
     assert!(
         v["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
             .as_str()
@@ -161,7 +140,10 @@ async fn services_carry_the_host_cluster_ip_node_ports_and_endpoints() {
         .collect::<Vec<_>>()
         .join(",");
     eventually("a host pod matching the host selector", WAIT, || async {
-        let p = get_json(&c.host, &["pods", "-n", HOST_NAMESPACE, "-l", &selector]).await?;
+        let p = c
+            .host
+            .get_json(&["pods", "-n", HOST_NAMESPACE, "-l", &selector])
+            .await?;
         match p["items"].as_array() {
             Some(items) if !items.is_empty() => Ok(()),
             _ => Err(p.to_string()),
@@ -175,8 +157,8 @@ async fn services_carry_the_host_cluster_ip_node_ports_and_endpoints() {
         "the host's nodePort on the virtual Service",
         WAIT,
         || async {
-            let h = host_get(&c, "svc", &host_np).await?;
-            let v = virt_get(&c, "svc", "web-np").await?;
+            let h = c.host_get("svc", &host_np).await?;
+            let v = c.virt_get("svc", "web-np").await?;
             let hp = &h["spec"]["ports"][0]["nodePort"];
             if hp.is_number() && *hp == v["spec"]["ports"][0]["nodePort"] {
                 Ok(())
@@ -194,7 +176,7 @@ async fn services_carry_the_host_cluster_ip_node_ports_and_endpoints() {
     // The selector-less Service's Endpoints are copied to the host.
     let ep_host = c.host_name("default", "ext-db");
     let ep = eventually("host Endpoints for ext-db", WAIT, || async {
-        let e = host_get(&c, "endpoints", &ep_host).await?;
+        let e = c.host_get("endpoints", &ep_host).await?;
         if e["subsets"][0]["addresses"][0]["ip"] == "10.1.2.3" {
             Ok(e)
         } else {
@@ -208,7 +190,7 @@ async fn services_carry_the_host_cluster_ip_node_ports_and_endpoints() {
         "Endpoints"
     );
     assert_eq!(ep["subsets"][0]["ports"][0]["port"], 5432);
-    assert!(host_get(&c, "svc", &ep_host).await.unwrap()["spec"]["selector"].is_null());
+    assert!(c.host_get("svc", &ep_host).await.unwrap()["spec"]["selector"].is_null());
 
     // A syncer restart recreates nothing: same virtual UID, same IP.
     c.stop_syncer().await;
@@ -292,14 +274,14 @@ async fn an_unmanaged_host_service_with_the_name_is_left_alone_with_a_warning() 
         "spec": {"selector": {"app": "theirs"}, "ports": [{"port": 9999}]},
     });
     eventually("the host namespace", WAIT, || async {
-        get_json(&c.host, &["namespace", HOST_NAMESPACE]).await
+        c.host.get_json(&["namespace", HOST_NAMESPACE]).await
     })
     .await;
     c.host
         .kubectl_stdin(&["create", "-f", "-"], &squatter.to_string())
         .await
         .expect_ok();
-    let before = host_get(&c, "svc", &hname).await.unwrap();
+    let before = c.host_get("svc", &hname).await.unwrap();
     c.virt
         .kubectl_stdin(
             &["create", "-f", "-"],
@@ -308,7 +290,7 @@ async fn an_unmanaged_host_service_with_the_name_is_left_alone_with_a_warning() 
         .await
         .expect_ok();
     let ev = eventually("a SyncConflict Event", WAIT, || async {
-        let evs = get_json(&c.virt, &["events", "-n", "default"]).await?;
+        let evs = c.virt.get_json(&["events", "-n", "default"]).await?;
         evs["items"]
             .as_array()
             .and_then(|items| {
@@ -324,7 +306,7 @@ async fn an_unmanaged_host_service_with_the_name_is_left_alone_with_a_warning() 
     .await;
     assert_eq!(ev["type"], "Warning");
     assert_eq!(ev["involvedObject"]["kind"], "Service");
-    let after = host_get(&c, "svc", &hname).await.unwrap();
+    let after = c.host_get("svc", &hname).await.unwrap();
     assert_eq!(
         after["metadata"]["resourceVersion"],
         before["metadata"]["resourceVersion"]
@@ -337,7 +319,7 @@ async fn an_unmanaged_host_service_with_the_name_is_left_alone_with_a_warning() 
         .await
         .expect_ok();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    host_get(&c, "svc", &hname).await.expect("still there");
+    c.host_get("svc", &hname).await.expect("still there");
     c.shutdown().await;
 }
 
@@ -352,7 +334,7 @@ async fn host_events_about_synced_pods_show_up_under_the_virtual_pod_name() {
         .await
         .expect_ok();
     let hname = c.host_name("default", "worker");
-    let hp = eventually("the host pod", WAIT, || host_get(&c, "pod", &hname)).await;
+    let hp = eventually("the host pod", WAIT, || c.host_get("pod", &hname)).await;
     let event = json!({
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"name": format!("{hname}.e2e1"), "namespace": HOST_NAMESPACE},
@@ -373,7 +355,7 @@ async fn host_events_about_synced_pods_show_up_under_the_virtual_pod_name() {
         let c = &c;
         async move {
             let out = c.virt.kubectl(&["get", "events", "-n", "default"]).await;
-            let evs = get_json(&c.virt, &["events", "-n", "default"]).await?;
+            let evs = c.virt.get_json(&["events", "-n", "default"]).await?;
             evs["items"]
                 .as_array()
                 .and_then(|items| {
@@ -389,7 +371,7 @@ async fn host_events_about_synced_pods_show_up_under_the_virtual_pod_name() {
     let (ev, table) = eventually("the copied Event", WAIT, || find(1)).await;
     assert_eq!(ev["involvedObject"]["name"], "worker", "{ev}");
     assert_eq!(ev["involvedObject"]["namespace"], "default");
-    let vuid = virt_get(&c, "pod", "worker").await.unwrap()["metadata"]["uid"].clone();
+    let vuid = c.virt_get("pod", "worker").await.unwrap()["metadata"]["uid"].clone();
     assert_eq!(ev["involvedObject"]["uid"], vuid);
     assert_eq!(
         ev["message"],
@@ -410,9 +392,7 @@ async fn host_events_about_synced_pods_show_up_under_the_virtual_pod_name() {
     .await
     .expect_ok();
     eventually("the updated count", WAIT, || find(3)).await;
-    let evs = get_json(&c.virt, &["events", "-n", "default"])
-        .await
-        .unwrap();
+    let evs = c.virt.get_json(&["events", "-n", "default"]).await.unwrap();
     let copies = evs["items"]
         .as_array()
         .unwrap()
