@@ -441,6 +441,34 @@ async fn play_server_and_load_balancer(h: &Host, name: &str, ns: &str) {
     .expect_ok();
 }
 
+/// Plays the kubelet for pod `vkube-NAME-0`: runs the real `vkube server`
+/// as a child process on `listen`, with the flags the chart passes (its
+/// kubeconfig Secret names `kubeconfig_server`).
+fn spawn_vkube_server(
+    h: &Host,
+    name: &str,
+    ns: &str,
+    listen: std::net::SocketAddr,
+    kubeconfig_server: &str,
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(["server", "--name", name, "--listen", &listen.to_string()])
+        .args(["--kubeconfig-server", kubeconfig_server])
+        .args(["--host-owner", &format!("statefulset/vkube-{name}")])
+        .args(["--host-service-account", &format!("vkube-workload-{name}")])
+        .arg("--host-kubeconfig")
+        .arg(h.c.kubeconfig_path())
+        .arg("--data-dir")
+        .arg(h.c.work_dir.join(format!("{ns}-data")))
+        .env("POD_NAMESPACE", ns)
+        .env("VKUBE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting vkube server")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_waits_for_the_pod_the_secret_and_the_api_then_connects() {
     let h = std::sync::Arc::new(Host::start().await);
@@ -553,26 +581,8 @@ async fn connect_without_an_external_address_port_forwards() {
         addr.port().to_string()
     );
     // The kubelet's part: the server runs "in the pod", reachable at its IP.
-    let data = h.c.work_dir.join("tenant-p-data");
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
-        .args(["server", "--name", "p", "--listen", &addr.to_string()])
-        .args([
-            "--kubeconfig-server",
-            &format!("https://localhost:{}", addr.port()),
-        ])
-        .args(["--host-owner", "statefulset/vkube-p"])
-        .args(["--host-service-account", "vkube-workload-p"])
-        .arg("--host-kubeconfig")
-        .arg(h.c.kubeconfig_path())
-        .arg("--data-dir")
-        .arg(&data)
-        .env("POD_NAMESPACE", ns)
-        .env("VKUBE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting vkube server");
+    let kubeconfig_server = format!("https://localhost:{}", addr.port());
+    let mut server = spawn_vkube_server(&h, "p", ns, addr, &kubeconfig_server);
     let ip_patch = format!(r#"{{"status":{{"podIP":"{pod_ip}","podIPs":[{{"ip":"{pod_ip}"}}]}}}}"#);
     h.kubectl(&[
         "-n",
@@ -697,24 +707,8 @@ async fn create_and_connect_with_the_real_vkube_server() {
     };
     h.wait_for(ns, "pod/vkube-e-0", "{.status.phase}", "Running")
         .await;
-    let data = h.c.work_dir.join("tenant-e-data");
     let url = format!("https://{addr}");
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
-        .args(["server", "--name", "e", "--listen", &addr.to_string()])
-        .args(["--kubeconfig-server", &url])
-        .args(["--host-owner", "statefulset/vkube-e"])
-        .args(["--host-service-account", "vkube-workload-e"])
-        .arg("--host-kubeconfig")
-        .arg(h.c.kubeconfig_path())
-        .arg("--data-dir")
-        .arg(&data)
-        .env("POD_NAMESPACE", ns)
-        .env("VKUBE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting vkube server");
+    let mut server = spawn_vkube_server(&h, "e", ns, addr, &url);
     h.kubectl(&[
         "-n",
         ns,
