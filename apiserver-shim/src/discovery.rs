@@ -67,6 +67,7 @@ fn subresource_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str
     match sub {
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
+        "portforward" => ("", "v1", "PodPortForwardOptions"),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => ("", "", def.kind),
     }
@@ -76,6 +77,8 @@ fn subresource_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
         "binding" | "token" => vec!["create"],
         "finalize" => vec!["update"],
+        // A connect subresource: kube-apiserver lists `create` and `get`.
+        "portforward" => vec!["create", "get"],
         _ => vec!["get", "patch", "update"],
     }
 }
@@ -260,6 +263,7 @@ mod tests {
             .map(|r| r["name"].as_str().unwrap())
             .collect();
         assert!(names.contains(&"pods/binding") && names.contains(&"namespaces/finalize"));
+        assert!(names.contains(&"pods/portforward"));
         let apps = aggregated(false);
         let apps = apps["items"]
             .as_array()

@@ -22,6 +22,7 @@ pub mod fieldmanager;
 pub mod meta;
 pub mod openapi;
 pub mod pki;
+pub mod portforward;
 pub mod protobuf;
 pub mod registry;
 pub mod request;

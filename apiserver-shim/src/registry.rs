@@ -111,6 +111,9 @@ pub struct ResourceDef {
     pub scale: Option<ScaleDef>,
     /// Has the pod `binding` subresource.
     pub binding: bool,
+    /// Has the pod `portforward` subresource (a WebSocket stream to the pod's
+    /// ports, served by [`crate::portforward`]).
+    pub port_forward: bool,
     /// Has the namespace `finalize` subresource (writes only `spec.finalizers`).
     pub finalize: bool,
     /// Has the service account `token` subresource (TokenRequest, served by
@@ -200,6 +203,9 @@ impl ResourceDef {
         if self.binding {
             out.push("binding");
         }
+        if self.port_forward {
+            out.push("portforward");
+        }
         if self.finalize {
             out.push("finalize");
         }
@@ -230,6 +236,7 @@ const fn def(
         status: false,
         scale: None,
         binding: false,
+        port_forward: false,
         finalize: false,
         token_request: false,
         generation: false,
@@ -505,6 +512,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["all"],
         status: true,
         binding: true,
+        port_forward: true,
         generation: true,
         field_selectors: &[
             "spec.nodeName",

@@ -169,7 +169,7 @@ fn decode_segment(s: &str) -> String {
 }
 
 async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult<Response> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let accept = parts
         .headers
         .get(header::ACCEPT)
@@ -246,6 +246,19 @@ async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult
         _ => return Err(ApiError::no_route()),
     };
     let target = parse_target(group, version, rest)?;
+    if target.subresource.as_deref() == Some("portforward") {
+        // A connect subresource: a WebSocket upgrade, not a stored object.
+        let (Some(ns), Some(name)) = (&target.namespace, &target.name) else {
+            return Err(ApiError::no_route());
+        };
+        if parts.method != Method::GET && parts.method != Method::POST {
+            return Err(ApiError::method_not_supported(
+                &crate::error::GroupResource::new("", "pods/portforward"),
+                &parts.method.as_str().to_ascii_lowercase(),
+            ));
+        }
+        return crate::portforward::serve(&state.api, ns, name, &mut parts).await;
+    }
     let query = Query::parse(parts.uri.query())?;
     let body = read_body(body).await?;
     if target.subresource.as_deref() == Some("token") {

@@ -6,7 +6,9 @@
 //! `--wait=false`; the connect path is exercised with the host API server
 //! playing the tenant's (its own admin kubeconfig stored in the kubeconfig
 //! Secret) behind a LoadBalancer Service whose ingress the test sets, as a
-//! cloud load-balancer controller would.
+//! cloud load-balancer controller would. Where the real `vkube server` runs,
+//! the test starts it as a child process and plays the kubelet for the
+//! tenant pod.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -439,6 +441,34 @@ async fn play_server_and_load_balancer(h: &Host, name: &str, ns: &str) {
     .expect_ok();
 }
 
+/// Plays the kubelet for pod `vkube-NAME-0`: runs the real `vkube server`
+/// as a child process on `listen`, with the flags the chart passes (its
+/// kubeconfig Secret names `kubeconfig_server`).
+fn spawn_vkube_server(
+    h: &Host,
+    name: &str,
+    ns: &str,
+    listen: std::net::SocketAddr,
+    kubeconfig_server: &str,
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
+        .args(["server", "--name", name, "--listen", &listen.to_string()])
+        .args(["--kubeconfig-server", kubeconfig_server])
+        .args(["--host-owner", &format!("statefulset/vkube-{name}")])
+        .args(["--host-service-account", &format!("vkube-workload-{name}")])
+        .arg("--host-kubeconfig")
+        .arg(h.c.kubeconfig_path())
+        .arg("--data-dir")
+        .arg(h.c.work_dir.join(format!("{ns}-data")))
+        .env("POD_NAMESPACE", ns)
+        .env("VKUBE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting vkube server")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_waits_for_the_pod_the_secret_and_the_api_then_connects() {
     let h = std::sync::Arc::new(Host::start().await);
@@ -510,11 +540,26 @@ async fn create_waits_for_the_pod_the_secret_and_the_api_then_connects() {
     h.c.shutdown().await;
 }
 
+/// ClusterIP only, so `vkube connect` port-forwards to `vkube-p-0` through
+/// the host API server, which (standing in for kubelet) dials the pod's
+/// `status.podIP`. The test plays the kubelet: it runs the real `vkube
+/// server` on 127.0.0.2 (a loopback address distinct from the host API
+/// server's) at the pod's container port and writes 127.0.0.2 as the pod's
+/// IP through the status subresource. The node simulator keeps a podIP once
+/// one is set (as a kubelet keeps its sandbox's IP), so writing it after the
+/// pod is Running suffices.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_without_an_external_address_port_forwards() {
     let h = Host::start().await;
     let ns = "tenant-p";
-    h.vkube(&["create", "p", "-n", ns, "--wait=false"])
+    let pod_ip = "127.0.0.2";
+    let addr = std::net::TcpListener::bind((pod_ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // The chart's container port `https` is what connect forwards to.
+    let set_port = format!("serverPort={}", addr.port());
+    h.vkube(&["create", "p", "-n", ns, "--set", &set_port, "--wait=false"])
         .await
         .expect_ok();
     h.wait_for(ns, "pod/vkube-p-0", "{.status.phase}", "Running")
@@ -526,7 +571,43 @@ async fn connect_without_an_external_address_port_forwards() {
         "True",
     )
     .await;
-    play_server_and_load_balancer(&h, "p", ns).await;
+    assert_eq!(
+        h.jsonpath(
+            ns,
+            "pod/vkube-p-0",
+            "{.spec.containers[0].ports[?(@.name==\"https\")].containerPort}"
+        )
+        .await,
+        addr.port().to_string()
+    );
+    // The kubelet's part: the server runs "in the pod", reachable at its IP.
+    let kubeconfig_server = format!("https://localhost:{}", addr.port());
+    let mut server = spawn_vkube_server(&h, "p", ns, addr, &kubeconfig_server);
+    let ip_patch = format!(r#"{{"status":{{"podIP":"{pod_ip}","podIPs":[{{"ip":"{pod_ip}"}}]}}}}"#);
+    h.kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "pod",
+        "vkube-p-0",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &ip_patch,
+    ])
+    .await
+    .expect_ok();
+    h.wait_for(ns, "pod/vkube-p-0", "{.status.podIP}", pod_ip)
+        .await;
+    // The server writes its kubeconfig Secret once it serves.
+    h.wait_for(
+        ns,
+        "secret/vkube-p-kubeconfig",
+        "{.metadata.name}",
+        "vkube-p-kubeconfig",
+    )
+    .await;
+
     // ClusterIP: no external address, so connect listens on a local port
     // and keeps running; the kubeconfig points there and verifies the
     // serving certificate against the host name the server wrote.
@@ -563,6 +644,31 @@ async fn connect_without_an_external_address_port_forwards() {
         "{printed}"
     );
     assert!(printed.contains("tls-server-name: localhost"), "{printed}");
+
+    // Data flows: kubectl through the port-forward reaches the virtual
+    // cluster (its namespaces, not the host's), with verified TLS.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let listed = loop {
+        let out = h
+            .vkube(&[
+                "connect", "p", "-n", ns, "--", "kubectl", "get", "ns", "-o", "name",
+            ])
+            .await;
+        if out.success() || tokio::time::Instant::now() >= deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "vkube server exited: {listed}"
+    );
+    listed
+        .expect_ok()
+        .expect_stdout_contains(&["namespace/default", "namespace/kube-system"])
+        .expect_stdout_lacks(&["namespace/tenant-p"]);
+    let _ = server.start_kill();
+    let _ = server.wait().await;
     h.c.shutdown().await;
 }
 
@@ -601,24 +707,8 @@ async fn create_and_connect_with_the_real_vkube_server() {
     };
     h.wait_for(ns, "pod/vkube-e-0", "{.status.phase}", "Running")
         .await;
-    let data = h.c.work_dir.join("tenant-e-data");
     let url = format!("https://{addr}");
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
-        .args(["server", "--name", "e", "--listen", &addr.to_string()])
-        .args(["--kubeconfig-server", &url])
-        .args(["--host-owner", "statefulset/vkube-e"])
-        .args(["--host-service-account", "vkube-workload-e"])
-        .arg("--host-kubeconfig")
-        .arg(h.c.kubeconfig_path())
-        .arg("--data-dir")
-        .arg(&data)
-        .env("POD_NAMESPACE", ns)
-        .env("VKUBE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting vkube server");
+    let mut server = spawn_vkube_server(&h, "e", ns, addr, &url);
     h.kubectl(&[
         "-n",
         ns,

@@ -111,6 +111,16 @@ pub async fn port_forward(pods: Api<Pod>, pod: String, port: u16) -> Result<Sock
             tokio::spawn(async move {
                 match pods.portforward(&pod, &[port]).await {
                     Ok(mut pf) => {
+                        // The error channel: e.g. nothing listens on the
+                        // pod's port (kubelet's "error forwarding port").
+                        if let Some(error) = pf.take_error(port) {
+                            let pod = pod.clone();
+                            tokio::spawn(async move {
+                                if let Some(msg) = error.await {
+                                    tracing::warn!("port-forward to pod {pod} port {port}: {msg}");
+                                }
+                            });
+                        }
                         if let Some(mut stream) = pf.take_stream(port) {
                             let _ = tokio::io::copy_bidirectional(&mut conn, &mut stream).await;
                         }
