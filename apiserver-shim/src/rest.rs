@@ -44,6 +44,13 @@ pub struct ApiConfig {
     pub future_revision_wait: Duration,
     /// Service CIDR and NodePort range Services are allocated from.
     pub allocation: crate::alloc::AllocConfig,
+    /// Serve `pods/portforward` by dialling `status.podIP` directly
+    /// ([`crate::portforward`]). Only for a server standing in for a host
+    /// cluster (the local host of `vkube up`, tests): on a tenant's virtual
+    /// API server anyone who can write a pod's status could make the server
+    /// dial any address it can reach, so it is off by default and the
+    /// subresource answers 400.
+    pub pod_port_forward: bool,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +60,7 @@ impl Default for ApiConfig {
             bookmark_interval: Duration::from_secs(60),
             future_revision_wait: Duration::from_secs(3),
             allocation: crate::alloc::AllocConfig::default(),
+            pod_port_forward: false,
         }
     }
 }

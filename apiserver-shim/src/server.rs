@@ -257,6 +257,12 @@ async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult
                 &parts.method.as_str().to_ascii_lowercase(),
             ));
         }
+        if !state.api.config.pod_port_forward {
+            return Err(ApiError::bad_request(format!(
+                "port-forward to pod {ns}/{name} is not served by this API server: it is a \
+                 virtual cluster's, and forwarding through the host is not implemented yet"
+            )));
+        }
         return crate::portforward::serve(&state.api, ns, name, &mut parts).await;
     }
     let query = Query::parse(parts.uri.query())?;

@@ -16,9 +16,9 @@ const STEP: Duration = Duration::from_secs(30);
 
 async fn start() -> (Server, Client, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(ServerConfig::new(dir.path()))
-        .await
-        .expect("server starts");
+    let mut config = ServerConfig::new(dir.path());
+    config.api.pod_port_forward = true;
+    let server = Server::start(config).await.expect("server starts");
     let kc = kube::config::Kubeconfig::from_yaml(&server.kubeconfig).expect("kubeconfig parses");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
@@ -159,4 +159,28 @@ async fn a_closed_port_reports_an_error() {
         "{error}"
     );
     assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+}
+
+/// A virtual cluster's server (the default configuration) never dials pod
+/// IPs: a tenant who can write pod status could otherwise reach any address
+/// the server can.
+#[tokio::test]
+async fn port_forward_is_off_unless_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(ServerConfig::new(dir.path()))
+        .await
+        .expect("server starts");
+    let kc = kube::config::Kubeconfig::from_yaml(&server.kubeconfig).expect("kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("kubeconfig loads");
+    let client = Client::try_from(config).expect("client");
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let err = pods.portforward("any", &[80]).await.err().expect("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("400") || text.contains("not served"),
+        "{text}"
+    );
+    server.shutdown().await;
 }

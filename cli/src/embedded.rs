@@ -136,6 +136,8 @@ impl LocalHost {
     /// A data directory in use, a busy address.
     pub async fn start(data_dir: &Path, listen: SocketAddr) -> Result<Self> {
         let mut config = ServerConfig::new(data_dir);
+        // The local host's stand-in for kubelet port-forwarding.
+        config.api.pod_port_forward = true;
         config.listen = listen;
         config.context_name = "vkube-host".into();
         let server = Server::start(config)

@@ -45,6 +45,15 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The configuration of a test cluster's server: the defaults, plus
+/// `pods/portforward` served by dialling the pod IP, since test clusters
+/// often stand in for a host cluster (`ApiConfig::pod_port_forward`).
+fn test_config(data_dir: impl Into<PathBuf>) -> ServerConfig {
+    let mut config = ServerConfig::new(data_dir);
+    config.api.pod_port_forward = true;
+    config
+}
+
 /// Locates a client binary: `$ENV_VAR` if set (it must exist), else
 /// `<workspace>/.tools/bin/<name>`, else `<name>` on `PATH`.
 ///
@@ -203,7 +212,7 @@ impl TestCluster {
             .prefix("vkube-e2e-")
             .tempdir()
             .context("creating a temporary directory")?;
-        let server = Server::start(ServerConfig::new(dir.path().join("data")))
+        let server = Server::start(test_config(dir.path().join("data")))
             .await
             .context("starting apiserver_shim::Server")?;
         let work_dir = dir.path().join("work");
@@ -331,7 +340,7 @@ impl TestCluster {
     /// controllers see their connections drop and must reconnect.
     pub async fn restart_server(&mut self) {
         let data_dir = self._dir.path().join("data");
-        let mut config = ServerConfig::new(&data_dir);
+        let mut config = test_config(&data_dir);
         config.listen = self.server.addr;
         // `shutdown` consumes the server: park a throwaway in its place.
         let spare_dir = self._dir.path().join("spare");
