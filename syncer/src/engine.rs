@@ -449,6 +449,19 @@ where
                             queue.add_after(key, d);
                         }
                     }
+                    Err(e) if is_conflict(&e) => {
+                        // An ordinary optimistic-concurrency conflict: the
+                        // retry reads the newer object; not worth a warning.
+                        tracing::debug!(
+                            kind,
+                            ?key,
+                            error = format!("{e:#}"),
+                            "reconcile conflicted; retrying"
+                        );
+                        if let Some(d) = queue.done(&key, false) {
+                            queue.add_after(key, d);
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(kind, ?key, error = format!("{e:#}"), "reconcile failed");
                         if let Some(d) = queue.done(&key, false) {
@@ -468,7 +481,44 @@ pub fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
+/// Whether reconcile error `e` is (anywhere in its context chain) an
+/// HTTP 409 Conflict from an API server, i.e. an optimistic-concurrency
+/// failure of an update or status write (a stale `resourceVersion`, see
+/// the Kubernetes API conventions, "Concurrency Control and Consistency")
+/// or a create racing another writer. Such errors are retried quietly.
+pub fn is_conflict(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<kube::Error>()
+            .is_some_and(|k| is_status(k, 409))
+    })
+}
+
 /// Key of a namespaced object: (namespace, name), empty strings if unset.
 pub fn key_of<K: ResourceExt>(obj: &K) -> Key {
     (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("the object has been modified", "Conflict")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn conflicts_are_found_through_context_and_others_are_not() {
+        let conflict =
+            anyhow::Error::new(api_error(409)).context("writing the virtual pod's status");
+        assert!(is_conflict(&conflict));
+        let not_found = anyhow::Error::new(api_error(404)).context("updating the host pod");
+        assert!(!is_conflict(&not_found));
+        assert!(!is_conflict(&anyhow::anyhow!(
+            "409 in a message is not a status"
+        )));
+    }
 }

@@ -34,6 +34,10 @@ struct State<K> {
     dirty: HashMap<K, Instant>,
     /// Consecutive failures per key, for backoff.
     failures: HashMap<K, u32>,
+    /// Keys with a pending delayed add ([`Queue::add_after`]), with its
+    /// deadline: at most one live timer per key (a superseded one adds
+    /// nothing when it fires).
+    delayed: HashMap<K, tokio::time::Instant>,
 }
 
 /// A work queue of keys `K` (see the module docs). Cheap to share in an
@@ -59,6 +63,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
                 active: HashSet::new(),
                 dirty: HashMap::new(),
                 failures: HashMap::new(),
+                delayed: HashMap::new(),
             }),
             notify: Notify::new(),
         }
@@ -85,13 +90,45 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
         self.notify.notify_one();
     }
 
-    /// Queues `key` after `delay` (from a spawned timer task).
+    /// Queues `key` after `delay` (from a spawned timer task). If a timer
+    /// for `key` is already pending with a deadline no later than this one
+    /// (within `delay / 16`), nothing is spawned: the earlier reconcile
+    /// asks for its own requeue again, as level-based reconciles do. So
+    /// each reconcile of a long-lived object asking for a far requeue (a
+    /// token refresh in 48 min) does not leave one more sleeping task
+    /// behind (those piled up by the thousands per thousand pods).
     pub fn add_after(self: &Arc<Self>, key: K, delay: Duration) {
+        let deadline = tokio::time::Instant::now() + delay;
+        {
+            let mut s = self.lock();
+            if let Some(&pending) = s.delayed.get(&key)
+                && pending <= deadline + delay / 16
+            {
+                return;
+            }
+            s.delayed.insert(key.clone(), deadline);
+        }
         let q = Arc::clone(self);
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            q.add(key);
+            tokio::time::sleep_until(deadline).await;
+            let ours = {
+                let mut s = q.lock();
+                let ours = s.delayed.get(&key) == Some(&deadline);
+                if ours {
+                    s.delayed.remove(&key);
+                }
+                ours
+            };
+            // Superseded by a sooner timer, whose reconcile asked again.
+            if ours {
+                q.add(key);
+            }
         });
+    }
+
+    /// Number of keys with a pending delayed add.
+    pub fn delayed_len(&self) -> usize {
+        self.lock().delayed.len()
     }
 
     /// Number of keys waiting (not counting those a worker holds).
@@ -175,6 +212,23 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert_eq!(q.next().await.0, "b");
         assert_eq!(q.next().await.0, "a");
+    }
+
+    #[tokio::test]
+    async fn one_timer_per_key_unless_sooner() {
+        let q = Arc::new(Queue::new());
+        for _ in 0..100 {
+            q.add_after("a", Duration::from_secs(3000));
+        }
+        assert_eq!(q.delayed_len(), 1);
+        q.add_after("a", Duration::from_millis(10));
+        q.add_after("b", Duration::from_millis(20));
+        assert_eq!(q.delayed_len(), 2);
+        let next = || tokio::time::timeout(Duration::from_secs(10), q.next());
+        let mut got = vec![next().await.unwrap().0, next().await.unwrap().0];
+        got.sort();
+        assert_eq!(got, ["a", "b"], "the sooner timer of a fired");
+        assert_eq!(q.delayed_len(), 0, "a's far timer was superseded");
     }
 
     #[test]

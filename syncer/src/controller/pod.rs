@@ -57,6 +57,11 @@ pub const ANNOTATION_REFRESH_AT: &str = "vkube.dev/refresh-at";
 /// and refreshes at 80 %).
 pub const TOKEN_SECONDS: i64 = 3600;
 
+/// The ConfigMap holding the cluster CA in every namespace
+/// (`kube-root-ca.crt`, published by kube-controller-manager), whose
+/// `ca.crt` goes into each pod's token Secret.
+pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+
 /// Reason of the Warning Event for a pod the syncer will not run.
 pub const REASON_SYNC_REFUSED: &str = crate::event::REASON_SYNC_REFUSED;
 
@@ -71,7 +76,11 @@ pub fn token_secret_name(ctx: &Context, key: &Key) -> String {
 struct State {
     vstore: Store<Pod>,
     hstore: Store<Pod>,
+    /// Token Secrets, metadata only (`data` dropped: never read back).
     tokens: Store<Secret>,
+    /// Virtual `kube-root-ca.crt` ConfigMaps (one per namespace), so a
+    /// token Secret needs no GET for its `ca.crt`.
+    root_ca: Store<ConfigMap>,
     /// Last state of host pods seen in a watch Delete event, by virtual key.
     tombstones: Mutex<HashMap<Key, Pod>>,
     nodes: Arc<super::node::NodeFeed>,
@@ -94,13 +103,27 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         watcher::Config::default().labels(&ctx.managed_selector()),
         pure::slim_host_pod,
     );
-    let (tokens, tstream) = watch_store(
+    // The token and CA bodies are written, never read back: cache only
+    // what ensure_token compares (annotations, uid, resourceVersion).
+    let (tokens, tstream) = watch_store_with(
         ctx.host_api::<Secret>(),
         watcher::Config::default().labels(&format!(
             "{}={},{LABEL_TOKEN}=true",
             LABEL_MANAGED_BY,
             ctx.tenant.name()
         )),
+        |s: &mut Secret| {
+            s.data = None;
+            s.string_data = None;
+        },
+    );
+    let (root_ca, castream) = watch_store_with(
+        Api::<ConfigMap>::all(ctx.virtual_client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIGMAP}")),
+        |c: &mut ConfigMap| {
+            c.binary_data = None;
+            c.metadata.annotations = None;
+        },
     );
     let (sas, sastream) = watch_store(
         Api::<ServiceAccount>::all(ctx.virtual_client.clone()),
@@ -114,6 +137,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         vstore,
         hstore,
         tokens,
+        root_ca,
         tombstones: Mutex::new(HashMap::new()),
         nodes: Arc::new(super::node::NodeFeed::default()),
         sas,
@@ -211,6 +235,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             state.vstore.wait_until_ready().await?;
             state.hstore.wait_until_ready().await?;
             state.tokens.wait_until_ready().await?;
+            state.root_ca.wait_until_ready().await?;
             state.sas.wait_until_ready().await?;
             state.services.wait_until_ready().await?;
             let periodic = async {
@@ -237,7 +262,9 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     };
     let sa_events = drive(sastream, |_| {});
     let svc_events = drive(svcstream, |_| {});
+    let ca_events = drive(castream, |_| {});
     tokio::select! {
+        r = ca_events => r,
         r = svc_events => r,
         r = sa_events => r,
         r = v_events => r,
@@ -690,11 +717,21 @@ async fn ensure_token(
         .status
         .and_then(|s| s.token)
         .context("the TokenRequest returned no token")?;
-    let ca = ctx
-        .virtual_api::<ConfigMap>(&ns)
-        .get_opt("kube-root-ca.crt")
-        .await?
-        .and_then(|c| c.data)
+    let cached = state
+        .root_ca
+        .get(&ObjectRef::new(ROOT_CA_CONFIGMAP).within(&ns));
+    let ca_map = match cached {
+        Some(c) => Some(c),
+        // Not cached (yet): the namespace may be brand new; ask.
+        None => ctx
+            .virtual_api::<ConfigMap>(&ns)
+            .get_opt(ROOT_CA_CONFIGMAP)
+            .await?
+            .map(Arc::new),
+    };
+    let ca = ca_map
+        .as_ref()
+        .and_then(|c| c.data.as_ref())
         .and_then(|d| d.get("ca.crt").cloned())
         .unwrap_or_default();
     let refresh_at = now + jiff::SignedDuration::from_secs(TOKEN_SECONDS * 8 / 10);
