@@ -250,6 +250,19 @@ fn env(name: String, value: String) -> EnvVar {
     }
 }
 
+/// Virtual Service `virtual_svc` with the addresses of its host copy `host`
+/// (`spec.clusterIP` and `spec.clusterIPs`), for computing the service links
+/// of host pods before the virtual Service has been recreated with them
+/// ([`reflect`]): the virtual addresses do not exist on the host.
+pub fn with_host_addresses(virtual_svc: &Service, host: &Service) -> Service {
+    let mut out = virtual_svc.clone();
+    let host_spec = host.spec.as_ref();
+    let spec = out.spec.get_or_insert_with(Default::default);
+    spec.cluster_ip = host_spec.and_then(|s| s.cluster_ip.clone());
+    spec.cluster_ips = host_spec.and_then(|s| s.cluster_ips.clone());
+    out
+}
+
 /// The environment variables kubelet injects for `services` (those of the
 /// pod's namespace) when `enableServiceLinks` is true, exactly as kubelet's
 /// `envvars.FromServices` (kubernetes `pkg/kubelet/envvars/envvars.go`):
@@ -338,6 +351,29 @@ pub fn kubernetes_service_env(host: &str, port: u16) -> Vec<EnvVar> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn service_links_use_the_host_addresses() {
+        let v: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db", "namespace": "app"},
+            "spec": {"clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9"],
+                     "ports": [{"port": 5432}]}
+        }))
+        .unwrap();
+        let h: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db-x-app-x-vc", "namespace": "host"},
+            "spec": {"clusterIP": "10.43.1.2", "clusterIPs": ["10.43.1.2"],
+                     "ports": [{"port": 5432}]}
+        }))
+        .unwrap();
+        let env = service_env(&[with_host_addresses(&v, &h)]);
+        let host = env.iter().find(|e| e.name == "DB_SERVICE_HOST").unwrap();
+        assert_eq!(host.value.as_deref(), Some("10.43.1.2"));
+        assert!(
+            env.iter()
+                .all(|e| !e.value.as_deref().unwrap_or("").contains("10.96.0.9"))
+        );
+    }
+
     use super::*;
     use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

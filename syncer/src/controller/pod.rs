@@ -88,6 +88,9 @@ struct State {
     sas: Store<ServiceAccount>,
     /// Virtual Services (for service environment variables).
     services: Store<Service>,
+    /// Host copies of the virtual Services (their ClusterIPs are the ones
+    /// host pods can reach).
+    host_services: Store<Service>,
 }
 
 /// Runs the Pod controller (and the Node controller it feeds).
@@ -133,6 +136,10 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         Api::<Service>::all(ctx.virtual_client.clone()),
         watcher::Config::default(),
     );
+    let (host_services, hsvcstream) = watch_store(
+        ctx.host_api::<Service>(),
+        watcher::Config::default().labels(&ctx.managed_selector()),
+    );
     let state = Arc::new(State {
         vstore,
         hstore,
@@ -142,6 +149,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         nodes: Arc::new(super::node::NodeFeed::default()),
         sas,
         services,
+        host_services,
     });
     let resync = {
         let (state, queue) = (Arc::clone(&state), Arc::clone(&queue));
@@ -238,6 +246,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             state.root_ca.wait_until_ready().await?;
             state.sas.wait_until_ready().await?;
             state.services.wait_until_ready().await?;
+            state.host_services.wait_until_ready().await?;
             let periodic = async {
                 loop {
                     tokio::time::sleep(ctx.config.resync_period).await;
@@ -262,10 +271,12 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     };
     let sa_events = drive(sastream, |_| {});
     let svc_events = drive(svcstream, |_| {});
+    let hsvc_events = drive(hsvcstream, |_| {});
     let ca_events = drive(castream, |_| {});
     tokio::select! {
         r = ca_events => r,
         r = svc_events => r,
+        r = hsvc_events => r,
         r = sa_events => r,
         r = v_events => r,
         r = h_events => r,
@@ -477,13 +488,22 @@ fn service_env(ctx: &Context, state: &State, v: &Pod) -> Vec<k8s_openapi::api::c
     let links = v.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false);
     let mut vars = Vec::new();
     if links {
+        // A virtual Service's addresses are the host copy's (the virtual one
+        // is recreated with them, which may not have happened yet); one
+        // without a host copy has no address a host pod could reach.
         let services: Vec<Service> = state
             .services
             .state()
             .iter()
             .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
             .filter(|s| !(ns == "default" && s.name_any() == "kubernetes"))
-            .map(|s| Service::clone(s))
+            .filter_map(|s| {
+                let host = state.host_services.get(
+                    &ObjectRef::new(&host_name(&ctx.tenant, &ns, &s.name_any()))
+                        .within(ctx.tenant.host_namespace()),
+                )?;
+                Some(crate::service::with_host_addresses(s, &host))
+            })
             .collect();
         vars = crate::service::service_env(&services);
     }
