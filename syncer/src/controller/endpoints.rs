@@ -76,14 +76,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         Api::<Service>::all(ctx.virtual_client.clone()),
         watcher::Config::default(),
     );
-    let (vstore, vstream) = watch_store(
-        Api::<Endpoints>::all(ctx.virtual_client.clone()),
-        watcher::Config::default(),
-    );
-    let (hstore, hstream) = watch_store(
-        ctx.host_api::<Endpoints>(),
-        watcher::Config::default().labels(&ctx.managed_selector()),
-    );
+    let (vstore, vstream, hstore, hstream) = super::watch_both::<Endpoints>(&ctx);
     let resync = super::resync_stores(KIND, vstore.clone(), hstore.clone(), Arc::clone(&queue));
     let state = Arc::new(State {
         services,

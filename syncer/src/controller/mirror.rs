@@ -18,12 +18,11 @@ use anyhow::Context as _;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::engine::{Context, Key, SyncerConfig, drive, is_status, run_workers, watch_store};
+use crate::engine::{Context, Key, SyncerConfig, is_status};
 use crate::error::TranslateError;
 use crate::metrics::Direction;
 use crate::names::{Ownership, Tenant, VirtualIdentity, host_name, is_managed};
@@ -81,75 +80,31 @@ pub fn virtual_key(h: &kube::api::ObjectMeta, kind: &str) -> Option<Key> {
 /// [`super::References`]).
 pub async fn run<K: Mirrored>(ctx: Arc<Context>, queue: Arc<Queue<Key>>) -> anyhow::Result<()> {
     ctx.metrics.register_queue(K::KIND, &queue);
-    let (vstore, vstream) = watch_store(
-        kube::Api::<K>::all(ctx.virtual_client.clone()),
-        watcher::Config::default(),
-    );
-    let (hstore, hstream) = watch_store(
-        ctx.host_api::<K>(),
-        watcher::Config::default().labels(&ctx.managed_selector()),
-    );
-    let resync = |vstore: &Store<K>, hstore: &Store<K>, queue: &Queue<Key>| {
-        for v in vstore.state() {
-            queue.add(crate::engine::key_of(v.as_ref()));
-        }
-        for h in hstore.state() {
-            if let Some(k) = virtual_key(h.meta(), K::KIND) {
-                queue.add(k);
-            }
-        }
-    };
-    let v_events = {
-        let (queue, vs, hs) = (Arc::clone(&queue), vstore.clone(), hstore.clone());
-        drive(vstream, move |ev| match ev {
-            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
-                queue.add(crate::engine::key_of(&o));
-            }
-            watcher::Event::InitDone => resync(&vs, &hs, &queue),
-            watcher::Event::Init => {}
-        })
-    };
-    let h_events = {
-        let (queue, vs, hs) = (Arc::clone(&queue), vstore.clone(), hstore.clone());
-        drive(hstream, move |ev| match ev {
-            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
-                if let Some(k) = virtual_key(o.meta(), K::KIND) {
-                    queue.add(k);
-                }
-            }
-            watcher::Event::InitDone => resync(&vs, &hs, &queue),
-            watcher::Event::Init => {}
-        })
-    };
-    let workers = {
-        let (ctx2, vs, hs) = (Arc::clone(&ctx), vstore.clone(), hstore.clone());
+    let (vstore, vstream, hstore, hstream) = super::watch_both::<K>(&ctx);
+    let resync = super::resync_stores(K::KIND, vstore.clone(), hstore.clone(), Arc::clone(&queue));
+    let ready = {
+        let (vs, hs) = (vstore.clone(), hstore.clone());
         async move {
             vs.wait_until_ready().await?;
             hs.wait_until_ready().await?;
-            let periodic = {
-                let (queue, vs, hs) = (Arc::clone(&queue), vs.clone(), hs.clone());
-                let period = ctx2.config.resync_period;
-                async move {
-                    loop {
-                        tokio::time::sleep(period).await;
-                        resync(&vs, &hs, &queue);
-                    }
-                }
-            };
-            let work = run_workers(K::KIND, Arc::clone(&ctx2), queue, |key, since| {
-                let (ctx, vs, hs) = (Arc::clone(&ctx2), vs.clone(), hs.clone());
-                async move { reconcile::<K>(&ctx, &vs, &hs, &key, since).await }
-            });
-            tokio::select! {
-                r = work => r,
-                () = periodic => unreachable!("the resync loop never ends"),
-            }
+            Ok(())
         }
     };
+    let work = super::work_with_resync(
+        K::KIND,
+        Arc::clone(&ctx),
+        Arc::clone(&queue),
+        ready,
+        Arc::clone(&resync),
+        |key, since| {
+            let (ctx, vs, hs) = (Arc::clone(&ctx), vstore.clone(), hstore.clone());
+            async move { reconcile::<K>(&ctx, &vs, &hs, &key, since).await }
+        },
+    );
     tokio::select! {
-        r = v_events => r,
-        r = h_events => r,
-        r = workers => r,
+        r = super::queue_virtual(vstream, Arc::clone(&queue), Arc::clone(&resync)) => r,
+        r = super::queue_host(hstream, K::KIND, Arc::clone(&queue), resync) => r,
+        r = work => r,
     }
 }
 

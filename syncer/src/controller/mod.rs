@@ -84,6 +84,38 @@ pub async fn run_all(ctx: Arc<Context>) -> anyhow::Result<()> {
     res
 }
 
+/// The two caches of a kind synced one to one: every virtual object (all
+/// namespaces) and the host copies this tenant manages (its host namespace,
+/// `vkube.dev/managed-by=VC`), with the watch streams that fill them.
+#[allow(clippy::type_complexity)]
+pub fn watch_both<K>(
+    ctx: &Context,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>,
+    Store<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>,
+)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (vstore, vstream) = crate::engine::watch_store(
+        kube::Api::<K>::all(ctx.virtual_client.clone()),
+        watcher::Config::default(),
+    );
+    let (hstore, hstream) = crate::engine::watch_store(
+        ctx.host_api::<K>(),
+        watcher::Config::default().labels(&ctx.managed_selector()),
+    );
+    (vstore, vstream, hstore, hstream)
+}
+
 /// A full comparison of both sides: queues every key either side knows.
 pub type Resync = Arc<dyn Fn() + Send + Sync>;
 

@@ -35,12 +35,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{LoadBalancerStatus, Service, ServiceSpec};
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use crate::engine::{Context, Key, SyncerConfig, is_status, watch_store};
+use crate::engine::{Context, Key, SyncerConfig, is_status};
 use crate::metrics::Direction;
 use crate::names::{
     ANNOTATION_OBJECT_UID, Mismatch, Ownership, Tenant, VirtualIdentity, host_name, is_managed,
@@ -227,14 +226,7 @@ struct State {
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let queue: Arc<Queue<Key>> = Arc::new(Queue::new());
     ctx.metrics.register_queue(KIND, &queue);
-    let (vstore, vstream) = watch_store(
-        Api::<Service>::all(ctx.virtual_client.clone()),
-        watcher::Config::default(),
-    );
-    let (hstore, hstream) = watch_store(
-        ctx.host_api::<Service>(),
-        watcher::Config::default().labels(&ctx.managed_selector()),
-    );
+    let (vstore, vstream, hstore, hstream) = super::watch_both::<Service>(&ctx);
     let resync = super::resync_stores(KIND, vstore.clone(), hstore.clone(), Arc::clone(&queue));
     let state = Arc::new(State { vstore, hstore });
     let ready = {
