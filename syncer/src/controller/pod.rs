@@ -44,7 +44,7 @@ use crate::names::{
 };
 use crate::pod::{self as pure, KIND, ReferenceKind, TranslateError};
 use crate::queue::Queue;
-use crate::summary::{HostSummary, TokenSummary, VirtualSummary, settled_mark};
+use crate::summary::{FrozenPod, HostSummary, TokenSummary, VirtualSummary, settled_mark};
 
 use super::compact::{Interner, Summaries};
 use super::mirror::{self, owned_copy_of, virtual_key};
@@ -79,12 +79,12 @@ pub fn token_secret_name(ctx: &Context, key: &Key) -> String {
 /// [`State::held`]).
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// The full objects of one key, held from their watch events until the
-/// key settles.
+/// The full objects of one key, held (encoded, see [`FrozenPod`]) from
+/// their watch events until the key settles.
 #[derive(Default)]
 struct Held {
-    v: Option<Arc<Pod>>,
-    h: Option<Arc<Pod>>,
+    v: Option<FrozenPod>,
+    h: Option<FrozenPod>,
 }
 
 struct State {
@@ -122,9 +122,10 @@ impl State {
     }
 
     /// Holds (or, with `None`, forgets) one side's full object of `key`.
-    fn hold(&self, key: &Key, virtual_side: bool, obj: Option<Arc<Pod>>) {
+    fn hold(&self, key: &Key, virtual_side: bool, obj: Option<&Pod>) {
+        let frozen = obj.and_then(FrozenPod::freeze);
         let mut held = self.held();
-        match obj {
+        match frozen {
             Some(o) => {
                 let e = held.entry(key.clone()).or_default();
                 *(if virtual_side { &mut e.v } else { &mut e.h }) = Some(o);
@@ -144,15 +145,17 @@ impl State {
     fn held_v(&self, key: &Key, rv: Option<&str>) -> Option<Arc<Pod>> {
         let held = self.held();
         let v = held.get(key)?.v.as_ref()?;
-        (v.metadata.resource_version.as_deref() == rv).then(|| Arc::clone(v))
+        v.is(None, rv).then(|| v.thaw()).flatten().map(Arc::new)
     }
 
     /// The held host pod of `key` if it is `name` at version `rv`.
     fn held_h(&self, key: &Key, name: &str, rv: Option<&str>) -> Option<Arc<Pod>> {
         let held = self.held();
         let h = held.get(key)?.h.as_ref()?;
-        (h.metadata.name.as_deref() == Some(name) && h.metadata.resource_version.as_deref() == rv)
-            .then(|| Arc::clone(h))
+        h.is(Some(name), rv)
+            .then(|| h.thaw())
+            .flatten()
+            .map(Arc::new)
     }
 }
 
@@ -259,7 +262,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                     let k = key_of(&o);
                     ctx.references
                         .set(k.clone(), super::references_of(&ctx, &o));
-                    state.hold(&k, true, Some(Arc::new(o)));
+                    state.hold(&k, true, Some(&o));
                     queue.add(k);
                 }
                 watcher::Event::Delete(o) => {
@@ -296,7 +299,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                     let node = o.spec.as_ref().and_then(|s| s.node_name.clone());
                     if let Some(k) = virtual_key(o.meta(), KIND) {
-                        state.hold(&k, false, Some(Arc::new(o)));
+                        state.hold(&k, false, Some(&o));
                         queue.add(k);
                     }
                     if let Some(n) = node {
@@ -468,7 +471,7 @@ async fn reconcile(
                         Arc::new(p)
                     });
                 if let Some(p) = &got {
-                    state.hold(key, true, Some(Arc::clone(p)));
+                    state.hold(key, true, Some(p));
                 }
                 got
             }
@@ -492,7 +495,7 @@ async fn reconcile(
                 if let Some(p) = &got
                     && p.metadata.namespace.as_deref() == Some(host_ns)
                 {
-                    state.hold(key, false, Some(Arc::clone(p)));
+                    state.hold(key, false, Some(p));
                 }
                 got
             }
