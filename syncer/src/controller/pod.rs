@@ -79,6 +79,10 @@ pub fn token_secret_name(ctx: &Context, key: &Key) -> String {
 /// [`State::held`]).
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// Page size of the initial (and re-)lists of pods (kube-runtime's
+/// default is 500).
+const LIST_PAGE: u32 = 100;
+
 /// The full objects of one key, held (encoded, see [`FrozenPod`]) from
 /// their watch events until the key settles.
 #[derive(Default)]
@@ -163,14 +167,19 @@ impl State {
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let queue: Arc<Queue<Key>> = Arc::new(Queue::new());
     ctx.metrics.register_queue(KIND, &queue);
+    // List pages of LIST_PAGE pods: each page is decoded whole (full
+    // k8s-openapi pods) before its items are summarized, so the default
+    // 500 made a starting syncer's peak, and so its RSS, much larger.
     let vstream = watcher::watcher(
         Api::<Pod>::all(ctx.virtual_client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().page_size(LIST_PAGE),
     )
     .default_backoff();
     let hstream = watcher::watcher(
         ctx.host_api::<Pod>(),
-        watcher::Config::default().labels(&ctx.managed_selector()),
+        watcher::Config::default()
+            .labels(&ctx.managed_selector())
+            .page_size(LIST_PAGE),
     )
     .default_backoff();
     // The token and CA bodies are written, never read back: watch the
