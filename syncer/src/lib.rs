@@ -33,6 +33,7 @@ pub mod queue;
 pub mod secret;
 pub mod security;
 pub mod service;
+pub mod summary;
 
 pub use engine::{Context, Syncer, SyncerConfig, resolve_owner};
 pub use metrics::Metrics;

@@ -14,17 +14,18 @@
 //! instead of duplicating it. Host Events that go away are left to expire
 //! on the virtual side like any Event.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
 use kube::api::{Api, ObjectMeta, PartialObjectMeta, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use crate::engine::{Context, drive, is_status, run_workers, watch_store};
+use crate::engine::{Context, drive, is_status, run_workers, watch_store_with};
 use crate::event::translate_to_virtual;
 use crate::metrics::Direction;
 use crate::names::{Ownership, Tenant, VirtualIdentity, is_managed};
@@ -74,8 +75,34 @@ pub fn needs_update(want: &Event, have: &Event) -> bool {
         || want.type_ != have.type_
 }
 
+/// Trims host object metadata to what [`involved_identity`] reads (name,
+/// namespace, uid and the reserved `vkube.dev` labels and annotations), so
+/// the per-pod metadata cache stays small (issue 4).
+pub fn identity_only(meta: &mut ObjectMeta) {
+    let keep = |m: &mut Option<std::collections::BTreeMap<String, String>>| {
+        if let Some(m) = m {
+            m.retain(|k, _| crate::names::is_reserved_key(k));
+        }
+    };
+    keep(&mut meta.labels);
+    keep(&mut meta.annotations);
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        labels: meta.labels.take(),
+        annotations: meta.annotations.take(),
+        ..Default::default()
+    };
+}
+
 struct State {
-    events: Store<Event>,
+    /// Host Events not copied yet, from their watch events: each is held
+    /// until its reconcile ends well, then dropped (an Event is written
+    /// once and rarely updated, so caching them all cost memory for
+    /// nothing; issue 4).
+    events: Mutex<HashMap<String, Arc<Event>>>,
     /// Metadata only (names, labels, annotations, uids): all that the
     /// identity check reads, at a fraction of the memory of full objects.
     pods: Store<PartialObjectMeta<Pod>>,
@@ -86,21 +113,38 @@ struct State {
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let queue: Arc<Queue<String>> = Arc::new(Queue::new());
     ctx.metrics.register_queue(KIND, &queue);
-    let (events, estream) = watch_store(ctx.host_api::<Event>(), watcher::Config::default());
+    let estream =
+        watcher::watcher(ctx.host_api::<Event>(), watcher::Config::default()).default_backoff();
     let managed = || watcher::Config::default().labels(&ctx.managed_selector());
     // `Api<PartialObjectMeta<K>>` asks the server for metadata only.
-    let (pods, pstream) = watch_store(ctx.host_api::<PartialObjectMeta<Pod>>(), managed());
-    let (services, sstream) = watch_store(ctx.host_api::<PartialObjectMeta<Service>>(), managed());
+    let (pods, pstream) = watch_store_with(
+        ctx.host_api::<PartialObjectMeta<Pod>>(),
+        managed(),
+        |p: &mut PartialObjectMeta<Pod>| identity_only(&mut p.metadata),
+    );
+    let (services, sstream) = watch_store_with(
+        ctx.host_api::<PartialObjectMeta<Service>>(),
+        managed(),
+        |s: &mut PartialObjectMeta<Service>| identity_only(&mut s.metadata),
+    );
     let state = Arc::new(State {
-        events,
+        events: Mutex::new(HashMap::new()),
         pods,
         services,
     });
     let e_events = {
-        let queue = Arc::clone(&queue);
+        let (queue, state) = (Arc::clone(&queue), Arc::clone(&state));
         drive(estream, move |ev| match ev {
-            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => queue.add(o.name_any()),
-            watcher::Event::Delete(_) | watcher::Event::InitDone | watcher::Event::Init => {}
+            watcher::Event::Apply(mut o) | watcher::Event::InitApply(mut o) => {
+                o.metadata.managed_fields = None;
+                let name = o.name_any();
+                state.held().insert(name.clone(), Arc::new(o));
+                queue.add(name);
+            }
+            watcher::Event::Delete(o) => {
+                state.held().remove(&o.name_any());
+            }
+            watcher::Event::InitDone | watcher::Event::Init => {}
         })
     };
     let p_events = drive(pstream, |_| {});
@@ -108,12 +152,25 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let workers = {
         let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
         async move {
-            state.events.wait_until_ready().await?;
             state.pods.wait_until_ready().await?;
             state.services.wait_until_ready().await?;
             run_workers(KIND, Arc::clone(&ctx), queue, |name, since| {
                 let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
-                async move { reconcile(&ctx, &state, &name, since).await }
+                async move {
+                    let Some(ev) = state.held().get(&name).cloned() else {
+                        return Ok(None);
+                    };
+                    let res = reconcile(&ctx, &state, &ev, since).await;
+                    if matches!(res, Ok(None)) {
+                        // Done with this version (a newer one replaced it
+                        // in the map and is queued again).
+                        let mut held = state.held();
+                        if held.get(&name).is_some_and(|h| Arc::ptr_eq(h, &ev)) {
+                            held.remove(&name);
+                        }
+                    }
+                    res
+                }
             })
             .await
         }
@@ -149,18 +206,18 @@ where
         .map(|o| o.metadata))
 }
 
+impl State {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Event>>> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 async fn reconcile(
     ctx: &Context,
     state: &State,
-    name: &str,
+    ev: &Event,
     since: Instant,
 ) -> anyhow::Result<Option<Duration>> {
-    let Some(ev) = state
-        .events
-        .get(&ObjectRef::new(name).within(ctx.tenant.host_namespace()))
-    else {
-        return Ok(None);
-    };
     let r = &ev.involved_object;
     let (Some(kind), Some(obj)) = (r.kind.as_deref(), r.name.as_deref()) else {
         return Ok(None);
@@ -176,10 +233,10 @@ async fn reconcile(
     let Some(meta) = meta else {
         return Ok(None);
     };
-    let Some(id) = involved_identity(&ctx.tenant, &ev, kind, &meta) else {
+    let Some(id) = involved_identity(&ctx.tenant, ev, kind, &meta) else {
         return Ok(None);
     };
-    let want = translate_to_virtual(&ev, &id);
+    let want = translate_to_virtual(ev, &id);
     let api: Api<Event> = ctx.virtual_api(&id.namespace);
     let vname = want.name_any();
     match api.get_opt(&vname).await? {
@@ -281,6 +338,33 @@ mod tests {
         let mut unannotated = meta;
         unannotated.annotations = None;
         assert!(involved_identity(&t, &ev("host-ns", None), "Pod", &unannotated).is_none());
+    }
+
+    #[test]
+    fn trimmed_metadata_still_resolves_the_identity() {
+        let t = tenant();
+        let hname = host_name(&t, "team", "web-0");
+        let mut meta = host_pod_meta("host-uid");
+        meta.labels
+            .as_mut()
+            .unwrap()
+            .insert("app".into(), "web".into());
+        meta.annotations
+            .as_mut()
+            .unwrap()
+            .insert("note".into(), "x".into());
+        meta.finalizers = Some(vec!["f".into()]);
+        let mut slim = meta.clone();
+        identity_only(&mut slim);
+        assert!(!slim.labels.as_ref().unwrap().contains_key("app"));
+        assert!(!slim.annotations.as_ref().unwrap().contains_key("note"));
+        assert_eq!(slim.finalizers, None);
+        let ev = event_about("host-ns", &hname, Some("host-uid"));
+        assert_eq!(
+            involved_identity(&t, &ev, "Pod", &slim),
+            involved_identity(&t, &ev, "Pod", &meta)
+        );
+        assert!(involved_identity(&t, &ev, "Pod", &slim).is_some());
     }
 
     #[test]

@@ -50,6 +50,11 @@ pub trait Mirrored:
     const REFERENCE: ReferenceKind;
     /// Whether every object of the kind is synced, referenced or not.
     fn sync_all(config: &SyncerConfig) -> bool;
+    /// Label selector terms added to the host watch (after the
+    /// `vkube.dev/managed-by=VC` term, comma-joined), to leave out host
+    /// objects of this kind that other controllers manage (so they are not
+    /// cached twice); empty for none.
+    const HOST_SELECTOR_EXTRA: &'static str = "";
     /// The host copy of virtual object `v` (pure).
     fn translate(tenant: &Tenant, v: &Self) -> Result<Self, TranslateError>;
     /// Whether host object `host` must be replaced by `desired` (pure).
@@ -80,7 +85,8 @@ pub fn virtual_key(h: &kube::api::ObjectMeta, kind: &str) -> Option<Key> {
 /// [`super::References`]).
 pub async fn run<K: Mirrored>(ctx: Arc<Context>, queue: Arc<Queue<Key>>) -> anyhow::Result<()> {
     ctx.metrics.register_queue(K::KIND, &queue);
-    let (vstore, vstream, hstore, hstream) = super::watch_both::<K>(&ctx);
+    let (vstore, vstream, hstore, hstream) =
+        super::watch_both_with::<K>(&ctx, K::HOST_SELECTOR_EXTRA);
     let resync = super::resync_stores(K::KIND, vstore.clone(), hstore.clone(), Arc::clone(&queue));
     let ready = {
         let (vs, hs) = (vstore.clone(), hstore.clone());

@@ -20,6 +20,7 @@ use crate::engine::{Context, Key, drive, key_of, run_workers};
 use crate::pod::{Reference, ReferenceKind};
 use crate::queue::Queue;
 
+pub mod compact;
 pub mod configmap;
 pub mod endpoints;
 pub mod event;
@@ -105,13 +106,41 @@ where
         + Sync
         + 'static,
 {
+    watch_both_with(ctx, "")
+}
+
+/// [`watch_both`], with label selector terms `host_extra` (e.g.
+/// `!some-label`) added to the host watch; empty for none.
+#[allow(clippy::type_complexity)]
+pub fn watch_both_with<K>(
+    ctx: &Context,
+    host_extra: &str,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>,
+    Store<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>,
+)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let mut selector = ctx.managed_selector();
+    if !host_extra.is_empty() {
+        selector = format!("{selector},{host_extra}");
+    }
     let (vstore, vstream) = crate::engine::watch_store(
         kube::Api::<K>::all(ctx.virtual_client.clone()),
         watcher::Config::default(),
     );
     let (hstore, hstream) = crate::engine::watch_store(
         ctx.host_api::<K>(),
-        watcher::Config::default().labels(&ctx.managed_selector()),
+        watcher::Config::default().labels(&selector),
     );
     (vstore, vstream, hstore, hstream)
 }

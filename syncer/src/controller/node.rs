@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::reflector::Store;
 
 use crate::engine::{Context, is_status, run_workers};
 use crate::names::LABEL_MANAGED_BY;
@@ -55,22 +54,24 @@ impl NodeFeed {
 }
 
 /// Runs the Node controller over `feed`'s queue (node names), deciding use
-/// from `host_pods` (the Pod controller's host store).
+/// with `in_use(node)`: whether any host pod of this tenant runs there (the
+/// Pod controller answers from its host pod cache).
 pub async fn run(
     ctx: Arc<Context>,
-    host_pods: Store<Pod>,
+    in_use: impl Fn(&str) -> bool + Send + Sync + 'static,
     feed: Arc<NodeFeed>,
 ) -> anyhow::Result<()> {
+    let in_use = Arc::new(in_use);
     ctx.metrics.register_queue(KIND, &feed.queue);
     let c = Arc::clone(&ctx);
     let f = Arc::clone(&feed);
     run_workers(KIND, ctx, Arc::clone(&feed.queue), move |name, since| {
-        let (ctx, pods, feed) = (Arc::clone(&c), host_pods.clone(), Arc::clone(&f));
+        let (ctx, in_use, feed) = (Arc::clone(&c), Arc::clone(&in_use), Arc::clone(&f));
         async move {
             // Forgotten while reconciling, so a use seen meanwhile queues
             // the node again; remembered only if it ends up present.
             feed.lock().remove(&name);
-            let res = reconcile(&ctx, &pods, &name, since).await;
+            let res = reconcile(&ctx, in_use(&name), &name, since).await;
             if matches!(res, Ok(Some(_))) {
                 feed.lock().insert(name);
             }
@@ -82,14 +83,10 @@ pub async fn run(
 
 async fn reconcile(
     ctx: &Context,
-    host_pods: &Store<Pod>,
+    in_use: bool,
     name: &str,
     _since: Instant,
 ) -> anyhow::Result<Option<Duration>> {
-    let in_use = host_pods.state().iter().any(|p| {
-        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name)
-            && p.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(ctx.tenant.name())
-    });
     let vapi: Api<Node> = Api::all(ctx.virtual_client.clone());
     let current = vapi.get_opt(name).await?;
     let ours = current.as_ref().is_some_and(|n| {

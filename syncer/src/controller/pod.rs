@@ -32,6 +32,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+
 use crate::engine::{
     Context, Key, drive, is_status, key_of, run_workers, watch_store, watch_store_with,
 };
@@ -41,17 +44,15 @@ use crate::names::{
 };
 use crate::pod::{self as pure, KIND, ReferenceKind, TranslateError};
 use crate::queue::Queue;
+use crate::summary::{FrozenPod, HostSummary, TokenSummary, VirtualSummary, settled_mark};
 
+use super::compact::{Interner, Summaries};
 use super::mirror::{self, owned_copy_of, virtual_key};
 
 /// Kind recorded on the host Secret holding a pod's service account token.
 pub const TOKEN_KIND: &str = "ServiceAccountToken";
 
-/// Label on token Secrets, so the token store watches only those.
-pub const LABEL_TOKEN: &str = "vkube.dev/service-account-token";
-
-/// Annotation on token Secrets: when the token must be refreshed (RFC 3339).
-pub const ANNOTATION_REFRESH_AT: &str = "vkube.dev/refresh-at";
+pub use crate::summary::{ANNOTATION_REFRESH_AT, LABEL_TOKEN};
 
 /// Lifetime requested for pod tokens, in seconds (kubelet asks for 1 h
 /// and refreshes at 80 %).
@@ -73,11 +74,37 @@ pub fn token_secret_name(ctx: &Context, key: &Key) -> String {
     host_name(&ctx.tenant, &key.0, &format!("{}.sa-token", key.1))
 }
 
+/// How soon a key whose full objects are still held is looked at again,
+/// so that a reconcile finding nothing changed drops them (see
+/// [`State::held`]).
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Page size of the initial (and re-)lists of pods (kube-runtime's
+/// default is 500).
+const LIST_PAGE: u32 = 100;
+
+/// The full objects of one key, held (encoded, see [`FrozenPod`]) from
+/// their watch events until the key settles.
+#[derive(Default)]
+struct Held {
+    v: Option<FrozenPod>,
+    h: Option<FrozenPod>,
+}
+
 struct State {
-    vstore: Store<Pod>,
-    hstore: Store<Pod>,
-    /// Token Secrets, metadata only (`data` dropped: never read back).
-    tokens: Store<Secret>,
+    /// Every virtual pod, as a compact summary (issue 4: memory per pod).
+    vsums: Summaries<Key, VirtualSummary>,
+    /// Host pods of this tenant by host name, as compact summaries.
+    hsums: Summaries<String, HostSummary>,
+    /// Token Secrets by name (watched as metadata only).
+    tokens: Summaries<String, TokenSummary>,
+    /// The full virtual/host pods of keys not settled yet, from their watch
+    /// events (host pods slimmed by [`pure::slim_host_pod`]): a reconcile
+    /// reads them instead of a GET. Dropped when a reconcile finds neither
+    /// side written since the last one that ended well; a key holding them
+    /// is requeued after [`SETTLE`] for that.
+    held: Mutex<HashMap<Key, Held>>,
+    node_names: Interner,
     /// Virtual `kube-root-ca.crt` ConfigMaps (one per namespace), so a
     /// token Secret needs no GET for its `ca.crt`.
     root_ca: Store<ConfigMap>,
@@ -93,33 +120,79 @@ struct State {
     host_services: Store<Service>,
 }
 
+impl State {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Held>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds (or, with `None`, forgets) one side's full object of `key`.
+    fn hold(&self, key: &Key, virtual_side: bool, obj: Option<&Pod>) {
+        let frozen = obj.and_then(FrozenPod::freeze);
+        let mut held = self.held();
+        match frozen {
+            Some(o) => {
+                let e = held.entry(key.clone()).or_default();
+                *(if virtual_side { &mut e.v } else { &mut e.h }) = Some(o);
+            }
+            None => {
+                if let Some(e) = held.get_mut(key) {
+                    *(if virtual_side { &mut e.v } else { &mut e.h }) = None;
+                    if e.v.is_none() && e.h.is_none() {
+                        held.remove(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The held virtual pod of `key` if it is version `rv`.
+    fn held_v(&self, key: &Key, rv: Option<&str>) -> Option<Arc<Pod>> {
+        let held = self.held();
+        let v = held.get(key)?.v.as_ref()?;
+        v.is(None, rv).then(|| v.thaw()).flatten().map(Arc::new)
+    }
+
+    /// The held host pod of `key` if it is `name` at version `rv`.
+    fn held_h(&self, key: &Key, name: &str, rv: Option<&str>) -> Option<Arc<Pod>> {
+        let held = self.held();
+        let h = held.get(key)?.h.as_ref()?;
+        h.is(Some(name), rv)
+            .then(|| h.thaw())
+            .flatten()
+            .map(Arc::new)
+    }
+}
+
 /// Runs the Pod controller (and the Node controller it feeds).
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let queue: Arc<Queue<Key>> = Arc::new(Queue::new());
     ctx.metrics.register_queue(KIND, &queue);
-    let (vstore, vstream) = watch_store(
+    // List pages of LIST_PAGE pods: each page is decoded whole (full
+    // k8s-openapi pods) before its items are summarized, so the default
+    // 500 made a starting syncer's peak, and so its RSS, much larger.
+    let vstream = watcher::watcher(
         Api::<Pod>::all(ctx.virtual_client.clone()),
-        watcher::Config::default(),
-    );
-    let (hstore, hstream) = watch_store_with(
+        watcher::Config::default().page_size(LIST_PAGE),
+    )
+    .default_backoff();
+    let hstream = watcher::watcher(
         ctx.host_api::<Pod>(),
-        watcher::Config::default().labels(&ctx.managed_selector()),
-        pure::slim_host_pod,
-    );
-    // The token and CA bodies are written, never read back: cache only
-    // what ensure_token compares (annotations, uid, resourceVersion).
-    let (tokens, tstream) = watch_store_with(
-        ctx.host_api::<Secret>(),
+        watcher::Config::default()
+            .labels(&ctx.managed_selector())
+            .page_size(LIST_PAGE),
+    )
+    .default_backoff();
+    // The token and CA bodies are written, never read back: watch the
+    // token Secrets' metadata only.
+    let tstream = watcher::watcher(
+        ctx.host_api::<PartialObjectMeta<Secret>>(),
         watcher::Config::default().labels(&format!(
             "{}={},{LABEL_TOKEN}=true",
             LABEL_MANAGED_BY,
             ctx.tenant.name()
         )),
-        |s: &mut Secret| {
-            s.data = None;
-            s.string_data = None;
-        },
-    );
+    )
+    .default_backoff();
     let (root_ca, castream) = watch_store_with(
         Api::<ConfigMap>::all(ctx.virtual_client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIGMAP}")),
@@ -141,9 +214,11 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         watcher::Config::default().labels(&ctx.managed_selector()),
     );
     let state = Arc::new(State {
-        vstore,
-        hstore,
-        tokens,
+        vsums: Summaries::default(),
+        hsums: Summaries::default(),
+        tokens: Summaries::default(),
+        held: Mutex::new(HashMap::new()),
+        node_names: Interner::default(),
         root_ca,
         tombstones: Mutex::new(HashMap::new()),
         nodes: Arc::new(super::node::NodeFeed::default()),
@@ -154,22 +229,24 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let resync = {
         let (state, queue) = (Arc::clone(&state), Arc::clone(&queue));
         move || {
-            for v in state.vstore.state() {
-                queue.add(key_of(v.as_ref()));
-            }
-            for h in state.hstore.state() {
-                if let Some(k) = virtual_key(h.meta(), KIND) {
-                    queue.add(k);
+            state.vsums.for_each(|k, _| queue.add(k.clone()));
+            let mut nodes = Vec::new();
+            state.hsums.for_each(|_, h| {
+                if let Some(k) = &h.key {
+                    queue.add(k.clone());
                 }
-                if let Some(n) = h.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                    state.nodes.check(n);
+                if let Some(n) = &h.node_name {
+                    nodes.push(n.to_string());
                 }
+            });
+            for n in nodes {
+                state.nodes.check(n);
             }
-            for t in state.tokens.state() {
-                if let Some(k) = virtual_key(t.meta(), TOKEN_KIND) {
-                    queue.add(k);
+            state.tokens.for_each(|_, t| {
+                if let Some(k) = &t.key {
+                    queue.add(k.clone());
                 }
-            }
+            });
         }
     };
     let v_events = {
@@ -179,69 +256,107 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             Arc::clone(&state),
             resync.clone(),
         );
-        drive(vstream, move |ev| match ev {
-            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                ctx.references
-                    .set(key_of(&o), super::references_of(&ctx, &o));
-                queue.add(key_of(&o));
+        drive(vstream, move |mut ev| {
+            if let watcher::Event::Apply(o)
+            | watcher::Event::InitApply(o)
+            | watcher::Event::Delete(o) = &mut ev
+            {
+                o.metadata.managed_fields = None;
             }
-            watcher::Event::Delete(o) => {
-                ctx.references.set(key_of(&o), Vec::new());
-                queue.add(key_of(&o));
+            state
+                .vsums
+                .apply(&ev, |p| Some((key_of(p), VirtualSummary::of(p))));
+            match ev {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                    let k = key_of(&o);
+                    ctx.references
+                        .set(k.clone(), super::references_of(&ctx, &o));
+                    state.hold(&k, true, Some(&o));
+                    queue.add(k);
+                }
+                watcher::Event::Delete(o) => {
+                    let k = key_of(&o);
+                    ctx.references.set(k.clone(), Vec::new());
+                    state.hold(&k, true, None);
+                    queue.add(k);
+                }
+                watcher::Event::InitDone => {
+                    ctx.references.retain(|k| state.vsums.contains(k));
+                    resync();
+                }
+                watcher::Event::Init => {}
             }
-            watcher::Event::InitDone => {
-                let vs = &state.vstore;
-                ctx.references
-                    .retain(|k| vs.get(&ObjectRef::new(&k.1).within(&k.0)).is_some());
-                resync();
-            }
-            watcher::Event::Init => {}
         })
     };
     let h_events = {
         let (queue, state, resync) = (Arc::clone(&queue), Arc::clone(&state), resync.clone());
-        drive(hstream, move |ev| match ev {
-            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                if let Some(k) = virtual_key(o.meta(), KIND) {
-                    queue.add(k);
-                }
-                if let Some(n) = o.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                    state.nodes.used(n);
-                }
+        drive(hstream, move |mut ev| {
+            if let watcher::Event::Apply(o)
+            | watcher::Event::InitApply(o)
+            | watcher::Event::Delete(o) = &mut ev
+            {
+                o.metadata.managed_fields = None;
+                pure::slim_host_pod(o);
             }
-            watcher::Event::Delete(o) => {
-                if let Some(n) = o.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                    state.nodes.check(n);
+            state.hsums.apply(&ev, |p| {
+                Some((
+                    p.name_any(),
+                    HostSummary::of(p, KIND, |n| state.node_names.intern(n)),
+                ))
+            });
+            match ev {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                    let node = o.spec.as_ref().and_then(|s| s.node_name.clone());
+                    if let Some(k) = virtual_key(o.meta(), KIND) {
+                        state.hold(&k, false, Some(&o));
+                        queue.add(k);
+                    }
+                    if let Some(n) = node {
+                        state.nodes.used(n);
+                    }
                 }
-                if let Some(k) = virtual_key(o.meta(), KIND) {
-                    state
-                        .tombstones
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(k.clone(), o);
-                    queue.add(k);
+                watcher::Event::Delete(o) => {
+                    if let Some(n) = o.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                        state.nodes.check(n);
+                    }
+                    if let Some(k) = virtual_key(o.meta(), KIND) {
+                        state.hold(&k, false, None);
+                        state
+                            .tombstones
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(k.clone(), o);
+                        queue.add(k);
+                    }
                 }
+                watcher::Event::InitDone => resync(),
+                watcher::Event::Init => {}
             }
-            watcher::Event::InitDone => resync(),
-            watcher::Event::Init => {}
         })
     };
     let t_events = {
-        let queue = Arc::clone(&queue);
-        drive(tstream, move |ev| match ev {
-            watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) => {
-                if let Some(k) = virtual_key(o.meta(), TOKEN_KIND) {
-                    queue.add(k);
+        let (queue, state) = (Arc::clone(&queue), Arc::clone(&state));
+        drive(tstream, move |ev| {
+            state.tokens.apply(&ev, |s| {
+                Some((s.name_any(), TokenSummary::of(&s.metadata, TOKEN_KIND)))
+            });
+            match ev {
+                watcher::Event::Apply(o)
+                | watcher::Event::InitApply(o)
+                | watcher::Event::Delete(o) => {
+                    if let Some(k) = virtual_key(&o.metadata, TOKEN_KIND) {
+                        queue.add(k);
+                    }
                 }
+                watcher::Event::InitDone | watcher::Event::Init => {}
             }
-            watcher::Event::InitDone | watcher::Event::Init => {}
         })
     };
     let workers = {
         let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
         async move {
-            state.vstore.wait_until_ready().await?;
-            state.hstore.wait_until_ready().await?;
+            state.vsums.wait_until_ready().await?;
+            state.hsums.wait_until_ready().await?;
             state.tokens.wait_until_ready().await?;
             state.root_ca.wait_until_ready().await?;
             state.sas.wait_until_ready().await?;
@@ -257,11 +372,11 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                 let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
                 async move { reconcile(&ctx, &state, &key, since).await }
             });
-            let nodes = super::node::run(
-                Arc::clone(&ctx),
-                state.hstore.clone(),
-                Arc::clone(&state.nodes),
-            );
+            let in_use = {
+                let state = Arc::clone(&state);
+                move |node: &str| state.hsums.any(|h| h.node_name.as_deref() == Some(node))
+            };
+            let nodes = super::node::run(Arc::clone(&ctx), in_use, Arc::clone(&state.nodes));
             tokio::select! {
                 r = work => r,
                 r = nodes => r,
@@ -285,15 +400,42 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     }
 }
 
-fn get(store: &Store<Pod>, ns: &str, name: &str) -> Option<Arc<Pod>> {
-    store.get(&ObjectRef::new(name).within(ns))
-}
-
 fn uid_precondition(uid: Option<String>) -> Option<Preconditions> {
     Some(Preconditions {
         uid,
         resource_version: None,
     })
+}
+
+/// When nothing but the token can need work for `key`: `Some(requeue)`
+/// if its virtual pod `vs` is settled against host version `host_rv` and
+/// its token (if that reconcile looked after one) is fresh.
+fn settled(
+    ctx: &Context,
+    state: &State,
+    key: &Key,
+    vs: &VirtualSummary,
+    host_rv: Option<&str>,
+) -> Option<Option<Duration>> {
+    let (mark, token) = vs.settled?;
+    if mark != settled_mark(vs.resource_version.as_deref(), host_rv) {
+        return None;
+    }
+    if !token {
+        return Some(None);
+    }
+    let sa = state
+        .sas
+        .get(&ObjectRef::new(vs.service_account()).within(&key.0));
+    if !crate::summary::wants_token(
+        vs.automount,
+        sa.and_then(|s| s.automount_service_account_token),
+    ) {
+        return Some(None);
+    }
+    let t = state.tokens.get(&token_secret_name(ctx, key))?;
+    t.fresh_for(vs.uid.as_deref()?, jiff::Timestamp::now())
+        .map(Some)
 }
 
 async fn reconcile(
@@ -304,14 +446,70 @@ async fn reconcile(
 ) -> anyhow::Result<Option<Duration>> {
     let host_ns = ctx.tenant.host_namespace();
     let hname = host_name(&ctx.tenant, &key.0, &key.1);
-    let v = get(&state.vstore, &key.0, &key.1);
-    let h = get(&state.hstore, host_ns, &hname);
+    let vs = state.vsums.get(key);
+    let hs = state.hsums.get(&hname);
+    let host_rv = hs.as_ref().and_then(|h| h.resource_version.as_deref());
     let tombstone = state
         .tombstones
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(key)
         .cloned();
+    if tombstone.is_none()
+        && let Some(vs) = &vs
+        && let Some(requeue) = settled(ctx, state, key, vs, host_rv)
+    {
+        // Neither side written since a reconcile that ended well: drop
+        // the full objects, if still held.
+        state.held().remove(key);
+        return Ok(requeue);
+    }
+    // The full objects: held from their watch events, else a GET.
+    let v = match &vs {
+        None => None,
+        Some(s) => match state.held_v(key, s.resource_version.as_deref()) {
+            Some(v) => Some(v),
+            None => {
+                let got = ctx
+                    .virtual_api::<Pod>(&key.0)
+                    .get_opt(&key.1)
+                    .await
+                    .context("reading the virtual pod")?
+                    .map(|mut p| {
+                        p.metadata.managed_fields = None;
+                        Arc::new(p)
+                    });
+                if let Some(p) = &got {
+                    state.hold(key, true, Some(p));
+                }
+                got
+            }
+        },
+    };
+    let h = match &hs {
+        None => None,
+        Some(_) => match state.held_h(key, &hname, host_rv) {
+            Some(h) => Some(h),
+            None => {
+                let got = ctx
+                    .host_api::<Pod>()
+                    .get_opt(&hname)
+                    .await
+                    .context("reading the host pod")?
+                    .map(|mut p| {
+                        p.metadata.managed_fields = None;
+                        pure::slim_host_pod(&mut p);
+                        Arc::new(p)
+                    });
+                if let Some(p) = &got
+                    && p.metadata.namespace.as_deref() == Some(host_ns)
+                {
+                    state.hold(key, false, Some(p));
+                }
+                got
+            }
+        },
+    };
     let res = reconcile_pod(
         ctx,
         state,
@@ -334,7 +532,25 @@ async fn reconcile(
     if res.is_ok() && v.is_none() {
         delete_token_secret(ctx, state, key).await?;
     }
-    res
+    let requeue = res?;
+    match &vs {
+        Some(vs) => {
+            let mark = settled_mark(vs.resource_version.as_deref(), host_rv);
+            let token = requeue.is_some();
+            state.vsums.update(key, |s| {
+                if s.resource_version == vs.resource_version {
+                    s.settled = Some((mark, token));
+                }
+            });
+        }
+        None => {
+            state.held().remove(key);
+        }
+    }
+    if state.held().contains_key(key) {
+        return Ok(Some(requeue.map_or(SETTLE, |d| d.min(SETTLE))));
+    }
+    Ok(requeue)
 }
 
 async fn reconcile_pod(
@@ -688,21 +904,11 @@ async fn ensure_token(
         return Ok(None);
     }
     let name = token_secret_name(ctx, key);
-    let existing = state
-        .tokens
-        .get(&ObjectRef::new(&name).within(ctx.tenant.host_namespace()));
+    let existing = state.tokens.get(&name);
     let now = jiff::Timestamp::now();
     let uid = v.uid().unwrap_or_default();
-    if let Some(s) = &existing
-        && s.annotations().get(ANNOTATION_OBJECT_UID) == Some(&uid)
-        && let Some(at) = s
-            .annotations()
-            .get(ANNOTATION_REFRESH_AT)
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        && at > now
-    {
-        let wait = (at - now).total(jiff::Unit::Second).unwrap_or(60.0);
-        return Ok(Some(Duration::from_secs_f64(wait.max(1.0))));
+    if let Some(wait) = existing.as_ref().and_then(|s| s.fresh_for(&uid, now)) {
+        return Ok(Some(wait));
     }
     let ns = key.0.clone();
     let sa_name = pure::service_account_of(v);
@@ -778,7 +984,9 @@ async fn ensure_token(
                     block_owner_deletion: None,
                 },
             ]),
-            resource_version: existing.as_ref().and_then(|s| s.resource_version()),
+            resource_version: existing
+                .as_ref()
+                .and_then(|s| s.resource_version.as_deref().map(String::from)),
             ..Default::default()
         },
         data: Some(
@@ -817,14 +1025,11 @@ async fn ensure_token(
 
 async fn delete_token_secret(ctx: &Context, state: &State, key: &Key) -> anyhow::Result<()> {
     let name = token_secret_name(ctx, key);
-    let Some(s) = state
-        .tokens
-        .get(&ObjectRef::new(&name).within(ctx.tenant.host_namespace()))
-    else {
+    let Some(s) = state.tokens.get(&name) else {
         return Ok(());
     };
     let dp = DeleteParams {
-        preconditions: uid_precondition(s.uid()),
+        preconditions: uid_precondition(s.uid.as_deref().map(String::from)),
         ..Default::default()
     };
     match ctx.host_api::<Secret>().delete(&name, &dp).await {
