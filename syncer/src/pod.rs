@@ -624,7 +624,44 @@ pub fn reflect_status(host: &PodStatus, current: Option<&PodStatus>) -> Option<P
         resource_claim_statuses: None,
         ..current.clone()
     };
-    (want != current).then_some(want)
+    (without_condition_times(&want) != without_condition_times(&current)).then_some(want)
+}
+
+/// `status` with the `lastProbeTime`/`lastTransitionTime` of its
+/// conditions cleared, for comparisons: a condition whose type, status,
+/// reason and message are unchanged is the same condition (the Pod
+/// conditions docs: the transition time moves only when `status` does),
+/// so a timestamp the virtual API server set itself (e.g. `PodScheduled`
+/// written by the binding subresource) is no reason to write again.
+fn without_condition_times(status: &PodStatus) -> PodStatus {
+    let mut out = status.clone();
+    for c in out.conditions.iter_mut().flatten() {
+        c.last_probe_time = None;
+        c.last_transition_time = None;
+    }
+    out
+}
+
+/// `current` as it will be once the pod is bound with the `binding`
+/// subresource, which sets condition `PodScheduled=True` (as
+/// kube-apiserver's binding storage does); for deciding whether a status
+/// write is still needed after a binding. `None` means an empty status.
+pub fn bound_status(current: Option<&PodStatus>) -> PodStatus {
+    let mut out = current.cloned().unwrap_or_default();
+    let conditions = out.conditions.get_or_insert_with(Vec::new);
+    match conditions.iter_mut().find(|c| c.type_ == "PodScheduled") {
+        Some(c) => {
+            c.status = "True".into();
+            c.reason = None;
+            c.message = None;
+        }
+        None => conditions.push(PodCondition {
+            type_: "PodScheduled".into(),
+            status: "True".into(),
+            ..Default::default()
+        }),
+    }
+    out
 }
 
 /// The status of a virtual pod the syncer refuses to run: `Pending` (not
@@ -1317,6 +1354,42 @@ mod engine_helper_tests {
         let refused = refused_status(None, "nope").unwrap();
         let new = reflect_status(&host_status(), Some(&refused)).unwrap();
         assert_eq!(new.reason, None);
+    }
+
+    #[test]
+    fn a_binding_makes_a_bound_only_host_status_need_no_write() {
+        // The host pod is bound but not started: its status only says
+        // PodScheduled=True, which the virtual binding sets as well (with
+        // the virtual server's own timestamp).
+        let host: PodStatus = serde_json::from_value(json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True",
+                            "lastTransitionTime": "2025-01-01T00:00:00Z"}],
+        }))
+        .unwrap();
+        let unbound: PodStatus =
+            serde_json::from_value(json!({"phase": "Pending", "qosClass": "BestEffort"})).unwrap();
+        assert!(reflect_status(&host, Some(&unbound)).is_some());
+        assert_eq!(
+            reflect_status(&host, Some(&bound_status(Some(&unbound)))),
+            None
+        );
+        let bound_later: PodStatus = serde_json::from_value(json!({
+            "phase": "Pending", "qosClass": "BestEffort",
+            "conditions": [{"type": "PodScheduled", "status": "True",
+                            "lastTransitionTime": "2025-01-01T00:00:07Z"}],
+        }))
+        .unwrap();
+        assert_eq!(
+            reflect_status(&host, Some(&bound_later)),
+            None,
+            "only a time differs"
+        );
+        // A condition whose status changes is written.
+        let refused = refused_status(Some(&unbound), "nope").unwrap();
+        assert!(reflect_status(&host, Some(&refused)).is_some());
+        // Running is still written after the binding.
+        assert!(reflect_status(&host_status(), Some(&bound_status(Some(&unbound)))).is_some());
     }
 
     #[test]

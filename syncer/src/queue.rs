@@ -8,6 +8,12 @@
 //! side is *gone* (virtual pod deleted → host pod deleted; host pod gone →
 //! virtual pod finalized). Keys here are plain values (virtual namespace and
 //! name) and each reconcile loads both sides itself.
+//!
+//! Two lanes: keys added with [`Queue::add_urgent`] (work that makes an
+//! object exist, e.g. creating a host pod) are handed out before those of
+//! [`Queue::add`] (follow-ups such as status writes), so a burst of
+//! creates is not slowed by the round trips of earlier objects'
+//! follow-ups, the way kube-scheduler's active queue puts some pods first.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
@@ -25,6 +31,10 @@ pub const BASE_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 struct State<K> {
+    /// Keys of the urgent lane, handed out first. A key may sit in both
+    /// lanes; `queued` decides: a key popped that is no longer in
+    /// `queued` was already handed out from the other lane.
+    urgent: VecDeque<K>,
     order: VecDeque<K>,
     /// Queued keys with the time they were first added since last taken.
     queued: HashMap<K, Instant>,
@@ -58,6 +68,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
     pub fn new() -> Self {
         Self {
             state: Mutex::new(State {
+                urgent: VecDeque::new(),
                 order: VecDeque::new(),
                 queued: HashMap::new(),
                 active: HashSet::new(),
@@ -75,6 +86,17 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
 
     /// Queues `key` now (no-op if already queued; deferred if a worker holds it).
     pub fn add(&self, key: K) {
+        self.push(key, false);
+    }
+
+    /// Queues `key` in the urgent lane: handed out before every key of the
+    /// ordinary lane (one already queued there moves up). Deferred like
+    /// [`Queue::add`] if a worker holds it.
+    pub fn add_urgent(&self, key: K) {
+        self.push(key, true);
+    }
+
+    fn push(&self, key: K, urgent: bool) {
         let now = Instant::now();
         let mut s = self.lock();
         if s.active.contains(&key) {
@@ -82,10 +104,17 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
             return;
         }
         if s.queued.contains_key(&key) {
+            if urgent {
+                s.urgent.push_back(key);
+            }
             return;
         }
         s.queued.insert(key.clone(), now);
-        s.order.push_back(key);
+        if urgent {
+            s.urgent.push_back(key);
+        } else {
+            s.order.push_back(key);
+        }
         drop(s);
         self.notify.notify_one();
     }
@@ -133,7 +162,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
 
     /// Number of keys waiting (not counting those a worker holds).
     pub fn len(&self) -> usize {
-        self.lock().order.len()
+        self.lock().queued.len()
     }
 
     /// Whether no key is waiting.
@@ -148,10 +177,13 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
             let notified = self.notify.notified();
             {
                 let mut s = self.lock();
-                if let Some(key) = s.order.pop_front() {
-                    let since = s.queued.remove(&key).unwrap_or_else(Instant::now);
+                while let Some(key) = s.urgent.pop_front().or_else(|| s.order.pop_front()) {
+                    // Already handed out from the other lane.
+                    let Some(since) = s.queued.remove(&key) else {
+                        continue;
+                    };
                     s.active.insert(key.clone());
-                    if !s.order.is_empty() {
+                    if !s.queued.is_empty() {
                         self.notify.notify_one();
                     }
                     return (key, since);
@@ -212,6 +244,26 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert_eq!(q.next().await.0, "b");
         assert_eq!(q.next().await.0, "a");
+    }
+
+    #[tokio::test]
+    async fn urgent_keys_come_first_and_once() {
+        let q = Queue::new();
+        q.add("a");
+        q.add("b");
+        q.add_urgent("c");
+        q.add_urgent("b");
+        assert_eq!(q.len(), 3);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let (k, _) = q.next().await;
+            q.done(&k, true);
+            got.push(k);
+        }
+        assert_eq!(got, ["c", "b", "a"]);
+        assert!(q.is_empty());
+        let none = tokio::time::timeout(Duration::from_millis(50), q.next()).await;
+        assert!(none.is_err(), "b was not handed out twice");
     }
 
     #[tokio::test]

@@ -118,6 +118,12 @@ struct State {
     /// Host copies of the virtual Services (their ClusterIPs are the ones
     /// host pods can reach).
     host_services: Store<Service>,
+    /// Token Secrets this process wrote that the token store may not show
+    /// yet: virtual key → (pod uid, refresh time). Without it, the
+    /// reconcile that follows a create (queued by the host pod's watch
+    /// event) finds no token in the cache and asks for another one.
+    /// Dropped once the store shows the Secret, or with the pod.
+    issued: Mutex<HashMap<Key, (String, jiff::Timestamp)>>,
 }
 
 impl State {
@@ -225,11 +231,14 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         sas,
         services,
         host_services,
+        issued: Mutex::new(HashMap::new()),
     });
     let resync = {
-        let (state, queue) = (Arc::clone(&state), Arc::clone(&queue));
+        let (ctx, state, queue) = (Arc::clone(&ctx), Arc::clone(&state), Arc::clone(&queue));
         move || {
-            state.vsums.for_each(|k, _| queue.add(k.clone()));
+            state
+                .vsums
+                .for_each(|k, _| queue_virtual(&ctx, &state, &queue, k.clone()));
             let mut nodes = Vec::new();
             state.hsums.for_each(|_, h| {
                 if let Some(k) = &h.key {
@@ -272,7 +281,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                     ctx.references
                         .set(k.clone(), super::references_of(&ctx, &o));
                     state.hold(&k, true, Some(&o));
-                    queue.add(k);
+                    queue_virtual(&ctx, &state, &queue, k);
                 }
                 watcher::Event::Delete(o) => {
                     let k = key_of(&o);
@@ -397,6 +406,18 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         r = h_events => r,
         r = t_events => r,
         r = workers => r,
+    }
+}
+
+/// Queues virtual pod `key`, in the urgent lane while it has no host pod
+/// (its reconcile creates one), so a burst of new pods reaches the host
+/// before the status writes and bindings of the pods already there.
+fn queue_virtual(ctx: &Context, state: &State, queue: &Queue<Key>, key: Key) {
+    let hname = host_name(&ctx.tenant, &key.0, &key.1);
+    if state.hsums.contains(&hname) {
+        queue.add(key);
+    } else {
+        queue.add_urgent(key);
     }
 }
 
@@ -530,6 +551,7 @@ async fn reconcile(
     // The token Secret follows its pod: gone when the virtual pod is gone
     // (the host GC also removes it with the host pod it is owned by).
     if res.is_ok() && v.is_none() {
+        issued_lock(state).remove(key);
         delete_token_secret(ctx, state, key).await?;
     }
     let requeue = res?;
@@ -673,7 +695,20 @@ async fn reconcile_pod(
                 requeue = ensure_token(ctx, state, key, v, h).await?;
             }
             let evicted = h.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted");
-            reflect(ctx, v, h, since).await?;
+            // A binding is due: compare with the status it will leave
+            // (PodScheduled=True), so a host pod that is only bound costs
+            // the binding alone, not a status write as well.
+            let bound_view;
+            let current = if binding_due(v, h) && !evicted {
+                bound_view = Pod {
+                    status: Some(pure::bound_status(v.status.as_ref())),
+                    ..v.clone()
+                };
+                &bound_view
+            } else {
+                v
+            };
+            reflect(ctx, current, h, since).await?;
             if evicted {
                 finalize_virtual(ctx, v).await?;
                 return Ok(None);
@@ -756,11 +791,28 @@ async fn create_host_pod(
     }
     let desired = desired_pod(ctx, state, key, v, translated.pod);
     let api = ctx.host_api::<Pod>();
-    match api.create(&PostParams::default(), &desired).await {
+    // The TokenRequest (virtual side) runs while the host pod is created;
+    // only the token Secret, owned by the host pod, must wait for its uid.
+    let need = token_need(ctx, state, key, v);
+    let token = async {
+        match &need {
+            TokenNeed::Issue(_) => request_token(ctx, key, v).await.map(Some),
+            TokenNeed::Nothing(_) => Ok(None),
+        }
+    };
+    let pp = PostParams::default();
+    let (created, token) = tokio::join!(api.create(&pp, &desired), token);
+    match created {
         Ok(created) => {
             ctx.metrics
                 .observe_latency(KIND, Direction::VirtualToHost, since.elapsed());
-            ensure_token(ctx, state, key, v, &created).await
+            match (need, token?) {
+                (TokenNeed::Issue(existing), Some(token)) => {
+                    write_token(ctx, state, key, v, &created, token, existing.as_ref()).await
+                }
+                (TokenNeed::Nothing(after), _) => Ok(after),
+                (TokenNeed::Issue(_), None) => Ok(None),
+            }
         }
         Err(e) if is_status(&e, 409) => {
             let name = desired.name_any();
@@ -845,19 +897,27 @@ async fn write_status(
     }
 }
 
+/// Whether virtual pod `v` is to be bound: host pod `h` has a node and
+/// `v` has none yet.
+fn binding_due(v: &Pod, h: &Pod) -> bool {
+    let node_of = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty())
+    };
+    node_of(h) && !node_of(v)
+}
+
 /// Binds virtual pod `v` to host pod `h`'s node (the `binding`
 /// subresource, as kube-scheduler does) once the host scheduled it.
 async fn bind(ctx: &Context, v: &Pod, h: &Pod) -> anyhow::Result<()> {
+    if !binding_due(v, h) {
+        return Ok(());
+    }
     let Some(node) = h.spec.as_ref().and_then(|s| s.node_name.clone()) else {
         return Ok(());
     };
-    if v.spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .is_some()
-    {
-        return Ok(());
-    }
     let binding = Binding {
         metadata: ObjectMeta {
             name: Some(v.name_any()),
@@ -891,6 +951,68 @@ async fn refuse(ctx: &Context, v: &Pod, message: &str) -> anyhow::Result<()> {
     ctx.warn(v, REASON_SYNC_REFUSED, message).await
 }
 
+/// What a pod's token Secret needs now (see [`token_need`]).
+enum TokenNeed {
+    /// Nothing now; look again after the duration, if any (the refresh
+    /// time, or a retry while the virtual service account is missing).
+    Nothing(Option<Duration>),
+    /// A new token: a TokenRequest, then a create (no Secret cached) or a
+    /// replace of the cached Secret.
+    Issue(Option<TokenSummary>),
+}
+
+type Issued = HashMap<Key, (String, jiff::Timestamp)>;
+
+fn issued_lock(state: &State) -> std::sync::MutexGuard<'_, Issued> {
+    state.issued.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Decides from the caches (no I/O) whether virtual pod `v` needs a new
+/// token: it wants one and neither the token store nor this process's
+/// record of the Secrets it wrote (`State::issued`) holds one for this
+/// incarnation that is still before its refresh time.
+fn token_need(ctx: &Context, state: &State, key: &Key, v: &Pod) -> TokenNeed {
+    if !token_wanted(state, v) {
+        return TokenNeed::Nothing(None);
+    }
+    let name = token_secret_name(ctx, key);
+    let existing = state.tokens.get(&name);
+    let now = jiff::Timestamp::now();
+    let uid = v.uid().unwrap_or_default();
+    let cached = existing
+        .as_ref()
+        .filter(|s| s.object_uid.as_deref() == Some(uid.as_str()))
+        .and_then(|s| s.refresh_at);
+    let refresh_at = {
+        let mut issued = issued_lock(state);
+        let written = issued
+            .get(key)
+            .filter(|(u, _)| *u == uid)
+            .map(|(_, at)| *at);
+        if written.is_some_and(|w| cached.is_some_and(|c| c >= w)) {
+            // The store caught up with what this process wrote.
+            issued.remove(key);
+        }
+        cached.max(written)
+    };
+    if let Some(at) = refresh_at
+        && at > now
+    {
+        let wait = (at - now).total(jiff::Unit::Second).unwrap_or(60.0);
+        return TokenNeed::Nothing(Some(Duration::from_secs_f64(wait.max(1.0))));
+    }
+    let sa_name = pure::service_account_of(v);
+    if state
+        .sas
+        .get(&ObjectRef::new(&sa_name).within(&key.0))
+        .is_none()
+    {
+        // The virtual service account does not exist (yet): retry later.
+        return TokenNeed::Nothing(Some(Duration::from_secs(2)));
+    }
+    TokenNeed::Issue(existing)
+}
+
 /// Ensures host pod `h` (ours, mirroring `v`) has a fresh token Secret.
 /// Returns when to look again (the refresh time).
 async fn ensure_token(
@@ -900,26 +1022,20 @@ async fn ensure_token(
     v: &Pod,
     h: &Pod,
 ) -> anyhow::Result<Option<Duration>> {
-    if !token_wanted(state, v) {
-        return Ok(None);
+    match token_need(ctx, state, key, v) {
+        TokenNeed::Nothing(after) => Ok(after),
+        TokenNeed::Issue(existing) => {
+            let token = request_token(ctx, key, v).await?;
+            write_token(ctx, state, key, v, h, token, existing.as_ref()).await
+        }
     }
-    let name = token_secret_name(ctx, key);
-    let existing = state.tokens.get(&name);
-    let now = jiff::Timestamp::now();
-    let uid = v.uid().unwrap_or_default();
-    if let Some(wait) = existing.as_ref().and_then(|s| s.fresh_for(&uid, now)) {
-        return Ok(Some(wait));
-    }
-    let ns = key.0.clone();
-    let sa_name = pure::service_account_of(v);
-    if state
-        .sas
-        .get(&ObjectRef::new(&sa_name).within(&ns))
-        .is_none()
-    {
-        // The virtual service account does not exist (yet): retry later.
-        return Ok(Some(Duration::from_secs(2)));
-    }
+}
+
+/// Asks the virtual API server for a token of `v`'s service account bound
+/// to `v` (TokenRequest, [`TOKEN_SECONDS`] long), as the kubelet does for
+/// a projected service account token.
+/// Errors: the request failing or returning no token.
+async fn request_token(ctx: &Context, key: &Key, v: &Pod) -> anyhow::Result<String> {
     let request = TokenRequest {
         metadata: ObjectMeta::default(),
         spec: Some(TokenRequestSpec {
@@ -928,21 +1044,41 @@ async fn ensure_token(
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
                 name: Some(key.1.clone()),
-                uid: Some(uid.clone()),
+                uid: v.uid(),
             }),
             ..Default::default()
         }),
         status: None,
     };
     let issued = ctx
-        .virtual_api::<ServiceAccount>(&ns)
-        .create_token_request(&sa_name, &PostParams::default(), &request)
+        .virtual_api::<ServiceAccount>(&key.0)
+        .create_token_request(
+            &pure::service_account_of(v),
+            &PostParams::default(),
+            &request,
+        )
         .await
         .context("requesting the pod's service account token")?;
-    let token = issued
+    issued
         .status
         .and_then(|s| s.token)
-        .context("the TokenRequest returned no token")?;
+        .context("the TokenRequest returned no token")
+}
+
+/// Writes `token` into the token Secret of host pod `h` (owned by `h`,
+/// so the host's garbage collector removes it with the pod): a create, or
+/// a replace of `existing`. Returns when to refresh it.
+async fn write_token(
+    ctx: &Context,
+    state: &State,
+    key: &Key,
+    v: &Pod,
+    h: &Pod,
+    token: String,
+    existing: Option<&TokenSummary>,
+) -> anyhow::Result<Option<Duration>> {
+    let name = token_secret_name(ctx, key);
+    let ns = key.0.clone();
     let cached = state
         .root_ca
         .get(&ObjectRef::new(ROOT_CA_CONFIGMAP).within(&ns));
@@ -960,7 +1096,8 @@ async fn ensure_token(
         .and_then(|c| c.data.as_ref())
         .and_then(|d| d.get("ca.crt").cloned())
         .unwrap_or_default();
-    let refresh_at = now + jiff::SignedDuration::from_secs(TOKEN_SECONDS * 8 / 10);
+    let refresh_at =
+        jiff::Timestamp::now() + jiff::SignedDuration::from_secs(TOKEN_SECONDS * 8 / 10);
     // object-name is the pod's, so the token's watch events queue the pod.
     let id = VirtualIdentity::from_meta(TOKEN_KIND, v.meta())?;
     let mut markers = crate::names::identity_markers(&ctx.tenant, &id);
@@ -1001,12 +1138,15 @@ async fn ensure_token(
         ..Default::default()
     };
     let api = ctx.host_api::<Secret>();
-    let res = match &existing {
+    let res = match existing {
         Some(_) => api.replace(&name, &PostParams::default(), &secret).await,
         None => api.create(&PostParams::default(), &secret).await,
     };
     match res {
-        Ok(_) => Ok(Some(Duration::from_secs((TOKEN_SECONDS * 8 / 10) as u64))),
+        Ok(_) => {
+            issued_lock(state).insert(key.clone(), (id.uid.clone(), refresh_at));
+            Ok(Some(Duration::from_secs((TOKEN_SECONDS * 8 / 10) as u64)))
+        }
         Err(e) if is_status(&e, 409) && existing.is_none() => {
             // Either ours and not yet cached, or not ours: check.
             let live = api.get_opt(&name).await?;
