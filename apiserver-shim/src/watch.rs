@@ -26,16 +26,126 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use rand::Rng;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// One encoded event line.
+/// One encoded event line, `{"type":KIND,"object":OBJECT}` and a newline
+/// (the field order kube-apiserver writes), serialising `object` in place.
 fn line(kind: &str, object: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
-    v.push(b'\n');
+    let mut v = Vec::with_capacity(256);
+    v.extend_from_slice(b"{\"type\":\"");
+    v.extend_from_slice(kind.as_bytes());
+    v.extend_from_slice(b"\",\"object\":");
+    // Writing a `Value` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut v, object);
+    v.extend_from_slice(b"}\n");
     Bytes::from(v)
+}
+
+/// The same line around an object already encoded as JSON.
+fn line_encoded(kind: &str, object: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(object.len() + 32);
+    v.extend_from_slice(b"{\"type\":\"");
+    v.extend_from_slice(kind.as_bytes());
+    v.extend_from_slice(b"\",\"object\":");
+    v.extend_from_slice(object);
+    v.extend_from_slice(b"}\n");
+    Bytes::from(v)
+}
+
+/// The decoded and encoded forms of one storage event, each computed at most
+/// once and shared by every watcher that sees the event (as kube-apiserver's
+/// watch cache serialises an event once per format, `cachingObject`). Every
+/// part is filled lazily: a watcher that needs only the JSON never makes the
+/// others pay for a filter's old object.
+#[derive(Default)]
+pub(crate) struct Rendered {
+    /// The object a watcher reports: the new value at the event's revision, or
+    /// for a deletion the last value stamped with the deletion's revision.
+    /// `None`: the stored bytes do not decode (the event is skipped).
+    object: OnceLock<Option<Value>>,
+    /// For an update, the previous value at its own revision (selectors
+    /// apply to it to tell ADDED/MODIFIED/DELETED apart).
+    before: OnceLock<Option<Value>>,
+    /// `object` encoded as JSON (the plain-object representation).
+    object_json: OnceLock<Bytes>,
+}
+
+impl Rendered {
+    fn decode(ev: &Event, bytes: &Bytes, rev: u64) -> Option<Value> {
+        decode_stored(&KeyValue {
+            key: ev.key.clone(),
+            mod_revision: rev,
+            value: bytes.clone(),
+        })
+        .ok()
+    }
+
+    fn object(&self, ev: &Event) -> Option<&Value> {
+        self.object
+            .get_or_init(|| match (&ev.value, &ev.prev) {
+                (Some(cur), _) => Self::decode(ev, cur, ev.revision),
+                // A deleted object is reported with the revision of its deletion.
+                (None, Some(prev)) => Self::decode(ev, prev, ev.revision),
+                (None, None) => None,
+            })
+            .as_ref()
+    }
+
+    fn before(&self, ev: &Event) -> Option<&Value> {
+        self.before
+            .get_or_init(|| match (&ev.value, &ev.prev) {
+                (Some(_), Some(prev)) => Self::decode(ev, prev, ev.prev_revision),
+                _ => None,
+            })
+            .as_ref()
+    }
+
+    fn object_json(&self, object: &Value) -> &[u8] {
+        self.object_json
+            .get_or_init(|| Bytes::from(serde_json::to_vec(object).unwrap_or_default()))
+    }
+}
+
+/// Slots of an [`EventCache`]: how many recent revisions keep their rendering.
+/// A watcher further behind renders for itself; the bound keeps the decoded
+/// objects held for sharing to a few hundred.
+const EVENT_CACHE_SLOTS: usize = 128;
+
+/// Recently rendered events by revision, shared by all watches of one
+/// [`Api`]: the first watcher to see an event decodes and encodes it, the
+/// others reuse that. Revision `r` lives in slot `r % EVENT_CACHE_SLOTS`
+/// until a later revision takes the slot. Events are immutable once
+/// committed, so a cached rendering never goes stale.
+pub struct EventCache {
+    slots: Box<[Mutex<Option<(u64, Arc<Rendered>)>>]>,
+}
+
+impl Default for EventCache {
+    fn default() -> Self {
+        Self {
+            slots: (0..EVENT_CACHE_SLOTS).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+}
+
+impl EventCache {
+    /// The shared rendering of the event at `revision` (a new, empty one if
+    /// the slot holds another revision).
+    fn get(&self, revision: u64) -> Arc<Rendered> {
+        let slot = &self.slots[(revision % self.slots.len() as u64) as usize];
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some((r, rendered)) if *r == revision => rendered.clone(),
+            _ => {
+                let rendered = Arc::new(Rendered::default());
+                *slot = Some((revision, rendered.clone()));
+                rendered
+            }
+        }
+    }
 }
 
 struct Renderer {
@@ -71,42 +181,31 @@ impl Renderer {
 }
 
 /// Turns one storage event into the watch event this client sees, if any.
-fn translate(ev: &Event, filter: &Filter, r: &Renderer) -> Option<Bytes> {
-    let decode = |bytes: &Bytes, rev: u64| {
-        decode_stored(&KeyValue {
-            key: ev.key.clone(),
-            mod_revision: rev,
-            value: bytes.clone(),
-        })
-        .ok()
+fn translate(ev: &Event, filter: &Filter, r: &Renderer, cache: &EventCache) -> Option<Bytes> {
+    let rendered = cache.get(ev.revision);
+    let obj = rendered.object(ev)?;
+    let kind = if ev.value.is_some() {
+        let now = filter.matches(obj);
+        let before = match &ev.prev {
+            None => false,
+            Some(_) if filter.is_everything() => true,
+            Some(_) => rendered.before(ev).is_some_and(|p| filter.matches(p)),
+        };
+        match (before, now) {
+            (false, true) => "ADDED",
+            (true, true) => "MODIFIED",
+            (true, false) => "DELETED",
+            (false, false) => return None,
+        }
+    } else if filter.matches(obj) {
+        "DELETED"
+    } else {
+        return None;
     };
-    let everything = filter.is_everything();
-    match (&ev.value, &ev.prev) {
-        (Some(cur), prev) => {
-            let cur = decode(cur, ev.revision)?;
-            let now = filter.matches(&cur);
-            let before = match prev {
-                None => false,
-                Some(_) if everything => true,
-                Some(p) => decode(p, ev.prev_revision).is_some_and(|p| filter.matches(&p)),
-            };
-            let kind = match (before, now) {
-                (false, true) => "ADDED",
-                (true, true) => "MODIFIED",
-                (true, false) => "DELETED",
-                (false, false) => return None,
-            };
-            Some(line(kind, &r.object(&cur)))
-        }
-        (None, Some(prev)) => {
-            // A deleted object is reported with the revision of its deletion.
-            let old = decode(prev, ev.revision)?;
-            filter
-                .matches(&old)
-                .then(|| line("DELETED", &r.object(&old)))
-        }
-        (None, None) => None,
-    }
+    Some(match r.repr {
+        Representation::Object => line_encoded(kind, rendered.object_json(obj)),
+        _ => line(kind, &r.object(obj)),
+    })
 }
 
 /// Serves a watch request.
@@ -214,7 +313,7 @@ pub async fn serve(
                     tokio::select! {
                         ev = stream.next() => {
                             let Some(ev) = ev else { break };
-                            if let Some(l) = translate(&ev, &filter, &renderer)
+                            if let Some(l) = translate(&ev, &filter, &renderer, &api.watch_cache)
                                 && tx.send(l).await.is_err()
                             {
                                 return;
@@ -225,7 +324,7 @@ pub async fn serve(
                             // watcher's queue: drain it, then vouch for `current`.
                             let current = store.current_revision();
                             while let Some(ev) = stream.try_next() {
-                                if let Some(l) = translate(&ev, &filter, &renderer)
+                                if let Some(l) = translate(&ev, &filter, &renderer, &api.watch_cache)
                                     && tx.send(l).await.is_err()
                                 {
                                     return;
