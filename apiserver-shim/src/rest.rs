@@ -954,14 +954,20 @@ impl Api {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .is_none_or(str::is_empty);
+        if !generated {
+            // One attempt: the object moves into it rather than being copied.
+            let name = meta::name(&obj).to_string();
+            return match self.insert(target, obj, query.dry_run).await? {
+                Some(created) => {
+                    Ok(self.render_one(def, StatusCode::CREATED, &created, repr, query))
+                }
+                None => Err(ApiError::already_exists(&def.group_resource(), &name)),
+            };
+        }
         // generateName collisions are retried with a new suffix, as the registry does.
         for _ in 0..8 {
-            match self.insert(target, obj.clone(), query.dry_run).await? {
-                Some(created) => {
-                    return Ok(self.render_one(def, StatusCode::CREATED, &created, repr, query));
-                }
-                None if generated => continue,
-                None => break,
+            if let Some(created) = self.insert(target, obj.clone(), query.dry_run).await? {
+                return Ok(self.render_one(def, StatusCode::CREATED, &created, repr, query));
             }
         }
         Err(ApiError::already_exists(
