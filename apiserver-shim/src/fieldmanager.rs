@@ -229,7 +229,12 @@ pub fn track_update(
     new: &mut Value,
     manager: &str,
 ) {
-    let sent = new.pointer("/metadata/managedFields").cloned();
+    // Taken out of `new`, which then is the object compared (the entries
+    // are set back below), so the object is not copied for the comparison.
+    let sent = new
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|md| md.remove("managedFields"));
     if sub.is_none()
         && let Some(Value::Array(items)) = &sent
         && !items.is_empty()
@@ -237,9 +242,6 @@ pub fn track_update(
             .iter()
             .all(|i| i.as_object().is_some_and(|m| m.is_empty()))
     {
-        if let Some(md) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-            md.remove("managedFields");
-        }
         return;
     }
     let mut entries = match (sub, mf::decode_entries(sent.as_ref())) {
@@ -247,7 +249,6 @@ pub fn track_update(
         _ => live_entries(old),
     };
     let before = old.map_or_else(|| create_base(def), without_managed_fields);
-    let after = without_managed_fields(new);
     let api_version = def.api_version();
     let time = now();
     let keep = tracked(def, sub);
@@ -260,7 +261,7 @@ pub fn track_update(
     };
     mf::update(
         &before,
-        &after,
+        new,
         &mut entries,
         &writer,
         &ApplySchema::builtin(def.group, def.kind),

@@ -71,6 +71,19 @@ pub struct Api {
     pub store: Arc<dyn Storage>,
     /// Limits and timings.
     pub config: ApiConfig,
+    /// Watch events rendered once and shared by every watcher.
+    pub(crate) watch_cache: crate::watch::EventCache,
+}
+
+impl Api {
+    /// The REST layer over `store`.
+    pub fn new(store: Arc<dyn Storage>, config: ApiConfig) -> Self {
+        Self {
+            store,
+            config,
+            watch_cache: crate::watch::EventCache::default(),
+        }
+    }
 }
 
 /// `DeleteOptions`, from the body or the query.
@@ -208,6 +221,55 @@ pub fn storage_error(def: &ResourceDef, name: &str, e: StorageError) -> ApiError
             tracing::error!(%msg, "storage failure");
             ApiError::internal(msg)
         }
+    }
+}
+
+/// A list body `{kind, apiVersion, metadata, items}` that takes ownership of
+/// `items` (the `json!` macro would serialise a copy of each).
+fn list_body(kind: String, api_version: String, metadata: Value, items: Vec<Value>) -> Value {
+    let mut body = serde_json::Map::new();
+    body.insert("kind".into(), Value::String(kind));
+    body.insert("apiVersion".into(), Value::String(api_version));
+    body.insert("metadata".into(), metadata);
+    body.insert("items".into(), Value::Array(items));
+    Value::Object(body)
+}
+
+/// An object as stored: serialised without `metadata.resourceVersion`,
+/// which the store keeps beside the value as its `mod_revision`. The same
+/// bytes as removing the field from a copy, without the copy.
+struct Stored<'a>(&'a Value);
+
+/// The members of a `metadata` map but `resourceVersion`.
+struct MetadataWithoutRv<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for Stored<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(top) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut map = s.serialize_map(Some(top.len()))?;
+        for (k, v) in top {
+            match v {
+                Value::Object(md) if k == "metadata" => {
+                    map.serialize_entry(k, &MetadataWithoutRv(md))?
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+impl serde::Serialize for MetadataWithoutRv<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.0.iter().filter(|(k, _)| *k != "resourceVersion") {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
 }
 
@@ -692,28 +754,25 @@ impl Api {
                 query.include_object.as_deref(),
                 Some(list_meta),
             ),
-            Representation::PartialMetadata => json!({
-                "kind": "PartialObjectMetadataList",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": list_meta,
-                "items": items.iter().map(table::partial_metadata).collect::<Vec<_>>(),
-            }),
-            Representation::Object => json!({
-                "kind": format!("{}List", def.kind),
-                "apiVersion": def.api_version(),
-                "metadata": list_meta,
-                "items": items,
-            }),
+            // The items move into the body: `json!` would copy each one.
+            Representation::PartialMetadata => list_body(
+                "PartialObjectMetadataList".into(),
+                "meta.k8s.io/v1".into(),
+                list_meta,
+                items.iter().map(table::partial_metadata).collect(),
+            ),
+            Representation::Object => list_body(
+                format!("{}List", def.kind),
+                def.api_version(),
+                list_meta,
+                items,
+            ),
         };
         Ok(json_response(StatusCode::OK, &body))
     }
 
     fn encode(&self, def: &ResourceDef, obj: &Value) -> ApiResult<Bytes> {
-        let mut o = obj.clone();
-        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
-        let bytes = serde_json::to_vec(&o).map_err(ApiError::internal)?;
+        let bytes = serde_json::to_vec(&Stored(obj)).map_err(ApiError::internal)?;
         if bytes.len() > self.config.max_object_bytes {
             return Err(ApiError::too_large(format!(
                 "Request entity too large: {} \"{}\" is {} bytes, limit is {}",
@@ -895,14 +954,20 @@ impl Api {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .is_none_or(str::is_empty);
+        if !generated {
+            // One attempt: the object moves into it rather than being copied.
+            let name = meta::name(&obj).to_string();
+            return match self.insert(target, obj, query.dry_run).await? {
+                Some(created) => {
+                    Ok(self.render_one(def, StatusCode::CREATED, &created, repr, query))
+                }
+                None => Err(ApiError::already_exists(&def.group_resource(), &name)),
+            };
+        }
         // generateName collisions are retried with a new suffix, as the registry does.
         for _ in 0..8 {
-            match self.insert(target, obj.clone(), query.dry_run).await? {
-                Some(created) => {
-                    return Ok(self.render_one(def, StatusCode::CREATED, &created, repr, query));
-                }
-                None if generated => continue,
-                None => break,
+            if let Some(created) = self.insert(target, obj.clone(), query.dry_run).await? {
+                return Ok(self.render_one(def, StatusCode::CREATED, &created, repr, query));
             }
         }
         Err(ApiError::already_exists(

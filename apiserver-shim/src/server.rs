@@ -350,10 +350,7 @@ impl Server {
             addr.ip().to_string()
         };
         let server_url = format!("https://{host}:{}", addr.port());
-        let api = Arc::new(Api {
-            store,
-            config: config.api.clone(),
-        });
+        let api = Arc::new(Api::new(store, config.api.clone()));
         let mut tokens = HashMap::new();
         tokens.insert(
             pki.admin_token.clone(),

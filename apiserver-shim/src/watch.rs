@@ -26,16 +26,129 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use rand::Rng;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// One encoded event line.
+/// One encoded event line, `{"type":KIND,"object":OBJECT}` and a newline
+/// (the field order kube-apiserver writes), serialising `object` in place.
 fn line(kind: &str, object: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
-    v.push(b'\n');
+    let mut v = Vec::with_capacity(256);
+    v.extend_from_slice(b"{\"type\":\"");
+    v.extend_from_slice(kind.as_bytes());
+    v.extend_from_slice(b"\",\"object\":");
+    // Writing a `Value` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut v, object);
+    v.extend_from_slice(b"}\n");
     Bytes::from(v)
+}
+
+/// The same line around an object already encoded as JSON.
+fn line_encoded(kind: &str, object: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(object.len() + 32);
+    v.extend_from_slice(b"{\"type\":\"");
+    v.extend_from_slice(kind.as_bytes());
+    v.extend_from_slice(b"\",\"object\":");
+    v.extend_from_slice(object);
+    v.extend_from_slice(b"}\n");
+    Bytes::from(v)
+}
+
+/// The decoded and encoded forms of one storage event, each computed at most
+/// once and shared by every watcher that sees the event (as kube-apiserver's
+/// watch cache serialises an event once per format, `cachingObject`). Every
+/// part is filled lazily: a watcher that needs only the JSON never makes the
+/// others pay for a filter's old object.
+#[derive(Default)]
+pub(crate) struct Rendered {
+    /// The object a watcher reports: the new value at the event's revision, or
+    /// for a deletion the last value stamped with the deletion's revision.
+    /// `None`: the stored bytes do not decode (the event is skipped).
+    object: OnceLock<Option<Value>>,
+    /// For an update, the previous value at its own revision (selectors
+    /// apply to it to tell ADDED/MODIFIED/DELETED apart).
+    before: OnceLock<Option<Value>>,
+    /// `object` encoded as JSON (the plain-object representation).
+    object_json: OnceLock<Bytes>,
+}
+
+impl Rendered {
+    fn decode(ev: &Event, bytes: &Bytes, rev: u64) -> Option<Value> {
+        decode_stored(&KeyValue {
+            key: ev.key.clone(),
+            mod_revision: rev,
+            value: bytes.clone(),
+        })
+        .ok()
+    }
+
+    fn object(&self, ev: &Event) -> Option<&Value> {
+        self.object
+            .get_or_init(|| match (&ev.value, &ev.prev) {
+                (Some(cur), _) => Self::decode(ev, cur, ev.revision),
+                // A deleted object is reported with the revision of its deletion.
+                (None, Some(prev)) => Self::decode(ev, prev, ev.revision),
+                (None, None) => None,
+            })
+            .as_ref()
+    }
+
+    fn before(&self, ev: &Event) -> Option<&Value> {
+        self.before
+            .get_or_init(|| match (&ev.value, &ev.prev) {
+                (Some(_), Some(prev)) => Self::decode(ev, prev, ev.prev_revision),
+                _ => None,
+            })
+            .as_ref()
+    }
+
+    fn object_json(&self, object: &Value) -> &[u8] {
+        self.object_json
+            .get_or_init(|| Bytes::from(serde_json::to_vec(object).unwrap_or_default()))
+    }
+}
+
+/// Slots of an [`EventCache`]: how many recent revisions keep their rendering.
+/// A watcher further behind renders for itself; the bound keeps the decoded
+/// objects held for sharing to a few hundred.
+const EVENT_CACHE_SLOTS: usize = 128;
+
+/// Recently rendered events by revision, shared by all watches of one
+/// [`Api`]: the first watcher to see an event decodes and encodes it, the
+/// others reuse that. Revision `r` lives in slot `r % EVENT_CACHE_SLOTS`
+/// until a later revision takes the slot. Events are immutable once
+/// committed, so a cached rendering never goes stale.
+pub struct EventCache {
+    slots: Box<[Slot]>,
+}
+
+/// One [`EventCache`] slot: a revision and its rendering.
+type Slot = Mutex<Option<(u64, Arc<Rendered>)>>;
+
+impl Default for EventCache {
+    fn default() -> Self {
+        Self {
+            slots: (0..EVENT_CACHE_SLOTS).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+}
+
+impl EventCache {
+    /// The shared rendering of the event at `revision` (a new, empty one if
+    /// the slot holds another revision).
+    fn get(&self, revision: u64) -> Arc<Rendered> {
+        let slot = &self.slots[(revision % self.slots.len() as u64) as usize];
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some((r, rendered)) if *r == revision => rendered.clone(),
+            _ => {
+                let rendered = Arc::new(Rendered::default());
+                *slot = Some((revision, rendered.clone()));
+                rendered
+            }
+        }
+    }
 }
 
 struct Renderer {
@@ -71,41 +184,112 @@ impl Renderer {
 }
 
 /// Turns one storage event into the watch event this client sees, if any.
-fn translate(ev: &Event, filter: &Filter, r: &Renderer) -> Option<Bytes> {
-    let decode = |bytes: &Bytes, rev: u64| {
-        decode_stored(&KeyValue {
-            key: ev.key.clone(),
-            mod_revision: rev,
-            value: bytes.clone(),
-        })
-        .ok()
+fn translate(ev: &Event, filter: &Filter, r: &Renderer, cache: &EventCache) -> Option<Bytes> {
+    let rendered = cache.get(ev.revision);
+    let obj = rendered.object(ev)?;
+    let kind = if ev.value.is_some() {
+        let now = filter.matches(obj);
+        let before = match &ev.prev {
+            None => false,
+            Some(_) if filter.is_everything() => true,
+            Some(_) => rendered.before(ev).is_some_and(|p| filter.matches(p)),
+        };
+        match (before, now) {
+            (false, true) => "ADDED",
+            (true, true) => "MODIFIED",
+            (true, false) => "DELETED",
+            (false, false) => return None,
+        }
+    } else if filter.matches(obj) {
+        "DELETED"
+    } else {
+        return None;
     };
-    let everything = filter.is_everything();
-    match (&ev.value, &ev.prev) {
-        (Some(cur), prev) => {
-            let cur = decode(cur, ev.revision)?;
-            let now = filter.matches(&cur);
-            let before = match prev {
-                None => false,
-                Some(_) if everything => true,
-                Some(p) => decode(p, ev.prev_revision).is_some_and(|p| filter.matches(&p)),
-            };
-            let kind = match (before, now) {
-                (false, true) => "ADDED",
-                (true, true) => "MODIFIED",
-                (true, false) => "DELETED",
-                (false, false) => return None,
-            };
-            Some(line(kind, &r.object(&cur)))
+    Some(match r.repr {
+        Representation::Object => line_encoded(kind, rendered.object_json(obj)),
+        _ => line(kind, &r.object(obj)),
+    })
+}
+
+/// One open watch between the lines it sends: its subscription, what it
+/// selects, and its BOOKMARK and timeout timers.
+struct Watcher {
+    api: Arc<Api>,
+    stream: WatchStream,
+    filter: Filter,
+    renderer: Renderer,
+    /// Lines ready to go out, in order (first the initial state).
+    pending: VecDeque<Bytes>,
+    bookmarks: bool,
+    interval: Duration,
+    timeout: Duration,
+    /// `(deadline, two seconds before it, next bookmark)`, set once the
+    /// initial state has gone out (the timeout counts from then).
+    timers: Option<(Instant, Instant, Instant)>,
+    final_bookmark_sent: bool,
+    /// The watch ends once `pending` is empty.
+    done: bool,
+}
+
+impl Watcher {
+    fn translate(&self, ev: &Event) -> Option<Bytes> {
+        translate(ev, &self.filter, &self.renderer, &self.api.watch_cache)
+    }
+
+    /// The next line to send; `None` ends the watch (timeout reached, or the
+    /// store closed the subscription).
+    async fn next_line(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(l) = self.pending.pop_front() {
+                return Some(l);
+            }
+            if self.done {
+                return None;
+            }
+            let (deadline, before_deadline, bookmark_at) = *self.timers.get_or_insert_with(|| {
+                let now = Instant::now();
+                let deadline = now + self.timeout;
+                let before = deadline
+                    .checked_sub(Duration::from_secs(2))
+                    .unwrap_or(deadline);
+                (deadline, before, (now + self.interval).min(before))
+            });
+            tokio::select! {
+                ev = self.stream.next() => {
+                    let Some(ev) = ev else {
+                        self.done = true;
+                        continue;
+                    };
+                    if let Some(l) = self.translate(&ev) {
+                        return Some(l);
+                    }
+                }
+                _ = tokio::time::sleep_until(bookmark_at), if self.bookmarks && !self.final_bookmark_sent => {
+                    // Everything up to `current` was already handed to this
+                    // watcher's queue: drain it, then vouch for `current`.
+                    let current = self.api.store.current_revision();
+                    while let Some(ev) = self.stream.try_next() {
+                        if let Some(l) = self.translate(&ev) {
+                            self.pending.push_back(l);
+                        }
+                    }
+                    if self.stream.is_closed() {
+                        // The store dropped this watcher after a buffer
+                        // overflow: events up to `current` may be lost, so
+                        // vouch for nothing; the client resumes from its
+                        // last event.
+                        self.done = true;
+                        continue;
+                    }
+                    let rev = current.max(self.stream.last_revision());
+                    self.pending.push_back(self.renderer.bookmark(rev, false));
+                    self.final_bookmark_sent = bookmark_at >= before_deadline;
+                    let next = (Instant::now() + self.interval).min(before_deadline);
+                    self.timers = Some((deadline, before_deadline, next));
+                }
+                _ = tokio::time::sleep_until(deadline) => self.done = true,
+            }
         }
-        (None, Some(prev)) => {
-            // A deleted object is reported with the revision of its deletion.
-            let old = decode(prev, ev.revision)?;
-            filter
-                .matches(&old)
-                .then(|| line("DELETED", &r.object(&old)))
-        }
-        (None, None) => None,
     }
 }
 
@@ -150,9 +334,8 @@ pub async fn serve(
         include_object: query.include_object.clone(),
     };
     let prefix = def.collection_prefix(target.namespace.as_deref());
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
 
-    let mut initial = Vec::new();
+    let mut initial = VecDeque::new();
     let stream: Result<WatchStream, StorageError> = if with_initial {
         if let Some(rv) = rv {
             api.wait_not_older(rv).await?;
@@ -169,7 +352,7 @@ pub async fn serve(
                 let (items, _, _) = api.list_objects(&target, &at_revision, &filter).await?;
                 initial.extend(items.iter().map(|o| line("ADDED", &renderer.object(o))));
                 if send_initial == Some(true) && query.allow_watch_bookmarks {
-                    initial.push(renderer.bookmark(at, true));
+                    initial.push_back(renderer.bookmark(at, true));
                 }
                 Ok(s)
             }
@@ -183,81 +366,39 @@ pub async fn serve(
         .timeout_seconds
         .map(Duration::from_secs)
         .unwrap_or_else(|| Duration::from_secs(rand::rng().random_range(1800..3600)));
-    let bookmarks = query.allow_watch_bookmarks;
-    let interval = api.config.bookmark_interval;
 
-    match stream {
+    let body = match stream {
         Err(StorageError::Compacted {
             requested,
             compacted,
         }) => {
             let status = ApiError::too_old_resource_version(requested, compacted).to_status();
-            let _ = tx.try_send(line("ERROR", &status));
+            Body::from(line("ERROR", &status))
         }
         Err(e) => return Err(crate::rest::storage_error(def, "", e)),
-        Ok(mut stream) => {
-            let store = api.store.clone();
-            tokio::spawn(async move {
-                for l in initial {
-                    if tx.send(l).await.is_err() {
-                        return;
-                    }
-                }
-                let deadline = Instant::now() + timeout;
-                let before_deadline = deadline
-                    .checked_sub(Duration::from_secs(2))
-                    .unwrap_or(deadline);
-                let next_bookmark = |now: Instant| (now + interval).min(before_deadline);
-                let mut bookmark_at = next_bookmark(Instant::now());
-                let mut final_bookmark_sent = false;
-                loop {
-                    tokio::select! {
-                        ev = stream.next() => {
-                            let Some(ev) = ev else { break };
-                            if let Some(l) = translate(&ev, &filter, &renderer)
-                                && tx.send(l).await.is_err()
-                            {
-                                return;
-                            }
-                        }
-                        _ = tokio::time::sleep_until(bookmark_at), if bookmarks && !final_bookmark_sent => {
-                            // Everything up to `current` was already handed to this
-                            // watcher's queue: drain it, then vouch for `current`.
-                            let current = store.current_revision();
-                            while let Some(ev) = stream.try_next() {
-                                if let Some(l) = translate(&ev, &filter, &renderer)
-                                    && tx.send(l).await.is_err()
-                                {
-                                    return;
-                                }
-                            }
-                            if stream.is_closed() {
-                                // The store dropped this watcher after a buffer
-                                // overflow: events up to `current` may be lost, so
-                                // vouch for nothing; the client resumes from its
-                                // last event.
-                                break;
-                            }
-                            let rev = current.max(stream.last_revision());
-                            if tx.send(renderer.bookmark(rev, false)).await.is_err() {
-                                return;
-                            }
-                            final_bookmark_sent = bookmark_at >= before_deadline;
-                            bookmark_at = next_bookmark(Instant::now());
-                        }
-                        _ = tokio::time::sleep_until(deadline) => break,
-                        _ = tx.closed() => break,
-                    }
-                }
-            });
+        Ok(stream) => {
+            let watcher = Watcher {
+                bookmarks: query.allow_watch_bookmarks,
+                interval: api.config.bookmark_interval,
+                api,
+                stream,
+                filter,
+                renderer,
+                pending: initial,
+                timeout,
+                timers: None,
+                final_bookmark_sent: false,
+                done: false,
+            };
+            // The response body pulls lines straight from the store's
+            // subscription: no task and no second queue between the two.
+            Body::from_stream(futures::stream::unfold(watcher, |mut w| async move {
+                w.next_line()
+                    .await
+                    .map(|l| (Ok::<_, std::convert::Infallible>(l), w))
+            }))
         }
-    }
-
-    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
-    }));
+    };
     let mut resp = json_response(StatusCode::OK, &Value::Null);
     *resp.body_mut() = body;
     resp.headers_mut().insert(

@@ -823,6 +823,14 @@ async fn label_and_field_selectors() {
         .await
         .unwrap()
         .boxed();
+    // An unfiltered watcher of the same events: the server renders each
+    // event once for all watchers, so the selector of one must not leak
+    // into what the other sees.
+    let mut all = pods
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
     pods.patch(
         "p2",
         &PatchParams::default(),
@@ -878,6 +886,20 @@ async fn label_and_field_selectors() {
         ],
         "p4 never matched, so its change is not sent"
     );
+    let mut unfiltered = Vec::new();
+    while unfiltered.len() < 4 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), all.next())
+            .await
+            .expect("watch event in time")
+            .expect("stream open")
+            .expect("event decodes");
+        match ev {
+            WatchEvent::Modified(p) => unfiltered.push(p.name_any()),
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unfiltered watch: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(unfiltered, ["p2", "p3", "p4", "p1"]);
     h.shutdown().await;
 }
 
