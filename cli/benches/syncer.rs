@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::Notify;
 use vkube_controllers::simulator::NodeSimulator;
 use vkube_e2e::TestCluster;
@@ -84,6 +84,7 @@ fn pod(name: &str) -> Pod {
 struct Seen {
     at: Arc<Mutex<HashMap<String, Instant>>>,
     changed: Arc<Notify>,
+    task: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
 }
 
 impl Seen {
@@ -99,8 +100,11 @@ impl Seen {
         let ready = Arc::new(Notify::new());
         let r = Arc::clone(&ready);
         let cfg = watcher::Config::default().labels(labels);
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(watcher(api, cfg));
+        let task = tokio::spawn(async move {
+            // Backoff: once the bench shuts the servers down, an erroring
+            // watch must sleep (yield) between retries, or the runtime
+            // cannot finish shutting down.
+            let mut stream = std::pin::pin!(watcher(api, cfg).default_backoff());
             while let Some(ev) = stream.next().await {
                 let objs = match ev {
                     Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => vec![p],
@@ -119,8 +123,16 @@ impl Seen {
                 s.changed.notify_waiters();
             }
         });
+        *seen.task.lock().unwrap() = Some(task.abort_handle());
         ready.notified().await;
         seen
+    }
+
+    /// Stops the watch (so it adds no load to what is measured next).
+    fn stop(&self) {
+        if let Some(t) = self.task.lock().unwrap().take() {
+            t.abort();
+        }
     }
 
     fn get(&self, k: &str) -> Option<Instant> {
@@ -280,42 +292,6 @@ async fn main() {
     // Let the light pods settle (Running, status reflected) before the burst.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut first_direct = Duration::ZERO;
-    for (round, &n) in bursts.iter().enumerate() {
-        let rss_before = rss_kib(pid);
-        let names: Vec<String> = (0..n).map(|i| format!("burst{round}-{i}")).collect();
-        let base = host_seen.len();
-        let start = Instant::now();
-        burst(&vpods, names.clone()).await;
-        host_seen
-            .until("the burst on the host", |s| s.len() >= base + n)
-            .await;
-        let synced = start.elapsed();
-        let base = direct_seen.len();
-        let start = Instant::now();
-        burst(&dpods, names).await;
-        direct_seen
-            .until("the direct burst", |s| s.len() >= base + n)
-            .await;
-        let direct_burst = start.elapsed();
-        println!("burst of {n} pods (32 concurrent creates) until all exist on the host:");
-        println!("  through the syncer: {:.2} s", synced.as_secs_f64());
-        println!("  directly on host:   {:.2} s", direct_burst.as_secs_f64());
-        println!(
-            "  syncer throughput / direct: {:.0} %",
-            100.0 * direct_burst.as_secs_f64() / synced.as_secs_f64()
-        );
-        // Let the syncer finish reflecting status (Running) for the burst.
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let rss_after = rss_kib(pid);
-        println!(
-            "  syncer RSS: {rss_before} KiB before the burst, {rss_after} KiB after; {:.2} KiB per synced pod",
-            rss_after.saturating_sub(rss_before) as f64 / n as f64
-        );
-        if round == 0 {
-            first_direct = direct_burst;
-        }
-    }
-
     // Status reflection: host status.message → virtual pod.
     let reflected = Seen::watch(vpods.clone(), "app=bench", |p| {
         p.status
@@ -354,6 +330,43 @@ async fn main() {
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.99))
     );
+    reflected.stop();
+
+    for (round, &n) in bursts.iter().enumerate() {
+        let rss_before = rss_kib(pid);
+        let names: Vec<String> = (0..n).map(|i| format!("burst{round}-{i}")).collect();
+        let base = host_seen.len();
+        let start = Instant::now();
+        burst(&vpods, names.clone()).await;
+        host_seen
+            .until("the burst on the host", |s| s.len() >= base + n)
+            .await;
+        let synced = start.elapsed();
+        let base = direct_seen.len();
+        let start = Instant::now();
+        burst(&dpods, names).await;
+        direct_seen
+            .until("the direct burst", |s| s.len() >= base + n)
+            .await;
+        let direct_burst = start.elapsed();
+        println!("burst of {n} pods (32 concurrent creates) until all exist on the host:");
+        println!("  through the syncer: {:.2} s", synced.as_secs_f64());
+        println!("  directly on host:   {:.2} s", direct_burst.as_secs_f64());
+        println!(
+            "  syncer throughput / direct: {:.0} %",
+            100.0 * direct_burst.as_secs_f64() / synced.as_secs_f64()
+        );
+        // Let the syncer finish reflecting status (Running) for the burst.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let rss_after = rss_kib(pid);
+        println!(
+            "  syncer RSS: {rss_before} KiB before the burst, {rss_after} KiB after; {:.2} KiB per synced pod",
+            rss_after.saturating_sub(rss_before) as f64 / n as f64
+        );
+        if round == 0 {
+            first_direct = direct_burst;
+        }
+    }
 
     // Catch-up: pods created while the syncer is down, then a fresh one.
     let _ = syncer.kill().await;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 mod embedded;
+mod memory;
 mod server;
 mod syncer;
 mod tenant;
@@ -150,6 +151,12 @@ fn main() -> Result<()> {
         Command::Up(a) => ["warn", "info", "debug"][usize::from(a.verbose.min(2))],
         _ => "info",
     });
+    if matches!(
+        cli.command,
+        Command::Apiserver(_) | Command::Up(_) | Command::Server(_) | Command::Syncer(_)
+    ) {
+        memory::spawn_trimmer();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
