@@ -333,31 +333,36 @@ async fn main() {
     reflected.stop();
 
     for (round, &n) in bursts.iter().enumerate() {
-        let rss_before = rss_kib(pid);
+        // Each burst starts on a quiet system: the follow-up work of the
+        // previous one (bindings, status writes, tokens) would otherwise
+        // slow whichever burst comes next.
+        let settle = Duration::from_secs(5 + 3 * n as u64 / 1000);
         let names: Vec<String> = (0..n).map(|i| format!("burst{round}-{i}")).collect();
-        let base = host_seen.len();
-        let start = Instant::now();
-        burst(&vpods, names.clone()).await;
-        host_seen
-            .until("the burst on the host", |s| s.len() >= base + n)
-            .await;
-        let synced = start.elapsed();
         let base = direct_seen.len();
         let start = Instant::now();
-        burst(&dpods, names).await;
+        burst(&dpods, names.clone()).await;
         direct_seen
             .until("the direct burst", |s| s.len() >= base + n)
             .await;
         let direct_burst = start.elapsed();
+        tokio::time::sleep(settle).await;
+        let rss_before = rss_kib(pid);
+        let base = host_seen.len();
+        let start = Instant::now();
+        burst(&vpods, names).await;
+        host_seen
+            .until("the burst on the host", |s| s.len() >= base + n)
+            .await;
+        let synced = start.elapsed();
         println!("burst of {n} pods (32 concurrent creates) until all exist on the host:");
-        println!("  through the syncer: {:.2} s", synced.as_secs_f64());
         println!("  directly on host:   {:.2} s", direct_burst.as_secs_f64());
+        println!("  through the syncer: {:.2} s", synced.as_secs_f64());
         println!(
             "  syncer throughput / direct: {:.0} %",
             100.0 * direct_burst.as_secs_f64() / synced.as_secs_f64()
         );
         // Let the syncer finish reflecting status (Running) for the burst.
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(settle).await;
         let rss_after = rss_kib(pid);
         println!(
             "  syncer RSS: {rss_before} KiB before the burst, {rss_after} KiB after; {:.2} KiB per synced pod",
