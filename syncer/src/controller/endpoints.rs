@@ -76,7 +76,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         Api::<Service>::all(ctx.virtual_client.clone()),
         watcher::Config::default(),
     );
-    let (vstore, vstream, hstore, hstream) = super::watch_both::<Endpoints>(&ctx);
+    let (vstore, vstream, hstore, hstream) = super::watch_both::<Endpoints>(&ctx, "");
     let resync = super::resync_stores(KIND, vstore.clone(), hstore.clone(), Arc::clone(&queue));
     let state = Arc::new(State {
         services,

@@ -85,8 +85,7 @@ pub fn virtual_key(h: &kube::api::ObjectMeta, kind: &str) -> Option<Key> {
 /// [`super::References`]).
 pub async fn run<K: Mirrored>(ctx: Arc<Context>, queue: Arc<Queue<Key>>) -> anyhow::Result<()> {
     ctx.metrics.register_queue(K::KIND, &queue);
-    let (vstore, vstream, hstore, hstream) =
-        super::watch_both_with::<K>(&ctx, K::HOST_SELECTOR_EXTRA);
+    let (vstore, vstream, hstore, hstream) = super::watch_both::<K>(&ctx, K::HOST_SELECTOR_EXTRA);
     let resync = super::resync_stores(K::KIND, vstore.clone(), hstore.clone(), Arc::clone(&queue));
     let ready = {
         let (vs, hs) = (vstore.clone(), hstore.clone());

@@ -87,32 +87,10 @@ pub async fn run_all(ctx: Arc<Context>) -> anyhow::Result<()> {
 
 /// The two caches of a kind synced one to one: every virtual object (all
 /// namespaces) and the host copies this tenant manages (its host namespace,
-/// `vkube.dev/managed-by=VC`), with the watch streams that fill them.
+/// `vkube.dev/managed-by=VC`, plus label selector terms `host_extra`, e.g.
+/// `!some-label`; empty for none), with the watch streams that fill them.
 #[allow(clippy::type_complexity)]
 pub fn watch_both<K>(
-    ctx: &Context,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>,
-    Store<K>,
-    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>,
-)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    watch_both_with(ctx, "")
-}
-
-/// [`watch_both`], with label selector terms `host_extra` (e.g.
-/// `!some-label`) added to the host watch; empty for none.
-#[allow(clippy::type_complexity)]
-pub fn watch_both_with<K>(
     ctx: &Context,
     host_extra: &str,
 ) -> (

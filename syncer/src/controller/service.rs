@@ -226,7 +226,7 @@ struct State {
 pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let queue: Arc<Queue<Key>> = Arc::new(Queue::new());
     ctx.metrics.register_queue(KIND, &queue);
-    let (vstore, vstream, hstore, hstream) = super::watch_both::<Service>(&ctx);
+    let (vstore, vstream, hstore, hstream) = super::watch_both::<Service>(&ctx, "");
     let resync = super::resync_stores(KIND, vstore.clone(), hstore.clone(), Arc::clone(&queue));
     let state = Arc::new(State { vstore, hstore });
     let ready = {
