@@ -1571,6 +1571,11 @@ fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()>
     Ok(())
 }
 
+/// Sets condition `kind` of `obj` to `status` as kube-apiserver's
+/// `UpdatePodCondition` does (pkg/api/v1/pod/util.go): the condition is
+/// replaced by `{type, status, lastTransitionTime}`, so an old reason and
+/// message go, and `lastTransitionTime` is now only when the status changes
+/// (kept otherwise).
 fn set_condition(obj: &mut Value, kind: &str, status: &str) {
     let status_obj = meta::ensure_object(obj, "status");
     let conds = status_obj.entry("conditions").or_insert_with(|| json!([]));
@@ -1579,17 +1584,20 @@ fn set_condition(obj: &mut Value, kind: &str, status: &str) {
     }
     let arr = conds.as_array_mut().expect("array");
     let now = meta::now_rfc3339();
+    let new = |transition: Value| json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": transition});
     match arr
         .iter_mut()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
     {
         Some(c) => {
-            c["status"] = json!(status);
-            c["lastTransitionTime"] = json!(now);
+            let transition = if c.get("status").and_then(Value::as_str) == Some(status) {
+                c.get("lastTransitionTime").cloned().unwrap_or(json!(now))
+            } else {
+                json!(now)
+            };
+            *c = new(transition);
         }
-        None => arr.push(json!({
-            "type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now
-        })),
+        None => arr.push(new(json!(now))),
     }
 }
 
@@ -1842,5 +1850,28 @@ mod tests {
             &json!({"metadata": {"name": "ok", "labels": {"a b": "c"}}}),
         );
         assert_eq!(labels[0].field, "metadata.labels");
+    }
+
+    #[test]
+    fn set_condition_keeps_the_transition_time_when_the_status_is_unchanged() {
+        let mut pod = json!({"status": {"conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"},
+            {"type": "Ready", "status": "False", "reason": "x", "lastTransitionTime": "2020-01-01T00:00:00Z"},
+        ]}});
+        super::set_condition(&mut pod, "PodScheduled", "True");
+        assert_eq!(
+            pod.pointer("/status/conditions/0/lastTransitionTime"),
+            Some(&json!("2020-01-01T00:00:00Z"))
+        );
+        super::set_condition(&mut pod, "Ready", "True");
+        let ready = pod.pointer("/status/conditions/1").unwrap();
+        assert_eq!(ready["status"], json!("True"));
+        assert_ne!(ready["lastTransitionTime"], json!("2020-01-01T00:00:00Z"));
+        assert!(ready.get("reason").is_none(), "{ready}");
+        super::set_condition(&mut pod, "Initialized", "True");
+        assert_eq!(
+            pod.pointer("/status/conditions/2/type"),
+            Some(&json!("Initialized"))
+        );
     }
 }
