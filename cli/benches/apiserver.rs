@@ -19,18 +19,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// User + system CPU time of a process, from /proc/PID/stat (clock ticks of 10 ms).
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -165,7 +153,7 @@ async fn main() {
     let server = support::start_apiserver(binary, dir.path()).await;
     let pid = server.child.id().unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("idle RSS after start: {} KiB", rss_kib(pid));
+    println!("idle RSS after start: {} KiB", vkube_e2e::rss_kib(pid));
 
     let client = support::client(&server.kubeconfig).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
@@ -255,6 +243,6 @@ async fn main() {
     println!(
         "RSS after load ({} objects): {} KiB",
         1000 + 4000 + 300,
-        rss_kib(pid)
+        vkube_e2e::rss_kib(pid)
     );
 }

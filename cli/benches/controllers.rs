@@ -25,18 +25,6 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// User + system CPU time of a process (clock ticks of 10 ms).
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -101,7 +89,7 @@ async fn idle_figures(pid: u32) -> (Duration, u64) {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let before = cpu_time(pid);
     tokio::time::sleep(Duration::from_secs(10)).await;
-    (cpu_time(pid) - before, rss_kib(pid))
+    (cpu_time(pid) - before, vkube_e2e::rss_kib(pid))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

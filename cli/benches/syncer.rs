@@ -57,18 +57,6 @@ const HOST_NS: &str = "vkube-bench";
 const DIRECT_NS: &str = "direct";
 const VC: &str = "bench";
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -346,7 +334,7 @@ async fn main() {
             .await;
         let direct_burst = start.elapsed();
         tokio::time::sleep(settle).await;
-        let rss_before = rss_kib(pid);
+        let rss_before = vkube_e2e::rss_kib(pid);
         let base = host_seen.len();
         let start = Instant::now();
         burst(&vpods, names).await;
@@ -363,7 +351,7 @@ async fn main() {
         );
         // Let the syncer finish reflecting status (Running) for the burst.
         tokio::time::sleep(settle).await;
-        let rss_after = rss_kib(pid);
+        let rss_after = vkube_e2e::rss_kib(pid);
         println!(
             "  syncer RSS: {rss_before} KiB before the burst, {rss_after} KiB after; {:.2} KiB per synced pod",
             rss_after.saturating_sub(rss_before) as f64 / n as f64
@@ -393,7 +381,7 @@ async fn main() {
     );
     tokio::time::sleep(Duration::from_secs(10)).await;
     let total = host_seen.len();
-    let rss = rss_kib(pid);
+    let rss = vkube_e2e::rss_kib(pid);
     println!(
         "fresh syncer holding {total} synced pods: RSS {rss} KiB, {:.2} KiB per pod all-in (base included)",
         rss as f64 / total as f64
