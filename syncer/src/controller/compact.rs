@@ -1,6 +1,12 @@
 //! [`Summaries`]: a cache of compact per-object summaries filled from watch
 //! events, in place of a kube-runtime reflector `Store` of full objects
 //! (see [`crate::summary`]).
+//!
+//! Why not kube-runtime's `Store<K>` over a summary type implementing its
+//! `Lookup` trait: that store keys each entry by an `ObjectRef` (name,
+//! namespace and extras as owned strings) and holds values behind an
+//! `Arc`, which per pod costs more than the summary itself; issue 4's
+//! memory aim is per synced pod. The relist semantics are the reflector's.
 
 use std::collections::HashMap;
 use std::hash::Hash;
