@@ -8,8 +8,10 @@
 //! its controllers; between them the real `vkube syncer` binary as a child
 //! process, so its RSS is its own. Reported:
 //! * virtual pod create → host pod seen (host watch), p50/p99 over 200
-//!   sequential creates, next to the same for pods created directly on the
-//!   host (the difference is what the syncer adds);
+//!   creates at light load (one every 50 ms) and over 200 back-to-back
+//!   creates (the next one as soon as the previous pod is seen on the host),
+//!   next to the same for pods created directly on the host (the difference
+//!   is what the syncer adds);
 //!   and the create call alone on each side (the virtual create's own
 //!   duration is a floor of what the syncer adds: it acts on the watch
 //!   event of a write that is durable);
@@ -147,6 +149,32 @@ impl Seen {
     }
 }
 
+/// CPU seconds used so far by this process (both API servers, their
+/// controllers, the node simulator, the bench's clients) and by the syncer.
+struct Cpu {
+    servers: f64,
+    syncer: f64,
+}
+
+impl Cpu {
+    fn now(syncer: u32) -> Cpu {
+        Cpu {
+            servers: vkube_e2e::cpu_seconds(std::process::id()),
+            syncer: vkube_e2e::cpu_seconds(syncer),
+        }
+    }
+
+    /// What was used since `self`, as "servers X s, syncer Y s".
+    fn since(&self, syncer: u32) -> String {
+        let now = Cpu::now(syncer);
+        format!(
+            "API servers and bench {:.2} s, syncer {:.2} s",
+            now.servers - self.servers,
+            now.syncer - self.syncer
+        )
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -176,6 +204,30 @@ async fn sequential(
         let key = seen_name(n);
         seen.until(&key, |s| s.get(&key).is_some()).await;
         out.push(seen.get(&key).unwrap().saturating_duration_since(start));
+    }
+    out.sort();
+    calls.sort();
+    (out, calls)
+}
+
+/// Like [`sequential`], but each create starts `every` after the previous
+/// one started (an open-loop stream at a fixed, light rate), so the system
+/// has finished the previous pod's follow-up work (binding, status, token)
+/// when the next create arrives, as at light load on a real cluster.
+async fn paced(
+    create_api: &Api<Pod>,
+    seen: &Seen,
+    names: &[String],
+    every: Duration,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut out, mut calls) = (Vec::new(), Vec::new());
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in names {
+        tick.tick().await;
+        let (o, c) = sequential(create_api, seen, std::slice::from_ref(n), str::to_string).await;
+        out.extend(o);
+        calls.extend(c);
     }
     out.sort();
     calls.sort();
@@ -254,27 +306,46 @@ async fn main() {
     sequential(&dpods, &direct_seen, &warm, str::to_string).await;
 
     let light: Vec<String> = (0..200).map(|i| format!("light-{i}")).collect();
+    let paced_names: Vec<String> = (0..200).map(|i| format!("paced-{i}")).collect();
+    let every = Duration::from_millis(50);
+    let (p_syncer, p_virtual_calls) = paced(&vpods, &host_seen, &paced_names, every).await;
+    let (p_direct, p_direct_calls) = paced(&dpods, &direct_seen, &paced_names, every).await;
     let (via_syncer, virtual_calls) = sequential(&vpods, &host_seen, &light, str::to_string).await;
     let (direct, direct_calls) = sequential(&dpods, &direct_seen, &light, str::to_string).await;
-    println!("light load, 200 sequential pod creates, create call → host pod seen by a watch:");
-    println!(
-        "  through the syncer: p50 {}  p99 {}",
-        ms(percentile(&via_syncer, 0.5)),
-        ms(percentile(&via_syncer, 0.99))
+    let report =
+        |what: &str, via_syncer: &[Duration], direct: &[Duration], calls: [&[Duration]; 2]| {
+            println!("{what}, create call → host pod seen by a watch:");
+            println!(
+                "  through the syncer: p50 {}  p99 {}",
+                ms(percentile(via_syncer, 0.5)),
+                ms(percentile(via_syncer, 0.99))
+            );
+            println!(
+                "  directly on host:   p50 {}  p99 {}",
+                ms(percentile(direct, 0.5)),
+                ms(percentile(direct, 0.99))
+            );
+            println!(
+                "  added by the syncer: p50 {}",
+                ms(percentile(via_syncer, 0.5).saturating_sub(percentile(direct, 0.5)))
+            );
+            println!(
+                "  the create call alone (request → response): virtual p50 {}, host p50 {}",
+                ms(percentile(calls[0], 0.5)),
+                ms(percentile(calls[1], 0.5))
+            );
+        };
+    report(
+        "light load, 200 pod creates one every 50 ms (20/s)",
+        &p_syncer,
+        &p_direct,
+        [&p_virtual_calls, &p_direct_calls],
     );
-    println!(
-        "  directly on host:   p50 {}  p99 {}",
-        ms(percentile(&direct, 0.5)),
-        ms(percentile(&direct, 0.99))
-    );
-    println!(
-        "  added by the syncer: p50 {}",
-        ms(percentile(&via_syncer, 0.5).saturating_sub(percentile(&direct, 0.5)))
-    );
-    println!(
-        "  the create call alone (request → response): virtual p50 {}, host p50 {}",
-        ms(percentile(&virtual_calls, 0.5)),
-        ms(percentile(&direct_calls, 0.5))
+    report(
+        "200 back-to-back pod creates (each right after the previous pod is seen on the host, while its follow-up work runs)",
+        &via_syncer,
+        &direct,
+        [&virtual_calls, &direct_calls],
     );
 
     // Let the light pods settle (Running, status reflected) before the burst.
@@ -327,24 +398,34 @@ async fn main() {
         let settle = Duration::from_secs(5 + 3 * n as u64 / 1000);
         let names: Vec<String> = (0..n).map(|i| format!("burst{round}-{i}")).collect();
         let base = direct_seen.len();
+        let cpu = Cpu::now(pid);
         let start = Instant::now();
         burst(&dpods, names.clone()).await;
         direct_seen
             .until("the direct burst", |s| s.len() >= base + n)
             .await;
         let direct_burst = start.elapsed();
+        let direct_cpu = cpu.since(pid);
         tokio::time::sleep(settle).await;
         let rss_before = vkube_e2e::rss_kib(pid);
         let base = host_seen.len();
+        let cpu = Cpu::now(pid);
         let start = Instant::now();
         burst(&vpods, names).await;
         host_seen
             .until("the burst on the host", |s| s.len() >= base + n)
             .await;
         let synced = start.elapsed();
+        let synced_cpu = cpu.since(pid);
         println!("burst of {n} pods (32 concurrent creates) until all exist on the host:");
-        println!("  directly on host:   {:.2} s", direct_burst.as_secs_f64());
-        println!("  through the syncer: {:.2} s", synced.as_secs_f64());
+        println!(
+            "  directly on host:   {:.2} s (CPU: {direct_cpu})",
+            direct_burst.as_secs_f64()
+        );
+        println!(
+            "  through the syncer: {:.2} s (CPU: {synced_cpu})",
+            synced.as_secs_f64()
+        );
         println!(
             "  syncer throughput / direct: {:.0} %",
             100.0 * direct_burst.as_secs_f64() / synced.as_secs_f64()

@@ -15,12 +15,14 @@
 //! creates is not slowed by the round trips of earlier objects'
 //! follow-ups, the way kube-scheduler's active queue puts some pods first.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+use crate::controller::compact::remove_shrinking;
 
 /// First retry delay after a failed reconcile of a key; doubled per
 /// consecutive failure up to [`MAX_BACKOFF`] (client-go's per-item
@@ -44,17 +46,30 @@ struct State<K> {
     dirty: HashMap<K, Instant>,
     /// Consecutive failures per key, for backoff.
     failures: HashMap<K, u32>,
-    /// Keys with a pending delayed add ([`Queue::add_after`]), with its
-    /// deadline: at most one live timer per key (a superseded one adds
-    /// nothing when it fires).
-    delayed: HashMap<K, tokio::time::Instant>,
+    /// Keys with a pending delayed add ([`Queue::add_after`]), with the
+    /// deadline's entry in `timers`: at most one per key.
+    delayed: HashMap<K, Deadline>,
+    /// The pending delayed adds by deadline (ties broken by insertion
+    /// order), served by one timer task: a map entry per key costs about
+    /// a tenth of a sleeping task per key.
+    timers: BTreeMap<Deadline, K>,
+    /// Insertion counter for [`Deadline`]s.
+    seq: u64,
+    /// Whether the timer task has been spawned.
+    timer_task: bool,
 }
+
+/// When a delayed add is due, and its insertion number (unique).
+type Deadline = (tokio::time::Instant, u64);
 
 /// A work queue of keys `K` (see the module docs). Cheap to share in an
 /// `Arc`; `add` never blocks.
 pub struct Queue<K> {
     state: Mutex<State<K>>,
     notify: Notify,
+    /// Wakes the timer task when a deadline sooner than every pending one
+    /// is added.
+    timer_wake: Arc<Notify>,
 }
 
 impl<K: Clone + Eq + Hash + Send + 'static> Default for Queue<K> {
@@ -75,8 +90,12 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
                 dirty: HashMap::new(),
                 failures: HashMap::new(),
                 delayed: HashMap::new(),
+                timers: BTreeMap::new(),
+                seq: 0,
+                timer_task: false,
             }),
             notify: Notify::new(),
+            timer_wake: Arc::new(Notify::new()),
         }
     }
 
@@ -119,40 +138,55 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
         self.notify.notify_one();
     }
 
-    /// Queues `key` after `delay` (from a spawned timer task). If a timer
-    /// for `key` is already pending with a deadline no later than this one
-    /// (within `delay / 16`), nothing is spawned: the earlier reconcile
-    /// asks for its own requeue again, as level-based reconciles do. So
-    /// each reconcile of a long-lived object asking for a far requeue (a
-    /// token refresh in 48 min) does not leave one more sleeping task
-    /// behind (those piled up by the thousands per thousand pods).
+    /// Queues `key` after `delay`. One timer task (spawned on first use;
+    /// it ends when the queue is dropped) serves every key. If a delayed
+    /// add of `key` is already pending with a deadline no later than this
+    /// one (within `delay / 16`), nothing changes: the earlier reconcile
+    /// asks for its own requeue again, as level-based reconciles do; a
+    /// later pending one is replaced. So each reconcile of a long-lived
+    /// object asking for a far requeue (a token refresh in 48 min) leaves
+    /// one pending entry, not one more.
     pub fn add_after(self: &Arc<Self>, key: K, delay: Duration) {
-        let deadline = tokio::time::Instant::now() + delay;
+        let due = tokio::time::Instant::now() + delay;
+        let mut s = self.lock();
+        if let Some(&(pending, _)) = s.delayed.get(&key)
+            && pending <= due + delay / 16
         {
-            let mut s = self.lock();
-            if let Some(&pending) = s.delayed.get(&key)
-                && pending <= deadline + delay / 16
-            {
-                return;
-            }
-            s.delayed.insert(key.clone(), deadline);
+            return;
         }
-        let q = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::time::sleep_until(deadline).await;
-            let ours = {
-                let mut s = q.lock();
-                let ours = s.delayed.get(&key) == Some(&deadline);
-                if ours {
-                    s.delayed.remove(&key);
-                }
-                ours
-            };
-            // Superseded by a sooner timer, whose reconcile asked again.
-            if ours {
-                q.add(key);
+        s.seq += 1;
+        let deadline = (due, s.seq);
+        if let Some(old) = s.delayed.insert(key.clone(), deadline) {
+            s.timers.remove(&old);
+        }
+        s.timers.insert(deadline, key);
+        let soonest = s.timers.keys().next() == Some(&deadline);
+        if !s.timer_task {
+            s.timer_task = true;
+            tokio::spawn(run_timers(
+                Arc::downgrade(self),
+                Arc::clone(&self.timer_wake),
+            ));
+        } else if soonest {
+            self.timer_wake.notify_one();
+        }
+    }
+
+    /// Takes the delayed adds due at `now`; returns them with the next
+    /// pending deadline.
+    fn take_due(&self, now: tokio::time::Instant) -> (Vec<K>, Option<tokio::time::Instant>) {
+        let mut s = self.lock();
+        let mut due = Vec::new();
+        while let Some(entry) = s.timers.first_entry() {
+            if entry.key().0 > now {
+                let next = entry.key().0;
+                return (due, Some(next));
             }
-        });
+            let key = entry.remove();
+            remove_shrinking(&mut s.delayed, &key);
+            due.push(key);
+        }
+        (due, None)
     }
 
     /// Number of keys with a pending delayed add.
@@ -179,9 +213,14 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
                 let mut s = self.lock();
                 while let Some(key) = s.urgent.pop_front().or_else(|| s.order.pop_front()) {
                     // Already handed out from the other lane.
-                    let Some(since) = s.queued.remove(&key) else {
+                    let Some(since) = remove_shrinking(&mut s.queued, &key) else {
                         continue;
                     };
+                    if s.queued.is_empty() {
+                        // A burst is over: give the lanes' peak capacity back.
+                        s.urgent.shrink_to(64);
+                        s.order.shrink_to(64);
+                    }
                     s.active.insert(key.clone());
                     if !s.queued.is_empty() {
                         self.notify.notify_one();
@@ -199,14 +238,14 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
         let mut s = self.lock();
         s.active.remove(key);
         let backoff = if ok {
-            s.failures.remove(key);
+            remove_shrinking(&mut s.failures, key);
             None
         } else {
             let n = s.failures.entry(key.clone()).or_insert(0);
             *n = n.saturating_add(1);
             Some(backoff(*n))
         };
-        if let Some(since) = s.dirty.remove(key)
+        if let Some(since) = remove_shrinking(&mut s.dirty, key)
             && !s.queued.contains_key(key)
         {
             s.queued.insert(key.clone(), since);
@@ -215,6 +254,43 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
             self.notify.notify_one();
         }
         backoff
+    }
+}
+
+impl<K> Drop for Queue<K> {
+    /// Wakes the timer task so that it sees the queue gone and ends.
+    fn drop(&mut self) {
+        self.timer_wake.notify_one();
+    }
+}
+
+/// The timer task of a [`Queue`]: adds the keys whose delay is over, then
+/// sleeps until the next deadline or until `wake` says a sooner one was
+/// added. Holds the queue only while adding, so it ends once the queue is
+/// dropped.
+async fn run_timers<K: Clone + Eq + Hash + Send + 'static>(
+    queue: Weak<Queue<K>>,
+    wake: Arc<Notify>,
+) {
+    loop {
+        let next = {
+            let Some(q) = queue.upgrade() else { return };
+            let (due, next) = q.take_due(tokio::time::Instant::now());
+            for key in due {
+                q.add(key);
+            }
+            next
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = wake.notified() => {}
+                }
+            }
+            // Nothing pending: wait for an add, or for the queue's drop.
+            None => wake.notified().await,
+        }
     }
 }
 
@@ -281,6 +357,36 @@ mod tests {
         got.sort();
         assert_eq!(got, ["a", "b"], "the sooner timer of a fired");
         assert_eq!(q.delayed_len(), 0, "a's far timer was superseded");
+    }
+
+    #[tokio::test]
+    async fn delayed_keys_come_in_deadline_order_and_the_timer_ends_with_the_queue() {
+        let q = Arc::new(Queue::new());
+        q.add_after("late", Duration::from_millis(120));
+        q.add_after("soon", Duration::from_millis(40));
+        q.add_after("sooner", Duration::from_millis(20));
+        q.add_after("never", Duration::from_secs(3000));
+        assert_eq!(q.delayed_len(), 4);
+        let next = || tokio::time::timeout(Duration::from_secs(10), q.next());
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let (k, _) = next().await.unwrap();
+            q.done(&k, true);
+            got.push(k);
+        }
+        assert_eq!(got, ["sooner", "soon", "late"]);
+        assert_eq!(q.delayed_len(), 1);
+        let wake = Arc::clone(&q.timer_wake);
+        drop(q);
+        // The timer task held only the Notify and a weak reference: once it
+        // has seen the queue gone, the Notify is ours alone.
+        for _ in 0..100 {
+            if Arc::strong_count(&wake) == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the timer task outlived its queue");
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl<K: Eq + Hash + Clone, S: Clone> Summaries<K, S> {
             }
             watcher::Event::Delete(o) => {
                 if let Some((k, _)) = project(o) {
-                    inner.live.remove(&k);
+                    remove_shrinking(&mut inner.live, &k);
                 }
             }
             watcher::Event::Init => inner.relist = Some(HashMap::new()),
@@ -126,6 +126,18 @@ impl<K: Eq + Hash + Clone, S: Clone> Summaries<K, S> {
     }
 }
 
+/// Removes `key` from `map`, and gives memory back once the map is under a
+/// quarter full: a burst of 10,000 pods otherwise leaves every per-key
+/// map at its peak capacity for good (issue 4's memory aim is per pod).
+/// Shrinking to twice the length keeps the cost amortised O(1).
+pub fn remove_shrinking<K: Eq + Hash, V>(map: &mut HashMap<K, V>, key: &K) -> Option<V> {
+    let v = map.remove(key);
+    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+        map.shrink_to(map.len() * 2);
+    }
+    v
+}
+
 /// Interns node names: the pods of one node share one `Arc<str>`.
 #[derive(Default)]
 pub struct Interner(Mutex<std::collections::HashSet<Arc<str>>>);
@@ -179,6 +191,18 @@ mod tests {
         c.for_each(|k, _| keys.push(*k));
         assert_eq!(keys, ["c"]);
         assert!(c.any(|v| *v == 4));
+    }
+
+    #[test]
+    fn a_drained_map_gives_its_capacity_back() {
+        let mut m: HashMap<u32, u32> = (0..10_000).map(|i| (i, i)).collect();
+        let peak = m.capacity();
+        for i in 0..9_990 {
+            assert_eq!(remove_shrinking(&mut m, &i), Some(i));
+        }
+        assert_eq!(m.len(), 10);
+        assert!(m.capacity() <= 64, "{} of {peak}", m.capacity());
+        assert_eq!(m.get(&9_995), Some(&9_995));
     }
 
     #[test]

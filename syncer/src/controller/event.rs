@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
 use kube::api::{Api, ObjectMeta, PartialObjectMeta, PostParams};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
-use crate::engine::{Context, drive, is_status, run_workers, watch_store_with};
+use super::compact::{Summaries, remove_shrinking};
+use crate::engine::{Context, drive, is_status, run_workers};
 use crate::event::translate_to_virtual;
 use crate::metrics::Direction;
 use crate::names::{Ownership, Tenant, VirtualIdentity, is_managed};
@@ -34,33 +34,87 @@ use crate::queue::Queue;
 /// The kind name, as in metrics.
 pub const KIND: &str = "Event";
 
-/// The virtual identity a host Event is about, given the host object
-/// `involved` it names (looked up by the caller by kind and name): `None`
-/// unless `event.involvedObject` is in the host namespace, its kind is
-/// `involved_kind`, its uid (when set) is `involved`'s, and `involved` is
-/// ours ([`is_managed`] → `Owned` for the identity its annotations record).
+/// What the Event controller keeps of an owned host Pod or Service between
+/// its watch events (keyed by host name): the host UID and the virtual
+/// object's identity, in boxed strings (about 200 B a pod, where the
+/// object's trimmed metadata in a reflector store took about 2 KiB; issue
+/// 4's memory aim).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Involved {
+    /// The host object's `metadata.uid`.
+    host_uid: Option<Box<str>>,
+    /// Virtual namespace, name and UID (the kind is the cache's).
+    namespace: Box<str>,
+    name: Box<str>,
+    uid: Box<str>,
+}
+
+impl Involved {
+    /// The identity host object `meta` of kind `kind` records, if it is
+    /// ours: its `vkube.dev/object-*` annotations name an object of `kind`
+    /// and [`is_managed`] says `Owned` for it. `None` otherwise.
+    pub fn of(tenant: &Tenant, kind: &str, meta: &ObjectMeta) -> Option<Self> {
+        let id = VirtualIdentity::from_host(meta)?;
+        (id.kind == kind && is_managed(tenant, Some(meta), &id) == Ownership::Owned).then(|| {
+            Involved {
+                host_uid: meta.uid.as_deref().map(Box::from),
+                namespace: id.namespace.into(),
+                name: id.name.into(),
+                uid: id.uid.into(),
+            }
+        })
+    }
+}
+
+/// The virtual identity a host Event is about, given what is known of the
+/// host object of kind `involved_kind` named `host_name` it names (looked
+/// up by the caller by kind and name; `None`: not ours): `None` unless
+/// `event.involvedObject` is in the host namespace, its kind is
+/// `involved_kind`, its name `host_name`, and its uid (when set) the host
+/// object's.
+pub fn event_identity(
+    tenant: &Tenant,
+    event: &Event,
+    involved_kind: &str,
+    host_name: &str,
+    involved: Option<&Involved>,
+) -> Option<VirtualIdentity> {
+    let r = &event.involved_object;
+    if r.kind.as_deref() != Some(involved_kind)
+        || r.namespace.as_deref() != Some(tenant.host_namespace())
+        || r.name.as_deref() != Some(host_name)
+    {
+        return None;
+    }
+    let inv = involved?;
+    if let Some(uid) = r.uid.as_deref().filter(|u| !u.is_empty())
+        && Some(uid) != inv.host_uid.as_deref()
+    {
+        return None;
+    }
+    Some(VirtualIdentity {
+        kind: involved_kind.to_string(),
+        namespace: inv.namespace.to_string(),
+        name: inv.name.to_string(),
+        uid: inv.uid.to_string(),
+    })
+}
+
+/// [`event_identity`] for host object metadata `involved` (what the
+/// controller caches of it is [`Involved::of`]).
 pub fn involved_identity(
     tenant: &Tenant,
     event: &Event,
     involved_kind: &str,
     involved: &ObjectMeta,
 ) -> Option<VirtualIdentity> {
-    let r = &event.involved_object;
-    if r.kind.as_deref() != Some(involved_kind)
-        || r.namespace.as_deref() != Some(tenant.host_namespace())
-        || r.name.is_none()
-        || r.name != involved.name
-    {
-        return None;
-    }
-    if let Some(uid) = r.uid.as_deref().filter(|u| !u.is_empty())
-        && Some(uid) != involved.uid.as_deref()
-    {
-        return None;
-    }
-    let id = VirtualIdentity::from_host(involved)?;
-    (id.kind == involved_kind && is_managed(tenant, Some(involved), &id) == Ownership::Owned)
-        .then_some(id)
+    event_identity(
+        tenant,
+        event,
+        involved_kind,
+        involved.name.as_deref()?,
+        Involved::of(tenant, involved_kind, involved).as_ref(),
+    )
 }
 
 /// Whether virtual Event `have` must be replaced by `want` (the copy of the
@@ -75,38 +129,17 @@ pub fn needs_update(want: &Event, have: &Event) -> bool {
         || want.type_ != have.type_
 }
 
-/// Trims host object metadata to what [`involved_identity`] reads (name,
-/// namespace, uid and the reserved `vkube.dev` labels and annotations), so
-/// the per-pod metadata cache stays small (issue 4).
-pub fn identity_only(meta: &mut ObjectMeta) {
-    let keep = |m: &mut Option<std::collections::BTreeMap<String, String>>| {
-        if let Some(m) = m {
-            m.retain(|k, _| crate::names::is_reserved_key(k));
-        }
-    };
-    keep(&mut meta.labels);
-    keep(&mut meta.annotations);
-    *meta = ObjectMeta {
-        name: meta.name.take(),
-        namespace: meta.namespace.take(),
-        uid: meta.uid.take(),
-        resource_version: meta.resource_version.take(),
-        labels: meta.labels.take(),
-        annotations: meta.annotations.take(),
-        ..Default::default()
-    };
-}
-
 struct State {
     /// Host Events not copied yet, from their watch events: each is held
     /// until its reconcile ends well, then dropped (an Event is written
     /// once and rarely updated, so caching them all cost memory for
     /// nothing; issue 4).
     events: Mutex<HashMap<String, Arc<Event>>>,
-    /// Metadata only (names, labels, annotations, uids): all that the
-    /// identity check reads, at a fraction of the memory of full objects.
-    pods: Store<PartialObjectMeta<Pod>>,
-    services: Store<PartialObjectMeta<Service>>,
+    /// Managed host Pods and Services by host name: what the identity
+    /// check needs ([`Involved`]; `None` for one that is not ours), from
+    /// metadata-only watches.
+    pods: Summaries<String, Option<Involved>>,
+    services: Summaries<String, Option<Involved>>,
 }
 
 /// Runs the Event controller.
@@ -117,20 +150,14 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         watcher::watcher(ctx.host_api::<Event>(), watcher::Config::default()).default_backoff();
     let managed = || watcher::Config::default().labels(&ctx.managed_selector());
     // `Api<PartialObjectMeta<K>>` asks the server for metadata only.
-    let (pods, pstream) = watch_store_with(
-        ctx.host_api::<PartialObjectMeta<Pod>>(),
-        managed(),
-        |p: &mut PartialObjectMeta<Pod>| identity_only(&mut p.metadata),
-    );
-    let (services, sstream) = watch_store_with(
-        ctx.host_api::<PartialObjectMeta<Service>>(),
-        managed(),
-        |s: &mut PartialObjectMeta<Service>| identity_only(&mut s.metadata),
-    );
+    let pstream =
+        watcher::watcher(ctx.host_api::<PartialObjectMeta<Pod>>(), managed()).default_backoff();
+    let sstream =
+        watcher::watcher(ctx.host_api::<PartialObjectMeta<Service>>(), managed()).default_backoff();
     let state = Arc::new(State {
         events: Mutex::new(HashMap::new()),
-        pods,
-        services,
+        pods: Summaries::default(),
+        services: Summaries::default(),
     });
     let e_events = {
         let (queue, state) = (Arc::clone(&queue), Arc::clone(&state));
@@ -142,13 +169,30 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                 queue.add(name);
             }
             watcher::Event::Delete(o) => {
-                state.held().remove(&o.name_any());
+                remove_shrinking(&mut state.held(), &o.name_any());
             }
             watcher::Event::InitDone | watcher::Event::Init => {}
         })
     };
-    let p_events = drive(pstream, |_| {});
-    let s_events = drive(sstream, |_| {});
+    let p_events = {
+        let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
+        drive(pstream, move |ev| {
+            state.pods.apply(&ev, |o: &PartialObjectMeta<Pod>| {
+                Some((o.name_any(), Involved::of(&ctx.tenant, "Pod", &o.metadata)))
+            })
+        })
+    };
+    let s_events = {
+        let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
+        drive(sstream, move |ev| {
+            state.services.apply(&ev, |o: &PartialObjectMeta<Service>| {
+                Some((
+                    o.name_any(),
+                    Involved::of(&ctx.tenant, "Service", &o.metadata),
+                ))
+            })
+        })
+    };
     let workers = {
         let (ctx, state) = (Arc::clone(&ctx), Arc::clone(&state));
         async move {
@@ -166,7 +210,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                         // in the map and is queued again).
                         let mut held = state.held();
                         if held.get(&name).is_some_and(|h| Arc::ptr_eq(h, &ev)) {
-                            held.remove(&name);
+                            remove_shrinking(&mut held, &name);
                         }
                     }
                     res
@@ -183,27 +227,29 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     }
 }
 
-/// The metadata of host object of kind `K` named `name`: from `store`,
-/// else a live GET.
+/// What is known of host object `name` of kind `K` ([`Involved`], `None`
+/// when not ours or gone): from `cache`, else from a live GET of its
+/// metadata (the cache has not seen it yet).
 async fn host_object<K>(
     ctx: &Context,
-    store: &Store<PartialObjectMeta<K>>,
+    cache: &Summaries<String, Option<Involved>>,
+    kind: &str,
     name: &str,
-) -> anyhow::Result<Option<ObjectMeta>>
+) -> anyhow::Result<Option<Involved>>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    if let Some(o) = store.get(&ObjectRef::new(name).within(ctx.tenant.host_namespace())) {
-        return Ok(Some(o.metadata.clone()));
+    if let Some(known) = cache.get(&name.to_string()) {
+        return Ok(known);
     }
     Ok(ctx
         .host_api::<K>()
         .get_metadata_opt(name)
         .await?
-        .map(|o| o.metadata))
+        .and_then(|o| Involved::of(&ctx.tenant, kind, &o.metadata)))
 }
 
 impl State {
@@ -225,15 +271,12 @@ async fn reconcile(
     if r.namespace.as_deref() != Some(ctx.tenant.host_namespace()) {
         return Ok(None);
     }
-    let meta = match kind {
-        "Pod" => host_object(ctx, &state.pods, obj).await?,
-        "Service" => host_object(ctx, &state.services, obj).await?,
+    let involved = match kind {
+        "Pod" => host_object::<Pod>(ctx, &state.pods, kind, obj).await?,
+        "Service" => host_object::<Service>(ctx, &state.services, kind, obj).await?,
         _ => None,
     };
-    let Some(meta) = meta else {
-        return Ok(None);
-    };
-    let Some(id) = involved_identity(&ctx.tenant, ev, kind, &meta) else {
+    let Some(id) = event_identity(&ctx.tenant, ev, kind, obj, involved.as_ref()) else {
         return Ok(None);
     };
     let want = translate_to_virtual(ev, &id);
@@ -341,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn trimmed_metadata_still_resolves_the_identity() {
+    fn the_cached_summary_resolves_as_the_metadata_does() {
         let t = tenant();
         let hname = host_name(&t, "team", "web-0");
         let mut meta = host_pod_meta("host-uid");
@@ -349,22 +392,23 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert("app".into(), "web".into());
-        meta.annotations
-            .as_mut()
-            .unwrap()
-            .insert("note".into(), "x".into());
-        meta.finalizers = Some(vec!["f".into()]);
-        let mut slim = meta.clone();
-        identity_only(&mut slim);
-        assert!(!slim.labels.as_ref().unwrap().contains_key("app"));
-        assert!(!slim.annotations.as_ref().unwrap().contains_key("note"));
-        assert_eq!(slim.finalizers, None);
-        let ev = event_about("host-ns", &hname, Some("host-uid"));
-        assert_eq!(
-            involved_identity(&t, &ev, "Pod", &slim),
-            involved_identity(&t, &ev, "Pod", &meta)
+        let cached = Involved::of(&t, "Pod", &meta).expect("ours");
+        for uid in [Some("host-uid"), None, Some("older")] {
+            let ev = event_about("host-ns", &hname, uid);
+            assert_eq!(
+                event_identity(&t, &ev, "Pod", &hname, Some(&cached)),
+                involved_identity(&t, &ev, "Pod", &meta),
+                "involvedObject.uid {uid:?}"
+            );
+        }
+        let ev = event_about("host-ns", &hname, None);
+        assert!(event_identity(&t, &ev, "Pod", &hname, Some(&cached)).is_some());
+        assert!(
+            event_identity(&t, &ev, "Pod", "other-name", Some(&cached)).is_none(),
+            "the Event names another host object"
         );
-        assert!(involved_identity(&t, &ev, "Pod", &slim).is_some());
+        assert!(event_identity(&t, &ev, "Pod", &hname, None).is_none());
+        assert_eq!(Involved::of(&t, "Service", &meta), None, "a Pod's markers");
     }
 
     #[test]

@@ -46,7 +46,7 @@ use crate::pod::{self as pure, KIND, ReferenceKind, TranslateError};
 use crate::queue::Queue;
 use crate::summary::{FrozenPod, HostSummary, TokenSummary, VirtualSummary, settled_mark};
 
-use super::compact::{Interner, Summaries};
+use super::compact::{Interner, Summaries, remove_shrinking};
 use super::mirror::{self, owned_copy_of, virtual_key};
 
 /// Kind recorded on the host Secret holding a pod's service account token.
@@ -144,7 +144,7 @@ impl State {
                 if let Some(e) = held.get_mut(key) {
                     *(if virtual_side { &mut e.v } else { &mut e.h }) = None;
                     if e.v.is_none() && e.h.is_none() {
-                        held.remove(key);
+                        remove_shrinking(&mut held, key);
                     }
                 }
             }
@@ -482,7 +482,7 @@ async fn reconcile(
     {
         // Neither side written since a reconcile that ended well: drop
         // the full objects, if still held.
-        state.held().remove(key);
+        remove_shrinking(&mut state.held(), key);
         return Ok(requeue);
     }
     // The full objects: held from their watch events, else a GET.
@@ -542,16 +542,15 @@ async fn reconcile(
     )
     .await;
     if res.is_ok() && tombstone.is_some() {
-        state
-            .tombstones
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        remove_shrinking(
+            &mut state.tombstones.lock().unwrap_or_else(|p| p.into_inner()),
+            key,
+        );
     }
     // The token Secret follows its pod: gone when the virtual pod is gone
     // (the host GC also removes it with the host pod it is owned by).
     if res.is_ok() && v.is_none() {
-        issued_lock(state).remove(key);
+        remove_shrinking(&mut issued_lock(state), key);
         delete_token_secret(ctx, state, key).await?;
     }
     let requeue = res?;
@@ -566,7 +565,7 @@ async fn reconcile(
             });
         }
         None => {
-            state.held().remove(key);
+            remove_shrinking(&mut state.held(), key);
         }
     }
     if state.held().contains_key(key) {
@@ -991,7 +990,7 @@ fn token_need(ctx: &Context, state: &State, key: &Key, v: &Pod) -> TokenNeed {
             .map(|(_, at)| *at);
         if written.is_some_and(|w| cached.is_some_and(|c| c >= w)) {
             // The store caught up with what this process wrote.
-            issued.remove(key);
+            remove_shrinking(&mut issued, key);
         }
         cached.max(written)
     };
