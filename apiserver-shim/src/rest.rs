@@ -1085,6 +1085,7 @@ impl Api {
                     fieldmanager::track_update(def, None, None, &mut created, manager);
                     return Ok(created);
                 };
+                uid_precondition(&gr, name, &body, old)?;
                 if !precondition.is_empty() && precondition != meta::resource_version(old) {
                     return Err(ApiError::modified(&gr, name));
                 }
@@ -1142,6 +1143,8 @@ impl Api {
                 if meta::resource_version(&patched) != meta::resource_version(old) {
                     return Err(ApiError::modified(&gr, name));
                 }
+                // Before the subresource rules keep only the status of it.
+                uid_unchanged(def, old, &patched)?;
                 if meta::name(&patched) != name {
                     return Err(ApiError::bad_request(format!(
                         "the name of the object ({}) does not match the name on the URL ({name})",
@@ -1519,10 +1522,59 @@ fn apply_subresource_rules(def: &ResourceDef, sub: Option<&str>, old: &Value, ne
     }
 }
 
-/// Carries system metadata over from the stored object and bumps generation.
+/// The UID precondition of an update (PUT): a non-empty `metadata.uid` in
+/// `body` must be the stored object's, else 409 Conflict with the storage
+/// layer's message, as kube-apiserver's `rest.DefaultUpdatedObjectInfo`
+/// turns the body's uid into `Preconditions{UID}` (checked before the
+/// resourceVersion). Guards a client writing to a deleted and recreated
+/// object of the same name.
+fn uid_precondition(
+    gr: &crate::error::GroupResource,
+    name: &str,
+    body: &Value,
+    old: &Value,
+) -> ApiResult<()> {
+    let (want, have) = (meta::uid(body), meta::uid(old));
+    if want.is_empty() || want == have {
+        return Ok(());
+    }
+    Err(ApiError::conflict(
+        gr,
+        name,
+        &format!(
+            "StorageError: invalid object, Code: 4, AdditionalErrorMsg: Precondition failed: UID in precondition: {want}, UID in object meta: {have}"
+        ),
+    ))
+}
+
+/// Refuses a non-empty `metadata.uid` in `new` other than `old`'s, as
+/// kube-apiserver's `rest.BeforeUpdate` does (only an empty uid is filled
+/// in from the stored object; `ValidateObjectMetaUpdate` then finds the uid
+/// changed): 422, `metadata.uid: Invalid value: "…": field is immutable`.
+/// (A PUT body's uid is checked earlier, as a precondition:
+/// [`uid_precondition`].)
+fn uid_unchanged(def: &ResourceDef, old: &Value, new: &Value) -> ApiResult<()> {
+    let new_uid = meta::uid(new);
+    if new_uid.is_empty() || new_uid == meta::uid(old) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        def.kind,
+        def.group,
+        meta::name(old),
+        vec![Cause::from(vkube_core::field::FieldError::immutable(
+            "metadata.uid",
+            &json!(new_uid),
+        ))],
+    ))
+}
+
+/// Carries system metadata over from the stored object and bumps generation
+/// (refusing a changed uid: [`uid_unchanged`]).
 fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()> {
     let def = target.def;
     check_type_meta(def, new)?;
+    uid_unchanged(def, old, new)?;
     let old_md = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let md = meta::metadata_mut(new);
     for f in [

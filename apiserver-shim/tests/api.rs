@@ -1539,6 +1539,98 @@ async fn a_closed_slow_watch_never_bookmarks_past_undelivered_events() {
 // 6. Optimistic concurrency
 // ---------------------------------------------------------------------------
 
+/// kube-apiserver: a PUT body's `metadata.uid` is a precondition (409
+/// "Precondition failed: UID in precondition"), and a patch changing it
+/// fails validation (422 `metadata.uid … field is immutable`). Writers such
+/// as the kubelet's status patch rely on it to never write into a
+/// recreated object of the same name; nothing is written in either case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_differing_uid_is_refused_by_put_and_patch() {
+    let h = start().await;
+    let pods: Api<Pod> = Api::namespaced(h.client.clone(), "default");
+    let created = pods
+        .create(&PostParams::default(), &pod("uid-guard", json!({"a": "1"})))
+        .await
+        .unwrap();
+    let uid = created.uid().unwrap();
+    let mut stale = created.clone();
+    stale.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+    stale.labels_mut().insert("a".into(), "2".into());
+    let err = api_error(
+        pods.replace("uid-guard", &PostParams::default(), &stale)
+            .await,
+    );
+    assert_eq!(
+        (err.code, err.reason.as_str()),
+        (409, "Conflict"),
+        "{err:?}"
+    );
+    assert!(
+        err.message.contains(&format!(
+            "Precondition failed: UID in precondition: 00000000-0000-0000-0000-000000000000, UID in object meta: {uid}"
+        )),
+        "{}",
+        err.message
+    );
+    let err = api_error(
+        pods.replace_status("uid-guard", &PostParams::default(), &stale)
+            .await,
+    );
+    assert_eq!(err.code, 409, "the status subresource too: {err:?}");
+    for patch in [
+        Patch::Merge(json!({"metadata": {"uid": "other", "labels": {"a": "3"}}})),
+        Patch::Strategic(json!({"metadata": {"uid": "other", "labels": {"a": "3"}}})),
+    ] {
+        let err = api_error(
+            pods.patch("uid-guard", &PatchParams::default(), &patch)
+                .await,
+        );
+        assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"), "{err:?}");
+        assert!(
+            err.message
+                .ends_with("metadata.uid: Invalid value: \"other\": field is immutable"),
+            "{}",
+            err.message
+        );
+    }
+    let err = api_error(
+        pods.patch_status(
+            "uid-guard",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"uid": "other"}, "status": {"message": "x"}})),
+        )
+        .await,
+    );
+    assert_eq!(err.code, 422, "{err:?}");
+    let now = pods.get("uid-guard").await.unwrap();
+    assert_eq!(now.labels()["a"], "1", "nothing was written");
+    assert_eq!(
+        now.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    // The object's own uid, or none, is accepted.
+    let patched = pods
+        .patch(
+            "uid-guard",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"uid": uid, "labels": {"a": "4"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.labels()["a"], "4");
+    let mut fresh = patched.clone();
+    fresh.metadata.uid = None;
+    fresh.labels_mut().insert("a".into(), "5".into());
+    let replaced = pods
+        .replace("uid-guard", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    assert_eq!(
+        (replaced.uid().unwrap(), replaced.labels()["a"].as_str()),
+        (uid, "5")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_replaces_with_one_resource_version_conflict() {
     let h = start().await;
