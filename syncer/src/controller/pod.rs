@@ -27,7 +27,7 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{
     Binding, ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
 };
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -876,21 +876,35 @@ async fn reflect(ctx: &Context, v: &Pod, h: &Pod, since: Instant) -> anyhow::Res
     Ok(())
 }
 
+/// Replaces virtual pod `v`'s status with `status`: a JSON patch (RFC 6902)
+/// of the `status` subresource that tests `metadata.uid` and then sets
+/// `/status`. No resourceVersion, so a cache a write behind the virtual pod
+/// (its binding, the previous status write) costs no 409 and retry; only
+/// the syncer writes a virtual pod's status, so last-writer-wins is right.
+/// The uid test keeps the write out of a recreated pod of the same name
+/// (422 then; the next reconcile sees the new pod), as the kubelet's status
+/// patch does with its uid precondition.
 async fn write_status(
     ctx: &Context,
     v: &Pod,
     status: k8s_openapi::api::core::v1::PodStatus,
 ) -> anyhow::Result<()> {
-    let mut pod = v.clone();
-    pod.status = Some(status);
-    pod.metadata.managed_fields = None;
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": "/metadata/uid", "value": v.uid().unwrap_or_default()},
+        {"op": "add", "path": "/status", "value": status},
+    ]))
+    .context("building the status patch")?;
     match ctx
         .virtual_api::<Pod>(&v.namespace().unwrap_or_default())
-        .replace_status(&v.name_any(), &PostParams::default(), &pod)
+        .patch_status(
+            &v.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
         .await
     {
         Ok(_) => Ok(()),
-        // Gone: nothing to reflect to. Conflict: retried with backoff.
+        // Gone: nothing to reflect to.
         Err(e) if is_status(&e, 404) => Ok(()),
         Err(e) => Err(e).context("writing the virtual pod's status"),
     }
