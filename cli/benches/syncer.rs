@@ -150,6 +150,20 @@ impl Seen {
     }
 }
 
+/// The current resourceVersion of the cluster behind `client` (that of an
+/// empty-page list): with our API server, the count of writes so far.
+async fn revision(client: &kube::Client) -> u64 {
+    let lp = kube::api::ListParams::default().limit(1);
+    let list = Api::<Namespace>::all(client.clone())
+        .list_metadata(&lp)
+        .await
+        .expect("listing namespaces");
+    list.metadata
+        .resource_version
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU seconds used so far by this process (both API servers, their
 /// controllers, the node simulator, the bench's clients) and by the syncer.
 struct Cpu {
@@ -409,6 +423,7 @@ async fn main() {
         let settle = Duration::from_secs(5 + 3 * n as u64 / 1000);
         let names: Vec<String> = (0..n).map(|i| format!("burst{round}-{i}")).collect();
         let base = direct_seen.len();
+        let host_rev = revision(&hc).await;
         let cpu = Cpu::now(pid);
         let start = Instant::now();
         burst(&dpods, names.clone()).await;
@@ -418,7 +433,9 @@ async fn main() {
         let direct_burst = start.elapsed();
         let direct_cpu = cpu.since(pid);
         tokio::time::sleep(settle).await;
+        let direct_writes = revision(&hc).await - host_rev;
         let rss_before = vkube_e2e::rss_kib(pid);
+        let (host_rev, virtual_rev) = (revision(&hc).await, revision(&vc).await);
         let base = host_seen.len();
         let cpu = Cpu::now(pid);
         // On stderr, for profilers to start (e.g. `perf record -p`).
@@ -446,6 +463,12 @@ async fn main() {
         // Let the syncer finish reflecting status (Running) for the burst.
         tokio::time::sleep(settle).await;
         let rss_after = vkube_e2e::rss_kib(pid);
+        println!(
+            "  writes per pod until settled (resourceVersion growth / N): directly {:.2} on the host; through the syncer {:.2} virtual + {:.2} host",
+            direct_writes as f64 / n as f64,
+            (revision(&vc).await - virtual_rev) as f64 / n as f64,
+            (revision(&hc).await - host_rev) as f64 / n as f64,
+        );
         println!(
             "  syncer RSS: {rss_before} KiB before the burst, {rss_after} KiB after; {:.2} KiB per synced pod",
             rss_after.saturating_sub(rss_before) as f64 / n as f64
