@@ -559,6 +559,38 @@ async fn a_job_completes_and_an_image_change_reaches_the_host() {
             .ok_or(hp["spec"]["containers"][0]["image"].to_string())
     })
     .await;
+    // An annotation the tenant adds and then removes goes from the host pod;
+    // one the host added itself stays.
+    c.virt
+        .kubectl(&["annotate", "pod/img", "team.example/owner=alice"])
+        .await
+        .expect_ok();
+    eventually("the annotation on the host", WAIT, || async {
+        let hp = c.host_get("pod", &host).await?;
+        (hp["metadata"]["annotations"]["team.example/owner"] == "alice")
+            .then_some(())
+            .ok_or(hp["metadata"]["annotations"].to_string())
+    })
+    .await;
+    c.host_kubectl(&[
+        "annotate",
+        &format!("pod/{host}"),
+        "host.example/admitted=yes",
+    ])
+    .await
+    .expect_ok();
+    c.virt
+        .kubectl(&["annotate", "pod/img", "team.example/owner-"])
+        .await
+        .expect_ok();
+    eventually("the annotation gone from the host", WAIT, || async {
+        let hp = c.host_get("pod", &host).await?;
+        let ann = &hp["metadata"]["annotations"];
+        (ann.get("team.example/owner").is_none() && ann["host.example/admitted"] == "yes")
+            .then_some(())
+            .ok_or(ann.to_string())
+    })
+    .await;
     c.shutdown().await;
 }
 

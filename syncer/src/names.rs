@@ -52,6 +52,14 @@ pub const ANNOTATION_OBJECT_UID: &str = "vkube.dev/object-uid";
 /// Annotation: the virtual object's kind, e.g. `Pod`, `ConfigMap`.
 pub const ANNOTATION_OBJECT_KIND: &str = "vkube.dev/object-kind";
 
+/// Annotation on a host pod: the keys of the annotations the tenant's pod
+/// put there (as on the host, comma-separated, sorted). The host may add
+/// annotations of its own to pods (admission webhooks, kubectl); this
+/// record lets the syncer remove an annotation the tenant removed while
+/// leaving the host's alone (vcluster records the same in
+/// `vcluster.loft.sh/managed-annotations`).
+pub const ANNOTATION_MANAGED_ANNOTATIONS: &str = "vkube.dev/managed-annotations";
+
 /// Separator between name, namespace and virtual-cluster name in host names.
 pub const NAME_SEPARATOR: &str = "-x-";
 

@@ -39,8 +39,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use vkube_core::validation::is_dns1123_label;
 
 use crate::names::{
-    ANNOTATION_OBJECT_NAME, ANNOTATION_OBJECT_NAMESPACE, ANNOTATION_OBJECT_UID, NamesError, Tenant,
-    VirtualIdentity, host_name, identity_markers, translate_labels,
+    ANNOTATION_MANAGED_ANNOTATIONS, ANNOTATION_OBJECT_NAME, ANNOTATION_OBJECT_NAMESPACE,
+    ANNOTATION_OBJECT_UID, NamesError, Tenant, VirtualIdentity, host_name, identity_markers,
+    translate_labels,
 };
 
 /// The kind recorded in the pod's `vkube.dev/object-kind` annotation.
@@ -255,6 +256,11 @@ pub fn translate(
         tenant,
         &virtual_pod.metadata.annotations.clone().unwrap_or_default(),
     );
+    if !annotations.is_empty() {
+        let keys: Vec<&str> = annotations.keys().map(String::as_str).collect();
+        let keys = keys.join(",");
+        annotations.insert(ANNOTATION_MANAGED_ANNOTATIONS.into(), keys);
+    }
     annotations.extend(markers.annotations);
 
     let pod = Pod {
@@ -798,10 +804,19 @@ pub fn update_mutable(desired: &Pod, host: &Pod) -> Option<Pod> {
     out.metadata.labels.clone_from(&desired.metadata.labels);
     let mut annotations = desired.metadata.annotations.clone().unwrap_or_default();
     // Annotations the host itself added (admission, kubectl) are kept, so
-    // the syncer never fights the host; the cost is that an annotation the
-    // tenant removes stays on the host pod. Labels are exactly the desired.
-    for (k, v) in host.metadata.annotations.iter().flatten() {
-        if !crate::names::is_reserved_key(k) {
+    // the syncer never fights the host; those the tenant's pod put there
+    // before (recorded in ANNOTATION_MANAGED_ANNOTATIONS) are the tenant's
+    // to remove. A host pod written before that record existed keeps all.
+    // Labels are exactly the desired.
+    let host_ann = host.metadata.annotations.as_ref();
+    let tenant_before: Option<std::collections::BTreeSet<&str>> = host_ann
+        .and_then(|a| a.get(ANNOTATION_MANAGED_ANNOTATIONS))
+        .map(|keys| keys.split(',').collect());
+    for (k, v) in host_ann.into_iter().flatten() {
+        let tenants = tenant_before
+            .as_ref()
+            .is_some_and(|t| t.contains(k.as_str()));
+        if !crate::names::is_reserved_key(k) && !tenants {
             annotations.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
@@ -875,6 +890,7 @@ mod tests {
                 "labels": {"app": "web", LABEL_MANAGED_BY: "vc", LABEL_NAMESPACE: "team"},
                 "annotations": {
                     "note": "x",
+                    ANNOTATION_MANAGED_ANNOTATIONS: "note",
                     ANNOTATION_OBJECT_NAME: "web",
                     ANNOTATION_OBJECT_NAMESPACE: "team",
                     ANNOTATION_OBJECT_UID: "uid-1",
@@ -1534,5 +1550,46 @@ mod engine_helper_tests {
         );
         let out2 = update_mutable(&fewer, &out).unwrap();
         assert_eq!(out2.spec.unwrap().tolerations.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_annotation_the_tenant_removes_goes_and_the_hosts_own_stay() {
+        let t = Tenant::new("vc", "host-ns").unwrap();
+        let v = |ann: serde_json::Value| {
+            let p = pod(json!({
+                "metadata": {"name": "web", "namespace": "team", "uid": "uid-1", "annotations": ann},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            }));
+            translate(&t, &p, &TranslateOptions::default()).unwrap().pod
+        };
+        let created = v(json!({"keep": "1", "drop": "2"}));
+        let ann = created.metadata.annotations.as_ref().unwrap();
+        assert_eq!(ann[ANNOTATION_MANAGED_ANNOTATIONS], "drop,keep");
+        // The host adds one of its own; the tenant then removes `drop`.
+        let mut host = created.clone();
+        host.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert("host.example/added".into(), "x".into());
+        let out = update_mutable(&v(json!({"keep": "1"})), &host).expect("differs");
+        let ann = out.metadata.annotations.as_ref().unwrap();
+        assert!(!ann.contains_key("drop"), "{ann:?}");
+        assert_eq!(ann["keep"], "1");
+        assert_eq!(ann["host.example/added"], "x");
+        assert_eq!(ann[ANNOTATION_MANAGED_ANNOTATIONS], "keep");
+        assert_eq!(update_mutable(&v(json!({"keep": "1"})), &out), None);
+        // All gone: the record goes too, the host's annotation stays.
+        let out = update_mutable(&v(json!({})), &out).expect("differs");
+        let ann = out.metadata.annotations.as_ref().unwrap();
+        assert!(!ann.contains_key("keep") && !ann.contains_key(ANNOTATION_MANAGED_ANNOTATIONS));
+        assert_eq!(ann["host.example/added"], "x");
+        // A tenant cannot forge the record to strip the host's annotations.
+        let forged = v(json!({"vkube.dev/managed-annotations": "host.example/added"}));
+        let out = update_mutable(&forged, &host).expect("differs");
+        assert_eq!(
+            out.metadata.annotations.as_ref().unwrap()["host.example/added"],
+            "x"
+        );
     }
 }
