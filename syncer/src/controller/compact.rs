@@ -117,6 +117,11 @@ impl<K: Eq + Hash + Clone, S: Clone> Summaries<K, S> {
         self.len() == 0
     }
 
+    /// Whether the first list was applied (the content is complete).
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
     /// Waits until the first list was applied. Errors never (the `Result`
     /// matches kube-runtime's `Store::wait_until_ready`).
     pub async fn wait_until_ready(&self) -> anyhow::Result<()> {
@@ -173,9 +178,11 @@ mod tests {
         c.apply(&watcher::Event::Init, project);
         c.apply(&watcher::Event::InitApply(("a", 1)), project);
         assert!(c.is_empty(), "buffered until InitDone");
+        assert!(!c.is_ready());
         c.apply(&watcher::Event::InitApply(("", 9)), project);
         c.apply(&watcher::Event::InitDone, project);
         c.wait_until_ready().await.unwrap();
+        assert!(c.is_ready());
         assert_eq!((c.get(&"a"), c.len()), (Some(1), 1));
         c.apply(&watcher::Event::Apply(("b", 2)), project);
         c.update(&"b", |v| *v += 1);

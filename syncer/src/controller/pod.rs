@@ -412,9 +412,13 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
 /// Queues virtual pod `key`, in the urgent lane while it has no host pod
 /// (its reconcile creates one), so a burst of new pods reaches the host
 /// before the status writes and bindings of the pods already there.
+/// Until the host pods are listed, nothing is known to be missing: keys go
+/// to the ordinary lane, and the resync at the end of the host list moves
+/// those without a host pod up (else a starting syncer would treat every
+/// pod as new, and pods created while it was down would wait behind all).
 fn queue_virtual(ctx: &Context, state: &State, queue: &Queue<Key>, key: Key) {
     let hname = host_name(&ctx.tenant, &key.0, &key.1);
-    if state.hsums.contains(&hname) {
+    if !state.hsums.is_ready() || state.hsums.contains(&hname) {
         queue.add(key);
     } else {
         queue.add_urgent(key);
