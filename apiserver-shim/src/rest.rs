@@ -1089,7 +1089,7 @@ impl Api {
                 if !precondition.is_empty() && precondition != meta::resource_version(old) {
                     return Err(ApiError::modified(&gr, name));
                 }
-                let mut new = apply_subresource_rules(def, sub.as_deref(), old, body.clone());
+                let mut new = requested_update(def, sub.as_deref(), old, body.clone())?;
                 fieldmanager::track_update(def, sub.as_deref(), Some(old), &mut new, manager);
                 Ok(new)
             })
@@ -1143,15 +1143,13 @@ impl Api {
                 if meta::resource_version(&patched) != meta::resource_version(old) {
                     return Err(ApiError::modified(&gr, name));
                 }
-                // Before the subresource rules keep only the status of it.
-                uid_unchanged(def, old, &patched)?;
                 if meta::name(&patched) != name {
                     return Err(ApiError::bad_request(format!(
                         "the name of the object ({}) does not match the name on the URL ({name})",
                         meta::name(&patched)
                     )));
                 }
-                let mut new = apply_subresource_rules(def, sub.as_deref(), old, patched);
+                let mut new = requested_update(def, sub.as_deref(), old, patched)?;
                 fieldmanager::track_update(def, sub.as_deref(), Some(old), &mut new, &manager);
                 Ok(new)
             })
@@ -1478,6 +1476,20 @@ fn blocks_deletion(def: &ResourceDef, obj: &Value) -> bool {
     meta::has_finalizers(obj) || (def.strategy.holds_deletion)(obj)
 }
 
+/// The object a request (PUT body, patched or applied object) asks to store
+/// over `old`: a changed uid is refused ([`uid_unchanged`]) while the
+/// request's metadata is still there, then [`apply_subresource_rules`]
+/// keep what the subresource may change.
+fn requested_update(
+    def: &ResourceDef,
+    sub: Option<&str>,
+    old: &Value,
+    new: Value,
+) -> ApiResult<Value> {
+    uid_unchanged(def, old, &new)?;
+    Ok(apply_subresource_rules(def, sub, old, new))
+}
+
 /// Which part of the object a write may change: the main resource keeps the
 /// stored status; `status` changes only status; `finalize` only the
 /// namespace's `spec.finalizers`.
@@ -1569,12 +1581,10 @@ fn uid_unchanged(def: &ResourceDef, old: &Value, new: &Value) -> ApiResult<()> {
     ))
 }
 
-/// Carries system metadata over from the stored object and bumps generation
-/// (refusing a changed uid: [`uid_unchanged`]).
+/// Carries system metadata over from the stored object and bumps generation.
 fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()> {
     let def = target.def;
     check_type_meta(def, new)?;
-    uid_unchanged(def, old, new)?;
     let old_md = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let md = meta::metadata_mut(new);
     for f in [

@@ -1602,6 +1602,17 @@ async fn a_differing_uid_is_refused_by_put_and_patch() {
         .await,
     );
     assert_eq!(err.code, 422, "{err:?}");
+    // Server-side apply too, on the main resource and on status.
+    let applied = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "uid-guard", "uid": "other"}, "status": {"message": "y"}});
+    let pp = PatchParams::apply("uid-test").force();
+    let err = api_error(
+        pods.patch_status("uid-guard", &pp, &Patch::Apply(&applied))
+            .await,
+    );
+    assert_eq!(err.code, 422, "{err:?}");
+    let err = api_error(pods.patch("uid-guard", &pp, &Patch::Apply(&applied)).await);
+    assert_eq!(err.code, 422, "{err:?}");
     let now = pods.get("uid-guard").await.unwrap();
     assert_eq!(now.labels()["a"], "1", "nothing was written");
     assert_eq!(

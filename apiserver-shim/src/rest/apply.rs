@@ -1,7 +1,7 @@
 //! `PATCH` with `application/apply-patch+yaml`: server-side apply through
 //! the generic write path (k8s.io/apiserver `applyPatcher`).
 
-use super::{Api, apply_subresource_rules};
+use super::{Api, requested_update};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager;
 use crate::meta;
@@ -59,7 +59,7 @@ impl Api {
                 let merged =
                     fieldmanager::apply(def, sub.as_deref(), Some(old), &config, &manager, force)?;
                 let managed = merged.pointer("/metadata/managedFields").cloned();
-                let mut new = apply_subresource_rules(def, sub.as_deref(), old, merged);
+                let mut new = requested_update(def, sub.as_deref(), old, merged)?;
                 // The status rules start from the stored object: carry the
                 // new entries over.
                 let md = meta::metadata_mut(&mut new);
