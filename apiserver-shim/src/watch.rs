@@ -34,23 +34,24 @@ use tokio::time::Instant;
 /// One encoded event line, `{"type":KIND,"object":OBJECT}` and a newline
 /// (the field order kube-apiserver writes), serialising `object` in place.
 fn line(kind: &str, object: &Value) -> Bytes {
-    let mut v = Vec::with_capacity(256);
-    v.extend_from_slice(b"{\"type\":\"");
-    v.extend_from_slice(kind.as_bytes());
-    v.extend_from_slice(b"\",\"object\":");
     // Writing a `Value` into a `Vec` cannot fail.
-    let _ = serde_json::to_writer(&mut v, object);
-    v.extend_from_slice(b"}\n");
-    Bytes::from(v)
+    framed(kind, 256, |v| {
+        let _ = serde_json::to_writer(v, object);
+    })
 }
 
 /// The same line around an object already encoded as JSON.
 fn line_encoded(kind: &str, object: &[u8]) -> Bytes {
-    let mut v = Vec::with_capacity(object.len() + 32);
+    framed(kind, object.len() + 32, |v| v.extend_from_slice(object))
+}
+
+/// `{"type":KIND,"object":` + what `object` writes + `}` and a newline.
+fn framed(kind: &str, capacity: usize, object: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let mut v = Vec::with_capacity(capacity);
     v.extend_from_slice(b"{\"type\":\"");
     v.extend_from_slice(kind.as_bytes());
     v.extend_from_slice(b"\",\"object\":");
-    v.extend_from_slice(object);
+    object(&mut v);
     v.extend_from_slice(b"}\n");
     Bytes::from(v)
 }

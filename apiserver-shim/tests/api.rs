@@ -111,6 +111,18 @@ fn pod(name: &str, labels: Value) -> Pod {
     .unwrap()
 }
 
+/// The next event of watch stream `w` (5 s at most; panics otherwise).
+async fn next_event<S>(w: &mut S) -> WatchEvent<Pod>
+where
+    S: futures::Stream<Item = kube::Result<WatchEvent<Pod>>> + Unpin,
+{
+    tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .expect("watch event in time")
+        .expect("stream open")
+        .expect("event decodes")
+}
+
 fn rv_num(rv: Option<&str>) -> u64 {
     rv.expect("resourceVersion present")
         .parse()
@@ -861,12 +873,7 @@ async fn label_and_field_selectors() {
     .unwrap();
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        let ev = tokio::time::timeout(Duration::from_secs(5), w.next())
-            .await
-            .expect("watch event in time")
-            .expect("stream open")
-            .expect("event decodes");
-        match ev {
+        match next_event(&mut w).await {
             WatchEvent::Added(p) => seen.push(("ADDED", p.name_any())),
             WatchEvent::Modified(p) => seen.push(("MODIFIED", p.name_any())),
             WatchEvent::Deleted(p) => {
@@ -888,12 +895,7 @@ async fn label_and_field_selectors() {
     );
     let mut unfiltered = Vec::new();
     while unfiltered.len() < 4 {
-        let ev = tokio::time::timeout(Duration::from_secs(5), all.next())
-            .await
-            .expect("watch event in time")
-            .expect("stream open")
-            .expect("event decodes");
-        match ev {
+        match next_event(&mut all).await {
             WatchEvent::Modified(p) => unfiltered.push(p.name_any()),
             WatchEvent::Bookmark(_) => {}
             other => panic!("unfiltered watch: unexpected {other:?}"),
