@@ -512,21 +512,22 @@ pub const REASON_SYNC_REFUSED: &str = crate::event::REASON_SYNC_REFUSED;
 /// unset) its service account's is `false` — the ServiceAccount admission
 /// plugin's rule (the pod's setting wins).
 pub fn wants_token(pod: &Pod, service_account_automount: Option<bool>) -> bool {
-    let spec = pod.spec.as_ref();
-    match spec.and_then(|s| s.automount_service_account_token) {
-        Some(v) => v,
-        None => service_account_automount != Some(false),
-    }
+    crate::summary::wants_token(
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.automount_service_account_token),
+        service_account_automount,
+    )
 }
 
 /// The virtual service account a pod runs as: `serviceAccountName`, else
 /// the deprecated `serviceAccount`, else `default`.
-pub fn service_account_of(pod: &Pod) -> String {
+pub fn service_account_of(pod: &Pod) -> &str {
     let spec = pod.spec.as_ref();
-    spec.and_then(|s| s.service_account_name.clone())
-        .or_else(|| spec.and_then(|s| s.service_account.clone()))
+    spec.and_then(|s| s.service_account_name.as_deref())
+        .or_else(|| spec.and_then(|s| s.service_account.as_deref()))
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "default".to_string())
+        .unwrap_or("default")
 }
 
 /// Adds to host pod `pod` a secret volume of host Secret `secret` (keys

@@ -53,16 +53,15 @@ pub struct VirtualSummary {
 impl VirtualSummary {
     /// The summary of virtual pod `pod` (not yet settled).
     pub fn of(pod: &Pod) -> Self {
-        let spec = pod.spec.as_ref();
-        let sa = spec
-            .and_then(|s| s.service_account_name.as_deref())
-            .or_else(|| spec.and_then(|s| s.service_account.as_deref()))
-            .filter(|s| *s != "default");
+        let sa = Some(crate::pod::service_account_of(pod)).filter(|s| *s != "default");
         Self {
             uid: boxed(pod.metadata.uid.as_deref()),
             resource_version: boxed(pod.metadata.resource_version.as_deref()),
             service_account: boxed(sa),
-            automount: spec.and_then(|s| s.automount_service_account_token),
+            automount: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.automount_service_account_token),
             settled: None,
         }
     }
@@ -142,13 +141,21 @@ impl TokenSummary {
     /// refreshed (at least 1 s); `None` if it was issued for another
     /// incarnation, has no refresh time, or is due at `now`.
     pub fn fresh_for(&self, uid: &str, now: jiff::Timestamp) -> Option<std::time::Duration> {
-        let at = self.refresh_at?;
-        if self.object_uid.as_deref() != Some(uid) || at <= now {
+        if self.object_uid.as_deref() != Some(uid) {
             return None;
         }
-        let wait = (at - now).total(jiff::Unit::Second).unwrap_or(60.0);
-        Some(std::time::Duration::from_secs_f64(wait.max(1.0)))
+        wait_until(self.refresh_at?, now)
     }
+}
+
+/// How long from `now` until `at` (at least 1 s), or `None` once `at` has
+/// come.
+pub fn wait_until(at: jiff::Timestamp, now: jiff::Timestamp) -> Option<std::time::Duration> {
+    if at <= now {
+        return None;
+    }
+    let wait = (at - now).total(jiff::Unit::Second).unwrap_or(60.0);
+    Some(std::time::Duration::from_secs_f64(wait.max(1.0)))
 }
 
 /// Virtual key of host object metadata `h` if it mirrors an object of

@@ -74,12 +74,7 @@ pub fn owned_copy_of(tenant: &Tenant, h: &kube::api::ObjectMeta, kind: &str, key
         && is_managed(tenant, Some(h), &id) == Ownership::Owned
 }
 
-/// Virtual key of host object `h` if it mirrors an object of `kind`.
-pub fn virtual_key(h: &kube::api::ObjectMeta, kind: &str) -> Option<Key> {
-    VirtualIdentity::from_host(h)
-        .filter(|id| id.kind == kind)
-        .map(|id| (id.namespace, id.name))
-}
+pub use crate::summary::virtual_key;
 
 /// Runs the mirror controller of `K` with `queue` (also fed by
 /// [`super::References`]).

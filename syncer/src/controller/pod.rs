@@ -151,21 +151,50 @@ impl State {
         }
     }
 
-    /// The held virtual pod of `key` if it is version `rv`.
-    fn held_v(&self, key: &Key, rv: Option<&str>) -> Option<Arc<Pod>> {
+    /// One side's held full object of `key`, if it is pod `name` (when
+    /// given) at version `rv`.
+    fn held_side(
+        &self,
+        key: &Key,
+        virtual_side: bool,
+        name: Option<&str>,
+        rv: Option<&str>,
+    ) -> Option<Arc<Pod>> {
         let held = self.held();
-        let v = held.get(key)?.v.as_ref()?;
-        v.is(None, rv).then(|| v.thaw()).flatten().map(Arc::new)
+        let e = held.get(key)?;
+        let p = (if virtual_side { &e.v } else { &e.h }).as_ref()?;
+        p.is(name, rv).then(|| p.thaw()).flatten().map(Arc::new)
     }
 
-    /// The held host pod of `key` if it is `name` at version `rv`.
-    fn held_h(&self, key: &Key, name: &str, rv: Option<&str>) -> Option<Arc<Pod>> {
-        let held = self.held();
-        let h = held.get(key)?.h.as_ref()?;
-        h.is(Some(name), rv)
-            .then(|| h.thaw())
-            .flatten()
-            .map(Arc::new)
+    /// One side's full object of `key` at version `rv`: the held one, else
+    /// a GET of `name` through `api` (held from then on; a host pod
+    /// slimmed as in the cache). `None`: gone.
+    async fn full_pod(
+        &self,
+        key: &Key,
+        virtual_side: bool,
+        api: Api<Pod>,
+        name: &str,
+        rv: Option<&str>,
+    ) -> anyhow::Result<Option<Arc<Pod>>> {
+        let held_name = (!virtual_side).then_some(name);
+        if let Some(p) = self.held_side(key, virtual_side, held_name, rv) {
+            return Ok(Some(p));
+        }
+        let side = if virtual_side { "virtual" } else { "host" };
+        let Some(mut p) = api
+            .get_opt(name)
+            .await
+            .with_context(|| format!("reading the {side} pod"))?
+        else {
+            return Ok(None);
+        };
+        p.metadata.managed_fields = None;
+        if !virtual_side {
+            pure::slim_host_pod(&mut p);
+        }
+        self.hold(key, virtual_side, Some(&p));
+        Ok(Some(Arc::new(p)))
     }
 }
 
@@ -449,13 +478,7 @@ fn settled(
     if !token {
         return Some(None);
     }
-    let sa = state
-        .sas
-        .get(&ObjectRef::new(vs.service_account()).within(&key.0));
-    if !crate::summary::wants_token(
-        vs.automount,
-        sa.and_then(|s| s.automount_service_account_token),
-    ) {
+    if !wants_token_in(state, &key.0, vs.service_account(), vs.automount) {
         return Some(None);
     }
     let t = state.tokens.get(&token_secret_name(ctx, key))?;
@@ -469,7 +492,6 @@ async fn reconcile(
     key: &Key,
     since: Instant,
 ) -> anyhow::Result<Option<Duration>> {
-    let host_ns = ctx.tenant.host_namespace();
     let hname = host_name(&ctx.tenant, &key.0, &key.1);
     let vs = state.vsums.get(key);
     let hs = state.hsums.get(&hname);
@@ -492,48 +514,15 @@ async fn reconcile(
     // The full objects: held from their watch events, else a GET.
     let v = match &vs {
         None => None,
-        Some(s) => match state.held_v(key, s.resource_version.as_deref()) {
-            Some(v) => Some(v),
-            None => {
-                let got = ctx
-                    .virtual_api::<Pod>(&key.0)
-                    .get_opt(&key.1)
-                    .await
-                    .context("reading the virtual pod")?
-                    .map(|mut p| {
-                        p.metadata.managed_fields = None;
-                        Arc::new(p)
-                    });
-                if let Some(p) = &got {
-                    state.hold(key, true, Some(p));
-                }
-                got
-            }
-        },
+        Some(s) => {
+            let api = ctx.virtual_api::<Pod>(&key.0);
+            let rv = s.resource_version.as_deref();
+            state.full_pod(key, true, api, &key.1, rv).await?
+        }
     };
     let h = match &hs {
         None => None,
-        Some(_) => match state.held_h(key, &hname, host_rv) {
-            Some(h) => Some(h),
-            None => {
-                let got = ctx
-                    .host_api::<Pod>()
-                    .get_opt(&hname)
-                    .await
-                    .context("reading the host pod")?
-                    .map(|mut p| {
-                        p.metadata.managed_fields = None;
-                        pure::slim_host_pod(&mut p);
-                        Arc::new(p)
-                    });
-                if let Some(p) = &got
-                    && p.metadata.namespace.as_deref() == Some(host_ns)
-                {
-                    state.hold(key, false, Some(p));
-                }
-                got
-            }
-        },
+        Some(_) => (state.full_pod(key, false, ctx.host_api::<Pod>(), &hname, host_rv)).await?,
     };
     let res = reconcile_pod(
         ctx,
@@ -770,11 +759,25 @@ fn service_env(ctx: &Context, state: &State, v: &Pod) -> Vec<k8s_openapi::api::c
 /// Whether `v` gets a token: its own `automountServiceAccountToken`, else
 /// its virtual service account's (from the cache), else yes.
 fn token_wanted(state: &State, v: &Pod) -> bool {
-    let ns = v.namespace().unwrap_or_default();
-    let sa = state
-        .sas
-        .get(&ObjectRef::new(&pure::service_account_of(v)).within(&ns));
-    pure::wants_token(v, sa.and_then(|s| s.automount_service_account_token))
+    wants_token_in(
+        state,
+        &v.namespace().unwrap_or_default(),
+        pure::service_account_of(v),
+        v.spec
+            .as_ref()
+            .and_then(|s| s.automount_service_account_token),
+    )
+}
+
+/// [`crate::summary::wants_token`] for a pod in namespace `ns` running as
+/// `service_account` with its own setting `automount`, the service
+/// account's setting read from the cache.
+fn wants_token_in(state: &State, ns: &str, service_account: &str, automount: Option<bool>) -> bool {
+    let sa = state.sas.get(&ObjectRef::new(service_account).within(ns));
+    crate::summary::wants_token(
+        automount,
+        sa.and_then(|s| s.automount_service_account_token),
+    )
 }
 
 async fn create_host_pod(
@@ -1012,16 +1015,13 @@ fn token_need(ctx: &Context, state: &State, key: &Key, v: &Pod) -> TokenNeed {
         }
         cached.max(written)
     };
-    if let Some(at) = refresh_at
-        && at > now
-    {
-        let wait = (at - now).total(jiff::Unit::Second).unwrap_or(60.0);
-        return TokenNeed::Nothing(Some(Duration::from_secs_f64(wait.max(1.0))));
+    if let Some(wait) = refresh_at.and_then(|at| crate::summary::wait_until(at, now)) {
+        return TokenNeed::Nothing(Some(wait));
     }
     let sa_name = pure::service_account_of(v);
     if state
         .sas
-        .get(&ObjectRef::new(&sa_name).within(&key.0))
+        .get(&ObjectRef::new(sa_name).within(&key.0))
         .is_none()
     {
         // The virtual service account does not exist (yet): retry later.
@@ -1070,7 +1070,7 @@ async fn request_token(ctx: &Context, key: &Key, v: &Pod) -> anyhow::Result<Stri
     let issued = ctx
         .virtual_api::<ServiceAccount>(&key.0)
         .create_token_request(
-            &pure::service_account_of(v),
+            pure::service_account_of(v),
             &PostParams::default(),
             &request,
         )
