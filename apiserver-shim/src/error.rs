@@ -120,6 +120,47 @@ impl ApiError {
         .with_details(gr, name)
     }
 
+    /// A host cluster's refusal ([`vkube_core::service::HostRefusal`]),
+    /// answered as it came: same code, message and details; the reason when
+    /// it is one of the `StatusReason`s of the API conventions (else none).
+    pub fn from_host(r: vkube_core::service::HostRefusal) -> Self {
+        const REASONS: &[&str] = &[
+            "Unauthorized",
+            "Forbidden",
+            "NotFound",
+            "AlreadyExists",
+            "Conflict",
+            "Gone",
+            "Invalid",
+            "ServerTimeout",
+            "Timeout",
+            "TooManyRequests",
+            "BadRequest",
+            "MethodNotAllowed",
+            "NotAcceptable",
+            "RequestEntityTooLarge",
+            "UnsupportedMediaType",
+            "InternalError",
+            "Expired",
+            "ServiceUnavailable",
+        ];
+        let reason = REASONS
+            .iter()
+            .find(|known| **known == r.reason)
+            .copied()
+            .unwrap_or("");
+        Self {
+            code: if (400..600).contains(&r.code) {
+                r.code
+            } else {
+                500
+            },
+            reason,
+            message: r.message,
+            details: r.details,
+        }
+    }
+
     /// The optimistic-concurrency conflict of an update with a stale resourceVersion.
     pub fn modified(gr: &GroupResource, name: &str) -> Self {
         Self::conflict(

@@ -51,6 +51,12 @@ pub struct ApiConfig {
     /// dial any address it can reach, so it is off by default and the
     /// subresource answers 400.
     pub pod_port_forward: bool,
+    /// Where Services get their ClusterIPs and nodePorts when this server is
+    /// a virtual cluster's: the host cluster, asked within the create or
+    /// update request ([`vkube_core::service::HostAllocator`]); `None` (a
+    /// stand-alone server, the local host) allocates from
+    /// [`ApiConfig::allocation`].
+    pub service_host: Option<Arc<dyn vkube_core::service::HostAllocator>>,
 }
 
 impl Default for ApiConfig {
@@ -61,6 +67,7 @@ impl Default for ApiConfig {
             future_revision_wait: Duration::from_secs(3),
             allocation: crate::alloc::AllocConfig::default(),
             pod_port_forward: false,
+            service_host: None,
         }
     }
 }
@@ -912,11 +919,23 @@ impl Api {
             // Admission: ResourceQuota validates last.
             self.admit_quota(target, &obj, dry_run).await?;
         }
+        let key = def.key(target.namespace.as_deref(), &name);
+        if def.allocates && !dry_run && self.config.service_host.is_some() {
+            // The host is asked before the store: a name already taken here
+            // must not reach it (the host copy of the existing Service
+            // would look like a stale one to replace).
+            let existing = self.store.get(&key).await;
+            if existing
+                .map_err(|e| storage_error(def, &name, e))?
+                .is_some()
+            {
+                return Ok(None);
+            }
+        }
         let allocation = self.allocate(def, None, &mut obj, dry_run).await?;
         if dry_run {
             return Ok(Some(obj));
         }
-        let key = def.key(target.namespace.as_deref(), &name);
         let created = match self.encode(def, &obj) {
             Err(e) => Err(e),
             Ok(bytes) => match self.store.create(&key, bytes).await {
@@ -1412,30 +1431,62 @@ impl Api {
 }
 
 // ---- Service address allocation (crate::alloc), for kinds with `allocates` ----
+
+/// What one Service write reserved, until [`Api::settle`] learns whether
+/// the write landed.
+enum Reservation {
+    /// Held in this server's store ([`crate::alloc`]).
+    Local(crate::alloc::Allocation),
+    /// Held by the host ([`ApiConfig::service_host`]); on a create, the
+    /// host's Service, to remove if the virtual one is not stored.
+    Host(Option<Value>),
+}
+
 impl Api {
     /// Reserves what `new` needs beyond what `old` holds; `None` for kinds
-    /// without allocation. Every `Some` must reach [`Api::settle`].
+    /// without allocation. Real writes of a virtual cluster's Services ask
+    /// the host first ([`ApiConfig::service_host`]) and store its
+    /// addresses; dry runs and what the host leaves to this server use
+    /// [`crate::alloc`]. Every `Some` must reach [`Api::settle`].
+    ///
+    /// Errors: the host's own refusal (e.g. `422` for a taken ClusterIP),
+    /// or [`crate::alloc::allocate`]'s.
     async fn allocate(
         &self,
         def: &ResourceDef,
         old: Option<&Value>,
         new: &mut Value,
         dry_run: bool,
-    ) -> ApiResult<Option<crate::alloc::Allocation>> {
+    ) -> ApiResult<Option<Reservation>> {
         if !def.allocates {
             return Ok(None);
         }
+        if !dry_run && let Some(host) = &self.config.service_host {
+            match host.allocate(old, new).await {
+                Ok(Some(h)) => {
+                    vkube_core::service::copy_allocations(&h, new);
+                    return Ok(Some(Reservation::Host(old.is_none().then_some(h))));
+                }
+                Ok(None) => {}
+                Err(refusal) => return Err(ApiError::from_host(refusal)),
+            }
+        }
         let a = crate::alloc::allocate(&*self.store, &self.config.allocation, old, new, dry_run)
             .await?;
-        Ok(Some(a))
+        Ok(Some(Reservation::Local(a)))
     }
 
     /// Commits an allocation whose write `landed`, else releases it.
-    async fn settle(&self, allocation: Option<crate::alloc::Allocation>, landed: bool) {
+    async fn settle(&self, allocation: Option<Reservation>, landed: bool) {
         match allocation {
-            Some(a) if landed => a.commit(&*self.store).await,
-            Some(a) => a.undo(&*self.store).await,
-            None => {}
+            Some(Reservation::Local(a)) if landed => a.commit(&*self.store).await,
+            Some(Reservation::Local(a)) => a.undo(&*self.store).await,
+            Some(Reservation::Host(Some(created))) if !landed => {
+                if let Some(host) = &self.config.service_host {
+                    host.release(&created).await;
+                }
+            }
+            Some(Reservation::Host(_)) | None => {}
         }
     }
 

@@ -15,7 +15,9 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use vkube_controllers::simulator::NodeSimulator;
+use vkube_syncer::controller::service::HostServices;
 use vkube_syncer::{Syncer, SyncerConfig};
 
 /// Runs the syncer from the virtual cluster into the host namespace until
@@ -77,6 +79,8 @@ impl VirtualCluster {
         config.tls_sans = opts.tls_sans.clone();
         config.api.allocation.service_cidr = opts.service_cidr;
         config.context_name = opts.context_name.clone();
+        // Services are stored with the addresses their host copies hold.
+        config.api.service_host = Some(Arc::new(HostServices::new(host.clone(), &sync)));
         let server = Server::start(config)
             .await
             .context("starting the virtual API server")?;

@@ -16,7 +16,9 @@
 //! - [`field`]: `pkg/util/validation/field` errors and their message text.
 //! - [`defaults`]: the `SetDefaults_*` functions of the built-in kinds.
 //! - [`apivalidation`]: per-kind validation (`ValidatePod`, `ValidateService`, …).
-//! - [`service`]: the service CIDR and the Service registry's update rules.
+//! - [`service`]: the service CIDR, the Service registry's update rules and
+//!   [`service::HostAllocator`], the seam through which a host cluster
+//!   allocates a virtual Service's addresses.
 //! - [`quantity`]: `resource.Quantity` parsing, exact arithmetic, rendering.
 //! - [`quota`]: ResourceQuota usage evaluation and admission checks.
 //! - [`limitrange`]: the LimitRanger admission plugin's container defaults.

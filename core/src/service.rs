@@ -272,6 +272,143 @@ fn spec_str_map<'a>(spec: &'a serde_json::Map<String, Value>, f: &str) -> &'a st
     spec.get(f).and_then(Value::as_str).unwrap_or("")
 }
 
+/// What a [`HostAllocator`] answers when the host refuses a Service: the
+/// host API server's `Status` (code, reason, message, details), to be
+/// returned to the client as the virtual API server's own answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRefusal {
+    /// HTTP status code, e.g. `422` for a taken ClusterIP.
+    pub code: u16,
+    /// `Status.reason`, e.g. `Invalid`, `Conflict`, `InternalError`.
+    pub reason: String,
+    /// `Status.message`, already naming the virtual object.
+    pub message: String,
+    /// `Status.details`, already naming the virtual object, if any.
+    pub details: Option<Value>,
+}
+
+/// A boxed future, as [`HostAllocator`]'s methods return (the trait is
+/// object-safe so a server can hold any implementation).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Where a virtual cluster's Services get their addresses: the host
+/// cluster, at the time the tenant writes the Service. The virtual API
+/// server calls it inside the create or update request, so the Service is
+/// stored once, already carrying the host's ClusterIP(s) and nodePorts, and
+/// never changes identity afterwards (vcluster intercepts Service creation
+/// the same way). The REST layer calls it only for real writes (never under
+/// `dryRun`) and only after checking that a create's name is free.
+pub trait HostAllocator: Send + Sync + std::fmt::Debug {
+    /// Makes the host hold what Service `new` needs (`old` is the stored
+    /// object on update, `None` on create; both are complete objects with
+    /// `metadata.uid` set) and returns the host's Service, from which
+    /// [`copy_allocations`] takes the addresses. `Ok(None)`: nothing for
+    /// the host to do (the server's own `default/kubernetes` Service, an
+    /// update that changes no allocation); the server then allocates as a
+    /// stand-alone server would. Must not change the virtual store.
+    fn allocate<'a>(
+        &'a self,
+        old: Option<&'a Value>,
+        new: &'a Value,
+    ) -> BoxFuture<'a, Result<Option<Value>, HostRefusal>>;
+
+    /// A create whose [`HostAllocator::allocate`] returned `host` did not
+    /// land in the virtual store: removes what that call created on the
+    /// host (best effort; the syncer removes a leftover later).
+    fn release<'a>(&'a self, host: &'a Value) -> BoxFuture<'a, ()>;
+}
+
+/// Copies the addresses the host allocated (`from`, the host's Service)
+/// into the virtual Service `to`: `clusterIP`, `clusterIPs`, `ipFamilies`
+/// and `ipFamilyPolicy` when `to` needs a ClusterIP, each port's `nodePort`
+/// (ports are matched by index: the host Service is a translation of `to`
+/// with its ports in the same order) when it needs node ports, and
+/// `healthCheckNodePort` when it needs one. Fields the host left unset are
+/// left as they are.
+pub fn copy_allocations(from: &Value, to: &mut Value) {
+    let Some(host) = from.get("spec").and_then(Value::as_object) else {
+        return;
+    };
+    let cluster_ip = needs_cluster_ip(to);
+    let node_port = needs_node_ports(to);
+    let health = needs_health_check_node_port(to);
+    let Some(spec) = to.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if cluster_ip {
+        for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if let Some(v) = host.get(f).filter(|v| !v.is_null()) {
+                spec.insert(f.into(), v.clone());
+            }
+        }
+    }
+    if node_port {
+        let host_ports = host.get("ports").and_then(Value::as_array);
+        if let (Some(ports), Some(host_ports)) = (
+            spec.get_mut("ports").and_then(Value::as_array_mut),
+            host_ports,
+        ) {
+            for (p, h) in ports.iter_mut().zip(host_ports) {
+                if let (Some(p), Some(np)) = (
+                    p.as_object_mut(),
+                    h.get("nodePort").filter(|n| n.as_i64().unwrap_or(0) != 0),
+                ) {
+                    p.insert("nodePort".into(), np.clone());
+                }
+            }
+        }
+    }
+    if health
+        && let Some(hc) = host
+            .get("healthCheckNodePort")
+            .filter(|n| n.as_i64().unwrap_or(0) != 0)
+    {
+        spec.insert("healthCheckNodePort".into(), hc.clone());
+    }
+}
+
+/// The part of a Service that decides what the host must allocate: type,
+/// requested ClusterIP(s) and IP families, each port's nodePort (for types
+/// with node ports), `healthCheckNodePort` and the fields deciding whether
+/// one is needed. Two Services with equal views need the same allocations.
+fn allocation_view(svc: &Value) -> Value {
+    let spec = |f: &str| {
+        svc.pointer(&format!("/spec/{f}"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let node_ports: Vec<Value> = if needs_node_ports(svc) {
+        svc.pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map(|ports| {
+                ports
+                    .iter()
+                    .map(|p| p.get("nodePort").cloned().unwrap_or(Value::Null))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    json!({
+        "type": service_type(svc),
+        "clusterIP": spec("clusterIP"),
+        "clusterIPs": spec("clusterIPs"),
+        "ipFamilies": spec("ipFamilies"),
+        "ipFamilyPolicy": spec("ipFamilyPolicy"),
+        "nodePorts": node_ports,
+        "healthCheckNodePort": if needs_health_check_node_port(svc) { spec("healthCheckNodePort") } else { Value::Null },
+    })
+}
+
+/// Whether updating Service `old` to `new` changes what the host must
+/// allocate (see [`allocation_view`]): a type change, a new or changed
+/// nodePort, a port added to a NodePort Service, a changed IP family
+/// request. Label, selector or targetPort changes do not.
+pub fn allocation_changed(old: &Value, new: &Value) -> bool {
+    allocation_view(old) != allocation_view(new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +432,72 @@ mod tests {
         ] {
             assert!(ServiceCidr::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn host_allocations_are_copied_by_port_index_and_only_where_needed() {
+        let host = json!({"spec": {"type": "LoadBalancer", "clusterIP": "10.100.0.7",
+            "clusterIPs": ["10.100.0.7"], "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+            "externalTrafficPolicy": "Local", "healthCheckNodePort": 31999,
+            "ports": [{"name": "http", "port": 80, "nodePort": 31001},
+                      {"name": "https", "port": 443, "nodePort": 31002}]}});
+        let mut v = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443, "nodePort": 30443}]}});
+        copy_allocations(&host, &mut v);
+        assert_eq!(v["spec"]["clusterIP"], "10.100.0.7");
+        assert_eq!(v["spec"]["clusterIPs"], json!(["10.100.0.7"]));
+        assert_eq!(v["spec"]["ipFamilyPolicy"], "SingleStack");
+        assert_eq!(v["spec"]["ports"][0]["nodePort"], 31001);
+        assert_eq!(
+            v["spec"]["ports"][1]["nodePort"], 31002,
+            "the host's answer wins"
+        );
+        assert_eq!(v["spec"]["healthCheckNodePort"], 31999);
+
+        // A ClusterIP Service takes no nodePorts, an ExternalName nothing.
+        let mut c = json!({"spec": {"ports": [{"port": 80}]}});
+        copy_allocations(&host, &mut c);
+        assert_eq!(c["spec"]["clusterIP"], "10.100.0.7");
+        assert!(c["spec"]["ports"][0].get("nodePort").is_none());
+        assert!(c["spec"].get("healthCheckNodePort").is_none());
+        let mut e = json!({"spec": {"type": "ExternalName", "externalName": "db.example.com"}});
+        copy_allocations(&host, &mut e);
+        assert!(e["spec"].get("clusterIP").is_none(), "{e}");
+        // Headless keeps None.
+        let mut h = json!({"spec": {"clusterIP": "None", "ports": [{"port": 80}]}});
+        copy_allocations(&json!({"spec": {"clusterIP": "None"}}), &mut h);
+        assert_eq!(h["spec"]["clusterIP"], "None");
+    }
+
+    #[test]
+    fn allocation_changes_are_told_apart_from_other_changes() {
+        let np = json!({"spec": {"type": "NodePort", "clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9"],
+            "selector": {"app": "a"}, "ports": [{"name": "a", "port": 80, "nodePort": 30001, "targetPort": 80}]}});
+        let mut relabelled = np.clone();
+        relabelled["spec"]["selector"] = json!({"app": "b"});
+        relabelled["spec"]["ports"][0]["targetPort"] = json!(8080);
+        relabelled["metadata"] = json!({"labels": {"x": "y"}});
+        assert!(!allocation_changed(&np, &relabelled));
+        let mut moved = np.clone();
+        moved["spec"]["ports"][0]["nodePort"] = json!(30002);
+        assert!(allocation_changed(&np, &moved));
+        let mut added = np.clone();
+        added["spec"]["ports"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "b", "port": 81}));
+        assert!(allocation_changed(&np, &added));
+        let mut retyped = np.clone();
+        retyped["spec"]["type"] = json!("ClusterIP");
+        assert!(allocation_changed(&np, &retyped));
+        // A port added to a ClusterIP Service needs nothing new.
+        let cip = json!({"spec": {"clusterIP": "10.96.0.9", "ports": [{"port": 80}]}});
+        let mut more = cip.clone();
+        more["spec"]["ports"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"port": 81}));
+        assert!(!allocation_changed(&cip, &more));
     }
 
     #[test]

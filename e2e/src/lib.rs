@@ -207,12 +207,31 @@ impl TestCluster {
 
     /// Like [`TestCluster::start`], returning the error instead of panicking.
     pub async fn try_start() -> Result<TestCluster> {
+        Self::try_start_configured(|_| {}).await
+    }
+
+    /// Like [`TestCluster::start`], letting `configure` change the server's
+    /// configuration first (e.g. a virtual cluster's
+    /// [`apiserver_shim::rest::ApiConfig::service_host`]).
+    pub async fn start_configured(configure: impl FnOnce(&mut ServerConfig)) -> TestCluster {
+        match Self::try_start_configured(configure).await {
+            Ok(c) => c,
+            Err(e) => panic!("starting the test cluster: {e:#}"),
+        }
+    }
+
+    /// Like [`TestCluster::start_configured`], returning the error.
+    pub async fn try_start_configured(
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Result<TestCluster> {
         let kubectl_bin = find_tool("KUBECTL", "kubectl")?;
         let dir = tempfile::Builder::new()
             .prefix("vkube-e2e-")
             .tempdir()
             .context("creating a temporary directory")?;
-        let server = Server::start(test_config(dir.path().join("data")))
+        let mut config = test_config(dir.path().join("data"));
+        configure(&mut config);
+        let server = Server::start(config)
             .await
             .context("starting apiserver_shim::Server")?;
         let work_dir = dir.path().join("work");

@@ -4,7 +4,8 @@
 //! * HOST: a [`TestCluster`] with every default controller and a
 //!   [`NodeSimulator`] (plays the host's scheduler and kubelets, as kwok);
 //! * VIRTUAL: a [`TestCluster`] with the default controllers but no
-//!   simulator: the syncer is the virtual cluster's kubelet;
+//!   simulator: the syncer is the virtual cluster's kubelet; its Services
+//!   get their addresses from the host ([`HostServices`]);
 //! * the syncer task (admin clients on both sides), host namespace
 //!   [`HOST_NAMESPACE`], tenant [`TENANT`]; stop and restart it with
 //!   [`SyncedCluster::stop_syncer`] / [`SyncedCluster::start_syncer`].
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vkube_controllers::simulator::NodeSimulator;
+use vkube_syncer::controller::service::HostServices;
 use vkube_syncer::names::Tenant;
 use vkube_syncer::{Metrics, Syncer, SyncerConfig};
 
@@ -48,11 +50,17 @@ impl SyncedCluster {
     /// `KUBERNETES_SERVICE_*` values).
     pub async fn start_with(configure: impl FnOnce(&mut SyncerConfig)) -> SyncedCluster {
         let host = TestCluster::start_with_controllers(NodeSimulator::default()).await;
-        let mut virt = TestCluster::start().await;
-        virt.run_controllers("*").await;
         let mut config = Self::default_config();
         config.kubernetes_service = Some(("10.96.0.1".into(), 443));
         configure(&mut config);
+        // As `vkube up` and `vkube server` run it: Services are stored with
+        // the addresses of their host copies.
+        let services = HostServices::new(host.client().await, &config);
+        let mut virt = TestCluster::start_configured(|c| {
+            c.api.service_host = Some(Arc::new(services));
+        })
+        .await;
+        virt.run_controllers("*").await;
         let mut c = SyncedCluster {
             host,
             virt,

@@ -153,12 +153,13 @@ pub fn needs_update(desired: &Service, host: &Service) -> bool {
 /// What [`reflect`] computed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reflection {
-    /// The virtual Service's clusterIP/clusterIPs differ from the host's:
-    /// clusterIP is immutable, so the engine must delete the virtual Service
-    /// and create [`Reflection::virtual_service`] (which then has no uid and
-    /// resourceVersion).
+    /// The virtual Service's clusterIP/clusterIPs differ from the host's.
+    /// The virtual ones are the identity the tenant holds (the virtual API
+    /// server stored the host's allocation at create time), so the engine
+    /// replaces such a host copy rather than the virtual Service.
     pub cluster_ip_differs: bool,
-    /// The virtual Service the tenant should see.
+    /// The virtual Service with the host's nodePorts, healthCheckNodePort
+    /// and load-balancer status.
     pub virtual_service: Service,
 }
 
@@ -181,20 +182,17 @@ fn matching_host_port<'a>(
 }
 
 /// The virtual Service the tenant should see given the `host` Service:
-/// `virtual_svc` with spec.clusterIP/clusterIPs, `ports[].nodePort`,
-/// `healthCheckNodePort` and `status.loadBalancer` taken from the host
-/// (ports matched by name and protocol, or by index when unnamed).
-/// Metadata is kept; uid and resourceVersion are dropped only when
-/// [`Reflection::cluster_ip_differs`], i.e. when the engine must recreate
-/// the virtual Service.
+/// `virtual_svc` with `ports[].nodePort`, `healthCheckNodePort` and
+/// `status.loadBalancer` taken from the host (ports matched by name and
+/// protocol, or by index when unnamed). clusterIP/clusterIPs are only
+/// compared ([`Reflection::cluster_ip_differs`]): they are immutable and
+/// the virtual ones win. Metadata is kept.
 pub fn reflect(virtual_svc: &Service, host: &Service) -> Reflection {
     let mut out = virtual_svc.clone();
     let hspec = host.spec.clone().unwrap_or_default();
     let spec = out.spec.get_or_insert_default();
     let cluster_ip_differs =
         spec.cluster_ip != hspec.cluster_ip || spec.cluster_ips != hspec.cluster_ips;
-    spec.cluster_ip = hspec.cluster_ip.clone();
-    spec.cluster_ips = hspec.cluster_ips.clone();
     spec.health_check_node_port = hspec.health_check_node_port;
     let host_ports = hspec.ports.clone().unwrap_or_default();
     if let Some(ports) = spec.ports.as_mut() {
@@ -205,14 +203,43 @@ pub fn reflect(virtual_svc: &Service, host: &Service) -> Reflection {
     }
     let lb = host.status.as_ref().and_then(|s| s.load_balancer.clone());
     out.status.get_or_insert_default().load_balancer = lb;
-    if cluster_ip_differs {
-        out.metadata.uid = None;
-        out.metadata.resource_version = None;
-    }
     Reflection {
         cluster_ip_differs,
         virtual_service: out,
     }
+}
+
+/// `desired` (a [`translate`] output) asking the host for the addresses
+/// virtual Service `v` already holds: its clusterIP/clusterIPs (unless
+/// headless or ExternalName), and for NodePort/LoadBalancer Services each
+/// port's non-zero nodePort (by index: [`translate`] keeps the port order)
+/// and a non-zero `healthCheckNodePort` (externalTrafficPolicy `Local`).
+/// A host copy created from it keeps the tenant's Service identity; the
+/// host answers `422` when one of them is taken or out of its range.
+pub fn with_virtual_allocations(mut desired: Service, v: &Service) -> Service {
+    let vs = v.spec.clone().unwrap_or_default();
+    let d = desired.spec.get_or_insert_default();
+    let ty = d.type_.clone().unwrap_or_else(|| "ClusterIP".into());
+    let real_ip = vs
+        .cluster_ip
+        .as_deref()
+        .is_some_and(|ip| !ip.is_empty() && ip != HEADLESS);
+    if ty != "ExternalName" && real_ip {
+        d.cluster_ip = vs.cluster_ip.clone();
+        d.cluster_ips = vs.cluster_ips.clone();
+    }
+    if ty == "NodePort" || ty == "LoadBalancer" {
+        for (p, vp) in d.ports.iter_mut().flatten().zip(vs.ports.iter().flatten()) {
+            if vp.node_port.is_some_and(|n| n != 0) {
+                p.node_port = vp.node_port;
+            }
+        }
+        let local = d.external_traffic_policy.as_deref() == Some("Local");
+        if ty == "LoadBalancer" && local && vs.health_check_node_port.is_some_and(|n| n != 0) {
+            d.health_check_node_port = vs.health_check_node_port;
+        }
+    }
+    desired
 }
 
 /// Whether the host's nodePorts, healthCheckNodePort or
@@ -605,7 +632,11 @@ mod tests {
         let r = reflect(&v, &host);
         assert!(r.cluster_ip_differs);
         let s = r.virtual_service.spec.clone().unwrap();
-        assert_eq!(s.cluster_ip.as_deref(), Some("172.20.0.9"));
+        assert_eq!(
+            s.cluster_ip,
+            v.spec.as_ref().unwrap().cluster_ip,
+            "the virtual clusterIP is the identity: never taken from the host"
+        );
         let nps: Vec<_> = s.ports.unwrap().iter().map(|p| p.node_port).collect();
         assert_eq!(nps, vec![Some(30080), Some(31090)]);
         assert_eq!(s.health_check_node_port, Some(32000));
@@ -613,28 +644,74 @@ mod tests {
             r.virtual_service.status.clone().unwrap().load_balancer,
             Some(lb)
         );
-        let m = &r.virtual_service.metadata;
-        assert_eq!(
-            (m.uid.as_deref(), m.resource_version.as_deref()),
-            (None, None)
-        );
-        assert_eq!(m.name.as_deref(), Some("web"));
+        assert_eq!(r.virtual_service.metadata, v.metadata);
         assert!(status_differs(&v, &host));
 
-        // Same clusterIP: uid/resourceVersion kept, no recreate needed.
+        // Same clusterIP: nothing to replace.
         let settled = {
             let mut s = r.virtual_service.clone();
-            s.metadata.uid = Some("u-1".into());
+            let spec = s.spec.as_mut().unwrap();
+            spec.cluster_ip = Some("172.20.0.9".into());
+            spec.cluster_ips = Some(vec!["172.20.0.9".into()]);
             s
         };
         let r2 = reflect(&settled, &host);
         assert!(!r2.cluster_ip_differs);
-        assert_eq!(r2.virtual_service.metadata.uid.as_deref(), Some("u-1"));
         assert!(!status_differs(&settled, &host));
         // Only a nodePort changed on the host: in-place.
         host.spec.as_mut().unwrap().ports.as_mut().unwrap()[1].node_port = Some(30081);
         assert!(status_differs(&settled, &host));
         assert!(!reflect(&settled, &host).cluster_ip_differs);
+    }
+
+    #[test]
+    fn a_host_copy_asks_for_the_virtual_allocations() {
+        let v = svc(
+            "web",
+            ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                external_traffic_policy: Some("Local".into()),
+                cluster_ip: Some("10.96.7.7".into()),
+                cluster_ips: Some(vec!["10.96.7.7".into()]),
+                health_check_node_port: Some(32100),
+                ports: Some(vec![port("http", 80, Some(30080)), port("m", 9090, None)]),
+                ..Default::default()
+            },
+        );
+        let desired = translate(&tenant(), &v).unwrap();
+        let ds = desired.spec.as_ref().unwrap();
+        assert_eq!(
+            (ds.cluster_ip.clone(), ds.health_check_node_port),
+            (None, None)
+        );
+        let asked = with_virtual_allocations(desired, &v).spec.unwrap();
+        assert_eq!(asked.cluster_ip.as_deref(), Some("10.96.7.7"));
+        assert_eq!(asked.cluster_ips, Some(vec!["10.96.7.7".to_string()]));
+        let nps: Vec<_> = asked.ports.unwrap().iter().map(|p| p.node_port).collect();
+        assert_eq!(nps, vec![Some(30080), None], "the host allocates the rest");
+        assert_eq!(asked.health_check_node_port, Some(32100));
+
+        // Headless stays headless; ExternalName asks for nothing.
+        let headless = svc(
+            "h",
+            ServiceSpec {
+                cluster_ip: Some(HEADLESS.into()),
+                ..Default::default()
+            },
+        );
+        let d = with_virtual_allocations(translate(&tenant(), &headless).unwrap(), &headless);
+        assert_eq!(d.spec.unwrap().cluster_ip.as_deref(), Some(HEADLESS));
+        let ext = svc(
+            "e",
+            ServiceSpec {
+                type_: Some("ExternalName".into()),
+                external_name: Some("db.example.com".into()),
+                cluster_ip: Some("10.96.0.3".into()),
+                ..Default::default()
+            },
+        );
+        let d = with_virtual_allocations(translate(&tenant(), &ext).unwrap(), &ext);
+        assert_eq!(d.spec.unwrap().cluster_ip, None);
     }
 
     #[test]
