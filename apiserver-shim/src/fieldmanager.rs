@@ -60,14 +60,37 @@ fn options_invalid(options_kind: &str, causes: Vec<Cause>) -> ApiError {
     e
 }
 
+/// `ValidateDryRun`: every `dryRun` value must be `All`; otherwise one
+/// `dryRun: Unsupported value: ["X"]: supported values: "All"` cause.
+fn dry_run_causes(values: &[String]) -> Option<Cause> {
+    if values.iter().all(|v| v == "All") {
+        return None;
+    }
+    let given = serde_json::to_string(values).unwrap_or_default();
+    Some(Cause {
+        reason: "FieldValueNotSupported".into(),
+        message: format!("Unsupported value: {given}: supported values: \"All\""),
+        field: "dryRun".into(),
+    })
+}
+
+/// `ValidateDeleteOptions`' dry-run rule for a delete's `dryRun` values
+/// (query and body together): `422` on `DeleteOptions.meta.k8s.io ""`.
+pub fn validate_delete_dry_run(values: &[String]) -> ApiResult<()> {
+    match dry_run_causes(values) {
+        None => Ok(()),
+        Some(c) => Err(options_invalid("DeleteOptions", vec![c])),
+    }
+}
+
 /// Validates the write options that concern field management, as
 /// `ValidateCreateOptions`/`ValidateUpdateOptions`/`ValidatePatchOptions`:
-/// `fieldManager` at most 128 bytes of printable characters; for patches,
+/// `dryRun` values only `All`; `fieldManager` at most 128 bytes of printable characters; for patches,
 /// `fieldManager` required with apply and `force` forbidden without it.
 /// Errors are `422 Invalid` on `<options_kind>.meta.k8s.io ""`, e.g.
 /// `PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch`.
 pub fn validate_options(options_kind: &str, query: &Query, apply: Option<bool>) -> ApiResult<()> {
-    let mut causes = Vec::new();
+    let mut causes: Vec<Cause> = dry_run_causes(&query.dry_run_values).into_iter().collect();
     match apply {
         Some(false) if query.force.is_some() => causes.push(Cause {
             reason: "FieldValueForbidden".into(),

@@ -122,9 +122,9 @@ pub struct ResourceDef {
     /// `metadata.generation` starts at 1 and is bumped when anything outside
     /// `metadata` and `status` changes.
     pub generation: bool,
-    /// Field selector keys beyond `metadata.name` and `metadata.namespace`
-    /// (values read from the object by dotted path).
-    pub field_selectors: &'static [&'static str],
+    /// Field selector keys beyond `metadata.name` and `metadata.namespace`,
+    /// with where each value is read and what an unset field compares as.
+    pub field_selectors: &'static [SelectableField],
     /// PUT of a missing object creates it.
     pub allow_create_on_update: bool,
     /// An immediate delete answers with the deleted object instead of a
@@ -188,7 +188,7 @@ impl ResourceDef {
     pub fn selectable(&self, field: &str) -> bool {
         field == "metadata.name"
             || (self.namespaced && field == "metadata.namespace")
-            || self.field_selectors.contains(&field)
+            || self.field_selectors.iter().any(|f| f.name == field)
     }
 
     /// Names of the subresources served (discovery).
@@ -387,6 +387,7 @@ const CRON_JOB: Strategy = Strategy {
 };
 
 const CONFIG_MAP: Strategy = Strategy {
+    validate_create: validate::config_map,
     validate_update: validate::config_map_update,
     ..PLAIN
 };
@@ -480,18 +481,82 @@ const SECRET: Strategy = Strategy {
     ..PLAIN
 };
 
-const EVENT_FIELDS: &[&str] = &[
-    "involvedObject.kind",
-    "involvedObject.namespace",
-    "involvedObject.name",
-    "involvedObject.uid",
-    "involvedObject.apiVersion",
-    "involvedObject.resourceVersion",
-    "involvedObject.fieldPath",
-    "reason",
-    "reportingComponent",
-    "source",
-    "type",
+/// A field a kind's field selectors may name, as its `*ToSelectableFields`
+/// function in kube-apiserver builds the field set: the selector's name, the
+/// dotted path its value is read from, and the value an unset field has
+/// there (the Go zero value of the field's type, so `spec.unschedulable=false`
+/// matches a Node without the field, as upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectableField {
+    /// The name in `fieldSelector`, e.g. `spec.nodeName`.
+    pub name: &'static str,
+    /// The dotted JSON path of the value (usually the name).
+    pub path: &'static str,
+    /// What an absent value compares as: `""`, `"0"` or `"false"`.
+    pub zero: &'static str,
+}
+
+impl SelectableField {
+    /// The value field selector `field` compares against in `obj`, given
+    /// the kind's selectable `fields`, as its `*ToSelectableFields` function
+    /// renders it: a string as is, a number or bool as its text, and an
+    /// unset field as its Go zero value (`""`, `0`, `false`). Other fields
+    /// (`metadata.name`, `metadata.namespace`) are read by their path;
+    /// absent they compare as `""`.
+    pub fn value_in(fields: &[SelectableField], obj: &Value, field: &str) -> Option<String> {
+        match fields.iter().find(|f| f.name == field) {
+            Some(f) => Some(
+                vkube_core::fields::json_field(obj, f.path).unwrap_or_else(|| f.zero.to_string()),
+            ),
+            None => vkube_core::fields::json_field(obj, field),
+        }
+    }
+}
+
+/// A string field (unset = `""`).
+const fn text(name: &'static str) -> SelectableField {
+    SelectableField {
+        name,
+        path: name,
+        zero: "",
+    }
+}
+
+/// A bool field (unset = `false`).
+const fn flag(name: &'static str) -> SelectableField {
+    SelectableField {
+        name,
+        path: name,
+        zero: "false",
+    }
+}
+
+/// An integer field (unset = `0`).
+const fn count(name: &'static str) -> SelectableField {
+    SelectableField {
+        name,
+        path: name,
+        zero: "0",
+    }
+}
+
+/// `EventToSelectableFields`; `source` is `source.component`.
+const EVENT_FIELDS: &[SelectableField] = &[
+    text("involvedObject.kind"),
+    text("involvedObject.namespace"),
+    text("involvedObject.name"),
+    text("involvedObject.uid"),
+    text("involvedObject.apiVersion"),
+    text("involvedObject.resourceVersion"),
+    text("involvedObject.fieldPath"),
+    text("reason"),
+    text("reportingComponent"),
+    SelectableField {
+        name: "source",
+        path: "source.component",
+        zero: "",
+    },
+    text("type"),
 ];
 
 /// All built-in resources, in discovery order.
@@ -499,7 +564,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         short_names: &["ns"],
         status: true,
-        field_selectors: &["status.phase"],
+        field_selectors: &[text("status.phase")],
         strategy: NAMESPACE,
         finalize: true,
         return_deleted_object: true,
@@ -515,14 +580,14 @@ pub static RESOURCES: &[ResourceDef] = &[
         port_forward: true,
         generation: true,
         field_selectors: &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
+            text("spec.nodeName"),
+            text("spec.restartPolicy"),
+            text("spec.schedulerName"),
+            text("spec.serviceAccountName"),
+            flag("spec.hostNetwork"),
+            text("status.phase"),
+            text("status.podIP"),
+            text("status.nominatedNodeName"),
         ],
         return_deleted_object: true,
         strategy: POD,
@@ -532,7 +597,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["svc"],
         categories: &["all"],
         status: true,
-        field_selectors: &["spec.clusterIP", "spec.type"],
+        field_selectors: &[text("spec.clusterIP"), text("spec.type")],
         return_deleted_object: true,
         name_rule: NameRule::Label,
         strategy: SERVICE,
@@ -551,7 +616,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         ..def("", "v1", "configmaps", "ConfigMap", "configmap", true)
     },
     ResourceDef {
-        field_selectors: &["type"],
+        field_selectors: &[text("type")],
         strategy: SECRET,
         ..def("", "v1", "secrets", "Secret", "secret", true)
     },
@@ -578,7 +643,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["no"],
         status: true,
         strategy: NODE,
-        field_selectors: &["spec.unschedulable"],
+        field_selectors: &[flag("spec.unschedulable")],
         name_rule: NameRule::PathSegment,
         status_on_create: true,
         ..def("", "v1", "nodes", "Node", "node", false)
@@ -636,7 +701,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         status: true,
         scale: Some(WORKLOAD_SCALE),
         generation: true,
-        field_selectors: &["status.replicas"],
+        field_selectors: &[count("status.replicas")],
         ..def(
             "apps",
             "v1",
@@ -682,7 +747,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["all"],
         status: true,
         generation: true,
-        field_selectors: &["status.successful"],
+        field_selectors: &[count("status.successful")],
         strategy: JOB,
         ..def("batch", "v1", "jobs", "Job", "job", true)
     },
@@ -810,6 +875,45 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unset_selectable_fields_compare_as_their_go_zero_value() {
+        let empty = serde_json::json!({"metadata": {"name": "x"}});
+        for def in RESOURCES {
+            for f in def.field_selectors {
+                assert!(def.selectable(f.name), "{} {}", def.resource, f.name);
+                let got = SelectableField::value_in(def.field_selectors, &empty, f.name);
+                assert_eq!(got.as_deref(), Some(f.zero), "{} {}", def.resource, f.name);
+            }
+        }
+        let node = lookup("", "v1", "nodes").unwrap();
+        let v = |obj: serde_json::Value, field: &str| {
+            SelectableField::value_in(node.field_selectors, &obj, field)
+        };
+        assert_eq!(
+            v(empty.clone(), "spec.unschedulable").as_deref(),
+            Some("false")
+        );
+        let cordoned = serde_json::json!({"spec": {"unschedulable": true}});
+        assert_eq!(v(cordoned, "spec.unschedulable").as_deref(), Some("true"));
+        let pods = lookup("", "v1", "pods").unwrap();
+        assert_eq!(
+            SelectableField::value_in(pods.field_selectors, &empty, "spec.hostNetwork").as_deref(),
+            Some("false")
+        );
+        let rs = lookup("apps", "v1", "replicasets").unwrap();
+        assert_eq!(
+            SelectableField::value_in(rs.field_selectors, &empty, "status.replicas").as_deref(),
+            Some("0")
+        );
+        let events = lookup("", "v1", "events").unwrap();
+        let ev = serde_json::json!({"source": {"component": "kubelet", "host": "n1"}});
+        assert_eq!(
+            SelectableField::value_in(events.field_selectors, &ev, "source").as_deref(),
+            Some("kubelet"),
+            "source is source.component"
+        );
+    }
 
     #[test]
     fn keys_and_prefixes() {

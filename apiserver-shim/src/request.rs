@@ -97,6 +97,9 @@ pub struct Query {
     pub send_initial_events: Option<bool>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// Every non-empty `dryRun` value given; anything but `All` is refused
+    /// by the verb's options validation (`ValidateDryRun`, `422`).
+    pub dry_run_values: Vec<String>,
     /// `gracePeriodSeconds`.
     pub grace_period_seconds: Option<i64>,
     /// `propagationPolicy`.
@@ -156,15 +159,10 @@ impl Query {
                 "sendInitialEvents" => {
                     q.send_initial_events = Some(parse_bool("sendInitialEvents", &v)?)
                 }
-                "dryRun" => match v.as_str() {
-                    "All" => q.dry_run = true,
-                    "" => {}
-                    other => {
-                        return Err(ApiError::bad_request(format!(
-                            "Invalid dryRun value: {other:?}: supported values: \"All\""
-                        )));
-                    }
-                },
+                "dryRun" if !v.is_empty() => {
+                    q.dry_run |= v == "All";
+                    q.dry_run_values.push(v);
+                }
                 "gracePeriodSeconds" => {
                     q.grace_period_seconds = Some(parse_num("gracePeriodSeconds", &v)?)
                 }

@@ -159,6 +159,8 @@ fn gc_finalizers(obj: &Value, opts: &DeleteOptions) -> Option<Vec<Value>> {
 pub struct Filter {
     labels: LabelSelector,
     fields: FieldSelector,
+    /// The kind's selectable fields, for how each value is read.
+    selectable: &'static [crate::registry::SelectableField],
 }
 
 impl Filter {
@@ -184,7 +186,11 @@ impl Filter {
                 )));
             }
         }
-        Ok(Filter { labels, fields })
+        Ok(Filter {
+            labels,
+            fields,
+            selectable: def.field_selectors,
+        })
     }
 
     /// Whether `obj` passes both selectors.
@@ -192,7 +198,7 @@ impl Filter {
         self.labels.matches_json(obj.pointer("/metadata/labels"))
             && self
                 .fields
-                .matches(|f| vkube_core::fields::json_field(obj, f))
+                .matches(|f| crate::registry::SelectableField::value_in(self.selectable, obj, f))
     }
 
     /// Whether the filter selects everything.
@@ -405,9 +411,13 @@ fn invalid_value(field: &str, value: &str, detail: &str) -> Cause {
     }
 }
 
+/// `TotalAnnotationSizeLimitB`: the most bytes an object's annotation keys
+/// and values may hold together, 256 KiB.
+const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 << 10;
+
 /// ObjectMeta validation as k8s.io/apimachinery/pkg/api/validation
 /// `ValidateObjectMeta`: the name rule of the kind, label keys and values,
-/// annotation keys.
+/// annotation keys and their total size.
 fn validate_object_meta(def: &ResourceDef, obj: &Value) -> Vec<Cause> {
     use vkube_core::validation as v;
     let mut causes = Vec::new();
@@ -456,6 +466,17 @@ fn validate_object_meta(def: &ResourceDef, obj: &Value) -> Vec<Cause> {
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
     {
+        // ValidateAnnotationsSize: keys and values together.
+        let total: usize = ann
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
+        if total > TOTAL_ANNOTATION_SIZE_LIMIT {
+            causes.push(Cause::from(vkube_core::field::FieldError::too_long(
+                "metadata.annotations",
+                TOTAL_ANNOTATION_SIZE_LIMIT,
+            )));
+        }
         for (k, val) in ann {
             for e in v::is_qualified_name(&k.to_ascii_lowercase()) {
                 causes.push(invalid_value("metadata.annotations", k, &e));
@@ -1858,6 +1879,7 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<
         ..Default::default()
     };
     if body.iter().all(u8::is_ascii_whitespace) {
+        fieldmanager::validate_delete_dry_run(&query.dry_run_values)?;
         return Ok(opts);
     }
     let v = decode_body(headers, body, "DeleteOptions")?;
@@ -1871,9 +1893,12 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<
             .and_then(Value::as_str)
             .map(str::to_string);
     }
+    let mut dry_run = query.dry_run_values.clone();
     if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
         opts.dry_run |= d.iter().any(|x| x == "All");
+        dry_run.extend(d.iter().map(|x| x.as_str().unwrap_or_default().to_string()));
     }
+    fieldmanager::validate_delete_dry_run(&dry_run)?;
     if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
         opts.propagation_policy = Some(p.to_string());
     }

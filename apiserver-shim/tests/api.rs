@@ -789,6 +789,67 @@ async fn label_and_field_selectors() {
         );
     }
 
+    // Unset fields compare as their Go zero value, as kube-apiserver's
+    // field sets hold them: hostNetwork false, unschedulable false, 0 replicas.
+    assert_eq!(
+        list_names(&pods, "", "spec.hostNetwork=false").await,
+        set(&["p1", "p2", "p3", "p4"])
+    );
+    assert_eq!(
+        list_names(&pods, "", "spec.hostNetwork=true").await,
+        set(&[])
+    );
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(h.client.clone());
+    for (name, spec) in [
+        ("plain", json!({})),
+        ("cordoned", json!({"unschedulable": true})),
+    ] {
+        nodes
+            .create(
+                &pp,
+                &serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let node_names = |fields: &'static str| {
+        let nodes = nodes.clone();
+        async move {
+            names(
+                &nodes
+                    .list(&ListParams::default().fields(fields))
+                    .await
+                    .unwrap()
+                    .items,
+            )
+        }
+    };
+    assert_eq!(
+        node_names("spec.unschedulable==false").await,
+        set(&["plain"])
+    );
+    assert_eq!(
+        node_names("spec.unschedulable!=false").await,
+        set(&["cordoned"])
+    );
+    let rs: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(h.client.clone(), "sel");
+    rs.create(
+        &pp,
+        &serde_json::from_value(json!({
+            "metadata": {"name": "rs0"},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "b"}}, "spec": pod_template()["spec"]}},
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let listed = rs
+        .list(&ListParams::default().fields("status.replicas=0"))
+        .await
+        .unwrap();
+    assert_eq!(names(&listed.items), set(&["rs0"]));
+
     // Across namespaces.
     let all: Api<Pod> = Api::all(h.client.clone());
     assert_eq!(
@@ -1992,8 +2053,11 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
         );
     }
 
-    // An object over the 1.5 MiB storage limit (but under 3 MiB).
+    // More than 1 MiB of ConfigMap data (under the 3 MiB request limit) is
+    // refused by validation, as kube-apiserver's ValidateConfigMap does,
+    // on create and on an update growing an object.
     let big_value = "b".repeat(2 * 1024 * 1024);
+    let too_long = "Too long: may not be more than 1048576 bytes";
     let s = expect_status(
         "2 MiB ConfigMap",
         send_raw(
@@ -2006,10 +2070,14 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
             ),
         )
         .await,
-        413,
+        422,
     );
-    assert_eq!(s["reason"], "RequestEntityTooLarge");
-    // Growing an existing object past the limit by update or patch fails too.
+    assert_eq!(
+        s["message"],
+        format!("ConfigMap \"toobig\" is invalid: []: {too_long}")
+    );
+    assert_eq!(s["details"]["causes"][0]["field"], "[]");
+    assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueTooLong");
     let s = expect_status(
         "2 MiB merge patch",
         send_raw(
@@ -2022,9 +2090,155 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
             ),
         )
         .await,
+        422,
+    );
+    assert_eq!(
+        s["message"],
+        format!("ConfigMap \"target\" is invalid: []: {too_long}")
+    );
+    // binaryData counts decoded bytes: 1 MiB + 3 bytes of base64 payload.
+    let over = "A".repeat(((1 << 20) + 3) / 3 * 4);
+    let s = expect_status(
+        "binaryData over 1 MiB",
+        send_raw(
+            client,
+            raw_request(
+                "POST",
+                CMS,
+                "application/json",
+                format!(
+                    r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"toobig-binary"}},"binaryData":{{"b":"{over}"}}}}"#
+                )
+                .into_bytes(),
+            ),
+        )
+        .await,
+        422,
+    );
+    assert_eq!(s["details"]["causes"][0]["field"], "[]");
+    // Exactly 1 MiB is fine.
+    let exact = "c".repeat(1 << 20);
+    let (code, _) = send_raw(
+        client,
+        raw_request(
+            "POST",
+            CMS,
+            "application/json",
+            cm_json("exactly-one-mib", &json!({"k": exact}).to_string()),
+        ),
+    )
+    .await;
+    assert_eq!(code, 201, "exactly 1 MiB of data is allowed");
+    // Secrets: decoded data over 1 MiB.
+    let s = expect_status(
+        "2 MiB Secret",
+        send_raw(
+            client,
+            raw_request(
+                "POST",
+                "/api/v1/namespaces/default/secrets",
+                "application/json",
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "toobig-secret"},
+                       "stringData": {"k": big_value}})
+                .to_string()
+                .into_bytes(),
+            ),
+        )
+        .await,
+        422,
+    );
+    assert_eq!(
+        s["message"],
+        format!("Secret \"toobig-secret\" is invalid: data: {too_long}")
+    );
+    // Annotations over 256 KiB in total (ValidateAnnotationsSize).
+    let s = expect_status(
+        "annotations over 256 KiB",
+        send_raw(
+            client,
+            raw_request(
+                "POST",
+                CMS,
+                "application/json",
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": "toobig-annotations",
+                                    "annotations": {"a": "x".repeat(200 << 10), "b": "y".repeat(60 << 10)}}})
+                .to_string()
+                .into_bytes(),
+            ),
+        )
+        .await,
+        422,
+    );
+    assert_eq!(
+        s["message"],
+        "ConfigMap \"toobig-annotations\" is invalid: metadata.annotations: Too long: may not be more than 262144 bytes"
+    );
+    // An object that passes validation but exceeds the 1.5 MiB storage
+    // limit is 413.
+    let s = expect_status(
+        "2 MiB Event",
+        send_raw(
+            client,
+            raw_request(
+                "POST",
+                "/api/v1/namespaces/default/events",
+                "application/json",
+                json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "toobig-event"},
+                       "involvedObject": {"kind": "ConfigMap", "name": "target", "namespace": "default"},
+                       "reason": "Big", "message": big_value, "type": "Normal"})
+                .to_string()
+                .into_bytes(),
+            ),
+        )
+        .await,
         413,
     );
     assert_eq!(s["reason"], "RequestEntityTooLarge");
+    // An unsupported dryRun value: 422 on the verb's options, not 400.
+    let s = expect_status(
+        "dryRun=Bogus",
+        send_raw(
+            client,
+            raw_request(
+                "POST",
+                &format!("{CMS}?dryRun=Bogus"),
+                "application/json",
+                cm_json("dry-bogus", "{}"),
+            ),
+        )
+        .await,
+        422,
+    );
+    assert_eq!(
+        s["message"],
+        "CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: [\"Bogus\"]: supported values: \"All\""
+    );
+    assert_eq!(
+        s["details"]["causes"][0]["reason"],
+        "FieldValueNotSupported"
+    );
+    let s = expect_status(
+        "delete with dryRun=Bogus",
+        send_raw(
+            client,
+            raw_request(
+                "DELETE",
+                &format!("{CMS}/target?dryRun=Bogus"),
+                "application/json",
+                Vec::new(),
+            ),
+        )
+        .await,
+        422,
+    );
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("DeleteOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value"),
+        "{s}"
+    );
 
     // An apply whose body names another kind is refused.
     let err = api_error(
@@ -2093,13 +2307,16 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
         "plain",
         "arr",
         "toobig",
+        "toobig-binary",
+        "toobig-annotations",
+        "dry-bogus",
         "wrongkind",
         "wrongns",
         "Bad_Name",
     ] {
         assert!(!stored.contains(bad), "{bad} must not be stored");
     }
-    assert_eq!(stored, set(&["target"]));
+    assert_eq!(stored, set(&["target", "exactly-one-mib"]));
     let target = all.items.iter().find(|c| c.name_any() == "target").unwrap();
     assert_eq!(target.data.as_ref().unwrap()["k"], "v");
 

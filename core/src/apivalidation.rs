@@ -774,19 +774,69 @@ fn immutable_data(errs: &mut Errs, new: &Value, old: &Value, fields: &[&str]) {
     }
 }
 
+/// `core.MaxSecretSize`: the most data (bytes, summed over all keys) a
+/// ConfigMap or Secret may hold, 1 MiB.
+pub const MAX_SECRET_SIZE: usize = 1 << 20;
+
+/// The decoded length of a base64 string (`[]byte` fields travel as
+/// standard base64 with padding); malformed input counts by its length.
+fn base64_decoded_len(s: &str) -> usize {
+    let s = s.trim_end_matches('=');
+    s.len() * 3 / 4
+}
+
+/// `ValidateConfigMap`'s size rule: the lengths of every `data` value and
+/// every decoded `binaryData` value together may not exceed
+/// [`MAX_SECRET_SIZE`]; the error is on the whole object (`[]: Too long:
+/// may not be more than 1048576 bytes`, field path `[]` as upstream's
+/// `field.NewPath("")` prints).
+pub fn config_map(obj: &Value) -> Vec<FieldError> {
+    let strings = |key: &str| -> Vec<&str> {
+        obj.get(key)
+            .and_then(Value::as_object)
+            .map(|m| m.values().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    };
+    let total: usize = strings("data").iter().map(|v| v.len()).sum::<usize>()
+        + strings("binaryData")
+            .iter()
+            .map(|v| base64_decoded_len(v))
+            .sum::<usize>();
+    if total > MAX_SECRET_SIZE {
+        vec![FieldError::too_long("[]", MAX_SECRET_SIZE)]
+    } else {
+        Vec::new()
+    }
+}
+
 /// `ValidateConfigMapUpdate`: once `immutable: true`, neither `immutable`,
 /// `data` nor `binaryData` may change (`Forbidden: field is immutable when
 /// `immutable` is set`).
 pub fn config_map_update(new: &Value, old: &Value) -> Vec<FieldError> {
-    let mut errs = Vec::new();
+    let mut errs = config_map(new);
     immutable_data(&mut errs, new, old, &["data", "binaryData"]);
     errs
 }
 
-/// `ValidateSecret`: the keys a typed Secret needs (`data[tls.crt]:
-/// Required value` for `kubernetes.io/tls`, …).
+/// `ValidateSecret`: at most [`MAX_SECRET_SIZE`] bytes of decoded `data`
+/// (`data: Too long: may not be more than 1048576 bytes`; `stringData` is
+/// folded into `data` before), and the keys a typed Secret needs
+/// (`data[tls.crt]: Required value` for `kubernetes.io/tls`, …).
 pub fn secret(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
+    let total: usize = obj
+        .get("data")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.values()
+                .filter_map(Value::as_str)
+                .map(base64_decoded_len)
+                .sum()
+        })
+        .unwrap_or(0);
+    if total > MAX_SECRET_SIZE {
+        errs.push(FieldError::too_long("data", MAX_SECRET_SIZE));
+    }
     let has = |k: &str| obj.pointer("/data").and_then(|d| d.get(k)).is_some();
     let required: &[&str] = match str_at(obj, "type") {
         "kubernetes.io/tls" => &["tls.crt", "tls.key"],

@@ -101,6 +101,17 @@ impl FieldError {
         }
     }
 
+    /// `field.TooLong` with a byte limit: `Too long: may not be more than N
+    /// bytes` (the value itself is never printed).
+    pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
+        let unit = if max_bytes == 1 { "byte" } else { "bytes" };
+        Self {
+            reason: "FieldValueTooLong",
+            field: field.into(),
+            message: format!("Too long: may not be more than {max_bytes} {unit}"),
+        }
+    }
+
     /// `ValidateImmutableField`: `Invalid value: <new>: field is immutable`.
     pub fn immutable(field: impl Into<String>, new: &Value) -> Self {
         Self::invalid(field, new, "field is immutable")
