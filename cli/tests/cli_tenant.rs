@@ -215,6 +215,16 @@ async fn create_list_pause_resume_delete() {
     h.wait_gone(ns, "pod/synced").await;
     h.wait_gone(ns, "pod/vkube-t-0").await;
     h.wait_listed("t", ns, "Paused").await;
+    // The record that lets resume run the tenant's pods again.
+    assert_eq!(
+        h.jsonpath(
+            ns,
+            "configmap/vkube-paused-pods-t",
+            "{.metadata.labels.vkube\\.dev/paused-pods-of}"
+        )
+        .await,
+        "t"
+    );
     // Objects of others are left alone; data stays.
     h.kubectl(&["-n", ns, "get", "pod/bystander", "pvc/data-vkube-t-0"])
         .await
@@ -242,6 +252,7 @@ async fn create_list_pause_resume_delete() {
         "sa/vkube-t",
         "role/vkube-t",
         "configmap/synced-cm",
+        "configmap/vkube-paused-pods-t",
         "pvc/data-vkube-t-0",
     ] {
         h.wait_gone(ns, what).await;

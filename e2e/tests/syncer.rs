@@ -749,3 +749,167 @@ async fn the_syncer_survives_restarts_of_both_api_servers() {
     .await;
     c.shutdown().await;
 }
+
+/// `vkube pause` then `vkube resume`, as the syncer sees them: the syncer
+/// stops (the virtual cluster's process is scaled away), the pause records
+/// and deletes the host pods, the syncer starts again.
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_and_resume_keep_every_pod_of_the_tenant() {
+    let mut c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&["run", "solo", "--image=nginx"])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&[
+            "create",
+            "job",
+            "once",
+            "--image=busybox",
+            "--",
+            "sh",
+            "-c",
+            "exit 0",
+        ])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "--replicas=2",
+        ])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&[
+            "wait",
+            "--for=condition=Complete",
+            "job/once",
+            "--timeout=60s",
+        ])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&["wait", "--for=condition=Ready", "pod/solo", "--timeout=60s"])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await
+        .expect_ok();
+    let pods_of = |list: serde_json::Value| -> Vec<(String, String, String, String)> {
+        let mut out: Vec<_> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                (
+                    s(&p["metadata"]["name"]),
+                    s(&p["metadata"]["uid"]),
+                    s(&p["status"]["phase"]),
+                    s(&p["spec"]["nodeName"]),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let before = pods_of(c.virt.get_json(&["pods"]).await.unwrap());
+    assert_eq!(before.len(), 4, "{before:?}");
+    let job_pod = before
+        .iter()
+        .find(|p| p.0.starts_with("once-"))
+        .cloned()
+        .expect("the Job's pod");
+    assert_eq!(job_pod.2, "Succeeded");
+    let solo_host = c.host_name("default", "solo");
+    let solo_host_uid = c.host_get("pod", &solo_host).await.unwrap()["metadata"]["uid"].clone();
+
+    // Pause: the syncer stops first, then the host pods are recorded and go.
+    c.stop_syncer().await;
+    let host_client = c.host.client().await;
+    let stopped = vkube_syncer::pause::pause_pods(&host_client, c.tenant())
+        .await
+        .expect("pausing");
+    assert_eq!(stopped, 4);
+    let record = vkube_syncer::pause::record_name(c.tenant());
+    let recorded = c.host_get("configmap", &record).await.expect("the record");
+    assert_eq!(
+        recorded["data"].as_object().map(|d| d.len()),
+        Some(4),
+        "{recorded}"
+    );
+    eventually("the host pods to go", WAIT, || async {
+        let hp = c
+            .host
+            .get_json(&[
+                "pods",
+                "-n",
+                HOST_NAMESPACE,
+                "-l",
+                &format!("vkube.dev/managed-by={TENANT}"),
+            ])
+            .await?;
+        hp["items"]
+            .as_array()
+            .is_some_and(|i| i.is_empty())
+            .then_some(())
+            .ok_or(hp.to_string())
+    })
+    .await;
+
+    // Resume.
+    c.start_syncer().await;
+    eventually("the running pods back on the host", WAIT, || async {
+        let hp = c.host_get("pod", &solo_host).await?;
+        if hp["metadata"]["uid"] == solo_host_uid {
+            return Err("still the old host pod".into());
+        }
+        let v = c.virt_get("pod", "solo").await?;
+        (v["status"]["phase"] == "Running" && hp["status"]["phase"] == "Running")
+            .then_some(())
+            .ok_or(format!("virtual {}, host {}", v["status"], hp["status"]))
+    })
+    .await;
+    let after = eventually("every pod Running or Succeeded again", WAIT, || async {
+        let now = pods_of(c.virt.get_json(&["pods"]).await?);
+        now.iter()
+            .all(|p| p.2 == "Running" || p.2 == "Succeeded")
+            .then_some(now.clone())
+            .ok_or(format!("{now:?}"))
+    })
+    .await;
+    // The same pods (names and uids), on the same nodes; the Job's pod kept
+    // its final status and was not run again.
+    assert_eq!(after, before);
+    assert!(
+        c.host_get("pod", &c.host_name("default", &job_pod.0))
+            .await
+            .is_err(),
+        "a finished pod is not run again"
+    );
+    for p in before.iter().filter(|p| p.0 != job_pod.0) {
+        let hp = c
+            .host_get("pod", &c.host_name("default", &p.0))
+            .await
+            .unwrap();
+        assert_eq!(
+            hp["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"][0]["matchFields"][0]["values"][0],
+            p.3.as_str(),
+            "pinned to its node: {hp}"
+        );
+    }
+    eventually("the record removed", WAIT, || async {
+        match c.host_get("configmap", &record).await {
+            Err(e) if e.contains("NotFound") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    c.shutdown().await;
+}

@@ -12,7 +12,8 @@
 //!   their shared error type); [`service`] also reflects host allocations
 //!   back and computes service environment variables;
 //! * [`event`]: host Events → virtual Events and the syncer's own Warnings;
-//! * [`node`]: the virtual Nodes a tenant sees.
+//! * [`node`]: the virtual Nodes a tenant sees;
+//! * [`pause`]: the record that lets a paused cluster's pods survive resume.
 //!
 //! The I/O engine (docs/syncer-engine.md): [`engine`] (configuration,
 //! shared context, [`engine::Syncer`]), [`controller`] (one module per
@@ -28,6 +29,7 @@ pub mod event;
 pub mod metrics;
 pub mod names;
 pub mod node;
+pub mod pause;
 pub mod pod;
 pub mod queue;
 pub mod secret;

@@ -22,8 +22,11 @@
 //!   `automountServiceAccountToken: false`, `enableServiceLinks: false`;
 //! * `hostname` defaults to the virtual name (when it is a DNS-1123 label) so
 //!   the container's hostname does not become the host name;
-//! * `nodeName` (the host scheduler decides), ephemeral containers (only
-//!   addable through their subresource) and `status` are dropped.
+//! * `nodeName` is dropped (the host scheduler decides); a pod already
+//!   bound in the virtual cluster is pinned to that node with required node
+//!   affinity (`metadata.name In [node]`, as DaemonSet pods are);
+//!   ephemeral containers (only addable through their subresource) and
+//!   `status` are dropped.
 //!
 //! Hostile input is refused, not translated silently: see [`Violation`].
 //! The volume types are an allowlist; anything else is
@@ -32,8 +35,8 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, ObjectFieldSelector, Pod, PodCondition, PodSpec, PodStatus,
-    Volume,
+    Container, EnvFromSource, EnvVar, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectFieldSelector, Pod, PodCondition, PodSpec, PodStatus, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use vkube_core::validation::is_dns1123_label;
@@ -231,7 +234,13 @@ pub fn translate(
         s.name = refs.rename(ReferenceKind::Secret, &s.name);
     }
     spec.ephemeral_containers = None;
-    spec.node_name = None;
+    // A pod bound in the virtual cluster already (a resumed pod, or one the
+    // tenant created with a nodeName) runs on that node: the host scheduler
+    // places it there through node affinity, as the DaemonSet controller
+    // pins its pods, rather than by bypassing the scheduler.
+    if let Some(node) = spec.node_name.take().filter(|n| !n.is_empty()) {
+        pin_to_node(&mut spec, &node);
+    }
     spec.service_account = None;
     spec.service_account_name = Some(
         opts.host_service_account
@@ -713,6 +722,55 @@ pub fn refused_status(current: Option<&PodStatus>, message: &str) -> Option<PodS
     })
 }
 
+/// Makes `spec` schedulable only onto node `node`: its required node
+/// affinity becomes the single term `metadata.name In [node]` (the terms it
+/// had are replaced; the node already satisfied them when the pod was bound),
+/// as kube's `ReplaceDaemonSetPodNodeNameNodeAffinity` does.
+pub fn pin_to_node(spec: &mut PodSpec, node: &str) {
+    let term = NodeSelectorTerm {
+        match_fields: Some(vec![NodeSelectorRequirement {
+            key: "metadata.name".into(),
+            operator: "In".into(),
+            values: Some(vec![node.to_string()]),
+        }]),
+        match_expressions: None,
+    };
+    let affinity = spec.affinity.get_or_insert_default();
+    let node_affinity = affinity.node_affinity.get_or_insert_default();
+    node_affinity.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
+        node_selector_terms: vec![term],
+    });
+}
+
+/// Whether a pod has finished for good (`Succeeded` or `Failed`).
+pub fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// The status a paused pod shows while its host pod is created again:
+/// `Pending`, keeping only the `PodScheduled` condition (it stays bound)
+/// and the QoS class; IPs, start time and container states are the old host
+/// pod's and are dropped until the new one reports.
+pub fn resumed_status(current: Option<&PodStatus>) -> PodStatus {
+    let current = current.cloned().unwrap_or_default();
+    PodStatus {
+        phase: Some("Pending".into()),
+        conditions: Some(
+            current
+                .conditions
+                .into_iter()
+                .flatten()
+                .filter(|c| c.type_ == "PodScheduled")
+                .collect(),
+        ),
+        qos_class: current.qos_class,
+        ..Default::default()
+    }
+}
+
 /// Whether a virtual pod already ran on the host: the syncer bound it
 /// (`spec.nodeName`) and reflected a host status (`hostIP`, or a phase past
 /// `Pending`). Such a pod whose host pod is gone was deleted or evicted on
@@ -966,6 +1024,26 @@ mod tests {
                 Value::Null,
             ),
             (
+                "a bound pod is pinned to its node by affinity",
+                json!({"nodeName": "node-1", "affinity": {"nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]},
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 1, "preference": {"matchExpressions": [{"key": "z", "operator": "Exists"}]}}]}}}),
+                "/spec/affinity/nodeAffinity",
+                json!({
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-1"]}]}]},
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 1, "preference": {"matchExpressions": [{"key": "z", "operator": "Exists"}]}}]}),
+            ),
+            (
+                "an unbound pod gets no affinity",
+                json!({}),
+                "/spec/affinity",
+                Value::Null,
+            ),
+            (
                 "hostname defaults to virtual name",
                 json!({}),
                 "/spec/hostname",
@@ -998,6 +1076,39 @@ mod tests {
                 want,
                 "{what}"
             );
+        }
+    }
+
+    #[test]
+    fn a_resumed_pod_is_pending_and_keeps_only_its_binding() {
+        let running: Pod = serde_json::from_value(json!({
+            "spec": {"containers": [], "nodeName": "n1"},
+            "status": {"phase": "Running", "hostIP": "10.0.0.5", "podIP": "10.1.0.9",
+                       "qosClass": "BestEffort", "startTime": "2026-01-01T00:00:00Z",
+                       "conditions": [
+                           {"type": "PodScheduled", "status": "True"},
+                           {"type": "Ready", "status": "True"}],
+                       "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": true, "restartCount": 0}]}
+        }))
+        .unwrap();
+        assert!(!is_terminal(&running));
+        let s = serde_json::to_value(resumed_status(running.status.as_ref())).unwrap();
+        assert_eq!(
+            s,
+            json!({"phase": "Pending", "qosClass": "BestEffort",
+                   "conditions": [{"type": "PodScheduled", "status": "True"}]})
+        );
+        let resumed = Pod {
+            status: Some(resumed_status(running.status.as_ref())),
+            ..running
+        };
+        assert!(
+            !was_synced_running(&resumed),
+            "a resumed pod is created again, not taken for deleted on the host"
+        );
+        for phase in ["Succeeded", "Failed"] {
+            let done: Pod = serde_json::from_value(json!({"status": {"phase": phase}})).unwrap();
+            assert!(is_terminal(&done), "{phase}");
         }
     }
 

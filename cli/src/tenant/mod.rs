@@ -559,6 +559,12 @@ async fn delete(a: DeleteArgs) -> Result<()> {
         n += delete_matching(Api::<Service>::namespaced(c.clone(), &ns), &selector).await?;
         n += delete_matching(Api::<Endpoints>::namespaced(c.clone(), &ns), &selector).await?;
         n += delete_matching(Api::<ConfigMap>::namespaced(c.clone(), &ns), &selector).await?;
+        // The record of a paused cluster's pods.
+        delete_matching(
+            Api::<ConfigMap>::namespaced(c.clone(), &ns),
+            &format!("{}={name}", vkube_syncer::pause::LABEL_PAUSED_PODS),
+        )
+        .await?;
         n += delete_matching(Api::<Secret>::namespaced(c.clone(), &ns), &selector).await?;
         n += delete_matching(
             Api::<PersistentVolumeClaim>::namespaced(c.clone(), &ns),
@@ -608,6 +614,9 @@ async fn delete(a: DeleteArgs) -> Result<()> {
     Ok(())
 }
 
+/// How long `vkube pause` waits for the virtual cluster's pod to stop.
+const PAUSE_STOP_TIMEOUT: Duration = Duration::from_secs(300);
+
 async fn pause(t: Target, paused: bool) -> Result<()> {
     let ns = t.namespace();
     let host = host().await?;
@@ -627,11 +636,31 @@ async fn pause(t: Target, paused: bool) -> Result<()> {
         .await
         .with_context(|| format!("patching StatefulSet {sts_name}"))?;
     if paused {
-        let selector = format!("{LABEL_MANAGED_BY}={}", t.name);
-        let n =
-            delete_matching(Api::<Pod>::namespaced(host.client.clone(), &ns), &selector).await?;
+        // The syncer must be gone before its host pods are: a running one
+        // would take them for deleted on the host and delete the tenant's
+        // pods. Then the pods are recorded and deleted, so resume runs them
+        // again (vkube_syncer::pause).
+        let pod_name = format!("{sts_name}-0");
+        let pods: Api<Pod> = Api::namespaced(host.client.clone(), &ns);
+        let pb = spinner(format!("Stopping virtual cluster {}", t.name));
+        let deadline = tokio::time::Instant::now() + PAUSE_STOP_TIMEOUT;
+        while pods.get_opt(&pod_name).await?.is_some() {
+            if tokio::time::Instant::now() > deadline {
+                pb.finish_and_clear();
+                bail!(
+                    "pod {pod_name} is still there after {}s; its synced pods were left running: run `vkube pause {} -n {ns}` again once it is gone",
+                    PAUSE_STOP_TIMEOUT.as_secs(),
+                    t.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        pb.finish_and_clear();
+        let tenant = vkube_syncer::names::Tenant::new(&t.name, &ns)
+            .map_err(|e| anyhow::anyhow!("virtual cluster {} in {ns}: {e}", t.name))?;
+        let n = vkube_syncer::pause::pause_pods(&host.client, &tenant).await?;
         eprintln!(
-            "Paused virtual cluster {} ({n} synced pods deleted); `vkube resume {} -n {ns}` starts it again",
+            "Paused virtual cluster {} ({n} synced pods stopped; they run again on `vkube resume {} -n {ns}`)",
             t.name, t.name
         );
     } else {

@@ -9,9 +9,11 @@
 //!   period; once it is gone, delete the virtual pod with grace 0 (the
 //!   kubelet's last step);
 //! * refused by policy → `Pending`/`SyncRefused` status and a Warning Event;
-//! * no host pod → if the virtual pod already ran there (host pod deleted
-//!   or evicted), copy the last host status and delete the virtual pod;
-//!   otherwise sync its ConfigMaps/Secrets, create the host pod, then its
+//! * no host pod → if `vkube pause` removed it ([`crate::pause`]), a
+//!   running pod is set `Pending` and created again, a finished one keeps
+//!   its final status; else if the virtual pod already ran there (host pod
+//!   deleted or evicted), copy the last host status and delete the virtual
+//!   pod; otherwise sync its ConfigMaps/Secrets, create the host pod, then its
 //!   service account token Secret;
 //! * host pod of an older incarnation (`Stale`) → delete it, recreate later;
 //! * host pod not ours → `SyncConflict` Warning Event, nothing written;
@@ -124,6 +126,10 @@ struct State {
     /// event) finds no token in the cache and asks for another one.
     /// Dropped once the store shows the Secret, or with the pod.
     issued: Mutex<HashMap<Key, (String, jiff::Timestamp)>>,
+    /// Virtual pods whose host pods `vkube pause` removed, by virtual uid
+    /// ([`crate::pause`]): read once before the workers start, each entry
+    /// dropped when handled or when its virtual pod is gone.
+    paused: Mutex<HashMap<String, Key>>,
 }
 
 impl State {
@@ -256,6 +262,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         node_names: Interner::default(),
         root_ca,
         tombstones: Mutex::new(HashMap::new()),
+        paused: Mutex::new(HashMap::new()),
         nodes: Arc::new(super::node::NodeFeed::default()),
         sas,
         services,
@@ -400,6 +407,8 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             state.sas.wait_until_ready().await?;
             state.services.wait_until_ready().await?;
             state.host_services.wait_until_ready().await?;
+            let had_record = load_paused(&ctx, &state).await;
+            let resumed = finish_resume(&ctx, &state, had_record);
             let periodic = async {
                 loop {
                     tokio::time::sleep(ctx.config.resync_period).await;
@@ -419,6 +428,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                 r = work => r,
                 r = nodes => r,
                 () = periodic => unreachable!("the resync loop never ends"),
+                () = resumed => unreachable!("finish_resume never ends"),
             }
         }
     };
@@ -436,6 +446,60 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         r = t_events => r,
         r = workers => r,
     }
+}
+
+/// Reads the paused-pods record ([`crate::pause`]) into `state.paused`,
+/// retrying until the host answers (treating paused pods as deleted on the
+/// host would delete them). Returns whether there was a record.
+async fn load_paused(ctx: &Context, state: &State) -> bool {
+    let mut delay = Duration::from_millis(200);
+    let entries = loop {
+        match crate::pause::load(&ctx.host_client, &ctx.tenant).await {
+            Ok(e) => break e,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "reading the paused-pods record; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    let had = !entries.is_empty();
+    let mut paused = state.paused.lock().unwrap_or_else(|p| p.into_inner());
+    for (uid, value) in entries {
+        if let Some(key) = crate::pause::entry_key(&value) {
+            paused.insert(uid, key);
+        }
+    }
+    had
+}
+
+/// Once every paused pod is handled or gone, deletes the record (when there
+/// was one); then waits forever.
+async fn finish_resume(ctx: &Context, state: &State, had_record: bool) {
+    if had_record {
+        loop {
+            let empty = {
+                let mut paused = state.paused.lock().unwrap_or_else(|p| p.into_inner());
+                paused.retain(|uid, key| {
+                    state
+                        .vsums
+                        .get(key)
+                        .is_some_and(|s| s.uid.as_deref() == Some(uid.as_str()))
+                });
+                paused.is_empty()
+            };
+            if empty {
+                match crate::pause::clear(&ctx.host_client, &ctx.tenant).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "removing the paused-pods record")
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 /// Queues virtual pod `key`, in the urgent lane while it has no host pod
@@ -636,6 +700,25 @@ async fn reconcile_pod(
 
     match ownership {
         Ownership::Absent => {
+            let paused = state
+                .paused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&id.uid);
+            if paused {
+                // Its host pod was removed by `vkube pause`: a finished pod
+                // keeps its final status; a running one starts again.
+                if !pure::is_terminal(v) {
+                    if pure::was_synced_running(v) {
+                        write_status(ctx, v, pure::resumed_status(v.status.as_ref())).await?;
+                    }
+                    let requeue = create_host_pod(ctx, state, key, v, translated, since).await?;
+                    unpause(state, &id.uid);
+                    return Ok(requeue);
+                }
+                unpause(state, &id.uid);
+                return Ok(None);
+            }
             if gone.is_some() || pure::was_synced_running(v) {
                 // Deleted or evicted on the host: copy the final status
                 // first so Jobs and controllers see it, then finalize.
@@ -709,6 +792,15 @@ async fn reconcile_pod(
             Ok(requeue)
         }
     }
+}
+
+/// Drops `uid` from the paused pods: handled.
+fn unpause(state: &State, uid: &str) {
+    state
+        .paused
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(uid);
 }
 
 /// The host pod to create for `v`: the translation plus the token volume,
