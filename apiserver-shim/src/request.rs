@@ -285,7 +285,11 @@ mod tests {
         assert_eq!(q.resource_version.as_deref(), Some("10"));
         assert_eq!(Query::parse(Some("watch=maybe")).unwrap_err().code, 400);
         assert_eq!(Query::parse(Some("limit=x")).unwrap_err().code, 400);
-        assert_eq!(Query::parse(Some("dryRun=Some")).unwrap_err().code, 400);
+        // Unsupported dryRun values are kept for the verb's options
+        // validation to refuse (422), not a parse error.
+        let q = Query::parse(Some("dryRun=Some&dryRun=All")).unwrap();
+        assert_eq!(q.dry_run_values, ["Some", "All"]);
+        assert!(q.dry_run);
     }
 
     #[test]

@@ -63,6 +63,11 @@ pub struct ServerArgs {
     /// Host ServiceAccount the tenant's pods run as.
     #[arg(long, value_name = "NAME")]
     pub host_service_account: Option<String>,
+    /// Which host nodes the tenant sees as Nodes: auto (all when the host
+    /// lets this process list nodes, else used), used (those running its
+    /// pods), all, or a label selector such as `pool=tenants`.
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub sync_nodes: vkube_syncer::node::NodeVisibility,
     /// Controllers to run (kube-controller-manager's --controllers syntax);
     /// the node simulator is never among them here.
     #[arg(long, default_value = "*", env = "VKUBE_CONTROLLERS")]
@@ -160,6 +165,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     sync.sync_all_secrets = args.sync_all_secrets;
     sync.pod_security = args.pod_security;
     sync.host_service_account = args.host_service_account.clone();
+    sync.nodes = args.sync_nodes.clone();
     sync.owner = owner.clone();
     // In-pod clients reach the virtual API server where the published
     // kubeconfig points (by default the tenant's host Service).

@@ -49,6 +49,11 @@ pub struct SyncerArgs {
     /// `vkube-workload-VC`, created if missing.
     #[arg(long, value_name = "NAME")]
     pub host_service_account: Option<String>,
+    /// Which host nodes the tenant sees as Nodes: auto (all when the host
+    /// lets this process list nodes, else used), used (those running its
+    /// pods), all, or a label selector such as `pool=tenants`.
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub sync_nodes: vkube_syncer::node::NodeVisibility,
     /// Host object in the host namespace every synced object is owned by
     /// (statefulset, deployment, service or configmap), e.g.
     /// `statefulset/vkube-dev`: deleting it lets the host's garbage
@@ -72,6 +77,7 @@ impl SyncerArgs {
         config.sync_all_secrets = self.sync_all_secrets;
         config.host_service_account = self.host_service_account.clone();
         config.pod_security = self.pod_security;
+        config.nodes = self.sync_nodes.clone();
         Ok(config)
     }
 }

@@ -297,6 +297,7 @@ async fn default_values_render_the_contracted_objects() {
         "--host-owner=statefulset/vkube-t",
         "--pod-security=baseline",
         "--host-service-account=vkube-workload-t",
+        "--sync-nodes=auto",
         "--controllers=*",
         "--service-cidr=10.96.0.0/12",
     ] {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use vkube_e2e::SyncedCluster;
 use vkube_e2e::synced::{HOST_NAMESPACE, TENANT, eventually};
+use vkube_syncer::node::NodeVisibility;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -51,7 +52,8 @@ spec:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
-    let c = SyncedCluster::start().await;
+    // Only the nodes running its pods: the virtual node goes with the pod.
+    let c = SyncedCluster::start_with(|c| c.nodes = NodeVisibility::Used).await;
     c.virt
         .kubectl(&["create", "service", "clusterip", "backend", "--tcp=80:8080"])
         .await
@@ -909,6 +911,116 @@ async fn pause_and_resume_keep_every_pod_of_the_tenant() {
             Err(e) if e.contains("NotFound") => Ok(()),
             other => Err(format!("{other:?}")),
         }
+    })
+    .await;
+    c.shutdown().await;
+}
+
+/// The virtual node names, sorted.
+async fn virtual_nodes(c: &SyncedCluster) -> Result<Vec<String>, String> {
+    let nodes = c.virt.get_json(&["nodes"]).await?;
+    let mut names: Vec<String> = nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_virtual_cluster_shows_the_host_nodes_and_runs_daemonsets_on_them() {
+    // The default (auto): the syncer may list host nodes, so it shows all.
+    let c = SyncedCluster::start().await;
+    eventually("the host's node in the tenant", WAIT, || async {
+        let names = virtual_nodes(&c).await?;
+        (names == ["vkube-sim-node"])
+            .then_some(())
+            .ok_or(format!("{names:?}"))
+    })
+    .await;
+    let node = c.virt.get_json(&["node", "vkube-sim-node"]).await.unwrap();
+    assert!(
+        node["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+        "{node}"
+    );
+    c.virt
+        .kubectl_stdin(
+            &["create", "-f", "-"],
+            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec: {containers: [{name: agent, image: busybox}]}\n",
+        )
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&["rollout", "status", "daemonset/agent", "--timeout=60s"])
+        .await
+        .expect_ok();
+    let pods = c.virt.get_json(&["pods", "-l", "app=agent"]).await.unwrap();
+    let items = pods["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one pod per visible node: {pods}");
+    assert_eq!(items[0]["spec"]["nodeName"], "vkube-sim-node");
+    let name = items[0]["metadata"]["name"].as_str().unwrap();
+    let hp = c
+        .host_get("pod", &c.host_name("default", name))
+        .await
+        .unwrap();
+    assert_eq!(hp["status"]["phase"], "Running", "{hp}");
+    assert_eq!(
+        hp["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchFields"][0],
+        serde_json::json!({"key": "metadata.name", "operator": "In", "values": ["vkube-sim-node"]}),
+        "placed by the host scheduler on its node: {hp}"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_selector_limits_the_nodes_a_tenant_sees() {
+    let c = SyncedCluster::start_with(|c| {
+        c.nodes = NodeVisibility::Selector("pool=tenants".into());
+    })
+    .await;
+    c.host
+        .kubectl_stdin(
+            &["create", "-f", "-"],
+            "apiVersion: v1\nkind: Node\nmetadata: {name: pool-node, labels: {pool: tenants}}\n",
+        )
+        .await
+        .expect_ok();
+    eventually("only the selected node", WAIT, || async {
+        let names = virtual_nodes(&c).await?;
+        (names == ["pool-node"])
+            .then_some(())
+            .ok_or(format!("{names:?}"))
+    })
+    .await;
+    // A node running one of the tenant's pods is shown as well.
+    c.virt
+        .kubectl(&["run", "web", "--image=nginx"])
+        .await
+        .expect_ok();
+    eventually("the used node too", WAIT, || async {
+        let names = virtual_nodes(&c).await?;
+        (names == ["pool-node", "vkube-sim-node"])
+            .then_some(())
+            .ok_or(format!("{names:?}"))
+    })
+    .await;
+    // A node leaving the selection leaves the tenant.
+    c.host
+        .kubectl(&["label", "node", "pool-node", "pool=others", "--overwrite"])
+        .await
+        .expect_ok();
+    eventually("the node to leave", WAIT, || async {
+        let names = virtual_nodes(&c).await?;
+        (names == ["vkube-sim-node"])
+            .then_some(())
+            .ok_or(format!("{names:?}"))
     })
     .await;
     c.shutdown().await;

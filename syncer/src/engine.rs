@@ -66,6 +66,9 @@ pub struct SyncerConfig {
     /// `(host, port)` host pods get as `KUBERNETES_SERVICE_HOST`/`_PORT`, so
     /// in-pod clients reach the *virtual* API server; `None` sets neither.
     pub kubernetes_service: Option<(String, u16)>,
+    /// Which host nodes the tenant sees as virtual Nodes (default
+    /// [`NodeVisibility::Auto`]).
+    pub nodes: crate::node::NodeVisibility,
     /// How often both sides are compared in full (and on start).
     pub resync_period: Duration,
     /// Reconciles run concurrently per kind.
@@ -85,6 +88,7 @@ impl SyncerConfig {
             host_service_account: None,
             owner: None,
             kubernetes_service: None,
+            nodes: crate::node::NodeVisibility::Auto,
             resync_period: DEFAULT_RESYNC_PERIOD,
             workers: 16,
         }

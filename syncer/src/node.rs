@@ -1,6 +1,7 @@
-//! Pure construction of the virtual Nodes a tenant sees: one per host node
-//! that runs a synced pod ([`virtual_node`]), or a placeholder when the host
-//! forbids reading nodes ([`placeholder_node`]).
+//! Pure construction of the virtual Nodes a tenant sees: which host nodes
+//! ([`NodeVisibility`]: those running its pods, all, or those matching a
+//! label selector), each mirrored by [`virtual_node`], or a placeholder when
+//! the host forbids reading nodes ([`placeholder_node`]).
 //!
 //! Kept from the host node: name, labels (minus the reserved `vkube.dev`
 //! domain), `spec.taints` and `spec.unschedulable`, and status capacity,
@@ -18,6 +19,65 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeSpec, NodeStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::names::is_reserved_key;
+
+/// Which host nodes a tenant sees as virtual Nodes (`--sync-nodes`). A node
+/// that runs one of the tenant's pods is always shown; a cluster without
+/// nodes would make tools that wait for a Ready node, count nodes or run
+/// DaemonSets behave as on a broken cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NodeVisibility {
+    /// `all` when the host lets the syncer list nodes, else `used`
+    /// (decided once at start).
+    #[default]
+    Auto,
+    /// Only nodes that run the tenant's pods.
+    Used,
+    /// Every host node.
+    All,
+    /// Host nodes matching this label selector (kubectl's syntax, e.g.
+    /// `pool=tenants,!gpu`), plus those running the tenant's pods.
+    Selector(String),
+}
+
+impl NodeVisibility {
+    /// The label selector of the host node watch, or `None` when nodes are
+    /// not watched (`Used`, and `Auto` before it is decided).
+    pub fn watch_selector(&self) -> Option<&str> {
+        match self {
+            Self::All => Some(""),
+            Self::Selector(s) => Some(s),
+            Self::Auto | Self::Used => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NodeVisibility {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Used => f.write_str("used"),
+            Self::All => f.write_str("all"),
+            Self::Selector(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::str::FromStr for NodeVisibility {
+    type Err = String;
+    /// `auto`, `used`, `all`, or a label selector (`labels.Parse` syntax;
+    /// an unparsable one is refused with the parser's message).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "used" => Ok(Self::Used),
+            "all" => Ok(Self::All),
+            "" => Err("empty: use auto, used, all or a label selector".into()),
+            sel => vkube_core::labels::LabelSelector::parse(sel)
+                .map(|_| Self::Selector(sel.to_string()))
+                .map_err(|e| format!("not auto, used, all or a label selector: {e}")),
+        }
+    }
+}
 
 /// The virtual Node mirroring host node `host` (see the module docs).
 pub fn virtual_node(host: &Node) -> Node {
@@ -123,6 +183,23 @@ pub fn node_needs_update(desired: &Node, current: &Node) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn node_visibility_parses_modes_and_selectors() {
+        let p = |s: &str| s.parse::<NodeVisibility>();
+        assert_eq!(p("auto"), Ok(NodeVisibility::Auto));
+        assert_eq!(p("used"), Ok(NodeVisibility::Used));
+        assert_eq!(p("all"), Ok(NodeVisibility::All));
+        assert_eq!(
+            p("pool=tenants,!gpu"),
+            Ok(NodeVisibility::Selector("pool=tenants,!gpu".into()))
+        );
+        assert!(p("pool in (a").is_err());
+        assert!(p("").is_err());
+        assert_eq!(NodeVisibility::All.watch_selector(), Some(""));
+        assert_eq!(NodeVisibility::Used.watch_selector(), None);
+        assert_eq!(NodeVisibility::Selector("a=b".into()).to_string(), "a=b");
+    }
+
     use super::*;
     use k8s_openapi::api::core::v1::{NodeAddress, Taint};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;

@@ -1,10 +1,12 @@
-//! The Node controller: for each host node that runs a synced pod, a
-//! virtual Node of the same name (labels, capacity/allocatable, conditions,
-//! addresses), removed when no synced pod uses it. Fed by the Pod
-//! controller (host pod events name the node) and refreshed every minute
-//! while in use; it reads host Nodes with plain GETs (no watch, so a host
-//! that forbids listing nodes still works) and falls back to a placeholder
-//! when forbidden.
+//! The Node controller: for each host node the tenant sees
+//! ([`NodeVisibility`]), a virtual Node of the same name (labels,
+//! capacity/allocatable, conditions, addresses), removed when it is no
+//! longer seen. Nodes that run a synced pod are always seen: the Pod
+//! controller feeds them (host pod events name the node), they are
+//! refreshed every minute while in use and read with plain GETs (so a host
+//! that forbids listing nodes still works, with a placeholder when even a
+//! GET is forbidden). With `all` or a selector, a watch of those host nodes
+//! feeds and caches the rest.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -13,10 +15,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 
-use crate::engine::{Context, is_status, run_workers};
+use crate::engine::{Context, drive, is_status, run_workers, watch_store_with};
 use crate::names::LABEL_MANAGED_BY;
+use crate::node::NodeVisibility;
 use crate::queue::Queue;
 
 /// The kind name, as in metrics.
@@ -55,36 +60,113 @@ impl NodeFeed {
 
 /// Runs the Node controller over `feed`'s queue (node names), deciding use
 /// with `in_use(node)`: whether any host pod of this tenant runs there (the
-/// Pod controller answers from its host pod cache).
+/// Pod controller answers from its host pod cache). With
+/// [`NodeVisibility::All`] or a selector (and [`NodeVisibility::Auto`] when
+/// the host lets the syncer list nodes) it also watches those host nodes
+/// and shows each of them.
 pub async fn run(
     ctx: Arc<Context>,
     in_use: impl Fn(&str) -> bool + Send + Sync + 'static,
     feed: Arc<NodeFeed>,
 ) -> anyhow::Result<()> {
-    let in_use = Arc::new(in_use);
+    let visibility = resolve(&ctx).await;
+    tracing::info!(nodes = %visibility, "virtual nodes");
     ctx.metrics.register_queue(KIND, &feed.queue);
+    let watched = visibility.watch_selector().map(|selector| {
+        watch_store_with(
+            Api::<Node>::all(ctx.host_client.clone()),
+            watcher::Config::default().labels(selector),
+            |n: &mut Node| {
+                // Only what a virtual Node shows is kept.
+                n.metadata.annotations = None;
+                if let Some(s) = n.status.as_mut() {
+                    s.images = None;
+                    s.volumes_attached = None;
+                    s.volumes_in_use = None;
+                }
+            },
+        )
+    });
+    let (visible, events) = match watched {
+        Some((store, stream)) => (Some(store), Some(stream)),
+        None => (None, None),
+    };
+    // The virtual Nodes shown before this start (another mode, pods gone
+    // while stopped) are looked at once, so none is left behind.
+    match Api::<Node>::all(ctx.virtual_client.clone())
+        .list_metadata(&ListParams::default().labels(&ctx.managed_selector()))
+        .await
+    {
+        Ok(list) => list.items.iter().for_each(|n| feed.check(n.name_any())),
+        Err(e) => tracing::warn!(error = %e, "listing the virtual nodes"),
+    }
+    let in_use = Arc::new(in_use);
     let c = Arc::clone(&ctx);
     let f = Arc::clone(&feed);
-    run_workers(KIND, ctx, Arc::clone(&feed.queue), move |name, since| {
+    let v = visible.clone();
+    let workers = run_workers(KIND, ctx, Arc::clone(&feed.queue), move |name, since| {
         let (ctx, in_use, feed) = (Arc::clone(&c), Arc::clone(&in_use), Arc::clone(&f));
+        let cached = v.as_ref().map(|s| s.get(&ObjectRef::new(&name)));
         async move {
             // Forgotten while reconciling, so a use seen meanwhile queues
             // the node again; remembered only if it ends up present.
             feed.lock().remove(&name);
-            let res = reconcile(&ctx, in_use(&name), &name, since).await;
+            let shown = in_use(&name) || cached.as_ref().is_some_and(Option::is_some);
+            let res = reconcile(&ctx, shown, &name, cached.flatten(), since).await;
             if matches!(res, Ok(Some(_))) {
                 feed.lock().insert(name);
             }
             res
         }
-    })
-    .await
+    });
+    match events {
+        None => workers.await,
+        Some(stream) => {
+            let queue = Arc::clone(&feed.queue);
+            let events = drive(stream, move |ev| match ev {
+                watcher::Event::Apply(n)
+                | watcher::Event::Delete(n)
+                | watcher::Event::InitApply(n) => {
+                    queue.add(n.name_any());
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            });
+            tokio::select! {
+                r = workers => r,
+                r = events => r,
+            }
+        }
+    }
 }
 
+/// [`SyncerConfig::nodes`](crate::SyncerConfig), with `Auto` decided: `All`
+/// when the host answers a LIST of nodes, `Used` when it forbids it (or
+/// keeps failing).
+async fn resolve(ctx: &Context) -> NodeVisibility {
+    if ctx.config.nodes != NodeVisibility::Auto {
+        return ctx.config.nodes.clone();
+    }
+    let api: Api<Node> = Api::all(ctx.host_client.clone());
+    for attempt in 0..5 {
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => return NodeVisibility::All,
+            Err(e) if is_status(&e, 403) => return NodeVisibility::Used,
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "listing host nodes; retrying");
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            }
+        }
+    }
+    NodeVisibility::Used
+}
+
+/// Shows (`shown`) or removes the virtual Node `name`, from host node
+/// `cached` when the node watch has it, else a GET.
 async fn reconcile(
     ctx: &Context,
-    in_use: bool,
+    shown: bool,
     name: &str,
+    cached: Option<Arc<Node>>,
     _since: Instant,
 ) -> anyhow::Result<Option<Duration>> {
     let vapi: Api<Node> = Api::all(ctx.virtual_client.clone());
@@ -92,7 +174,7 @@ async fn reconcile(
     let ours = current.as_ref().is_some_and(|n| {
         n.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(ctx.tenant.name())
     });
-    if !in_use {
+    if !shown {
         if ours {
             match vapi.delete(name, &DeleteParams::default()).await {
                 Ok(_) => {}
@@ -106,13 +188,16 @@ async fn reconcile(
         // A node the tenant (or someone) created: leave it alone.
         return Ok(Some(REFRESH));
     }
-    let host = match Api::<Node>::all(ctx.host_client.clone())
-        .get_opt(name)
-        .await
-    {
-        Ok(n) => n,
-        Err(e) if is_status(&e, 403) => None,
-        Err(e) => return Err(e).context("reading the host node"),
+    let host = match cached {
+        Some(n) => Some((*n).clone()),
+        None => match Api::<Node>::all(ctx.host_client.clone())
+            .get_opt(name)
+            .await
+        {
+            Ok(n) => n,
+            Err(e) if is_status(&e, 403) => None,
+            Err(e) => return Err(e).context("reading the host node"),
+        },
     };
     let mut want = match &host {
         Some(h) => crate::node::virtual_node(h),
