@@ -375,7 +375,7 @@ impl IntoResponse for ApiError {
             .as_ref()
             .and_then(|d| d.get("retryAfterSeconds"))
             .and_then(Value::as_u64);
-        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let body = vkube_core::gojson::to_vec(&self.to_status());
         let mut resp = (
             StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body,

@@ -286,9 +286,11 @@ impl serde::Serialize for MetadataWithoutRv<'_> {
     }
 }
 
-/// A JSON response with the given code.
+/// A JSON response with the given code, encoded as kube-apiserver encodes
+/// its Go types ([`vkube_core::gojson`]: field order, omitempty and zero
+/// values, a trailing newline).
 pub fn json_response(code: StatusCode, body: &Value) -> Response {
-    let mut resp = (code, serde_json::to_vec(body).unwrap_or_default()).into_response();
+    let mut resp = (code, vkube_core::gojson::to_vec(body)).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -789,11 +791,22 @@ impl Api {
                 list_meta,
                 items.iter().map(table::partial_metadata).collect(),
             ),
+            // The items carry no kind/apiVersion, as in kube-apiserver's
+            // lists of built-in kinds (the list's own TypeMeta names them).
             Representation::Object => list_body(
                 format!("{}List", def.kind),
                 def.api_version(),
                 list_meta,
-                items,
+                items
+                    .into_iter()
+                    .map(|mut item| {
+                        if let Some(o) = item.as_object_mut() {
+                            o.remove("kind");
+                            o.remove("apiVersion");
+                        }
+                        item
+                    })
+                    .collect(),
             ),
         };
         Ok(json_response(StatusCode::OK, &body))

@@ -32,12 +32,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// One encoded event line, `{"type":KIND,"object":OBJECT}` and a newline
-/// (the field order kube-apiserver writes), serialising `object` in place.
+/// (the field order kube-apiserver writes), encoding `object` in place as
+/// kube-apiserver does ([`vkube_core::gojson`]).
 fn line(kind: &str, object: &Value) -> Bytes {
     // Writing a `Value` into a `Vec` cannot fail.
-    framed(kind, 256, |v| {
-        let _ = serde_json::to_writer(v, object);
-    })
+    framed(kind, 256, |v| vkube_core::gojson::write(v, object))
 }
 
 /// The same line around an object already encoded as JSON.
@@ -105,8 +104,11 @@ impl Rendered {
     }
 
     fn object_json(&self, object: &Value) -> &[u8] {
-        self.object_json
-            .get_or_init(|| Bytes::from(serde_json::to_vec(object).unwrap_or_default()))
+        self.object_json.get_or_init(|| {
+            let mut v = Vec::with_capacity(256);
+            vkube_core::gojson::write(&mut v, object);
+            Bytes::from(v)
+        })
     }
 }
 

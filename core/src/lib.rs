@@ -8,6 +8,8 @@
 //! - [`labels`]: `pkg/labels` (`labels.Parse`) and `metav1.LabelSelector`
 //!   conversion (`LabelSelectorAsSelector`, `FormatLabelSelector`).
 //! - [`fields`]: `pkg/fields` (`fields.ParseSelector`) plus a JSON field reader.
+//! - [`gojson`]: Go's `encoding/json` over the Kubernetes types: the bytes
+//!   kube-apiserver writes (field order, omitempty, zero values).
 //! - [`managed_fields`]: structured-merge-diff field sets, the apply merge
 //!   and `metadata.managedFields` (server-side apply).
 //! - [`validation`]: `pkg/util/validation` (`IsDNS1123Subdomain`,
@@ -30,6 +32,7 @@ pub mod apivalidation;
 pub mod defaults;
 pub mod field;
 pub mod fields;
+pub mod gojson;
 pub mod labels;
 pub mod limitrange;
 pub mod managed_fields;
