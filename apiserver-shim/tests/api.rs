@@ -3263,6 +3263,63 @@ async fn responses_are_encoded_byte_for_byte_as_kube_apiserver_encodes_them() {
         "watch event"
     );
 
+    // Every served kind: the body starts as kube-apiserver's (kind,
+    // apiVersion, metadata with the name first) and ends with a newline;
+    // the workload statuses carry the integers their Go types never omit.
+    for c in kind_cases() {
+        let ar = c.api_resource();
+        let prefix = if c.group.is_empty() {
+            "/api/v1".to_string()
+        } else {
+            format!("/apis/{}/{}", c.group, c.version)
+        };
+        let url = if c.namespaced {
+            format!("{prefix}/namespaces/default/{}", c.plural)
+        } else {
+            format!("{prefix}/{}", c.plural)
+        };
+        let name = format!("enc-{}", c.plural);
+        let mut doc =
+            json!({"apiVersion": ar.api_version, "kind": ar.kind, "metadata": {"name": name}});
+        for (k, v) in c.body.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        let (code, body) = send_raw(
+            client,
+            raw_request(
+                "POST",
+                &url,
+                "application/json",
+                doc.to_string().into_bytes(),
+            ),
+        )
+        .await;
+        let text = String::from_utf8(body).unwrap();
+        assert_eq!(code, 201, "{}: {text}", c.label());
+        let start = format!(
+            r#"{{"kind":"{}","apiVersion":"{}","metadata":{{"name":"{name}","#,
+            ar.kind, ar.api_version
+        );
+        assert!(text.starts_with(&start), "{}: {text}", c.label());
+        assert!(text.ends_with("}\n"), "{}: {text}", c.label());
+        let status = match c.kind {
+            "DaemonSet" => Some(
+                r#""status":{"currentNumberScheduled":0,"numberMisscheduled":0,"desiredNumberScheduled":0,"numberReady":0}"#,
+            ),
+            "ReplicaSet" => Some(r#""status":{"replicas":0}"#),
+            "StatefulSet" => Some(r#""status":{"replicas":0,"availableReplicas":0}"#),
+            "Deployment" => Some(r#""status":{}"#),
+            _ => None,
+        };
+        if let Some(status) = status {
+            assert!(
+                text.ends_with(&format!("{status}}}\n")),
+                "{}: {text}",
+                c.label()
+            );
+        }
+    }
+
     let (code, missing) = send_raw(
         client,
         raw_request("GET", &format!("{CMS}/nope"), "", Vec::new()),
