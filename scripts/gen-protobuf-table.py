@@ -44,6 +44,10 @@ GROUPS = {
     "api.discovery.v1": "discovery.k8s.io",
     "api.events.v1": "events.k8s.io",
     "api.authentication.v1": "authentication.k8s.io",
+    "api.networking.v1": "networking.k8s.io",
+    "api.scheduling.v1": "scheduling.k8s.io",
+    "api.storage.v1": "storage.k8s.io",
+    "api.node.v1": "node.k8s.io",
 }
 EXTRA_ROOTS = ["apimachinery.pkg.apis.meta.v1.DeleteOptions"]
 
@@ -131,6 +135,18 @@ discovery.v1.EndpointConditions.terminating
 discovery.v1.EndpointPort.name discovery.v1.EndpointPort.protocol discovery.v1.EndpointPort.port
 discovery.v1.EndpointPort.appProtocol
 authentication.v1.TokenRequestSpec.expirationSeconds
+networking.v1.HTTPIngressPath.pathType networking.v1.IngressClassParametersReference.apiGroup
+networking.v1.IngressClassParametersReference.scope networking.v1.IngressClassParametersReference.namespace
+networking.v1.IngressPortStatus.error networking.v1.IngressSpec.ingressClassName
+networking.v1.NetworkPolicyPort.protocol networking.v1.NetworkPolicyPort.endPort
+scheduling.v1.PriorityClass.preemptionPolicy
+storage.v1.CSIDriverSpec.attachRequired storage.v1.CSIDriverSpec.podInfoOnMount
+storage.v1.CSIDriverSpec.storageCapacity storage.v1.CSIDriverSpec.fsGroupPolicy
+storage.v1.CSIDriverSpec.requiresRepublish storage.v1.CSIDriverSpec.seLinuxMount
+storage.v1.StorageClass.reclaimPolicy storage.v1.StorageClass.allowVolumeExpansion
+storage.v1.StorageClass.volumeBindingMode storage.v1.TokenRequest.expirationSeconds
+storage.v1.VolumeAttachmentSource.persistentVolumeName storage.v1.VolumeError.errorCode
+storage.v1.VolumeNodeResources.count
 """.split()
 
 SCALARS = {"string": "Str", "bytes": "Bytes", "int32": "I32", "int64": "I64", "bool": "Bool"}

@@ -1,7 +1,8 @@
 //! Objects every cluster has from its first start: the namespaces `default`,
 //! `kube-system`, `kube-public`, `kube-node-lease`, and the `default/kubernetes`
 //! Service with its Endpoints pointing at this server (as kube-apiserver's
-//! bootstrap controller maintains them). Each of those namespaces also gets
+//! bootstrap controller maintains them), and the PriorityClasses
+//! `system-node-critical` and `system-cluster-critical`. Each of those namespaces also gets
 //! its `default` ServiceAccount ([`ensure_default_service_accounts`]).
 
 use crate::error::ApiResult;
@@ -99,6 +100,17 @@ pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> 
             api,
             target(def("", "namespaces"), None),
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
+    }
+    // The system PriorityClasses kube-apiserver's scheduling storage creates.
+    for (name, value, description) in vkube_core::apivalidation::SYSTEM_PRIORITY_CLASSES {
+        create_if_absent(
+            api,
+            target(def("scheduling.k8s.io", "priorityclasses"), None),
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                   "metadata": {"name": name}, "value": value, "description": description,
+                   "preemptionPolicy": "PreemptLowerPriority"}),
         )
         .await?;
     }

@@ -313,6 +313,20 @@ const POD: Strategy = Strategy {
         status.insert("phase".into(), json!("Pending"));
         status.insert("qosClass".into(), json!(qos));
     },
+    // Priority admission on update: a body without the priority or the
+    // preemption policy the pod was admitted with keeps them.
+    prepare_update: |new, old| {
+        for field in ["priority", "preemptionPolicy"] {
+            if new
+                .pointer(&format!("/spec/{field}"))
+                .is_none_or(Value::is_null)
+                && let Some(v) = old.pointer(&format!("/spec/{field}")).cloned()
+                && let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut)
+            {
+                spec.insert(field.into(), v);
+            }
+        }
+    },
     grace_period: Some(pod_grace_period),
     validate_create: validate::pod,
     validate_update: validate::pod_update,
@@ -389,6 +403,21 @@ const CRON_JOB: Strategy = Strategy {
 const CONFIG_MAP: Strategy = Strategy {
     validate_create: validate::config_map,
     validate_update: validate::config_map_update,
+    ..PLAIN
+};
+
+const PERSISTENT_VOLUME: Strategy = Strategy {
+    default: defaults::persistent_volume,
+    prepare_create: |pv| {
+        pv["status"] = json!({"phase": "Pending"});
+    },
+    ..PLAIN
+};
+
+const PRIORITY_CLASS: Strategy = Strategy {
+    default: defaults::priority_class,
+    validate_create: validate::priority_class,
+    validate_update: validate::priority_class_update,
     ..PLAIN
 };
 
@@ -662,6 +691,20 @@ pub static RESOURCES: &[ResourceDef] = &[
         )
     },
     ResourceDef {
+        short_names: &["pv"],
+        status: true,
+        strategy: PERSISTENT_VOLUME,
+        ..def(
+            "",
+            "v1",
+            "persistentvolumes",
+            "PersistentVolume",
+            "persistentvolume",
+            false,
+        )
+    },
+    def("", "v1", "podtemplates", "PodTemplate", "podtemplate", true),
+    ResourceDef {
         short_names: &["quota"],
         status: true,
         ..def(
@@ -850,6 +893,81 @@ pub static RESOURCES: &[ResourceDef] = &[
             false,
         )
     },
+    ResourceDef {
+        short_names: &["ing"],
+        status: true,
+        generation: true,
+        ..def(
+            "networking.k8s.io",
+            "v1",
+            "ingresses",
+            "Ingress",
+            "ingress",
+            true,
+        )
+    },
+    ResourceDef {
+        generation: true,
+        ..def(
+            "networking.k8s.io",
+            "v1",
+            "ingressclasses",
+            "IngressClass",
+            "ingressclass",
+            false,
+        )
+    },
+    ResourceDef {
+        short_names: &["netpol"],
+        generation: true,
+        ..def(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            "networkpolicy",
+            true,
+        )
+    },
+    ResourceDef {
+        short_names: &["pc"],
+        strategy: PRIORITY_CLASS,
+        ..def(
+            "scheduling.k8s.io",
+            "v1",
+            "priorityclasses",
+            "PriorityClass",
+            "priorityclass",
+            false,
+        )
+    },
+    ResourceDef {
+        short_names: &["sc"],
+        ..def(
+            "storage.k8s.io",
+            "v1",
+            "storageclasses",
+            "StorageClass",
+            "storageclass",
+            false,
+        )
+    },
+    def(
+        "storage.k8s.io",
+        "v1",
+        "csidrivers",
+        "CSIDriver",
+        "csidriver",
+        false,
+    ),
+    def(
+        "node.k8s.io",
+        "v1",
+        "runtimeclasses",
+        "RuntimeClass",
+        "runtimeclass",
+        false,
+    ),
 ];
 
 /// The resource served at `group`/`version`/`resource`, if any.
@@ -948,7 +1066,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 27);
+        assert_eq!(RESOURCES.len(), 36);
         assert!(
             groups()
                 .iter()

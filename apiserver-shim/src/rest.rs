@@ -944,6 +944,7 @@ impl Api {
         // Admission: LimitRanger mutates first.
         if def.namespaced {
             self.limit_ranger(target, &mut obj).await?;
+            self.admit_priority(target, &mut obj).await?;
         }
         self.prepare_create(target, &mut obj)?;
         let name = meta::name(&obj).to_string();

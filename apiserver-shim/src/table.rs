@@ -128,6 +128,196 @@ pub static PRINTERS: &[Printer] = &[
     printer(RBAC, "clusterroles", DEFAULT_COLUMNS),
     printer(RBAC, "rolebindings", ROLEBINDING),
     printer(RBAC, "clusterrolebindings", CLUSTERROLEBINDING),
+    printer("", "persistentvolumes", PERSISTENTVOLUME),
+    printer("", "podtemplates", PODTEMPLATE),
+    printer(NETWORKING, "ingresses", INGRESS),
+    printer(NETWORKING, "ingressclasses", INGRESSCLASS),
+    printer(NETWORKING, "networkpolicies", NETWORKPOLICY),
+    printer("scheduling.k8s.io", "priorityclasses", PRIORITYCLASS),
+    printer(STORAGE, "storageclasses", STORAGECLASS),
+    printer(STORAGE, "csidrivers", CSIDRIVER),
+    printer("node.k8s.io", "runtimeclasses", RUNTIMECLASS),
+];
+
+const NETWORKING: &str = "networking.k8s.io";
+const STORAGE: &str = "storage.k8s.io";
+
+const INGRESS: &[Column] = &[
+    NAME,
+    col("Class", "string", D_INGRESS_CLASS, ingress_class),
+    col("Hosts", "string", D_INGRESS_HOSTS, ingress_hosts),
+    col("Address", "string", D_INGRESS_ADDRESS, ingress_address),
+    col("Ports", "string", D_INGRESS_PORTS, ingress_ports),
+    AGE,
+];
+
+const INGRESSCLASS: &[Column] = &[
+    NAME,
+    col(
+        "Controller",
+        "string",
+        D_INGRESSCLASS_CONTROLLER,
+        ingressclass_controller,
+    ),
+    col(
+        "Parameters",
+        "string",
+        D_INGRESSCLASS_PARAMETERS,
+        ingressclass_parameters,
+    ),
+    AGE,
+];
+
+const NETWORKPOLICY: &[Column] = &[
+    NAME,
+    col(
+        "Pod-Selector",
+        "string",
+        D_NETPOL_POD_SELECTOR,
+        networkpolicy_pod_selector,
+    ),
+    AGE,
+];
+
+const PRIORITYCLASS: &[Column] = &[
+    NAME,
+    col("Value", "integer", D_PC_VALUE, priorityclass_value),
+    col(
+        "Global-Default",
+        "boolean",
+        D_PC_GLOBAL_DEFAULT,
+        priorityclass_global_default,
+    ),
+    AGE,
+    col(
+        "PreemptionPolicy",
+        "string",
+        D_PC_PREEMPTION_POLICY,
+        priorityclass_preemption_policy,
+    ),
+];
+
+const STORAGECLASS: &[Column] = &[
+    Column {
+        cell: storageclass_name,
+        ..NAME
+    },
+    col(
+        "Provisioner",
+        "string",
+        D_SC_PROVISIONER,
+        storageclass_provisioner,
+    ),
+    col(
+        "ReclaimPolicy",
+        "string",
+        D_SC_RECLAIM_POLICY,
+        storageclass_reclaim_policy,
+    ),
+    col(
+        "VolumeBindingMode",
+        "string",
+        D_SC_BINDING_MODE,
+        storageclass_binding_mode,
+    ),
+    col(
+        "AllowVolumeExpansion",
+        "string",
+        D_SC_EXPANSION,
+        storageclass_expansion,
+    ),
+    AGE,
+];
+
+const CSIDRIVER: &[Column] = &[
+    NAME,
+    col(
+        "AttachRequired",
+        "boolean",
+        D_CSI_ATTACH_REQUIRED,
+        csidriver_attach_required,
+    ),
+    col(
+        "PodInfoOnMount",
+        "boolean",
+        D_CSI_POD_INFO,
+        csidriver_pod_info,
+    ),
+    col(
+        "StorageCapacity",
+        "boolean",
+        D_CSI_STORAGE_CAPACITY,
+        csidriver_storage_capacity,
+    ),
+    col(
+        "TokenRequests",
+        "string",
+        D_CSI_TOKEN_REQUESTS,
+        csidriver_token_requests,
+    ),
+    col(
+        "RequiresRepublish",
+        "boolean",
+        D_CSI_REPUBLISH,
+        csidriver_republish,
+    ),
+    col("Modes", "string", D_CSI_MODES, csidriver_modes),
+    AGE,
+];
+
+/// The Handler column's description is upstream's lookup of `handler` in
+/// ObjectMeta's documentation, which has no such key: empty.
+const RUNTIMECLASS: &[Column] = &[
+    NAME,
+    col("Handler", "string", "", runtimeclass_handler),
+    AGE,
+];
+
+/// No Age column, as upstream's.
+const PODTEMPLATE: &[Column] = &[
+    NAME,
+    col(
+        "Containers",
+        "string",
+        D_PODTEMPLATE_CONTAINERS,
+        podtemplate_containers,
+    ),
+    col("Images", "string", D_PODTEMPLATE_IMAGES, podtemplate_images),
+    col(
+        "Pod Labels",
+        "string",
+        D_PODTEMPLATE_LABELS,
+        podtemplate_labels,
+    ),
+];
+
+const PERSISTENTVOLUME: &[Column] = &[
+    NAME,
+    col("Capacity", "string", D_PV_CAPACITY, pv_capacity),
+    col("Access Modes", "string", D_PV_ACCESS_MODES, pv_access_modes),
+    col(
+        "Reclaim Policy",
+        "string",
+        D_PV_RECLAIM_POLICY,
+        pv_reclaim_policy,
+    ),
+    col("Status", "string", D_PV_STATUS, pv_status),
+    col("Claim", "string", D_PV_CLAIM, pv_claim),
+    col(
+        "StorageClass",
+        "string",
+        D_PV_STORAGE_CLASS,
+        pvc_storage_class,
+    ),
+    col(
+        "VolumeAttributesClass",
+        "string",
+        D_PV_VAC,
+        pvc_volume_attributes_class,
+    ),
+    col("Reason", "string", D_PV_REASON, pv_reason),
+    AGE,
+    wide("VolumeMode", "string", D_PV_VOLUME_MODE, pv_volume_mode),
 ];
 
 // ---------------------------------------------------------------------------
@@ -1440,7 +1630,11 @@ fn pvc_access_modes(pvc: &Value, _: Timestamp) -> Value {
     if !pvc_bound(pvc) {
         return json!("");
     }
-    let modes = arr_at(pvc, "/status/accessModes");
+    access_modes(arr_at(pvc, "/status/accessModes"))
+}
+
+/// Access modes as their short names in a fixed order.
+fn access_modes(modes: &[Value]) -> Value {
     let has = |m: &str| modes.iter().any(|v| v.as_str() == Some(m));
     let short: Vec<&str> = [
         ("ReadWriteOnce", "RWO"),
@@ -1764,3 +1958,245 @@ pub fn human_duration(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests;
+
+// ---------------------------------------------------------------------------
+// Ingresses, IngressClasses, NetworkPolicies (networking.k8s.io).
+
+fn ingress_class(ing: &Value, _: Timestamp) -> Value {
+    json!(
+        ing.pointer("/spec/ingressClassName")
+            .and_then(Value::as_str)
+            .unwrap_or("<none>")
+    )
+}
+
+/// Up to three rule hosts, then ` + N more...`; `*` when no rule names one.
+fn ingress_hosts(ing: &Value, _: Timestamp) -> Value {
+    let rules = arr_at(ing, "/spec/rules");
+    let mut hosts: Vec<&str> = Vec::new();
+    let mut more = false;
+    for rule in rules {
+        if hosts.len() == 3 {
+            more = true;
+        }
+        let host = str_at(rule, "/host");
+        if !more && !host.is_empty() {
+            hosts.push(host);
+        }
+    }
+    if hosts.is_empty() {
+        return json!("*");
+    }
+    let mut out = hosts.join(",");
+    if more {
+        out.push_str(&format!(" + {} more...", rules.len() - 3));
+    }
+    json!(out)
+}
+
+/// Load-balancer IPs (else hostnames), de-duplicated and sorted.
+fn ingress_address(ing: &Value, _: Timestamp) -> Value {
+    let addresses: BTreeSet<&str> = arr_at(ing, "/status/loadBalancer/ingress")
+        .iter()
+        .map(|i| match str_at(i, "/ip") {
+            "" => str_at(i, "/hostname"),
+            ip => ip,
+        })
+        .filter(|a| !a.is_empty())
+        .collect();
+    json!(addresses.into_iter().collect::<Vec<_>>().join(","))
+}
+
+fn ingress_ports(ing: &Value, _: Timestamp) -> Value {
+    json!(if arr_at(ing, "/spec/tls").is_empty() {
+        "80"
+    } else {
+        "80, 443"
+    })
+}
+
+fn ingressclass_controller(ic: &Value, _: Timestamp) -> Value {
+    json!(str_at(ic, "/spec/controller"))
+}
+
+/// `Kind[.apiGroup]/name` of the parameters, `<none>` without.
+fn ingressclass_parameters(ic: &Value, _: Timestamp) -> Value {
+    let Some(p) = ic.pointer("/spec/parameters").filter(|p| p.is_object()) else {
+        return json!("<none>");
+    };
+    let mut out = str_at(p, "/kind").to_string();
+    if let Some(group) = p.get("apiGroup").and_then(Value::as_str) {
+        out.push('.');
+        out.push_str(group);
+    }
+    out.push('/');
+    out.push_str(str_at(p, "/name"));
+    json!(out)
+}
+
+fn networkpolicy_pod_selector(np: &Value, _: Timestamp) -> Value {
+    json!(format_label_selector(np.pointer("/spec/podSelector")))
+}
+
+// ---------------------------------------------------------------------------
+// PriorityClasses, RuntimeClasses.
+
+fn priorityclass_value(pc: &Value, _: Timestamp) -> Value {
+    json!(int_at(pc, "/value"))
+}
+
+fn priorityclass_global_default(pc: &Value, _: Timestamp) -> Value {
+    json!(bool_at(pc, "/globalDefault"))
+}
+
+fn priorityclass_preemption_policy(pc: &Value, _: Timestamp) -> Value {
+    json!(str_at(pc, "/preemptionPolicy"))
+}
+
+fn runtimeclass_handler(rc: &Value, _: Timestamp) -> Value {
+    json!(str_at(rc, "/handler"))
+}
+
+// ---------------------------------------------------------------------------
+// StorageClasses, CSIDrivers (storage.k8s.io).
+
+/// The name, with ` (default)` for the default class.
+fn storageclass_name(sc: &Value, _: Timestamp) -> Value {
+    let ann = |k: &str| {
+        sc.pointer("/metadata/annotations")
+            .and_then(|a| a.get(k))
+            .and_then(Value::as_str)
+            == Some("true")
+    };
+    let name = str_at(sc, "/metadata/name");
+    if ann("storageclass.kubernetes.io/is-default-class")
+        || ann("storageclass.beta.kubernetes.io/is-default-class")
+    {
+        json!(format!("{name} (default)"))
+    } else {
+        json!(name)
+    }
+}
+
+fn storageclass_provisioner(sc: &Value, _: Timestamp) -> Value {
+    json!(str_at(sc, "/provisioner"))
+}
+
+fn storageclass_reclaim_policy(sc: &Value, _: Timestamp) -> Value {
+    json!(
+        sc.get("reclaimPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("Delete")
+    )
+}
+
+fn storageclass_binding_mode(sc: &Value, _: Timestamp) -> Value {
+    json!(
+        sc.get("volumeBindingMode")
+            .and_then(Value::as_str)
+            .unwrap_or("Immediate")
+    )
+}
+
+fn storageclass_expansion(sc: &Value, _: Timestamp) -> Value {
+    json!(bool_at(sc, "/allowVolumeExpansion"))
+}
+
+fn csidriver_attach_required(d: &Value, _: Timestamp) -> Value {
+    json!(
+        d.pointer("/spec/attachRequired")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+    )
+}
+
+fn csidriver_pod_info(d: &Value, _: Timestamp) -> Value {
+    json!(bool_at(d, "/spec/podInfoOnMount"))
+}
+
+fn csidriver_storage_capacity(d: &Value, _: Timestamp) -> Value {
+    json!(bool_at(d, "/spec/storageCapacity"))
+}
+
+/// The token audiences, `<unset>` without the field.
+fn csidriver_token_requests(d: &Value, _: Timestamp) -> Value {
+    match d.pointer("/spec/tokenRequests").and_then(Value::as_array) {
+        None => json!("<unset>"),
+        Some(reqs) => json!(
+            reqs.iter()
+                .map(|r| str_at(r, "/audience"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    }
+}
+
+fn csidriver_republish(d: &Value, _: Timestamp) -> Value {
+    json!(bool_at(d, "/spec/requiresRepublish"))
+}
+
+fn csidriver_modes(d: &Value, _: Timestamp) -> Value {
+    let modes: Vec<&str> = arr_at(d, "/spec/volumeLifecycleModes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    json!(or_placeholder(modes.join(","), "<none>"))
+}
+
+// ---------------------------------------------------------------------------
+// PodTemplates, PersistentVolumes (core).
+
+fn podtemplate_containers(t: &Value, _: Timestamp) -> Value {
+    json!(container_cells(t, "/template/spec/containers").0)
+}
+
+fn podtemplate_images(t: &Value, _: Timestamp) -> Value {
+    json!(container_cells(t, "/template/spec/containers").1)
+}
+
+fn podtemplate_labels(t: &Value, _: Timestamp) -> Value {
+    json!(format_labels(t.pointer("/template/metadata/labels")))
+}
+
+fn pv_capacity(pv: &Value, _: Timestamp) -> Value {
+    json!(quantity(pv.pointer("/spec/capacity/storage")))
+}
+
+fn pv_access_modes(pv: &Value, _: Timestamp) -> Value {
+    access_modes(arr_at(pv, "/spec/accessModes"))
+}
+
+fn pv_reclaim_policy(pv: &Value, _: Timestamp) -> Value {
+    json!(str_at(pv, "/spec/persistentVolumeReclaimPolicy"))
+}
+
+fn pv_status(pv: &Value, _: Timestamp) -> Value {
+    if is_set(pv, "/metadata/deletionTimestamp") {
+        return json!("Terminating");
+    }
+    json!(str_at(pv, "/status/phase"))
+}
+
+/// `namespace/name` of the claim bound to the volume, empty without.
+fn pv_claim(pv: &Value, _: Timestamp) -> Value {
+    match pv.pointer("/spec/claimRef").filter(|c| c.is_object()) {
+        Some(c) => json!(format!(
+            "{}/{}",
+            str_at(c, "/namespace"),
+            str_at(c, "/name")
+        )),
+        None => json!(""),
+    }
+}
+
+fn pv_reason(pv: &Value, _: Timestamp) -> Value {
+    json!(str_at(pv, "/status/reason"))
+}
+
+fn pv_volume_mode(pv: &Value, _: Timestamp) -> Value {
+    json!(
+        pv.pointer("/spec/volumeMode")
+            .and_then(Value::as_str)
+            .unwrap_or("<unset>")
+    )
+}

@@ -169,7 +169,10 @@ fn ignored_path(p: &serde_ignored::Path<'_>) -> FieldPath {
 
 /// The k8s-openapi type of a served kind (`None` for a kind without one).
 pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
-    use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, policy, rbac};
+    use k8s_openapi::api::{
+        apps, batch, coordination, core, discovery, events, networking, node, policy, rbac,
+        scheduling, storage,
+    };
     Some(match (group, version, kind) {
         ("", "v1", "Namespace") => typed::<core::v1::Namespace>(),
         ("", "v1", "Pod") => typed::<core::v1::Pod>(),
@@ -183,6 +186,15 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
         ("", "v1", "PersistentVolumeClaim") => typed::<core::v1::PersistentVolumeClaim>(),
         ("", "v1", "ResourceQuota") => typed::<core::v1::ResourceQuota>(),
         ("", "v1", "LimitRange") => typed::<core::v1::LimitRange>(),
+        ("", "v1", "PersistentVolume") => typed::<core::v1::PersistentVolume>(),
+        ("", "v1", "PodTemplate") => typed::<core::v1::PodTemplate>(),
+        ("networking.k8s.io", "v1", "Ingress") => typed::<networking::v1::Ingress>(),
+        ("networking.k8s.io", "v1", "IngressClass") => typed::<networking::v1::IngressClass>(),
+        ("networking.k8s.io", "v1", "NetworkPolicy") => typed::<networking::v1::NetworkPolicy>(),
+        ("scheduling.k8s.io", "v1", "PriorityClass") => typed::<scheduling::v1::PriorityClass>(),
+        ("storage.k8s.io", "v1", "StorageClass") => typed::<storage::v1::StorageClass>(),
+        ("storage.k8s.io", "v1", "CSIDriver") => typed::<storage::v1::CSIDriver>(),
+        ("node.k8s.io", "v1", "RuntimeClass") => typed::<node::v1::RuntimeClass>(),
         ("", "v1", "Binding") => typed::<core::v1::Binding>(),
         ("apps", "v1", "Deployment") => typed::<apps::v1::Deployment>(),
         ("apps", "v1", "ReplicaSet") => typed::<apps::v1::ReplicaSet>(),

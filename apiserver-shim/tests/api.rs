@@ -473,6 +473,81 @@ fn kind_cases() -> Vec<KindCase> {
                 "subjects": [{"kind": "Group", "name": "devs", "apiGroup": "rbac.authorization.k8s.io"}],
             }),
         ),
+        case(
+            "",
+            "v1",
+            "PersistentVolume",
+            "persistentvolumes",
+            false,
+            json!({"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                            "hostPath": {"path": "/data"}}}),
+        ),
+        case(
+            "",
+            "v1",
+            "PodTemplate",
+            "podtemplates",
+            true,
+            json!({"template": pod_template()}),
+        ),
+        case(
+            "networking.k8s.io",
+            "v1",
+            "Ingress",
+            "ingresses",
+            true,
+            json!({"spec": {"rules": [{"host": "web.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+        ),
+        case(
+            "networking.k8s.io",
+            "v1",
+            "IngressClass",
+            "ingressclasses",
+            false,
+            json!({"spec": {"controller": "example.com/ingress-controller"}}),
+        ),
+        case(
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+            true,
+            json!({"spec": {"podSelector": {"matchLabels": {"app": "db"}}, "policyTypes": ["Ingress"]}}),
+        ),
+        case(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            json!({"value": 1000, "description": "tests"}),
+        ),
+        case(
+            "storage.k8s.io",
+            "v1",
+            "StorageClass",
+            "storageclasses",
+            false,
+            json!({"provisioner": "example.com/disk", "reclaimPolicy": "Delete"}),
+        ),
+        case(
+            "storage.k8s.io",
+            "v1",
+            "CSIDriver",
+            "csidrivers",
+            false,
+            json!({"spec": {"attachRequired": false}}),
+        ),
+        case(
+            "node.k8s.io",
+            "v1",
+            "RuntimeClass",
+            "runtimeclasses",
+            false,
+            json!({"handler": "runc"}),
+        ),
     ]
 }
 
@@ -499,7 +574,7 @@ async fn crud_on_every_kind() {
     const NS: &str = "crud";
     create_namespace(&h.client, NS).await;
     let cases = kind_cases();
-    assert_eq!(cases.len(), 27, "every served kind is covered");
+    assert_eq!(cases.len(), 36, "every served kind is covered");
     for c in &cases {
         let what = c.label();
         let ar = c.api_resource();
@@ -2796,8 +2871,12 @@ async fn discovery_finds_every_group_and_kind() {
                 "coordination.k8s.io",
                 "discovery.k8s.io",
                 "events.k8s.io",
+                "networking.k8s.io",
+                "node.k8s.io",
                 "policy",
                 "rbac.authorization.k8s.io",
+                "scheduling.k8s.io",
+                "storage.k8s.io",
             ]),
             "{how}: groups"
         );

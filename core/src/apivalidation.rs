@@ -864,6 +864,102 @@ pub fn secret_update(new: &Value, old: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// `HighestUserDefinablePriority`: the most a PriorityClass not reserved for
+/// the system may be worth.
+pub const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
+
+/// The system PriorityClasses kube-apiserver creates (`SystemPriorityClasses`):
+/// (name, value, description).
+pub const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[
+    (
+        "system-node-critical",
+        2_000_001_000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
+    (
+        "system-cluster-critical",
+        2_000_000_000,
+        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    ),
+];
+
+/// `ValidatePriorityClass`: a name with the reserved `system-` prefix must
+/// be one of [`SYSTEM_PRIORITY_CLASSES`] with its value and
+/// `globalDefault: false`; any other class may be worth at most
+/// [`HIGHEST_USER_DEFINABLE_PRIORITY`]; `preemptionPolicy` is `Never` or
+/// `PreemptLowerPriority`.
+pub fn priority_class(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let value = obj.get("value").and_then(Value::as_i64).unwrap_or(0);
+    let global_default = obj
+        .get("globalDefault")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if name.starts_with("system-") {
+        let why = match SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _, _)| *n == name) {
+            None => Some(format!("{name} is not a known system priority class")),
+            Some((_, v, _)) if *v != value => {
+                Some(format!("value of {name} PriorityClass must be {v}"))
+            }
+            Some(_) if global_default => Some(format!(
+                "globalDefault of {name} PriorityClass must be false"
+            )),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            errs.push(FieldError::forbidden(
+                "metadata.name",
+                &format!(
+                    "priority class names with 'system-' prefix are reserved for system use only. error: {why}"
+                ),
+            ));
+        }
+    } else if value > HIGHEST_USER_DEFINABLE_PRIORITY {
+        errs.push(FieldError::forbidden(
+            "value",
+            &format!("maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE_PRIORITY}"),
+        ));
+    }
+    match obj.get("preemptionPolicy").filter(|p| !p.is_null()) {
+        Some(p) if p.as_str() == Some("") => {
+            errs.push(FieldError::required("preemptionPolicy", ""));
+        }
+        Some(p) if !matches!(p.as_str(), Some("Never" | "PreemptLowerPriority")) => {
+            errs.push(FieldError::not_supported(
+                "preemptionPolicy",
+                p,
+                &["PreemptLowerPriority", "Never"],
+            ));
+        }
+        _ => {}
+    }
+    errs
+}
+
+/// `ValidatePriorityClassUpdate` (the only validation of an update): neither
+/// `value` (`Forbidden: may not be changed in an update.`) nor
+/// `preemptionPolicy` (immutable) may change.
+pub fn priority_class_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if new.get("value") != old.get("value") {
+        errs.push(FieldError::forbidden(
+            "value",
+            "may not be changed in an update.",
+        ));
+    }
+    if new.get("preemptionPolicy") != old.get("preemptionPolicy") {
+        errs.push(FieldError::immutable(
+            "preemptionPolicy",
+            new.get("preemptionPolicy").unwrap_or(&Value::Null),
+        ));
+    }
+    errs
+}
+
 /// `ValidatePersistentVolumeClaim` (create): at least one access mode and a
 /// storage request.
 pub fn persistent_volume_claim(obj: &Value) -> Vec<FieldError> {

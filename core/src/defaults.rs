@@ -489,6 +489,27 @@ pub fn persistent_volume_claim(obj: &mut Value) {
     }
 }
 
+/// core/v1 `SetDefaults_PersistentVolume`: reclaim policy `Retain`,
+/// volumeMode `Filesystem`, status phase `Pending`.
+pub fn persistent_volume(obj: &mut Value) {
+    let Some(o) = obj.as_object_mut() else { return };
+    if let Some(spec) = obj_at(o, "spec") {
+        default_str(spec, "persistentVolumeReclaimPolicy", "Retain");
+        default_val(spec, "volumeMode", json!("Filesystem"));
+    }
+    if let Some(status) = obj_at(o, "status") {
+        default_str(status, "phase", "Pending");
+    }
+}
+
+/// scheduling/v1 `SetDefaults_PriorityClass`: preemptionPolicy
+/// `PreemptLowerPriority`.
+pub fn priority_class(obj: &mut Value) {
+    if let Some(o) = obj.as_object_mut() {
+        default_val(o, "preemptionPolicy", json!("PreemptLowerPriority"));
+    }
+}
+
 /// core/v1 `SetDefaults_Secret`: type `Opaque`.
 pub fn secret(obj: &mut Value) {
     if let Some(o) = obj.as_object_mut() {

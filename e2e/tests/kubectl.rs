@@ -1630,3 +1630,131 @@ async fn service_cluster_ip_is_allocated_defaulted_and_immutable() {
         .await
         .expect_err_contains(r#"services "z" not found"#);
 }
+
+/// The kinds charts ship beside workloads: PriorityClasses (with the system
+/// ones and Priority admission), Ingresses, IngressClasses,
+/// NetworkPolicies, StorageClasses, through kubectl's typed (protobuf)
+/// create commands and apply.
+#[tokio::test]
+async fn priority_classes_ingresses_network_policies_and_storage_classes() {
+    let c = TestCluster::start().await;
+    let pcs = c
+        .kubectl(&["get", "priorityclasses", "--no-headers"])
+        .await
+        .expect_ok();
+    let rows: Vec<Vec<&str>> = pcs
+        .lines()
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| r[..3] == ["system-cluster-critical", "2000000000", "false"]),
+        "{pcs}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r[..3] == ["system-node-critical", "2000001000", "false"]),
+        "{pcs}"
+    );
+    c.kubectl(&[
+        "create",
+        "priorityclass",
+        "high",
+        "--value=1000",
+        "--description=tests",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&["create", "priorityclass", "too-high", "--value=2000000000"])
+        .await
+        .expect_err_contains(
+            "value: Forbidden: maximum allowed value of a user defined priority is 1000000000",
+        );
+    c.kubectl(&["create", "priorityclass", "system-mine", "--value=10"])
+        .await
+        .expect_err_contains("priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class");
+    c.kubectl(&[
+        "run",
+        "important",
+        "--image=nginx",
+        "--overrides={\"spec\":{\"priorityClassName\":\"high\"}}",
+    ])
+    .await
+    .expect_ok();
+    let pod = c.get_json(&["pod", "important"]).await.unwrap();
+    assert_eq!(pod["spec"]["priority"], 1000, "{pod}");
+    assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+    c.kubectl(&["run", "plain", "--image=nginx"])
+        .await
+        .expect_ok();
+    let pod = c.get_json(&["pod", "plain"]).await.unwrap();
+    assert_eq!(pod["spec"]["priority"], 0, "{pod}");
+    c.kubectl(&[
+        "run",
+        "lost",
+        "--image=nginx",
+        "--overrides={\"spec\":{\"priorityClassName\":\"nope\"}}",
+    ])
+    .await
+    .expect_err_contains("pods \"lost\" is forbidden: no PriorityClass with name nope was found");
+
+    c.kubectl(&[
+        "create",
+        "ingress",
+        "web",
+        "--class=nginx",
+        "--rule=web.example.com/=web:80",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&["get", "ingress", "web"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["CLASS", "HOSTS", "web", "nginx", "web.example.com", "80"]);
+    create_stdin(
+        &c,
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-only}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Ingress]
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}]}]
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: fast
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: example.com/disk
+allowVolumeExpansion: true
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+"#,
+    )
+    .await;
+    c.kubectl(&["get", "netpol"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["POD-SELECTOR", "db-only", "app=db"]);
+    c.kubectl(&["get", "sc"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&[
+            "fast (default)",
+            "example.com/disk",
+            "Delete",
+            "Immediate",
+            "true",
+        ]);
+    c.kubectl(&["get", "ingressclass", "nginx"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["k8s.io/ingress-nginx", "<none>"]);
+    c.shutdown().await;
+}

@@ -22,6 +22,8 @@
 //!   `automountServiceAccountToken: false`, `enableServiceLinks: false`;
 //! * `hostname` defaults to the virtual name (when it is a DNS-1123 label) so
 //!   the container's hostname does not become the host name;
+//! * `priority` and `preemptionPolicy` are dropped (the host's Priority
+//!   admission computes them from `priorityClassName`);
 //! * `nodeName` is dropped (the host scheduler decides); a pod already
 //!   bound in the virtual cluster is pinned to that node with required node
 //!   affinity (`metadata.name In [node]`, as DaemonSet pods are);
@@ -234,6 +236,11 @@ pub fn translate(
         s.name = refs.rename(ReferenceKind::Secret, &s.name);
     }
     spec.ephemeral_containers = None;
+    // Computed by the host's Priority admission from the class the pod
+    // names; a value computed by the virtual cluster's would be refused
+    // wherever the host's classes differ.
+    spec.priority = None;
+    spec.preemption_policy = None;
     // A pod bound in the virtual cluster already (a resumed pod, or one the
     // tenant created with a nodeName) runs on that node: the host scheduler
     // places it there through node affinity, as the DaemonSet controller

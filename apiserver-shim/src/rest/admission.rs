@@ -1,7 +1,8 @@
 //! Built-in admission on create, in kube-apiserver's plugin order: the
 //! mutating LimitRanger (container defaults from the namespace's
-//! LimitRanges) before the kind's validation, and the validating
-//! ResourceQuota plugin after it.
+//! LimitRanges) and Priority (a pod's priority from its PriorityClass)
+//! before the kind's validation, and the validating ResourceQuota plugin
+//! after it.
 //!
 //! ResourceQuota follows k8s.io/apiserver/pkg/admission/plugin/resourcequota
 //! (`CheckRequest`): the created object's usage, masked to each quota's hard
@@ -69,6 +70,87 @@ impl Api {
             .map(decode_stored)
             .collect::<ApiResult<Vec<_>>>()?;
         vkube_core::limitrange::apply_defaults(obj, &ranges);
+        Ok(())
+    }
+
+    /// Priority admission (plugin/pkg/admission/priority) on a new pod:
+    /// `spec.priority` and `spec.preemptionPolicy` from the PriorityClass
+    /// the pod names, else from the class marked `globalDefault` (whose name
+    /// the pod then gets), else `0` and `PreemptLowerPriority`. A missing
+    /// class, or a priority or policy the pod set that differs from the
+    /// computed one, is `403 Forbidden` with the plugin's message. No-op for
+    /// other kinds.
+    pub(super) async fn admit_priority(&self, target: &Target, obj: &mut Value) -> ApiResult<()> {
+        let def = target.def;
+        if !def.group.is_empty() || def.resource != "pods" {
+            return Ok(());
+        }
+        let pcdef = registry::lookup("scheduling.k8s.io", "v1", "priorityclasses")
+            .expect("priorityclasses registered");
+        let name = meta::name(obj).to_string();
+        let forbidden = |why: String| ApiError::forbidden(&def.group_resource(), &name, &why);
+        let wanted = obj
+            .pointer("/spec/priorityClassName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
+        let class = match &wanted {
+            Some(class) => {
+                let key = pcdef.key(None, class);
+                match self
+                    .store
+                    .get(&key)
+                    .await
+                    .map_err(|e| storage_error(pcdef, class, e))?
+                {
+                    Some(kv) => Some(decode_stored(&kv)?),
+                    None => {
+                        return Err(forbidden(format!(
+                            "no PriorityClass with name {class} was found"
+                        )));
+                    }
+                }
+            }
+            None => self
+                .list_prefix(pcdef, &pcdef.collection_prefix(None))
+                .await?
+                .iter()
+                .filter_map(|kv| decode_stored(kv).ok())
+                .find(|pc| pc.get("globalDefault").and_then(Value::as_bool) == Some(true)),
+        };
+        let priority = class
+            .as_ref()
+            .and_then(|pc| pc.get("value").and_then(Value::as_i64))
+            .unwrap_or(0);
+        let policy = class
+            .as_ref()
+            .and_then(|pc| pc.get("preemptionPolicy").and_then(Value::as_str))
+            .unwrap_or("PreemptLowerPriority")
+            .to_string();
+        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        if let Some(given) = spec.get("priority").and_then(Value::as_i64)
+            && given != priority
+        {
+            return Err(forbidden(format!(
+                "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {priority} from the given PriorityClass name"
+            )));
+        }
+        if let Some(given) = spec.get("preemptionPolicy").and_then(Value::as_str)
+            && given != policy
+        {
+            return Err(forbidden(format!(
+                "the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+            )));
+        }
+        if wanted.is_none()
+            && let Some(default_name) = class.as_ref().map(|pc| meta::name(pc).to_string())
+        {
+            spec.insert("priorityClassName".into(), json!(default_name));
+        }
+        spec.insert("priority".into(), json!(priority));
+        spec.insert("preemptionPolicy".into(), json!(policy));
         Ok(())
     }
 

@@ -107,14 +107,16 @@ fn envelope_fields() {
 
 #[test]
 fn unknown_kind_and_delete_options() {
-    let body = envelope("networking.k8s.io/v1", "Ingress", &meta("x"));
+    let body = envelope("resource.k8s.io/v1", "DeviceClass", &meta("x"));
     assert_eq!(
         decode(&body),
         Err(ProtobufError::UnknownKind {
-            api_version: "networking.k8s.io/v1".into(),
-            kind: "Ingress".into()
+            api_version: "resource.k8s.io/v1".into(),
+            kind: "DeviceClass".into()
         })
     );
+    assert!(is_known_kind("networking.k8s.io/v1", "Ingress"));
+    assert!(is_known_kind("scheduling.k8s.io/v1", "PriorityClass"));
     assert!(!is_known_kind("v2", "Pod"));
     assert!(is_known_kind("v1", "Pod"));
     // DeleteOptions{gracePeriodSeconds=1: 0, preconditions=2{uid=1}, dryRun=5}
