@@ -140,6 +140,9 @@ pub struct ResourceDef {
     pub status_on_create: bool,
     /// Objects of this kind that may never be deleted (`403 Forbidden`).
     pub undeletable: &'static [&'static str],
+    /// Why an [`ResourceDef::undeletable`] object may not be deleted (the
+    /// `403` message); empty: `this <singular> may not be deleted`.
+    pub undeletable_why: &'static str,
     /// Objects hold ClusterIPs and NodePorts reserved through
     /// [`crate::alloc`] (Services): allocated on create/update, released on
     /// delete, as the service REST storage does.
@@ -247,6 +250,7 @@ const fn def(
         name_rule: NameRule::Subdomain,
         status_on_create: false,
         undeletable: &[],
+        undeletable_why: "",
         allocates: false,
     }
 }
@@ -932,6 +936,8 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         short_names: &["pc"],
         strategy: PRIORITY_CLASS,
+        undeletable: &["system-node-critical", "system-cluster-critical"],
+        undeletable_why: "this is a system priority class and cannot be deleted",
         ..def(
             "scheduling.k8s.io",
             "v1",

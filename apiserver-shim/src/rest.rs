@@ -947,6 +947,7 @@ impl Api {
             self.admit_priority(target, &mut obj).await?;
         }
         self.prepare_create(target, &mut obj)?;
+        self.admit_priority_class(target, &obj).await?;
         let name = meta::name(&obj).to_string();
         if def.namespaced {
             self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), &name)
@@ -1062,6 +1063,7 @@ impl Api {
             let old = decode_stored(&kv)?;
             let mut new = mutate(Some(&old))?;
             finish_update(target, &old, &mut new)?;
+            self.admit_priority_class(target, &new).await?;
             let allocation = self.allocate(def, Some(&old), &mut new, dry_run).await?;
             if new == old || dry_run {
                 self.settle(allocation, false).await;
@@ -1349,11 +1351,11 @@ impl Api {
                 ));
             }
             if def.undeletable.contains(&name) {
-                return Err(ApiError::forbidden(
-                    &gr,
-                    name,
-                    &format!("this {} may not be deleted", def.singular),
-                ));
+                let why = match def.undeletable_why {
+                    "" => format!("this {} may not be deleted", def.singular),
+                    why => why.to_string(),
+                };
+                return Err(ApiError::forbidden(&gr, name, &why));
             }
             let grace = def
                 .strategy

@@ -1698,6 +1698,28 @@ async fn priority_classes_ingresses_network_policies_and_storage_classes() {
     ])
     .await
     .expect_err_contains("pods \"lost\" is forbidden: no PriorityClass with name nope was found");
+    // One global default: it names and prices pods without a class.
+    c.kubectl(&[
+        "create",
+        "priorityclass",
+        "normal",
+        "--value=100",
+        "--global-default",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&["create", "priorityclass", "second", "--value=5", "--global-default"])
+        .await
+        .expect_err_contains("priorityclasses.scheduling.k8s.io \"second\" is forbidden: PriorityClass normal is already marked as default. Only one default can exist");
+    c.kubectl(&["run", "defaulted", "--image=nginx"])
+        .await
+        .expect_ok();
+    let pod = c.get_json(&["pod", "defaulted"]).await.unwrap();
+    assert_eq!(pod["spec"]["priorityClassName"], "normal", "{pod}");
+    assert_eq!(pod["spec"]["priority"], 100);
+    c.kubectl(&["delete", "priorityclass", "system-node-critical"])
+        .await
+        .expect_err_contains("priorityclasses.scheduling.k8s.io \"system-node-critical\" is forbidden: this is a system priority class and cannot be deleted");
 
     c.kubectl(&[
         "create",

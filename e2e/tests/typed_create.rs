@@ -316,9 +316,16 @@ async fn create_rbac_quota_and_disruption_budget() {
 #[tokio::test]
 async fn unserved_kinds_fail_cleanly() {
     let c = TestCluster::start().await;
-    c.kubectl(&["create", "priorityclass", "high", "--value=1000"])
+    // HorizontalPodAutoscalers are not served yet.
+    c.kubectl(&["create", "deployment", "web", "--image=nginx"])
+        .await
+        .expect_ok();
+    c.kubectl(&["autoscale", "deployment", "web", "--max=3", "--cpu=80%"])
         .await
         .expect_err_contains("the server could not find the requested resource");
+    c.kubectl(&["get", "hpa"])
+        .await
+        .expect_err_contains("the server doesn't have a resource type \"hpa\"");
     c.shutdown().await;
 }
 

@@ -154,6 +154,42 @@ impl Api {
         Ok(())
     }
 
+    /// Priority admission on PriorityClasses (create and update): a class
+    /// marked `globalDefault` while another one is (the one of lowest value
+    /// if several) is `403 Forbidden` (`PriorityClass D is already marked as
+    /// default. Only one default can exist`). No-op for other kinds.
+    pub(super) async fn admit_priority_class(&self, target: &Target, pc: &Value) -> ApiResult<()> {
+        let def = target.def;
+        if def.group != "scheduling.k8s.io"
+            || def.resource != "priorityclasses"
+            || pc.get("globalDefault").and_then(Value::as_bool) != Some(true)
+        {
+            return Ok(());
+        }
+        let name = meta::name(pc);
+        let other = self
+            .list_prefix(def, &def.collection_prefix(None))
+            .await?
+            .iter()
+            .filter_map(|kv| decode_stored(kv).ok())
+            .filter(|d| {
+                d.get("globalDefault").and_then(Value::as_bool) == Some(true)
+                    && meta::name(d) != name
+            })
+            .min_by_key(|d| d.get("value").and_then(Value::as_i64).unwrap_or(0));
+        match other {
+            Some(d) => Err(ApiError::forbidden(
+                &def.group_resource(),
+                name,
+                &format!(
+                    "PriorityClass {} is already marked as default. Only one default can exist",
+                    meta::name(&d)
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// What the objects of collection `(group, resource)` in `ns` use of
     /// the quota resource `name` (zero for names no collection backs).
     async fn stored_usage(
