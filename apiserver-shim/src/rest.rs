@@ -945,6 +945,7 @@ impl Api {
         if def.namespaced {
             self.limit_ranger(target, &mut obj).await?;
             self.admit_priority(target, &mut obj).await?;
+            self.admit_default_class(target, &mut obj).await?;
         }
         self.prepare_create(target, &mut obj)?;
         self.admit_priority_class(target, &obj).await?;

@@ -1778,5 +1778,31 @@ spec: {controller: k8s.io/ingress-nginx}
         .await
         .expect_ok()
         .expect_stdout_contains(&["k8s.io/ingress-nginx", "<none>"]);
+    // Default classes fill claims and Ingresses that name none.
+    create_stdin(
+        &c,
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n",
+    )
+    .await;
+    let pvc = c.get_json(&["pvc", "data"]).await.unwrap();
+    assert_eq!(pvc["spec"]["storageClassName"], "fast", "{pvc}");
+    c.kubectl(&[
+        "annotate",
+        "ingressclass",
+        "nginx",
+        "ingressclass.kubernetes.io/is-default-class=true",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&[
+        "create",
+        "ingress",
+        "plain",
+        "--rule=plain.example.com/=web:80",
+    ])
+    .await
+    .expect_ok();
+    let ing = c.get_json(&["ingress", "plain"]).await.unwrap();
+    assert_eq!(ing["spec"]["ingressClassName"], "nginx", "{ing}");
     c.shutdown().await;
 }

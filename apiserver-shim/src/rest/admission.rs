@@ -1,7 +1,7 @@
 //! Built-in admission on create, in kube-apiserver's plugin order: the
 //! mutating LimitRanger (container defaults from the namespace's
-//! LimitRanges) and Priority (a pod's priority from its PriorityClass)
-//! before the kind's validation, and the validating ResourceQuota plugin
+//! LimitRanges), Priority (a pod's priority from its PriorityClass),
+//! DefaultStorageClass and DefaultIngressClass before the kind's validation, and the validating ResourceQuota plugin
 //! after it.
 //!
 //! ResourceQuota follows k8s.io/apiserver/pkg/admission/plugin/resourcequota
@@ -151,6 +151,84 @@ impl Api {
         }
         spec.insert("priority".into(), json!(priority));
         spec.insert("preemptionPolicy".into(), json!(policy));
+        Ok(())
+    }
+
+    /// DefaultStorageClass and DefaultIngressClass admission on create: a
+    /// PersistentVolumeClaim without `spec.storageClassName` (and without the
+    /// beta `volume.beta.kubernetes.io/storage-class` annotation) gets the
+    /// default StorageClass's name; an Ingress without
+    /// `spec.ingressClassName` (and without the `kubernetes.io/ingress.class`
+    /// annotation) the default IngressClass's. The default is the class
+    /// annotated `storageclass.kubernetes.io/is-default-class` (or its beta
+    /// form) / `ingressclass.kubernetes.io/is-default-class` `"true"`; of
+    /// several, the newest (then the name), as upstream. No-op otherwise.
+    pub(super) async fn admit_default_class(
+        &self,
+        target: &Target,
+        obj: &mut Value,
+    ) -> ApiResult<()> {
+        let def = target.def;
+        let (class_group, class_resource, field, skip_annotation, defaults): (_, _, _, _, &[&str]) =
+            match (def.group, def.resource) {
+                ("", "persistentvolumeclaims") => (
+                    "storage.k8s.io",
+                    "storageclasses",
+                    "storageClassName",
+                    "volume.beta.kubernetes.io/storage-class",
+                    &[
+                        "storageclass.kubernetes.io/is-default-class",
+                        "storageclass.beta.kubernetes.io/is-default-class",
+                    ],
+                ),
+                ("networking.k8s.io", "ingresses") => (
+                    "networking.k8s.io",
+                    "ingressclasses",
+                    "ingressClassName",
+                    "kubernetes.io/ingress.class",
+                    &["ingressclass.kubernetes.io/is-default-class"],
+                ),
+                _ => return Ok(()),
+            };
+        let set = obj
+            .pointer(&format!("/spec/{field}"))
+            .is_some_and(|v| !v.is_null());
+        let annotated = obj
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(skip_annotation))
+            .is_some();
+        if set || annotated {
+            return Ok(());
+        }
+        let cdef =
+            registry::lookup(class_group, "v1", class_resource).expect("class kind registered");
+        let newest = self
+            .list_prefix(cdef, &cdef.collection_prefix(None))
+            .await?
+            .iter()
+            .filter_map(|kv| decode_stored(kv).ok())
+            .filter(|c| {
+                let ann = c.pointer("/metadata/annotations");
+                defaults
+                    .iter()
+                    .any(|k| ann.and_then(|a| a.get(*k)).and_then(Value::as_str) == Some("true"))
+            })
+            .max_by(|a, b| {
+                let created = |c: &Value| {
+                    c.pointer("/metadata/creationTimestamp")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                created(a)
+                    .cmp(&created(b))
+                    .then_with(|| meta::name(b).cmp(meta::name(a)))
+            });
+        if let Some(class) = newest
+            && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            spec.insert(field.into(), json!(meta::name(&class)));
+        }
         Ok(())
     }
 
