@@ -370,6 +370,13 @@ const REPLICA_SET: Strategy = Strategy {
     ..PLAIN
 };
 
+const REPLICATION_CONTROLLER: Strategy = Strategy {
+    default: defaults::replication_controller,
+    validate_create: validate::replication_controller,
+    validate_update: |new, _| validate::replication_controller(new),
+    ..PLAIN
+};
+
 const STATEFUL_SET: Strategy = Strategy {
     default: defaults::stateful_set,
     validate_create: validate::stateful_set,
@@ -708,6 +715,23 @@ pub static RESOURCES: &[ResourceDef] = &[
         )
     },
     def("", "v1", "podtemplates", "PodTemplate", "podtemplate", true),
+    ResourceDef {
+        strategy: REPLICATION_CONTROLLER,
+        short_names: &["rc"],
+        categories: &["all"],
+        status: true,
+        scale: Some(WORKLOAD_SCALE),
+        generation: true,
+        field_selectors: &[count("status.replicas")],
+        ..def(
+            "",
+            "v1",
+            "replicationcontrollers",
+            "ReplicationController",
+            "replicationcontroller",
+            true,
+        )
+    },
     ResourceDef {
         short_names: &["quota"],
         status: true,
@@ -1072,7 +1096,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 36);
+        assert_eq!(RESOURCES.len(), 37);
         assert!(
             groups()
                 .iter()

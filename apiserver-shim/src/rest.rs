@@ -1761,7 +1761,15 @@ pub fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
     let scale = def.scale.expect("kind has a scale subresource");
     let md = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let selector = get_path(obj, scale.selector)
-        .and_then(|s| LabelSelector::from_label_selector_json(s).ok())
+        .map(|s| {
+            // A ReplicationController's selector is a plain label map.
+            if s.get("matchLabels").is_none() && s.get("matchExpressions").is_none() {
+                json!({ "matchLabels": s })
+            } else {
+                s.clone()
+            }
+        })
+        .and_then(|s| LabelSelector::from_label_selector_json(&s).ok())
         .map(|s| s.to_string())
         .unwrap_or_default();
     json!({

@@ -130,6 +130,7 @@ pub static PRINTERS: &[Printer] = &[
     printer(RBAC, "clusterrolebindings", CLUSTERROLEBINDING),
     printer("", "persistentvolumes", PERSISTENTVOLUME),
     printer("", "podtemplates", PODTEMPLATE),
+    printer("", "replicationcontrollers", REPLICATIONCONTROLLER),
     printer(NETWORKING, "ingresses", INGRESS),
     printer(NETWORKING, "ingressclasses", INGRESSCLASS),
     printer(NETWORKING, "networkpolicies", NETWORKPOLICY),
@@ -545,6 +546,17 @@ const REPLICASET: &[Column] = &[
     CONTAINERS,
     IMAGES,
     wide("Selector", "string", D_RS_SELECTOR, spec_selector),
+];
+
+const REPLICATIONCONTROLLER: &[Column] = &[
+    NAME,
+    col("Desired", "integer", D_RC_REPLICAS, spec_replicas),
+    col("Current", "integer", D_RC_CURRENT, status_replicas),
+    col("Ready", "integer", D_RC_READY, status_ready_replicas),
+    AGE,
+    CONTAINERS,
+    IMAGES,
+    wide("Selector", "string", D_RC_SELECTOR, rc_selector),
 ];
 
 const STATEFULSET: &[Column] = &[
@@ -2199,4 +2211,9 @@ fn pv_volume_mode(pv: &Value, _: Timestamp) -> Value {
             .and_then(Value::as_str)
             .unwrap_or("<unset>")
     )
+}
+
+/// A ReplicationController's selector map as `k=v,...` (labels.FormatLabels).
+fn rc_selector(rc: &Value, _: Timestamp) -> Value {
+    json!(format_labels(rc.pointer("/spec/selector")))
 }

@@ -188,6 +188,7 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
         ("", "v1", "LimitRange") => typed::<core::v1::LimitRange>(),
         ("", "v1", "PersistentVolume") => typed::<core::v1::PersistentVolume>(),
         ("", "v1", "PodTemplate") => typed::<core::v1::PodTemplate>(),
+        ("", "v1", "ReplicationController") => typed::<core::v1::ReplicationController>(),
         ("networking.k8s.io", "v1", "Ingress") => typed::<networking::v1::Ingress>(),
         ("networking.k8s.io", "v1", "IngressClass") => typed::<networking::v1::IngressClass>(),
         ("networking.k8s.io", "v1", "NetworkPolicy") => typed::<networking::v1::NetworkPolicy>(),

@@ -491,6 +491,14 @@ fn kind_cases() -> Vec<KindCase> {
             json!({"template": pod_template()}),
         ),
         case(
+            "",
+            "v1",
+            "ReplicationController",
+            "replicationcontrollers",
+            true,
+            json!({"spec": {"replicas": 0, "selector": {"app": "crud"}, "template": pod_template()}}),
+        ),
+        case(
             "networking.k8s.io",
             "v1",
             "Ingress",
@@ -574,7 +582,7 @@ async fn crud_on_every_kind() {
     const NS: &str = "crud";
     create_namespace(&h.client, NS).await;
     let cases = kind_cases();
-    assert_eq!(cases.len(), 36, "every served kind is covered");
+    assert_eq!(cases.len(), 37, "every served kind is covered");
     for c in &cases {
         let what = c.label();
         let ar = c.api_resource();
@@ -3387,6 +3395,7 @@ async fn responses_are_encoded_byte_for_byte_as_kube_apiserver_encodes_them() {
             ),
             "ReplicaSet" => Some(r#""status":{"replicas":0}"#),
             "StatefulSet" => Some(r#""status":{"replicas":0,"availableReplicas":0}"#),
+            "ReplicationController" => Some(r#""status":{"replicas":0}"#),
             "Deployment" => Some(r#""status":{}"#),
             _ => None,
         };

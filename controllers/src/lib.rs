@@ -7,7 +7,8 @@
 //! the documented behaviour of the kube-controller-manager controller of the
 //! same name:
 //!
-//! * [`replicaset`]: pods per ReplicaSet, expectations, status;
+//! * [`replicaset`]: pods per ReplicaSet (and per ReplicationController,
+//!   through its ReplicaSet view), expectations, status;
 //! * [`deployment`]: ReplicaSets per Deployment, RollingUpdate/Recreate,
 //!   revisions, rollout conditions, history cleanup;
 //! * [`job`]: pods per Job until completions succeed or the Job fails,
@@ -99,6 +100,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["garbage-collector-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(gc::run(c)),
+    },
+    ControllerDef {
+        name: "replicationcontroller",
+        aliases: &["replicationcontroller-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(replicaset::run_replication_controllers(c)),
     },
     ControllerDef {
         name: "namespace",

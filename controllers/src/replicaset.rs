@@ -11,14 +11,18 @@
 //! only pods whose controller ownerReference names the ReplicaSet count.
 //!
 //! [`plan`] is the pure decision; [`run`] is the kube-runtime controller.
+//! ReplicationControllers are kept by the same code through their
+//! ReplicaSet view ([`replica_set_view`], [`run_replication_controllers`]).
 
 use crate::util::{self, controller_ref, is_controlled_by, is_pod_active, is_pod_available};
 use crate::{Error, Result};
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::apps::v1::{
+    ReplicaSet, ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus,
+};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use kube_runtime::controller::{Action, Controller};
@@ -152,6 +156,13 @@ fn deletion_rank(p: &Pod) -> impl Ord {
 /// template's labels, annotations, finalizers and spec, `generateName:
 /// <rs>-`, and a controller ownerReference to the ReplicaSet.
 pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
+    pod_from_template_of(rs, "apps/v1", "ReplicaSet")
+}
+
+/// [`pod_from_template`] for the object of `api_version`/`kind` whose
+/// ReplicaSet view `rs` is (a ReplicationController's pods name it as their
+/// controller).
+pub fn pod_from_template_of(rs: &ReplicaSet, api_version: &str, kind: &str) -> Pod {
     let template = rs.spec.template.clone();
     let tmeta = template
         .as_ref()
@@ -164,7 +175,7 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
             labels: tmeta.labels,
             annotations: tmeta.annotations,
             finalizers: tmeta.finalizers,
-            owner_references: Some(vec![controller_ref("apps/v1", "ReplicaSet", &rs.metadata)]),
+            owner_references: Some(vec![controller_ref(api_version, kind, &rs.metadata)]),
             ..Default::default()
         },
         spec: template.and_then(|t| t.spec),
@@ -237,7 +248,88 @@ impl Ctx {
     }
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action> {
+/// A kind this controller keeps replicas of: ReplicaSets, and
+/// ReplicationControllers through their ReplicaSet view (as upstream runs
+/// the ReplicaSet controller on converted ReplicationControllers).
+pub trait Replicated:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// `apiVersion` of the kind, for the pods' controller reference.
+    const API_VERSION: &'static str;
+    /// `kind`, likewise.
+    const KIND: &'static str;
+    /// Which status counts are written even when zero.
+    const KEEP: &'static [&'static str];
+    /// The object as a ReplicaSet (metadata, spec and status carried over).
+    fn as_replica_set(&self) -> ReplicaSet;
+}
+
+impl Replicated for ReplicaSet {
+    const API_VERSION: &'static str = "apps/v1";
+    const KIND: &'static str = "ReplicaSet";
+    const KEEP: &'static [&'static str] = &["replicas"];
+    fn as_replica_set(&self) -> ReplicaSet {
+        self.clone()
+    }
+}
+
+impl Replicated for ReplicationController {
+    const API_VERSION: &'static str = "v1";
+    const KIND: &'static str = "ReplicationController";
+    const KEEP: &'static [&'static str] = &["replicas"];
+    fn as_replica_set(&self) -> ReplicaSet {
+        replica_set_view(self)
+    }
+}
+
+/// A ReplicationController as the ReplicaSet the controller manages
+/// (`Convert_v1_ReplicationController_To_apps_ReplicaSet`): its selector
+/// map becomes `matchLabels`; replicas, minReadySeconds, template and the
+/// status counts and conditions carry over.
+pub fn replica_set_view(rc: &ReplicationController) -> ReplicaSet {
+    let spec = rc.spec.clone().unwrap_or_default();
+    let status = rc.status.as_ref().map(|s| ReplicaSetStatus {
+        replicas: s.replicas,
+        fully_labeled_replicas: s.fully_labeled_replicas,
+        ready_replicas: s.ready_replicas,
+        available_replicas: s.available_replicas,
+        observed_generation: s.observed_generation,
+        conditions: s.conditions.as_ref().map(|cs| {
+            cs.iter()
+                .map(|c| ReplicaSetCondition {
+                    type_: Some(c.type_.clone()),
+                    status: Some(c.status.clone()),
+                    last_transition_time: c.last_transition_time.clone(),
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                })
+                .collect()
+        }),
+        terminating_replicas: None,
+    });
+    ReplicaSet {
+        metadata: rc.metadata.clone(),
+        spec: ReplicaSetSpec {
+            replicas: spec.replicas,
+            min_ready_seconds: spec.min_ready_seconds,
+            selector: LabelSelector {
+                match_labels: spec.selector,
+                match_expressions: None,
+            },
+            template: spec.template,
+        },
+        status,
+    }
+}
+
+async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action> {
+    let rs = obj.as_replica_set();
     let ns = rs.namespace().unwrap_or_default();
     let name = rs.name_any();
     let uid = rs.uid().unwrap_or_default();
@@ -251,7 +343,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action> {
     let mut created = Vec::new();
     let mut first_error = None;
     if plan.create > 0 {
-        let template = pod_from_template(&rs);
+        let template = pod_from_template_of(&rs, K::API_VERSION, K::KIND);
         // Slow start (controller.slowStartBatch): 1, 2, 4, … at a time,
         // stopping at the first batch with a failure.
         let mut remaining = plan.create;
@@ -295,13 +387,13 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action> {
     }
     ctx.expect(&ns, &name, &uid, created, deleted);
     if rs.status.as_ref() != Some(&plan.status) {
-        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
         crate::util::keep_first_error(
             &mut first_error,
             api.patch_status(
                 &name,
                 &PatchParams::default(),
-                &Patch::Merge(status_patch(&plan.status, &["replicas"])),
+                &Patch::Merge(status_patch(&plan.status, K::KEEP)),
             )
             .await,
         );
@@ -316,8 +408,8 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action> {
     })
 }
 
-fn error_policy(rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::warn!(replicaset = %rs.name_any(), error = %err, "replicaset sync failed");
+fn error_policy<K: Replicated>(obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::warn!(kind = K::KIND, name = %obj.name_any(), error = %err, "replica sync failed");
     Action::requeue(Duration::from_secs(2))
 }
 
@@ -325,6 +417,17 @@ fn error_policy(rs: Arc<ReplicaSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
 /// ReplicaSets, one on pods (shared by the reconciler's store and the
 /// owner trigger).
 pub async fn run(client: Client) {
+    run_for::<ReplicaSet>(client).await
+}
+
+/// Runs the ReplicationController controller (kube-controller-manager's
+/// `replicationcontroller`): the ReplicaSet controller over
+/// ReplicationControllers.
+pub async fn run_replication_controllers(client: Client) {
+    run_for::<ReplicationController>(client).await
+}
+
+async fn run_for<K: Replicated>(client: Client) {
     let (pods, writer) = reflector::store();
     let pod_stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -335,15 +438,50 @@ pub async fn run(client: Client) {
         pods,
         expectations: Mutex::new(HashMap::new()),
     });
-    Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default())
+    Controller::new(Api::<K>::all(client), watcher::Config::default())
         .owns_stream(pod_stream)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_replication_controller_is_managed_through_its_replica_set_view() {
+        let rc: ReplicationController = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "rc-uid"},
+            "spec": {"replicas": 2, "selector": {"app": "web"},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+            "status": {"replicas": 1, "readyReplicas": 1,
+                       "conditions": [{"type": "ReplicaFailure", "status": "False"}]}
+        }))
+        .unwrap();
+        let rs = replica_set_view(&rc);
+        assert_eq!(rs.spec.replicas, Some(2));
+        assert_eq!(
+            rs.spec.selector.match_labels,
+            Some([("app".to_string(), "web".to_string())].into())
+        );
+        let status = rs.status.clone().unwrap();
+        assert_eq!((status.replicas, status.ready_replicas), (1, Some(1)));
+        let p = plan(&rs, &[], true, Timestamp::now());
+        assert_eq!(p.create, 2);
+        let pod = pod_from_template_of(&rs, "v1", "ReplicationController");
+        let owner = &pod.metadata.owner_references.unwrap()[0];
+        assert_eq!(
+            (
+                owner.api_version.as_str(),
+                owner.kind.as_str(),
+                owner.uid.as_str()
+            ),
+            ("v1", "ReplicationController", "rc-uid")
+        );
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-"));
+    }
+
     use super::*;
     use k8s_openapi::api::apps::v1::ReplicaSetSpec;
     use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus, PodTemplateSpec};

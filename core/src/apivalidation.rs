@@ -593,6 +593,46 @@ pub fn replica_set_update(new: &Value, old: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// `ValidateReplicationController`: non-negative replicas and
+/// minReadySeconds, a non-empty `spec.selector` (a label map), a template
+/// whose labels the selector matches and whose restartPolicy is `Always`.
+pub fn replication_controller(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    non_negative(&mut errs, spec, "minReadySeconds", "spec.minReadySeconds");
+    let selector = spec.get("selector").and_then(Value::as_object);
+    if selector.is_none_or(|s| s.is_empty()) {
+        errs.push(FieldError::required("spec.selector", ""));
+    }
+    non_negative(&mut errs, spec, "replicas", "spec.replicas");
+    match spec.get("template").filter(|t| t.is_object()) {
+        None => errs.push(FieldError::required("spec.template", "")),
+        Some(t) => {
+            let labels = t.pointer("/metadata/labels");
+            let matches = selector.is_none_or(|sel| {
+                sel.iter()
+                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+            });
+            if !matches {
+                errs.push(FieldError::invalid(
+                    "spec.template.metadata.labels",
+                    labels.unwrap_or(&Value::Null),
+                    "selector does not match template labels",
+                ));
+            }
+            let restart = t.pointer("/spec/restartPolicy").and_then(Value::as_str);
+            if let Some(r) = restart.filter(|r| *r != "Always") {
+                errs.push(FieldError::not_supported(
+                    "spec.template.spec.restartPolicy",
+                    &json!(r),
+                    &["Always"],
+                ));
+            }
+        }
+    }
+    errs
+}
+
 /// `ValidateDaemonSet`.
 pub fn daemon_set(obj: &Value) -> Vec<FieldError> {
     workload(obj, DAEMON_SET)

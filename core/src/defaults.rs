@@ -321,6 +321,31 @@ pub fn replica_set(obj: &mut Value) {
     template_of(spec);
 }
 
+/// core/v1 `SetDefaults_ReplicationController`: an empty selector and
+/// empty labels become the template's labels, replicas 1, and the
+/// template's pod defaults.
+pub fn replication_controller(obj: &mut Value) {
+    let labels = obj
+        .pointer("/spec/template/metadata/labels")
+        .filter(|l| l.is_object())
+        .cloned();
+    if let Some(labels) = labels {
+        let empty = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(|m| m.is_empty());
+        if empty(obj.pointer("/spec/selector")) {
+            obj["spec"]["selector"] = labels.clone();
+        }
+        if obj.is_object() && empty(obj.pointer("/metadata/labels")) {
+            let md = obj.as_object_mut().and_then(|o| obj_at(o, "metadata"));
+            if let Some(md) = md {
+                md.insert("labels".into(), labels);
+            }
+        }
+    }
+    let Some(spec) = spec_of(obj) else { return };
+    default_val(spec, "replicas", json!(1));
+    template_of(spec);
+}
+
 /// apps/v1 `SetDefaults_StatefulSet`: podManagementPolicy `OrderedReady`,
 /// updateStrategy `RollingUpdate` with partition 0,
 /// persistentVolumeClaimRetentionPolicy `Retain`/`Retain`, replicas 1,

@@ -663,3 +663,80 @@ async fn indexed_job_completes_every_index() {
     assert_eq!(idx, ["0", "1", "2"]);
     c.shutdown().await;
 }
+
+/// A ReplicationController as the guestbook-go example ships one (the
+/// selector defaulted from the template's labels).
+const RC: &str = r#"
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: guestbook}
+spec:
+  replicas: 3
+  template:
+    metadata: {labels: {app: guestbook}}
+    spec:
+      containers: [{name: guestbook, image: registry.k8s.io/guestbook:v3, ports: [{containerPort: 3000}]}]
+"#;
+
+#[tokio::test]
+async fn a_replication_controller_keeps_its_pods_scales_and_cleans_up() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl_stdin(&["create", "-f", "-"], RC)
+        .await
+        .expect_ok();
+    let rc = c.get_json(&["rc", "guestbook"]).await.unwrap();
+    assert_eq!(
+        rc["spec"]["selector"]["app"], "guestbook",
+        "defaulted: {rc}"
+    );
+    assert_eq!(
+        rc["metadata"]["labels"]["app"], "guestbook",
+        "defaulted: {rc}"
+    );
+    let count_running = |want: usize| {
+        move |out: &str| out.lines().filter(|l| l.contains("Running")).count() == want
+    };
+    eventually(
+        &c,
+        &["get", "pods", "-l", "app=guestbook", "--no-headers"],
+        count_running(3),
+        Duration::from_secs(60),
+    )
+    .await;
+    let pods = c.get_json(&["pods", "-l", "app=guestbook"]).await.unwrap();
+    for p in pods["items"].as_array().unwrap() {
+        let owner = &p["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "ReplicationController", "{p}");
+        assert_eq!(owner["controller"], true);
+    }
+    eventually(
+        &c,
+        &["get", "rc", "guestbook", "--no-headers"],
+        |out| {
+            out.split_whitespace()
+                .take(4)
+                .eq(["guestbook", "3", "3", "3"])
+        },
+        Duration::from_secs(60),
+    )
+    .await;
+    c.kubectl(&["scale", "rc", "guestbook", "--replicas=1"])
+        .await
+        .expect_ok();
+    eventually(
+        &c,
+        &["get", "pods", "-l", "app=guestbook", "--no-headers"],
+        |out| out.lines().count() == 1,
+        Duration::from_secs(60),
+    )
+    .await;
+    c.kubectl(&["delete", "rc", "guestbook"]).await.expect_ok();
+    eventually(
+        &c,
+        &["get", "pods", "-l", "app=guestbook", "-o", "name"],
+        |out| out.trim().is_empty(),
+        Duration::from_secs(60),
+    )
+    .await;
+    c.shutdown().await;
+}
