@@ -221,11 +221,7 @@ fn write_value(out: &mut Vec<u8>, shape: &S, v: &Value) {
                 if n > 0 {
                     out.push(b',');
                 }
-                if item.is_null() {
-                    write_zero_element(out, inner);
-                } else {
-                    write_value(out, inner, item);
-                }
+                write_element(out, inner, item);
             }
             out.push(b']');
         }
@@ -237,11 +233,7 @@ fn write_value(out: &mut Vec<u8>, shape: &S, v: &Value) {
                 }
                 write_str(out, k);
                 out.push(b':');
-                if item.is_null() {
-                    write_zero_element(out, inner);
-                } else {
-                    write_value(out, inner, item);
-                }
+                write_element(out, inner, item);
             }
             out.push(b'}');
         }
@@ -250,10 +242,14 @@ fn write_value(out: &mut Vec<u8>, shape: &S, v: &Value) {
     }
 }
 
-/// A `null` slice element or map value: the element type's zero value
-/// (a nil pointer, slice or map stays `null`).
-fn write_zero_element(out: &mut Vec<u8>, shape: &S) {
-    write_zero(out, shape)
+/// A slice element or map value of type `shape`; `null` is the element
+/// type's zero value (a nil pointer, slice or map stays `null`).
+fn write_element(out: &mut Vec<u8>, shape: &S, item: &Value) {
+    if item.is_null() {
+        write_zero(out, shape);
+    } else {
+        write_value(out, shape, item);
+    }
 }
 
 /// Any JSON, keys in map order, strings escaped as Go does.
