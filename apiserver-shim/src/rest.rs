@@ -290,7 +290,12 @@ impl serde::Serialize for MetadataWithoutRv<'_> {
 /// its Go types ([`vkube_core::gojson`]: field order, omitempty and zero
 /// values, a trailing newline).
 pub fn json_response(code: StatusCode, body: &Value) -> Response {
-    let mut resp = (code, vkube_core::gojson::to_vec(body)).into_response();
+    json_bytes_response(code, vkube_core::gojson::to_vec(body))
+}
+
+/// A response with an already encoded JSON body.
+pub fn json_bytes_response(code: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = (code, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -139,7 +139,10 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     let path = req.uri().path().to_string();
     match path.as_str() {
         "/healthz" | "/livez" | "/readyz" => return text(StatusCode::OK, "ok"),
-        "/version" => return json_response(StatusCode::OK, &discovery::version()),
+        "/version" => {
+            let body = vkube_core::gojson::to_vec_as("version.Info", &discovery::version());
+            return crate::rest::json_bytes_response(StatusCode::OK, body);
+        }
         _ => {}
     }
     // Owned values only across the await: a request body is not `Sync`.

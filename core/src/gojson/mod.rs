@@ -45,6 +45,22 @@ pub fn write(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
+/// [`to_vec`] for a value of Go type `go_type` (`<pkg>.<version>.<Name>` as
+/// in the table, e.g. `version.Info`) that names no kind of its own, such
+/// as the `/version` document; an unknown type is written plainly.
+pub fn to_vec_as(go_type: &str, value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    match (
+        table::TYPES.iter().position(|t| t.name == go_type),
+        value.as_object(),
+    ) {
+        (Some(i), Some(obj)) => write_struct(&mut out, i as u16, obj),
+        _ => write_plain(&mut out, value),
+    }
+    out.push(b'\n');
+    out
+}
+
 /// The table index of the Go type an object names by `apiVersion` and
 /// `kind`. Core `v1` also holds apimachinery's unversioned kinds (`Status`,
 /// `APIResourceList`, `APIGroupList`, `APIVersions`) as kube-apiserver

@@ -2,9 +2,7 @@
 
 /// One Go struct type of `k8s.io/api` / `k8s.io/apimachinery`.
 pub(super) struct GoType {
-    /// `<group-pkg>.<version>.<GoName>`, e.g. `apps.v1.DaemonSetStatus`
-    /// (for whoever reads the table; the encoder goes by index).
-    #[allow(dead_code)]
+    /// `<group-pkg>.<version>.<GoName>`, e.g. `apps.v1.DaemonSetStatus`.
     pub name: &'static str,
     /// The JSON fields in the struct's declaration order.
     pub fields: &'static [F],

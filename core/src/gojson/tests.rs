@@ -210,3 +210,18 @@ fn every_kind_of_the_table_is_found_by_api_version_and_kind() {
         assert!(kind_of(obj.as_object().unwrap()).is_some(), "{kind}");
     }
 }
+
+#[test]
+fn the_version_document_in_go_order() {
+    let v = json!({"platform": "linux/amd64", "major": "1", "minor": "34", "gitVersion": "v1.34.0",
+                   "gitCommit": "", "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z",
+                   "goVersion": "go", "compiler": "gc"});
+    assert_eq!(
+        String::from_utf8(to_vec_as("version.Info", &v)).unwrap(),
+        concat!(
+            r#"{"major":"1","minor":"34","gitVersion":"v1.34.0","gitCommit":"","gitTreeState":"clean","#,
+            r#""buildDate":"1970-01-01T00:00:00Z","goVersion":"go","compiler":"gc","platform":"linux/amd64"}"#,
+            "\n"
+        )
+    );
+}
