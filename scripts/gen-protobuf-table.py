@@ -44,6 +44,7 @@ GROUPS = {
     "api.discovery.v1": "discovery.k8s.io",
     "api.events.v1": "events.k8s.io",
     "api.authentication.v1": "authentication.k8s.io",
+    "api.autoscaling.v2": "autoscaling",
     "api.networking.v1": "networking.k8s.io",
     "api.scheduling.v1": "scheduling.k8s.io",
     "api.storage.v1": "storage.k8s.io",
@@ -147,6 +148,10 @@ storage.v1.StorageClass.reclaimPolicy storage.v1.StorageClass.allowVolumeExpansi
 storage.v1.StorageClass.volumeBindingMode storage.v1.TokenRequest.expirationSeconds
 storage.v1.VolumeAttachmentSource.persistentVolumeName storage.v1.VolumeError.errorCode
 storage.v1.VolumeNodeResources.count
+autoscaling.v2.HPAScalingRules.stabilizationWindowSeconds autoscaling.v2.HPAScalingRules.selectPolicy
+autoscaling.v2.HorizontalPodAutoscalerSpec.minReplicas
+autoscaling.v2.HorizontalPodAutoscalerStatus.observedGeneration
+autoscaling.v2.MetricTarget.averageUtilization autoscaling.v2.MetricValueStatus.averageUtilization
 """.split()
 
 SCALARS = {"string": "Str", "bytes": "Bytes", "int32": "I32", "int64": "I64", "bool": "Bool"}

@@ -432,6 +432,13 @@ const PRIORITY_CLASS: Strategy = Strategy {
     ..PLAIN
 };
 
+const HPA: Strategy = Strategy {
+    default: defaults::horizontal_pod_autoscaler,
+    validate_create: validate::horizontal_pod_autoscaler,
+    validate_update: |new, _| validate::horizontal_pod_autoscaler(new),
+    ..PLAIN
+};
+
 const PVC: Strategy = Strategy {
     default: defaults::persistent_volume_claim,
     validate_create: validate::persistent_volume_claim,
@@ -998,6 +1005,59 @@ pub static RESOURCES: &[ResourceDef] = &[
         "runtimeclass",
         false,
     ),
+    ResourceDef {
+        short_names: &["hpa"],
+        categories: &["all"],
+        status: true,
+        generation: true,
+        strategy: HPA,
+        ..def(
+            "autoscaling",
+            "v2",
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscaler",
+            true,
+        )
+    },
+    ResourceDef {
+        status: true,
+        ..def(
+            "storage.k8s.io",
+            "v1",
+            "volumeattachments",
+            "VolumeAttachment",
+            "volumeattachment",
+            false,
+        )
+    },
+    def(
+        "storage.k8s.io",
+        "v1",
+        "csinodes",
+        "CSINode",
+        "csinode",
+        false,
+    ),
+    def(
+        "storage.k8s.io",
+        "v1",
+        "csistoragecapacities",
+        "CSIStorageCapacity",
+        "csistoragecapacity",
+        true,
+    ),
+    ResourceDef {
+        short_names: &["vac"],
+        ..def(
+            "storage.k8s.io",
+            "v1",
+            "volumeattributesclasses",
+            "VolumeAttributesClass",
+            "volumeattributesclass",
+            false,
+        )
+    },
 ];
 
 /// The resource served at `group`/`version`/`resource`, if any.
@@ -1096,7 +1156,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 37);
+        assert_eq!(RESOURCES.len(), 42);
         assert!(
             groups()
                 .iter()

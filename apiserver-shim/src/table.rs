@@ -138,6 +138,59 @@ pub static PRINTERS: &[Printer] = &[
     printer(STORAGE, "storageclasses", STORAGECLASS),
     printer(STORAGE, "csidrivers", CSIDRIVER),
     printer("node.k8s.io", "runtimeclasses", RUNTIMECLASS),
+    printer("autoscaling", "horizontalpodautoscalers", HPA),
+    printer(STORAGE, "volumeattachments", VOLUMEATTACHMENT),
+    printer(STORAGE, "csinodes", CSINODE),
+    printer(STORAGE, "csistoragecapacities", CSISTORAGECAPACITY),
+    printer(STORAGE, "volumeattributesclasses", VOLUMEATTRIBUTESCLASS),
+];
+
+/// MaxPods and Replicas are declared `string` and hold integers, as upstream.
+const HPA: &[Column] = &[
+    NAME,
+    col("Reference", "string", D_HPA_REFERENCE, hpa_reference),
+    col("Targets", "string", D_HPA_TARGETS, hpa_targets),
+    col("MinPods", "string", D_HPA_MIN, hpa_min_pods),
+    col("MaxPods", "string", D_HPA_MAX, hpa_max_pods),
+    col("Replicas", "string", D_HPA_REPLICAS, hpa_replicas),
+    AGE,
+];
+
+/// The Attacher column carries the `name` format too, as upstream.
+const VOLUMEATTACHMENT: &[Column] = &[
+    NAME,
+    Column {
+        format: "name",
+        ..col("Attacher", "string", D_VA_ATTACHER, va_attacher)
+    },
+    col("PV", "string", D_VA_PV, va_pv),
+    col("Node", "string", D_VA_NODE, va_node),
+    col("Attached", "boolean", D_VA_ATTACHED, va_attached),
+    AGE,
+];
+
+const CSINODE: &[Column] = &[
+    NAME,
+    col("Drivers", "integer", D_CSINODE_DRIVERS, csinode_drivers),
+    AGE,
+];
+
+/// No Age column, as upstream's.
+const CSISTORAGECAPACITY: &[Column] = &[
+    NAME,
+    col(
+        "StorageClassName",
+        "string",
+        D_CSC_STORAGECLASS,
+        csc_storage_class,
+    ),
+    col("Capacity", "string", D_CSC_CAPACITY, csc_capacity),
+];
+
+const VOLUMEATTRIBUTESCLASS: &[Column] = &[
+    NAME,
+    col("DriverName", "string", D_VAC_DRIVER, vac_driver),
+    AGE,
 ];
 
 const NETWORKING: &str = "networking.k8s.io";
@@ -2216,4 +2269,145 @@ fn pv_volume_mode(pv: &Value, _: Timestamp) -> Value {
 /// A ReplicationController's selector map as `k=v,...` (labels.FormatLabels).
 fn rc_selector(rc: &Value, _: Timestamp) -> Value {
     json!(format_labels(rc.pointer("/spec/selector")))
+}
+
+// ---------------------------------------------------------------------------
+// HorizontalPodAutoscalers (printHorizontalPodAutoscaler, formatHPAMetrics).
+
+fn hpa_reference(hpa: &Value, _: Timestamp) -> Value {
+    json!(format!(
+        "{}/{}",
+        str_at(hpa, "/spec/scaleTargetRef/kind"),
+        str_at(hpa, "/spec/scaleTargetRef/name")
+    ))
+}
+
+/// One `current/target` per metric (the status entry at the same index
+/// gives the current value, else `<unknown>`), two at most then `+ N
+/// more...`; `<none>` without metrics.
+fn hpa_targets(hpa: &Value, _: Timestamp) -> Value {
+    let specs = arr_at(hpa, "/spec/metrics");
+    if specs.is_empty() {
+        return json!("<none>");
+    }
+    let statuses = arr_at(hpa, "/status/currentMetrics");
+    let q = |v: Option<&Value>| v.map(|v| quantity(Some(v)));
+    let list: Vec<String> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let ty = str_at(spec, "/type");
+            let field = match ty {
+                "External" => "external",
+                "Pods" => "pods",
+                "Object" => "object",
+                "Resource" => "resource",
+                "ContainerResource" => "containerResource",
+                _ => return "<unknown type>".to_string(),
+            };
+            let status = statuses
+                .get(i)
+                .and_then(|s| s.get(field))
+                .filter(|s| !s.is_null());
+            let cur = |path: &str| {
+                status
+                    .and_then(|s| q(s.pointer(path)))
+                    .unwrap_or_else(|| "<unknown>".into())
+            };
+            let target = |path: &str| q(spec.pointer(&format!("/{field}/target/{path}")));
+            match ty {
+                "External" | "Object" => match target("averageValue") {
+                    Some(avg) => format!("{}/{avg} (avg)", cur("/current/averageValue")),
+                    None => format!(
+                        "{}/{}",
+                        cur("/current/value"),
+                        target("value").unwrap_or_else(|| "<nil>".into())
+                    ),
+                },
+                "Pods" => format!(
+                    "{}/{}",
+                    cur("/current/averageValue"),
+                    target("averageValue").unwrap_or_else(|| "<nil>".into())
+                ),
+                _ => {
+                    let name = str_at(spec, &format!("/{field}/name"));
+                    match target("averageValue") {
+                        Some(avg) => format!("{name}: {}/{avg}", cur("/current/averageValue")),
+                        None => {
+                            let current = status
+                                .and_then(|s| s.pointer("/current/averageUtilization"))
+                                .and_then(Value::as_i64)
+                                .map_or_else(|| "<unknown>".into(), |u| format!("{u}%"));
+                            let wanted = spec
+                                .pointer(&format!("/{field}/target/averageUtilization"))
+                                .and_then(Value::as_i64)
+                                .map_or_else(|| "<auto>".into(), |u| format!("{u}%"));
+                            format!("{name}: {current}/{wanted}")
+                        }
+                    }
+                }
+            }
+        })
+        .collect();
+    if list.len() > 2 {
+        return json!(format!(
+            "{} + {} more...",
+            list[..2].join(", "),
+            list.len() - 2
+        ));
+    }
+    json!(list.join(", "))
+}
+
+fn hpa_min_pods(hpa: &Value, _: Timestamp) -> Value {
+    match hpa.pointer("/spec/minReplicas").and_then(Value::as_i64) {
+        Some(n) => json!(n.to_string()),
+        None => json!("<unset>"),
+    }
+}
+
+fn hpa_max_pods(hpa: &Value, _: Timestamp) -> Value {
+    json!(int_at(hpa, "/spec/maxReplicas"))
+}
+
+fn hpa_replicas(hpa: &Value, _: Timestamp) -> Value {
+    json!(int_at(hpa, "/status/currentReplicas"))
+}
+
+// ---------------------------------------------------------------------------
+// VolumeAttachments, CSINodes, CSIStorageCapacities, VolumeAttributesClasses.
+
+fn va_attacher(va: &Value, _: Timestamp) -> Value {
+    json!(str_at(va, "/spec/attacher"))
+}
+
+fn va_pv(va: &Value, _: Timestamp) -> Value {
+    json!(str_at(va, "/spec/source/persistentVolumeName"))
+}
+
+fn va_node(va: &Value, _: Timestamp) -> Value {
+    json!(str_at(va, "/spec/nodeName"))
+}
+
+fn va_attached(va: &Value, _: Timestamp) -> Value {
+    json!(bool_at(va, "/status/attached"))
+}
+
+fn csinode_drivers(n: &Value, _: Timestamp) -> Value {
+    json!(arr_at(n, "/spec/drivers").len())
+}
+
+fn csc_storage_class(c: &Value, _: Timestamp) -> Value {
+    json!(str_at(c, "/storageClassName"))
+}
+
+fn csc_capacity(c: &Value, _: Timestamp) -> Value {
+    match c.get("capacity").filter(|v| !v.is_null()) {
+        Some(v) => json!(quantity(Some(v))),
+        None => json!("<unset>"),
+    }
+}
+
+fn vac_driver(c: &Value, _: Timestamp) -> Value {
+    json!(str_at(c, "/driverName"))
 }

@@ -170,8 +170,8 @@ fn ignored_path(p: &serde_ignored::Path<'_>) -> FieldPath {
 /// The k8s-openapi type of a served kind (`None` for a kind without one).
 pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
     use k8s_openapi::api::{
-        apps, batch, coordination, core, discovery, events, networking, node, policy, rbac,
-        scheduling, storage,
+        apps, autoscaling, batch, coordination, core, discovery, events, networking, node, policy,
+        rbac, scheduling, storage,
     };
     Some(match (group, version, kind) {
         ("", "v1", "Namespace") => typed::<core::v1::Namespace>(),
@@ -196,6 +196,17 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
         ("storage.k8s.io", "v1", "StorageClass") => typed::<storage::v1::StorageClass>(),
         ("storage.k8s.io", "v1", "CSIDriver") => typed::<storage::v1::CSIDriver>(),
         ("node.k8s.io", "v1", "RuntimeClass") => typed::<node::v1::RuntimeClass>(),
+        ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
+            typed::<autoscaling::v2::HorizontalPodAutoscaler>()
+        }
+        ("storage.k8s.io", "v1", "VolumeAttachment") => typed::<storage::v1::VolumeAttachment>(),
+        ("storage.k8s.io", "v1", "CSINode") => typed::<storage::v1::CSINode>(),
+        ("storage.k8s.io", "v1", "CSIStorageCapacity") => {
+            typed::<storage::v1::CSIStorageCapacity>()
+        }
+        ("storage.k8s.io", "v1", "VolumeAttributesClass") => {
+            typed::<storage::v1::VolumeAttributesClass>()
+        }
         ("", "v1", "Binding") => typed::<core::v1::Binding>(),
         ("apps", "v1", "Deployment") => typed::<apps::v1::Deployment>(),
         ("apps", "v1", "ReplicaSet") => typed::<apps::v1::ReplicaSet>(),

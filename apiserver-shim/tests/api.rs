@@ -556,6 +556,50 @@ fn kind_cases() -> Vec<KindCase> {
             false,
             json!({"handler": "runc"}),
         ),
+        case(
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+            json!({"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                            "minReplicas": 1, "maxReplicas": 3,
+                            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                                "target": {"type": "Utilization", "averageUtilization": 80}}}]}}),
+        ),
+        case(
+            "storage.k8s.io",
+            "v1",
+            "VolumeAttachment",
+            "volumeattachments",
+            false,
+            json!({"spec": {"attacher": "example.com/disk", "nodeName": "n1",
+                            "source": {"persistentVolumeName": "pv1"}}}),
+        ),
+        case(
+            "storage.k8s.io",
+            "v1",
+            "CSINode",
+            "csinodes",
+            false,
+            json!({"spec": {"drivers": [{"name": "example.com/disk", "nodeID": "n1"}]}}),
+        ),
+        case(
+            "storage.k8s.io",
+            "v1",
+            "CSIStorageCapacity",
+            "csistoragecapacities",
+            true,
+            json!({"storageClassName": "fast", "capacity": "10Gi"}),
+        ),
+        case(
+            "storage.k8s.io",
+            "v1",
+            "VolumeAttributesClass",
+            "volumeattributesclasses",
+            false,
+            json!({"driverName": "example.com/disk", "parameters": {"iops": "3000"}}),
+        ),
     ]
 }
 
@@ -582,7 +626,7 @@ async fn crud_on_every_kind() {
     const NS: &str = "crud";
     create_namespace(&h.client, NS).await;
     let cases = kind_cases();
-    assert_eq!(cases.len(), 37, "every served kind is covered");
+    assert_eq!(cases.len(), 42, "every served kind is covered");
     for c in &cases {
         let what = c.label();
         let ar = c.api_resource();
@@ -2875,6 +2919,7 @@ async fn discovery_finds_every_group_and_kind() {
             set(&[
                 "",
                 "apps",
+                "autoscaling",
                 "batch",
                 "coordination.k8s.io",
                 "discovery.k8s.io",

@@ -633,6 +633,83 @@ pub fn replication_controller(obj: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// `ValidateHorizontalPodAutoscaler` (autoscaling/v2), the main rules:
+/// `minReplicas` at least 1, `maxReplicas` above 0 and not below
+/// `minReplicas`, a scale target kind and name, and each Resource metric
+/// with a name and a target.
+pub fn horizontal_pod_autoscaler(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let min = spec.get("minReplicas").and_then(Value::as_i64);
+    if let Some(m) = min.filter(|m| *m < 1) {
+        errs.push(FieldError::invalid(
+            "spec.minReplicas",
+            &json!(m),
+            "must be greater than or equal to 1",
+        ));
+    }
+    let max = spec.get("maxReplicas").and_then(Value::as_i64).unwrap_or(0);
+    if max < 1 {
+        errs.push(FieldError::invalid(
+            "spec.maxReplicas",
+            &json!(max),
+            "must be greater than 0",
+        ));
+    } else if min.is_some_and(|m| max < m) {
+        errs.push(FieldError::invalid(
+            "spec.maxReplicas",
+            &json!(max),
+            "must be greater than or equal to `minReplicas`",
+        ));
+    }
+    for f in ["kind", "name"] {
+        if str_at(spec.get("scaleTargetRef").unwrap_or(&Value::Null), f).is_empty() {
+            errs.push(FieldError::required(format!("spec.scaleTargetRef.{f}"), ""));
+        }
+    }
+    for (i, m) in arr_at(spec, "metrics").iter().enumerate() {
+        if str_at(m, "type") != "Resource" {
+            continue;
+        }
+        let path = format!("spec.metrics[{i}].resource");
+        let Some(r) = m.get("resource").filter(|r| r.is_object()) else {
+            errs.push(FieldError::required(
+                path,
+                "must populate information for the given metric source",
+            ));
+            continue;
+        };
+        if str_at(r, "name").is_empty() {
+            errs.push(FieldError::required(
+                format!("{path}.name"),
+                "must specify a resource name",
+            ));
+        }
+        let target = r.get("target").unwrap_or(&Value::Null);
+        let utilization = target.get("averageUtilization").filter(|v| !v.is_null());
+        let average = target.get("averageValue").filter(|v| !v.is_null());
+        match (utilization, average) {
+            (None, None) => errs.push(FieldError::required(
+                format!("{path}.target.averageUtilization"),
+                "must set either a target raw value or a target utilization",
+            )),
+            (Some(_), Some(_)) => errs.push(FieldError::forbidden(
+                format!("{path}.target.averageValue"),
+                "may not set both a target raw value and a target utilization",
+            )),
+            _ => {}
+        }
+        if let Some(u) = utilization.and_then(Value::as_i64).filter(|u| *u < 1) {
+            errs.push(FieldError::invalid(
+                format!("{path}.target.averageUtilization"),
+                &json!(u),
+                "must be greater than 0",
+            ));
+        }
+    }
+    errs
+}
+
 /// `ValidateDaemonSet`.
 pub fn daemon_set(obj: &Value) -> Vec<FieldError> {
     workload(obj, DAEMON_SET)

@@ -321,6 +321,55 @@ pub fn replica_set(obj: &mut Value) {
     template_of(spec);
 }
 
+/// autoscaling/v2 `SetDefaults_HorizontalPodAutoscaler`: minReplicas 1; no
+/// metrics means CPU utilisation 80 %; a behavior given gets each unset
+/// field of its scaleUp (window 0, `Max`, 4 pods or 100 % per 15 s) and
+/// scaleDown (`Max`, 100 % per 15 s; no window) rules.
+pub fn horizontal_pod_autoscaler(obj: &mut Value) {
+    let Some(spec) = spec_of(obj) else { return };
+    default_val(spec, "minReplicas", json!(1));
+    if spec
+        .get("metrics")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        spec.insert(
+            "metrics".into(),
+            json!([{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+        );
+    }
+    if spec.get("behavior").is_none_or(Value::is_null) {
+        return;
+    }
+    let Some(behavior) = obj_at(spec, "behavior") else {
+        return;
+    };
+    let rules = [
+        (
+            "scaleUp",
+            Some(0),
+            json!([{"type": "Pods", "value": 4, "periodSeconds": 15},
+                   {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        ),
+        (
+            "scaleDown",
+            None,
+            json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        ),
+    ];
+    for (name, window, policies) in rules {
+        let Some(r) = obj_at(behavior, name) else {
+            continue;
+        };
+        if let Some(w) = window {
+            default_val(r, "stabilizationWindowSeconds", json!(w));
+        }
+        default_val(r, "selectPolicy", json!("Max"));
+        default_val(r, "policies", policies);
+    }
+}
+
 /// core/v1 `SetDefaults_ReplicationController`: an empty selector and
 /// empty labels become the template's labels, replicas 1, and the
 /// template's pod defaults.

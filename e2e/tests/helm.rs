@@ -153,3 +153,98 @@ async fn helm_install_upgrade_uninstall() {
         .expect_ok()
         .expect_stdout_lacks(&["rel-config", "rel-web", "sh.helm.release"]);
 }
+
+/// The kinds charts ship beside workloads, in one chart.
+const PLATFORM_OBJECTS: &str = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: {{ .Release.Name }}-web}
+spec:
+  rules:
+  - host: web.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: {{ .Release.Name }}-web, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: {{ .Release.Name }}-web}
+spec:
+  podSelector: {matchLabels: {app: {{ .Release.Name }}}}
+  policyTypes: [Ingress]
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: {{ .Release.Name }}-high}
+value: 1000
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: {{ .Release.Name }}-web}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: {{ .Release.Name }}}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: {{ .Release.Name }}-web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: {{ .Release.Name }}-web}
+  maxReplicas: 3
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: {{ .Release.Name }}-fast}
+provisioner: example.com/disk
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_installs_ingress_network_policy_priority_class_pdb_hpa_and_storage_class() {
+    let c = TestCluster::start().await;
+    let chart = c.work_dir.join("platform");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: platform\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(chart.join("templates/deployment.yaml"), DEPLOYMENT).unwrap();
+    std::fs::write(chart.join("templates/platform.yaml"), PLATFORM_OBJECTS).unwrap();
+    std::fs::write(chart.join("values.yaml"), VALUES_YAML).unwrap();
+    let chart = chart.to_str().unwrap();
+    helm(&c, &["install", "p", chart, "-n", "default"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["STATUS: deployed"]);
+    for (what, name) in [
+        ("ingress", "p-web"),
+        ("networkpolicy", "p-web"),
+        ("priorityclass", "p-high"),
+        ("pdb", "p-web"),
+        ("hpa", "p-web"),
+        ("storageclass", "p-fast"),
+    ] {
+        c.kubectl(&["get", what, name]).await.expect_ok();
+    }
+    // The HPA was defaulted as kube-apiserver does: one replica at least,
+    // CPU at 80 %.
+    assert_eq!(
+        jsonpath(
+            &c,
+            &["hpa", "p-web"],
+            "{.spec.minReplicas} {.spec.metrics[0].resource.name} {.spec.metrics[0].resource.target.averageUtilization}"
+        )
+        .await,
+        "1 cpu 80"
+    );
+    c.kubectl(&["get", "hpa", "p-web"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["REFERENCE", "Deployment/p-web", "cpu: <unknown>/80%"]);
+    helm(&c, &["uninstall", "p", "-n", "default"])
+        .await
+        .expect_ok();
+    c.kubectl(&["get", "storageclass", "p-fast"])
+        .await
+        .expect_err_contains("NotFound");
+    c.shutdown().await;
+}

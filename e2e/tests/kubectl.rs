@@ -1721,6 +1721,24 @@ async fn priority_classes_ingresses_network_policies_and_storage_classes() {
         .await
         .expect_err_contains("priorityclasses.scheduling.k8s.io \"system-node-critical\" is forbidden: this is a system priority class and cannot be deleted");
 
+    // kubectl autoscale sends an autoscaling/v2 HPA (protobuf).
+    c.kubectl(&["create", "deployment", "web", "--image=nginx"])
+        .await
+        .expect_ok();
+    c.kubectl(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=2",
+        "--max=5",
+        "--cpu=70%",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&["get", "hpa", "web"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["Deployment/web", "cpu: <unknown>/70%", "2", "5"]);
     c.kubectl(&[
         "create",
         "ingress",

@@ -316,16 +316,15 @@ async fn create_rbac_quota_and_disruption_budget() {
 #[tokio::test]
 async fn unserved_kinds_fail_cleanly() {
     let c = TestCluster::start().await;
-    // HorizontalPodAutoscalers are not served yet.
-    c.kubectl(&["create", "deployment", "web", "--image=nginx"])
+    // CertificateSigningRequests are not served yet.
+    c.kubectl(&["certificate", "approve", "nope"])
         .await
-        .expect_ok();
-    c.kubectl(&["autoscale", "deployment", "web", "--max=3", "--cpu=80%"])
+        .expect_err_contains(
+            "the server doesn't have a resource type \"certificatesigningrequests\"",
+        );
+    c.kubectl(&["get", "csr"])
         .await
-        .expect_err_contains("the server could not find the requested resource");
-    c.kubectl(&["get", "hpa"])
-        .await
-        .expect_err_contains("the server doesn't have a resource type \"hpa\"");
+        .expect_err_contains("the server doesn't have a resource type \"csr\"");
     c.shutdown().await;
 }
 

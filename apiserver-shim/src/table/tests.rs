@@ -94,9 +94,15 @@ fn every_resource_has_a_printer_with_a_cell_per_column() {
             "{}",
             d.resource
         );
+        // VolumeAttachment's Attacher column has the name format too.
+        let names = if d.resource == "volumeattachments" {
+            2
+        } else {
+            1
+        };
         assert_eq!(
             defs.iter().filter(|c| c["format"] == "name").count(),
-            1,
+            names,
             "{}",
             d.resource
         );
@@ -1109,5 +1115,66 @@ fn networking_scheduling_storage_and_node_kinds_print_as_kubectl_shows_them() {
             "60m",
             "Filesystem"
         ])
+    );
+}
+
+#[test]
+fn autoscalers_and_storage_kinds_print_as_kubectl_shows_them() {
+    let h = |g, r| headers(g, r, false).join(" ");
+    assert_eq!(
+        h("autoscaling", "horizontalpodautoscalers"),
+        "NAME REFERENCE TARGETS MINPODS MAXPODS REPLICAS AGE"
+    );
+    assert_eq!(
+        h("storage.k8s.io", "volumeattachments"),
+        "NAME ATTACHER PV NODE ATTACHED AGE"
+    );
+    assert_eq!(h("storage.k8s.io", "csinodes"), "NAME DRIVERS AGE");
+    assert_eq!(
+        h("storage.k8s.io", "csistoragecapacities"),
+        "NAME STORAGECLASSNAME CAPACITY"
+    );
+    assert_eq!(
+        h("storage.k8s.io", "volumeattributesclasses"),
+        "NAME DRIVERNAME AGE"
+    );
+    let hpa = json!({"metadata": {"name": "web", "creationTimestamp": CREATED},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "minReplicas": 1, "maxReplicas": 5,
+                 "metrics": [
+                     {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}},
+                     {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "500Mi"}}},
+                     {"type": "Pods", "pods": {"metric": {"name": "qps"}, "target": {"type": "AverageValue", "averageValue": "10"}}}]},
+        "status": {"currentReplicas": 2, "currentMetrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 50, "averageValue": "100m"}}}]}});
+    assert_eq!(
+        cells("autoscaling", "horizontalpodautoscalers", hpa),
+        json!([
+            "web",
+            "Deployment/web",
+            "cpu: 50%/80%, memory: <unknown>/500Mi + 1 more...",
+            "1",
+            5,
+            2,
+            "60m"
+        ])
+    );
+    let bare = json!({"metadata": {"name": "x", "creationTimestamp": CREATED},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "x"}, "maxReplicas": 3}});
+    assert_eq!(
+        cells("autoscaling", "horizontalpodautoscalers", bare),
+        json!(["x", "Deployment/x", "<none>", "<unset>", 3, 0, "60m"])
+    );
+    let va = json!({"metadata": {"name": "va", "creationTimestamp": CREATED},
+        "spec": {"attacher": "example.com/disk", "nodeName": "n1", "source": {"persistentVolumeName": "pv1"}},
+        "status": {"attached": true}});
+    assert_eq!(
+        cells("storage.k8s.io", "volumeattachments", va),
+        json!(["va", "example.com/disk", "pv1", "n1", true, "60m"])
+    );
+    let csc = json!({"metadata": {"name": "c", "creationTimestamp": CREATED}, "storageClassName": "fast"});
+    assert_eq!(
+        cells("storage.k8s.io", "csistoragecapacities", csc),
+        json!(["c", "fast", "<unset>"])
     );
 }
