@@ -9,6 +9,7 @@ the Kubernetes version vkube serves (v1.34: tag v0.34.0 of both), read from
 two local checkouts:
 
     python3 scripts/gen-gojson-table.py API_CHECKOUT APIMACHINERY_CHECKOUT [TAG]
+    cargo fmt --all
 
 Each checkout is a git repository of that module; TAG (default v0.34.0) is
 read with `git show`, so the checkouts may be at any commit. The output is

@@ -94,13 +94,17 @@ fn parse_cidr(s: &str) -> Result<vkube_core::service::ServiceCidr, String> {
     vkube_core::service::ServiceCidr::parse(s)
 }
 
-/// Logs to stderr at `default` level unless `VKUBE_LOG` says otherwise.
+/// Logs to stderr at `default` level unless `VKUBE_LOG` says otherwise,
+/// coloured only when stderr is a terminal (`kubectl logs` of the vkube pod
+/// and log pipelines get plain text).
 fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("VKUBE_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -64,9 +64,17 @@ async fn server_publishes_its_kubeconfig_secret_owned_by_the_statefulset() {
         .arg(data.path())
         .env("POD_NAMESPACE", "tenants")
         .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("starting vkube server");
+    // Its log, read while it runs (a full pipe would stall it).
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let log = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut buf).await;
+        buf
+    });
 
     // Poll for the Secret (generous bound; not a timing assertion).
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -138,5 +146,13 @@ async fn server_publishes_its_kubeconfig_secret_owned_by_the_statefulset() {
         .expect("vkube server did not stop after SIGTERM")
         .unwrap();
     assert!(status.success(), "exit status {status}");
+    // Logs to a pipe are plain text: no ANSI colour codes.
+    let log = log.await.unwrap();
+    assert!(!log.is_empty(), "vkube server logged nothing");
+    assert!(
+        !log.contains(&0x1b),
+        "escape codes in the log: {}",
+        String::from_utf8_lossy(&log)
+    );
     host.shutdown().await;
 }
