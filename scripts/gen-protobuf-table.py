@@ -45,6 +45,7 @@ GROUPS = {
     "api.events.v1": "events.k8s.io",
     "api.authentication.v1": "authentication.k8s.io",
     "api.autoscaling.v2": "autoscaling",
+    "api.admissionregistration.v1": "admissionregistration.k8s.io",
     "api.networking.v1": "networking.k8s.io",
     "api.scheduling.v1": "scheduling.k8s.io",
     "api.storage.v1": "storage.k8s.io",
@@ -152,6 +153,15 @@ autoscaling.v2.HPAScalingRules.stabilizationWindowSeconds autoscaling.v2.HPAScal
 autoscaling.v2.HorizontalPodAutoscalerSpec.minReplicas
 autoscaling.v2.HorizontalPodAutoscalerStatus.observedGeneration
 autoscaling.v2.MetricTarget.averageUtilization autoscaling.v2.MetricValueStatus.averageUtilization
+admissionregistration.v1.MatchResources.matchPolicy admissionregistration.v1.MutatingWebhook.failurePolicy
+admissionregistration.v1.MutatingWebhook.matchPolicy admissionregistration.v1.MutatingWebhook.sideEffects
+admissionregistration.v1.MutatingWebhook.timeoutSeconds admissionregistration.v1.MutatingWebhook.reinvocationPolicy
+admissionregistration.v1.ParamRef.parameterNotFoundAction admissionregistration.v1.Rule.scope
+admissionregistration.v1.ServiceReference.path admissionregistration.v1.ServiceReference.port
+admissionregistration.v1.ValidatingAdmissionPolicySpec.failurePolicy
+admissionregistration.v1.ValidatingWebhook.failurePolicy admissionregistration.v1.ValidatingWebhook.matchPolicy
+admissionregistration.v1.ValidatingWebhook.sideEffects admissionregistration.v1.ValidatingWebhook.timeoutSeconds
+admissionregistration.v1.Validation.reason admissionregistration.v1.WebhookClientConfig.url
 """.split()
 
 SCALARS = {"string": "Str", "bytes": "Bytes", "int32": "I32", "int64": "I64", "bool": "Bool"}

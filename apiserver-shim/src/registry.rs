@@ -587,6 +587,9 @@ const fn count(name: &'static str) -> SelectableField {
     }
 }
 
+/// The admission configuration group.
+const ADMISSION: &str = "admissionregistration.k8s.io";
+
 /// `EventToSelectableFields`; `source` is `source.component`.
 const EVENT_FIELDS: &[SelectableField] = &[
     text("involvedObject.kind"),
@@ -1047,6 +1050,45 @@ pub static RESOURCES: &[ResourceDef] = &[
         "csistoragecapacity",
         true,
     ),
+    def(
+        ADMISSION,
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfiguration",
+        false,
+    ),
+    def(
+        ADMISSION,
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfiguration",
+        false,
+    ),
+    ResourceDef {
+        status: true,
+        generation: true,
+        ..def(
+            ADMISSION,
+            "v1",
+            "validatingadmissionpolicies",
+            "ValidatingAdmissionPolicy",
+            "validatingadmissionpolicy",
+            false,
+        )
+    },
+    ResourceDef {
+        generation: true,
+        ..def(
+            ADMISSION,
+            "v1",
+            "validatingadmissionpolicybindings",
+            "ValidatingAdmissionPolicyBinding",
+            "validatingadmissionpolicybinding",
+            false,
+        )
+    },
     ResourceDef {
         short_names: &["vac"],
         ..def(
@@ -1156,7 +1198,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 42);
+        assert_eq!(RESOURCES.len(), 46);
         assert!(
             groups()
                 .iter()

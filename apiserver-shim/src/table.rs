@@ -143,6 +143,44 @@ pub static PRINTERS: &[Printer] = &[
     printer(STORAGE, "csinodes", CSINODE),
     printer(STORAGE, "csistoragecapacities", CSISTORAGECAPACITY),
     printer(STORAGE, "volumeattributesclasses", VOLUMEATTRIBUTESCLASS),
+    printer(
+        ADMISSION,
+        "mutatingwebhookconfigurations",
+        WEBHOOKCONFIGURATION,
+    ),
+    printer(
+        ADMISSION,
+        "validatingwebhookconfigurations",
+        WEBHOOKCONFIGURATION,
+    ),
+    printer(ADMISSION, "validatingadmissionpolicies", ADMISSIONPOLICY),
+    printer(
+        ADMISSION,
+        "validatingadmissionpolicybindings",
+        ADMISSIONPOLICYBINDING,
+    ),
+];
+
+const ADMISSION: &str = "admissionregistration.k8s.io";
+
+const WEBHOOKCONFIGURATION: &[Column] = &[
+    NAME,
+    col("Webhooks", "integer", D_WEBHOOKS, webhook_count),
+    AGE,
+];
+
+const ADMISSIONPOLICY: &[Column] = &[
+    NAME,
+    col("Validations", "integer", D_VAP_VALIDATIONS, vap_validations),
+    col("ParamKind", "string", D_VAP_PARAMKIND, vap_param_kind),
+    AGE,
+];
+
+const ADMISSIONPOLICYBINDING: &[Column] = &[
+    NAME,
+    col("PolicyName", "string", D_VAPB_POLICY, vapb_policy),
+    col("ParamRef", "string", D_VAPB_PARAMREF, vapb_param_ref),
+    AGE,
 ];
 
 /// MaxPods and Replicas are declared `string` and hold integers, as upstream.
@@ -2410,4 +2448,80 @@ fn csc_capacity(c: &Value, _: Timestamp) -> Value {
 
 fn vac_driver(c: &Value, _: Timestamp) -> Value {
     json!(str_at(c, "/driverName"))
+}
+
+// ---------------------------------------------------------------------------
+// Admission configuration (admissionregistration.k8s.io).
+
+fn webhook_count(c: &Value, _: Timestamp) -> Value {
+    json!(arr_at(c, "/webhooks").len())
+}
+
+fn vap_validations(p: &Value, _: Timestamp) -> Value {
+    json!(arr_at(p, "/spec/validations").len())
+}
+
+/// `apiVersion/kind` of the parameter kind, `<unset>` without.
+fn vap_param_kind(p: &Value, _: Timestamp) -> Value {
+    match p.pointer("/spec/paramKind").filter(|k| k.is_object()) {
+        Some(k) => json!(format!(
+            "{}/{}",
+            str_at(k, "/apiVersion"),
+            str_at(k, "/kind")
+        )),
+        None => json!("<unset>"),
+    }
+}
+
+fn vapb_policy(b: &Value, _: Timestamp) -> Value {
+    json!(str_at(b, "/spec/policyName"))
+}
+
+/// `namespace/name` (`*/name` without a namespace) of the parameter, the
+/// selector as its Go value prints otherwise, `<unset>` without.
+fn vapb_param_ref(b: &Value, _: Timestamp) -> Value {
+    let Some(r) = b.pointer("/spec/paramRef").filter(|r| r.is_object()) else {
+        return json!("<unset>");
+    };
+    let (name, ns) = (str_at(r, "/name"), str_at(r, "/namespace"));
+    if !name.is_empty() {
+        return json!(if ns.is_empty() {
+            format!("*/{name}")
+        } else {
+            format!("{ns}/{name}")
+        });
+    }
+    let Some(sel) = r.get("selector").filter(|s| s.is_object()) else {
+        return json!("<unset>");
+    };
+    // gogo-protobuf's String() of a *metav1.LabelSelector.
+    let labels: Vec<String> = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}: {},", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let exprs: Vec<String> = arr_at(sel, "/matchExpressions")
+        .iter()
+        .map(|e| {
+            let values: Vec<&str> = arr_at(e, "/values")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            format!(
+                "LabelSelectorRequirement{{Key:{},Operator:{},Values:[{}],}}",
+                str_at(e, "/key"),
+                str_at(e, "/operator"),
+                values.join(" ")
+            )
+        })
+        .collect();
+    json!(format!(
+        "&LabelSelector{{MatchLabels:map[string]string{{{}}},MatchExpressions:[]LabelSelectorRequirement{{{}}},}}",
+        labels.join(""),
+        exprs.join(",")
+    ))
 }

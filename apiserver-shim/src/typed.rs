@@ -170,8 +170,8 @@ fn ignored_path(p: &serde_ignored::Path<'_>) -> FieldPath {
 /// The k8s-openapi type of a served kind (`None` for a kind without one).
 pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
     use k8s_openapi::api::{
-        apps, autoscaling, batch, coordination, core, discovery, events, networking, node, policy,
-        rbac, scheduling, storage,
+        admissionregistration, apps, autoscaling, batch, coordination, core, discovery, events,
+        networking, node, policy, rbac, scheduling, storage,
     };
     Some(match (group, version, kind) {
         ("", "v1", "Namespace") => typed::<core::v1::Namespace>(),
@@ -206,6 +206,18 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
         }
         ("storage.k8s.io", "v1", "VolumeAttributesClass") => {
             typed::<storage::v1::VolumeAttributesClass>()
+        }
+        ("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration") => {
+            typed::<admissionregistration::v1::MutatingWebhookConfiguration>()
+        }
+        ("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration") => {
+            typed::<admissionregistration::v1::ValidatingWebhookConfiguration>()
+        }
+        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy") => {
+            typed::<admissionregistration::v1::ValidatingAdmissionPolicy>()
+        }
+        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding") => {
+            typed::<admissionregistration::v1::ValidatingAdmissionPolicyBinding>()
         }
         ("", "v1", "Binding") => typed::<core::v1::Binding>(),
         ("apps", "v1", "Deployment") => typed::<apps::v1::Deployment>(),

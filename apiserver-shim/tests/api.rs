@@ -593,6 +593,45 @@ fn kind_cases() -> Vec<KindCase> {
             json!({"storageClassName": "fast", "capacity": "10Gi"}),
         ),
         case(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+            false,
+            json!({"webhooks": [{"name": "defaults.example.com", "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": {"url": "https://hooks.example.com/mutate"}}]}),
+        ),
+        case(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            false,
+            json!({"webhooks": [{"name": "checks.example.com", "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": {"service": {"namespace": "default", "name": "hooks"}}}]}),
+        ),
+        case(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicy",
+            "validatingadmissionpolicies",
+            false,
+            json!({"spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"],
+                "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["deployments"]}]},
+                "validations": [{"expression": "object.spec.replicas <= 5"}]}}),
+        ),
+        case(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicyBinding",
+            "validatingadmissionpolicybindings",
+            false,
+            json!({"spec": {"policyName": "crud-validatingadmissionpolicies",
+                            "validationActions": ["Deny"]}}),
+        ),
+        case(
             "storage.k8s.io",
             "v1",
             "VolumeAttributesClass",
@@ -626,7 +665,7 @@ async fn crud_on_every_kind() {
     const NS: &str = "crud";
     create_namespace(&h.client, NS).await;
     let cases = kind_cases();
-    assert_eq!(cases.len(), 42, "every served kind is covered");
+    assert_eq!(cases.len(), 46, "every served kind is covered");
     for c in &cases {
         let what = c.label();
         let ar = c.api_resource();
@@ -2918,6 +2957,7 @@ async fn discovery_finds_every_group_and_kind() {
             groups,
             set(&[
                 "",
+                "admissionregistration.k8s.io",
                 "apps",
                 "autoscaling",
                 "batch",

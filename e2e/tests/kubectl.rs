@@ -1775,6 +1775,15 @@ apiVersion: networking.k8s.io/v1
 kind: IngressClass
 metadata: {name: nginx}
 spec: {controller: k8s.io/ingress-nginx}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: checks}
+webhooks:
+- name: checks.example.com
+  sideEffects: None
+  admissionReviewVersions: [v1]
+  clientConfig: {url: "https://hooks.example.com/validate"}
 "#,
     )
     .await;
@@ -1792,6 +1801,10 @@ spec: {controller: k8s.io/ingress-nginx}
             "Immediate",
             "true",
         ]);
+    c.kubectl(&["get", "validatingwebhookconfigurations"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["WEBHOOKS", "checks", "1"]);
     c.kubectl(&["get", "ingressclass", "nginx"])
         .await
         .expect_ok()

@@ -130,3 +130,13 @@ pub const D_CSINODE_DRIVERS: &str =
 pub const D_CSC_STORAGECLASS: &str = "storageClassName represents the name of the StorageClass that the reported capacity applies to. It must meet the same requirements as the name of a StorageClass object (non-empty, DNS subdomain). If that object no longer exists, the CSIStorageCapacity object is obsolete and should be removed by its creator. This field is immutable.";
 pub const D_CSC_CAPACITY: &str = "capacity is the value reported by the CSI driver in its GetCapacityResponse for a GetCapacityRequest with topology and parameters that match the previous fields.\n\nThe semantic is currently (CSI spec 1.2) defined as: The available capacity, in bytes, of the storage that can be used to provision volumes. If not set, that information is currently unavailable.";
 pub const D_VAC_DRIVER: &str = "Name of the CSI driver This field is immutable.";
+pub const D_WEBHOOKS: &str =
+    "Webhooks indicates the number of webhooks registered in this configuration";
+pub const D_VAP_VALIDATIONS: &str =
+    "Validations indicates the number of validation rules defined in this configuration";
+pub const D_VAP_PARAMKIND: &str =
+    "ParamKind specifies the kind of resources used to parameterize this policy";
+pub const D_VAPB_POLICY: &str =
+    "PolicyName indicates the policy definition which the policy binding binded to";
+pub const D_VAPB_PARAMREF: &str =
+    "ParamRef indicates the param resource which sets the configration param";

@@ -1178,3 +1178,68 @@ fn autoscalers_and_storage_kinds_print_as_kubectl_shows_them() {
         json!(["c", "fast", "<unset>"])
     );
 }
+
+#[test]
+fn admission_configuration_prints_as_kubectl_shows_it() {
+    let h = |r| headers("admissionregistration.k8s.io", r, false).join(" ");
+    assert_eq!(h("mutatingwebhookconfigurations"), "NAME WEBHOOKS AGE");
+    assert_eq!(h("validatingwebhookconfigurations"), "NAME WEBHOOKS AGE");
+    assert_eq!(
+        h("validatingadmissionpolicies"),
+        "NAME VALIDATIONS PARAMKIND AGE"
+    );
+    assert_eq!(
+        h("validatingadmissionpolicybindings"),
+        "NAME POLICYNAME PARAMREF AGE"
+    );
+    let g = "admissionregistration.k8s.io";
+    let hooks =
+        json!({"metadata": {"name": "w", "creationTimestamp": CREATED}, "webhooks": [{}, {}]});
+    assert_eq!(
+        cells(g, "validatingwebhookconfigurations", hooks),
+        json!(["w", 2, "60m"])
+    );
+    let vap = json!({"metadata": {"name": "p", "creationTimestamp": CREATED},
+        "spec": {"paramKind": {"apiVersion": "v1", "kind": "ConfigMap"}, "validations": [{}]}});
+    assert_eq!(
+        cells(g, "validatingadmissionpolicies", vap),
+        json!(["p", 1, "v1/ConfigMap", "60m"])
+    );
+    let b = |param: Value| {
+        json!({"metadata": {"name": "b", "creationTimestamp": CREATED},
+        "spec": {"policyName": "p", "paramRef": param}})
+    };
+    assert_eq!(
+        cells(
+            g,
+            "validatingadmissionpolicybindings",
+            b(json!({"name": "cfg", "namespace": "ns"}))
+        ),
+        json!(["b", "p", "ns/cfg", "60m"])
+    );
+    assert_eq!(
+        cells(
+            g,
+            "validatingadmissionpolicybindings",
+            b(json!({"name": "cfg"}))
+        ),
+        json!(["b", "p", "*/cfg", "60m"])
+    );
+    assert_eq!(
+        cells(
+            g,
+            "validatingadmissionpolicybindings",
+            b(json!({"selector": {"matchLabels": {"a": "b"}}}))
+        ),
+        json!([
+            "b",
+            "p",
+            "&LabelSelector{MatchLabels:map[string]string{a: b,},MatchExpressions:[]LabelSelectorRequirement{},}",
+            "60m"
+        ])
+    );
+    assert_eq!(
+        cells(g, "validatingadmissionpolicybindings", b(Value::Null)),
+        json!(["b", "p", "<unset>", "60m"])
+    );
+}
