@@ -2,7 +2,8 @@
 //! `kube-system`, `kube-public`, `kube-node-lease`, and the `default/kubernetes`
 //! Service with its Endpoints pointing at this server (as kube-apiserver's
 //! bootstrap controller maintains them), and the PriorityClasses
-//! `system-node-critical` and `system-cluster-critical`. Each of those namespaces also gets
+//! `system-node-critical` and `system-cluster-critical`, and a local
+//! APIService per served group version. Each of those namespaces also gets
 //! its `default` ServiceAccount ([`ensure_default_service_accounts`]).
 
 use crate::error::ApiResult;
@@ -26,6 +27,73 @@ pub fn kubernetes_service_ip(api: &Api) -> String {
 
 fn def(group: &str, resource: &str) -> &'static ResourceDef {
     registry::lookup(group, "v1", resource).expect("built-in resource")
+}
+
+/// kube-apiserver's `apiVersionPriorities` (group, version,
+/// groupPriorityMinimum, versionPriority) for the group versions it serves
+/// itself; kubectl orders its discovery by them.
+const API_VERSION_PRIORITIES: &[(&str, &str, i64, i64)] = &[
+    ("", "v1", 18000, 1),
+    ("apps", "v1", 17800, 15),
+    ("events.k8s.io", "v1", 17750, 15),
+    ("authentication.k8s.io", "v1", 17700, 15),
+    ("authorization.k8s.io", "v1", 17600, 15),
+    ("autoscaling", "v1", 17500, 15),
+    ("autoscaling", "v2", 17500, 30),
+    ("batch", "v1", 17400, 15),
+    ("certificates.k8s.io", "v1", 17300, 15),
+    ("networking.k8s.io", "v1", 17200, 15),
+    ("policy", "v1", 17100, 15),
+    ("rbac.authorization.k8s.io", "v1", 17000, 15),
+    ("storage.k8s.io", "v1", 16800, 15),
+    ("admissionregistration.k8s.io", "v1", 16700, 15),
+    ("apiextensions.k8s.io", "v1", 16700, 15),
+    ("scheduling.k8s.io", "v1", 16600, 15),
+    ("coordination.k8s.io", "v1", 16500, 15),
+    ("node.k8s.io", "v1", 16300, 15),
+    ("discovery.k8s.io", "v1", 16200, 15),
+    ("resource.k8s.io", "v1", 16200, 21),
+    ("flowcontrol.apiserver.k8s.io", "v1", 16100, 21),
+];
+
+/// The local APIService (`v1.apps`, `v1.` for core) of every group version
+/// this server serves that kube-apiserver lists one for, as its
+/// autoregister controller creates them: no `service`, the priorities of
+/// [`API_VERSION_PRIORITIES`], label `kube-aggregator.kubernetes.io/automanaged:
+/// onstart`, and the condition the aggregator's local availability
+/// controller sets (`Available=True`, reason `Local`).
+async fn ensure_local_api_services(api: &Arc<Api>) -> ApiResult<()> {
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| jiff::Timestamp::now());
+    for (group, version, group_min, version_priority) in API_VERSION_PRIORITIES {
+        let served = registry::RESOURCES
+            .iter()
+            .any(|d| d.group == *group && d.version == *version);
+        if !served {
+            continue;
+        }
+        let mut spec = json!({"version": version, "groupPriorityMinimum": group_min,
+                              "versionPriority": version_priority});
+        if !group.is_empty() {
+            spec["group"] = json!(group);
+        }
+        create_if_absent(
+            api,
+            target(def("apiregistration.k8s.io", "apiservices"), None),
+            json!({
+                "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                "metadata": {"name": format!("{version}.{group}"),
+                             "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+                "spec": spec,
+                "status": {"conditions": [{"type": "Available", "status": "True",
+                    "lastTransitionTime": now.to_string(), "reason": "Local",
+                    "message": "Local APIServices are always available"}]},
+            }),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn target(def: &'static ResourceDef, namespace: Option<&str>) -> Target {
@@ -114,6 +182,7 @@ pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> 
         )
         .await?;
     }
+    ensure_local_api_services(api).await?;
     let ip = kubernetes_service_ip(api);
     create_if_absent(
         api,

@@ -1090,6 +1090,21 @@ pub static RESOURCES: &[ResourceDef] = &[
         )
     },
     ResourceDef {
+        status: true,
+        // The local APIServices are created with their Available condition.
+        status_on_create: true,
+        // `<version>.<group>`: the core one is `v1.`.
+        name_rule: NameRule::PathSegment,
+        ..def(
+            "apiregistration.k8s.io",
+            "v1",
+            "apiservices",
+            "APIService",
+            "apiservice",
+            false,
+        )
+    },
+    ResourceDef {
         short_names: &["vac"],
         ..def(
             "storage.k8s.io",
@@ -1198,7 +1213,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 46);
+        assert_eq!(RESOURCES.len(), 47);
         assert!(
             groups()
                 .iter()

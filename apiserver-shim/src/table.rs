@@ -143,6 +143,7 @@ pub static PRINTERS: &[Printer] = &[
     printer(STORAGE, "csinodes", CSINODE),
     printer(STORAGE, "csistoragecapacities", CSISTORAGECAPACITY),
     printer(STORAGE, "volumeattributesclasses", VOLUMEATTRIBUTESCLASS),
+    printer("apiregistration.k8s.io", "apiservices", APISERVICE),
     printer(
         ADMISSION,
         "mutatingwebhookconfigurations",
@@ -162,6 +163,24 @@ pub static PRINTERS: &[Printer] = &[
 ];
 
 const ADMISSION: &str = "admissionregistration.k8s.io";
+
+/// kube-aggregator's APIService table.
+const APISERVICE: &[Column] = &[
+    NAME,
+    col(
+        "Service",
+        "string",
+        D_APISERVICE_SERVICE,
+        apiservice_service,
+    ),
+    col(
+        "Available",
+        "string",
+        D_APISERVICE_AVAILABLE,
+        apiservice_available,
+    ),
+    AGE,
+];
 
 const WEBHOOKCONFIGURATION: &[Column] = &[
     NAME,
@@ -2524,4 +2543,36 @@ fn vapb_param_ref(b: &Value, _: Timestamp) -> Value {
         labels.join(""),
         exprs.join(",")
     ))
+}
+
+// ---------------------------------------------------------------------------
+// APIServices (kube-aggregator's ConvertToTable).
+
+/// `Local` without a service, else `namespace/name`.
+fn apiservice_service(a: &Value, _: Timestamp) -> Value {
+    match a.pointer("/spec/service").filter(|s| s.is_object()) {
+        Some(s) => json!(format!(
+            "{}/{}",
+            str_at(s, "/namespace"),
+            str_at(s, "/name")
+        )),
+        None => json!("Local"),
+    }
+}
+
+/// The Available condition's status, with its reason when not True;
+/// `Unknown` without one.
+fn apiservice_available(a: &Value, _: Timestamp) -> Value {
+    let Some(c) = arr_at(a, "/status/conditions")
+        .iter()
+        .find(|c| str_at(c, "/type") == "Available")
+    else {
+        return json!("Unknown");
+    };
+    let (status, reason) = (str_at(c, "/status"), str_at(c, "/reason"));
+    if status == "True" || reason.is_empty() {
+        json!(status)
+    } else {
+        json!(format!("{status} ({reason})"))
+    }
 }

@@ -207,6 +207,9 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
         ("storage.k8s.io", "v1", "VolumeAttributesClass") => {
             typed::<storage::v1::VolumeAttributesClass>()
         }
+        ("apiregistration.k8s.io", "v1", "APIService") => {
+            typed::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>()
+        }
         ("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration") => {
             typed::<admissionregistration::v1::MutatingWebhookConfiguration>()
         }

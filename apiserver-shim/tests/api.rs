@@ -593,6 +593,15 @@ fn kind_cases() -> Vec<KindCase> {
             json!({"storageClassName": "fast", "capacity": "10Gi"}),
         ),
         case(
+            "apiregistration.k8s.io",
+            "v1",
+            "APIService",
+            "apiservices",
+            false,
+            json!({"spec": {"group": "example.com", "version": "v1", "groupPriorityMinimum": 1000,
+                            "versionPriority": 15, "service": {"namespace": "default", "name": "ext"}}}),
+        ),
+        case(
             "admissionregistration.k8s.io",
             "v1",
             "MutatingWebhookConfiguration",
@@ -665,7 +674,7 @@ async fn crud_on_every_kind() {
     const NS: &str = "crud";
     create_namespace(&h.client, NS).await;
     let cases = kind_cases();
-    assert_eq!(cases.len(), 46, "every served kind is covered");
+    assert_eq!(cases.len(), 47, "every served kind is covered");
     for c in &cases {
         let what = c.label();
         let ar = c.api_resource();
@@ -2958,6 +2967,7 @@ async fn discovery_finds_every_group_and_kind() {
             set(&[
                 "",
                 "admissionregistration.k8s.io",
+                "apiregistration.k8s.io",
                 "apps",
                 "autoscaling",
                 "batch",

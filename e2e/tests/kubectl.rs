@@ -1801,6 +1801,17 @@ webhooks:
             "Immediate",
             "true",
         ]);
+    // The local APIServices kube-apiserver lists for its group versions.
+    let services = c.kubectl(&["get", "apiservices"]).await.expect_ok();
+    for name in ["v1.", "v1.apps", "v2.autoscaling", "v1.scheduling.k8s.io"] {
+        assert!(
+            services
+                .lines()
+                .iter()
+                .any(|l| l.split_whitespace().take(3).eq([name, "Local", "True"])),
+            "{name}: {services}"
+        );
+    }
     c.kubectl(&["get", "validatingwebhookconfigurations"])
         .await
         .expect_ok()

@@ -140,3 +140,5 @@ pub const D_VAPB_POLICY: &str =
     "PolicyName indicates the policy definition which the policy binding binded to";
 pub const D_VAPB_PARAMREF: &str =
     "ParamRef indicates the param resource which sets the configration param";
+pub const D_APISERVICE_SERVICE: &str = "The reference to the service that hosts this API endpoint.";
+pub const D_APISERVICE_AVAILABLE: &str = "Whether this service is available.";
