@@ -232,26 +232,10 @@ fn write_value(out: &mut Vec<u8>, shape: &S, v: &Value) {
         (S::Struct(i), Value::Object(o)) => write_struct(out, *i, o),
         (S::Ptr(inner), v) => write_value(out, inner, v),
         (S::Slice(inner), Value::Array(items)) => {
-            out.push(b'[');
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_element(out, inner, item);
-            }
-            out.push(b']');
+            write_array(out, items, |out, item| write_element(out, inner, item))
         }
         (S::Map(inner), Value::Object(o)) => {
-            out.push(b'{');
-            for (n, (k, item)) in o.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_str(out, k);
-                out.push(b':');
-                write_element(out, inner, item);
-            }
-            out.push(b'}');
+            write_map(out, o, |out, item| write_element(out, inner, item))
         }
         (S::Raw, v) => write(out, v),
         _ => write_plain(out, v),
@@ -279,29 +263,36 @@ fn write_plain(out: &mut Vec<u8>, v: &Value) {
             let _ = serde_json::to_writer(&mut *out, n);
         }
         Value::String(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write(out, item);
-            }
-            out.push(b']');
-        }
-        Value::Object(o) => {
-            out.push(b'{');
-            for (n, (k, item)) in o.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_str(out, k);
-                out.push(b':');
-                write(out, item);
-            }
-            out.push(b'}');
-        }
+        Value::Array(items) => write_array(out, items, write),
+        Value::Object(o) => write_map(out, o, write),
     }
+}
+
+/// `[a,b,…]`, each item written by `item`.
+fn write_array(out: &mut Vec<u8>, items: &[Value], item: impl Fn(&mut Vec<u8>, &Value)) {
+    out.push(b'[');
+    for (n, v) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        item(out, v);
+    }
+    out.push(b']');
+}
+
+/// `{"k":v,…}` in key order (Go sorts map keys), each value written by
+/// `value`.
+fn write_map(out: &mut Vec<u8>, map: &Map<String, Value>, value: impl Fn(&mut Vec<u8>, &Value)) {
+    out.push(b'{');
+    for (n, (k, v)) in map.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        value(out, v);
+    }
+    out.push(b'}');
 }
 
 /// Bytes a JSON string needs escaped as Go's encoder writes it with HTML
