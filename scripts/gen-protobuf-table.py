@@ -14,8 +14,8 @@ underscores).
 Go-side presence cannot be read from the .proto (every field is proto2
 `optional`): gogo's generated Marshal writes non-pointer scalars always, so a
 zero scalar on the wire is dropped (JSON `omitempty`) unless the Go field is a
-pointer. Those pointer scalars are listed by hand in KEEP_ZERO below (from
-k8s.io/api types.go); the script fails if one of them does not exist.
+pointer. Those pointer scalars come from core/src/gojson/table.rs (generated
+from k8s.io/api types.go by scripts/gen-gojson-table.py), KEEP_ZERO below.
 
 Run by hand from the repository root and commit the output:
     python3 scripts/gen-protobuf-table.py
@@ -29,6 +29,7 @@ REG = glob.glob(os.path.expanduser("~/.cargo/registry/src/*/"))
 PB = next(p for r in REG for p in glob.glob(r + "k8s-pb-0.9.0/src"))
 OA = next(p for r in REG for p in glob.glob(r + "k8s-openapi-0.29.0/src/v1_34"))
 OUT = "core/src/protobuf/table.rs"
+GOJSON = "core/src/gojson/table.rs"
 
 # API group of each served package (apiserver-shim/src/registry.rs), plus
 # autoscaling/v1 for the Scale subresource and authentication/v1 for
@@ -66,103 +67,21 @@ SPECIAL = {
 
 # Go pointer scalars (`*int32`, `*bool`, `*string`, ...): an explicit zero
 # value is kept. (Fields required in k8s-openapi, i.e. without `omitempty`
-# in Go, keep their zero too; that needs no list.) Keyed "<pkg>.<Message>.<jsonName>", pkg = last two module
-# segments.
-KEEP_ZERO = """
-meta.v1.ObjectMeta.deletionGracePeriodSeconds
-meta.v1.OwnerReference.controller meta.v1.OwnerReference.blockOwnerDeletion
-meta.v1.DeleteOptions.gracePeriodSeconds meta.v1.DeleteOptions.orphanDependents
-meta.v1.DeleteOptions.propagationPolicy
-meta.v1.DeleteOptions.ignoreStoreReadErrorWithClusterBreakingPotential
-meta.v1.Preconditions.uid meta.v1.Preconditions.resourceVersion
-apps.v1.DeploymentSpec.replicas apps.v1.DeploymentSpec.revisionHistoryLimit
-apps.v1.DeploymentSpec.progressDeadlineSeconds apps.v1.DeploymentStatus.collisionCount
-apps.v1.ReplicaSetSpec.replicas
-apps.v1.StatefulSetSpec.replicas apps.v1.StatefulSetSpec.revisionHistoryLimit
-apps.v1.StatefulSetStatus.collisionCount apps.v1.RollingUpdateStatefulSetStrategy.partition
-apps.v1.DaemonSetSpec.revisionHistoryLimit apps.v1.DaemonSetStatus.collisionCount
-batch.v1.JobSpec.parallelism batch.v1.JobSpec.completions batch.v1.JobSpec.activeDeadlineSeconds
-batch.v1.JobSpec.backoffLimit batch.v1.JobSpec.backoffLimitPerIndex batch.v1.JobSpec.maxFailedIndexes
-batch.v1.JobSpec.ttlSecondsAfterFinished batch.v1.JobSpec.completionMode batch.v1.JobSpec.suspend
-batch.v1.JobSpec.podReplacementPolicy batch.v1.JobSpec.managedBy batch.v1.JobSpec.manualSelector
-batch.v1.JobStatus.ready batch.v1.JobStatus.terminating batch.v1.JobStatus.failedIndexes
-batch.v1.CronJobSpec.timeZone batch.v1.CronJobSpec.startingDeadlineSeconds batch.v1.CronJobSpec.suspend
-batch.v1.CronJobSpec.successfulJobsHistoryLimit batch.v1.CronJobSpec.failedJobsHistoryLimit
-batch.v1.PodFailurePolicyOnExitCodesRequirement.containerName
-batch.v1.SuccessPolicyRule.succeededIndexes batch.v1.SuccessPolicyRule.succeededCount
-core.v1.PodSpec.terminationGracePeriodSeconds core.v1.PodSpec.activeDeadlineSeconds
-core.v1.PodSpec.automountServiceAccountToken core.v1.PodSpec.shareProcessNamespace
-core.v1.PodSpec.priority core.v1.PodSpec.enableServiceLinks core.v1.PodSpec.preemptionPolicy
-core.v1.PodSpec.setHostnameAsFQDN core.v1.PodSpec.hostUsers core.v1.PodSpec.runtimeClassName
-core.v1.PodSecurityContext.runAsUser core.v1.PodSecurityContext.runAsGroup
-core.v1.PodSecurityContext.runAsNonRoot core.v1.PodSecurityContext.fsGroup
-core.v1.PodSecurityContext.fsGroupChangePolicy core.v1.PodSecurityContext.supplementalGroupsPolicy
-core.v1.PodSecurityContext.seLinuxChangePolicy
-core.v1.SecurityContext.privileged core.v1.SecurityContext.runAsUser core.v1.SecurityContext.runAsGroup
-core.v1.SecurityContext.runAsNonRoot core.v1.SecurityContext.readOnlyRootFilesystem
-core.v1.SecurityContext.allowPrivilegeEscalation core.v1.SecurityContext.procMount
-core.v1.Container.restartPolicy core.v1.EphemeralContainerCommon.restartPolicy
-core.v1.Probe.terminationGracePeriodSeconds core.v1.GRPCAction.service
-core.v1.SecretVolumeSource.defaultMode core.v1.SecretVolumeSource.optional
-core.v1.ConfigMapVolumeSource.defaultMode core.v1.ConfigMapVolumeSource.optional
-core.v1.KeyToPath.mode core.v1.DownwardAPIVolumeFile.mode core.v1.DownwardAPIVolumeSource.defaultMode
-core.v1.ProjectedVolumeSource.defaultMode core.v1.ServiceAccountTokenProjection.expirationSeconds
-core.v1.SecretProjection.optional core.v1.ConfigMapProjection.optional
-core.v1.ConfigMapKeySelector.optional core.v1.SecretKeySelector.optional
-core.v1.ConfigMapEnvSource.optional core.v1.SecretEnvSource.optional
-core.v1.HostPathVolumeSource.type core.v1.CSIVolumeSource.readOnly core.v1.CSIVolumeSource.fsType
-core.v1.PersistentVolumeClaimSpec.storageClassName core.v1.PersistentVolumeClaimSpec.volumeMode
-core.v1.PersistentVolumeClaimSpec.volumeAttributesClassName
-core.v1.ServiceSpec.allocateLoadBalancerNodePorts core.v1.ServiceSpec.ipFamilyPolicy
-core.v1.ServiceSpec.loadBalancerClass core.v1.ServiceSpec.internalTrafficPolicy
-core.v1.ServiceSpec.trafficDistribution core.v1.ClientIPConfig.timeoutSeconds
-core.v1.ServicePort.appProtocol core.v1.EndpointPort.appProtocol
-core.v1.ServiceAccount.automountServiceAccountToken
-core.v1.ConfigMap.immutable core.v1.Secret.immutable
-core.v1.Toleration.tolerationSeconds core.v1.TopologySpreadConstraint.minDomains
-core.v1.TopologySpreadConstraint.nodeAffinityPolicy core.v1.TopologySpreadConstraint.nodeTaintsPolicy
-core.v1.PodDNSConfigOption.value core.v1.Lifecycle.stopSignal core.v1.ContainerStatus.started
-core.v1.PodResourceClaim.resourceClaimName core.v1.PodResourceClaim.resourceClaimTemplateName
-core.v1.WindowsSecurityContextOptions.gmsaCredentialSpecName
-core.v1.WindowsSecurityContextOptions.gmsaCredentialSpec
-core.v1.WindowsSecurityContextOptions.runAsUserName core.v1.WindowsSecurityContextOptions.hostProcess
-core.v1.SeccompProfile.localhostProfile core.v1.AppArmorProfile.localhostProfile
-policy.v1.PodDisruptionBudgetSpec.unhealthyPodEvictionPolicy
-coordination.v1.LeaseSpec.holderIdentity coordination.v1.LeaseSpec.leaseDurationSeconds
-coordination.v1.LeaseSpec.leaseTransitions coordination.v1.LeaseSpec.strategy
-coordination.v1.LeaseSpec.preferredHolder
-discovery.v1.Endpoint.hostname discovery.v1.Endpoint.nodeName discovery.v1.Endpoint.zone
-discovery.v1.EndpointConditions.ready discovery.v1.EndpointConditions.serving
-discovery.v1.EndpointConditions.terminating
-discovery.v1.EndpointPort.name discovery.v1.EndpointPort.protocol discovery.v1.EndpointPort.port
-discovery.v1.EndpointPort.appProtocol
-authentication.v1.TokenRequestSpec.expirationSeconds
-networking.v1.HTTPIngressPath.pathType networking.v1.IngressClassParametersReference.apiGroup
-networking.v1.IngressClassParametersReference.scope networking.v1.IngressClassParametersReference.namespace
-networking.v1.IngressPortStatus.error networking.v1.IngressSpec.ingressClassName
-networking.v1.NetworkPolicyPort.protocol networking.v1.NetworkPolicyPort.endPort
-scheduling.v1.PriorityClass.preemptionPolicy
-storage.v1.CSIDriverSpec.attachRequired storage.v1.CSIDriverSpec.podInfoOnMount
-storage.v1.CSIDriverSpec.storageCapacity storage.v1.CSIDriverSpec.fsGroupPolicy
-storage.v1.CSIDriverSpec.requiresRepublish storage.v1.CSIDriverSpec.seLinuxMount
-storage.v1.StorageClass.reclaimPolicy storage.v1.StorageClass.allowVolumeExpansion
-storage.v1.StorageClass.volumeBindingMode storage.v1.TokenRequest.expirationSeconds
-storage.v1.VolumeAttachmentSource.persistentVolumeName storage.v1.VolumeError.errorCode
-storage.v1.VolumeNodeResources.count
-autoscaling.v2.HPAScalingRules.stabilizationWindowSeconds autoscaling.v2.HPAScalingRules.selectPolicy
-autoscaling.v2.HorizontalPodAutoscalerSpec.minReplicas
-autoscaling.v2.HorizontalPodAutoscalerStatus.observedGeneration
-autoscaling.v2.MetricTarget.averageUtilization autoscaling.v2.MetricValueStatus.averageUtilization
-admissionregistration.v1.MatchResources.matchPolicy admissionregistration.v1.MutatingWebhook.failurePolicy
-admissionregistration.v1.MutatingWebhook.matchPolicy admissionregistration.v1.MutatingWebhook.sideEffects
-admissionregistration.v1.MutatingWebhook.timeoutSeconds admissionregistration.v1.MutatingWebhook.reinvocationPolicy
-admissionregistration.v1.ParamRef.parameterNotFoundAction admissionregistration.v1.Rule.scope
-admissionregistration.v1.ServiceReference.path admissionregistration.v1.ServiceReference.port
-admissionregistration.v1.ValidatingAdmissionPolicySpec.failurePolicy
-admissionregistration.v1.ValidatingWebhook.failurePolicy admissionregistration.v1.ValidatingWebhook.matchPolicy
-admissionregistration.v1.ValidatingWebhook.sideEffects admissionregistration.v1.ValidatingWebhook.timeoutSeconds
-admissionregistration.v1.Validation.reason admissionregistration.v1.WebhookClientConfig.url
-""".split()
+# in Go, keep their zero too; that needs no list.) Read from the Go type
+# table scripts/gen-gojson-table.py generates (`S::Ptr(&S::Str|Int|Bool)`
+# fields), keyed "<pkg>.<Message>.<jsonName>" as the messages below are.
+def pointer_scalars():
+    text = open(GOJSON).read()
+    keys = set()
+    for m in re.finditer(r'name: "([\w.]+)",\s*fields: &\[(.*?)\],?\s*\}', text, re.S):
+        for f in re.finditer(r'F\(\s*"(\w+)",\s*S::Ptr\(&S::(?:Str|Int|Bool)\)', m.group(2)):
+            keys.add(f"{m.group(1)}.{f.group(1)}")
+    if not keys:
+        sys.exit(f"no pointer scalars found in {GOJSON}")
+    return keys
+
+
+KEEP_ZERO = pointer_scalars()
 
 SCALARS = {"string": "Str", "bytes": "Bytes", "int32": "I32", "int64": "I64", "bool": "Bool"}
 
@@ -280,8 +199,7 @@ def main():
             if attr.startswith("message") or 'map = "string, message"' in attr:
                 todo.append(resolve(mod, value_type(ty)))
     index = {t: i for i, t in enumerate(order)}
-    keep = set(KEEP_ZERO)
-    used_keep = set()
+    keep = KEEP_ZERO
     out = []
     for t in order:
         sp = SPECIAL.get(t, "None")
@@ -319,16 +237,12 @@ def main():
             key = f"{short}.{json}"
             if key in keep:
                 flags.append("Z")
-                used_keep.add(key)
             elif norm(fname) in required and "R" not in flags and sp == "None" and "map" not in attr:
                 # Required in the OpenAPI schema = no `omitempty` in Go: a
                 # zero value is printed too.
                 flags.append("Z")
             fl.append(f'F({tag}, "{json}", {kind}, {"|".join(flags) or "0"})')
         out.append(f'    /* {len(out)} */ Message {{ name: "{short}", special: Special::{sp}, fields: &[{", ".join(fl)}] }},')
-    missing = keep - used_keep
-    if missing:
-        sys.exit(f"KEEP_ZERO entries not found: {sorted(missing)}")
     ks = [f'    ("{g}", "{v}", "{k}", {index[full]}),' for g, v, k, full in kinds]
     ks.append(f'    ("meta.k8s.io", "v1", "DeleteOptions", {index["apimachinery.pkg.apis.meta.v1.DeleteOptions"]}),')
     with open(OUT, "w") as f:
