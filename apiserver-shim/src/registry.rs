@@ -55,6 +55,68 @@ const PLAIN: Strategy = Strategy {
     validate_update: |_, _| Vec::new(),
 };
 
+/// A built-in admission plugin that acts on one kind (ResourceQuota, which
+/// acts on every namespaced kind, is not listed). Run in this order, before
+/// the kind's validation ([`crate::rest`]'s admission module).
+#[derive(Clone, Copy, Debug)]
+pub enum Admission {
+    /// LimitRanger: container defaults from the namespace's LimitRanges
+    /// (create).
+    LimitRanger,
+    /// Priority on a pod: priority and preemptionPolicy from its class
+    /// (create).
+    PodPriority,
+    /// Priority on a PriorityClass: at most one `globalDefault` (create
+    /// and update).
+    SingleGlobalDefault,
+    /// DefaultStorageClass / DefaultIngressClass: the default class's name
+    /// into a field left unset (create).
+    DefaultClass(DefaultClass),
+}
+
+impl Admission {
+    /// Whether the plugin also acts on updates.
+    pub fn on_update(self) -> bool {
+        matches!(self, Admission::SingleGlobalDefault)
+    }
+}
+
+/// Where a kind names its class and how the default class is marked.
+#[derive(Clone, Copy, Debug)]
+pub struct DefaultClass {
+    /// Group of the class kind.
+    pub class_group: &'static str,
+    /// Plural of the class kind (version `v1`).
+    pub class_resource: &'static str,
+    /// The `spec` field holding the class name.
+    pub field: &'static str,
+    /// An annotation that names a class the legacy way (then nothing is set).
+    pub legacy_annotation: &'static str,
+    /// Annotations marking a default class with `"true"`.
+    pub default_annotations: &'static [&'static str],
+}
+
+/// A claim's default StorageClass (DefaultStorageClass admission).
+const DEFAULT_STORAGE_CLASS: DefaultClass = DefaultClass {
+    class_group: "storage.k8s.io",
+    class_resource: "storageclasses",
+    field: "storageClassName",
+    legacy_annotation: "volume.beta.kubernetes.io/storage-class",
+    default_annotations: &[
+        "storageclass.kubernetes.io/is-default-class",
+        "storageclass.beta.kubernetes.io/is-default-class",
+    ],
+};
+
+/// An Ingress's default IngressClass (DefaultIngressClass admission).
+const DEFAULT_INGRESS_CLASS: DefaultClass = DefaultClass {
+    class_group: "networking.k8s.io",
+    class_resource: "ingressclasses",
+    field: "ingressClassName",
+    legacy_annotation: "kubernetes.io/ingress.class",
+    default_annotations: &["ingressclass.kubernetes.io/is-default-class"],
+};
+
 /// Which names a kind accepts (k8s.io/apimachinery/pkg/api/validation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameRule {
@@ -140,6 +202,8 @@ pub struct ResourceDef {
     pub status_on_create: bool,
     /// Objects of this kind that may never be deleted (`403 Forbidden`).
     pub undeletable: &'static [&'static str],
+    /// The built-in admission plugins acting on this kind, in order.
+    pub admission: &'static [Admission],
     /// Why an [`ResourceDef::undeletable`] object may not be deleted (the
     /// `403` message); empty: `this <singular> may not be deleted`.
     pub undeletable_why: &'static str,
@@ -251,6 +315,7 @@ const fn def(
         status_on_create: false,
         undeletable: &[],
         undeletable_why: "",
+        admission: &[],
         allocates: false,
     }
 }
@@ -641,6 +706,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         ],
         return_deleted_object: true,
         strategy: POD,
+        admission: &[Admission::LimitRanger, Admission::PodPriority],
         ..def("", "v1", "pods", "Pod", "pod", true)
     },
     ResourceDef {
@@ -702,6 +768,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["pvc"],
         status: true,
         strategy: PVC,
+        admission: &[Admission::DefaultClass(DEFAULT_STORAGE_CLASS)],
         ..def(
             "",
             "v1",
@@ -935,6 +1002,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["ing"],
         status: true,
         generation: true,
+        admission: &[Admission::DefaultClass(DEFAULT_INGRESS_CLASS)],
         ..def(
             "networking.k8s.io",
             "v1",
@@ -970,6 +1038,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         short_names: &["pc"],
         strategy: PRIORITY_CLASS,
+        admission: &[Admission::SingleGlobalDefault],
         undeletable: &["system-node-critical", "system-cluster-critical"],
         undeletable_why: "this is a system priority class and cannot be deleted",
         ..def(

@@ -946,14 +946,9 @@ impl Api {
         dry_run: bool,
     ) -> ApiResult<Option<Value>> {
         let def = target.def;
-        // Admission: LimitRanger mutates first.
-        if def.namespaced {
-            self.limit_ranger(target, &mut obj).await?;
-            self.admit_priority(target, &mut obj).await?;
-            self.admit_default_class(target, &mut obj).await?;
-        }
+        // Admission: the kind's own plugins mutate first.
+        self.admit(target, &mut obj, false).await?;
         self.prepare_create(target, &mut obj)?;
-        self.admit_priority_class(target, &obj).await?;
         let name = meta::name(&obj).to_string();
         if def.namespaced {
             self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), &name)
@@ -1069,7 +1064,7 @@ impl Api {
             let old = decode_stored(&kv)?;
             let mut new = mutate(Some(&old))?;
             finish_update(target, &old, &mut new)?;
-            self.admit_priority_class(target, &new).await?;
+            self.admit(target, &mut new, true).await?;
             let allocation = self.allocate(def, Some(&old), &mut new, dry_run).await?;
             if new == old || dry_run {
                 self.settle(allocation, false).await;

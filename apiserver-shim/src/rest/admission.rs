@@ -21,7 +21,7 @@
 use super::{Api, decode_stored, storage_error};
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
-use crate::registry::{self, RESOURCES, ResourceDef};
+use crate::registry::{self, Admission, DefaultClass, RESOURCES, ResourceDef};
 use crate::request::Target;
 use crate::store::{KeyValue, ListOptions, StorageError};
 use serde_json::{Value, json};
@@ -48,13 +48,34 @@ impl Api {
         Ok(page.items)
     }
 
-    /// LimitRanger: applies the container defaults of the LimitRanges in
-    /// the pod's namespace to a new pod (no-op for other kinds).
-    pub(super) async fn limit_ranger(&self, target: &Target, obj: &mut Value) -> ApiResult<()> {
-        let def = target.def;
-        if !def.group.is_empty() || def.resource != "pods" {
-            return Ok(());
+    /// Runs the kind's admission plugins ([`ResourceDef::admission`]) on
+    /// `obj`: all of them on a create (`update` false), those that
+    /// [`Admission::on_update`] on an update.
+    pub(super) async fn admit(
+        &self,
+        target: &Target,
+        obj: &mut Value,
+        update: bool,
+    ) -> ApiResult<()> {
+        for plugin in target.def.admission {
+            if update && !plugin.on_update() {
+                continue;
+            }
+            match plugin {
+                Admission::LimitRanger => self.limit_ranger(target, obj).await?,
+                Admission::PodPriority => self.admit_priority(target, obj).await?,
+                Admission::SingleGlobalDefault => {
+                    self.admit_single_global_default(target, obj).await?
+                }
+                Admission::DefaultClass(rule) => self.admit_default_class(rule, obj).await?,
+            }
         }
+        Ok(())
+    }
+
+    /// LimitRanger: applies the container defaults of the LimitRanges in
+    /// the pod's namespace to a new pod ([`Admission::LimitRanger`]).
+    async fn limit_ranger(&self, target: &Target, obj: &mut Value) -> ApiResult<()> {
         let Some(ns) = target.namespace.as_deref() else {
             return Ok(());
         };
@@ -78,13 +99,10 @@ impl Api {
     /// the pod names, else from the class marked `globalDefault` (whose name
     /// the pod then gets), else `0` and `PreemptLowerPriority`. A missing
     /// class, or a priority or policy the pod set that differs from the
-    /// computed one, is `403 Forbidden` with the plugin's message. No-op for
-    /// other kinds.
-    pub(super) async fn admit_priority(&self, target: &Target, obj: &mut Value) -> ApiResult<()> {
+    /// computed one, is `403 Forbidden` with the plugin's message
+    /// ([`Admission::PodPriority`]).
+    async fn admit_priority(&self, target: &Target, obj: &mut Value) -> ApiResult<()> {
         let def = target.def;
-        if !def.group.is_empty() || def.resource != "pods" {
-            return Ok(());
-        }
         let pcdef = registry::lookup("scheduling.k8s.io", "v1", "priorityclasses")
             .expect("priorityclasses registered");
         let name = meta::name(obj).to_string();
@@ -162,46 +180,21 @@ impl Api {
     /// annotation) the default IngressClass's. The default is the class
     /// annotated `storageclass.kubernetes.io/is-default-class` (or its beta
     /// form) / `ingressclass.kubernetes.io/is-default-class` `"true"`; of
-    /// several, the newest (then the name), as upstream. No-op otherwise.
-    pub(super) async fn admit_default_class(
-        &self,
-        target: &Target,
-        obj: &mut Value,
-    ) -> ApiResult<()> {
-        let def = target.def;
-        let (class_group, class_resource, field, skip_annotation, defaults): (_, _, _, _, &[&str]) =
-            match (def.group, def.resource) {
-                ("", "persistentvolumeclaims") => (
-                    "storage.k8s.io",
-                    "storageclasses",
-                    "storageClassName",
-                    "volume.beta.kubernetes.io/storage-class",
-                    &[
-                        "storageclass.kubernetes.io/is-default-class",
-                        "storageclass.beta.kubernetes.io/is-default-class",
-                    ],
-                ),
-                ("networking.k8s.io", "ingresses") => (
-                    "networking.k8s.io",
-                    "ingressclasses",
-                    "ingressClassName",
-                    "kubernetes.io/ingress.class",
-                    &["ingressclass.kubernetes.io/is-default-class"],
-                ),
-                _ => return Ok(()),
-            };
+    /// several, the newest (then the name), as upstream. ([`Admission::DefaultClass`]).
+    async fn admit_default_class(&self, rule: &DefaultClass, obj: &mut Value) -> ApiResult<()> {
+        let field = rule.field;
         let set = obj
             .pointer(&format!("/spec/{field}"))
             .is_some_and(|v| !v.is_null());
         let annotated = obj
             .pointer("/metadata/annotations")
-            .and_then(|a| a.get(skip_annotation))
+            .and_then(|a| a.get(rule.legacy_annotation))
             .is_some();
         if set || annotated {
             return Ok(());
         }
-        let cdef =
-            registry::lookup(class_group, "v1", class_resource).expect("class kind registered");
+        let cdef = registry::lookup(rule.class_group, "v1", rule.class_resource)
+            .expect("class kind registered");
         let newest = self
             .list_prefix(cdef, &cdef.collection_prefix(None))
             .await?
@@ -209,7 +202,7 @@ impl Api {
             .filter_map(|kv| decode_stored(kv).ok())
             .filter(|c| {
                 let ann = c.pointer("/metadata/annotations");
-                defaults
+                rule.default_annotations
                     .iter()
                     .any(|k| ann.and_then(|a| a.get(*k)).and_then(Value::as_str) == Some("true"))
             })
@@ -235,13 +228,10 @@ impl Api {
     /// Priority admission on PriorityClasses (create and update): a class
     /// marked `globalDefault` while another one is (the one of lowest value
     /// if several) is `403 Forbidden` (`PriorityClass D is already marked as
-    /// default. Only one default can exist`). No-op for other kinds.
-    pub(super) async fn admit_priority_class(&self, target: &Target, pc: &Value) -> ApiResult<()> {
+    /// default. Only one default can exist`). ([`Admission::SingleGlobalDefault`]).
+    async fn admit_single_global_default(&self, target: &Target, pc: &Value) -> ApiResult<()> {
         let def = target.def;
-        if def.group != "scheduling.k8s.io"
-            || def.resource != "priorityclasses"
-            || pc.get("globalDefault").and_then(Value::as_bool) != Some(true)
-        {
+        if pc.get("globalDefault").and_then(Value::as_bool) != Some(true) {
             return Ok(());
         }
         let name = meta::name(pc);
