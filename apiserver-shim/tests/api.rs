@@ -184,6 +184,11 @@ async fn send_raw(client: &Client, req: http::Request<Vec<u8>>) -> (u16, Vec<u8>
     (code, body)
 }
 
+/// `POST url` with a JSON `body`, as raw bytes both ways.
+async fn post_json(client: &Client, url: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    send_raw(client, raw_request("POST", url, "application/json", body)).await
+}
+
 fn raw_request(
     method: &str,
     uri: &str,
@@ -2235,14 +2240,10 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
     let too_long = "Too long: may not be more than 1048576 bytes";
     let s = expect_status(
         "2 MiB ConfigMap",
-        send_raw(
+        post_json(
             client,
-            raw_request(
-                "POST",
-                CMS,
-                "application/json",
-                cm_json("toobig", &json!({"k": big_value}).to_string()),
-            ),
+            CMS,
+            cm_json("toobig", &json!({"k": big_value}).to_string()),
         )
         .await,
         422,
@@ -2275,49 +2276,33 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
     let over = "A".repeat(((1 << 20) + 3) / 3 * 4);
     let s = expect_status(
         "binaryData over 1 MiB",
-        send_raw(
-            client,
-            raw_request(
-                "POST",
-                CMS,
-                "application/json",
-                format!(
+        post_json(client, CMS, format!(
                     r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"toobig-binary"}},"binaryData":{{"b":"{over}"}}}}"#
                 )
-                .into_bytes(),
-            ),
-        )
+                .into_bytes())
         .await,
         422,
     );
     assert_eq!(s["details"]["causes"][0]["field"], "[]");
     // Exactly 1 MiB is fine.
     let exact = "c".repeat(1 << 20);
-    let (code, _) = send_raw(
+    let (code, _) = post_json(
         client,
-        raw_request(
-            "POST",
-            CMS,
-            "application/json",
-            cm_json("exactly-one-mib", &json!({"k": exact}).to_string()),
-        ),
+        CMS,
+        cm_json("exactly-one-mib", &json!({"k": exact}).to_string()),
     )
     .await;
     assert_eq!(code, 201, "exactly 1 MiB of data is allowed");
     // Secrets: decoded data over 1 MiB.
     let s = expect_status(
         "2 MiB Secret",
-        send_raw(
+        post_json(
             client,
-            raw_request(
-                "POST",
-                "/api/v1/namespaces/default/secrets",
-                "application/json",
-                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "toobig-secret"},
+            "/api/v1/namespaces/default/secrets",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "toobig-secret"},
                        "stringData": {"k": big_value}})
-                .to_string()
-                .into_bytes(),
-            ),
+            .to_string()
+            .into_bytes(),
         )
         .await,
         422,
@@ -2329,19 +2314,11 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
     // Annotations over 256 KiB in total (ValidateAnnotationsSize).
     let s = expect_status(
         "annotations over 256 KiB",
-        send_raw(
-            client,
-            raw_request(
-                "POST",
-                CMS,
-                "application/json",
-                json!({"apiVersion": "v1", "kind": "ConfigMap",
+        post_json(client, CMS, json!({"apiVersion": "v1", "kind": "ConfigMap",
                        "metadata": {"name": "toobig-annotations",
                                     "annotations": {"a": "x".repeat(200 << 10), "b": "y".repeat(60 << 10)}}})
                 .to_string()
-                .into_bytes(),
-            ),
-        )
+                .into_bytes())
         .await,
         422,
     );
@@ -2353,19 +2330,11 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
     // limit is 413.
     let s = expect_status(
         "2 MiB Event",
-        send_raw(
-            client,
-            raw_request(
-                "POST",
-                "/api/v1/namespaces/default/events",
-                "application/json",
-                json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "toobig-event"},
+        post_json(client, "/api/v1/namespaces/default/events", json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "toobig-event"},
                        "involvedObject": {"kind": "ConfigMap", "name": "target", "namespace": "default"},
                        "reason": "Big", "message": big_value, "type": "Normal"})
                 .to_string()
-                .into_bytes(),
-            ),
-        )
+                .into_bytes())
         .await,
         413,
     );
@@ -2373,14 +2342,10 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
     // An unsupported dryRun value: 422 on the verb's options, not 400.
     let s = expect_status(
         "dryRun=Bogus",
-        send_raw(
+        post_json(
             client,
-            raw_request(
-                "POST",
-                &format!("{CMS}?dryRun=Bogus"),
-                "application/json",
-                cm_json("dry-bogus", "{}"),
-            ),
+            &format!("{CMS}?dryRun=Bogus"),
+            cm_json("dry-bogus", "{}"),
         )
         .await,
         422,
@@ -3362,15 +3327,7 @@ async fn responses_are_encoded_byte_for_byte_as_kube_apiserver_encodes_them() {
         .as_str()
         .unwrap()
         .to_string();
-    let (code, created) = send_raw(
-        client,
-        raw_request(
-            "POST",
-            &format!("{CMS}?fieldManager=test"),
-            "application/json",
-            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"enc","labels":{"b":"2","a":"1"}},"data":{"k":"<v>"}}"#.to_vec(),
-        ),
-    )
+    let (code, created) = post_json(client, &format!("{CMS}?fieldManager=test"), br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"enc","labels":{"b":"2","a":"1"}},"data":{"k":"<v>"}}"#.to_vec())
     .await;
     assert_eq!(code, 201, "{}", String::from_utf8_lossy(&created));
     let parsed: Value = serde_json::from_slice(&created).unwrap();
@@ -3466,16 +3423,7 @@ async fn responses_are_encoded_byte_for_byte_as_kube_apiserver_encodes_them() {
         for (k, v) in c.body.as_object().unwrap() {
             doc[k] = v.clone();
         }
-        let (code, body) = send_raw(
-            client,
-            raw_request(
-                "POST",
-                &url,
-                "application/json",
-                doc.to_string().into_bytes(),
-            ),
-        )
-        .await;
+        let (code, body) = post_json(client, &url, doc.to_string().into_bytes()).await;
         let text = String::from_utf8(body).unwrap();
         assert_eq!(code, 201, "{}: {text}", c.label());
         let start = format!(

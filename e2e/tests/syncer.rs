@@ -500,9 +500,9 @@ async fn restarting_mid_sync_of_500_pods_converges_exactly() {
     c.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_job_completes_and_an_image_change_reaches_the_host() {
-    let c = SyncedCluster::start().await;
+/// Creates Job `once` (a pod that exits 0) in the virtual cluster and waits
+/// until it is Complete.
+async fn run_job_once(c: &SyncedCluster) {
     c.virt
         .kubectl(&[
             "create",
@@ -525,6 +525,12 @@ async fn a_job_completes_and_an_image_change_reaches_the_host() {
         ])
         .await
         .expect_ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_completes_and_an_image_change_reaches_the_host() {
+    let c = SyncedCluster::start().await;
+    run_job_once(&c).await;
     let pods = c
         .virt
         .get_json(&["pods", "-l", "job-name=once"])
@@ -762,19 +768,7 @@ async fn pause_and_resume_keep_every_pod_of_the_tenant() {
         .kubectl(&["run", "solo", "--image=nginx"])
         .await
         .expect_ok();
-    c.virt
-        .kubectl(&[
-            "create",
-            "job",
-            "once",
-            "--image=busybox",
-            "--",
-            "sh",
-            "-c",
-            "exit 0",
-        ])
-        .await
-        .expect_ok();
+    run_job_once(&c).await;
     c.virt
         .kubectl(&[
             "create",
@@ -782,15 +776,6 @@ async fn pause_and_resume_keep_every_pod_of_the_tenant() {
             "web",
             "--image=nginx",
             "--replicas=2",
-        ])
-        .await
-        .expect_ok();
-    c.virt
-        .kubectl(&[
-            "wait",
-            "--for=condition=Complete",
-            "job/once",
-            "--timeout=60s",
         ])
         .await
         .expect_ok();
