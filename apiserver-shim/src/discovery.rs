@@ -67,6 +67,8 @@ fn subresource_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str
     match sub {
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
+        "attach" => ("", "v1", "PodAttachOptions"),
+        "exec" => ("", "v1", "PodExecOptions"),
         "portforward" => ("", "v1", "PodPortForwardOptions"),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => ("", "", def.kind),
@@ -77,8 +79,10 @@ fn subresource_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
         "binding" | "token" => vec!["create"],
         "finalize" => vec!["update"],
-        // A connect subresource: kube-apiserver lists `create` and `get`.
-        "portforward" => vec!["create", "get"],
+        // Connect subresources: kube-apiserver lists `create` and `get`
+        // for the upgrading ones, `get` for the log.
+        "attach" | "exec" | "portforward" => vec!["create", "get"],
+        "log" => vec!["get"],
         _ => vec!["get", "patch", "update"],
     }
 }

@@ -16,9 +16,12 @@
 pub mod alloc;
 pub mod bootstrap;
 pub mod bootstrap_policy;
+pub mod channel;
+pub mod connect;
 pub mod discovery;
 pub mod error;
 pub mod fieldmanager;
+pub mod local_node;
 pub mod meta;
 pub mod openapi;
 pub mod pki;

@@ -1,4 +1,5 @@
-//! `pods/{name}/portforward`: the local host's stand-in for kubelet's port
+//! `pods/{name}/portforward` on a server standing in for a host
+//! ([`crate::local_node::LocalNode`]): the stand-in for kubelet's port
 //! forwarding.
 //!
 //! A real kube-apiserver proxies `GET /api/v1/namespaces/{ns}/pods/{name}/portforward?ports=P`
@@ -25,13 +26,8 @@
 //! server's host to that address, as it does for a kubelet's node: only pods
 //! bound to a node (`spec.nodeName`) and `Running` are forwarded.
 
-use crate::error::{ApiError, ApiResult, GroupResource};
-use crate::rest::{Api, decode_stored, storage_error};
-use axum::body::Body;
-use axum::response::Response;
+use crate::error::{ApiError, ApiResult};
 use futures::{SinkExt, StreamExt};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -41,8 +37,6 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
 /// The binary channel subprotocol kubelet's `wsstream` offers for port
 /// forwarding (besides `v4.base64.channel.k8s.io`, which is not served).
@@ -92,31 +86,6 @@ pub fn parse_ports(query: Option<&str>) -> ApiResult<Vec<u16>> {
     Ok(ports)
 }
 
-/// The subprotocol to answer with, from the client's comma-separated
-/// `Sec-WebSocket-Protocol` offer: `Some(v4.channel.k8s.io)` when offered,
-/// `None` when the client offered none (the same binary framing, as
-/// `wsstream`'s `""` protocol).
-///
-/// # Errors
-/// `400 BadRequest` when protocols are offered but none is supported.
-pub fn negotiate_protocol(offered: Option<&str>) -> ApiResult<Option<&'static str>> {
-    let offered: Vec<&str> = offered
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
-    if offered.is_empty() {
-        return Ok(None);
-    }
-    if offered.contains(&CHANNEL_PROTOCOL_V4) {
-        return Ok(Some(CHANNEL_PROTOCOL_V4));
-    }
-    Err(ApiError::bad_request(format!(
-        "requested protocol(s) are not supported: {offered:?}; supports [\"{CHANNEL_PROTOCOL_V4}\"]"
-    )))
-}
-
 /// Where a pod's ports are reached, read from the stored Pod (JSON).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodEndpoint {
@@ -163,105 +132,14 @@ pub fn pod_endpoint(pod: &Value) -> ApiResult<PodEndpoint> {
     })
 }
 
-/// One binary channel message: `[channel][payload]`.
-pub fn frame(channel: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 1);
-    out.push(channel);
-    out.extend_from_slice(payload);
-    out
-}
-
 /// A channel's first message: the port, 2 bytes little-endian.
 pub fn port_frame(channel: u8, port: u16) -> Vec<u8> {
-    frame(channel, &port.to_le_bytes())
-}
-
-/// The `101 Switching Protocols` answer to a WebSocket upgrade, or `400`
-/// (`Upgrade request required`, as kube-apiserver answers a plain request to
-/// a connect subresource) when the request is not one.
-fn handshake(headers: &HeaderMap) -> ApiResult<Response> {
-    let is = |name: header::HeaderName, want: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|v| v.trim().eq_ignore_ascii_case(want))
-    };
-    let key = headers.get(header::SEC_WEBSOCKET_KEY);
-    let (true, true, Some(key)) = (
-        is(header::UPGRADE, "websocket"),
-        is(header::CONNECTION, "upgrade"),
-        key,
-    ) else {
-        return Err(ApiError::bad_request("Upgrade request required"));
-    };
-    let protocol = negotiate_protocol(
-        headers
-            .get(header::SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok()),
-    )?;
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    let accept = derive_accept_key(key.as_bytes());
-    h.insert(
-        header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_str(&accept).map_err(ApiError::internal)?,
-    );
-    if let Some(p) = protocol {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
-    }
-    Ok(resp)
-}
-
-/// Serves `GET|POST /api/v1/namespaces/{namespace}/pods/{name}/portforward`:
-/// validates the ports and the pod, answers `101` and streams on a spawned
-/// task.
-///
-/// # Errors
-/// `400` for missing or invalid ports, a non-WebSocket request or a pod that
-/// cannot be forwarded to ([`pod_endpoint`]); `404` when the pod does not
-/// exist; `500` when the connection cannot be upgraded (HTTP/2).
-pub async fn serve(
-    api: &Api,
-    namespace: &str,
-    name: &str,
-    parts: &mut http::request::Parts,
-) -> ApiResult<Response> {
-    let ports = parse_ports(parts.uri.query())?;
-    let pods = crate::registry::lookup("", "v1", "pods").expect("pods registered");
-    let pod = match api.store.get(&pods.key(Some(namespace), name)).await {
-        Ok(Some(kv)) => decode_stored(&kv)?,
-        Ok(None) => return Err(ApiError::not_found(&GroupResource::new("", "pods"), name)),
-        Err(e) => return Err(storage_error(pods, name, e)),
-    };
-    let endpoint = pod_endpoint(&pod)?;
-    let resp = handshake(&parts.headers)?;
-    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
-        return Err(ApiError::bad_request(
-            "Upgrade request required (port forwarding needs HTTP/1.1)",
-        ));
-    };
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
-                        .await;
-                forward(ws, endpoint, ports).await;
-            }
-            Err(e) => tracing::debug!(error = %e, "port-forward upgrade failed"),
-        }
-    });
-    Ok(resp)
+    crate::channel::frame(channel, &port.to_le_bytes())
 }
 
 /// Dials every port, then pumps bytes both ways until every pod connection
 /// has ended or the client has gone.
-async fn forward<S>(ws: WebSocketStream<S>, endpoint: PodEndpoint, ports: Vec<u16>)
+pub(crate) async fn forward<S>(ws: WebSocketStream<S>, endpoint: PodEndpoint, ports: Vec<u16>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -275,7 +153,7 @@ where
                 return;
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(crate::channel::normal_close()).await;
         let _ = sink.flush().await;
     });
     let mut to_pod: Vec<Option<OwnedWriteHalf>> = Vec::with_capacity(ports.len());
@@ -308,7 +186,11 @@ where
                         match read.read(&mut buf).await {
                             Ok(0) | Err(_) => return,
                             Ok(n) => {
-                                if tx.send(frame(data, &buf[..n])).await.is_err() {
+                                if tx
+                                    .send(crate::channel::frame(data, &buf[..n]))
+                                    .await
+                                    .is_err()
+                                {
                                     return;
                                 }
                             }
@@ -323,7 +205,11 @@ where
                     endpoint.full_name, endpoint.uid
                 );
                 tracing::debug!(%msg, "port-forward dial failed");
-                if tx.send(frame(error, msg.as_bytes())).await.is_err() {
+                if tx
+                    .send(crate::channel::frame(error, msg.as_bytes()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -389,16 +275,6 @@ mod tests {
     }
 
     #[test]
-    fn only_the_binary_channel_protocol_is_spoken() {
-        assert_eq!(
-            negotiate_protocol(Some("v5.channel.k8s.io, v4.channel.k8s.io")).unwrap(),
-            Some(CHANNEL_PROTOCOL_V4)
-        );
-        assert_eq!(negotiate_protocol(None).unwrap(), None);
-        assert!(negotiate_protocol(Some("v4.base64.channel.k8s.io")).is_err());
-    }
-
-    #[test]
     fn a_pod_is_forwarded_to_when_bound_running_and_addressed() {
         let mut pod = json!({
             "metadata": {"name": "web", "namespace": "ns", "uid": "u1"},
@@ -434,6 +310,6 @@ mod tests {
     #[test]
     fn frames_carry_the_channel_then_the_payload() {
         assert_eq!(port_frame(3, 8443), vec![3, 0xfb, 0x20]);
-        assert_eq!(frame(0, b"hi"), vec![0, b'h', b'i']);
+        assert_eq!(crate::channel::frame(0, b"hi"), vec![0, b'h', b'i']);
     }
 }

@@ -173,9 +173,10 @@ pub struct ResourceDef {
     pub scale: Option<ScaleDef>,
     /// Has the pod `binding` subresource.
     pub binding: bool,
-    /// Has the pod `portforward` subresource (a WebSocket stream to the pod's
-    /// ports, served by [`crate::portforward`]).
-    pub port_forward: bool,
+    /// Has the pod connect subresources `attach`, `exec`, `log` and
+    /// `portforward` (served by [`crate::connect`] through the server's
+    /// [`vkube_core::connect::PodConnector`]).
+    pub connect: bool,
     /// Has the namespace `finalize` subresource (writes only `spec.finalizers`).
     pub finalize: bool,
     /// Has the service account `token` subresource (TokenRequest, served by
@@ -270,8 +271,8 @@ impl ResourceDef {
         if self.binding {
             out.push("binding");
         }
-        if self.port_forward {
-            out.push("portforward");
+        if self.connect {
+            out.extend(["attach", "exec", "log", "portforward"]);
         }
         if self.finalize {
             out.push("finalize");
@@ -303,7 +304,7 @@ const fn def(
         status: false,
         scale: None,
         binding: false,
-        port_forward: false,
+        connect: false,
         finalize: false,
         token_request: false,
         generation: false,
@@ -692,7 +693,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["all"],
         status: true,
         binding: true,
-        port_forward: true,
+        connect: true,
         generation: true,
         field_selectors: &[
             text("spec.nodeName"),

@@ -44,13 +44,12 @@ pub struct ApiConfig {
     pub future_revision_wait: Duration,
     /// Service CIDR and NodePort range Services are allocated from.
     pub allocation: crate::alloc::AllocConfig,
-    /// Serve `pods/portforward` by dialling `status.podIP` directly
-    /// ([`crate::portforward`]). Only for a server standing in for a host
-    /// cluster (the local host of `vkube up`, tests): on a tenant's virtual
-    /// API server anyone who can write a pod's status could make the server
-    /// dial any address it can reach, so it is off by default and the
-    /// subresource answers 400.
-    pub pod_port_forward: bool,
+    /// What serves the pod connect subresources (`log`, `exec`, `attach`,
+    /// `portforward`; [`crate::connect`]) once the request is validated,
+    /// as kube-apiserver's kubelet client does: the host cluster for a
+    /// virtual cluster's server, [`crate::local_node::LocalNode`] for a
+    /// server standing in for a host. `None`: the subresources answer 400.
+    pub pod_connector: Option<Arc<dyn vkube_core::connect::PodConnector>>,
     /// Where Services get their ClusterIPs and nodePorts when this server is
     /// a virtual cluster's: the host cluster, asked within the create or
     /// update request ([`vkube_core::service::HostAllocator`]); `None` (a
@@ -66,7 +65,7 @@ impl Default for ApiConfig {
             bookmark_interval: Duration::from_secs(60),
             future_revision_wait: Duration::from_secs(3),
             allocation: crate::alloc::AllocConfig::default(),
-            pod_port_forward: false,
+            pod_connector: None,
             service_host: None,
         }
     }

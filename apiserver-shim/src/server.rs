@@ -172,7 +172,7 @@ fn decode_segment(s: &str) -> String {
 }
 
 async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult<Response> {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let accept = parts
         .headers
         .get(header::ACCEPT)
@@ -249,24 +249,14 @@ async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult
         _ => return Err(ApiError::no_route()),
     };
     let target = parse_target(group, version, rest)?;
-    if target.subresource.as_deref() == Some("portforward") {
-        // A connect subresource: a WebSocket upgrade, not a stored object.
-        let (Some(ns), Some(name)) = (&target.namespace, &target.name) else {
-            return Err(ApiError::no_route());
-        };
-        if parts.method != Method::GET && parts.method != Method::POST {
-            return Err(ApiError::method_not_supported(
-                &crate::error::GroupResource::new("", "pods/portforward"),
-                &parts.method.as_str().to_ascii_lowercase(),
-            ));
-        }
-        if !state.api.config.pod_port_forward {
-            return Err(ApiError::bad_request(format!(
-                "port-forward to pod {ns}/{name} is not served by this API server: it is a \
-                 virtual cluster's, and forwarding through the host is not implemented yet"
-            )));
-        }
-        return crate::portforward::serve(&state.api, ns, name, &mut parts).await;
+    if let (Some(ns), Some(name), Some(sub)) =
+        (&target.namespace, &target.name, &target.subresource)
+        && target.def.connect
+        && crate::connect::SUBRESOURCES.contains(&sub.as_str())
+    {
+        // A connect subresource: a log stream or an upgraded connection to
+        // the pod, not a stored object.
+        return crate::connect::serve(&state.api, ns, name, sub, parts).await;
     }
     let query = Query::parse(parts.uri.query())?;
     let body = read_body(body).await?;

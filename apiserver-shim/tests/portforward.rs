@@ -17,7 +17,9 @@ const STEP: Duration = Duration::from_secs(30);
 async fn start() -> (Server, Client, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = ServerConfig::new(dir.path());
-    config.api.pod_port_forward = true;
+    config.api.pod_connector = Some(std::sync::Arc::new(
+        apiserver_shim::local_node::LocalNode::default(),
+    ));
     let server = Server::start(config).await.expect("server starts");
     let kc = kube::config::Kubeconfig::from_yaml(&server.kubeconfig).expect("kubeconfig parses");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -176,11 +178,17 @@ async fn port_forward_is_off_unless_configured() {
         .expect("kubeconfig loads");
     let client = Client::try_from(config).expect("client");
     let pods: Api<Pod> = Api::namespaced(client, "default");
+    // A missing pod is 404 whatever the server's configuration.
     let err = pods.portforward("any", &[80]).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("not found"), "{err:#}");
+    pod_with_status(
+        &pods,
+        "web",
+        json!({"phase": "Running", "podIP": "127.0.0.1"}),
+    )
+    .await;
+    let err = pods.portforward("web", &[80]).await.err().expect("refused");
     let text = format!("{err:#}");
-    assert!(
-        text.contains("400") || text.contains("not served"),
-        "{text}"
-    );
+    assert!(text.contains("not served by this API server"), "{text}");
     server.shutdown().await;
 }

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vkube_controllers::simulator::NodeSimulator;
+use vkube_syncer::controller::connect::HostPods;
 use vkube_syncer::controller::service::HostServices;
 use vkube_syncer::{Syncer, SyncerConfig};
 
@@ -81,6 +82,9 @@ impl VirtualCluster {
         config.context_name = opts.context_name.clone();
         // Services are stored with the addresses their host copies hold.
         config.api.service_host = Some(Arc::new(HostServices::new(host.clone(), &sync)));
+        // Pod logs, exec, attach and port-forward reach the host copies
+        // through the host API server, which plays the kubelet.
+        config.api.pod_connector = Some(Arc::new(HostPods::new(host.clone(), &sync)));
         let server = Server::start(config)
             .await
             .context("starting the virtual API server")?;
@@ -141,7 +145,9 @@ impl LocalHost {
     pub async fn start(data_dir: &Path, listen: SocketAddr) -> Result<Self> {
         let mut config = ServerConfig::new(data_dir);
         // The local host's stand-in for kubelet port-forwarding.
-        config.api.pod_port_forward = true;
+        config.api.pod_connector = Some(std::sync::Arc::new(
+            apiserver_shim::local_node::LocalNode::default(),
+        ));
         config.listen = listen;
         config.context_name = "vkube-host".into();
         let server = Server::start(config)

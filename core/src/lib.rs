@@ -21,6 +21,9 @@
 //! - [`service`]: the service CIDR, the Service registry's update rules and
 //!   [`service::HostAllocator`], the seam through which a host cluster
 //!   allocates a virtual Service's addresses.
+//! - [`connect`]: the connect subresources of a pod (`pods/log`, `exec`,
+//!   `attach`, `portforward`) and [`connect::PodConnector`], the seam
+//!   through which a server reaches the pod (the host, or a node stand-in).
 //! - [`quantity`]: `resource.Quantity` parsing, exact arithmetic, rendering.
 //! - [`quota`]: ResourceQuota usage evaluation and admission checks.
 //! - [`limitrange`]: the LimitRanger admission plugin's container defaults.
@@ -29,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod apivalidation;
+pub mod connect;
 pub mod defaults;
 pub mod field;
 pub mod fields;

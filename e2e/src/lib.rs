@@ -45,12 +45,18 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The configuration of a test cluster's server: the defaults, plus
-/// `pods/portforward` served by dialling the pod IP, since test clusters
-/// often stand in for a host cluster (`ApiConfig::pod_port_forward`).
+/// The configuration of a test cluster's server: the defaults, plus the
+/// pod connect subresources served by the local node stand-in, since test
+/// clusters often stand in for a host cluster
+/// ([`apiserver_shim::local_node::LocalNode`]). Test scaffolding: `exec`
+/// runs the requested command as a local process, so tests can check what
+/// a real kubelet would run (exit codes, stdin, output).
 fn test_config(data_dir: impl Into<PathBuf>) -> ServerConfig {
+    use apiserver_shim::local_node::{LocalExec, LocalNode};
     let mut config = ServerConfig::new(data_dir);
-    config.api.pod_port_forward = true;
+    config.api.pod_connector = Some(std::sync::Arc::new(LocalNode {
+        exec: LocalExec::RunLocalProcesses,
+    }));
     config
 }
 

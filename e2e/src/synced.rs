@@ -5,7 +5,8 @@
 //!   [`NodeSimulator`] (plays the host's scheduler and kubelets, as kwok);
 //! * VIRTUAL: a [`TestCluster`] with the default controllers but no
 //!   simulator: the syncer is the virtual cluster's kubelet; its Services
-//!   get their addresses from the host ([`HostServices`]);
+//!   get their addresses from the host ([`HostServices`]) and its pods'
+//!   logs, exec and port-forward go through it ([`HostPods`]);
 //! * the syncer task (admin clients on both sides), host namespace
 //!   [`HOST_NAMESPACE`], tenant [`TENANT`]; stop and restart it with
 //!   [`SyncedCluster::stop_syncer`] / [`SyncedCluster::start_syncer`].
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vkube_controllers::simulator::NodeSimulator;
+use vkube_syncer::controller::connect::HostPods;
 use vkube_syncer::controller::service::HostServices;
 use vkube_syncer::names::Tenant;
 use vkube_syncer::{Metrics, Syncer, SyncerConfig};
@@ -49,15 +51,27 @@ impl SyncedCluster {
     /// `10.96.0.1:443`, so host pods carry recognisable
     /// `KUBERNETES_SERVICE_*` values).
     pub async fn start_with(configure: impl FnOnce(&mut SyncerConfig)) -> SyncedCluster {
-        let host = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+        Self::start_with_simulator(NodeSimulator::default(), configure).await
+    }
+
+    /// Like [`SyncedCluster::start_with`], with the host's node simulator
+    /// configured by the test (e.g. loopback pod IPs, so a port-forward
+    /// reaches a listener of the test).
+    pub async fn start_with_simulator(
+        simulator: NodeSimulator,
+        configure: impl FnOnce(&mut SyncerConfig),
+    ) -> SyncedCluster {
+        let host = TestCluster::start_with_controllers(simulator).await;
         let mut config = Self::default_config();
         config.kubernetes_service = Some(("10.96.0.1".into(), 443));
         configure(&mut config);
         // As `vkube up` and `vkube server` run it: Services are stored with
         // the addresses of their host copies.
         let services = HostServices::new(host.client().await, &config);
+        let pods = HostPods::new(host.client().await, &config);
         let mut virt = TestCluster::start_configured(|c| {
             c.api.service_host = Some(Arc::new(services));
+            c.api.pod_connector = Some(Arc::new(pods));
         })
         .await;
         virt.run_controllers("*").await;

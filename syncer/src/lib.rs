@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod configmap;
+pub mod connect;
 pub mod controller;
 pub mod endpoints;
 pub mod engine;

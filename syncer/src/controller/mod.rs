@@ -22,6 +22,7 @@ use crate::queue::Queue;
 
 pub mod compact;
 pub mod configmap;
+pub mod connect;
 pub mod endpoints;
 pub mod event;
 pub mod mirror;

@@ -1,0 +1,390 @@
+//! The pod connect subresources: `pods/log`, `pods/exec`, `pods/attach`
+//! and `pods/portforward`.
+//!
+//! kube-apiserver decodes the options from the query (`PodLogOptions`,
+//! `PodExecOptions`, `PodAttachOptions`, `PodPortForwardOptions`),
+//! validates them, reads the pod and resolves the container
+//! (`pkg/registry/core/pod/strategy.go`), then proxies to the kubelet of
+//! the pod's node. This module does the same up to the proxying, which it
+//! leaves to the server's [`PodConnector`] ([`crate::rest::ApiConfig::pod_connector`]):
+//! the host cluster in a virtual cluster, a node stand-in on a local host.
+//! Parsing and validation are pure functions; [`serve`] does the I/O.
+
+use crate::error::{ApiError, ApiResult, Cause, GroupResource};
+use crate::rest::{Api, decode_stored, storage_error};
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::Value;
+use vkube_core::connect::{LogOptions, PodConnection, PodOperation, StreamOptions};
+use vkube_core::field::FieldError;
+
+/// The connect subresources of pods, in discovery's order.
+pub const SUBRESOURCES: [&str; 4] = ["attach", "exec", "log", "portforward"];
+
+/// The values of query parameter `name`, in order.
+fn values<'a>(pairs: &'a [(String, String)], name: &str) -> impl Iterator<Item = &'a str> {
+    pairs
+        .iter()
+        .filter(move |(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A boolean parameter as apimachinery's query conversion reads it
+/// (`Convert_Slice_string_To_bool`): absent, `0` or `false` (any case) is
+/// false, anything else true.
+fn flag(pairs: &[(String, String)], name: &str) -> bool {
+    values(pairs, name)
+        .next()
+        .is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// An integer parameter (`Convert_Slice_string_To_int64`).
+///
+/// # Errors
+/// `400 BadRequest` with strconv's text when the value is not an integer.
+fn integer(pairs: &[(String, String)], name: &str) -> ApiResult<Option<i64>> {
+    match values(pairs, name).next() {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ApiError::bad_request(format!("strconv.ParseInt: parsing {v:?}: invalid syntax"))
+        }),
+    }
+}
+
+/// Decodes and validates `PodLogOptions` from the query, before the pod is
+/// read (the order of `LogREST.Get`). The container is left empty for
+/// [`resolve_container`].
+///
+/// # Errors
+/// `400` for an undecodable value; `422 PodLogOptions "NAME" is invalid`
+/// for what `ValidatePodLogOptions` rejects: a negative `tailLines`,
+/// `limitBytes` or `sinceSeconds` below 1, both `sinceTime` and
+/// `sinceSeconds`, and `stream` (the `PodLogsQuerySplitStreams` feature is
+/// off by default in Kubernetes 1.34).
+pub fn parse_log_options(name: &str, query: Option<&str>) -> ApiResult<LogOptions> {
+    let pairs = pairs(query);
+    let since_time = match values(&pairs, "sinceTime").next() {
+        None | Some("") => None,
+        Some(t) => {
+            let ts: jiff::Timestamp = t.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "parsing time {t:?} as \"2006-01-02T15:04:05Z07:00\": cannot parse {t:?} as RFC 3339"
+                ))
+            })?;
+            Some(ts.round(jiff::Unit::Second).unwrap_or(ts).to_string())
+        }
+    };
+    let opts = LogOptions {
+        container: values(&pairs, "container")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        follow: flag(&pairs, "follow"),
+        previous: flag(&pairs, "previous"),
+        timestamps: flag(&pairs, "timestamps"),
+        since_seconds: integer(&pairs, "sinceSeconds")?,
+        since_time,
+        tail_lines: integer(&pairs, "tailLines")?,
+        limit_bytes: integer(&pairs, "limitBytes")?,
+        insecure_skip_tls_verify_backend: flag(&pairs, "insecureSkipTLSVerifyBackend"),
+    };
+    let mut errs = Vec::new();
+    if let Some(n) = opts.tail_lines.filter(|n| *n < 0) {
+        errs.push(FieldError::invalid(
+            "tailLines",
+            &n.into(),
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(n) = opts.limit_bytes.filter(|n| *n < 1) {
+        errs.push(FieldError::invalid(
+            "limitBytes",
+            &n.into(),
+            "must be greater than 0",
+        ));
+    }
+    match (opts.since_seconds, &opts.since_time) {
+        (Some(_), Some(_)) => errs.push(FieldError::forbidden(
+            "",
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        )),
+        (Some(n), None) if n < 1 => errs.push(FieldError::invalid(
+            "sinceSeconds",
+            &n.into(),
+            "must be greater than 0",
+        )),
+        _ => {}
+    }
+    if values(&pairs, "stream").next().is_some() {
+        errs.push(FieldError::forbidden("stream", "may not be specified"));
+    }
+    if errs.is_empty() {
+        Ok(opts)
+    } else {
+        Err(ApiError::invalid(
+            "PodLogOptions",
+            "",
+            name,
+            errs.into_iter().map(Cause::from).collect(),
+        ))
+    }
+}
+
+/// Decodes `PodExecOptions` (`exec`) or `PodAttachOptions` (`attach`,
+/// which has no `command`) from the query; the container is left empty
+/// for [`resolve_container`].
+pub fn parse_stream_options(subresource: &str, query: Option<&str>) -> StreamOptions {
+    let pairs = pairs(query);
+    StreamOptions {
+        container: values(&pairs, "container")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        command: if subresource == "exec" {
+            values(&pairs, "command").map(str::to_string).collect()
+        } else {
+            Vec::new()
+        },
+        stdin: flag(&pairs, "stdin"),
+        stdout: flag(&pairs, "stdout"),
+        stderr: flag(&pairs, "stderr"),
+        tty: flag(&pairs, "tty"),
+    }
+}
+
+fn pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The names of a pod's containers in `VisitContainers` order: init
+/// containers, containers, ephemeral containers.
+fn container_names(pod: &Value) -> Vec<&str> {
+    ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|list| {
+            pod["spec"][list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str())
+        })
+        .collect()
+}
+
+/// The container a request addresses (`validateContainer`): the one named,
+/// which must be one of the pod's containers (init and ephemeral ones
+/// included), or the pod's only container when none is named.
+///
+/// # Errors
+/// `400 BadRequest` with kube-apiserver's texts: `container C is not valid
+/// for pod P`, `a container name must be specified for pod P, choose one
+/// of: [a b]`.
+pub fn resolve_container(pod: &Value, requested: &str) -> ApiResult<String> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    if !requested.is_empty() {
+        if container_names(pod).contains(&requested) {
+            return Ok(requested.to_string());
+        }
+        return Err(ApiError::bad_request(format!(
+            "container {requested} is not valid for pod {name}"
+        )));
+    }
+    let containers = pod["spec"]["containers"].as_array();
+    match containers.map_or(0, Vec::len) {
+        1 => Ok(containers.expect("one container")[0]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()),
+        0 => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}"
+        ))),
+        _ => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            container_names(pod).join(" ")
+        ))),
+    }
+}
+
+/// Whether the pod is bound to a node (`spec.nodeName`).
+fn bound(pod: &Value) -> bool {
+    pod["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty())
+}
+
+/// Serves `pods/{name}/{log|exec|attach|portforward}` in `namespace`.
+///
+/// The log is `GET` only; the streams take `GET` (WebSocket clients) and
+/// `POST` (SPDY clients), as kube-apiserver's `upgradeableMethods`. A log
+/// of a pod not yet bound to a node is empty (`LogLocation` returns no
+/// location); a stream to such a pod is `400 pod P does not have a host
+/// assigned`.
+///
+/// # Errors
+/// `405` for another method, the option errors of [`parse_log_options`] and
+/// `ports` ([`crate::portforward::parse_ports`]), `404` when the pod does not
+/// exist, the container errors of [`resolve_container`], `400` when this
+/// server has no connector, and whatever the connector answers.
+pub async fn serve(
+    api: &Api,
+    namespace: &str,
+    name: &str,
+    subresource: &str,
+    parts: http::request::Parts,
+) -> ApiResult<Response> {
+    let allowed = if subresource == "log" {
+        parts.method == Method::GET
+    } else {
+        parts.method == Method::GET || parts.method == Method::POST
+    };
+    if !allowed {
+        return Err(ApiError::method_not_supported(
+            &GroupResource::new("", &format!("pods/{subresource}")),
+            &parts.method.as_str().to_ascii_lowercase(),
+        ));
+    }
+    let query = parts.uri.query();
+    // Options are decoded (and a log's validated) before the pod is read.
+    let mut operation = match subresource {
+        "log" => PodOperation::Log(parse_log_options(name, query)?),
+        "exec" => PodOperation::Exec(parse_stream_options("exec", query)),
+        "attach" => PodOperation::Attach(parse_stream_options("attach", query)),
+        "portforward" => PodOperation::PortForward(crate::portforward::parse_ports(query)?),
+        _ => return Err(ApiError::no_route()),
+    };
+    let pods = crate::registry::lookup("", "v1", "pods").expect("pods registered");
+    let pod = match api.store.get(&pods.key(Some(namespace), name)).await {
+        Ok(Some(kv)) => decode_stored(&kv)?,
+        Ok(None) => return Err(ApiError::not_found(&GroupResource::new("", "pods"), name)),
+        Err(e) => return Err(storage_error(pods, name, e)),
+    };
+    match &mut operation {
+        PodOperation::Log(o) => o.container = resolve_container(&pod, &o.container)?,
+        PodOperation::Exec(o) | PodOperation::Attach(o) => {
+            o.container = resolve_container(&pod, &o.container)?
+        }
+        PodOperation::PortForward(_) => {}
+    }
+    if !bound(&pod) {
+        if matches!(operation, PodOperation::Log(_)) {
+            let mut resp = Response::new(Body::empty());
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            return Ok(resp);
+        }
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let Some(connector) = api.config.pod_connector.clone() else {
+        return Err(ApiError::bad_request(format!(
+            "pods/{subresource} of pod {namespace}/{name} is not served by this API server: \
+             it has no connection to the pod's node"
+        )));
+    };
+    let request = http::Request::from_parts(parts, ());
+    let resp = connector
+        .connect(PodConnection {
+            pod,
+            operation,
+            request,
+        })
+        .await
+        .map_err(ApiError::from_host)?;
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::from_parts(parts, Body::new(body));
+    if out.status() != StatusCode::SWITCHING_PROTOCOLS
+        && out.headers().get(header::CONTENT_TYPE).is_none()
+    {
+        out.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn log_options_are_decoded_as_apimachinery_does() {
+        let o = parse_log_options(
+            "p",
+            Some("container=c&follow=true&previous=0&timestamps=1&tailLines=5&limitBytes=10&sinceTime=2026-01-02T03:04:05.6Z"),
+        )
+        .unwrap();
+        assert_eq!(o.container, "c");
+        assert!(o.follow && !o.previous && o.timestamps);
+        assert_eq!((o.tail_lines, o.limit_bytes), (Some(5), Some(10)));
+        assert_eq!(o.since_time.as_deref(), Some("2026-01-02T03:04:06Z"));
+        assert_eq!(
+            parse_log_options("p", Some("tailLines=x"))
+                .unwrap_err()
+                .code,
+            400
+        );
+    }
+
+    #[test]
+    fn invalid_log_options_get_kube_apiservers_422() {
+        let e = parse_log_options("p", Some("tailLines=-1")).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert_eq!(
+            e.message,
+            "PodLogOptions \"p\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0"
+        );
+        let e = parse_log_options("p", Some("limitBytes=0&sinceSeconds=0")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "PodLogOptions \"p\" is invalid: [limitBytes: Invalid value: 0: must be greater than 0, \
+             sinceSeconds: Invalid value: 0: must be greater than 0]"
+        );
+        let e = parse_log_options("p", Some("stream=Stdout")).unwrap_err();
+        assert!(
+            e.message
+                .ends_with("stream: Forbidden: may not be specified"),
+            "{e}"
+        );
+        let e = parse_log_options("p", Some("sinceSeconds=5&sinceTime=2026-01-02T03:04:05Z"))
+            .unwrap_err();
+        assert!(
+            e.message
+                .contains("at most one of `sinceTime` or `sinceSeconds`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn stream_options_keep_the_command_only_for_exec() {
+        let q = Some("command=sh&command=-c&command=exit+3&stdin=true&stdout=1&tty=false");
+        let o = parse_stream_options("exec", q);
+        assert_eq!(o.command, ["sh", "-c", "exit 3"]);
+        assert!(o.stdin && o.stdout && !o.stderr && !o.tty);
+        assert!(parse_stream_options("attach", q).command.is_empty());
+    }
+
+    #[test]
+    fn the_container_is_resolved_as_validate_container_does() {
+        let one = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app"}]}});
+        assert_eq!(resolve_container(&one, "").unwrap(), "app");
+        assert_eq!(
+            resolve_container(&one, "other").unwrap_err().message,
+            "container other is not valid for pod p"
+        );
+        let many = json!({"metadata": {"name": "p"}, "spec": {
+            "initContainers": [{"name": "init"}],
+            "containers": [{"name": "a"}, {"name": "b"}],
+            "ephemeralContainers": [{"name": "debugger"}],
+        }});
+        assert_eq!(
+            resolve_container(&many, "").unwrap_err().message,
+            "a container name must be specified for pod p, choose one of: [init a b debugger]"
+        );
+        assert_eq!(resolve_container(&many, "debugger").unwrap(), "debugger");
+        assert_eq!(resolve_container(&many, "init").unwrap(), "init");
+    }
+}

@@ -1,0 +1,413 @@
+//! [`LocalNode`]: the pod connector of a server standing in for a host
+//! cluster (the local host of `vkube up`, tests), whose pods are played by
+//! a node simulator and have no container runtime behind them.
+//!
+//! It answers as kubelet would for a node that runs no containers, and
+//! says so rather than faking success:
+//! - `portforward` dials `status.podIP` ([`crate::portforward`]);
+//! - `log` checks the container's status as kubelet does
+//!   (`validateContainerLogStatus`) and serves a *simulated* log: one line
+//!   per second since the container started, each saying it is simulated
+//!   (kept to the last [`SIMULATED_LOG_LINES`]), with every
+//!   `PodLogOptions` applied (`follow` keeps adding a line a second);
+//! - `exec` and `attach` are refused (`400`), unless the server is test
+//!   scaffolding that runs `exec` commands as local processes
+//!   ([`LocalExec::RunLocalProcesses`]), speaking kubelet's WebSocket
+//!   channel protocols ([`crate::channel`]).
+
+use crate::portforward::{self, PodEndpoint};
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Response, StatusCode};
+use serde_json::Value;
+use std::time::Duration;
+use vkube_core::connect::{
+    ConnectBody, LogOptions, PodConnection, PodConnector, PodOperation, bad_request,
+};
+use vkube_core::service::{BoxFuture, HostRefusal};
+
+/// How many simulated log lines a container keeps (older ones are rotated
+/// away, as kubelet's log rotation drops old files).
+pub const SIMULATED_LOG_LINES: u64 = 1000;
+
+/// What [`LocalNode`] does with `exec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LocalExec {
+    /// Refuse with `400`: the node has no container runtime.
+    #[default]
+    Refuse,
+    /// Run the command as a process of this server, in its working
+    /// directory and with its privileges. Test scaffolding only: anyone
+    /// allowed `create` on `pods/exec` runs programs on the server's
+    /// machine.
+    RunLocalProcesses,
+}
+
+/// The connector of a server standing in for a host (module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalNode {
+    /// What `exec` does.
+    pub exec: LocalExec,
+}
+
+impl PodConnector for LocalNode {
+    fn connect(
+        &self,
+        mut conn: PodConnection,
+    ) -> BoxFuture<'_, Result<Response<ConnectBody>, HostRefusal>> {
+        Box::pin(async move {
+            let pod_name = conn.pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            match &conn.operation {
+                PodOperation::Log(opts) => {
+                    let now = jiff::Timestamp::now();
+                    let log = SimulatedLog::new(&conn.pod, opts, now)?;
+                    Ok(log_response(log, opts.clone(), now))
+                }
+                PodOperation::PortForward(ports) => {
+                    let endpoint: PodEndpoint =
+                        portforward::pod_endpoint(&conn.pod).map_err(refusal)?;
+                    let ports = ports.clone();
+                    let (resp, upgraded) = crate::channel::accept(
+                        &mut conn.request,
+                        &[portforward::CHANNEL_PROTOCOL_V4],
+                    )
+                    .map_err(refusal)?;
+                    tokio::spawn(async move {
+                        if let Some(ws) = upgraded.await {
+                            portforward::forward(ws.socket, endpoint, ports).await;
+                        }
+                    });
+                    Ok(resp)
+                }
+                PodOperation::Exec(opts) if self.exec == LocalExec::RunLocalProcesses => {
+                    if opts.command.is_empty() {
+                        return Err(bad_request(
+                            "you must specify at least one command for the container",
+                        ));
+                    }
+                    if !(opts.stdin || opts.stdout || opts.stderr) {
+                        return Err(bad_request(
+                            "you must specify at least 1 of stdin, stdout, stderr",
+                        ));
+                    }
+                    running(&conn.pod, &opts.container, &pod_name)?;
+                    let (resp, upgraded) =
+                        crate::channel::accept(&mut conn.request, crate::channel::EXEC_PROTOCOLS)
+                            .map_err(refusal)?;
+                    let opts = opts.clone();
+                    tokio::spawn(async move {
+                        if let Some(ws) = upgraded.await {
+                            crate::channel::run_local(ws, &opts).await;
+                        }
+                    });
+                    Ok(resp)
+                }
+                PodOperation::Exec(o) | PodOperation::Attach(o) => Err(bad_request(format!(
+                    "unable to {} container {:?} in pod {pod_name:?}: this node is simulated by \
+                     vkube and has no container runtime",
+                    conn.operation.subresource(),
+                    o.container
+                ))),
+            }
+        })
+    }
+}
+
+/// A shim error as a connector's refusal.
+fn refusal(e: crate::error::ApiError) -> HostRefusal {
+    HostRefusal {
+        code: e.code,
+        reason: e.reason.to_string(),
+        message: e.message,
+        details: e.details,
+    }
+}
+
+/// The status of container `name` among the pod's container statuses.
+fn container_status<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
+    [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ]
+    .iter()
+    .flat_map(|list| pod["status"][list].as_array().into_iter().flatten())
+    .find(|s| s["name"].as_str() == Some(name))
+}
+
+/// Fails unless the container is running (kubelet's `exec` precondition:
+/// `container not found` / not running).
+fn running(pod: &Value, container: &str, pod_name: &str) -> Result<(), HostRefusal> {
+    match container_status(pod, container) {
+        Some(s) if s["state"]["running"].is_object() => Ok(()),
+        _ => Err(bad_request(format!(
+            "container {container:?} in pod {pod_name:?} is not running"
+        ))),
+    }
+}
+
+/// The simulated log of one container instance: lines `first..=last`,
+/// line `k` written `k` seconds after `started` (module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulatedLog {
+    /// The container.
+    pub container: String,
+    /// When the instance started.
+    pub started: jiff::Timestamp,
+    /// The first line to send (after rotation and `sinceSeconds`/`sinceTime`).
+    pub first: u64,
+    /// The last line written so far.
+    pub last: u64,
+    /// The instance has ended: no line is added after `last`.
+    pub ended: bool,
+}
+
+impl SimulatedLog {
+    /// The log `opts` asks for at time `now`, after kubelet's container
+    /// status checks (`validateContainerLogStatus`).
+    ///
+    /// # Errors
+    /// `400 BadRequest` with kubelet's texts: `container "c" in pod "p" is
+    /// not available` (no status), `previous terminated container "c" in
+    /// pod "p" not found`, `container "c" in pod "p" is waiting to start:
+    /// REASON`.
+    pub fn new(pod: &Value, opts: &LogOptions, now: jiff::Timestamp) -> Result<Self, HostRefusal> {
+        let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let c = &opts.container;
+        let Some(status) = container_status(pod, c) else {
+            return Err(bad_request(format!(
+                "container {c:?} in pod {pod_name:?} is not available"
+            )));
+        };
+        let time = |v: &Value| v.as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok());
+        let (state, ended) = if opts.previous {
+            match status["lastState"].get("terminated") {
+                Some(t) => (t, true),
+                None => {
+                    return Err(bad_request(format!(
+                        "previous terminated container {c:?} in pod {pod_name:?} not found"
+                    )));
+                }
+            }
+        } else if let Some(r) = status["state"].get("running") {
+            (r, false)
+        } else if let Some(t) = status["state"].get("terminated") {
+            (t, true)
+        } else {
+            let reason = status["state"]["waiting"]["reason"]
+                .as_str()
+                .unwrap_or("ContainerCreating");
+            return Err(bad_request(format!(
+                "container {c:?} in pod {pod_name:?} is waiting to start: {reason}"
+            )));
+        };
+        let started = time(&state["startedAt"]).unwrap_or(now);
+        let until = if ended {
+            time(&state["finishedAt"]).unwrap_or(now).min(now)
+        } else {
+            now
+        };
+        let last = u64::try_from(until.duration_since(started).as_secs()).unwrap_or(0);
+        let mut first = last.saturating_sub(SIMULATED_LOG_LINES - 1).max(1);
+        let since = match (&opts.since_time, opts.since_seconds) {
+            (Some(t), _) => t.parse::<jiff::Timestamp>().ok(),
+            (None, Some(s)) => now.checked_sub(jiff::SignedDuration::from_secs(s)).ok(),
+            (None, None) => None,
+        };
+        if let Some(since) = since {
+            let secs = since.duration_since(started).as_secs();
+            first = first.max(u64::try_from(secs).unwrap_or(0));
+        }
+        if let Some(tail) = opts.tail_lines {
+            let tail = u64::try_from(tail).unwrap_or(0);
+            first = first.max((last + 1).saturating_sub(tail));
+        }
+        Ok(Self {
+            container: c.clone(),
+            started,
+            first: first.max(1),
+            last,
+            ended,
+        })
+    }
+
+    /// Line `k`, newline-terminated, with its timestamp when asked.
+    pub fn line(&self, k: u64, timestamps: bool) -> String {
+        let text = format!(
+            "simulated log line {k} of container {}: this node is simulated by vkube and runs no containers\n",
+            self.container
+        );
+        if timestamps {
+            let at = self.started + jiff::SignedDuration::from_secs(k as i64);
+            format!("{} {text}", at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        } else {
+            text
+        }
+    }
+}
+
+/// The `200 text/plain` answer streaming `log`: the lines written so far,
+/// then (with `follow`, until the client goes) one more a second; cut at
+/// `limitBytes`.
+fn log_response(
+    log: SimulatedLog,
+    opts: LogOptions,
+    now: jiff::Timestamp,
+) -> Response<ConnectBody> {
+    let mut budget = opts
+        .limit_bytes
+        .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(0));
+    let follow = opts.follow && !log.ended;
+    let timestamps = opts.timestamps;
+    let elapsed = now.duration_since(log.started);
+    // The next line is due when the container has run for `last + 1` s.
+    let first_due =
+        Duration::from_secs(log.last + 1).saturating_sub(elapsed.unsigned_abs().min(Duration::MAX));
+    let lines = futures::stream::iter(log.first..=log.last)
+        .map(|k| (k, Duration::ZERO))
+        .chain(futures::stream::iter(
+            (log.last + 1..)
+                .take_while(move |_| follow)
+                .enumerate()
+                .map(move |(i, k)| {
+                    let wait = if i == 0 {
+                        first_due
+                    } else {
+                        Duration::from_secs(1)
+                    };
+                    (k, wait)
+                }),
+        ));
+    let body = lines
+        .then(move |(k, wait)| async move {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            k
+        })
+        .map(move |k| {
+            let mut line = log.line(k, timestamps).into_bytes();
+            let take = usize::try_from(budget.min(line.len() as u64)).unwrap_or(0);
+            line.truncate(take);
+            budget -= take as u64;
+            line
+        })
+        .take_while(|line| std::future::ready(!line.is_empty()))
+        .map(|line| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(http_body::Frame::data(Bytes::from(
+                line,
+            )))
+        });
+    let mut resp = Response::new(Box::pin(http_body_util::StreamBody::new(body)) as ConnectBody);
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: Value) -> Value {
+        json!({"metadata": {"name": "p"}, "status": {"containerStatuses": [status]}})
+    }
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn opts() -> LogOptions {
+        LogOptions {
+            container: "c".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_running_container_has_a_line_per_second() {
+        let p =
+            pod(json!({"name": "c", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}));
+        let now = at("2026-01-01T00:00:10.5Z");
+        let log = SimulatedLog::new(&p, &opts(), now).unwrap();
+        assert_eq!((log.first, log.last, log.ended), (1, 10, false));
+        let tail = SimulatedLog::new(
+            &p,
+            &LogOptions {
+                tail_lines: Some(3),
+                ..opts()
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!((tail.first, tail.last), (8, 10));
+        let since = SimulatedLog::new(
+            &p,
+            &LogOptions {
+                since_seconds: Some(4),
+                ..opts()
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(since.first, 6);
+        assert!(log.line(2, true).starts_with("2026-01-01T00:00:02"));
+        assert!(log.line(2, false).contains("simulated"));
+        let none = SimulatedLog::new(
+            &p,
+            &LogOptions {
+                tail_lines: Some(0),
+                ..opts()
+            },
+            now,
+        )
+        .unwrap();
+        assert!(none.first > none.last);
+    }
+
+    #[test]
+    fn kubelets_status_checks_come_first() {
+        let waiting =
+            pod(json!({"name": "c", "state": {"waiting": {"reason": "ContainerCreating"}}}));
+        let now = at("2026-01-01T00:00:10Z");
+        assert_eq!(
+            SimulatedLog::new(&waiting, &opts(), now)
+                .unwrap_err()
+                .message,
+            "container \"c\" in pod \"p\" is waiting to start: ContainerCreating"
+        );
+        let running = pod(json!({"name": "c", "state": {"running": {}}}));
+        assert_eq!(
+            SimulatedLog::new(
+                &running,
+                &LogOptions {
+                    previous: true,
+                    ..opts()
+                },
+                now
+            )
+            .unwrap_err()
+            .message,
+            "previous terminated container \"c\" in pod \"p\" not found"
+        );
+        assert_eq!(
+            SimulatedLog::new(
+                &running,
+                &LogOptions {
+                    container: "x".into(),
+                    ..opts()
+                },
+                now
+            )
+            .unwrap_err()
+            .message,
+            "container \"x\" in pod \"p\" is not available"
+        );
+    }
+}

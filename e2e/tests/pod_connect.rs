@@ -1,0 +1,240 @@
+//! Operating tenant pods through the host: `kubectl logs`, `kubectl exec`
+//! and port-forward against the virtual cluster reach the host copy of the
+//! pod through the host API server (`HostPods`), whose node stand-in
+//! (`LocalNode`, test scaffolding) serves a simulated log and runs exec
+//! commands as local processes.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vkube_controllers::simulator::NodeSimulator;
+use vkube_e2e::SyncedCluster;
+use vkube_e2e::synced::eventually;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - {name: app, image: busybox, command: [sleep, infinity]}
+  - {name: sidecar, image: busybox, command: [sleep, infinity]}
+"#;
+
+/// Host and virtual clusters whose host pods get loopback IPs (so a
+/// port-forward reaches a listener of the test), with pod `web` Running.
+async fn cluster_with_running_pod() -> SyncedCluster {
+    let simulator = NodeSimulator {
+        pod_cidr_prefix: "127.0".into(),
+        ..NodeSimulator::default()
+    };
+    let c = SyncedCluster::start_with_simulator(simulator, |_| {}).await;
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], POD)
+        .await
+        .expect_ok();
+    eventually("the virtual pod Running", WAIT, || async {
+        let p = c.virt_get("pod", "web").await?;
+        match p["status"]["phase"].as_str() {
+            Some("Running") => Ok(()),
+            other => Err(format!("phase {other:?}")),
+        }
+    })
+    .await;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_logs_reads_the_host_pods_log_with_its_options() {
+    let c = cluster_with_running_pod().await;
+    // The stand-in writes a line a second since the container started.
+    let all = eventually("log lines", WAIT, || async {
+        let out = c.virt.kubectl(&["logs", "web", "-c", "app"]).await;
+        if out.success() && out.stdout.lines().count() >= 2 {
+            Ok(out.stdout)
+        } else {
+            Err(format!("{out}"))
+        }
+    })
+    .await;
+    assert!(
+        all.lines()
+            .all(|l| l.starts_with("simulated log line ") && l.contains("container app")),
+        "{all}"
+    );
+    let tail = c
+        .virt
+        .kubectl(&["logs", "web", "-c", "sidecar", "--tail=1", "--timestamps"])
+        .await
+        .expect_ok();
+    assert_eq!(tail.stdout.lines().count(), 1, "{tail}");
+    assert!(tail.stdout.contains("container sidecar"), "{tail}");
+    let first = tail.stdout.split(' ').next().unwrap_or_default();
+    assert!(
+        first.parse::<jiff::Timestamp>().is_ok(),
+        "no RFC 3339 timestamp: {tail}"
+    );
+    let limited = c
+        .virt
+        .kubectl(&["logs", "web", "-c", "app", "--limit-bytes=9"])
+        .await
+        .expect_ok();
+    assert_eq!(limited.stdout, "simulated", "{limited}");
+
+    // kubectl defaults to the first container, as on any cluster.
+    let out = c.virt.kubectl(&["logs", "web"]).await.expect_ok();
+    assert!(out.stdout.contains("container app"), "{out}");
+
+    // The API server's own checks, then the kubelet's (on the host), told
+    // in the tenant's names: never the host pod's.
+    let out = c.virt.kubectl(&["logs", "web", "-c", "nope"]).await;
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("container nope is not valid for pod web"),
+        "{out}"
+    );
+    let out = c
+        .virt
+        .kubectl(&["logs", "web", "-c", "app", "--previous"])
+        .await;
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("previous terminated container \"app\" in pod \"web\" not found"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("-x-"), "a host name leaked: {out}");
+    let out = c
+        .virt
+        .kubectl(&[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/pods/web/log?container=app&tailLines=-2",
+        ])
+        .await;
+    assert!(
+        out.stderr.contains("PodLogOptions \"web\" is invalid"),
+        "{out}"
+    );
+    let out = c.virt.kubectl(&["logs", "ghost"]).await;
+    assert!(out.stderr.contains("pods \"ghost\" not found"), "{out}");
+
+    // Follow keeps the stream open and lines keep arriving.
+    let mut follow = c
+        .virt
+        .kubectl_cmd(&["logs", "-f", "web", "-c", "app", "--tail=0"])
+        .spawn();
+    let first = follow
+        .wait_for_stdout("simulated log line", Duration::from_secs(15))
+        .await;
+    let n: u64 = first
+        .split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a numbered line: {first}"));
+    follow
+        .wait_for_stdout(
+            &format!("simulated log line {} ", n + 1),
+            Duration::from_secs(15),
+        )
+        .await;
+    follow.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_exec_runs_in_the_host_pod_with_exit_code_and_stdin() {
+    let c = cluster_with_running_pod().await;
+    let out = c
+        .virt
+        .kubectl(&[
+            "exec",
+            "web",
+            "-c",
+            "app",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(3), "{out}");
+    assert_eq!(out.stdout, "out\n", "{out}");
+    assert!(out.stderr.contains("err"), "{out}");
+
+    let out = c
+        .virt
+        .kubectl_cmd(&["exec", "-i", "web", "-c", "sidecar", "--", "cat"])
+        .stdin("hello through the host\n")
+        .run()
+        .await
+        .expect_ok();
+    assert_eq!(out.stdout, "hello through the host\n", "{out}");
+
+    // A command that cannot start is the kubelet's internal error.
+    let out = c
+        .virt
+        .kubectl(&["exec", "web", "-c", "app", "--", "/nonexistent/program"])
+        .await;
+    assert!(!out.success(), "{out}");
+
+    let out = c
+        .virt
+        .kubectl(&["exec", "web", "-c", "nope", "--", "true"])
+        .await;
+    assert!(
+        out.stderr
+            .contains("container nope is not valid for pod web"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_forward_carries_bytes_through_the_host() {
+    let c = cluster_with_running_pod().await;
+    let host_pod = eventually("the host pod's IP", WAIT, || async {
+        let p = c.host_get("pod", &c.host_name("default", "web")).await?;
+        p["status"]["podIP"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("no podIP: {p}"))
+    })
+    .await;
+    // The "container": an echo server on the host pod's (loopback) IP.
+    let listener = tokio::net::TcpListener::bind((host_pod.as_str(), 0))
+        .await
+        .expect("binding the pod IP");
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let pods: kube::Api<Pod> = kube::Api::default_namespaced(c.virt.client().await);
+    let mut pf = pods
+        .portforward("web", &[port])
+        .await
+        .expect("port-forward");
+    let mut stream = pf.take_stream(port).expect("the port's stream");
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut r, mut w) = tokio::io::split(&mut stream);
+    let send = async {
+        w.write_all(&payload).await.unwrap();
+    };
+    let mut back = vec![0u8; payload.len()];
+    let recv = async {
+        r.read_exact(&mut back).await.unwrap();
+    };
+    tokio::time::timeout(WAIT, async { tokio::join!(send, recv) })
+        .await
+        .expect("echoed within the timeout");
+    assert!(back == payload, "the bytes came back changed");
+    drop(stream);
+    pf.abort();
+}

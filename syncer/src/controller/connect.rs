@@ -1,0 +1,161 @@
+//! [`HostPods`]: the virtual API server's pod connector in a virtual
+//! cluster. The host's API server plays the kubelet: each `log`, `exec`,
+//! `attach` and `portforward` request on a virtual pod becomes the same
+//! request on its host copy (see [`crate::connect`] for which request and
+//! the checks before it).
+//!
+//! The host needs to grant only `get` on `pods` and `pods/log`, and
+//! `create`/`get` on `pods/exec`, `pods/attach` and `pods/portforward` in
+//! the host namespace.
+
+use crate::connect::{
+    UPGRADE_REQUEST_HEADERS, UPGRADE_RESPONSE_HEADERS, check_host_pod, host_path, translate_refusal,
+};
+use crate::engine::SyncerConfig;
+use crate::names::{Tenant, VirtualIdentity, host_name, is_managed};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use vkube_core::connect::{ConnectBody, PodConnection, PodConnector, empty_body, internal_error};
+use vkube_core::service::{BoxFuture, HostRefusal};
+
+/// The most of a host error body read (a `Status` is a few hundred bytes).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Connects virtual pods' connect subresources to their host copies
+/// through the host API server (module docs).
+#[derive(Clone)]
+pub struct HostPods {
+    client: kube::Client,
+    tenant: Tenant,
+}
+
+impl std::fmt::Debug for HostPods {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostPods")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostPods {
+    /// Connects through `host` into `config`'s host namespace. The client
+    /// must have no read timeout: streams may stay idle for hours (kube's
+    /// default has none).
+    pub fn new(host: kube::Client, config: &SyncerConfig) -> Self {
+        Self {
+            client: host,
+            tenant: config.tenant.clone(),
+        }
+    }
+
+    async fn connect_host(
+        &self,
+        mut conn: PodConnection,
+    ) -> Result<Response<ConnectBody>, HostRefusal> {
+        let meta: ObjectMeta = serde_json::from_value(conn.pod["metadata"].clone())
+            .map_err(|e| internal_error(format!("decoding the pod's metadata: {e}")))?;
+        let id =
+            VirtualIdentity::from_meta("Pod", &meta).map_err(|e| internal_error(e.to_string()))?;
+        let hname = host_name(&self.tenant, &id.namespace, &id.name);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.tenant.host_namespace());
+        let host = pods
+            .get_metadata_opt(&hname)
+            .await
+            .map_err(|e| internal_error(format!("error dialing backend: {e}")))?;
+        check_host_pod(
+            &is_managed(&self.tenant, host.as_ref().map(|h| &h.metadata), &id),
+            &id,
+        )?;
+
+        let path = host_path(&self.tenant, &id.namespace, &id.name, &conn.operation);
+        let upgrades = conn.operation.upgrades();
+        let mut req = http::Request::builder()
+            .method(conn.request.method().clone())
+            .uri(path);
+        if upgrades {
+            for name in UPGRADE_REQUEST_HEADERS {
+                for v in conn.request.headers().get_all(*name) {
+                    req = req.header(*name, v);
+                }
+            }
+        }
+        let req = req
+            .body(kube::client::Body::empty())
+            .map_err(|e| internal_error(e.to_string()))?;
+        let mut res = self
+            .client
+            .send(req)
+            .await
+            .map_err(|e| internal_error(format!("error dialing backend: {e}")))?;
+        let status = res.status();
+        let wanted = if upgrades {
+            status == StatusCode::SWITCHING_PROTOCOLS
+        } else {
+            status.is_success()
+        };
+        if !wanted {
+            let body = http_body_util::Limited::new(res.into_body(), MAX_ERROR_BODY)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let code = if status.is_success() || status.is_informational() {
+                // A host that answers an upgrade without upgrading.
+                502
+            } else {
+                status.as_u16()
+            };
+            return Err(translate_refusal(code, &body, &hname, &id.name));
+        }
+        if !upgrades {
+            let (parts, body) = res.into_parts();
+            let body: ConnectBody = Box::pin(body.map_err(|e| Box::new(e) as _));
+            let mut out = Response::new(body);
+            *out.status_mut() = parts.status;
+            if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE) {
+                out.headers_mut()
+                    .insert(http::header::CONTENT_TYPE, ct.clone());
+            }
+            return Ok(out);
+        }
+        // Both sides upgrade: answer the client with the host's 101 and
+        // pump bytes until either side closes.
+        let client_upgrade = hyper::upgrade::on(&mut conn.request);
+        let host_upgrade = hyper::upgrade::on(&mut res);
+        let mut out = Response::new(empty_body());
+        *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        for name in UPGRADE_RESPONSE_HEADERS {
+            for v in res.headers().get_all(*name) {
+                out.headers_mut().append(*name, v.clone());
+            }
+        }
+        let pod = format!("{}/{}", id.namespace, id.name);
+        tokio::spawn(async move {
+            let (client, host) = match tokio::try_join!(client_upgrade, host_upgrade) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(%pod, error = %e, "pod stream upgrade failed");
+                    return;
+                }
+            };
+            let (mut client, mut host) = (TokioIo::new(client), TokioIo::new(host));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut host).await {
+                tracing::debug!(%pod, error = %e, "pod stream ended");
+            }
+        });
+        Ok(out)
+    }
+}
+
+impl PodConnector for HostPods {
+    fn connect(
+        &self,
+        conn: PodConnection,
+    ) -> BoxFuture<'_, Result<Response<ConnectBody>, HostRefusal>> {
+        Box::pin(self.connect_host(conn))
+    }
+}
