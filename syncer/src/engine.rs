@@ -69,6 +69,10 @@ pub struct SyncerConfig {
     /// Which host nodes the tenant sees as virtual Nodes (default
     /// [`NodeVisibility::Auto`]).
     pub nodes: crate::node::NodeVisibility,
+    /// The tenant's DNS server host pods resolve through
+    /// ([`crate::pod::apply_tenant_dns`]); `None` leaves pods' DNS settings
+    /// as the tenant wrote them (they then use the host's cluster DNS).
+    pub dns: Option<crate::pod::TenantDns>,
     /// How often both sides are compared in full (and on start).
     pub resync_period: Duration,
     /// Reconciles run concurrently per kind.
@@ -78,7 +82,8 @@ pub struct SyncerConfig {
 impl SyncerConfig {
     /// Defaults for `tenant`: only referenced ConfigMaps/Secrets, Pod
     /// Security level `baseline`, `vkube-workload-VC`, no owner, no
-    /// `KUBERNETES_SERVICE_*`, [`DEFAULT_RESYNC_PERIOD`], 16 workers.
+    /// `KUBERNETES_SERVICE_*`, no tenant DNS, [`DEFAULT_RESYNC_PERIOD`],
+    /// 16 workers.
     pub fn new(tenant: Tenant) -> Self {
         Self {
             tenant,
@@ -89,6 +94,7 @@ impl SyncerConfig {
             owner: None,
             kubernetes_service: None,
             nodes: crate::node::NodeVisibility::Auto,
+            dns: None,
             resync_period: DEFAULT_RESYNC_PERIOD,
             workers: 16,
         }
@@ -106,6 +112,7 @@ impl SyncerConfig {
             allow_host_namespaces: open,
             allow_privileged: open,
             allow_host_ports: open,
+            dns: self.dns.clone(),
         }
     }
 

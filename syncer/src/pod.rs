@@ -38,7 +38,8 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    ObjectFieldSelector, Pod, PodCondition, PodSpec, PodStatus, Volume,
+    ObjectFieldSelector, Pod, PodCondition, PodDNSConfig, PodDNSConfigOption, PodSpec, PodStatus,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use vkube_core::validation::is_dns1123_label;
@@ -67,6 +68,85 @@ pub struct TranslateOptions {
     pub allow_privileged: bool,
     /// Allow `hostPort` on container ports.
     pub allow_host_ports: bool,
+    /// The tenant's DNS server, which host pods resolve through
+    /// ([`apply_tenant_dns`]); `None` leaves their DNS settings as the
+    /// tenant wrote them.
+    pub dns: Option<TenantDns>,
+}
+
+/// Where a tenant's pods resolve names: the tenant's own DNS server
+/// (answering for its Services), reached at an address of the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantDns {
+    /// The DNS server's address (the vkube server's host Service ClusterIP).
+    pub nameserver: String,
+    /// The tenant's cluster domain, e.g. `cluster.local`.
+    pub cluster_domain: String,
+}
+
+/// How many nameservers and search domains a resolv.conf may hold
+/// (kubelet's `validation.MaxDNSNameservers` and `MaxDNSSearchPaths`).
+const MAX_NAMESERVERS: usize = 3;
+const MAX_SEARCHES: usize = 32;
+
+/// Points a host pod's DNS at the tenant's server: what kubelet does for
+/// `dnsPolicy: ClusterFirst` (`pkg/kubelet/network/dns`), written out as
+/// `dnsPolicy: None` with the resolv.conf kubelet would build from the
+/// tenant's cluster DNS: nameserver `dns.nameserver`, searches
+/// `NS.svc.DOMAIN svc.DOMAIN DOMAIN`, `ndots:5`, with the pod's own
+/// `dnsConfig` merged in as kubelet merges it (nameservers and searches
+/// appended without duplicates, up to 3 and 32; options replaced by name).
+/// `ClusterFirstWithHostNet` is the same; `ClusterFirst` with
+/// `hostNetwork` falls back to the node's resolv.conf as kubelet does, and
+/// `Default` and `None` are the tenant's choice: all three are left alone.
+pub fn apply_tenant_dns(spec: &mut PodSpec, namespace: &str, dns: &TenantDns) {
+    let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    let host_network = spec.host_network == Some(true);
+    let cluster = match policy {
+        "ClusterFirst" => !host_network,
+        "ClusterFirstWithHostNet" => true,
+        _ => false,
+    };
+    if !cluster {
+        return;
+    }
+    let d = &dns.cluster_domain;
+    let mut nameservers = vec![dns.nameserver.clone()];
+    let mut searches = vec![
+        format!("{namespace}.svc.{d}"),
+        format!("svc.{d}"),
+        d.clone(),
+    ];
+    let mut options = vec![PodDNSConfigOption {
+        name: Some("ndots".into()),
+        value: Some("5".into()),
+    }];
+    if let Some(own) = spec.dns_config.take() {
+        for n in own.nameservers.into_iter().flatten() {
+            if !nameservers.contains(&n) {
+                nameservers.push(n);
+            }
+        }
+        for s in own.searches.into_iter().flatten() {
+            if !searches.contains(&s) {
+                searches.push(s);
+            }
+        }
+        for o in own.options.into_iter().flatten() {
+            match options.iter_mut().find(|x| x.name == o.name) {
+                Some(x) => *x = o,
+                None => options.push(o),
+            }
+        }
+    }
+    nameservers.truncate(MAX_NAMESERVERS);
+    searches.truncate(MAX_SEARCHES);
+    spec.dns_policy = Some("None".into());
+    spec.dns_config = Some(PodDNSConfig {
+        nameservers: Some(nameservers),
+        searches: Some(searches),
+        options: Some(options),
+    });
 }
 
 /// The default host service account of a tenant: `vkube-workload-VC`.
@@ -258,6 +338,9 @@ pub fn translate(
     spec.enable_service_links = Some(false);
     if spec.hostname.is_none() && is_dns1123_label(&id.name).is_empty() {
         spec.hostname = Some(id.name.clone());
+    }
+    if let Some(dns) = &opts.dns {
+        apply_tenant_dns(&mut spec, &id.namespace, dns);
     }
 
     let markers = identity_markers(tenant, &id);
@@ -1710,5 +1793,82 @@ mod engine_helper_tests {
             out.metadata.annotations.as_ref().unwrap()["host.example/added"],
             "x"
         );
+    }
+
+    fn tenant_dns() -> TenantDns {
+        TenantDns {
+            nameserver: "10.96.12.34".into(),
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+
+    #[test]
+    fn cluster_first_pods_resolve_through_the_tenant_dns() {
+        let mut spec = PodSpec {
+            dns_policy: Some("ClusterFirst".into()),
+            dns_config: Some(PodDNSConfig {
+                nameservers: Some(vec!["1.1.1.1".into(), "10.96.12.34".into()]),
+                searches: Some(vec!["corp.example".into(), "svc.cluster.local".into()]),
+                options: Some(vec![
+                    PodDNSConfigOption {
+                        name: Some("ndots".into()),
+                        value: Some("2".into()),
+                    },
+                    PodDNSConfigOption {
+                        name: Some("edns0".into()),
+                        value: None,
+                    },
+                ]),
+            }),
+            ..Default::default()
+        };
+        apply_tenant_dns(&mut spec, "shop", &tenant_dns());
+        assert_eq!(spec.dns_policy.as_deref(), Some("None"));
+        let c = spec.dns_config.unwrap();
+        assert_eq!(c.nameservers.unwrap(), ["10.96.12.34", "1.1.1.1"]);
+        assert_eq!(
+            c.searches.unwrap(),
+            [
+                "shop.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+                "corp.example"
+            ]
+        );
+        let options: Vec<_> = c
+            .options
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.name.unwrap(), o.value))
+            .collect();
+        assert_eq!(
+            options,
+            [
+                ("ndots".to_string(), Some("2".to_string())),
+                ("edns0".into(), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_tenants_own_dns_choices_are_kept() {
+        for (policy, host_network) in [("None", false), ("Default", false), ("ClusterFirst", true)]
+        {
+            let mut spec = PodSpec {
+                dns_policy: Some(policy.into()),
+                host_network: Some(host_network),
+                ..Default::default()
+            };
+            let before = spec.clone();
+            apply_tenant_dns(&mut spec, "ns", &tenant_dns());
+            assert_eq!(spec, before, "{policy}");
+        }
+        let mut spec = PodSpec {
+            dns_policy: Some("ClusterFirstWithHostNet".into()),
+            host_network: Some(true),
+            ..Default::default()
+        };
+        apply_tenant_dns(&mut spec, "ns", &tenant_dns());
+        assert_eq!(spec.dns_policy.as_deref(), Some("None"));
     }
 }
