@@ -19,10 +19,81 @@ use std::sync::Arc;
 /// (see [`kubernetes_service_ip`] for the configured CIDR).
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 
-/// The ClusterIP of the `default/kubernetes` Service: the first address of
-/// the configured service CIDR.
+/// The ClusterIP of the `default/kubernetes` Service: the configured one
+/// ([`crate::rest::ApiConfig::kubernetes_service_ip`], a virtual cluster's
+/// address on its host), else the first address of the service CIDR.
 pub fn kubernetes_service_ip(api: &Api) -> String {
-    api.config.allocation.service_cidr.nth(0).to_string()
+    match api.config.kubernetes_service_ip {
+        Some(ip) => ip.to_string(),
+        None => api.config.allocation.service_cidr.nth(0).to_string(),
+    }
+}
+
+/// The `default/kubernetes` Service with ClusterIP `ip`.
+fn kubernetes_service(ip: &str) -> Value {
+    let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": ip,
+            "clusterIPs": [ip],
+            "ipFamilies": [family],
+            "ipFamilyPolicy": "SingleStack",
+            "internalTrafficPolicy": "Cluster",
+            "sessionAffinity": "None",
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+        },
+    })
+}
+
+/// Makes `default/kubernetes` hold `ip`: created if missing, recreated when
+/// it holds another address (a ClusterIP is immutable), as kube-apiserver's
+/// kubernetes-service controller keeps it pointing at the API server. A
+/// configured address the allocator refuses (outside the service CIDR)
+/// falls back to the CIDR's first address, with a warning.
+async fn ensure_kubernetes_service(api: &Arc<Api>, ip: &str) -> ApiResult<()> {
+    let services = target(def("", "services"), Some("default"));
+    let mut named = services.clone();
+    named.name = Some("kubernetes".into());
+    let headers = crate::server::json_headers();
+    if let Ok(resp) = api
+        .handle(
+            &Method::GET,
+            named.clone(),
+            Query::default(),
+            &headers,
+            bytes::Bytes::new(),
+        )
+        .await
+    {
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        let live: Value = serde_json::from_slice(&body).unwrap_or_default();
+        if live["spec"]["clusterIP"].as_str() == Some(ip) {
+            return Ok(());
+        }
+        api.handle(
+            &Method::DELETE,
+            named,
+            Query::default(),
+            &headers,
+            bytes::Bytes::new(),
+        )
+        .await?;
+    }
+    match create_if_absent(api, services.clone(), kubernetes_service(ip)).await {
+        Err(e) if e.code == 422 && api.config.kubernetes_service_ip.is_some() => {
+            let fallback = api.config.allocation.service_cidr.nth(0).to_string();
+            tracing::warn!(%ip, %fallback, error = %e.message,
+                "the configured kubernetes Service address was refused; using the service CIDR's first address");
+            create_if_absent(api, services, kubernetes_service(&fallback)).await
+        }
+        r => r,
+    }
 }
 
 fn def(group: &str, resource: &str) -> &'static ResourceDef {
@@ -183,27 +254,7 @@ pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> 
         .await?;
     }
     ensure_local_api_services(api).await?;
-    let ip = kubernetes_service_ip(api);
-    create_if_absent(
-        api,
-        target(def("", "services"), Some("default")),
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "kubernetes", "namespace": "default",
-                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {
-                "type": "ClusterIP",
-                "clusterIP": ip,
-                "clusterIPs": [ip],
-                "ipFamilies": ["IPv4"],
-                "ipFamilyPolicy": "SingleStack",
-                "internalTrafficPolicy": "Cluster",
-                "sessionAffinity": "None",
-                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
-            },
-        }),
-    )
-    .await?;
+    ensure_kubernetes_service(api, &kubernetes_service_ip(api)).await?;
     let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default",

@@ -56,6 +56,12 @@ pub struct ApiConfig {
     /// stand-alone server, the local host) allocates from
     /// [`ApiConfig::allocation`].
     pub service_host: Option<Arc<dyn vkube_core::service::HostAllocator>>,
+    /// The ClusterIP of `default/kubernetes`: in a virtual cluster, the
+    /// address of the server's own Service on the host, so in-pod clients
+    /// that read the Service (or `KUBERNETES_SERVICE_HOST`) reach this
+    /// server and never the host's API server. `None`: the first address
+    /// of [`ApiConfig::allocation`]'s service CIDR, as kube-apiserver.
+    pub kubernetes_service_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +73,7 @@ impl Default for ApiConfig {
             allocation: crate::alloc::AllocConfig::default(),
             pod_connector: None,
             service_host: None,
+            kubernetes_service_ip: None,
         }
     }
 }
