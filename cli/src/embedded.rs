@@ -50,6 +50,20 @@ pub struct VirtualClusterOptions {
     pub controllers: String,
     /// Name of the cluster/context in the admin kubeconfig.
     pub context_name: String,
+    /// The ClusterIP `default/kubernetes` shows (the server's own host
+    /// Service address); `None`: the service CIDR's first address.
+    pub kubernetes_service_ip: Option<std::net::IpAddr>,
+    /// The tenant DNS server, if one runs in this process.
+    pub dns: Option<DnsOptions>,
+}
+
+/// Where the tenant DNS server listens and which domain it answers.
+#[derive(Debug, Clone)]
+pub struct DnsOptions {
+    /// UDP and TCP address (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The cluster domain, e.g. `cluster.local`.
+    pub cluster_domain: String,
 }
 
 /// A running virtual cluster: API server, controllers, syncer.
@@ -60,6 +74,9 @@ pub struct VirtualCluster {
     pub controller_names: Vec<&'static str>,
     controllers: Option<vkube_controllers::Running>,
     syncer: tokio::task::JoinHandle<()>,
+    /// The tenant DNS server (answers from the virtual API's Services).
+    pub dns: Option<vkube_dns::DnsServer>,
+    dns_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl VirtualCluster {
@@ -80,6 +97,7 @@ impl VirtualCluster {
         config.tls_sans = opts.tls_sans.clone();
         config.api.allocation.service_cidr = opts.service_cidr;
         config.context_name = opts.context_name.clone();
+        config.api.kubernetes_service_ip = opts.kubernetes_service_ip;
         // Services are stored with the addresses their host copies hold.
         config.api.service_host = Some(Arc::new(HostServices::new(host.clone(), &sync)));
         // Pod logs, exec, attach and port-forward reach the host copies
@@ -102,6 +120,27 @@ impl VirtualCluster {
         let virtual_client = vkube_controllers::client_from_kubeconfig(&server.kubeconfig)
             .await
             .context("a client for the virtual API server")?;
+        let (dns, dns_watch) = match &opts.dns {
+            Some(d) => {
+                let view = Arc::new(std::sync::RwLock::new(vkube_dns::DnsView::new(
+                    &d.cluster_domain,
+                )));
+                let upstream = vkube_dns::system_resolver()
+                    .context("reading /etc/resolv.conf for the DNS server's upstream")?;
+                let server = vkube_dns::serve(d.listen, view.clone(), upstream)
+                    .await
+                    .with_context(|| format!("starting the DNS server on {}", d.listen))?;
+                let client = virtual_client.clone();
+                let watch = tokio::spawn(async move {
+                    if let Err(e) = vkube_dns::watch::run(client, view).await {
+                        tracing::error!(error = %format!("{e:#}"), "DNS watches stopped");
+                    }
+                });
+                tracing::info!(addr = %server.addr, domain = %d.cluster_domain, "tenant DNS serving");
+                (Some(server), Some(watch))
+            }
+            None => (None, None),
+        };
         let syncer = tokio::spawn(async move {
             if let Err(e) = run_syncer(virtual_client, host, sync).await {
                 tracing::error!(error = %format!("{e:#}"), "syncer stopped");
@@ -112,6 +151,8 @@ impl VirtualCluster {
             controller_names,
             controllers,
             syncer,
+            dns,
+            dns_watch,
         })
     }
 
@@ -120,6 +161,11 @@ impl VirtualCluster {
     pub async fn shutdown(self) {
         self.syncer.abort();
         let _ = self.syncer.await;
+        if let Some(w) = self.dns_watch {
+            w.abort();
+            let _ = w.await;
+        }
+        drop(self.dns);
         if let Some(c) = self.controllers {
             c.shutdown().await;
         }

@@ -75,6 +75,68 @@ pub struct ServerArgs {
     /// IPv4 CIDR Service ClusterIPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/12", value_parser = vkube_core::service::ServiceCidr::parse)]
     pub service_cidr: vkube_core::service::ServiceCidr,
+    /// The host Service in front of this server; default `vkube-NAME`. Its
+    /// ClusterIP is what tenant pods use to reach this server
+    /// (`KUBERNETES_SERVICE_HOST`, the tenant's `kubernetes` Service, a
+    /// serving-certificate SAN).
+    #[arg(long, value_name = "NAME")]
+    pub host_service: Option<String>,
+    /// The host Service carrying the tenant DNS on port 53; its ClusterIP
+    /// becomes synced pods' nameserver. Unset: pods keep the host's DNS.
+    #[arg(long, value_name = "NAME")]
+    pub dns_service: Option<String>,
+    /// The tenant's cluster domain (DNS names `SVC.NS.svc.DOMAIN`).
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    pub cluster_domain: String,
+    /// UDP and TCP address of the tenant DNS server, or `off`.
+    #[arg(long, default_value = "0.0.0.0:1053", value_name = "ADDR|off")]
+    pub dns_listen: String,
+}
+
+/// What the host Service in front of `vkube server` gives the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostServiceAddress {
+    /// Its ClusterIP.
+    pub ip: std::net::IpAddr,
+    /// The port of its `https` port (the first port when none is named so).
+    pub https_port: u16,
+}
+
+/// Reads the address tenant pods reach this server at from its host
+/// Service (pure): `None` for a headless Service or one without a valid
+/// ClusterIP.
+pub fn host_service_address(
+    svc: &k8s_openapi::api::core::v1::Service,
+) -> Option<HostServiceAddress> {
+    let spec = svc.spec.as_ref()?;
+    let ip = spec.cluster_ip.as_deref()?.parse().ok()?;
+    let ports = spec.ports.as_deref().unwrap_or_default();
+    let https = ports
+        .iter()
+        .find(|p| p.name.as_deref() == Some("https"))
+        .or_else(|| ports.first())?;
+    Some(HostServiceAddress {
+        ip,
+        https_port: u16::try_from(https.port).ok()?,
+    })
+}
+
+/// Reads a host Service (`None` when absent or unreadable, with a warning).
+async fn get_host_service(
+    host: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Option<k8s_openapi::api::core::v1::Service> {
+    match Api::<k8s_openapi::api::core::v1::Service>::namespaced(host.clone(), namespace)
+        .get_opt(name)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(service = %name, error = %e, "reading a host Service");
+            None
+        }
+    }
 }
 
 impl ServerArgs {
@@ -150,13 +212,48 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         Some(o) => Some(vkube_syncer::resolve_owner(&host, &args.host_namespace, o).await?),
         None => None,
     };
+    let host_service = args
+        .host_service
+        .clone()
+        .unwrap_or_else(|| format!("vkube-{}", args.name));
+    let address = get_host_service(&host, &args.host_namespace, &host_service)
+        .await
+        .as_ref()
+        .and_then(host_service_address);
+    let dns_address = match &args.dns_service {
+        Some(name) => get_host_service(&host, &args.host_namespace, name)
+            .await
+            .as_ref()
+            .and_then(host_service_address),
+        None => None,
+    };
+    if address.is_none() {
+        tracing::warn!(service = %host_service,
+            "no ClusterIP for the host Service: tenant pods reach this server by the kubeconfig URL and use the host's DNS");
+    }
+    let dns_listen = match args.dns_listen.as_str() {
+        "off" => None,
+        a => Some(
+            a.parse::<SocketAddr>()
+                .with_context(|| format!("--dns-listen {a:?}: not an address or `off`"))?,
+        ),
+    };
+    let mut tls_sans = args.tls_sans.clone();
+    if let Some(a) = &address {
+        tls_sans.push(a.ip.to_string());
+    }
     let opts = VirtualClusterOptions {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
-        tls_sans: args.tls_sans.clone(),
+        tls_sans,
         service_cidr: args.service_cidr,
         controllers: args.controllers.clone(),
         context_name: format!("vkube-{}", args.name),
+        kubernetes_service_ip: address.as_ref().map(|a| a.ip),
+        dns: dns_listen.map(|listen| embedded::DnsOptions {
+            listen,
+            cluster_domain: args.cluster_domain.clone(),
+        }),
     };
     let tenant = Tenant::new(&args.name, &args.host_namespace)
         .context("--name and --host-namespace must be DNS labels")?;
@@ -167,9 +264,21 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     sync.host_service_account = args.host_service_account.clone();
     sync.nodes = args.sync_nodes.clone();
     sync.owner = owner.clone();
-    // In-pod clients reach the virtual API server where the published
-    // kubeconfig points (by default the tenant's host Service).
-    sync.kubernetes_service = kubernetes_service(&args.server_url());
+    // In-pod clients reach the virtual API server at its host Service's
+    // ClusterIP (an address, so no DNS is needed), else where the
+    // published kubeconfig points.
+    sync.kubernetes_service = match &address {
+        Some(a) => Some((a.ip.to_string(), a.https_port)),
+        None => kubernetes_service(&args.server_url()),
+    };
+    // Tenant pods resolve through the tenant DNS when a host Service
+    // carries it.
+    if let Some(a) = dns_address.as_ref().filter(|_| dns_listen.is_some()) {
+        sync.dns = Some(vkube_syncer::pod::TenantDns {
+            nameserver: a.ip.to_string(),
+            cluster_domain: args.cluster_domain.clone(),
+        });
+    }
     let signal = embedded::listen_for_signal();
     let vc = VirtualCluster::start(&opts, host.clone(), sync).await?;
     let kubeconfig = vc
@@ -223,6 +332,29 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: ServerArgs,
+    }
+
+    #[test]
+    fn the_host_service_gives_the_address() {
+        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+            "spec": {"clusterIP": "10.96.44.5", "ports": [
+                {"name": "metrics", "port": 9000},
+                {"name": "https", "port": 443},
+            ]},
+        }))
+        .unwrap();
+        assert_eq!(
+            host_service_address(&svc),
+            Some(HostServiceAddress {
+                ip: "10.96.44.5".parse().unwrap(),
+                https_port: 443,
+            })
+        );
+        let headless: k8s_openapi::api::core::v1::Service = serde_json::from_value(
+            json!({"spec": {"clusterIP": "None", "ports": [{"name": "https", "port": 443}]}}),
+        )
+        .unwrap();
+        assert_eq!(host_service_address(&headless), None);
     }
 
     #[test]

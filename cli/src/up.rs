@@ -140,6 +140,13 @@ pub async fn run(args: UpArgs) -> Result<()> {
             .map_err(anyhow::Error::msg)?,
         controllers: args.controllers.clone(),
         context_name: format!("vkube-{}", args.name),
+        kubernetes_service_ip: None,
+        // The tenant DNS on a free loopback port: the local host runs no
+        // pods that could use it, but its answers can be checked there.
+        dns: Some(embedded::DnsOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cluster_domain: "cluster.local".into(),
+        }),
     };
     let tenant = vkube_syncer::names::Tenant::new(&args.name, &host_namespace)
         .context("the virtual cluster's name must be a DNS label")?;
@@ -165,6 +172,14 @@ pub async fn run(args: UpArgs) -> Result<()> {
             &host_namespace,
         )
     );
+    if let Some(dns) = &vc.dns {
+        println!(
+            "Tenant DNS (cluster.local): {} (e.g. dig @{} -p {} kubernetes.default.svc.cluster.local)",
+            dns.addr,
+            dns.addr.ip(),
+            dns.addr.port()
+        );
+    }
 
     // Applying and waiting can be interrupted; either way the servers stop
     // cleanly below.

@@ -464,6 +464,7 @@ fn spawn_vkube_server(
 ) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
         .args(["server", "--name", name, "--listen", &listen.to_string()])
+        .args(["--dns-listen", "127.0.0.1:0"])
         .args(["--kubeconfig-server", kubeconfig_server])
         .args(["--host-owner", &format!("statefulset/vkube-{name}")])
         .args(["--host-service-account", &format!("vkube-workload-{name}")])

@@ -19,6 +19,30 @@ spec:
   template:
     metadata: {labels: {app: t1}}
     spec: {containers: [{name: vkube, image: vkube:dev}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: vkube-t1, namespace: tenants}
+spec:
+  selector: {app: t1}
+  ports: [{name: https, port: 443, targetPort: 8443}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: vkube-t1-dns, namespace: tenants}
+spec:
+  selector: {app: t1}
+  ports:
+  - {name: dns-udp, port: 53, protocol: UDP, targetPort: 1053}
+  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: 1053}
+"#;
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: default}
+spec:
+  containers: [{name: app, image: busybox}]
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,6 +76,12 @@ async fn server_publishes_its_kubeconfig_secret_owned_by_the_statefulset() {
     let url = format!("https://{addr}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_vkube"))
         .args(["server", "--name", "t1", "--listen", &addr.to_string()])
+        .args([
+            "--dns-service",
+            "vkube-t1-dns",
+            "--dns-listen",
+            "127.0.0.1:0",
+        ])
         .args([
             "--host-owner",
             "statefulset/vkube-t1",
@@ -135,6 +165,86 @@ async fn server_publishes_its_kubeconfig_secret_owned_by_the_statefulset() {
     );
     assert!(namespaces.contains("namespace/default"), "{namespaces}");
     assert!(!namespaces.contains("namespace/tenants"), "{namespaces}");
+
+    // Tenant pods reach this server at its host Service's ClusterIP (the
+    // tenant's `kubernetes` Service shows it too) and resolve through the
+    // tenant DNS behind vkube-t1-dns.
+    let host_ip = |svc: &'static str| {
+        let host = &host;
+        async move {
+            host.kubectl(&[
+                "get",
+                "svc",
+                svc,
+                "-n",
+                "tenants",
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ])
+            .await
+            .expect_ok()
+            .stdout
+        }
+    };
+    let api_ip = host_ip("vkube-t1").await;
+    let dns_ip = host_ip("vkube-t1-dns").await;
+    let tenant = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&kubectl);
+        cmd.arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .env("HOME", &host.work_dir);
+        cmd
+    };
+    let out = tenant(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), api_ip);
+    let mut apply = tenant(&["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut apply.stdin.take().unwrap(), POD.as_bytes()).unwrap();
+    assert!(apply.wait().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let host_pod = loop {
+        let out = host
+            .kubectl(&[
+                "get",
+                "pod",
+                "app-x-default-x-t1",
+                "-n",
+                "tenants",
+                "-o",
+                "json",
+            ])
+            .await;
+        if out.success() {
+            break out.json();
+        }
+        assert!(Instant::now() < deadline, "no host pod: {out}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let spec = &host_pod["spec"];
+    assert_eq!(spec["dnsPolicy"], "None", "{spec}");
+    assert_eq!(
+        spec["dnsConfig"]["nameservers"][0],
+        dns_ip.as_str(),
+        "{spec}"
+    );
+    let env = spec["containers"][0]["env"].as_array().unwrap();
+    let host_var = env
+        .iter()
+        .find(|e| e["name"] == "KUBERNETES_SERVICE_HOST")
+        .expect("KUBERNETES_SERVICE_HOST");
+    assert_eq!(host_var["value"], api_ip.as_str(), "{spec}");
 
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &child.id().unwrap().to_string()])

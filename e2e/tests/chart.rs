@@ -226,6 +226,7 @@ async fn default_values_render_the_contracted_objects() {
         objs(&[
             ("StatefulSet", "vkube-t"),
             ("Service", "vkube-t"),
+            ("Service", "vkube-t-dns"),
             ("ServiceAccount", "vkube-t"),
             ("ServiceAccount", "vkube-workload-t"),
             ("Role", "vkube-t"),
@@ -300,6 +301,10 @@ async fn default_values_render_the_contracted_objects() {
         "--sync-nodes=auto",
         "--controllers=*",
         "--service-cidr=10.96.0.0/12",
+        "--host-service=vkube-t",
+        "--cluster-domain=cluster.local",
+        "--dns-listen=0.0.0.0:1053",
+        "--dns-service=vkube-t-dns",
     ] {
         assert!(
             args.contains(&want.to_string()),
@@ -341,6 +346,27 @@ async fn default_values_render_the_contracted_objects() {
     let ss = svc.spec.unwrap();
     assert_eq!(ss.type_.as_deref(), Some("ClusterIP"));
     assert_eq!(ss.ports.as_ref().unwrap()[0].port, 443);
+    // The tenant DNS: cluster-internal whatever the exposure, port 53 on
+    // both protocols, onto the container's unprivileged port.
+    let dns: Service = r.get("Service", "vkube-t-dns");
+    let ds = dns.spec.unwrap();
+    assert_eq!(ds.type_.as_deref(), Some("ClusterIP"));
+    let ports: Vec<(i32, String)> = ds
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.port, p.protocol.unwrap_or_default()))
+        .collect();
+    assert_eq!(ports, [(53, "UDP".to_string()), (53, "TCP".to_string())]);
+    let cports: Vec<(i32, String)> = c
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| (p.container_port, p.protocol.clone().unwrap_or_default()))
+        .collect();
+    assert!(cports.contains(&(1053, "UDP".to_string())), "{cports:?}");
+    assert!(cports.contains(&(1053, "TCP".to_string())), "{cports:?}");
 
     let workload: ServiceAccount = r.get("ServiceAccount", "vkube-workload-t");
     assert_eq!(workload.automount_service_account_token, Some(false));
@@ -569,6 +595,27 @@ async fn isolation_confines_the_tenant_pods() {
         .filter_map(|p| p.pod_selector.as_ref()?.match_labels.as_ref())
         .any(|l| l.get("app.kubernetes.io/instance").map(String::as_str) == Some("t"));
     assert!(server, "the tenant pods may reach their vkube server");
+    let server_ports: Vec<String> = egress
+        .iter()
+        .filter(|e| {
+            e.to.iter()
+                .flatten()
+                .filter_map(|p| p.pod_selector.as_ref()?.match_labels.as_ref())
+                .any(|l| l.contains_key("app.kubernetes.io/instance"))
+        })
+        .flat_map(|e| e.ports.iter().flatten())
+        .map(|p| format!("{}/{:?}", p.protocol.as_deref().unwrap_or("TCP"), p.port))
+        .collect();
+    for want in [
+        "TCP/Some(Int(8443))",
+        "UDP/Some(Int(1053))",
+        "TCP/Some(Int(1053))",
+    ] {
+        assert!(
+            server_ports.contains(&want.to_string()),
+            "the tenant pods may reach their server's API and DNS: {server_ports:?}"
+        );
+    }
     let args = args_of(&r.get("StatefulSet", "vkube-t"));
     for want in [
         "--sync-all-configmaps",
