@@ -193,6 +193,38 @@ async fn kubectl_exec_runs_in_the_host_pod_with_exit_code_and_stdin() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn kubectl_cp_copies_both_ways_over_exec() {
+    let c = cluster_with_running_pod().await;
+    // The stand-in runs tar as a local process, so the "container's" files
+    // are this machine's: work in a directory of the test.
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("up.txt");
+    std::fs::write(&local, "copied into the pod\n").unwrap();
+    let inside = dir.path().join("in-pod");
+    std::fs::create_dir(&inside).unwrap();
+    let target = format!("web:{}/up.txt", inside.display());
+    c.virt
+        .kubectl(&["cp", local.to_str().unwrap(), &target, "-c", "app"])
+        .await
+        .expect_ok();
+    assert_eq!(
+        std::fs::read_to_string(inside.join("up.txt")).unwrap(),
+        "copied into the pod\n"
+    );
+    std::fs::write(inside.join("down.txt"), "copied out of the pod\n").unwrap();
+    let back = dir.path().join("down.txt");
+    let source = format!("web:{}/down.txt", inside.display());
+    c.virt
+        .kubectl(&["cp", &source, back.to_str().unwrap(), "-c", "app"])
+        .await
+        .expect_ok();
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "copied out of the pod\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_port_forward_carries_bytes_through_the_host() {
     let c = cluster_with_running_pod().await;
     let host_pod = eventually("the host pod's IP", WAIT, || async {
