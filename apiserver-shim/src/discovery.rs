@@ -83,6 +83,7 @@ fn subresource_verbs(sub: &str) -> Vec<&'static str> {
         // for the upgrading ones, `get` for the log.
         "attach" | "exec" | "portforward" => vec!["create", "get"],
         "log" => vec!["get"],
+        "ephemeralcontainers" => vec!["get", "patch", "update"],
         _ => vec!["get", "patch", "update"],
     }
 }

@@ -177,6 +177,10 @@ pub struct ResourceDef {
     /// `portforward` (served by [`crate::connect`] through the server's
     /// [`vkube_core::connect::PodConnector`]).
     pub connect: bool,
+    /// Has the pod `ephemeralcontainers` subresource: writes change only
+    /// `spec.ephemeralContainers`, validated by
+    /// `ValidatePodEphemeralContainersUpdate`.
+    pub ephemeral_containers: bool,
     /// Has the namespace `finalize` subresource (writes only `spec.finalizers`).
     pub finalize: bool,
     /// Has the service account `token` subresource (TokenRequest, served by
@@ -274,6 +278,9 @@ impl ResourceDef {
         if self.connect {
             out.extend(["attach", "exec", "log", "portforward"]);
         }
+        if self.ephemeral_containers {
+            out.push("ephemeralcontainers");
+        }
         if self.finalize {
             out.push("finalize");
         }
@@ -305,6 +312,7 @@ const fn def(
         scale: None,
         binding: false,
         connect: false,
+        ephemeral_containers: false,
         finalize: false,
         token_request: false,
         generation: false,
@@ -398,7 +406,7 @@ const POD: Strategy = Strategy {
         }
     },
     grace_period: Some(pod_grace_period),
-    validate_create: validate::pod,
+    validate_create: validate::pod_create,
     validate_update: validate::pod_update,
     ..PLAIN
 };
@@ -694,6 +702,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         status: true,
         binding: true,
         connect: true,
+        ephemeral_containers: true,
         generation: true,
         field_selectors: &[
             text("spec.nodeName"),

@@ -567,7 +567,7 @@ impl Api {
                 crate::watch::serve(self.clone(), target, query, repr).await
             }
             ("GET", None, None) => self.list(&target, &query, repr).await,
-            ("GET", Some(name), None | Some("status")) => {
+            ("GET", Some(name), None | Some("status" | "ephemeralcontainers")) => {
                 let obj = self.get(&target, name).await?;
                 Ok(self.render_one(def, StatusCode::OK, &obj, repr, &query))
             }
@@ -1558,7 +1558,7 @@ fn check_fields(
 ) -> ApiResult<()> {
     let mode = FieldValidation::parse(query.field_validation.as_deref(), options_kind)?;
     match target.subresource.as_deref() {
-        None | Some("status" | "finalize") => {
+        None | Some("status" | "finalize" | "ephemeralcontainers") => {
             crate::typed::check(target.def, mode, raw, obj, Source::Body)
         }
         _ => Ok(()),
@@ -1613,6 +1613,17 @@ fn apply_subresource_rules(def: &ResourceDef, sub: Option<&str>, old: &Value, ne
                 }
             }
             // Status defaults too (a Node's allocatable from capacity).
+            (def.strategy.default)(&mut out);
+            out
+        }
+        Some("ephemeralcontainers") => {
+            let mut out = old.clone();
+            let list = new.pointer("/spec/ephemeralContainers").cloned();
+            let spec = meta::ensure_object(&mut out, "spec");
+            match list {
+                Some(l) if !l.is_null() => spec.insert("ephemeralContainers".into(), l),
+                _ => spec.remove("ephemeralContainers"),
+            };
             (def.strategy.default)(&mut out);
             out
         }
@@ -1706,7 +1717,13 @@ fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()>
     }
     // Once deletion started, finalizers may only be removed.
     let mut causes = validate_object_meta(def, new);
-    if target.subresource.is_none() {
+    if target.subresource.as_deref() == Some("ephemeralcontainers") {
+        causes.extend(
+            vkube_core::apivalidation::pod_ephemeral_containers_update(new, old)
+                .into_iter()
+                .map(Cause::from),
+        );
+    } else if target.subresource.is_none() {
         // Compare with the old object as kube-apiserver reads it: defaulted
         // (objects stored before defaulting existed compare equal).
         let mut old = old.clone();

@@ -168,9 +168,139 @@ pub fn pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
     errs
 }
 
-/// `ValidatePod`: [`pod_spec`] at `spec`.
+/// `ValidatePod`: [`pod_spec`] at `spec`, and its ephemeral containers
+/// ([`ephemeral_containers`]).
 pub fn pod(obj: &Value) -> Vec<FieldError> {
-    pod_spec(obj.get("spec").unwrap_or(&Value::Null), "spec")
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let mut errs = pod_spec(spec, "spec");
+    ephemeral_containers(&mut errs, spec, "spec");
+    errs
+}
+
+/// `ValidatePodCreate`: [`pod`], and no ephemeral containers (they are
+/// added through the `ephemeralcontainers` subresource only).
+pub fn pod_create(obj: &Value) -> Vec<FieldError> {
+    let mut errs = pod(obj);
+    if !arr_at(
+        obj.get("spec").unwrap_or(&Value::Null),
+        "ephemeralContainers",
+    )
+    .is_empty()
+    {
+        errs.push(FieldError::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        ));
+    }
+    errs
+}
+
+/// The fields of a container an ephemeral container may not set
+/// (`allowedEphemeralContainerFields`' disallowed ones, plus the 1.34
+/// fields the list does not allow).
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "restartPolicyRules",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+
+/// `validateEphemeralContainers`: each one a valid container (name, image,
+/// policies) whose name is unique across every container of the pod, whose
+/// `targetContainerName` names a container or init container, without the
+/// fields that would make it part of the workload (ports, resources,
+/// probes, lifecycle: `Forbidden: cannot be set for an Ephemeral
+/// Container`) and without volume `subPath`/`subPathExpr`.
+fn ephemeral_containers(errs: &mut Errs, spec: &Value, path: &str) {
+    let list = arr_at(spec, "ephemeralContainers");
+    if list.is_empty() {
+        return;
+    }
+    let others: Vec<&str> = arr_at(spec, "containers")
+        .iter()
+        .chain(arr_at(spec, "initContainers"))
+        .map(|c| str_at(c, "name"))
+        .collect();
+    let mut all: Vec<String> = others.iter().map(|s| s.to_string()).collect();
+    // The common container checks, with their own duplicate detection
+    // among the ephemeral containers.
+    let mut own = Vec::new();
+    containers(errs, spec, path, "ephemeralContainers", &mut own);
+    for (i, c) in list.iter().enumerate() {
+        let p = format!("{path}.ephemeralContainers[{i}]");
+        let name = str_at(c, "name");
+        if !name.is_empty() {
+            if others.contains(&name) {
+                errs.push(FieldError::duplicate(format!("{p}.name"), &json!(name)));
+            }
+            all.push(name.to_string());
+        }
+        let target = str_at(c, "targetContainerName");
+        if !target.is_empty() && !others.contains(&target) {
+            errs.push(FieldError::not_found(
+                format!("{p}.targetContainerName"),
+                &json!(target),
+            ));
+        }
+        for f in EPHEMERAL_FORBIDDEN {
+            let set = match c.get(*f) {
+                None | Some(Value::Null) => false,
+                Some(Value::Array(a)) => !a.is_empty(),
+                Some(Value::Object(o)) => !o.is_empty(),
+                Some(_) => true,
+            };
+            if set {
+                errs.push(FieldError::forbidden(
+                    format!("{p}.{f}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        for (j, m) in arr_at(c, "volumeMounts").iter().enumerate() {
+            for f in ["subPath", "subPathExpr"] {
+                if !str_at(m, f).is_empty() {
+                    errs.push(FieldError::forbidden(
+                        format!("{p}.volumeMounts[{j}].{f}"),
+                        "cannot be set for an Ephemeral Container",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// `ValidatePodEphemeralContainersUpdate`: [`pod`] on `new`, and every
+/// ephemeral container of `old` still there unchanged (`Forbidden:
+/// existing ephemeral containers "x" may not be removed` / `may not be
+/// changed`; kube-apiserver appends a Go diff to the latter, not
+/// reproduced).
+pub fn pod_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = pod(new);
+    let new_spec = new.get("spec").unwrap_or(&Value::Null);
+    let old_spec = old.get("spec").unwrap_or(&Value::Null);
+    for o in arr_at(old_spec, "ephemeralContainers") {
+        let name = str_at(o, "name");
+        match arr_at(new_spec, "ephemeralContainers")
+            .iter()
+            .find(|n| str_at(n, "name") == name)
+        {
+            None => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers {name:?} may not be removed\n"),
+            )),
+            Some(n) if n != o => errs.push(FieldError::forbidden(
+                format!("spec.ephemeralContainers.{name}"),
+                &format!("existing ephemeral containers {name:?} may not be changed\n"),
+            )),
+            Some(_) => {}
+        }
+    }
+    errs
 }
 
 /// The `spec: Forbidden` detail of `ValidatePodUpdate` (kube-apiserver
@@ -1107,6 +1237,56 @@ mod tests {
         let mut p = json!({"spec": {"containers": containers}});
         defaults::pod(&mut p);
         p
+    }
+
+    #[test]
+    fn ephemeral_containers_follow_validate_ephemeral_containers() {
+        let pod = |ephemeral: Value| {
+            json!({"spec": {"containers": [{"name": "app", "image": "x"}],
+                            "ephemeralContainers": ephemeral}})
+        };
+        let ok =
+            pod(json!([{"name": "debugger", "image": "busybox", "targetContainerName": "app"}]));
+        assert!(super::pod(&ok).is_empty());
+        assert_eq!(
+            msgs(&pod_create(&ok)),
+            ["spec.ephemeralContainers: Forbidden: cannot be set on create"]
+        );
+        let bad = pod(
+            json!([{"name": "app", "image": "busybox", "targetContainerName": "nope",
+                              "ports": [{"containerPort": 80}], "resources": {"limits": {"cpu": "1"}},
+                              "volumeMounts": [{"name": "v", "mountPath": "/x", "subPath": "y"}]}]),
+        );
+        assert_eq!(
+            msgs(&super::pod(&bad)),
+            [
+                "spec.ephemeralContainers[0].name: Duplicate value: \"app\"",
+                "spec.ephemeralContainers[0].targetContainerName: Not found: \"nope\"",
+                "spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[0].resources: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[0].volumeMounts[0].subPath: Forbidden: cannot be set for an Ephemeral Container",
+            ]
+        );
+        let changed =
+            pod(json!([{"name": "debugger", "image": "other", "targetContainerName": "app"}]));
+        assert_eq!(
+            msgs(&pod_ephemeral_containers_update(&changed, &ok)),
+            [
+                "spec.ephemeralContainers.debugger: Forbidden: existing ephemeral containers \"debugger\" may not be changed\n"
+            ]
+        );
+        let removed = pod(json!([]));
+        assert_eq!(
+            msgs(&pod_ephemeral_containers_update(&removed, &ok)),
+            [
+                "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debugger\" may not be removed\n"
+            ]
+        );
+        let added = pod(
+            json!([{"name": "debugger", "image": "busybox", "targetContainerName": "app"},
+                               {"name": "second", "image": "busybox"}]),
+        );
+        assert!(pod_ephemeral_containers_update(&added, &ok).is_empty());
     }
 
     #[test]

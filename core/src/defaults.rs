@@ -163,6 +163,8 @@ pub fn pod_spec(spec: &mut Map<String, Value>) {
     default_str(spec, "schedulerName", "default-scheduler");
     each_obj(spec, "containers", container);
     each_obj(spec, "initContainers", container);
+    // `SetDefaults_EphemeralContainer` gives them a container's defaults.
+    each_obj(spec, "ephemeralContainers", container);
     each_obj(spec, "volumes", volume);
 }
 

@@ -101,6 +101,15 @@ impl FieldError {
         }
     }
 
+    /// `field.NotFound`: `Not found: <value>`.
+    pub fn not_found(field: impl Into<String>, value: &Value) -> Self {
+        Self {
+            reason: "FieldValueNotFound",
+            field: field.into(),
+            message: format!("Not found: {}", render_value(value)),
+        }
+    }
+
     /// `field.TooLong` with a byte limit: `Too long: may not be more than N
     /// bytes` (the value itself is never printed).
     pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
