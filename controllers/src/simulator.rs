@@ -12,6 +12,8 @@
 //!   `PodReadyToStartContainers`, `Initialized`, `ContainersReady`, `Ready`
 //!   and `PodScheduled`; with a [`NodeSimulator::ready_delay`] the pod is
 //!   first Running but not Ready, and turns Ready after the delay;
+//! * Running with ephemeral containers that have no status yet (added by
+//!   `kubectl debug`): reports them running;
 //! * assigned to the node, Running, and meant to finish (see
 //!   [`exit_of`]): after its run time, reports it `Succeeded` (exit code 0)
 //!   or `Failed` (any other code) with terminated container statuses, as a
@@ -212,6 +214,9 @@ pub enum Step {
     },
     /// Report it Ready (it has been Running for the ready delay).
     MakeReady,
+    /// Report its ephemeral containers without a status running (they
+    /// were added through `pods/ephemeralcontainers`, e.g. `kubectl debug`).
+    StartEphemeral,
     /// Wait this long, then look again.
     Wait(Duration),
     /// Finish its graceful deletion.
@@ -251,6 +256,20 @@ pub fn step(sim: &NodeSimulator, pod: &Pod, now: Timestamp) -> Step {
         return Step::Start {
             ready: sim.ready_delay.is_zero(),
         };
+    }
+    let with_status: Vec<&str> = status
+        .and_then(|s| s.ephemeral_container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    if spec
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| !with_status.contains(&c.name.as_str()))
+    {
+        return Step::StartEphemeral;
     }
     let started = status
         .and_then(|s| s.start_time.as_ref())
@@ -327,6 +346,41 @@ fn running_status(ctx: &Ctx, pod: &Pod, ready: bool, now: Timestamp) -> serde_js
         ],
         "containerStatuses": containers,
     }})
+}
+
+/// The ephemeral container statuses of a running pod: the existing ones
+/// kept, the others running since `now`.
+fn ephemeral_status(pod: &Pod, now: Timestamp) -> serde_json::Value {
+    let existing: Vec<k8s_openapi::api::core::v1::ContainerStatus> = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.ephemeral_container_statuses.clone())
+        .unwrap_or_default();
+    let mut out: Vec<serde_json::Value> = existing
+        .iter()
+        .map(|s| serde_json::to_value(s).unwrap_or_default())
+        .collect();
+    for c in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if existing.iter().any(|s| s.name == c.name) {
+            continue;
+        }
+        out.push(json!({
+            "name": c.name,
+            "image": c.image.clone().unwrap_or_default(),
+            "imageID": "",
+            "containerID": format!("vkube-sim://{}-{}", pod.uid().unwrap_or_default(), c.name),
+            "ready": false,
+            "restartCount": 0,
+            "state": {"running": {"startedAt": now.to_string()}},
+        }));
+    }
+    json!({"status": {"ephemeralContainerStatuses": out}})
 }
 
 /// The status of a pod whose containers all exited with `exit_code`.
@@ -415,6 +469,14 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action> {
                 &name,
                 &PatchParams::default(),
                 &Patch::Merge(running_status(&ctx, &pod, true, now)),
+            )
+            .await
+            .map(|_| ()),
+        Step::StartEphemeral => api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(ephemeral_status(&pod, now)),
             )
             .await
             .map(|_| ()),

@@ -399,6 +399,7 @@ async fn role_grants_exactly_what_the_syncer_uses() {
             &["get", "create"],
             "",
         ),
+        ("", &["pods/ephemeralcontainers"], &["patch"], ""),
         ("", &["pods/eviction"], &["create"], ""),
         ("", &["events"], &["create", "patch", "list", "watch"], ""),
         ("apps", &["statefulsets"], &["get"], "vkube-t"),

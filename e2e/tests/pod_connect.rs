@@ -225,6 +225,109 @@ async fn kubectl_cp_copies_both_ways_over_exec() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn kubectl_debug_adds_an_ephemeral_container_to_the_host_pod() {
+    let c = cluster_with_running_pod().await;
+    c.virt
+        .kubectl(&[
+            "debug",
+            "web",
+            "--image=busybox:1.36",
+            "--container=debugger",
+            "--target=app",
+            "--",
+            "sleep",
+            "3600",
+        ])
+        .await
+        .expect_ok();
+    let host_name = c.host_name("default", "web");
+    let host = eventually("the ephemeral container on the host", WAIT, || async {
+        let h = c.host_get("pod", &host_name).await?;
+        if h["spec"]["ephemeralContainers"][0]["name"] == "debugger" {
+            Ok(h)
+        } else {
+            Err(format!("{}", h["spec"]))
+        }
+    })
+    .await;
+    let ec = &host["spec"]["ephemeralContainers"][0];
+    assert_eq!(ec["image"], "busybox:1.36");
+    assert_eq!(ec["targetContainerName"], "app");
+    assert_eq!(ec["command"], serde_json::json!(["sleep", "3600"]));
+    // The host's status of it comes back to the tenant.
+    eventually("the ephemeral container running", WAIT, || async {
+        let v = c.virt_get("pod", "web").await?;
+        let s = &v["status"]["ephemeralContainerStatuses"][0];
+        if s["name"] == "debugger" && s["state"]["running"].is_object() {
+            Ok(())
+        } else {
+            Err(format!("{}", v["status"]))
+        }
+    })
+    .await;
+    // Existing ephemeral containers cannot change, as on any cluster.
+    let out = c
+        .virt
+        .kubectl(&[
+            "patch",
+            "pod",
+            "web",
+            "--subresource=ephemeralcontainers",
+            "--type=json",
+            "-p",
+            r#"[{"op": "replace", "path": "/spec/ephemeralContainers/0/image", "value": "x"}]"#,
+        ])
+        .await;
+    assert!(!out.success());
+    assert!(
+        out.stderr
+            .contains("existing ephemeral containers \"debugger\" may not be changed"),
+        "{out}"
+    );
+    // A privileged debug container breaks the tenant's Pod Security level
+    // (baseline): refused with an event, the pod keeps running.
+    c.virt
+        .kubectl(&[
+            "debug",
+            "web",
+            "--image=busybox",
+            "--container=root",
+            "--profile=sysadmin",
+        ])
+        .await
+        .expect_ok();
+    eventually("the refusal event", WAIT, || async {
+        let out = c
+            .virt
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "reason=SyncRefused",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ])
+            .await;
+        let text = out.stdout;
+        if text.contains("ephemeral container \"root\" violates PodSecurity \"baseline\"") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })
+    .await;
+    let h = c.host_get("pod", &host_name).await.unwrap();
+    assert_eq!(
+        h["spec"]["ephemeralContainers"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        h["spec"]
+    );
+    let v = c.virt_get("pod", "web").await.unwrap();
+    assert_eq!(v["status"]["phase"], "Running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_port_forward_carries_bytes_through_the_host() {
     let c = cluster_with_running_pod().await;
     let host_pod = eventually("the host pod's IP", WAIT, || async {

@@ -37,9 +37,9 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvFromSource, EnvVar, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    ObjectFieldSelector, Pod, PodCondition, PodDNSConfig, PodDNSConfigOption, PodSpec, PodStatus,
-    Volume,
+    Container, EnvFromSource, EnvVar, EphemeralContainer, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, ObjectFieldSelector, Pod, PodCondition, PodDNSConfig, PodDNSConfigOption,
+    PodSpec, PodStatus, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use vkube_core::validation::is_dns1123_label;
@@ -187,8 +187,30 @@ impl Reference {
 pub struct Translated {
     /// The pod to create in the tenant's host namespace.
     pub pod: Pod,
-    /// Referenced ConfigMaps and Secrets, deduplicated and sorted.
+    /// Referenced ConfigMaps and Secrets, deduplicated and sorted (those
+    /// of the ephemeral containers included).
     pub references: Vec<Reference>,
+    /// The pod's ephemeral containers, translated: a pod is created
+    /// without them, and they are added through the host pod's
+    /// `ephemeralcontainers` subresource ([`ephemeral_to_add`]).
+    pub ephemeral: Vec<EphemeralContainer>,
+}
+
+/// The translated ephemeral containers the host pod lacks (by name), in
+/// the virtual pod's order: what to add through its `ephemeralcontainers`
+/// subresource. Existing ones are never changed (the API forbids it).
+pub fn ephemeral_to_add(translated: &[EphemeralContainer], host: &Pod) -> Vec<EphemeralContainer> {
+    let present: BTreeSet<&str> = host
+        .spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten())
+        .map(|c| c.name.as_str())
+        .collect();
+    translated
+        .iter()
+        .filter(|c| !present.contains(c.name.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// One reason a pod may not run on the host as asked.
@@ -315,7 +337,23 @@ pub fn translate(
     for s in spec.image_pull_secrets.iter_mut().flatten() {
         s.name = refs.rename(ReferenceKind::Secret, &s.name);
     }
-    spec.ephemeral_containers = None;
+    // Ephemeral containers get the same reference translation as the
+    // others, but travel separately (they cannot be set on create). They
+    // share a container's fields, so they are translated as one.
+    let mut ephemeral = Vec::new();
+    for ec in spec.ephemeral_containers.take().into_iter().flatten() {
+        let target = ec.target_container_name.clone();
+        let as_container: Result<Container, _> =
+            serde_json::to_value(&ec).and_then(serde_json::from_value);
+        let Ok(mut c) = as_container else { continue };
+        refs.container(&mut c);
+        let back: Result<EphemeralContainer, _> =
+            serde_json::to_value(&c).and_then(serde_json::from_value);
+        if let Ok(mut ec) = back {
+            ec.target_container_name = target;
+            ephemeral.push(ec);
+        }
+    }
     // Computed by the host's Priority admission from the class the pod
     // names; a value computed by the virtual cluster's would be refused
     // wherever the host's classes differ.
@@ -376,6 +414,7 @@ pub fn translate(
     Ok(Translated {
         pod,
         references: refs.found.into_iter().collect(),
+        ephemeral,
     })
 }
 
@@ -900,11 +939,53 @@ pub fn slim_host_pod(pod: &mut Pod) {
             .init_containers
             .as_ref()
             .map(|cs| cs.iter().map(slim).collect()),
+        // Names only: enough to know which ephemeral containers exist.
+        ephemeral_containers: spec.ephemeral_containers.map(|cs| {
+            cs.into_iter()
+                .map(|c| EphemeralContainer {
+                    name: c.name,
+                    ..Default::default()
+                })
+                .collect()
+        }),
         node_name: spec.node_name,
         tolerations: spec.tolerations,
         active_deadline_seconds: spec.active_deadline_seconds,
         ..Default::default()
     });
+}
+
+/// Splits Pod Security violations into the pod's own and the names of the
+/// ephemeral containers that violate (those are refused one by one; the
+/// pod keeps running, as pod-security admission refuses only the
+/// `ephemeralcontainers` update that adds them).
+pub fn split_ephemeral_violations(
+    spec: &PodSpec,
+    violations: Vec<crate::security::PodSecurityViolation>,
+) -> (
+    Vec<crate::security::PodSecurityViolation>,
+    Vec<(String, String)>,
+) {
+    let mut pod = Vec::new();
+    let mut ephemeral: Vec<(String, String)> = Vec::new();
+    for v in violations {
+        let index = v
+            .field
+            .strip_prefix("spec.ephemeralContainers[")
+            .and_then(|r| r.split(']').next())
+            .and_then(|i| i.parse::<usize>().ok());
+        let name = index.and_then(|i| {
+            spec.ephemeral_containers
+                .as_ref()
+                .and_then(|cs| cs.get(i))
+                .map(|c| c.name.clone())
+        });
+        match name {
+            Some(n) => ephemeral.push((n, v.to_string())),
+            None => pod.push(v),
+        }
+    }
+    (pod, ephemeral)
 }
 
 /// The host pod after pushing the fields a tenant may change on a running
@@ -1009,6 +1090,56 @@ mod tests {
             namespace: "team".into(),
             name: name.into(),
         }
+    }
+
+    #[test]
+    fn ephemeral_containers_travel_separately_with_references_renamed() {
+        let p = pod(json!({
+            "containers": [{"name": "app", "image": "x"}],
+            "ephemeralContainers": [{
+                "name": "debugger", "image": "busybox", "targetContainerName": "app",
+                "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "k"}}}],
+            }],
+        }));
+        let t = translate(&tenant(), &p, &TranslateOptions::default()).unwrap();
+        assert!(t.pod.spec.as_ref().unwrap().ephemeral_containers.is_none());
+        assert_eq!(t.ephemeral.len(), 1);
+        let ec = &t.ephemeral[0];
+        assert_eq!(ec.target_container_name.as_deref(), Some("app"));
+        let env = &ec.env.as_ref().unwrap()[0];
+        let name = &env
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .name;
+        assert_eq!(name, &h("creds"));
+        assert!(t.references.contains(&r(ReferenceKind::Secret, "creds")));
+        // Only those the host pod lacks are added.
+        let mut host = t.pod.clone();
+        assert_eq!(ephemeral_to_add(&t.ephemeral, &host).len(), 1);
+        host.spec.as_mut().unwrap().ephemeral_containers = Some(t.ephemeral.clone());
+        slim_host_pod(&mut host);
+        assert!(ephemeral_to_add(&t.ephemeral, &host).is_empty());
+    }
+
+    #[test]
+    fn ephemeral_violations_are_told_apart_from_the_pods() {
+        let p = pod(json!({
+            "containers": [{"name": "app", "image": "x"}],
+            "ephemeralContainers": [
+                {"name": "ok", "image": "busybox"},
+                {"name": "root", "image": "busybox", "securityContext": {"privileged": true}},
+            ],
+        }));
+        let spec = p.spec.as_ref().unwrap();
+        let all = crate::security::check(crate::security::PodSecurityLevel::Baseline, spec);
+        let (own, ephemeral) = split_ephemeral_violations(spec, all);
+        assert!(own.is_empty(), "{own:?}");
+        assert_eq!(ephemeral.len(), 1);
+        assert_eq!(ephemeral[0].0, "root");
     }
 
     #[test]

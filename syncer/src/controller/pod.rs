@@ -671,10 +671,15 @@ async fn reconcile_pod(
         return Ok(None);
     }
 
-    let violations = v
+    let (violations, refused_ephemeral) = v
         .spec
         .as_ref()
-        .map(|spec| crate::security::check(ctx.config.pod_security, spec))
+        .map(|spec| {
+            pure::split_ephemeral_violations(
+                spec,
+                crate::security::check(ctx.config.pod_security, spec),
+            )
+        })
         .unwrap_or_default();
     if !violations.is_empty() {
         let message = format!(
@@ -689,7 +694,7 @@ async fn reconcile_pod(
         refuse(ctx, v, &message).await?;
         return Ok(None);
     }
-    let translated = match pure::translate(&ctx.tenant, v, &ctx.config.translate_options()) {
+    let mut translated = match pure::translate(&ctx.tenant, v, &ctx.config.translate_options()) {
         Ok(t) => t,
         Err(e @ (TranslateError::Forbidden(_) | TranslateError::MissingSpec)) => {
             refuse(ctx, v, &e.to_string()).await?;
@@ -697,6 +702,14 @@ async fn reconcile_pod(
         }
         Err(e) => return Err(e.into()),
     };
+    for (name, why) in &refused_ephemeral {
+        translated.ephemeral.retain(|c| &c.name != name);
+        let message = format!(
+            "ephemeral container {name:?} violates PodSecurity {:?}: {why}",
+            ctx.config.pod_security.to_string()
+        );
+        ctx.warn(v, pure::REASON_SYNC_REFUSED, &message).await?;
+    }
 
     match ownership {
         Ownership::Absent => {
@@ -767,6 +780,7 @@ async fn reconcile_pod(
                         );
                     }
                 }
+                add_ephemeral_containers(ctx, h, &translated.ephemeral).await?;
                 requeue = ensure_token(ctx, state, key, v, h).await?;
             }
             let evicted = h.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted");
@@ -792,6 +806,30 @@ async fn reconcile_pod(
             Ok(requeue)
         }
     }
+}
+
+/// Adds the virtual pod's ephemeral containers the host pod lacks, through
+/// its `ephemeralcontainers` subresource (what `kubectl debug` does on the
+/// virtual pod), as a strategic merge on their names.
+async fn add_ephemeral_containers(
+    ctx: &Context,
+    host: &Pod,
+    translated: &[k8s_openapi::api::core::v1::EphemeralContainer],
+) -> anyhow::Result<()> {
+    let add = pure::ephemeral_to_add(translated, host);
+    if add.is_empty() {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"spec": {"ephemeralContainers": add}});
+    ctx.host_api::<Pod>()
+        .patch_ephemeral_containers(
+            &host.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await
+        .context("adding ephemeral containers to the host pod")?;
+    Ok(())
 }
 
 /// Drops `uid` from the paused pods: handled.
