@@ -33,16 +33,26 @@ pub const TTL: u32 = 5;
 /// How long a TCP client may stay idle between queries.
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many forwarded queries may wait on the upstream at once; more are
+/// answered REFUSED, so a flood of names to forward cannot pile up tasks
+/// waiting on the upstream's timeout.
+pub const MAX_FORWARDS_IN_FLIGHT: usize = 256;
+
 /// Answers from the view, forwards the rest (module docs).
 pub struct Handler {
     view: Arc<RwLock<DnsView>>,
     upstream: TokioResolver,
+    forwards: tokio::sync::Semaphore,
 }
 
 impl Handler {
     /// A handler over `view`, forwarding through `upstream`.
     pub fn new(view: Arc<RwLock<DnsView>>, upstream: TokioResolver) -> Self {
-        Self { view, upstream }
+        Self {
+            view,
+            upstream,
+            forwards: tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT),
+        }
     }
 
     fn local(&self, qname: &LowerName, qtype: RecordType) -> Lookup {
@@ -67,6 +77,9 @@ impl Handler {
         name: Name,
         qtype: RecordType,
     ) -> (ResponseCode, Vec<Record>, Vec<Record>) {
+        let Ok(_permit) = self.forwards.try_acquire() else {
+            return (ResponseCode::Refused, Vec::new(), Vec::new());
+        };
         match self.upstream.lookup(name, qtype).await {
             Ok(lookup) => (ResponseCode::NoError, lookup.answers().to_vec(), Vec::new()),
             Err(NetError::Dns(DnsError::NoRecordsFound(none))) => {
@@ -148,6 +161,10 @@ impl RequestHandler for Handler {
                 metadata.response_code = code;
                 (answers, authorities)
             }
+            Lookup::NotReady => {
+                metadata.response_code = ResponseCode::ServFail;
+                (Vec::new(), Vec::new())
+            }
             Lookup::NxDomain => {
                 metadata.authoritative = true;
                 metadata.response_code = ResponseCode::NXDomain;
@@ -163,13 +180,25 @@ impl RequestHandler for Handler {
                     data.iter().filter_map(|d| record(&owner, d)).collect();
                 // An ExternalName's target is resolved too, as CoreDNS
                 // does, so stub resolvers that do not chase a CNAME still
-                // get addresses.
+                // get addresses: from the view when it names a tenant
+                // Service (one step, no chains), else upstream.
                 if matches!(qtype, RecordType::A | RecordType::AAAA)
                     && let [RecordData::Cname(target)] = data.as_slice()
                     && let Some(target) = absolute(target)
                 {
-                    let (_, more, _) = self.forward(target, qtype).await;
-                    answers.extend(more);
+                    let lower = LowerName::from(target.clone());
+                    match self.local(&lower, qtype) {
+                        Lookup::Found(more) => answers.extend(
+                            more.iter()
+                                .filter(|d| !matches!(d, RecordData::Cname(_)))
+                                .filter_map(|d| record(&target, d)),
+                        ),
+                        Lookup::Outside => {
+                            let (_, more, _) = self.forward(target, qtype).await;
+                            answers.extend(more);
+                        }
+                        _ => {}
+                    }
                 }
                 (answers, Vec::new())
             }

@@ -10,11 +10,16 @@
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The schema version answered at `dns-version.<zone>` (TXT).
 pub const SCHEMA_VERSION: &str = "1.1.0";
+
+/// The most records one answer carries (a headless Service with more
+/// ready endpoints answers the first ones; a UDP answer is truncated long
+/// before).
+pub const MAX_ANSWERS: usize = 1000;
 
 /// The label naming an EndpointSlice's Service (`discovery.k8s.io/v1`).
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -97,10 +102,14 @@ pub enum Lookup {
     /// The name is not in the cluster zone nor a reverse zone the view
     /// knows: forward it.
     Outside,
+    /// The view has not been filled yet (the first list of Services and
+    /// EndpointSlices is not done): answer SERVFAIL so clients retry,
+    /// rather than a cacheable NXDOMAIN.
+    NotReady,
 }
 
 /// One named or unnamed port of a Service or EndpointSlice.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Port {
     name: String,
     protocol: String,
@@ -146,6 +155,8 @@ pub struct DnsView {
     slices: HashMap<(String, String), BTreeMap<String, SliceEntry>>,
     /// (namespace, slice name) → service, to remove a slice by name.
     slice_service: HashMap<(String, String), String>,
+    /// The first full list of Services, and of EndpointSlices, arrived.
+    listed: (bool, bool),
 }
 
 fn lower_trim(name: &str) -> String {
@@ -160,7 +171,14 @@ impl DnsView {
             services: HashMap::new(),
             slices: HashMap::new(),
             slice_service: HashMap::new(),
+            listed: (false, false),
         }
+    }
+
+    /// Marks the view filled, as after the first full lists (for a view
+    /// built by hand rather than by [`crate::watch`]).
+    pub fn mark_listed(&mut self) {
+        self.listed = (true, true);
     }
 
     /// The cluster domain, lower case, without a trailing dot.
@@ -296,6 +314,7 @@ impl DnsView {
         for s in services {
             self.apply_service(s);
         }
+        self.listed.0 = true;
     }
 
     /// Replaces every EndpointSlice with `slices` (a watch's relist).
@@ -305,6 +324,7 @@ impl DnsView {
         for s in slices {
             self.apply_slice(s);
         }
+        self.listed.1 = true;
     }
 
     /// How many Services and EndpointSlices the view holds.
@@ -347,6 +367,7 @@ impl DnsView {
     /// The ports of a headless Service's slices (a Service's own ports for
     /// every other kind).
     fn slice_ports(&self, ns: &str, name: &str) -> Vec<Port> {
+        let mut seen = HashSet::new();
         let mut out: Vec<Port> = Vec::new();
         for p in self
             .slices
@@ -355,7 +376,7 @@ impl DnsView {
             .flat_map(|m| m.values())
             .flat_map(|s| &s.ports)
         {
-            if !out.contains(p) {
+            if seen.insert(p) {
                 out.push(p.clone());
             }
         }
@@ -367,7 +388,11 @@ impl DnsView {
     /// (a reverse lookup scans every Service once).
     pub fn lookup(&self, qname: &str, qtype: QueryType) -> Lookup {
         let name = lower_trim(qname);
+        let ready = self.listed == (true, true);
         if let Some(ip) = reverse_ip(&name) {
+            if !ready {
+                return Lookup::Outside;
+            }
             return self.reverse(ip, qtype);
         }
         let Some(rel) = name.strip_suffix(self.zone.as_str()).and_then(|r| {
@@ -379,6 +404,9 @@ impl DnsView {
         }) else {
             return Lookup::Outside;
         };
+        if !ready {
+            return Lookup::NotReady;
+        }
         let labels: Vec<&str> = if rel.is_empty() {
             Vec::new()
         } else {
@@ -401,12 +429,12 @@ impl DnsView {
                         if eps.is_empty() {
                             return Lookup::NxDomain;
                         }
+                        let mut seen = HashSet::new();
                         let mut out: Vec<RecordData> = Vec::new();
                         for (_, e) in &eps {
                             for a in &e.addresses {
-                                let r = address(*a);
-                                if !out.contains(&r) {
-                                    out.push(r);
+                                if seen.insert(*a) {
+                                    out.push(address(*a));
                                 }
                             }
                         }
@@ -477,7 +505,11 @@ impl DnsView {
             }
             _ => return Lookup::NxDomain,
         };
-        let matching: Vec<RecordData> = records.into_iter().filter(|r| r.matches(qtype)).collect();
+        let matching: Vec<RecordData> = records
+            .into_iter()
+            .filter(|r| r.matches(qtype))
+            .take(MAX_ANSWERS)
+            .collect();
         if matching.is_empty() {
             Lookup::NoData
         } else {
@@ -580,6 +612,7 @@ mod tests {
 
     fn view() -> DnsView {
         let mut v = DnsView::new("cluster.local.");
+        v.mark_listed();
         v.apply_service(&service(json!({
             "metadata": {"name": "web", "namespace": "shop"},
             "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
@@ -734,6 +767,25 @@ mod tests {
             Lookup::Found(vec![a("10.244.0.9")])
         );
         v.delete_service("shop", "web");
+        assert_eq!(
+            v.lookup("web.shop.svc.cluster.local", QueryType::A),
+            Lookup::NxDomain
+        );
+    }
+
+    #[test]
+    fn nothing_is_denied_before_the_first_lists() {
+        let mut v = DnsView::new("cluster.local");
+        assert_eq!(
+            v.lookup("web.shop.svc.cluster.local", QueryType::A),
+            Lookup::NotReady
+        );
+        v.replace_services([].iter());
+        assert_eq!(
+            v.lookup("web.shop.svc.cluster.local", QueryType::A),
+            Lookup::NotReady
+        );
+        v.replace_slices([].iter());
         assert_eq!(
             v.lookup("web.shop.svc.cluster.local", QueryType::A),
             Lookup::NxDomain

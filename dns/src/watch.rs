@@ -4,18 +4,19 @@
 //! objects are dropped as soon as they are read.
 
 use crate::view::DnsView;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::sync::{Arc, RwLock};
 
-/// Watches Services and EndpointSlices through `client` into `view` until
-/// the client's watches fail for good (they retry with backoff).
+/// Watches Services and EndpointSlices through `client` into `view`,
+/// forever: a failed watch (a dropped connection, a 410 after compaction)
+/// is logged and resumed with backoff, relisting as a reflector does.
 ///
 /// # Errors
-/// Only when a watch stream ends with an error after its backoff.
+/// None in practice; the result type leaves room for a fatal setup error.
 pub async fn run(client: Client, view: Arc<RwLock<DnsView>>) -> anyhow::Result<()> {
     let services = watch_kind::<Service>(client.clone(), view.clone(), |v, e| match e {
         Change::Apply(s) => v.apply_service(&s),
@@ -61,7 +62,14 @@ where
         .default_backoff()
         .boxed();
     let mut relist: Vec<K> = Vec::new();
-    while let Some(event) = stream.try_next().await? {
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(kind = %K::kind(&()), error = %e, "DNS watch failed; resuming");
+                continue;
+            }
+        };
         let change = match event {
             watcher::Event::Init => {
                 relist.clear();

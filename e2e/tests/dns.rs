@@ -53,6 +53,13 @@ metadata: {name: ext}
 spec:
   type: ExternalName
   externalName: db.team.svc.host.example
+---
+apiVersion: v1
+kind: Service
+metadata: {name: alias}
+spec:
+  type: ExternalName
+  externalName: web.default.svc.cluster.local
 "#;
 
 async fn ask(addr: SocketAddr, tcp: bool, name: &str, qtype: RecordType) -> Message {
@@ -110,6 +117,7 @@ async fn the_tenant_dns_answers_as_the_specification_says() {
 
     // The upstream: another server answering zone host.example.
     let upstream_view = Arc::new(RwLock::new(DnsView::new("host.example")));
+    upstream_view.write().unwrap().mark_listed();
     upstream_view.write().unwrap().apply_service(
         &serde_json::from_value(serde_json::json!({
             "metadata": {"name": "db", "namespace": "team"},
@@ -264,6 +272,10 @@ async fn the_tenant_dns_answers_as_the_specification_says() {
             "{m:?}"
         );
         assert_eq!(addresses(&m), ["192.0.2.7".parse::<IpAddr>().unwrap()]);
+
+        // An ExternalName naming a tenant Service is answered from the view.
+        let m = ask(addr, tcp, "alias.default.svc.cluster.local.", RecordType::A).await;
+        assert_eq!(addresses(&m), [web_ip], "{m:?}");
 
         // Unknown in the cluster domain: NXDOMAIN, authoritatively.
         let m = ask(addr, tcp, "nope.default.svc.cluster.local.", RecordType::A).await;
