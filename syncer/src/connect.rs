@@ -41,6 +41,23 @@ pub const UPGRADE_RESPONSE_HEADERS: &[&str] = &[
     "x-stream-protocol-version",
 ];
 
+/// The prefix of a `Sec-WebSocket-Protocol` entry that carries a bearer
+/// token (browsers cannot set `Authorization` on a WebSocket): such entries
+/// are the client's credentials for this server and never go to the host,
+/// as kube-apiserver strips them.
+pub const BEARER_PROTOCOL_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
+
+/// A client's `Sec-WebSocket-Protocol` value without bearer-token entries
+/// ([`BEARER_PROTOCOL_PREFIX`]); `None` when nothing is left.
+pub fn strip_bearer_protocols(value: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with(BEARER_PROTOCOL_PREFIX))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
+}
+
 /// The host request path and query for `operation` on the virtual pod
 /// `(namespace, name)`: `/api/v1/namespaces/HOSTNS/pods/HOSTNAME/SUB?QUERY`.
 pub fn host_path(tenant: &Tenant, namespace: &str, name: &str, operation: &PodOperation) -> String {
@@ -153,6 +170,21 @@ mod tests {
         assert_eq!(
             host_path(&tenant(), "ns", "p", &op),
             "/api/v1/namespaces/team-a/pods/p-x-ns-x-vc1/exec?container=c&command=cat&command=%2Fetc%2F..%2Fx+y&stdin=true"
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_in_the_protocol_offer_stay_here() {
+        assert_eq!(
+            strip_bearer_protocols(
+                "v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.c2VjcmV0, v4.channel.k8s.io"
+            )
+            .as_deref(),
+            Some("v5.channel.k8s.io, v4.channel.k8s.io")
+        );
+        assert_eq!(
+            strip_bearer_protocols("base64url.bearer.authorization.k8s.io.x"),
+            None
         );
     }
 

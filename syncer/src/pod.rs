@@ -88,6 +88,9 @@ pub struct TenantDns {
 /// (kubelet's `validation.MaxDNSNameservers` and `MaxDNSSearchPaths`).
 const MAX_NAMESERVERS: usize = 3;
 const MAX_SEARCHES: usize = 32;
+/// The longest search list, in characters (kubelet's
+/// `MaxDNSSearchListChars`, Kubernetes 1.28 and later).
+const MAX_SEARCH_CHARS: usize = 2048;
 
 /// Points a host pod's DNS at the tenant's server: what kubelet does for
 /// `dnsPolicy: ClusterFirst` (`pkg/kubelet/network/dns`), written out as
@@ -141,6 +144,13 @@ pub fn apply_tenant_dns(spec: &mut PodSpec, namespace: &str, dns: &TenantDns) {
     }
     nameservers.truncate(MAX_NAMESERVERS);
     searches.truncate(MAX_SEARCHES);
+    // Drop trailing entries (the pod's own, the tenant's come first) until
+    // the list fits, rather than have the host refuse the pod.
+    while searches.len() > 1
+        && searches.iter().map(|s| s.len() + 1).sum::<usize>() > MAX_SEARCH_CHARS
+    {
+        searches.pop();
+    }
     spec.dns_policy = Some("None".into());
     spec.dns_config = Some(PodDNSConfig {
         nameservers: Some(nameservers),

@@ -9,7 +9,8 @@
 //! the host namespace.
 
 use crate::connect::{
-    UPGRADE_REQUEST_HEADERS, UPGRADE_RESPONSE_HEADERS, check_host_pod, host_path, translate_refusal,
+    UPGRADE_REQUEST_HEADERS, UPGRADE_RESPONSE_HEADERS, check_host_pod, host_path,
+    strip_bearer_protocols, translate_refusal,
 };
 use crate::engine::SyncerConfig;
 use crate::names::{Tenant, VirtualIdentity, host_name, is_managed};
@@ -79,7 +80,13 @@ impl HostPods {
         if upgrades {
             for name in UPGRADE_REQUEST_HEADERS {
                 for v in conn.request.headers().get_all(*name) {
-                    req = req.header(*name, v);
+                    if *name == "sec-websocket-protocol" {
+                        if let Some(kept) = v.to_str().ok().and_then(strip_bearer_protocols) {
+                            req = req.header(*name, kept);
+                        }
+                    } else {
+                        req = req.header(*name, v);
+                    }
                 }
             }
         }
@@ -142,12 +149,49 @@ impl HostPods {
                     return;
                 }
             };
-            let (mut client, mut host) = (TokioIo::new(client), TokioIo::new(host));
-            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut host).await {
-                tracing::debug!(%pod, error = %e, "pod stream ended");
-            }
+            pump(TokioIo::new(client), TokioIo::new(host), &pod).await;
         });
         Ok(out)
+    }
+}
+
+/// Copies bytes both ways between the client's and the host's upgraded
+/// connections. When the host side ends (the process exited, the pod
+/// went), the client is told and the stream is over, as kube-apiserver's
+/// upgrade-aware proxy tears both down; when the client half-closes, the
+/// host is told and its remaining output still flows back.
+async fn pump<C, H>(client: C, host: H, pod: &str)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    H: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let (mut client_r, mut client_w) = tokio::io::split(client);
+    let (mut host_r, mut host_w) = tokio::io::split(host);
+    let down = async {
+        let r = tokio::io::copy(&mut host_r, &mut client_w).await;
+        let _ = client_w.shutdown().await;
+        r
+    };
+    let up = async {
+        let r = tokio::io::copy(&mut client_r, &mut host_w).await;
+        let _ = host_w.shutdown().await;
+        r
+    };
+    tokio::pin!(down, up);
+    tokio::select! {
+        r = &mut down => {
+            if let Err(e) = r {
+                tracing::debug!(%pod, error = %e, "pod stream from the host ended");
+            }
+        }
+        r = &mut up => {
+            if let Err(e) = r {
+                tracing::debug!(%pod, error = %e, "pod stream from the client ended");
+            }
+            // The client is done sending; the host may still answer.
+            let _ = down.await;
+        }
     }
 }
 

@@ -780,7 +780,7 @@ async fn reconcile_pod(
                         );
                     }
                 }
-                add_ephemeral_containers(ctx, h, &translated.ephemeral).await?;
+                add_ephemeral_containers(ctx, v, h, &translated.ephemeral).await?;
                 requeue = ensure_token(ctx, state, key, v, h).await?;
             }
             let evicted = h.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted");
@@ -810,9 +810,13 @@ async fn reconcile_pod(
 
 /// Adds the virtual pod's ephemeral containers the host pod lacks, through
 /// its `ephemeralcontainers` subresource (what `kubectl debug` does on the
-/// virtual pod), as a strategic merge on their names.
+/// virtual pod), as a strategic merge on their names. A host that refuses
+/// (its own Pod Security admission, a webhook, a Role without the
+/// subresource) costs a Warning event on the virtual pod, not the pod's
+/// sync: its status keeps being reflected.
 async fn add_ephemeral_containers(
     ctx: &Context,
+    v: &Pod,
     host: &Pod,
     translated: &[k8s_openapi::api::core::v1::EphemeralContainer],
 ) -> anyhow::Result<()> {
@@ -820,16 +824,28 @@ async fn add_ephemeral_containers(
     if add.is_empty() {
         return Ok(());
     }
+    let names: Vec<String> = add.iter().map(|c| format!("{:?}", c.name)).collect();
     let patch = serde_json::json!({"spec": {"ephemeralContainers": add}});
-    ctx.host_api::<Pod>()
+    let added = ctx
+        .host_api::<Pod>()
         .patch_ephemeral_containers(
             &host.name_any(),
             &PatchParams::default(),
             &Patch::Strategic(patch),
         )
-        .await
-        .context("adding ephemeral containers to the host pod")?;
-    Ok(())
+        .await;
+    match added {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => {
+            let message = format!(
+                "ephemeral container {} could not be added on the host: {}",
+                names.join(", "),
+                s.message.replace(&host.name_any(), &v.name_any())
+            );
+            ctx.warn(v, pure::REASON_SYNC_REFUSED, &message).await
+        }
+        Err(e) => Err(e).context("adding ephemeral containers to the host pod"),
+    }
 }
 
 /// Drops `uid` from the paused pods: handled.
