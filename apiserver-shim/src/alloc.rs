@@ -36,6 +36,10 @@ pub struct AllocConfig {
     pub service_cidr: ServiceCidr,
     /// Inclusive NodePort range (kube-apiserver's `--service-node-port-range`, 30000-32767).
     pub node_ports: (u16, u16),
+    /// An address `default/kubernetes` may hold even outside the CIDR (a
+    /// virtual cluster's own address on its host, whose service range need
+    /// not be this server's; [`crate::rest::ApiConfig::kubernetes_service_ip`]).
+    pub kubernetes_service_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for AllocConfig {
@@ -43,6 +47,7 @@ impl Default for AllocConfig {
         Self {
             service_cidr: ServiceCidr::parse("10.96.0.0/12").expect("valid default CIDR"),
             node_ports: (30000, 32767),
+            kubernetes_service_ip: None,
         }
     }
 }
@@ -218,9 +223,13 @@ async fn allocate_inner(
                         ),
                     )
                 };
-                let in_range = ip
-                    .parse::<Ipv4Addr>()
-                    .is_ok_and(|v4| cfg.service_cidr.contains(v4));
+                let kubernetes = meta::namespace(new) == "default"
+                    && name == "kubernetes"
+                    && cfg.kubernetes_service_ip.map(|k| k.to_string()) == Some(ip.clone());
+                let in_range = kubernetes
+                    || ip
+                        .parse::<Ipv4Addr>()
+                        .is_ok_and(|v4| cfg.service_cidr.contains(v4));
                 if !in_range {
                     return Err(fail(format!(
                         "provided IP is not in the valid range. The range of valid IPs is {}",

@@ -322,14 +322,21 @@ pub async fn run_local(channel: Channel, opts: &StreamOptions) {
         while pumps.join_next().await.is_some() {}
         status
     };
-    tokio::select! {
+    let client_left = tokio::select! {
         status = exited => {
             let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
             if let Some(msg) = exit_status(protocol, &opts.command, code) {
                 let _ = tx.send(frame(3, &msg)).await;
             }
+            false
         }
-        _ = from_client => {}
+        _ = from_client => true,
+    };
+    if client_left {
+        // Nobody reads the output any more: stop the process and its pumps
+        // (which hold senders) so the writer can end.
+        let _ = child.start_kill();
+        pumps.abort_all();
     }
     drop(tx);
     let _ = writer.await;

@@ -72,7 +72,10 @@ pub fn parse_log_options(name: &str, query: Option<&str>) -> ApiResult<LogOption
                     "parsing time {t:?} as \"2006-01-02T15:04:05Z07:00\": cannot parse {t:?} as RFC 3339"
                 ))
             })?;
-            Some(ts.round(jiff::Unit::Second).unwrap_or(ts).to_string())
+            // Go formats a metav1.Time as RFC 3339 in whole seconds,
+            // dropping the fraction.
+            let whole = jiff::Timestamp::from_second(ts.as_second()).unwrap_or(ts);
+            Some(whole.to_string())
         }
     };
     let opts = LogOptions {
@@ -320,7 +323,7 @@ mod tests {
         assert_eq!(o.container, "c");
         assert!(o.follow && !o.previous && o.timestamps);
         assert_eq!((o.tail_lines, o.limit_bytes), (Some(5), Some(10)));
-        assert_eq!(o.since_time.as_deref(), Some("2026-01-02T03:04:06Z"));
+        assert_eq!(o.since_time.as_deref(), Some("2026-01-02T03:04:05Z"));
         assert_eq!(
             parse_log_options("p", Some("tailLines=x"))
                 .unwrap_err()

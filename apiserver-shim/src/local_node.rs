@@ -241,7 +241,12 @@ impl SimulatedLog {
             self.container
         );
         if timestamps {
-            let at = self.started + jiff::SignedDuration::from_secs(k as i64);
+            let at = self
+                .started
+                .checked_add(jiff::SignedDuration::from_secs(
+                    i64::try_from(k).unwrap_or(0),
+                ))
+                .unwrap_or(self.started);
             format!("{} {text}", at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
         } else {
             text
@@ -262,10 +267,10 @@ fn log_response(
         .map_or(u64::MAX, |n| u64::try_from(n).unwrap_or(0));
     let follow = opts.follow && !log.ended;
     let timestamps = opts.timestamps;
-    let elapsed = now.duration_since(log.started);
-    // The next line is due when the container has run for `last + 1` s.
-    let first_due =
-        Duration::from_secs(log.last + 1).saturating_sub(elapsed.unsigned_abs().min(Duration::MAX));
+    // The next line is due when the container has run for `last + 1` s
+    // (a start time in the future counts as no time run).
+    let elapsed = Duration::try_from(now.duration_since(log.started)).unwrap_or_default();
+    let first_due = Duration::from_secs(log.last + 1).saturating_sub(elapsed);
     let lines = futures::stream::iter(log.first..=log.last)
         .map(|k| (k, Duration::ZERO))
         .chain(futures::stream::iter(

@@ -90,7 +90,8 @@ pub struct Api {
 
 impl Api {
     /// The REST layer over `store`.
-    pub fn new(store: Arc<dyn Storage>, config: ApiConfig) -> Self {
+    pub fn new(store: Arc<dyn Storage>, mut config: ApiConfig) -> Self {
+        config.allocation.kubernetes_service_ip = config.kubernetes_service_ip;
         Self {
             store,
             config,

@@ -3468,3 +3468,24 @@ async fn responses_are_encoded_byte_for_byte_as_kube_apiserver_encodes_them() {
     );
     h.shutdown().await;
 }
+
+/// A virtual cluster's `default/kubernetes` shows the server's own address
+/// on its host, even outside this server's service CIDR, and follows it
+/// across restarts when it changes.
+#[tokio::test]
+async fn the_kubernetes_service_carries_the_configured_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clusterip = |client: Client| async move {
+        let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client, "default");
+        let s = svcs.get("kubernetes").await.expect("default/kubernetes");
+        s.spec.unwrap().cluster_ip.unwrap()
+    };
+    for ip in ["172.20.0.10", "172.20.0.11"] {
+        let mut cfg = ServerConfig::new(dir.path());
+        cfg.api.kubernetes_service_ip = Some(ip.parse().unwrap());
+        let server = Server::start(cfg).await.expect("server starts");
+        let client = client_from_kubeconfig(&server.kubeconfig).await;
+        assert_eq!(clusterip(client).await, ip);
+        server.shutdown().await;
+    }
+}
