@@ -88,8 +88,9 @@ pub struct ServerArgs {
     /// The tenant's cluster domain (DNS names `SVC.NS.svc.DOMAIN`).
     #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
     pub cluster_domain: String,
-    /// UDP and TCP address of the tenant DNS server, or `off`.
-    #[arg(long, default_value = "0.0.0.0:1053", value_name = "ADDR|off")]
+    /// UDP and TCP address of the tenant DNS server (the chart passes
+    /// `0.0.0.0:1053`), or `off`.
+    #[arg(long, default_value = "off", value_name = "ADDR|off")]
     pub dns_listen: String,
 }
 

@@ -550,6 +550,18 @@ async fn isolation_confines_the_tenant_pods() {
     );
     let lr: LimitRange = r.get("LimitRange", "vkube-t");
     assert_eq!(lr.spec.unwrap().limits[0].type_, "Container");
+    // The server pod: API open, DNS only from the tenant's pods.
+    let server: NetworkPolicy = r.get("NetworkPolicy", "vkube-t-server");
+    let ingress = server.spec.unwrap().ingress.unwrap();
+    assert!(ingress[0].from.is_none(), "the API is open: {ingress:?}");
+    let dns_from = ingress[1].from.as_ref().unwrap()[0]
+        .pod_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref()
+        .unwrap();
+    assert_eq!(dns_from["vkube.dev/managed-by"], "t");
     let np: NetworkPolicy = r.get("NetworkPolicy", "vkube-t-workloads");
     let spec = np.spec.unwrap();
     assert_eq!(
