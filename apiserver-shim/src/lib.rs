@@ -23,6 +23,7 @@ pub mod error;
 pub mod fieldmanager;
 pub mod local_node;
 pub mod meta;
+pub mod metrics_api;
 pub mod openapi;
 pub mod pki;
 pub mod portforward;

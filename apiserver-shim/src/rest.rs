@@ -62,6 +62,9 @@ pub struct ApiConfig {
     /// server and never the host's API server. `None`: the first address
     /// of [`ApiConfig::allocation`]'s service CIDR, as kube-apiserver.
     pub kubernetes_service_ip: Option<std::net::IpAddr>,
+    /// Where `metrics.k8s.io` figures come from (`kubectl top`;
+    /// [`crate::metrics_api`]); `None`: the group is not served.
+    pub metrics: Option<Arc<dyn vkube_core::metrics::MetricsProvider>>,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +77,7 @@ impl Default for ApiConfig {
             pod_connector: None,
             service_host: None,
             kubernetes_service_ip: None,
+            metrics: None,
         }
     }
 }

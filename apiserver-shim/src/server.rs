@@ -203,11 +203,51 @@ async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult
             .insert(header::VARY, HeaderValue::from_static("Accept"));
         r
     };
+    // metrics.k8s.io is served only while the metrics provider has figures
+    // (crate::metrics_api): its discovery entries follow.
+    let metrics_on = || crate::metrics_api::available(&state.api);
     let (group, version, rest) = match segs.as_slice() {
         ["api"] if discovery::wants_aggregated(accept.as_deref()) => return Ok(aggregated(true)),
         ["api"] => return discovery_get(Some(discovery::api_versions(&state.server_address))),
-        ["apis"] if discovery::wants_aggregated(accept.as_deref()) => return Ok(aggregated(false)),
-        ["apis"] => return discovery_get(Some(discovery::api_group_list())),
+        ["apis"] if discovery::wants_aggregated(accept.as_deref()) => {
+            let mut r = aggregated(false);
+            if metrics_on().await {
+                let mut doc = discovery::aggregated(false);
+                if let Some(items) = doc["items"].as_array_mut() {
+                    items.push(crate::metrics_api::aggregated_group());
+                }
+                let fresh = json_response(StatusCode::OK, &doc);
+                *r.body_mut() = fresh.into_body();
+            }
+            return Ok(r);
+        }
+        ["apis"] => {
+            let mut doc = discovery::api_group_list();
+            if metrics_on().await
+                && let Some(groups) = doc["groups"].as_array_mut()
+            {
+                groups.push(crate::metrics_api::api_group());
+            }
+            return discovery_get(Some(doc));
+        }
+        ["apis", vkube_core::metrics::GROUP, rest @ ..] => {
+            if !metrics_on().await {
+                return Err(ApiError::no_route());
+            }
+            return match rest {
+                [] => {
+                    let mut doc = crate::metrics_api::api_group();
+                    doc["kind"] = serde_json::json!("APIGroup");
+                    doc["apiVersion"] = serde_json::json!("v1");
+                    discovery_get(Some(doc))
+                }
+                [vkube_core::metrics::VERSION, rest @ ..] => {
+                    crate::metrics_api::serve(&state.api, &parts.method, rest, parts.uri.query())
+                        .await
+                }
+                _ => Err(ApiError::no_route()),
+            };
+        }
         ["api", "v1"] => return discovery_get(discovery::resource_list("", "v1")),
         ["apis", g] => return discovery_get(discovery::api_group_doc(g)),
         ["apis", g, v] => return discovery_get(discovery::resource_list(g, v)),

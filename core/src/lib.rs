@@ -24,6 +24,8 @@
 //! - [`connect`]: the connect subresources of a pod (`pods/log`, `exec`,
 //!   `attach`, `portforward`) and [`connect::PodConnector`], the seam
 //!   through which a server reaches the pod (the host, or a node stand-in).
+//! - [`metrics`]: `metrics.k8s.io` (`kubectl top`) and
+//!   [`metrics::MetricsProvider`], where a server gets its figures.
 //! - [`quantity`]: `resource.Quantity` parsing, exact arithmetic, rendering.
 //! - [`quota`]: ResourceQuota usage evaluation and admission checks.
 //! - [`limitrange`]: the LimitRanger admission plugin's container defaults.
@@ -40,6 +42,7 @@ pub mod gojson;
 pub mod labels;
 pub mod limitrange;
 pub mod managed_fields;
+pub mod metrics;
 pub mod protobuf;
 pub mod quantity;
 pub mod quota;
