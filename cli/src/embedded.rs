@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vkube_controllers::simulator::NodeSimulator;
 use vkube_syncer::controller::connect::HostPods;
+use vkube_syncer::controller::resource_metrics::HostMetrics;
 use vkube_syncer::controller::service::HostServices;
 use vkube_syncer::{Syncer, SyncerConfig};
 
@@ -103,6 +104,8 @@ impl VirtualCluster {
         // Pod logs, exec, attach and port-forward reach the host copies
         // through the host API server, which plays the kubelet.
         config.api.pod_connector = Some(Arc::new(HostPods::new(host.clone(), &sync)));
+        // `kubectl top` reads the host's metrics.k8s.io, when it has one.
+        config.api.metrics = Some(Arc::new(HostMetrics::new(host.clone(), &sync)));
         let server = Server::start(config)
             .await
             .context("starting the virtual API server")?;

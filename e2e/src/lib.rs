@@ -21,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod metrics;
 pub mod synced;
 pub use synced::SyncedCluster;
 
@@ -259,7 +260,16 @@ impl TestCluster {
     pub async fn start_with_controllers(
         sim: vkube_controllers::simulator::NodeSimulator,
     ) -> TestCluster {
-        let mut c = Self::start().await;
+        Self::start_configured_with_controllers(sim, |_| {}).await
+    }
+
+    /// Like [`TestCluster::start_with_controllers`], letting `configure`
+    /// change the server's configuration first (e.g. a metrics provider).
+    pub async fn start_configured_with_controllers(
+        sim: vkube_controllers::simulator::NodeSimulator,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> TestCluster {
+        let mut c = Self::start_configured(configure).await;
         let client = c.controller_client().await;
         let selected = vkube_controllers::select("*").expect("the default selection");
         let running = vkube_controllers::spawn_with(client.clone(), &selected, c.options());

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use vkube_controllers::simulator::NodeSimulator;
 use vkube_syncer::controller::connect::HostPods;
+use vkube_syncer::controller::resource_metrics::HostMetrics;
 use vkube_syncer::controller::service::HostServices;
 use vkube_syncer::names::Tenant;
 use vkube_syncer::{Metrics, Syncer, SyncerConfig};
@@ -61,7 +62,18 @@ impl SyncedCluster {
         simulator: NodeSimulator,
         configure: impl FnOnce(&mut SyncerConfig),
     ) -> SyncedCluster {
-        let host = TestCluster::start_with_controllers(simulator).await;
+        Self::start_with_host(simulator, |_| {}, configure).await
+    }
+
+    /// Like [`SyncedCluster::start_with_simulator`], letting `host_config`
+    /// change the host server's configuration (e.g. serve
+    /// `metrics.k8s.io` with [`crate::metrics::FixedMetrics`]).
+    pub async fn start_with_host(
+        simulator: NodeSimulator,
+        host_config: impl FnOnce(&mut apiserver_shim::ServerConfig),
+        configure: impl FnOnce(&mut SyncerConfig),
+    ) -> SyncedCluster {
+        let host = TestCluster::start_configured_with_controllers(simulator, host_config).await;
         let mut config = Self::default_config();
         config.kubernetes_service = Some(("10.96.0.1".into(), 443));
         configure(&mut config);
@@ -69,9 +81,11 @@ impl SyncedCluster {
         // the addresses of their host copies.
         let services = HostServices::new(host.client().await, &config);
         let pods = HostPods::new(host.client().await, &config);
+        let metrics = HostMetrics::new(host.client().await, &config);
         let mut virt = TestCluster::start_configured(|c| {
             c.api.service_host = Some(Arc::new(services));
             c.api.pod_connector = Some(Arc::new(pods));
+            c.api.metrics = Some(Arc::new(metrics));
         })
         .await;
         virt.run_controllers("*").await;

@@ -402,6 +402,7 @@ async fn role_grants_exactly_what_the_syncer_uses() {
         ("", &["pods/ephemeralcontainers"], &["patch"], ""),
         ("", &["pods/eviction"], &["create"], ""),
         ("", &["events"], &["create", "patch", "list", "watch"], ""),
+        ("metrics.k8s.io", &["pods"], &["get", "list"], ""),
         ("apps", &["statefulsets"], &["get"], "vkube-t"),
     ]);
     for values in [
@@ -439,7 +440,10 @@ async fn role_grants_exactly_what_the_syncer_uses() {
     let cr: ClusterRole = nodes.get("ClusterRole", "vkube-t-tenant");
     assert_eq!(
         flatten(&cr.rules.unwrap_or_default()),
-        rule_set(&[("", &["nodes"], &["get", "list", "watch"], "")])
+        rule_set(&[
+            ("", &["nodes"], &["get", "list", "watch"], ""),
+            ("metrics.k8s.io", &["nodes"], &["get", "list"], ""),
+        ])
     );
     let crb: ClusterRoleBinding = nodes.get("ClusterRoleBinding", "vkube-t-tenant");
     assert_eq!(crb.role_ref.name, "vkube-t-tenant");

@@ -33,6 +33,7 @@ pub mod node;
 pub mod pause;
 pub mod pod;
 pub mod queue;
+pub mod resource_metrics;
 pub mod secret;
 pub mod security;
 pub mod service;

@@ -28,6 +28,7 @@ pub mod event;
 pub mod mirror;
 pub mod node;
 pub mod pod;
+pub mod resource_metrics;
 pub mod secret;
 pub mod service;
 
