@@ -269,7 +269,7 @@ pub async fn serve(
         PodOperation::Exec(o) | PodOperation::Attach(o) => {
             o.container = resolve_container(&pod, &o.container)?
         }
-        PodOperation::PortForward(_) => {}
+        PodOperation::PortForward(_) | PodOperation::Proxy(_) => {}
     }
     if !bound(&pod) {
         if matches!(operation, PodOperation::Log(_)) {
@@ -294,6 +294,7 @@ pub async fn serve(
             pod,
             operation,
             request,
+            body: bytes::Bytes::new(),
         })
         .await
         .map_err(ApiError::from_host)?;
@@ -306,6 +307,225 @@ pub async fn serve(
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
     Ok(out)
+}
+
+/// `utilnet.SplitSchemeNamePort`: `NAME`, `NAME:PORT` or
+/// `SCHEME:NAME:PORT` (scheme `http` or `https`, name not empty).
+pub fn split_scheme_name_port(id: &str) -> Option<(Option<String>, String, Option<String>)> {
+    let parts: Vec<&str> = id.split(':').collect();
+    let (scheme, name, port) = match parts.as_slice() {
+        [name] => (None, *name, None),
+        [name, port] => (None, *name, Some(*port)),
+        [scheme, name, port] if matches!(*scheme, "http" | "https") => {
+            (Some(*scheme), *name, Some(*port))
+        }
+        _ => return None,
+    };
+    if name.is_empty() {
+        return None;
+    }
+    Some((
+        scheme.map(str::to_string),
+        name.to_string(),
+        port.filter(|p| !p.is_empty()).map(str::to_string),
+    ))
+}
+
+/// The path after `/proxy` rebuilt from decoded `segments`, each
+/// percent-encoded again, so nothing in it can change which object the
+/// request is about.
+///
+/// # Errors
+/// `400` for a `.` or `..` segment (kube-apiserver's clients never send
+/// them; another server could resolve them against the object's path).
+pub fn proxy_path(segments: &[&str], trailing_slash: bool) -> ApiResult<String> {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b':')
+        .remove(b'@')
+        .remove(b'!')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'\'')
+        .remove(b'(')
+        .remove(b')')
+        .remove(b'*')
+        .remove(b'+')
+        .remove(b',')
+        .remove(b';')
+        .remove(b'=');
+    let mut out = String::new();
+    for seg in segments {
+        if *seg == "." || *seg == ".." {
+            return Err(ApiError::bad_request(format!(
+                "invalid proxy path segment {seg:?}"
+            )));
+        }
+        out.push('/');
+        out.extend(percent_encoding::utf8_percent_encode(seg, SEGMENT));
+    }
+    if trailing_slash {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// The first IP of a pod (`status.podIPs[0]`, else `status.podIP`).
+fn pod_ip(pod: &Value) -> Option<std::net::IpAddr> {
+    pod.pointer("/status/podIPs/0/ip")
+        .or_else(|| pod.pointer("/status/podIP"))
+        .and_then(Value::as_str)
+        .and_then(|ip| ip.parse().ok())
+}
+
+/// Where a pod proxy goes (`ResourceLocation`): the pod IP and the port
+/// named (a number, or a container port's name), else the first container
+/// port; `None` when the pod has no IP or no such port.
+pub fn pod_backend(pod: &Value, port: Option<&str>) -> Option<std::net::SocketAddr> {
+    let ip = pod_ip(pod)?;
+    let ports = || {
+        pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+    };
+    let number = match port {
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) => n,
+            Err(_) => ports()
+                .find(|cp| cp["name"].as_str() == Some(p))
+                .and_then(|cp| cp["containerPort"].as_u64())
+                .and_then(|n| u16::try_from(n).ok())?,
+        },
+        None => ports()
+            .next()
+            .and_then(|cp| cp["containerPort"].as_u64())
+            .and_then(|n| u16::try_from(n).ok())?,
+    };
+    Some(std::net::SocketAddr::new(ip, number))
+}
+
+/// Where a Service proxy goes (the Service REST's `ResourceLocation`): a
+/// ready address of its Endpoints on the port whose name (or number) the
+/// request named, else the only port.
+pub fn service_backend(
+    service: &Value,
+    endpoints: &Value,
+    port: Option<&str>,
+) -> Option<std::net::SocketAddr> {
+    let ports = service["spec"]["ports"].as_array()?;
+    let sp = match port {
+        Some(p) => ports.iter().find(|sp| {
+            sp["name"].as_str() == Some(p)
+                || sp["port"].as_u64().map(|n| n.to_string()).as_deref() == Some(p)
+        })?,
+        None if ports.len() == 1 => &ports[0],
+        None => ports
+            .iter()
+            .find(|sp| sp["name"].as_str().unwrap_or("").is_empty())?,
+    };
+    let name = sp["name"].as_str().unwrap_or("");
+    for subset in endpoints["subsets"].as_array().into_iter().flatten() {
+        let Some(ep_port) = subset["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"].as_str().unwrap_or("") == name)
+            .and_then(|p| p["port"].as_u64())
+            .and_then(|n| u16::try_from(n).ok())
+        else {
+            continue;
+        };
+        if let Some(ip) = subset["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|a| a["ip"].as_str()?.parse().ok())
+        {
+            return Some(std::net::SocketAddr::new(ip, ep_port));
+        }
+    }
+    None
+}
+
+/// Serves `pods/{name_spec}/proxy/{rest…}` and
+/// `services/{name_spec}/proxy/{rest…}` in `namespace`, any method: the
+/// object is read, the backend resolved (for connectors that dial it) and
+/// the request handed to the pod connector with its body (at most the
+/// server's request size).
+///
+/// # Errors
+/// `400` for a malformed name or path, `404` for a missing object, `503`
+/// when a Service has no ready endpoint for a connector that needs one,
+/// `400` without a connector, and the connector's refusals.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_proxy(
+    api: &Api,
+    namespace: &str,
+    resource: &str,
+    name_spec: &str,
+    rest: &[&str],
+    trailing_slash: bool,
+    parts: http::request::Parts,
+    body: bytes::Bytes,
+) -> ApiResult<Response> {
+    let what = if resource == "pods" { "pod" } else { "service" };
+    let Some((scheme, name, port)) = split_scheme_name_port(name_spec) else {
+        return Err(ApiError::bad_request(format!(
+            "invalid {what} request {name_spec:?}"
+        )));
+    };
+    let path = proxy_path(rest, trailing_slash)?;
+    let def = crate::registry::lookup("", "v1", resource).expect("built-in");
+    let obj = match api.store.get(&def.key(Some(namespace), &name)).await {
+        Ok(Some(kv)) => decode_stored(&kv)?,
+        Ok(None) => {
+            return Err(ApiError::not_found(
+                &GroupResource::new("", resource),
+                &name,
+            ));
+        }
+        Err(e) => return Err(storage_error(def, &name, e)),
+    };
+    let backend = if resource == "pods" {
+        pod_backend(&obj, port.as_deref())
+    } else {
+        let eps = crate::registry::lookup("", "v1", "endpoints").expect("built-in");
+        match api.store.get(&eps.key(Some(namespace), &name)).await {
+            Ok(Some(kv)) => service_backend(&obj, &decode_stored(&kv)?, port.as_deref()),
+            _ => None,
+        }
+    };
+    let Some(connector) = api.config.pod_connector.clone() else {
+        return Err(ApiError::bad_request(format!(
+            "{resource}/proxy of {namespace}/{name} is not served by this API server"
+        )));
+    };
+    let query = parts.uri.query().map(str::to_string);
+    let request = http::Request::from_parts(parts, ());
+    let operation = PodOperation::Proxy(vkube_core::connect::ProxyOptions {
+        resource: resource.to_string(),
+        scheme,
+        port,
+        path,
+        query,
+        backend,
+    });
+    let resp = connector
+        .connect(PodConnection {
+            pod: obj,
+            operation,
+            request,
+            body,
+        })
+        .await
+        .map_err(ApiError::from_host)?;
+    let (parts, body) = resp.into_parts();
+    Ok(Response::from_parts(parts, Body::new(body)))
 }
 
 #[cfg(test)]
@@ -359,6 +579,50 @@ mod tests {
                 .contains("at most one of `sinceTime` or `sinceSeconds`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn proxy_names_paths_and_backends_resolve_as_upstream() {
+        assert_eq!(
+            split_scheme_name_port("https:web:8443"),
+            Some((Some("https".into()), "web".into(), Some("8443".into())))
+        );
+        assert_eq!(
+            split_scheme_name_port("web"),
+            Some((None, "web".into(), None))
+        );
+        assert_eq!(split_scheme_name_port("ftp:web:1"), None);
+        assert_eq!(split_scheme_name_port(":80"), None);
+        assert_eq!(proxy_path(&["a b", "c?d"], true).unwrap(), "/a%20b/c%3Fd/");
+        assert_eq!(proxy_path(&["..", "secrets"], false).unwrap_err().code, 400);
+        let pod = json!({"spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8080}]}]},
+                         "status": {"podIP": "10.0.0.5"}});
+        assert_eq!(
+            pod_backend(&pod, None),
+            Some("10.0.0.5:8080".parse().unwrap())
+        );
+        assert_eq!(
+            pod_backend(&pod, Some("http")),
+            Some("10.0.0.5:8080".parse().unwrap())
+        );
+        assert_eq!(
+            pod_backend(&pod, Some("9000")),
+            Some("10.0.0.5:9000".parse().unwrap())
+        );
+        assert_eq!(pod_backend(&pod, Some("nope")), None);
+        let svc =
+            json!({"spec": {"ports": [{"name": "web", "port": 80}, {"name": "admin", "port": 9}]}});
+        let eps = json!({"subsets": [{"addresses": [{"ip": "10.0.0.5"}],
+                                      "ports": [{"name": "web", "port": 8080}, {"name": "admin", "port": 9090}]}]});
+        assert_eq!(
+            service_backend(&svc, &eps, Some("80")),
+            Some("10.0.0.5:8080".parse().unwrap())
+        );
+        assert_eq!(
+            service_backend(&svc, &eps, Some("admin")),
+            Some("10.0.0.5:9090".parse().unwrap())
+        );
+        assert_eq!(service_backend(&svc, &json!({}), Some("web")), None);
     }
 
     #[test]

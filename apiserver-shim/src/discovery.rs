@@ -68,6 +68,8 @@ fn subresource_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
         "attach" => ("", "v1", "PodAttachOptions"),
+        "proxy" if def.resource == "services" => ("", "v1", "ServiceProxyOptions"),
+        "proxy" => ("", "v1", "PodProxyOptions"),
         "exec" => ("", "v1", "PodExecOptions"),
         "portforward" => ("", "v1", "PodPortForwardOptions"),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
@@ -84,6 +86,7 @@ fn subresource_verbs(sub: &str) -> Vec<&'static str> {
         "attach" | "exec" | "portforward" => vec!["create", "get"],
         "log" => vec!["get"],
         "ephemeralcontainers" => vec!["get", "patch", "update"],
+        "proxy" => vec!["create", "delete", "get", "patch", "update"],
         _ => vec!["get", "patch", "update"],
     }
 }

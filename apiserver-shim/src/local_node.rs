@@ -105,6 +105,7 @@ impl PodConnector for LocalNode {
                     });
                     Ok(resp)
                 }
+                PodOperation::Proxy(p) => proxy(p, &conn).await,
                 PodOperation::Exec(o) | PodOperation::Attach(o) => Err(bad_request(format!(
                     "unable to {} container {:?} in pod {pod_name:?}: this node is simulated by \
                      vkube and has no container runtime",
@@ -114,6 +115,75 @@ impl PodConnector for LocalNode {
             }
         })
     }
+}
+
+/// Passes a proxied request to the resolved backend over HTTP/1.1, as
+/// kube-apiserver's proxy dials a pod or endpoint IP itself (the local
+/// host's pod IPs are loopback listeners, so loopback is allowed here).
+async fn proxy(
+    p: &vkube_core::connect::ProxyOptions,
+    conn: &PodConnection,
+) -> Result<Response<ConnectBody>, HostRefusal> {
+    use vkube_core::connect::{HOP_BY_HOP, PROXY_REQUEST_HEADERS, unavailable};
+    let name = conn.pod["metadata"]["name"].as_str().unwrap_or_default();
+    let Some(addr) = p.backend else {
+        return Err(if p.resource == "services" {
+            unavailable(format!("no endpoints available for service {name:?}"))
+        } else {
+            bad_request("address not allowed")
+        });
+    };
+    if p.scheme.as_deref() == Some("https") {
+        return Err(bad_request(
+            "https backends are not served by the local node stand-in",
+        ));
+    }
+    let reach = |e: &dyn std::fmt::Display| {
+        unavailable(format!(
+            "error trying to reach service: dial tcp {addr}: {e}"
+        ))
+    };
+    let stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|e| reach(&e))?
+    .map_err(|e| reach(&e))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| reach(&e))?;
+    tokio::spawn(connection);
+    let mut target = if p.path.is_empty() {
+        "/".to_string()
+    } else {
+        p.path.clone()
+    };
+    if let Some(q) = &p.query {
+        target.push('?');
+        target.push_str(q);
+    }
+    let mut req = http::Request::builder()
+        .method(conn.request.method().clone())
+        .uri(target)
+        .header(http::header::HOST, addr.to_string());
+    for h in PROXY_REQUEST_HEADERS {
+        for v in conn.request.headers().get_all(*h) {
+            req = req.header(*h, v);
+        }
+    }
+    let req = req
+        .body(http_body_util::Full::new(conn.body.clone()))
+        .map_err(|e| bad_request(e.to_string()))?;
+    let resp = sender.send_request(req).await.map_err(|e| reach(&e))?;
+    let (mut parts, body) = resp.into_parts();
+    for h in HOP_BY_HOP {
+        parts.headers.remove(*h);
+    }
+    use http_body_util::BodyExt;
+    let body: ConnectBody = Box::pin(body.map_err(|e| Box::new(e) as _));
+    Ok(Response::from_parts(parts, body))
 }
 
 /// A shim error as a connector's refusal.

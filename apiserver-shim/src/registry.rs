@@ -181,6 +181,9 @@ pub struct ResourceDef {
     /// `spec.ephemeralContainers`, validated by
     /// `ValidatePodEphemeralContainersUpdate`.
     pub ephemeral_containers: bool,
+    /// Has the `proxy` subresource (pods and Services: any request passed
+    /// to the object's port, served by [`crate::connect::serve_proxy`]).
+    pub proxy: bool,
     /// Has the namespace `finalize` subresource (writes only `spec.finalizers`).
     pub finalize: bool,
     /// Has the service account `token` subresource (TokenRequest, served by
@@ -281,6 +284,9 @@ impl ResourceDef {
         if self.ephemeral_containers {
             out.push("ephemeralcontainers");
         }
+        if self.proxy {
+            out.push("proxy");
+        }
         if self.finalize {
             out.push("finalize");
         }
@@ -313,6 +319,7 @@ const fn def(
         binding: false,
         connect: false,
         ephemeral_containers: false,
+        proxy: false,
         finalize: false,
         token_request: false,
         generation: false,
@@ -703,6 +710,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         binding: true,
         connect: true,
         ephemeral_containers: true,
+        proxy: true,
         generation: true,
         field_selectors: &[
             text("spec.nodeName"),
@@ -728,6 +736,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         name_rule: NameRule::Label,
         strategy: SERVICE,
         allocates: true,
+        proxy: true,
         ..def("", "v1", "services", "Service", "service", true)
     },
     ResourceDef {

@@ -203,6 +203,27 @@ async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult
             .insert(header::VARY, HeaderValue::from_static("Accept"));
         r
     };
+    if let [
+        "api",
+        "v1",
+        "namespaces",
+        ns,
+        res @ ("pods" | "services"),
+        name,
+        "proxy",
+        rest @ ..,
+    ] = segs.as_slice()
+    {
+        // A proxy: any method, any path after `proxy`, passed on.
+        let trailing = parts.uri.path().ends_with('/');
+        let (ns, res, name) = (ns.to_string(), res.to_string(), name.to_string());
+        let rest: Vec<&str> = rest.to_vec();
+        let body = read_body(body).await?;
+        return crate::connect::serve_proxy(
+            &state.api, &ns, &res, &name, &rest, trailing, parts, body,
+        )
+        .await;
+    }
     // metrics.k8s.io is served only while the metrics provider has figures
     // (crate::metrics_api): its discovery entries follow.
     let metrics_on = || crate::metrics_api::available(&state.api);

@@ -57,6 +57,45 @@ pub struct StreamOptions {
     pub tty: bool,
 }
 
+/// `pods/NAME/proxy` or `services/NAME/proxy`: an HTTP request passed to
+/// the pod's or Service's port (kube-apiserver's `ResourceLocation` plus
+/// its upgrade-aware proxy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyOptions {
+    /// `pods` or `services`.
+    pub resource: String,
+    /// `http` or `https` when the request named one (`https:NAME:PORT`).
+    pub scheme: Option<String>,
+    /// The port (number or name) the request named (`NAME:PORT`).
+    pub port: Option<String>,
+    /// The path after `/proxy`, each segment percent-encoded, starting with
+    /// `/` (or empty).
+    pub path: String,
+    /// The request's raw query, passed to the backend unchanged.
+    pub query: Option<String>,
+    /// Where the server resolved the backend to (the pod IP and port, or a
+    /// ready endpoint of the Service), for a connector that dials it
+    /// directly; a connector that forwards to another API server ignores it.
+    pub backend: Option<std::net::SocketAddr>,
+}
+
+impl ProxyOptions {
+    /// The object part of the URL for `name`: `[SCHEME:]NAME[:PORT]`.
+    pub fn name_spec(&self, name: &str) -> String {
+        let mut s = String::new();
+        if let Some(scheme) = &self.scheme {
+            s.push_str(scheme);
+            s.push(':');
+        }
+        s.push_str(name);
+        if let Some(port) = &self.port {
+            s.push(':');
+            s.push_str(port);
+        }
+        s
+    }
+}
+
 /// One validated connect request on a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodOperation {
@@ -69,6 +108,8 @@ pub enum PodOperation {
     /// `GET|POST pods/NAME/portforward`: an upgraded stream carrying these
     /// ports (each 1–65535), in request order.
     PortForward(Vec<u16>),
+    /// Any method on `pods/NAME/proxy/…` or `services/NAME/proxy/…`.
+    Proxy(ProxyOptions),
 }
 
 impl PodOperation {
@@ -79,13 +120,14 @@ impl PodOperation {
             Self::Exec(_) => "exec",
             Self::Attach(_) => "attach",
             Self::PortForward(_) => "portforward",
+            Self::Proxy(_) => "proxy",
         }
     }
 
     /// Whether the request is answered by upgrading the connection (every
     /// operation but the log).
     pub fn upgrades(&self) -> bool {
-        !matches!(self, Self::Log(_))
+        !matches!(self, Self::Log(_) | Self::Proxy(_))
     }
 
     /// The query of the same request to another Kubernetes API server,
@@ -134,6 +176,7 @@ impl PodOperation {
                 flag(&mut q, "stderr", o.stderr);
                 flag(&mut q, "tty", o.tty);
             }
+            Self::Proxy(p) => return p.query.clone().unwrap_or_default(),
             Self::PortForward(ports) => {
                 let mut list = String::new();
                 for (i, p) in ports.iter().enumerate() {
@@ -183,7 +226,7 @@ pub fn empty_body() -> ConnectBody {
 #[derive(Debug)]
 pub struct PodConnection {
     /// The stored pod, complete (`metadata.uid`, `spec.nodeName` set for
-    /// every operation but a log).
+    /// every operation but a log); the stored Service for a Service proxy.
     pub pod: Value,
     /// What to do.
     pub operation: PodOperation,
@@ -194,6 +237,8 @@ pub struct PodConnection {
     ///
     /// [`upgrades`]: PodOperation::upgrades
     pub request: http::Request<()>,
+    /// The request body (a proxied request's; empty otherwise).
+    pub body: bytes::Bytes,
 }
 
 /// Reaches the pod behind a connect request, as kube-apiserver's kubelet
@@ -213,11 +258,51 @@ pub trait PodConnector: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, Result<http::Response<ConnectBody>, HostRefusal>>;
 }
 
+/// Request headers a proxy passes to the backend (kube-apiserver's proxy
+/// passes the client's request minus its credentials, which authentication
+/// removed; this list keeps what HTTP clients and apps rely on).
+pub const PROXY_REQUEST_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "content-type",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "range",
+    "user-agent",
+];
+
+/// Hop-by-hop response headers a proxy does not pass back (RFC 9110 §7.6.1).
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// A [`HostRefusal`] with kube-apiserver's `400 BadRequest` shape.
 pub fn bad_request(message: impl Into<String>) -> HostRefusal {
     HostRefusal {
         code: 400,
         reason: "BadRequest".into(),
+        message: message.into(),
+        details: None,
+    }
+}
+
+/// A [`HostRefusal`] with kube-apiserver's `503 ServiceUnavailable` shape
+/// (a proxy whose backend cannot be reached: `error trying to reach
+/// service: …`, `no endpoints available for service "x"`).
+pub fn unavailable(message: impl Into<String>) -> HostRefusal {
+    HostRefusal {
+        code: 503,
+        reason: "ServiceUnavailable".into(),
         message: message.into(),
         details: None,
     }
