@@ -400,6 +400,12 @@ async fn role_grants_exactly_what_the_syncer_uses() {
             "",
         ),
         ("", &["pods/ephemeralcontainers"], &["patch"], ""),
+        (
+            "",
+            &["pods/proxy", "services/proxy"],
+            &["get", "create", "update", "patch", "delete"],
+            "",
+        ),
         ("", &["pods/eviction"], &["create"], ""),
         ("", &["events"], &["create", "patch", "list", "watch"], ""),
         ("metrics.k8s.io", &["pods"], &["get", "list"], ""),

@@ -62,6 +62,22 @@ pub fn strip_bearer_protocols(value: &str) -> Option<String> {
 /// `(namespace, name)`: `/api/v1/namespaces/HOSTNS/pods/HOSTNAME/SUB?QUERY`.
 pub fn host_path(tenant: &Tenant, namespace: &str, name: &str, operation: &PodOperation) -> String {
     let query = operation.query();
+    if let PodOperation::Proxy(p) = operation {
+        // `…/{pods|services}/[SCHEME:]HOSTNAME[:PORT]/proxy/PATH?QUERY`: the
+        // path was rebuilt segment by segment by the virtual API server.
+        let mut path = format!(
+            "/api/v1/namespaces/{}/{}/{}/proxy{}",
+            tenant.host_namespace(),
+            p.resource,
+            p.name_spec(&names::host_name(tenant, namespace, name)),
+            p.path
+        );
+        if !query.is_empty() {
+            path.push('?');
+            path.push_str(&query);
+        }
+        return path;
+    }
     let mut path = format!(
         "/api/v1/namespaces/{}/pods/{}/{}",
         tenant.host_namespace(),
@@ -83,15 +99,16 @@ pub fn host_path(tenant: &Tenant, namespace: &str, name: &str, operation: &PodOp
 /// reached, `error dialing backend: …`) when the host has no copy yet, one
 /// of an earlier pod of the same name, or an object it does not manage.
 pub fn check_host_pod(ownership: &Ownership, id: &VirtualIdentity) -> Result<(), HostRefusal> {
-    let pod = format!("{}/{}", id.namespace, id.name);
+    let what = id.kind.to_ascii_lowercase();
+    let object = format!("{what} {}/{}", id.namespace, id.name);
     let why = match ownership {
         Ownership::Owned => return Ok(()),
-        Ownership::Absent => format!("the host has no copy of pod {pod} yet"),
+        Ownership::Absent => format!("the host has no copy of {object} yet"),
         Ownership::Stale { .. } => {
-            format!("the host's copy of pod {pod} belongs to an earlier pod of that name")
+            format!("the host's copy of {object} belongs to an earlier {what} of that name")
         }
         Ownership::NotOurs(_) => {
-            format!("the host pod for pod {pod} is not managed by this virtual cluster")
+            format!("the host object for {object} is not managed by this virtual cluster")
         }
     };
     Err(internal_error(format!("error dialing backend: {why}")))
@@ -185,6 +202,22 @@ mod tests {
         assert_eq!(
             strip_bearer_protocols("base64url.bearer.authorization.k8s.io.x"),
             None
+        );
+    }
+
+    #[test]
+    fn proxies_go_to_the_host_objects_proxy() {
+        let op = PodOperation::Proxy(vkube_core::connect::ProxyOptions {
+            resource: "services".into(),
+            scheme: Some("https".into()),
+            port: Some("web".into()),
+            path: "/a%20b/".into(),
+            query: Some("x=1&y=%2F".into()),
+            backend: None,
+        });
+        assert_eq!(
+            host_path(&tenant(), "shop", "front", &op),
+            "/api/v1/namespaces/team-a/services/https:front-x-shop-x-vc1:web/proxy/a%20b/?x=1&y=%2F"
         );
     }
 

@@ -17,10 +17,12 @@ use crate::names::{Tenant, VirtualIdentity, host_name, is_managed};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use vkube_core::connect::{ConnectBody, PodConnection, PodConnector, empty_body, internal_error};
+use vkube_core::connect::{
+    ConnectBody, PodConnection, PodConnector, PodOperation, empty_body, internal_error,
+};
 use vkube_core::service::{BoxFuture, HostRefusal};
 
 /// The most of a host error body read (a `Status` is a few hundred bytes).
@@ -59,24 +61,38 @@ impl HostPods {
     ) -> Result<Response<ConnectBody>, HostRefusal> {
         let meta: ObjectMeta = serde_json::from_value(conn.pod["metadata"].clone())
             .map_err(|e| internal_error(format!("decoding the pod's metadata: {e}")))?;
+        let service = matches!(&conn.operation, PodOperation::Proxy(p) if p.resource == "services");
+        let kind = if service { "Service" } else { "Pod" };
         let id =
-            VirtualIdentity::from_meta("Pod", &meta).map_err(|e| internal_error(e.to_string()))?;
+            VirtualIdentity::from_meta(kind, &meta).map_err(|e| internal_error(e.to_string()))?;
         let hname = host_name(&self.tenant, &id.namespace, &id.name);
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.tenant.host_namespace());
-        let host = pods
-            .get_metadata_opt(&hname)
-            .await
-            .map_err(|e| internal_error(format!("error dialing backend: {e}")))?;
-        check_host_pod(
-            &is_managed(&self.tenant, host.as_ref().map(|h| &h.metadata), &id),
-            &id,
-        )?;
+        let host = if service {
+            Api::<Service>::namespaced(self.client.clone(), self.tenant.host_namespace())
+                .get_metadata_opt(&hname)
+                .await
+                .map(|m| m.map(|m| m.metadata))
+        } else {
+            Api::<Pod>::namespaced(self.client.clone(), self.tenant.host_namespace())
+                .get_metadata_opt(&hname)
+                .await
+                .map(|m| m.map(|m| m.metadata))
+        }
+        .map_err(|e| internal_error(format!("error dialing backend: {e}")))?;
+        check_host_pod(&is_managed(&self.tenant, host.as_ref(), &id), &id)?;
 
         let path = host_path(&self.tenant, &id.namespace, &id.name, &conn.operation);
         let upgrades = conn.operation.upgrades();
         let mut req = http::Request::builder()
             .method(conn.request.method().clone())
             .uri(path);
+        let proxy = matches!(conn.operation, PodOperation::Proxy(_));
+        if proxy {
+            for name in vkube_core::connect::PROXY_REQUEST_HEADERS {
+                for v in conn.request.headers().get_all(*name) {
+                    req = req.header(*name, v);
+                }
+            }
+        }
         if upgrades {
             for name in UPGRADE_REQUEST_HEADERS {
                 for v in conn.request.headers().get_all(*name) {
@@ -90,15 +106,21 @@ impl HostPods {
                 }
             }
         }
-        let req = req
-            .body(kube::client::Body::empty())
-            .map_err(|e| internal_error(e.to_string()))?;
+        let body = if conn.body.is_empty() {
+            kube::client::Body::empty()
+        } else {
+            kube::client::Body::from(conn.body.to_vec())
+        };
+        let req = req.body(body).map_err(|e| internal_error(e.to_string()))?;
         let mut res = self
             .client
             .send(req)
             .await
             .map_err(|e| internal_error(format!("error dialing backend: {e}")))?;
         let status = res.status();
+        if proxy {
+            return proxied(res, &hname, &id.name).await;
+        }
         let wanted = if upgrades {
             status == StatusCode::SWITCHING_PROTOCOLS
         } else {
@@ -153,6 +175,56 @@ impl HostPods {
         });
         Ok(out)
     }
+}
+
+/// A proxied response passed back: the backend's status, headers (minus
+/// hop-by-hop ones) and body as they come; only the host API server's own
+/// `Status` errors (no endpoints, backend unreachable) are rewritten to
+/// name the virtual object.
+async fn proxied(
+    res: Response<kube::client::Body>,
+    host_name: &str,
+    virtual_name: &str,
+) -> Result<Response<ConnectBody>, HostRefusal> {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if status.as_u16() >= 500 && is_json {
+        let body = http_body_util::Limited::new(res.into_body(), MAX_ERROR_BODY)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let is_status =
+            serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v["kind"] == "Status");
+        if is_status {
+            return Err(translate_refusal(
+                status.as_u16(),
+                &body,
+                host_name,
+                virtual_name,
+            ));
+        }
+        let mut out = Response::new(Box::pin(
+            http_body_util::Full::new(body)
+                .map_err(|never| -> Box<dyn std::error::Error + Send + Sync> { match never {} }),
+        ) as ConnectBody);
+        *out.status_mut() = status;
+        out.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        return Ok(out);
+    }
+    let (mut parts, body) = res.into_parts();
+    for h in vkube_core::connect::HOP_BY_HOP {
+        parts.headers.remove(*h);
+    }
+    let body: ConnectBody = Box::pin(body.map_err(|e| Box::new(e) as _));
+    Ok(Response::from_parts(parts, body))
 }
 
 /// Copies bytes both ways between the client's and the host's upgraded
