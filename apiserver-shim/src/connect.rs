@@ -255,6 +255,10 @@ pub async fn serve(
         "log" => PodOperation::Log(parse_log_options(name, query)?),
         "exec" => PodOperation::Exec(parse_stream_options("exec", query)),
         "attach" => PodOperation::Attach(parse_stream_options("attach", query)),
+        // SPDY clients name the ports in stream headers, not the query.
+        "portforward" if !pairs(query).iter().any(|(k, _)| k == "ports") => {
+            PodOperation::PortForward(Vec::new())
+        }
         "portforward" => PodOperation::PortForward(crate::portforward::parse_ports(query)?),
         _ => return Err(ApiError::no_route()),
     };

@@ -34,6 +34,7 @@ pub mod rest;
 pub mod sa_token;
 pub mod server;
 pub mod serviceaccount;
+pub mod spdy;
 pub mod store;
 pub mod table;
 pub mod typed;

@@ -12,8 +12,9 @@
 //!   `PodLogOptions` applied (`follow` keeps adding a line a second);
 //! - `exec` and `attach` are refused (`400`), unless the server is test
 //!   scaffolding that runs `exec` commands as local processes
-//!   ([`LocalExec::RunLocalProcesses`]), speaking kubelet's WebSocket
-//!   channel protocols ([`crate::channel`]).
+//!   ([`LocalExec::RunLocalProcesses`]; `attach` starts the container's own
+//!   command and args), speaking kubelet's WebSocket channel protocols
+//!   ([`crate::channel`]) and SPDY ([`crate::spdy`]).
 
 use crate::portforward::{self, PodEndpoint};
 use bytes::Bytes;
@@ -69,20 +70,74 @@ impl PodConnector for LocalNode {
                 PodOperation::PortForward(ports) => {
                     let endpoint: PodEndpoint =
                         portforward::pod_endpoint(&conn.pod).map_err(refusal)?;
+                    if is_spdy(conn.request.headers()) {
+                        // kubectl's SPDY port-forward (the ports travel in
+                        // stream headers).
+                        let (resp, upgraded) =
+                            spdy_accept(&mut conn.request, &[crate::spdy::PORT_FORWARD_PROTOCOL])?;
+                        tokio::spawn(async move {
+                            if let Ok(io) = upgraded.await {
+                                crate::spdy::serve_port_forward(
+                                    hyper_util::rt::TokioIo::new(io),
+                                    endpoint,
+                                )
+                                .await;
+                            }
+                        });
+                        return Ok(resp);
+                    }
                     let ports = ports.clone();
+                    let tunnel = conn
+                        .request
+                        .headers()
+                        .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.contains(crate::spdy::TUNNEL_PROTOCOL));
+                    if ports.is_empty() && !tunnel {
+                        // kubelet's WebSocket port-forward needs them.
+                        return Err(bad_request("query parameter \"ports\" is required"));
+                    }
                     let (resp, upgraded) = crate::channel::accept(
                         &mut conn.request,
-                        &[portforward::CHANNEL_PROTOCOL_V4],
+                        &[
+                            crate::spdy::TUNNEL_PROTOCOL,
+                            portforward::CHANNEL_PROTOCOL_V4,
+                        ],
                     )
                     .map_err(refusal)?;
                     tokio::spawn(async move {
                         if let Some(ws) = upgraded.await {
-                            portforward::forward(ws.socket, endpoint, ports).await;
+                            if ws.protocol == Some(crate::spdy::TUNNEL_PROTOCOL) {
+                                // kubectl ≥ 1.31: SPDY frames inside
+                                // WebSocket binary messages.
+                                let io = crate::spdy::tunnel(ws.socket);
+                                crate::spdy::serve_port_forward(io, endpoint).await;
+                            } else {
+                                portforward::forward(ws.socket, endpoint, ports).await;
+                            }
                         }
                     });
                     Ok(resp)
                 }
-                PodOperation::Exec(opts) if self.exec == LocalExec::RunLocalProcesses => {
+                PodOperation::Exec(_) | PodOperation::Attach(_)
+                    if self.exec == LocalExec::RunLocalProcesses =>
+                {
+                    let mut opts = match &conn.operation {
+                        PodOperation::Exec(o) | PodOperation::Attach(o) => o.clone(),
+                        _ => unreachable!("matched above"),
+                    };
+                    if matches!(conn.operation, PodOperation::Attach(_)) {
+                        // No process runs in a simulated container: attaching
+                        // starts the container's own command and args.
+                        opts.command = container_command(&conn.pod, &opts.container);
+                        if opts.command.is_empty() {
+                            return Err(bad_request(format!(
+                                "unable to attach to container {:?} in pod {pod_name:?}: it has no command to run on this simulated node",
+                                opts.container
+                            )));
+                        }
+                    }
+                    let opts = &opts;
                     if opts.command.is_empty() {
                         return Err(bad_request(
                             "you must specify at least one command for the container",
@@ -94,6 +149,28 @@ impl PodConnector for LocalNode {
                         ));
                     }
                     running(&conn.pod, &opts.container, &pod_name)?;
+                    if is_spdy(conn.request.headers()) {
+                        let protocols = crate::spdy::EXEC_PROTOCOLS;
+                        let (resp, upgraded) = spdy_accept(&mut conn.request, protocols)?;
+                        let chosen = resp
+                            .headers()
+                            .get("x-stream-protocol-version")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| protocols.iter().find(|p| **p == v).copied())
+                            .unwrap_or("channel.k8s.io");
+                        let opts = opts.clone();
+                        tokio::spawn(async move {
+                            if let Ok(io) = upgraded.await {
+                                crate::spdy::serve_exec(
+                                    hyper_util::rt::TokioIo::new(io),
+                                    opts,
+                                    chosen,
+                                )
+                                .await;
+                            }
+                        });
+                        return Ok(resp);
+                    }
                     let (resp, upgraded) =
                         crate::channel::accept(&mut conn.request, crate::channel::EXEC_PROTOCOLS)
                             .map_err(refusal)?;
@@ -184,6 +261,89 @@ async fn proxy(
     use http_body_util::BodyExt;
     let body: ConnectBody = Box::pin(body.map_err(|e| Box::new(e) as _));
     Ok(Response::from_parts(parts, body))
+}
+
+/// A container's `command` followed by its `args` (what its process runs).
+fn container_command(pod: &Value, container: &str) -> Vec<String> {
+    ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten())
+        .find(|c| c["name"].as_str() == Some(container))
+        .map(|c| {
+            ["command", "args"]
+                .iter()
+                .flat_map(|k| c[*k].as_array().into_iter().flatten())
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the request asks for a SPDY/3.1 upgrade.
+fn is_spdy(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.eq_ignore_ascii_case(crate::spdy::UPGRADE))
+}
+
+/// Accepts a SPDY upgrade (kubelet's `httpstream.Handshake`): the first of
+/// the client's `X-Stream-Protocol-Version` offers that is `supported`
+/// is answered; the `101` and the pending connection are returned.
+///
+/// # Errors
+/// `403` with kubelet's text when no offered protocol is supported, `400`
+/// when the connection cannot be upgraded.
+fn spdy_accept(
+    request: &mut http::Request<()>,
+    supported: &[&'static str],
+) -> Result<(Response<ConnectBody>, hyper::upgrade::OnUpgrade), HostRefusal> {
+    let offered: Vec<String> = request
+        .headers()
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_string())
+        .collect();
+    let Some(chosen) = offered
+        .iter()
+        .find_map(|o| supported.iter().find(|s| **s == o.as_str()))
+    else {
+        return Err(HostRefusal {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {supported:?}"
+            ),
+            details: None,
+        });
+    };
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return Err(bad_request(
+            "Upgrade request required (streams need HTTP/1.1)",
+        ));
+    };
+    let mut resp = Response::new(vkube_core::connect::empty_body());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static(crate::spdy::UPGRADE),
+    );
+    h.insert(
+        "x-stream-protocol-version",
+        http::HeaderValue::from_static(chosen),
+    );
+    Ok((resp, on_upgrade))
 }
 
 /// A shim error as a connector's refusal.
