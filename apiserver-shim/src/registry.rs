@@ -72,12 +72,19 @@ pub enum Admission {
     /// DefaultStorageClass / DefaultIngressClass: the default class's name
     /// into a field left unset (create).
     DefaultClass(DefaultClass),
+    /// PodSecurity: the server's enforced Pod Security level
+    /// ([`crate::rest::ApiConfig::pod_security`]) on pod creates and
+    /// `ephemeralcontainers` updates.
+    PodSecurity,
 }
 
 impl Admission {
     /// Whether the plugin also acts on updates.
     pub fn on_update(self) -> bool {
-        matches!(self, Admission::SingleGlobalDefault)
+        matches!(
+            self,
+            Admission::SingleGlobalDefault | Admission::PodSecurity
+        )
     }
 }
 
@@ -724,7 +731,11 @@ pub static RESOURCES: &[ResourceDef] = &[
         ],
         return_deleted_object: true,
         strategy: POD,
-        admission: &[Admission::LimitRanger, Admission::PodPriority],
+        admission: &[
+            Admission::LimitRanger,
+            Admission::PodPriority,
+            Admission::PodSecurity,
+        ],
         ..def("", "v1", "pods", "Pod", "pod", true)
     },
     ResourceDef {

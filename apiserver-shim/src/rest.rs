@@ -65,6 +65,9 @@ pub struct ApiConfig {
     /// Where `metrics.k8s.io` figures come from (`kubectl top`;
     /// [`crate::metrics_api`]); `None`: the group is not served.
     pub metrics: Option<Arc<dyn vkube_core::metrics::MetricsProvider>>,
+    /// PodSecurity admission ([`vkube_core::podsecurity`]); `None`: pods
+    /// are not checked here (a stand-alone server, the local host).
+    pub pod_security: Option<Arc<dyn vkube_core::podsecurity::PodSecurityAdmission>>,
 }
 
 impl Default for ApiConfig {
@@ -78,6 +81,7 @@ impl Default for ApiConfig {
             service_host: None,
             kubernetes_service_ip: None,
             metrics: None,
+            pod_security: None,
         }
     }
 }

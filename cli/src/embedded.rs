@@ -106,6 +106,10 @@ impl VirtualCluster {
         config.api.pod_connector = Some(Arc::new(HostPods::new(host.clone(), &sync)));
         // `kubectl top` reads the host's metrics.k8s.io, when it has one.
         config.api.metrics = Some(Arc::new(HostMetrics::new(host.clone(), &sync)));
+        // Pods that break the enforced Pod Security level are refused when
+        // written (pod-security admission), not only when synced.
+        config.api.pod_security =
+            Some(Arc::new(vkube_syncer::security::Enforce(sync.pod_security)));
         let server = Server::start(config)
             .await
             .context("starting the virtual API server")?;

@@ -26,6 +26,7 @@
 //!   through which a server reaches the pod (the host, or a node stand-in).
 //! - [`metrics`]: `metrics.k8s.io` (`kubectl top`) and
 //!   [`metrics::MetricsProvider`], where a server gets its figures.
+//! - [`podsecurity`]: the PodSecurity admission seam.
 //! - [`quantity`]: `resource.Quantity` parsing, exact arithmetic, rendering.
 //! - [`quota`]: ResourceQuota usage evaluation and admission checks.
 //! - [`limitrange`]: the LimitRanger admission plugin's container defaults.
@@ -43,6 +44,7 @@ pub mod labels;
 pub mod limitrange;
 pub mod managed_fields;
 pub mod metrics;
+pub mod podsecurity;
 pub mod protobuf;
 pub mod quantity;
 pub mod quota;

@@ -19,6 +19,7 @@ use vkube_syncer::controller::connect::HostPods;
 use vkube_syncer::controller::resource_metrics::HostMetrics;
 use vkube_syncer::controller::service::HostServices;
 use vkube_syncer::names::Tenant;
+use vkube_syncer::security::Enforce;
 use vkube_syncer::{Metrics, Syncer, SyncerConfig};
 
 use crate::TestCluster;
@@ -73,6 +74,23 @@ impl SyncedCluster {
         host_config: impl FnOnce(&mut apiserver_shim::ServerConfig),
         configure: impl FnOnce(&mut SyncerConfig),
     ) -> SyncedCluster {
+        Self::start_inner(simulator, host_config, configure, true).await
+    }
+
+    /// Like [`SyncedCluster::start`], but the virtual API server runs no
+    /// PodSecurity admission, so pods that break the level reach the store
+    /// (as pods written while the level was laxer do) and the syncer's own
+    /// refusal is what the tenant sees.
+    pub async fn start_without_admission() -> SyncedCluster {
+        Self::start_inner(NodeSimulator::default(), |_| {}, |_| {}, false).await
+    }
+
+    async fn start_inner(
+        simulator: NodeSimulator,
+        host_config: impl FnOnce(&mut apiserver_shim::ServerConfig),
+        configure: impl FnOnce(&mut SyncerConfig),
+        admission: bool,
+    ) -> SyncedCluster {
         let host = TestCluster::start_configured_with_controllers(simulator, host_config).await;
         let mut config = Self::default_config();
         config.kubernetes_service = Some(("10.96.0.1".into(), 443));
@@ -82,10 +100,14 @@ impl SyncedCluster {
         let services = HostServices::new(host.client().await, &config);
         let pods = HostPods::new(host.client().await, &config);
         let metrics = HostMetrics::new(host.client().await, &config);
+        let level = config.pod_security;
         let mut virt = TestCluster::start_configured(|c| {
             c.api.service_host = Some(Arc::new(services));
             c.api.pod_connector = Some(Arc::new(pods));
             c.api.metrics = Some(Arc::new(metrics));
+            if admission {
+                c.api.pod_security = Some(Arc::new(Enforce(level)));
+            }
         })
         .await;
         virt.run_controllers("*").await;

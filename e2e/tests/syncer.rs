@@ -318,7 +318,8 @@ async fn an_unmanaged_host_object_is_left_alone_with_a_sync_conflict_event() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostpath_privileged_and_added_capability_pods_are_refused_with_an_event() {
-    let c = SyncedCluster::start().await;
+    // Without admission in front, the syncer's own check refuses them.
+    let c = SyncedCluster::start_without_admission().await;
     let pods = r#"
 apiVersion: v1
 kind: Pod
@@ -360,6 +361,41 @@ spec:
         absent(&c.host, &["pod", &host, "-n", HOST_NAMESPACE])
             .await
             .unwrap();
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_security_admission_refuses_at_create_time() {
+    let c = SyncedCluster::start().await;
+    let out = c
+        .virt
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: root}\nspec:\n  hostPID: true\n  containers: [{name: c, image: busybox, securityContext: {privileged: true}}]\n",
+        )
+        .await;
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains(
+            "pods \"root\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostPID=true), privileged (container \"c\" must not set securityContext.privileged=true)"
+        ),
+        "{out}"
+    );
+    // kubectl debug node/…: tenants have no node of their own to enter.
+    let node = c
+        .virt
+        .kubectl(&["get", "nodes", "-o", "name"])
+        .await
+        .expect_ok();
+    let node = node.stdout.lines().next().unwrap_or_default().to_string();
+    if !node.is_empty() {
+        let out = c
+            .virt
+            .kubectl(&["debug", &node, "--image=busybox", "--", "true"])
+            .await;
+        assert!(!out.success(), "{out}");
+        assert!(out.stderr.contains("violates PodSecurity"), "{out}");
     }
     c.shutdown().await;
 }

@@ -942,3 +942,39 @@ mod tests {
         assert_eq!(checks, ["runAsNonRoot != true"]);
     }
 }
+
+/// PodSecurity admission at `level` for the virtual API server
+/// ([`vkube_core::podsecurity::PodSecurityAdmission`]): the same checks as
+/// [`check`], reported as pod-security admission words them, one
+/// `check (details, …)` per failed control.
+#[derive(Debug, Clone, Copy)]
+pub struct Enforce(pub PodSecurityLevel);
+
+/// The reason pod-security admission gives for `violations` at `level`:
+/// `violates PodSecurity "LEVEL:latest": CHECK (DETAIL, DETAIL), CHECK (…)`,
+/// controls in order of first failure.
+pub fn admission_message(level: PodSecurityLevel, violations: &[PodSecurityViolation]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for v in violations {
+        match groups.iter_mut().find(|(c, _)| *c == v.check) {
+            Some((_, details)) => details.push(&v.message),
+            None => groups.push((v.check, vec![&v.message])),
+        }
+    }
+    let parts: Vec<String> = groups
+        .iter()
+        .map(|(c, d)| format!("{c} ({})", d.join(", ")))
+        .collect();
+    format!(
+        "violates PodSecurity \"{level}:latest\": {}",
+        parts.join(", ")
+    )
+}
+
+impl vkube_core::podsecurity::PodSecurityAdmission for Enforce {
+    fn forbidden(&self, pod: &serde_json::Value) -> Option<String> {
+        let spec: PodSpec = serde_json::from_value(pod.get("spec")?.clone()).ok()?;
+        let violations = check(self.0, &spec);
+        (!violations.is_empty()).then(|| admission_message(self.0, &violations))
+    }
+}

@@ -68,9 +68,31 @@ impl Api {
                     self.admit_single_global_default(target, obj).await?
                 }
                 Admission::DefaultClass(rule) => self.admit_default_class(rule, obj).await?,
+                Admission::PodSecurity => self.admit_pod_security(target, obj, update)?,
             }
         }
         Ok(())
+    }
+
+    /// PodSecurity: a new pod, or a pod's new ephemeral containers, must
+    /// meet the enforced level (`403 pods "x" is forbidden: violates
+    /// PodSecurity "baseline:latest": …`). Other updates are not checked, as
+    /// pod-security admission leaves them alone. ([`Admission::PodSecurity`]).
+    fn admit_pod_security(&self, target: &Target, obj: &Value, update: bool) -> ApiResult<()> {
+        let Some(check) = &self.config.pod_security else {
+            return Ok(());
+        };
+        if update && target.subresource.as_deref() != Some("ephemeralcontainers") {
+            return Ok(());
+        }
+        match check.forbidden(obj) {
+            Some(why) => Err(ApiError::forbidden(
+                &target.def.group_resource(),
+                crate::meta::name(obj),
+                &why,
+            )),
+            None => Ok(()),
+        }
     }
 
     /// LimitRanger: applies the container defaults of the LimitRanges in
