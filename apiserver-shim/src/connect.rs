@@ -532,6 +532,31 @@ pub async fn serve_proxy(
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
+/// `nodes/NAME/proxy/…`: refused. A node's kubelet API (`/stats`,
+/// `/logs`, `/run`, `/exec`) belongs to whoever runs the node: a virtual
+/// cluster's nodes are the host's, and a server standing in for a host has
+/// no kubelet.
+///
+/// # Errors
+/// Always: `404` for a node that does not exist, else `403 nodes "x" is
+/// forbidden: …`.
+pub async fn refuse_node_proxy(api: &Api, name_spec: &str) -> ApiResult<Response> {
+    let name = split_scheme_name_port(name_spec)
+        .map(|(_, n, _)| n)
+        .unwrap_or_else(|| name_spec.to_string());
+    let nodes = crate::registry::lookup("", "v1", "nodes").expect("built-in");
+    let gr = GroupResource::new("", "nodes");
+    match api.store.get(&nodes.key(None, &name)).await {
+        Ok(Some(_)) => Err(ApiError::forbidden(
+            &gr,
+            &name,
+            "the node's kubelet API is not served to tenants: the node belongs to the host cluster",
+        )),
+        Ok(None) => Err(ApiError::not_found(&gr, &name)),
+        Err(e) => Err(storage_error(nodes, &name, e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

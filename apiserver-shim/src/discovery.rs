@@ -69,6 +69,7 @@ fn subresource_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str
         "binding" => ("", "v1", "Binding"),
         "attach" => ("", "v1", "PodAttachOptions"),
         "proxy" if def.resource == "services" => ("", "v1", "ServiceProxyOptions"),
+        "proxy" if def.resource == "nodes" => ("", "v1", "NodeProxyOptions"),
         "proxy" => ("", "v1", "PodProxyOptions"),
         "exec" => ("", "v1", "PodExecOptions"),
         "portforward" => ("", "v1", "PodPortForwardOptions"),

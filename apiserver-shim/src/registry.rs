@@ -189,7 +189,8 @@ pub struct ResourceDef {
     /// `ValidatePodEphemeralContainersUpdate`.
     pub ephemeral_containers: bool,
     /// Has the `proxy` subresource (pods and Services: any request passed
-    /// to the object's port, served by [`crate::connect::serve_proxy`]).
+    /// to the object's port, served by [`crate::connect::serve_proxy`];
+    /// nodes: refused, see [`crate::connect::refuse_node_proxy`]).
     pub proxy: bool,
     /// Has the namespace `finalize` subresource (writes only `spec.finalizers`).
     pub finalize: bool,
@@ -792,6 +793,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         field_selectors: &[flag("spec.unschedulable")],
         name_rule: NameRule::PathSegment,
         status_on_create: true,
+        proxy: true,
         ..def("", "v1", "nodes", "Node", "node", false)
     },
     ResourceDef {

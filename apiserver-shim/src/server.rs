@@ -224,6 +224,9 @@ async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult
         )
         .await;
     }
+    if let ["api", "v1", "nodes", name, "proxy", ..] = segs.as_slice() {
+        return crate::connect::refuse_node_proxy(&state.api, name).await;
+    }
     // metrics.k8s.io is served only while the metrics provider has figures
     // (crate::metrics_api): its discovery entries follow.
     let metrics_on = || crate::metrics_api::available(&state.api);

@@ -204,6 +204,25 @@ async fn kubectl_exec_runs_in_the_host_pod_with_exit_code_and_stdin() {
         .expect_ok();
     assert_eq!(out.stdout, "over spdy\n", "{out}");
 
+    // `-t`: kubectl on a terminal (util-linux `script` gives it one) asks
+    // for a TTY and sends resizes; output and the exit code come through.
+    let line = format!(
+        "{} --kubeconfig {} exec -it web -c app -- sh -c 'echo on-a-tty; exit 5'",
+        c.virt.kubectl_bin.display(),
+        c.virt.kubeconfig_path().display()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("running script(1)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("on-a-tty"), "{text}");
+    assert_eq!(out.status.code(), Some(5), "{text}");
+
     // Attach: the stand-in starts the container's own command, so what
     // comes back shows the stream works both ways, over both protocols.
     for websockets in ["true", "false"] {
@@ -249,14 +268,21 @@ async fn kubectl_cp_copies_both_ways_over_exec() {
     let inside = dir.path().join("in-pod");
     std::fs::create_dir(&inside).unwrap();
     let target = format!("web:{}/up.txt", inside.display());
-    c.virt
-        .kubectl(&["cp", local.to_str().unwrap(), &target, "-c", "app"])
-        .await
-        .expect_ok();
-    assert_eq!(
-        std::fs::read_to_string(inside.join("up.txt")).unwrap(),
-        "copied into the pod\n"
-    );
+    // Both stream protocols kubectl speaks.
+    for websockets in ["true", "false"] {
+        let _ = std::fs::remove_file(inside.join("up.txt"));
+        c.virt
+            .kubectl_cmd(&["cp", local.to_str().unwrap(), &target, "-c", "app"])
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+            .run()
+            .await
+            .expect_ok();
+        assert_eq!(
+            std::fs::read_to_string(inside.join("up.txt")).unwrap(),
+            "copied into the pod\n",
+            "websockets={websockets}"
+        );
+    }
     std::fs::write(inside.join("down.txt"), "copied out of the pod\n").unwrap();
     let back = dir.path().join("down.txt");
     let source = format!("web:{}/down.txt", inside.display());
@@ -526,6 +552,24 @@ async fn pod_and_service_proxies_reach_the_backend_through_the_host() {
         ])
         .await;
     assert!(out.stderr.contains("invalid pod request"), "{out}");
+    // A node's kubelet API is the host's: refused, never forwarded.
+    let node = c.virt.get_json(&["pod", "web"]).await.unwrap()["spec"]["nodeName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = c
+        .virt
+        .kubectl(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes/{node}/proxy/stats/summary"),
+        ])
+        .await;
+    assert!(
+        out.stderr
+            .contains("the node's kubelet API is not served to tenants"),
+        "{out}"
+    );
 }
 
 /// A TCP echo server on `ip`; its port.
