@@ -359,6 +359,23 @@ async fn kubectl_debug_adds_an_ephemeral_container_to_the_host_pod() {
         "{out}"
     );
 
+    // `debug -it` on a terminal (util-linux `script` gives kubectl one).
+    let line = format!(
+        "{} --kubeconfig {} debug -it web --image=busybox --container=tty -- sh -c 'echo debug-on-a-tty'",
+        c.virt.kubectl_bin.display(),
+        c.virt.kubeconfig_path().display()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("running script(1)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("debug-on-a-tty"), "{text}");
+
     // Existing ephemeral containers cannot change, as on any cluster.
     let out = c
         .virt
@@ -406,7 +423,7 @@ async fn kubectl_debug_adds_an_ephemeral_container_to_the_host_pod() {
         .filter_map(|e| e["name"].as_str())
         .collect();
     names.sort();
-    assert_eq!(names, ["debugger", "shell"], "{}", h["spec"]);
+    assert_eq!(names, ["debugger", "shell", "tty"], "{}", h["spec"]);
     let v = c.virt_get("pod", "web").await.unwrap();
     assert_eq!(v["status"]["phase"], "Running");
 }
