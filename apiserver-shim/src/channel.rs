@@ -207,6 +207,38 @@ pub fn exit_status(protocol: Option<&str>, command: &[String], code: i32) -> Opt
     Some(status.to_string().into_bytes())
 }
 
+/// Starts `opts.command` as a local process (test scaffolding), its stdin,
+/// stdout and (when `stderr`) stderr piped as the options ask, killed when
+/// dropped.
+///
+/// # Errors
+/// The program cannot be started.
+pub fn spawn_local(opts: &StreamOptions, stderr: bool) -> std::io::Result<tokio::process::Child> {
+    let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+    tokio::process::Command::new(&opts.command[0])
+        .args(&opts.command[1..])
+        .stdin(piped(opts.stdin))
+        .stdout(piped(opts.stdout))
+        .stderr(piped(stderr))
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// The error stream's message for a command that could not start
+/// (cri-streaming's `newInternalError`): a `Status` JSON when `status_json`
+/// (v4 and later), else the bare message.
+pub fn spawn_failure(status_json: bool, e: &std::io::Error) -> Vec<u8> {
+    let message = format!("Internal error occurred: error executing command in container: {e}");
+    if status_json {
+        json!({"metadata": {}, "status": "Failure", "message": message,
+               "reason": "InternalError", "code": 500})
+        .to_string()
+        .into_bytes()
+    } else {
+        message.into_bytes()
+    }
+}
+
 /// Runs `opts.command` as a local process and pumps its standard streams
 /// over `channel` until it exits, then writes its exit status and closes
 /// (test scaffolding, see [`crate::local_node::LocalExec`]). A client that
@@ -233,27 +265,10 @@ pub async fn run_local(channel: Channel, opts: &StreamOptions) {
         3
     };
     let _ = tx.send(vec![first]).await;
-    let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
-    let spawned = tokio::process::Command::new(&opts.command[0])
-        .args(&opts.command[1..])
-        .stdin(piped(opts.stdin))
-        .stdout(piped(opts.stdout))
-        .stderr(piped(opts.stderr))
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match spawned {
+    let mut child = match spawn_local(opts, opts.stderr) {
         Ok(c) => c,
         Err(e) => {
-            let message =
-                format!("Internal error occurred: error executing command in container: {e}");
-            let body = if matches!(protocol, Some(V4 | V5)) {
-                json!({"metadata": {}, "status": "Failure", "message": message,
-                       "reason": "InternalError", "code": 500})
-                .to_string()
-                .into_bytes()
-            } else {
-                message.into_bytes()
-            };
+            let body = spawn_failure(matches!(protocol, Some(V4 | V5)), &e);
             let _ = tx.send(frame(3, &body)).await;
             drop(tx);
             let _ = writer.await;

@@ -447,7 +447,6 @@ pub async fn serve_exec<S>(io: S, opts: vkube_core::connect::StreamOptions, prot
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    use std::process::Stdio;
     let (r, w) = tokio::io::split(io);
     let writer = std::sync::Arc::new(Writer::new(w));
     let mut reader = Reader::new(r);
@@ -476,28 +475,12 @@ where
         }
     }
     let error_id = ids["error"];
-    let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
-    let spawned = tokio::process::Command::new(&opts.command[0])
-        .args(&opts.command[1..])
-        .stdin(piped(opts.stdin))
-        .stdout(piped(opts.stdout))
-        .stderr(piped(opts.stderr && !opts.tty))
-        .kill_on_drop(true)
-        .spawn();
     let v4 = protocol == "v4.channel.k8s.io";
-    let mut child = match spawned {
+    let mut child = match crate::channel::spawn_local(&opts, opts.stderr && !opts.tty) {
         Ok(c) => c,
         Err(e) => {
-            let message =
-                format!("Internal error occurred: error executing command in container: {e}");
-            let body = if v4 {
-                serde_json::json!({"metadata": {}, "status": "Failure", "message": message,
-                                   "reason": "InternalError", "code": 500})
-                .to_string()
-            } else {
-                message
-            };
-            writer.data(error_id, body.as_bytes(), true).await;
+            let body = crate::channel::spawn_failure(v4, &e);
+            writer.data(error_id, &body, true).await;
             return;
         }
     };

@@ -682,18 +682,7 @@ async fn a_port_forward_carries_bytes_through_the_host() {
     })
     .await;
     // The "container": an echo server on the host pod's (loopback) IP.
-    let listener = tokio::net::TcpListener::bind((host_pod.as_str(), 0))
-        .await
-        .expect("binding the pod IP");
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = conn.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
+    let port = echo_tcp(&host_pod).await;
     let pods: kube::Api<Pod> = kube::Api::default_namespaced(c.virt.client().await);
     let mut pf = pods
         .portforward("web", &[port])
