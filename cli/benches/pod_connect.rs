@@ -70,7 +70,9 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn exec_session(api: &Api<Pod>, name: &str) -> Duration {
+/// Starts `exec cat` and echoes a 16-byte line `trips` times: the time
+/// from the start to the first echo (the session's cost) and each trip's.
+async fn cat_trips(api: &Api<Pod>, name: &str, trips: usize) -> (Duration, Vec<Duration>) {
     let start = Instant::now();
     let params = AttachParams::default()
         .stdin(true)
@@ -79,36 +81,19 @@ async fn exec_session(api: &Api<Pod>, name: &str) -> Duration {
     let mut p = api.exec(name, ["cat"], &params).await.expect("exec");
     let mut w = p.stdin().expect("stdin");
     let mut r = p.stdout().expect("stdout");
-    w.write_all(b"0123456789abcde\n").await.unwrap();
     let mut buf = [0u8; 16];
-    r.read_exact(&mut buf).await.unwrap();
-    let took = start.elapsed();
-    drop(w);
-    p.abort();
-    took
-}
-
-async fn exec_round_trips(api: &Api<Pod>, name: &str, n: usize) -> Vec<Duration> {
-    let params = AttachParams::default()
-        .stdin(true)
-        .stdout(true)
-        .stderr(false);
-    let mut p = api.exec(name, ["cat"], &params).await.expect("exec");
-    let mut w = p.stdin().expect("stdin");
-    let mut r = p.stdout().expect("stdout");
-    let mut buf = [0u8; 16];
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n + 20 {
-        let start = Instant::now();
+    let mut first = None;
+    let mut out = Vec::with_capacity(trips);
+    for _ in 0..trips {
+        let t = Instant::now();
         w.write_all(b"0123456789abcde\n").await.unwrap();
         r.read_exact(&mut buf).await.unwrap();
-        if i >= 20 {
-            out.push(start.elapsed());
-        }
+        first.get_or_insert_with(|| start.elapsed());
+        out.push(t.elapsed());
     }
     drop(w);
     p.abort();
-    out
+    (first.unwrap_or_default(), out)
 }
 
 async fn port_forward_mib_s(api: &Api<Pod>, name: &str, port: u16, bytes: usize) -> f64 {
@@ -190,14 +175,8 @@ async fn main() {
         .kubectl_stdin(&["apply", "-f", "-"], POD)
         .await
         .expect_ok();
+    c.wait_running("web").await;
     let wait = Duration::from_secs(60);
-    eventually("web Running", wait, || async {
-        let p = c.virt_get("pod", "web").await?;
-        (p["status"]["phase"] == "Running")
-            .then_some(())
-            .ok_or_else(|| "pending".to_string())
-    })
-    .await;
     let host_name = c.host_name("default", "web");
     let pod_ip = c.host_get("pod", &host_name).await.unwrap()["status"]["podIP"]
         .as_str()
@@ -215,7 +194,7 @@ async fn main() {
     for (label, api, name) in paths {
         let mut d = Vec::new();
         for i in 0..110 {
-            let t = exec_session(api, name).await;
+            let (t, _) = cat_trips(api, name, 1).await;
             if i >= 10 {
                 d.push(t);
             }
@@ -232,7 +211,9 @@ async fn main() {
     println!("exec round trip (16 B through an open `exec cat`), 2,000 trips:");
     let mut trip = Vec::new();
     for (label, api, name) in paths {
-        let (p50, p99) = summary(exec_round_trips(api, name, 2000).await);
+        // The first 20 trips warm the path up.
+        let (_, trips) = cat_trips(api, name, 2020).await;
+        let (p50, p99) = summary(trips[20..].to_vec());
         println!("  {label:8} p50 {:.3} ms  p99 {:.3} ms", ms(p50), ms(p99));
         trip.push(p50);
     }
@@ -242,18 +223,7 @@ async fn main() {
     );
 
     // The "container": an echo server on the host pod's loopback IP.
-    let listener = tokio::net::TcpListener::bind((pod_ip.as_str(), 0))
-        .await
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = conn.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
+    let port = vkube_e2e::echo_tcp(&pod_ip).await;
     println!("port-forward, 64 MiB echoed (both directions at once), best of 3:");
     let mut tput = Vec::new();
     for (label, api, name) in paths {

@@ -213,25 +213,10 @@ async fn server_publishes_its_kubeconfig_secret_owned_by_the_statefulset() {
         .unwrap();
     std::io::Write::write_all(&mut apply.stdin.take().unwrap(), POD.as_bytes()).unwrap();
     assert!(apply.wait().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let host_pod = loop {
-        let out = host
-            .kubectl(&[
-                "get",
-                "pod",
-                "app-x-default-x-t1",
-                "-n",
-                "tenants",
-                "-o",
-                "json",
-            ])
-            .await;
-        if out.success() {
-            break out.json();
-        }
-        assert!(Instant::now() < deadline, "no host pod: {out}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let host_pod = vkube_e2e::synced::eventually("the host pod", Duration::from_secs(120), || {
+        host.get_json(&["pod", "app-x-default-x-t1", "-n", "tenants"])
+    })
+    .await;
     let spec = &host_pod["spec"];
     assert_eq!(spec["dnsPolicy"], "None", "{spec}");
     assert_eq!(

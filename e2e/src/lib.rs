@@ -61,6 +61,24 @@ fn test_config(data_dir: impl Into<PathBuf>) -> ServerConfig {
     config
 }
 
+/// A TCP echo server on `ip` (any free port), standing in for a
+/// container's listener in port-forward tests and benches; its port.
+pub async fn echo_tcp(ip: &str) -> u16 {
+    let listener = tokio::net::TcpListener::bind((ip, 0))
+        .await
+        .expect("binding the echo server");
+    let port = listener.local_addr().expect("bound").port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
 /// Locates a client binary: `$ENV_VAR` if set (it must exist), else
 /// `<workspace>/.tools/bin/<name>`, else `<name>` on `PATH`.
 ///
@@ -358,6 +376,28 @@ impl TestCluster {
         } else {
             Err(out.stderr)
         }
+    }
+
+    /// Runs `kubectl ARGS` (one shell-quoted string) on a terminal, which
+    /// util-linux `script` gives it, as for `exec -it`; its exit code and
+    /// what the terminal showed.
+    pub async fn kubectl_on_terminal(&self, args: &str) -> (Option<i32>, String) {
+        let line = format!(
+            "{} --kubeconfig {} {args}",
+            self.kubectl_bin.display(),
+            self.kubeconfig_path().display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("HOME", self.work_dir.join("home"))
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("running script(1)");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 
     /// Runs `kubectl ARGS` to completion and captures its output.

@@ -195,6 +195,22 @@ impl SyncedCluster {
         self.virt.get_json(&[kind, name, "-n", "default"]).await
     }
 
+    /// Waits (up to 60 s) until the virtual pod `default/name` is Running:
+    /// its host copy ran and the syncer reflected it.
+    pub async fn wait_running(&self, name: &str) {
+        eventually(
+            "the virtual pod Running",
+            Duration::from_secs(60),
+            || async {
+                let p = self.virt_get("pod", name).await?;
+                (p["status"]["phase"] == "Running")
+                    .then_some(())
+                    .ok_or_else(|| format!("{name}: {}", p["status"]))
+            },
+        )
+        .await;
+    }
+
     /// Stops the syncer and both clusters.
     pub async fn shutdown(mut self) {
         self.stop_syncer().await;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vkube_controllers::simulator::NodeSimulator;
-use vkube_e2e::SyncedCluster;
 use vkube_e2e::synced::eventually;
+use vkube_e2e::{SyncedCluster, echo_tcp};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -37,14 +37,7 @@ async fn cluster_with_running_pod() -> SyncedCluster {
         .kubectl_stdin(&["apply", "-f", "-"], POD)
         .await
         .expect_ok();
-    eventually("the virtual pod Running", WAIT, || async {
-        let p = c.virt_get("pod", "web").await?;
-        match p["status"]["phase"].as_str() {
-            Some("Running") => Ok(()),
-            other => Err(format!("phase {other:?}")),
-        }
-    })
-    .await;
+    c.wait_running("web").await;
     c
 }
 
@@ -206,22 +199,12 @@ async fn kubectl_exec_runs_in_the_host_pod_with_exit_code_and_stdin() {
 
     // `-t`: kubectl on a terminal (util-linux `script` gives it one) asks
     // for a TTY and sends resizes; output and the exit code come through.
-    let line = format!(
-        "{} --kubeconfig {} exec -it web -c app -- sh -c 'echo on-a-tty; exit 5'",
-        c.virt.kubectl_bin.display(),
-        c.virt.kubeconfig_path().display()
-    );
-    let home = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env("HOME", home.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("running script(1)");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (code, text) = c
+        .virt
+        .kubectl_on_terminal("exec -it web -c app -- sh -c 'echo on-a-tty; exit 5'")
+        .await;
     assert!(text.contains("on-a-tty"), "{text}");
-    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert_eq!(code, Some(5), "{text}");
 
     // Attach: the stand-in starts the container's own command, so what
     // comes back shows the stream works both ways, over both protocols.
@@ -360,20 +343,12 @@ async fn kubectl_debug_adds_an_ephemeral_container_to_the_host_pod() {
     );
 
     // `debug -it` on a terminal (util-linux `script` gives kubectl one).
-    let line = format!(
-        "{} --kubeconfig {} debug -it web --image=busybox --container=tty -- sh -c 'echo debug-on-a-tty'",
-        c.virt.kubectl_bin.display(),
-        c.virt.kubeconfig_path().display()
-    );
-    let home = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env("HOME", home.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("running script(1)");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text) = c
+        .virt
+        .kubectl_on_terminal(
+            "debug -it web --image=busybox --container=tty -- sh -c 'echo debug-on-a-tty'",
+        )
+        .await;
     assert!(text.contains("debug-on-a-tty"), "{text}");
 
     // Existing ephemeral containers cannot change, as on any cluster.
@@ -587,21 +562,6 @@ async fn pod_and_service_proxies_reach_the_backend_through_the_host() {
             .contains("the node's kubelet API is not served to tenants"),
         "{out}"
     );
-}
-
-/// A TCP echo server on `ip`; its port.
-async fn echo_tcp(ip: &str) -> u16 {
-    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = conn.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    port
 }
 
 fn free_local_port() -> u16 {

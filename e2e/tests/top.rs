@@ -4,14 +4,9 @@
 //! nodes it sees, under virtual names; without a host metrics API the
 //! group is absent, as on a cluster without metrics-server.
 
-use std::time::Duration;
-
 use vkube_controllers::simulator::NodeSimulator;
 use vkube_e2e::SyncedCluster;
 use vkube_e2e::metrics::{FixedMetrics, NODE_CPU, POD_CPU, POD_MEMORY};
-use vkube_e2e::synced::eventually;
-
-const WAIT: Duration = Duration::from_secs(60);
 
 const PODS: &str = r#"
 apiVersion: v1
@@ -27,16 +22,6 @@ spec:
   containers: [{name: work, image: busybox, command: [sleep, infinity]}]
 "#;
 
-async fn running(c: &SyncedCluster, name: &str) {
-    eventually("pod Running", WAIT, || async {
-        let p = c.virt_get("pod", name).await?;
-        (p["status"]["phase"] == "Running")
-            .then_some(())
-            .ok_or_else(|| format!("{}", p["status"]))
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_top_shows_the_hosts_figures_for_the_tenants_pods() {
     let c = SyncedCluster::start_with_host(NodeSimulator::default(), FixedMetrics::install, |_| {})
@@ -45,8 +30,8 @@ async fn kubectl_top_shows_the_hosts_figures_for_the_tenants_pods() {
         .kubectl_stdin(&["apply", "-f", "-"], PODS)
         .await
         .expect_ok();
-    running(&c, "web").await;
-    running(&c, "job").await;
+    c.wait_running("web").await;
+    c.wait_running("job").await;
     // A host pod that is not the tenant's: never shown.
     c.host
         .kubectl(&["run", "stranger", "--image=nginx", "-n", "default"])
@@ -121,7 +106,7 @@ async fn without_a_host_metrics_api_the_group_is_absent() {
         .kubectl_stdin(&["apply", "-f", "-"], PODS)
         .await
         .expect_ok();
-    running(&c, "web").await;
+    c.wait_running("web").await;
     let out = c.virt.kubectl(&["top", "pod"]).await;
     assert!(!out.success());
     assert!(out.stderr.contains("Metrics API not available"), "{out}");
