@@ -26,7 +26,9 @@
 //! * [`serviceaccount`]: the `default` ServiceAccount and the
 //!   `kube-root-ca.crt` ConfigMap in every namespace;
 //! * [`endpoints`]: v1 Endpoints of Services with a selector;
-//! * [`endpointslice`]: discovery.k8s.io/v1 EndpointSlices of the same.
+//! * [`endpointslice`]: discovery.k8s.io/v1 EndpointSlices of the same;
+//! * [`ephemeral`]: the PersistentVolumeClaims of pods' generic ephemeral
+//!   volumes.
 //!
 //! Which controllers run is data: [`CONTROLLERS`], selected with
 //! kube-controller-manager's `--controllers` syntax by [`select`] and
@@ -40,6 +42,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod ephemeral;
 pub mod gc;
 pub mod job;
 pub mod namespace;
@@ -130,6 +133,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["endpoints-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(endpoints::run(c)),
+    },
+    ControllerDef {
+        name: "ephemeral-volume",
+        aliases: &["ephemeral-volume-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(ephemeral::run(c)),
     },
     ControllerDef {
         name: "endpointslice",
