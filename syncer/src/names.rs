@@ -359,6 +359,44 @@ pub fn translate_labels(
         .collect()
 }
 
+/// Records the keys of `annotations` (the tenant's, before markers are
+/// added) in [`ANNOTATION_MANAGED_ANNOTATIONS`], comma-separated and sorted,
+/// so [`keep_host_annotations`] can tell them from the host's later; no
+/// record when there are none.
+pub fn record_managed_annotations(annotations: &mut BTreeMap<String, String>) {
+    if !annotations.is_empty() {
+        let keys: Vec<&str> = annotations.keys().map(String::as_str).collect();
+        let keys = keys.join(",");
+        annotations.insert(ANNOTATION_MANAGED_ANNOTATIONS.into(), keys);
+    }
+}
+
+/// The annotations to write over host object `host`: `desired` (the
+/// tenant's plus the markers) and every annotation the host itself added
+/// (admission, the host's controllers, kubectl), so the syncer never fights
+/// the host. Host annotations the tenant put there before (recorded in
+/// [`ANNOTATION_MANAGED_ANNOTATIONS`] by [`record_managed_annotations`]) are
+/// the tenant's to remove; a host object written before that record existed
+/// keeps all. Reserved keys come from `desired` only.
+pub fn keep_host_annotations(
+    mut desired: BTreeMap<String, String>,
+    host: &ObjectMeta,
+) -> BTreeMap<String, String> {
+    let host_ann = host.annotations.as_ref();
+    let tenant_before: Option<std::collections::BTreeSet<&str>> = host_ann
+        .and_then(|a| a.get(ANNOTATION_MANAGED_ANNOTATIONS))
+        .map(|keys| keys.split(',').collect());
+    for (k, v) in host_ann.into_iter().flatten() {
+        let tenants = tenant_before
+            .as_ref()
+            .is_some_and(|t| t.contains(k.as_str()));
+        if !is_reserved_key(k) && !tenants {
+            desired.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    desired
+}
+
 /// Why a host object is not ours ([`Ownership::NotOurs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mismatch {

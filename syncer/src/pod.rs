@@ -15,6 +15,9 @@
 //!   name of that object **in the pod's own virtual namespace**: pod
 //!   references carry no namespace, so a reference into another virtual
 //!   namespace cannot be expressed;
+//! * `persistentVolumeClaim` volumes name the claim's host name, and generic
+//!   `ephemeral` volumes become `persistentVolumeClaim` volumes of the host
+//!   copy of their `POD-VOLUME` claim ([`claim_volume`]);
 //! * downward-API `fieldRef`s to `metadata.name`, `metadata.namespace` and
 //!   `metadata.uid` read the `vkube.dev/object-*` annotations instead, so the
 //!   workload still sees its virtual identity;
@@ -45,9 +48,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use vkube_core::validation::is_dns1123_label;
 
 use crate::names::{
-    ANNOTATION_MANAGED_ANNOTATIONS, ANNOTATION_OBJECT_NAME, ANNOTATION_OBJECT_NAMESPACE,
-    ANNOTATION_OBJECT_UID, NamesError, Tenant, VirtualIdentity, host_name, identity_markers,
-    translate_labels,
+    ANNOTATION_OBJECT_NAME, ANNOTATION_OBJECT_NAMESPACE, ANNOTATION_OBJECT_UID, NamesError, Tenant,
+    VirtualIdentity, host_name, identity_markers, translate_labels,
 };
 
 /// The kind recorded in the pod's `vkube.dev/object-kind` annotation.
@@ -257,11 +259,11 @@ pub enum Violation {
         volume: String,
     },
     /// A volume source the syncer does not translate (e.g.
-    /// `persistentVolumeClaim`, `nfs`, `csi`, projected `clusterTrustBundle`).
+    /// `nfs`, `csi`, projected `clusterTrustBundle`).
     UnsupportedVolume {
         /// Volume name.
         volume: String,
-        /// The source field, as in the API (`persistentVolumeClaim`, ...).
+        /// The source field, as in the API (`nfs`, ...).
         source: &'static str,
     },
 }
@@ -336,6 +338,7 @@ pub fn translate(
 
     for v in spec.volumes.iter_mut().flatten() {
         refs.volume(v);
+        claim_volume(tenant, &id, v);
     }
     for c in spec
         .containers
@@ -403,11 +406,7 @@ pub fn translate(
         tenant,
         &virtual_pod.metadata.annotations.clone().unwrap_or_default(),
     );
-    if !annotations.is_empty() {
-        let keys: Vec<&str> = annotations.keys().map(String::as_str).collect();
-        let keys = keys.join(",");
-        annotations.insert(ANNOTATION_MANAGED_ANNOTATIONS.into(), keys);
-    }
+    crate::names::record_managed_annotations(&mut annotations);
     annotations.extend(markers.annotations);
 
     let pod = Pod {
@@ -503,13 +502,12 @@ fn check(spec: &PodSpec, opts: &TranslateOptions) -> Vec<Violation> {
 }
 
 /// The API name of `v`'s source if it is not one the syncer translates
-/// (`emptyDir`, `configMap`, `secret`, `projected`, `downwardAPI`, `image`).
+/// (`emptyDir`, `configMap`, `secret`, `projected`, `downwardAPI`, `image`,
+/// `persistentVolumeClaim`, `ephemeral`).
 /// `hostPath` is reported here too and decided by the caller.
 fn unsupported_source(v: &Volume) -> Option<&'static str> {
-    let others: [(bool, &'static str); 24] = [
+    let others: [(bool, &'static str); 22] = [
         (v.host_path.is_some(), "hostPath"),
-        (v.persistent_volume_claim.is_some(), "persistentVolumeClaim"),
-        (v.ephemeral.is_some(), "ephemeral"),
         (v.csi.is_some(), "csi"),
         (v.nfs.is_some(), "nfs"),
         (v.iscsi.is_some(), "iscsi"),
@@ -536,6 +534,27 @@ fn unsupported_source(v: &Volume) -> Option<&'static str> {
         .into_iter()
         .find(|(set, _)| *set)
         .map(|(_, name)| name)
+}
+
+/// Rewrites a claim-backed volume of virtual pod `id` to the host claim:
+/// a `persistentVolumeClaim` volume names the claim's host name (the claim
+/// is synced by [`crate::persistentvolumeclaim`]); a generic `ephemeral`
+/// volume becomes a `persistentVolumeClaim` volume of the host copy of the
+/// claim the tenant's ephemeral-volume controller creates for it
+/// (`POD-VOLUME`, as kube-controller-manager names it), so the host makes
+/// no claim of its own that the tenant would not see.
+fn claim_volume(tenant: &Tenant, id: &VirtualIdentity, v: &mut Volume) {
+    if let Some(c) = v.persistent_volume_claim.as_mut() {
+        c.claim_name = host_name(tenant, &id.namespace, &c.claim_name);
+    } else if v.ephemeral.take().is_some() {
+        let claim = format!("{}-{}", id.name, v.name);
+        v.persistent_volume_claim = Some(
+            k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                claim_name: host_name(tenant, &id.namespace, &claim),
+                read_only: None,
+            },
+        );
+    }
 }
 
 /// Collects references while rewriting names to host names.
@@ -1042,25 +1061,11 @@ pub fn update_mutable(desired: &Pod, host: &Pod) -> Option<Pod> {
         h.tolerations = Some(want);
     }
     out.metadata.labels.clone_from(&desired.metadata.labels);
-    let mut annotations = desired.metadata.annotations.clone().unwrap_or_default();
-    // Annotations the host itself added (admission, kubectl) are kept, so
-    // the syncer never fights the host; those the tenant's pod put there
-    // before (recorded in ANNOTATION_MANAGED_ANNOTATIONS) are the tenant's
-    // to remove. A host pod written before that record existed keeps all.
-    // Labels are exactly the desired.
-    let host_ann = host.metadata.annotations.as_ref();
-    let tenant_before: Option<std::collections::BTreeSet<&str>> = host_ann
-        .and_then(|a| a.get(ANNOTATION_MANAGED_ANNOTATIONS))
-        .map(|keys| keys.split(',').collect());
-    for (k, v) in host_ann.into_iter().flatten() {
-        let tenants = tenant_before
-            .as_ref()
-            .is_some_and(|t| t.contains(k.as_str()));
-        if !crate::names::is_reserved_key(k) && !tenants {
-            annotations.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
-    out.metadata.annotations = Some(annotations);
+    // Labels are exactly the desired; annotations the host added are kept.
+    out.metadata.annotations = Some(crate::names::keep_host_annotations(
+        desired.metadata.annotations.clone().unwrap_or_default(),
+        &host.metadata,
+    ));
     (out != *host).then_some(out)
 }
 
@@ -1068,7 +1073,8 @@ pub fn update_mutable(desired: &Pod, host: &Pod) -> Option<Pod> {
 mod tests {
     use super::*;
     use crate::names::{
-        ANNOTATION_OBJECT_KIND, LABEL_MANAGED_BY, LABEL_NAMESPACE, Ownership, is_managed,
+        ANNOTATION_MANAGED_ANNOTATIONS, ANNOTATION_OBJECT_KIND, LABEL_MANAGED_BY, LABEL_NAMESPACE,
+        Ownership, is_managed,
     };
     use serde_json::{Value, json};
 
@@ -1568,15 +1574,6 @@ mod tests {
                 None,
             ),
             (
-                "persistentVolumeClaim",
-                json!({"containers": [], "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]}),
-                vec![Violation::UnsupportedVolume {
-                    volume: "data".into(),
-                    source: "persistentVolumeClaim",
-                }],
-                None,
-            ),
-            (
                 "nfs",
                 json!({"containers": [], "volumes": [{"name": "n", "nfs": {"server": "s", "path": "/"}}]}),
                 vec![Violation::UnsupportedVolume {
@@ -1665,11 +1662,31 @@ mod tests {
             Err(TranslateError::MissingSpec)
         );
     }
+    #[test]
+    fn claims_and_ephemeral_volumes_name_the_host_claims() {
+        let p = pod(json!({"containers": [], "volumes": [
+            {"name": "data", "persistentVolumeClaim": {"claimName": "db", "readOnly": true}},
+            {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}}}}}},
+        ]}));
+        let t = translate(&tenant(), &p, &TranslateOptions::default()).unwrap();
+        let vols = serde_json::to_value(&t.pod.spec.unwrap().volumes).unwrap();
+        assert_eq!(
+            vols,
+            json!([
+                {"name": "data", "persistentVolumeClaim": {"claimName": "db-x-team-x-vc", "readOnly": true}},
+                {"name": "scratch", "persistentVolumeClaim": {"claimName": "web-scratch-x-team-x-vc"}},
+            ])
+        );
+        assert!(t.references.is_empty(), "claims are synced on their own");
+    }
 }
 
 #[cfg(test)]
 mod engine_helper_tests {
     use super::*;
+    use crate::names::ANNOTATION_MANAGED_ANNOTATIONS;
     use serde_json::json;
 
     fn pod(v: serde_json::Value) -> Pod {
