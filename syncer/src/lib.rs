@@ -31,12 +31,14 @@ pub mod metrics;
 pub mod names;
 pub mod node;
 pub mod pause;
+pub mod persistentvolumeclaim;
 pub mod pod;
 pub mod queue;
 pub mod resource_metrics;
 pub mod secret;
 pub mod security;
 pub mod service;
+pub mod storageclass;
 pub mod summary;
 
 pub use engine::{Context, Syncer, SyncerConfig, resolve_owner};

@@ -59,6 +59,14 @@ pub trait Mirrored:
     fn translate(tenant: &Tenant, v: &Self) -> Result<Self, TranslateError>;
     /// Whether host object `host` must be replaced by `desired` (pure).
     fn needs_update(desired: &Self, host: &Self) -> bool;
+    /// The object to write over `host` (ours, current) for `desired`, or
+    /// `None` when it is up to date (pure). The default replaces it with
+    /// `desired` when [`Mirrored::needs_update`] says so; a kind whose host
+    /// object carries fields of the host's own (a claim's binding and
+    /// finalizers) merges them in instead.
+    fn update(desired: Self, host: &Self) -> Option<Self> {
+        Self::needs_update(&desired, host).then_some(desired)
+    }
 }
 
 /// Whether host object `h` is ours as the copy of virtual key `key` of kind
@@ -159,8 +167,20 @@ pub async fn sync_one<K: Mirrored>(
     h: Option<&K>,
     since: Instant,
 ) -> anyhow::Result<Option<Duration>> {
+    sync_translated(ctx, v, K::translate(&ctx.tenant, v), h, since).await
+}
+
+/// [`sync_one`] with the translation of `v` already made (`translated`), for
+/// kinds whose translation needs more than the object itself.
+pub async fn sync_translated<K: Mirrored>(
+    ctx: &Context,
+    v: &K,
+    translated: Result<K, TranslateError>,
+    h: Option<&K>,
+    since: Instant,
+) -> anyhow::Result<Option<Duration>> {
     let id = VirtualIdentity::from_meta(K::KIND, v.meta())?;
-    let mut desired = match K::translate(&ctx.tenant, v) {
+    let mut desired = match translated {
         Ok(d) => d,
         Err(TranslateError::Forbidden(why)) => {
             ctx.warn(v, crate::event::REASON_SYNC_REFUSED, &why).await?;
@@ -195,9 +215,9 @@ pub async fn sync_one<K: Mirrored>(
         },
         Ownership::Owned => {
             let h = h.expect("owned implies present");
-            if K::needs_update(&desired, h) {
-                desired.meta_mut().resource_version = h.meta().resource_version.clone();
-                api.replace(&h.name_any(), &PostParams::default(), &desired)
+            if let Some(mut out) = K::update(desired, h) {
+                out.meta_mut().resource_version = h.meta().resource_version.clone();
+                api.replace(&h.name_any(), &PostParams::default(), &out)
                     .await
                     .with_context(|| format!("updating host {} {}", K::KIND, h.name_any()))?;
                 ctx.metrics

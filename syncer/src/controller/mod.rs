@@ -27,10 +27,12 @@ pub mod endpoints;
 pub mod event;
 pub mod mirror;
 pub mod node;
+pub mod persistentvolumeclaim;
 pub mod pod;
 pub mod resource_metrics;
 pub mod secret;
 pub mod service;
+pub mod storageclass;
 
 /// One synced kind: its name (as in metrics) and its controller.
 pub struct ControllerDef {
@@ -55,8 +57,16 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         run: |ctx| Box::pin(secret::run(ctx)),
     },
     ControllerDef {
+        kind: persistentvolumeclaim::KIND,
+        run: |ctx| Box::pin(persistentvolumeclaim::run(ctx)),
+    },
+    ControllerDef {
         kind: service::KIND,
         run: |ctx| Box::pin(service::run(ctx)),
+    },
+    ControllerDef {
+        kind: storageclass::KIND,
+        run: |ctx| Box::pin(storageclass::run(ctx)),
     },
     ControllerDef {
         kind: endpoints::KIND,

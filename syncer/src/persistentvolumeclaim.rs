@@ -1,0 +1,525 @@
+//! Pure translation of a virtual PersistentVolumeClaim into its host claim,
+//! and of the bound host claim back into the virtual claim's status and
+//! the virtual PersistentVolume the tenant sees.
+//!
+//! Virtual → host ([`translate`]): [`host_meta`] metadata, minus the
+//! annotations the PV controller and provisioners own
+//! ([`is_binder_annotation`]: a tenant's `pv.kubernetes.io/bind-completed`
+//! would make the host's PV controller take a new claim as bound), plus the
+//! record of the tenant's annotation keys; `accessModes`, `resources`,
+//! `volumeMode`, `storageClassName` and `volumeAttributesClassName` kept
+//! (StorageClasses are the host's, shown read-only in the tenant, so their
+//! names are the same on both sides). Refused
+//! ([`TranslateError::Forbidden`]), because each would let the tenant reach
+//! a host volume that is not its own:
+//! * `spec.selector`: it binds pre-provisioned host volumes by label;
+//! * `spec.volumeName`, unless it names the virtual PersistentVolume the
+//!   syncer made for this very claim ([`translate`]'s `own_volume`);
+//! * a `dataSource`/`dataSourceRef` with a `namespace` other than the
+//!   claim's; the others name the host copy of the tenant's object (its
+//!   host name, [`host_name`]), never a host object.
+//!
+//! Host → virtual: [`reflect_status`] (the host claim's status as the
+//! tenant's) and [`virtual_volume`] (a PersistentVolume for a bound claim,
+//! vcluster's "fake persistent volume").
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    CSIPersistentVolumeSource, FlexPersistentVolumeSource, ObjectReference, PersistentVolume,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimStatus,
+    PersistentVolumeSpec, PersistentVolumeStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use vkube_core::quantity::Quantity;
+
+pub use crate::error::TranslateError;
+use crate::names::{
+    ANNOTATION_OBJECT_NAME, ANNOTATION_OBJECT_NAMESPACE, ANNOTATION_OBJECT_UID, LABEL_MANAGED_BY,
+    Tenant, host_meta, host_name, keep_host_annotations, record_managed_annotations,
+};
+
+/// The kind recorded in the `vkube.dev/object-kind` annotation.
+pub const KIND: &str = "PersistentVolumeClaim";
+
+/// The annotation kube's PV controller sets on a claim it bound.
+pub const ANNOTATION_BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
+
+/// The annotation kube's PV controller sets when it chose the volume.
+pub const ANNOTATION_BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
+
+/// The flexVolume driver of a virtual volume whose host volume is not CSI
+/// (the tenant sees that a volume exists, not how the host attaches it).
+pub const HOST_VOLUME_DRIVER: &str = "vkube.dev/host-volume";
+
+/// Whether annotation `key` belongs to the PV controller or a provisioner
+/// (`pv.kubernetes.io/*`, `volume.kubernetes.io/*`,
+/// `volume.beta.kubernetes.io/*`): never copied from the tenant to the host.
+pub fn is_binder_annotation(key: &str) -> bool {
+    [
+        "pv.kubernetes.io/",
+        "volume.kubernetes.io/",
+        "volume.beta.kubernetes.io/",
+    ]
+    .iter()
+    .any(|p| key.starts_with(p))
+}
+
+/// The host claim for virtual claim `claim` of `tenant`. `own_volume` is
+/// the name of the virtual PersistentVolume the syncer made for this claim
+/// (its claimRef names this claim's uid), if any: the only `volumeName` the
+/// claim may carry to the host.
+///
+/// Errors: [`TranslateError::Identity`] without name, namespace or uid;
+/// [`TranslateError::Forbidden`] as listed in the module docs.
+pub fn translate(
+    tenant: &Tenant,
+    claim: &PersistentVolumeClaim,
+    own_volume: Option<&str>,
+) -> Result<PersistentVolumeClaim, TranslateError> {
+    let mut metadata = host_meta(tenant, KIND, &claim.metadata)?;
+    let namespace = claim.metadata.namespace.clone().unwrap_or_default();
+    let spec = claim.spec.clone().unwrap_or_default();
+    if spec.selector.is_some() {
+        return Err(TranslateError::Forbidden(
+            "spec.selector binds pre-provisioned host volumes, which this virtual cluster may not claim".into(),
+        ));
+    }
+    let volume_name = spec.volume_name.filter(|v| !v.is_empty());
+    if let Some(v) = &volume_name
+        && own_volume != Some(v.as_str())
+    {
+        return Err(TranslateError::Forbidden(format!(
+            "spec.volumeName {v:?} names a volume this virtual cluster may not claim"
+        )));
+    }
+    let mut data_source = spec.data_source;
+    if let Some(d) = data_source.as_mut() {
+        d.name = host_name(tenant, &namespace, &d.name);
+    }
+    let mut data_source_ref = spec.data_source_ref;
+    if let Some(d) = data_source_ref.as_mut() {
+        if d.namespace.as_deref().is_some_and(|n| n != namespace) {
+            return Err(TranslateError::Forbidden(format!(
+                "spec.dataSourceRef names namespace {:?}; only objects of the claim's own namespace can be used",
+                d.namespace.as_deref().unwrap_or_default()
+            )));
+        }
+        d.namespace = None;
+        d.name = host_name(tenant, &namespace, &d.name);
+    }
+    let markers: BTreeMap<String, String> = metadata.annotations.take().unwrap_or_default();
+    let mut annotations: BTreeMap<String, String> = claim
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| !crate::names::is_reserved_key(k) && !is_binder_annotation(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    record_managed_annotations(&mut annotations);
+    annotations.extend(
+        markers
+            .into_iter()
+            .filter(|(k, _)| crate::names::is_reserved_key(k)),
+    );
+    metadata.annotations = Some(annotations);
+    Ok(PersistentVolumeClaim {
+        metadata,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: spec.access_modes,
+            resources: spec.resources,
+            volume_mode: spec.volume_mode,
+            storage_class_name: spec.storage_class_name,
+            volume_attributes_class_name: spec.volume_attributes_class_name,
+            volume_name,
+            data_source,
+            data_source_ref,
+            selector: None,
+        }),
+        status: None,
+    })
+}
+
+fn storage(
+    list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> Option<Quantity> {
+    Quantity::parse(&list?.get("storage")?.0).ok()
+}
+
+/// The host claim to write over `host` (ours, current) so that it matches
+/// `desired` (from [`translate`]), or `None` when nothing the syncer owns
+/// differs. Only what may change on a claim is changed: labels, the
+/// tenant's annotations ([`keep_host_annotations`] keeps the host's own,
+/// e.g. the binder's), and `resources.requests.storage` when the tenant's
+/// is larger (expansion; claims never shrink). The rest of the spec (set
+/// once, partly by the host's binder) and `finalizers` (the host's
+/// `kubernetes.io/pvc-protection`) are the host's.
+pub fn update(
+    desired: &PersistentVolumeClaim,
+    host: &PersistentVolumeClaim,
+) -> Option<PersistentVolumeClaim> {
+    let mut out = host.clone();
+    out.metadata.labels.clone_from(&desired.metadata.labels);
+    out.metadata.annotations = Some(keep_host_annotations(
+        desired.metadata.annotations.clone().unwrap_or_default(),
+        &host.metadata,
+    ));
+    let want = desired
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref());
+    let have = host
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref());
+    if let (Some(w), Some(h)) = (storage(want), storage(have))
+        && w > h
+    {
+        let requests = out
+            .spec
+            .get_or_insert_with(Default::default)
+            .resources
+            .get_or_insert_with(Default::default)
+            .requests
+            .get_or_insert_with(Default::default);
+        requests.insert(
+            "storage".into(),
+            want.and_then(|r| r.get("storage"))
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    (out != *host).then_some(out)
+}
+
+/// The status the virtual claim should have for host claim `host`: the
+/// host's as is (phase, accessModes, capacity, conditions,
+/// allocatedResources and their statuses, the volume attributes class
+/// fields), which names nothing of the host but sizes and modes.
+pub fn reflect_status(host: &PersistentVolumeClaim) -> PersistentVolumeClaimStatus {
+    host.status.clone().unwrap_or_default()
+}
+
+/// The host volume a host claim is bound to: its `spec.volumeName` when its
+/// phase is `Bound`.
+pub fn bound_volume(host: &PersistentVolumeClaim) -> Option<&str> {
+    let bound = host.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    host.spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .filter(|v| bound && !v.is_empty())
+}
+
+/// The virtual PersistentVolume shown for virtual claim `claim` bound on
+/// the host by `host` (see [`bound_volume`]), read from the host volume
+/// `host_volume` when the syncer may read it, else from the host claim.
+/// Same name as the host volume; labelled `vkube.dev/managed-by=VC` and
+/// annotated with the claim's identity (`vkube.dev/object-*`), so the
+/// syncer finds and removes it. Shown: capacity, access modes, volume
+/// mode, reclaim policy (`Delete` when unknown), storage class, mount
+/// options, claimRef (the virtual claim) and phase `Bound`; a CSI host
+/// volume shows its driver, handle, fsType and attributes, anything else a
+/// flexVolume of driver [`HOST_VOLUME_DRIVER`]. Not shown: secrets, node
+/// affinity, the host source. `None` unless `host` is bound.
+pub fn virtual_volume(
+    tenant: &Tenant,
+    claim: &PersistentVolumeClaim,
+    host: &PersistentVolumeClaim,
+    host_volume: Option<&PersistentVolume>,
+) -> Option<PersistentVolume> {
+    let name = bound_volume(host)?;
+    let hs = host.spec.as_ref();
+    let hv = host_volume
+        .filter(|pv| pv.metadata.name.as_deref() == Some(name))
+        .and_then(|pv| pv.spec.as_ref());
+    let status = host.status.as_ref();
+    let csi = hv
+        .and_then(|s| s.csi.as_ref())
+        .map(|c| CSIPersistentVolumeSource {
+            driver: c.driver.clone(),
+            volume_handle: c.volume_handle.clone(),
+            fs_type: c.fs_type.clone(),
+            read_only: c.read_only,
+            volume_attributes: c.volume_attributes.clone(),
+            ..Default::default()
+        });
+    let flex_volume = csi.is_none().then(|| FlexPersistentVolumeSource {
+        driver: HOST_VOLUME_DRIVER.into(),
+        ..Default::default()
+    });
+    let meta = &claim.metadata;
+    Some(PersistentVolume {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(BTreeMap::from([(
+                LABEL_MANAGED_BY.to_string(),
+                tenant.name().to_string(),
+            )])),
+            annotations: Some(BTreeMap::from([
+                (
+                    ANNOTATION_OBJECT_NAME.to_string(),
+                    meta.name.clone().unwrap_or_default(),
+                ),
+                (
+                    ANNOTATION_OBJECT_NAMESPACE.to_string(),
+                    meta.namespace.clone().unwrap_or_default(),
+                ),
+                (
+                    ANNOTATION_OBJECT_UID.to_string(),
+                    meta.uid.clone().unwrap_or_default(),
+                ),
+            ])),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeSpec {
+            capacity: hv
+                .and_then(|s| s.capacity.clone())
+                .or_else(|| status.and_then(|s| s.capacity.clone())),
+            access_modes: hv
+                .and_then(|s| s.access_modes.clone())
+                .or_else(|| status.and_then(|s| s.access_modes.clone())),
+            volume_mode: hv
+                .and_then(|s| s.volume_mode.clone())
+                .or_else(|| hs.and_then(|s| s.volume_mode.clone())),
+            persistent_volume_reclaim_policy: Some(
+                hv.and_then(|s| s.persistent_volume_reclaim_policy.clone())
+                    .unwrap_or_else(|| "Delete".into()),
+            ),
+            storage_class_name: hv
+                .and_then(|s| s.storage_class_name.clone())
+                .or_else(|| hs.and_then(|s| s.storage_class_name.clone())),
+            mount_options: hv.and_then(|s| s.mount_options.clone()),
+            claim_ref: Some(ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some(KIND.into()),
+                namespace: meta.namespace.clone(),
+                name: meta.name.clone(),
+                uid: meta.uid.clone(),
+                ..Default::default()
+            }),
+            csi,
+            flex_volume,
+            ..Default::default()
+        }),
+        status: Some(PersistentVolumeStatus {
+            phase: Some("Bound".into()),
+            ..Default::default()
+        }),
+    })
+}
+
+/// Whether virtual volume `current` differs from `desired` (from
+/// [`virtual_volume`]) in what the syncer shows: labels, annotations,
+/// spec, phase.
+pub fn volume_needs_update(desired: &PersistentVolume, current: &PersistentVolume) -> bool {
+    desired.metadata.labels != current.metadata.labels
+        || desired.metadata.annotations != current.metadata.annotations
+        || desired.spec != current.spec
+        || desired.status.as_ref().and_then(|s| s.phase.as_ref())
+            != current.status.as_ref().and_then(|s| s.phase.as_ref())
+}
+
+/// The virtual claim (namespace, name, uid) a virtual volume made by
+/// [`virtual_volume`] stands for, read from its annotations; `None` for a
+/// volume the syncer did not make.
+pub fn volume_claim(pv: &PersistentVolume, tenant: &Tenant) -> Option<(String, String, String)> {
+    let m = &pv.metadata;
+    if m.labels.as_ref()?.get(LABEL_MANAGED_BY)? != tenant.name() {
+        return None;
+    }
+    let a = m.annotations.as_ref()?;
+    Some((
+        a.get(ANNOTATION_OBJECT_NAMESPACE)?.clone(),
+        a.get(ANNOTATION_OBJECT_NAME)?.clone(),
+        a.get(ANNOTATION_OBJECT_UID)?.clone(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::ANNOTATION_MANAGED_ANNOTATIONS;
+    use serde_json::json;
+
+    fn tenant() -> Tenant {
+        Tenant::new("vc", "host-ns").unwrap()
+    }
+
+    fn claim(spec: serde_json::Value) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({
+            "metadata": {"name": "data", "namespace": "team", "uid": "u1",
+                "annotations": {
+                    "note": "x",
+                    "pv.kubernetes.io/bind-completed": "yes",
+                    "volume.kubernetes.io/selected-node": "n1",
+                    "vkube.dev/object-uid": "forged",
+                }},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn basic() -> serde_json::Value {
+        json!({"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+            "volumeMode": "Filesystem", "resources": {"requests": {"storage": "1Gi"}}})
+    }
+
+    #[test]
+    fn translate_keeps_the_request_and_drops_binder_and_reserved_annotations() {
+        let h = translate(&tenant(), &claim(basic()), None).unwrap();
+        assert_eq!(h.metadata.name.as_deref(), Some("data-x-team-x-vc"));
+        assert_eq!(h.metadata.namespace.as_deref(), Some("host-ns"));
+        let ann = h.metadata.annotations.as_ref().unwrap();
+        assert_eq!(ann["note"], "x");
+        assert_eq!(
+            ann[ANNOTATION_OBJECT_UID], "u1",
+            "the marker, not the forgery"
+        );
+        assert_eq!(ann[ANNOTATION_MANAGED_ANNOTATIONS], "note");
+        assert!(!ann.keys().any(|k| is_binder_annotation(k)));
+        assert_eq!(
+            serde_json::to_value(h.spec.unwrap()).unwrap(),
+            basic(),
+            "spec unchanged"
+        );
+    }
+
+    #[test]
+    fn hostile_claims_are_refused() {
+        let cases = [
+            (
+                "selector",
+                json!({"selector": {"matchLabels": {"tier": "gold"}}}),
+            ),
+            ("volumeName", json!({"volumeName": "pvc-of-another-tenant"})),
+            (
+                "dataSourceRef namespace",
+                json!({"dataSourceRef": {"kind": "PersistentVolumeClaim", "name": "db", "namespace": "other"}}),
+            ),
+        ];
+        for (what, extra) in cases {
+            let mut spec = basic();
+            spec.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            assert!(
+                matches!(
+                    translate(&tenant(), &claim(spec), None),
+                    Err(TranslateError::Forbidden(_))
+                ),
+                "{what}"
+            );
+        }
+        let mut own = basic();
+        own["volumeName"] = json!("pvc-123");
+        let h = translate(&tenant(), &claim(own), Some("pvc-123")).unwrap();
+        assert_eq!(h.spec.unwrap().volume_name.as_deref(), Some("pvc-123"));
+    }
+
+    #[test]
+    fn data_sources_name_the_tenants_host_copies() {
+        let mut spec = basic();
+        spec["dataSource"] = json!({"kind": "PersistentVolumeClaim", "name": "db"});
+        spec["dataSourceRef"] = json!({"apiGroup": "snapshot.storage.k8s.io",
+            "kind": "VolumeSnapshot", "name": "snap", "namespace": "team"});
+        let s = translate(&tenant(), &claim(spec), None)
+            .unwrap()
+            .spec
+            .unwrap();
+        assert_eq!(s.data_source.unwrap().name, "db-x-team-x-vc");
+        let r = s.data_source_ref.unwrap();
+        assert_eq!((r.name.as_str(), r.namespace), ("snap-x-team-x-vc", None));
+    }
+
+    #[test]
+    fn update_grows_the_request_and_keeps_the_hosts_fields() {
+        let desired = translate(&tenant(), &claim(basic()), None).unwrap();
+        let mut host = desired.clone();
+        host.metadata.finalizers = Some(vec!["kubernetes.io/pvc-protection".into()]);
+        host.metadata.resource_version = Some("7".into());
+        host.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(ANNOTATION_BIND_COMPLETED.into(), "yes".into());
+        host.spec.as_mut().unwrap().volume_name = Some("pvc-9".into());
+        assert_eq!(update(&desired, &host), None, "host fields are the host's");
+        let mut bigger = claim(basic());
+        bigger.spec.as_mut().unwrap().resources =
+            serde_json::from_value(json!({"requests": {"storage": "2Gi"}})).unwrap();
+        let out = update(&translate(&tenant(), &bigger, None).unwrap(), &host).unwrap();
+        let spec = out.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
+            "2Gi"
+        );
+        assert_eq!(spec.volume_name.as_deref(), Some("pvc-9"));
+        assert_eq!(out.metadata.finalizers, host.metadata.finalizers);
+        assert_eq!(out.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(
+            out.metadata.annotations.as_ref().unwrap()[ANNOTATION_BIND_COMPLETED],
+            "yes"
+        );
+        let mut smaller = bigger.clone();
+        smaller.spec.as_mut().unwrap().resources =
+            serde_json::from_value(json!({"requests": {"storage": "512Mi"}})).unwrap();
+        assert_eq!(
+            update(&translate(&tenant(), &smaller, None).unwrap(), &host),
+            None,
+            "never shrinks"
+        );
+    }
+
+    #[test]
+    fn a_bound_claim_gets_a_virtual_volume_without_host_details() {
+        let v = claim(basic());
+        let mut host = translate(&tenant(), &v, None).unwrap();
+        assert!(
+            virtual_volume(&tenant(), &v, &host, None).is_none(),
+            "unbound"
+        );
+        host.spec.as_mut().unwrap().volume_name = Some("pvc-h1".into());
+        host.status = serde_json::from_value(json!({"phase": "Bound",
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}))
+        .unwrap();
+        let host_pv: PersistentVolume = serde_json::from_value(json!({
+            "metadata": {"name": "pvc-h1"},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "standard",
+                "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1",
+                    "nodePublishSecretRef": {"name": "s", "namespace": "kube-system"}},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": []}},
+                "claimRef": {"namespace": "host-ns", "name": "data-x-team-x-vc"}},
+        }))
+        .unwrap();
+        let pv = virtual_volume(&tenant(), &v, &host, Some(&host_pv)).unwrap();
+        let spec = serde_json::to_value(pv.spec.as_ref().unwrap()).unwrap();
+        assert_eq!(pv.metadata.name.as_deref(), Some("pvc-h1"));
+        assert_eq!(spec["claimRef"]["namespace"], "team");
+        assert_eq!(spec["claimRef"]["name"], "data");
+        assert_eq!(spec["claimRef"]["uid"], "u1");
+        assert_eq!(spec["persistentVolumeReclaimPolicy"], "Retain");
+        assert_eq!(
+            spec["csi"],
+            json!({"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"})
+        );
+        assert!(spec.get("nodeAffinity").is_none());
+        assert_eq!(
+            volume_claim(&pv, &tenant()),
+            Some(("team".into(), "data".into(), "u1".into()))
+        );
+        let without = virtual_volume(&tenant(), &v, &host, None).unwrap();
+        let spec = serde_json::to_value(without.spec.as_ref().unwrap()).unwrap();
+        assert_eq!(spec["capacity"]["storage"], "1Gi");
+        assert_eq!(spec["persistentVolumeReclaimPolicy"], "Delete");
+        assert_eq!(spec["flexVolume"]["driver"], HOST_VOLUME_DRIVER);
+        assert!(volume_needs_update(&pv, &without));
+        assert!(
+            volume_claim(&pv, &Tenant::new("other", "host-ns").unwrap()).is_none(),
+            "another tenant's"
+        );
+    }
+}
