@@ -1,0 +1,154 @@
+//! Pure translation of a host StorageClass into the read-only copy the
+//! tenant sees, so `kubectl get storageclass` lists what its claims can ask
+//! for and the virtual API server's DefaultStorageClass admission gives
+//! claims without a class the host's default (claims keep class names
+//! unchanged on the way to the host, [`crate::persistentvolumeclaim`]).
+//!
+//! Kept: name, provisioner, reclaimPolicy, volumeBindingMode,
+//! allowVolumeExpansion, mountOptions, allowedTopologies, the
+//! `storageclass.kubernetes.io/is-default-class` annotation (and its beta
+//! form), and the parameters except those naming Secrets (the CSI
+//! `csi.storage.k8s.io/*-secret-*` keys: host-only). Added: the label
+//! `vkube.dev/managed-by=VC`, which marks the copy as the syncer's (a
+//! StorageClass the tenant made itself is never touched).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::names::{LABEL_MANAGED_BY, Tenant};
+
+/// The kind, as in metrics.
+pub const KIND: &str = "StorageClass";
+
+/// The annotations that mark the default class (GA and beta).
+pub const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+];
+
+/// The virtual copy of host StorageClass `host` for `tenant`.
+pub fn virtual_storage_class(tenant: &Tenant, host: &StorageClass) -> StorageClass {
+    let annotations: BTreeMap<String, String> = host
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| DEFAULT_CLASS_ANNOTATIONS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let parameters = host.parameters.as_ref().map(|p| {
+        p.iter()
+            .filter(|(k, _)| !k.to_ascii_lowercase().contains("secret"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    });
+    StorageClass {
+        metadata: ObjectMeta {
+            name: host.metadata.name.clone(),
+            labels: Some(BTreeMap::from([(
+                LABEL_MANAGED_BY.to_string(),
+                tenant.name().to_string(),
+            )])),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..Default::default()
+        },
+        provisioner: host.provisioner.clone(),
+        parameters,
+        reclaim_policy: host.reclaim_policy.clone(),
+        volume_binding_mode: host.volume_binding_mode.clone(),
+        allow_volume_expansion: host.allow_volume_expansion,
+        mount_options: host.mount_options.clone(),
+        allowed_topologies: host.allowed_topologies.clone(),
+    }
+}
+
+/// Whether StorageClass `v` in the virtual cluster is a copy this syncer
+/// made (labelled `vkube.dev/managed-by=VC`).
+pub fn is_ours(tenant: &Tenant, v: &StorageClass) -> bool {
+    v.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_MANAGED_BY))
+        .is_some_and(|t| t == tenant.name())
+}
+
+/// Whether virtual copy `current` differs from `desired` in anything shown.
+/// A class's provisioner, parameters, reclaim policy and binding mode are
+/// immutable: [`needs_replace`] says when only a delete and create helps.
+pub fn needs_update(desired: &StorageClass, current: &StorageClass) -> bool {
+    desired.metadata.labels != current.metadata.labels
+        || desired.metadata.annotations.clone().unwrap_or_default()
+            != current.metadata.annotations.clone().unwrap_or_default()
+        || desired.allow_volume_expansion != current.allow_volume_expansion
+        || desired.mount_options != current.mount_options
+        || desired.allowed_topologies != current.allowed_topologies
+        || needs_replace(desired, current)
+}
+
+/// Whether an immutable field differs (kube's StorageClass validation
+/// forbids changing provisioner, parameters, reclaimPolicy and
+/// volumeBindingMode).
+pub fn needs_replace(desired: &StorageClass, current: &StorageClass) -> bool {
+    desired.provisioner != current.provisioner
+        || desired.parameters.clone().unwrap_or_default()
+            != current.parameters.clone().unwrap_or_default()
+        || desired.reclaim_policy.as_deref().unwrap_or("Delete")
+            != current.reclaim_policy.as_deref().unwrap_or("Delete")
+        || desired
+            .volume_binding_mode
+            .as_deref()
+            .unwrap_or("Immediate")
+            != current
+                .volume_binding_mode
+                .as_deref()
+                .unwrap_or("Immediate")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_copy_keeps_the_class_and_leaves_out_host_secrets() {
+        let tenant = Tenant::new("vc", "host-ns").unwrap();
+        let host: StorageClass = serde_json::from_value(json!({
+            "metadata": {"name": "fast", "uid": "h1", "resourceVersion": "5",
+                "labels": {"team": "storage"},
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "provisioner": "ebs.csi.aws.com",
+            "parameters": {"type": "gp3",
+                "csi.storage.k8s.io/provisioner-secret-name": "creds",
+                "csi.storage.k8s.io/provisioner-secret-namespace": "kube-system"},
+            "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
+            "allowVolumeExpansion": true,
+        }))
+        .unwrap();
+        let v = virtual_storage_class(&tenant, &host);
+        let got = serde_json::to_value(&v).unwrap();
+        assert_eq!(
+            got,
+            json!({
+                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                "metadata": {"name": "fast", "labels": {"vkube.dev/managed-by": "vc"},
+                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                "provisioner": "ebs.csi.aws.com",
+                "parameters": {"type": "gp3"},
+                "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
+                "allowVolumeExpansion": true,
+            })
+        );
+        assert!(is_ours(&tenant, &v));
+        assert!(!is_ours(&Tenant::new("other", "host-ns").unwrap(), &v));
+        assert!(!needs_update(&v, &v));
+        let mut changed = v.clone();
+        changed.provisioner = "other".into();
+        assert!(needs_replace(&changed, &v) && needs_update(&changed, &v));
+        let mut not_default = v.clone();
+        not_default.metadata.annotations = None;
+        assert!(needs_update(&not_default, &v) && !needs_replace(&not_default, &v));
+    }
+}
