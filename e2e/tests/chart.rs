@@ -440,17 +440,27 @@ async fn role_grants_exactly_what_the_syncer_uses() {
         assert_eq!(subjects[0].namespace.as_deref(), Some("tenant"));
     }
 
-    let plain = render(&[]).await;
+    let plain = render(&["--set", "sync.hostStorage=false"]).await;
     assert!(!plain.has("ClusterRole") && !plain.has("ClusterRoleBinding"));
+    let storage = rule_set(&[
+        (
+            "storage.k8s.io",
+            &["storageclasses"],
+            &["get", "list", "watch"],
+            "",
+        ),
+        ("", &["persistentvolumes"], &["get"], ""),
+    ]);
+    let default: ClusterRole = render(&[]).await.get("ClusterRole", "vkube-t-tenant");
+    assert_eq!(flatten(&default.rules.unwrap_or_default()), storage);
     let nodes = render(&["--set", "sync.nodes=true"]).await;
     let cr: ClusterRole = nodes.get("ClusterRole", "vkube-t-tenant");
-    assert_eq!(
-        flatten(&cr.rules.unwrap_or_default()),
-        rule_set(&[
-            ("", &["nodes"], &["get", "list", "watch"], ""),
-            ("metrics.k8s.io", &["nodes"], &["get", "list"], ""),
-        ])
-    );
+    let mut both = rule_set(&[
+        ("", &["nodes"], &["get", "list", "watch"], ""),
+        ("metrics.k8s.io", &["nodes"], &["get", "list"], ""),
+    ]);
+    both.extend(storage);
+    assert_eq!(flatten(&cr.rules.unwrap_or_default()), both);
     let crb: ClusterRoleBinding = nodes.get("ClusterRoleBinding", "vkube-t-tenant");
     assert_eq!(crb.role_ref.name, "vkube-t-tenant");
     assert_eq!(crb.subjects.unwrap()[0].name, "vkube-t");
