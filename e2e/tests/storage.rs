@@ -1,0 +1,361 @@
+//! Storage through the syncer, end to end with real kubectl: claims made
+//! in the tenant (by a StatefulSet, by hand, by an ephemeral volume) are
+//! created on the host, bound there (the node simulator stands in for the
+//! host's default StorageClass and provisioner), and come back Bound with
+//! a virtual PersistentVolume; the host's StorageClasses show in the
+//! tenant; hostile claims are refused.
+
+use std::time::Duration;
+
+use vkube_e2e::SyncedCluster;
+use vkube_e2e::synced::eventually;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+const APPS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 9042}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+        - name: cassandra
+          image: cassandra:5
+          volumeMounts: [{name: data, mountPath: /var/lib/cassandra}]
+  volumeClaimTemplates:
+    - metadata: {name: data}
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: model-data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: model}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: model}}
+  template:
+    metadata: {labels: {app: model}}
+    spec:
+      containers:
+        - name: server
+          image: vllm/vllm-openai:latest
+          volumeMounts: [{name: weights, mountPath: /models}]
+      volumes:
+        - name: weights
+          persistentVolumeClaim: {claimName: model-data}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: scratch}
+spec:
+  containers: [{name: c, image: busybox, command: [sleep, infinity]}]
+  volumes:
+    - name: tmp
+      ephemeral:
+        volumeClaimTemplate:
+          spec:
+            accessModes: [ReadWriteOnce]
+            resources: {requests: {storage: 256Mi}}
+"#;
+
+/// Waits until virtual claim `name` is Bound to a virtual volume that
+/// names it; returns (claim uid, volume name).
+async fn wait_bound(c: &SyncedCluster, name: &str) -> (String, String) {
+    eventually(&format!("claim {name} Bound"), WAIT, || async {
+        let pvc = c.virt_get("pvc", name).await?;
+        let volume = pvc["spec"]["volumeName"].as_str().unwrap_or_default();
+        if pvc["status"]["phase"] != "Bound" || volume.is_empty() {
+            return Err(format!("{}", pvc["status"]));
+        }
+        let pv = c.virt.get_json(&["pv", volume]).await?;
+        let claim = &pv["spec"]["claimRef"];
+        (claim["name"] == name
+            && claim["namespace"] == "default"
+            && claim["uid"] == pvc["metadata"]["uid"]
+            && pv["status"]["phase"] == "Bound")
+            .then(|| {
+                (
+                    pvc["metadata"]["uid"].as_str().unwrap().to_string(),
+                    volume.to_string(),
+                )
+            })
+            .ok_or(format!("{pv}"))
+    })
+    .await
+}
+
+async fn host_claim_absent(c: &SyncedCluster, name: &str) -> Result<(), String> {
+    let host = c.host_name("default", name);
+    match c.host_get("pvc", &host).await {
+        Err(e) if e.contains("NotFound") => Ok(()),
+        Ok(pvc) => Err(format!("still there: {}", pvc["metadata"])),
+        Err(e) => Err(e),
+    }
+}
+
+#[tokio::test]
+async fn stateful_sets_and_deployments_with_claims_run_and_clean_up() {
+    let c = SyncedCluster::start().await;
+    // The host's default class is shown in the tenant.
+    eventually("the host's StorageClass in the tenant", WAIT, || async {
+        let out = c.virt.kubectl(&["get", "storageclass"]).await;
+        out.stdout
+            .contains("standard (default)")
+            .then_some(())
+            .ok_or(out.stdout + &out.stderr)
+    })
+    .await;
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], APPS)
+        .await
+        .expect_ok();
+    for pod in ["db-0", "db-1", "db-2", "scratch"] {
+        c.wait_running(pod).await;
+    }
+    let model = eventually("the model pod", WAIT, || async {
+        let pods = c.virt.get_json(&["pods", "-l", "app=model"]).await?;
+        pods["items"][0]["metadata"]["name"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or(pods.to_string())
+    })
+    .await;
+    c.wait_running(&model).await;
+
+    let mut volumes = Vec::new();
+    for claim in [
+        "data-db-0",
+        "data-db-1",
+        "data-db-2",
+        "model-data",
+        "scratch-tmp",
+    ] {
+        let (_, volume) = wait_bound(&c, claim).await;
+        let host = c
+            .host_get("pvc", &c.host_name("default", claim))
+            .await
+            .unwrap();
+        assert_eq!(host["status"]["phase"], "Bound", "{host}");
+        assert_eq!(
+            host["spec"]["volumeName"],
+            volume.as_str(),
+            "same volume name"
+        );
+        volumes.push(volume);
+    }
+    // The host pods mount the host claims.
+    let host_pod = c
+        .host_get("pod", &c.host_name("default", "db-0"))
+        .await
+        .unwrap();
+    assert_eq!(
+        host_pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        c.host_name("default", "data-db-0").as_str(),
+        "{}",
+        host_pod["spec"]["volumes"]
+    );
+    let pvs = c.virt.kubectl(&["get", "pv"]).await.expect_ok();
+    for claim in [
+        "default/data-db-0",
+        "default/model-data",
+        "default/scratch-tmp",
+    ] {
+        assert!(pvs.stdout.contains(claim), "{}", pvs.stdout);
+    }
+    let get_pvc = c
+        .virt
+        .kubectl(&["get", "pvc", "data-db-1"])
+        .await
+        .expect_ok();
+    assert!(
+        get_pvc.stdout.contains("Bound") && get_pvc.stdout.contains("1Gi"),
+        "{}",
+        get_pvc.stdout
+    );
+
+    // A deleted pod comes back to the same claim.
+    let (uid, volume) = wait_bound(&c, "data-db-1").await;
+    c.virt
+        .kubectl(&["delete", "pod", "db-1", "--wait=false"])
+        .await
+        .expect_ok();
+    eventually("db-1 recreated", WAIT, || async {
+        let p = c.virt_get("pod", "db-1").await?;
+        (p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running")
+            .then_some(())
+            .ok_or(format!("{}", p["status"]))
+    })
+    .await;
+    assert_eq!(wait_bound(&c, "data-db-1").await, (uid, volume));
+
+    // Expansion is pushed to the host; the capacity the host reaches comes
+    // back.
+    c.virt
+        .kubectl(&[
+            "patch",
+            "pvc",
+            "model-data",
+            "-p",
+            r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+        ])
+        .await
+        .expect_ok();
+    eventually("the expanded claim", WAIT, || async {
+        let host = c
+            .host_get("pvc", &c.host_name("default", "model-data"))
+            .await?;
+        let v = c.virt_get("pvc", "model-data").await?;
+        (host["spec"]["resources"]["requests"]["storage"] == "2Gi"
+            && v["status"]["capacity"]["storage"] == "2Gi")
+            .then_some(())
+            .ok_or(format!("{} {}", host["spec"], v["status"]))
+    })
+    .await;
+
+    // Everything goes: the StatefulSet, the Deployment, the pod, then the
+    // claims the StatefulSet left behind (as on a real cluster).
+    c.virt
+        .kubectl(&[
+            "delete",
+            "statefulset/db",
+            "deployment/model",
+            "pod/scratch",
+        ])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&[
+            "delete",
+            "pvc",
+            "data-db-0",
+            "data-db-1",
+            "data-db-2",
+            "model-data",
+        ])
+        .await
+        .expect_ok();
+    for claim in [
+        "data-db-0",
+        "data-db-1",
+        "data-db-2",
+        "model-data",
+        "scratch-tmp",
+    ] {
+        eventually("the host claim gone", WAIT, || host_claim_absent(&c, claim)).await;
+    }
+    eventually("no virtual volumes left", WAIT, || async {
+        let pvs = c.virt.get_json(&["pv"]).await?;
+        pvs["items"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            .then_some(())
+            .ok_or(pvs.to_string())
+    })
+    .await;
+    eventually("no host volumes left", WAIT, || async {
+        let pvs = c.host.get_json(&["pv"]).await?;
+        pvs["items"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            .then_some(())
+            .ok_or(pvs.to_string())
+    })
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn claims_that_would_reach_host_volumes_are_refused() {
+    let c = SyncedCluster::start().await;
+    // A volume on the host the tenant must not claim (another tenant's,
+    // or an administrator's).
+    c.host
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: precious, labels: {tier: gold}}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  hostPath: {path: /srv/precious}
+"#,
+        )
+        .await
+        .expect_ok();
+    let claims = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: by-name}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  volumeName: precious
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: by-label}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  selector: {matchLabels: {tier: gold}}
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: cross-namespace}
+spec:
+  accessModes: [ReadWriteOnce]
+  dataSourceRef: {kind: PersistentVolumeClaim, name: secrets, namespace: kube-system}
+  resources: {requests: {storage: 1Gi}}
+"#;
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], claims)
+        .await
+        .expect_ok();
+    for (name, why) in [
+        ("by-name", "spec.volumeName"),
+        ("by-label", "spec.selector"),
+        ("cross-namespace", "spec.dataSourceRef"),
+    ] {
+        eventually("a SyncRefused event", WAIT, || async {
+            let sel = format!("--field-selector=involvedObject.name={name}");
+            let out = c.virt.kubectl(&["get", "events", &sel]).await;
+            (out.stdout.contains("SyncRefused") && out.stdout.contains(why))
+                .then_some(())
+                .ok_or(out.stdout)
+        })
+        .await;
+        host_claim_absent(&c, name).await.unwrap();
+    }
+    let precious = c.host.get_json(&["pv", "precious"]).await.unwrap();
+    assert!(
+        precious["spec"]["claimRef"].is_null(),
+        "the host volume stays unclaimed: {precious}"
+    );
+    c.shutdown().await;
+}
