@@ -231,6 +231,8 @@ async fn default_values_render_the_contracted_objects() {
             ("ServiceAccount", "vkube-workload-t"),
             ("Role", "vkube-t"),
             ("RoleBinding", "vkube-t"),
+            ("ClusterRole", "vkube-t-tenant"),
+            ("ClusterRoleBinding", "vkube-t-tenant"),
         ])
     );
     for (kind, name, v) in &r.docs {
@@ -255,9 +257,10 @@ async fn default_values_render_the_contracted_objects() {
             Some("t"),
             "{kind} {name}"
         );
+        let cluster_scoped = kind.starts_with("Cluster");
         assert_eq!(
             v["metadata"]["namespace"].as_str(),
-            Some("tenant"),
+            (!cluster_scoped).then_some("tenant"),
             "{kind} {name}"
         );
     }
