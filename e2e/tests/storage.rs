@@ -359,3 +359,135 @@ spec:
     );
     c.shutdown().await;
 }
+
+/// The restart test for claims: stop the syncer mid-sync of 60 claims,
+/// delete 20 virtual claims and create 10 new ones while it is down,
+/// restart: the host claims and the virtual volumes converge exactly (no
+/// orphans, nothing missing) and every claim is Bound.
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_mid_sync_of_claims_converges_exactly() {
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use kube::api::{Api, DeleteParams, ListParams, PostParams};
+    use std::collections::{BTreeMap, BTreeSet};
+    use vkube_e2e::synced::{HOST_NAMESPACE, TENANT};
+
+    let mut c = SyncedCluster::start().await;
+    let vclaims: Api<PersistentVolumeClaim> = Api::namespaced(c.virt.client().await, "default");
+    let vvolumes: Api<PersistentVolume> = Api::all(c.virt.client().await);
+    let hclaims: Api<PersistentVolumeClaim> =
+        Api::namespaced(c.host.client().await, HOST_NAMESPACE);
+    let managed = ListParams::default().labels(&format!("vkube.dev/managed-by={TENANT}"));
+    let create = |range: std::ops::Range<usize>| {
+        let vclaims = vclaims.clone();
+        futures::stream::iter(range)
+            .map(move |i| {
+                let vclaims = vclaims.clone();
+                async move {
+                    let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": format!("c{i:02}")},
+                        "spec": {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "1Gi"}}},
+                    }))
+                    .unwrap();
+                    vclaims
+                        .create(&PostParams::default(), &claim)
+                        .await
+                        .map(|_| ())
+                }
+            })
+            .buffer_unordered(8)
+            .try_collect::<Vec<_>>()
+    };
+    create(0..60).await.expect("creating 60 claims");
+    eventually("the first host claims", WAIT, || async {
+        let n = hclaims
+            .list(&managed)
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
+        (n >= 5).then_some(()).ok_or(format!("{n} host claims"))
+    })
+    .await;
+    c.stop_syncer().await;
+    for i in (0..60).step_by(3) {
+        vclaims
+            .delete(&format!("c{i:02}"), &DeleteParams::default())
+            .await
+            .expect("deleting a claim");
+    }
+    create(60..70).await.expect("creating 10 more");
+    c.start_syncer().await;
+
+    eventually(
+        "claims and volumes to converge",
+        Duration::from_secs(180),
+        || async {
+            let v = vclaims
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let want: BTreeMap<String, String> = v
+                .items
+                .iter()
+                .map(|p| {
+                    (
+                        c.host_name("default", p.metadata.name.as_deref().unwrap()),
+                        p.metadata.uid.clone().unwrap(),
+                    )
+                })
+                .collect();
+            let unbound = v
+                .items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound"))
+                .count();
+            let h = hclaims.list(&managed).await.map_err(|e| e.to_string())?;
+            let have: BTreeMap<String, String> = h
+                .items
+                .iter()
+                .map(|p| {
+                    let uid = p
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("vkube.dev/object-uid"))
+                        .cloned();
+                    (p.metadata.name.clone().unwrap(), uid.unwrap_or_default())
+                })
+                .collect();
+            let bound_to: BTreeSet<String> = v
+                .items
+                .iter()
+                .filter_map(|p| p.spec.as_ref()?.volume_name.clone())
+                .collect();
+            let volumes: BTreeSet<String> = vvolumes
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .into_iter()
+                .filter_map(|pv| pv.metadata.name)
+                .collect();
+            if want.len() == 50
+                && want == have
+                && unbound == 0
+                && volumes == bound_to
+                && volumes.len() == 50
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} virtual ({unbound} unbound), {} host, {} volumes for {} bound",
+                    want.len(),
+                    have.len(),
+                    volumes.len(),
+                    bound_to.len()
+                ))
+            }
+        },
+    )
+    .await;
+    c.shutdown().await;
+}
