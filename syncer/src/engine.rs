@@ -73,6 +73,8 @@ pub struct SyncerConfig {
     /// ([`crate::pod::apply_tenant_dns`]); `None` leaves pods' DNS settings
     /// as the tenant wrote them (they then use the host's cluster DNS).
     pub dns: Option<crate::pod::TenantDns>,
+    /// How Ingresses are translated (the annotations never copied).
+    pub ingress: crate::ingress::IngressOptions,
     /// How often both sides are compared in full (and on start).
     pub resync_period: Duration,
     /// Reconciles run concurrently per kind.
@@ -95,6 +97,7 @@ impl SyncerConfig {
             kubernetes_service: None,
             nodes: crate::node::NodeVisibility::Auto,
             dns: None,
+            ingress: crate::ingress::IngressOptions::default(),
             resync_period: DEFAULT_RESYNC_PERIOD,
             workers: 16,
         }

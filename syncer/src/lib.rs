@@ -27,6 +27,7 @@ pub mod endpoints;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod ingress;
 pub mod metrics;
 pub mod names;
 pub mod node;

@@ -10,7 +10,8 @@
 //! form), and the parameters except those naming Secrets (the CSI
 //! `csi.storage.k8s.io/*-secret-*` keys: host-only). Added: the label
 //! `vkube.dev/managed-by=VC`, which marks the copy as the syncer's (a
-//! StorageClass the tenant made itself is never touched).
+//! StorageClass the tenant made itself is never touched:
+//! [`crate::controller::host_class`]).
 
 use std::collections::BTreeMap;
 
@@ -62,16 +63,6 @@ pub fn virtual_storage_class(tenant: &Tenant, host: &StorageClass) -> StorageCla
         mount_options: host.mount_options.clone(),
         allowed_topologies: host.allowed_topologies.clone(),
     }
-}
-
-/// Whether StorageClass `v` in the virtual cluster is a copy this syncer
-/// made (labelled `vkube.dev/managed-by=VC`).
-pub fn is_ours(tenant: &Tenant, v: &StorageClass) -> bool {
-    v.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_MANAGED_BY))
-        .is_some_and(|t| t == tenant.name())
 }
 
 /// Whether virtual copy `current` differs from `desired` in anything shown.
@@ -141,8 +132,6 @@ mod tests {
                 "allowVolumeExpansion": true,
             })
         );
-        assert!(is_ours(&tenant, &v));
-        assert!(!is_ours(&Tenant::new("other", "host-ns").unwrap(), &v));
         assert!(!needs_update(&v, &v));
         let mut changed = v.clone();
         changed.provisioner = "other".into();

@@ -32,8 +32,10 @@
 //! No container runs; nothing else of a kubelet (probes, volumes, leases)
 //! is simulated. A pod whose PersistentVolumeClaims are not all Bound is not
 //! bound to the node; [`storage`] plays the host's default StorageClass and
-//! its provisioner, which bind them.
+//! its provisioner, which bind them. [`ingress`] plays the host's ingress
+//! controller publishing the node's address on every Ingress.
 
+pub mod ingress;
 pub mod storage;
 
 use crate::{Error, Result};
@@ -203,10 +205,11 @@ impl NodeSimulator {
             sim: self.clone(),
             next_ip: AtomicU32::new(1),
         });
+        let ingresses = ingress::run(client.clone(), self.node_ip.clone());
         let pods = Controller::new(Api::<Pod>::all(client), watcher::Config::default())
             .run(reconcile, error_policy, ctx)
             .for_each(|_| futures::future::ready(()));
-        futures::join!(storage, pods);
+        futures::join!(storage, pods, ingresses);
         Ok(())
     }
 

@@ -25,6 +25,8 @@ pub mod configmap;
 pub mod connect;
 pub mod endpoints;
 pub mod event;
+pub mod host_class;
+pub mod ingress;
 pub mod mirror;
 pub mod node;
 pub mod persistentvolumeclaim;
@@ -32,7 +34,6 @@ pub mod pod;
 pub mod resource_metrics;
 pub mod secret;
 pub mod service;
-pub mod storageclass;
 
 /// One synced kind: its name (as in metrics) and its controller.
 pub struct ControllerDef {
@@ -65,8 +66,20 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         run: |ctx| Box::pin(service::run(ctx)),
     },
     ControllerDef {
-        kind: storageclass::KIND,
-        run: |ctx| Box::pin(storageclass::run(ctx)),
+        kind: crate::storageclass::KIND,
+        run: |ctx| {
+            Box::pin(host_class::run::<k8s_openapi::api::storage::v1::StorageClass>(ctx))
+        },
+    },
+    ControllerDef {
+        kind: ingress::KIND,
+        run: |ctx| Box::pin(ingress::run(ctx)),
+    },
+    ControllerDef {
+        kind: "IngressClass",
+        run: |ctx| {
+            Box::pin(host_class::run::<k8s_openapi::api::networking::v1::IngressClass>(ctx))
+        },
     },
     ControllerDef {
         kind: endpoints::KIND,
@@ -242,13 +255,23 @@ where
     }
 }
 
-/// Which virtual ConfigMaps and Secrets the virtual pods reference (the
-/// "sync only what synced pods use" rule), kept up to date from the pod
-/// controller's virtual watch, plus the queues of the ConfigMap and Secret
-/// controllers, which get the key of every reference that appears or goes.
+/// What kind of virtual object holds references ([`References`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Holder {
+    /// A Pod (its volumes, env, imagePullSecrets).
+    Pod,
+    /// An Ingress (its TLS Secrets).
+    Ingress,
+}
+
+/// Which virtual ConfigMaps and Secrets the virtual pods and Ingresses
+/// reference (the "sync only what is used" rule), kept up to date from the
+/// pod and Ingress controllers' virtual watches, plus the queues of the
+/// ConfigMap and Secret controllers, which get the key of every reference
+/// that appears or goes.
 #[derive(Default)]
 pub struct References {
-    by_pod: Mutex<HashMap<Key, Vec<Reference>>>,
+    by_holder: Mutex<HashMap<(Holder, Key), Vec<Reference>>>,
     counts: Mutex<HashMap<Reference, usize>>,
     /// Queue of the ConfigMap controller.
     pub configmaps: Arc<Queue<Key>>,
@@ -257,15 +280,15 @@ pub struct References {
 }
 
 impl References {
-    /// Records that pod `pod` now references exactly `refs`; queues every
-    /// reference whose use count went to or from zero.
-    pub fn set(&self, pod: Key, refs: Vec<Reference>) {
+    /// Records that object `key` of kind `holder` now references exactly
+    /// `refs`; queues every reference whose use count went to or from zero.
+    pub fn set(&self, holder: Holder, key: Key, refs: Vec<Reference>) {
         let old = {
-            let mut by_pod = self.by_pod.lock().unwrap_or_else(|p| p.into_inner());
+            let mut by_holder = self.by_holder.lock().unwrap_or_else(|p| p.into_inner());
             if refs.is_empty() {
-                by_pod.remove(&pod)
+                by_holder.remove(&(holder, key))
             } else {
-                by_pod.insert(pod, refs.clone())
+                by_holder.insert((holder, key), refs.clone())
             }
         }
         .unwrap_or_default();
@@ -297,7 +320,7 @@ impl References {
         }
     }
 
-    /// Whether any pod references (`kind`, namespace, name).
+    /// Whether any pod or Ingress references (`kind`, namespace, name).
     pub fn is_referenced(&self, kind: ReferenceKind, key: &Key) -> bool {
         let r = Reference {
             kind,
@@ -310,18 +333,19 @@ impl References {
             .contains_key(&r)
     }
 
-    /// Forgets pods that are not in `alive` (after a watch relist).
-    pub fn retain(&self, alive: impl Fn(&Key) -> bool) {
+    /// Forgets holders of kind `holder` that are not in `alive` (after a
+    /// watch relist).
+    pub fn retain(&self, holder: Holder, alive: impl Fn(&Key) -> bool) {
         let gone: Vec<Key> = self
-            .by_pod
+            .by_holder
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .keys()
-            .filter(|k| !alive(k))
-            .cloned()
+            .filter(|(h, k)| *h == holder && !alive(k))
+            .map(|(_, k)| k.clone())
             .collect();
         for k in gone {
-            self.set(k, Vec::new());
+            self.set(holder, k, Vec::new());
         }
     }
 
@@ -363,7 +387,7 @@ mod tests {
         let refs = References::default();
         let cm = r(ReferenceKind::ConfigMap, "cfg");
         let secret = r(ReferenceKind::Secret, "pw");
-        refs.set(key("a"), vec![cm.clone(), secret.clone()]);
+        refs.set(Holder::Pod, key("a"), vec![cm.clone(), secret.clone()]);
         assert!(refs.is_referenced(ReferenceKind::ConfigMap, &key("cfg")));
         assert!(refs.is_referenced(ReferenceKind::Secret, &key("pw")));
         assert!(
@@ -371,15 +395,20 @@ mod tests {
             "kind matters"
         );
         assert_eq!((refs.configmaps.len(), refs.secrets.len()), (1, 1));
-        refs.set(key("b"), vec![cm.clone()]);
+        refs.set(Holder::Pod, key("b"), vec![cm.clone()]);
         assert_eq!(refs.configmaps.len(), 1, "second user: no new work");
-        refs.set(key("a"), Vec::new());
+        refs.set(Holder::Pod, key("a"), Vec::new());
         assert!(
             refs.is_referenced(ReferenceKind::ConfigMap, &key("cfg")),
             "b still uses it"
         );
         assert!(!refs.is_referenced(ReferenceKind::Secret, &key("pw")));
-        refs.retain(|k| k.1 != "b");
+        refs.set(Holder::Ingress, key("b"), vec![secret.clone()]);
+        refs.retain(Holder::Pod, |k| k.1 != "b");
+        assert!(
+            refs.is_referenced(ReferenceKind::Secret, &key("pw")),
+            "the Ingress b is not a pod"
+        );
         assert!(!refs.is_referenced(ReferenceKind::ConfigMap, &key("cfg")));
     }
 }

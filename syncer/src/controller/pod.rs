@@ -314,19 +314,23 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             match ev {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                     let k = key_of(&o);
-                    ctx.references
-                        .set(k.clone(), super::references_of(&ctx, &o));
+                    ctx.references.set(
+                        super::Holder::Pod,
+                        k.clone(),
+                        super::references_of(&ctx, &o),
+                    );
                     state.hold(&k, true, Some(&o));
                     queue_virtual(&ctx, &state, &queue, k);
                 }
                 watcher::Event::Delete(o) => {
                     let k = key_of(&o);
-                    ctx.references.set(k.clone(), Vec::new());
+                    ctx.references.set(super::Holder::Pod, k.clone(), Vec::new());
                     state.hold(&k, true, None);
                     queue.add(k);
                 }
                 watcher::Event::InitDone => {
-                    ctx.references.retain(|k| state.vsums.contains(k));
+                    ctx.references
+                        .retain(super::Holder::Pod, |k| state.vsums.contains(k));
                     resync();
                 }
                 watcher::Event::Init => {}

@@ -1,0 +1,134 @@
+//! Ingresses and NetworkPolicies through the syncer, end to end with real
+//! kubectl (the node simulator stands in for the host's ingress controller
+//! publishing its address; no traffic flows).
+
+use std::time::Duration;
+
+use vkube_e2e::SyncedCluster;
+use vkube_e2e::synced::eventually;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn an_ingress_with_tls_reaches_the_host_and_its_address_comes_back() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl(&["create", "service", "clusterip", "web", "--tcp=80:8080"])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "web-tls",
+            "--type=kubernetes.io/tls",
+            "--from-literal=tls.crt=cert",
+            "--from-literal=tls.key=key",
+        ])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&[
+            "create",
+            "ingress",
+            "web",
+            "--class=nginx",
+            "--rule=web.example.com/*=web:80,tls=web-tls",
+            "--annotation=nginx.ingress.kubernetes.io/server-snippet=location /x { return 200; }",
+            "--annotation=cert-manager.io/cluster-issuer=letsencrypt",
+        ])
+        .await
+        .expect_ok();
+    let host_name = c.host_name("default", "web");
+    let host = eventually("the host Ingress", WAIT, || c.host_get("ingress", &host_name)).await;
+    let spec = &host["spec"];
+    assert_eq!(spec["ingressClassName"], "nginx", "{spec}");
+    assert_eq!(
+        spec["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        host_name.as_str(),
+        "{spec}"
+    );
+    assert_eq!(spec["rules"][0]["host"], "web.example.com");
+    let tls_host = c.host_name("default", "web-tls");
+    assert_eq!(spec["tls"][0]["secretName"], tls_host.as_str(), "{spec}");
+    let ann = &host["metadata"]["annotations"];
+    assert_eq!(ann["cert-manager.io/cluster-issuer"], "letsencrypt");
+    assert!(
+        ann["nginx.ingress.kubernetes.io/server-snippet"].is_null(),
+        "a denied annotation reached the host: {ann}"
+    );
+    // The TLS Secret is synced with the Ingress.
+    let secret = eventually("the TLS Secret on the host", WAIT, || {
+        c.host_get("secret", &tls_host)
+    })
+    .await;
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    // The address the host's controller published comes back.
+    eventually("the address in the tenant", WAIT, || async {
+        let out = c.virt.kubectl(&["get", "ingress", "web"]).await;
+        out.stdout
+            .contains("10.0.0.10")
+            .then_some(())
+            .ok_or(out.stdout + &out.stderr)
+    })
+    .await;
+    eventually("a warning about the denied annotation", WAIT, || async {
+        let out = c
+            .virt
+            .kubectl(&["get", "events", "--field-selector=involvedObject.kind=Ingress"])
+            .await;
+        out.stdout
+            .contains("server-snippet")
+            .then_some(())
+            .ok_or(out.stdout)
+    })
+    .await;
+
+    // A backend resource reference is refused; nothing is made on the host.
+    c.virt
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: sneaky}
+spec:
+  defaultBackend:
+    resource: {apiGroup: "", kind: Secret, name: vkube-kubeconfig}
+"#,
+        )
+        .await
+        .expect_ok();
+    eventually("a SyncRefused event", WAIT, || async {
+        let out = c
+            .virt
+            .kubectl(&["get", "events", "--field-selector=involvedObject.name=sneaky"])
+            .await;
+        out.stdout
+            .contains("SyncRefused")
+            .then_some(())
+            .ok_or(out.stdout)
+    })
+    .await;
+    assert!(
+        c.host_get("ingress", &c.host_name("default", "sneaky"))
+            .await
+            .is_err()
+    );
+
+    // Deleting the Ingress removes the host copy and, unused, its Secret.
+    c.virt
+        .kubectl(&["delete", "ingress", "web"])
+        .await
+        .expect_ok();
+    eventually("the host Ingress and Secret gone", WAIT, || async {
+        let i = c.host_get("ingress", &host_name).await;
+        let s = c.host_get("secret", &tls_host).await;
+        (i.is_err() && s.is_err())
+            .then_some(())
+            .ok_or(format!("{i:?} {s:?}"))
+    })
+    .await;
+    c.shutdown().await;
+}

@@ -1,0 +1,194 @@
+//! The controllers of host classes shown read-only in the virtual cluster:
+//! StorageClasses ([`crate::storageclass`]) and IngressClasses
+//! ([`crate::ingress::virtual_ingress_class`]), kept as they change and
+//! removed when they go. Each runs only when the host lets the syncer list
+//! that kind (a cluster-scoped read the chart grants); otherwise it says so
+//! once and idles, and objects keep whatever class the tenant names. A
+//! class the tenant made itself (without the `vkube.dev/managed-by=VC`
+//! label) is never touched, and hides the host's class of the same name.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+
+use crate::engine::{Context, drive, is_status, run_workers, watch_store};
+use crate::names::Tenant;
+use crate::queue::Queue;
+
+/// A cluster-scoped host kind shown read-only in the virtual cluster.
+pub trait ShownFromHost:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind, as in metrics.
+    const KIND: &'static str;
+    /// The virtual copy of host object `host` (pure), labelled
+    /// `vkube.dev/managed-by=VC`.
+    fn shown(tenant: &Tenant, host: &Self) -> Self;
+    /// Whether the copy `current` must be updated to `desired`.
+    fn needs_update(desired: &Self, current: &Self) -> bool;
+    /// Whether only a delete and create brings `current` to `desired`
+    /// (an immutable field differs).
+    fn needs_replace(desired: &Self, current: &Self) -> bool;
+}
+
+/// Whether virtual object `meta` is a copy this syncer made.
+pub fn is_ours(tenant: &Tenant, meta: &kube::api::ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(crate::names::LABEL_MANAGED_BY))
+        .is_some_and(|t| t == tenant.name())
+}
+
+impl ShownFromHost for StorageClass {
+    const KIND: &'static str = crate::storageclass::KIND;
+    fn shown(tenant: &Tenant, host: &Self) -> Self {
+        crate::storageclass::virtual_storage_class(tenant, host)
+    }
+    fn needs_update(desired: &Self, current: &Self) -> bool {
+        crate::storageclass::needs_update(desired, current)
+    }
+    fn needs_replace(desired: &Self, current: &Self) -> bool {
+        crate::storageclass::needs_replace(desired, current)
+    }
+}
+
+impl ShownFromHost for IngressClass {
+    const KIND: &'static str = "IngressClass";
+    fn shown(tenant: &Tenant, host: &Self) -> Self {
+        crate::ingress::virtual_ingress_class(tenant, host)
+    }
+    fn needs_update(desired: &Self, current: &Self) -> bool {
+        desired.metadata.labels != current.metadata.labels
+            || desired.metadata.annotations != current.metadata.annotations
+            || desired.spec != current.spec
+    }
+    fn needs_replace(_: &Self, _: &Self) -> bool {
+        false
+    }
+}
+
+/// Runs the controller of `K` until it fails.
+pub async fn run<K: ShownFromHost>(ctx: Arc<Context>) -> anyhow::Result<()> {
+    let host_api = Api::<K>::all(ctx.host_client.clone());
+    match host_api
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if is_status(&e, 403) => {
+            tracing::info!(
+                "the host forbids listing StorageClasses; the tenant sees none of the host's"
+            );
+            return std::future::pending().await;
+        }
+        Err(e) => return Err(e).with_context(|| format!("listing host {}", K::KIND)),
+    }
+    let queue: Arc<Queue<String>> = Arc::new(Queue::default());
+    ctx.metrics.register_queue(K::KIND, &queue);
+    let (host, host_stream) = watch_store(host_api, watcher::Config::default());
+    let (virt, virt_stream) = watch_store(
+        Api::<K>::all(ctx.virtual_client.clone()),
+        watcher::Config::default(),
+    );
+    let feed = |queue: Arc<Queue<String>>| {
+        move |ev: watcher::Event<K>| match ev {
+            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+                queue.add(o.name_any());
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    };
+    let work = {
+        let (host, virt, c, q) = (
+            host.clone(),
+            virt.clone(),
+            Arc::clone(&ctx),
+            Arc::clone(&queue),
+        );
+        async move {
+            host.wait_until_ready().await?;
+            virt.wait_until_ready().await?;
+            run_workers(K::KIND, c, q, move |name, since| {
+                let (ctx, host, virt) = (Arc::clone(&ctx), host.clone(), virt.clone());
+                async move { reconcile(&ctx, &host, &virt, &name, since).await }
+            })
+            .await
+        }
+    };
+    tokio::select! {
+        r = drive(host_stream, feed(Arc::clone(&queue))) => r,
+        r = drive(virt_stream, feed(Arc::clone(&queue))) => r,
+        r = work => r,
+    }
+}
+
+async fn reconcile<K: ShownFromHost>(
+    ctx: &Context,
+    host: &Store<K>,
+    virt: &Store<K>,
+    name: &str,
+    _since: Instant,
+) -> anyhow::Result<Option<Duration>> {
+    let api = Api::<K>::all(ctx.virtual_client.clone());
+    let current = virt.get(&ObjectRef::new(name));
+    if current.as_ref().is_some_and(|c| !is_ours(&ctx.tenant, c.meta())) {
+        // The tenant's own class of that name wins; the host's stays hidden.
+        return Ok(None);
+    }
+    let Some(h) = host.get(&ObjectRef::new(name)) else {
+        if let Some(c) = current {
+            delete(&api, &c).await?;
+        }
+        return Ok(None);
+    };
+    let desired = K::shown(&ctx.tenant, &h);
+    match current {
+        None => match api.create(&PostParams::default(), &desired).await {
+            Ok(_) => Ok(None),
+            Err(e) if is_status(&e, 409) => Ok(Some(Duration::from_secs(1))),
+            Err(e) => Err(e).with_context(|| format!("creating virtual {} {name}", K::KIND)),
+        },
+        Some(c) if K::needs_replace(&desired, &c) => {
+            delete(&api, &c).await?;
+            Ok(Some(Duration::from_millis(100)))
+        }
+        Some(c) if K::needs_update(&desired, &c) => {
+            let mut out = desired;
+            out.meta_mut().resource_version = c.meta().resource_version.clone();
+            api.replace(name, &PostParams::default(), &out)
+                .await
+                .with_context(|| format!("updating virtual {} {name}", K::KIND))?;
+            Ok(None)
+        }
+        Some(_) => Ok(None),
+    }
+}
+
+async fn delete<K: ShownFromHost>(api: &Api<K>, c: &K) -> anyhow::Result<()> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: c.meta().uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&c.name_any(), &dp).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("deleting virtual {} {}", K::KIND, c.name_any())),
+    }
+}
