@@ -90,11 +90,13 @@ async fn reconcile(pod: Arc<Pod>, client: Arc<Client>) -> Result<Action> {
     let api: Api<PersistentVolumeClaim> =
         Api::namespaced((*client).clone(), &pod.namespace().unwrap_or_default());
     let uid = pod.uid().unwrap_or_default();
+    let mut blocked = false;
     for claim in wanted {
         let name = claim.name_any();
         match api.get_opt(&name).await? {
             Some(existing) if !owned_by(&existing, &uid) => {
                 tracing::warn!(pod = %pod.name_any(), claim = %name, "PVC is not owned by the pod");
+                blocked = true;
             }
             Some(_) => {}
             None => match api.create(&PostParams::default(), &claim).await {
@@ -104,7 +106,13 @@ async fn reconcile(pod: Arc<Pod>, client: Arc<Client>) -> Result<Action> {
             },
         }
     }
-    Ok(Action::await_change())
+    // Claims are not watched: look again until the foreign claim is gone
+    // (kube-controller-manager requeues on the claim's deletion).
+    Ok(if blocked {
+        Action::requeue(Duration::from_secs(5))
+    } else {
+        Action::await_change()
+    })
 }
 
 fn error_policy(pod: Arc<Pod>, err: &Error, _ctx: Arc<Client>) -> Action {

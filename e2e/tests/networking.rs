@@ -41,7 +41,10 @@ async fn an_ingress_with_tls_reaches_the_host_and_its_address_comes_back() {
         .await
         .expect_ok();
     let host_name = c.host_name("default", "web");
-    let host = eventually("the host Ingress", WAIT, || c.host_get("ingress", &host_name)).await;
+    let host = eventually("the host Ingress", WAIT, || {
+        c.host_get("ingress", &host_name)
+    })
+    .await;
     let spec = &host["spec"];
     assert_eq!(spec["ingressClassName"], "nginx", "{spec}");
     assert_eq!(
@@ -76,7 +79,11 @@ async fn an_ingress_with_tls_reaches_the_host_and_its_address_comes_back() {
     eventually("a warning about the denied annotation", WAIT, || async {
         let out = c
             .virt
-            .kubectl(&["get", "events", "--field-selector=involvedObject.kind=Ingress"])
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector=involvedObject.kind=Ingress",
+            ])
             .await;
         out.stdout
             .contains("server-snippet")
@@ -103,7 +110,11 @@ spec:
     eventually("a SyncRefused event", WAIT, || async {
         let out = c
             .virt
-            .kubectl(&["get", "events", "--field-selector=involvedObject.name=sneaky"])
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector=involvedObject.name=sneaky",
+            ])
             .await;
         out.stdout
             .contains("SyncRefused")

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use vkube_e2e::SyncedCluster;
-use vkube_e2e::synced::eventually;
+use vkube_e2e::synced::{TENANT, eventually};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -302,6 +302,12 @@ spec:
   accessModes: [ReadWriteOnce]
   storageClassName: ""
   hostPath: {path: /srv/precious}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: local}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
 "#,
         )
         .await
@@ -312,7 +318,7 @@ kind: PersistentVolumeClaim
 metadata: {name: by-name}
 spec:
   accessModes: [ReadWriteOnce]
-  storageClassName: ""
+  storageClassName: standard
   volumeName: precious
   resources: {requests: {storage: 1Gi}}
 ---
@@ -321,7 +327,7 @@ kind: PersistentVolumeClaim
 metadata: {name: by-label}
 spec:
   accessModes: [ReadWriteOnce]
-  storageClassName: ""
+  storageClassName: standard
   selector: {matchLabels: {tier: gold}}
   resources: {requests: {storage: 1Gi}}
 ---
@@ -332,6 +338,22 @@ spec:
   accessModes: [ReadWriteOnce]
   dataSourceRef: {kind: PersistentVolumeClaim, name: secrets, namespace: kube-system}
   resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: class-less}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: local-only}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local
+  resources: {requests: {storage: 1Gi}}
 "#;
     c.virt
         .kubectl_stdin(&["apply", "-f", "-"], claims)
@@ -341,6 +363,8 @@ spec:
         ("by-name", "spec.volumeName"),
         ("by-label", "spec.selector"),
         ("cross-namespace", "spec.dataSourceRef"),
+        ("class-less", "storageClassName \"\""),
+        ("local-only", "kubernetes.io/no-provisioner"),
     ] {
         eventually("a SyncRefused event", WAIT, || async {
             let sel = format!("--field-selector=involvedObject.name={name}");
@@ -352,6 +376,37 @@ spec:
         .await;
         host_claim_absent(&c, name).await.unwrap();
     }
+    // A virtual volume forged to look like the syncer's, for the claim
+    // that names the host volume, does not make the name acceptable.
+    let uid = c.virt_get("pvc", "by-name").await.unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let forged = format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: precious
+  labels: {{vkube.dev/managed-by: {TENANT}}}
+  annotations: {{vkube.dev/object-name: by-name, vkube.dev/object-namespace: default, vkube.dev/object-uid: {uid}}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  flexVolume: {{driver: vkube.dev/host-volume}}
+  claimRef: {{namespace: default, name: by-name, uid: {uid}}}
+"#
+    );
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], &forged)
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&["annotate", "pvc", "by-name", "retry=1"])
+        .await
+        .expect_ok();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    host_claim_absent(&c, "by-name").await.unwrap();
     let precious = c.host.get_json(&["pv", "precious"]).await.unwrap();
     assert!(
         precious["spec"]["claimRef"].is_null(),
@@ -370,7 +425,7 @@ async fn restarting_mid_sync_of_claims_converges_exactly() {
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
     use kube::api::{Api, DeleteParams, ListParams, PostParams};
     use std::collections::{BTreeMap, BTreeSet};
-    use vkube_e2e::synced::{HOST_NAMESPACE, TENANT};
+    use vkube_e2e::synced::HOST_NAMESPACE;
 
     let mut c = SyncedCluster::start().await;
     let vclaims: Api<PersistentVolumeClaim> = Api::namespaced(c.virt.client().await, "default");

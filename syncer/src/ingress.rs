@@ -79,8 +79,7 @@ pub fn glob_matches(pattern: &str, key: &str) -> bool {
         return pattern == key;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !key.starts_with(first) || key.len() < first.len() + last.len() || !key.ends_with(last)
-    {
+    if !key.starts_with(first) || key.len() < first.len() + last.len() || !key.ends_with(last) {
         return false;
     }
     let mut rest = &key[first.len()..key.len() - last.len()];
@@ -272,7 +271,11 @@ mod tests {
         let resource = json!({"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
             "backend": {"resource": {"apiGroup": "", "kind": "Secret", "name": "x"}}}]}}]});
         assert!(matches!(
-            translate(&tenant(), &ingress(resource, json!({})), &IngressOptions::default()),
+            translate(
+                &tenant(),
+                &ingress(resource, json!({})),
+                &IngressOptions::default()
+            ),
             Err(TranslateError::Forbidden(_))
         ));
         let annotations = json!({
@@ -290,14 +293,22 @@ mod tests {
         .unwrap();
         let kept = t.ingress.metadata.annotations.unwrap();
         assert_eq!(kept["nginx.ingress.kubernetes.io/rewrite-target"], "/");
-        assert_eq!(t.dropped_annotations.len(), 4, "{:?}", t.dropped_annotations);
+        assert_eq!(
+            t.dropped_annotations.len(),
+            4,
+            "{:?}",
+            t.dropped_annotations
+        );
         assert!(!kept.keys().any(|k| t.dropped_annotations.contains(k)));
         let open = IngressOptions {
             denied_annotations: vec![],
         };
         let t = translate(
             &tenant(),
-            &ingress(json!({}), json!({"nginx.ingress.kubernetes.io/server-snippet": "x"})),
+            &ingress(
+                json!({}),
+                json!({"nginx.ingress.kubernetes.io/server-snippet": "x"}),
+            ),
             &open,
         )
         .unwrap();

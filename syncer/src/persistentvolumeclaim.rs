@@ -9,15 +9,28 @@
 //! record of the tenant's annotation keys; `accessModes`, `resources`,
 //! `volumeMode`, `storageClassName` and `volumeAttributesClassName` kept
 //! (StorageClasses are the host's, shown read-only in the tenant, so their
-//! names are the same on both sides). Refused
-//! ([`TranslateError::Forbidden`]), because each would let the tenant reach
-//! a host volume that is not its own:
+//! names are the same on both sides; the beta
+//! `volume.beta.kubernetes.io/storage-class` annotation becomes
+//! `storageClassName`).
+//!
+//! A claim may only get a volume provisioned for it. kube's PV controller
+//! binds a claim to any Available volume that matches its class, size and
+//! modes before it provisions, so these are refused
+//! ([`TranslateError::Forbidden`]), each would let the tenant bind a host
+//! volume that is not its own:
 //! * `spec.selector`: it binds pre-provisioned host volumes by label;
-//! * `spec.volumeName`, unless it names the virtual PersistentVolume the
-//!   syncer made for this very claim ([`translate`]'s `own_volume`);
+//! * `storageClassName: ""`, a class whose provisioner is
+//!   `kubernetes.io/no-provisioner` (static volumes only), and no class at
+//!   all when the host is known to have no default class: each binds
+//!   pre-provisioned volumes only;
+//! * `spec.volumeName`, unless it is the volume the tenant's host claim is
+//!   bound to already ([`HostStorage::bound_volume`]);
 //! * a `dataSource`/`dataSourceRef` with a `namespace` other than the
 //!   claim's; the others name the host copy of the tenant's object (its
 //!   host name, [`host_name`]), never a host object.
+//!
+//! Available volumes the host's administrators leave in a provisioned class
+//! can still be bound by any claim of that class, on a real cluster too.
 //!
 //! Host → virtual: [`reflect_status`] (the host claim's status as the
 //! tenant's) and [`virtual_volume`] (a PersistentVolume for a bound claim,
@@ -65,17 +78,74 @@ pub fn is_binder_annotation(key: &str) -> bool {
     .any(|p| key.starts_with(p))
 }
 
-/// The host claim for virtual claim `claim` of `tenant`. `own_volume` is
-/// the name of the virtual PersistentVolume the syncer made for this claim
-/// (its claimRef names this claim's uid), if any: the only `volumeName` the
-/// claim may carry to the host.
+/// What the syncer knows of the host's storage when it translates a claim.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostStorage<'a> {
+    /// The volume the tenant's host claim (ours, current) is bound to: its
+    /// `spec.volumeName`.
+    pub bound_volume: Option<&'a str>,
+    /// The host's StorageClasses when the syncer may list them: (name,
+    /// provisioner, is default); `None` when it may not.
+    pub classes: Option<&'a [(String, String, bool)]>,
+}
+
+/// The provisioner of StorageClasses that only bind pre-provisioned
+/// volumes (local volumes).
+pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
+
+/// The beta annotation naming a claim's StorageClass.
+pub const ANNOTATION_BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
+
+/// The StorageClass the host claim names: the tenant's (field, else the
+/// beta annotation), else the host's default when the host's classes are
+/// known. Errors as listed in the module docs.
+fn host_class(
+    claim: &PersistentVolumeClaim,
+    storage: &HostStorage<'_>,
+) -> Result<Option<String>, TranslateError> {
+    let refuse = |why: String| Err(TranslateError::Forbidden(why));
+    let named = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .or_else(|| {
+            claim
+                .metadata
+                .annotations
+                .as_ref()?
+                .get(ANNOTATION_BETA_STORAGE_CLASS)
+                .cloned()
+        });
+    match (named, storage.classes) {
+        (Some(c), _) if c.is_empty() => refuse(
+            "storageClassName \"\" binds pre-provisioned host volumes, which this virtual cluster may not claim; name a StorageClass".into(),
+        ),
+        (Some(c), Some(classes)) => match classes.iter().find(|(n, _, _)| *n == c) {
+            Some((_, p, _)) if p == NO_PROVISIONER => refuse(format!(
+                "StorageClass {c:?} only binds pre-provisioned host volumes ({NO_PROVISIONER}), which this virtual cluster may not claim"
+            )),
+            _ => Ok(Some(c)),
+        },
+        (Some(c), None) => Ok(Some(c)),
+        (None, Some(classes)) => match classes.iter().find(|(_, _, default)| *default) {
+            Some((n, _, _)) => Ok(Some(n.clone())),
+            None => refuse(
+                "the claim names no StorageClass and the host has no default one, so it would bind pre-provisioned host volumes; name a StorageClass".into(),
+            ),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+/// The host claim for virtual claim `claim` of `tenant`, given what is
+/// known of the host's storage (`storage`).
 ///
 /// Errors: [`TranslateError::Identity`] without name, namespace or uid;
 /// [`TranslateError::Forbidden`] as listed in the module docs.
 pub fn translate(
     tenant: &Tenant,
     claim: &PersistentVolumeClaim,
-    own_volume: Option<&str>,
+    storage: &HostStorage<'_>,
 ) -> Result<PersistentVolumeClaim, TranslateError> {
     let mut metadata = host_meta(tenant, KIND, &claim.metadata)?;
     let namespace = claim.metadata.namespace.clone().unwrap_or_default();
@@ -87,12 +157,13 @@ pub fn translate(
     }
     let volume_name = spec.volume_name.filter(|v| !v.is_empty());
     if let Some(v) = &volume_name
-        && own_volume != Some(v.as_str())
+        && storage.bound_volume != Some(v.as_str())
     {
         return Err(TranslateError::Forbidden(format!(
             "spec.volumeName {v:?} names a volume this virtual cluster may not claim"
         )));
     }
+    let storage_class_name = host_class(claim, storage)?;
     let mut data_source = spec.data_source;
     if let Some(d) = data_source.as_mut() {
         d.name = host_name(tenant, &namespace, &d.name);
@@ -130,7 +201,7 @@ pub fn translate(
             access_modes: spec.access_modes,
             resources: spec.resources,
             volume_mode: spec.volume_mode,
-            storage_class_name: spec.storage_class_name,
+            storage_class_name,
             volume_attributes_class_name: spec.volume_attributes_class_name,
             volume_name,
             data_source,
@@ -151,8 +222,9 @@ fn storage(
 /// `desired` (from [`translate`]), or `None` when nothing the syncer owns
 /// differs. Only what may change on a claim is changed: labels, the
 /// tenant's annotations ([`keep_host_annotations`] keeps the host's own,
-/// e.g. the binder's), and `resources.requests.storage` when the tenant's
-/// is larger (expansion; claims never shrink). The rest of the spec (set
+/// e.g. the binder's), and once the claim is bound,
+/// `resources.requests.storage` when the tenant's is larger (expansion;
+/// claims never shrink) and `volumeAttributesClassName`. The rest of the spec (set
 /// once, partly by the host's binder) and `finalizers` (the host's
 /// `kubernetes.io/pvc-protection`) are the host's.
 pub fn update(
@@ -165,6 +237,11 @@ pub fn update(
         desired.metadata.annotations.clone().unwrap_or_default(),
         &host.metadata,
     ));
+    // A claim's spec is immutable until it is bound; then the request may
+    // grow and the volume attributes class change (ValidatePersistentVolumeClaimUpdate).
+    if bound_volume(host).is_none() {
+        return (out != *host).then_some(out);
+    }
     let want = desired
         .spec
         .as_ref()
@@ -175,12 +252,11 @@ pub fn update(
         .as_ref()
         .and_then(|s| s.resources.as_ref())
         .and_then(|r| r.requests.as_ref());
+    let out_spec = out.spec.get_or_insert_with(Default::default);
     if let (Some(w), Some(h)) = (storage(want), storage(have))
         && w > h
     {
-        let requests = out
-            .spec
-            .get_or_insert_with(Default::default)
+        let requests = out_spec
             .resources
             .get_or_insert_with(Default::default)
             .requests
@@ -191,6 +267,13 @@ pub fn update(
                 .cloned()
                 .unwrap_or_default(),
         );
+    }
+    let attributes = desired
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_attributes_class_name.clone());
+    if attributes.is_some() {
+        out_spec.volume_attributes_class_name = attributes;
     }
     (out != *host).then_some(out)
 }
@@ -221,9 +304,10 @@ pub fn bound_volume(host: &PersistentVolumeClaim) -> Option<&str> {
 /// syncer finds and removes it. Shown: capacity, access modes, volume
 /// mode, reclaim policy (`Delete` when unknown), storage class, mount
 /// options, claimRef (the virtual claim) and phase `Bound`; a CSI host
-/// volume shows its driver, handle, fsType and attributes, anything else a
+/// volume shows its driver, handle and fsType, anything else a
 /// flexVolume of driver [`HOST_VOLUME_DRIVER`]. Not shown: secrets, node
-/// affinity, the host source. `None` unless `host` is bound.
+/// affinity, CSI volume attributes (backend addresses, share paths), the
+/// host source. `None` unless `host` is bound.
 pub fn virtual_volume(
     tenant: &Tenant,
     claim: &PersistentVolumeClaim,
@@ -243,7 +327,6 @@ pub fn virtual_volume(
             volume_handle: c.volume_handle.clone(),
             fs_type: c.fs_type.clone(),
             read_only: c.read_only,
-            volume_attributes: c.volume_attributes.clone(),
             ..Default::default()
         });
     let flex_volume = csi.is_none().then(|| FlexPersistentVolumeSource {
@@ -369,7 +452,7 @@ mod tests {
 
     #[test]
     fn translate_keeps_the_request_and_drops_binder_and_reserved_annotations() {
-        let h = translate(&tenant(), &claim(basic()), None).unwrap();
+        let h = translate(&tenant(), &claim(basic()), &HostStorage::default()).unwrap();
         assert_eq!(h.metadata.name.as_deref(), Some("data-x-team-x-vc"));
         assert_eq!(h.metadata.namespace.as_deref(), Some("host-ns"));
         let ann = h.metadata.annotations.as_ref().unwrap();
@@ -407,7 +490,7 @@ mod tests {
                 .extend(extra.as_object().unwrap().clone());
             assert!(
                 matches!(
-                    translate(&tenant(), &claim(spec), None),
+                    translate(&tenant(), &claim(spec), &HostStorage::default()),
                     Err(TranslateError::Forbidden(_))
                 ),
                 "{what}"
@@ -415,8 +498,78 @@ mod tests {
         }
         let mut own = basic();
         own["volumeName"] = json!("pvc-123");
-        let h = translate(&tenant(), &claim(own), Some("pvc-123")).unwrap();
+        let h = translate(
+            &tenant(),
+            &claim(own),
+            &HostStorage {
+                bound_volume: Some("pvc-123"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(h.spec.unwrap().volume_name.as_deref(), Some("pvc-123"));
+    }
+
+    #[test]
+    fn only_classes_that_provision_are_accepted() {
+        let classes = [
+            ("standard".to_string(), "ebs.csi.aws.com".to_string(), true),
+            ("local".to_string(), NO_PROVISIONER.to_string(), false),
+        ];
+        let known = HostStorage {
+            classes: Some(&classes),
+            ..Default::default()
+        };
+        let class_of = |class: Option<&str>, storage: &HostStorage<'_>| {
+            let mut spec = basic();
+            spec["storageClassName"] = json!(class);
+            translate(&tenant(), &claim(spec), storage).map(|h| h.spec.unwrap().storage_class_name)
+        };
+        assert_eq!(
+            class_of(Some("standard"), &known),
+            Ok(Some("standard".into()))
+        );
+        assert_eq!(
+            class_of(None, &known),
+            Ok(Some("standard".into())),
+            "the host's default"
+        );
+        for refused in [Some(""), Some("local")] {
+            assert!(
+                matches!(class_of(refused, &known), Err(TranslateError::Forbidden(_))),
+                "{refused:?}"
+            );
+        }
+        let no_default = [classes[1].clone()];
+        let without = HostStorage {
+            classes: Some(&no_default),
+            ..Default::default()
+        };
+        assert!(matches!(
+            class_of(None, &without),
+            Err(TranslateError::Forbidden(_))
+        ));
+        let unknown = HostStorage::default();
+        assert_eq!(
+            class_of(None, &unknown),
+            Ok(None),
+            "left to the host's admission"
+        );
+        assert!(matches!(
+            class_of(Some(""), &unknown),
+            Err(TranslateError::Forbidden(_))
+        ));
+        let mut beta = claim(json!({"resources": {"requests": {"storage": "1Gi"}}}));
+        beta.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(ANNOTATION_BETA_STORAGE_CLASS.into(), "standard".into());
+        let h = translate(&tenant(), &beta, &known).unwrap();
+        assert_eq!(
+            h.spec.unwrap().storage_class_name.as_deref(),
+            Some("standard")
+        );
     }
 
     #[test]
@@ -425,7 +578,7 @@ mod tests {
         spec["dataSource"] = json!({"kind": "PersistentVolumeClaim", "name": "db"});
         spec["dataSourceRef"] = json!({"apiGroup": "snapshot.storage.k8s.io",
             "kind": "VolumeSnapshot", "name": "snap", "namespace": "team"});
-        let s = translate(&tenant(), &claim(spec), None)
+        let s = translate(&tenant(), &claim(spec), &HostStorage::default())
             .unwrap()
             .spec
             .unwrap();
@@ -436,7 +589,7 @@ mod tests {
 
     #[test]
     fn update_grows_the_request_and_keeps_the_hosts_fields() {
-        let desired = translate(&tenant(), &claim(basic()), None).unwrap();
+        let desired = translate(&tenant(), &claim(basic()), &HostStorage::default()).unwrap();
         let mut host = desired.clone();
         host.metadata.finalizers = Some(vec!["kubernetes.io/pvc-protection".into()]);
         host.metadata.resource_version = Some("7".into());
@@ -450,7 +603,20 @@ mod tests {
         let mut bigger = claim(basic());
         bigger.spec.as_mut().unwrap().resources =
             serde_json::from_value(json!({"requests": {"storage": "2Gi"}})).unwrap();
-        let out = update(&translate(&tenant(), &bigger, None).unwrap(), &host).unwrap();
+        let pending = update(
+            &translate(&tenant(), &bigger, &HostStorage::default()).unwrap(),
+            &host,
+        );
+        assert_eq!(pending, None, "a claim is immutable until bound");
+        host.status = serde_json::from_value(json!({"phase": "Bound"})).unwrap();
+        let mut bigger = claim(basic());
+        bigger.spec.as_mut().unwrap().resources =
+            serde_json::from_value(json!({"requests": {"storage": "2Gi"}})).unwrap();
+        let out = update(
+            &translate(&tenant(), &bigger, &HostStorage::default()).unwrap(),
+            &host,
+        )
+        .unwrap();
         let spec = out.spec.as_ref().unwrap();
         assert_eq!(
             spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
@@ -467,7 +633,10 @@ mod tests {
         smaller.spec.as_mut().unwrap().resources =
             serde_json::from_value(json!({"requests": {"storage": "512Mi"}})).unwrap();
         assert_eq!(
-            update(&translate(&tenant(), &smaller, None).unwrap(), &host),
+            update(
+                &translate(&tenant(), &smaller, &HostStorage::default()).unwrap(),
+                &host
+            ),
             None,
             "never shrinks"
         );
@@ -476,7 +645,7 @@ mod tests {
     #[test]
     fn a_bound_claim_gets_a_virtual_volume_without_host_details() {
         let v = claim(basic());
-        let mut host = translate(&tenant(), &v, None).unwrap();
+        let mut host = translate(&tenant(), &v, &HostStorage::default()).unwrap();
         assert!(
             virtual_volume(&tenant(), &v, &host, None).is_none(),
             "unbound"
@@ -490,6 +659,7 @@ mod tests {
             "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "standard",
                 "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1",
+                    "volumeAttributes": {"server": "10.1.2.3", "share": "/exports/a"},
                     "nodePublishSecretRef": {"name": "s", "namespace": "kube-system"}},
                 "nodeAffinity": {"required": {"nodeSelectorTerms": []}},
                 "claimRef": {"namespace": "host-ns", "name": "data-x-team-x-vc"}},

@@ -557,6 +557,21 @@ fn claim_volume(tenant: &Tenant, id: &VirtualIdentity, v: &mut Volume) {
     }
 }
 
+/// The virtual claims pod `pod` mounts through generic ephemeral volumes:
+/// `POD-VOLUME` each, as the ephemeral-volume controller names them. The
+/// host pod must wait until each exists and is controlled by this pod (a
+/// kubelet refuses to start a pod on a claim it does not own; the syncer
+/// must not mount a leftover claim of an earlier pod of the same name).
+pub fn ephemeral_claims(pod: &Pod) -> Vec<String> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter(|v| v.ephemeral.is_some())
+        .map(|v| format!("{name}-{}", v.name))
+        .collect()
+}
+
 /// Collects references while rewriting names to host names.
 struct Refs<'a> {
     tenant: &'a Tenant,
@@ -1680,6 +1695,7 @@ mod tests {
             ])
         );
         assert!(t.references.is_empty(), "claims are synced on their own");
+        assert_eq!(ephemeral_claims(&p), ["web-scratch"]);
     }
 }
 

@@ -50,7 +50,11 @@ async fn reconcile(ing: Arc<Ingress>, ctx: Arc<Ctx>) -> Result<Action> {
             Api::namespaced(ctx.client.clone(), &ing.namespace().unwrap_or_default());
         let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": ctx.address}]}}});
         match api
-            .patch_status(&ing.name_any(), &PatchParams::default(), &Patch::Merge(status))
+            .patch_status(
+                &ing.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(status),
+            )
             .await
         {
             Ok(_) => {}

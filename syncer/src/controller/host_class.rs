@@ -145,7 +145,10 @@ async fn reconcile<K: ShownFromHost>(
 ) -> anyhow::Result<Option<Duration>> {
     let api = Api::<K>::all(ctx.virtual_client.clone());
     let current = virt.get(&ObjectRef::new(name));
-    if current.as_ref().is_some_and(|c| !is_ours(&ctx.tenant, c.meta())) {
+    if current
+        .as_ref()
+        .is_some_and(|c| !is_ours(&ctx.tenant, c.meta()))
+    {
         // The tenant's own class of that name wins; the host's stays hidden.
         return Ok(None);
     }

@@ -217,9 +217,25 @@ pub async fn sync_translated<K: Mirrored>(
             let h = h.expect("owned implies present");
             if let Some(mut out) = K::update(desired, h) {
                 out.meta_mut().resource_version = h.meta().resource_version.clone();
-                api.replace(&h.name_any(), &PostParams::default(), &out)
+                match api
+                    .replace(&h.name_any(), &PostParams::default(), &out)
                     .await
-                    .with_context(|| format!("updating host {} {}", K::KIND, h.name_any()))?;
+                {
+                    Ok(_) => {}
+                    // The host refuses the change itself (a claim whose class
+                    // cannot expand, an immutable field): retrying cannot
+                    // help, the tenant is told why.
+                    Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => {
+                        let why = format!("the host refused the update: {}", s.message);
+                        ctx.warn(v, crate::event::REASON_SYNC_REFUSED, &why).await?;
+                        return Ok(None);
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("updating host {} {}", K::KIND, h.name_any())
+                        });
+                    }
+                }
                 ctx.metrics
                     .observe_latency(K::KIND, Direction::VirtualToHost, since.elapsed());
             }

@@ -67,9 +67,7 @@ pub static CONTROLLERS: &[ControllerDef] = &[
     },
     ControllerDef {
         kind: crate::storageclass::KIND,
-        run: |ctx| {
-            Box::pin(host_class::run::<k8s_openapi::api::storage::v1::StorageClass>(ctx))
-        },
+        run: |ctx| Box::pin(host_class::run::<k8s_openapi::api::storage::v1::StorageClass>(ctx)),
     },
     ControllerDef {
         kind: ingress::KIND,
@@ -78,7 +76,9 @@ pub static CONTROLLERS: &[ControllerDef] = &[
     ControllerDef {
         kind: "IngressClass",
         run: |ctx| {
-            Box::pin(host_class::run::<k8s_openapi::api::networking::v1::IngressClass>(ctx))
+            Box::pin(host_class::run::<
+                k8s_openapi::api::networking::v1::IngressClass,
+            >(ctx))
         },
     },
     ControllerDef {

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::json;
@@ -48,7 +49,7 @@ impl Mirrored for PersistentVolumeClaim {
         true
     }
     fn translate(tenant: &Tenant, v: &Self) -> Result<Self, TranslateError> {
-        pvc::translate(tenant, v, None)
+        pvc::translate(tenant, v, &pvc::HostStorage::default())
     }
     fn needs_update(desired: &Self, host: &Self) -> bool {
         pvc::update(desired, host).is_some()
@@ -59,6 +60,8 @@ impl Mirrored for PersistentVolumeClaim {
 }
 
 struct Stores {
+    /// The host's StorageClasses, when the host lets the syncer list them.
+    classes: Option<Store<StorageClass>>,
     claims: Store<PersistentVolumeClaim>,
     host: Store<PersistentVolumeClaim>,
     volumes: Store<PersistentVolume>,
@@ -79,7 +82,23 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             ctx.tenant.name()
         )),
     );
+    // Which classes provision and which is the default decide what a
+    // claim may ask for (`pvc::translate`); unknown when the host forbids
+    // listing them.
+    let host_classes = Api::<StorageClass>::all(ctx.host_client.clone());
+    let (classes, class_stream) = match host_classes
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => {
+            let (store, stream) = watch_store(host_classes, watcher::Config::default());
+            (Some(store), Some(stream))
+        }
+        Err(e) if is_status(&e, 403) => (None, None),
+        Err(e) => return Err(e).context("listing host StorageClasses"),
+    };
     let stores = Arc::new(Stores {
+        classes,
         claims: vstore.clone(),
         host: hstore.clone(),
         volumes: volumes.clone(),
@@ -103,6 +122,9 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             s.claims.wait_until_ready().await?;
             s.host.wait_until_ready().await?;
             s.volumes.wait_until_ready().await?;
+            if let Some(c) = &s.classes {
+                c.wait_until_ready().await?;
+            }
             Ok(())
         }
     };
@@ -127,7 +149,24 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             }
         })
     };
+    let class_resync = Arc::clone(&resync);
+    let class_events = async move {
+        match class_stream {
+            // A class change may admit or refuse waiting claims: resync.
+            Some(stream) => {
+                let resync = class_resync;
+                crate::engine::drive(stream, move |ev| {
+                    if let watcher::Event::Apply(_) | watcher::Event::Delete(_) = ev {
+                        resync();
+                    }
+                })
+                .await
+            }
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
+        r = class_events => r,
         r = super::queue_virtual(vstream, Arc::clone(&queue), Arc::clone(&resync)) => r,
         r = super::queue_host(hstream, KIND, Arc::clone(&queue), resync) => r,
         r = volume_events => r,
@@ -168,24 +207,34 @@ async fn reconcile(
         }
         return Ok(None);
     };
-    let own_volume = v
-        .spec
-        .as_ref()
-        .and_then(|s| s.volume_name.as_deref())
-        .filter(|name| {
-            stores
-                .volumes
-                .get(&ObjectRef::new(name))
-                .and_then(|pv| pvc::volume_claim(&pv, &ctx.tenant))
-                .is_some_and(|(_, _, uid)| v.metadata.uid.as_deref() == Some(uid.as_str()))
-        });
-    let translated = pvc::translate(&ctx.tenant, v, own_volume);
-    let next = mirror::sync_translated(ctx, v.as_ref(), translated, h.as_deref(), since).await?;
     let id = VirtualIdentity::from_meta(KIND, &v.metadata)?;
-    if let Some(h) = h
-        && is_managed(&ctx.tenant, Some(&h.metadata), &id) == Ownership::Owned
-    {
-        reflect(ctx, stores, v, &h).await?;
+    let owned = h
+        .as_ref()
+        .filter(|h| is_managed(&ctx.tenant, Some(&h.metadata), &id) == Ownership::Owned);
+    let classes = stores.classes.as_ref().map(|store| {
+        store
+            .state()
+            .iter()
+            .map(|c| {
+                let default = c.metadata.annotations.as_ref().is_some_and(|a| {
+                    crate::storageclass::DEFAULT_CLASS_ANNOTATIONS
+                        .iter()
+                        .any(|k| a.get(*k).is_some_and(|v| v == "true"))
+                });
+                (c.name_any(), c.provisioner.clone(), default)
+            })
+            .collect::<Vec<_>>()
+    });
+    let storage = pvc::HostStorage {
+        bound_volume: owned
+            .and_then(|h| h.spec.as_ref())
+            .and_then(|s| s.volume_name.as_deref()),
+        classes: classes.as_deref(),
+    };
+    let translated = pvc::translate(&ctx.tenant, v, &storage);
+    let next = mirror::sync_translated(ctx, v.as_ref(), translated, h.as_deref(), since).await?;
+    if let Some(h) = owned {
+        reflect(ctx, stores, v, h).await?;
     }
     Ok(next)
 }

@@ -27,7 +27,8 @@ use anyhow::Context as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    Binding, ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
+    Binding, ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Secret, Service,
+    ServiceAccount,
 };
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -324,7 +325,8 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
                 }
                 watcher::Event::Delete(o) => {
                     let k = key_of(&o);
-                    ctx.references.set(super::Holder::Pod, k.clone(), Vec::new());
+                    ctx.references
+                        .set(super::Holder::Pod, k.clone(), Vec::new());
                     state.hold(&k, true, None);
                     queue.add(k);
                 }
@@ -930,6 +932,30 @@ fn wants_token_in(state: &State, ns: &str, service_account: &str, automount: Opt
     )
 }
 
+/// Whether every ephemeral-volume claim of `v` exists in the virtual
+/// cluster and is controlled by `v` ([`pure::ephemeral_claims`]).
+async fn ephemeral_claims_ready(ctx: &Context, v: &Pod) -> anyhow::Result<bool> {
+    let claims = pure::ephemeral_claims(v);
+    if claims.is_empty() {
+        return Ok(true);
+    }
+    let api = ctx.virtual_api::<PersistentVolumeClaim>(&v.namespace().unwrap_or_default());
+    let uid = v.metadata.uid.as_deref().unwrap_or_default();
+    for name in claims {
+        let owned = api.get_opt(&name).await?.is_some_and(|c| {
+            c.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.controller == Some(true) && o.uid == uid)
+        });
+        if !owned {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 async fn create_host_pod(
     ctx: &Context,
     state: &State,
@@ -938,6 +964,9 @@ async fn create_host_pod(
     translated: pure::Translated,
     since: Instant,
 ) -> anyhow::Result<Option<Duration>> {
+    if !ephemeral_claims_ready(ctx, v).await? {
+        return Ok(Some(Duration::from_secs(1)));
+    }
     for r in &translated.references {
         let k = (r.namespace.clone(), r.name.clone());
         match r.kind {
