@@ -394,6 +394,7 @@ async fn role_grants_exactly_what_the_syncer_uses() {
             crud,
             "",
         ),
+        ("networking.k8s.io", &["ingresses", "networkpolicies"], crud, ""),
         ("", &["pods/status"], &["get", "update", "patch"], ""),
         ("", &["pods/log"], &["get"], ""),
         (
@@ -443,26 +444,32 @@ async fn role_grants_exactly_what_the_syncer_uses() {
         assert_eq!(subjects[0].namespace.as_deref(), Some("tenant"));
     }
 
-    let plain = render(&["--set", "sync.hostStorage=false"]).await;
+    let plain = render(&["--set", "sync.hostClasses=false"]).await;
     assert!(!plain.has("ClusterRole") && !plain.has("ClusterRoleBinding"));
-    let storage = rule_set(&[
+    let classes = rule_set(&[
         (
             "storage.k8s.io",
             &["storageclasses"],
             &["get", "list", "watch"],
             "",
         ),
+        (
+            "networking.k8s.io",
+            &["ingressclasses"],
+            &["get", "list", "watch"],
+            "",
+        ),
         ("", &["persistentvolumes"], &["get"], ""),
     ]);
     let default: ClusterRole = render(&[]).await.get("ClusterRole", "vkube-t-tenant");
-    assert_eq!(flatten(&default.rules.unwrap_or_default()), storage);
+    assert_eq!(flatten(&default.rules.unwrap_or_default()), classes);
     let nodes = render(&["--set", "sync.nodes=true"]).await;
     let cr: ClusterRole = nodes.get("ClusterRole", "vkube-t-tenant");
     let mut both = rule_set(&[
         ("", &["nodes"], &["get", "list", "watch"], ""),
         ("metrics.k8s.io", &["nodes"], &["get", "list"], ""),
     ]);
-    both.extend(storage);
+    both.extend(classes);
     assert_eq!(flatten(&cr.rules.unwrap_or_default()), both);
     let crb: ClusterRoleBinding = nodes.get("ClusterRoleBinding", "vkube-t-tenant");
     assert_eq!(crb.role_ref.name, "vkube-t-tenant");
