@@ -394,7 +394,12 @@ async fn role_grants_exactly_what_the_syncer_uses() {
             crud,
             "",
         ),
-        ("networking.k8s.io", &["ingresses", "networkpolicies"], crud, ""),
+        (
+            "networking.k8s.io",
+            &["ingresses", "networkpolicies"],
+            crud,
+            "",
+        ),
         ("", &["pods/status"], &["get", "update", "patch"], ""),
         ("", &["pods/log"], &["get"], ""),
         (

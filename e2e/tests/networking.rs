@@ -143,3 +143,121 @@ spec:
     .await;
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_network_policy_reaches_the_host_with_exactly_the_translated_selectors() {
+    use vkube_e2e::synced::TENANT;
+    let c = SyncedCluster::start().await;
+    for ns in ["frontend", "other"] {
+        c.virt
+            .kubectl(&["create", "namespace", ns])
+            .await
+            .expect_ok();
+    }
+    c.virt
+        .kubectl(&["label", "namespace", "frontend", "team=web"])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Ingress]
+  ingress:
+    - from:
+        - namespaceSelector: {matchLabels: {team: web}}
+          podSelector: {matchLabels: {app: api}}
+        - ipBlock: {cidr: 192.0.2.0/24}
+      ports: [{port: 5432, protocol: TCP}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: sneaky}
+spec:
+  podSelector: {matchLabels: {vkube.dev/managed-by: another-tenant}}
+"#,
+        )
+        .await
+        .expect_ok();
+    let host_name = c.host_name("default", "db");
+    let expected = |namespaces: serde_json::Value| {
+        serde_json::json!({
+            "podSelector": {"matchLabels": {
+                "app": "db", "vkube.dev/managed-by": TENANT, "vkube.dev/namespace": "default"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [
+                    {"podSelector": namespaces},
+                    {"ipBlock": {"cidr": "192.0.2.0/24"}},
+                ],
+                "ports": [{"port": 5432, "protocol": "TCP"}],
+            }],
+        })
+    };
+    let one = expected(serde_json::json!({"matchLabels": {
+        "app": "api", "vkube.dev/managed-by": TENANT, "vkube.dev/namespace": "frontend"}}));
+    eventually("the host NetworkPolicy", WAIT, || async {
+        let h = c.host_get("networkpolicy", &host_name).await?;
+        (h["spec"] == one)
+            .then_some(())
+            .ok_or(h["spec"].to_string())
+    })
+    .await;
+    // A namespace that gets the label joins the policy on the host.
+    c.virt
+        .kubectl(&["label", "namespace", "other", "team=web"])
+        .await
+        .expect_ok();
+    let two = expected(serde_json::json!({
+        "matchLabels": {"app": "api", "vkube.dev/managed-by": TENANT},
+        "matchExpressions": [{"key": "vkube.dev/namespace", "operator": "In",
+            "values": ["frontend", "other"]}]}));
+    eventually(
+        "the host NetworkPolicy follows the labels",
+        WAIT,
+        || async {
+            let h = c.host_get("networkpolicy", &host_name).await?;
+            (h["spec"] == two)
+                .then_some(())
+                .ok_or(h["spec"].to_string())
+        },
+    )
+    .await;
+    eventually("a SyncRefused event", WAIT, || async {
+        let out = c
+            .virt
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector=involvedObject.name=sneaky",
+            ])
+            .await;
+        out.stdout
+            .contains("SyncRefused")
+            .then_some(())
+            .ok_or(out.stdout)
+    })
+    .await;
+    assert!(
+        c.host_get("networkpolicy", &c.host_name("default", "sneaky"))
+            .await
+            .is_err()
+    );
+    c.virt
+        .kubectl(&["delete", "networkpolicy", "db"])
+        .await
+        .expect_ok();
+    eventually("the host NetworkPolicy gone", WAIT, || async {
+        match c.host_get("networkpolicy", &host_name).await {
+            Err(e) if e.contains("NotFound") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    c.shutdown().await;
+}

@@ -30,6 +30,7 @@ pub mod event;
 pub mod ingress;
 pub mod metrics;
 pub mod names;
+pub mod networkpolicy;
 pub mod node;
 pub mod pause;
 pub mod persistentvolumeclaim;

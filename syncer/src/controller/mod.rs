@@ -28,6 +28,7 @@ pub mod event;
 pub mod host_class;
 pub mod ingress;
 pub mod mirror;
+pub mod networkpolicy;
 pub mod node;
 pub mod persistentvolumeclaim;
 pub mod pod;
@@ -72,6 +73,10 @@ pub static CONTROLLERS: &[ControllerDef] = &[
     ControllerDef {
         kind: ingress::KIND,
         run: |ctx| Box::pin(ingress::run(ctx)),
+    },
+    ControllerDef {
+        kind: networkpolicy::KIND,
+        run: |ctx| Box::pin(networkpolicy::run(ctx)),
     },
     ControllerDef {
         kind: "IngressClass",
