@@ -92,6 +92,8 @@ pub struct ServerArgs {
     /// `0.0.0.0:1053`), or `off`.
     #[arg(long, default_value = "off", value_name = "ADDR|off")]
     pub dns_listen: String,
+    #[command(flatten)]
+    pub kinds: crate::syncer::SyncKindArgs,
 }
 
 /// What the host Service in front of `vkube server` gives the tenant.
@@ -264,6 +266,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     sync.pod_security = args.pod_security;
     sync.host_service_account = args.host_service_account.clone();
     sync.nodes = args.sync_nodes.clone();
+    args.kinds.apply(&mut sync);
     sync.owner = owner.clone();
     // In-pod clients reach the virtual API server at its host Service's
     // ClusterIP (an address, so no DNS is needed), else where the

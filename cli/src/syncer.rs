@@ -64,6 +64,48 @@ pub struct SyncerArgs {
     /// the address is logged).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub kinds: SyncKindArgs,
+}
+
+/// Options of the optional synced kinds, shared by `vkube syncer` and
+/// `vkube server`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncKindArgs {
+    /// Sync the tenant's PriorityClasses to the host (cluster-scoped
+    /// writes; renamed NAME-x-HOSTNS-x-VC, never the host's default); host
+    /// pods then name their class's host copy. Off: host pods name no class.
+    #[arg(long)]
+    pub sync_priority_classes: bool,
+    /// The highest value a synced PriorityClass gets on the host (higher
+    /// values are lowered to it), so a tenant cannot outrank or preempt the
+    /// host's and other tenants' pods.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "VALUE",
+        allow_negative_numbers = true
+    )]
+    pub priority_class_max_value: i32,
+    /// Ingress annotation keys never copied to the host (`*` matches any
+    /// run of characters; repeatable). Replaces the default list, the
+    /// ingress-nginx snippet and Secret/ConfigMap-naming annotations.
+    #[arg(long = "ingress-deny-annotation", value_name = "PATTERN")]
+    pub ingress_deny_annotations: Option<Vec<String>>,
+}
+
+impl SyncKindArgs {
+    /// Applies these options to `config`.
+    pub fn apply(&self, config: &mut SyncerConfig) {
+        config.priority_classes = self.sync_priority_classes.then_some(
+            vkube_syncer::priorityclass::PriorityClassOptions {
+                max_value: self.priority_class_max_value,
+            },
+        );
+        if let Some(deny) = &self.ingress_deny_annotations {
+            config.ingress.denied_annotations = deny.clone();
+        }
+    }
 }
 
 impl SyncerArgs {
@@ -78,6 +120,7 @@ impl SyncerArgs {
         config.host_service_account = self.host_service_account.clone();
         config.pod_security = self.pod_security;
         config.nodes = self.sync_nodes.clone();
+        self.kinds.apply(&mut config);
         Ok(config)
     }
 }

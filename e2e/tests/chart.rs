@@ -474,7 +474,23 @@ async fn role_grants_exactly_what_the_syncer_uses() {
         ("", &["nodes"], &["get", "list", "watch"], ""),
         ("metrics.k8s.io", &["nodes"], &["get", "list"], ""),
     ]);
-    both.extend(classes);
+    both.extend(classes.clone());
+    let priority = render(&[
+        "--set",
+        "sync.priorityClasses.enabled=true",
+        "--set",
+        "sync.priorityClasses.maxValue=1000",
+    ])
+    .await;
+    let pcr: ClusterRole = priority.get("ClusterRole", "vkube-t-tenant");
+    let mut with_classes = classes.clone();
+    with_classes.extend(rule_set(&[(
+        "scheduling.k8s.io",
+        &["priorityclasses"],
+        &["get", "list", "watch", "create", "update", "delete"],
+        "",
+    )]));
+    assert_eq!(flatten(&pcr.rules.unwrap_or_default()), with_classes);
     assert_eq!(flatten(&cr.rules.unwrap_or_default()), both);
     let crb: ClusterRoleBinding = nodes.get("ClusterRoleBinding", "vkube-t-tenant");
     assert_eq!(crb.role_ref.name, "vkube-t-tenant");

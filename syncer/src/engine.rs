@@ -75,6 +75,10 @@ pub struct SyncerConfig {
     pub dns: Option<crate::pod::TenantDns>,
     /// How Ingresses are translated (the annotations never copied).
     pub ingress: crate::ingress::IngressOptions,
+    /// Sync the tenant's PriorityClasses to the host (cluster-scoped
+    /// writes) with these options; `None` (the default) syncs none and
+    /// host pods name no class.
+    pub priority_classes: Option<crate::priorityclass::PriorityClassOptions>,
     /// How often both sides are compared in full (and on start).
     pub resync_period: Duration,
     /// Reconciles run concurrently per kind.
@@ -98,6 +102,7 @@ impl SyncerConfig {
             nodes: crate::node::NodeVisibility::Auto,
             dns: None,
             ingress: crate::ingress::IngressOptions::default(),
+            priority_classes: None,
             resync_period: DEFAULT_RESYNC_PERIOD,
             workers: 16,
         }
@@ -116,6 +121,7 @@ impl SyncerConfig {
             allow_privileged: open,
             allow_host_ports: open,
             dns: self.dns.clone(),
+            priority_classes: self.priority_classes.is_some(),
         }
     }
 

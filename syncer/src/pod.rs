@@ -26,7 +26,9 @@
 //! * `hostname` defaults to the virtual name (when it is a DNS-1123 label) so
 //!   the container's hostname does not become the host name;
 //! * `priority` and `preemptionPolicy` are dropped (the host's Priority
-//!   admission computes them from `priorityClassName`);
+//!   admission computes them from `priorityClassName`), which names the
+//!   host copy of the tenant's class, or no class when classes are not
+//!   synced ([`crate::priorityclass`]);
 //! * `nodeName` is dropped (the host scheduler decides); a pod already
 //!   bound in the virtual cluster is pinned to that node with required node
 //!   affinity (`metadata.name In [node]`, as DaemonSet pods are);
@@ -74,6 +76,10 @@ pub struct TranslateOptions {
     /// ([`apply_tenant_dns`]); `None` leaves their DNS settings as the
     /// tenant wrote them.
     pub dns: Option<TenantDns>,
+    /// Whether the tenant's PriorityClasses are synced: host pods then name
+    /// their class's host copy, else no class
+    /// ([`crate::priorityclass::host_priority_class_name`]).
+    pub priority_classes: bool,
 }
 
 /// Where a tenant's pods resolve names: the tenant's own DNS server
@@ -372,6 +378,11 @@ pub fn translate(
     // wherever the host's classes differ.
     spec.priority = None;
     spec.preemption_policy = None;
+    spec.priority_class_name = crate::priorityclass::host_priority_class_name(
+        tenant,
+        spec.priority_class_name.as_deref(),
+        opts.priority_classes,
+    );
     // A pod bound in the virtual cluster already (a resumed pod, or one the
     // tenant created with a nodeName) runs on that node: the host scheduler
     // places it there through node affinity, as the DaemonSet controller

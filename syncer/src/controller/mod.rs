@@ -32,6 +32,7 @@ pub mod networkpolicy;
 pub mod node;
 pub mod persistentvolumeclaim;
 pub mod pod;
+pub mod priorityclass;
 pub mod resource_metrics;
 pub mod secret;
 pub mod service;
@@ -77,6 +78,10 @@ pub static CONTROLLERS: &[ControllerDef] = &[
     ControllerDef {
         kind: networkpolicy::KIND,
         run: |ctx| Box::pin(networkpolicy::run(ctx)),
+    },
+    ControllerDef {
+        kind: priorityclass::KIND,
+        run: |ctx| Box::pin(priorityclass::run(ctx)),
     },
     ControllerDef {
         kind: "IngressClass",

@@ -967,6 +967,14 @@ async fn create_host_pod(
     if !ephemeral_claims_ready(ctx, v).await? {
         return Ok(Some(Duration::from_secs(1)));
     }
+    if let Some(class) = v
+        .spec
+        .as_ref()
+        .and_then(|s| s.priority_class_name.as_deref())
+        .filter(|c| !c.is_empty())
+    {
+        super::priorityclass::ensure(ctx, class).await?;
+    }
     for r in &translated.references {
         let k = (r.namespace.clone(), r.name.clone());
         match r.kind {
