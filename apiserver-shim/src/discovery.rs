@@ -67,6 +67,7 @@ fn subresource_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str
     match sub {
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
+        "eviction" => ("policy", "v1", "Eviction"),
         "attach" => ("", "v1", "PodAttachOptions"),
         "proxy" if def.resource == "services" => ("", "v1", "ServiceProxyOptions"),
         "proxy" if def.resource == "nodes" => ("", "v1", "NodeProxyOptions"),
@@ -80,7 +81,7 @@ fn subresource_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str
 
 fn subresource_verbs(sub: &str) -> Vec<&'static str> {
     match sub {
-        "binding" | "token" => vec!["create"],
+        "binding" | "eviction" | "token" => vec!["create"],
         "finalize" => vec!["update"],
         // Connect subresources: kube-apiserver lists `create` and `get`
         // for the upgrading ones, `get` for the log.

@@ -338,6 +338,12 @@ impl ApiError {
         e
     }
 
+    /// 429 TooManyRequests with `message` (`errors.NewTooManyRequests`
+    /// without a retry hint).
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(429, "TooManyRequests", message)
+    }
+
     /// 500 InternalError; the cause is logged and summarised.
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self::new(

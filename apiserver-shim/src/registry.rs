@@ -180,6 +180,9 @@ pub struct ResourceDef {
     pub scale: Option<ScaleDef>,
     /// Has the pod `binding` subresource.
     pub binding: bool,
+    /// Has the pod `eviction` subresource ([`crate::rest`]'s eviction
+    /// module: a delete PodDisruptionBudgets may refuse).
+    pub eviction: bool,
     /// Has the pod connect subresources `attach`, `exec`, `log` and
     /// `portforward` (served by [`crate::connect`] through the server's
     /// [`vkube_core::connect::PodConnector`]).
@@ -286,6 +289,9 @@ impl ResourceDef {
         if self.binding {
             out.push("binding");
         }
+        if self.eviction {
+            out.push("eviction");
+        }
         if self.connect {
             out.extend(["attach", "exec", "log", "portforward"]);
         }
@@ -325,6 +331,7 @@ const fn def(
         status: false,
         scale: None,
         binding: false,
+        eviction: false,
         connect: false,
         ephemeral_containers: false,
         proxy: false,
@@ -716,6 +723,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["all"],
         status: true,
         binding: true,
+        eviction: true,
         connect: true,
         ephemeral_containers: true,
         proxy: true,

@@ -31,6 +31,9 @@ use crate::fieldmanager;
 /// Built-in admission plugins (LimitRanger, ResourceQuota).
 mod admission;
 
+/// `pods/eviction` and PodDisruptionBudgets.
+mod eviction;
+
 /// Limits and timings of the REST layer.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -68,6 +71,11 @@ pub struct ApiConfig {
     /// PodSecurity admission ([`vkube_core::podsecurity`]); `None`: pods
     /// are not checked here (a stand-alone server, the local host).
     pub pod_security: Option<Arc<dyn vkube_core::podsecurity::PodSecurityAdmission>>,
+    /// Where `pods/eviction` is decided when this server is a virtual
+    /// cluster's: the host, evicting the host copy under the host's
+    /// budgets ([`vkube_core::eviction::HostEvictor`]); `None`: this
+    /// server's own PodDisruptionBudgets decide.
+    pub evictor: Option<Arc<dyn vkube_core::eviction::HostEvictor>>,
 }
 
 impl Default for ApiConfig {
@@ -82,6 +90,7 @@ impl Default for ApiConfig {
             kubernetes_service_ip: None,
             metrics: None,
             pod_security: None,
+            evictor: None,
         }
     }
 }
@@ -113,8 +122,8 @@ impl Api {
 pub(crate) struct DeleteOptions {
     grace_period_seconds: Option<i64>,
     precondition_uid: Option<String>,
-    precondition_rv: Option<String>,
-    dry_run: bool,
+    pub(crate) precondition_rv: Option<String>,
+    pub(crate) dry_run: bool,
     /// `propagationPolicy`: `Orphan`, `Background` or `Foreground`.
     propagation_policy: Option<String>,
     /// The deprecated `orphanDependents`.
@@ -586,6 +595,9 @@ impl Api {
             }
             ("POST", None, None) => self.create(&target, &query, headers, &body, repr).await,
             ("POST", Some(name), Some("binding")) => self.bind(&target, name, headers, &body).await,
+            ("POST", Some(name), Some("eviction")) => {
+                self.evict(&target, name, headers, &body).await
+            }
             ("PUT", Some(name), _) => {
                 let mut obj = decode_body(headers, &body, def.kind)?;
                 check_fields(&target, &query, "UpdateOptions", Some(&body), &mut obj)?;
@@ -1929,7 +1941,7 @@ impl Patch {
 }
 
 fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<DeleteOptions> {
-    let mut opts = DeleteOptions {
+    let opts = DeleteOptions {
         grace_period_seconds: query.grace_period_seconds,
         dry_run: query.dry_run,
         propagation_policy: query.propagation_policy.clone(),
@@ -1940,6 +1952,16 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<
         return Ok(opts);
     }
     let v = decode_body(headers, body, "DeleteOptions")?;
+    delete_options_from(&v, opts, &query.dry_run_values)
+}
+
+/// Reads a `DeleteOptions` object `v` over `opts` (the query's), as sent
+/// in a DELETE body or an Eviction's `deleteOptions`.
+pub(crate) fn delete_options_from(
+    v: &Value,
+    mut opts: DeleteOptions,
+    query_dry_run: &[String],
+) -> ApiResult<DeleteOptions> {
     if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
         opts.grace_period_seconds = Some(g);
     }
@@ -1950,7 +1972,7 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<
             .and_then(Value::as_str)
             .map(str::to_string);
     }
-    let mut dry_run = query.dry_run_values.clone();
+    let mut dry_run = query_dry_run.to_vec();
     if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
         opts.dry_run |= d.iter().any(|x| x == "All");
         dry_run.extend(d.iter().map(|x| x.as_str().unwrap_or_default().to_string()));

@@ -103,7 +103,11 @@ impl VirtualCluster {
         config.api.service_host = Some(Arc::new(HostServices::new(host.clone(), &sync)));
         // Pod logs, exec, attach and port-forward reach the host copies
         // through the host API server, which plays the kubelet.
-        config.api.pod_connector = Some(Arc::new(HostPods::new(host.clone(), &sync)));
+        // Evictions are the host's to decide, under the tenant's synced
+        // budgets and the host's own.
+        let pods = Arc::new(HostPods::new(host.clone(), &sync));
+        config.api.pod_connector = Some(pods.clone());
+        config.api.evictor = Some(pods);
         // `kubectl top` reads the host's metrics.k8s.io, when it has one.
         config.api.metrics = Some(Arc::new(HostMetrics::new(host.clone(), &sync)));
         // Pods that break the enforced Pod Security level are refused when
@@ -266,7 +270,7 @@ pub async fn client_from_file(path: &Path) -> Result<kube::Client> {
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .with_context(|| format!("using kubeconfig {}", path.display()))?;
-    Ok(kube::Client::try_from(config)?)
+    Ok(vkube_controllers::client_from_config(config)?)
 }
 
 /// Creates namespace `name` on `client` unless it exists.

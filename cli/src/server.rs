@@ -207,9 +207,11 @@ pub fn kubernetes_service(url: &str) -> Option<(String, u16)> {
 pub async fn run(args: ServerArgs) -> Result<()> {
     let host = match &args.host_kubeconfig {
         Some(f) => embedded::client_from_file(f).await?,
-        None => kube::Client::try_default()
-            .await
-            .context("no in-cluster host config; pass --host-kubeconfig")?,
+        None => vkube_controllers::client_from_config(
+            kube::Config::infer()
+                .await
+                .context("no in-cluster host config; pass --host-kubeconfig")?,
+        )?,
     };
     let owner = match &args.host_owner {
         Some(o) => Some(vkube_syncer::resolve_owner(&host, &args.host_namespace, o).await?),

@@ -154,9 +154,11 @@ pub async fn run(args: SyncerArgs) -> Result<()> {
     let virtual_client = embedded::client_from_file(&args.virtual_kubeconfig).await?;
     let host_client = match &args.host_kubeconfig {
         Some(f) => embedded::client_from_file(f).await?,
-        None => kube::Client::try_default()
-            .await
-            .context("no in-cluster or default host config; pass --host-kubeconfig")?,
+        None => vkube_controllers::client_from_config(
+            kube::Config::infer()
+                .await
+                .context("no in-cluster or default host config; pass --host-kubeconfig")?,
+        )?,
     };
     if let Some(spec) = &args.host_owner {
         // The owner lives in the host namespace, which must then exist.

@@ -27,6 +27,7 @@
 //!   `kube-root-ca.crt` ConfigMap in every namespace;
 //! * [`endpoints`]: v1 Endpoints of Services with a selector;
 //! * [`endpointslice`]: discovery.k8s.io/v1 EndpointSlices of the same;
+//! * [`disruption`]: PodDisruptionBudget status;
 //! * [`ephemeral`]: the PersistentVolumeClaims of pods' generic ephemeral
 //!   volumes.
 //!
@@ -40,6 +41,7 @@ pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod ephemeral;
@@ -133,6 +135,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["endpoints-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(endpoints::run(c)),
+    },
+    ControllerDef {
+        name: "disruption",
+        aliases: &["disruption-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(disruption::run(c)),
     },
     ControllerDef {
         name: "ephemeral-volume",
@@ -294,6 +302,20 @@ pub async fn client_from_kubeconfig(yaml: &str) -> Result<Client, kube::Error> {
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .map_err(|e| kube::Error::Service(Box::new(e)))?;
+    client_from_config(config)
+}
+
+/// A client for `config` as vkube uses them: without kube-rs's in-request
+/// retries of 429, 503 and 504. Every vkube caller retries on its own
+/// terms (work queues and watchers with their backoff), and some 429s are
+/// answers, not load: an eviction a PodDisruptionBudget forbids must reach
+/// the client at once, as kube-apiserver sends it (client-go retries a 429
+/// only when it carries `Retry-After`).
+///
+/// # Errors
+/// As `kube::Client::try_from` (a TLS or proxy set-up error).
+pub fn client_from_config(mut config: kube::Config) -> Result<Client, kube::Error> {
+    config.default_retry = false;
     Client::try_from(config)
 }
 

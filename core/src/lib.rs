@@ -37,6 +37,7 @@
 pub mod apivalidation;
 pub mod connect;
 pub mod defaults;
+pub mod eviction;
 pub mod field;
 pub mod fields;
 pub mod gojson;

@@ -98,12 +98,13 @@ impl SyncedCluster {
         // As `vkube up` and `vkube server` run it: Services are stored with
         // the addresses of their host copies.
         let services = HostServices::new(host.client().await, &config);
-        let pods = HostPods::new(host.client().await, &config);
+        let pods = Arc::new(HostPods::new(host.client().await, &config));
         let metrics = HostMetrics::new(host.client().await, &config);
         let level = config.pod_security;
         let mut virt = TestCluster::start_configured(|c| {
             c.api.service_host = Some(Arc::new(services));
-            c.api.pod_connector = Some(Arc::new(pods));
+            c.api.pod_connector = Some(pods.clone());
+            c.api.evictor = Some(pods);
             c.api.metrics = Some(Arc::new(metrics));
             if admission {
                 c.api.pod_security = Some(Arc::new(Enforce(level)));

@@ -400,6 +400,7 @@ async fn role_grants_exactly_what_the_syncer_uses() {
             crud,
             "",
         ),
+        ("policy", &["poddisruptionbudgets"], crud, ""),
         ("", &["pods/status"], &["get", "update", "patch"], ""),
         ("", &["pods/log"], &["get"], ""),
         (

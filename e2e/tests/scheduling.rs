@@ -118,3 +118,146 @@ async fn without_class_sync_host_pods_name_no_class() {
     );
     c.shutdown().await;
 }
+
+/// A tenant's PodDisruptionBudget reaches the host, and the tenant's
+/// evictions are the host's to decide: 429 naming the tenant's budget
+/// while it forbids, the pod evicted on both sides once it allows.
+#[tokio::test]
+async fn a_budget_blocks_evictions_through_the_virtual_cluster() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: guarded}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: guarded}}
+  template:
+    metadata: {labels: {app: guarded}}
+    spec:
+      containers: [{name: c, image: nginx}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: guarded}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: guarded}}
+"#,
+        )
+        .await
+        .expect_ok();
+    let host_pdb = c.host_name("default", "guarded");
+    let host = eventually("the host budget counting both pods", WAIT, || async {
+        let b = c.host_get("pdb", &host_pdb).await?;
+        (b["status"]["currentHealthy"] == 2)
+            .then_some(b.clone())
+            .ok_or(b.to_string())
+    })
+    .await;
+    assert_eq!(
+        host["spec"]["selector"],
+        serde_json::json!({"matchLabels": {"app": "guarded",
+            "vkube.dev/managed-by": TENANT, "vkube.dev/namespace": "default"}})
+    );
+    let pods = c
+        .virt
+        .get_json(&["pods", "-l", "app=guarded"])
+        .await
+        .unwrap();
+    let victim = pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.wait_running(&victim).await;
+    let eviction = serde_json::json!({
+        "apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": victim, "namespace": "default"},
+    })
+    .to_string();
+    let path = format!("/api/v1/namespaces/default/pods/{victim}/eviction");
+    let refused = c
+        .virt
+        .kubectl_stdin(&["create", "--raw", &path, "-f", "-"], &eviction)
+        .await;
+    assert!(!refused.success());
+    assert!(
+        refused
+            .stderr
+            .contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{}",
+        refused.stderr
+    );
+    let status = c
+        .virt
+        .kubectl_stdin(&["create", "--raw", &path, "-f", "-", "-v=8"], &eviction)
+        .await;
+    assert!(
+        status
+            .stderr
+            .contains("The disruption budget guarded needs 2 healthy pods")
+            && !status.stderr.contains(&host_pdb),
+        "the tenant's budget is named: {}",
+        status.stderr
+    );
+    // `kubectl drain` of the virtual node meets the same refusal.
+    let drain = c
+        .virt
+        .kubectl(&[
+            "drain",
+            "vkube-sim-node",
+            "--pod-selector=app=guarded",
+            "--timeout=3s",
+        ])
+        .await;
+    assert!(!drain.success());
+    assert!(
+        drain.stderr.contains("disruption budget"),
+        "{}",
+        drain.stderr
+    );
+    c.virt
+        .kubectl(&["uncordon", "vkube-sim-node"])
+        .await
+        .expect_ok();
+    // Once the budget allows it, the eviction goes through on both sides.
+    c.virt
+        .kubectl(&[
+            "patch",
+            "pdb",
+            "guarded",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"minAvailable":1}}"#,
+        ])
+        .await
+        .expect_ok();
+    eventually("the host budget allows one", WAIT, || async {
+        let b = c.host_get("pdb", &host_pdb).await?;
+        (b["status"]["disruptionsAllowed"] == 1)
+            .then_some(())
+            .ok_or(b["status"].to_string())
+    })
+    .await;
+    c.virt
+        .kubectl_stdin(&["create", "--raw", &path, "-f", "-"], &eviction)
+        .await
+        .expect_ok();
+    let host_pod = c.host_name("default", &victim);
+    eventually("the pod evicted on both sides", WAIT, || async {
+        let v = c.virt_get("pod", &victim).await;
+        let h = c.host_get("pod", &host_pod).await;
+        let gone = |r: &Result<serde_json::Value, String>| match r {
+            Err(e) => e.contains("NotFound"),
+            Ok(p) => p["metadata"]["deletionTimestamp"].is_string(),
+        };
+        (gone(&v) && gone(&h))
+            .then_some(())
+            .ok_or(format!("{v:?} {h:?}"))
+    })
+    .await;
+    c.shutdown().await;
+}

@@ -740,3 +740,122 @@ async fn a_replication_controller_keeps_its_pods_scales_and_cleans_up() {
     .await;
     c.shutdown().await;
 }
+
+const GUARDED: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: guarded}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: guarded}}
+  template:
+    metadata: {labels: {app: guarded}}
+    spec:
+      containers: [{name: c, image: nginx}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: guarded}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: guarded}}
+"#;
+
+/// `kubectl drain` and a raw eviction under a PodDisruptionBudget: 429
+/// with kube-apiserver's message while the budget forbids, the pod evicted
+/// (and replaced) once it allows.
+#[tokio::test]
+async fn evictions_honour_pod_disruption_budgets() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl_stdin(&["apply", "-f", "-"], GUARDED)
+        .await
+        .expect_ok();
+    eventually(
+        &c,
+        &["get", "pdb", "guarded", "--no-headers"],
+        // NAME MIN-AVAILABLE MAX-UNAVAILABLE ALLOWED-DISRUPTIONS AGE
+        |out: &str| out.split_whitespace().nth(3) == Some("0"),
+        Duration::from_secs(60),
+    )
+    .await;
+    let status = c.get_json(&["pdb", "guarded"]).await.unwrap()["status"].clone();
+    assert_eq!(
+        (
+            &status["currentHealthy"],
+            &status["desiredHealthy"],
+            &status["expectedPods"]
+        ),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(2),
+            &serde_json::json!(2)
+        ),
+        "{status}"
+    );
+    let pods = c.get_json(&["pods", "-l", "app=guarded"]).await.unwrap();
+    let victim = pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let eviction = serde_json::json!({
+        "apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": victim, "namespace": "default"},
+    })
+    .to_string();
+    let path = format!("/api/v1/namespaces/default/pods/{victim}/eviction");
+    let refused = c
+        .kubectl_stdin(&["create", "--raw", &path, "-f", "-"], &eviction)
+        .await;
+    assert!(!refused.success(), "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{}",
+        refused.stderr
+    );
+    let drain = c
+        .kubectl(&[
+            "drain",
+            "vkube-sim-node",
+            "--pod-selector=app=guarded",
+            "--timeout=3s",
+        ])
+        .await;
+    assert!(!drain.success());
+    assert!(
+        drain.stderr.contains("disruption budget"),
+        "{}",
+        drain.stderr
+    );
+    c.kubectl(&["uncordon", "vkube-sim-node"]).await.expect_ok();
+
+    // Once the budget allows one disruption, the eviction goes through.
+    c.kubectl(&[
+        "patch",
+        "pdb",
+        "guarded",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":1}}"#,
+    ])
+    .await
+    .expect_ok();
+    eventually(
+        &c,
+        &["get", "pdb", "guarded", "--no-headers"],
+        |out: &str| out.split_whitespace().nth(3) == Some("1"),
+        Duration::from_secs(60),
+    )
+    .await;
+    c.kubectl_stdin(&["create", "--raw", &path, "-f", "-"], &eviction)
+        .await
+        .expect_ok();
+    let gone = c.get_json(&["pod", &victim]).await;
+    assert!(
+        gone.as_ref().is_err()
+            || gone.as_ref().unwrap()["metadata"]["deletionTimestamp"].is_string(),
+        "{gone:?}"
+    );
+    c.shutdown().await;
+}

@@ -35,6 +35,7 @@ pub mod node;
 pub mod pause;
 pub mod persistentvolumeclaim;
 pub mod pod;
+pub mod poddisruptionbudget;
 pub mod priorityclass;
 pub mod queue;
 pub mod resource_metrics;

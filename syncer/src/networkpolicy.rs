@@ -62,7 +62,9 @@ pub fn match_nothing(tenant: &Tenant) -> LabelSelector {
     }
 }
 
-fn check_keys(sel: &LabelSelector, what: &str) -> Result<(), TranslateError> {
+/// Refuses selector `sel` (named `what` in the message) when it has a
+/// term on a reserved `vkube.dev` key.
+pub fn check_keys(sel: &LabelSelector, what: &str) -> Result<(), TranslateError> {
     let keys = sel
         .match_labels
         .iter()
@@ -81,8 +83,8 @@ fn check_keys(sel: &LabelSelector, what: &str) -> Result<(), TranslateError> {
 
 /// The tenant's pod selector `sel` (absent = every pod) restricted to this
 /// tenant's pods in the virtual namespaces `namespaces` (`None` = all of
-/// them).
-fn pod_selector(
+/// them): the host selector of a synced pod selection.
+pub fn pod_selector(
     tenant: &Tenant,
     sel: Option<&LabelSelector>,
     namespaces: Option<&BTreeSet<String>>,

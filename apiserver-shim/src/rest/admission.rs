@@ -32,7 +32,11 @@ const QUOTA_ATTEMPTS: usize = 64;
 
 impl Api {
     /// Every stored value under `prefix`.
-    async fn list_prefix(&self, def: &ResourceDef, prefix: &str) -> ApiResult<Vec<KeyValue>> {
+    pub(super) async fn list_prefix(
+        &self,
+        def: &ResourceDef,
+        prefix: &str,
+    ) -> ApiResult<Vec<KeyValue>> {
         let page = self
             .store
             .list(

@@ -23,6 +23,7 @@ use kube::Api;
 use vkube_core::connect::{
     ConnectBody, PodConnection, PodConnector, PodOperation, empty_body, internal_error,
 };
+use vkube_core::eviction::{HostEviction, HostEvictor};
 use vkube_core::service::{BoxFuture, HostRefusal};
 
 /// The most of a host error body read (a `Status` is a few hundred bytes).
@@ -264,6 +265,116 @@ where
             // The client is done sending; the host may still answer.
             let _ = down.await;
         }
+    }
+}
+
+impl HostPods {
+    /// Evicts the host copy of virtual pod `namespace/name` (uid `uid`):
+    /// only the tenant's own copy of this very pod, guarded by its uid; the
+    /// host's refusal names the tenant's budget and pod.
+    async fn evict_host(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        eviction: &serde_json::Value,
+    ) -> Result<HostEviction, HostRefusal> {
+        let hname = host_name(&self.tenant, namespace, name);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.tenant.host_namespace());
+        let host = pods
+            .get_opt(&hname)
+            .await
+            .map_err(|e| internal_error(format!("reading the host pod: {e}")))?;
+        let id = VirtualIdentity {
+            kind: crate::pod::KIND.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+        };
+        let Some(host) = host.filter(|h| {
+            is_managed(&self.tenant, Some(&h.metadata), &id) == crate::names::Ownership::Owned
+        }) else {
+            return Ok(HostEviction::NoHostPod);
+        };
+        let host_uid = host.metadata.uid.clone().unwrap_or_default();
+        let body = serde_json::json!({
+            "apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": hname, "namespace": self.tenant.host_namespace()},
+            "deleteOptions": crate::poddisruptionbudget::host_delete_options(eviction, &host_uid),
+        });
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{hname}/eviction",
+            self.tenant.host_namespace()
+        );
+        let req = http::Request::post(path)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(kube::client::Body::from(
+                serde_json::to_vec(&body).unwrap_or_default(),
+            ))
+            .map_err(|e| internal_error(e.to_string()))?;
+        let resp = self
+            .client
+            .send(req)
+            .await
+            .map_err(|e| internal_error(format!("evicting the host pod: {e}")))?;
+        let code = resp.status().as_u16();
+        if resp.status().is_success() {
+            return Ok(HostEviction::Evicted);
+        }
+        if code == 404 {
+            return Ok(HostEviction::NoHostPod);
+        }
+        let bytes = resp
+            .into_body()
+            .collect_bytes()
+            .await
+            .map_err(|e| internal_error(format!("reading the host's answer: {e}")))?;
+        let mut refusal = translate_refusal(code, &bytes, &hname, name);
+        self.name_budgets(&mut refusal).await;
+        Err(refusal)
+    }
+
+    /// Replaces the host budget's name in `refusal`'s causes by the
+    /// tenant's, read from the host budget's markers.
+    async fn name_budgets(&self, refusal: &mut HostRefusal) {
+        let Some(causes) = refusal
+            .details
+            .as_mut()
+            .and_then(|d| d.get_mut("causes"))
+            .and_then(serde_json::Value::as_array_mut)
+        else {
+            return;
+        };
+        let budgets: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+            Api::namespaced(self.client.clone(), self.tenant.host_namespace());
+        for c in causes {
+            let Some(message) = c.get("message").and_then(serde_json::Value::as_str) else {
+                continue;
+            };
+            let Some(host_budget) = crate::poddisruptionbudget::budget_named(message) else {
+                continue;
+            };
+            let Ok(Some(b)) = budgets.get_opt(host_budget).await else {
+                continue;
+            };
+            if let Some(id) = VirtualIdentity::from_host(&b.metadata)
+                && id.kind == crate::poddisruptionbudget::KIND
+            {
+                c["message"] = message.replace(host_budget, &id.name).into();
+            }
+        }
+    }
+}
+
+impl HostEvictor for HostPods {
+    fn evict<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        uid: &'a str,
+        eviction: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<HostEviction, HostRefusal>> {
+        Box::pin(self.evict_host(namespace, name, uid, eviction))
     }
 }
 

@@ -32,6 +32,7 @@ pub mod networkpolicy;
 pub mod node;
 pub mod persistentvolumeclaim;
 pub mod pod;
+pub mod poddisruptionbudget;
 pub mod priorityclass;
 pub mod resource_metrics;
 pub mod secret;
@@ -78,6 +79,10 @@ pub static CONTROLLERS: &[ControllerDef] = &[
     ControllerDef {
         kind: networkpolicy::KIND,
         run: |ctx| Box::pin(networkpolicy::run(ctx)),
+    },
+    ControllerDef {
+        kind: poddisruptionbudget::KIND,
+        run: |ctx| Box::pin(poddisruptionbudget::run(ctx)),
     },
     ControllerDef {
         kind: priorityclass::KIND,

@@ -1,0 +1,357 @@
+//! `pods/eviction`: a delete that PodDisruptionBudgets may refuse, as
+//! kube-apiserver's EvictionREST (pkg/registry/core/pod/storage/eviction.go)
+//! serves it.
+//!
+//! 1. The body is a `policy/v1` (or `v1beta1`) Eviction whose name must be
+//!    the URL's (`400 name in URL does not match name in Eviction object`);
+//!    its `deleteOptions` are the delete's.
+//! 2. A pod that is Succeeded, Failed, Pending or already being deleted is
+//!    deleted at once: it disrupts nothing more.
+//! 3. With a [`vkube_core::eviction::HostEvictor`] (a virtual cluster's
+//!    server) the host evicts its copy under the host's budgets; its
+//!    refusal is the answer, and once it evicted the virtual pod is deleted
+//!    too.
+//! 4. Otherwise this server's budgets decide ([`check_budget`]): none
+//!    selecting the pod deletes it; more than one answers `500 This pod has
+//!    more than one PodDisruptionBudget, which the eviction subresource
+//!    does not support.`; one allows the eviction only if its status (the
+//!    disruption controller's) allows a disruption, which the eviction
+//!    takes (`disruptionsAllowed - 1`, the pod recorded in
+//!    `disruptedPods`), else `429 TooManyRequests` `Cannot evict pod as it
+//!    would violate the pod's disruption budget.` with a `DisruptionBudget`
+//!    cause saying why. An unready pod is let go without taking a
+//!    disruption when the budget's `unhealthyPodEvictionPolicy` is
+//!    `AlwaysAllow`, or when the budget is currently met.
+//! 5. The evicted pod gets the `DisruptionTarget` condition (reason
+//!    `EvictionByEvictionAPI`) and is deleted; the answer is `201` with a
+//!    `Success` Status.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+use vkube_core::eviction::HostEviction;
+use vkube_core::labels::LabelSelector;
+
+use super::{Api, DeleteOptions, decode_body, delete_options_from, json_response};
+use crate::error::{ApiError, ApiResult, GroupResource};
+use crate::meta;
+use crate::registry::lookup;
+use crate::request::Target;
+
+/// Entries `disruptedPods` may hold before evictions are refused
+/// (kube's `MaxDisruptedPodSize`).
+const MAX_DISRUPTED_PODS: usize = 2000;
+
+/// The message of every budget refusal.
+const CANNOT_EVICT: &str = "Cannot evict pod as it would violate the pod's disruption budget.";
+
+/// Whether an eviction of `pod` needs no budget (`canIgnorePDB`).
+fn can_ignore_budget(pod: &Value) -> bool {
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    matches!(phase, Some("Succeeded" | "Failed" | "Pending")) || meta::is_deleting(pod)
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Whether budget `pdb` selects `pod`: a nil or empty selector selects
+/// nothing (`getPodDisruptionBudgets`).
+pub fn selects(pdb: &Value, pod: &Value) -> bool {
+    let Some(sel) = pdb.pointer("/spec/selector") else {
+        return false;
+    };
+    match LabelSelector::from_label_selector_json(sel) {
+        Ok(s) if !s.is_empty() => s.matches_json(pod.pointer("/metadata/labels")),
+        _ => false,
+    }
+}
+
+fn as_i64(v: &Value, path: &str) -> i64 {
+    v.pointer(path).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// `429 TooManyRequests` with a `DisruptionBudget` cause.
+fn budget_refusal(message: String, retry_after: u64) -> ApiError {
+    let mut e = ApiError::too_many_requests(CANNOT_EVICT);
+    let mut details = json!({"causes": [{"reason": "DisruptionBudget", "message": message}]});
+    if retry_after > 0 {
+        details["retryAfterSeconds"] = json!(retry_after);
+    }
+    e.details = Some(details);
+    e
+}
+
+/// The budget after an eviction of pod `pod_name` takes one of its
+/// disruptions at `now`, or why it may not (`checkAndDecrement`).
+pub fn check_budget(pdb: &Value, pod_name: &str, now: &str) -> ApiResult<Value> {
+    let name = pdb
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if as_i64(pdb, "/status/observedGeneration") < as_i64(pdb, "/metadata/generation") {
+        return Err(budget_refusal(
+            format!("The disruption budget {name} is still being processed by the server."),
+            10,
+        ));
+    }
+    let gr = GroupResource::new("policy", "poddisruptionbudget");
+    let allowed = as_i64(pdb, "/status/disruptionsAllowed");
+    if allowed < 0 {
+        return Err(ApiError::forbidden(
+            &gr,
+            name,
+            "pdb disruptions allowed is negative",
+        ));
+    }
+    let disrupted = pdb
+        .pointer("/status/disruptedPods")
+        .and_then(Value::as_object)
+        .map_or(0, serde_json::Map::len);
+    if disrupted > MAX_DISRUPTED_PODS {
+        return Err(ApiError::forbidden(
+            &gr,
+            name,
+            "DisruptedPods map too big - too many evictions not confirmed by PDB controller",
+        ));
+    }
+    if allowed == 0 {
+        let condition = pdb
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "DisruptionAllowed");
+        let reason = condition.and_then(|c| c["reason"].as_str()).unwrap_or("");
+        let message = condition.and_then(|c| c["message"].as_str()).unwrap_or("");
+        let (current, desired) = (
+            as_i64(pdb, "/status/currentHealthy"),
+            as_i64(pdb, "/status/desiredHealthy"),
+        );
+        let why = if reason == "SyncFailed" {
+            format!(
+                "The disruption budget {name} does not allow evicting pods currently because it failed sync: {message}"
+            )
+        } else if current <= desired {
+            format!(
+                "The disruption budget {name} needs {desired} healthy pods and has {current} currently"
+            )
+        } else if condition.is_some_and(|c| c["status"] == "False") && !message.is_empty() {
+            format!(
+                "The disruption budget {name} does not allow evicting pods currently ({reason}): {message}"
+            )
+        } else {
+            format!("The disruption budget {name} does not allow evicting pods currently")
+        };
+        return Err(budget_refusal(why, 0));
+    }
+    let mut out = pdb.clone();
+    let status = meta::ensure_object(&mut out, "status");
+    status.insert("disruptionsAllowed".into(), json!(allowed - 1));
+    let map = status.entry("disruptedPods").or_insert_with(|| json!({}));
+    if !map.is_object() {
+        *map = json!({});
+    }
+    map[pod_name] = json!(now);
+    Ok(out)
+}
+
+impl Api {
+    /// Serves `POST pods/NAME/eviction` (see the module docs).
+    pub(super) async fn evict(
+        &self,
+        target: &Target,
+        name: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> ApiResult<Response> {
+        let eviction = decode_body(headers, body, "Eviction")?;
+        if eviction.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
+            return Err(ApiError::bad_request(
+                "name in URL does not match name in Eviction object",
+            ));
+        }
+        let opts = match eviction.get("deleteOptions").filter(|v| v.is_object()) {
+            Some(v) => delete_options_from(v, DeleteOptions::default(), &[])?,
+            None => DeleteOptions::default(),
+        };
+        let ns = target.namespace.clone().unwrap_or_default();
+        let pod = self.get(target, name).await?;
+        if can_ignore_budget(&pod) {
+            return self.delete_evicted(target, name, opts).await;
+        }
+        if let Some(evictor) = self.config.evictor.clone() {
+            let uid = pod
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match evictor
+                .evict(&ns, name, uid, &eviction)
+                .await
+                .map_err(ApiError::from_host)?
+            {
+                HostEviction::Evicted => return self.delete_evicted(target, name, opts).await,
+                HostEviction::NoHostPod => {}
+            }
+        }
+        let pdb_def = lookup("policy", "v1", "poddisruptionbudgets").expect("a served kind");
+        let budgets: Vec<Value> = self
+            .list_prefix(pdb_def, &pdb_def.collection_prefix(Some(&ns)))
+            .await?
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+            .filter(|b| selects(b, &pod))
+            .collect();
+        let budget = match budgets.as_slice() {
+            [] => return self.delete_evicted(target, name, opts).await,
+            [one] => one,
+            _ => {
+                return Ok(json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "code": 500,
+                        "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."}),
+                ));
+            }
+        };
+        if !is_ready(&pod) {
+            let always =
+                budget.pointer("/spec/unhealthyPodEvictionPolicy") == Some(&json!("AlwaysAllow"));
+            let desired = as_i64(budget, "/status/desiredHealthy");
+            let met = as_i64(budget, "/status/currentHealthy") >= desired && desired > 0;
+            if always || met {
+                // The pod counts for nothing in the budget; it goes as long
+                // as it has not turned ready meanwhile.
+                let mut opts = opts;
+                if opts.precondition_rv.is_none() {
+                    opts.precondition_rv = pod
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                }
+                return self.delete_evicted(target, name, opts).await;
+            }
+        }
+        let pdb_name = budget
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let pdb_target = Target {
+            def: pdb_def,
+            namespace: Some(ns.clone()),
+            name: Some(pdb_name.clone()),
+            subresource: Some("status".into()),
+            watch_prefix: false,
+        };
+        let now = meta::now_rfc3339();
+        self.guaranteed_update(&pdb_target, &pdb_name, false, opts.dry_run, |old| {
+            let old = old.ok_or_else(|| {
+                ApiError::not_found(
+                    &GroupResource::new("policy", "poddisruptionbudgets"),
+                    &pdb_name,
+                )
+            })?;
+            check_budget(old, name, &now)
+        })
+        .await?;
+        self.delete_evicted(target, name, opts).await
+    }
+
+    /// Marks pod `name` with the `DisruptionTarget` condition and deletes
+    /// it with `opts`; answers `201 Success`.
+    async fn delete_evicted(
+        &self,
+        target: &Target,
+        name: &str,
+        opts: DeleteOptions,
+    ) -> ApiResult<Response> {
+        if !opts.dry_run {
+            let status_target = Target {
+                subresource: Some("status".into()),
+                ..target.clone()
+            };
+            let marked = self
+                .guaranteed_update(&status_target, name, false, false, |old| {
+                    let mut pod = old.cloned().unwrap_or_default();
+                    super::set_condition(&mut pod, "DisruptionTarget", "True");
+                    if let Some(c) = pod
+                        .pointer_mut("/status/conditions")
+                        .and_then(Value::as_array_mut)
+                        .and_then(|a| a.iter_mut().find(|c| c["type"] == "DisruptionTarget"))
+                    {
+                        c["reason"] = json!("EvictionByEvictionAPI");
+                        c["message"] = json!("Eviction API: evicting");
+                    }
+                    Ok(pod)
+                })
+                .await;
+            // A pod gone meanwhile is evicted as well.
+            if let Err(e) = marked
+                && e.code != 404
+            {
+                return Err(e);
+            }
+        }
+        match self.delete_one(target, name, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(status: Value) -> Value {
+        json!({"metadata": {"name": "web", "generation": 1},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "minAvailable": 2},
+            "status": status})
+    }
+
+    #[test]
+    fn a_budget_without_disruptions_refuses_with_kubes_message() {
+        let pdb = budget(json!({"observedGeneration": 1, "disruptionsAllowed": 0,
+            "currentHealthy": 2, "desiredHealthy": 2}));
+        let e = check_budget(&pdb, "p", "2026-01-01T00:00:00Z").unwrap_err();
+        assert_eq!((e.code, e.reason), (429, "TooManyRequests"));
+        assert_eq!(e.message, CANNOT_EVICT);
+        assert_eq!(
+            e.details.unwrap()["causes"][0],
+            json!({"reason": "DisruptionBudget",
+                "message": "The disruption budget web needs 2 healthy pods and has 2 currently"})
+        );
+        let stale = budget(json!({"observedGeneration": 0, "disruptionsAllowed": 1}));
+        let e = check_budget(&stale, "p", "t").unwrap_err();
+        assert_eq!(e.code, 429);
+        assert_eq!(e.details.unwrap()["retryAfterSeconds"], 10);
+    }
+
+    #[test]
+    fn an_allowed_eviction_takes_one_disruption() {
+        let pdb = budget(json!({"observedGeneration": 1, "disruptionsAllowed": 2}));
+        let out = check_budget(&pdb, "p", "2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(out["status"]["disruptionsAllowed"], 1);
+        assert_eq!(out["status"]["disruptedPods"]["p"], "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn budgets_select_by_labels_and_empty_selectors_select_nothing() {
+        let pod = json!({"metadata": {"labels": {"app": "web"}}});
+        assert!(selects(&budget(json!({})), &pod));
+        assert!(!selects(&json!({"spec": {"selector": {}}}), &pod));
+        assert!(!selects(&json!({"spec": {}}), &pod));
+        assert!(can_ignore_budget(&json!({"status": {"phase": "Pending"}})));
+        assert!(!can_ignore_budget(&json!({"status": {"phase": "Running"}})));
+    }
+}
