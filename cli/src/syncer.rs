@@ -87,6 +87,11 @@ pub struct SyncKindArgs {
         allow_negative_numbers = true
     )]
     pub priority_class_max_value: i32,
+    /// Deliver pods' service-account tokens through one host Secret per pod
+    /// (default: in the host pod's annotations, mounted by a downwardAPI
+    /// volume, one host write less per pod).
+    #[arg(long)]
+    pub token_secrets: bool,
     /// Ingress annotation keys never copied to the host (`*` matches any
     /// run of characters; repeatable). Replaces the default list, the
     /// ingress-nginx snippet and Secret/ConfigMap-naming annotations.
@@ -102,6 +107,7 @@ impl SyncKindArgs {
                 max_value: self.priority_class_max_value,
             },
         );
+        config.token_secrets = self.token_secrets;
         if let Some(deny) = &self.ingress_deny_annotations {
             config.ingress.denied_annotations = deny.clone();
         }

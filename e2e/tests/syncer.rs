@@ -132,23 +132,12 @@ async fn a_pod_with_configmap_and_secret_runs_on_the_host_and_goes_away() {
         .unwrap();
     assert_eq!(secret["data"]["password"], "czNjcmV0");
 
-    // The token Secret carries a token from the virtual API server.
-    let token_secret = eventually("the token secret", WAIT, || async {
-        let hp = c.host_get("pod", &pod_host).await?;
-        let vol = hp["spec"]["volumes"]
-            .as_array()
-            .and_then(|v| v.iter().find(|v| v["name"] == "vkube-sa-token").cloned())
-            .ok_or("no token volume")?;
-        let name = vol["secret"]["secretName"].as_str().unwrap().to_string();
-        c.host_get("secret", &name).await
-    })
-    .await;
-    for key in ["token", "ca.crt", "namespace"] {
-        assert!(
-            token_secret["data"][key].is_string(),
-            "{key}: {token_secret}"
-        );
-    }
+    // The host pod carries a token from the virtual API server, mounted
+    // from its own annotations (no host Secret per pod).
+    let files = delivered_token(&c, &pod_host).await;
+    assert!(files["token"].split('.').count() == 3, "a JWT: {files:?}");
+    assert!(files["ca.crt"].contains("BEGIN CERTIFICATE"), "{files:?}");
+    assert_eq!(files["namespace"], "default");
 
     // Virtual pod Running with the host's IP and node; virtual node exists.
     let vp = eventually("the virtual pod to run", WAIT, || async {
@@ -638,29 +627,110 @@ async fn a_job_completes_and_an_image_change_reaches_the_host() {
     c.shutdown().await;
 }
 
+/// The files the host pod `host` gets at the token mount path: read from
+/// its annotations through its downwardAPI token volume, or from its token
+/// Secret (`SyncerConfig::token_secrets`). Waits until they are there.
+async fn delivered_token(
+    c: &SyncedCluster,
+    host: &str,
+) -> std::collections::BTreeMap<String, String> {
+    use base64::Engine;
+    eventually("the delivered token", WAIT, || async {
+        let hp = c.host_get("pod", host).await?;
+        let vol = hp["spec"]["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["name"] == "vkube-sa-token").cloned())
+            .ok_or("no token volume")?;
+        let mounted = hp["spec"]["containers"][0]["volumeMounts"]
+            .as_array()
+            .is_some_and(|m| {
+                m.iter().any(|m| {
+                    m["name"] == "vkube-sa-token"
+                        && m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"
+                })
+            });
+        if !mounted {
+            return Err(format!("not mounted: {}", hp["spec"]));
+        }
+        let mut files = std::collections::BTreeMap::new();
+        if let Some(items) = vol["downwardAPI"]["items"].as_array() {
+            for item in items {
+                let field = item["fieldRef"]["fieldPath"].as_str().unwrap_or_default();
+                let key = field
+                    .strip_prefix("metadata.annotations['")
+                    .and_then(|k| k.strip_suffix("']"))
+                    .ok_or(field.to_string())?;
+                let value = hp["metadata"]["annotations"][key]
+                    .as_str()
+                    .unwrap_or_default();
+                files.insert(
+                    item["path"].as_str().unwrap().to_string(),
+                    value.to_string(),
+                );
+            }
+        } else {
+            let secret = c
+                .host_get("secret", vol["secret"]["secretName"].as_str().unwrap())
+                .await?;
+            for (k, v) in secret["data"].as_object().ok_or("no data")? {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v.as_str().unwrap())
+                    .unwrap();
+                files.insert(k.clone(), String::from_utf8(bytes).unwrap());
+            }
+        }
+        files
+            .get("token")
+            .is_some_and(|t| !t.is_empty())
+            .then_some(files.clone())
+            .ok_or(format!("no token yet: {files:?}"))
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_delivered_token_authenticates_to_the_virtual_server_and_opt_out_gets_none() {
+    token_delivery(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_secret_option_delivers_the_same_token() {
+    token_delivery(true).await;
+}
+
+async fn token_delivery(token_secrets: bool) {
     use base64::Engine;
-    let c = SyncedCluster::start().await;
+    let c = SyncedCluster::start_with(|s| s.token_secrets = token_secrets).await;
     c.virt
         .kubectl(&["run", "client", "--image=busybox"])
         .await
         .expect_ok();
     let host = c.host_name("default", "client");
-    let token_secret = eventually("the token secret", WAIT, || async {
-        let hp = c.host_get("pod", &host).await?;
-        let vol = hp["spec"]["volumes"]
-            .as_array()
-            .and_then(|v| v.iter().find(|v| v["name"] == "vkube-sa-token").cloned())
-            .ok_or("no token volume")?;
-        c.host_get("secret", vol["secret"]["secretName"].as_str().unwrap())
-            .await
-    })
-    .await;
-    let token = base64::engine::general_purpose::STANDARD
-        .decode(token_secret["data"]["token"].as_str().unwrap())
-        .unwrap();
-    let token = String::from_utf8(token).unwrap();
+    let files = delivered_token(&c, &host).await;
+    let hp = c.host_get("pod", &host).await.unwrap();
+    let by_secret = hp["spec"]["volumes"].to_string().contains("secretName");
+    assert_eq!(by_secret, token_secrets, "{}", hp["spec"]["volumes"]);
+    let token = files["token"].clone();
+    if !token_secrets {
+        // A token taken off the host pod is put back (the refresh path: one
+        // patch of the pod's annotations).
+        c.host_kubectl(&[
+            "annotate",
+            &format!("pod/{host}"),
+            "vkube.dev/sa-token-",
+            "vkube.dev/sa-token-refresh-at-",
+        ])
+        .await
+        .expect_ok();
+        let again = delivered_token(&c, &host).await;
+        assert_eq!(again["namespace"], "default");
+        let hp = c.host_get("pod", &host).await.unwrap();
+        assert!(
+            hp["metadata"]["annotations"]["vkube.dev/sa-token-refresh-at"].is_string(),
+            "{}",
+            hp["metadata"]
+        );
+    }
     // Authenticated as the pod's virtual service account, bound to the
     // pod: the virtual server issued it.
     let kubeconfig = format!(

@@ -73,6 +73,10 @@ pub struct SyncerConfig {
     /// ([`crate::pod::apply_tenant_dns`]); `None` leaves pods' DNS settings
     /// as the tenant wrote them (they then use the host's cluster DNS).
     pub dns: Option<crate::pod::TenantDns>,
+    /// Deliver pods' service-account tokens through one host Secret per
+    /// pod (a write more per pod) instead of the host pod's annotations
+    /// and a downwardAPI volume (the default; no host object but the pod).
+    pub token_secrets: bool,
     /// How Ingresses are translated (the annotations never copied).
     pub ingress: crate::ingress::IngressOptions,
     /// Sync the tenant's PriorityClasses to the host (cluster-scoped
@@ -101,6 +105,7 @@ impl SyncerConfig {
             kubernetes_service: None,
             nodes: crate::node::NodeVisibility::Auto,
             dns: None,
+            token_secrets: false,
             ingress: crate::ingress::IngressOptions::default(),
             priority_classes: None,
             resync_period: DEFAULT_RESYNC_PERIOD,

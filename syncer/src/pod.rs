@@ -39,7 +39,7 @@
 //! The volume types are an allowlist; anything else is
 //! [`Violation::UnsupportedVolume`] until a syncer for it exists.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, EnvVar, EphemeralContainer, NodeSelector, NodeSelectorRequirement,
@@ -726,8 +726,87 @@ pub fn service_account_of(pod: &Pod) -> &str {
 /// Adds to host pod `pod` a secret volume of host Secret `secret` (keys
 /// `token`, `ca.crt`, `namespace`) mounted read-only at
 /// [`TOKEN_MOUNT_PATH`] in every container and init container that does not
-/// mount something there already.
+/// mount something there already (the token-Secret delivery,
+/// `SyncerConfig::token_secrets`).
 pub fn inject_token(pod: &mut Pod, secret: &str) {
+    mount_token_volume(pod, |name| Volume {
+        name,
+        secret: Some(k8s_openapi::api::core::v1::SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+}
+
+/// Adds to host pod `pod` a downwardAPI volume with the files `token`,
+/// `ca.crt` and `namespace` of a service-account token mount, read from
+/// the pod's own annotations [`crate::summary::ANNOTATION_SA_TOKEN`],
+/// [`crate::summary::ANNOTATION_SA_CA`] and the namespace marker, mounted
+/// read-only at [`TOKEN_MOUNT_PATH`] as [`inject_token`] mounts it. The
+/// kubelet rewrites the files when the annotations change, so a refresh is
+/// one patch of the pod (vcluster delivers tokens the same way); no host
+/// Secret is written per pod.
+pub fn inject_token_projection(pod: &mut Pod) {
+    use k8s_openapi::api::core::v1::{
+        DownwardAPIVolumeFile, DownwardAPIVolumeSource, ObjectFieldSelector,
+    };
+    let item = |path: &str, annotation: &str| DownwardAPIVolumeFile {
+        path: path.to_string(),
+        field_ref: Some(ObjectFieldSelector {
+            api_version: Some("v1".into()),
+            field_path: format!("metadata.annotations['{annotation}']"),
+        }),
+        ..Default::default()
+    };
+    mount_token_volume(pod, |name| Volume {
+        name,
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![
+                item("token", crate::summary::ANNOTATION_SA_TOKEN),
+                item("ca.crt", crate::summary::ANNOTATION_SA_CA),
+                item("namespace", ANNOTATION_OBJECT_NAMESPACE),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+}
+
+/// The annotations that carry a token to a host pod with
+/// [`inject_token_projection`]'s volume: the token, the CA and when to
+/// refresh them.
+pub fn token_annotations(
+    token: &str,
+    ca: &str,
+    refresh_at: jiff::Timestamp,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            crate::summary::ANNOTATION_SA_TOKEN.to_string(),
+            token.to_string(),
+        ),
+        (crate::summary::ANNOTATION_SA_CA.to_string(), ca.to_string()),
+        (
+            crate::summary::ANNOTATION_SA_REFRESH_AT.to_string(),
+            refresh_at.to_string(),
+        ),
+    ])
+}
+
+/// Whether annotation `key` is one of [`token_annotations`]'.
+pub fn is_token_annotation(key: &str) -> bool {
+    [
+        crate::summary::ANNOTATION_SA_TOKEN,
+        crate::summary::ANNOTATION_SA_CA,
+        crate::summary::ANNOTATION_SA_REFRESH_AT,
+    ]
+    .contains(&key)
+}
+
+/// Adds the volume `volume(name)` (name [`TOKEN_VOLUME`], suffixed `-N`
+/// if the tenant uses it) and mounts it at [`TOKEN_MOUNT_PATH`].
+fn mount_token_volume(pod: &mut Pod, volume: impl FnOnce(String) -> Volume) {
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };
@@ -738,14 +817,7 @@ pub fn inject_token(pod: &mut Pod, secret: &str) {
         name = format!("{TOKEN_VOLUME}-{n}");
         n += 1;
     }
-    volumes.push(Volume {
-        name: name.clone(),
-        secret: Some(k8s_openapi::api::core::v1::SecretVolumeSource {
-            secret_name: Some(secret.to_string()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    volumes.push(volume(name.clone()));
     for c in spec
         .containers
         .iter_mut()
@@ -974,12 +1046,20 @@ pub fn was_synced_running(virtual_pod: &Pod) -> bool {
     bound && ran
 }
 
-/// Trims a host pod to what the engine reads from its cache: metadata,
+/// Trims a host pod to what the engine reads from its cache: metadata
+/// (the token and CA annotations emptied, their refresh time kept),
 /// status, and of the spec only `nodeName`, `tolerations`,
 /// `activeDeadlineSeconds` and container/init-container names and images
 /// (what [`update_mutable`] compares). Saves most of a cached pod's memory;
 /// an update then starts from a fresh GET of the full pod.
 pub fn slim_host_pod(pod: &mut Pod) {
+    // The token and CA (about 2.5 KiB) are not needed to compare or decide;
+    // their refresh time is.
+    for (k, v) in pod.metadata.annotations.iter_mut().flatten() {
+        if is_token_annotation(k) && k != crate::summary::ANNOTATION_SA_REFRESH_AT {
+            v.clear();
+        }
+    }
     let Some(spec) = pod.spec.take() else {
         return;
     };
@@ -1087,11 +1167,18 @@ pub fn update_mutable(desired: &Pod, host: &Pod) -> Option<Pod> {
         h.tolerations = Some(want);
     }
     out.metadata.labels.clone_from(&desired.metadata.labels);
-    // Labels are exactly the desired; annotations the host added are kept.
-    out.metadata.annotations = Some(crate::names::keep_host_annotations(
+    // Labels are exactly the desired; annotations the host added are kept,
+    // and so is the token the syncer put there (refreshed on its own).
+    let mut annotations = crate::names::keep_host_annotations(
         desired.metadata.annotations.clone().unwrap_or_default(),
         &host.metadata,
-    ));
+    );
+    for (k, v) in host.metadata.annotations.iter().flatten() {
+        if is_token_annotation(k) {
+            annotations.insert(k.clone(), v.clone());
+        }
+    }
+    out.metadata.annotations = Some(annotations);
     (out != *host).then_some(out)
 }
 

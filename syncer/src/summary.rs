@@ -27,6 +27,16 @@ pub const LABEL_TOKEN: &str = "vkube.dev/service-account-token";
 /// Annotation on token Secrets: when the token must be refreshed (RFC 3339).
 pub const ANNOTATION_REFRESH_AT: &str = "vkube.dev/refresh-at";
 
+/// Annotation on host pods carrying their virtual service-account token
+/// (delivered by a downwardAPI volume, `pod::inject_token_projection`).
+pub const ANNOTATION_SA_TOKEN: &str = "vkube.dev/sa-token";
+
+/// Annotation on host pods carrying the virtual cluster's CA (`ca.crt`).
+pub const ANNOTATION_SA_CA: &str = "vkube.dev/sa-ca.crt";
+
+/// Annotation on host pods: when their token must be refreshed (RFC 3339).
+pub const ANNOTATION_SA_REFRESH_AT: &str = "vkube.dev/sa-token-refresh-at";
+
 fn boxed(s: Option<&str>) -> Option<Box<str>> {
     s.filter(|s| !s.is_empty()).map(Box::from)
 }
@@ -82,6 +92,9 @@ pub struct HostSummary {
     pub resource_version: Option<Box<str>>,
     /// `spec.nodeName`, shared between the pods of one node.
     pub node_name: Option<Arc<str>>,
+    /// When the token in the pod's annotations must be refreshed
+    /// ([`ANNOTATION_SA_REFRESH_AT`]), if it carries one.
+    pub token_refresh_at: Option<jiff::Timestamp>,
 }
 
 impl HostSummary {
@@ -97,6 +110,12 @@ impl HostSummary {
                 .and_then(|s| s.node_name.as_deref())
                 .filter(|n| !n.is_empty())
                 .map(node),
+            token_refresh_at: pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_SA_REFRESH_AT))
+                .and_then(|t| t.parse().ok()),
         }
     }
 }

@@ -539,8 +539,9 @@ fn settled(
     state: &State,
     key: &Key,
     vs: &VirtualSummary,
-    host_rv: Option<&str>,
+    hs: Option<&HostSummary>,
 ) -> Option<Option<Duration>> {
+    let host_rv = hs.and_then(|h| h.resource_version.as_deref());
     let (mark, token) = vs.settled?;
     if mark != settled_mark(vs.resource_version.as_deref(), host_rv) {
         return None;
@@ -550,6 +551,12 @@ fn settled(
     }
     if !wants_token_in(state, &key.0, vs.service_account(), vs.automount) {
         return Some(None);
+    }
+    if !ctx.config.token_secrets {
+        // The token rides on the host pod, which is this incarnation's
+        // (the settled mark covers its resourceVersion).
+        let at = hs?.token_refresh_at?;
+        return crate::summary::wait_until(at, jiff::Timestamp::now()).map(Some);
     }
     let t = state.tokens.get(&token_secret_name(ctx, key))?;
     t.fresh_for(vs.uid.as_deref()?, jiff::Timestamp::now())
@@ -574,7 +581,7 @@ async fn reconcile(
         .cloned();
     if tombstone.is_none()
         && let Some(vs) = &vs
-        && let Some(requeue) = settled(ctx, state, key, vs, host_rv)
+        && let Some(requeue) = settled(ctx, state, key, vs, hs.as_ref())
     {
         // Neither side written since a reconcile that ended well: drop
         // the full objects, if still held.
@@ -867,7 +874,11 @@ fn unpause(state: &State, uid: &str) {
 /// `KUBERNETES_SERVICE_*` and the owner.
 fn desired_pod(ctx: &Context, state: &State, key: &Key, v: &Pod, mut pod: Pod) -> Pod {
     if token_wanted(state, v) {
-        pure::inject_token(&mut pod, &token_secret_name(ctx, key));
+        if ctx.config.token_secrets {
+            pure::inject_token(&mut pod, &token_secret_name(ctx, key));
+        } else {
+            pure::inject_token_projection(&mut pod);
+        }
     }
     pure::inject_env_defaults(&mut pod, &service_env(ctx, state, v));
     pod.metadata.owner_references = ctx.owner_references();
@@ -982,11 +993,40 @@ async fn create_host_pod(
             ReferenceKind::Secret => mirror::ensure::<Secret>(ctx, &k).await?,
         }
     }
-    let desired = desired_pod(ctx, state, key, v, translated.pod);
+    let mut desired = desired_pod(ctx, state, key, v, translated.pod);
     let api = ctx.host_api::<Pod>();
+    if !ctx.config.token_secrets {
+        // The token rides on the host pod: requested first, created with it.
+        let after = match token_need(ctx, state, key, v, None) {
+            TokenNeed::Issue(_) => {
+                let token = request_token(ctx, key, v).await?;
+                let ca = root_ca(ctx, state, &key.0).await?;
+                let refresh_at = token_refresh_at();
+                desired
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .extend(pure::token_annotations(&token, &ca, refresh_at));
+                Some((refresh_at, v.uid().unwrap_or_default()))
+            }
+            TokenNeed::Nothing(_) => None,
+        };
+        return match api.create(&PostParams::default(), &desired).await {
+            Ok(_) => {
+                ctx.metrics
+                    .observe_latency(KIND, Direction::VirtualToHost, since.elapsed());
+                Ok(after.map(|(at, uid)| {
+                    issued_lock(state).insert(key.clone(), (uid, at));
+                    Duration::from_secs((TOKEN_SECONDS * 8 / 10) as u64)
+                }))
+            }
+            Err(e) if is_status(&e, 409) => create_conflict(ctx, v, &api, &desired).await,
+            Err(e) => Err(e).context("creating the host pod"),
+        };
+    }
     // The TokenRequest (virtual side) runs while the host pod is created;
     // only the token Secret, owned by the host pod, must wait for its uid.
-    let need = token_need(ctx, state, key, v);
+    let need = token_need(ctx, state, key, v, None);
     let token = async {
         match &need {
             TokenNeed::Issue(_) => request_token(ctx, key, v).await.map(Some),
@@ -1007,20 +1047,99 @@ async fn create_host_pod(
                 (TokenNeed::Issue(_), None) => Ok(None),
             }
         }
-        Err(e) if is_status(&e, 409) => {
-            let name = desired.name_any();
-            let live = api.get_opt(&name).await?;
-            let id = VirtualIdentity::from_meta(KIND, v.meta())?;
-            if let Ownership::NotOurs(why) =
-                is_managed(&ctx.tenant, live.as_ref().map(|p| p.meta()), &id)
-            {
-                mirror::conflict(ctx, v, &name, &why).await?;
-                return Ok(None);
-            }
-            // Ours but not yet in the cache: the watch event will requeue.
-            Ok(None)
-        }
+        Err(e) if is_status(&e, 409) => create_conflict(ctx, v, &api, &desired).await,
         Err(e) => Err(e).context("creating the host pod"),
+    }
+}
+
+/// A host pod create answered 409: a conflict Event when the pod at the
+/// name is not ours; nothing when it is (not cached yet: its watch event
+/// requeues the key).
+async fn create_conflict(
+    ctx: &Context,
+    v: &Pod,
+    api: &Api<Pod>,
+    desired: &Pod,
+) -> anyhow::Result<Option<Duration>> {
+    let name = desired.name_any();
+    let live = api.get_opt(&name).await?;
+    let id = VirtualIdentity::from_meta(KIND, v.meta())?;
+    if let Ownership::NotOurs(why) = is_managed(&ctx.tenant, live.as_ref().map(|p| p.meta()), &id) {
+        mirror::conflict(ctx, v, &name, &why).await?;
+    }
+    Ok(None)
+}
+
+/// When a token issued now must be refreshed: at 80 % of its lifetime, as
+/// the kubelet refreshes projected tokens.
+fn token_refresh_at() -> jiff::Timestamp {
+    jiff::Timestamp::now() + jiff::SignedDuration::from_secs(TOKEN_SECONDS * 8 / 10)
+}
+
+/// The virtual cluster's CA as namespace `ns`'s `kube-root-ca.crt` holds
+/// it (cached, else read: the namespace may be brand new); empty when
+/// there is none yet.
+async fn root_ca(ctx: &Context, state: &State, ns: &str) -> anyhow::Result<String> {
+    let cached = state
+        .root_ca
+        .get(&ObjectRef::new(ROOT_CA_CONFIGMAP).within(ns));
+    let map = match cached {
+        Some(c) => Some(c),
+        None => ctx
+            .virtual_api::<ConfigMap>(ns)
+            .get_opt(ROOT_CA_CONFIGMAP)
+            .await?
+            .map(Arc::new),
+    };
+    Ok(map
+        .as_ref()
+        .and_then(|c| c.data.as_ref())
+        .and_then(|d| d.get("ca.crt").cloned())
+        .unwrap_or_default())
+}
+
+/// Writes a fresh `token` into the annotations of host pod `h` (ours,
+/// mirroring `v`) with one JSON patch that tests the pod's uid, so a
+/// recreated pod of the same name never gets it. Returns when to refresh.
+async fn annotate_token(
+    ctx: &Context,
+    state: &State,
+    key: &Key,
+    v: &Pod,
+    h: &Pod,
+    token: String,
+) -> anyhow::Result<Option<Duration>> {
+    let ca = root_ca(ctx, state, &key.0).await?;
+    let refresh_at = token_refresh_at();
+    let mut ops =
+        vec![serde_json::json!({"op": "test", "path": "/metadata/uid", "value": h.uid()})];
+    if h.metadata.annotations.is_none() {
+        ops.push(serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
+    }
+    for (k, val) in pure::token_annotations(&token, &ca, refresh_at) {
+        let path = format!(
+            "/metadata/annotations/{}",
+            k.replace('~', "~0").replace('/', "~1")
+        );
+        ops.push(serde_json::json!({"op": "add", "path": path, "value": val}));
+    }
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))?;
+    match ctx
+        .host_api::<Pod>()
+        .patch(
+            &h.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
+        .await
+    {
+        Ok(_) => {
+            issued_lock(state).insert(key.clone(), (v.uid().unwrap_or_default(), refresh_at));
+            Ok(Some(Duration::from_secs((TOKEN_SECONDS * 8 / 10) as u64)))
+        }
+        // Gone or replaced meanwhile: its watch event requeues the key.
+        Err(e) if is_status(&e, 404) || is_status(&e, 422) || is_status(&e, 409) => Ok(None),
+        Err(e) => Err(e).context("writing the token into the host pod"),
     }
 }
 
@@ -1175,21 +1294,38 @@ fn issued_lock(state: &State) -> std::sync::MutexGuard<'_, Issued> {
 }
 
 /// Decides from the caches (no I/O) whether virtual pod `v` needs a new
-/// token: it wants one and neither the token store nor this process's
-/// record of the Secrets it wrote (`State::issued`) holds one for this
-/// incarnation that is still before its refresh time.
-fn token_need(ctx: &Context, state: &State, key: &Key, v: &Pod) -> TokenNeed {
+/// token: it wants one and neither its token (the token Secret in the
+/// token store, or the annotations of `host_pod`, its host copy) nor this
+/// process's record of the tokens it wrote (`State::issued`) holds one for
+/// this incarnation that is still before its refresh time.
+fn token_need(
+    ctx: &Context,
+    state: &State,
+    key: &Key,
+    v: &Pod,
+    host_pod: Option<&Pod>,
+) -> TokenNeed {
     if !token_wanted(state, v) {
         return TokenNeed::Nothing(None);
     }
-    let name = token_secret_name(ctx, key);
-    let existing = state.tokens.get(&name);
     let now = jiff::Timestamp::now();
     let uid = v.uid().unwrap_or_default();
-    let cached = existing
-        .as_ref()
-        .filter(|s| s.object_uid.as_deref() == Some(uid.as_str()))
-        .and_then(|s| s.refresh_at);
+    let (existing, cached) = if ctx.config.token_secrets {
+        let existing = state.tokens.get(&token_secret_name(ctx, key));
+        let cached = existing
+            .as_ref()
+            .filter(|s| s.object_uid.as_deref() == Some(uid.as_str()))
+            .and_then(|s| s.refresh_at);
+        (existing, cached)
+    } else {
+        // The host pod carries its token (the caller passes this
+        // incarnation's copy only).
+        let cached = host_pod
+            .and_then(|h| h.metadata.annotations.as_ref())
+            .and_then(|a| a.get(crate::summary::ANNOTATION_SA_REFRESH_AT))
+            .and_then(|t| t.parse().ok());
+        (None, cached)
+    };
     let refresh_at = {
         let mut issued = issued_lock(state);
         let written = issued
@@ -1226,11 +1362,15 @@ async fn ensure_token(
     v: &Pod,
     h: &Pod,
 ) -> anyhow::Result<Option<Duration>> {
-    match token_need(ctx, state, key, v) {
+    match token_need(ctx, state, key, v, Some(h)) {
         TokenNeed::Nothing(after) => Ok(after),
         TokenNeed::Issue(existing) => {
             let token = request_token(ctx, key, v).await?;
-            write_token(ctx, state, key, v, h, token, existing.as_ref()).await
+            if ctx.config.token_secrets {
+                write_token(ctx, state, key, v, h, token, existing.as_ref()).await
+            } else {
+                annotate_token(ctx, state, key, v, h, token).await
+            }
         }
     }
 }
@@ -1283,25 +1423,8 @@ async fn write_token(
 ) -> anyhow::Result<Option<Duration>> {
     let name = token_secret_name(ctx, key);
     let ns = key.0.clone();
-    let cached = state
-        .root_ca
-        .get(&ObjectRef::new(ROOT_CA_CONFIGMAP).within(&ns));
-    let ca_map = match cached {
-        Some(c) => Some(c),
-        // Not cached (yet): the namespace may be brand new; ask.
-        None => ctx
-            .virtual_api::<ConfigMap>(&ns)
-            .get_opt(ROOT_CA_CONFIGMAP)
-            .await?
-            .map(Arc::new),
-    };
-    let ca = ca_map
-        .as_ref()
-        .and_then(|c| c.data.as_ref())
-        .and_then(|d| d.get("ca.crt").cloned())
-        .unwrap_or_default();
-    let refresh_at =
-        jiff::Timestamp::now() + jiff::SignedDuration::from_secs(TOKEN_SECONDS * 8 / 10);
+    let ca = root_ca(ctx, state, &ns).await?;
+    let refresh_at = token_refresh_at();
     // object-name is the pod's, so the token's watch events queue the pod.
     let id = VirtualIdentity::from_meta(TOKEN_KIND, v.meta())?;
     let mut markers = crate::names::identity_markers(&ctx.tenant, &id);
