@@ -1,7 +1,8 @@
 //! Benchmark of the syncer: prints figures, asserts nothing about time.
 //!
 //! Run: `cargo bench -p vkube --bench syncer` (`SYNCER_BENCH_BURSTS=1000`
-//! for only the smaller burst; the syncer child inherits the environment, so e.g.
+//! for only the smaller burst, `SYNCER_BENCH_ARGS=--token-secrets` for more
+//! `vkube syncer` flags; the syncer child inherits the environment, so e.g.
 //! `MALLOC_ARENA_MAX=2` applies to it). Two in-process API servers
 //! (`vkube_e2e::TestCluster`): the HOST with every default controller and
 //! the node simulator playing scheduler and kubelets, the VIRTUAL one with
@@ -21,6 +22,8 @@
 //! * syncer RSS per synced pod: RSS growth of the syncer process over each
 //!   burst (once the pods run and their status is reflected), divided by N,
 //!   after an untimed warm-up burst of 300 pods on each path;
+//! * claims at light load: virtual PersistentVolumeClaim create → host
+//!   claim seen (host watch), p50/p99 over 100 creates one every 50 ms;
 //! * status reflection: host `status.message` write → visible on the
 //!   virtual pod (virtual watch), p50/p99 over 100 pods;
 //! * catch-up: N (the first burst size) virtual pods created while the syncer is stopped, then a
@@ -49,7 +52,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::Notify;
@@ -81,11 +84,14 @@ struct Seen {
 impl Seen {
     /// Watches `api` (filtered by `labels`) recording `key(obj)` for every
     /// object for which it returns `Some`; returns once the watch is ready.
-    async fn watch(
-        api: Api<Pod>,
+    async fn watch<K>(
+        api: Api<K>,
         labels: &str,
-        key: impl Fn(&Pod) -> Option<String> + Send + 'static,
-    ) -> Seen {
+        key: impl Fn(&K) -> Option<String> + Send + 'static,
+    ) -> Seen
+    where
+        K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    {
         let seen = Seen::default();
         let s = seen.clone();
         let ready = Arc::new(Notify::new());
@@ -270,6 +276,13 @@ async fn main() {
         })
         .collect();
     let burst_n = bursts[0];
+    // More `vkube syncer` flags, e.g. `--token-secrets` to compare the
+    // token deliveries.
+    let extra_args: Vec<String> = std::env::var("SYNCER_BENCH_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     let host = TestCluster::start_with_controllers(NodeSimulator::default()).await;
     let mut virt = TestCluster::start().await;
     virt.run_controllers("*").await;
@@ -283,6 +296,7 @@ async fn main() {
     let spawn_syncer = || {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_vkube"))
             .args(["syncer", "--name", VC, "--host-namespace", HOST_NS])
+            .args(extra_args.iter())
             .arg("--virtual-kubeconfig")
             .arg(virt.kubeconfig_path())
             .arg("--host-kubeconfig")
@@ -304,7 +318,7 @@ async fn main() {
     let host_seen = Seen::watch(
         Api::namespaced(hc.clone(), HOST_NS),
         &format!("vkube.dev/managed-by={VC}"),
-        |p| {
+        |p: &Pod| {
             p.metadata
                 .annotations
                 .as_ref()?
@@ -313,7 +327,10 @@ async fn main() {
         },
     )
     .await;
-    let direct_seen = Seen::watch(dpods.clone(), "app=bench", |p| p.metadata.name.clone()).await;
+    let direct_seen = Seen::watch(dpods.clone(), "app=bench", |p: &Pod| {
+        p.metadata.name.clone()
+    })
+    .await;
 
     // Warm up (syncer caches ready, host namespace created).
     let warm: Vec<String> = (0..5).map(|i| format!("warm-{i}")).collect();
@@ -363,11 +380,57 @@ async fn main() {
         [&virtual_calls, &direct_calls],
     );
 
+    // Claims at light load: virtual create → host claim seen.
+    let hclaims: Api<PersistentVolumeClaim> = Api::namespaced(hc.clone(), HOST_NS);
+    let vclaims: Api<PersistentVolumeClaim> = Api::namespaced(vc.clone(), "default");
+    let claims_seen = Seen::watch(
+        hclaims,
+        &format!("vkube.dev/managed-by={VC}"),
+        |c: &PersistentVolumeClaim| {
+            c.metadata
+                .annotations
+                .as_ref()?
+                .get("vkube.dev/object-name")
+                .cloned()
+        },
+    )
+    .await;
+    let mut claim_lat = Vec::new();
+    for i in 0..100 {
+        let name = format!("claim-{i}");
+        let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}}},
+        }))
+        .unwrap();
+        let start = Instant::now();
+        vclaims
+            .create(&PostParams::default(), &claim)
+            .await
+            .unwrap();
+        claims_seen.until(&name, |s| s.get(&name).is_some()).await;
+        claim_lat.push(
+            claims_seen
+                .get(&name)
+                .unwrap()
+                .saturating_duration_since(start),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    claim_lat.sort();
+    println!(
+        "claims at light load, 100 creates one every 50 ms, create call → host claim seen: p50 {}  p99 {}",
+        ms(percentile(&claim_lat, 0.5)),
+        ms(percentile(&claim_lat, 0.99))
+    );
+    claims_seen.stop();
+
     // Let the light pods settle (Running, status reflected) before the burst.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut first_direct = Duration::ZERO;
     // Status reflection: host status.message → virtual pod.
-    let reflected = Seen::watch(vpods.clone(), "app=bench", |p| {
+    let reflected = Seen::watch(vpods.clone(), "app=bench", |p: &Pod| {
         p.status
             .as_ref()?
             .message
