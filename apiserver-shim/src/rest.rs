@@ -121,7 +121,7 @@ impl Api {
 #[derive(Debug, Default)]
 pub(crate) struct DeleteOptions {
     grace_period_seconds: Option<i64>,
-    precondition_uid: Option<String>,
+    pub(crate) precondition_uid: Option<String>,
     pub(crate) precondition_rv: Option<String>,
     pub(crate) dry_run: bool,
     /// `propagationPolicy`: `Orphan`, `Background` or `Foreground`.
@@ -596,7 +596,8 @@ impl Api {
             ("POST", None, None) => self.create(&target, &query, headers, &body, repr).await,
             ("POST", Some(name), Some("binding")) => self.bind(&target, name, headers, &body).await,
             ("POST", Some(name), Some("eviction")) => {
-                self.evict(&target, name, headers, &body).await
+                self.evict(&target, name, &query.dry_run_values, headers, &body)
+                    .await
             }
             ("PUT", Some(name), _) => {
                 let mut obj = decode_body(headers, &body, def.kind)?;

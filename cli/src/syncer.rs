@@ -73,7 +73,7 @@ pub struct SyncerArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SyncKindArgs {
     /// Sync the tenant's PriorityClasses to the host (cluster-scoped
-    /// writes; renamed NAME-x-HOSTNS-x-VC, never the host's default); host
+    /// writes; renamed vkube-NAME-x-HOSTNS-x-VC, never the host's default); host
     /// pods then name their class's host copy. Off: host pods name no class.
     #[arg(long)]
     pub sync_priority_classes: bool,

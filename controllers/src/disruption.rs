@@ -33,12 +33,11 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use kube_runtime::controller::{Action, Controller};
 use kube_runtime::watcher;
-use serde_json::json;
 
 use crate::util::{controller_of, is_pod_ready, selector_matches};
 use crate::{Error, Result};
@@ -248,17 +247,24 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, client: Arc<Client>) -> Result
     let now = Timestamp::now();
     let status = plan(&pdb, &pods, &scales, now);
     if pdb.status.as_ref() != Some(&status) {
+        // A whole-status write at the version read, as kube's controller
+        // does: an eviction that took a disruption meanwhile (a status write
+        // of its own) makes this one conflict and be computed again, and
+        // entries leaving `disruptedPods` are really removed.
         let api = Api::<PodDisruptionBudget>::namespaced((*client).clone(), &ns);
+        let updated = PodDisruptionBudget {
+            status: Some(status.clone()),
+            ..(*pdb).clone()
+        };
         match api
-            .patch_status(
-                &pdb.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
+            .replace_status(&pdb.name_any(), &PostParams::default(), &updated)
             .await
         {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                return Ok(Action::requeue(Duration::from_millis(200)));
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -277,6 +283,7 @@ fn error_policy(pdb: Arc<PodDisruptionBudget>, err: &Error, _ctx: Arc<Client>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn pdb(spec: serde_json::Value) -> PodDisruptionBudget {
         serde_json::from_value(json!({

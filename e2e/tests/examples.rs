@@ -108,3 +108,39 @@ async fn guestbook_example_applies_and_its_deployments_roll_out() {
     assert_eq!(out.lines().len(), 3, "{out}");
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn database_example_runs_with_bound_claims_and_a_budget() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl(&["apply", "--validate=strict", "-f", &example("database")])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&[
+            "statefulset.apps/db created",
+            "poddisruptionbudget.policy/db created",
+            "networkpolicy.networking.k8s.io/db created",
+        ]);
+    c.kubectl(&["rollout", "status", "statefulset/db", "--timeout=120s"])
+        .await
+        .expect_ok();
+    let claims = c.kubectl(&["get", "pvc", "--no-headers"]).await.expect_ok();
+    for member in ["data-db-0", "data-db-1", "data-db-2"] {
+        assert!(
+            claims
+                .lines()
+                .iter()
+                .any(|l| l.starts_with(member) && l.contains("Bound")),
+            "{}",
+            claims.stdout
+        );
+    }
+    c.kubectl(&[
+        "wait",
+        "--for=jsonpath={.status.disruptionsAllowed}=1",
+        "pdb/db",
+        "--timeout=60s",
+    ])
+    .await
+    .expect_ok();
+    c.shutdown().await;
+}

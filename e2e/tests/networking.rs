@@ -261,3 +261,108 @@ spec:
     .await;
     c.shutdown().await;
 }
+
+/// The restart test for Ingresses, NetworkPolicies and
+/// PodDisruptionBudgets: stop the syncer after some host copies exist,
+/// delete some and create others while it is down, restart: the host holds
+/// exactly the copies of what exists (by uid), nothing orphaned, nothing
+/// missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_with_changes_while_down_converges_for_every_kind() {
+    use std::collections::BTreeMap;
+    use vkube_e2e::synced::{HOST_NAMESPACE, TENANT};
+    let mut c = SyncedCluster::start().await;
+    let manifest = |i: usize| {
+        format!(
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: ing-{i}}}
+spec:
+  defaultBackend: {{service: {{name: web, port: {{number: 80}}}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: np-{i}}}
+spec:
+  podSelector: {{matchLabels: {{app: "a{i}"}}}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {{name: pdb-{i}}}
+spec:
+  maxUnavailable: 1
+  selector: {{matchLabels: {{app: "a{i}"}}}}
+"#
+        )
+    };
+    let all: String = (0..12).map(manifest).collect::<Vec<_>>().join("\n---\n");
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], &all)
+        .await
+        .expect_ok();
+    let kinds = ["ingress", "networkpolicy", "pdb"];
+    eventually("the first host copies", WAIT, || async {
+        let n = c.host.get_json(&["pdb", "-n", HOST_NAMESPACE]).await?["items"]
+            .as_array()
+            .map_or(0, Vec::len);
+        (n >= 2).then_some(()).ok_or(format!("{n} host budgets"))
+    })
+    .await;
+    c.stop_syncer().await;
+    for i in (0..12).step_by(3) {
+        c.virt
+            .kubectl(&[
+                "delete",
+                &format!("ingress/ing-{i}"),
+                &format!("networkpolicy/np-{i}"),
+                &format!("pdb/pdb-{i}"),
+            ])
+            .await
+            .expect_ok();
+    }
+    let more: String = (12..15).map(manifest).collect::<Vec<_>>().join("\n---\n");
+    c.virt
+        .kubectl_stdin(&["apply", "-f", "-"], &more)
+        .await
+        .expect_ok();
+    c.start_syncer().await;
+    let by_uid = |list: serde_json::Value, host: bool| -> BTreeMap<String, String> {
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| !host || o["metadata"]["labels"]["vkube.dev/managed-by"] == TENANT)
+            .map(|o| {
+                let m = &o["metadata"];
+                let (name, uid) = if host {
+                    (
+                        m["annotations"]["vkube.dev/object-name"].clone(),
+                        m["annotations"]["vkube.dev/object-uid"].clone(),
+                    )
+                } else {
+                    (m["name"].clone(), m["uid"].clone())
+                };
+                (
+                    name.as_str().unwrap_or_default().to_string(),
+                    uid.as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    for kind in kinds {
+        eventually(
+            &format!("the host {kind}s to converge"),
+            Duration::from_secs(120),
+            || async {
+                let want = by_uid(c.virt.get_json(&[kind]).await?, false);
+                let have = by_uid(c.host.get_json(&[kind, "-n", HOST_NAMESPACE]).await?, true);
+                (want.len() == 11 && want == have)
+                    .then_some(())
+                    .ok_or(format!("{} virtual, {} host", want.len(), have.len()))
+            },
+        )
+        .await;
+    }
+    c.shutdown().await;
+}

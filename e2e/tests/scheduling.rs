@@ -34,7 +34,7 @@ async fn priority_classes_reach_the_host_renamed_and_capped() {
         .await
         .expect_ok();
     c.wait_running("urgent").await;
-    let host_class = format!("high-x-{HOST_NAMESPACE}-x-{TENANT}");
+    let host_class = format!("vkube-high-x-{HOST_NAMESPACE}-x-{TENANT}");
     let pod = c
         .host_get("pod", &c.host_name("default", "urgent"))
         .await
@@ -54,6 +54,28 @@ async fn priority_classes_reach_the_host_renamed_and_capped() {
     assert!(
         class["globalDefault"].is_null() || class["globalDefault"] == false,
         "never the host's default: {class}"
+    );
+    // The tenant's own system classes are synced under a host name clear of
+    // the host's reserved `system-` prefix.
+    c.virt
+        .kubectl(&[
+            "run",
+            "critical",
+            "--image=busybox",
+            "--overrides={\"spec\":{\"priorityClassName\":\"system-cluster-critical\"}}",
+        ])
+        .await
+        .expect_ok();
+    c.wait_running("critical").await;
+    let critical = c
+        .host_get("pod", &c.host_name("default", "critical"))
+        .await
+        .unwrap();
+    let system = format!("vkube-system-cluster-critical-x-{HOST_NAMESPACE}-x-{TENANT}");
+    assert_eq!(critical["spec"]["priorityClassName"], system.as_str());
+    assert_eq!(
+        c.host.get_json(&["priorityclass", &system]).await.unwrap()["value"],
+        1000
     );
     // The value is immutable: a recreated class is replaced on the host.
     c.virt

@@ -15,7 +15,11 @@
 //! ingress-nginx snippet annotations (arbitrary controller configuration,
 //! CVE-2021-25742) and those naming Secrets or ConfigMaps, which the
 //! controller would read from the host namespace (another object than the
-//! tenant's) or from any namespace.
+//! tenant's) or from any namespace, and traffic mirroring to any address.
+//! A Service named in an annotation ([`SERVICE_ANNOTATIONS`]) is renamed to
+//! the tenant's host copy. Host names (`rules[].host`) are the tenant's to
+//! choose; which tenant may serve which hostname is the host ingress
+//! controller's and the platform's policy.
 //!
 //! Back ([`reflect_status`]): `status.loadBalancer` as is.
 
@@ -36,10 +40,18 @@ pub const DEFAULT_DENIED_ANNOTATIONS: &[&str] = &[
     "nginx.ingress.kubernetes.io/*-snippet",
     "nginx.ingress.kubernetes.io/*snippets*",
     "nginx.ingress.kubernetes.io/*secret*",
+    "nginx.ingress.kubernetes.io/*configmap*",
     "nginx.ingress.kubernetes.io/auth-proxy-set-headers",
     "nginx.ingress.kubernetes.io/custom-headers",
     "nginx.ingress.kubernetes.io/global-auth-*",
+    "nginx.ingress.kubernetes.io/mirror-target",
+    "nginx.ingress.kubernetes.io/mirror-host",
 ];
+
+/// Annotations whose value names a Service of the Ingress's namespace: the
+/// name is translated like a backend's (ingress-nginx's custom default
+/// backend), so it can only name the tenant's own Service.
+pub const SERVICE_ANNOTATIONS: &[&str] = &["nginx.ingress.kubernetes.io/default-backend"];
 
 /// How Ingresses are translated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +124,13 @@ pub fn translate(
             }
             !deny
         });
+    }
+    if let Some(a) = metadata.annotations.as_mut() {
+        for key in SERVICE_ANNOTATIONS {
+            if let Some(v) = a.get_mut(*key) {
+                *v = host_name(tenant, &id.namespace, v.trim());
+            }
+        }
     }
     let mut spec = ing.spec.clone().unwrap_or_default();
     let rename = |b: &mut IngressBackend| -> Result<(), TranslateError> {
@@ -279,6 +298,8 @@ mod tests {
             Err(TranslateError::Forbidden(_))
         ));
         let annotations = json!({
+            "nginx.ingress.kubernetes.io/default-backend": "vkube-vc",
+            "nginx.ingress.kubernetes.io/fastcgi-params-configmap": "kube-system/cfg",
             "nginx.ingress.kubernetes.io/server-snippet": "location / { root /etc; }",
             "nginx.ingress.kubernetes.io/configuration-snippet": "x",
             "nginx.ingress.kubernetes.io/auth-tls-secret": "kube-system/ca",
@@ -294,8 +315,12 @@ mod tests {
         let kept = t.ingress.metadata.annotations.unwrap();
         assert_eq!(kept["nginx.ingress.kubernetes.io/rewrite-target"], "/");
         assert_eq!(
+            kept["nginx.ingress.kubernetes.io/default-backend"], "vkube-vc-x-team-x-vc",
+            "only the tenant's own Service"
+        );
+        assert_eq!(
             t.dropped_annotations.len(),
-            4,
+            5,
             "{:?}",
             t.dropped_annotations
         );

@@ -2,7 +2,7 @@
 //! PriorityClass its pods use, and of a pod's `priorityClassName`.
 //!
 //! PriorityClasses are cluster-scoped on the host, so a tenant's class gets
-//! a host name unique to the tenant ([`host_class_name`]: `NAME-x-HOSTNS-x-VC`
+//! a host name unique to the tenant ([`host_class_name`]: `vkube-NAME-x-HOSTNS-x-VC`
 //! under the injective [`host_name`] rules, the host namespace standing in
 //! for the virtual one). Its value is capped by
 //! [`PriorityClassOptions::max_value`] (a tenant must not outrank the
@@ -45,9 +45,13 @@ pub struct PriorityClassOptions {
     pub max_value: i32,
 }
 
-/// The host name of the tenant's PriorityClass `name`.
+/// The host name of the tenant's PriorityClass `name`: `vkube-` and the
+/// [`host_name`] of `name` with the host namespace in the namespace's
+/// place. The prefix keeps every name clear of the `system-` prefix the
+/// host reserves (a tenant's `system-cluster-critical` too) and, being on
+/// every name, keeps the mapping injective.
 pub fn host_class_name(tenant: &Tenant, name: &str) -> String {
-    host_name(tenant, tenant.host_namespace(), name)
+    format!("vkube-{}", host_name(tenant, tenant.host_namespace(), name))
 }
 
 /// The host class a tenant pod naming `class` runs with: the tenant class's
@@ -164,7 +168,7 @@ mod tests {
         let h = translate(&tenant(), &pc, &opts).unwrap();
         assert_eq!(
             h.metadata.name.as_deref(),
-            Some("system-cluster-critical-x-host-ns-x-vc")
+            Some("vkube-system-cluster-critical-x-host-ns-x-vc")
         );
         assert_eq!((h.value, h.global_default), (Some(1000), None));
         assert_eq!(h.preemption_policy.as_deref(), Some("PreemptLowerPriority"));
@@ -188,7 +192,7 @@ mod tests {
     fn pods_name_the_tenants_host_class_or_none() {
         assert_eq!(
             host_priority_class_name(&tenant(), Some("high"), true).as_deref(),
-            Some("high-x-host-ns-x-vc")
+            Some("vkube-high-x-host-ns-x-vc")
         );
         assert_eq!(
             host_priority_class_name(&tenant(), Some("high"), false),

@@ -166,6 +166,7 @@ impl Api {
         &self,
         target: &Target,
         name: &str,
+        query_dry_run: &[String],
         headers: &HeaderMap,
         body: &[u8],
     ) -> ApiResult<Response> {
@@ -175,22 +176,58 @@ impl Api {
                 "name in URL does not match name in Eviction object",
             ));
         }
-        let opts = match eviction.get("deleteOptions").filter(|v| v.is_object()) {
-            Some(v) => delete_options_from(v, DeleteOptions::default(), &[])?,
-            None => DeleteOptions::default(),
+        let base = DeleteOptions {
+            dry_run: query_dry_run.iter().any(|d| d == "All"),
+            ..DeleteOptions::default()
+        };
+        let mut opts = match eviction.get("deleteOptions").filter(|v| v.is_object()) {
+            Some(v) => delete_options_from(v, base, query_dry_run)?,
+            None => {
+                crate::fieldmanager::validate_delete_dry_run(query_dry_run)?;
+                base
+            }
         };
         let ns = target.namespace.clone().unwrap_or_default();
         let pod = self.get(target, name).await?;
+        // The caller's preconditions hold for the pod read here, or nothing
+        // happens (the host is not asked); the delete then names this pod's
+        // uid, so a pod recreated under the name meanwhile is not evicted.
+        let gr = GroupResource::new("", "pods");
+        let uid = pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let rv = pod
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Some(want) = opts.precondition_uid.as_deref().filter(|u| *u != uid) {
+            return Err(ApiError::conflict(
+                &gr,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+                ),
+            ));
+        }
+        if let Some(want) = opts.precondition_rv.as_deref().filter(|r| *r != rv) {
+            return Err(ApiError::conflict(
+                &gr,
+                name,
+                &format!(
+                    "the ResourceVersion in the precondition ({want}) does not match the ResourceVersion in record ({rv}). The object might have been modified"
+                ),
+            ));
+        }
+        opts.precondition_uid = Some(uid);
         if can_ignore_budget(&pod) {
             return self.delete_evicted(target, name, opts).await;
         }
-        if let Some(evictor) = self.config.evictor.clone() {
-            let uid = pod
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+        if let Some(evictor) = self.config.evictor.clone().filter(|_| !opts.dry_run) {
+            let uid = opts.precondition_uid.clone().unwrap_or_default();
             match evictor
-                .evict(&ns, name, uid, &eviction)
+                .evict(&ns, name, &uid, &eviction)
                 .await
                 .map_err(ApiError::from_host)?
             {
@@ -270,14 +307,32 @@ impl Api {
         name: &str,
         opts: DeleteOptions,
     ) -> ApiResult<Response> {
+        let mut opts = opts;
         if !opts.dry_run {
             let status_target = Target {
                 subresource: Some("status".into()),
                 ..target.clone()
             };
+            let (uid, rv) = (opts.precondition_uid.clone(), opts.precondition_rv.clone());
             let marked = self
                 .guaranteed_update(&status_target, name, false, false, |old| {
-                    let mut pod = old.cloned().unwrap_or_default();
+                    let old = old.ok_or_else(|| {
+                        ApiError::not_found(&GroupResource::new("", "pods"), name)
+                    })?;
+                    // The delete's preconditions guard this write as well;
+                    // the delete then expects the version it leaves.
+                    let meta_is = |path: &str, want: &Option<String>| {
+                        want.as_deref()
+                            .is_none_or(|w| old.pointer(path).and_then(Value::as_str) == Some(w))
+                    };
+                    if !meta_is("/metadata/uid", &uid) || !meta_is("/metadata/resourceVersion", &rv) {
+                        return Err(ApiError::conflict(
+                            &GroupResource::new("", "pods"),
+                            name,
+                            "the object has been modified; please apply your changes to the latest version and try again",
+                        ));
+                    }
+                    let mut pod = old.clone();
                     super::set_condition(&mut pod, "DisruptionTarget", "True");
                     if let Some(c) = pod
                         .pointer_mut("/status/conditions")
@@ -290,11 +345,18 @@ impl Api {
                     Ok(pod)
                 })
                 .await;
-            // A pod gone meanwhile is evicted as well.
-            if let Err(e) = marked
-                && e.code != 404
-            {
-                return Err(e);
+            match marked {
+                Ok((pod, _)) => {
+                    if opts.precondition_rv.is_some() {
+                        opts.precondition_rv = pod
+                            .pointer("/metadata/resourceVersion")
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
+                    }
+                }
+                // A pod gone meanwhile is evicted as well.
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
             }
         }
         match self.delete_one(target, name, &opts).await {

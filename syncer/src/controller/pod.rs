@@ -997,8 +997,21 @@ async fn create_host_pod(
     let api = ctx.host_api::<Pod>();
     if !ctx.config.token_secrets {
         // The token rides on the host pod: requested first, created with it.
-        let after = match token_need(ctx, state, key, v, None) {
-            TokenNeed::Issue(_) => {
+        // A new host pod always gets a fresh one (a record of a token written
+        // into an earlier host copy of this pod says nothing about this one),
+        // and waits for the virtual service account, as the kubelet waits
+        // for its token before starting containers.
+        let wanted = token_wanted(state, v);
+        if wanted
+            && state
+                .sas
+                .get(&ObjectRef::new(pure::service_account_of(v)).within(&key.0))
+                .is_none()
+        {
+            return Ok(Some(Duration::from_secs(2)));
+        }
+        let after = match wanted {
+            true => {
                 let token = request_token(ctx, key, v).await?;
                 let ca = root_ca(ctx, state, &key.0).await?;
                 let refresh_at = token_refresh_at();
@@ -1009,7 +1022,7 @@ async fn create_host_pod(
                     .extend(pure::token_annotations(&token, &ca, refresh_at));
                 Some((refresh_at, v.uid().unwrap_or_default()))
             }
-            TokenNeed::Nothing(_) => None,
+            false => None,
         };
         return match api.create(&PostParams::default(), &desired).await {
             Ok(_) => {
