@@ -455,7 +455,7 @@ async fn role_grants_exactly_what_the_syncer_uses() {
     let classes = rule_set(&[
         (
             "storage.k8s.io",
-            &["storageclasses"],
+            &["storageclasses", "csidrivers"],
             &["get", "list", "watch"],
             "",
         ),

@@ -126,6 +126,21 @@ async fn stateful_sets_and_deployments_with_claims_run_and_clean_up() {
             .ok_or(out.stdout + &out.stderr)
     })
     .await;
+    // So are the host's CSI drivers.
+    c.host
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            "apiVersion: storage.k8s.io/v1\nkind: CSIDriver\nmetadata: {name: hostpath.csi.k8s.io}\nspec: {attachRequired: false, podInfoOnMount: true}\n",
+        )
+        .await
+        .expect_ok();
+    eventually("the host's CSIDriver in the tenant", WAIT, || async {
+        let d = c.virt.get_json(&["csidriver", "hostpath.csi.k8s.io"]).await?;
+        (d["spec"]["podInfoOnMount"] == true)
+            .then_some(())
+            .ok_or(d.to_string())
+    })
+    .await;
     c.virt
         .kubectl_stdin(&["apply", "-f", "-"], APPS)
         .await

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::names::{LABEL_MANAGED_BY, Tenant};
@@ -65,6 +65,23 @@ pub fn virtual_storage_class(tenant: &Tenant, host: &StorageClass) -> StorageCla
     }
 }
 
+/// The read-only virtual copy of host CSIDriver `host` (so tools that
+/// inspect drivers, and users asking what a class's provisioner does, see
+/// the host's): name and spec, labelled `vkube.dev/managed-by=VC`.
+pub fn virtual_csi_driver(tenant: &Tenant, host: &CSIDriver) -> CSIDriver {
+    CSIDriver {
+        metadata: ObjectMeta {
+            name: host.metadata.name.clone(),
+            labels: Some(BTreeMap::from([(
+                LABEL_MANAGED_BY.to_string(),
+                tenant.name().to_string(),
+            )])),
+            ..Default::default()
+        },
+        spec: host.spec.clone(),
+    }
+}
+
 /// Whether virtual copy `current` differs from `desired` in anything shown.
 /// A class's provisioner, parameters, reclaim policy and binding mode are
 /// immutable: [`needs_replace`] says when only a delete and create helps.
@@ -101,6 +118,25 @@ pub fn needs_replace(desired: &StorageClass, current: &StorageClass) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn csi_drivers_are_shown_with_their_spec() {
+        let tenant = Tenant::new("vc", "host-ns").unwrap();
+        let host: CSIDriver = serde_json::from_value(json!({
+            "metadata": {"name": "ebs.csi.aws.com", "uid": "h",
+                "annotations": {"meta.helm.sh/release-name": "ebs"}},
+            "spec": {"attachRequired": true, "podInfoOnMount": false,
+                "fsGroupPolicy": "File"},
+        }))
+        .unwrap();
+        let v = serde_json::to_value(virtual_csi_driver(&tenant, &host)).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+                "metadata": {"name": "ebs.csi.aws.com", "labels": {"vkube.dev/managed-by": "vc"}},
+                "spec": {"attachRequired": true, "podInfoOnMount": false, "fsGroupPolicy": "File"}})
+        );
+    }
 
     #[test]
     fn the_copy_keeps_the_class_and_leaves_out_host_secrets() {

@@ -1,6 +1,6 @@
 //! The controllers of host classes shown read-only in the virtual cluster:
-//! StorageClasses ([`crate::storageclass`]) and IngressClasses
-//! ([`crate::ingress::virtual_ingress_class`]), kept as they change and
+//! StorageClasses and CSIDrivers ([`crate::storageclass`]) and
+//! IngressClasses ([`crate::ingress::virtual_ingress_class`]), kept as they change and
 //! removed when they go. Each runs only when the host lets the syncer list
 //! that kind (a cluster-scoped read the chart grants); otherwise it says so
 //! once and idles, and objects keep whatever class the tenant names. A
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use k8s_openapi::api::networking::v1::IngressClass;
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -78,6 +78,20 @@ impl ShownFromHost for IngressClass {
     }
     fn needs_replace(_: &Self, _: &Self) -> bool {
         false
+    }
+}
+
+impl ShownFromHost for CSIDriver {
+    const KIND: &'static str = "CSIDriver";
+    fn shown(tenant: &Tenant, host: &Self) -> Self {
+        crate::storageclass::virtual_csi_driver(tenant, host)
+    }
+    fn needs_update(desired: &Self, current: &Self) -> bool {
+        desired.metadata.labels != current.metadata.labels || desired.spec != current.spec
+    }
+    // Most of a driver's spec is immutable: a changed one is recreated.
+    fn needs_replace(desired: &Self, current: &Self) -> bool {
+        desired.spec != current.spec
     }
 }
 

@@ -73,6 +73,14 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         run: |ctx| Box::pin(host_class::run::<k8s_openapi::api::storage::v1::StorageClass>(ctx)),
     },
     ControllerDef {
+        kind: "CSIDriver",
+        run: |ctx| {
+            Box::pin(host_class::run::<k8s_openapi::api::storage::v1::CSIDriver>(
+                ctx,
+            ))
+        },
+    },
+    ControllerDef {
         kind: ingress::KIND,
         run: |ctx| Box::pin(ingress::run(ctx)),
     },
