@@ -1,5 +1,5 @@
 //! vkube syncer: translates a tenant's objects from the virtual API server
-//! into one host namespace and reflects their status back (issue 4).
+//! into one host namespace and reflects their status back.
 //!
 //! The pure core (no I/O, no async, no client), one module per concern;
 //! docs/syncer.md states the contract they implement:
@@ -11,6 +11,12 @@
 //!   translations and their `needs_update` comparisons ([`error`] holds
 //!   their shared error type); [`service`] also reflects host allocations
 //!   back and computes service environment variables;
+//! * [`persistentvolumeclaim`] (claims, their status and virtual
+//!   PersistentVolumes), [`storageclass`] (the host's StorageClasses and
+//!   CSIDrivers shown read-only), [`ingress`] (Ingresses and IngressClasses),
+//!   [`networkpolicy`], [`poddisruptionbudget`] (budgets and host
+//!   evictions), [`priorityclass`]: the kinds real applications declare
+//!   beyond pods and services;
 //! * [`event`]: host Events → virtual Events and the syncer's own Warnings;
 //! * [`node`]: the virtual Nodes a tenant sees;
 //! * [`pause`]: the record that lets a paused cluster's pods survive resume.
