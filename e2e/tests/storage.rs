@@ -135,7 +135,10 @@ async fn stateful_sets_and_deployments_with_claims_run_and_clean_up() {
         .await
         .expect_ok();
     eventually("the host's CSIDriver in the tenant", WAIT, || async {
-        let d = c.virt.get_json(&["csidriver", "hostpath.csi.k8s.io"]).await?;
+        let d = c
+            .virt
+            .get_json(&["csidriver", "hostpath.csi.k8s.io"])
+            .await?;
         (d["spec"]["podInfoOnMount"] == true)
             .then_some(())
             .ok_or(d.to_string())
