@@ -283,3 +283,76 @@ spec:
     .await;
     c.shutdown().await;
 }
+
+/// A tenant budget the host does not hold (the syncer refused it: its
+/// selector uses a reserved key) still guards the tenant's evictions: the
+/// virtual API server checks the tenant's budgets before asking the host.
+#[tokio::test]
+async fn a_budget_the_host_does_not_hold_still_guards_evictions() {
+    let c = SyncedCluster::start().await;
+    c.virt
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: held, labels: {app: held, vkube.dev/tier: gold}}
+spec:
+  containers: [{name: c, image: nginx}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: held}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: held, vkube.dev/tier: gold}}
+"#,
+        )
+        .await
+        .expect_ok();
+    c.wait_running("held").await;
+    eventually("the tenant's budget computed", WAIT, || async {
+        let b = c.virt_get("pdb", "held").await?;
+        (b["status"]["currentHealthy"] == 1)
+            .then_some(())
+            .ok_or(b["status"].to_string())
+    })
+    .await;
+    assert!(
+        c.host_get("pdb", &c.host_name("default", "held"))
+            .await
+            .is_err(),
+        "the syncer refuses a budget on a reserved key"
+    );
+    let eviction = serde_json::json!({
+        "apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": "held", "namespace": "default"},
+    })
+    .to_string();
+    let refused = c
+        .virt
+        .kubectl_stdin(
+            &[
+                "create",
+                "--raw",
+                "/api/v1/namespaces/default/pods/held/eviction",
+                "-f",
+                "-",
+            ],
+            &eviction,
+        )
+        .await;
+    assert!(
+        refused
+            .stderr
+            .contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        c.host_get("pod", &c.host_name("default", "held"))
+            .await
+            .is_ok()
+    );
+    c.shutdown().await;
+}

@@ -8,9 +8,10 @@
 //! 2. A pod that is Succeeded, Failed, Pending or already being deleted is
 //!    deleted at once: it disrupts nothing more.
 //! 3. With a [`vkube_core::eviction::HostEvictor`] (a virtual cluster's
-//!    server) the host evicts its copy under the host's budgets; its
-//!    refusal is the answer, and once it evicted the virtual pod is deleted
-//!    too.
+//!    server) the tenant's budget is checked first (without taking a
+//!    disruption), then the host evicts its copy under the host's budgets
+//!    (the tenant's synced copy among them); its refusal is the answer, and
+//!    once it evicted the virtual pod is deleted too.
 //! 4. Otherwise this server's budgets decide ([`check_budget`]): none
 //!    selecting the pod deletes it; more than one answers `500 This pod has
 //!    more than one PodDisruptionBudget, which the eviction subresource
@@ -73,6 +74,18 @@ pub fn selects(pdb: &Value, pod: &Value) -> bool {
 
 fn as_i64(v: &Value, path: &str) -> i64 {
     v.pointer(path).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// Whether unready `pod` may go without taking one of `budget`'s
+/// disruptions: its `unhealthyPodEvictionPolicy` is `AlwaysAllow`, or the
+/// budget is met without it (the default `IfHealthyBudget`).
+fn exempt_unready(budget: &Value, pod: &Value) -> bool {
+    if is_ready(pod) {
+        return false;
+    }
+    let always = budget.pointer("/spec/unhealthyPodEvictionPolicy") == Some(&json!("AlwaysAllow"));
+    let desired = as_i64(budget, "/status/desiredHealthy");
+    always || (as_i64(budget, "/status/currentHealthy") >= desired && desired > 0)
 }
 
 /// `429 TooManyRequests` with a `DisruptionBudget` cause.
@@ -224,7 +237,23 @@ impl Api {
         if can_ignore_budget(&pod) {
             return self.delete_evicted(target, name, opts).await;
         }
+        let pdb_def = lookup("policy", "v1", "poddisruptionbudgets").expect("a served kind");
+        let budgets: Vec<Value> = self
+            .list_prefix(pdb_def, &pdb_def.collection_prefix(Some(&ns)))
+            .await?
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+            .filter(|b| selects(b, &pod))
+            .collect();
         if let Some(evictor) = self.config.evictor.clone().filter(|_| !opts.dry_run) {
+            // The tenant's own budgets guard first (one the host does not
+            // hold yet, or refused to hold, still counts); the host's, the
+            // tenant's synced copy among them, then decide and count.
+            if let [one] = budgets.as_slice()
+                && !exempt_unready(one, &pod)
+            {
+                check_budget(one, name, &meta::now_rfc3339())?;
+            }
             let uid = opts.precondition_uid.clone().unwrap_or_default();
             match evictor
                 .evict(&ns, name, &uid, &eviction)
@@ -235,14 +264,6 @@ impl Api {
                 HostEviction::NoHostPod => {}
             }
         }
-        let pdb_def = lookup("policy", "v1", "poddisruptionbudgets").expect("a served kind");
-        let budgets: Vec<Value> = self
-            .list_prefix(pdb_def, &pdb_def.collection_prefix(Some(&ns)))
-            .await?
-            .iter()
-            .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
-            .filter(|b| selects(b, &pod))
-            .collect();
         let budget = match budgets.as_slice() {
             [] => return self.delete_evicted(target, name, opts).await,
             [one] => one,
@@ -255,23 +276,17 @@ impl Api {
                 ));
             }
         };
-        if !is_ready(&pod) {
-            let always =
-                budget.pointer("/spec/unhealthyPodEvictionPolicy") == Some(&json!("AlwaysAllow"));
-            let desired = as_i64(budget, "/status/desiredHealthy");
-            let met = as_i64(budget, "/status/currentHealthy") >= desired && desired > 0;
-            if always || met {
-                // The pod counts for nothing in the budget; it goes as long
-                // as it has not turned ready meanwhile.
-                let mut opts = opts;
-                if opts.precondition_rv.is_none() {
-                    opts.precondition_rv = pod
-                        .pointer("/metadata/resourceVersion")
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
-                }
-                return self.delete_evicted(target, name, opts).await;
+        if exempt_unready(budget, &pod) {
+            // The pod counts for nothing in the budget; it goes as long as
+            // it has not turned ready meanwhile.
+            let mut opts = opts;
+            if opts.precondition_rv.is_none() {
+                opts.precondition_rv = pod
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
             }
+            return self.delete_evicted(target, name, opts).await;
         }
         let pdb_name = budget
             .pointer("/metadata/name")
