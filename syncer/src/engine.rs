@@ -501,6 +501,29 @@ where
     bail!("{kind} workers stopped")
 }
 
+/// Deletes object `obj` through `api` with a UID precondition, so a
+/// recreated object of the same name is never deleted in its place; 404 and
+/// 409 (already gone, or replaced) count as done. `what` names the object
+/// in the error (e.g. `host Ingress`).
+pub async fn delete_guarded<K>(api: &Api<K>, obj: &K, what: &str) -> anyhow::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let dp = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: obj.meta().uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    let name = obj.meta().name.clone().unwrap_or_default();
+    match api.delete(&name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("deleting {what} {name}")),
+    }
+}
+
 /// Whether `e` is an API error with HTTP status `code`.
 pub fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)

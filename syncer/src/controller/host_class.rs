@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
@@ -196,16 +196,5 @@ async fn reconcile<K: ShownFromHost>(
 }
 
 async fn delete<K: ShownFromHost>(api: &Api<K>, c: &K) -> anyhow::Result<()> {
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: c.meta().uid.clone(),
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
-    match api.delete(&c.name_any(), &dp).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("deleting virtual {} {}", K::KIND, c.name_any())),
-    }
+    crate::engine::delete_guarded(api, c, &format!("virtual {}", K::KIND)).await
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::api::PostParams;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -132,11 +132,7 @@ async fn reconcile<K: Mirrored>(
             sync_one(ctx, v.as_ref(), h.as_deref(), since).await
         }
         _ => {
-            if let Some(h) = h
-                && owned_copy_of(&ctx.tenant, h.meta(), K::KIND, key)
-            {
-                delete_host::<K>(ctx, h.as_ref()).await?;
-            }
+            delete_if_owned(ctx, h.as_deref(), key).await?;
             Ok(None)
         }
     }
@@ -145,17 +141,20 @@ async fn reconcile<K: Mirrored>(
 /// Deletes host object `h` with a UID precondition; 404 and 409 (already
 /// gone or replaced) count as done.
 pub async fn delete_host<K: Mirrored>(ctx: &Context, h: &K) -> anyhow::Result<()> {
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: h.meta().uid.clone(),
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
-    match ctx.host_api::<K>().delete(&h.name_any(), &dp).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("deleting host {} {}", K::KIND, h.name_any())),
+    crate::engine::delete_guarded(&ctx.host_api::<K>(), h, &format!("host {}", K::KIND)).await
+}
+
+/// Deletes host object `h` (the one at virtual key `key`'s host name, if
+/// any) when it is this tenant's copy of `key` (any incarnation): what a
+/// controller does once the virtual object is gone or being deleted.
+pub async fn delete_if_owned<K: Mirrored>(
+    ctx: &Context,
+    h: Option<&K>,
+    key: &Key,
+) -> anyhow::Result<()> {
+    match h {
+        Some(h) if owned_copy_of(&ctx.tenant, h.meta(), K::KIND, key) => delete_host(ctx, h).await,
+        _ => Ok(()),
     }
 }
 

@@ -120,11 +120,7 @@ async fn reconcile(
     let hname = host_name(&ctx.tenant, &key.0, &key.1);
     let h = hstore.get(&ObjectRef::new(&hname).within(ctx.tenant.host_namespace()));
     let Some(v) = v.filter(|v| v.metadata.deletion_timestamp.is_none()) else {
-        if let Some(h) = h
-            && mirror::owned_copy_of(&ctx.tenant, &h.metadata, KIND, key)
-        {
-            mirror::delete_host::<NetworkPolicy>(ctx, h.as_ref()).await?;
-        }
+        mirror::delete_if_owned(ctx, h.as_deref(), key).await?;
         return Ok(None);
     };
     let labels: Vec<NamespaceLabels> = namespaces

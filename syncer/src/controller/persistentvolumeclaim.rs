@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::json;
@@ -200,11 +200,7 @@ async fn reconcile(
         }
     }
     let Some(v) = live else {
-        if let Some(h) = h
-            && mirror::owned_copy_of(&ctx.tenant, &h.metadata, KIND, key)
-        {
-            mirror::delete_host::<PersistentVolumeClaim>(ctx, h.as_ref()).await?;
-        }
+        mirror::delete_if_owned(ctx, h.as_deref(), key).await?;
         return Ok(None);
     };
     let id = VirtualIdentity::from_meta(KIND, &v.metadata)?;
@@ -370,19 +366,6 @@ async fn ensure_volume(
 }
 
 async fn delete_volume(ctx: &Context, pv: &PersistentVolume) -> anyhow::Result<()> {
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: pv.metadata.uid.clone(),
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
-    match Api::<PersistentVolume>::all(ctx.virtual_client.clone())
-        .delete(&pv.name_any(), &dp)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("deleting virtual volume {}", pv.name_any())),
-    }
+    let api = Api::<PersistentVolume>::all(ctx.virtual_client.clone());
+    crate::engine::delete_guarded(&api, pv, "virtual volume").await
 }

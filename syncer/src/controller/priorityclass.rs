@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
@@ -154,18 +154,7 @@ async fn conflict(ctx: &Context, v: &PriorityClass, hname: &str) -> anyhow::Resu
 }
 
 async fn delete(api: &Api<PriorityClass>, h: &PriorityClass) -> anyhow::Result<()> {
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: h.metadata.uid.clone(),
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
-    match api.delete(&h.name_any(), &dp).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("deleting host PriorityClass {}", h.name_any())),
-    }
+    crate::engine::delete_guarded(api, h, "host PriorityClass").await
 }
 
 /// Makes sure the host copy of virtual class `name` exists before a host
