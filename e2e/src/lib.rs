@@ -334,6 +334,21 @@ impl TestCluster {
             .expect("a client for the admin kubeconfig")
     }
 
+    /// POSTs a `policy/v1` Eviction of pod `default/pod` with
+    /// `kubectl create --raw` plus `extra` arguments (e.g. `-v=8`): what
+    /// `kubectl drain` sends for each pod.
+    pub async fn evict(&self, pod: &str, extra: &[&str]) -> Output {
+        let eviction = serde_json::json!({
+            "apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": pod, "namespace": "default"},
+        })
+        .to_string();
+        let path = format!("/api/v1/namespaces/default/pods/{pod}/eviction");
+        let mut args = vec!["create", "--raw", &path, "-f", "-"];
+        args.extend_from_slice(extra);
+        self.kubectl_stdin(&args, &eviction).await
+    }
+
     /// Path of the admin kubeconfig.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.server.kubeconfig_path

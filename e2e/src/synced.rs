@@ -212,6 +212,23 @@ impl SyncedCluster {
         .await;
     }
 
+    /// Waits (up to 60 s) until a virtual Event about object `name` of
+    /// namespace `default` has reason `reason` and mentions `needle`.
+    pub async fn wait_event(&self, name: &str, reason: &str, needle: &str) {
+        let sel = format!("--field-selector=involvedObject.name={name}");
+        eventually(
+            &format!("a {reason} event about {name}"),
+            Duration::from_secs(60),
+            || async {
+                let out = self.virt.kubectl(&["get", "events", &sel]).await;
+                (out.stdout.contains(reason) && out.stdout.contains(needle))
+                    .then_some(())
+                    .ok_or(out.stdout)
+            },
+        )
+        .await;
+    }
+
     /// Stops the syncer and both clusters.
     pub async fn shutdown(mut self) {
         self.stop_syncer().await;

@@ -107,21 +107,7 @@ spec:
         )
         .await
         .expect_ok();
-    eventually("a SyncRefused event", WAIT, || async {
-        let out = c
-            .virt
-            .kubectl(&[
-                "get",
-                "events",
-                "--field-selector=involvedObject.name=sneaky",
-            ])
-            .await;
-        out.stdout
-            .contains("SyncRefused")
-            .then_some(())
-            .ok_or(out.stdout)
-    })
-    .await;
+    c.wait_event("sneaky", "SyncRefused", "").await;
     assert!(
         c.host_get("ingress", &c.host_name("default", "sneaky"))
             .await
@@ -228,21 +214,7 @@ spec:
         },
     )
     .await;
-    eventually("a SyncRefused event", WAIT, || async {
-        let out = c
-            .virt
-            .kubectl(&[
-                "get",
-                "events",
-                "--field-selector=involvedObject.name=sneaky",
-            ])
-            .await;
-        out.stdout
-            .contains("SyncRefused")
-            .then_some(())
-            .ok_or(out.stdout)
-    })
-    .await;
+    c.wait_event("sneaky", "SyncRefused", "").await;
     assert!(
         c.host_get("networkpolicy", &c.host_name("default", "sneaky"))
             .await

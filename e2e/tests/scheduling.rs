@@ -195,16 +195,7 @@ spec:
         .unwrap()
         .to_string();
     c.wait_running(&victim).await;
-    let eviction = serde_json::json!({
-        "apiVersion": "policy/v1", "kind": "Eviction",
-        "metadata": {"name": victim, "namespace": "default"},
-    })
-    .to_string();
-    let path = format!("/api/v1/namespaces/default/pods/{victim}/eviction");
-    let refused = c
-        .virt
-        .kubectl_stdin(&["create", "--raw", &path, "-f", "-"], &eviction)
-        .await;
+    let refused = c.virt.evict(&victim, &[]).await;
     assert!(!refused.success());
     assert!(
         refused
@@ -213,10 +204,7 @@ spec:
         "{}",
         refused.stderr
     );
-    let status = c
-        .virt
-        .kubectl_stdin(&["create", "--raw", &path, "-f", "-", "-v=8"], &eviction)
-        .await;
+    let status = c.virt.evict(&victim, &["-v=8"]).await;
     assert!(
         status
             .stderr
@@ -264,10 +252,7 @@ spec:
             .ok_or(b["status"].to_string())
     })
     .await;
-    c.virt
-        .kubectl_stdin(&["create", "--raw", &path, "-f", "-"], &eviction)
-        .await
-        .expect_ok();
+    c.virt.evict(&victim, &[]).await.expect_ok();
     let host_pod = c.host_name("default", &victim);
     eventually("the pod evicted on both sides", WAIT, || async {
         let v = c.virt_get("pod", &victim).await;
@@ -324,24 +309,7 @@ spec:
             .is_err(),
         "the syncer refuses a budget on a reserved key"
     );
-    let eviction = serde_json::json!({
-        "apiVersion": "policy/v1", "kind": "Eviction",
-        "metadata": {"name": "held", "namespace": "default"},
-    })
-    .to_string();
-    let refused = c
-        .virt
-        .kubectl_stdin(
-            &[
-                "create",
-                "--raw",
-                "/api/v1/namespaces/default/pods/held/eviction",
-                "-f",
-                "-",
-            ],
-            &eviction,
-        )
-        .await;
+    let refused = c.virt.evict("held", &[]).await;
     assert!(
         refused
             .stderr

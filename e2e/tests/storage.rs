@@ -384,14 +384,7 @@ spec:
         ("class-less", "storageClassName \"\""),
         ("local-only", "kubernetes.io/no-provisioner"),
     ] {
-        eventually("a SyncRefused event", WAIT, || async {
-            let sel = format!("--field-selector=involvedObject.name={name}");
-            let out = c.virt.kubectl(&["get", "events", &sel]).await;
-            (out.stdout.contains("SyncRefused") && out.stdout.contains(why))
-                .then_some(())
-                .ok_or(out.stdout)
-        })
-        .await;
+        c.wait_event(name, "SyncRefused", why).await;
         host_claim_absent(&c, name).await.unwrap();
     }
     // A virtual volume forged to look like the syncer's, for the claim

@@ -334,15 +334,7 @@ spec:
         .await
         .expect_ok();
     for name in ["sneaky", "root", "caps"] {
-        eventually("a SyncRefused event", WAIT, || async {
-            let sel = format!("--field-selector=involvedObject.name={name}");
-            let out = c.virt.kubectl(&["get", "events", &sel]).await;
-            out.stdout
-                .contains("SyncRefused")
-                .then_some(())
-                .ok_or(out.stdout)
-        })
-        .await;
+        c.wait_event(name, "SyncRefused", "").await;
         let vp = c.virt.get_json(&["pod", name]).await.unwrap();
         assert_eq!(vp["status"]["phase"], "Pending", "{vp}");
         assert_eq!(vp["status"]["reason"], "SyncRefused", "{vp}");

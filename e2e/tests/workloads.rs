@@ -797,15 +797,7 @@ async fn evictions_honour_pod_disruption_budgets() {
         .as_str()
         .unwrap()
         .to_string();
-    let eviction = serde_json::json!({
-        "apiVersion": "policy/v1", "kind": "Eviction",
-        "metadata": {"name": victim, "namespace": "default"},
-    })
-    .to_string();
-    let path = format!("/api/v1/namespaces/default/pods/{victim}/eviction");
-    let refused = c
-        .kubectl_stdin(&["create", "--raw", &path, "-f", "-"], &eviction)
-        .await;
+    let refused = c.evict(&victim, &[]).await;
     assert!(!refused.success(), "{}", refused.stdout);
     assert!(
         refused
@@ -848,9 +840,7 @@ async fn evictions_honour_pod_disruption_budgets() {
         Duration::from_secs(60),
     )
     .await;
-    c.kubectl_stdin(&["create", "--raw", &path, "-f", "-"], &eviction)
-        .await
-        .expect_ok();
+    c.evict(&victim, &[]).await.expect_ok();
     let gone = c.get_json(&["pod", &victim]).await;
     assert!(
         gone.as_ref().is_err()
