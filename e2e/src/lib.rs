@@ -734,6 +734,29 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A Deployment `guarded` of two pods and a PodDisruptionBudget `guarded`
+/// that wants both available: the eviction tests' workload (no eviction is
+/// allowed until the budget is relaxed).
+pub const GUARDED: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: guarded}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: guarded}}
+  template:
+    metadata: {labels: {app: guarded}}
+    spec:
+      containers: [{name: c, image: nginx}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: guarded}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: guarded}}
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;

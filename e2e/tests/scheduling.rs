@@ -148,28 +148,7 @@ async fn without_class_sync_host_pods_name_no_class() {
 async fn a_budget_blocks_evictions_through_the_virtual_cluster() {
     let c = SyncedCluster::start().await;
     c.virt
-        .kubectl_stdin(
-            &["apply", "-f", "-"],
-            r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: guarded}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: guarded}}
-  template:
-    metadata: {labels: {app: guarded}}
-    spec:
-      containers: [{name: c, image: nginx}]
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata: {name: guarded}
-spec:
-  minAvailable: 2
-  selector: {matchLabels: {app: guarded}}
-"#,
-        )
+        .kubectl_stdin(&["apply", "-f", "-"], vkube_e2e::GUARDED)
         .await
         .expect_ok();
     let host_pdb = c.host_name("default", "guarded");

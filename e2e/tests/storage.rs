@@ -282,24 +282,17 @@ async fn stateful_sets_and_deployments_with_claims_run_and_clean_up() {
     ] {
         eventually("the host claim gone", WAIT, || host_claim_absent(&c, claim)).await;
     }
-    eventually("no virtual volumes left", WAIT, || async {
-        let pvs = c.virt.get_json(&["pv"]).await?;
-        pvs["items"]
-            .as_array()
-            .is_some_and(Vec::is_empty)
-            .then_some(())
-            .ok_or(pvs.to_string())
-    })
-    .await;
-    eventually("no host volumes left", WAIT, || async {
-        let pvs = c.host.get_json(&["pv"]).await?;
-        pvs["items"]
-            .as_array()
-            .is_some_and(Vec::is_empty)
-            .then_some(())
-            .ok_or(pvs.to_string())
-    })
-    .await;
+    for (side, cluster) in [("virtual", &c.virt), ("host", &c.host)] {
+        eventually(&format!("no {side} volumes left"), WAIT, || async {
+            let pvs = cluster.get_json(&["pv"]).await?;
+            pvs["items"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+                .then_some(())
+                .ok_or(pvs.to_string())
+        })
+        .await;
+    }
     c.shutdown().await;
 }
 

@@ -741,33 +741,13 @@ async fn a_replication_controller_keeps_its_pods_scales_and_cleans_up() {
     c.shutdown().await;
 }
 
-const GUARDED: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: guarded}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: guarded}}
-  template:
-    metadata: {labels: {app: guarded}}
-    spec:
-      containers: [{name: c, image: nginx}]
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata: {name: guarded}
-spec:
-  minAvailable: 2
-  selector: {matchLabels: {app: guarded}}
-"#;
-
 /// `kubectl drain` and a raw eviction under a PodDisruptionBudget: 429
 /// with kube-apiserver's message while the budget forbids, the pod evicted
 /// (and replaced) once it allows.
 #[tokio::test]
 async fn evictions_honour_pod_disruption_budgets() {
     let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
-    c.kubectl_stdin(&["apply", "-f", "-"], GUARDED)
+    c.kubectl_stdin(&["apply", "-f", "-"], vkube_e2e::GUARDED)
         .await
         .expect_ok();
     eventually(
