@@ -26,6 +26,7 @@
 //! synced kind), [`queue`] (the work queue) and [`metrics`].
 #![warn(missing_docs)]
 
+pub mod cluster_scoped;
 pub mod configmap;
 pub mod connect;
 pub mod controller;

@@ -2,9 +2,8 @@
 //! PriorityClass its pods use, and of a pod's `priorityClassName`.
 //!
 //! PriorityClasses are cluster-scoped on the host, so a tenant's class gets
-//! a host name unique to the tenant ([`host_class_name`]: `vkube-NAME-x-HOSTNS-x-VC`
-//! under the injective [`host_name`] rules, the host namespace standing in
-//! for the virtual one). Its value is capped by
+//! a host name unique to the tenant
+//! ([`crate::cluster_scoped::host_cluster_name`]: `vkube-NAME-x-HOSTNS-x-VC`). Its value is capped by
 //! [`PriorityClassOptions::max_value`] (a tenant must not outrank the
 //! host's or other tenants' workloads, nor preempt them), `globalDefault` is
 //! never set on the host (the host's default is the host's), and
@@ -18,24 +17,14 @@
 //! (the host's default applies), never a host class by the tenant's
 //! choice.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::cluster_scoped::{host_cluster_meta, host_cluster_name};
 pub use crate::error::TranslateError;
-use crate::names::{
-    ANNOTATION_OBJECT_KIND, ANNOTATION_OBJECT_NAME, ANNOTATION_OBJECT_UID, LABEL_MANAGED_BY,
-    Tenant, host_name,
-};
+use crate::names::Tenant;
 
 /// The kind recorded in the `vkube.dev/object-kind` annotation.
 pub const KIND: &str = "PriorityClass";
-
-/// Annotation on a host class naming the tenant's host namespace (the
-/// class is cluster-scoped; with the name and the label it identifies the
-/// owning tenant).
-pub const ANNOTATION_HOST_NAMESPACE: &str = "vkube.dev/host-namespace";
 
 /// How PriorityClasses are synced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,17 +34,8 @@ pub struct PriorityClassOptions {
     pub max_value: i32,
 }
 
-/// The host name of the tenant's PriorityClass `name`: `vkube-` and the
-/// [`host_name`] of `name` with the host namespace in the namespace's
-/// place. The prefix keeps every name clear of the `system-` prefix the
-/// host reserves (a tenant's `system-cluster-critical` too) and, being on
-/// every name, keeps the mapping injective.
-pub fn host_class_name(tenant: &Tenant, name: &str) -> String {
-    format!("vkube-{}", host_name(tenant, tenant.host_namespace(), name))
-}
-
 /// The host class a tenant pod naming `class` runs with: the tenant class's
-/// host name when classes are synced, else none.
+/// host name ([`host_cluster_name`]) when classes are synced, else none.
 pub fn host_priority_class_name(
     tenant: &Tenant,
     class: Option<&str>,
@@ -63,10 +43,11 @@ pub fn host_priority_class_name(
 ) -> Option<String> {
     class
         .filter(|c| synced && !c.is_empty())
-        .map(|c| host_class_name(tenant, c))
+        .map(|c| host_cluster_name(tenant, c))
 }
 
-/// The host PriorityClass for virtual class `pc` of `tenant`.
+/// The host PriorityClass for virtual class `pc` of `tenant`
+/// ([`host_cluster_meta`] metadata).
 ///
 /// Errors: [`TranslateError::Identity`] without name or uid.
 pub fn translate(
@@ -74,62 +55,13 @@ pub fn translate(
     pc: &PriorityClass,
     opts: &PriorityClassOptions,
 ) -> Result<PriorityClass, TranslateError> {
-    let name = pc
-        .metadata
-        .name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .ok_or(crate::names::NamesError::MissingField("name"))?;
-    let uid = pc
-        .metadata
-        .uid
-        .clone()
-        .filter(|u| !u.is_empty())
-        .ok_or(crate::names::NamesError::MissingField("uid"))?;
     Ok(PriorityClass {
-        metadata: ObjectMeta {
-            name: Some(host_class_name(tenant, &name)),
-            labels: Some(BTreeMap::from([(
-                LABEL_MANAGED_BY.to_string(),
-                tenant.name().to_string(),
-            )])),
-            annotations: Some(BTreeMap::from([
-                (ANNOTATION_OBJECT_NAME.to_string(), name),
-                (ANNOTATION_OBJECT_UID.to_string(), uid),
-                (ANNOTATION_OBJECT_KIND.to_string(), KIND.to_string()),
-                (
-                    ANNOTATION_HOST_NAMESPACE.to_string(),
-                    tenant.host_namespace().to_string(),
-                ),
-            ])),
-            ..Default::default()
-        },
+        metadata: host_cluster_meta(tenant, KIND, &pc.metadata)?,
         value: Some(pc.value.unwrap_or(0).min(opts.max_value)),
         global_default: None,
         preemption_policy: pc.preemption_policy.clone(),
         description: pc.description.clone(),
     })
-}
-
-/// Whether host class `host` is this tenant's copy of virtual class `name`
-/// (any incarnation): the name, the label and the annotations agree.
-pub fn is_ours(tenant: &Tenant, host: &PriorityClass, name: &str) -> bool {
-    let m = &host.metadata;
-    let ann = |k: &str| {
-        m.annotations
-            .as_ref()
-            .and_then(|a| a.get(k))
-            .map(String::as_str)
-    };
-    m.name.as_deref() == Some(host_class_name(tenant, name).as_str())
-        && m.labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_MANAGED_BY))
-            .map(String::as_str)
-            == Some(tenant.name())
-        && ann(ANNOTATION_OBJECT_NAME) == Some(name)
-        && ann(ANNOTATION_OBJECT_KIND) == Some(KIND)
-        && ann(ANNOTATION_HOST_NAMESPACE) == Some(tenant.host_namespace())
 }
 
 /// Whether host class `host` must be replaced by `desired`: the value and
@@ -172,10 +104,10 @@ mod tests {
         );
         assert_eq!((h.value, h.global_default), (Some(1000), None));
         assert_eq!(h.preemption_policy.as_deref(), Some("PreemptLowerPriority"));
-        assert!(is_ours(&tenant(), &h, "system-cluster-critical"));
-        assert!(!is_ours(
-            &Tenant::new("vc", "other-ns").unwrap(),
-            &h,
+        assert!(crate::cluster_scoped::is_ours(
+            &tenant(),
+            &h.metadata,
+            KIND,
             "system-cluster-critical"
         ));
         let mut low = pc.clone();

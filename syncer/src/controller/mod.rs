@@ -37,6 +37,7 @@ pub mod priorityclass;
 pub mod resource_metrics;
 pub mod secret;
 pub mod service;
+pub mod to_host;
 
 /// One synced kind: its name (as in metrics) and its controller.
 pub struct ControllerDef {
@@ -94,7 +95,11 @@ pub static CONTROLLERS: &[ControllerDef] = &[
     },
     ControllerDef {
         kind: priorityclass::KIND,
-        run: |ctx| Box::pin(priorityclass::run(ctx)),
+        run: |ctx| {
+            Box::pin(to_host::run::<
+                k8s_openapi::api::scheduling::v1::PriorityClass,
+            >(ctx))
+        },
     },
     ControllerDef {
         kind: "IngressClass",
