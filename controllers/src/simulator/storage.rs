@@ -14,6 +14,11 @@
 //!   annotations `pv.kubernetes.io/bind-completed` and
 //!   `pv.kubernetes.io/bound-by-controller`, and its status (phase `Bound`,
 //!   capacity, access modes).
+//! * A `Pending` claim naming a volume (`spec.volumeName`) is bound to it
+//!   when the volume is free or pre-bound to that claim and the classes
+//!   agree ([`static_fits`]), as the PV controller binds pre-provisioned
+//!   volumes; any class whose provisioner is [`PROVISIONER`] is provisioned
+//!   like the simulator's own.
 //! * A bound claim whose `resources.requests.storage` grew past its
 //!   capacity is expanded: the PV's and the claim's capacity follow (what
 //!   the external-resizer and kubelet do together).
@@ -112,6 +117,8 @@ pub enum ClaimStep {
     None,
     /// Provision this PV and bind the claim to it.
     Provision(Box<PersistentVolume>),
+    /// Bind the claim to the pre-provisioned volume it names.
+    BindStatic(String),
     /// Expand the bound volume to this size.
     Expand(Quantity, String),
 }
@@ -145,11 +152,14 @@ pub fn claim_step(class: &str, claim: &PersistentVolumeClaim) -> ClaimStep {
             _ => ClaimStep::None,
         };
     }
+    if let Some(v) = spec.volume_name.as_deref().filter(|v| !v.is_empty()) {
+        return ClaimStep::BindStatic(v.to_string());
+    }
     let ours = match spec.storage_class_name.as_deref() {
         None => true,
         Some(c) => c == class,
     };
-    if !ours || spec.volume_name.as_deref().is_some_and(|v| !v.is_empty()) {
+    if !ours {
         return ClaimStep::None;
     }
     let (Some(uid), Some((_, size))) = (claim.uid(), requested) else {
@@ -177,6 +187,32 @@ pub fn claim_step(class: &str, claim: &PersistentVolumeClaim) -> ClaimStep {
     }))
     .expect("a valid PersistentVolume");
     ClaimStep::Provision(Box::new(pv))
+}
+
+/// Whether pre-provisioned volume `pv` may be bound to `claim`, which
+/// names it, as kube's PV controller checks: the volume is not bound to
+/// another claim (its claimRef, if any, names this one), and the classes
+/// agree (no class and `""` alike).
+pub fn static_fits(claim: &PersistentVolumeClaim, pv: &PersistentVolume) -> bool {
+    let Some(spec) = pv.spec.as_ref() else {
+        return false;
+    };
+    let ref_ok = spec.claim_ref.as_ref().is_none_or(|r| {
+        r.namespace == claim.metadata.namespace
+            && r.name == claim.metadata.name
+            && r.uid
+                .as_ref()
+                .is_none_or(|u| Some(u) == claim.metadata.uid.as_ref())
+    });
+    let class = |c: Option<&String>| c.cloned().unwrap_or_default();
+    ref_ok
+        && class(spec.storage_class_name.as_ref())
+            == class(
+                claim
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.storage_class_name.as_ref()),
+            )
 }
 
 struct Ctx {
@@ -227,8 +263,68 @@ async fn reconcile_claim(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Re
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
     let volumes: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let pp = PatchParams::default();
-    match claim_step(&ctx.class, &claim) {
+    // Any class whose provisioner is the simulator's is provisioned, as an
+    // external provisioner serves every class that names it.
+    let mut class = ctx.class.clone();
+    if let Some(c) = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        && c != class
+        && Api::<StorageClass>::all(ctx.client.clone())
+            .get_opt(&c)
+            .await?
+            .is_some_and(|sc| sc.provisioner == PROVISIONER)
+    {
+        class = c;
+    }
+    match claim_step(&class, &claim) {
         ClaimStep::None => {}
+        ClaimStep::BindStatic(pv_name) => {
+            let Some(pv) = volumes.get_opt(&pv_name).await? else {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            };
+            if !static_fits(&claim, &pv) {
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
+            let spec = pv.spec.clone().unwrap_or_default();
+            let claim_ref = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "namespace": ns, "name": name, "uid": claim.uid()});
+            volumes
+                .patch(
+                    &pv_name,
+                    &pp,
+                    &Patch::Merge(json!({"spec": {"claimRef": claim_ref}})),
+                )
+                .await?;
+            volumes
+                .patch_status(
+                    &pv_name,
+                    &pp,
+                    &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+                )
+                .await?;
+            claims
+                .patch(
+                    &name,
+                    &pp,
+                    &Patch::Merge(json!({"metadata": {"annotations": {
+                        "pv.kubernetes.io/bind-completed": "yes",
+                    }}})),
+                )
+                .await?;
+            claims
+                .patch_status(
+                    &name,
+                    &pp,
+                    &Patch::Merge(json!({"status": {
+                        "phase": "Bound",
+                        "accessModes": spec.access_modes,
+                        "capacity": spec.capacity,
+                    }})),
+                )
+                .await?;
+        }
         ClaimStep::Provision(pv) => {
             let pv_name = pv.name_any();
             match volumes.create(&PostParams::default(), &pv).await {
@@ -367,6 +463,42 @@ mod tests {
             claim_step("standard", &claim(Some("fast"), "1Gi")),
             ClaimStep::None,
             "another class is another provisioner's"
+        );
+    }
+
+    #[test]
+    fn a_claim_naming_a_volume_binds_only_a_free_or_pre_bound_one_of_its_class() {
+        let mut c = claim(Some("manual"), "1Gi");
+        c.spec.as_mut().unwrap().volume_name = Some("share".into());
+        assert_eq!(
+            claim_step("standard", &c),
+            ClaimStep::BindStatic("share".into())
+        );
+        let pv = |claim_ref: serde_json::Value, class: &str| -> PersistentVolume {
+            serde_json::from_value(json!({"metadata": {"name": "share"},
+                "spec": {"storageClassName": class, "claimRef": claim_ref,
+                    "nfs": {"server": "s", "path": "/"}}}))
+            .unwrap()
+        };
+        assert!(static_fits(&c, &pv(json!(null), "manual")));
+        assert!(static_fits(
+            &c,
+            &pv(json!({"namespace": "ns", "name": "data-db-0"}), "manual")
+        ));
+        assert!(!static_fits(
+            &c,
+            &pv(json!({"namespace": "ns", "name": "other"}), "manual")
+        ));
+        assert!(!static_fits(
+            &c,
+            &pv(
+                json!({"namespace": "ns", "name": "data-db-0", "uid": "old"}),
+                "manual"
+            )
+        ));
+        assert!(
+            !static_fits(&c, &pv(json!(null), "fast")),
+            "classes must agree"
         );
     }
 
