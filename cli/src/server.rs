@@ -268,7 +268,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     sync.pod_security = args.pod_security;
     sync.host_service_account = args.host_service_account.clone();
     sync.nodes = args.sync_nodes.clone();
-    args.kinds.apply(&mut sync);
+    args.kinds.apply(&mut sync)?;
     sync.owner = owner.clone();
     // In-pod clients reach the virtual API server at its host Service's
     // ClusterIP (an address, so no DNS is needed), else where the

@@ -97,11 +97,28 @@ pub struct SyncKindArgs {
     /// ingress-nginx snippet and Secret/ConfigMap-naming annotations.
     #[arg(long = "ingress-deny-annotation", value_name = "PATTERN")]
     pub ingress_deny_annotations: Option<Vec<String>>,
+    /// Sync the tenant's StorageClasses to the host (cluster-scoped writes;
+    /// renamed vkube-NAME-x-HOSTNS-x-VC, never the host's default, no
+    /// Secret parameters); claims then name those. Default: the host's
+    /// classes are shown read-only in the tenant and claims name them.
+    #[arg(long)]
+    pub sync_storage_classes_to_host: bool,
+    /// Sync the PersistentVolumes the tenant creates to the host
+    /// (cluster-scoped writes; renamed vkube-NAME-x-HOSTNS-x-VC, pre-bound to
+    /// the tenant's claim, reclaim policy Retain).
+    #[arg(long)]
+    pub sync_persistent_volumes: bool,
+    /// A volume source synced PersistentVolumes may use: a source field
+    /// (nfs, csi, iscsi, ...) or csi:DRIVER (repeatable; default nfs).
+    /// hostPath and local never are.
+    #[arg(long = "persistent-volume-source", value_name = "SOURCE")]
+    pub persistent_volume_sources: Option<Vec<String>>,
 }
 
 impl SyncKindArgs {
-    /// Applies these options to `config`.
-    pub fn apply(&self, config: &mut SyncerConfig) {
+    /// Applies these options to `config`. Errors: a persistent volume
+    /// source that is not one or is never allowed.
+    pub fn apply(&self, config: &mut SyncerConfig) -> Result<()> {
         config.priority_classes = self.sync_priority_classes.then_some(
             vkube_syncer::priorityclass::PriorityClassOptions {
                 max_value: self.priority_class_max_value,
@@ -111,6 +128,19 @@ impl SyncKindArgs {
         if let Some(deny) = &self.ingress_deny_annotations {
             config.ingress.denied_annotations = deny.clone();
         }
+        config.storage_classes_to_host = self.sync_storage_classes_to_host;
+        config.persistent_volumes = if self.sync_persistent_volumes {
+            let mut opts = vkube_syncer::persistentvolume::PersistentVolumeOptions::default();
+            if let Some(sources) = &self.persistent_volume_sources {
+                opts.sources.clone_from(sources);
+            }
+            opts.validate()
+                .map_err(|e| anyhow::anyhow!("--persistent-volume-source {e}"))?;
+            Some(opts)
+        } else {
+            None
+        };
+        Ok(())
     }
 }
 
@@ -126,7 +156,7 @@ impl SyncerArgs {
         config.host_service_account = self.host_service_account.clone();
         config.pod_security = self.pod_security;
         config.nodes = self.sync_nodes.clone();
-        self.kinds.apply(&mut config);
+        self.kinds.apply(&mut config)?;
         Ok(config)
     }
 }

@@ -83,6 +83,13 @@ pub struct SyncerConfig {
     /// writes) with these options; `None` (the default) syncs none and
     /// host pods name no class.
     pub priority_classes: Option<crate::priorityclass::PriorityClassOptions>,
+    /// Sync the tenant's StorageClasses to the host under per-tenant names
+    /// (claims then name those) instead of showing the host's classes in
+    /// the tenant (the default).
+    pub storage_classes_to_host: bool,
+    /// Sync the PersistentVolumes the tenant creates to the host with these
+    /// options (cluster-scoped writes); `None` (the default) syncs none.
+    pub persistent_volumes: Option<crate::persistentvolume::PersistentVolumeOptions>,
     /// How often both sides are compared in full (and on start).
     pub resync_period: Duration,
     /// Reconciles run concurrently per kind.
@@ -108,6 +115,8 @@ impl SyncerConfig {
             token_secrets: false,
             ingress: crate::ingress::IngressOptions::default(),
             priority_classes: None,
+            storage_classes_to_host: false,
+            persistent_volumes: None,
             resync_period: DEFAULT_RESYNC_PERIOD,
             workers: 16,
         }

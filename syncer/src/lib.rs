@@ -40,6 +40,7 @@ pub mod names;
 pub mod networkpolicy;
 pub mod node;
 pub mod pause;
+pub mod persistentvolume;
 pub mod persistentvolumeclaim;
 pub mod pod;
 pub mod poddisruptionbudget;

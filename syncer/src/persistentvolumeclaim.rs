@@ -11,7 +11,10 @@
 //! (StorageClasses are the host's, shown read-only in the tenant, so their
 //! names are the same on both sides; the beta
 //! `volume.beta.kubernetes.io/storage-class` annotation becomes
-//! `storageClassName`).
+//! `storageClassName`). With the tenant's StorageClasses synced to the host
+//! ([`HostStorage::classes_to_host`]) the class becomes its per-tenant host
+//! name and the class rules below give way to one: a claim must name a
+//! class.
 //!
 //! A claim may only get a volume provisioned for it. kube's PV controller
 //! binds a claim to any Available volume that matches its class, size and
@@ -24,7 +27,10 @@
 //!   all when the host is known to have no default class: each binds
 //!   pre-provisioned volumes only;
 //! * `spec.volumeName`, unless it is the volume the tenant's host claim is
-//!   bound to already ([`HostStorage::bound_volume`]);
+//!   bound to already ([`HostStorage::bound_volume`]) or the tenant's own
+//!   volume pre-bound to the claim ([`HostStorage::tenant_volume`], when
+//!   the tenant's volumes are synced: the host claim then names that
+//!   volume's host copy, whatever its class);
 //! * a `dataSource`/`dataSourceRef` with a `namespace` other than the
 //!   claim's; the others name the host copy of the tenant's object (its
 //!   host name, [`host_name`]), never a host object.
@@ -46,11 +52,13 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use vkube_core::quantity::Quantity;
 
+use crate::cluster_scoped::host_cluster_name;
 pub use crate::error::TranslateError;
 use crate::names::{
     ANNOTATION_OBJECT_NAME, ANNOTATION_OBJECT_NAMESPACE, ANNOTATION_OBJECT_UID, LABEL_MANAGED_BY,
     Tenant, host_meta, host_name, keep_host_annotations, record_managed_annotations,
 };
+use crate::persistentvolume::host_volume_name;
 
 /// The kind recorded in the `vkube.dev/object-kind` annotation.
 pub const KIND: &str = "PersistentVolumeClaim";
@@ -87,6 +95,15 @@ pub struct HostStorage<'a> {
     /// The host's StorageClasses when the syncer may list them: (name,
     /// provisioner, is default); `None` when it may not.
     pub classes: Option<&'a [(String, String, bool)]>,
+    /// The tenant's StorageClasses are synced to the host
+    /// ([`crate::storageclass::host_storage_class`]): a claim's class
+    /// becomes the host name of the tenant's class.
+    pub classes_to_host: bool,
+    /// The tenant's own PersistentVolume pre-bound to this claim (its
+    /// `spec.claimRef` names the claim), when the tenant's volumes are
+    /// synced to the host ([`crate::persistentvolume`]): the host claim is
+    /// pinned to that volume's host copy.
+    pub tenant_volume: Option<&'a str>,
 }
 
 /// The provisioner of StorageClasses that only bind pre-provisioned
@@ -100,6 +117,7 @@ pub const ANNOTATION_BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/stora
 /// beta annotation), else the host's default when the host's classes are
 /// known. Errors as listed in the module docs.
 fn host_class(
+    tenant: &Tenant,
     claim: &PersistentVolumeClaim,
     storage: &HostStorage<'_>,
 ) -> Result<Option<String>, TranslateError> {
@@ -116,6 +134,28 @@ fn host_class(
                 .get(ANNOTATION_BETA_STORAGE_CLASS)
                 .cloned()
         });
+    if storage.tenant_volume.is_some() {
+        // Pinned to the tenant's own volume: the class only has to match
+        // the volume's, named the same way ("" stays "").
+        return Ok(named.map(|c| {
+            if storage.classes_to_host && !c.is_empty() {
+                host_cluster_name(tenant, &c)
+            } else {
+                c
+            }
+        }));
+    }
+    if storage.classes_to_host {
+        // Per-tenant host classes bind only what was made for the tenant,
+        // so any class the tenant names is safe; none (or "") would fall to
+        // the host's default class or its class-less volumes.
+        return match named.filter(|c| !c.is_empty()) {
+            Some(c) => Ok(Some(host_cluster_name(tenant, &c))),
+            None => refuse(
+                "the claim names no StorageClass and this virtual cluster has no default one; name a StorageClass".into(),
+            ),
+        };
+    }
     match (named, storage.classes) {
         (Some(c), _) if c.is_empty() => refuse(
             "storageClassName \"\" binds pre-provisioned host volumes, which this virtual cluster may not claim; name a StorageClass".into(),
@@ -155,15 +195,19 @@ pub fn translate(
             "spec.selector binds pre-provisioned host volumes, which this virtual cluster may not claim".into(),
         ));
     }
-    let volume_name = spec.volume_name.filter(|v| !v.is_empty());
-    if let Some(v) = &volume_name
-        && storage.bound_volume != Some(v.as_str())
-    {
-        return Err(TranslateError::Forbidden(format!(
-            "spec.volumeName {v:?} names a volume this virtual cluster may not claim"
-        )));
-    }
-    let storage_class_name = host_class(claim, storage)?;
+    let named_volume = spec.volume_name.filter(|v| !v.is_empty());
+    let volume_name = match (&named_volume, storage.tenant_volume) {
+        (Some(v), _) if storage.bound_volume == Some(v.as_str()) => named_volume.clone(),
+        (Some(v), Some(t)) if v == t => Some(host_volume_name(tenant, t)),
+        (None, Some(t)) => Some(host_volume_name(tenant, t)),
+        (Some(v), _) => {
+            return Err(TranslateError::Forbidden(format!(
+                "spec.volumeName {v:?} names a volume this virtual cluster may not claim"
+            )));
+        }
+        (None, None) => None,
+    };
+    let storage_class_name = host_class(tenant, claim, storage)?;
     let mut data_source = spec.data_source;
     if let Some(d) = data_source.as_mut() {
         d.name = host_name(tenant, &namespace, &d.name);
@@ -371,8 +415,13 @@ pub fn virtual_volume(
                 hv.and_then(|s| s.persistent_volume_reclaim_policy.clone())
                     .unwrap_or_else(|| "Delete".into()),
             ),
-            storage_class_name: hv
+            // The tenant's name for the class (the host's may be a
+            // per-tenant name).
+            storage_class_name: claim
+                .spec
+                .as_ref()
                 .and_then(|s| s.storage_class_name.clone())
+                .or_else(|| hv.and_then(|s| s.storage_class_name.clone()))
                 .or_else(|| hs.and_then(|s| s.storage_class_name.clone())),
             mount_options: hv.and_then(|s| s.mount_options.clone()),
             claim_ref: Some(ObjectReference {
@@ -570,6 +619,70 @@ mod tests {
             h.spec.unwrap().storage_class_name.as_deref(),
             Some("standard")
         );
+    }
+
+    #[test]
+    fn with_tenant_classes_on_the_host_claims_name_them_and_must_name_one() {
+        let to_host = HostStorage {
+            classes_to_host: true,
+            ..Default::default()
+        };
+        let class_of = |class: Option<&str>| {
+            let mut spec = basic();
+            spec["storageClassName"] = json!(class);
+            translate(&tenant(), &claim(spec), &to_host).map(|h| h.spec.unwrap().storage_class_name)
+        };
+        assert_eq!(
+            class_of(Some("local")),
+            Ok(Some("vkube-local-x-host-ns-x-vc".into())),
+            "even a static class: only the tenant's volumes carry its host name"
+        );
+        for refused in [None, Some("")] {
+            assert!(
+                matches!(class_of(refused), Err(TranslateError::Forbidden(_))),
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_claim_pre_bound_by_the_tenants_own_volume_is_pinned_to_its_host_copy() {
+        let pinned = |spec: serde_json::Value, to_host: bool| {
+            let storage = HostStorage {
+                tenant_volume: Some("share"),
+                classes_to_host: to_host,
+                ..Default::default()
+            };
+            translate(&tenant(), &claim(spec), &storage).map(|h| {
+                let s = h.spec.unwrap();
+                (s.volume_name, s.storage_class_name)
+            })
+        };
+        let mut empty_class = basic();
+        empty_class["storageClassName"] = json!("");
+        assert_eq!(
+            pinned(empty_class, false),
+            Ok((
+                Some("vkube-share-x-host-ns-x-vc".into()),
+                Some(String::new())
+            ))
+        );
+        let mut named = basic();
+        named["storageClassName"] = json!("manual");
+        named["volumeName"] = json!("share");
+        assert_eq!(
+            pinned(named.clone(), true),
+            Ok((
+                Some("vkube-share-x-host-ns-x-vc".into()),
+                Some("vkube-manual-x-host-ns-x-vc".into())
+            ))
+        );
+        let mut other = named;
+        other["volumeName"] = json!("someone-elses");
+        assert!(matches!(
+            pinned(other, false),
+            Err(TranslateError::Forbidden(_))
+        ));
     }
 
     #[test]

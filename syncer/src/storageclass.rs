@@ -12,12 +12,20 @@
 //! `vkube.dev/managed-by=VC`, which marks the copy as the syncer's (a
 //! StorageClass the tenant made itself is never touched:
 //! [`crate::controller::host_class`]).
+//!
+//! With StorageClass sync to the host on ([`host_storage_class`]), the
+//! direction turns: the tenant's own classes are created on the host under
+//! per-tenant names ([`crate::cluster_scoped::host_cluster_name`]) and its
+//! claims name those ([`crate::persistentvolumeclaim`]), so a tenant's
+//! claims only ever reach its own classes and the volumes made for them.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, StorageClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::cluster_scoped::host_cluster_meta;
+use crate::error::TranslateError;
 use crate::names::{LABEL_MANAGED_BY, Tenant};
 
 /// The kind, as in metrics.
@@ -82,6 +90,63 @@ pub fn virtual_csi_driver(tenant: &Tenant, host: &CSIDriver) -> CSIDriver {
     }
 }
 
+/// The host StorageClass for the tenant's class `v` (StorageClass sync to
+/// the host): [`host_cluster_meta`] metadata; provisioner, parameters,
+/// reclaimPolicy, volumeBindingMode, allowVolumeExpansion, mountOptions and
+/// allowedTopologies kept. Never the host's default class (the
+/// `is-default-class` annotations stay in the tenant, whose admission
+/// applies them).
+///
+/// Errors: [`TranslateError::Identity`] without name or uid;
+/// [`TranslateError::Forbidden`] for a parameter naming a Secret (the CSI
+/// `csi.storage.k8s.io/*-secret-name`/`-namespace` keys and any other key
+/// containing `secret`): the host's provisioner would read that Secret
+/// with its own rights, in any host namespace.
+pub fn host_storage_class(
+    tenant: &Tenant,
+    v: &StorageClass,
+) -> Result<StorageClass, TranslateError> {
+    if let Some(key) = v
+        .parameters
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .find(|k| k.to_ascii_lowercase().contains("secret"))
+    {
+        return Err(TranslateError::Forbidden(format!(
+            "parameter {key:?} names a Secret the host's provisioner would read; StorageClasses with secret parameters are not synced to the host"
+        )));
+    }
+    Ok(StorageClass {
+        metadata: host_cluster_meta(tenant, KIND, &v.metadata)?,
+        provisioner: v.provisioner.clone(),
+        parameters: v.parameters.clone(),
+        reclaim_policy: v.reclaim_policy.clone(),
+        volume_binding_mode: v.volume_binding_mode.clone(),
+        allow_volume_expansion: v.allow_volume_expansion,
+        mount_options: v.mount_options.clone(),
+        allowed_topologies: v.allowed_topologies.clone(),
+    })
+}
+
+/// The read-only virtual copy of host CSINode `host` (kubelet's record of
+/// the CSI drivers of one node: name, node IDs, topology keys, volume
+/// limits), labelled `vkube.dev/managed-by=VC`; shown only for the nodes
+/// the tenant sees ([`crate::controller::host_class`]).
+pub fn virtual_csi_node(tenant: &Tenant, host: &CSINode) -> CSINode {
+    CSINode {
+        metadata: ObjectMeta {
+            name: host.metadata.name.clone(),
+            labels: Some(BTreeMap::from([(
+                LABEL_MANAGED_BY.to_string(),
+                tenant.name().to_string(),
+            )])),
+            ..Default::default()
+        },
+        ..host.clone()
+    }
+}
+
 /// Whether virtual copy `current` differs from `desired` in anything shown.
 /// A class's provisioner, parameters, reclaim policy and binding mode are
 /// immutable: [`needs_replace`] says when only a delete and create helps.
@@ -118,6 +183,49 @@ pub fn needs_replace(desired: &StorageClass, current: &StorageClass) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn tenant_classes_reach_the_host_renamed_never_default_never_with_secrets() {
+        let tenant = Tenant::new("vc", "host-ns").unwrap();
+        let v: StorageClass = serde_json::from_value(json!({
+            "metadata": {"name": "fast", "uid": "u1", "labels": {"team": "a"},
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "ebs.csi.aws.com", "parameters": {"type": "gp3"},
+            "reclaimPolicy": "Retain", "allowVolumeExpansion": true,
+        }))
+        .unwrap();
+        let h = host_storage_class(&tenant, &v).unwrap();
+        let got = serde_json::to_value(&h).unwrap();
+        assert_eq!(got["metadata"]["name"], "vkube-fast-x-host-ns-x-vc");
+        assert_eq!(
+            got["metadata"]["labels"],
+            json!({"vkube.dev/managed-by": "vc"})
+        );
+        assert!(
+            got["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"].is_null()
+        );
+        assert_eq!(
+            (
+                &got["provisioner"],
+                &got["parameters"],
+                &got["reclaimPolicy"]
+            ),
+            (
+                &json!("ebs.csi.aws.com"),
+                &json!({"type": "gp3"}),
+                &json!("Retain")
+            )
+        );
+        let mut with_secret = v.clone();
+        with_secret.parameters = Some(BTreeMap::from([(
+            "csi.storage.k8s.io/node-stage-secret-namespace".into(),
+            "kube-system".into(),
+        )]));
+        assert!(matches!(
+            host_storage_class(&tenant, &with_secret),
+            Err(TranslateError::Forbidden(_))
+        ));
+    }
 
     #[test]
     fn csi_drivers_are_shown_with_their_spec() {

@@ -1,5 +1,6 @@
 //! The controllers of host classes shown read-only in the virtual cluster:
-//! StorageClasses and CSIDrivers ([`crate::storageclass`]) and
+//! StorageClasses, CSIDrivers and the CSINodes of the nodes the tenant
+//! sees ([`crate::storageclass`]) and
 //! IngressClasses ([`crate::ingress::virtual_ingress_class`]), kept as they change and
 //! removed when they go. Each runs only when the host lets the syncer list
 //! that kind (a cluster-scoped read the chart grants); otherwise it says so
@@ -11,8 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::networking::v1::IngressClass;
-use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, StorageClass};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -35,6 +37,13 @@ pub trait ShownFromHost:
 {
     /// The kind, as in metrics.
     const KIND: &'static str;
+    /// Whether the host's objects of this kind are shown (all by default).
+    fn shown_with(_config: &crate::engine::SyncerConfig) -> bool {
+        true
+    }
+    /// Whether an object is shown only while the virtual Node of its name
+    /// exists (objects that describe a node, such as CSINodes).
+    const PER_NODE: bool = false;
     /// The virtual copy of host object `host` (pure), labelled
     /// `vkube.dev/managed-by=VC`.
     fn shown(tenant: &Tenant, host: &Self) -> Self;
@@ -55,6 +64,11 @@ pub fn is_ours(tenant: &Tenant, meta: &kube::api::ObjectMeta) -> bool {
 
 impl ShownFromHost for StorageClass {
     const KIND: &'static str = crate::storageclass::KIND;
+    // With the tenant's classes synced to the host, the host's are not the
+    // tenant's to use.
+    fn shown_with(config: &crate::engine::SyncerConfig) -> bool {
+        !config.storage_classes_to_host
+    }
     fn shown(tenant: &Tenant, host: &Self) -> Self {
         crate::storageclass::virtual_storage_class(tenant, host)
     }
@@ -81,6 +95,20 @@ impl ShownFromHost for IngressClass {
     }
 }
 
+impl ShownFromHost for CSINode {
+    const KIND: &'static str = "CSINode";
+    const PER_NODE: bool = true;
+    fn shown(tenant: &Tenant, host: &Self) -> Self {
+        crate::storageclass::virtual_csi_node(tenant, host)
+    }
+    fn needs_update(desired: &Self, current: &Self) -> bool {
+        desired.metadata.labels != current.metadata.labels || desired.spec != current.spec
+    }
+    fn needs_replace(_: &Self, _: &Self) -> bool {
+        false
+    }
+}
+
 impl ShownFromHost for CSIDriver {
     const KIND: &'static str = "CSIDriver";
     fn shown(tenant: &Tenant, host: &Self) -> Self {
@@ -97,6 +125,9 @@ impl ShownFromHost for CSIDriver {
 
 /// Runs the controller of `K` until it fails.
 pub async fn run<K: ShownFromHost>(ctx: Arc<Context>) -> anyhow::Result<()> {
+    if !K::shown_with(&ctx.config) {
+        return std::future::pending().await;
+    }
     let host_api = Api::<K>::all(ctx.host_client.clone());
     match host_api
         .list_metadata(&ListParams::default().limit(1))
@@ -105,7 +136,8 @@ pub async fn run<K: ShownFromHost>(ctx: Arc<Context>) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) if is_status(&e, 403) => {
             tracing::info!(
-                "the host forbids listing StorageClasses; the tenant sees none of the host's"
+                kind = K::KIND,
+                "the host forbids listing this kind; the tenant sees none of the host's"
             );
             return std::future::pending().await;
         }
@@ -118,27 +150,55 @@ pub async fn run<K: ShownFromHost>(ctx: Arc<Context>) -> anyhow::Result<()> {
         Api::<K>::all(ctx.virtual_client.clone()),
         watcher::Config::default(),
     );
-    let feed = |queue: Arc<Queue<String>>| {
-        move |ev: watcher::Event<K>| match ev {
+    fn feed<O: ResourceExt>(queue: Arc<Queue<String>>) -> impl FnMut(watcher::Event<O>) {
+        move |ev: watcher::Event<O>| match ev {
             watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
                 queue.add(o.name_any());
             }
             watcher::Event::Init | watcher::Event::InitDone => {}
         }
+    }
+    // The virtual Nodes the syncer shows, for kinds shown per node.
+    let (nodes, node_stream) = if K::PER_NODE {
+        let (store, stream) = watch_store(
+            Api::<Node>::all(ctx.virtual_client.clone()),
+            watcher::Config::default().labels(&format!(
+                "{}={}",
+                crate::names::LABEL_MANAGED_BY,
+                ctx.tenant.name()
+            )),
+        );
+        (Some(store), Some(stream))
+    } else {
+        (None, None)
+    };
+    let node_events = {
+        let queue = Arc::clone(&queue);
+        async move {
+            match node_stream {
+                Some(stream) => drive(stream, feed(queue)).await,
+                None => std::future::pending().await,
+            }
+        }
     };
     let work = {
-        let (host, virt, c, q) = (
+        let (host, virt, nodes, c, q) = (
             host.clone(),
             virt.clone(),
+            nodes.clone(),
             Arc::clone(&ctx),
             Arc::clone(&queue),
         );
         async move {
             host.wait_until_ready().await?;
             virt.wait_until_ready().await?;
+            if let Some(n) = &nodes {
+                n.wait_until_ready().await?;
+            }
             run_workers(K::KIND, c, q, move |name, since| {
-                let (ctx, host, virt) = (Arc::clone(&ctx), host.clone(), virt.clone());
-                async move { reconcile(&ctx, &host, &virt, &name, since).await }
+                let (ctx, host, virt, nodes) =
+                    (Arc::clone(&ctx), host.clone(), virt.clone(), nodes.clone());
+                async move { reconcile(&ctx, &host, &virt, nodes.as_ref(), &name, since).await }
             })
             .await
         }
@@ -146,6 +206,7 @@ pub async fn run<K: ShownFromHost>(ctx: Arc<Context>) -> anyhow::Result<()> {
     tokio::select! {
         r = drive(host_stream, feed(Arc::clone(&queue))) => r,
         r = drive(virt_stream, feed(Arc::clone(&queue))) => r,
+        r = node_events => r,
         r = work => r,
     }
 }
@@ -154,6 +215,7 @@ async fn reconcile<K: ShownFromHost>(
     ctx: &Context,
     host: &Store<K>,
     virt: &Store<K>,
+    nodes: Option<&Store<Node>>,
     name: &str,
     _since: Instant,
 ) -> anyhow::Result<Option<Duration>> {
@@ -166,7 +228,8 @@ async fn reconcile<K: ShownFromHost>(
         // The tenant's own class of that name wins; the host's stays hidden.
         return Ok(None);
     }
-    let Some(h) = host.get(&ObjectRef::new(name)) else {
+    let node_seen = nodes.is_none_or(|n| n.get(&ObjectRef::new(name)).is_some());
+    let Some(h) = host.get(&ObjectRef::new(name)).filter(|_| node_seen) else {
         if let Some(c) = current {
             delete(&api, &c).await?;
         }

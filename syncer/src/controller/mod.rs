@@ -30,6 +30,7 @@ pub mod ingress;
 pub mod mirror;
 pub mod networkpolicy;
 pub mod node;
+pub mod persistentvolume;
 pub mod persistentvolumeclaim;
 pub mod pod;
 pub mod poddisruptionbudget;
@@ -37,6 +38,7 @@ pub mod priorityclass;
 pub mod resource_metrics;
 pub mod secret;
 pub mod service;
+pub mod storageclass;
 pub mod to_host;
 
 /// One synced kind: its name (as in metrics) and its controller.
@@ -74,9 +76,29 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         run: |ctx| Box::pin(host_class::run::<k8s_openapi::api::storage::v1::StorageClass>(ctx)),
     },
     ControllerDef {
+        kind: crate::storageclass::KIND,
+        run: |ctx| {
+            Box::pin(to_host::run::<k8s_openapi::api::storage::v1::StorageClass>(
+                ctx,
+            ))
+        },
+    },
+    ControllerDef {
+        kind: crate::persistentvolume::KIND,
+        run: |ctx| Box::pin(to_host::run::<k8s_openapi::api::core::v1::PersistentVolume>(ctx)),
+    },
+    ControllerDef {
         kind: "CSIDriver",
         run: |ctx| {
             Box::pin(host_class::run::<k8s_openapi::api::storage::v1::CSIDriver>(
+                ctx,
+            ))
+        },
+    },
+    ControllerDef {
+        kind: "CSINode",
+        run: |ctx| {
+            Box::pin(host_class::run::<k8s_openapi::api::storage::v1::CSINode>(
                 ctx,
             ))
         },

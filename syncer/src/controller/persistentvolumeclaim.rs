@@ -74,28 +74,38 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let queue = Arc::new(crate::queue::Queue::default());
     ctx.metrics.register_queue(KIND, &queue);
     let (vstore, vstream, hstore, hstream) = super::watch_both::<PersistentVolumeClaim>(&ctx, "");
+    // The volumes the syncer shows for bound claims, and with the tenant's
+    // volumes synced to the host, those too (a claim they pre-bind is
+    // pinned to them).
+    let volume_selector = if ctx.config.persistent_volumes.is_some() {
+        String::new()
+    } else {
+        format!("{}={}", crate::names::LABEL_MANAGED_BY, ctx.tenant.name())
+    };
     let (volumes, volume_stream) = watch_store(
         Api::<PersistentVolume>::all(ctx.virtual_client.clone()),
-        watcher::Config::default().labels(&format!(
-            "{}={}",
-            crate::names::LABEL_MANAGED_BY,
-            ctx.tenant.name()
-        )),
+        watcher::Config::default().labels(&volume_selector),
     );
     // Which classes provision and which is the default decide what a
     // claim may ask for (`pvc::translate`); unknown when the host forbids
     // listing them.
     let host_classes = Api::<StorageClass>::all(ctx.host_client.clone());
-    let (classes, class_stream) = match host_classes
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-    {
-        Ok(_) => {
-            let (store, stream) = watch_store(host_classes, watcher::Config::default());
-            (Some(store), Some(stream))
-        }
-        Err(e) if is_status(&e, 403) => (None, None),
-        Err(e) => return Err(e).context("listing host StorageClasses"),
+    // With the tenant's own classes synced to the host, claims name those
+    // and the host's do not matter.
+    let listable = !ctx.config.storage_classes_to_host
+        && match host_classes
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+        {
+            Ok(_) => true,
+            Err(e) if is_status(&e, 403) => false,
+            Err(e) => return Err(e).context("listing host StorageClasses"),
+        };
+    let (classes, class_stream) = if listable {
+        let (store, stream) = watch_store(host_classes, watcher::Config::default());
+        (Some(store), Some(stream))
+    } else {
+        (None, None)
     };
     let stores = Arc::new(Stores {
         classes,
@@ -110,8 +120,8 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         Arc::new(move || {
             claims();
             for pv in volumes.state() {
-                if let Some((ns, name, _)) = pvc::volume_claim(&pv, &tenant) {
-                    queue.add((ns, name));
+                if let Some(key) = claim_of_volume(&pv, &tenant) {
+                    queue.add(key);
                 }
             }
         }) as super::Resync
@@ -143,9 +153,9 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
         let (queue, tenant) = (Arc::clone(&queue), ctx.tenant.clone());
         crate::engine::drive(volume_stream, move |ev| {
             if let watcher::Event::Apply(pv) | watcher::Event::Delete(pv) = ev
-                && let Some((ns, name, _)) = pvc::volume_claim(&pv, &tenant)
+                && let Some(key) = claim_of_volume(&pv, &tenant)
             {
-                queue.add((ns, name));
+                queue.add(key);
             }
         })
     };
@@ -221,18 +231,62 @@ async fn reconcile(
             })
             .collect::<Vec<_>>()
     });
+    let tenant_volume = ctx
+        .config
+        .persistent_volumes
+        .is_some()
+        .then(|| tenant_volume_of(&ctx.tenant, &stores.volumes, v))
+        .flatten();
     let storage = pvc::HostStorage {
         bound_volume: owned
             .and_then(|h| h.spec.as_ref())
             .and_then(|s| s.volume_name.as_deref()),
         classes: classes.as_deref(),
+        classes_to_host: ctx.config.storage_classes_to_host,
+        tenant_volume: tenant_volume.as_deref(),
     };
     let translated = pvc::translate(&ctx.tenant, v, &storage);
     let next = mirror::sync_translated(ctx, v.as_ref(), translated, h.as_deref(), since).await?;
     if let Some(h) = owned {
-        reflect(ctx, stores, v, h).await?;
+        reflect(ctx, stores, v, h, tenant_volume.as_deref()).await?;
     }
     Ok(next)
+}
+
+/// The virtual claim a virtual volume concerns: the claim a volume the
+/// syncer shows stands for, or the claim a tenant's volume is pre-bound to.
+fn claim_of_volume(pv: &PersistentVolume, tenant: &Tenant) -> Option<Key> {
+    if let Some((ns, name, _)) = pvc::volume_claim(pv, tenant) {
+        return Some((ns, name));
+    }
+    let r = pv.spec.as_ref()?.claim_ref.as_ref()?;
+    Some((r.namespace.clone()?, r.name.clone()?))
+}
+
+/// The tenant's own volume pre-bound to virtual claim `claim` (its
+/// claimRef names the claim, and the claim's uid when it names one), not
+/// being deleted.
+fn tenant_volume_of(
+    tenant: &Tenant,
+    volumes: &Store<PersistentVolume>,
+    claim: &PersistentVolumeClaim,
+) -> Option<String> {
+    volumes
+        .state()
+        .into_iter()
+        .find(|pv| {
+            let r = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+            pvc::volume_claim(pv, tenant).is_none()
+                && pv.metadata.deletion_timestamp.is_none()
+                && r.is_some_and(|r| {
+                    r.namespace == claim.metadata.namespace
+                        && r.name == claim.metadata.name
+                        && r.uid
+                            .as_ref()
+                            .is_none_or(|u| Some(u) == claim.metadata.uid.as_ref())
+                })
+        })
+        .map(|pv| pv.name_any())
 }
 
 /// Brings virtual claim `v` in line with its host claim `h`: the virtual
@@ -243,15 +297,25 @@ async fn reflect(
     stores: &Stores,
     v: &PersistentVolumeClaim,
     h: &PersistentVolumeClaim,
+    tenant_volume: Option<&str>,
 ) -> anyhow::Result<()> {
     let ns = v.namespace().unwrap_or_default();
     let claims = ctx.virtual_api::<PersistentVolumeClaim>(&ns);
     let uid_test = json!({"op": "test", "path": "/metadata/uid", "value": v.metadata.uid});
-    if let Some(volume) = pvc::bound_volume(h) {
-        let host_volume = host_volume(ctx, stores, volume).await;
-        if let Some(desired) = pvc::virtual_volume(&ctx.tenant, v, h, host_volume.as_ref()) {
-            ensure_volume(ctx, stores, desired).await?;
-        }
+    if let Some(bound) = pvc::bound_volume(h) {
+        // Bound to the host copy of the tenant's own volume: the claim
+        // names that volume; else the syncer shows one of the host's name.
+        let volume = match tenant_volume {
+            Some(t) if crate::persistentvolume::host_volume_name(&ctx.tenant, t) == bound => t,
+            _ => {
+                let host_volume = host_volume(ctx, stores, bound).await;
+                if let Some(desired) = pvc::virtual_volume(&ctx.tenant, v, h, host_volume.as_ref())
+                {
+                    ensure_volume(ctx, stores, desired).await?;
+                }
+                bound
+            }
+        };
         let spec_volume = v.spec.as_ref().and_then(|s| s.volume_name.as_deref());
         if spec_volume.is_none_or(str::is_empty) {
             let ann = v.metadata.annotations.as_ref();

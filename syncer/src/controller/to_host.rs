@@ -40,6 +40,11 @@ pub trait SyncedToHost:
     const KIND: &'static str;
     /// Whether the option that syncs this kind is on.
     fn enabled(config: &SyncerConfig) -> bool;
+    /// Whether virtual object `v` is the tenant's to sync (not one the
+    /// syncer made itself in the virtual cluster).
+    fn syncs(_config: &SyncerConfig, _v: &Self) -> bool {
+        true
+    }
     /// The host copy of virtual object `v` (pure; metadata from
     /// [`crate::cluster_scoped::host_cluster_meta`]).
     fn translate(config: &SyncerConfig, v: &Self) -> Result<Self, TranslateError>;
@@ -130,7 +135,7 @@ async fn reconcile<K: SyncedToHost>(
     let ours = |h: &K| is_ours(&ctx.tenant, h.meta(), K::KIND, name);
     let v = virt
         .get(&ObjectRef::new(name))
-        .filter(|v| v.meta().deletion_timestamp.is_none());
+        .filter(|v| v.meta().deletion_timestamp.is_none() && K::syncs(&ctx.config, v));
     let Some(v) = v else {
         if let Some(h) = h.filter(|h| ours(h)) {
             crate::engine::delete_guarded(&api, h.as_ref(), &format!("host {}", K::KIND)).await?;
