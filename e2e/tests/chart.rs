@@ -455,7 +455,7 @@ async fn role_grants_exactly_what_the_syncer_uses() {
     let classes = rule_set(&[
         (
             "storage.k8s.io",
-            &["storageclasses", "csidrivers"],
+            &["storageclasses", "csidrivers", "csinodes"],
             &["get", "list", "watch"],
             "",
         ),
@@ -493,6 +493,40 @@ async fn role_grants_exactly_what_the_syncer_uses() {
     )]));
     assert_eq!(flatten(&pcr.rules.unwrap_or_default()), with_classes);
     assert_eq!(flatten(&cr.rules.unwrap_or_default()), both);
+    // The storage options add their writes and flags, and nothing else.
+    let storage = render(&[
+        "--set",
+        "sync.hostClasses=false",
+        "--set",
+        "sync.storageClassesToHost=true",
+        "--set",
+        "sync.persistentVolumes.enabled=true",
+        "--set",
+        "sync.persistentVolumes.sources={nfs,csi:nfs.csi.k8s.io}",
+    ])
+    .await;
+    let writes = ["get", "list", "watch", "create", "update", "delete"];
+    assert_eq!(
+        flatten(
+            &storage
+                .get::<ClusterRole>("ClusterRole", "vkube-t-tenant")
+                .rules
+                .unwrap_or_default()
+        ),
+        rule_set(&[
+            ("storage.k8s.io", &["storageclasses"], &writes, ""),
+            ("", &["persistentvolumes"], &writes, ""),
+        ])
+    );
+    let args = args_of(&storage.get("StatefulSet", "vkube-t"));
+    for flag in [
+        "--sync-storage-classes-to-host",
+        "--sync-persistent-volumes",
+        "--persistent-volume-source=nfs",
+        "--persistent-volume-source=csi:nfs.csi.k8s.io",
+    ] {
+        assert!(args.iter().any(|a| a == flag), "{flag} in {args:?}");
+    }
     let crb: ClusterRoleBinding = nodes.get("ClusterRoleBinding", "vkube-t-tenant");
     assert_eq!(crb.role_ref.name, "vkube-t-tenant");
     assert_eq!(crb.subjects.unwrap()[0].name, "vkube-t");
@@ -704,6 +738,10 @@ async fn the_schema_rejects_bad_values() {
         ("sync.everything=true", "everything"),
         ("nonsense=1", "nonsense"),
         ("service.port=70000", "/service/port"),
+        (
+            "sync.persistentVolumes.sources={nfs,hostPath}",
+            "/sync/persistentVolumes/sources/1",
+        ),
     ] {
         helm(&["template", "t", chart, "--set", set])
             .await

@@ -243,7 +243,14 @@ spec:
 async fn restarting_with_changes_while_down_converges_for_every_kind() {
     use std::collections::BTreeMap;
     use vkube_e2e::synced::{HOST_NAMESPACE, TENANT};
-    let mut c = SyncedCluster::start().await;
+    // The cluster-scoped kinds behind options are on too.
+    let mut c = SyncedCluster::start_with(|s| {
+        s.priority_classes =
+            Some(vkube_syncer::priorityclass::PriorityClassOptions { max_value: 100 });
+        s.storage_classes_to_host = true;
+        s.persistent_volumes = Some(Default::default());
+    })
+    .await;
     let manifest = |i: usize| {
         format!(
             r#"
@@ -265,6 +272,25 @@ metadata: {{name: pdb-{i}}}
 spec:
   maxUnavailable: 1
   selector: {{matchLabels: {{app: "a{i}"}}}}
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {{name: pc-{i}}}
+value: {i}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: sc-{i}}}
+provisioner: example.com/none
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: pv-{i}}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  nfs: {{server: 10.0.0.1, path: "/{i}"}}
+  claimRef: {{namespace: default, name: "c{i}"}}
 "#
         )
     };
@@ -274,6 +300,7 @@ spec:
         .await
         .expect_ok();
     let kinds = ["ingress", "networkpolicy", "pdb"];
+    let cluster_kinds = ["priorityclass", "storageclass", "pv"];
     eventually("the first host copies", WAIT, || async {
         let n = c.host.get_json(&["pdb", "-n", HOST_NAMESPACE]).await?["items"]
             .as_array()
@@ -289,6 +316,9 @@ spec:
                 &format!("ingress/ing-{i}"),
                 &format!("networkpolicy/np-{i}"),
                 &format!("pdb/pdb-{i}"),
+                &format!("priorityclass/pc-{i}"),
+                &format!("storageclass/sc-{i}"),
+                &format!("pv/pv-{i}"),
             ])
             .await
             .expect_ok();
@@ -332,6 +362,28 @@ spec:
                 (want.len() == 11 && want == have)
                     .then_some(())
                     .ok_or(format!("{} virtual, {} host", want.len(), have.len()))
+            },
+        )
+        .await;
+    }
+    // Cluster-scoped: every virtual object (the built-in PriorityClasses
+    // too) has exactly one host copy of this tenant, the deleted ones none.
+    for kind in cluster_kinds {
+        eventually(
+            &format!("the host {kind}s to converge"),
+            Duration::from_secs(120),
+            || async {
+                let want = by_uid(c.virt.get_json(&[kind]).await?, false);
+                let have = by_uid(c.host.get_json(&[kind]).await?, true);
+                let ours = want
+                    .keys()
+                    .filter(|n| n.ends_with(char::is_numeric))
+                    .count();
+                (ours == 11 && want == have).then_some(()).ok_or(format!(
+                    "{} virtual, {} host",
+                    want.len(),
+                    have.len()
+                ))
             },
         )
         .await;

@@ -151,6 +151,30 @@ async fn stateful_sets_and_deployments_with_claims_run_and_clean_up() {
     for pod in ["db-0", "db-1", "db-2", "scratch"] {
         c.wait_running(pod).await;
     }
+    // The CSINode of a node the tenant sees is shown; one of a node it
+    // does not see is not.
+    let node = c.virt_get("pod", "db-0").await.unwrap()["spec"]["nodeName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for name in [node.as_str(), "ghost-node"] {
+        let csinode = format!(
+            "apiVersion: storage.k8s.io/v1\nkind: CSINode\nmetadata: {{name: {name}}}\nspec:\n  drivers: [{{name: hostpath.csi.k8s.io, nodeID: {name}, topologyKeys: [topology.hostpath.csi/node]}}]\n"
+        );
+        c.host
+            .kubectl_stdin(&["apply", "-f", "-"], &csinode)
+            .await
+            .expect_ok();
+    }
+    eventually("the node's CSINode in the tenant", WAIT, || async {
+        let n = c.virt.get_json(&["csinode", &node]).await?;
+        (n["spec"]["drivers"][0]["nodeID"] == node.as_str())
+            .then_some(())
+            .ok_or(n.to_string())
+    })
+    .await;
+    let ghost = c.virt.kubectl(&["get", "csinode", "ghost-node"]).await;
+    assert!(ghost.stderr.contains("NotFound"), "{ghost:?}");
     let model = eventually("the model pod", WAIT, || async {
         let pods = c.virt.get_json(&["pods", "-l", "app=model"]).await?;
         pods["items"][0]["metadata"]["name"]
@@ -547,6 +571,170 @@ async fn restarting_mid_sync_of_claims_converges_exactly() {
             }
         },
     )
+    .await;
+    c.shutdown().await;
+}
+
+/// The host's storage never reaches the tenant when its own classes and
+/// volumes are synced to the host: its classes are renamed there, its
+/// claims use them, its volumes are pre-bound to its claims and retained;
+/// classes naming Secrets and volumes of host paths are refused.
+#[tokio::test]
+async fn tenant_storage_classes_and_volumes_reach_the_host_renamed() {
+    let c = SyncedCluster::start_with(|s| {
+        s.storage_classes_to_host = true;
+        s.persistent_volumes = Some(Default::default());
+    })
+    .await;
+    let host_class = |name: &str| vkube_syncer::cluster_scoped::host_cluster_name(c.tenant(), name);
+    c.virt
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            r#"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: fast}
+provisioner: sim.vkube.dev/hostpath
+allowVolumeExpansion: true
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: sneaky}
+provisioner: ebs.csi.aws.com
+parameters:
+  csi.storage.k8s.io/provisioner-secret-name: aws-creds
+  csi.storage.k8s.io/provisioner-secret-namespace: kube-system
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: fast-data}
+spec:
+  storageClassName: fast
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: share}
+spec:
+  capacity: {storage: 5Gi}
+  accessModes: [ReadWriteMany]
+  persistentVolumeReclaimPolicy: Delete
+  storageClassName: manual
+  nfs: {server: 10.0.0.5, path: /exports/team}
+  claimRef: {namespace: default, name: shared}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: shared}
+spec:
+  storageClassName: manual
+  accessModes: [ReadWriteMany]
+  resources: {requests: {storage: 5Gi}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: root}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  hostPath: {path: /}
+  claimRef: {namespace: default, name: rooted}
+"#,
+        )
+        .await
+        .expect_ok();
+    // The class is on the host under the tenant's name, not the default.
+    let fast = eventually("the tenant's class on the host", WAIT, || async {
+        c.host
+            .get_json(&["storageclass", &host_class("fast")])
+            .await
+    })
+    .await;
+    assert_eq!(fast["provisioner"], "sim.vkube.dev/hostpath", "{fast}");
+    assert!(
+        fast["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"].is_null()
+    );
+    // The host's classes are not the tenant's: none is shown.
+    let shown = c.virt.kubectl(&["get", "storageclass", "standard"]).await;
+    assert!(shown.stderr.contains("NotFound"), "{shown:?}");
+    // A claim of the tenant's class binds through the host copy.
+    let (_, volume) = wait_bound(&c, "fast-data").await;
+    let host_claim = c
+        .host_get("pvc", &c.host_name("default", "fast-data"))
+        .await
+        .unwrap();
+    assert_eq!(
+        host_claim["spec"]["storageClassName"],
+        host_class("fast").as_str()
+    );
+    let pv = c.virt.get_json(&["pv", &volume]).await.unwrap();
+    assert_eq!(pv["spec"]["storageClassName"], "fast", "the tenant's name");
+    // The tenant's own NFS volume: pre-bound, retained, bound on the host.
+    let share = host_class("share");
+    let host_pv = eventually("the tenant's volume bound on the host", WAIT, || async {
+        let pv = c.host.get_json(&["pv", &share]).await?;
+        (pv["status"]["phase"] == "Bound")
+            .then_some(pv.clone())
+            .ok_or(pv.to_string())
+    })
+    .await;
+    assert_eq!(host_pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    assert_eq!(
+        host_pv["spec"]["storageClassName"],
+        host_class("manual").as_str()
+    );
+    assert_eq!(host_pv["spec"]["nfs"]["server"], "10.0.0.5");
+    assert_eq!(
+        host_pv["spec"]["claimRef"]["name"],
+        c.host_name("default", "shared").as_str()
+    );
+    assert_eq!(
+        host_pv["spec"]["claimRef"]["namespace"],
+        c.tenant().host_namespace()
+    );
+    eventually("the tenant's claim bound to its volume", WAIT, || async {
+        let pvc = c.virt_get("pvc", "shared").await?;
+        let pv = c.virt.get_json(&["pv", "share"]).await?;
+        (pvc["status"]["phase"] == "Bound"
+            && pvc["spec"]["volumeName"] == "share"
+            && pv["status"]["phase"] == "Bound")
+            .then_some(())
+            .ok_or(format!("{} {}", pvc["spec"], pv["status"]))
+    })
+    .await;
+    // Hostile objects: refused, nothing on the host.
+    c.wait_event("sneaky", "SyncRefused", "Secret").await;
+    c.wait_event("root", "SyncRefused", "hostPath").await;
+    for (kind, name) in [
+        ("storageclass", host_class("sneaky")),
+        ("pv", host_class("root")),
+    ] {
+        let out = c.host.kubectl(&["get", kind, &name]).await;
+        assert!(out.stderr.contains("NotFound"), "{kind} {name}: {out:?}");
+    }
+    // Deleting the tenant's objects deletes the host copies.
+    c.virt
+        .kubectl(&["delete", "pvc", "shared", "fast-data", "--wait=false"])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&["delete", "pv", "share", "--wait=false"])
+        .await
+        .expect_ok();
+    c.virt
+        .kubectl(&["delete", "storageclass", "fast"])
+        .await
+        .expect_ok();
+    eventually("the host copies gone", WAIT, || async {
+        for (kind, name) in [("pv", share.clone()), ("storageclass", host_class("fast"))] {
+            let out = c.host.kubectl(&["get", kind, &name]).await;
+            if !out.stderr.contains("NotFound") {
+                return Err(format!("{kind} {name} still there"));
+            }
+        }
+        host_claim_absent(&c, "shared").await
+    })
     .await;
     c.shutdown().await;
 }

@@ -17,7 +17,8 @@
 //! * A `Pending` claim naming a volume (`spec.volumeName`) is bound to it
 //!   when the volume is free or pre-bound to that claim and the classes
 //!   agree ([`static_fits`]), as the PV controller binds pre-provisioned
-//!   volumes; any class whose provisioner is [`PROVISIONER`] is provisioned
+//!   volumes; so is a claim a volume's claimRef names (before anything is
+//!   provisioned for it); any class whose provisioner is [`PROVISIONER`] is provisioned
 //!   like the simulator's own.
 //! * A bound claim whose `resources.requests.storage` grew past its
 //!   capacity is expanded: the PV's and the claim's capacity follow (what
@@ -35,7 +36,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use kube_runtime::controller::{Action, Controller};
@@ -278,7 +279,37 @@ async fn reconcile_claim(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Re
     {
         class = c;
     }
-    match claim_step(&class, &claim) {
+    let mut step = claim_step(&class, &claim);
+    // A volume pre-bound to the claim (its claimRef names it) is bound
+    // before anything is provisioned, as the PV controller prefers it.
+    if matches!(step, ClaimStep::None | ClaimStep::Provision(_))
+        && claim.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound")
+        && let Some(pv) = volumes
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|pv| {
+                pv.spec
+                    .as_ref()
+                    .and_then(|s| s.claim_ref.as_ref())
+                    .is_some_and(|r| {
+                        r.namespace.as_deref() == Some(ns.as_str())
+                            && r.name.as_deref() == Some(name.as_str())
+                    })
+                    && static_fits(&claim, pv)
+            })
+    {
+        step = ClaimStep::BindStatic(pv.name_any());
+    }
+    match step {
+        // A pending claim nothing serves yet: a volume pre-bound to it may
+        // come later (the volumes are not watched here).
+        ClaimStep::None
+            if claim.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") =>
+        {
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
         ClaimStep::None => {}
         ClaimStep::BindStatic(pv_name) => {
             let Some(pv) = volumes.get_opt(&pv_name).await? else {
@@ -308,9 +339,10 @@ async fn reconcile_claim(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Re
                 .patch(
                     &name,
                     &pp,
-                    &Patch::Merge(json!({"metadata": {"annotations": {
-                        "pv.kubernetes.io/bind-completed": "yes",
-                    }}})),
+                    &Patch::Merge(json!({
+                        "metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes"}},
+                        "spec": {"volumeName": pv_name},
+                    })),
                 )
                 .await?;
             claims
