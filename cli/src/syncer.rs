@@ -103,14 +103,21 @@ pub struct SyncKindArgs {
     /// classes are shown read-only in the tenant and claims name them.
     #[arg(long)]
     pub sync_storage_classes_to_host: bool,
+    /// A provisioner the tenant's StorageClasses synced to the host may
+    /// name (repeatable; none by default, which refuses every class). List
+    /// only provisioners whose parameters cannot reach another tenant's
+    /// storage.
+    #[arg(long = "storage-class-provisioner", value_name = "PROVISIONER")]
+    pub storage_class_provisioners: Vec<String>,
     /// Sync the PersistentVolumes the tenant creates to the host
     /// (cluster-scoped writes; renamed vkube-NAME-x-HOSTNS-x-VC, pre-bound to
     /// the tenant's claim, reclaim policy Retain).
     #[arg(long)]
     pub sync_persistent_volumes: bool,
     /// A volume source synced PersistentVolumes may use: a source field
-    /// (nfs, csi, iscsi, ...) or csi:DRIVER (repeatable; default nfs).
-    /// hostPath and local never are.
+    /// (nfs, csi, iscsi, ...), csi:DRIVER, nfs:SERVER or nfs:SERVER:/PATH
+    /// (repeatable; none by default). hostPath, local, cephfs, rbd and
+    /// flexVolume never are.
     #[arg(long = "persistent-volume-source", value_name = "SOURCE")]
     pub persistent_volume_sources: Option<Vec<String>>,
 }
@@ -129,6 +136,9 @@ impl SyncKindArgs {
             config.ingress.denied_annotations = deny.clone();
         }
         config.storage_classes_to_host = self.sync_storage_classes_to_host;
+        config
+            .storage_class_provisioners
+            .clone_from(&self.storage_class_provisioners);
         config.persistent_volumes = if self.sync_persistent_volumes {
             let mut opts = vkube_syncer::persistentvolume::PersistentVolumeOptions::default();
             if let Some(sources) = &self.persistent_volume_sources {

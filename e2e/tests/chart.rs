@@ -500,6 +500,8 @@ async fn role_grants_exactly_what_the_syncer_uses() {
         "--set",
         "sync.storageClassesToHost=true",
         "--set",
+        "sync.storageClassProvisioners={ebs.csi.aws.com}",
+        "--set",
         "sync.persistentVolumes.enabled=true",
         "--set",
         "sync.persistentVolumes.sources={nfs,csi:nfs.csi.k8s.io}",
@@ -521,6 +523,7 @@ async fn role_grants_exactly_what_the_syncer_uses() {
     let args = args_of(&storage.get("StatefulSet", "vkube-t"));
     for flag in [
         "--sync-storage-classes-to-host",
+        "--storage-class-provisioner=ebs.csi.aws.com",
         "--sync-persistent-volumes",
         "--persistent-volume-source=nfs",
         "--persistent-volume-source=csi:nfs.csi.k8s.io",

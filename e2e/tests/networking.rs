@@ -248,7 +248,10 @@ async fn restarting_with_changes_while_down_converges_for_every_kind() {
         s.priority_classes =
             Some(vkube_syncer::priorityclass::PriorityClassOptions { max_value: 100 });
         s.storage_classes_to_host = true;
-        s.persistent_volumes = Some(Default::default());
+        s.storage_class_provisioners = vec!["example.com/none".into()];
+        s.persistent_volumes = Some(vkube_syncer::persistentvolume::PersistentVolumeOptions {
+            sources: vec!["nfs:10.0.0.1".into()],
+        });
     })
     .await;
     let manifest = |i: usize| {

@@ -583,7 +583,10 @@ async fn restarting_mid_sync_of_claims_converges_exactly() {
 async fn tenant_storage_classes_and_volumes_reach_the_host_renamed() {
     let c = SyncedCluster::start_with(|s| {
         s.storage_classes_to_host = true;
-        s.persistent_volumes = Some(Default::default());
+        s.storage_class_provisioners = vec!["sim.vkube.dev/hostpath".into()];
+        s.persistent_volumes = Some(vkube_syncer::persistentvolume::PersistentVolumeOptions {
+            sources: vec!["nfs:10.0.0.5:/exports".into()],
+        });
     })
     .await;
     let host_class = |name: &str| vkube_syncer::cluster_scoped::host_cluster_name(c.tenant(), name);
@@ -600,10 +603,25 @@ allowVolumeExpansion: true
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata: {name: sneaky}
-provisioner: ebs.csi.aws.com
+provisioner: sim.vkube.dev/hostpath
 parameters:
   csi.storage.k8s.io/provisioner-secret-name: aws-creds
   csi.storage.k8s.io/provisioner-secret-namespace: kube-system
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: elsewhere}
+provisioner: nfs.csi.k8s.io
+parameters: {server: nfs.other-team, share: /}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: theirs}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteMany]
+  nfs: {server: 10.0.0.5, path: /srv/other-team}
+  claimRef: {namespace: default, name: other}
 ---
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -706,9 +724,15 @@ spec:
     // Hostile objects: refused, nothing on the host.
     c.wait_event("sneaky", "SyncRefused", "Secret").await;
     c.wait_event("root", "SyncRefused", "hostPath").await;
+    c.wait_event("elsewhere", "SyncRefused", "provisioner")
+        .await;
+    c.wait_event("theirs", "SyncRefused", "nfs:10.0.0.5:/exports")
+        .await;
     for (kind, name) in [
         ("storageclass", host_class("sneaky")),
+        ("storageclass", host_class("elsewhere")),
         ("pv", host_class("root")),
+        ("pv", host_class("theirs")),
     ] {
         let out = c.host.kubectl(&["get", kind, &name]).await;
         assert!(out.stderr.contains("NotFound"), "{kind} {name}: {out:?}");

@@ -94,6 +94,37 @@ pub fn is_ours(tenant: &Tenant, host: &ObjectMeta, kind: &str, name: &str) -> bo
         && ann(ANNOTATION_HOST_NAMESPACE) == Some(tenant.host_namespace())
 }
 
+/// Whether host copy `host` was made for the current incarnation of the
+/// virtual object `virt` (its `vkube.dev/object-uid` is the object's uid).
+pub fn same_incarnation(host: &ObjectMeta, virt: &ObjectMeta) -> bool {
+    host.annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_OBJECT_UID))
+        .is_some_and(|u| Some(u) == virt.uid.as_ref())
+}
+
+/// The metadata to write over host copy `host` so that its markers are
+/// `desired`'s: labels and annotations outside `vkube.dev/` that the host
+/// (its controllers and admins) set are kept, the syncer's own are
+/// replaced; everything else of `host` is kept.
+pub fn with_markers(desired: &ObjectMeta, host: &ObjectMeta) -> ObjectMeta {
+    let merge = |d: &Option<BTreeMap<String, String>>, h: &Option<BTreeMap<String, String>>| {
+        let mut out: BTreeMap<String, String> = h
+            .iter()
+            .flatten()
+            .filter(|(k, _)| !k.starts_with(crate::names::DOMAIN_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.extend(d.iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+        (!out.is_empty()).then_some(out)
+    };
+    ObjectMeta {
+        labels: merge(&desired.labels, &host.labels),
+        annotations: merge(&desired.annotations, &host.annotations),
+        ..host.clone()
+    }
+}
+
 /// The virtual name a host copy stands for, when it is a copy of `kind`
 /// made for this tenant's host namespace (read from its annotations; the
 /// full check is [`is_ours`]).
@@ -127,7 +158,36 @@ mod tests {
         let other = Tenant::new("vc", "other-ns").unwrap();
         assert!(!is_ours(&other, &h, "StorageClass", "fast"));
         assert_eq!(virtual_name(&other, &h, "StorageClass"), None);
-        let no_uid = ObjectMeta { uid: None, ..meta };
+        let no_uid = ObjectMeta {
+            uid: None,
+            ..meta.clone()
+        };
         assert!(host_cluster_meta(&tenant, "StorageClass", &no_uid).is_err());
+        assert!(same_incarnation(&h, &meta));
+        let recreated = ObjectMeta {
+            uid: Some("u2".into()),
+            ..meta.clone()
+        };
+        assert!(!same_incarnation(&h, &recreated));
+        let mut live = h.clone();
+        live.annotations.as_mut().unwrap().insert(
+            "pv.kubernetes.io/migrated-to".into(),
+            "ebs.csi.aws.com".into(),
+        );
+        live.annotations
+            .as_mut()
+            .unwrap()
+            .insert("vkube.dev/stale".into(), "x".into());
+        let out = with_markers(&h, &live);
+        let a = out.annotations.unwrap();
+        assert_eq!(
+            a["pv.kubernetes.io/migrated-to"], "ebs.csi.aws.com",
+            "the host's stays"
+        );
+        assert!(
+            !a.contains_key("vkube.dev/stale"),
+            "the syncer's own are replaced"
+        );
+        assert_eq!(a[ANNOTATION_OBJECT_UID], "u1");
     }
 }

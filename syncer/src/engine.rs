@@ -87,6 +87,11 @@ pub struct SyncerConfig {
     /// (claims then name those) instead of showing the host's classes in
     /// the tenant (the default).
     pub storage_classes_to_host: bool,
+    /// The provisioners a tenant StorageClass synced to the host may name
+    /// (a class's parameters are the provisioner's to read, and some
+    /// provisioners' parameters name shared storage: list only those whose
+    /// parameters cannot reach another tenant's); empty refuses every class.
+    pub storage_class_provisioners: Vec<String>,
     /// Sync the PersistentVolumes the tenant creates to the host with these
     /// options (cluster-scoped writes); `None` (the default) syncs none.
     pub persistent_volumes: Option<crate::persistentvolume::PersistentVolumeOptions>,
@@ -116,6 +121,7 @@ impl SyncerConfig {
             ingress: crate::ingress::IngressOptions::default(),
             priority_classes: None,
             storage_classes_to_host: false,
+            storage_class_provisioners: Vec::new(),
             persistent_volumes: None,
             resync_period: DEFAULT_RESYNC_PERIOD,
             workers: 16,

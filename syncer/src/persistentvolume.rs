@@ -8,12 +8,12 @@
 //! ([`crate::persistentvolumeclaim`]): the same name, or the per-tenant host
 //! name when the tenant's StorageClasses are synced to the host. Three
 //! rules keep a tenant inside its own storage:
-//! * the source must be of a kind the options allow
-//!   ([`PersistentVolumeOptions::sources`]: `nfs`, `csi`, or `csi:DRIVER`
-//!   for one CSI driver); `hostPath` and `local` (a path on a host node)
-//!   never are, and no source may name a Secret (`*SecretRef`,
-//!   `secretRef`, `secretNamespace`: the host's driver would read it with
-//!   its own rights);
+//! * the source must be one the options allow
+//!   ([`PersistentVolumeOptions::sources`], none by default: `nfs`, `csi`,
+//!   `csi:DRIVER`, `nfs:SERVER[:/PATH]`, …); [`NEVER_SOURCES`] (node paths
+//!   and node key files) never are, and no source may name a Secret
+//!   (`*SecretRef`, `secretRef`, `secretName`, `secretNamespace`: the
+//!   host's driver would read it with its own rights);
 //! * the volume must be pre-bound (`spec.claimRef`) to a claim of the
 //!   tenant: the host volume's claimRef names that claim's host copy, so
 //!   the host's binder never gives it to another namespace's claim;
@@ -26,16 +26,18 @@
 
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeSpec};
 
-use crate::cluster_scoped::{host_cluster_meta, host_cluster_name};
+use crate::cluster_scoped::{host_cluster_meta, host_cluster_name, with_markers};
 pub use crate::error::TranslateError;
 use crate::names::{Tenant, host_name};
 
 /// The kind recorded in the `vkube.dev/object-kind` annotation.
 pub const KIND: &str = "PersistentVolume";
 
-/// The volume source kinds never synced, whatever the options say: both
-/// mount a path of a host node.
-pub const NEVER_SOURCES: [&str; 2] = ["hostPath", "local"];
+/// The volume source kinds never synced, whatever the options say:
+/// `hostPath` and `local` mount a path of a host node; `cephfs` and `rbd`
+/// read key files of the node (`secretFile`, `keyring`); `flexVolume`
+/// passes arbitrary options to a driver on the node.
+pub const NEVER_SOURCES: [&str; 5] = ["hostPath", "local", "cephfs", "rbd", "flexVolume"];
 
 /// The volume source fields of a PersistentVolumeSpec (core/v1), in the
 /// JSON spelling the options use.
@@ -65,20 +67,19 @@ pub const SOURCE_FIELDS: [&str; 22] = [
 ];
 
 /// How the tenant's PersistentVolumes are synced to the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A synced volume names storage the host's nodes mount for the tenant, so
+/// what it may name is the administrator's choice, entry by entry, and
+/// nothing by default. `Retain` keeps the host's driver from deleting what
+/// a volume names, not from mounting it: list only storage the tenant may
+/// read and write.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PersistentVolumeOptions {
-    /// The volume sources accepted: a source field name (`nfs`, `csi`,
-    /// `iscsi`, …) or `csi:DRIVER` for the CSI volumes of one driver.
+    /// The volume sources accepted, each one of: a source field name
+    /// (`nfs`, `csi`, `iscsi`, … any server, handle or target);
+    /// `csi:DRIVER` (the CSI volumes of one driver); `nfs:SERVER` (one NFS
+    /// server); `nfs:SERVER:/PATH` (exports at or under one path of it).
     pub sources: Vec<String>,
-}
-
-impl Default for PersistentVolumeOptions {
-    /// NFS only: it names a server and a path, nothing of the host.
-    fn default() -> Self {
-        Self {
-            sources: vec!["nfs".into()],
-        }
-    }
 }
 
 impl PersistentVolumeOptions {
@@ -92,9 +93,10 @@ impl PersistentVolumeOptions {
                     "{s}: {kind} volumes mount a path of a host node and are never synced"
                 ));
             }
-            if !SOURCE_FIELDS.contains(&kind) || (s.contains(':') && kind != "csi") {
+            if !SOURCE_FIELDS.contains(&kind) || (s.contains(':') && !matches!(kind, "csi" | "nfs"))
+            {
                 return Err(format!(
-                    "{s}: not a PersistentVolume source (one of {}, or csi:DRIVER)",
+                    "{s}: not a PersistentVolume source (one of {}, or csi:DRIVER, nfs:SERVER[:/PATH])",
                     SOURCE_FIELDS.join(", ")
                 ));
             }
@@ -102,14 +104,34 @@ impl PersistentVolumeOptions {
         Ok(())
     }
 
-    fn allows(&self, kind: &str, csi_driver: Option<&str>) -> bool {
+    /// Whether a source of `kind` is allowed; `source` is its JSON (the
+    /// CSI driver, the NFS server and path are read from it).
+    fn allows(&self, kind: &str, source: &serde_json::Value) -> bool {
+        let field = |k: &str| source.get(k).and_then(serde_json::Value::as_str);
         !NEVER_SOURCES.contains(&kind)
             && self.sources.iter().any(|s| match s.split_once(':') {
-                Some(("csi", driver)) => kind == "csi" && csi_driver == Some(driver),
+                Some(("csi", driver)) => kind == "csi" && field("driver") == Some(driver),
+                Some(("nfs", rest)) => {
+                    let (server, prefix) = rest.split_once(':').unwrap_or((rest, ""));
+                    let path = field("path").unwrap_or_default();
+                    kind == "nfs"
+                        && field("server") == Some(server)
+                        && (prefix.is_empty() || under(path, prefix))
+                }
                 Some(_) => false,
                 None => s == kind,
             })
     }
+}
+
+/// Whether `path` is `prefix` or below it (a path component boundary, and
+/// no `..` component).
+fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    !path.split('/').any(|c| c == "..")
+        && (path == prefix
+            || path.trim_end_matches('/') == prefix
+            || path.starts_with(&format!("{prefix}/")))
 }
 
 /// Whether JSON value `v` names a Secret anywhere (a key ending in
@@ -154,12 +176,14 @@ pub fn translate(
     let [source] = sources.as_slice() else {
         return refuse("a PersistentVolume needs exactly one volume source".into());
     };
-    let driver = spec.csi.as_ref().map(|c| c.driver.as_str());
-    if !opts.allows(source, driver) {
-        let what = driver.map_or_else(|| (*source).to_string(), |d| format!("csi:{d}"));
+    if !opts.allows(source, &json[*source]) {
         return refuse(format!(
-            "{what} volumes are not synced to the host (allowed: {})",
-            opts.sources.join(", ")
+            "this {source} volume is not one this virtual cluster may use on the host (allowed: {})",
+            if opts.sources.is_empty() {
+                "none".to_string()
+            } else {
+                opts.sources.join(", ")
+            }
         ));
     }
     if let Some(key) = json.get(*source).and_then(names_secret) {
@@ -222,10 +246,7 @@ pub fn host_volume_name(tenant: &Tenant, name: &str) -> String {
 /// kept. `None` when nothing differs.
 pub fn update(desired: &PersistentVolume, host: &PersistentVolume) -> Option<PersistentVolume> {
     let mut out = host.clone();
-    out.metadata.labels.clone_from(&desired.metadata.labels);
-    out.metadata
-        .annotations
-        .clone_from(&desired.metadata.annotations);
+    out.metadata = with_markers(&desired.metadata, &host.metadata);
     if let (Some(o), Some(d)) = (out.spec.as_mut(), desired.spec.as_ref()) {
         o.capacity.clone_from(&d.capacity);
         o.mount_options.clone_from(&d.mount_options);
@@ -276,19 +297,19 @@ mod tests {
             "claimRef": {"namespace": "team", "name": "data", "uid": "virtual-uid"}})
     }
 
+    fn nfs_opts() -> PersistentVolumeOptions {
+        PersistentVolumeOptions {
+            sources: vec!["nfs:10.0.0.5:/exports".into()],
+        }
+    }
+
     fn same(c: &str) -> String {
         c.to_string()
     }
 
     #[test]
     fn an_nfs_volume_is_renamed_pre_bound_to_the_host_claim_and_retained() {
-        let h = translate(
-            &tenant(),
-            &pv(nfs()),
-            &PersistentVolumeOptions::default(),
-            same,
-        )
-        .unwrap();
+        let h = translate(&tenant(), &pv(nfs()), &nfs_opts(), same).unwrap();
         let got = serde_json::to_value(&h).unwrap();
         assert_eq!(got["metadata"]["name"], "vkube-share-x-host-ns-x-vc");
         assert_eq!(
@@ -299,12 +320,9 @@ mod tests {
                 "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                     "namespace": "host-ns", "name": "data-x-team-x-vc"}})
         );
-        let per_tenant = translate(
-            &tenant(),
-            &pv(nfs()),
-            &PersistentVolumeOptions::default(),
-            |c| host_cluster_name(&tenant(), c),
-        )
+        let per_tenant = translate(&tenant(), &pv(nfs()), &nfs_opts(), |c| {
+            host_cluster_name(&tenant(), c)
+        })
         .unwrap();
         assert_eq!(
             per_tenant.spec.unwrap().storage_class_name.as_deref(),
@@ -367,23 +385,46 @@ mod tests {
         );
         assert!(
             PersistentVolumeOptions {
-                sources: vec!["nfs:x".into()]
+                sources: vec!["iscsi:x".into()]
             }
             .validate()
             .is_err()
         );
         assert!(opts.validate().is_ok());
+        for never in ["cephfs", "rbd", "flexVolume"] {
+            let o = PersistentVolumeOptions {
+                sources: vec![never.into()],
+            };
+            assert!(o.validate().is_err(), "{never}");
+        }
+        // NFS entries pin the server and a path.
+        let nfs_at = |server: &str, path: &str| {
+            let mut s = nfs();
+            s["nfs"] = json!({"server": server, "path": path});
+            translate(&tenant(), &pv(s), &nfs_opts(), same).is_ok()
+        };
+        assert!(nfs_at("10.0.0.5", "/exports"));
+        assert!(nfs_at("10.0.0.5", "/exports/team/a"));
+        assert!(!nfs_at("10.0.0.5", "/exports-other"));
+        assert!(!nfs_at("10.0.0.5", "/exports/../etc"));
+        assert!(!nfs_at("10.0.0.6", "/exports/team"));
+        assert!(
+            matches!(
+                translate(
+                    &tenant(),
+                    &pv(nfs()),
+                    &PersistentVolumeOptions::default(),
+                    same
+                ),
+                Err(TranslateError::Forbidden(_))
+            ),
+            "nothing by default"
+        );
     }
 
     #[test]
     fn updates_keep_the_hosts_binding_and_status_comes_back() {
-        let desired = translate(
-            &tenant(),
-            &pv(nfs()),
-            &PersistentVolumeOptions::default(),
-            same,
-        )
-        .unwrap();
+        let desired = translate(&tenant(), &pv(nfs()), &nfs_opts(), same).unwrap();
         let mut host = desired.clone();
         host.spec.as_mut().unwrap().claim_ref.as_mut().unwrap().uid = Some("host-uid".into());
         host.metadata.finalizers = Some(vec!["kubernetes.io/pv-protection".into()]);

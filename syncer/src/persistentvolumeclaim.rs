@@ -31,6 +31,8 @@
 //!   volume pre-bound to the claim ([`HostStorage::tenant_volume`], when
 //!   the tenant's volumes are synced: the host claim then names that
 //!   volume's host copy, whatever its class);
+//! * a class named `vkube-…`: the prefix of tenants' own classes on the
+//!   host (StorageClass sync to the host), which are theirs alone;
 //! * a `dataSource`/`dataSourceRef` with a `namespace` other than the
 //!   claim's; the others name the host copy of the tenant's object (its
 //!   host name, [`host_name`]), never a host object.
@@ -110,6 +112,10 @@ pub struct HostStorage<'a> {
 /// volumes (local volumes).
 pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 
+/// The prefix of the host names of tenants' own cluster-scoped objects
+/// ([`host_cluster_name`]); a claim never names such a class by hand.
+pub const TENANT_CLASS_PREFIX: &str = "vkube-";
+
 /// The beta annotation naming a claim's StorageClass.
 pub const ANNOTATION_BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
 
@@ -136,13 +142,14 @@ fn host_class(
         });
     if storage.tenant_volume.is_some() {
         // Pinned to the tenant's own volume: the class only has to match
-        // the volume's, named the same way ("" stays "").
-        return Ok(named.map(|c| {
-            if storage.classes_to_host && !c.is_empty() {
-                host_cluster_name(tenant, &c)
-            } else {
-                c
-            }
+        // the volume's, named the same way. No class is "" (written out, so
+        // the host's DefaultStorageClass admission does not fill in its own
+        // default, which the volume would not match).
+        let c = named.unwrap_or_default();
+        return Ok(Some(if storage.classes_to_host && !c.is_empty() {
+            host_cluster_name(tenant, &c)
+        } else {
+            c
         }));
     }
     if storage.classes_to_host {
@@ -157,6 +164,9 @@ fn host_class(
         };
     }
     match (named, storage.classes) {
+        (Some(c), _) if c.starts_with(TENANT_CLASS_PREFIX) => refuse(format!(
+            "StorageClass {c:?}: names starting with {TENANT_CLASS_PREFIX:?} are virtual clusters' own classes on the host"
+        )),
         (Some(c), _) if c.is_empty() => refuse(
             "storageClassName \"\" binds pre-provisioned host volumes, which this virtual cluster may not claim; name a StorageClass".into(),
         ),
@@ -677,6 +687,21 @@ mod tests {
                 Some("vkube-manual-x-host-ns-x-vc".into())
             ))
         );
+        let mut no_class = basic();
+        no_class.as_object_mut().unwrap().remove("storageClassName");
+        assert_eq!(
+            pinned(no_class, false),
+            Ok((
+                Some("vkube-share-x-host-ns-x-vc".into()),
+                Some(String::new())
+            ))
+        );
+        let mut foreign = basic();
+        foreign["storageClassName"] = json!("vkube-fast-x-other-ns-x-vc2");
+        assert!(matches!(
+            translate(&tenant(), &claim(foreign), &HostStorage::default()),
+            Err(TranslateError::Forbidden(_))
+        ));
         let mut other = named;
         other["volumeName"] = json!("someone-elses");
         assert!(matches!(

@@ -37,6 +37,19 @@ pub const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
     "storageclass.beta.kubernetes.io/is-default-class",
 ];
 
+/// Whether host class `host` is a tenant's per-tenant copy (made by a
+/// syncer with StorageClass sync to the host): never shown to another
+/// tenant nor usable by its claims.
+pub fn is_tenant_copy(host: &ObjectMeta) -> bool {
+    host.labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(LABEL_MANAGED_BY))
+        || host
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(crate::cluster_scoped::ANNOTATION_HOST_NAMESPACE))
+}
+
 /// The virtual copy of host StorageClass `host` for `tenant`.
 pub fn virtual_storage_class(tenant: &Tenant, host: &StorageClass) -> StorageClass {
     let annotations: BTreeMap<String, String> = host
@@ -98,14 +111,29 @@ pub fn virtual_csi_driver(tenant: &Tenant, host: &CSIDriver) -> CSIDriver {
 /// applies them).
 ///
 /// Errors: [`TranslateError::Identity`] without name or uid;
-/// [`TranslateError::Forbidden`] for a parameter naming a Secret (the CSI
+/// [`TranslateError::Forbidden`] for a provisioner not in `provisioners`
+/// (the parameters are the provisioner's to read, and some provisioners'
+/// name shared storage, such as an NFS share and directory), and for a
+/// parameter naming a Secret (the CSI
 /// `csi.storage.k8s.io/*-secret-name`/`-namespace` keys and any other key
 /// containing `secret`): the host's provisioner would read that Secret
 /// with its own rights, in any host namespace.
 pub fn host_storage_class(
     tenant: &Tenant,
     v: &StorageClass,
+    provisioners: &[String],
 ) -> Result<StorageClass, TranslateError> {
+    if !provisioners.contains(&v.provisioner) {
+        return Err(TranslateError::Forbidden(format!(
+            "provisioner {:?} is not one this virtual cluster may use on the host (allowed: {})",
+            v.provisioner,
+            if provisioners.is_empty() {
+                "none".to_string()
+            } else {
+                provisioners.join(", ")
+            }
+        )));
+    }
     if let Some(key) = v
         .parameters
         .iter()
@@ -194,7 +222,8 @@ mod tests {
             "reclaimPolicy": "Retain", "allowVolumeExpansion": true,
         }))
         .unwrap();
-        let h = host_storage_class(&tenant, &v).unwrap();
+        let allowed = ["ebs.csi.aws.com".to_string()];
+        let h = host_storage_class(&tenant, &v, &allowed).unwrap();
         let got = serde_json::to_value(&h).unwrap();
         assert_eq!(got["metadata"]["name"], "vkube-fast-x-host-ns-x-vc");
         assert_eq!(
@@ -222,7 +251,11 @@ mod tests {
             "kube-system".into(),
         )]));
         assert!(matches!(
-            host_storage_class(&tenant, &with_secret),
+            host_storage_class(&tenant, &with_secret, &allowed),
+            Err(TranslateError::Forbidden(_))
+        ));
+        assert!(matches!(
+            host_storage_class(&tenant, &v, &[]),
             Err(TranslateError::Forbidden(_))
         ));
     }

@@ -41,6 +41,10 @@ pub trait ShownFromHost:
     fn shown_with(_config: &crate::engine::SyncerConfig) -> bool {
         true
     }
+    /// Whether host object `host` is never shown (another tenant's own).
+    fn hidden(_host: &Self) -> bool {
+        false
+    }
     /// Whether an object is shown only while the virtual Node of its name
     /// exists (objects that describe a node, such as CSINodes).
     const PER_NODE: bool = false;
@@ -68,6 +72,10 @@ impl ShownFromHost for StorageClass {
     // tenant's to use.
     fn shown_with(config: &crate::engine::SyncerConfig) -> bool {
         !config.storage_classes_to_host
+    }
+    // Other tenants' classes synced to the host are theirs alone.
+    fn hidden(host: &Self) -> bool {
+        crate::storageclass::is_tenant_copy(&host.metadata)
     }
     fn shown(tenant: &Tenant, host: &Self) -> Self {
         crate::storageclass::virtual_storage_class(tenant, host)
@@ -104,8 +112,10 @@ impl ShownFromHost for CSINode {
     fn needs_update(desired: &Self, current: &Self) -> bool {
         desired.metadata.labels != current.metadata.labels || desired.spec != current.spec
     }
-    fn needs_replace(_: &Self, _: &Self) -> bool {
-        false
+    // A registered driver's entry is immutable: a driver that registers
+    // again with another node ID or topology recreates the copy.
+    fn needs_replace(desired: &Self, current: &Self) -> bool {
+        desired.spec != current.spec
     }
 }
 
@@ -229,7 +239,10 @@ async fn reconcile<K: ShownFromHost>(
         return Ok(None);
     }
     let node_seen = nodes.is_none_or(|n| n.get(&ObjectRef::new(name)).is_some());
-    let Some(h) = host.get(&ObjectRef::new(name)).filter(|_| node_seen) else {
+    let Some(h) = host
+        .get(&ObjectRef::new(name))
+        .filter(|h| node_seen && !K::hidden(h))
+    else {
         if let Some(c) = current {
             delete(&api, &c).await?;
         }

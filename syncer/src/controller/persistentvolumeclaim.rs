@@ -221,6 +221,7 @@ async fn reconcile(
         store
             .state()
             .iter()
+            .filter(|c| !crate::storageclass::is_tenant_copy(&c.metadata))
             .map(|c| {
                 let default = c.metadata.annotations.as_ref().is_some_and(|a| {
                     crate::storageclass::DEFAULT_CLASS_ANNOTATIONS

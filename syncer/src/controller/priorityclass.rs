@@ -10,6 +10,7 @@ use kube::api::{Api, PostParams};
 
 use super::to_host::SyncedToHost;
 use crate::cluster_scoped::host_cluster_name;
+use crate::cluster_scoped::with_markers;
 use crate::engine::{Context, SyncerConfig, is_status};
 use crate::error::TranslateError;
 use crate::priorityclass as pc;
@@ -32,15 +33,10 @@ impl SyncedToHost for PriorityClass {
         pc::needs_replace(desired, host)
     }
     fn update(desired: &Self, host: &Self) -> Option<Self> {
-        pc::needs_update(desired, host).then(|| {
-            let mut out = host.clone();
-            out.metadata.labels.clone_from(&desired.metadata.labels);
-            out.metadata
-                .annotations
-                .clone_from(&desired.metadata.annotations);
-            out.description.clone_from(&desired.description);
-            out
-        })
+        let mut out = host.clone();
+        out.metadata = with_markers(&desired.metadata, &host.metadata);
+        out.description.clone_from(&desired.description);
+        (out != *host).then_some(out)
     }
 }
 

@@ -2,12 +2,13 @@
 //! (PriorityClasses, StorageClasses, PersistentVolumes, each behind its
 //! option): every virtual object gets its host copy
 //! ([`crate::cluster_scoped`] names and markers, the kind's translation),
-//! updated as it changes, replaced when only a delete and create helps,
-//! and deleted (UID precondition) when the virtual object goes. A host
+//! updated as it changes (only the syncer's `vkube.dev/` markers and the
+//! kind's own fields; what host controllers add stays), replaced when only
+//! a delete and create helps or the virtual object was recreated, and
+//! deleted (UID precondition) when the virtual object goes or is refused. A host
 //! object at the target name that is not this tenant's copy is never
 //! touched (a `SyncConflict` Warning Event goes on the virtual object); a
-//! refused object gets a `SyncRefused` Warning Event and its host copy, if
-//! any, is left as it was.
+//! refused object gets a `SyncRefused` Warning Event.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
-use crate::cluster_scoped::{host_cluster_name, is_ours, virtual_name};
+use crate::cluster_scoped::{host_cluster_name, is_ours, same_incarnation, virtual_name};
 use crate::engine::{Context, SyncerConfig, drive, is_status, run_workers, watch_store};
 use crate::error::TranslateError;
 use crate::metrics::Direction;
@@ -147,6 +148,12 @@ async fn reconcile<K: SyncedToHost>(
         Err(TranslateError::Forbidden(why)) => {
             ctx.warn(v.as_ref(), crate::event::REASON_SYNC_REFUSED, &why)
                 .await?;
+            // What is refused now (the object changed, or the options
+            // narrowed) does not keep a host copy made before.
+            if let Some(h) = h.filter(|h| ours(h)) {
+                crate::engine::delete_guarded(&api, h.as_ref(), &format!("host {}", K::KIND))
+                    .await?;
+            }
             return Ok(None);
         }
         Err(e) => return Err(e.into()),
@@ -173,7 +180,9 @@ async fn reconcile<K: SyncedToHost>(
         conflict(ctx, v.as_ref(), &hname).await?;
         return Ok(None);
     }
-    if K::needs_replace(&desired, &h) {
+    // A copy of an earlier incarnation (the tenant deleted and recreated
+    // the object while the syncer was away) is replaced, never adopted.
+    if !same_incarnation(h.meta(), v.meta()) || K::needs_replace(&desired, &h) {
         crate::engine::delete_guarded(&api, h.as_ref(), &format!("host {}", K::KIND)).await?;
         return Ok(Some(Duration::from_millis(200)));
     }
