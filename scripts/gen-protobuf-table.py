@@ -33,7 +33,8 @@ GOJSON = "core/src/gojson/table.rs"
 
 # API group of each served package (apiserver-shim/src/registry.rs), plus
 # autoscaling/v1 for the Scale subresource and authentication/v1 for
-# TokenRequest (serviceaccounts/token) and SelfSubjectReview.
+# TokenRequest (serviceaccounts/token) and SelfSubjectReview; the review
+# kinds of authorization/v1.
 GROUPS = {
     "api.core.v1": "",
     "api.apps.v1": "apps",
@@ -45,6 +46,7 @@ GROUPS = {
     "api.discovery.v1": "discovery.k8s.io",
     "api.events.v1": "events.k8s.io",
     "api.authentication.v1": "authentication.k8s.io",
+    "api.authorization.v1": "authorization.k8s.io",
     "api.autoscaling.v2": "autoscaling",
     "api.admissionregistration.v1": "admissionregistration.k8s.io",
     "api.networking.v1": "networking.k8s.io",
@@ -120,7 +122,8 @@ def inner_type(ty):
     ty = ty.replace(" ", "").replace("\n", "")
     for w in ("::core::option::Option<", "::prost::alloc::vec::Vec<"):
         if ty.startswith(w):
-            ty = ty[len(w):-1]
+            # rustfmt leaves a trailing comma in a generic split over lines.
+            ty = ty[len(w):-1].rstrip(",")
     return ty
 
 

@@ -138,10 +138,7 @@ async fn ensure_local_api_services(api: &Arc<Api>) -> ApiResult<()> {
         .round(jiff::Unit::Second)
         .unwrap_or_else(|_| jiff::Timestamp::now());
     for (group, version, group_min, version_priority) in API_VERSION_PRIORITIES {
-        let served = registry::RESOURCES
-            .iter()
-            .any(|d| d.group == *group && d.version == *version);
-        if !served {
+        if !registry::is_served(group, version) {
             continue;
         }
         let mut spec = json!({"version": version, "groupPriorityMinimum": group_min,

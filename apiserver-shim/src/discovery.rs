@@ -99,10 +99,19 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         .iter()
         .filter(|d| d.group == group && d.version == version)
         .collect();
-    if defs.is_empty() {
+    if !registry::is_served(group, version) {
         return None;
     }
     let mut resources = Vec::new();
+    for (_, _, resource, kind, namespaced, _) in reviews(group, version) {
+        resources.push(json!({
+            "name": resource,
+            "singularName": resource.trim_end_matches('s'),
+            "namespaced": namespaced,
+            "kind": kind,
+            "verbs": ["create"],
+        }));
+    }
     for d in defs {
         let mut r = json!({
             "name": d.resource,
@@ -184,44 +193,66 @@ pub fn api_group_doc(group: &str) -> Option<Value> {
     Some(doc)
 }
 
+/// The review kinds of `group`/`version` ([`registry::REVIEWS`]).
+fn reviews<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static registry::ReviewDef> + 'a {
+    registry::REVIEWS
+        .iter()
+        .filter(move |(g, v, ..)| *g == group && *v == version)
+}
+
 fn aggregated_group(group: &str, versions: &[&str]) -> Value {
     let vs: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let resources: Vec<Value> = RESOURCES
-                .iter()
-                .filter(|d| d.group == group && d.version == *v)
-                .map(|d| {
-                    let subs: Vec<Value> = d
-                        .subresources()
-                        .into_iter()
-                        .map(|sub| {
-                            let (g, ver, kind) = subresource_kind(d, sub);
-                            json!({
-                                "subresource": sub,
-                                "responseKind": {"group": g, "version": ver, "kind": kind},
-                                "verbs": subresource_verbs(sub),
-                            })
-                        })
-                        .collect();
-                    let mut r = json!({
-                        "resource": d.resource,
-                        "responseKind": {"group": "", "version": "", "kind": d.kind},
-                        "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
-                        "singularResource": d.singular,
-                        "verbs": VERBS,
-                    });
-                    if !d.short_names.is_empty() {
-                        r["shortNames"] = json!(d.short_names);
-                    }
-                    if !d.categories.is_empty() {
-                        r["categories"] = json!(d.categories);
-                    }
-                    if !subs.is_empty() {
-                        r["subresources"] = json!(subs);
-                    }
-                    r
+            let review_rows = reviews(group, v).map(|(_, _, resource, kind, namespaced, _)| {
+                json!({
+                    "resource": resource,
+                    "responseKind": {"group": "", "version": "", "kind": kind},
+                    "scope": if *namespaced { "Namespaced" } else { "Cluster" },
+                    "singularResource": resource.trim_end_matches('s'),
+                    "verbs": ["create"],
                 })
+            });
+            let resources: Vec<Value> = review_rows
+                .chain(
+                    RESOURCES
+                        .iter()
+                        .filter(|d| d.group == group && d.version == *v)
+                        .map(|d| {
+                            let subs: Vec<Value> = d
+                                .subresources()
+                                .into_iter()
+                                .map(|sub| {
+                                    let (g, ver, kind) = subresource_kind(d, sub);
+                                    json!({
+                                        "subresource": sub,
+                                        "responseKind": {"group": g, "version": ver, "kind": kind},
+                                        "verbs": subresource_verbs(sub),
+                                    })
+                                })
+                                .collect();
+                            let mut r = json!({
+                                "resource": d.resource,
+                                "responseKind": {"group": "", "version": "", "kind": d.kind},
+                                "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
+                                "singularResource": d.singular,
+                                "verbs": VERBS,
+                            });
+                            if !d.short_names.is_empty() {
+                                r["shortNames"] = json!(d.short_names);
+                            }
+                            if !d.categories.is_empty() {
+                                r["categories"] = json!(d.categories);
+                            }
+                            if !subs.is_empty() {
+                                r["subresources"] = json!(subs);
+                            }
+                            r
+                        }),
+                )
                 .collect();
             json!({"version": v, "resources": resources, "freshness": "Current"})
         })

@@ -414,6 +414,17 @@ pub fn group_version_document(group: &str, version: &str) -> Value {
         (t.schema)(&mut generator);
         kinds.push((*d, (t.schema_name)().into_owned()));
     }
+    // The review kinds: a schema and a create operation each.
+    let mut reviews = Vec::new();
+    for r in registry::REVIEWS
+        .iter()
+        .filter(|r| r.0 == group && r.1 == version)
+    {
+        if let Some(t) = typed::of(r.0, r.1, r.3) {
+            (t.schema)(&mut generator);
+            reviews.push((r, (t.schema_name)().into_owned()));
+        }
+    }
     if defs.iter().any(|d| d.scale.is_some()) {
         (scale.schema)(&mut generator);
     }
@@ -475,13 +486,48 @@ pub fn group_version_document(group: &str, version: &str) -> Value {
             annotate(&mut schemas, name, &path, strategy);
         }
     }
+    let mut all_paths = paths(group, version, &kinds);
+    let tag = format!("{group}_{version}");
+    for ((g, v, resource, kind, namespaced, _), name) in &reviews {
+        set_gvk(&mut schemas, name, json!([gvk(g, v, kind)]));
+        let (path, scope, mut params) = if *namespaced {
+            (
+                format!("/apis/{g}/{v}/namespaces/{{namespace}}/{resource}"),
+                "Namespaced",
+                vec![param(
+                    "namespace",
+                    "path",
+                    "string",
+                    "object name and auth scope, such as for teams and projects",
+                )],
+            )
+        } else {
+            (format!("/apis/{g}/{v}/{resource}"), "", Vec::new())
+        };
+        params.push(param(
+            "pretty",
+            "query",
+            "string",
+            "If 'true', then the output is pretty printed.",
+        ));
+        let post = Op {
+            action: "post",
+            id: format!("create{}{scope}{kind}", gv_id(g, v)),
+            description: format!("create a {kind}"),
+            gvk: gvk(g, v, kind),
+            request: Some(schema_ref(name)),
+            response: schema_ref(name),
+        }
+        .render(&tag);
+        all_paths.insert(path, json!({"post": post, "parameters": params}));
+    }
     json!({
         "openapi": "3.0.0",
         "info": {
             "title": "Kubernetes",
             "version": crate::discovery::version()["gitVersion"],
         },
-        "paths": paths(group, version, &kinds),
+        "paths": all_paths,
         "components": {
             "schemas": schemas,
             "securitySchemes": {

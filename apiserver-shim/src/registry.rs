@@ -1226,6 +1226,97 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
 ];
 
+/// A kind that is created, answered and never stored (kube-apiserver's
+/// review REST endpoints: only `create`, the answer is the request with its
+/// `status` filled in); served by [`crate::review`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    /// `authentication.k8s.io` SelfSubjectReview: the caller's user info.
+    SelfSubject,
+    /// `authentication.k8s.io` TokenReview: whom a bearer token authenticates.
+    Token,
+    /// `authorization.k8s.io` SubjectAccessReview: may a user do something.
+    SubjectAccess,
+    /// `authorization.k8s.io` SelfSubjectAccessReview: may the caller.
+    SelfSubjectAccess,
+    /// `authorization.k8s.io` LocalSubjectAccessReview: a namespaced
+    /// SubjectAccessReview.
+    LocalSubjectAccess,
+    /// `authorization.k8s.io` SelfSubjectRulesReview: what the caller may
+    /// do in a namespace.
+    SelfSubjectRules,
+}
+
+/// One review kind's discovery row: (group, version, resource, kind,
+/// namespaced, what answers it).
+pub type ReviewDef = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    Review,
+);
+
+/// The review kinds served, in kube-apiserver's discovery order.
+pub static REVIEWS: &[ReviewDef] = &[
+    (
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        false,
+        Review::SelfSubject,
+    ),
+    (
+        "authentication.k8s.io",
+        "v1",
+        "tokenreviews",
+        "TokenReview",
+        false,
+        Review::Token,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "localsubjectaccessreviews",
+        "LocalSubjectAccessReview",
+        true,
+        Review::LocalSubjectAccess,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        false,
+        Review::SelfSubjectAccess,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        false,
+        Review::SelfSubjectRules,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "SubjectAccessReview",
+        false,
+        Review::SubjectAccess,
+    ),
+];
+
+/// The review kind served at `group`/`version`/`resource`, if any.
+pub fn lookup_review(group: &str, version: &str, resource: &str) -> Option<&'static ReviewDef> {
+    REVIEWS
+        .iter()
+        .find(|(g, v, r, ..)| *g == group && *v == version && *r == resource)
+}
+
 /// The resource served at `group`/`version`/`resource`, if any.
 pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static ResourceDef> {
     RESOURCES
@@ -1236,14 +1327,22 @@ pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static Res
 /// The served API groups with their versions, in discovery order (core first).
 pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for d in RESOURCES {
-        match out.iter_mut().find(|(g, _)| *g == d.group) {
-            Some((_, vs)) if !vs.contains(&d.version) => vs.push(d.version),
+    let stored = RESOURCES.iter().map(|d| (d.group, d.version));
+    for (group, version) in stored.chain(REVIEWS.iter().map(|r| (r.0, r.1))) {
+        match out.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, vs)) if !vs.contains(&version) => vs.push(version),
             Some(_) => {}
-            None => out.push((d.group, vec![d.version])),
+            None => out.push((group, vec![version])),
         }
     }
     out
+}
+
+/// Whether this server serves anything at `group`/`version`.
+pub fn is_served(group: &str, version: &str) -> bool {
+    groups()
+        .iter()
+        .any(|(g, vs)| *g == group && vs.contains(&version))
 }
 
 #[cfg(test)]

@@ -153,9 +153,17 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
-    let Some(identity) = authenticate(&state, from_cert, bearer).await else {
+    let Some(mut identity) = authenticate(&state, from_cert, bearer).await else {
         return ApiError::unauthorized().into_response();
     };
+    match crate::impersonation::requested(req.headers()) {
+        Ok(None) => {}
+        Ok(Some(imp)) => match crate::impersonation::apply(&state.api, &identity, imp).await {
+            Ok(acting) => identity = acting,
+            Err(e) => return e.into_response(),
+        },
+        Err(e) => return e.into_response(),
+    }
     crate::warning::collect(async {
         match serve(&state, req, &identity).await {
             Ok(r) => r,
@@ -275,21 +283,6 @@ async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult
         ["api", "v1"] => return discovery_get(discovery::resource_list("", "v1")),
         ["apis", g] => return discovery_get(discovery::api_group_doc(g)),
         ["apis", g, v] => return discovery_get(discovery::resource_list(g, v)),
-        // Service account tokens (crate::serviceaccount): whoami and
-        // issuer discovery are not stored kinds.
-        ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => {
-            if parts.method != Method::POST {
-                return Err(ApiError::method_not_supported(
-                    &crate::error::GroupResource::new(
-                        "authentication.k8s.io",
-                        "selfsubjectreviews",
-                    ),
-                    &parts.method.as_str().to_ascii_lowercase(),
-                ));
-            }
-            let body = read_body(body).await?;
-            return crate::serviceaccount::self_subject_review(identity, &parts.headers, &body);
-        }
         [".well-known", "openid-configuration"] => {
             let doc = state
                 .service_accounts
@@ -312,6 +305,26 @@ async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::no_route()),
     };
+    // The review kinds are answered, not stored (crate::review).
+    let review = match rest {
+        [resource] => crate::registry::lookup_review(group, version, resource)
+            .filter(|r| !r.4)
+            .map(|r| (r, None)),
+        ["namespaces", ns, resource] => crate::registry::lookup_review(group, version, resource)
+            .filter(|r| r.4)
+            .map(|r| (r, Some(*ns))),
+        _ => None,
+    };
+    if let Some(((group, _, resource, _, _, review), namespace)) = review {
+        if parts.method != Method::POST {
+            return Err(ApiError::method_not_supported(
+                &crate::error::GroupResource::new(group, resource),
+                &parts.method.as_str().to_ascii_lowercase(),
+            ));
+        }
+        let body = read_body(body).await?;
+        return serve_review(state, identity, *review, namespace, &parts.headers, &body).await;
+    }
     let target = parse_target(group, version, rest)?;
     if let (Some(ns), Some(name), Some(sub)) =
         (&target.namespace, &target.name, &target.subresource)
@@ -343,6 +356,49 @@ async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult
         .api
         .handle(&parts.method, target, query, &parts.headers, body)
         .await
+}
+
+/// Answers a review kind ([`crate::review`]); a TokenReview's token is
+/// authenticated as a request's bearer token would be, for its audiences.
+async fn serve_review(
+    state: &AppState,
+    identity: &Identity,
+    review: crate::registry::Review,
+    namespace: Option<&str>,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> ApiResult<Response> {
+    use crate::registry::Review;
+    match review {
+        Review::SelfSubject => crate::serviceaccount::self_subject_review(identity, headers, body),
+        Review::Token => {
+            let (token, mut audiences, obj) =
+                crate::review::token_review_request(namespace, headers, body)?;
+            if audiences.is_empty() {
+                audiences = state.service_accounts.api_audiences().to_vec();
+            }
+            let result = match state.tokens.get(&token) {
+                // Static tokens are valid for any audience.
+                Some(id) => Ok((id.clone(), audiences)),
+                None => state
+                    .service_accounts
+                    .authenticate_for(&state.api, &token, &audiences)
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            let result = result.map(|(mut id, auds)| {
+                if !id.groups.iter().any(|g| g == "system:authenticated") {
+                    id.groups.push("system:authenticated".into());
+                }
+                (id, auds)
+            });
+            Ok(crate::review::token_review_answer(obj, result))
+        }
+        _ => {
+            crate::review::access_review(&state.api, identity, review, namespace, headers, body)
+                .await
+        }
+    }
 }
 
 /// Reads a request body of at most [`MAX_REQUEST_BYTES`]; more is `413`.

@@ -380,10 +380,24 @@ impl TokenAuthority {
     /// token and is not being deleted for longer than the leeway. Any other
     /// token is `Err` (the caller answers 401); never panics.
     pub async fn authenticate(&self, api: &Api, token: &str) -> Result<Identity, TokenError> {
+        self.authenticate_for(api, token, &self.api_audiences)
+            .await
+            .map(|(id, _)| id)
+    }
+
+    /// As [`ServiceAccounts::authenticate`], for `audiences` instead of the
+    /// API audiences (a TokenReview's `spec.audiences`); also returns the
+    /// token's audiences among them.
+    pub async fn authenticate_for(
+        &self,
+        api: &Api,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<(Identity, Vec<String>), TokenError> {
         let payload = self.key.verify(token)?;
         let claims = Claims::from_json(&payload).ok_or(TokenError::Claims)?;
         let now = now_unix();
-        claims.validate(now, &self.issuer, &self.api_audiences)?;
+        claims.validate(now, &self.issuer, audiences)?;
         let ns = claims.namespace.as_str();
         let checks = [
             ("serviceaccounts", Some(&claims.service_account)),
@@ -418,7 +432,13 @@ impl TokenAuthority {
                 )));
             }
         }
-        Ok(claims.identity())
+        let matched = claims
+            .audiences
+            .iter()
+            .filter(|a| audiences.contains(a))
+            .cloned()
+            .collect();
+        Ok((claims.identity(), matched))
     }
 
     /// `/.well-known/openid-configuration` (upstream

@@ -241,6 +241,25 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
             typed::<rbac::v1::ClusterRoleBinding>()
         }
         ("autoscaling", "v1", "Scale") => typed::<k8s_openapi::api::autoscaling::v1::Scale>(),
+        ("authentication.k8s.io", "v1", "TokenReview") => {
+            typed::<k8s_openapi::api::authentication::v1::TokenReview>()
+        }
+        ("authentication.k8s.io", "v1", "SelfSubjectReview") => {
+            typed::<k8s_openapi::api::authentication::v1::SelfSubjectReview>()
+        }
+        ("authorization.k8s.io", "v1", kind) => review_type(kind)?,
+        _ => return None,
+    })
+}
+
+/// The k8s-openapi type of an `authorization.k8s.io/v1` review kind.
+fn review_type(kind: &str) -> Option<Typed> {
+    use k8s_openapi::api::authorization::v1 as authz;
+    Some(match kind {
+        "SubjectAccessReview" => typed::<authz::SubjectAccessReview>(),
+        "SelfSubjectAccessReview" => typed::<authz::SelfSubjectAccessReview>(),
+        "LocalSubjectAccessReview" => typed::<authz::LocalSubjectAccessReview>(),
+        "SelfSubjectRulesReview" => typed::<authz::SelfSubjectRulesReview>(),
         _ => return None,
     })
 }

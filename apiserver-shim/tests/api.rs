@@ -2934,6 +2934,8 @@ async fn discovery_finds_every_group_and_kind() {
                 "admissionregistration.k8s.io",
                 "apiregistration.k8s.io",
                 "apps",
+                "authentication.k8s.io",
+                "authorization.k8s.io",
                 "autoscaling",
                 "batch",
                 "coordination.k8s.io",

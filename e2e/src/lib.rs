@@ -363,6 +363,18 @@ impl TestCluster {
         path
     }
 
+    /// Writes kubeconfig `name` that reaches this cluster with bearer
+    /// `token` only (no client certificate), and returns its path.
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> String {
+        use base64::Engine as _;
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.server.pki.ca_cert);
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: t\n  context:\n    cluster: t\n    user: u\n    namespace: default\ncurrent-context: t\n",
+            self.server.url()
+        );
+        self.write_file(name, &yaml).display().to_string()
+    }
+
     /// A `kubectl` invocation against this cluster, to configure before
     /// running (stdin, environment).
     pub fn kubectl_cmd(&self, args: &[&str]) -> Kubectl {

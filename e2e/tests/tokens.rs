@@ -9,15 +9,6 @@ use vkube_e2e::TestCluster;
 
 /// A kubeconfig trusting the cluster CA whose only credential is `token`
 /// (no client certificate, which would take precedence).
-fn token_kubeconfig(c: &TestCluster, name: &str, token: &str) -> String {
-    let ca = base64::engine::general_purpose::STANDARD.encode(&c.server.pki.ca_cert);
-    let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: t\n  context:\n    cluster: t\n    user: u\n    namespace: default\ncurrent-context: t\n",
-        c.server.url()
-    );
-    c.write_file(name, &yaml).display().to_string()
-}
-
 fn claims(token: &str) -> Value {
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3, "a compact JWS: {token}");
@@ -50,7 +41,7 @@ async fn kubectl_create_token_authenticates_as_the_service_account() {
         3600
     );
 
-    let kc = token_kubeconfig(&c, "sa.kubeconfig", &token);
+    let kc = c.token_kubeconfig("sa.kubeconfig", &token);
     c.kubectl(&["--kubeconfig", &kc, "auth", "whoami"])
         .await
         .expect_ok()
@@ -80,7 +71,7 @@ async fn kubectl_create_token_authenticates_as_the_service_account() {
     let (head, sig) = token.rsplit_once('.').unwrap();
     let flipped = if sig.starts_with('A') { "B" } else { "A" };
     let bad = format!("{head}.{flipped}{}", &sig[1..]);
-    let bad_kc = token_kubeconfig(&c, "bad.kubeconfig", &bad);
+    let bad_kc = c.token_kubeconfig("bad.kubeconfig", &bad);
     c.kubectl(&["--kubeconfig", &bad_kc, "auth", "whoami"])
         .await
         .expect_err_contains("error: You must be logged in to the server (Unauthorized)");
@@ -111,7 +102,7 @@ async fn kubectl_create_token_audience_duration_and_binding() {
         600
     );
     // Not an audience of this API server: not accepted here.
-    let kc = token_kubeconfig(&c, "foo.kubeconfig", &token);
+    let kc = c.token_kubeconfig("foo.kubeconfig", &token);
     c.kubectl(&["--kubeconfig", &kc, "auth", "whoami"])
         .await
         .expect_err_contains("Unauthorized");
@@ -142,7 +133,7 @@ async fn kubectl_create_token_audience_duration_and_binding() {
         .expect_ok();
     let token = out.stdout.trim().to_string();
     assert_eq!(claims(&token)["kubernetes.io"]["pod"]["name"], "p1");
-    let kc = token_kubeconfig(&c, "pod.kubeconfig", &token);
+    let kc = c.token_kubeconfig("pod.kubeconfig", &token);
     c.kubectl(&["--kubeconfig", &kc, "auth", "whoami"])
         .await
         .expect_ok()

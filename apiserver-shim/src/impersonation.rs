@@ -1,0 +1,264 @@
+//! User impersonation (`kubectl --as`, `--as-group`, `--as-uid`), as
+//! kube-apiserver's impersonation filter
+//! (k8s.io/apiserver/pkg/endpoints/filters/impersonation.go) does it: the
+//! `Impersonate-User`, `Impersonate-Group` (repeatable), `Impersonate-Uid`
+//! and `Impersonate-Extra-KEY` headers make the request act as that user,
+//! once the caller is allowed the `impersonate` verb on each (core
+//! `users`, `serviceaccounts` for `system:serviceaccount:NS:NAME` and
+//! `groups`; `authentication.k8s.io` `uids` and `userextras/KEY`), decided
+//! by [`crate::rbac`].
+//!
+//! The acting user gets `system:authenticated` unless groups were named
+//! (or `system:unauthenticated` when it is `system:anonymous`); a service
+//! account without named groups gets its own groups. Errors: `400` for
+//! groups, a uid or extras without a user; `403` with kube's message when
+//! the caller may not impersonate.
+
+use std::collections::BTreeMap;
+
+use axum::http::HeaderMap;
+
+use crate::error::{ApiError, ApiResult, GroupResource};
+use crate::pki::Identity;
+use crate::rbac::{self, Request, User};
+use crate::rest::Api;
+
+const USER: &str = "impersonate-user";
+const GROUP: &str = "impersonate-group";
+const UID: &str = "impersonate-uid";
+const EXTRA_PREFIX: &str = "impersonate-extra-";
+
+/// What a request asks to act as, read from its headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Impersonation {
+    /// The user name.
+    pub user: String,
+    /// Groups named (none: the user's own, see the module docs).
+    pub groups: Vec<String>,
+    /// The uid, if named.
+    pub uid: Option<String>,
+    /// Extra attributes (keys percent-decoded and lower-cased).
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// The impersonation `headers` ask for, if any (pure).
+///
+/// Errors: `400` when groups, a uid or extras come without a user.
+pub fn requested(headers: &HeaderMap) -> ApiResult<Option<Impersonation>> {
+    let all = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    };
+    let user = all(USER).into_iter().next();
+    let groups = all(GROUP);
+    let uid = all(UID).into_iter().next();
+    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in headers {
+        if let Some(key) = name.as_str().strip_prefix(EXTRA_PREFIX)
+            && let Ok(v) = value.to_str()
+        {
+            let key = percent_encoding::percent_decode_str(key)
+                .decode_utf8_lossy()
+                .to_ascii_lowercase();
+            extra.entry(key).or_default().push(v.to_string());
+        }
+    }
+    match user {
+        Some(user) if !user.is_empty() => Ok(Some(Impersonation {
+            user,
+            groups,
+            uid,
+            extra,
+        })),
+        _ if groups.is_empty() && uid.is_none() && extra.is_empty() => Ok(None),
+        _ => Err(ApiError::bad_request(
+            "requested impersonation of groups, a uid or extras without impersonating a user",
+        )),
+    }
+}
+
+/// kube's forbidden text for `user` asking `request`
+/// (`responsewriters.forbiddenMessage`).
+pub fn forbidden_message(user: &str, request: &Request) -> String {
+    match request {
+        Request::NonResource { verb, path } => {
+            format!("User {user:?} cannot {verb} path {path:?}")
+        }
+        Request::Resource {
+            verb,
+            namespace,
+            group,
+            resource,
+            subresource,
+            ..
+        } => {
+            let resource = if subresource.is_empty() {
+                resource.clone()
+            } else {
+                format!("{resource}/{subresource}")
+            };
+            if namespace.is_empty() {
+                format!(
+                    "User {user:?} cannot {verb} resource {resource:?} in API group {group:?} at the cluster scope"
+                )
+            } else {
+                format!(
+                    "User {user:?} cannot {verb} resource {resource:?} in API group {group:?} in the namespace {namespace:?}"
+                )
+            }
+        }
+    }
+}
+
+fn impersonate(namespace: &str, resource: &str, subresource: &str, name: &str) -> Request {
+    Request::Resource {
+        verb: "impersonate".into(),
+        namespace: namespace.into(),
+        // kube asks about users, groups and service accounts in the core
+        // group, uids and extras in authentication.k8s.io.
+        group: if matches!(resource, "uids" | "userextras") {
+            "authentication.k8s.io".into()
+        } else {
+            String::new()
+        },
+        resource: resource.into(),
+        subresource: subresource.into(),
+        name: name.into(),
+    }
+}
+
+/// The identity `caller` acts as under `imp`, once every part of it is
+/// allowed. Errors: `403` as kube-apiserver answers (`users "alice" is
+/// forbidden: User "bob" cannot impersonate resource "users" in API group
+/// "" at the cluster scope`).
+pub async fn apply(api: &Api, caller: &Identity, imp: Impersonation) -> ApiResult<Identity> {
+    let service_account = imp
+        .user
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'));
+    let mut checks = vec![match service_account {
+        Some((ns, name)) => impersonate(ns, "serviceaccounts", "", name),
+        None => impersonate("", "users", "", &imp.user),
+    }];
+    checks.extend(imp.groups.iter().map(|g| impersonate("", "groups", "", g)));
+    if let Some(uid) = &imp.uid {
+        checks.push(impersonate("", "uids", "", uid));
+    }
+    for (k, vs) in &imp.extra {
+        checks.extend(vs.iter().map(|v| impersonate("", "userextras", k, v)));
+    }
+    let who = User {
+        name: &caller.user,
+        groups: &caller.groups,
+    };
+    for check in &checks {
+        let Request::Resource {
+            namespace,
+            group,
+            resource,
+            name,
+            ..
+        } = check
+        else {
+            continue;
+        };
+        let policy = crate::review::load_policy(api, namespace).await?;
+        let decision = rbac::authorize(&policy, who, check);
+        if !decision.allowed {
+            let mut why = forbidden_message(&caller.user, check);
+            if !decision.reason.is_empty() {
+                why = format!("{why}: {}", decision.reason);
+            }
+            return Err(ApiError::forbidden(
+                &GroupResource::new(group, resource),
+                name,
+                &why,
+            ));
+        }
+    }
+    let named_groups = !imp.groups.is_empty();
+    let mut groups = imp.groups;
+    if !named_groups && let Some((ns, _)) = service_account {
+        groups = vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{ns}"),
+        ];
+    }
+    if !named_groups {
+        let implied = if imp.user == "system:anonymous" {
+            "system:unauthenticated"
+        } else {
+            "system:authenticated"
+        };
+        if !groups.iter().any(|g| g == implied) {
+            groups.push(implied.into());
+        }
+    }
+    Ok(Identity {
+        user: imp.user,
+        uid: imp.uid.unwrap_or_default(),
+        groups,
+        extra: imp.extra,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn headers_name_the_user_groups_and_extras() {
+        let mut h = HeaderMap::new();
+        assert_eq!(requested(&h).unwrap(), None);
+        h.insert(USER, HeaderValue::from_static("alice"));
+        h.append(GROUP, HeaderValue::from_static("devs"));
+        h.append(GROUP, HeaderValue::from_static("ops"));
+        h.insert(
+            "impersonate-extra-scopes%2Fx",
+            HeaderValue::from_static("a"),
+        );
+        let imp = requested(&h).unwrap().unwrap();
+        assert_eq!(imp.groups, ["devs", "ops"]);
+        assert_eq!(imp.extra["scopes/x"], ["a"]);
+        let mut no_user = HeaderMap::new();
+        no_user.insert(GROUP, HeaderValue::from_static("devs"));
+        assert_eq!(requested(&no_user).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn forbidden_messages_are_kubes() {
+        assert_eq!(
+            forbidden_message("bob", &impersonate("", "users", "", "alice")),
+            r#"User "bob" cannot impersonate resource "users" in API group "" at the cluster scope"#
+        );
+        assert_eq!(
+            forbidden_message(
+                "bob",
+                &Request::Resource {
+                    verb: "list".into(),
+                    namespace: "dev".into(),
+                    group: String::new(),
+                    resource: "pods".into(),
+                    subresource: "log".into(),
+                    name: String::new(),
+                }
+            ),
+            r#"User "bob" cannot list resource "pods/log" in API group "" in the namespace "dev""#
+        );
+        assert_eq!(
+            forbidden_message(
+                "bob",
+                &Request::NonResource {
+                    verb: "get".into(),
+                    path: "/metrics".into()
+                }
+            ),
+            r#"User "bob" cannot get path "/metrics""#
+        );
+    }
+}

@@ -1,0 +1,481 @@
+//! The review kinds ([`crate::registry::REVIEWS`]): created, answered and
+//! never stored, as kube-apiserver's REST endpoints of
+//! pkg/registry/authorization and pkg/registry/authentication serve them.
+//! The answer (`201 Created`) is the request with its `status` filled in.
+//!
+//! * SubjectAccessReview, SelfSubjectAccessReview and
+//!   LocalSubjectAccessReview are decided by [`crate::rbac::authorize`]
+//!   from the stored RBAC objects (what `kubectl auth can-i` asks); their
+//!   specs are validated as `pkg/apis/authorization/validation` does.
+//! * SelfSubjectRulesReview lists [`crate::rbac::rules_for`] the caller in
+//!   `spec.namespace` (`kubectl auth can-i --list`).
+//! * TokenReview says whom a bearer token authenticates, for the requested
+//!   audiences ([`token_review_request`], [`token_review_answer`]; the
+//!   server authenticates).
+//! * SelfSubjectReview is the caller's user info
+//!   ([`crate::serviceaccount::self_subject_review`]).
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use vkube_core::field::FieldError;
+
+use crate::error::{ApiError, ApiResult, Cause};
+use crate::pki::Identity;
+use crate::rbac::{self, Policy, Request, User};
+use crate::registry::{Review, lookup};
+use crate::rest::{Api, decode_body, json_response};
+
+/// The API group of the access reviews.
+const AUTHORIZATION: &str = "authorization.k8s.io";
+
+/// Reads the RBAC objects a decision in `namespace` consults: every
+/// ClusterRole and ClusterRoleBinding, and the namespace's Roles and
+/// RoleBindings (none for an empty namespace). Objects that do not decode
+/// are skipped, as an informer would never have them.
+pub async fn load_policy(api: &Api, namespace: &str) -> ApiResult<Policy> {
+    async fn all<T: serde::de::DeserializeOwned>(
+        api: &Api,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> ApiResult<Vec<T>> {
+        let def = lookup("rbac.authorization.k8s.io", "v1", resource)
+            .ok_or_else(|| ApiError::internal(format!("{resource} are not served")))?;
+        let page = api
+            .store
+            .list(&def.collection_prefix(namespace), Default::default())
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(page
+            .items
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .collect())
+    }
+    let mut policy = Policy {
+        cluster_role_bindings: all(api, "clusterrolebindings", None).await?,
+        cluster_roles: all::<k8s_openapi::api::rbac::v1::ClusterRole>(api, "clusterroles", None)
+            .await?
+            .into_iter()
+            .map(|r| (r.metadata.name.clone().unwrap_or_default(), r))
+            .collect(),
+        ..Default::default()
+    };
+    if !namespace.is_empty() {
+        policy.role_bindings = all(api, "rolebindings", Some(namespace)).await?;
+        policy.roles = all::<k8s_openapi::api::rbac::v1::Role>(api, "roles", Some(namespace))
+            .await?
+            .into_iter()
+            .map(|r| (r.metadata.name.clone().unwrap_or_default(), r))
+            .collect();
+    }
+    Ok(policy)
+}
+
+fn kind_of(review: Review) -> &'static str {
+    match review {
+        Review::SelfSubject => "SelfSubjectReview",
+        Review::Token => "TokenReview",
+        Review::SubjectAccess => "SubjectAccessReview",
+        Review::SelfSubjectAccess => "SelfSubjectAccessReview",
+        Review::LocalSubjectAccess => "LocalSubjectAccessReview",
+        Review::SelfSubjectRules => "SelfSubjectRulesReview",
+    }
+}
+
+/// Decodes a review body of `kind` (`apiVersion`/`kind` checked when set,
+/// filled when not).
+fn decode(headers: &HeaderMap, body: &[u8], group: &str, kind: &str) -> ApiResult<Value> {
+    let mut obj = if body.is_empty() {
+        json!({})
+    } else {
+        decode_body(headers, body, kind)?
+    };
+    let api_version = format!("{group}/v1");
+    if let Some(v) = obj.get("apiVersion").and_then(Value::as_str)
+        && !v.is_empty()
+        && v != api_version
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({v}) does not match the expected API version ({api_version})"
+        )));
+    }
+    if let Some(k) = obj.get("kind").and_then(Value::as_str)
+        && !k.is_empty()
+        && k != kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind ({kind})"
+        )));
+    }
+    obj["apiVersion"] = json!(api_version);
+    obj["kind"] = json!(kind);
+    Ok(obj)
+}
+
+/// Whether `metadata` is empty (Go's zero ObjectMeta): no field set but
+/// the ones in `allowed`, and `creationTimestamp: null` (what clients send).
+fn metadata_empty(obj: &Value, allowed: &[&str]) -> bool {
+    obj.get("metadata")
+        .and_then(Value::as_object)
+        .is_none_or(|m| {
+            m.iter().all(|(k, v)| {
+                allowed.contains(&k.as_str())
+                    || v.is_null()
+                    || v.as_str() == Some("")
+                    || v.as_object().is_some_and(Map::is_empty)
+            })
+        })
+}
+
+/// The `spec` checks of an access review (kube's
+/// `ValidateSubjectAccessReviewSpec`; `with_user` for the kinds that name
+/// a user). Returns the request asked about.
+fn access_spec(spec: &Value, with_user: bool) -> Result<Request, Vec<Cause>> {
+    let resource = spec.get("resourceAttributes").filter(|v| !v.is_null());
+    let non_resource = spec.get("nonResourceAttributes").filter(|v| !v.is_null());
+    let mut errors: Vec<Cause> = Vec::new();
+    match (resource, non_resource) {
+        (Some(_), Some(n)) => errors.push(
+            FieldError::invalid(
+                "spec.nonResourceAttributes",
+                n,
+                "cannot be specified in combination with resourceAttributes",
+            )
+            .into(),
+        ),
+        (None, None) => errors.push(
+            // Go renders the nil pointer it is given as the string "null".
+            FieldError::invalid(
+                "spec.resourceAttributes",
+                &json!("null"),
+                "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+            )
+            .into(),
+        ),
+        _ => {}
+    }
+    let text = |v: Option<&Value>, key: &str| {
+        v.and_then(|v| v.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    if with_user {
+        let user = text(Some(spec), "user");
+        let groups = spec
+            .get("groups")
+            .and_then(Value::as_array)
+            .is_some_and(|g| !g.is_empty());
+        if user.is_empty() && !groups {
+            errors.push(
+                FieldError::invalid(
+                    "spec.user",
+                    &json!(user),
+                    "at least one of user or group must be specified",
+                )
+                .into(),
+            );
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(match resource {
+        Some(r) => Request::Resource {
+            verb: text(Some(r), "verb"),
+            namespace: text(Some(r), "namespace"),
+            group: text(Some(r), "group"),
+            resource: text(Some(r), "resource"),
+            subresource: text(Some(r), "subresource"),
+            name: text(Some(r), "name"),
+        },
+        None => Request::NonResource {
+            verb: text(non_resource, "verb"),
+            path: text(non_resource, "path"),
+        },
+    })
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
+}
+
+/// `POST` of an access review or a rules review by `caller`, in URL
+/// namespace `namespace` (LocalSubjectAccessReview only).
+///
+/// Errors: `422 Invalid` for a spec kube's validation refuses; `400` for a
+/// LocalSubjectAccessReview whose namespaces disagree with the URL's, a
+/// rules review without `spec.namespace`, or an undecodable body.
+pub async fn access_review(
+    api: &Api,
+    caller: &Identity,
+    review: Review,
+    namespace: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let kind = kind_of(review);
+    let mut obj = decode(headers, body, AUTHORIZATION, kind)?;
+    let invalid = |causes: Vec<Cause>| ApiError::invalid(kind, AUTHORIZATION, "", causes);
+    if review == Review::SelfSubjectRules {
+        let ns = obj
+            .pointer("/spec/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if ns.is_empty() {
+            return Err(ApiError::bad_request("no namespace on request"));
+        }
+        let policy = load_policy(api, &ns).await?;
+        let user = User {
+            name: &caller.user,
+            groups: &caller.groups,
+        };
+        let (rules, error) = rbac::rules_for(&policy, user, &ns);
+        let omit_empty = |v: Option<Vec<String>>| v.filter(|l| !l.is_empty());
+        let resource_rules: Vec<Value> = rules
+            .iter()
+            .filter(|r| r.resources.as_ref().is_some_and(|l| !l.is_empty()))
+            .map(|r| {
+                let mut out = json!({"verbs": r.verbs});
+                for (key, list) in [
+                    ("apiGroups", omit_empty(r.api_groups.clone())),
+                    ("resources", omit_empty(r.resources.clone())),
+                    ("resourceNames", omit_empty(r.resource_names.clone())),
+                ] {
+                    if let Some(l) = list {
+                        out[key] = json!(l);
+                    }
+                }
+                out
+            })
+            .collect();
+        let non_resource_rules: Vec<Value> = rules
+            .iter()
+            .filter(|r| r.non_resource_urls.as_ref().is_some_and(|l| !l.is_empty()))
+            .map(|r| json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}))
+            .collect();
+        let mut status = json!({
+            "resourceRules": resource_rules,
+            "nonResourceRules": non_resource_rules,
+            "incomplete": false,
+        });
+        if !error.is_empty() {
+            status["evaluationError"] = json!(error);
+        }
+        obj["metadata"] = json!({"creationTimestamp": null});
+        obj["status"] = status;
+        return Ok(json_response(StatusCode::CREATED, &obj));
+    }
+    let spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let with_user = review != Review::SelfSubjectAccess;
+    let request = access_spec(&spec, with_user).map_err(invalid)?;
+    let allowed_meta: &[&str] = if review == Review::LocalSubjectAccess {
+        &["namespace"]
+    } else {
+        &[]
+    };
+    if !metadata_empty(&obj, allowed_meta) {
+        let detail = if review == Review::LocalSubjectAccess {
+            "must be empty except for namespace"
+        } else {
+            "must be empty"
+        };
+        let meta = obj.get("metadata").cloned().unwrap_or(Value::Null);
+        return Err(invalid(vec![
+            FieldError::invalid("metadata", &meta, detail).into(),
+        ]));
+    }
+    if review == Review::LocalSubjectAccess {
+        let url_ns = namespace.unwrap_or_default();
+        let obj_ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(url_ns)
+            .to_string();
+        if obj_ns != url_ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let mut causes = Vec::new();
+        if let Request::Resource { namespace: ns, .. } = &request
+            && *ns != obj_ns
+        {
+            causes.push(
+                FieldError::invalid(
+                    "spec.resourceAttributes.namespace",
+                    &json!(ns),
+                    "must match metadata.namespace",
+                )
+                .into(),
+            );
+        }
+        if let Some(n) = spec.get("nonResourceAttributes").filter(|v| !v.is_null()) {
+            causes.push(
+                FieldError::invalid(
+                    "spec.nonResourceAttributes",
+                    n,
+                    "disallowed on this kind of request",
+                )
+                .into(),
+            );
+        }
+        if !causes.is_empty() {
+            return Err(invalid(causes));
+        }
+        obj["metadata"] = json!({"namespace": obj_ns, "creationTimestamp": null});
+    } else {
+        obj["metadata"] = json!({"creationTimestamp": null});
+    }
+    let (name, groups) = if with_user {
+        (
+            spec.get("user")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            strings(spec.get("groups")),
+        )
+    } else {
+        (caller.user.clone(), caller.groups.clone())
+    };
+    let policy = load_policy(api, request_namespace(&request)).await?;
+    let decision = rbac::authorize(
+        &policy,
+        User {
+            name: &name,
+            groups: &groups,
+        },
+        &request,
+    );
+    let mut status = json!({"allowed": decision.allowed});
+    if !decision.reason.is_empty() {
+        status["reason"] = json!(decision.reason);
+    }
+    obj["status"] = status;
+    Ok(json_response(StatusCode::CREATED, &obj))
+}
+
+fn request_namespace(r: &Request) -> &str {
+    match r {
+        Request::Resource { namespace, .. } => namespace,
+        Request::NonResource { .. } => "",
+    }
+}
+
+/// The token and audiences a TokenReview body asks about, with the decoded
+/// review to answer. Errors (`400`, kube's messages): a namespace in the
+/// URL, no `spec.token`, an undecodable body.
+pub fn token_review_request(
+    namespace: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<(String, Vec<String>, Value)> {
+    if let Some(ns) = namespace.filter(|n| !n.is_empty()) {
+        return Err(ApiError::bad_request(format!(
+            "namespace is not allowed on this type: {ns}"
+        )));
+    }
+    let obj = decode(headers, body, "authentication.k8s.io", "TokenReview")?;
+    let token = obj
+        .pointer("/spec/token")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if token.is_empty() {
+        return Err(ApiError::bad_request(
+            "token is required for TokenReview in authentication",
+        ));
+    }
+    let audiences = strings(obj.pointer("/spec/audiences"));
+    Ok((token, audiences, obj))
+}
+
+/// The TokenReview answer for `review` given what authenticating its token
+/// gave: the identity and the audiences it is valid for, or the
+/// authenticator's error text. `status.user.extra` is always present, as
+/// kube's REST fills it.
+pub fn token_review_answer(
+    mut review: Value,
+    result: Result<(Identity, Vec<String>), String>,
+) -> Response {
+    let status = match result {
+        Ok((id, audiences)) => {
+            let mut user = json!({"username": id.user, "groups": id.groups, "extra": id.extra});
+            if !id.uid.is_empty() {
+                user["uid"] = json!(id.uid);
+            }
+            let mut status = json!({"authenticated": true, "user": user});
+            if !audiences.is_empty() {
+                status["audiences"] = json!(audiences);
+            }
+            status
+        }
+        Err(error) => {
+            let mut status = json!({"user": {}});
+            if !error.is_empty() {
+                status["error"] = json!(error);
+            }
+            status
+        }
+    };
+    review["metadata"] = json!({"creationTimestamp": null});
+    review["status"] = status;
+    json_response(StatusCode::CREATED, &review)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_specs_are_validated_with_kubes_messages() {
+        let err = access_spec(&json!({"user": "a"}), true).unwrap_err();
+        assert_eq!(err[0].field, "spec.resourceAttributes");
+        assert_eq!(
+            err[0].message,
+            "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified"
+        );
+        let both = json!({"user": "a", "resourceAttributes": {"verb": "get"},
+            "nonResourceAttributes": {"path": "/x", "verb": "get"}});
+        assert_eq!(
+            access_spec(&both, true).unwrap_err()[0].field,
+            "spec.nonResourceAttributes"
+        );
+        let nobody = json!({"resourceAttributes": {"verb": "get", "resource": "pods"}});
+        let err = access_spec(&nobody, true).unwrap_err();
+        assert_eq!(
+            (err[0].field.as_str(), err[0].message.as_str()),
+            (
+                "spec.user",
+                "Invalid value: \"\": at least one of user or group must be specified"
+            )
+        );
+        assert_eq!(
+            access_spec(&nobody, false).unwrap(),
+            Request::Resource {
+                verb: "get".into(),
+                namespace: String::new(),
+                group: String::new(),
+                resource: "pods".into(),
+                subresource: String::new(),
+                name: String::new(),
+            }
+        );
+        assert!(metadata_empty(
+            &json!({"metadata": {"creationTimestamp": null}}),
+            &[]
+        ));
+        assert!(!metadata_empty(&json!({"metadata": {"name": "x"}}), &[]));
+        assert!(metadata_empty(
+            &json!({"metadata": {"namespace": "x"}}),
+            &["namespace"]
+        ));
+    }
+}
