@@ -37,6 +37,7 @@
 //! kubelet) for tests and local hosts.
 #![warn(missing_docs)]
 
+pub mod clusterrole_aggregation;
 pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
@@ -177,6 +178,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["daemonset-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(daemonset::run(c)),
+    },
+    ControllerDef {
+        name: "clusterrole-aggregation",
+        aliases: &["clusterrole-aggregation-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(clusterrole_aggregation::run(c)),
     },
     ControllerDef {
         name: "resourcequota",

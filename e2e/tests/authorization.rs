@@ -2,6 +2,7 @@
 //! kubectl (`kubectl auth can-i`, `--list`, `--as`), answered from the
 //! RBAC objects as kube-apiserver's RBAC authorizer answers.
 
+use vkube_controllers::simulator::NodeSimulator;
 use vkube_e2e::TestCluster;
 
 const POLICY: &str = r#"
@@ -236,5 +237,106 @@ async fn token_reviews_and_impersonation_need_the_rights_kube_asks_for() {
         .await
         .expect_ok()
         .expect_stdout_contains(&["alice", "devs"]);
+    c.shutdown().await;
+}
+
+/// A chart's ClusterRole labelled `aggregate-to-edit` extends `edit` and
+/// (through `edit`) `admin`, so a user bound to `edit` may use the new
+/// kind; deleting it takes the rules away again.
+#[tokio::test]
+async fn aggregated_cluster_roles_follow_the_roles_they_select() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: widgets-edit
+  labels: {rbac.authorization.k8s.io/aggregate-to-edit: "true"}
+rules:
+  - apiGroups: [example.com]
+    resources: [widgets]
+    verbs: [get, list, create, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: carol-edits, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: carol}]
+"#,
+    )
+    .await
+    .expect_ok();
+    let widgets_in = |role: &'static str| {
+        let c = &c;
+        async move {
+            let r = c.get_json(&["clusterrole", role]).await.unwrap();
+            r["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|rule| rule["resources"] == serde_json::json!(["widgets"]))
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(widgets_in("edit").await && widgets_in("admin").await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "edit and admin never aggregated the widgets rule"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        !widgets_in("view").await,
+        "view selects aggregate-to-view only"
+    );
+    // What `kubectl auth can-i create widgets.example.com` asks once the
+    // kind is served (kubectl sends no group for a kind it cannot find).
+    let review = c
+        .kubectl_stdin(
+            &[
+                "create",
+                "--raw",
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                "-f",
+                "-",
+                "--as",
+                "carol",
+            ],
+            r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"namespace": "default", "verb": "create",
+                  "group": "example.com", "resource": "widgets"}}}"#,
+        )
+        .await
+        .expect_ok()
+        .json();
+    assert_eq!(
+        review["status"]["reason"],
+        r#"RBAC: allowed by RoleBinding "carol-edits/default" of ClusterRole "edit" to User "carol""#,
+        "{review}"
+    );
+    // The bootstrap rules of edit are still there.
+    c.kubectl(&[
+        "auth",
+        "can-i",
+        "create",
+        "deployments.apps",
+        "--as",
+        "carol",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&["delete", "clusterrole", "widgets-edit"])
+        .await
+        .expect_ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while widgets_in("edit").await || widgets_in("admin").await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the widgets rule stayed after its role went"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     c.shutdown().await;
 }
