@@ -45,26 +45,23 @@ pub struct Impersonation {
 ///
 /// Errors: `400` when groups, a uid or extras come without a user.
 pub fn requested(headers: &HeaderMap) -> ApiResult<Option<Impersonation>> {
-    let all = |name: &str| -> Vec<String> {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_string)
-            .collect()
-    };
+    // Header values are bytes; a value that is not text is not dropped
+    // (the request would then run as the caller).
+    let text = |v: &axum::http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    let all = |name: &str| -> Vec<String> { headers.get_all(name).iter().map(text).collect() };
     let user = all(USER).into_iter().next();
     let groups = all(GROUP);
-    let uid = all(UID).into_iter().next();
+    // An empty uid is no uid (kube reads it with `Get`, "" when absent).
+    let uid = all(UID).into_iter().next().filter(|u| !u.is_empty());
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in headers {
-        if let Some(key) = name.as_str().strip_prefix(EXTRA_PREFIX)
-            && let Ok(v) = value.to_str()
-        {
+        // Header names arrive lower-cased; the key is then unescaped, so
+        // `%41` stays `A` as in kube.
+        if let Some(key) = name.as_str().strip_prefix(EXTRA_PREFIX) {
             let key = percent_encoding::percent_decode_str(key)
                 .decode_utf8_lossy()
-                .to_ascii_lowercase();
-            extra.entry(key).or_default().push(v.to_string());
+                .into_owned();
+            extra.entry(key).or_default().push(text(value));
         }
     }
     match user {
@@ -131,30 +128,42 @@ fn impersonate(namespace: &str, resource: &str, subresource: &str, name: &str) -
     }
 }
 
+/// The (namespace, name) of a service account user name
+/// `system:serviceaccount:NS:NAME`, as kube's `serviceaccount.SplitUsername`:
+/// exactly two parts, a valid namespace and name; anything else is a user.
+pub fn split_service_account(user: &str) -> Option<(&str, &str)> {
+    let rest = user.strip_prefix("system:serviceaccount:")?;
+    let mut parts = rest.split(':');
+    let (ns, name) = (parts.next()?, parts.next()?);
+    let valid = parts.next().is_none()
+        && vkube_core::validation::is_dns1123_label(ns).is_empty()
+        && vkube_core::validation::is_dns1123_subdomain(name).is_empty();
+    valid.then_some((ns, name))
+}
+
 /// The identity `caller` acts as under `imp`, once every part of it is
 /// allowed. Errors: `403` as kube-apiserver answers (`users "alice" is
 /// forbidden: User "bob" cannot impersonate resource "users" in API group
 /// "" at the cluster scope`).
 pub async fn apply(api: &Api, caller: &Identity, imp: Impersonation) -> ApiResult<Identity> {
-    let service_account = imp
-        .user
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|rest| rest.split_once(':'));
+    let service_account = split_service_account(&imp.user);
     let mut checks = vec![match service_account {
         Some((ns, name)) => impersonate(ns, "serviceaccounts", "", name),
         None => impersonate("", "users", "", &imp.user),
     }];
+    // kube's order: user, groups, extras, uid.
     checks.extend(imp.groups.iter().map(|g| impersonate("", "groups", "", g)));
-    if let Some(uid) = &imp.uid {
-        checks.push(impersonate("", "uids", "", uid));
-    }
     for (k, vs) in &imp.extra {
         checks.extend(vs.iter().map(|v| impersonate("", "userextras", k, v)));
+    }
+    if let Some(uid) = &imp.uid {
+        checks.push(impersonate("", "uids", "", uid));
     }
     let who = User {
         name: &caller.user,
         groups: &caller.groups,
     };
+    let mut policies: BTreeMap<String, rbac::Policy> = BTreeMap::new();
     for check in &checks {
         let Request::Resource {
             namespace,
@@ -166,8 +175,11 @@ pub async fn apply(api: &Api, caller: &Identity, imp: Impersonation) -> ApiResul
         else {
             continue;
         };
-        let policy = crate::review::load_policy(api, namespace).await?;
-        let decision = rbac::authorize(&policy, who, check);
+        if !policies.contains_key(namespace) {
+            let p = crate::review::load_policy(api, namespace).await?;
+            policies.insert(namespace.clone(), p);
+        }
+        let decision = rbac::authorize(&policies[namespace], who, check);
         if !decision.allowed {
             let mut why = forbidden_message(&caller.user, check);
             if !decision.reason.is_empty() {
@@ -180,23 +192,25 @@ pub async fn apply(api: &Api, caller: &Identity, imp: Impersonation) -> ApiResul
             ));
         }
     }
-    let named_groups = !imp.groups.is_empty();
     let mut groups = imp.groups;
-    if !named_groups && let Some((ns, _)) = service_account {
+    if groups.is_empty()
+        && let Some((ns, _)) = service_account
+    {
         groups = vec![
             "system:serviceaccounts".into(),
             format!("system:serviceaccounts:{ns}"),
         ];
     }
-    if !named_groups {
-        let implied = if imp.user == "system:anonymous" {
-            "system:unauthenticated"
+    // kube adds the implied group unless a named group already is one.
+    if !groups
+        .iter()
+        .any(|g| g == "system:authenticated" || g == "system:unauthenticated")
+    {
+        groups.push(if imp.user == "system:anonymous" {
+            "system:unauthenticated".into()
         } else {
-            "system:authenticated"
-        };
-        if !groups.iter().any(|g| g == implied) {
-            groups.push(implied.into());
-        }
+            "system:authenticated".into()
+        });
     }
     Ok(Identity {
         user: imp.user,
@@ -225,6 +239,18 @@ mod tests {
         let imp = requested(&h).unwrap().unwrap();
         assert_eq!(imp.groups, ["devs", "ops"]);
         assert_eq!(imp.extra["scopes/x"], ["a"]);
+        assert_eq!(
+            split_service_account("system:serviceaccount:dev:builder"),
+            Some(("dev", "builder"))
+        );
+        for user in [
+            "system:serviceaccount:dev:a:b",
+            "system:serviceaccount:dev",
+            "system:serviceaccount:Dev:x",
+            "alice",
+        ] {
+            assert_eq!(split_service_account(user), None, "{user}");
+        }
         let mut no_user = HeaderMap::new();
         no_user.insert(GROUP, HeaderValue::from_static("devs"));
         assert_eq!(requested(&no_user).unwrap_err().code, 400);

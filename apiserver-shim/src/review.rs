@@ -26,6 +26,10 @@ use crate::rbac::{self, Policy, Request, User};
 use crate::registry::{Review, lookup};
 use crate::rest::{Api, decode_body, json_response};
 
+/// The error of a TokenReview whose token no authenticator takes (kube's
+/// bearer token authenticator).
+pub const INVALID_TOKEN: &str = "invalid bearer token";
+
 /// The API group of the access reviews.
 const AUTHORIZATION: &str = "authorization.k8s.io";
 
@@ -268,7 +272,9 @@ pub async fn access_review(
         if !error.is_empty() {
             status["evaluationError"] = json!(error);
         }
+        // kube answers a fresh review: only the status is filled in.
         obj["metadata"] = json!({"creationTimestamp": null});
+        obj["spec"] = json!({});
         obj["status"] = status;
         return Ok(json_response(StatusCode::CREATED, &obj));
     }
@@ -399,17 +405,20 @@ pub fn token_review_request(
 
 /// The TokenReview answer for `review` given what authenticating its token
 /// gave: the identity and the audiences it is valid for, or the
-/// authenticator's error text. `status.user.extra` is always present, as
-/// kube's REST fills it.
+/// authenticator's error text. Empty fields are left out (Go's
+/// `omitempty`).
 pub fn token_review_answer(
     mut review: Value,
     result: Result<(Identity, Vec<String>), String>,
 ) -> Response {
     let status = match result {
         Ok((id, audiences)) => {
-            let mut user = json!({"username": id.user, "groups": id.groups, "extra": id.extra});
+            let mut user = json!({"username": id.user, "groups": id.groups});
             if !id.uid.is_empty() {
                 user["uid"] = json!(id.uid);
+            }
+            if !id.extra.is_empty() {
+                user["extra"] = json!(id.extra);
             }
             let mut status = json!({"authenticated": true, "user": user});
             if !audiences.is_empty() {

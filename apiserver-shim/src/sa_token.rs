@@ -182,6 +182,12 @@ impl SigningKey {
     }
 }
 
+/// A string list as Go's `%q` prints it: `["a" "b"]`.
+fn go_quoted(list: &[String]) -> String {
+    let items: Vec<String> = list.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", items.join(" "))
+}
+
 /// Why a token is not accepted. Messages follow the upstream validator's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -194,9 +200,10 @@ pub enum TokenError {
     /// Another issuer's token.
     #[error("token issuer {0:?} is not this server's")]
     Issuer(String),
-    /// No audience of the token is one of the API audiences.
-    #[error("token audiences {0:?} is invalid for the target audiences")]
-    Audience(Vec<String>),
+    /// No audience of the token (first) is one of the target audiences
+    /// (second).
+    #[error("token audiences {} is invalid for the target audiences {}", go_quoted(.0), go_quoted(.1))]
+    Audience(Vec<String>, Vec<String>),
     /// `exp` (plus leeway) is past.
     #[error("service account token has expired")]
     Expired,
@@ -360,7 +367,10 @@ impl Claims {
             return Err(TokenError::Issuer(self.issuer.clone()));
         }
         if !self.audiences.iter().any(|a| api_audiences.contains(a)) {
-            return Err(TokenError::Audience(self.audiences.clone()));
+            return Err(TokenError::Audience(
+                self.audiences.clone(),
+                api_audiences.to_vec(),
+            ));
         }
         if now > self.expiry.saturating_add(LEEWAY_SECONDS) {
             return Err(TokenError::Expired);
@@ -496,7 +506,7 @@ mod tests {
         ));
         assert!(matches!(
             c.validate(1000, DEFAULT_ISSUER, &["foo".to_string()]),
-            Err(TokenError::Audience(_))
+            Err(TokenError::Audience(..))
         ));
         // Extreme values do not overflow.
         let mut far = c.clone();

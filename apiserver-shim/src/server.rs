@@ -378,13 +378,34 @@ async fn serve_review(
                 audiences = state.service_accounts.api_audiences().to_vec();
             }
             let result = match state.tokens.get(&token) {
-                // Static tokens are valid for any audience.
-                Some(id) => Ok((id.clone(), audiences)),
+                // Static tokens know no audience: they are valid for the
+                // API audiences among those asked about (kube's
+                // audience-agnostic wrapper).
+                Some(id) => {
+                    let api = state.service_accounts.api_audiences();
+                    let both: Vec<String> = audiences
+                        .iter()
+                        .filter(|a| api.contains(a))
+                        .cloned()
+                        .collect();
+                    if both.is_empty() {
+                        Err(crate::review::INVALID_TOKEN.to_string())
+                    } else {
+                        Ok((id.clone(), both))
+                    }
+                }
                 None => state
                     .service_accounts
                     .authenticate_for(&state.api, &token, &audiences)
                     .await
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| match e {
+                        // Not one of ours: no authenticator took it.
+                        crate::sa_token::TokenError::Malformed
+                        | crate::sa_token::TokenError::Issuer(_) => {
+                            crate::review::INVALID_TOKEN.to_string()
+                        }
+                        e => e.to_string(),
+                    }),
             };
             let result = result.map(|(mut id, auds)| {
                 if !id.groups.iter().any(|g| g == "system:authenticated") {
