@@ -47,6 +47,7 @@ GROUPS = {
     "api.events.v1": "events.k8s.io",
     "api.authentication.v1": "authentication.k8s.io",
     "api.authorization.v1": "authorization.k8s.io",
+    "api.certificates.v1": "certificates.k8s.io",
     "api.autoscaling.v2": "autoscaling",
     "api.admissionregistration.v1": "admissionregistration.k8s.io",
     "api.networking.v1": "networking.k8s.io",

@@ -16,6 +16,7 @@
 pub mod alloc;
 pub mod bootstrap;
 pub mod bootstrap_policy;
+pub mod certificates;
 pub mod channel;
 pub mod connect;
 pub mod discovery;

@@ -203,6 +203,12 @@ impl Pki {
         Ok((cert.pem(), key.serialize_pem()))
     }
 
+    /// The CA private key (PEM), for the controllers that sign with it
+    /// (csrsigning), as kube-controller-manager reads the cluster's.
+    pub fn ca_key_pem(&self) -> &str {
+        &self.ca_key
+    }
+
     /// Issues a client certificate for `user` in `groups`, signed by the CA
     /// (PEM certificate, PEM key).
     pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {

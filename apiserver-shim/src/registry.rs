@@ -42,6 +42,9 @@ pub struct Strategy {
     /// (immutable fields; includes the create checks of `new`); errors as
     /// for `validate_create`.
     pub validate_update: fn(&Value, &Value) -> Vec<FieldError>,
+    /// The kind's update validation of a write to subresource `status` or
+    /// `approval` (`new`, `old`); none by default.
+    pub validate_subresource_update: fn(&str, &Value, &Value) -> Vec<FieldError>,
 }
 
 const PLAIN: Strategy = Strategy {
@@ -53,6 +56,19 @@ const PLAIN: Strategy = Strategy {
     begin_deletion: |_| {},
     validate_create: |_| Vec::new(),
     validate_update: |_, _| Vec::new(),
+    validate_subresource_update: |_, _, _| Vec::new(),
+};
+
+/// CertificateSigningRequests ([`crate::certificates`]).
+const CSR: Strategy = Strategy {
+    prepare_create: crate::certificates::prepare_create,
+    prepare_update: crate::certificates::prepare_update,
+    validate_create: crate::certificates::validate_create,
+    validate_update: |new, old| crate::certificates::validate_update(None, new, old),
+    validate_subresource_update: |sub, new, old| {
+        crate::certificates::validate_update(Some(sub), new, old)
+    },
+    ..PLAIN
 };
 
 /// A built-in admission plugin that acts on one kind (ResourceQuota, which
@@ -200,6 +216,9 @@ pub struct ResourceDef {
     /// Has the service account `token` subresource (TokenRequest, served by
     /// [`crate::serviceaccount`]).
     pub token_request: bool,
+    /// Has the CertificateSigningRequest `approval` subresource (writes
+    /// change only `status.conditions`).
+    pub approval: bool,
     /// `metadata.generation` starts at 1 and is bumped when anything outside
     /// `metadata` and `status` changes.
     pub generation: bool,
@@ -307,6 +326,9 @@ impl ResourceDef {
         if self.token_request {
             out.push("token");
         }
+        if self.approval {
+            out.push("approval");
+        }
         out
     }
 }
@@ -337,6 +359,7 @@ const fn def(
         proxy: false,
         finalize: false,
         token_request: false,
+        approval: false,
         generation: false,
         field_selectors: &[],
         allow_create_on_update: false,
@@ -1143,6 +1166,21 @@ pub static RESOURCES: &[ResourceDef] = &[
             false,
         )
     },
+    ResourceDef {
+        short_names: &["csr"],
+        status: true,
+        approval: true,
+        strategy: CSR,
+        name_rule: NameRule::PathSegment,
+        ..def(
+            "certificates.k8s.io",
+            "v1",
+            "certificatesigningrequests",
+            "CertificateSigningRequest",
+            "certificatesigningrequest",
+            false,
+        )
+    },
     def(
         "storage.k8s.io",
         "v1",
@@ -1421,7 +1459,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 47);
+        assert_eq!(RESOURCES.len(), 48);
         assert!(
             groups()
                 .iter()

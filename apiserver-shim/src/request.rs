@@ -7,7 +7,25 @@
 //! addresses the namespace itself.
 
 use crate::error::{ApiError, ApiResult};
+use crate::pki::Identity;
 use crate::registry::{self, ResourceDef};
+
+tokio::task_local! {
+    static CALLER: Identity;
+}
+
+/// Runs request handler `f` with `caller` as the request's user, which
+/// per-kind strategies read with [`caller`] (a CertificateSigningRequest
+/// records its requester, as kube-apiserver's reads the request context).
+pub async fn with_caller<F: std::future::Future>(caller: Identity, f: F) -> F::Output {
+    CALLER.scope(caller, f).await
+}
+
+/// The user of the request being served; `None` outside [`with_caller`]
+/// (a background task).
+pub fn caller() -> Option<Identity> {
+    CALLER.try_with(Clone::clone).ok()
+}
 
 /// What a resource URL addresses.
 #[derive(Clone)]

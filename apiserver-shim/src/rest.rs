@@ -585,7 +585,7 @@ impl Api {
                 crate::watch::serve(self.clone(), target, query, repr).await
             }
             ("GET", None, None) => self.list(&target, &query, repr).await,
-            ("GET", Some(name), None | Some("status" | "ephemeralcontainers")) => {
+            ("GET", Some(name), None | Some("status" | "ephemeralcontainers" | "approval")) => {
                 let obj = self.get(&target, name).await?;
                 Ok(self.render_one(def, StatusCode::OK, &obj, repr, &query))
             }
@@ -1580,7 +1580,7 @@ fn check_fields(
 ) -> ApiResult<()> {
     let mode = FieldValidation::parse(query.field_validation.as_deref(), options_kind)?;
     match target.subresource.as_deref() {
-        None | Some("status" | "finalize" | "ephemeralcontainers") => {
+        None | Some("status" | "finalize" | "ephemeralcontainers" | "approval") => {
             crate::typed::check(target.def, mode, raw, obj, Source::Body)
         }
         _ => Ok(()),
@@ -1649,6 +1649,7 @@ fn apply_subresource_rules(def: &ResourceDef, sub: Option<&str>, old: &Value, ne
             (def.strategy.default)(&mut out);
             out
         }
+        Some("approval") => crate::certificates::approval_update(old, &new),
         Some("finalize") => {
             let mut out = old.clone();
             let fins = new
@@ -1742,6 +1743,12 @@ fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()>
     if target.subresource.as_deref() == Some("ephemeralcontainers") {
         causes.extend(
             vkube_core::apivalidation::pod_ephemeral_containers_update(new, old)
+                .into_iter()
+                .map(Cause::from),
+        );
+    } else if let Some(sub @ ("status" | "approval")) = target.subresource.as_deref() {
+        causes.extend(
+            (def.strategy.validate_subresource_update)(sub, new, old)
                 .into_iter()
                 .map(Cause::from),
         );

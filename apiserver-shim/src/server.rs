@@ -164,12 +164,13 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         },
         Err(e) => return e.into_response(),
     }
-    crate::warning::collect(async {
+    let caller = identity.clone();
+    crate::warning::collect(crate::request::with_caller(caller, async {
         match serve(&state, req, &identity).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
         }
-    })
+    }))
     .await
 }
 

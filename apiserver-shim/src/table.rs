@@ -144,6 +144,7 @@ pub static PRINTERS: &[Printer] = &[
     printer(STORAGE, "csistoragecapacities", CSISTORAGECAPACITY),
     printer(STORAGE, "volumeattributesclasses", VOLUMEATTRIBUTESCLASS),
     printer("apiregistration.k8s.io", "apiservices", APISERVICE),
+    printer("certificates.k8s.io", "certificatesigningrequests", CSR),
     printer(
         ADMISSION,
         "mutatingwebhookconfigurations",
@@ -224,6 +225,16 @@ const VOLUMEATTACHMENT: &[Column] = &[
     col("Node", "string", D_VA_NODE, va_node),
     col("Attached", "boolean", D_VA_ATTACHED, va_attached),
     AGE,
+];
+
+/// kube's CSR printer: Age second.
+const CSR: &[Column] = &[
+    NAME,
+    AGE,
+    col("SignerName", "string", D_CSR_SIGNER, csr_signer),
+    col("Requestor", "string", D_CSR_REQUESTOR, csr_requestor),
+    col("RequestedDuration", "string", D_CSR_DURATION, csr_duration),
+    col("Condition", "string", D_CSR_CONDITION, csr_condition),
 ];
 
 const CSINODE: &[Column] = &[
@@ -2448,6 +2459,29 @@ fn va_node(va: &Value, _: Timestamp) -> Value {
 
 fn va_attached(va: &Value, _: Timestamp) -> Value {
     json!(bool_at(va, "/status/attached"))
+}
+
+fn csr_signer(c: &Value, _: Timestamp) -> Value {
+    json!(none_if_empty(str_at(c, "/spec/signerName")))
+}
+
+fn csr_requestor(c: &Value, _: Timestamp) -> Value {
+    json!(str_at(c, "/spec/username"))
+}
+
+fn csr_duration(c: &Value, _: Timestamp) -> Value {
+    match c.pointer("/spec/expirationSeconds").and_then(Value::as_u64) {
+        Some(s) => json!(human_duration(s)),
+        None => json!("<none>"),
+    }
+}
+
+fn csr_condition(c: &Value, _: Timestamp) -> Value {
+    json!(crate::certificates::condition_summary(c))
+}
+
+fn none_if_empty(s: &str) -> &str {
+    if s.is_empty() { "<none>" } else { s }
 }
 
 fn csinode_drivers(n: &Value, _: Timestamp) -> Value {

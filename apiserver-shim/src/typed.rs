@@ -248,6 +248,9 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
             typed::<k8s_openapi::api::authentication::v1::SelfSubjectReview>()
         }
         ("authorization.k8s.io", "v1", kind) => review_type(kind)?,
+        ("certificates.k8s.io", "v1", "CertificateSigningRequest") => {
+            typed::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>()
+        }
         _ => return None,
     })
 }

@@ -2938,6 +2938,7 @@ async fn discovery_finds_every_group_and_kind() {
                 "authorization.k8s.io",
                 "autoscaling",
                 "batch",
+                "certificates.k8s.io",
                 "coordination.k8s.io",
                 "discovery.k8s.io",
                 "events.k8s.io",

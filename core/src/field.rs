@@ -56,6 +56,16 @@ impl FieldError {
         }
     }
 
+    /// `field.Invalid` of a value that is given already rendered as Go
+    /// prints it (e.g. a byte slice's `[]byte{0x68, 0x69}`).
+    pub fn invalid_rendered(field: impl Into<String>, rendered: &str, detail: &str) -> Self {
+        Self {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: with_detail(format!("Invalid value: {rendered}"), detail),
+        }
+    }
+
     /// `field.Invalid`: `Invalid value: <value>: detail`.
     pub fn invalid(field: impl Into<String>, value: &Value, detail: &str) -> Self {
         Self {

@@ -316,15 +316,14 @@ async fn create_rbac_quota_and_disruption_budget() {
 #[tokio::test]
 async fn unserved_kinds_fail_cleanly() {
     let c = TestCluster::start().await;
-    // CertificateSigningRequests are not served yet.
-    c.kubectl(&["certificate", "approve", "nope"])
+    // API priority and fairness objects and dynamic resources are not
+    // served yet.
+    c.kubectl(&["get", "flowschemas"])
         .await
-        .expect_err_contains(
-            "the server doesn't have a resource type \"certificatesigningrequests\"",
-        );
-    c.kubectl(&["get", "csr"])
+        .expect_err_contains("the server doesn't have a resource type \"flowschemas\"");
+    c.kubectl(&["get", "resourceclaims"])
         .await
-        .expect_err_contains("the server doesn't have a resource type \"csr\"");
+        .expect_err_contains("the server doesn't have a resource type \"resourceclaims\"");
     c.shutdown().await;
 }
 

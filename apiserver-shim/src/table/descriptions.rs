@@ -142,3 +142,8 @@ pub const D_VAPB_PARAMREF: &str =
     "ParamRef indicates the param resource which sets the configration param";
 pub const D_APISERVICE_SERVICE: &str = "The reference to the service that hosts this API endpoint.";
 pub const D_APISERVICE_AVAILABLE: &str = "Whether this service is available.";
+pub const D_CSR_SIGNER: &str =
+    "signerName indicates the requested signer, and is a qualified name.";
+pub const D_CSR_REQUESTOR: &str = "request contains an x509 certificate signing request encoded in a \"CERTIFICATE REQUEST\" PEM block. When serialized as JSON or YAML, the data is additionally base64-encoded.";
+pub const D_CSR_DURATION: &str = "expirationSeconds is the requested duration of validity of the issued certificate. The certificate signer may issue a certificate with a different validity duration so a client must check the delta between the notBefore and and notAfter fields in the issued certificate to determine the actual duration.";
+pub const D_CSR_CONDITION: &str = "conditions applied to the request. Known conditions are \"Approved\", \"Denied\", and \"Failed\".";
