@@ -121,9 +121,10 @@ impl VirtualCluster {
             (None, Vec::new())
         } else {
             let client = controller_client(&server).await?;
-            let options = vkube_controllers::Options {
-                root_ca_pem: Some(server.pki.ca_cert.clone()),
-            };
+            let options = vkube_controllers::Options::for_cluster_ca(
+                &server.pki.ca_cert,
+                server.pki.ca_key_pem(),
+            );
             let running = vkube_controllers::spawn_with(client, &selected, options);
             let names = running.names.clone();
             (Some(running), names)
@@ -212,9 +213,10 @@ impl LocalHost {
             .context("starting the local host API server")?;
         let client = controller_client(&server).await?;
         let selected = vkube_controllers::select("*").map_err(|e| anyhow::anyhow!(e))?;
-        let options = vkube_controllers::Options {
-            root_ca_pem: Some(server.pki.ca_cert.clone()),
-        };
+        let options = vkube_controllers::Options::for_cluster_ca(
+            &server.pki.ca_cert,
+            server.pki.ca_key_pem(),
+        );
         let controllers = vkube_controllers::spawn_with(client.clone(), &selected, options);
         let node = NodeSimulator::default().spawn(client);
         Ok(Self {

@@ -133,9 +133,10 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     } else {
         let kubeconfig = server.kubeconfig_for("system:kube-controller-manager", &[])?;
         let client = vkube_controllers::client_from_kubeconfig(&kubeconfig).await?;
-        let options = vkube_controllers::Options {
-            root_ca_pem: Some(server.pki.ca_cert.clone()),
-        };
+        let options = vkube_controllers::Options::for_cluster_ca(
+            &server.pki.ca_cert,
+            server.pki.ca_key_pem(),
+        );
         let running = vkube_controllers::spawn_with(client, &controllers, options);
         eprintln!("  controllers: {}", running.names.join(", "));
         Some(running)

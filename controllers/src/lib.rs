@@ -40,6 +40,7 @@
 pub mod clusterrole_aggregation;
 pub mod cron;
 pub mod cronjob;
+pub mod csrsigning;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -186,6 +187,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         start: |c| Box::pin(clusterrole_aggregation::run(c)),
     },
     ControllerDef {
+        name: "csrsigning",
+        aliases: &["certificatesigningrequest-signing-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(csrsigning::run(c)),
+    },
+    ControllerDef {
         name: "resourcequota",
         aliases: &["resourcequota-controller"],
         enabled_by_default: true,
@@ -261,6 +268,27 @@ pub struct Options {
     /// The cluster CA bundle (PEM) that root-ca-cert-publisher publishes
     /// (`--root-ca-file`); without it that controller does nothing.
     pub root_ca_pem: Option<String>,
+    /// The CA csrsigning signs client certificates with
+    /// (`--cluster-signing-cert-file`/`-key-file`); without it that
+    /// controller does nothing.
+    pub cluster_signing: Option<csrsigning::SigningCa>,
+}
+
+impl Options {
+    /// The options of controllers of a cluster whose CA is `ca_cert_pem`
+    /// with key `ca_key_pem`: the CA published in namespaces and the signer
+    /// of client certificates (a year at most), as kube-controller-manager
+    /// is given them with `--root-ca-file` and `--cluster-signing-*`.
+    pub fn for_cluster_ca(ca_cert_pem: &str, ca_key_pem: &str) -> Self {
+        Self {
+            root_ca_pem: Some(ca_cert_pem.to_string()),
+            cluster_signing: Some(csrsigning::SigningCa {
+                cert_pem: ca_cert_pem.to_string(),
+                key_pem: ca_key_pem.to_string(),
+                duration_seconds: csrsigning::DEFAULT_DURATION_SECONDS,
+            }),
+        }
+    }
 }
 
 tokio::task_local! {

@@ -311,9 +311,10 @@ impl TestCluster {
 
     /// The controllers' settings for this server (its CA as the root CA).
     fn options(&self) -> vkube_controllers::Options {
-        vkube_controllers::Options {
-            root_ca_pem: Some(self.server.pki.ca_cert.clone()),
-        }
+        vkube_controllers::Options::for_cluster_ca(
+            &self.server.pki.ca_cert,
+            self.server.pki.ca_key_pem(),
+        )
     }
 
     /// A kube-rs client authenticated as `system:kube-controller-manager`.

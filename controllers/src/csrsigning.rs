@@ -1,0 +1,315 @@
+//! The csrsigning controller for the `kubernetes.io/kube-apiserver-client`
+//! signer: an approved CertificateSigningRequest of that signer, not denied,
+//! failed or issued yet, gets a client certificate signed by the cluster CA
+//! (`--cluster-signing-cert-file`/`-key-file`, [`crate::Options`]) in
+//! `status.certificate`, as kube-controller-manager's
+//! (pkg/controller/certificates/signer) does:
+//!
+//! * usages must include `client auth` and may add only `digital
+//!   signature` and `key encipherment`; otherwise the request gets a
+//!   `Failed` condition (reason `SignerValidationFailure`);
+//! * the certificate carries the request's subject and subject alternative
+//!   names, those usages, not before five minutes ago (clock skew), and
+//!   lives `spec.expirationSeconds` (at least 600) capped by the signing
+//!   duration (`--cluster-signing-duration`, a year by default);
+//! * requests of other signers are left alone (kubelet signers are not
+//!   served here).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+use kube_runtime::controller::{Action, Controller};
+use kube_runtime::watcher;
+use rcgen::{
+    CertificateSigningRequestParams, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose,
+};
+
+use crate::{Error, Result};
+
+/// The signer this controller serves.
+pub const SIGNER: &str = "kubernetes.io/kube-apiserver-client";
+
+/// The default lifetime of issued certificates (kube-controller-manager's
+/// `--cluster-signing-duration`), in seconds.
+pub const DEFAULT_DURATION_SECONDS: u64 = 365 * 24 * 3600;
+
+/// How far back a certificate's validity starts (kube's backdate).
+const BACKDATE_SECONDS: i64 = 5 * 60;
+
+/// The CA that signs (PEM certificate and key).
+#[derive(Clone)]
+pub struct SigningCa {
+    /// The CA certificate.
+    pub cert_pem: String,
+    /// The CA private key.
+    pub key_pem: String,
+    /// The longest lifetime of an issued certificate, in seconds.
+    pub duration_seconds: u64,
+}
+
+impl std::fmt::Debug for SigningCa {
+    // The key never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningCa")
+            .field("duration_seconds", &self.duration_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do with one request (pure decision).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Not this signer's, not approved, denied, failed or issued.
+    Nothing,
+    /// Sign it.
+    Sign,
+    /// Mark it `Failed` with this message.
+    Fail(String),
+}
+
+fn has_condition(csr: &CertificateSigningRequest, t: &str) -> bool {
+    csr.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == t))
+}
+
+/// Whether `usages` are a client certificate's (`validAPIServerClientUsages`).
+pub fn client_usages_error(usages: &[String]) -> Option<String> {
+    for u in usages {
+        if !matches!(
+            u.as_str(),
+            "digital signature" | "key encipherment" | "client auth"
+        ) {
+            return Some(format!("invalid usage for client certificate: {u}"));
+        }
+    }
+    (!usages.iter().any(|u| u == "client auth"))
+        .then(|| "missing required usage for client certificate: client auth".into())
+}
+
+/// The next [`Step`] for `csr`.
+pub fn step(csr: &CertificateSigningRequest) -> Step {
+    let issued = csr
+        .status
+        .as_ref()
+        .and_then(|s| s.certificate.as_ref())
+        .is_some_and(|c| !c.0.is_empty());
+    if csr.spec.signer_name != SIGNER
+        || !has_condition(csr, "Approved")
+        || has_condition(csr, "Denied")
+        || has_condition(csr, "Failed")
+        || issued
+    {
+        return Step::Nothing;
+    }
+    match client_usages_error(csr.spec.usages.as_deref().unwrap_or_default()) {
+        Some(e) => Step::Fail(e),
+        None => Step::Sign,
+    }
+}
+
+/// Signs `csr` with `ca` at `now` (Unix seconds): the PEM certificate.
+///
+/// Errors: the request or the CA does not parse, or signing fails.
+pub fn sign(ca: &SigningCa, csr: &CertificateSigningRequest, now: i64) -> Result<String, String> {
+    let request = String::from_utf8_lossy(&csr.spec.request.0).into_owned();
+    let mut params =
+        CertificateSigningRequestParams::from_pem(&request).map_err(|e| e.to_string())?;
+    let lifetime = csr
+        .spec
+        .expiration_seconds
+        .map_or(ca.duration_seconds, |s| {
+            u64::try_from(s.max(600)).unwrap_or(600)
+        })
+        .min(ca.duration_seconds);
+    let at = |secs: i64| time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| e.to_string());
+    params.params.not_before = at(now - BACKDATE_SECONDS)?;
+    params.params.not_after = at(now + i64::try_from(lifetime).unwrap_or(i64::MAX / 2))?;
+    params.params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.params.use_authority_key_identifier_extension = true;
+    params.params.key_usages = Vec::new();
+    params.params.extended_key_usages = Vec::new();
+    for u in csr.spec.usages.iter().flatten() {
+        match u.as_str() {
+            "digital signature" => params
+                .params
+                .key_usages
+                .push(KeyUsagePurpose::DigitalSignature),
+            "key encipherment" => params
+                .params
+                .key_usages
+                .push(KeyUsagePurpose::KeyEncipherment),
+            "client auth" => params
+                .params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth),
+            _ => {}
+        }
+    }
+    let key = KeyPair::from_pem(&ca.key_pem).map_err(|e| e.to_string())?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, key).map_err(|e| e.to_string())?;
+    Ok(params.signed_by(&issuer).map_err(|e| e.to_string())?.pem())
+}
+
+/// Runs the controller until the process ends (idles without a CA).
+pub async fn run(client: Client) {
+    let Some(ca) = crate::options().cluster_signing.clone() else {
+        tracing::info!("csrsigning: no cluster signing CA; client certificates are not issued");
+        return std::future::pending().await;
+    };
+    Controller::new(
+        Api::<CertificateSigningRequest>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .run(reconcile, error_policy, Arc::new((client, ca)))
+    .for_each(|_| futures::future::ready(()))
+    .await;
+}
+
+async fn reconcile(
+    csr: Arc<CertificateSigningRequest>,
+    ctx: Arc<(Client, SigningCa)>,
+) -> Result<Action> {
+    let (client, ca) = ctx.as_ref();
+    let mut out = (*csr).clone();
+    let status = out.status.get_or_insert_with(Default::default);
+    match step(&csr) {
+        Step::Nothing => return Ok(Action::await_change()),
+        Step::Fail(message) => {
+            status
+                .conditions
+                .get_or_insert_with(Vec::new)
+                .push(failed_condition(&message));
+        }
+        Step::Sign => match sign(ca, &csr, jiff::Timestamp::now().as_second()) {
+            Ok(pem) => {
+                status.certificate = Some(k8s_openapi::ByteString(pem.into_bytes()));
+            }
+            Err(e) => {
+                status
+                    .conditions
+                    .get_or_insert_with(Vec::new)
+                    .push(failed_condition(&format!("error auto signing csr: {e}")));
+            }
+        },
+    }
+    Api::<CertificateSigningRequest>::all(client.clone())
+        .replace_status(&csr.name_any(), &PostParams::default(), &out)
+        .await?;
+    Ok(Action::await_change())
+}
+
+fn failed_condition(
+    message: &str,
+) -> k8s_openapi::api::certificates::v1::CertificateSigningRequestCondition {
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    k8s_openapi::api::certificates::v1::CertificateSigningRequestCondition {
+        type_: "Failed".into(),
+        status: "True".into(),
+        reason: Some("SignerValidationFailure".into()),
+        message: Some(message.into()),
+        last_update_time: Some(now.clone()),
+        last_transition_time: Some(now),
+    }
+}
+
+fn error_policy(
+    csr: Arc<CertificateSigningRequest>,
+    err: &Error,
+    _ctx: Arc<(Client, SigningCa)>,
+) -> Action {
+    tracing::debug!(csr = %csr.name_any(), error = %err, "signing failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ca() -> SigningCa {
+        let key = KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "vkube-ca");
+        let cert = params.self_signed(&key).unwrap();
+        SigningCa {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            duration_seconds: DEFAULT_DURATION_SECONDS,
+        }
+    }
+
+    fn csr(usages: &[&str], conditions: serde_json::Value) -> CertificateSigningRequest {
+        let key = KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "alice");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "devs");
+        let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+        use base64::Engine as _;
+        serde_json::from_value(json!({
+            "metadata": {"name": "alice"},
+            "spec": {"request": base64::engine::general_purpose::STANDARD.encode(pem),
+                "signerName": SIGNER, "usages": usages, "expirationSeconds": 3600},
+            "status": {"conditions": conditions},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn approved_client_requests_are_signed_with_their_subject_and_lifetime() {
+        let approved = json!([{"type": "Approved", "status": "True"}]);
+        let c = csr(&["client auth", "digital signature"], approved.clone());
+        assert_eq!(step(&c), Step::Sign);
+        let pem = sign(&ca(), &c, 1_800_000_000).unwrap();
+        let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = der.parse_x509().unwrap();
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap();
+        let org = cert
+            .subject()
+            .iter_organization()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap();
+        assert_eq!((cn, org), ("alice", "devs"));
+        let v = cert.validity();
+        assert_eq!(
+            v.not_after.timestamp() - v.not_before.timestamp(),
+            3600 + 300
+        );
+        assert_eq!(
+            step(&csr(&["client auth"], json!([]))),
+            Step::Nothing,
+            "pending"
+        );
+        assert_eq!(
+            step(&csr(&["client auth", "server auth"], approved.clone())),
+            Step::Fail("invalid usage for client certificate: server auth".into())
+        );
+        assert_eq!(
+            step(&csr(&["digital signature"], approved)),
+            Step::Fail("missing required usage for client certificate: client auth".into())
+        );
+        let denied =
+            json!([{"type": "Approved", "status": "True"}, {"type": "Denied", "status": "True"}]);
+        assert_eq!(step(&csr(&["client auth"], denied)), Step::Nothing);
+    }
+}
