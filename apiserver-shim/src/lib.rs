@@ -20,6 +20,7 @@ pub mod certificates;
 pub mod channel;
 pub mod connect;
 pub mod discovery;
+pub mod dra;
 pub mod error;
 pub mod fieldmanager;
 pub mod impersonation;

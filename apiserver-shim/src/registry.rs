@@ -59,6 +59,29 @@ const PLAIN: Strategy = Strategy {
     validate_subresource_update: |_, _, _| Vec::new(),
 };
 
+/// ResourceClaims ([`crate::dra`]): the spec is set once.
+const RESOURCE_CLAIM: Strategy = Strategy {
+    validate_create: crate::dra::validate_claim,
+    validate_update: |new, old| crate::dra::spec_immutable(new, old, crate::dra::validate_claim),
+    ..PLAIN
+};
+
+/// ResourceClaimTemplates ([`crate::dra`]): the spec is set once.
+const RESOURCE_CLAIM_TEMPLATE: Strategy = Strategy {
+    validate_create: crate::dra::validate_claim_template,
+    validate_update: |new, old| {
+        crate::dra::spec_immutable(new, old, crate::dra::validate_claim_template)
+    },
+    ..PLAIN
+};
+
+/// ResourceSlices ([`crate::dra`]).
+const RESOURCE_SLICE: Strategy = Strategy {
+    validate_create: |obj| crate::dra::validate_slice(obj, None),
+    validate_update: |new, old| crate::dra::validate_slice(new, Some(old)),
+    ..PLAIN
+};
+
 /// CertificateSigningRequests ([`crate::certificates`]).
 const CSR: Strategy = Strategy {
     prepare_create: crate::certificates::prepare_create,
@@ -1181,6 +1204,53 @@ pub static RESOURCES: &[ResourceDef] = &[
             false,
         )
     },
+    ResourceDef {
+        generation: true,
+        ..def(
+            "resource.k8s.io",
+            "v1",
+            "deviceclasses",
+            "DeviceClass",
+            "deviceclass",
+            false,
+        )
+    },
+    ResourceDef {
+        status: true,
+        strategy: RESOURCE_CLAIM,
+        ..def(
+            "resource.k8s.io",
+            "v1",
+            "resourceclaims",
+            "ResourceClaim",
+            "resourceclaim",
+            true,
+        )
+    },
+    ResourceDef {
+        strategy: RESOURCE_CLAIM_TEMPLATE,
+        ..def(
+            "resource.k8s.io",
+            "v1",
+            "resourceclaimtemplates",
+            "ResourceClaimTemplate",
+            "resourceclaimtemplate",
+            true,
+        )
+    },
+    ResourceDef {
+        generation: true,
+        strategy: RESOURCE_SLICE,
+        field_selectors: &[text("spec.nodeName"), text("spec.driver")],
+        ..def(
+            "resource.k8s.io",
+            "v1",
+            "resourceslices",
+            "ResourceSlice",
+            "resourceslice",
+            false,
+        )
+    },
     def(
         "storage.k8s.io",
         "v1",
@@ -1459,7 +1529,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 48);
+        assert_eq!(RESOURCES.len(), 52);
         assert!(
             groups()
                 .iter()

@@ -145,6 +145,10 @@ pub static PRINTERS: &[Printer] = &[
     printer(STORAGE, "volumeattributesclasses", VOLUMEATTRIBUTESCLASS),
     printer("apiregistration.k8s.io", "apiservices", APISERVICE),
     printer("certificates.k8s.io", "certificatesigningrequests", CSR),
+    printer("resource.k8s.io", "deviceclasses", DEFAULT_COLUMNS),
+    printer("resource.k8s.io", "resourceclaims", RESOURCECLAIM),
+    printer("resource.k8s.io", "resourceclaimtemplates", DEFAULT_COLUMNS),
+    printer("resource.k8s.io", "resourceslices", RESOURCESLICE),
     printer(
         ADMISSION,
         "mutatingwebhookconfigurations",
@@ -224,6 +228,20 @@ const VOLUMEATTACHMENT: &[Column] = &[
     col("PV", "string", D_VA_PV, va_pv),
     col("Node", "string", D_VA_NODE, va_node),
     col("Attached", "boolean", D_VA_ATTACHED, va_attached),
+    AGE,
+];
+
+const RESOURCECLAIM: &[Column] = &[
+    NAME,
+    col("State", "string", D_CLAIM_STATE, claim_state),
+    AGE,
+];
+
+const RESOURCESLICE: &[Column] = &[
+    NAME,
+    col("Node", "string", D_SLICE_NODE, slice_node),
+    col("Driver", "string", D_SLICE_DRIVER, slice_driver),
+    col("Pool", "string", D_SLICE_POOL, slice_pool),
     AGE,
 ];
 
@@ -2459,6 +2477,22 @@ fn va_node(va: &Value, _: Timestamp) -> Value {
 
 fn va_attached(va: &Value, _: Timestamp) -> Value {
     json!(bool_at(va, "/status/attached"))
+}
+
+fn claim_state(c: &Value, _: Timestamp) -> Value {
+    json!(crate::dra::claim_state(c))
+}
+
+fn slice_node(s: &Value, _: Timestamp) -> Value {
+    json!(str_at(s, "/spec/nodeName"))
+}
+
+fn slice_driver(s: &Value, _: Timestamp) -> Value {
+    json!(str_at(s, "/spec/driver"))
+}
+
+fn slice_pool(s: &Value, _: Timestamp) -> Value {
+    json!(str_at(s, "/spec/pool/name"))
 }
 
 fn csr_signer(c: &Value, _: Timestamp) -> Value {

@@ -248,9 +248,22 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
             typed::<k8s_openapi::api::authentication::v1::SelfSubjectReview>()
         }
         ("authorization.k8s.io", "v1", kind) => review_type(kind)?,
+        ("resource.k8s.io", "v1", kind) => resource_type(kind)?,
         ("certificates.k8s.io", "v1", "CertificateSigningRequest") => {
             typed::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>()
         }
+        _ => return None,
+    })
+}
+
+/// The k8s-openapi type of a `resource.k8s.io/v1` kind.
+fn resource_type(kind: &str) -> Option<Typed> {
+    use k8s_openapi::api::resource::v1 as dra;
+    Some(match kind {
+        "DeviceClass" => typed::<dra::DeviceClass>(),
+        "ResourceClaim" => typed::<dra::ResourceClaim>(),
+        "ResourceClaimTemplate" => typed::<dra::ResourceClaimTemplate>(),
+        "ResourceSlice" => typed::<dra::ResourceSlice>(),
         _ => return None,
     })
 }

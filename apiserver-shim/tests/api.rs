@@ -2946,6 +2946,7 @@ async fn discovery_finds_every_group_and_kind() {
                 "node.k8s.io",
                 "policy",
                 "rbac.authorization.k8s.io",
+                "resource.k8s.io",
                 "scheduling.k8s.io",
                 "storage.k8s.io",
             ]),

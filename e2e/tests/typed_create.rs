@@ -316,14 +316,15 @@ async fn create_rbac_quota_and_disruption_budget() {
 #[tokio::test]
 async fn unserved_kinds_fail_cleanly() {
     let c = TestCluster::start().await;
-    // API priority and fairness objects and dynamic resources are not
-    // served yet.
+    // API priority and fairness objects are not served yet.
     c.kubectl(&["get", "flowschemas"])
         .await
         .expect_err_contains("the server doesn't have a resource type \"flowschemas\"");
-    c.kubectl(&["get", "resourceclaims"])
+    c.kubectl(&["get", "prioritylevelconfigurations"])
         .await
-        .expect_err_contains("the server doesn't have a resource type \"resourceclaims\"");
+        .expect_err_contains(
+            "the server doesn't have a resource type \"prioritylevelconfigurations\"",
+        );
     c.shutdown().await;
 }
 
