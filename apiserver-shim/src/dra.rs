@@ -32,6 +32,7 @@ fn named(path: &str, value: &str, check: fn(&str) -> Vec<String>) -> Vec<FieldEr
 /// The device requests at `path` (`spec.devices.requests` of a claim).
 fn requests(obj: &Value, pointer: &str, path: &str) -> Vec<FieldError> {
     let mut out = Vec::new();
+    let mut duplicates = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     let list = obj
         .pointer(pointer)
@@ -42,10 +43,20 @@ fn requests(obj: &Value, pointer: &str, path: &str) -> Vec<FieldError> {
         let at = format!("{path}[{i}]");
         let name = r["name"].as_str().unwrap_or_default();
         out.extend(named(&format!("{at}.name"), name, is_dns1123_label));
+        // kube reports a repeated name on the item, after every item's own
+        // errors.
         if !name.is_empty() && seen.contains(&name) {
-            out.push(FieldError::duplicate(format!("{at}.name"), &json!(name)));
+            duplicates.push(FieldError::duplicate(at.clone(), &json!(name)));
         }
         seen.push(name);
+        if let Some(e) = r.get("exactly").filter(|v| !v.is_null())
+            && e["deviceClassName"].as_str().unwrap_or_default().is_empty()
+        {
+            out.push(FieldError::required(
+                format!("{at}.exactly.deviceClassName"),
+                "",
+            ));
+        }
         let exactly = r.get("exactly").is_some_and(|v| !v.is_null());
         let first = r["firstAvailable"]
             .as_array()
@@ -63,7 +74,38 @@ fn requests(obj: &Value, pointer: &str, path: &str) -> Vec<FieldError> {
             _ => {}
         }
     }
+    out.extend(duplicates);
     out
+}
+
+/// kube's defaults of device requests at `pointer` (`SetDefaults_…`): an
+/// `exactly` request allocates `ExactCount`, and with that mode one device.
+fn default_requests(obj: &mut Value, pointer: &str) {
+    let Some(list) = obj.pointer_mut(pointer).and_then(Value::as_array_mut) else {
+        return;
+    };
+    for r in list {
+        let Some(e) = r.get_mut("exactly").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let mode = e
+            .entry("allocationMode")
+            .or_insert_with(|| json!("ExactCount"))
+            .clone();
+        if mode == "ExactCount" {
+            e.entry("count").or_insert_with(|| json!(1));
+        }
+    }
+}
+
+/// A ResourceClaim's defaults.
+pub fn default_claim(obj: &mut Value) {
+    default_requests(obj, "/spec/devices/requests");
+}
+
+/// A ResourceClaimTemplate's defaults.
+pub fn default_claim_template(obj: &mut Value) {
+    default_requests(obj, "/spec/spec/devices/requests");
 }
 
 /// A ResourceClaim's create validation.
@@ -235,14 +277,20 @@ mod tests {
         assert!(validate_claim(&good).is_empty());
         let bad = json!({"spec": {"devices": {"requests": [
             {"name": "gpu"},
-            {"name": "gpu", "exactly": {}, "firstAvailable": [{"name": "a"}]}]}}});
+            {"name": "gpu", "exactly": {"deviceClassName": "c"}, "firstAvailable": [{"name": "a"}]}]}}});
         assert_eq!(
             messages(&validate_claim(&bad)),
             [
                 "spec.devices.requests[0]: Required value: exactly one of `exactly` or `firstAvailable` is required",
-                "spec.devices.requests[1].name: Duplicate value: \"gpu\"",
                 "spec.devices.requests[1]: Invalid value: null: exactly one of `exactly` or `firstAvailable` is required, but multiple fields are set",
+                "spec.devices.requests[1]: Duplicate value: \"gpu\"",
             ]
+        );
+        let mut defaulted = good.clone();
+        default_claim(&mut defaulted);
+        assert_eq!(
+            defaulted["spec"]["devices"]["requests"][0]["exactly"],
+            json!({"deviceClassName": "gpu.example.com", "allocationMode": "ExactCount", "count": 1})
         );
         let mut changed = good.clone();
         changed["spec"]["devices"]["requests"][0]["name"] = json!("other");
