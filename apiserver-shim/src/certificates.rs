@@ -70,14 +70,73 @@ pub fn set_requester(obj: &mut Value, caller: &Identity) {
     }
 }
 
-/// The strategy's `PrepareForCreate`: no status, the caller as requester.
+/// The strategy's `PrepareForCreate`: an empty status, the caller as
+/// requester (none outside a request: the client's fields never stay).
 pub fn prepare_create(obj: &mut Value) {
     if let Some(o) = obj.as_object_mut() {
-        o.remove("status");
+        o.insert("status".into(), json!({}));
     }
-    if let Some(caller) = crate::request::caller() {
-        set_requester(obj, &caller);
+    let caller = crate::request::caller().unwrap_or_default();
+    set_requester(obj, &caller);
+}
+
+/// CertificateSubjectRestriction: why a new request is refused (a
+/// `kube-apiserver-client` request whose subject names the
+/// `system:masters` group), or `None`.
+pub fn subject_restriction(obj: &Value) -> Option<String> {
+    if obj.pointer("/spec/signerName").and_then(Value::as_str) != Some(KUBE_APISERVER_CLIENT) {
+        return None;
     }
+    let request = decode_base64(obj.pointer("/spec/request"));
+    let text = String::from_utf8_lossy(&request);
+    let (_, pem) = x509_parser::pem::parse_x509_pem(text.as_bytes()).ok()?;
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+            .ok()?;
+    csr.certification_request_info
+        .subject
+        .iter_organization()
+        .any(|o| o.as_str() == Ok(crate::rbac::PRIVILEGED_GROUP))
+        .then(|| {
+            format!(
+                "use of {KUBE_APISERVER_CLIENT} signer with {} group is not allowed",
+                crate::rbac::PRIVILEGED_GROUP
+            )
+        })
+}
+
+/// Whether `caller` may `verb` (`approve`, `sign`) requests of `signer`
+/// (kube's `IsAuthorizedForSignerName`): the verb on `signers` of
+/// `certificates.k8s.io` named the signer, or `DOMAIN/*`.
+pub fn may_act_on_signer(
+    policy: &crate::rbac::Policy,
+    caller: &Identity,
+    verb: &str,
+    signer: &str,
+) -> bool {
+    let user = crate::rbac::User {
+        name: &caller.user,
+        groups: &caller.groups,
+    };
+    let mut names = vec![signer.to_string()];
+    if let Some((domain, _)) = signer.split_once('/') {
+        names.push(format!("{domain}/*"));
+    }
+    names.iter().any(|name| {
+        crate::rbac::authorize(
+            policy,
+            user,
+            &crate::rbac::Request::Resource {
+                verb: verb.into(),
+                namespace: String::new(),
+                group: "certificates.k8s.io".into(),
+                resource: "signers".into(),
+                subresource: String::new(),
+                name: name.clone(),
+            },
+        )
+        .allowed
+    })
 }
 
 /// The strategy's `PrepareForUpdate`: spec and status stay the stored ones.
@@ -389,7 +448,8 @@ pub fn validate_update(sub: Option<&str>, new: &Value, old: &Value) -> Vec<Field
 }
 
 /// What an `approval` write keeps: the stored object with the request's
-/// `status.conditions` (kube's approval strategy).
+/// `status.conditions` (kube's approval strategy), their timestamps filled
+/// in ([`populate_condition_timestamps`]).
 pub fn approval_update(old: &Value, new: &Value) -> Value {
     let mut out = old.clone();
     let conditions = new
@@ -402,7 +462,59 @@ pub fn approval_update(old: &Value, new: &Value) -> Value {
     } else {
         status.insert("conditions".into(), conditions);
     }
+    populate_condition_timestamps(&mut out, old, &crate::meta::now_rfc3339());
     out
+}
+
+/// kube's status strategy for a write to `status`: the stored `Approved`
+/// and `Denied` conditions stand in for the request's when it has as many
+/// (clients that round-trip them lose details such as null timestamps:
+/// `preserveConditionInstances`), then timestamps are filled in.
+pub fn status_update(new: &mut Value, old: &Value) {
+    for t in ["Approved", "Denied"] {
+        let (o, n) = (conditions(old, t).len(), conditions(new, t).len());
+        if o != n || o == 0 {
+            continue;
+        }
+        let stored: Vec<Value> = conditions(old, t).into_iter().cloned().collect();
+        if let Some(list) = new
+            .pointer_mut("/status/conditions")
+            .and_then(Value::as_array_mut)
+        {
+            let mut stored = stored.into_iter();
+            for c in list.iter_mut().filter(|c| c["type"] == t) {
+                if let Some(s) = stored.next() {
+                    *c = s;
+                }
+            }
+        }
+    }
+    populate_condition_timestamps(new, old, &crate::meta::now_rfc3339());
+}
+
+/// kube's `populateConditionTimestamps`: a condition without
+/// `lastUpdateTime` gets `now`; without `lastTransitionTime`, the stored
+/// one of a condition of the same type and status, else `now`.
+pub fn populate_condition_timestamps(new: &mut Value, old: &Value, now: &str) {
+    let Some(list) = new
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for c in list.iter_mut() {
+        let unset = |v: &Value, k: &str| v.get(k).is_none_or(Value::is_null);
+        if unset(c, "lastUpdateTime") {
+            c["lastUpdateTime"] = json!(now);
+        }
+        if unset(c, "lastTransitionTime") {
+            let previous = conditions(old, c["type"].as_str().unwrap_or_default())
+                .into_iter()
+                .find(|o| o["status"] == c["status"] && !unset(o, "lastTransitionTime"))
+                .map(|o| o["lastTransitionTime"].clone());
+            c["lastTransitionTime"] = previous.unwrap_or_else(|| json!(now));
+        }
+    }
 }
 
 /// The Condition column of `kubectl get csr` (`extractCSRStatus`):

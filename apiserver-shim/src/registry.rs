@@ -42,6 +42,9 @@ pub struct Strategy {
     /// (immutable fields; includes the create checks of `new`); errors as
     /// for `validate_create`.
     pub validate_update: fn(&Value, &Value) -> Vec<FieldError>,
+    /// Adjusts the object a write to `status` stores (new, old), after only
+    /// its status was taken from the request.
+    pub prepare_status_update: fn(&mut Value, &Value),
     /// The kind's update validation of a write to subresource `status` or
     /// `approval` (`new`, `old`); none by default.
     pub validate_subresource_update: fn(&str, &Value, &Value) -> Vec<FieldError>,
@@ -57,10 +60,12 @@ const PLAIN: Strategy = Strategy {
     validate_create: |_| Vec::new(),
     validate_update: |_, _| Vec::new(),
     validate_subresource_update: |_, _, _| Vec::new(),
+    prepare_status_update: |_, _| {},
 };
 
 /// ResourceClaims ([`crate::dra`]): the spec is set once.
 const RESOURCE_CLAIM: Strategy = Strategy {
+    default: crate::dra::default_claim,
     validate_create: crate::dra::validate_claim,
     validate_update: |new, old| crate::dra::spec_immutable(new, old, crate::dra::validate_claim),
     ..PLAIN
@@ -68,6 +73,7 @@ const RESOURCE_CLAIM: Strategy = Strategy {
 
 /// ResourceClaimTemplates ([`crate::dra`]): the spec is set once.
 const RESOURCE_CLAIM_TEMPLATE: Strategy = Strategy {
+    default: crate::dra::default_claim_template,
     validate_create: crate::dra::validate_claim_template,
     validate_update: |new, old| {
         crate::dra::spec_immutable(new, old, crate::dra::validate_claim_template)
@@ -91,6 +97,7 @@ const CSR: Strategy = Strategy {
     validate_subresource_update: |sub, new, old| {
         crate::certificates::validate_update(Some(sub), new, old)
     },
+    prepare_status_update: crate::certificates::status_update,
     ..PLAIN
 };
 
@@ -115,6 +122,11 @@ pub enum Admission {
     /// ([`crate::rest::ApiConfig::pod_security`]) on pod creates and
     /// `ephemeralcontainers` updates.
     PodSecurity,
+    /// CertificateSubjectRestriction, CertificateApproval: no
+    /// `kube-apiserver-client` request for the `system:masters` group
+    /// (create), and approving needs the `approve` verb on the request's
+    /// signer ([`crate::certificates`]).
+    Certificates,
 }
 
 impl Admission {
@@ -122,7 +134,7 @@ impl Admission {
     pub fn on_update(self) -> bool {
         matches!(
             self,
-            Admission::SingleGlobalDefault | Admission::PodSecurity
+            Admission::SingleGlobalDefault | Admission::PodSecurity | Admission::Certificates
         )
     }
 }
@@ -1193,6 +1205,8 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["csr"],
         status: true,
         approval: true,
+        admission: &[Admission::Certificates],
+        field_selectors: &[text("spec.signerName")],
         strategy: CSR,
         name_rule: NameRule::PathSegment,
         ..def(

@@ -1636,6 +1636,7 @@ fn apply_subresource_rules(def: &ResourceDef, sub: Option<&str>, old: &Value, ne
             }
             // Status defaults too (a Node's allocatable from capacity).
             (def.strategy.default)(&mut out);
+            (def.strategy.prepare_status_update)(&mut out, old);
             out
         }
         Some("ephemeralcontainers") => {

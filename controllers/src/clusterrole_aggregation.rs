@@ -29,21 +29,32 @@ use crate::{Error, Result};
 /// The field manager of the rules this controller writes.
 pub const FIELD_MANAGER: &str = "clusterrole-aggregation-controller";
 
+/// `rule` with empty lists as absent ones (kube compares rules with
+/// semantic equality, where the two are the same).
+fn normalized(rule: &PolicyRule) -> PolicyRule {
+    let some = |l: &Option<Vec<String>>| l.clone().filter(|l| !l.is_empty());
+    PolicyRule {
+        verbs: rule.verbs.clone(),
+        api_groups: some(&rule.api_groups),
+        resources: some(&rule.resources),
+        resource_names: some(&rule.resource_names),
+        non_resource_urls: some(&rule.non_resource_urls),
+    }
+}
+
 /// The rules aggregated ClusterRole `role` should have given every
-/// ClusterRole `all` (pure); `None` for a role without `aggregationRule`.
-/// A selector that does not parse selects nothing.
+/// ClusterRole `all` (pure); `None` for a role without `aggregationRule`,
+/// or one with a selector that does not parse (kube then leaves the role
+/// as it is).
 pub fn aggregated_rules(role: &ClusterRole, all: &[Arc<ClusterRole>]) -> Option<Vec<PolicyRule>> {
     let rule = role.aggregation_rule.as_ref()?;
     let mut sorted: Vec<&ClusterRole> = all.iter().map(AsRef::as_ref).collect();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut out: Vec<PolicyRule> = Vec::new();
     for selector in rule.cluster_role_selectors.iter().flatten() {
-        let Ok(selector) = serde_json::to_value(selector)
-            .map_err(|e| e.to_string())
-            .and_then(|v| LabelSelector::from_label_selector_json(&v).map_err(|e| e.to_string()))
-        else {
-            continue;
-        };
+        let selector = serde_json::to_value(selector)
+            .ok()
+            .and_then(|v| LabelSelector::from_label_selector_json(&v).ok())?;
         for other in &sorted {
             if other.metadata.name == role.metadata.name
                 || !selector.matches(
@@ -57,7 +68,7 @@ pub fn aggregated_rules(role: &ClusterRole, all: &[Arc<ClusterRole>]) -> Option<
                 continue;
             }
             for r in other.rules.iter().flatten() {
-                if !out.contains(r) {
+                if !out.iter().any(|o| normalized(o) == normalized(r)) {
                     out.push(r.clone());
                 }
             }
@@ -68,7 +79,12 @@ pub fn aggregated_rules(role: &ClusterRole, all: &[Arc<ClusterRole>]) -> Option<
 
 /// Whether `have` already holds `want` (no rules and an empty list alike).
 pub fn same_rules(want: &[PolicyRule], have: Option<&Vec<PolicyRule>>) -> bool {
-    want == have.map(Vec::as_slice).unwrap_or_default()
+    let have = have.map(Vec::as_slice).unwrap_or_default();
+    want.len() == have.len()
+        && want
+            .iter()
+            .zip(have)
+            .all(|(a, b)| normalized(a) == normalized(b))
 }
 
 /// Runs the controller until the process ends.
@@ -96,8 +112,20 @@ async fn reconcile(
     role: Arc<ClusterRole>,
     ctx: Arc<(Client, Store<ClusterRole>)>,
 ) -> Result<Action> {
-    let (client, roles) = ctx.as_ref();
-    let Some(want) = aggregated_rules(&role, &roles.state()) else {
+    let (client, _) = ctx.as_ref();
+    // A fresh list: the trigger may come from a watch the store has not
+    // caught up with yet.
+    let all: Vec<Arc<ClusterRole>> = Api::<ClusterRole>::all(client.clone())
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let Some(role) = all.iter().find(|r| r.metadata.name == role.metadata.name) else {
+        return Ok(Action::await_change());
+    };
+    let Some(want) = aggregated_rules(role, &all) else {
         return Ok(Action::await_change());
     };
     if same_rules(&want, role.rules.as_ref()) {

@@ -9,9 +9,14 @@
 //!   signature` and `key encipherment`; otherwise the request gets a
 //!   `Failed` condition (reason `SignerValidationFailure`);
 //! * the certificate carries the request's subject and subject alternative
-//!   names, those usages, not before five minutes ago (clock skew), and
-//!   lives `spec.expirationSeconds` (at least 600) capped by the signing
-//!   duration (`--cluster-signing-duration`, a year by default);
+//!   names, those usages and a random 128-bit serial; it starts five
+//!   minutes back (clock skew) and lives `spec.expirationSeconds` (at least
+//!   600) capped by the signing duration (`--cluster-signing-duration`, a
+//!   year by default);
+//! * a subject that repeats an attribute (two `O` groups) or has a
+//!   multi-valued RDN fails: the certificate library keeps one value per
+//!   attribute, and dropping a group silently would hand out a different
+//!   identity than the one approved;
 //! * requests of other signers are left alone (kubelet signers are not
 //!   served here).
 
@@ -113,11 +118,43 @@ pub fn step(csr: &CertificateSigningRequest) -> Step {
     }
 }
 
+/// Why the subject of PEM request `request` cannot be copied as is (an
+/// attribute repeated, or an RDN with several values), or `None`.
+pub fn subject_error(request: &str) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(request.as_bytes()).ok()?;
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+            .ok()?;
+    let mut seen = Vec::new();
+    for rdn in csr.certification_request_info.subject.iter() {
+        if rdn.iter().count() > 1 {
+            return Some(
+                "the subject has a multi-valued RDN, which this signer cannot copy".into(),
+            );
+        }
+        for attr in rdn.iter() {
+            let oid = attr.attr_type().to_id_string();
+            if seen.contains(&oid) {
+                return Some(format!(
+                    "the subject repeats attribute {oid} (e.g. several O groups), which this signer cannot copy; request one value per attribute"
+                ));
+            }
+            seen.push(oid);
+        }
+    }
+    None
+}
+
 /// Signs `csr` with `ca` at `now` (Unix seconds): the PEM certificate.
 ///
-/// Errors: the request or the CA does not parse, or signing fails.
+/// Errors: the request or the CA does not parse, the subject cannot be
+/// copied ([`subject_error`]), or signing fails.
 pub fn sign(ca: &SigningCa, csr: &CertificateSigningRequest, now: i64) -> Result<String, String> {
     let request = String::from_utf8_lossy(&csr.spec.request.0).into_owned();
+    if let Some(e) = subject_error(&request) {
+        return Err(e);
+    }
     let mut params =
         CertificateSigningRequestParams::from_pem(&request).map_err(|e| e.to_string())?;
     let lifetime = csr
@@ -128,8 +165,12 @@ pub fn sign(ca: &SigningCa, csr: &CertificateSigningRequest, now: i64) -> Result
         })
         .min(ca.duration_seconds);
     let at = |secs: i64| time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| e.to_string());
-    params.params.not_before = at(now - BACKDATE_SECONDS)?;
-    params.params.not_after = at(now + i64::try_from(lifetime).unwrap_or(i64::MAX / 2))?;
+    // Backdated, and the lifetime counted from the backdated start.
+    let start = now - BACKDATE_SECONDS;
+    params.params.not_before = at(start)?;
+    params.params.not_after = at(start + i64::try_from(lifetime).unwrap_or(i64::MAX / 2))?;
+    let serial: [u8; 16] = rand::random();
+    params.params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     params.params.is_ca = rcgen::IsCa::ExplicitNoCa;
     params.params.use_authority_key_identifier_extension = true;
     params.params.key_usages = Vec::new();
@@ -272,7 +313,8 @@ mod tests {
         let approved = json!([{"type": "Approved", "status": "True"}]);
         let c = csr(&["client auth", "digital signature"], approved.clone());
         assert_eq!(step(&c), Step::Sign);
-        let pem = sign(&ca(), &c, 1_800_000_000).unwrap();
+        let authority = ca();
+        let pem = sign(&authority, &c, 1_800_000_000).unwrap();
         let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
         let cert = der.parse_x509().unwrap();
         let cn = cert
@@ -291,10 +333,9 @@ mod tests {
             .unwrap();
         assert_eq!((cn, org), ("alice", "devs"));
         let v = cert.validity();
-        assert_eq!(
-            v.not_after.timestamp() - v.not_before.timestamp(),
-            3600 + 300
-        );
+        assert_eq!(v.not_after.timestamp() - v.not_before.timestamp(), 3600);
+        let again = sign(&authority, &c, 1_800_000_000).unwrap();
+        assert_ne!(pem, again, "a serial of its own");
         assert_eq!(
             step(&csr(&["client auth"], json!([]))),
             Step::Nothing,
@@ -311,5 +352,17 @@ mod tests {
         let denied =
             json!([{"type": "Approved", "status": "True"}, {"type": "Denied", "status": "True"}]);
         assert_eq!(step(&csr(&["client auth"], denied)), Step::Nothing);
+        // Two groups cannot be copied by the certificate library: refused,
+        // never issued with one of them dropped.
+        let key = KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "a");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 10]), "b");
+        let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+        assert!(subject_error(&pem).unwrap().contains("2.5.4.10"));
     }
 }

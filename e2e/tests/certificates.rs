@@ -171,6 +171,36 @@ async fn wrong_usages_fail_denied_requests_stay_unsigned_and_bad_requests_are_in
         .expect_ok()
         .expect_stdout_contains(&["Denied"]);
     assert!(c.get_json(&["csr", "denied"]).await.unwrap()["status"]["certificate"].is_null());
+    // No client certificate for the privileged group (kube's
+    // CertificateSubjectRestriction).
+    let (root, _) = request("root", &["system:masters"]);
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest("root", &root, "client auth"))
+        .await
+        .expect_err_contains(
+            "use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed",
+        );
+    // Approving takes `approve` on the signer (kube's CertificateApproval):
+    // a service account without it is refused.
+    let (pending, _) = request("carol", &[]);
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &manifest("carol", &pending, "client auth"),
+    )
+    .await
+    .expect_ok();
+    let token = c
+        .kubectl(&["create", "token", "default"])
+        .await
+        .expect_ok()
+        .stdout
+        .trim()
+        .to_string();
+    let kc = c.token_kubeconfig("sa.kubeconfig", &token);
+    c.kubectl(&["--kubeconfig", &kc, "certificate", "approve", "carol"])
+        .await
+        .expect_err_contains(
+            "user not permitted to approve requests with signerName \"kubernetes.io/kube-apiserver-client\"",
+        );
     // kube's validation of the request itself.
     c.kubectl_stdin(
         &["apply", "-f", "-"],

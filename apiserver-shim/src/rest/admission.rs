@@ -73,9 +73,48 @@ impl Api {
                 }
                 Admission::DefaultClass(rule) => self.admit_default_class(rule, obj).await?,
                 Admission::PodSecurity => self.admit_pod_security(target, obj, update)?,
+                Admission::Certificates => self.admit_certificates(target, obj, update).await?,
             }
         }
         Ok(())
+    }
+
+    /// CertificateSubjectRestriction and CertificateApproval
+    /// ([`Admission::Certificates`]): `403` as kube's plugins answer.
+    async fn admit_certificates(
+        &self,
+        target: &Target,
+        obj: &Value,
+        update: bool,
+    ) -> ApiResult<()> {
+        let gr = target.def.group_resource();
+        let name = meta::name(obj).to_string();
+        let signer = obj
+            .pointer("/spec/signerName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if !update {
+            return match crate::certificates::subject_restriction(obj) {
+                Some(why) => Err(ApiError::forbidden(&gr, &name, &why)),
+                None => Ok(()),
+            };
+        }
+        if target.subresource.as_deref() != Some("approval") {
+            return Ok(());
+        }
+        let Some(caller) = crate::request::caller() else {
+            return Ok(());
+        };
+        let policy = crate::review::load_policy(self, "").await?;
+        if crate::certificates::may_act_on_signer(&policy, &caller, "approve", &signer) {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            &gr,
+            &name,
+            &format!("user not permitted to approve requests with signerName {signer:?}"),
+        ))
     }
 
     /// PodSecurity: a new pod, or a pod's new ephemeral containers, must

@@ -107,12 +107,12 @@ fn envelope_fields() {
 
 #[test]
 fn unknown_kind_and_delete_options() {
-    let body = envelope("resource.k8s.io/v1", "DeviceClass", &meta("x"));
+    let body = envelope("flowcontrol.apiserver.k8s.io/v1", "FlowSchema", &meta("x"));
     assert_eq!(
         decode(&body),
         Err(ProtobufError::UnknownKind {
-            api_version: "resource.k8s.io/v1".into(),
-            kind: "DeviceClass".into()
+            api_version: "flowcontrol.apiserver.k8s.io/v1".into(),
+            kind: "FlowSchema".into()
         })
     );
     assert!(is_known_kind("networking.k8s.io/v1", "Ingress"));
