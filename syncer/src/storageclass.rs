@@ -68,13 +68,8 @@ pub fn virtual_storage_class(tenant: &Tenant, host: &StorageClass) -> StorageCla
     });
     StorageClass {
         metadata: ObjectMeta {
-            name: host.metadata.name.clone(),
-            labels: Some(BTreeMap::from([(
-                LABEL_MANAGED_BY.to_string(),
-                tenant.name().to_string(),
-            )])),
             annotations: (!annotations.is_empty()).then_some(annotations),
-            ..Default::default()
+            ..shown_meta(tenant, &host.metadata)
         },
         provisioner: host.provisioner.clone(),
         parameters,
@@ -86,19 +81,25 @@ pub fn virtual_storage_class(tenant: &Tenant, host: &StorageClass) -> StorageCla
     }
 }
 
+/// The metadata of a read-only virtual copy of host object `host`: its
+/// name and the label `vkube.dev/managed-by=VC`, nothing else.
+fn shown_meta(tenant: &Tenant, host: &ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: host.name.clone(),
+        labels: Some(BTreeMap::from([(
+            LABEL_MANAGED_BY.to_string(),
+            tenant.name().to_string(),
+        )])),
+        ..Default::default()
+    }
+}
+
 /// The read-only virtual copy of host CSIDriver `host` (so tools that
 /// inspect drivers, and users asking what a class's provisioner does, see
 /// the host's): name and spec, labelled `vkube.dev/managed-by=VC`.
 pub fn virtual_csi_driver(tenant: &Tenant, host: &CSIDriver) -> CSIDriver {
     CSIDriver {
-        metadata: ObjectMeta {
-            name: host.metadata.name.clone(),
-            labels: Some(BTreeMap::from([(
-                LABEL_MANAGED_BY.to_string(),
-                tenant.name().to_string(),
-            )])),
-            ..Default::default()
-        },
+        metadata: shown_meta(tenant, &host.metadata),
         spec: host.spec.clone(),
     }
 }
@@ -163,14 +164,7 @@ pub fn host_storage_class(
 /// the tenant sees ([`crate::controller::host_class`]).
 pub fn virtual_csi_node(tenant: &Tenant, host: &CSINode) -> CSINode {
     CSINode {
-        metadata: ObjectMeta {
-            name: host.metadata.name.clone(),
-            labels: Some(BTreeMap::from([(
-                LABEL_MANAGED_BY.to_string(),
-                tenant.name().to_string(),
-            )])),
-            ..Default::default()
-        },
+        metadata: shown_meta(tenant, &host.metadata),
         ..host.clone()
     }
 }

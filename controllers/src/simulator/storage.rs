@@ -335,27 +335,8 @@ async fn reconcile_claim(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Re
                     &Patch::Merge(json!({"status": {"phase": "Bound"}})),
                 )
                 .await?;
-            claims
-                .patch(
-                    &name,
-                    &pp,
-                    &Patch::Merge(json!({
-                        "metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes"}},
-                        "spec": {"volumeName": pv_name},
-                    })),
-                )
-                .await?;
-            claims
-                .patch_status(
-                    &name,
-                    &pp,
-                    &Patch::Merge(json!({"status": {
-                        "phase": "Bound",
-                        "accessModes": spec.access_modes,
-                        "capacity": spec.capacity,
-                    }})),
-                )
-                .await?;
+            let annotations = json!({"pv.kubernetes.io/bind-completed": "yes"});
+            bind_claim(&claims, &name, &pv_name, &spec, annotations).await?;
         }
         ClaimStep::Provision(pv) => {
             let pv_name = pv.name_any();
@@ -372,31 +353,12 @@ async fn reconcile_claim(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Re
                 )
                 .await?;
             let spec = pv.spec.clone().unwrap_or_default();
-            claims
-                .patch(
-                    &name,
-                    &pp,
-                    &Patch::Merge(json!({
-                        "metadata": {"annotations": {
-                            "pv.kubernetes.io/bind-completed": "yes",
-                            "pv.kubernetes.io/bound-by-controller": "yes",
-                            "volume.kubernetes.io/storage-provisioner": PROVISIONER,
-                        }},
-                        "spec": {"volumeName": pv_name},
-                    })),
-                )
-                .await?;
-            claims
-                .patch_status(
-                    &name,
-                    &pp,
-                    &Patch::Merge(json!({"status": {
-                        "phase": "Bound",
-                        "accessModes": spec.access_modes,
-                        "capacity": spec.capacity,
-                    }})),
-                )
-                .await?;
+            let annotations = json!({
+                "pv.kubernetes.io/bind-completed": "yes",
+                "pv.kubernetes.io/bound-by-controller": "yes",
+                "volume.kubernetes.io/storage-provisioner": PROVISIONER,
+            });
+            bind_claim(&claims, &name, &pv_name, &spec, annotations).await?;
         }
         ClaimStep::Expand(_, size) => {
             if let Some(pv) = claim.spec.as_ref().and_then(|s| s.volume_name.clone()) {
@@ -414,6 +376,30 @@ async fn reconcile_claim(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Re
         }
     }
     Ok(Action::await_change())
+}
+
+/// Binds claim `name` to volume `pv_name` (of spec `spec`) as the PV
+/// controller does: `spec.volumeName`, the binder's `annotations`, then the
+/// status (`Bound`, the volume's access modes and capacity).
+async fn bind_claim(
+    claims: &Api<PersistentVolumeClaim>,
+    name: &str,
+    pv_name: &str,
+    spec: &k8s_openapi::api::core::v1::PersistentVolumeSpec,
+    annotations: serde_json::Value,
+) -> Result<()> {
+    let pp = PatchParams::default();
+    let claim = json!({"metadata": {"annotations": annotations}, "spec": {"volumeName": pv_name}});
+    claims.patch(name, &pp, &Patch::Merge(claim)).await?;
+    let status = json!({"status": {
+        "phase": "Bound",
+        "accessModes": spec.access_modes,
+        "capacity": spec.capacity,
+    }});
+    claims
+        .patch_status(name, &pp, &Patch::Merge(status))
+        .await?;
+    Ok(())
 }
 
 /// Deletes a provisioned PV whose claim (by uid) is gone.
