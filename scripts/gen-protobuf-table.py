@@ -49,6 +49,7 @@ GROUPS = {
     "api.authorization.v1": "authorization.k8s.io",
     "api.certificates.v1": "certificates.k8s.io",
     "api.resource.v1": "resource.k8s.io",
+    "api.flowcontrol.v1": "flowcontrol.apiserver.k8s.io",
     "api.autoscaling.v2": "autoscaling",
     "api.admissionregistration.v1": "admissionregistration.k8s.io",
     "api.networking.v1": "networking.k8s.io",

@@ -6,7 +6,7 @@
 //! APIService per served group version. Each of those namespaces also gets
 //! its `default` ServiceAccount ([`ensure_default_service_accounts`]).
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::registry::{self, ResourceDef};
 use crate::request::{Query, Target};
 use crate::rest::Api;
@@ -164,6 +164,55 @@ async fn ensure_local_api_services(api: &Arc<Api>) -> ApiResult<()> {
     Ok(())
 }
 
+/// The mandatory and suggested API priority and fairness objects
+/// ([`crate::flowcontrol`]), created if missing; a new FlowSchema then gets
+/// its `Dangling` condition through the status subresource, as kube's
+/// controller writes it.
+async fn ensure_flow_control(api: &Arc<Api>) -> ApiResult<()> {
+    const GROUP: &str = "flowcontrol.apiserver.k8s.io";
+    for level in crate::flowcontrol::priority_levels() {
+        create_if_absent(
+            api,
+            target(def(GROUP, "prioritylevelconfigurations"), None),
+            level,
+        )
+        .await?;
+    }
+    for schema in crate::flowcontrol::flow_schemas() {
+        let t = target(def(GROUP, "flowschemas"), None);
+        create_if_absent(api, t.clone(), schema.clone()).await?;
+        let mut status = t;
+        status.name = Some(crate::meta::name(&schema).to_string());
+        status.subresource = Some("status".into());
+        let stored = api
+            .handle(
+                &Method::GET,
+                status.clone(),
+                Query::default(),
+                &crate::server::json_headers(),
+                bytes::Bytes::new(),
+            )
+            .await?;
+        let body = http_body_util::BodyExt::collect(stored.into_body())
+            .await
+            .map_err(ApiError::internal)?
+            .to_bytes();
+        let mut current: Value = serde_json::from_slice(&body).map_err(ApiError::internal)?;
+        if current.pointer("/status/conditions").is_none() {
+            current["status"] = schema["status"].clone();
+            api.handle(
+                &Method::PUT,
+                status,
+                Query::default(),
+                &crate::server::json_headers(),
+                bytes::Bytes::from(current.to_string()),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 fn target(def: &'static ResourceDef, namespace: Option<&str>) -> Target {
     Target {
         def,
@@ -251,6 +300,7 @@ pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> 
         .await?;
     }
     ensure_local_api_services(api).await?;
+    ensure_flow_control(api).await?;
     ensure_kubernetes_service(api, &kubernetes_service_ip(api)).await?;
     let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",

@@ -23,6 +23,7 @@ pub mod discovery;
 pub mod dra;
 pub mod error;
 pub mod fieldmanager;
+pub mod flowcontrol;
 pub mod impersonation;
 pub mod local_node;
 pub mod meta;

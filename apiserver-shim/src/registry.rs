@@ -1219,6 +1219,30 @@ pub static RESOURCES: &[ResourceDef] = &[
         )
     },
     ResourceDef {
+        status: true,
+        generation: true,
+        ..def(
+            "flowcontrol.apiserver.k8s.io",
+            "v1",
+            "flowschemas",
+            "FlowSchema",
+            "flowschema",
+            false,
+        )
+    },
+    ResourceDef {
+        status: true,
+        generation: true,
+        ..def(
+            "flowcontrol.apiserver.k8s.io",
+            "v1",
+            "prioritylevelconfigurations",
+            "PriorityLevelConfiguration",
+            "prioritylevelconfiguration",
+            false,
+        )
+    },
+    ResourceDef {
         generation: true,
         ..def(
             "resource.k8s.io",
@@ -1543,7 +1567,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 52);
+        assert_eq!(RESOURCES.len(), 54);
         assert!(
             groups()
                 .iter()

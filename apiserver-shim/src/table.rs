@@ -145,6 +145,12 @@ pub static PRINTERS: &[Printer] = &[
     printer(STORAGE, "volumeattributesclasses", VOLUMEATTRIBUTESCLASS),
     printer("apiregistration.k8s.io", "apiservices", APISERVICE),
     printer("certificates.k8s.io", "certificatesigningrequests", CSR),
+    printer("flowcontrol.apiserver.k8s.io", "flowschemas", FLOWSCHEMA),
+    printer(
+        "flowcontrol.apiserver.k8s.io",
+        "prioritylevelconfigurations",
+        PRIORITYLEVEL,
+    ),
     printer("resource.k8s.io", "deviceclasses", DEFAULT_COLUMNS),
     printer("resource.k8s.io", "resourceclaims", RESOURCECLAIM),
     printer("resource.k8s.io", "resourceclaimtemplates", DEFAULT_COLUMNS),
@@ -228,6 +234,45 @@ const VOLUMEATTACHMENT: &[Column] = &[
     col("PV", "string", D_VA_PV, va_pv),
     col("Node", "string", D_VA_NODE, va_node),
     col("Attached", "boolean", D_VA_ATTACHED, va_attached),
+    AGE,
+];
+
+const FLOWSCHEMA: &[Column] = &[
+    NAME,
+    col("PriorityLevel", "string", D_FS_LEVEL, fs_level),
+    col(
+        "MatchingPrecedence",
+        "string",
+        D_FS_PRECEDENCE,
+        fs_precedence,
+    ),
+    col(
+        "DistinguisherMethod",
+        "string",
+        D_FS_DISTINGUISHER,
+        fs_distinguisher,
+    ),
+    AGE,
+    col(
+        "MissingPL",
+        "string",
+        "references a broken or non-existent PriorityLevelConfiguration",
+        fs_missing,
+    ),
+];
+
+const PRIORITYLEVEL: &[Column] = &[
+    NAME,
+    col("Type", "string", D_PL_TYPE, pl_type),
+    col("NominalConcurrencyShares", "string", D_PL_SHARES, pl_shares),
+    col("Queues", "string", D_PL_QUEUES, pl_queues),
+    col("HandSize", "string", D_PL_HANDSIZE, pl_hand_size),
+    col(
+        "QueueLengthLimit",
+        "string",
+        D_PL_QUEUE_LIMIT,
+        pl_queue_limit,
+    ),
     AGE,
 ];
 
@@ -2477,6 +2522,51 @@ fn va_node(va: &Value, _: Timestamp) -> Value {
 
 fn va_attached(va: &Value, _: Timestamp) -> Value {
     json!(bool_at(va, "/status/attached"))
+}
+
+fn fs_level(f: &Value, _: Timestamp) -> Value {
+    json!(str_at(f, "/spec/priorityLevelConfiguration/name"))
+}
+
+fn fs_precedence(f: &Value, _: Timestamp) -> Value {
+    json!(int_at(f, "/spec/matchingPrecedence"))
+}
+
+fn fs_distinguisher(f: &Value, _: Timestamp) -> Value {
+    json!(none_if_empty(str_at(f, "/spec/distinguisherMethod/type")))
+}
+
+fn fs_missing(f: &Value, _: Timestamp) -> Value {
+    json!(crate::flowcontrol::missing_level(f))
+}
+
+fn pl_type(p: &Value, _: Timestamp) -> Value {
+    json!(str_at(p, "/spec/type"))
+}
+
+/// A number of a Limited level's spec (`/spec/limited` + `path`),
+/// `<none>` for other levels or when unset.
+fn pl_limited(p: &Value, path: &str) -> Value {
+    match p.pointer(&format!("/spec/limited{path}")) {
+        Some(v) if v.is_number() => v.clone(),
+        _ => json!("<none>"),
+    }
+}
+
+fn pl_shares(p: &Value, _: Timestamp) -> Value {
+    pl_limited(p, "/nominalConcurrencyShares")
+}
+
+fn pl_queues(p: &Value, _: Timestamp) -> Value {
+    pl_limited(p, "/limitResponse/queuing/queues")
+}
+
+fn pl_hand_size(p: &Value, _: Timestamp) -> Value {
+    pl_limited(p, "/limitResponse/queuing/handSize")
+}
+
+fn pl_queue_limit(p: &Value, _: Timestamp) -> Value {
+    pl_limited(p, "/limitResponse/queuing/queueLengthLimit")
 }
 
 fn claim_state(c: &Value, _: Timestamp) -> Value {

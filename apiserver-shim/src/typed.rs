@@ -249,6 +249,12 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
         }
         ("authorization.k8s.io", "v1", kind) => review_type(kind)?,
         ("resource.k8s.io", "v1", kind) => resource_type(kind)?,
+        ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema") => {
+            typed::<k8s_openapi::api::flowcontrol::v1::FlowSchema>()
+        }
+        ("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration") => {
+            typed::<k8s_openapi::api::flowcontrol::v1::PriorityLevelConfiguration>()
+        }
         ("certificates.k8s.io", "v1", "CertificateSigningRequest") => {
             typed::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>()
         }

@@ -2942,6 +2942,7 @@ async fn discovery_finds_every_group_and_kind() {
                 "coordination.k8s.io",
                 "discovery.k8s.io",
                 "events.k8s.io",
+                "flowcontrol.apiserver.k8s.io",
                 "networking.k8s.io",
                 "node.k8s.io",
                 "policy",

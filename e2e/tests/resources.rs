@@ -100,3 +100,48 @@ async fn device_classes_claims_and_slices_are_served_and_validated() {
     );
     c.shutdown().await;
 }
+
+/// The API priority and fairness objects a kube-apiserver creates at start
+/// are there, with kube's columns.
+#[tokio::test]
+async fn flow_schemas_and_priority_levels_are_kubes_bootstrap_set() {
+    let c = TestCluster::start().await;
+    let schemas = c.kubectl(&["get", "flowschemas"]).await.expect_ok();
+    assert_eq!(
+        schemas.lines()[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "NAME",
+            "PRIORITYLEVEL",
+            "MATCHINGPRECEDENCE",
+            "DISTINGUISHERMETHOD",
+            "AGE",
+            "MISSINGPL"
+        ]
+    );
+    assert_eq!(schemas.lines().len(), 12, "{}", schemas.stdout);
+    let exempt = schemas
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("exempt "))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    assert_eq!(
+        (exempt[1], exempt[2], exempt[3], exempt[5]),
+        ("exempt", "1", "<none>", "False")
+    );
+    let levels = c
+        .kubectl(&["get", "prioritylevelconfigurations"])
+        .await
+        .expect_ok();
+    assert_eq!(levels.lines().len(), 9, "{}", levels.stdout);
+    let workload_low = levels
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("workload-low "))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    assert_eq!(&workload_low[1..6], ["Limited", "100", "128", "6", "50"]);
+    c.shutdown().await;
+}

@@ -316,15 +316,15 @@ async fn create_rbac_quota_and_disruption_budget() {
 #[tokio::test]
 async fn unserved_kinds_fail_cleanly() {
     let c = TestCluster::start().await;
-    // API priority and fairness objects are not served yet.
-    c.kubectl(&["get", "flowschemas"])
-        .await
-        .expect_err_contains("the server doesn't have a resource type \"flowschemas\"");
-    c.kubectl(&["get", "prioritylevelconfigurations"])
+    // Kinds kube-apiserver does not serve by default are not served here.
+    c.kubectl(&["get", "storageversionmigrations"])
         .await
         .expect_err_contains(
-            "the server doesn't have a resource type \"prioritylevelconfigurations\"",
+            "the server doesn't have a resource type \"storageversionmigrations\"",
         );
+    c.kubectl(&["get", "widgets"])
+        .await
+        .expect_err_contains("the server doesn't have a resource type \"widgets\"");
     c.shutdown().await;
 }
 

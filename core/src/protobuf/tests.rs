@@ -107,12 +107,16 @@ fn envelope_fields() {
 
 #[test]
 fn unknown_kind_and_delete_options() {
-    let body = envelope("flowcontrol.apiserver.k8s.io/v1", "FlowSchema", &meta("x"));
+    let body = envelope(
+        "storagemigration.k8s.io/v1beta1",
+        "StorageVersionMigration",
+        &meta("x"),
+    );
     assert_eq!(
         decode(&body),
         Err(ProtobufError::UnknownKind {
-            api_version: "flowcontrol.apiserver.k8s.io/v1".into(),
-            kind: "FlowSchema".into()
+            api_version: "storagemigration.k8s.io/v1beta1".into(),
+            kind: "StorageVersionMigration".into()
         })
     );
     assert!(is_known_kind("networking.k8s.io/v1", "Ingress"));
