@@ -6,7 +6,7 @@
 //! APIService per served group version. Each of those namespaces also gets
 //! its `default` ServiceAccount ([`ensure_default_service_accounts`]).
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::registry::{self, ResourceDef};
 use crate::request::{Query, Target};
 use crate::rest::Api;
@@ -180,35 +180,22 @@ async fn ensure_flow_control(api: &Arc<Api>) -> ApiResult<()> {
     }
     for schema in crate::flowcontrol::flow_schemas() {
         let t = target(def(GROUP, "flowschemas"), None);
-        create_if_absent(api, t.clone(), schema.clone()).await?;
+        // Only a schema created now needs its condition: later starts read
+        // nothing more.
+        if !create_if_missing(api, t.clone(), schema.clone()).await? {
+            continue;
+        }
         let mut status = t;
         status.name = Some(crate::meta::name(&schema).to_string());
         status.subresource = Some("status".into());
-        let stored = api
-            .handle(
-                &Method::GET,
-                status.clone(),
-                Query::default(),
-                &crate::server::json_headers(),
-                bytes::Bytes::new(),
-            )
-            .await?;
-        let body = http_body_util::BodyExt::collect(stored.into_body())
-            .await
-            .map_err(ApiError::internal)?
-            .to_bytes();
-        let mut current: Value = serde_json::from_slice(&body).map_err(ApiError::internal)?;
-        if current.pointer("/status/conditions").is_none() {
-            current["status"] = schema["status"].clone();
-            api.handle(
-                &Method::PUT,
-                status,
-                Query::default(),
-                &crate::server::json_headers(),
-                bytes::Bytes::from(current.to_string()),
-            )
-            .await?;
-        }
+        api.handle(
+            &Method::PUT,
+            status,
+            Query::default(),
+            &crate::server::json_headers(),
+            bytes::Bytes::from(schema.to_string()),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -226,6 +213,11 @@ fn target(def: &'static ResourceDef, namespace: Option<&str>) -> Target {
 /// Creates `obj` under `t` unless an object of that name exists (an
 /// existing one is left as it is, possibly edited by an admin).
 pub(crate) async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<()> {
+    create_if_missing(api, t, obj).await.map(|_| ())
+}
+
+/// [`create_if_absent`], saying whether this call created the object.
+async fn create_if_missing(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<bool> {
     // Look first: creating an existing Service would fail on its ClusterIP
     // (422, already allocated) before the 409 of the existing name.
     let mut get = t.clone();
@@ -237,7 +229,7 @@ pub(crate) async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> A
         .await
         .is_ok()
     {
-        return Ok(());
+        return Ok(false);
     }
     let body = bytes::Bytes::from(obj.to_string());
     match api
@@ -251,7 +243,8 @@ pub(crate) async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> A
         .await
     {
         Err(e) if e.code != 409 => Err(e),
-        _ => Ok(()),
+        Err(_) => Ok(false),
+        Ok(_) => Ok(true),
     }
 }
 
