@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use kube_runtime::controller::{Action, Controller};
 use kube_runtime::watcher;
@@ -92,27 +92,23 @@ pub async fn run(client: Client) {
     let api = Api::<ClusterRole>::all(client.clone());
     let controller = Controller::new(api.clone(), watcher::Config::default());
     let roles = controller.store();
-    let mapper_roles = roles.clone();
     controller
         // Any role's change may change what an aggregated role collects.
         .watches(api, watcher::Config::default(), move |_: ClusterRole| {
-            mapper_roles
+            roles
                 .state()
                 .iter()
                 .filter(|r| r.aggregation_rule.is_some())
                 .map(|r| ObjectRef::from_obj(r.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .run(reconcile, error_policy, Arc::new((client, roles)))
+        .run(reconcile, error_policy, Arc::new(client))
         .for_each(|_| futures::future::ready(()))
         .await;
 }
 
-async fn reconcile(
-    role: Arc<ClusterRole>,
-    ctx: Arc<(Client, Store<ClusterRole>)>,
-) -> Result<Action> {
-    let (client, _) = ctx.as_ref();
+async fn reconcile(role: Arc<ClusterRole>, client: Arc<Client>) -> Result<Action> {
+    let client = client.as_ref();
     // A fresh list: the trigger may come from a watch the store has not
     // caught up with yet.
     let all: Vec<Arc<ClusterRole>> = Api::<ClusterRole>::all(client.clone())
@@ -147,11 +143,7 @@ async fn reconcile(
     Ok(Action::await_change())
 }
 
-fn error_policy(
-    role: Arc<ClusterRole>,
-    err: &Error,
-    _ctx: Arc<(Client, Store<ClusterRole>)>,
-) -> Action {
+fn error_policy(role: Arc<ClusterRole>, err: &Error, _client: Arc<Client>) -> Action {
     tracing::debug!(role = %role.name_any(), error = %err, "aggregating ClusterRole rules failed");
     Action::requeue(Duration::from_secs(2))
 }
