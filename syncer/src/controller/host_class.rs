@@ -25,16 +25,7 @@ use crate::names::Tenant;
 use crate::queue::Queue;
 
 /// A cluster-scoped host kind shown read-only in the virtual cluster.
-pub trait ShownFromHost:
-    kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
-    + Clone
-    + std::fmt::Debug
-    + serde::Serialize
-    + serde::de::DeserializeOwned
-    + Send
-    + Sync
-    + 'static
-{
+pub trait ShownFromHost: super::ClusterKind {
     /// The kind, as in metrics.
     const KIND: &'static str;
     /// Whether the host's objects of this kind are shown (all by default).

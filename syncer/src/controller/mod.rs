@@ -41,6 +41,33 @@ pub mod service;
 pub mod storageclass;
 pub mod to_host;
 
+/// A cluster-scoped kind a syncer controller can watch, cache and write on
+/// either side (the bounds [`host_class::ShownFromHost`] and
+/// [`to_host::SyncedToHost`] share).
+pub trait ClusterKind:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> ClusterKind for K where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// One synced kind: its name (as in metrics) and its controller.
 pub struct ControllerDef {
     /// The kind, e.g. `Pod`.

@@ -27,16 +27,7 @@ use crate::queue::Queue;
 
 /// A cluster-scoped kind the tenant's objects of which are synced to the
 /// host.
-pub trait SyncedToHost:
-    kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
-    + Clone
-    + std::fmt::Debug
-    + serde::Serialize
-    + serde::de::DeserializeOwned
-    + Send
-    + Sync
-    + 'static
-{
+pub trait SyncedToHost: super::ClusterKind {
     /// The kind, as in metrics and the `vkube.dev/object-kind` marker.
     const KIND: &'static str;
     /// Whether the option that syncs this kind is on.
