@@ -57,20 +57,7 @@ async fn priority_classes_reach_the_host_renamed_and_capped() {
     );
     // The tenant's own system classes are synced under a host name clear of
     // the host's reserved `system-` prefix.
-    c.virt
-        .kubectl(&[
-            "run",
-            "critical",
-            "--image=busybox",
-            "--overrides={\"spec\":{\"priorityClassName\":\"system-cluster-critical\"}}",
-        ])
-        .await
-        .expect_ok();
-    c.wait_running("critical").await;
-    let critical = c
-        .host_get("pod", &c.host_name("default", "critical"))
-        .await
-        .unwrap();
+    let critical = run_critical(&c).await;
     let system = format!("vkube-system-cluster-critical-x-{HOST_NAMESPACE}-x-{TENANT}");
     assert_eq!(critical["spec"]["priorityClassName"], system.as_str());
     assert_eq!(
@@ -111,9 +98,9 @@ async fn priority_classes_reach_the_host_renamed_and_capped() {
     c.shutdown().await;
 }
 
-#[tokio::test]
-async fn without_class_sync_host_pods_name_no_class() {
-    let c = SyncedCluster::start().await;
+/// Runs pod `critical` of class `system-cluster-critical` in the tenant
+/// and returns its host copy once it runs.
+async fn run_critical(c: &SyncedCluster) -> serde_json::Value {
     c.virt
         .kubectl(&[
             "run",
@@ -124,10 +111,15 @@ async fn without_class_sync_host_pods_name_no_class() {
         .await
         .expect_ok();
     c.wait_running("critical").await;
-    let pod = c
-        .host_get("pod", &c.host_name("default", "critical"))
+    c.host_get("pod", &c.host_name("default", "critical"))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn without_class_sync_host_pods_name_no_class() {
+    let c = SyncedCluster::start().await;
+    let pod = run_critical(&c).await;
     assert!(
         pod["spec"]["priorityClassName"].is_null(),
         "a tenant pod named a host class: {}",
