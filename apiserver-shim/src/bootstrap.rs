@@ -6,7 +6,7 @@
 //! APIService per served group version. Each of those namespaces also gets
 //! its `default` ServiceAccount ([`ensure_default_service_accounts`]).
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::registry::{self, ResourceDef};
 use crate::request::{Query, Target};
 use crate::rest::Api;
@@ -270,6 +270,28 @@ pub async fn ensure_default_service_accounts(api: &Arc<Api>) -> ApiResult<()> {
     Ok(())
 }
 
+/// Store prefix where events.k8s.io/v1 Events were kept apart from core/v1
+/// Events before both versions shared one storage.
+const SEPARATE_EVENTS_PREFIX: &str = "/events.k8s.io/events/";
+
+/// Deletes the events.k8s.io Events a store written before the two Event
+/// versions shared one storage still holds: they are reachable through no
+/// URL any more, and Events are short-lived records nothing depends on.
+async fn drop_separate_event_storage(api: &Arc<Api>) -> ApiResult<()> {
+    let gr = crate::error::GroupResource::new("events.k8s.io", "events");
+    let page = api
+        .store
+        .list(SEPARATE_EVENTS_PREFIX, Default::default())
+        .await
+        .map_err(|e| ApiError::internal(format!("{gr}: {e}")))?;
+    for kv in page.items {
+        // A concurrent change is impossible (no URL reaches these keys);
+        // a failure leaves the key for the next start.
+        let _ = api.store.delete(&kv.key, kv.mod_revision).await;
+    }
+    Ok(())
+}
+
 /// Creates the built-in objects if missing and points the `kubernetes`
 /// Endpoints at `port` on loopback.
 pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> {
@@ -294,6 +316,7 @@ pub async fn ensure_builtin_objects(api: &Arc<Api>, port: u16) -> ApiResult<()> 
     }
     ensure_local_api_services(api).await?;
     ensure_flow_control(api).await?;
+    drop_separate_event_storage(api).await?;
     ensure_kubernetes_service(api, &kubernetes_service_ip(api)).await?;
     let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",

@@ -19,6 +19,7 @@ pub mod bootstrap_policy;
 pub mod certificates;
 pub mod channel;
 pub mod connect;
+pub mod conversion;
 pub mod discovery;
 pub mod dra;
 pub mod error;

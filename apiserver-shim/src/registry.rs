@@ -284,6 +284,10 @@ pub struct ResourceDef {
     /// [`crate::alloc`] (Services): allocated on create/update, released on
     /// delete, as the service REST storage does.
     pub allocates: bool,
+    /// Objects are stored as another version's
+    /// ([`crate::conversion::Conversion`]): autoscaling/v1 over autoscaling/v2,
+    /// events.k8s.io/v1 over core/v1 Events. `None`: stored as served.
+    pub conversion: Option<&'static crate::conversion::Conversion>,
 }
 
 impl ResourceDef {
@@ -301,14 +305,32 @@ impl ResourceDef {
         crate::error::GroupResource::new(self.group, self.resource)
     }
 
-    /// Storage key prefix of all objects: `/{group or core}/{resource}/`.
+    /// Storage key prefix of all objects: `/{group or core}/{resource}/`
+    /// of the stored resource (the [`ResourceDef::conversion`]'s storage for
+    /// a converted version).
     pub fn prefix(&self) -> String {
-        let g = if self.group.is_empty() {
-            "core"
-        } else {
-            self.group
+        let (group, resource) = match self.conversion {
+            Some(c) => (c.storage_group, c.storage_resource),
+            None => (self.group, self.resource),
         };
-        format!("/{g}/{}/", self.resource)
+        let g = if group.is_empty() { "core" } else { group };
+        format!("/{g}/{resource}/")
+    }
+
+    /// A stored object in this version's form.
+    pub fn from_storage(&self, obj: Value) -> Value {
+        match self.conversion {
+            Some(c) => (c.from_storage)(obj),
+            None => obj,
+        }
+    }
+
+    /// An object of this version in its stored form.
+    pub fn to_storage(&self, obj: Value) -> Value {
+        match self.conversion {
+            Some(c) => (c.to_storage)(obj),
+            None => obj,
+        }
     }
 
     /// Storage key prefix of one namespace's objects, or of all objects.
@@ -406,6 +428,7 @@ const fn def(
         undeletable_why: "",
         admission: &[],
         allocates: false,
+        conversion: None,
     }
 }
 
@@ -593,6 +616,24 @@ const HPA: Strategy = Strategy {
     ..PLAIN
 };
 
+/// autoscaling/v1 HorizontalPodAutoscalers: v1's own default (minReplicas
+/// 1), then the autoscaling/v2 validation of the converted object, as
+/// kube-apiserver validates the internal form whatever the version.
+const HPA_V1: Strategy = Strategy {
+    default: |obj| {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.entry("minReplicas").or_insert(json!(1));
+        }
+    },
+    validate_create: |obj| {
+        validate::horizontal_pod_autoscaler(&crate::conversion::hpa_v1_to_v2(obj.clone()))
+    },
+    validate_update: |new, _| {
+        validate::horizontal_pod_autoscaler(&crate::conversion::hpa_v1_to_v2(new.clone()))
+    },
+    ..PLAIN
+};
+
 const PVC: Strategy = Strategy {
     default: defaults::persistent_volume_claim,
     validate_create: validate::persistent_volume_claim,
@@ -760,6 +801,21 @@ const EVENT_FIELDS: &[SelectableField] = &[
         path: "source.component",
         zero: "",
     },
+    text("type"),
+];
+
+/// events.k8s.io/v1 Events: the core/v1 Event fields under their
+/// events.k8s.io names (`AddFieldLabelConversionsForEvent`).
+const EVENT_V1_FIELDS: &[SelectableField] = &[
+    text("regarding.kind"),
+    text("regarding.namespace"),
+    text("regarding.name"),
+    text("regarding.uid"),
+    text("regarding.apiVersion"),
+    text("regarding.resourceVersion"),
+    text("regarding.fieldPath"),
+    text("reason"),
+    text("reportingController"),
     text("type"),
 ];
 
@@ -1031,6 +1087,8 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["ev"],
         allow_create_on_update: true,
         name_rule: NameRule::PathSegment,
+        field_selectors: EVENT_V1_FIELDS,
+        conversion: Some(&crate::conversion::EVENTS_V1),
         ..def("events.k8s.io", "v1", "events", "Event", "event", true)
     },
     ResourceDef {
@@ -1184,6 +1242,22 @@ pub static RESOURCES: &[ResourceDef] = &[
         ..def(
             "autoscaling",
             "v2",
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscaler",
+            true,
+        )
+    },
+    ResourceDef {
+        short_names: &["hpa"],
+        categories: &["all"],
+        status: true,
+        generation: true,
+        strategy: HPA_V1,
+        conversion: Some(&crate::conversion::AUTOSCALING_V1),
+        ..def(
+            "autoscaling",
+            "v1",
             "horizontalpodautoscalers",
             "HorizontalPodAutoscaler",
             "horizontalpodautoscaler",
@@ -1567,7 +1641,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 54);
+        assert_eq!(RESOURCES.len(), 55);
         assert!(
             groups()
                 .iter()

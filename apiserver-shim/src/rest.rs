@@ -239,6 +239,16 @@ pub fn decode_stored(kv: &KeyValue) -> ApiResult<Value> {
     Ok(v)
 }
 
+/// Decodes a stored value of `def`'s storage into `def`'s version
+/// ([`ResourceDef::from_storage`]) and stamps its resourceVersion.
+pub fn decode_as(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Value> {
+    let v = decode_stored(kv)?;
+    Ok(match def.conversion {
+        Some(_) => def.from_storage(v),
+        None => v,
+    })
+}
+
 /// Maps a storage error about one object to its `Status`.
 pub fn storage_error(def: &ResourceDef, name: &str, e: StorageError) -> ApiError {
     let gr = def.group_resource();
@@ -650,7 +660,7 @@ impl Api {
         let def = target.def;
         let key = def.key(target.namespace.as_deref(), name);
         match self.store.get(&key).await {
-            Ok(Some(kv)) => decode_stored(&kv),
+            Ok(Some(kv)) => decode_as(def, &kv),
             Ok(None) => Err(ApiError::not_found(&def.group_resource(), name)),
             Err(e) => Err(storage_error(def, name, e)),
         }
@@ -776,7 +786,7 @@ impl Api {
             let mut last_key = None;
             for kv in &page.items {
                 last_key = Some(kv.key.clone());
-                let obj = decode_stored(kv)?;
+                let obj = decode_as(def, kv)?;
                 if filter.matches(&obj) {
                     items.push(obj);
                     if limit.is_some_and(|l| items.len() >= l) {
@@ -846,7 +856,11 @@ impl Api {
     }
 
     fn encode(&self, def: &ResourceDef, obj: &Value) -> ApiResult<Bytes> {
-        let bytes = serde_json::to_vec(&Stored(obj)).map_err(ApiError::internal)?;
+        let bytes = match def.conversion {
+            Some(_) => serde_json::to_vec(&Stored(&def.to_storage(obj.clone()))),
+            None => serde_json::to_vec(&Stored(obj)),
+        }
+        .map_err(ApiError::internal)?;
         if bytes.len() > self.config.max_object_bytes {
             return Err(ApiError::too_large(format!(
                 "Request entity too large: {} \"{}\" is {} bytes, limit is {}",
@@ -1089,7 +1103,7 @@ impl Api {
                     None => continue,
                 }
             };
-            let old = decode_stored(&kv)?;
+            let old = decode_as(def, &kv)?;
             let mut new = mutate(Some(&old))?;
             finish_update(target, &old, &mut new)?;
             self.admit(target, &mut new, true).await?;
@@ -1352,7 +1366,7 @@ impl Api {
                 .await
                 .map_err(|e| storage_error(def, name, e))?
                 .ok_or_else(|| ApiError::not_found(&gr, name))?;
-            let obj = decode_stored(&kv)?;
+            let obj = decode_as(def, &kv)?;
             // rest.BeforeDelete names the Kind (not the resource) in these conflicts.
             let gk = crate::error::GroupResource::new(def.group, def.kind);
             if let Some(uid) = &opts.precondition_uid

@@ -955,9 +955,19 @@ fn render(
     let rows: Vec<Value> = objects
         .iter()
         .map(|obj| {
-            let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(obj, now)).collect();
+            // kube's printers print the internal form: a converted version
+            // is printed as the version it is stored as.
+            let stored;
+            let printed = match def.conversion {
+                Some(_) => {
+                    stored = def.to_storage(obj.clone());
+                    &stored
+                }
+                None => obj,
+            };
+            let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(printed, now)).collect();
             let mut row = json!({ "cells": cells });
-            if let Some(conditions) = printer.and_then(|p| p.conditions).and_then(|f| f(obj)) {
+            if let Some(conditions) = printer.and_then(|p| p.conditions).and_then(|f| f(printed)) {
                 row["conditions"] = conditions;
             }
             match include_object.unwrap_or("Metadata") {

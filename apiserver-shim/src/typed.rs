@@ -199,6 +199,9 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
         ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
             typed::<autoscaling::v2::HorizontalPodAutoscaler>()
         }
+        ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
+            typed::<autoscaling::v1::HorizontalPodAutoscaler>()
+        }
         ("storage.k8s.io", "v1", "VolumeAttachment") => typed::<storage::v1::VolumeAttachment>(),
         ("storage.k8s.io", "v1", "CSINode") => typed::<storage::v1::CSINode>(),
         ("storage.k8s.io", "v1", "CSIStorageCapacity") => {

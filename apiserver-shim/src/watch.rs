@@ -186,31 +186,53 @@ impl Renderer {
     }
 }
 
+/// The watch event type of a storage event for a client selecting with
+/// `filter`: `obj` is the object it reports, `matched_before` tells whether
+/// the previous value of an update was selected.
+fn event_type(
+    ev: &Event,
+    filter: &Filter,
+    obj: &Value,
+    matched_before: impl FnOnce() -> bool,
+) -> Option<&'static str> {
+    if ev.value.is_none() {
+        return filter.matches(obj).then_some("DELETED");
+    }
+    let now = filter.matches(obj);
+    let before = match &ev.prev {
+        None => false,
+        Some(_) if filter.is_everything() => true,
+        Some(_) => matched_before(),
+    };
+    match (before, now) {
+        (false, true) => Some("ADDED"),
+        (true, true) => Some("MODIFIED"),
+        (true, false) => Some("DELETED"),
+        (false, false) => None,
+    }
+}
+
 /// Turns one storage event into the watch event this client sees, if any.
 fn translate(ev: &Event, filter: &Filter, r: &Renderer, cache: &EventCache) -> Option<Bytes> {
     let rendered = cache.get(ev.revision);
-    let obj = rendered.object(ev)?;
-    let kind = if ev.value.is_some() {
-        let now = filter.matches(obj);
-        let before = match &ev.prev {
-            None => false,
-            Some(_) if filter.is_everything() => true,
-            Some(_) => rendered.before(ev).is_some_and(|p| filter.matches(p)),
-        };
-        match (before, now) {
-            (false, true) => "ADDED",
-            (true, true) => "MODIFIED",
-            (true, false) => "DELETED",
-            (false, false) => return None,
-        }
-    } else if filter.matches(obj) {
-        "DELETED"
-    } else {
-        return None;
-    };
+    let stored = rendered.object(ev)?;
+    if r.def.conversion.is_some() {
+        // A converted version renders for itself: the shared rendering is
+        // the stored version's.
+        let obj = r.def.from_storage(stored.clone());
+        let kind = event_type(ev, filter, &obj, || {
+            rendered
+                .before(ev)
+                .is_some_and(|p| filter.matches(&r.def.from_storage(p.clone())))
+        })?;
+        return Some(line(kind, &r.object(&obj)));
+    }
+    let kind = event_type(ev, filter, stored, || {
+        rendered.before(ev).is_some_and(|p| filter.matches(p))
+    })?;
     Some(match r.repr {
-        Representation::Object => line_encoded(kind, rendered.object_json(obj)),
-        _ => line(kind, &r.object(obj)),
+        Representation::Object => line_encoded(kind, rendered.object_json(stored)),
+        _ => line(kind, &r.object(stored)),
     })
 }
 

@@ -573,6 +573,15 @@ fn kind_cases() -> Vec<KindCase> {
                                 "target": {"type": "Utilization", "averageUtilization": 80}}}]}}),
         ),
         case(
+            "autoscaling",
+            "v1",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+            json!({"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                            "minReplicas": 1, "maxReplicas": 3, "targetCPUUtilizationPercentage": 70}}),
+        ),
+        case(
             "storage.k8s.io",
             "v1",
             "VolumeAttachment",
@@ -679,7 +688,7 @@ async fn crud_on_every_kind() {
     const NS: &str = "crud";
     create_namespace(&h.client, NS).await;
     let cases = kind_cases();
-    assert_eq!(cases.len(), 47, "every served kind is covered");
+    assert_eq!(cases.len(), 48, "every served kind is covered");
     for c in &cases {
         let what = c.label();
         let ar = c.api_resource();
@@ -3422,7 +3431,9 @@ async fn responses_are_encoded_byte_for_byte_as_kube_apiserver_encodes_them() {
         } else {
             format!("{prefix}/{}", c.plural)
         };
-        let name = format!("enc-{}", c.plural);
+        // Group and version in the name: two versions of one storage (the
+        // Event and the HorizontalPodAutoscaler versions) must not collide.
+        let name = format!("enc-{}-{}", c.label(), c.version);
         let mut doc =
             json!({"apiVersion": ar.api_version, "kind": ar.kind, "metadata": {"name": name}});
         for (k, v) in c.body.as_object().unwrap() {
@@ -3493,4 +3504,258 @@ async fn the_kubernetes_service_carries_the_configured_address() {
         assert_eq!(clusterip(client).await, ip);
         server.shutdown().await;
     }
+}
+
+// ---------------------------------------------------------------------------
+// One storage served in two versions
+// ---------------------------------------------------------------------------
+
+/// An autoscaling/v1 HorizontalPodAutoscaler is the autoscaling/v2 object
+/// (one resourceVersion, one uid), with kube-apiserver's conversion: the CPU
+/// target as a Utilization metric, the other metrics and the conditions in
+/// the `autoscaling.alpha.kubernetes.io/*` annotations; a v1 request is
+/// validated as the converted object; the v1 Table has the HPA columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn horizontal_pod_autoscalers_are_one_object_in_v1_and_v2() {
+    use k8s_openapi::api::autoscaling::{v1 as as1, v2 as as2};
+    let h = start().await;
+    create_namespace(&h.client, "hpa").await;
+    let v1: Api<as1::HorizontalPodAutoscaler> = Api::namespaced(h.client.clone(), "hpa");
+    let v2: Api<as2::HorizontalPodAutoscaler> = Api::namespaced(h.client.clone(), "hpa");
+    let made = v1
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web"},
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                         "maxReplicas": 4, "targetCPUUtilizationPercentage": 55},
+            }))
+            .unwrap(),
+        )
+        .await
+        .expect("v1 create");
+    assert_eq!(made.spec.min_replicas, Some(1), "v1 default");
+    let seen = v2.get("web").await.expect("the v1 object read as v2");
+    assert_eq!(seen.metadata.uid, made.metadata.uid);
+    assert_eq!(
+        seen.metadata.resource_version,
+        made.metadata.resource_version
+    );
+    let metrics = serde_json::to_value(&seen.spec.metrics).unwrap();
+    assert_eq!(
+        metrics,
+        json!([{"type": "Resource", "resource": {"name": "cpu",
+            "target": {"type": "Utilization", "averageUtilization": 55}}}])
+    );
+
+    // Written through v2 with a metric v1 has no field for: v1 carries it in
+    // the annotation, and a v1 update that keeps the annotation keeps it.
+    let mut more = seen.clone();
+    more.spec.metrics = Some(
+        serde_json::from_value(json!([
+            {"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 55}}},
+            {"type": "Pods", "pods": {"metric": {"name": "qps"},
+                "target": {"type": "AverageValue", "averageValue": "10"}}},
+        ]))
+        .unwrap(),
+    );
+    v2.replace("web", &PostParams::default(), &more)
+        .await
+        .expect("v2 replace");
+    let mut old = v1.get("web").await.expect("v1 get");
+    let ann = old.annotations()["autoscaling.alpha.kubernetes.io/metrics"].clone();
+    let parsed: Value = serde_json::from_str(&ann).unwrap();
+    assert_eq!(
+        parsed,
+        json!([{"type": "Pods", "pods": {"metricName": "qps", "targetAverageValue": "10"}}])
+    );
+    old.spec.max_replicas = 6;
+    v1.replace("web", &PostParams::default(), &old)
+        .await
+        .expect("v1 replace");
+    let after = v2.get("web").await.unwrap();
+    let spec = after.spec;
+    assert_eq!(spec.max_replicas, 6);
+    assert_eq!(
+        spec.metrics.unwrap().len(),
+        2,
+        "the annotated metric survived"
+    );
+    assert!(
+        after
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .keys()
+            .all(|k| !k.starts_with("autoscaling.alpha")),
+        "the conversion annotations are never stored"
+    );
+
+    // Validation sees the converted object (kube validates the internal form).
+    let (code, body) = post_json(
+        &h.client,
+        "/apis/autoscaling/v1/namespaces/hpa/horizontalpodautoscalers",
+        json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+               "metadata": {"name": "bad"},
+               "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"},
+                        "maxReplicas": 4, "targetCPUUtilizationPercentage": 0}})
+        .to_string()
+        .into_bytes(),
+    )
+    .await;
+    let status = expect_status("v1 zero target", (code, body), 422);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("averageUtilization"),
+        "{status}"
+    );
+
+    // The v1 Table prints the HPA columns from the converted object.
+    let req = http::Request::builder()
+        .uri("/apis/autoscaling/v1/namespaces/hpa/horizontalpodautoscalers")
+        .header(
+            http::header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let (code, body) = send_raw(&h.client, req).await;
+    assert_eq!(code, 200);
+    let table: Value = serde_json::from_slice(&body).unwrap();
+    let names: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Name",
+            "Reference",
+            "Targets",
+            "MinPods",
+            "MaxPods",
+            "Replicas",
+            "Age"
+        ]
+    );
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(cells[1], "Deployment/web");
+    assert_eq!(cells[4], 6);
+    h.shutdown().await;
+}
+
+/// core/v1 and events.k8s.io/v1 Events are one resource: an Event written
+/// in one version is listed, watched and field-selected in the other, with
+/// `Convert_core_Event_To_v1_Event`'s field names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_and_events_k8s_io_events_are_one_resource() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let h = start().await;
+    create_namespace(&h.client, "ev").await;
+    let core: Api<CoreEvent> = Api::namespaced(h.client.clone(), "ev");
+    let v1: Api<Event> = Api::namespaced(h.client.clone(), "ev");
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let watched = {
+        let v1 = v1.clone();
+        tokio::spawn(async move {
+            let mut stream = v1
+                .watch(&WatchParams::default().timeout(10), "0")
+                .await
+                .unwrap()
+                .boxed();
+            let _ = ready_tx.send(());
+            while let Some(ev) = stream.next().await {
+                if let Ok(WatchEvent::Added(e)) = ev {
+                    return Some(e);
+                }
+            }
+            None
+        })
+    };
+    ready_rx.await.unwrap();
+    let written = core
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "pulled"},
+                "involvedObject": {"kind": "Pod", "name": "web-1", "namespace": "ev"},
+                "reason": "Pulled", "message": "image pulled", "type": "Normal",
+                "source": {"component": "kubelet"}, "count": 2,
+                "reportingComponent": "kubelet", "reportingInstance": "node-1",
+            }))
+            .unwrap(),
+        )
+        .await
+        .expect("core create");
+    let through_watch = tokio::time::timeout(Duration::from_secs(10), watched)
+        .await
+        .expect("watch answers")
+        .unwrap()
+        .expect("an ADDED event on events.k8s.io");
+    assert_eq!(through_watch.note.as_deref(), Some("image pulled"));
+    let seen = v1
+        .get("pulled")
+        .await
+        .expect("the core Event read as events.k8s.io");
+    assert_eq!(seen.metadata.uid, written.metadata.uid);
+    assert_eq!(
+        seen.regarding.as_ref().unwrap().name.as_deref(),
+        Some("web-1")
+    );
+    assert_eq!(seen.note.as_deref(), Some("image pulled"));
+    assert_eq!(seen.deprecated_count, Some(2));
+    assert_eq!(seen.reporting_controller.as_deref(), Some("kubelet"));
+
+    // Written through events.k8s.io, read through core/v1.
+    v1.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "scaled"},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "regarding": {"kind": "Deployment", "name": "web", "namespace": "ev"},
+            "reason": "ScalingReplicaSet", "note": "scaled up", "type": "Normal",
+            "action": "Scale", "reportingController": "deployment-controller",
+            "reportingInstance": "vkube",
+        }))
+        .unwrap(),
+    )
+    .await
+    .expect("events.k8s.io create");
+    let back = core.get("scaled").await.expect("read as core/v1");
+    assert_eq!(back.message.as_deref(), Some("scaled up"));
+    assert_eq!(back.involved_object.kind.as_deref(), Some("Deployment"));
+    assert_eq!(
+        back.reporting_component.as_deref(),
+        Some("deployment-controller")
+    );
+
+    // Field selectors in each version's own names.
+    let by_regarding = v1
+        .list(&ListParams::default().fields("regarding.kind=Deployment"))
+        .await
+        .unwrap();
+    assert_eq!(by_regarding.items.len(), 1);
+    let by_involved = core
+        .list(&ListParams::default().fields("involvedObject.kind=Pod"))
+        .await
+        .unwrap();
+    assert_eq!(by_involved.items.len(), 1);
+    assert_eq!(
+        core.list(&ListParams::default()).await.unwrap().items.len(),
+        2
+    );
+    v1.delete("pulled", &DeleteParams::default())
+        .await
+        .expect("delete through events.k8s.io");
+    assert_eq!(
+        core.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    h.shutdown().await;
 }
