@@ -8,18 +8,6 @@
 use crate::registry::{self, RESOURCES, ResourceDef};
 use serde_json::{Value, json};
 
-/// Verbs every resource serves.
-pub const VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
 /// The Content-Type of an aggregated discovery answer.
 pub const AGGREGATED_CONTENT_TYPE: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -118,7 +106,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": d.singular,
             "namespaced": d.namespaced,
             "kind": d.kind,
-            "verbs": VERBS,
+            "verbs": d.verbs(),
         });
         if !d.short_names.is_empty() {
             r["shortNames"] = json!(d.short_names);
@@ -239,7 +227,7 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
                                 "responseKind": {"group": "", "version": "", "kind": d.kind},
                                 "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
                                 "singularResource": d.singular,
-                                "verbs": VERBS,
+                                "verbs": d.verbs(),
                             });
                             if !d.short_names.is_empty() {
                                 r["shortNames"] = json!(d.short_names);

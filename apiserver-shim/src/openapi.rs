@@ -613,6 +613,14 @@ fn paths(group: &str, version: &str, kinds: &[(&ResourceDef, String)]) -> Map<St
         });
         item["parameters"] = Value::Array(item_params.clone());
         out.insert(format!("{base}/{{name}}"), item);
+        if d.computed.is_some() {
+            // Computed kinds are read only.
+            for path in [base.clone(), format!("{base}/{{name}}")] {
+                if let Some(ops) = out.get_mut(&path).and_then(Value::as_object_mut) {
+                    ops.retain(|k, _| k == "get" || k == "parameters");
+                }
+            }
+        }
         if d.namespaced {
             let mut all = json!({
                 "get": Op {

@@ -288,7 +288,31 @@ pub struct ResourceDef {
     /// ([`crate::conversion::Conversion`]): autoscaling/v1 over autoscaling/v2,
     /// events.k8s.io/v1 over core/v1 Events. `None`: stored as served.
     pub conversion: Option<&'static crate::conversion::Conversion>,
+    /// Objects are computed on every read, never stored: only `get` and
+    /// `list` are served.
+    pub computed: Option<Computed>,
 }
+
+/// What a [`ResourceDef::computed`] kind reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Computed {
+    /// core/v1 ComponentStatuses: the health of this server's own parts
+    /// (kube-apiserver's componentstatus REST probes etcd, the scheduler
+    /// and the controller manager; see [`crate::rest`]).
+    ComponentStatuses,
+}
+
+/// The verbs of a stored kind (discovery).
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 impl ResourceDef {
     /// `v1` or `group/version`.
@@ -315,6 +339,14 @@ impl ResourceDef {
         };
         let g = if group.is_empty() { "core" } else { group };
         format!("/{g}/{resource}/")
+    }
+
+    /// The verbs served (discovery): get and list for a computed kind.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        match self.computed {
+            Some(_) => &["get", "list"],
+            None => VERBS,
+        }
     }
 
     /// A stored object in this version's form.
@@ -429,6 +461,7 @@ const fn def(
         admission: &[],
         allocates: false,
         conversion: None,
+        computed: None,
     }
 }
 
@@ -907,6 +940,18 @@ pub static RESOURCES: &[ResourceDef] = &[
         allow_create_on_update: true,
         name_rule: NameRule::PathSegment,
         ..def("", "v1", "events", "Event", "event", true)
+    },
+    ResourceDef {
+        short_names: &["cs"],
+        computed: Some(Computed::ComponentStatuses),
+        ..def(
+            "",
+            "v1",
+            "componentstatuses",
+            "ComponentStatus",
+            "componentstatus",
+            false,
+        )
     },
     ResourceDef {
         short_names: &["no"],
@@ -1465,6 +1510,10 @@ pub enum Review {
     /// `authorization.k8s.io` SelfSubjectRulesReview: what the caller may
     /// do in a namespace.
     SelfSubjectRules,
+    /// core/v1 `bindings`: a Binding naming its pod in `metadata.name`,
+    /// the legacy form of the pod `binding` subresource (create only,
+    /// nothing stored besides the pod's `spec.nodeName`).
+    Binding,
 }
 
 /// One review kind's discovery row: (group, version, resource, kind,
@@ -1480,6 +1529,7 @@ pub type ReviewDef = (
 
 /// The review kinds served, in kube-apiserver's discovery order.
 pub static REVIEWS: &[ReviewDef] = &[
+    ("", "v1", "bindings", "Binding", true, Review::Binding),
     (
         "authentication.k8s.io",
         "v1",
@@ -1641,7 +1691,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 55);
+        assert_eq!(RESOURCES.len(), 56);
         assert!(
             groups()
                 .iter()

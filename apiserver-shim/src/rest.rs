@@ -590,6 +590,11 @@ impl Api {
         let def = target.def;
         let sub = target.subresource.as_deref();
         let gr = def.group_resource();
+        if let Some(computed) = def.computed {
+            return self
+                .serve_computed(computed, method, &target, &query, repr)
+                .await;
+        }
         match (method.as_str(), target.name.as_deref(), sub) {
             ("GET", _, None) if query.watch || target.watch_prefix => {
                 crate::watch::serve(self.clone(), target, query, repr).await
@@ -631,6 +636,86 @@ impl Api {
             }
             (m, _, _) => Err(ApiError::method_not_supported(&gr, &m.to_ascii_lowercase())),
         }
+    }
+
+    /// A [`crate::registry::Computed`] kind: `get` and `list` of objects made
+    /// on each read; every other verb, `watch` included, is `405`.
+    async fn serve_computed(
+        &self,
+        computed: crate::registry::Computed,
+        method: &Method,
+        target: &Target,
+        query: &Query,
+        repr: Representation,
+    ) -> ApiResult<Response> {
+        let def = target.def;
+        let gr = def.group_resource();
+        if method != Method::GET || target.subresource.is_some() {
+            return Err(ApiError::method_not_supported(
+                &gr,
+                &method.as_str().to_ascii_lowercase(),
+            ));
+        }
+        if query.watch || target.watch_prefix {
+            return Err(ApiError::method_not_supported(&gr, "watch"));
+        }
+        let objects = match computed {
+            crate::registry::Computed::ComponentStatuses => {
+                crate::warning::add("v1 ComponentStatus is deprecated in v1.19+".into());
+                self.component_statuses().await
+            }
+        };
+        if let Some(name) = target.name.as_deref() {
+            let obj = objects
+                .into_iter()
+                .find(|o| meta::name(o) == name)
+                .ok_or_else(|| ApiError::not_found(&gr, name))?;
+            return Ok(self.render_one(def, StatusCode::OK, &obj, repr, query));
+        }
+        let filter = Filter::from_query(def, query, None)?;
+        let items: Vec<Value> = objects.into_iter().filter(|o| filter.matches(o)).collect();
+        let list_meta = json!({});
+        let body = match repr {
+            Representation::Table => table::table(
+                def,
+                &items,
+                query.include_object.as_deref(),
+                Some(list_meta),
+            ),
+            Representation::PartialMetadata => list_body(
+                "PartialObjectMetadataList".into(),
+                "meta.k8s.io/v1".into(),
+                list_meta,
+                items.iter().map(table::partial_metadata).collect(),
+            ),
+            Representation::Object => list_body(
+                format!("{}List", def.kind),
+                def.api_version(),
+                list_meta,
+                items,
+            ),
+        };
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    /// This server's parts as ComponentStatuses, as kube-apiserver reports
+    /// its etcd servers, scheduler and controller manager: the one part a
+    /// vkube API server owns is its store (`storage`), probed with a read.
+    /// The controllers and the scheduling run elsewhere (in-process
+    /// controllers, the host's scheduler through the syncer) and have their
+    /// own health endpoints.
+    async fn component_statuses(&self) -> Vec<Value> {
+        let probe = self.store.get("/core/namespaces/default").await;
+        let condition = match probe {
+            Ok(_) => json!({"type": "Healthy", "status": "True", "message": "ok"}),
+            Err(e) => json!({"type": "Healthy", "status": "False", "error": e.to_string()}),
+        };
+        vec![json!({
+            "kind": "ComponentStatus",
+            "apiVersion": "v1",
+            "metadata": {"name": "storage"},
+            "conditions": [condition],
+        })]
     }
 
     fn render_one(
@@ -1281,6 +1366,49 @@ impl Api {
         Ok(json_response(StatusCode::OK, &to_scale(def, &obj)))
     }
 
+    /// `POST /api/v1/namespaces/{ns}/bindings`: the pod is named by the
+    /// Binding's `metadata.name` (kube's BindingREST, reached through the
+    /// legacy `bindings` resource).
+    pub async fn create_binding(
+        &self,
+        namespace: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> ApiResult<Response> {
+        let pods = crate::registry::lookup("", "v1", "pods").expect("pods registered");
+        let binding = decode_body(headers, body, "Binding")?;
+        let body_ns = binding
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !body_ns.is_empty() && body_ns != namespace {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let name = meta::name(&binding).to_string();
+        if name.is_empty() {
+            return Err(ApiError::invalid(
+                "Binding",
+                "",
+                "",
+                vec![Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "name or generateName is required".into(),
+                    field: "metadata.name".into(),
+                }],
+            ));
+        }
+        let target = Target {
+            def: pods,
+            namespace: Some(namespace.to_string()),
+            name: Some(name.clone()),
+            subresource: Some("binding".into()),
+            watch_prefix: false,
+        };
+        self.bind_decoded(&target, &name, binding).await
+    }
+
     async fn bind(
         &self,
         target: &Target,
@@ -1288,8 +1416,17 @@ impl Api {
         headers: &HeaderMap,
         body: &[u8],
     ) -> ApiResult<Response> {
-        let gr = crate::error::GroupResource::new("", "pods/binding");
         let binding = decode_body(headers, body, "Binding")?;
+        self.bind_decoded(target, name, binding).await
+    }
+
+    async fn bind_decoded(
+        &self,
+        target: &Target,
+        name: &str,
+        binding: Value,
+    ) -> ApiResult<Response> {
+        let gr = crate::error::GroupResource::new("", "pods/binding");
         let node = binding
             .pointer("/target/name")
             .and_then(Value::as_str)

@@ -84,6 +84,7 @@ fn kind_of(review: Review) -> &'static str {
         Review::SelfSubjectAccess => "SelfSubjectAccessReview",
         Review::LocalSubjectAccess => "LocalSubjectAccessReview",
         Review::SelfSubjectRules => "SelfSubjectRulesReview",
+        Review::Binding => "Binding",
     }
 }
 

@@ -372,6 +372,12 @@ async fn serve_review(
     use crate::registry::Review;
     match review {
         Review::SelfSubject => crate::serviceaccount::self_subject_review(identity, headers, body),
+        Review::Binding => {
+            state
+                .api
+                .create_binding(namespace.unwrap_or_default(), headers, body)
+                .await
+        }
         Review::Token => {
             let (token, mut audiences, obj) =
                 crate::review::token_review_request(namespace, headers, body)?;

@@ -109,6 +109,7 @@ pub static PRINTERS: &[Printer] = &[
     printer("", "serviceaccounts", SERVICEACCOUNT),
     printer("", "events", EVENT),
     printer("", "nodes", NODE),
+    printer("", "componentstatuses", COMPONENTSTATUS),
     printer("", "namespaces", NAMESPACE),
     printer("", "persistentvolumeclaims", PVC),
     printer("", "resourcequotas", RESOURCEQUOTA),
@@ -637,6 +638,46 @@ const NODE: &[Column] = &[
         node_container_runtime,
     ),
 ];
+
+/// core/v1 ComponentStatuses (`printComponentStatus`): the `Healthy`
+/// condition as `Healthy`/`Unhealthy` (`Unknown` without one), its message
+/// and error.
+const COMPONENTSTATUS: &[Column] = &[
+    NAME,
+    col(
+        "Status",
+        "string",
+        "Status of the component conditions",
+        component_status,
+    ),
+    col(
+        "Message",
+        "string",
+        "Message of the component conditions",
+        |obj, _| json!(component_healthy(obj).map_or("", |c| str_at(c, "/message"))),
+    ),
+    col(
+        "Error",
+        "string",
+        "Error of the component conditions",
+        |obj, _| json!(component_healthy(obj).map_or("", |c| str_at(c, "/error"))),
+    ),
+];
+
+fn component_healthy(obj: &Value) -> Option<&Value> {
+    obj.get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Healthy"))
+}
+
+fn component_status(obj: &Value, _: Timestamp) -> Value {
+    json!(match component_healthy(obj) {
+        None => "Unknown",
+        Some(c) if c.get("status").and_then(Value::as_str) == Some("True") => "Healthy",
+        Some(_) => "Unhealthy",
+    })
+}
 
 /// core/v1 and events.k8s.io/v1 Events (one printer upstream; the cells read
 /// either shape).

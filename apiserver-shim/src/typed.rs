@@ -183,6 +183,7 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
         ("", "v1", "ServiceAccount") => typed::<core::v1::ServiceAccount>(),
         ("", "v1", "Event") => typed::<core::v1::Event>(),
         ("", "v1", "Node") => typed::<core::v1::Node>(),
+        ("", "v1", "ComponentStatus") => typed::<core::v1::ComponentStatus>(),
         ("", "v1", "PersistentVolumeClaim") => typed::<core::v1::PersistentVolumeClaim>(),
         ("", "v1", "ResourceQuota") => typed::<core::v1::ResourceQuota>(),
         ("", "v1", "LimitRange") => typed::<core::v1::LimitRange>(),

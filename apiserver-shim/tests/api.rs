@@ -3759,3 +3759,131 @@ async fn core_and_events_k8s_io_events_are_one_resource() {
     );
     h.shutdown().await;
 }
+
+/// `componentstatuses` reports this server's store, read only, with
+/// kube-apiserver's deprecation warning and Table columns; `bindings`
+/// binds the pod its Binding names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_statuses_and_legacy_bindings() {
+    let h = start().await;
+    let get = |uri: &str, accept: &str| {
+        let mut b = http::Request::builder().uri(uri);
+        if !accept.is_empty() {
+            b = b.header(http::header::ACCEPT, accept);
+        }
+        b.body(Vec::new()).unwrap()
+    };
+    let resp = h
+        .client
+        .send(get("/api/v1/componentstatuses", "").map(kube::client::Body::from))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let warning = resp
+        .headers()
+        .get("warning")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert!(
+        warning.contains("v1 ComponentStatus is deprecated in v1.19+"),
+        "{warning}"
+    );
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list["kind"], "ComponentStatusList");
+    assert_eq!(list["items"][0]["metadata"]["name"], "storage");
+    assert_eq!(
+        list["items"][0]["conditions"][0],
+        json!({"type": "Healthy", "status": "True", "message": "ok"})
+    );
+    let (code, body) = send_raw(
+        &h.client,
+        get(
+            "/api/v1/componentstatuses",
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        ),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let table: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        table["rows"][0]["cells"],
+        json!(["storage", "Healthy", "ok", ""])
+    );
+    let (code, _) = send_raw(&h.client, get("/api/v1/componentstatuses/storage", "")).await;
+    assert_eq!(code, 200);
+    expect_status(
+        "unknown component",
+        send_raw(&h.client, get("/api/v1/componentstatuses/etcd-9", "")).await,
+        404,
+    );
+    expect_status(
+        "watch",
+        send_raw(&h.client, get("/api/v1/componentstatuses?watch=true", "")).await,
+        405,
+    );
+    expect_status(
+        "create",
+        post_json(
+            &h.client,
+            "/api/v1/componentstatuses",
+            br#"{"apiVersion":"v1","kind":"ComponentStatus","metadata":{"name":"x"}}"#.to_vec(),
+        )
+        .await,
+        405,
+    );
+    let (_, body) = send_raw(&h.client, get("/api/v1", "")).await;
+    let resources: Value = serde_json::from_slice(&body).unwrap();
+    let row = |name: &str| {
+        resources["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in /api/v1"))
+    };
+    assert_eq!(row("componentstatuses")["verbs"], json!(["get", "list"]));
+    assert_eq!(row("componentstatuses")["shortNames"], json!(["cs"]));
+    assert_eq!(row("bindings")["verbs"], json!(["create"]));
+
+    // POST bindings: the pod named by the Binding is bound.
+    let pods: Api<Pod> = Api::namespaced(h.client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("unbound", json!({})))
+        .await
+        .unwrap();
+    let binding = json!({"apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": "unbound"}, "target": {"kind": "Node", "name": "node-a"}});
+    let (code, body) = post_json(
+        &h.client,
+        "/api/v1/namespaces/default/bindings",
+        binding.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let bound = pods.get("unbound").await.unwrap();
+    assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("node-a"));
+    expect_status(
+        "binding again",
+        post_json(
+            &h.client,
+            "/api/v1/namespaces/default/bindings",
+            binding.to_string().into_bytes(),
+        )
+        .await,
+        409,
+    );
+    let mut elsewhere = binding.clone();
+    elsewhere["metadata"]["namespace"] = json!("kube-system");
+    expect_status(
+        "namespace mismatch",
+        post_json(
+            &h.client,
+            "/api/v1/namespaces/default/bindings",
+            elsewhere.to_string().into_bytes(),
+        )
+        .await,
+        400,
+    );
+    h.shutdown().await;
+}
