@@ -429,6 +429,79 @@ async fn pick_port(
     ))
 }
 
+/// The held ClusterIPs as networking.k8s.io/v1 IPAddress objects, as
+/// kube-apiserver's IPAddress allocator writes them (named by the address,
+/// the family and `managed-by: ipallocator.k8s.io` labels, the Service as
+/// `spec.parentRef`); the Service's creationTimestamp stands for the
+/// reservation's. Keys whose value does not parse are skipped.
+pub async fn ip_addresses(
+    store: &dyn Storage,
+    services_prefix: &str,
+) -> Result<Vec<Value>, StorageError> {
+    let mut created = std::collections::HashMap::new();
+    for kv in list_all(store, services_prefix).await? {
+        if let Ok(s) = serde_json::from_slice::<Value>(&kv.value) {
+            let when = s.pointer("/metadata/creationTimestamp").cloned();
+            created.insert(meta::uid(&s).to_string(), when);
+        }
+    }
+    let mut out = Vec::new();
+    for kv in list_all(store, IP_PREFIX).await? {
+        let Ok(owner) = serde_json::from_slice::<Value>(&kv.value) else {
+            continue;
+        };
+        let ip = kv.key.trim_start_matches(IP_PREFIX);
+        let uid = owner.get("uid").and_then(Value::as_str).unwrap_or("");
+        let when = created.get(uid).cloned().flatten();
+        out.push(ip_address_object(ip, &owner, when));
+    }
+    Ok(out)
+}
+
+/// One reservation as an IPAddress object (see [`ip_addresses`]).
+pub fn ip_address_object(ip: &str, owner: &Value, created: Option<Value>) -> Value {
+    let service = owner.get("service").and_then(Value::as_str).unwrap_or("");
+    let (namespace, name) = service.split_once('/').unwrap_or(("", service));
+    let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
+    let mut metadata = json!({
+        "name": ip,
+        "labels": {
+            "ipaddress.kubernetes.io/ip-family": family,
+            "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io",
+        },
+    });
+    if let Some(t) = created {
+        metadata["creationTimestamp"] = t;
+    }
+    json!({
+        "kind": "IPAddress",
+        "apiVersion": "networking.k8s.io/v1",
+        "metadata": metadata,
+        "spec": {"parentRef": {"group": "", "resource": "services",
+                               "namespace": namespace, "name": name}},
+    })
+}
+
+/// The allocator's range as the ServiceCIDR `kubernetes` kube-apiserver's
+/// default-servicecidr controller keeps, Ready; `created` is the cluster's
+/// creation time (the `default` namespace's creationTimestamp).
+pub fn service_cidr_object(cfg: &AllocConfig, created: Option<Value>) -> Value {
+    let mut metadata = json!({"name": "kubernetes"});
+    let mut ready = json!({"type": "Ready", "status": "True", "reason": "",
+                           "message": "Kubernetes default Service CIDR is ready"});
+    if let Some(t) = created {
+        metadata["creationTimestamp"] = t.clone();
+        ready["lastTransitionTime"] = t;
+    }
+    json!({
+        "kind": "ServiceCIDR",
+        "apiVersion": "networking.k8s.io/v1",
+        "metadata": metadata,
+        "spec": {"cidrs": [cfg.service_cidr.to_string()]},
+        "status": {"conditions": [ready]},
+    })
+}
+
 async fn list_all(
     store: &dyn Storage,
     prefix: &str,

@@ -300,6 +300,12 @@ pub enum Computed {
     /// (kube-apiserver's componentstatus REST probes etcd, the scheduler
     /// and the controller manager; see [`crate::rest`]).
     ComponentStatuses,
+    /// networking.k8s.io/v1 IPAddresses: the ClusterIPs the allocator
+    /// holds ([`crate::alloc::ip_addresses`]).
+    IpAddresses,
+    /// networking.k8s.io/v1 ServiceCIDRs: the allocator's one range as
+    /// `kubernetes` ([`crate::alloc::service_cidr_object`]).
+    ServiceCidrs,
 }
 
 /// The verbs of a stored kind (discovery).
@@ -1237,6 +1243,29 @@ pub static RESOURCES: &[ResourceDef] = &[
         )
     },
     ResourceDef {
+        short_names: &["ip"],
+        computed: Some(Computed::IpAddresses),
+        ..def(
+            "networking.k8s.io",
+            "v1",
+            "ipaddresses",
+            "IPAddress",
+            "ipaddress",
+            false,
+        )
+    },
+    ResourceDef {
+        computed: Some(Computed::ServiceCidrs),
+        ..def(
+            "networking.k8s.io",
+            "v1",
+            "servicecidrs",
+            "ServiceCIDR",
+            "servicecidr",
+            false,
+        )
+    },
+    ResourceDef {
         short_names: &["pc"],
         strategy: PRIORITY_CLASS,
         admission: &[Admission::SingleGlobalDefault],
@@ -1691,7 +1720,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 56);
+        assert_eq!(RESOURCES.len(), 58);
         assert!(
             groups()
                 .iter()

@@ -664,6 +664,28 @@ impl Api {
                 crate::warning::add("v1 ComponentStatus is deprecated in v1.19+".into());
                 self.component_statuses().await
             }
+            crate::registry::Computed::IpAddresses => {
+                let services = crate::registry::lookup("", "v1", "services")
+                    .expect("services registered")
+                    .prefix();
+                crate::alloc::ip_addresses(&*self.store, &services)
+                    .await
+                    .map_err(|e| storage_error(def, "", e))?
+            }
+            crate::registry::Computed::ServiceCidrs => {
+                let created = self
+                    .store
+                    .get("/core/namespaces/default")
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|kv| decode_stored(&kv).ok())
+                    .and_then(|ns| ns.pointer("/metadata/creationTimestamp").cloned());
+                vec![crate::alloc::service_cidr_object(
+                    &self.config.allocation,
+                    created,
+                )]
+            }
         };
         if let Some(name) = target.name.as_deref() {
             let obj = objects

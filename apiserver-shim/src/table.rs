@@ -110,6 +110,8 @@ pub static PRINTERS: &[Printer] = &[
     printer("", "events", EVENT),
     printer("", "nodes", NODE),
     printer("", "componentstatuses", COMPONENTSTATUS),
+    printer("networking.k8s.io", "servicecidrs", SERVICECIDR),
+    printer("networking.k8s.io", "ipaddresses", IPADDRESS),
     printer("", "namespaces", NAMESPACE),
     printer("", "persistentvolumeclaims", PVC),
     printer("", "resourcequotas", RESOURCEQUOTA),
@@ -661,6 +663,51 @@ const COMPONENTSTATUS: &[Column] = &[
         "string",
         "Error of the component conditions",
         |obj, _| json!(component_healthy(obj).map_or("", |c| str_at(c, "/error"))),
+    ),
+];
+
+/// networking.k8s.io/v1 ServiceCIDRs (`printServiceCIDR`).
+const SERVICECIDR: &[Column] = &[
+    NAME,
+    col(
+        "CIDRs",
+        "string",
+        "CIDRs defines the IP blocks in CIDR notation (e.g. \"192.168.0.0/24\" or \"2001:db8::/64\") from which to assign service cluster IPs. Max of two CIDRs is allowed, one of each IP family. This field is immutable.",
+        |obj, _| {
+            let cidrs: Vec<&str> = obj
+                .pointer("/spec/cidrs")
+                .and_then(Value::as_array)
+                .map(|l| l.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            json!(cidrs.join(","))
+        },
+    ),
+    AGE,
+];
+
+/// networking.k8s.io/v1 IPAddresses (`printIPAddress`: the parent as
+/// `resource.group/namespace/name`, `<none>` without one).
+const IPADDRESS: &[Column] = &[
+    NAME,
+    col(
+        "ParentRef",
+        "string",
+        "ParentRef references the resource that an IPAddress is attached to. An IPAddress must reference a parent object.",
+        |obj, _| {
+            let Some(p) = obj.pointer("/spec/parentRef").filter(|p| p.is_object()) else {
+                return json!("<none>");
+            };
+            let group = str_at(p, "/group");
+            let mut out = str_at(p, "/resource").to_lowercase();
+            if !group.is_empty() {
+                out = format!("{out}.{}", group.to_lowercase());
+            }
+            let ns = str_at(p, "/namespace");
+            if !ns.is_empty() {
+                out = format!("{out}/{ns}");
+            }
+            json!(format!("{out}/{}", str_at(p, "/name")))
+        },
     ),
 ];
 

@@ -193,6 +193,8 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
         ("networking.k8s.io", "v1", "Ingress") => typed::<networking::v1::Ingress>(),
         ("networking.k8s.io", "v1", "IngressClass") => typed::<networking::v1::IngressClass>(),
         ("networking.k8s.io", "v1", "NetworkPolicy") => typed::<networking::v1::NetworkPolicy>(),
+        ("networking.k8s.io", "v1", "IPAddress") => typed::<networking::v1::IPAddress>(),
+        ("networking.k8s.io", "v1", "ServiceCIDR") => typed::<networking::v1::ServiceCIDR>(),
         ("scheduling.k8s.io", "v1", "PriorityClass") => typed::<scheduling::v1::PriorityClass>(),
         ("storage.k8s.io", "v1", "StorageClass") => typed::<storage::v1::StorageClass>(),
         ("storage.k8s.io", "v1", "CSIDriver") => typed::<storage::v1::CSIDriver>(),

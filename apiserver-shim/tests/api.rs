@@ -3887,3 +3887,98 @@ async fn component_statuses_and_legacy_bindings() {
     );
     h.shutdown().await;
 }
+
+/// The ClusterIP allocator's range and reservations as kube-apiserver
+/// shows them: the ServiceCIDR `kubernetes` and one IPAddress per held
+/// ClusterIP naming its Service; both read only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_cidrs_and_ip_addresses_show_the_allocator() {
+    let h = start().await;
+    let svcs: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(h.client.clone(), "default");
+    let made = svcs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "web"},
+                "spec": {"ports": [{"port": 80}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let ip = made.spec.unwrap().cluster_ip.unwrap();
+    let get = |uri: String| http::Request::builder().uri(uri).body(Vec::new()).unwrap();
+    let (code, body) = send_raw(
+        &h.client,
+        get("/apis/networking.k8s.io/v1/servicecidrs".into()),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let cidrs: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(cidrs["items"][0]["metadata"]["name"], "kubernetes");
+    assert_eq!(cidrs["items"][0]["spec"]["cidrs"], json!(["10.96.0.0/12"]));
+    assert_eq!(
+        cidrs["items"][0]["status"]["conditions"][0]["type"],
+        "Ready"
+    );
+    let (code, body) = send_raw(
+        &h.client,
+        get(format!("/apis/networking.k8s.io/v1/ipaddresses/{ip}")),
+    )
+    .await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let addr: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        addr["spec"]["parentRef"],
+        // The empty core group is omitted, as Go's encoding omits it.
+        json!({"resource": "services", "namespace": "default", "name": "web"})
+    );
+    assert_eq!(
+        addr["metadata"]["labels"]["ipaddress.kubernetes.io/managed-by"],
+        "ipallocator.k8s.io"
+    );
+    let req = http::Request::builder()
+        .uri("/apis/networking.k8s.io/v1/ipaddresses")
+        .header(
+            http::header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let (_, body) = send_raw(&h.client, req).await;
+    let table: Value = serde_json::from_slice(&body).unwrap();
+    let rows: Vec<Value> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cells"].clone())
+        .collect();
+    assert!(
+        rows.contains(&json!([ip, "services/default/web"])),
+        "{rows:?}"
+    );
+    svcs.delete("web", &DeleteParams::default()).await.unwrap();
+    expect_status(
+        "released",
+        send_raw(
+            &h.client,
+            get(format!("/apis/networking.k8s.io/v1/ipaddresses/{ip}")),
+        )
+        .await,
+        404,
+    );
+    expect_status(
+        "read only",
+        send_raw(
+            &h.client,
+            raw_request(
+                "DELETE",
+                "/apis/networking.k8s.io/v1/servicecidrs/kubernetes",
+                "",
+                Vec::new(),
+            ),
+        )
+        .await,
+        405,
+    );
+    h.shutdown().await;
+}
