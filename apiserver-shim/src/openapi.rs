@@ -613,6 +613,11 @@ fn paths(group: &str, version: &str, kinds: &[(&ResourceDef, String)]) -> Map<St
         });
         item["parameters"] = Value::Array(item_params.clone());
         out.insert(format!("{base}/{{name}}"), item);
+        if !d.delete_collection
+            && let Some(ops) = out.get_mut(&base).and_then(Value::as_object_mut)
+        {
+            ops.remove("delete");
+        }
         if d.computed.is_some() {
             // Computed kinds are read only.
             for path in [base.clone(), format!("{base}/{{name}}")] {

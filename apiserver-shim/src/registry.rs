@@ -291,6 +291,9 @@ pub struct ResourceDef {
     /// Objects are computed on every read, never stored: only `get` and
     /// `list` are served.
     pub computed: Option<Computed>,
+    /// `DELETE` of the collection is served (all kinds but namespaces,
+    /// whose storage has no collection delete upstream).
+    pub delete_collection: bool,
 }
 
 /// What a [`ResourceDef::computed`] kind reports.
@@ -349,9 +352,12 @@ impl ResourceDef {
 
     /// The verbs served (discovery): get and list for a computed kind.
     pub fn verbs(&self) -> &'static [&'static str] {
-        match self.computed {
-            Some(_) => &["get", "list"],
-            None => VERBS,
+        match (self.computed, self.delete_collection) {
+            (Some(_), _) => &["get", "list"],
+            (None, false) => &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ],
+            (None, true) => VERBS,
         }
     }
 
@@ -468,6 +474,7 @@ const fn def(
         allocates: false,
         conversion: None,
         computed: None,
+        delete_collection: true,
     }
 }
 
@@ -858,6 +865,11 @@ const EVENT_V1_FIELDS: &[SelectableField] = &[
     text("type"),
 ];
 
+/// The category of the kinds that extend the API (kube-apiserver's
+/// `api-extensions`: webhook configurations, admission policies and their
+/// bindings, APIServices).
+const API_EXTENSIONS: &[&str] = &["api-extensions"];
+
 /// All built-in resources, in discovery order.
 pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
@@ -869,6 +881,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         return_deleted_object: true,
         name_rule: NameRule::Label,
         undeletable: &["default", "kube-system", "kube-public"],
+        delete_collection: false,
         ..def("", "v1", "namespaces", "Namespace", "namespace", false)
     },
     ResourceDef {
@@ -1453,25 +1466,32 @@ pub static RESOURCES: &[ResourceDef] = &[
         "csistoragecapacity",
         true,
     ),
-    def(
-        ADMISSION,
-        "v1",
-        "mutatingwebhookconfigurations",
-        "MutatingWebhookConfiguration",
-        "mutatingwebhookconfiguration",
-        false,
-    ),
-    def(
-        ADMISSION,
-        "v1",
-        "validatingwebhookconfigurations",
-        "ValidatingWebhookConfiguration",
-        "validatingwebhookconfiguration",
-        false,
-    ),
+    ResourceDef {
+        categories: API_EXTENSIONS,
+        ..def(
+            ADMISSION,
+            "v1",
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfiguration",
+            false,
+        )
+    },
+    ResourceDef {
+        categories: API_EXTENSIONS,
+        ..def(
+            ADMISSION,
+            "v1",
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfiguration",
+            false,
+        )
+    },
     ResourceDef {
         status: true,
         generation: true,
+        categories: API_EXTENSIONS,
         ..def(
             ADMISSION,
             "v1",
@@ -1483,6 +1503,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         generation: true,
+        categories: API_EXTENSIONS,
         ..def(
             ADMISSION,
             "v1",
@@ -1498,6 +1519,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         status_on_create: true,
         // `<version>.<group>`: the core one is `v1.`.
         name_rule: NameRule::PathSegment,
+        categories: API_EXTENSIONS,
         ..def(
             "apiregistration.k8s.io",
             "v1",

@@ -630,6 +630,9 @@ impl Api {
                 let opts = delete_options(&query, headers, &body)?;
                 self.delete(&target, name, &opts).await
             }
+            ("DELETE", None, None) if !def.delete_collection => {
+                Err(ApiError::method_not_supported(&gr, "deletecollection"))
+            }
             ("DELETE", None, None) => {
                 let opts = delete_options(&query, headers, &body)?;
                 self.delete_collection(&target, &query, &opts).await

@@ -2984,7 +2984,14 @@ async fn discovery_finds_every_group_and_kind() {
                 "delete",
                 "deletecollection",
             ] {
-                assert!(caps.supports_operation(verb), "{how}: {} {verb}", c.label());
+                // Namespaces have no collection delete (as upstream).
+                let served = !(c.plural == "namespaces" && verb == "deletecollection");
+                assert_eq!(
+                    caps.supports_operation(verb),
+                    served,
+                    "{how}: {} {verb}",
+                    c.label()
+                );
             }
         }
         let (_, caps) = d
@@ -3846,6 +3853,16 @@ async fn component_statuses_and_legacy_bindings() {
     assert_eq!(row("componentstatuses")["verbs"], json!(["get", "list"]));
     assert_eq!(row("componentstatuses")["shortNames"], json!(["cs"]));
     assert_eq!(row("bindings")["verbs"], json!(["create"]));
+    // Namespaces have no collection delete, as upstream.
+    expect_status(
+        "namespaces deletecollection",
+        send_raw(
+            &h.client,
+            raw_request("DELETE", "/api/v1/namespaces", "", Vec::new()),
+        )
+        .await,
+        405,
+    );
 
     // POST bindings: the pod named by the Binding is bound.
     let pods: Api<Pod> = Api::namespaced(h.client.clone(), "default");
