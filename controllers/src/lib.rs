@@ -28,6 +28,8 @@
 //! * [`endpoints`]: v1 Endpoints of Services with a selector;
 //! * [`endpointslice`]: discovery.k8s.io/v1 EndpointSlices of the same;
 //! * [`disruption`]: PodDisruptionBudget status;
+//! * [`podautoscaler`]: HorizontalPodAutoscalers scale their targets from
+//!   `metrics.k8s.io`;
 //! * [`ephemeral`]: the PersistentVolumeClaims of pods' generic ephemeral
 //!   volumes.
 //!
@@ -50,6 +52,7 @@ pub mod ephemeral;
 pub mod gc;
 pub mod job;
 pub mod namespace;
+pub mod podautoscaler;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod serviceaccount;
@@ -143,6 +146,12 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["disruption-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(disruption::run(c)),
+    },
+    ControllerDef {
+        name: "horizontalpodautoscaling",
+        aliases: &["horizontal-pod-autoscaler-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(podautoscaler::run(c)),
     },
     ControllerDef {
         name: "ephemeral-volume",

@@ -414,3 +414,103 @@ async fn deleting_deployments_cascades_in_background_foreground_and_orphan_mode(
     assert_eq!(count(&c, "pods", "or").await, 2);
     c.shutdown().await;
 }
+
+const AUTOSCALED: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: app
+        image: nginx
+        resources: {requests: {memory: 30Mi}}
+"#;
+
+/// `kubectl autoscale` against a cluster whose metrics API reports each
+/// container at 21Mi of memory: at 70 % of a 30Mi request against a 50 %
+/// target the autoscaler scales the Deployment from 1 to its maximum of 2,
+/// and `kubectl get hpa` shows the utilization, the replicas and the
+/// limiting condition as on a real cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_autoscale_scales_a_deployment_on_its_memory_utilization() {
+    let c = TestCluster::start_configured_with_controllers(
+        NodeSimulator::default(),
+        vkube_e2e::metrics::FixedMetrics::install,
+    )
+    .await;
+    c.kubectl_stdin(&["apply", "-f", "-"], AUTOSCALED)
+        .await
+        .expect_ok();
+    c.kubectl(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=1",
+        "--max=2",
+        "--memory=50%",
+    ])
+    .await
+    .expect_ok();
+    eventually(
+        &c,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+        |out| out == "2",
+        Duration::from_secs(90),
+    )
+    .await;
+    let row = eventually(
+        &c,
+        &["get", "hpa", "web", "--no-headers"],
+        |out| out.contains("memory: 70%/50%") && out.split_whitespace().nth(5) == Some("2"),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(row.contains("Deployment/web"), "{row}");
+    // At 2 replicas the next sync proposes 3: the maximum limits it.
+    eventually(
+        &c,
+        &[
+            "get",
+            "hpa",
+            "web",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"ScalingLimited\")].reason}",
+        ],
+        |out| out == "TooManyReplicas",
+        Duration::from_secs(60),
+    )
+    .await;
+    let events = c.kubectl(&["events", "--for", "hpa/web"]).await.expect_ok();
+    assert!(
+        events.stdout.contains("SuccessfulRescale") && events.stdout.contains("New size: 2"),
+        "{events}"
+    );
+    // The same object through autoscaling/v1: the memory metric rides in
+    // the annotation, as kube-apiserver converts it.
+    let v1 = c
+        .kubectl(&[
+            "get",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.autoscaling\\.alpha\\.kubernetes\\.io/metrics}",
+        ])
+        .await
+        .expect_ok();
+    assert!(
+        v1.stdout.contains("\"targetAverageUtilization\":50"),
+        "{v1}"
+    );
+    c.shutdown().await;
+}
