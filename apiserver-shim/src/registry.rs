@@ -122,6 +122,12 @@ pub enum Admission {
     /// ([`crate::rest::ApiConfig::pod_security`]) on pod creates and
     /// `ephemeralcontainers` updates.
     PodSecurity,
+    /// StorageObjectInUseProtection: a new PersistentVolumeClaim gets the
+    /// `kubernetes.io/pvc-protection` finalizer, a new PersistentVolume
+    /// `kubernetes.io/pv-protection`, which the pvc-protection and
+    /// pv-protection controllers remove once nothing uses the object
+    /// (create).
+    StorageObjectInUseProtection,
     /// CertificateSubjectRestriction, CertificateApproval: no
     /// `kube-apiserver-client` request for the `system:masters` group
     /// (create), and approving needs the `approve` verb on the request's
@@ -986,7 +992,10 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["pvc"],
         status: true,
         strategy: PVC,
-        admission: &[Admission::DefaultClass(DEFAULT_STORAGE_CLASS)],
+        admission: &[
+            Admission::DefaultClass(DEFAULT_STORAGE_CLASS),
+            Admission::StorageObjectInUseProtection,
+        ],
         ..def(
             "",
             "v1",
@@ -1000,6 +1009,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         short_names: &["pv"],
         status: true,
         strategy: PERSISTENT_VOLUME,
+        admission: &[Admission::StorageObjectInUseProtection],
         ..def(
             "",
             "v1",

@@ -840,6 +840,26 @@ async fn crud_on_every_kind() {
                 .await
                 .unwrap_or_else(|e| panic!("{what}: finalize failed: {e}"));
         }
+        // Claims and volumes carry the StorageObjectInUseProtection
+        // finalizer, which the pvc-/pv-protection controllers remove: do it
+        // by hand as well.
+        let protection = match c.plural {
+            "persistentvolumeclaims" => Some("kubernetes.io/pvc-protection"),
+            "persistentvolumes" => Some("kubernetes.io/pv-protection"),
+            _ => None,
+        };
+        if let Some(finalizer) = protection {
+            let held = api.get(&name).await.unwrap();
+            assert!(held.metadata.deletion_timestamp.is_some(), "{what}");
+            assert_eq!(held.finalizers(), [finalizer.to_string()], "{what}");
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{what}: finalizer removal failed: {e}"));
+        }
         let deadline = Instant::now();
         let status = loop {
             match api.get(&name).await {

@@ -30,6 +30,8 @@
 //! * [`disruption`]: PodDisruptionBudget status;
 //! * [`podautoscaler`]: HorizontalPodAutoscalers scale their targets from
 //!   `metrics.k8s.io`;
+//! * [`storage_protection`]: pvc-protection and pv-protection, the
+//!   finalizers that keep claims and volumes in use;
 //! * [`ephemeral`]: the PersistentVolumeClaims of pods' generic ephemeral
 //!   volumes.
 //!
@@ -58,6 +60,7 @@ pub mod resourcequota;
 pub mod serviceaccount;
 pub mod simulator;
 pub mod statefulset;
+pub mod storage_protection;
 pub mod util;
 
 use futures::future::BoxFuture;
@@ -146,6 +149,18 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         aliases: &["disruption-controller"],
         enabled_by_default: true,
         start: |c| Box::pin(disruption::run(c)),
+    },
+    ControllerDef {
+        name: "pvc-protection",
+        aliases: &["persistentvolumeclaim-protection-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(storage_protection::run_pvc_protection(c)),
+    },
+    ControllerDef {
+        name: "pv-protection",
+        aliases: &["persistentvolume-protection-controller"],
+        enabled_by_default: true,
+        start: |c| Box::pin(storage_protection::run_pv_protection(c)),
     },
     ControllerDef {
         name: "horizontalpodautoscaling",

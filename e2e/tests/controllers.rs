@@ -514,3 +514,66 @@ async fn kubectl_autoscale_scales_a_deployment_on_its_memory_utilization() {
     );
     c.shutdown().await;
 }
+
+const CLAIM_IN_USE: &str = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: user}
+spec:
+  containers: [{name: app, image: nginx, volumeMounts: [{name: d, mountPath: /data}]}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]
+"#;
+
+/// StorageObjectInUseProtection with the pvc-protection controller: a
+/// claim a running pod mounts stays Terminating when deleted, and goes
+/// once the pod is gone, as on a real cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_in_use_is_deleted_only_after_its_pod() {
+    let c = TestCluster::start_with_controllers(NodeSimulator::default()).await;
+    c.kubectl_stdin(&["apply", "-f", "-"], CLAIM_IN_USE)
+        .await
+        .expect_ok();
+    let finalizers = c
+        .kubectl(&[
+            "get",
+            "pvc",
+            "data",
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(finalizers.stdout, r#"["kubernetes.io/pvc-protection"]"#);
+    eventually(
+        &c,
+        &["get", "pod", "user", "-o", "jsonpath={.spec.nodeName}"],
+        |out| !out.is_empty(),
+        Duration::from_secs(30),
+    )
+    .await;
+    c.kubectl(&["delete", "pvc", "data", "--wait=false"])
+        .await
+        .expect_ok();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.kubectl(&["get", "pvc", "data", "--no-headers"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["Terminating"]);
+    c.kubectl(&["delete", "pod", "user", "--grace-period=0", "--force"])
+        .await;
+    eventually(
+        &c,
+        &["get", "pvc", "-o", "name"],
+        |out| !out.contains("persistentvolumeclaim/data"),
+        Duration::from_secs(30),
+    )
+    .await;
+    c.shutdown().await;
+}

@@ -30,6 +30,33 @@ use vkube_core::quota::{self, ResourceList};
 /// Attempts of the quota read-check-write loop before giving up.
 const QUOTA_ATTEMPTS: usize = 64;
 
+/// The finalizer StorageObjectInUseProtection puts on a new object of
+/// `resource`.
+pub fn protection_finalizer(resource: &str) -> Option<&'static str> {
+    match resource {
+        "persistentvolumeclaims" => Some("kubernetes.io/pvc-protection"),
+        "persistentvolumes" => Some("kubernetes.io/pv-protection"),
+        _ => None,
+    }
+}
+
+/// StorageObjectInUseProtection ([`Admission::StorageObjectInUseProtection`]):
+/// the kind's protection finalizer on a new claim or volume, once.
+fn storage_object_in_use_protection(target: &Target, obj: &mut Value) {
+    let Some(finalizer) = protection_finalizer(target.def.resource) else {
+        return;
+    };
+    let md = meta::metadata_mut(obj);
+    let list = md.entry("finalizers").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    let items = list.as_array_mut().expect("an array");
+    if !items.iter().any(|f| f == finalizer) {
+        items.push(json!(finalizer));
+    }
+}
+
 impl Api {
     /// Every stored value under `prefix`.
     pub(super) async fn list_prefix(
@@ -74,6 +101,9 @@ impl Api {
                 Admission::DefaultClass(rule) => self.admit_default_class(rule, obj).await?,
                 Admission::PodSecurity => self.admit_pod_security(target, obj, update)?,
                 Admission::Certificates => self.admit_certificates(target, obj, update).await?,
+                Admission::StorageObjectInUseProtection => {
+                    storage_object_in_use_protection(target, obj)
+                }
             }
         }
         Ok(())

@@ -430,7 +430,37 @@ async fn ensure_volume(
     Ok(())
 }
 
+/// The finalizer the virtual API server's StorageObjectInUseProtection
+/// admission puts on every PersistentVolume.
+const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+
 async fn delete_volume(ctx: &Context, pv: &PersistentVolume) -> anyhow::Result<()> {
     let api = Api::<PersistentVolume>::all(ctx.virtual_client.clone());
+    // The copy of a host volume that is gone protects nothing: the
+    // pv-protection finalizer would keep it (still showing Bound)
+    // Terminating for ever.
+    if pv.finalizers().iter().any(|f| f == PV_PROTECTION) {
+        let kept: Vec<&String> = pv
+            .finalizers()
+            .iter()
+            .filter(|f| *f != PV_PROTECTION)
+            .collect();
+        let patch = json!({"metadata": {"finalizers": kept}});
+        match api
+            .patch(
+                &pv.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_status(&e, 404) => return Ok(()),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("releasing virtual volume {}", pv.name_any()));
+            }
+        }
+    }
     crate::engine::delete_guarded(&api, pv, "virtual volume").await
 }
