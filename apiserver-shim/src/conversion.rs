@@ -533,6 +533,23 @@ fn parse_annotation(taken: &Map<String, Value>, key: &str) -> Option<Value> {
         .and_then(|s| serde_json::from_str(s).ok())
 }
 
+/// An annotation's list, each element an object, or `None` (upstream's
+/// `json.Unmarshal` into a typed list fails on anything else, and the
+/// annotation is then ignored).
+fn annotation_objects(taken: &Map<String, Value>, key: &str) -> Option<Vec<Value>> {
+    let items = parse_annotation(taken, key)?.as_array()?.clone();
+    items.iter().all(Value::is_object).then_some(items)
+}
+
+/// `value` decoded as `T` and encoded again, or `None` when it does not
+/// decode: annotation text is tenant input, and what reaches the stored v2
+/// object must have the v2 types (a wrongly typed field would make the
+/// object unreadable to every typed client, the autoscaler included).
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(value: Value) -> Option<Value> {
+    let t: T = serde_json::from_value(value).ok()?;
+    serde_json::to_value(t).ok()
+}
+
 fn drop_empty_annotations(obj: &mut Value) {
     if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut)
         && md
@@ -654,9 +671,11 @@ pub fn hpa_v1_to_v2(mut obj: Value) -> Value {
         "maxReplicas".into(),
         spec.get("maxReplicas").cloned().unwrap_or(json!(0)),
     );
-    let mut metrics: Vec<Value> = parse_annotation(&taken, HPA_METRICS)
+    use k8s_openapi::api::autoscaling::v2 as as2;
+    let mut metrics: Vec<Value> = annotation_objects(&taken, HPA_METRICS)
+        .map(|ms| Value::Array(ms.iter().map(metric_spec_to_v2).collect()))
+        .and_then(typed::<Vec<as2::MetricSpec>>)
         .and_then(|v| v.as_array().cloned())
-        .map(|ms| ms.iter().map(metric_spec_to_v2).collect())
         .unwrap_or_default();
     if let Some(cpu) = spec
         .get("targetCPUUtilizationPercentage")
@@ -670,11 +689,15 @@ pub fn hpa_v1_to_v2(mut obj: Value) -> Value {
             "target": {"type": "Utilization", "averageUtilization": 80}}}));
     }
     v2_spec.insert("metrics".into(), Value::Array(metrics));
-    if let Some(b) = parse_annotation(&taken, HPA_BEHAVIOR).filter(|b| {
-        b.as_object()
-            .is_some_and(|m| m.values().any(|v| !v.is_null()))
-    }) {
-        v2_spec.insert("behavior".into(), behavior_keys(&b, false));
+    if let Some(b) = parse_annotation(&taken, HPA_BEHAVIOR)
+        .filter(Value::is_object)
+        .and_then(|b| typed::<as2::HorizontalPodAutoscalerBehavior>(behavior_keys(&b, false)))
+        .filter(|b| {
+            b.as_object()
+                .is_some_and(|m| m.values().any(|v| !v.is_null()))
+        })
+    {
+        v2_spec.insert("behavior".into(), b);
     }
     let mut v2_status = Map::new();
     copy(
@@ -687,22 +710,27 @@ pub fn hpa_v1_to_v2(mut obj: Value) -> Value {
     for f in ["currentReplicas", "desiredReplicas"] {
         copy(&mut v2_status, f, &status, f);
     }
-    let current =
-        match parse_annotation(&taken, HPA_CURRENT_METRICS).and_then(|v| v.as_array().cloned()) {
-            Some(ms) => ms.iter().map(metric_status_to_v2).collect(),
-            None => status
-                .get("currentCPUUtilizationPercentage")
-                .filter(|v| !v.is_null())
-                .map(|cpu| {
-                    vec![json!({"type": "Resource", "resource": {"name": "cpu",
+    let current = match annotation_objects(&taken, HPA_CURRENT_METRICS)
+        .map(|ms| Value::Array(ms.iter().map(metric_status_to_v2).collect()))
+        .and_then(typed::<Vec<as2::MetricStatus>>)
+        .and_then(|v| v.as_array().cloned())
+    {
+        Some(ms) => ms,
+        None => status
+            .get("currentCPUUtilizationPercentage")
+            .filter(|v| !v.is_null())
+            .map(|cpu| {
+                vec![json!({"type": "Resource", "resource": {"name": "cpu",
                     "current": {"averageUtilization": cpu}}})]
-                })
-                .unwrap_or_default(),
-        };
+            })
+            .unwrap_or_default(),
+    };
     if !current.is_empty() {
         v2_status.insert("currentMetrics".into(), Value::Array(current));
     }
-    if let Some(conds) = parse_annotation(&taken, HPA_CONDITIONS).filter(Value::is_array) {
+    if let Some(conds) = annotation_objects(&taken, HPA_CONDITIONS)
+        .and_then(|c| typed::<Vec<as2::HorizontalPodAutoscalerCondition>>(Value::Array(c)))
+    {
         v2_status.insert("conditions".into(), conds);
     }
     drop_empty_annotations(&mut obj);
@@ -774,6 +802,50 @@ mod tests {
             json!([{"type": "Resource", "resource": {"name": "cpu",
                 "currentAverageUtilization": 10, "currentAverageValue": "0"}}])
         );
+    }
+
+    #[test]
+    fn annotations_of_the_wrong_shape_are_ignored_not_stored() {
+        let hostile = |key: &str, value: &str| {
+            hpa_v1_to_v2(json!({
+                "metadata": {"name": "h", "annotations": {key: value}},
+                "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3},
+            }))
+        };
+        let v2 = hostile(HPA_CONDITIONS, r#"[{"type": 5, "status": "True"}]"#);
+        assert!(v2["status"].get("conditions").is_none(), "{v2}");
+        let v2 = hostile(
+            HPA_CONDITIONS,
+            r#"[{"type": "AbleToScale", "status": "True", "lastTransitionTime": "x"}]"#,
+        );
+        assert!(v2["status"].get("conditions").is_none(), "{v2}");
+        let v2 = hostile(
+            HPA_METRICS,
+            r#"[{"type": "Pods", "pods": {"metricName": 7}}]"#,
+        );
+        assert_eq!(v2["spec"]["metrics"][0]["resource"]["name"], "cpu", "{v2}");
+        assert_eq!(v2["spec"]["metrics"].as_array().unwrap().len(), 1);
+        let v2 = hostile(HPA_METRICS, "[5]");
+        assert_eq!(v2["spec"]["metrics"].as_array().unwrap().len(), 1);
+        let v2 = hostile(
+            HPA_BEHAVIOR,
+            r#"{"ScaleUp": {"Policies": [{"Type": "Pods", "Value": "4", "PeriodSeconds": 15}]}}"#,
+        );
+        assert!(v2["spec"].get("behavior").is_none(), "{v2}");
+        let v2 = hostile(HPA_BEHAVIOR, r#"{"foo": 1}"#);
+        assert!(v2["spec"].get("behavior").is_none(), "{v2}");
+        let v2 = hostile(
+            HPA_CURRENT_METRICS,
+            r#"[{"type": "Resource", "resource": {"name": "cpu", "currentAverageValue": 5}}]"#,
+        );
+        // A number is a quantity, as Go's decoder reads it.
+        assert_eq!(
+            v2["status"]["currentMetrics"][0]["resource"]["current"]["averageValue"],
+            "5"
+        );
+        // Whatever the annotation held, the result reads as the v2 type.
+        serde_json::from_value::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(v2)
+            .expect("a typed v2 object");
     }
 
     #[test]
