@@ -16,6 +16,8 @@ use serde_json::{Map, Value, json};
 pub struct Conversion {
     /// Group of the stored resource (empty for core).
     pub storage_group: &'static str,
+    /// Version of the stored form.
+    pub storage_version: &'static str,
     /// Plural of the stored resource.
     pub storage_resource: &'static str,
     /// A served-version object into its stored form (apiVersion included).
@@ -27,6 +29,7 @@ pub struct Conversion {
 /// events.k8s.io/v1 Events over the core/v1 Event storage.
 pub static EVENTS_V1: Conversion = Conversion {
     storage_group: "",
+    storage_version: "v1",
     storage_resource: "events",
     to_storage: event_v1_to_core,
     from_storage: core_event_to_v1,
@@ -35,6 +38,7 @@ pub static EVENTS_V1: Conversion = Conversion {
 /// autoscaling/v1 HorizontalPodAutoscalers over the autoscaling/v2 storage.
 pub static AUTOSCALING_V1: Conversion = Conversion {
     storage_group: "autoscaling",
+    storage_version: "v2",
     storage_resource: "horizontalpodautoscalers",
     to_storage: hpa_v1_to_v2,
     from_storage: hpa_v2_to_v1,

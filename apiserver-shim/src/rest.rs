@@ -1101,6 +1101,9 @@ impl Api {
         // Admission: the kind's own plugins mutate first.
         self.admit(target, &mut obj, false).await?;
         self.prepare_create(target, &mut obj)?;
+        if def.conversion.is_some() {
+            obj = through_storage(target, None, obj);
+        }
         let name = meta::name(&obj).to_string();
         if def.namespaced {
             self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), &name)
@@ -1216,6 +1219,9 @@ impl Api {
             let old = decode_as(def, &kv)?;
             let mut new = mutate(Some(&old))?;
             finish_update(target, &old, &mut new)?;
+            if def.conversion.is_some() {
+                new = through_storage(target, Some(&decode_stored(&kv)?), new);
+            }
             self.admit(target, &mut new, true).await?;
             let allocation = self.allocate(def, Some(&old), &mut new, dry_run).await?;
             if new == old || dry_run {
@@ -1949,6 +1955,58 @@ fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()>
         ));
     }
     Ok(())
+}
+
+/// A write of a converted kind ([`ResourceDef::conversion`]) as
+/// kube-apiserver makes it on the internal object: converted to the stored
+/// form, where the storage version's rules apply (a main-resource write
+/// keeps the stored status and a create starts with none, whatever the
+/// served version carries in annotations; `metadata.generation` follows
+/// the stored spec), and back. `old` is the stored object (storage form)
+/// on an update. What comes back is what a read will answer.
+fn through_storage(target: &Target, old: Option<&Value>, new: Value) -> Value {
+    let def = target.def;
+    let Some(c) = def.conversion else {
+        return new;
+    };
+    let Some(sdef) =
+        crate::registry::lookup(c.storage_group, c.storage_version, c.storage_resource)
+    else {
+        return new;
+    };
+    let rv = meta::resource_version(&new).to_string();
+    let mut stored = def.to_storage(new);
+    match (old, target.subresource.as_deref()) {
+        (None, _) if sdef.status && !sdef.status_on_create => stored["status"] = json!({}),
+        (Some(old), None) => {
+            if sdef.status {
+                match old.get("status") {
+                    Some(s) => stored["status"] = s.clone(),
+                    None => {
+                        stored.as_object_mut().map(|o| o.remove("status"));
+                    }
+                }
+            }
+            if sdef.generation {
+                let g = old
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                let g = if meta::spec_changed(old, &stored) {
+                    g + 1
+                } else {
+                    g
+                };
+                meta::metadata_mut(&mut stored).insert("generation".into(), json!(g));
+            }
+        }
+        _ => {}
+    }
+    let mut served = def.from_storage(stored);
+    if !rv.is_empty() {
+        meta::metadata_mut(&mut served).insert("resourceVersion".into(), json!(rv));
+    }
+    served
 }
 
 /// Sets condition `kind` of `obj` to `status` as kube-apiserver's

@@ -4019,3 +4019,94 @@ async fn service_cidrs_and_ip_addresses_show_the_allocator() {
     );
     h.shutdown().await;
 }
+
+/// autoscaling/v1 writes get kube-apiserver's rules on the stored
+/// autoscaling/v2 object: the status an annotation carries is never taken
+/// from a create or a main-resource update, a v1 update without the
+/// annotations keeps the stored status, a metric changed through its
+/// annotation bumps the generation, and the answer is what a read gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaling_v1_writes_keep_the_v2_status_rules() {
+    use k8s_openapi::api::autoscaling::v2 as as2;
+    let h = start().await;
+    create_namespace(&h.client, "hpa1").await;
+    let url = "/apis/autoscaling/v1/namespaces/hpa1/horizontalpodautoscalers";
+    let forged = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "annotations": {
+            "autoscaling.alpha.kubernetes.io/conditions":
+                r#"[{"type":"AbleToScale","status":"True","reason":"Forged"}]"#}},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 4}});
+    let (code, body) = post_json(&h.client, url, forged.to_string().into_bytes()).await;
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let created: Value = serde_json::from_slice(&body).unwrap();
+    // The answer is the stored object: the implied 80 % target, no
+    // forged condition.
+    assert_eq!(
+        created["spec"]["targetCPUUtilizationPercentage"], 80,
+        "{created}"
+    );
+    assert!(
+        created["metadata"]["annotations"]
+            .get("autoscaling.alpha.kubernetes.io/conditions")
+            .is_none(),
+        "{created}"
+    );
+    let v2: Api<as2::HorizontalPodAutoscaler> = Api::namespaced(h.client.clone(), "hpa1");
+    let stored = v2.get("web").await.unwrap();
+    assert!(
+        stored
+            .status
+            .as_ref()
+            .is_none_or(|s| s.conditions.is_none()),
+        "{:?}",
+        stored.status
+    );
+    let generation = stored.metadata.generation;
+
+    // The controller's status, written through v2.
+    let status = json!({"status": {"desiredReplicas": 2, "currentReplicas": 2,
+        "conditions": [{"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    v2.patch_status("web", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+    // A v1 PUT made from a file (no annotations) keeps it.
+    let mut plain = forged.clone();
+    plain["metadata"]["annotations"] = json!({});
+    plain["spec"]["maxReplicas"] = json!(5);
+    let req = raw_request(
+        "PUT",
+        &format!("{url}/web"),
+        "application/json",
+        plain.to_string().into_bytes(),
+    );
+    let (code, body) = send_raw(&h.client, req).await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let after = v2.get("web").await.unwrap();
+    let st = after.status.unwrap();
+    assert_eq!(st.desired_replicas, 2);
+    assert_eq!(
+        st.conditions.unwrap()[0].reason.as_deref(),
+        Some("ReadyForNewScale")
+    );
+    assert_eq!(after.metadata.generation, generation.map(|g| g + 1));
+    // A metric added only through the v1 annotation is a spec change.
+    let mut annotated = plain.clone();
+    annotated["metadata"]["annotations"] = json!({"autoscaling.alpha.kubernetes.io/metrics":
+        r#"[{"type":"Resource","resource":{"name":"memory","targetAverageUtilization":60}}]"#});
+    let req = raw_request(
+        "PUT",
+        &format!("{url}/web"),
+        "application/json",
+        annotated.to_string().into_bytes(),
+    );
+    let (code, body) = send_raw(&h.client, req).await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let after = v2.get("web").await.unwrap();
+    // No `targetCPUUtilizationPercentage` beside it: memory is the one metric.
+    let metrics = after.spec.metrics.unwrap();
+    assert_eq!(metrics.len(), 1);
+    assert_eq!(metrics[0].resource.as_ref().unwrap().name, "memory");
+    assert_eq!(after.metadata.generation, generation.map(|g| g + 2));
+    h.shutdown().await;
+}
