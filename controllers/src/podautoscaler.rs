@@ -44,7 +44,8 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KubeQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use kube_runtime::controller::{Action, Controller};
 use kube_runtime::events::{Event, EventType, Recorder, Reporter};
@@ -91,12 +92,18 @@ pub fn milli_value(q: &str) -> Option<i64> {
     i64::try_from((q.nanos + 999_999).div_euclid(1_000_000)).ok()
 }
 
-/// `resource.NewMilliQuantity(m, DecimalSI)` as text.
-fn milli_quantity(m: i64) -> KubeQuantity {
+/// A current value as `buildQuantity` makes it: `m` milli-units, memory in
+/// binary form (`21Mi`, as metrics-server reports it), the rest decimal.
+fn milli_quantity(resource: &str, m: i64) -> KubeQuantity {
+    let format = if resource == "memory" {
+        Format::BinarySI
+    } else {
+        Format::DecimalSI
+    };
     KubeQuantity(
         Quantity {
             nanos: i128::from(m) * 1_000_000,
-            format: Format::DecimalSI,
+            format,
         }
         .to_string(),
     )
@@ -171,6 +178,7 @@ pub struct PodGroups {
     pub ignored: BTreeSet<String>,
 }
 
+/// The pod's Ready condition: whether it is `False`, and since when.
 fn ready_condition(pod: &Pod) -> Option<(bool, Timestamp)> {
     let c = pod
         .status
@@ -180,7 +188,7 @@ fn ready_condition(pod: &Pod) -> Option<(bool, Timestamp)> {
         .iter()
         .find(|c| c.type_ == "Ready")?;
     Some((
-        c.status == "True",
+        c.status == "False",
         c.last_transition_time
             .as_ref()
             .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
@@ -213,13 +221,17 @@ pub fn group_pods(pods: &[Pod], metrics: &PodMetrics, cpu: bool, now: Timestamp)
                 .as_ref()
                 .and_then(|s| s.start_time.as_ref())
                 .map(|t| t.0);
+            // Times are tenant input: a sum past the representable range
+            // counts as the far future.
+            let later =
+                |t: Timestamp, d: SignedDuration| t.checked_add(d).unwrap_or(Timestamp::MAX);
             let unready = match (ready_condition(pod), start) {
                 (None, _) | (_, None) => true,
-                (Some((ready, since)), Some(start)) => {
-                    if start + CPU_INITIALIZATION_PERIOD > now {
-                        !ready || metric.timestamp < since + metric.window
+                (Some((not_ready, since)), Some(start)) => {
+                    if later(start, CPU_INITIALIZATION_PERIOD) > now {
+                        not_ready || metric.timestamp < later(since, metric.window)
                     } else {
-                        !ready && start + INITIAL_READINESS_DELAY > since
+                        not_ready && later(start, INITIAL_READINESS_DELAY) > since
                     }
                 }
             };
@@ -382,7 +394,8 @@ pub fn calculate(
         utilization,
         average,
     };
-    let within = |r: f64| (1.0 - r).abs() <= tolerance;
+    // Tolerances.isWithin.
+    let within = |r: f64| (1.0 - tolerance) <= r && r <= (1.0 + tolerance);
     let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
     if !scale_up_with_unready && groups.missing.is_empty() {
         if within(ratio) {
@@ -679,6 +692,9 @@ pub struct Observed<'a> {
     pub hpa: &'a HorizontalPodAutoscaler,
     /// Its target's scale, or why it could not be read.
     pub scale: Result<ScaleView, String>,
+    /// Why the scale's selector could not be used to list pods, if it
+    /// could not.
+    pub selector_error: Option<String>,
     /// The pods the scale's selector selects.
     pub pods: &'a [Pod],
     /// The PodMetrics of those pods (metrics.k8s.io items), or why they
@@ -762,9 +778,26 @@ fn compute_metric(
     now: Timestamp,
 ) -> MetricOutcome {
     let resource = |name: &str, container: Option<&str>, target: &MetricTarget| {
-        let items = metrics
-            .as_ref()
-            .map_err(|e| format!("unable to get metrics for resource {name}: {e}"))?;
+        let wrap = |e: String| {
+            if target.average_value.is_some() {
+                format!("failed to get {name} usage: {e}")
+            } else {
+                format!("failed to get {name} utilization: {e}")
+            }
+        };
+        let items = match metrics {
+            Err(e) => {
+                return Err(wrap(format!(
+                    "unable to get metrics for resource {name}: {e}"
+                )));
+            }
+            Ok(items) if items.is_empty() => {
+                return Err(wrap(format!(
+                    "unable to get metrics for resource {name}: no metrics returned from resource metrics API"
+                )));
+            }
+            Ok(items) => items,
+        };
         let usage = pod_metrics(items, name, container);
         let cpu = name == "cpu";
         let kind = if container.is_some() {
@@ -785,7 +818,7 @@ fn compute_metric(
             )
             .map_err(|e| format!("failed to get {name} usage: {e}"))?;
             let status = MetricValueStatus {
-                average_value: Some(milli_quantity(p.average)),
+                average_value: Some(milli_quantity(name, p.average)),
                 ..Default::default()
             };
             return Ok((p.replicas, format!("{name} {kind}"), status));
@@ -810,7 +843,7 @@ fn compute_metric(
         .map_err(|e| format!("failed to get {name} utilization: {e}"))?;
         let status = MetricValueStatus {
             average_utilization: p.utilization,
-            average_value: Some(milli_quantity(p.average)),
+            average_value: Some(milli_quantity(name, p.average)),
             ..Default::default()
         };
         Ok((
@@ -896,6 +929,32 @@ fn compute_metric(
     }
 }
 
+/// How `computeReplicasForMetric` prefixes a metric's error in the
+/// `FailedComputeMetricsReplicas` Event.
+fn metric_error_prefix(spec: &MetricSpec) -> String {
+    match spec.type_.as_str() {
+        "Resource" => format!(
+            "failed to get {} resource metric value",
+            spec.resource.as_ref().map_or("", |r| r.name.as_str())
+        ),
+        "ContainerResource" => format!(
+            "failed to get {} container metric value",
+            spec.container_resource
+                .as_ref()
+                .map_or("", |r| r.container.as_str())
+        ),
+        "Pods" => "failed to get pods metric value".into(),
+        "Object" => "failed to get object metric value".into(),
+        "External" => format!(
+            "failed to get {} external metric value",
+            spec.external
+                .as_ref()
+                .map_or("", |e| e.metric.name.as_str())
+        ),
+        _ => "invalid metric source type".into(),
+    }
+}
+
 /// One reconcile's decisions (`reconcileAutoscaler`), given what it saw and
 /// the autoscaler's [`History`] (updated).
 pub fn plan(seen: &Observed<'_>, history: &mut History) -> Plan {
@@ -974,6 +1033,7 @@ pub fn plan(seen: &Observed<'_>, history: &mut History) -> Plan {
         let mut proposal = 0;
         let mut metric_name = String::new();
         let mut first_failure: Option<(&'static str, String)> = None;
+        let mut first_error = String::new();
         let mut failures = 0;
         let failed = |mut status: HorizontalPodAutoscalerStatus,
                       conds: Vec<HorizontalPodAutoscalerCondition>,
@@ -1012,6 +1072,22 @@ pub fn plan(seen: &Observed<'_>, history: &mut History) -> Plan {
             ));
             return failed(status, conds, statuses, events);
         }
+        if let Some(e) = &seen.selector_error {
+            let why = format!(
+                "couldn't convert selector into a corresponding internal selector object: {e}"
+            );
+            events.push((EventType::Warning, "InvalidSelector", why.clone()));
+            set_condition(
+                &mut conds,
+                "ScalingActive",
+                "False",
+                "InvalidSelector",
+                why.clone(),
+                now,
+            );
+            events.push((EventType::Warning, "FailedComputeMetricsReplicas", why));
+            return failed(status, conds, statuses, events);
+        }
         for spec in &metric_specs {
             match compute_metric(spec, current, seen.pods, seen.metrics, now) {
                 Ok((replicas, name, st)) => {
@@ -1026,7 +1102,8 @@ pub fn plan(seen: &Observed<'_>, history: &mut History) -> Plan {
                     statuses.push(MetricStatus::default());
                     events.push((EventType::Warning, reason, e.clone()));
                     if first_failure.is_none() {
-                        first_failure = Some((reason, e));
+                        first_failure = Some((reason, e.clone()));
+                        first_error = format!("{}: {e}", metric_error_prefix(spec));
                     }
                     failures += 1;
                 }
@@ -1047,7 +1124,7 @@ pub fn plan(seen: &Observed<'_>, history: &mut History) -> Plan {
                 EventType::Warning,
                 "FailedComputeMetricsReplicas",
                 format!(
-                    "invalid metrics ({failures} invalid out of {}), first error is: {e}",
+                    "invalid metrics ({failures} invalid out of {}), first error is: {first_error}",
                     metric_specs.len()
                 ),
             ));
@@ -1317,29 +1394,34 @@ fn limit_with_behavior(
 struct Ctx {
     client: Client,
     recorder: Recorder,
-    history: Mutex<HashMap<String, History>>,
+    /// Per autoscaler (`namespace/name/uid`): its history and when it was
+    /// last reconciled.
+    state: Mutex<HashMap<String, (History, Option<Timestamp>)>>,
+    autoscalers: Store<HorizontalPodAutoscaler>,
 }
 
 /// Runs the controller until the process ends.
 pub async fn run(client: Client) {
+    let controller = Controller::new(
+        Api::<HorizontalPodAutoscaler>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         recorder: Recorder::new(
-            client.clone(),
+            client,
             Reporter {
                 controller: "horizontal-pod-autoscaler".into(),
                 instance: None,
             },
         ),
-        history: Mutex::new(HashMap::new()),
+        state: Mutex::new(HashMap::new()),
+        autoscalers: controller.store(),
     });
-    Controller::new(
-        Api::<HorizontalPodAutoscaler>::all(client),
-        watcher::Config::default(),
-    )
-    .run(reconcile, error_policy, ctx)
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
 }
 
 fn error_policy(_: Arc<HorizontalPodAutoscaler>, e: &Error, _: Arc<Ctx>) -> Action {
@@ -1347,27 +1429,42 @@ fn error_policy(_: Arc<HorizontalPodAutoscaler>, e: &Error, _: Arc<Ctx>) -> Acti
     Action::requeue(SYNC_PERIOD)
 }
 
-/// The scale subresource of the target, through discovery of its kind.
+/// An API error as its `Status` message (what upstream's Events carry).
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        e => e.to_string(),
+    }
+}
+
+/// The scale subresource of the target, its kind resolved within its API
+/// group whatever version `scaleTargetRef` names (as the REST mapper does).
 async fn target_scale(
     client: &Client,
     hpa: &HorizontalPodAutoscaler,
 ) -> Result<(Api<DynamicObject>, ScaleView), String> {
     let r = &hpa.spec.scale_target_ref;
     let api_version = r.api_version.clone().unwrap_or_default();
-    let (group, version) = match api_version.split_once('/') {
-        Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (String::new(), api_version.clone()),
+    let group = api_version
+        .split_once('/')
+        .map_or("", |(g, _)| g)
+        .to_string();
+    let unmapped = || {
+        format!(
+            "unable to determine resource for scale target reference: no matches for kind {:?} in group {group:?}",
+            r.kind
+        )
     };
-    let gvk = GroupVersionKind::gvk(&group, &version, &r.kind);
-    let (ar, _): (ApiResource, _) = kube::discovery::pinned_kind(client, &gvk)
+    let found = kube::discovery::group(client, &group)
         .await
-        .map_err(|e| format!("unable to determine resource for scale target reference: {e}"))?;
+        .map_err(|_| unmapped())?;
+    let (ar, _) = found.recommended_kind(&r.kind).ok_or_else(unmapped)?;
     let api = Api::<DynamicObject>::namespaced_with(
         client.clone(),
         &hpa.namespace().unwrap_or_default(),
         &ar,
     );
-    let scale = api.get_scale(&r.name).await.map_err(|e| e.to_string())?;
+    let scale = api.get_scale(&r.name).await.map_err(|e| api_message(&e))?;
     Ok((
         api,
         ScaleView {
@@ -1402,7 +1499,7 @@ async fn pod_metrics_items(
             kube::Error::Api(s) if s.code == 404 => {
                 "unable to fetch metrics from resource metrics API: the server could not find the requested resource (get pods.metrics.k8s.io)".to_string()
             }
-            e => format!("unable to fetch metrics from resource metrics API: {e}"),
+            e => format!("unable to fetch metrics from resource metrics API: {}", api_message(&e)),
         })?;
     Ok(list
         .items
@@ -1413,9 +1510,40 @@ async fn pod_metrics_items(
 
 async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<Action> {
     let ns = hpa.namespace().unwrap_or_default();
-    let key = format!("{ns}/{}", hpa.name_any());
-    let client = &ctx.client;
+    // The uid in the key: a recreated autoscaler starts afresh.
+    let key = format!("{ns}/{}/{}", hpa.name_any(), hpa.uid().unwrap_or_default());
     let now = Timestamp::now();
+    {
+        // Each autoscaler is reconciled once per sync period, whatever
+        // events come (upstream queues every key with that delay); the
+        // state of autoscalers that are gone is dropped.
+        let mut state = ctx.state.lock().expect("autoscaler state");
+        if let Some((_, Some(last))) = state.get(&key) {
+            let next = last.checked_add(SignedDuration::try_from(SYNC_PERIOD).unwrap_or_default());
+            if let Ok(next) = next
+                && next > now
+            {
+                let wait = next.duration_since(now).unsigned_abs();
+                return Ok(Action::requeue(wait));
+            }
+        }
+        let live: std::collections::HashSet<String> = ctx
+            .autoscalers
+            .state()
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}/{}/{}",
+                    h.namespace().unwrap_or_default(),
+                    h.name_any(),
+                    h.uid().unwrap_or_default()
+                )
+            })
+            .collect();
+        state.retain(|k, _| k == &key || live.contains(k));
+        state.entry(key.clone()).or_default().1 = Some(now);
+    }
+    let client = &ctx.client;
     let target = target_scale(client, &hpa).await;
     let scale = target
         .as_ref()
@@ -1427,28 +1555,38 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
         .iter()
         .flatten()
         .any(|m| matches!(m.type_.as_str(), "Resource" | "ContainerResource"));
+    let mut selector_error = None;
     let (pods, metrics) = match &scale {
         Ok(s) if !s.selector.is_empty() => {
-            let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+            let listed = Api::<Pod>::namespaced(client.clone(), &ns)
                 .list(&ListParams::default().labels(&s.selector))
-                .await?
-                .items;
-            let metrics = if needs_metrics {
-                pod_metrics_items(client, &ns, &s.selector).await
-            } else {
-                Ok(Vec::new())
-            };
-            (pods, metrics)
+                .await;
+            match listed {
+                Ok(list) => {
+                    let metrics = if needs_metrics {
+                        pod_metrics_items(client, &ns, &s.selector).await
+                    } else {
+                        Ok(Vec::new())
+                    };
+                    (list.items, metrics)
+                }
+                Err(kube::Error::Api(s)) if s.code == 400 => {
+                    selector_error = Some(s.message.clone());
+                    (Vec::new(), Ok(Vec::new()))
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         _ => (Vec::new(), Ok(Vec::new())),
     };
     let mut plan = {
-        let mut all = ctx.history.lock().expect("history lock");
-        let history = all.entry(key.clone()).or_default();
+        let mut state = ctx.state.lock().expect("autoscaler state");
+        let (history, _) = state.entry(key.clone()).or_default();
         plan(
             &Observed {
                 hpa: &hpa,
                 scale,
+                selector_error,
                 pods: &pods,
                 metrics: &metrics,
                 now,
@@ -1470,8 +1608,8 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
             Ok(_) => {
                 plan.rescaled(now);
                 let rules = Rules::of(&hpa);
-                let mut all = ctx.history.lock().expect("history lock");
-                all.entry(key.clone()).or_default().store_scale_event(
+                let mut state = ctx.state.lock().expect("autoscaler state");
+                state.entry(key.clone()).or_default().0.store_scale_event(
                     rules.as_ref(),
                     plan.current,
                     desired,
@@ -1480,7 +1618,7 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
             }
             Err(e) => {
                 let previous = hpa.status.as_ref().map_or(0, |s| s.desired_replicas);
-                plan.rescale_failed(previous, &e.to_string(), now);
+                plan.rescale_failed(previous, &api_message(&e), now);
             }
         }
     }

@@ -232,6 +232,7 @@ fn without_a_metrics_api_nothing_scales_and_the_conditions_say_why() {
         &Observed {
             hpa: &h,
             scale: scale(1),
+            selector_error: None,
             pods: &pods,
             metrics: &metrics,
             now: at(T0),
@@ -251,7 +252,7 @@ fn without_a_metrics_api_nothing_scales_and_the_conditions_say_why() {
     assert_eq!(
         active.message.as_deref(),
         Some(
-            "the HPA was unable to compute the replica count: unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API: the server could not find the requested resource (get pods.metrics.k8s.io)"
+            "the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API: the server could not find the requested resource (get pods.metrics.k8s.io)"
         )
     );
     // The failed metric keeps its place with an empty status, as upstream.
@@ -278,6 +279,7 @@ fn out_of_range_targets_come_back_without_metrics() {
             &Observed {
                 hpa: &h,
                 scale: scale(current),
+                selector_error: None,
                 pods: &[],
                 metrics: &none,
                 now: at(T0),
@@ -304,6 +306,7 @@ fn out_of_range_targets_come_back_without_metrics() {
         &Observed {
             hpa: &h,
             scale: scale(0),
+            selector_error: None,
             pods: &[],
             metrics: &none,
             now: at(T0),
@@ -326,6 +329,7 @@ fn scaling_up_is_capped_by_max_and_reported_as_limited() {
         &Observed {
             hpa: &h,
             scale: scale(1),
+            selector_error: None,
             pods: &pods,
             metrics: &metrics,
             now: at(T0),
@@ -358,6 +362,7 @@ fn scaling_up_is_capped_by_max_and_reported_as_limited() {
         &Observed {
             hpa: &h,
             scale: scale(1),
+            selector_error: None,
             pods: &pods,
             metrics: &metrics,
             now: at(T0),
@@ -388,6 +393,7 @@ fn scale_down_waits_out_the_stabilization_window() {
     let seen = |now: &str| Observed {
         hpa: &h,
         scale: scale(4),
+        selector_error: None,
         pods: &pods,
         metrics: &idle,
         now: at(now),
@@ -424,6 +430,7 @@ fn behavior_policies_limit_the_rate() {
         &Observed {
             hpa: &h,
             scale: scale(2),
+            selector_error: None,
             pods: &pods,
             metrics: &busy,
             now: at(T0),
@@ -442,6 +449,7 @@ fn behavior_policies_limit_the_rate() {
         &Observed {
             hpa: &h,
             scale: scale(3),
+            selector_error: None,
             pods: &pods,
             metrics: &busy,
             now: at("2026-01-01T00:00:30Z"),
@@ -490,6 +498,7 @@ fn a_failed_scale_read_or_custom_metrics_say_so() {
         &Observed {
             hpa: &h,
             scale: Err("deployments.apps \"web\" not found".into()),
+            selector_error: None,
             pods: &[],
             metrics: &ok,
             now: at(T0),
@@ -505,6 +514,7 @@ fn a_failed_scale_read_or_custom_metrics_say_so() {
         &Observed {
             hpa: &h,
             scale: scale(1),
+            selector_error: None,
             pods: &[pod("a", "1", "1Mi")],
             metrics: &ok,
             now: at(T0),
@@ -515,4 +525,73 @@ fn a_failed_scale_read_or_custom_metrics_say_so() {
         condition(&p.status, "ScalingActive").reason.as_deref(),
         Some("FailedGetPodsMetric")
     );
+}
+
+#[test]
+fn the_tolerance_band_includes_its_edges_and_memory_reads_in_binary() {
+    let pods = [pod("a", "100m", "100Mi")];
+    let requests = pod_requests(&pods, None, "cpu").unwrap();
+    // 55 % against 50 %: a ratio of exactly 1.1, inside the band.
+    let metrics = pod_metrics(&[sample("a", "55m", "1Mi")], "cpu", None);
+    let p = calculate(
+        1,
+        Target::Utilization {
+            percent: 50,
+            requests: &requests,
+        },
+        &pods,
+        metrics,
+        false,
+        TOLERANCE,
+        at(T0),
+    )
+    .unwrap();
+    assert_eq!(p.replicas, 1);
+    let h = hpa(
+        json!({"metrics": [{"type": "Resource", "resource": {"name": "memory",
+        "target": {"type": "AverageValue", "averageValue": "100Mi"}}}]}),
+    );
+    let metrics = Ok(vec![sample("a", "1m", "100Mi")]);
+    let p = plan(
+        &Observed {
+            hpa: &h,
+            scale: scale(1),
+            selector_error: None,
+            pods: &pods,
+            metrics: &metrics,
+            now: at(T0),
+        },
+        &mut History::default(),
+    );
+    let current = p.status.current_metrics.unwrap()[0]
+        .resource
+        .clone()
+        .unwrap()
+        .current;
+    assert_eq!(current.average_value.unwrap().0, "100Mi");
+}
+
+#[test]
+fn a_pod_with_an_unknown_readiness_counts_and_far_times_do_not_panic() {
+    let mut unknown = pod("a", "100m", "1Mi");
+    unknown
+        .status
+        .as_mut()
+        .unwrap()
+        .conditions
+        .as_mut()
+        .unwrap()[0]
+        .status = "Unknown".into();
+    let metrics = pod_metrics(&[sample("a", "100m", "1Mi")], "cpu", None);
+    assert_eq!(
+        group_pods(&[unknown.clone()], &metrics, true, at(T0)).ready,
+        1
+    );
+    let st = unknown.status.as_mut().unwrap();
+    st.start_time = Some(Time(Timestamp::MAX));
+    st.conditions.as_mut().unwrap()[0].last_transition_time = Some(Time(Timestamp::MAX));
+    let mut far = metrics.clone();
+    far.get_mut("a").unwrap().window = SignedDuration::MAX;
+    let g = group_pods(&[unknown], &far, true, at(T0));
+    assert_eq!(g.ready + g.unready.len(), 1);
 }
