@@ -609,7 +609,10 @@ impl Api {
                 Ok(json_response(StatusCode::OK, &to_scale(def, &obj)))
             }
             ("POST", None, None) => self.create(&target, &query, headers, &body, repr).await,
-            ("POST", Some(name), Some("binding")) => self.bind(&target, name, headers, &body).await,
+            ("POST", Some(name), Some("binding")) => {
+                self.bind(&target, name, headers, &body, query.dry_run)
+                    .await
+            }
             ("POST", Some(name), Some("eviction")) => {
                 self.evict(&target, name, &query.dry_run_values, headers, &body)
                     .await
@@ -1405,6 +1408,7 @@ impl Api {
         namespace: &str,
         headers: &HeaderMap,
         body: &[u8],
+        dry_run: bool,
     ) -> ApiResult<Response> {
         let pods = crate::registry::lookup("", "v1", "pods").expect("pods registered");
         let binding = decode_body(headers, body, "Binding")?;
@@ -1437,7 +1441,7 @@ impl Api {
             subresource: Some("binding".into()),
             watch_prefix: false,
         };
-        self.bind_decoded(&target, &name, binding).await
+        self.bind_decoded(&target, &name, binding, dry_run).await
     }
 
     async fn bind(
@@ -1446,16 +1450,20 @@ impl Api {
         name: &str,
         headers: &HeaderMap,
         body: &[u8],
+        dry_run: bool,
     ) -> ApiResult<Response> {
         let binding = decode_body(headers, body, "Binding")?;
-        self.bind_decoded(target, name, binding).await
+        self.bind_decoded(target, name, binding, dry_run).await
     }
 
+    /// Binds pod `name` to the Binding's node; under `dry_run` checks and
+    /// answers without writing.
     async fn bind_decoded(
         &self,
         target: &Target,
         name: &str,
         binding: Value,
+        dry_run: bool,
     ) -> ApiResult<Response> {
         let gr = crate::error::GroupResource::new("", "pods/binding");
         let node = binding
@@ -1475,7 +1483,7 @@ impl Api {
                 }],
             ));
         }
-        self.guaranteed_update(target, name, false, false, |old| {
+        self.guaranteed_update(target, name, false, dry_run, |old| {
             let old = old.expect("no create");
             if meta::is_deleting(old) {
                 return Err(ApiError::conflict(

@@ -324,7 +324,20 @@ async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult
             ));
         }
         let body = read_body(body).await?;
-        return serve_review(state, identity, *review, namespace, &parts.headers, &body).await;
+        let dry_run = match review {
+            crate::registry::Review::Binding => Query::parse(parts.uri.query())?.dry_run,
+            _ => false,
+        };
+        return serve_review(
+            state,
+            identity,
+            *review,
+            namespace,
+            &parts.headers,
+            &body,
+            dry_run,
+        )
+        .await;
     }
     let target = parse_target(group, version, rest)?;
     if let (Some(ns), Some(name), Some(sub)) =
@@ -368,6 +381,7 @@ async fn serve_review(
     namespace: Option<&str>,
     headers: &axum::http::HeaderMap,
     body: &[u8],
+    dry_run: bool,
 ) -> ApiResult<Response> {
     use crate::registry::Review;
     match review {
@@ -375,7 +389,7 @@ async fn serve_review(
         Review::Binding => {
             state
                 .api
-                .create_binding(namespace.unwrap_or_default(), headers, body)
+                .create_binding(namespace.unwrap_or_default(), headers, body, dry_run)
                 .await
         }
         Review::Token => {

@@ -3891,6 +3891,16 @@ async fn component_statuses_and_legacy_bindings() {
         .unwrap();
     let binding = json!({"apiVersion": "v1", "kind": "Binding",
         "metadata": {"name": "unbound"}, "target": {"kind": "Node", "name": "node-a"}});
+    // A dry run answers as the real one would and binds nothing.
+    let (code, _) = post_json(
+        &h.client,
+        "/api/v1/namespaces/default/bindings?dryRun=All",
+        binding.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let still = pods.get("unbound").await.unwrap();
+    assert_eq!(still.spec.unwrap().node_name, None, "dry run bound the pod");
     let (code, body) = post_json(
         &h.client,
         "/api/v1/namespaces/default/bindings",
