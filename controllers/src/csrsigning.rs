@@ -146,6 +146,16 @@ pub fn subject_error(request: &str) -> Option<String> {
     None
 }
 
+/// The end of a CA certificate's validity, Unix seconds.
+fn ca_not_after(cert_pem: &str) -> Result<i64, String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| format!("the signing CA certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("the signing CA certificate: {e}"))?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
 /// Signs `csr` with `ca` at `now` (Unix seconds): the PEM certificate.
 ///
 /// Errors: the request or the CA does not parse, the subject cannot be
@@ -165,10 +175,19 @@ pub fn sign(ca: &SigningCa, csr: &CertificateSigningRequest, now: i64) -> Result
         })
         .min(ca.duration_seconds);
     let at = |secs: i64| time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| e.to_string());
-    // Backdated, and the lifetime counted from the backdated start.
+    // Backdated, and the lifetime counted from the backdated start; never
+    // past the signer's own end (the authority's signing policy clamps to
+    // it, and refuses once the signer has expired).
     let start = now - BACKDATE_SECONDS;
+    let ca_end = ca_not_after(&ca.cert_pem)?;
+    if start >= ca_end {
+        return Err(format!("the signer has expired: NotAfter={}", at(ca_end)?));
+    }
+    let end = start
+        .saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX / 2))
+        .min(ca_end);
     params.params.not_before = at(start)?;
-    params.params.not_after = at(start + i64::try_from(lifetime).unwrap_or(i64::MAX / 2))?;
+    params.params.not_after = at(end)?;
     let serial: [u8; 16] = rand::random();
     params.params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     params.params.is_ca = rcgen::IsCa::ExplicitNoCa;
@@ -334,6 +353,17 @@ mod tests {
         assert_eq!((cn, org), ("alice", "devs"));
         let v = cert.validity();
         assert_eq!(v.not_after.timestamp() - v.not_before.timestamp(), 3600);
+        // Near the end of the CA's validity the certificate ends with it;
+        // past it, nothing is signed.
+        let ca_end = ca_not_after(&authority.cert_pem).unwrap();
+        let late = sign(&authority, &c, ca_end - 60).unwrap();
+        let (_, der) = x509_parser::pem::parse_x509_pem(late.as_bytes()).unwrap();
+        assert_eq!(
+            der.parse_x509().unwrap().validity().not_after.timestamp(),
+            ca_end
+        );
+        let expired = sign(&authority, &c, ca_end + 3600).unwrap_err();
+        assert!(expired.starts_with("the signer has expired"), "{expired}");
         let again = sign(&authority, &c, 1_800_000_000).unwrap();
         assert_ne!(pem, again, "a serial of its own");
         assert_eq!(
