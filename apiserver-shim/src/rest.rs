@@ -249,6 +249,50 @@ pub fn decode_as(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Value> {
     })
 }
 
+/// A list answer in the requested representation: a Table, a
+/// `PartialObjectMetadataList`, or `<Kind>List` whose items carry no
+/// kind/apiVersion.
+fn render_list(
+    def: &ResourceDef,
+    items: Vec<Value>,
+    list_meta: Value,
+    repr: Representation,
+    query: &Query,
+) -> Value {
+    match repr {
+        Representation::Table => table::table(
+            def,
+            &items,
+            query.include_object.as_deref(),
+            Some(list_meta),
+        ),
+        // The items move into the body: `json!` would copy each one.
+        Representation::PartialMetadata => list_body(
+            "PartialObjectMetadataList".into(),
+            "meta.k8s.io/v1".into(),
+            list_meta,
+            items.iter().map(table::partial_metadata).collect(),
+        ),
+        // The items carry no kind/apiVersion, as in kube-apiserver's
+        // lists of built-in kinds (the list's own TypeMeta names them).
+        Representation::Object => list_body(
+            format!("{}List", def.kind),
+            def.api_version(),
+            list_meta,
+            items
+                .into_iter()
+                .map(|mut item| {
+                    if let Some(o) = item.as_object_mut() {
+                        o.remove("kind");
+                        o.remove("apiVersion");
+                    }
+                    item
+                })
+                .collect(),
+        ),
+    }
+}
+
 /// Maps a storage error about one object to its `Status`.
 pub fn storage_error(def: &ResourceDef, name: &str, e: StorageError) -> ApiError {
     let gr = def.group_resource();
@@ -702,27 +746,7 @@ impl Api {
         }
         let filter = Filter::from_query(def, query, None)?;
         let items: Vec<Value> = objects.into_iter().filter(|o| filter.matches(o)).collect();
-        let list_meta = json!({});
-        let body = match repr {
-            Representation::Table => table::table(
-                def,
-                &items,
-                query.include_object.as_deref(),
-                Some(list_meta),
-            ),
-            Representation::PartialMetadata => list_body(
-                "PartialObjectMetadataList".into(),
-                "meta.k8s.io/v1".into(),
-                list_meta,
-                items.iter().map(table::partial_metadata).collect(),
-            ),
-            Representation::Object => list_body(
-                format!("{}List", def.kind),
-                def.api_version(),
-                list_meta,
-                items,
-            ),
-        };
+        let body = render_list(def, items, json!({}), repr, query);
         Ok(json_response(StatusCode::OK, &body))
     }
 
@@ -933,38 +957,7 @@ impl Api {
         if let Some(t) = &token {
             list_meta["continue"] = json!(t);
         }
-        let body = match repr {
-            Representation::Table => table::table(
-                def,
-                &items,
-                query.include_object.as_deref(),
-                Some(list_meta),
-            ),
-            // The items move into the body: `json!` would copy each one.
-            Representation::PartialMetadata => list_body(
-                "PartialObjectMetadataList".into(),
-                "meta.k8s.io/v1".into(),
-                list_meta,
-                items.iter().map(table::partial_metadata).collect(),
-            ),
-            // The items carry no kind/apiVersion, as in kube-apiserver's
-            // lists of built-in kinds (the list's own TypeMeta names them).
-            Representation::Object => list_body(
-                format!("{}List", def.kind),
-                def.api_version(),
-                list_meta,
-                items
-                    .into_iter()
-                    .map(|mut item| {
-                        if let Some(o) = item.as_object_mut() {
-                            o.remove("kind");
-                            o.remove("apiVersion");
-                        }
-                        item
-                    })
-                    .collect(),
-            ),
-        };
+        let body = render_list(def, items, list_meta, repr, query);
         Ok(json_response(StatusCode::OK, &body))
     }
 

@@ -1293,6 +1293,33 @@ fn limit_with_rules(
     )
 }
 
+/// Where a direction's policies let the count go
+/// (`calculateScaleUpLimitWithScalingRules`,
+/// `calculateScaleDownLimitWithBehaviors`): each policy counted from the
+/// replicas at the start of its period (`period_start`); `Max` takes the
+/// largest change, `Min` the smallest; `Disabled` allows none.
+fn policy_limit(d: &Direction, up: bool, current: i32, period_start: impl Fn(i32) -> i32) -> i32 {
+    if d.select == "Disabled" {
+        return current;
+    }
+    let proposals = d.policies.iter().map(|(ty, value, period)| {
+        let start = period_start(*period);
+        let pct = f64::from(*value) / 100.0;
+        match (ty == "Pods", up) {
+            (true, true) => start + value,
+            (true, false) => start - value,
+            (false, true) => (f64::from(start) * (1.0 + pct)).ceil() as i32,
+            (false, false) => (f64::from(start) * (1.0 - pct)) as i32,
+        }
+    });
+    // The largest change is the highest count up and the lowest down.
+    if (d.select != "Min") == up {
+        proposals.max().unwrap_or(i32::MIN)
+    } else {
+        proposals.min().unwrap_or(i32::MAX)
+    }
+}
+
 /// `convertDesiredReplicasWithBehaviorRate`: the direction's policies,
 /// counted from the replicas at the start of each policy's period.
 fn limit_with_behavior(
@@ -1309,25 +1336,7 @@ fn limit_with_behavior(
             + history.changed_within(false, period, now)
     };
     if desired > current {
-        let up = &rules.up;
-        let limit = if up.select == "Disabled" {
-            current
-        } else {
-            let proposals = up.policies.iter().map(|(ty, value, period)| {
-                let start = period_start(*period);
-                if ty == "Pods" {
-                    start + value
-                } else {
-                    (f64::from(start) * (1.0 + f64::from(*value) / 100.0)).ceil() as i32
-                }
-            });
-            if up.select == "Min" {
-                proposals.min().unwrap_or(i32::MAX)
-            } else {
-                proposals.max().unwrap_or(i32::MIN)
-            }
-        }
-        .max(current);
+        let limit = policy_limit(&rules.up, true, current, period_start).max(current);
         let (maximum, reason, message) = if max > limit {
             (
                 limit,
@@ -1345,25 +1354,7 @@ fn limit_with_behavior(
             return (maximum, reason, message);
         }
     } else if desired < current {
-        let down = &rules.down;
-        let limit = if down.select == "Disabled" {
-            current
-        } else {
-            let proposals = down.policies.iter().map(|(ty, value, period)| {
-                let start = period_start(*period);
-                if ty == "Pods" {
-                    start - value
-                } else {
-                    (f64::from(start) * (1.0 - f64::from(*value) / 100.0)) as i32
-                }
-            });
-            if down.select == "Min" {
-                proposals.max().unwrap_or(i32::MIN)
-            } else {
-                proposals.min().unwrap_or(i32::MAX)
-            }
-        }
-        .min(current);
+        let limit = policy_limit(&rules.down, false, current, period_start).min(current);
         let (minimum, reason, message) = if min < limit {
             (
                 limit,

@@ -595,3 +595,56 @@ fn a_pod_with_an_unknown_readiness_counts_and_far_times_do_not_panic() {
     let g = group_pods(&[unknown], &far, true, at(T0));
     assert_eq!(g.ready + g.unready.len(), 1);
 }
+
+#[test]
+fn scale_down_policies_and_min_selection() {
+    let pods = [
+        pod("a", "100m", "1Mi"),
+        pod("b", "100m", "1Mi"),
+        pod("c", "100m", "1Mi"),
+        pod("d", "100m", "1Mi"),
+    ];
+    let idle = Ok(pods
+        .iter()
+        .map(|p| sample(&p.name_any(), "5m", "1Mi"))
+        .collect::<Vec<_>>());
+    let h = hpa(
+        json!({"behavior": {"scaleDown": {"stabilizationWindowSeconds": 0,
+        "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}]}}}),
+    );
+    let p = plan(
+        &Observed {
+            hpa: &h,
+            scale: scale(4),
+            selector_error: None,
+            pods: &pods,
+            metrics: &idle,
+            now: at(T0),
+        },
+        &mut History::default(),
+    );
+    assert_eq!(p.rescale.as_ref().unwrap().0, 2, "half per minute");
+    assert_eq!(
+        condition(&p.status, "ScalingLimited").reason.as_deref(),
+        Some("ScaleDownLimit")
+    );
+    // `Min` picks the smallest change of the scale-up policies.
+    let h = hpa(
+        json!({"behavior": {"scaleUp": {"selectPolicy": "Min", "policies": [
+        {"type": "Pods", "value": 1, "periodSeconds": 60},
+        {"type": "Percent", "value": 100, "periodSeconds": 60}]}}}),
+    );
+    let busy = Ok(vec![sample("a", "400m", "1Mi"), sample("b", "400m", "1Mi")]);
+    let p = plan(
+        &Observed {
+            hpa: &h,
+            scale: scale(2),
+            selector_error: None,
+            pods: &pods[..2],
+            metrics: &busy,
+            now: at(T0),
+        },
+        &mut History::default(),
+    );
+    assert_eq!(p.rescale.unwrap().0, 3);
+}
