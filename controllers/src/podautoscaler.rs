@@ -1152,89 +1152,50 @@ pub fn plan(seen: &Observed<'_>, history: &mut History) -> Plan {
         if desired < current {
             rescale_reason = "All metrics below target".into();
         }
-        desired = match Rules::of(hpa) {
-            None => {
-                let stabilized = history.stabilize(desired, now);
-                if stabilized != desired {
-                    set_condition(
-                        &mut conds,
-                        "AbleToScale",
-                        "True",
-                        "ScaleDownStabilized",
-                        "recent recommendations were higher than current one, applying the highest recent recommendation".into(),
-                        now,
-                    );
-                } else {
-                    set_condition(
-                        &mut conds,
-                        "AbleToScale",
-                        "True",
-                        "ReadyForNewScale",
-                        "recommended size matches current size".into(),
-                        now,
-                    );
-                }
-                let (limited, reason, message) = limit_with_rules(current, stabilized, min, max);
-                let status = if limited == stabilized {
-                    "False"
-                } else {
-                    "True"
-                };
-                set_condition(
-                    &mut conds,
-                    "ScalingLimited",
-                    status,
-                    reason,
-                    message.into(),
-                    now,
-                );
-                limited
-            }
-            Some(rules) => {
-                let (stabilized, reason, message) = history.stabilize_with_behavior(
-                    current,
-                    desired,
-                    rules.up.window,
-                    rules.down.window,
-                    now,
-                );
-                if stabilized != desired {
-                    set_condition(
-                        &mut conds,
-                        "AbleToScale",
-                        "True",
-                        reason,
-                        message.into(),
-                        now,
-                    );
-                } else {
-                    set_condition(
-                        &mut conds,
-                        "AbleToScale",
-                        "True",
-                        "ReadyForNewScale",
-                        "recommended size matches current size".into(),
-                        now,
-                    );
-                }
-                let (limited, reason, message) =
-                    limit_with_behavior(history, &rules, current, stabilized, min, max, now);
-                let status = if limited == stabilized {
-                    "False"
-                } else {
-                    "True"
-                };
-                set_condition(
-                    &mut conds,
-                    "ScalingLimited",
-                    status,
-                    reason,
-                    message.into(),
-                    now,
-                );
-                limited
+        // normalizeDesiredReplicas / normalizeDesiredReplicasWithBehaviors:
+        // stabilise, then limit; both report through the same conditions.
+        let rules = Rules::of(hpa);
+        let (stabilized, stabilize_reason, stabilize_message) = match &rules {
+            None => (
+                history.stabilize(desired, now),
+                "ScaleDownStabilized",
+                "recent recommendations were higher than current one, applying the highest recent recommendation",
+            ),
+            Some(r) => {
+                history.stabilize_with_behavior(current, desired, r.up.window, r.down.window, now)
             }
         };
+        let (reason, message) = if stabilized != desired {
+            (stabilize_reason, stabilize_message)
+        } else {
+            ("ReadyForNewScale", "recommended size matches current size")
+        };
+        set_condition(
+            &mut conds,
+            "AbleToScale",
+            "True",
+            reason,
+            message.into(),
+            now,
+        );
+        let (limited, reason, message) = match &rules {
+            None => limit_with_rules(current, stabilized, min, max),
+            Some(r) => limit_with_behavior(history, r, current, stabilized, min, max, now),
+        };
+        let status = if limited == stabilized {
+            "False"
+        } else {
+            "True"
+        };
+        set_condition(
+            &mut conds,
+            "ScalingLimited",
+            status,
+            reason,
+            message.into(),
+            now,
+        );
+        desired = limited;
         rescale = desired != current;
     }
     if !rescale {
@@ -1388,6 +1349,8 @@ struct Ctx {
     /// Per autoscaler (`namespace/name/uid`): its history and when it was
     /// last reconciled.
     state: Mutex<HashMap<String, (History, Option<Timestamp>)>>,
+    /// Scale targets' resources by (group, kind), from discovery.
+    targets: Mutex<HashMap<(String, String), ApiResource>>,
     autoscalers: Store<HorizontalPodAutoscaler>,
 }
 
@@ -1407,6 +1370,7 @@ pub async fn run(client: Client) {
             },
         ),
         state: Mutex::new(HashMap::new()),
+        targets: Mutex::new(HashMap::new()),
         autoscalers: controller.store(),
     });
     controller
@@ -1431,9 +1395,10 @@ fn api_message(e: &kube::Error) -> String {
 /// The scale subresource of the target, its kind resolved within its API
 /// group whatever version `scaleTargetRef` names (as the REST mapper does).
 async fn target_scale(
-    client: &Client,
+    ctx: &Ctx,
     hpa: &HorizontalPodAutoscaler,
 ) -> Result<(Api<DynamicObject>, ScaleView), String> {
+    let client = &ctx.client;
     let r = &hpa.spec.scale_target_ref;
     let api_version = r.api_version.clone().unwrap_or_default();
     let group = api_version
@@ -1446,10 +1411,29 @@ async fn target_scale(
             r.kind
         )
     };
-    let found = kube::discovery::group(client, &group)
-        .await
-        .map_err(|_| unmapped())?;
-    let (ar, _) = found.recommended_kind(&r.kind).ok_or_else(unmapped)?;
+    // Discovery once per group and kind, not at every sync of every
+    // autoscaler (built-in kinds do not move between versions at run time).
+    let cache_key = (group.clone(), r.kind.clone());
+    let cached = ctx
+        .targets
+        .lock()
+        .expect("target cache")
+        .get(&cache_key)
+        .cloned();
+    let ar = match cached {
+        Some(ar) => ar,
+        None => {
+            let found = kube::discovery::group(client, &group)
+                .await
+                .map_err(|_| unmapped())?;
+            let (ar, _) = found.recommended_kind(&r.kind).ok_or_else(unmapped)?;
+            ctx.targets
+                .lock()
+                .expect("target cache")
+                .insert(cache_key, ar.clone());
+            ar
+        }
+    };
     let api = Api::<DynamicObject>::namespaced_with(
         client.clone(),
         &hpa.namespace().unwrap_or_default(),
@@ -1499,10 +1483,20 @@ async fn pod_metrics_items(
         .collect())
 }
 
+/// An autoscaler's key in the controller's state: the uid included, so a
+/// recreated autoscaler starts afresh.
+fn state_key(h: &HorizontalPodAutoscaler) -> String {
+    format!(
+        "{}/{}/{}",
+        h.namespace().unwrap_or_default(),
+        h.name_any(),
+        h.uid().unwrap_or_default()
+    )
+}
+
 async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<Action> {
     let ns = hpa.namespace().unwrap_or_default();
-    // The uid in the key: a recreated autoscaler starts afresh.
-    let key = format!("{ns}/{}/{}", hpa.name_any(), hpa.uid().unwrap_or_default());
+    let key = state_key(&hpa);
     let now = Timestamp::now();
     {
         // Each autoscaler is reconciled once per sync period, whatever
@@ -1518,24 +1512,16 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
                 return Ok(Action::requeue(wait));
             }
         }
-        let live: std::collections::HashSet<String> = ctx
-            .autoscalers
-            .state()
-            .iter()
-            .map(|h| {
-                format!(
-                    "{}/{}/{}",
-                    h.namespace().unwrap_or_default(),
-                    h.name_any(),
-                    h.uid().unwrap_or_default()
-                )
-            })
-            .collect();
-        state.retain(|k, _| k == &key || live.contains(k));
+        let live = ctx.autoscalers.state();
+        if state.len() > live.len() {
+            let keys: std::collections::HashSet<String> =
+                live.iter().map(|h| state_key(h)).collect();
+            state.retain(|k, _| k == &key || keys.contains(k));
+        }
         state.entry(key.clone()).or_default().1 = Some(now);
     }
     let client = &ctx.client;
-    let target = target_scale(client, &hpa).await;
+    let target = target_scale(&ctx, &hpa).await;
     let scale = target
         .as_ref()
         .map(|(_, s)| s.clone())
