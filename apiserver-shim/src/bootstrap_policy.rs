@@ -83,16 +83,8 @@ struct Role {
 
 const READ: &[&str] = &["get", "list", "watch"];
 const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
-const READ_WRITE: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+/// Every verb of a stored kind.
+const READ_WRITE: &[&str] = crate::registry::VERBS;
 const EVENTS_WRITE: &[&str] = &["create", "patch", "update"];
 
 const TO_ADMIN: (&str, &str) = ("rbac.authorization.k8s.io/aggregate-to-admin", "true");

@@ -164,6 +164,16 @@ fn object_reference(src: Option<&Value>) -> Value {
     Value::Object(out)
 }
 
+/// The member holding a `Resource` or `ContainerResource` metric (the same
+/// name in both versions).
+fn resource_field(ty: &str) -> &'static str {
+    if ty == "Resource" {
+        "resource"
+    } else {
+        "containerResource"
+    }
+}
+
 /// One autoscaling/v2 MetricSpec as autoscaling/v1's (annotation) form.
 fn metric_spec_to_v1(m: &Value) -> Value {
     let ty = m.get("type").and_then(Value::as_str).unwrap_or_default();
@@ -175,11 +185,7 @@ fn metric_spec_to_v1(m: &Value) -> Value {
     let metric = |f: &str| source(f).get("metric").unwrap_or(&empty);
     match ty {
         "Resource" | "ContainerResource" => {
-            let field = if ty == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
+            let field = resource_field(ty);
             let mut r = Map::new();
             copy(&mut r, "name", source(field), "name");
             copy(&mut r, "container", source(field), "container");
@@ -252,11 +258,7 @@ fn metric_spec_to_v2(m: &Value) -> Value {
     };
     match ty {
         "Resource" | "ContainerResource" => {
-            let field = if ty == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
+            let field = resource_field(ty);
             let s = source(field);
             let mut t = Map::new();
             let utilization = s.get("targetAverageUtilization").filter(|v| !v.is_null());
@@ -362,11 +364,7 @@ fn metric_status_to_v1(m: &Value) -> Value {
     let metric = |f: &str| source(f).get("metric").unwrap_or(&empty);
     match ty {
         "Resource" | "ContainerResource" => {
-            let field = if ty == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
+            let field = resource_field(ty);
             let mut r = Map::new();
             copy(&mut r, "name", source(field), "name");
             copy(&mut r, "container", source(field), "container");
@@ -445,11 +443,7 @@ fn metric_status_to_v2(m: &Value) -> Value {
     };
     match ty {
         "Resource" | "ContainerResource" => {
-            let field = if ty == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
+            let field = resource_field(ty);
             let s = source(field);
             let mut c = Map::new();
             c.insert(

@@ -1915,13 +1915,7 @@ fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()>
         };
     }
     md.remove("selfLink");
-    if def.generation && meta::spec_changed(old, new) {
-        let g = old
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        meta::metadata_mut(new).insert("generation".into(), json!(g + 1));
-    }
+    bump_generation(def, old, new);
     // Once deletion started, finalizers may only be removed.
     let mut causes = validate_object_meta(def, new);
     if target.subresource.as_deref() == Some("ephemeralcontainers") {
@@ -1958,6 +1952,18 @@ fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()>
     Ok(())
 }
 
+/// `metadata.generation` one past `old`'s when a kind that counts
+/// generations changed anything outside metadata and status.
+fn bump_generation(def: &ResourceDef, old: &Value, new: &mut Value) {
+    if def.generation && meta::spec_changed(old, new) {
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        meta::metadata_mut(new).insert("generation".into(), json!(g + 1));
+    }
+}
+
 /// A write of a converted kind ([`ResourceDef::conversion`]) as
 /// kube-apiserver makes it on the internal object: converted to the stored
 /// form, where the storage version's rules apply (a main-resource write
@@ -1980,26 +1986,14 @@ fn through_storage(target: &Target, old: Option<&Value>, new: Value) -> Value {
     match (old, target.subresource.as_deref()) {
         (None, _) if sdef.status && !sdef.status_on_create => stored["status"] = json!({}),
         (Some(old), None) => {
-            if sdef.status {
-                match old.get("status") {
-                    Some(s) => stored["status"] = s.clone(),
-                    None => {
-                        stored.as_object_mut().map(|o| o.remove("status"));
-                    }
-                }
-            }
-            if sdef.generation {
-                let g = old
-                    .pointer("/metadata/generation")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                let g = if meta::spec_changed(old, &stored) {
-                    g + 1
-                } else {
-                    g
-                };
-                meta::metadata_mut(&mut stored).insert("generation".into(), json!(g));
-            }
+            stored = apply_subresource_rules(sdef, None, old, stored);
+            // The served version's comparison counted already; the stored
+            // spec decides.
+            match old.pointer("/metadata/generation") {
+                Some(g) => meta::metadata_mut(&mut stored).insert("generation".into(), g.clone()),
+                None => meta::metadata_mut(&mut stored).remove("generation"),
+            };
+            bump_generation(sdef, old, &mut stored);
         }
         _ => {}
     }
