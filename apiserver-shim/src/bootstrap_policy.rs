@@ -486,6 +486,403 @@ static ROLES: &[Role] = &[
     ),
 ];
 
+/// The roles of the built-in controllers, each `system:controller:NAME`
+/// bound to the service account `kube-system/NAME` the controller acts as.
+/// The names and rules are kube-controller-manager's (bootstrappolicy's
+/// controller_policy.go), with what vkube's controllers do beyond them:
+/// they watch through their own identity (kube-controller-manager's shared
+/// informers list and watch as `system:kube-controller-manager`), write
+/// most status subresources with `patch` where kube's role grants
+/// `update`, and the job controller also deletes finished Jobs (kube's
+/// separate ttl-after-finished controller).
+const EVENTS: Rule = res(&["", "events.k8s.io"], &["events"], EVENTS_WRITE);
+const LIST_WATCH: &[&str] = &["list", "watch"];
+const UPDATE_PATCH: &[&str] = &["patch", "update"];
+
+static CONTROLLER_ROLES: &[(&str, &[Rule])] = &[
+    (
+        "deployment-controller",
+        &[
+            res(
+                &["apps", "extensions"],
+                &["deployments"],
+                &["get", "list", "patch", "update", "watch"],
+            ),
+            res(
+                &["apps", "extensions"],
+                &["deployments/finalizers", "deployments/status"],
+                UPDATE_PATCH,
+            ),
+            res(
+                &["apps", "extensions"],
+                &["replicasets"],
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
+            ),
+            res(&[""], &["pods"], &["get", "list", "update", "watch"]),
+            EVENTS,
+        ],
+    ),
+    (
+        "replicaset-controller",
+        &[
+            res(
+                &["apps", "extensions"],
+                &["replicasets"],
+                &["get", "list", "update", "watch"],
+            ),
+            res(
+                &["apps", "extensions"],
+                &["replicasets/finalizers", "replicasets/status"],
+                UPDATE_PATCH,
+            ),
+            res(
+                &[""],
+                &["pods"],
+                &["create", "delete", "list", "patch", "watch"],
+            ),
+            EVENTS,
+        ],
+    ),
+    (
+        "generic-garbage-collector",
+        &[
+            res(
+                &["*"],
+                &["*"],
+                &["delete", "get", "list", "patch", "update", "watch"],
+            ),
+            EVENTS,
+        ],
+    ),
+    (
+        "replication-controller",
+        &[
+            res(
+                &[""],
+                &["replicationcontrollers"],
+                &["get", "list", "update", "watch"],
+            ),
+            res(
+                &[""],
+                &[
+                    "replicationcontrollers/finalizers",
+                    "replicationcontrollers/status",
+                ],
+                UPDATE_PATCH,
+            ),
+            res(
+                &[""],
+                &["pods"],
+                &["create", "delete", "list", "patch", "watch"],
+            ),
+            EVENTS,
+        ],
+    ),
+    (
+        "namespace-controller",
+        &[
+            res(&[""], &["namespaces"], &["delete", "get", "list", "watch"]),
+            res(
+                &[""],
+                &["namespaces/finalize", "namespaces/status"],
+                UPDATE_PATCH,
+            ),
+            res(
+                &["*"],
+                &["*"],
+                &["delete", "deletecollection", "get", "list", "watch"],
+            ),
+        ],
+    ),
+    (
+        "service-account-controller",
+        &[
+            res(&[""], &["serviceaccounts"], &["create", "list", "watch"]),
+            res(&[""], &["namespaces"], LIST_WATCH),
+            EVENTS,
+        ],
+    ),
+    (
+        "root-ca-cert-publisher",
+        &[
+            res(
+                &[""],
+                &["configmaps"],
+                &["create", "list", "patch", "update", "watch"],
+            ),
+            res(&[""], &["namespaces"], LIST_WATCH),
+            EVENTS,
+        ],
+    ),
+    (
+        "endpoint-controller",
+        &[
+            res(&[""], &["pods", "services"], READ),
+            res(
+                &[""],
+                &["endpoints"],
+                &["create", "delete", "get", "list", "update", "watch"],
+            ),
+            res(&[""], &["endpoints/restricted"], &["create"]),
+            EVENTS,
+        ],
+    ),
+    (
+        "disruption-controller",
+        &[
+            res(
+                &["apps", "extensions"],
+                &["deployments", "replicasets"],
+                READ,
+            ),
+            res(&[""], &["replicationcontrollers"], READ),
+            res(&["apps"], &["statefulsets"], READ),
+            res(&["policy"], &["poddisruptionbudgets"], READ),
+            res(&["policy"], &["poddisruptionbudgets/status"], &["update"]),
+            res(&[""], &["pods"], LIST_WATCH),
+            res(&[""], &["pods/status"], UPDATE_PATCH),
+            res(&["*"], &["*/scale"], &["get"]),
+            EVENTS,
+        ],
+    ),
+    (
+        "pvc-protection-controller",
+        &[
+            res(
+                &[""],
+                &["persistentvolumeclaims"],
+                &["get", "list", "patch", "update", "watch"],
+            ),
+            res(&[""], &["persistentvolumeclaims/status"], &["update"]),
+            res(&[""], &["pods"], READ),
+            EVENTS,
+        ],
+    ),
+    (
+        "pv-protection-controller",
+        &[
+            res(
+                &[""],
+                &["persistentvolumes"],
+                &["get", "list", "patch", "update", "watch"],
+            ),
+            res(&[""], &["persistentvolumeclaims"], READ),
+            EVENTS,
+        ],
+    ),
+    (
+        "horizontal-pod-autoscaler",
+        &[
+            res(&["autoscaling"], &["horizontalpodautoscalers"], READ),
+            res(
+                &["autoscaling"],
+                &["horizontalpodautoscalers/status"],
+                &["update"],
+            ),
+            res(&["*"], &["*/scale"], &["get", "patch", "update"]),
+            res(&[""], &["pods"], LIST_WATCH),
+            res(&["metrics.k8s.io"], &["pods"], LIST_WATCH),
+            res(&["custom.metrics.k8s.io"], &["*"], READ),
+            res(&["external.metrics.k8s.io"], &["*"], READ),
+            EVENTS,
+        ],
+    ),
+    (
+        "ephemeral-volume-controller",
+        &[
+            res(&[""], &["pods"], READ),
+            res(&[""], &["pods/finalizers"], &["update"]),
+            res(
+                &[""],
+                &["persistentvolumeclaims"],
+                &["create", "get", "list", "watch"],
+            ),
+            EVENTS,
+        ],
+    ),
+    (
+        "endpointslice-controller",
+        &[
+            res(&[""], &["nodes", "pods", "services"], READ),
+            res(&[""], &["services/finalizers"], &["update"]),
+            res(
+                &["discovery.k8s.io"],
+                &["endpointslices"],
+                &["create", "delete", "get", "list", "update", "watch"],
+            ),
+            res(
+                &["discovery.k8s.io"],
+                &["endpointslices/restricted"],
+                &["create"],
+            ),
+            EVENTS,
+        ],
+    ),
+    (
+        "job-controller",
+        &[
+            res(
+                &["batch"],
+                &["jobs"],
+                &["delete", "get", "list", "patch", "update", "watch"],
+            ),
+            res(
+                &["batch"],
+                &["jobs/finalizers", "jobs/status"],
+                UPDATE_PATCH,
+            ),
+            res(
+                &[""],
+                &["pods"],
+                &["create", "delete", "list", "patch", "watch"],
+            ),
+            EVENTS,
+        ],
+    ),
+    (
+        "cronjob-controller",
+        &[
+            res(
+                &["batch"],
+                &["cronjobs"],
+                &["get", "list", "update", "watch"],
+            ),
+            res(
+                &["batch"],
+                &["jobs"],
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
+            ),
+            res(
+                &["batch"],
+                &["cronjobs/finalizers", "cronjobs/status"],
+                UPDATE_PATCH,
+            ),
+            res(&[""], &["pods"], &["delete", "list", "watch"]),
+            EVENTS,
+        ],
+    ),
+    (
+        "statefulset-controller",
+        &[
+            res(
+                &[""],
+                &["pods"],
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
+            ),
+            res(&["apps"], &["statefulsets"], READ),
+            res(
+                &["apps"],
+                &["statefulsets/finalizers", "statefulsets/status"],
+                UPDATE_PATCH,
+            ),
+            res(
+                &["apps"],
+                &["controllerrevisions"],
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
+            ),
+            res(
+                &[""],
+                &["persistentvolumeclaims"],
+                &["create", "delete", "get", "list", "update", "watch"],
+            ),
+            res(&[""], &["pods/finalizers"], &["update"]),
+            EVENTS,
+        ],
+    ),
+    (
+        "daemon-set-controller",
+        &[
+            res(&["apps", "extensions"], &["daemonsets"], READ),
+            res(
+                &["apps", "extensions"],
+                &["daemonsets/finalizers", "daemonsets/status"],
+                UPDATE_PATCH,
+            ),
+            res(&[""], &["nodes"], LIST_WATCH),
+            res(
+                &[""],
+                &["pods"],
+                &["create", "delete", "list", "patch", "watch"],
+            ),
+            res(&[""], &["pods/binding"], &["create"]),
+            res(
+                &["apps"],
+                &["controllerrevisions"],
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
+            ),
+            EVENTS,
+        ],
+    ),
+    (
+        "clusterrole-aggregation-controller",
+        &[res(
+            &["rbac.authorization.k8s.io"],
+            &["clusterroles"],
+            &["escalate", "get", "list", "patch", "update", "watch"],
+        )],
+    ),
+    (
+        "certificate-controller",
+        &[
+            res(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+                &["delete", "get", "list", "watch"],
+            ),
+            res(
+                &["certificates.k8s.io"],
+                &[
+                    "certificatesigningrequests/approval",
+                    "certificatesigningrequests/status",
+                ],
+                &["update"],
+            ),
+            named(
+                &["certificates.k8s.io"],
+                &["signers"],
+                &["kubernetes.io/kube-apiserver-client-kubelet"],
+                &["approve"],
+            ),
+            named(
+                &["certificates.k8s.io"],
+                &["signers"],
+                &[
+                    "kubernetes.io/kube-apiserver-client",
+                    "kubernetes.io/kube-apiserver-client-kubelet",
+                    "kubernetes.io/kubelet-serving",
+                    "kubernetes.io/legacy-unknown",
+                ],
+                &["sign"],
+            ),
+            res(
+                &["authorization.k8s.io"],
+                &["subjectaccessreviews"],
+                &["create"],
+            ),
+            EVENTS,
+        ],
+    ),
+    (
+        "resourcequota-controller",
+        &[
+            res(&["*"], &["*"], LIST_WATCH),
+            res(&[""], &["resourcequotas"], &["get"]),
+            res(&[""], &["resourcequotas/status"], &["update"]),
+            EVENTS,
+        ],
+    ),
+];
+
 /// One bootstrap ClusterRoleBinding: role name = binding name.
 struct Binding {
     name: &'static str,
@@ -584,8 +981,17 @@ fn effective_rules(role: &Role) -> Vec<Value> {
     out
 }
 
-/// The bootstrap ClusterRoles as rbac.authorization.k8s.io/v1 objects.
+/// The bootstrap ClusterRoles as rbac.authorization.k8s.io/v1 objects,
+/// the built-in controllers' `system:controller:*` roles last.
 pub fn cluster_roles() -> Vec<Value> {
+    let controllers = CONTROLLER_ROLES.iter().map(|(name, rules)| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": bootstrap_metadata(&format!("system:controller:{name}"), &[]),
+            "rules": rules.iter().map(rule_json).collect::<Vec<_>>(),
+        })
+    });
     ROLES
         .iter()
         .map(|role| {
@@ -605,11 +1011,23 @@ pub fn cluster_roles() -> Vec<Value> {
             }
             obj
         })
+        .chain(controllers)
         .collect()
 }
 
-/// The bootstrap ClusterRoleBindings as rbac.authorization.k8s.io/v1 objects.
+/// The bootstrap ClusterRoleBindings as rbac.authorization.k8s.io/v1
+/// objects, the built-in controllers' bindings last.
 pub fn cluster_role_bindings() -> Vec<Value> {
+    let controllers = CONTROLLER_ROLES.iter().map(|(name, _)| {
+        let role = format!("system:controller:{name}");
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": bootstrap_metadata(&role, &[]),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}],
+        })
+    });
     BINDINGS
         .iter()
         .map(|b| {
@@ -632,6 +1050,7 @@ pub fn cluster_role_bindings() -> Vec<Value> {
                 "subjects": subjects,
             })
         })
+        .chain(controllers)
         .collect()
 }
 

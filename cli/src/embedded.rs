@@ -120,12 +120,7 @@ impl VirtualCluster {
         let (controllers, controller_names) = if selected.is_empty() {
             (None, Vec::new())
         } else {
-            let client = controller_client(&server).await?;
-            let options = vkube_controllers::Options::for_cluster_ca(
-                &server.pki.ca_cert,
-                server.pki.ca_key_pem(),
-            );
-            let running = vkube_controllers::spawn_with(client, &selected, options);
+            let running = spawn_controllers(&server, &selected).await?;
             let names = running.names.clone();
             (Some(running), names)
         };
@@ -211,14 +206,14 @@ impl LocalHost {
         let server = Server::start(config)
             .await
             .context("starting the local host API server")?;
-        let client = controller_client(&server).await?;
         let selected = vkube_controllers::select("*").map_err(|e| anyhow::anyhow!(e))?;
-        let options = vkube_controllers::Options::for_cluster_ca(
-            &server.pki.ca_cert,
-            server.pki.ca_key_pem(),
-        );
-        let controllers = vkube_controllers::spawn_with(client.clone(), &selected, options);
-        let node = NodeSimulator::default().spawn(client);
+        let controllers = spawn_controllers(&server, &selected).await?;
+        // The simulator stands in for a kubelet, which kube-apiserver
+        // authorizes with its Node authorizer (vkube has none).
+        let node_kubeconfig =
+            server.kubeconfig_for("system:node-simulator", &["system:masters"])?;
+        let node_client = vkube_controllers::client_from_kubeconfig(&node_kubeconfig).await?;
+        let node = NodeSimulator::default().spawn(node_client);
         Ok(Self {
             server,
             controllers,
@@ -255,11 +250,26 @@ pub fn listen_for_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output =
     Box::pin(async move { task.await.context("signal listener")? })
 }
 
-/// A client authenticated as `system:kube-controller-manager`, as
-/// kube-controller-manager would be.
-async fn controller_client(server: &Server) -> Result<kube::Client> {
-    let kubeconfig = server.kubeconfig_for("system:kube-controller-manager", &[])?;
-    Ok(vkube_controllers::client_from_kubeconfig(&kubeconfig).await?)
+/// Starts `selected` controllers of `server`, each as its own
+/// `kube-system` service account with a client certificate of the
+/// server's CA (as kube-controller-manager runs with
+/// `--use-service-account-credentials`), with the server's CA as root CA
+/// and signer.
+///
+/// # Errors
+/// A certificate that cannot be issued or a client that cannot be built.
+pub async fn spawn_controllers(
+    server: &Server,
+    selected: &[&'static vkube_controllers::ControllerDef],
+) -> Result<vkube_controllers::Running> {
+    let options =
+        vkube_controllers::Options::for_cluster_ca(&server.pki.ca_cert, server.pki.ca_key_pem());
+    Ok(vkube_controllers::spawn_as_service_accounts(
+        |user, groups| server.kubeconfig_for(user, groups),
+        selected,
+        options,
+    )
+    .await?)
 }
 
 /// A client from a kubeconfig file (its current context).

@@ -88,6 +88,11 @@ pub struct ControllerDef {
     /// Other names accepted for it (kube-controller-manager's current
     /// `*-controller` names).
     pub aliases: &'static [&'static str],
+    /// The `kube-system` service account it acts as, whose
+    /// `system:controller:NAME` ClusterRole bounds what it may do
+    /// (kube-controller-manager's name for it with
+    /// `--use-service-account-credentials`, as kubeadm runs it).
+    pub service_account: &'static str,
     /// Whether `*` includes it.
     pub enabled_by_default: bool,
     /// Runs the controller until the process ends.
@@ -99,126 +104,147 @@ pub static CONTROLLERS: &[ControllerDef] = &[
     ControllerDef {
         name: "deployment",
         aliases: &["deployment-controller"],
+        service_account: "deployment-controller",
         enabled_by_default: true,
         start: |c| Box::pin(deployment::run(c)),
     },
     ControllerDef {
         name: "replicaset",
         aliases: &["replicaset-controller"],
+        service_account: "replicaset-controller",
         enabled_by_default: true,
         start: |c| Box::pin(replicaset::run(c)),
     },
     ControllerDef {
         name: "garbagecollector",
         aliases: &["garbage-collector-controller"],
+        service_account: "generic-garbage-collector",
         enabled_by_default: true,
         start: |c| Box::pin(gc::run(c)),
     },
     ControllerDef {
         name: "replicationcontroller",
         aliases: &["replicationcontroller-controller"],
+        service_account: "replication-controller",
         enabled_by_default: true,
         start: |c| Box::pin(replicaset::run_replication_controllers(c)),
     },
     ControllerDef {
         name: "namespace",
         aliases: &["namespace-controller"],
+        service_account: "namespace-controller",
         enabled_by_default: true,
         start: |c| Box::pin(namespace::run(c)),
     },
     ControllerDef {
         name: "serviceaccount",
         aliases: &["serviceaccount-controller"],
+        service_account: "service-account-controller",
         enabled_by_default: true,
         start: |c| Box::pin(serviceaccount::run_service_accounts(c)),
     },
     ControllerDef {
         name: "root-ca-cert-publisher",
         aliases: &["root-ca-certificate-publisher-controller"],
+        service_account: "root-ca-cert-publisher",
         enabled_by_default: true,
         start: |c| Box::pin(serviceaccount::run_root_ca_publisher(c)),
     },
     ControllerDef {
         name: "endpoint",
         aliases: &["endpoints-controller"],
+        service_account: "endpoint-controller",
         enabled_by_default: true,
         start: |c| Box::pin(endpoints::run(c)),
     },
     ControllerDef {
         name: "disruption",
         aliases: &["disruption-controller"],
+        service_account: "disruption-controller",
         enabled_by_default: true,
         start: |c| Box::pin(disruption::run(c)),
     },
     ControllerDef {
         name: "pvc-protection",
         aliases: &["persistentvolumeclaim-protection-controller"],
+        service_account: "pvc-protection-controller",
         enabled_by_default: true,
         start: |c| Box::pin(storage_protection::run_pvc_protection(c)),
     },
     ControllerDef {
         name: "pv-protection",
         aliases: &["persistentvolume-protection-controller"],
+        service_account: "pv-protection-controller",
         enabled_by_default: true,
         start: |c| Box::pin(storage_protection::run_pv_protection(c)),
     },
     ControllerDef {
         name: "horizontalpodautoscaling",
         aliases: &["horizontal-pod-autoscaler-controller"],
+        service_account: "horizontal-pod-autoscaler",
         enabled_by_default: true,
         start: |c| Box::pin(podautoscaler::run(c)),
     },
     ControllerDef {
         name: "ephemeral-volume",
         aliases: &["ephemeral-volume-controller"],
+        service_account: "ephemeral-volume-controller",
         enabled_by_default: true,
         start: |c| Box::pin(ephemeral::run(c)),
     },
     ControllerDef {
         name: "endpointslice",
         aliases: &["endpointslice-controller"],
+        service_account: "endpointslice-controller",
         enabled_by_default: true,
         start: |c| Box::pin(endpointslice::run(c)),
     },
     ControllerDef {
         name: "job",
         aliases: &["job-controller"],
+        service_account: "job-controller",
         enabled_by_default: true,
         start: |c| Box::pin(job::run(c)),
     },
     ControllerDef {
         name: "cronjob",
         aliases: &["cronjob-controller"],
+        service_account: "cronjob-controller",
         enabled_by_default: true,
         start: |c| Box::pin(cronjob::run(c)),
     },
     ControllerDef {
         name: "statefulset",
         aliases: &["statefulset-controller"],
+        service_account: "statefulset-controller",
         enabled_by_default: true,
         start: |c| Box::pin(statefulset::run(c)),
     },
     ControllerDef {
         name: "daemonset",
         aliases: &["daemonset-controller"],
+        service_account: "daemon-set-controller",
         enabled_by_default: true,
         start: |c| Box::pin(daemonset::run(c)),
     },
     ControllerDef {
         name: "clusterrole-aggregation",
         aliases: &["clusterrole-aggregation-controller"],
+        service_account: "clusterrole-aggregation-controller",
         enabled_by_default: true,
         start: |c| Box::pin(clusterrole_aggregation::run(c)),
     },
     ControllerDef {
         name: "csrsigning",
         aliases: &["certificatesigningrequest-signing-controller"],
+        service_account: "certificate-controller",
         enabled_by_default: true,
         start: |c| Box::pin(csrsigning::run(c)),
     },
     ControllerDef {
         name: "resourcequota",
         aliases: &["resourcequota-controller"],
+        service_account: "resourcequota-controller",
         enabled_by_default: true,
         start: |c| Box::pin(resourcequota::run(c)),
     },
@@ -340,16 +366,66 @@ pub fn spawn_with(
     controllers: &[&'static ControllerDef],
     options: Options,
 ) -> Running {
-    let options = Arc::new(options);
-    let mut tasks = tokio::task::JoinSet::new();
+    start(
+        controllers.iter().map(|c| (*c, client.clone())),
+        Arc::new(options),
+    )
+}
+
+/// The groups of every `kube-system` service account, and so of every
+/// controller's identity.
+pub const SERVICE_ACCOUNT_GROUPS: [&str; 2] = [
+    "system:serviceaccounts",
+    "system:serviceaccounts:kube-system",
+];
+
+impl ControllerDef {
+    /// The user name the controller acts as:
+    /// `system:serviceaccount:kube-system:` and its
+    /// [`ControllerDef::service_account`].
+    pub fn user(&self) -> String {
+        format!("system:serviceaccount:kube-system:{}", self.service_account)
+    }
+}
+
+/// Starts `controllers`, each with a client of its own identity
+/// ([`ControllerDef::user`] in [`SERVICE_ACCOUNT_GROUPS`]) from the
+/// kubeconfig `kubeconfig_for(user, groups)` gives (a client certificate
+/// of the cluster's CA, for in-process controllers), so that RBAC bounds
+/// each by its own `system:controller:*` role, as kube-controller-manager
+/// runs with `--use-service-account-credentials`.
+///
+/// # Errors
+/// `kubeconfig_for` fails, or its kubeconfig gives no client.
+pub async fn spawn_as_service_accounts<E>(
+    kubeconfig_for: impl Fn(&str, &[&str]) -> Result<String, E>,
+    controllers: &[&'static ControllerDef],
+    options: Options,
+) -> Result<Running, kube::Error>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut clients = Vec::with_capacity(controllers.len());
     for c in controllers {
-        tracing::info!(controller = c.name, "starting controller");
-        tasks.spawn(OPTIONS.scope(options.clone(), (c.start)(client.clone())));
+        let kubeconfig = kubeconfig_for(&c.user(), &SERVICE_ACCOUNT_GROUPS)
+            .map_err(|e| kube::Error::Service(e.into()))?;
+        clients.push((*c, client_from_kubeconfig(&kubeconfig).await?));
     }
-    Running {
-        tasks,
-        names: controllers.iter().map(|c| c.name).collect(),
+    Ok(start(clients, Arc::new(options)))
+}
+
+fn start(
+    controllers: impl IntoIterator<Item = (&'static ControllerDef, Client)>,
+    options: Arc<Options>,
+) -> Running {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut names = Vec::new();
+    for (c, client) in controllers {
+        tracing::info!(controller = c.name, user = %c.user(), "starting controller");
+        tasks.spawn(OPTIONS.scope(options.clone(), (c.start)(client)));
+        names.push(c.name);
     }
+    Running { tasks, names }
 }
 
 /// A client for the kubeconfig document `yaml` (its current context).

@@ -288,10 +288,8 @@ impl TestCluster {
         configure: impl FnOnce(&mut ServerConfig),
     ) -> TestCluster {
         let mut c = Self::start_configured(configure).await;
-        let client = c.controller_client().await;
-        let selected = vkube_controllers::select("*").expect("the default selection");
-        let running = vkube_controllers::spawn_with(client.clone(), &selected, c.options());
-        let node = sim.spawn(client);
+        let running = c.spawn_controllers("*").await;
+        let node = sim.spawn(c.node_client().await);
         c.controllers.push((running, Some(node)));
         c
     }
@@ -302,11 +300,22 @@ impl TestCluster {
     /// deletion finishing (the API server alone leaves a deleted namespace
     /// Terminating, as kube-apiserver does without kube-controller-manager).
     pub async fn run_controllers(&mut self, selection: &str) {
-        let client = self.controller_client().await;
+        let running = self.spawn_controllers(selection).await;
+        self.controllers.push((running, None));
+    }
+
+    /// Starts the controllers `selection` names, each as its own
+    /// `kube-system` service account (as `vkube apiserver` runs them).
+    async fn spawn_controllers(&self, selection: &str) -> vkube_controllers::Running {
         let selected = vkube_controllers::select(selection)
             .unwrap_or_else(|e| panic!("--controllers={selection}: {e}"));
-        let running = vkube_controllers::spawn_with(client, &selected, self.options());
-        self.controllers.push((running, None));
+        vkube_controllers::spawn_as_service_accounts(
+            |user, groups| self.server.kubeconfig_for(user, groups),
+            &selected,
+            self.options(),
+        )
+        .await
+        .expect("clients for the controllers")
     }
 
     /// The controllers' settings for this server (its CA as the root CA).
@@ -317,15 +326,17 @@ impl TestCluster {
         )
     }
 
-    /// A kube-rs client authenticated as `system:kube-controller-manager`.
-    pub async fn controller_client(&self) -> kube::Client {
+    /// A kube-rs client for the node simulator: it stands in for a
+    /// kubelet, which kube-apiserver authorizes with its Node authorizer
+    /// (vkube has none), so it acts in `system:masters`.
+    pub async fn node_client(&self) -> kube::Client {
         let kubeconfig = self
             .server
-            .kubeconfig_for("system:kube-controller-manager", &[])
-            .expect("issuing the controller-manager certificate");
+            .kubeconfig_for("system:node-simulator", &["system:masters"])
+            .expect("issuing the node simulator's certificate");
         vkube_controllers::client_from_kubeconfig(&kubeconfig)
             .await
-            .expect("a client for the controller-manager kubeconfig")
+            .expect("a client for the node simulator's kubeconfig")
     }
 
     /// A kube-rs client with the admin kubeconfig.

@@ -565,8 +565,23 @@ async fn concurrent_creates_cannot_overshoot_a_quota_and_object_counts_are_limit
     ])
     .await
     .expect_ok();
-    // kube-root-ca.crt may or may not exist: count what is there first.
+    // The root CA publisher writes kube-root-ca.crt (the quota counts it):
+    // wait for it, then count what is there.
     let cms: Api<ConfigMap> = Api::default_namespaced(c.client().await);
+    vkube_e2e::synced::eventually(
+        "kube-root-ca.crt",
+        std::time::Duration::from_secs(30),
+        || {
+            let cms = cms.clone();
+            async move {
+                match cms.get_opt("kube-root-ca.crt").await {
+                    Ok(Some(_)) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await;
     let before = cms.list(&Default::default()).await.unwrap().items.len();
     let results = futures::future::join_all((0..8).map(|i| {
         let cms = cms.clone();
