@@ -87,7 +87,14 @@ impl ApiError {
     }
 
     fn with_details(mut self, gr: &GroupResource, name: &str) -> Self {
-        let mut d = json!({ "name": name, "kind": gr.resource });
+        // StatusDetails fields are `omitempty`.
+        let mut d = json!({});
+        if !name.is_empty() {
+            d["name"] = json!(name);
+        }
+        if !gr.resource.is_empty() {
+            d["kind"] = json!(gr.resource);
+        }
         if !gr.group.is_empty() {
             d["group"] = json!(gr.group);
         }
@@ -238,14 +245,16 @@ impl ApiError {
         Self::new(401, "Unauthorized", "Unauthorized")
     }
 
-    /// 403 Forbidden: `<resource> "<name>" is forbidden: <why>`.
+    /// 403 Forbidden: `<resource> "<name>" is forbidden: <why>`, without the
+    /// name when it is empty and as `forbidden: <why>` without a resource.
     pub fn forbidden(gr: &GroupResource, name: &str, why: &str) -> Self {
-        Self::new(
-            403,
-            "Forbidden",
-            format!("{gr} \"{name}\" is forbidden: {why}"),
-        )
-        .with_details(gr, name)
+        // apimachinery's NewForbidden: the resource and name when known.
+        let message = match (gr.resource.is_empty(), name.is_empty()) {
+            (true, _) => format!("forbidden: {why}"),
+            (false, true) => format!("{gr} is forbidden: {why}"),
+            (false, false) => format!("{gr} \"{name}\" is forbidden: {why}"),
+        };
+        Self::new(403, "Forbidden", message).with_details(gr, name)
     }
 
     /// Adds one cause to `details.causes`.

@@ -6,7 +6,7 @@
 //! once the caller is allowed the `impersonate` verb on each (core
 //! `users`, `serviceaccounts` for `system:serviceaccount:NS:NAME` and
 //! `groups`; `authentication.k8s.io` `uids` and `userextras/KEY`), decided
-//! by [`crate::rbac`].
+//! by [`crate::authorization::rbac`].
 //!
 //! The acting user gets `system:authenticated` unless groups were named
 //! (or `system:unauthenticated` when it is `system:anonymous`); a service
@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 
 use axum::http::HeaderMap;
 
-use crate::error::{ApiError, ApiResult, GroupResource};
+use crate::authorization::rbac::{self, Request, User};
+use crate::error::{ApiError, ApiResult};
 use crate::pki::Identity;
-use crate::rbac::{self, Request, User};
 use crate::rest::Api;
 
 const USER: &str = "impersonate-user";
@@ -78,39 +78,6 @@ pub fn requested(headers: &HeaderMap) -> ApiResult<Option<Impersonation>> {
     }
 }
 
-/// kube's forbidden text for `user` asking `request`
-/// (`responsewriters.forbiddenMessage`).
-pub fn forbidden_message(user: &str, request: &Request) -> String {
-    match request {
-        Request::NonResource { verb, path } => {
-            format!("User {user:?} cannot {verb} path {path:?}")
-        }
-        Request::Resource {
-            verb,
-            namespace,
-            group,
-            resource,
-            subresource,
-            ..
-        } => {
-            let resource = if subresource.is_empty() {
-                resource.clone()
-            } else {
-                format!("{resource}/{subresource}")
-            };
-            if namespace.is_empty() {
-                format!(
-                    "User {user:?} cannot {verb} resource {resource:?} in API group {group:?} at the cluster scope"
-                )
-            } else {
-                format!(
-                    "User {user:?} cannot {verb} resource {resource:?} in API group {group:?} in the namespace {namespace:?}"
-                )
-            }
-        }
-    }
-}
-
 fn impersonate(namespace: &str, resource: &str, subresource: &str, name: &str) -> Request {
     Request::Resource {
         verb: "impersonate".into(),
@@ -163,32 +130,14 @@ pub async fn apply(api: &Api, caller: &Identity, imp: Impersonation) -> ApiResul
         name: &caller.user,
         groups: &caller.groups,
     };
-    let mut policies: BTreeMap<String, rbac::Policy> = BTreeMap::new();
+    let policy = api.policy().await?;
     for check in &checks {
-        let Request::Resource {
-            namespace,
-            group,
-            resource,
-            name,
-            ..
-        } = check
-        else {
-            continue;
-        };
-        if !policies.contains_key(namespace) {
-            let p = crate::review::load_policy(api, namespace).await?;
-            policies.insert(namespace.clone(), p);
-        }
-        let decision = rbac::authorize(&policies[namespace], who, check);
+        let decision = rbac::authorize(&policy, who, check);
         if !decision.allowed {
-            let mut why = forbidden_message(&caller.user, check);
-            if !decision.reason.is_empty() {
-                why = format!("{why}: {}", decision.reason);
-            }
-            return Err(ApiError::forbidden(
-                &GroupResource::new(group, resource),
-                name,
-                &why,
+            return Err(crate::authorization::forbidden(
+                &caller.user,
+                check,
+                &decision.reason,
             ));
         }
     }
@@ -223,6 +172,7 @@ pub async fn apply(api: &Api, caller: &Identity, imp: Impersonation) -> ApiResul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authorization::forbidden_message;
     use axum::http::HeaderValue;
 
     #[test]

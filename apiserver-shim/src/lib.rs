@@ -7,6 +7,7 @@
 //! * [`store`]: the storage contract and its sled-backed implementation;
 //! * [`registry`]: every served kind as data;
 //! * [`rest`] and [`watch`]: one generic REST layer over the registry;
+//! * [`authorization`]: RBAC decides every request before it is served;
 //! * [`server`]: TLS, authentication, routing, bootstrap.
 //!
 //! Start one in-process with [`Server::start`]; the `vkube apiserver`
@@ -14,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod alloc;
+pub mod authorization;
 pub mod bootstrap;
 pub mod bootstrap_policy;
 pub mod certificates;
@@ -33,7 +35,6 @@ pub mod openapi;
 pub mod pki;
 pub mod portforward;
 pub mod protobuf;
-pub mod rbac;
 pub mod registry;
 pub mod request;
 pub mod rest;
@@ -48,4 +49,4 @@ pub mod typed;
 pub mod warning;
 pub mod watch;
 
-pub use server::{Server, ServerConfig};
+pub use server::{AuthorizationMode, Server, ServerConfig};

@@ -103,6 +103,8 @@ pub struct Api {
     pub config: ApiConfig,
     /// Watch events rendered once and shared by every watcher.
     pub(crate) watch_cache: crate::watch::EventCache,
+    /// The RBAC objects authorization reads.
+    policy: crate::authorization::PolicyCache,
 }
 
 impl Api {
@@ -113,7 +115,17 @@ impl Api {
             store,
             config,
             watch_cache: crate::watch::EventCache::default(),
+            policy: Default::default(),
         }
+    }
+
+    /// The RBAC policy as of every acknowledged write
+    /// ([`crate::authorization::cache`]).
+    ///
+    /// # Errors
+    /// `500` when the store cannot be read.
+    pub async fn policy(&self) -> ApiResult<Arc<crate::authorization::rbac::Policy>> {
+        self.policy.current(&*self.store).await
     }
 }
 

@@ -4,10 +4,10 @@
 //! The answer (`201 Created`) is the request with its `status` filled in.
 //!
 //! * SubjectAccessReview, SelfSubjectAccessReview and
-//!   LocalSubjectAccessReview are decided by [`crate::rbac::authorize`]
+//!   LocalSubjectAccessReview are decided by [`crate::authorization::rbac::authorize`]
 //!   from the stored RBAC objects (what `kubectl auth can-i` asks); their
 //!   specs are validated as `pkg/apis/authorization/validation` does.
-//! * SelfSubjectRulesReview lists [`crate::rbac::rules_for`] the caller in
+//! * SelfSubjectRulesReview lists [`crate::authorization::rbac::rules_for`] the caller in
 //!   `spec.namespace` (`kubectl auth can-i --list`).
 //! * TokenReview says whom a bearer token authenticates, for the requested
 //!   audiences ([`token_review_request`], [`token_review_answer`]; the
@@ -20,10 +20,10 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use vkube_core::field::FieldError;
 
+use crate::authorization::rbac::{self, Request, User};
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::pki::Identity;
-use crate::rbac::{self, Policy, Request, User};
-use crate::registry::{Review, lookup};
+use crate::registry::Review;
 use crate::rest::{Api, decode_body, json_response};
 
 /// The error of a TokenReview whose token no authenticator takes (kube's
@@ -32,49 +32,6 @@ pub const INVALID_TOKEN: &str = "invalid bearer token";
 
 /// The API group of the access reviews.
 const AUTHORIZATION: &str = "authorization.k8s.io";
-
-/// Reads the RBAC objects a decision in `namespace` consults: every
-/// ClusterRole and ClusterRoleBinding, and the namespace's Roles and
-/// RoleBindings (none for an empty namespace). Objects that do not decode
-/// are skipped, as an informer would never have them.
-pub async fn load_policy(api: &Api, namespace: &str) -> ApiResult<Policy> {
-    async fn all<T: serde::de::DeserializeOwned>(
-        api: &Api,
-        resource: &str,
-        namespace: Option<&str>,
-    ) -> ApiResult<Vec<T>> {
-        let def = lookup("rbac.authorization.k8s.io", "v1", resource)
-            .ok_or_else(|| ApiError::internal(format!("{resource} are not served")))?;
-        let page = api
-            .store
-            .list(&def.collection_prefix(namespace), Default::default())
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(page
-            .items
-            .iter()
-            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-            .collect())
-    }
-    let mut policy = Policy {
-        cluster_role_bindings: all(api, "clusterrolebindings", None).await?,
-        cluster_roles: all::<k8s_openapi::api::rbac::v1::ClusterRole>(api, "clusterroles", None)
-            .await?
-            .into_iter()
-            .map(|r| (r.metadata.name.clone().unwrap_or_default(), r))
-            .collect(),
-        ..Default::default()
-    };
-    if !namespace.is_empty() {
-        policy.role_bindings = all(api, "rolebindings", Some(namespace)).await?;
-        policy.roles = all::<k8s_openapi::api::rbac::v1::Role>(api, "roles", Some(namespace))
-            .await?
-            .into_iter()
-            .map(|r| (r.metadata.name.clone().unwrap_or_default(), r))
-            .collect();
-    }
-    Ok(policy)
-}
 
 fn kind_of(review: Review) -> &'static str {
     match review {
@@ -236,7 +193,7 @@ pub async fn access_review(
         if ns.is_empty() {
             return Err(ApiError::bad_request("no namespace on request"));
         }
-        let policy = load_policy(api, &ns).await?;
+        let policy = api.policy().await?;
         let user = User {
             name: &caller.user,
             groups: &caller.groups,
@@ -352,7 +309,7 @@ pub async fn access_review(
     } else {
         (caller.user.clone(), caller.groups.clone())
     };
-    let policy = load_policy(api, request_namespace(&request)).await?;
+    let policy = api.policy().await?;
     let decision = rbac::authorize(
         &policy,
         User {
@@ -367,13 +324,6 @@ pub async fn access_review(
     }
     obj["status"] = status;
     Ok(json_response(StatusCode::CREATED, &obj))
-}
-
-fn request_namespace(r: &Request) -> &str {
-    match r {
-        Request::Resource { namespace, .. } => namespace,
-        Request::NonResource { .. } => "",
-    }
 }
 
 /// The token and audiences a TokenReview body asks about, with the decoded

@@ -52,6 +52,21 @@ pub struct ServerConfig {
     pub context_name: String,
     /// Service account token issuer, audiences and lifetimes.
     pub service_account: crate::serviceaccount::ServiceAccountConfig,
+    /// How requests are authorized (kube-apiserver's `--authorization-mode`).
+    pub authorization_mode: AuthorizationMode,
+}
+
+/// How requests are authorized, as kube-apiserver's `--authorization-mode`
+/// names the modes vkube has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthorizationMode {
+    /// Every request is decided by RBAC ([`crate::authorization`]); the
+    /// default, as kubeadm configures kube-apiserver.
+    #[default]
+    Rbac,
+    /// Every authenticated request is allowed (`AlwaysAllow`): for
+    /// measurements and single-user set-ups only.
+    AlwaysAllow,
 }
 
 impl ServerConfig {
@@ -66,6 +81,7 @@ impl ServerConfig {
             cache_bytes: 4 << 20,
             context_name: "vkube".into(),
             service_account: Default::default(),
+            authorization_mode: AuthorizationMode::default(),
         }
     }
 }
@@ -80,6 +96,8 @@ pub struct AppState {
     pub server_address: String,
     /// Service account tokens: issuing (TokenRequest) and authentication.
     pub service_accounts: Arc<TokenAuthority>,
+    /// How requests are authorized.
+    pub authorization_mode: AuthorizationMode,
 }
 
 fn text(code: StatusCode, body: &'static str) -> Response {
@@ -164,9 +182,30 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         },
         Err(e) => return e.into_response(),
     }
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode_segment)
+        .collect();
+    if state.authorization_mode == AuthorizationMode::Rbac {
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let attributes = crate::authorization::attributes::of(
+            req.method().as_str(),
+            &segs,
+            &decode_segment(&path),
+            req.uri().query(),
+        );
+        let allowed = match state.api.policy().await {
+            Ok(policy) => crate::authorization::check(&policy, &identity, &attributes),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = allowed {
+            return e.into_response();
+        }
+    }
     let caller = identity.clone();
     crate::warning::collect(crate::request::with_caller(caller, async {
-        match serve(&state, req, &identity).await {
+        match serve(&state, req, segments, &identity).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
         }
@@ -180,20 +219,20 @@ fn decode_segment(s: &str) -> String {
         .into_owned()
 }
 
-async fn serve(state: &AppState, req: Request, identity: &Identity) -> ApiResult<Response> {
+/// Serves an authorized request; `segments` are its path's, split on `/`
+/// and percent-decoded (the ones authorization read).
+async fn serve(
+    state: &AppState,
+    req: Request,
+    segments: Vec<String>,
+    identity: &Identity,
+) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let accept = parts
         .headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let segments: Vec<String> = parts
-        .uri
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(decode_segment)
-        .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let discovery_get = |doc: Option<serde_json::Value>| -> ApiResult<Response> {
         if parts.method != Method::GET {
@@ -520,6 +559,7 @@ impl Server {
             tokens,
             server_address: format!("{host}:{}", addr.port()),
             service_accounts,
+            authorization_mode: config.authorization_mode,
         });
         let services = crate::registry::lookup("", "v1", "services").expect("services registered");
         crate::alloc::repair(&*api.store, &services.prefix())

@@ -85,9 +85,25 @@ struct ApiserverArgs {
     /// Unset: no cap.
     #[arg(long, value_name = "SECONDS")]
     service_account_max_token_expiration: Option<i64>,
+    /// How requests are authorized: `RBAC` (every request decided by the
+    /// cluster's Roles and bindings) or `AlwaysAllow` (any authenticated
+    /// request; for measurements only), as kube-apiserver's
+    /// --authorization-mode.
+    #[arg(long, default_value = "RBAC", value_parser = parse_authorization_mode, env = "VKUBE_AUTHORIZATION_MODE")]
+    authorization_mode: apiserver_shim::AuthorizationMode,
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 60, hide = true)]
     bookmark_interval_seconds: u64,
+}
+
+fn parse_authorization_mode(s: &str) -> Result<apiserver_shim::AuthorizationMode, String> {
+    match s {
+        "RBAC" => Ok(apiserver_shim::AuthorizationMode::Rbac),
+        "AlwaysAllow" => Ok(apiserver_shim::AuthorizationMode::AlwaysAllow),
+        other => Err(format!(
+            "unknown authorization mode {other:?}: RBAC or AlwaysAllow"
+        )),
+    }
 }
 
 fn parse_cidr(s: &str) -> Result<vkube_core::service::ServiceCidr, String> {
@@ -119,6 +135,7 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     config.api.bookmark_interval = std::time::Duration::from_secs(args.bookmark_interval_seconds);
     config.service_account.issuer = args.service_account_issuer;
     config.service_account.max_expiration_seconds = args.service_account_max_token_expiration;
+    config.authorization_mode = args.authorization_mode;
     let server = apiserver_shim::Server::start(config).await?;
     eprintln!(
         "vkube apiserver listening on {}\n  kubeconfig: {}\n  try: kubectl --kubeconfig {} get namespaces",
@@ -126,18 +143,12 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
         server.kubeconfig_path.display(),
         server.kubeconfig_path.display()
     );
-    // The controllers talk to the server over loopback TLS as
-    // system:kube-controller-manager, as kube-controller-manager would.
+    // The controllers talk to the server over loopback TLS, each as its
+    // own kube-system service account.
     let running = if controllers.is_empty() {
         None
     } else {
-        let kubeconfig = server.kubeconfig_for("system:kube-controller-manager", &[])?;
-        let client = vkube_controllers::client_from_kubeconfig(&kubeconfig).await?;
-        let options = vkube_controllers::Options::for_cluster_ca(
-            &server.pki.ca_cert,
-            server.pki.ca_key_pem(),
-        );
-        let running = vkube_controllers::spawn_with(client, &controllers, options);
+        let running = embedded::spawn_controllers(&server, &controllers).await?;
         eprintln!("  controllers: {}", running.names.join(", "));
         Some(running)
     };

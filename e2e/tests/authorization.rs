@@ -340,3 +340,159 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: carol}]
     }
     c.shutdown().await;
 }
+
+/// RBAC decides every request: a service account's token (what every pod
+/// mounts) is refused what no binding grants, with kube-apiserver's exact
+/// message for each verb (list, watch, get, deletecollection, a
+/// subresource, a non-resource path), and allowed once a RoleBinding
+/// grants it; discovery stays open to every authenticated user.
+#[tokio::test]
+async fn requests_are_authorized_by_rbac_with_kubes_forbidden_messages() {
+    let c = TestCluster::start().await;
+    c.kubectl_stdin(&["apply", "-f", "-"], POLICY)
+        .await
+        .expect_ok();
+    c.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "-n",
+        "dev",
+        "--from-literal=k=v",
+    ])
+    .await
+    .expect_ok();
+    let token = c
+        .kubectl(&["create", "token", "builder", "-n", "dev"])
+        .await
+        .expect_ok()
+        .stdout
+        .trim()
+        .to_string();
+    let kc = c.token_kubeconfig("builder.kubeconfig", &token);
+    let sa = async |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", kc.as_str()];
+        all.extend_from_slice(args);
+        c.kubectl(&all).await
+    };
+    let who = r#"User "system:serviceaccount:dev:builder""#;
+    sa(&["get", "secrets", "-n", "dev"]).await.expect_err_contains(&format!(
+        r#"Error from server (Forbidden): secrets is forbidden: {who} cannot list resource "secrets" in API group "" in the namespace "dev""#
+    ));
+    sa(&["get", "secret", "db", "-n", "dev"]).await.expect_err_contains(&format!(
+        r#"secrets "db" is forbidden: {who} cannot get resource "secrets" in API group "" in the namespace "dev""#
+    ));
+    sa(&["delete", "--raw", "/api/v1/namespaces/dev/pods"])
+        .await
+        .expect_err_contains(&format!(
+            r#"pods is forbidden: {who} cannot deletecollection resource "pods" in API group "" in the namespace "dev""#
+        ));
+    sa(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/dev/pods?watch=true&timeoutSeconds=1",
+    ])
+    .await
+    .expect_ok();
+    sa(&["get", "--raw", "/api/v1/namespaces/default/pods?watch=true"])
+        .await
+        .expect_err_contains(&format!(
+            r#"pods is forbidden: {who} cannot watch resource "pods" in API group "" in the namespace "default""#
+        ));
+    sa(&["create", "token", "default", "-n", "dev"])
+        .await
+        .expect_err_contains(&format!(
+            r#"serviceaccounts "default" is forbidden: {who} cannot create resource "serviceaccounts/token" in API group "" in the namespace "dev""#
+        ));
+    sa(&["delete", "namespace", "dev"]).await.expect_err_contains(&format!(
+        r#"namespaces "dev" is forbidden: {who} cannot delete resource "namespaces" in API group "" in the namespace "dev""#
+    ));
+    sa(&["get", "--raw", "/metrics"])
+        .await
+        .expect_err_contains(&format!(r#"forbidden: {who} cannot get path "/metrics""#));
+    // The Role grants pods (and their logs) in dev, and discovery is open.
+    sa(&["get", "pods", "-n", "dev"]).await.expect_ok();
+    sa(&["api-resources", "--api-group=apps"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["deployments"]);
+    // A Role and RoleBinding later, the same token reads the Secret, and
+    // only in dev.
+    c.kubectl(&[
+        "create",
+        "role",
+        "secret-reader",
+        "-n",
+        "dev",
+        "--verb=get,list",
+        "--resource=secrets",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "secret-readers",
+        "-n",
+        "dev",
+        "--role=secret-reader",
+        "--serviceaccount=dev:builder",
+    ])
+    .await
+    .expect_ok();
+    sa(&[
+        "get",
+        "secret",
+        "db",
+        "-n",
+        "dev",
+        "-o",
+        "jsonpath={.data.k}",
+    ])
+    .await
+    .expect_ok()
+    .expect_stdout_contains(&["dg=="]);
+    sa(&["get", "secrets", "-n", "default"])
+        .await
+        .expect_err_contains(&format!(
+            r#"secrets is forbidden: {who} cannot list resource "secrets" in API group "" in the namespace "default""#
+        ));
+    // Deleting the binding takes the grant away again.
+    c.kubectl(&["delete", "rolebinding", "secret-readers", "-n", "dev"])
+        .await
+        .expect_ok();
+    sa(&["get", "secret", "db", "-n", "dev"])
+        .await
+        .expect_err_contains("Forbidden");
+    c.shutdown().await;
+}
+
+/// Every built-in controller acts as a `kube-system` service account that
+/// the bootstrap policy binds to its own `system:controller:*` role.
+#[test]
+fn every_controller_has_its_bootstrap_role_and_binding() {
+    let roles = apiserver_shim::bootstrap_policy::cluster_roles();
+    let bindings = apiserver_shim::bootstrap_policy::cluster_role_bindings();
+    for c in vkube_controllers::CONTROLLERS {
+        let role = format!("system:controller:{}", c.service_account);
+        assert!(
+            roles.iter().any(|r| r["metadata"]["name"] == role.as_str()),
+            "{}: no ClusterRole {role}",
+            c.name
+        );
+        let binding = bindings
+            .iter()
+            .find(|b| b["metadata"]["name"] == role.as_str())
+            .unwrap_or_else(|| panic!("{}: no ClusterRoleBinding {role}", c.name));
+        assert_eq!(binding["roleRef"]["name"], role.as_str());
+        assert_eq!(
+            binding["subjects"][0],
+            serde_json::json!({"kind": "ServiceAccount", "name": c.service_account, "namespace": "kube-system"})
+        );
+        assert_eq!(
+            c.user(),
+            format!("system:serviceaccount:kube-system:{}", c.service_account)
+        );
+    }
+}

@@ -195,6 +195,26 @@ async fn wrong_usages_fail_denied_requests_stay_unsigned_and_bad_requests_are_in
         .stdout
         .trim()
         .to_string();
+    // The service account may update approvals, but holds `approve` on no
+    // signer: the CertificateApproval admission refuses it.
+    c.kubectl(&[
+        "create",
+        "clusterrole",
+        "csr-approver",
+        "--verb=get,list,update",
+        "--resource=certificatesigningrequests,certificatesigningrequests/approval",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "csr-approvers",
+        "--clusterrole=csr-approver",
+        "--serviceaccount=default:default",
+    ])
+    .await
+    .expect_ok();
     let kc = c.token_kubeconfig("sa.kubeconfig", &token);
     c.kubectl(&["--kubeconfig", &kc, "certificate", "approve", "carol"])
         .await

@@ -62,10 +62,13 @@ async fn kubectl_create_token_authenticates_as_the_service_account() {
         .await
         .expect_ok();
     assert_eq!(name.stdout, "system:serviceaccount:default:default");
-    // Ordinary requests work with the token too.
+    // Ordinary requests are authorized as the service account: nothing is
+    // bound to it, so reading its own ServiceAccount object is refused.
     c.kubectl(&["--kubeconfig", &kc, "get", "serviceaccount", "default"])
         .await
-        .expect_ok();
+        .expect_err_contains(
+            r#"serviceaccounts "default" is forbidden: User "system:serviceaccount:default:default" cannot get resource "serviceaccounts" in API group "" in the namespace "default""#,
+        );
 
     // A tampered token: kubectl's own Unauthorized message.
     let (head, sig) = token.rsplit_once('.').unwrap();

@@ -136,7 +136,7 @@ impl Api {
         let Some(caller) = crate::request::caller() else {
             return Ok(());
         };
-        let policy = crate::review::load_policy(self, "").await?;
+        let policy = self.policy().await?;
         if crate::certificates::may_act_on_signer(&policy, &caller, "approve", &signer) {
             return Ok(());
         }

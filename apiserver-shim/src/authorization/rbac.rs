@@ -80,19 +80,82 @@ impl Request {
     }
 }
 
-/// The RBAC objects a decision reads: every ClusterRole and
-/// ClusterRoleBinding, and the Roles and RoleBindings of the request's
-/// namespace (others are never consulted).
+/// The RBAC objects decisions read (kube's RBAC authorizer reads the same
+/// four listers): every ClusterRole and ClusterRoleBinding, and every
+/// namespace's Roles and RoleBindings. A decision in namespace `ns` reads
+/// only `ns`'s Roles and RoleBindings.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    /// ClusterRoleBindings, in the order they are visited.
-    pub cluster_role_bindings: Vec<ClusterRoleBinding>,
+    /// ClusterRoleBindings by name, visited in name order.
+    pub cluster_role_bindings: BTreeMap<String, ClusterRoleBinding>,
     /// ClusterRoles by name.
     pub cluster_roles: BTreeMap<String, ClusterRole>,
-    /// RoleBindings of the namespace, in the order they are visited.
-    pub role_bindings: Vec<RoleBinding>,
-    /// Roles of the namespace by name.
-    pub roles: BTreeMap<String, Role>,
+    /// RoleBindings by namespace, then name (visited in name order).
+    pub role_bindings: BTreeMap<String, BTreeMap<String, RoleBinding>>,
+    /// Roles by namespace, then name.
+    pub roles: BTreeMap<String, BTreeMap<String, Role>>,
+}
+
+impl Policy {
+    /// Adds or replaces one stored object of `resource` (`clusterroles`,
+    /// `clusterrolebindings`, `roles`, `rolebindings`), keyed by its own
+    /// namespace and name; other resources are ignored.
+    ///
+    /// # Errors
+    /// `bytes` do not decode as the resource's kind (the policy is then
+    /// unchanged, as an informer never holds such an object).
+    pub fn insert(&mut self, resource: &str, bytes: &[u8]) -> Result<(), serde_json::Error> {
+        fn id(
+            meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        ) -> (String, String) {
+            (
+                meta.namespace.clone().unwrap_or_default(),
+                meta.name.clone().unwrap_or_default(),
+            )
+        }
+        match resource {
+            "clusterroles" => {
+                let r: ClusterRole = serde_json::from_slice(bytes)?;
+                self.cluster_roles.insert(id(&r.metadata).1, r);
+            }
+            "clusterrolebindings" => {
+                let b: ClusterRoleBinding = serde_json::from_slice(bytes)?;
+                self.cluster_role_bindings.insert(id(&b.metadata).1, b);
+            }
+            "roles" => {
+                let r: Role = serde_json::from_slice(bytes)?;
+                let (ns, name) = id(&r.metadata);
+                self.roles.entry(ns).or_default().insert(name, r);
+            }
+            "rolebindings" => {
+                let b: RoleBinding = serde_json::from_slice(bytes)?;
+                let (ns, name) = id(&b.metadata);
+                self.role_bindings.entry(ns).or_default().insert(name, b);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Removes the object of `resource` named `name` in `namespace` (empty
+    /// for the cluster-scoped kinds), if present.
+    pub fn remove(&mut self, resource: &str, namespace: &str, name: &str) {
+        fn take<T>(m: &mut BTreeMap<String, BTreeMap<String, T>>, ns: &str, name: &str) {
+            if let Some(inner) = m.get_mut(ns) {
+                inner.remove(name);
+                if inner.is_empty() {
+                    m.remove(ns);
+                }
+            }
+        }
+        match resource {
+            "clusterroles" => drop(self.cluster_roles.remove(name)),
+            "clusterrolebindings" => drop(self.cluster_role_bindings.remove(name)),
+            "roles" => take(&mut self.roles, namespace, name),
+            "rolebindings" => take(&mut self.role_bindings, namespace, name),
+            _ => {}
+        }
+    }
 }
 
 /// An authorization decision.
@@ -201,22 +264,20 @@ pub fn rule_allows(request: &Request, rule: &PolicyRule) -> bool {
 }
 
 /// The rules of role reference (`kind`, `name`) in a binding of
-/// `namespace`, or kube's lookup error.
+/// `binding_namespace` (`None` for a ClusterRoleBinding, whose Role is
+/// looked up with no namespace and so never exists), or kube's lookup
+/// error.
 fn role_rules<'p>(
     policy: &'p Policy,
     kind: &str,
     name: &str,
-    cluster_binding: bool,
+    binding_namespace: Option<&str>,
 ) -> Result<&'p [PolicyRule], String> {
     let rules = match kind {
-        // A ClusterRoleBinding's Role is looked up with no namespace: it
-        // never exists.
-        "Role" if cluster_binding => {
-            return Err(format!("role.rbac.authorization.k8s.io {name:?} not found"));
-        }
         "Role" => policy
             .roles
-            .get(name)
+            .get(binding_namespace.unwrap_or_default())
+            .and_then(|roles| roles.get(name))
             .map(|r| r.rules.as_deref())
             .ok_or_else(|| format!("role.rbac.authorization.k8s.io {name:?} not found"))?,
         "ClusterRole" => policy
@@ -240,12 +301,12 @@ fn visit_rules(
     mut visit: impl FnMut(&dyn Fn() -> String, &PolicyRule) -> bool,
     mut error: impl FnMut(String),
 ) {
-    for b in &policy.cluster_role_bindings {
+    for b in policy.cluster_role_bindings.values() {
         let subjects = b.subjects.as_deref().unwrap_or_default();
         let Some(subject) = subjects.iter().find(|s| applies_to(user, s, "")) else {
             continue;
         };
-        match role_rules(policy, &b.role_ref.kind, &b.role_ref.name, true) {
+        match role_rules(policy, &b.role_ref.kind, &b.role_ref.name, None) {
             Err(e) => error(e),
             Ok(rules) => {
                 let source = || {
@@ -268,12 +329,13 @@ fn visit_rules(
     if namespace.is_empty() {
         return;
     }
-    for b in &policy.role_bindings {
+    let bindings = policy.role_bindings.get(namespace).into_iter().flatten();
+    for b in bindings.map(|(_, b)| b) {
         let subjects = b.subjects.as_deref().unwrap_or_default();
         let Some(subject) = subjects.iter().find(|s| applies_to(user, s, namespace)) else {
             continue;
         };
-        match role_rules(policy, &b.role_ref.kind, &b.role_ref.name, false) {
+        match role_rules(policy, &b.role_ref.kind, &b.role_ref.name, Some(namespace)) {
             Err(e) => error(e),
             Ok(rules) => {
                 let source = || {
@@ -384,48 +446,66 @@ mod tests {
     use serde_json::json;
 
     fn policy() -> Policy {
-        let cr = |name: &str, rules: serde_json::Value| -> (String, ClusterRole) {
+        let cr = |name: &str, rules: serde_json::Value| json!({"metadata": {"name": name}, "rules": rules});
+        let mut p = Policy::default();
+        let objects = [
             (
-                name.to_string(),
-                serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules}))
-                    .unwrap(),
-            )
-        };
-        Policy {
-            cluster_role_bindings: serde_json::from_value(json!([
-                {"metadata": {"name": "readers"},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "reader"},
-                 "subjects": [{"kind": "Group", "name": "devs"}]},
-                {"metadata": {"name": "broken"},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gone"},
-                 "subjects": [{"kind": "User", "name": "bob"}]},
-                {"metadata": {"name": "monitoring"},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "metrics"},
-                 "subjects": [{"kind": "ServiceAccount", "name": "prom", "namespace": "mon"}]},
-            ]))
-            .unwrap(),
-            cluster_roles: BTreeMap::from([
-                cr("reader", json!([{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}])),
-                cr("metrics", json!([{"nonResourceURLs": ["/metrics", "/debug/*"], "verbs": ["get"]}])),
-                cr("pod-admin", json!([{"apiGroups": ["*"], "resources": ["*/status"], "verbs": ["*"]},
-                    {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["app"], "verbs": ["get"]}])),
-            ]),
-            role_bindings: serde_json::from_value(json!([
-                {"metadata": {"name": "builders", "namespace": "dev"},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pod-admin"},
-                 "subjects": [{"kind": "ServiceAccount", "name": "builder"}]},
-                {"metadata": {"name": "local", "namespace": "dev"},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm"},
-                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]},
-            ]))
-            .unwrap(),
-            roles: BTreeMap::from([(
-                "cm".to_string(),
-                serde_json::from_value(json!({"metadata": {"name": "cm", "namespace": "dev"},
-                    "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]}))
-                .unwrap(),
-            )]),
+                "clusterrolebindings",
+                json!([
+                    {"metadata": {"name": "readers"},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "reader"},
+                     "subjects": [{"kind": "Group", "name": "devs"}]},
+                    {"metadata": {"name": "broken"},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gone"},
+                     "subjects": [{"kind": "User", "name": "bob"}]},
+                    {"metadata": {"name": "monitoring"},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "metrics"},
+                     "subjects": [{"kind": "ServiceAccount", "name": "prom", "namespace": "mon"}]},
+                ]),
+            ),
+            (
+                "clusterroles",
+                json!([
+                    cr(
+                        "reader",
+                        json!([{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}])
+                    ),
+                    cr(
+                        "metrics",
+                        json!([{"nonResourceURLs": ["/metrics", "/debug/*"], "verbs": ["get"]}])
+                    ),
+                    cr(
+                        "pod-admin",
+                        json!([{"apiGroups": ["*"], "resources": ["*/status"], "verbs": ["*"]},
+                    {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["app"], "verbs": ["get"]}])
+                    ),
+                ]),
+            ),
+            (
+                "rolebindings",
+                json!([
+                    {"metadata": {"name": "builders", "namespace": "dev"},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pod-admin"},
+                     "subjects": [{"kind": "ServiceAccount", "name": "builder"}]},
+                    {"metadata": {"name": "local", "namespace": "dev"},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm"},
+                     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]},
+                ]),
+            ),
+            (
+                "roles",
+                json!([
+                    {"metadata": {"name": "cm", "namespace": "dev"},
+                     "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]},
+                ]),
+            ),
+        ];
+        for (resource, items) in objects {
+            for item in items.as_array().unwrap() {
+                p.insert(resource, item.to_string().as_bytes()).unwrap();
+            }
         }
+        p
     }
 
     fn res(verb: &str, ns: &str, group: &str, resource: &str, sub: &str, name: &str) -> Request {
