@@ -15,6 +15,7 @@ use crate::store::ListOptions;
 use axum::response::Response;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
+use vkube_core::fields::FieldSelector;
 use vkube_core::labels::LabelSelector;
 use vkube_core::metrics::{GROUP, MetricsQuery, VERSION};
 
@@ -77,6 +78,7 @@ async fn stored(
     namespace: Option<&str>,
     name: Option<&str>,
     selector: &LabelSelector,
+    fields: &FieldSelector,
 ) -> ApiResult<Vec<Value>> {
     let def = crate::registry::lookup("", "v1", resource).expect("built-in");
     if let Some(name) = name {
@@ -94,7 +96,9 @@ async fn stored(
     let mut out = Vec::new();
     for kv in &page.items {
         let obj = decode_stored(kv)?;
-        if selector.matches_json(obj.pointer("/metadata/labels")) {
+        if selector.matches_json(obj.pointer("/metadata/labels"))
+            && fields.matches(|f| vkube_core::fields::json_field(&obj, f))
+        {
             out.push(obj);
         }
     }
@@ -142,13 +146,30 @@ pub async fn serve(
             &method.as_str().to_ascii_lowercase(),
         ));
     }
-    let selector_text = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "labelSelector")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    let selector = LabelSelector::parse(&selector_text)
+    // The first value of each parameter counts, as in Go's url.Values and
+    // as authorization read them.
+    let first = |key: &str| {
+        form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    // PodMetrics and NodeMetrics are served for get and list only.
+    if name.is_none()
+        && first("watch")
+            .is_some_and(|w| !matches!(w.as_str(), "0" | "f" | "F" | "false" | "FALSE" | "False"))
+    {
+        return Err(ApiError::method_not_supported(
+            &GroupResource::new(GROUP, resource),
+            "watch",
+        ));
+    }
+    let selector = LabelSelector::parse(&first("labelSelector").unwrap_or_default())
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
-    let objects = stored(api, resource, namespace, name, &selector).await?;
+    // A name selector narrows what authorization allowed: it must narrow
+    // the answer too.
+    let fields = FieldSelector::parse(&first("fieldSelector").unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let objects = stored(api, resource, namespace, name, &selector, &fields).await?;
     let query = if resource == "pods" {
         MetricsQuery::Pods(objects)
     } else {

@@ -155,7 +155,13 @@ impl Query {
     /// Parses a raw query string; malformed values are `400 BadRequest`.
     pub fn parse(raw: Option<&str>) -> ApiResult<Query> {
         let mut q = Query::default();
+        let mut seen = std::collections::HashSet::new();
         for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            // The first value of a parameter counts (Go's url.Values.Get,
+            // and what authorization read); `dryRun` may repeat.
+            if k != "dryRun" && !seen.insert(k.clone()) {
+                continue;
+            }
             let v = v.into_owned();
             match k.as_ref() {
                 "watch" => q.watch = parse_bool("watch", &v)?,
@@ -251,6 +257,17 @@ mod tests {
     fn t(group: &str, path: &str) -> ApiResult<Target> {
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         parse_target(group, "v1", &segs)
+    }
+
+    #[test]
+    fn the_first_value_of_a_parameter_counts() {
+        let q = Query::parse(Some(
+            "fieldSelector=metadata.name%3Ddb&fieldSelector=&watch=1&watch=0&dryRun=All&dryRun=All",
+        ))
+        .unwrap();
+        assert_eq!(q.field_selector.as_deref(), Some("metadata.name=db"));
+        assert!(q.watch);
+        assert_eq!(q.dry_run_values, ["All", "All"]);
     }
 
     #[test]

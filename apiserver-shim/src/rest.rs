@@ -652,7 +652,9 @@ impl Api {
                 .await;
         }
         match (method.as_str(), target.name.as_deref(), sub) {
-            ("GET", _, None) if query.watch || target.watch_prefix => {
+            // `watch=true` on an object's URL is a get, as in kube; the
+            // legacy `/watch/` prefix watches one object too.
+            ("GET", name, None) if target.watch_prefix || (query.watch && name.is_none()) => {
                 crate::watch::serve(self.clone(), target, query, repr).await
             }
             ("GET", None, None) => self.list(&target, &query, repr).await,

@@ -379,6 +379,20 @@ async fn serve(
         .await;
     }
     let target = parse_target(group, version, rest)?;
+    if target.watch_prefix {
+        // kube serves the legacy `/watch/` paths for GET on a collection or
+        // an object only; anything else under it would run with only
+        // `watch` authorized.
+        if target.subresource.is_some() {
+            return Err(ApiError::no_route());
+        }
+        if parts.method != Method::GET {
+            return Err(ApiError::method_not_supported(
+                &target.def.group_resource(),
+                &parts.method.as_str().to_ascii_lowercase(),
+            ));
+        }
+    }
     if let (Some(ns), Some(name), Some(sub)) =
         (&target.namespace, &target.name, &target.subresource)
         && target.def.connect

@@ -413,6 +413,69 @@ async fn requests_are_authorized_by_rbac_with_kubes_forbidden_messages() {
         .expect_err_contains(&format!(r#"forbidden: {who} cannot get path "/metrics""#));
     // The Role grants pods (and their logs) in dev, and discovery is open.
     sa(&["get", "pods", "-n", "dev"]).await.expect_ok();
+    // The legacy `/watch/` paths serve GET only: a delete under one is
+    // refused, not run with only `watch` authorized.
+    c.kubectl(&["run", "p", "-n", "dev", "--image=busybox"])
+        .await
+        .expect_ok();
+    sa(&["delete", "--raw", "/api/v1/watch/namespaces/dev/pods/p"])
+        .await
+        .expect_err_contains("MethodNotAllowed");
+    c.kubectl(&["get", "pod", "p", "-n", "dev"])
+        .await
+        .expect_ok();
+    // A list allowed for one name by `resourceNames` answers that name
+    // only, however the field selector is repeated.
+    c.kubectl(&["create", "secret", "generic", "other", "-n", "dev"])
+        .await
+        .expect_ok();
+    c.kubectl(&[
+        "create",
+        "role",
+        "one-secret",
+        "-n",
+        "dev",
+        "--verb=list",
+        "--resource=secrets",
+        "--resource-name=db",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "one-secret",
+        "-n",
+        "dev",
+        "--role=one-secret",
+        "--serviceaccount=dev:builder",
+    ])
+    .await
+    .expect_ok();
+    let listed = sa(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/dev/secrets?fieldSelector=metadata.name%3Ddb&fieldSelector=",
+    ])
+    .await
+    .expect_ok()
+    .json();
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["db"], "{listed}");
+    sa(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/dev/secrets?fieldSelector=metadata.name%3Dother",
+    ])
+    .await
+    .expect_err_contains(&format!(
+        r#"secrets "other" is forbidden: {who} cannot list resource "secrets""#
+    ));
     sa(&["api-resources", "--api-group=apps"])
         .await
         .expect_ok()

@@ -71,6 +71,29 @@ async fn kubectl_top_shows_the_hosts_figures_for_the_tenants_pods() {
     assert_eq!(one["metadata"]["name"], "web");
     assert_eq!(one["metadata"]["namespace"], "default");
     assert_eq!(one["metadata"]["labels"]["app"], "web");
+    // A name field selector narrows a list (authorization reads it as the
+    // object's name); a watch is not served.
+    let named = c
+        .virt
+        .kubectl(&[
+            "get",
+            "--raw",
+            "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods?fieldSelector=metadata.name%3Djob",
+        ])
+        .await
+        .expect_ok()
+        .json();
+    let items = named["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{named}");
+    assert_eq!(items[0]["metadata"]["name"], "job");
+    c.virt
+        .kubectl(&[
+            "get",
+            "--raw",
+            "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods?watch=true",
+        ])
+        .await
+        .expect_err_contains("MethodNotAllowed");
     let out = c
         .virt
         .kubectl(&[

@@ -37,7 +37,8 @@ pub fn of(method: &str, segments: &[&str], path: &str, query: Option<&str>) -> R
     let (mut verb, parts) = match rest {
         ["watch", parts @ ..] => ("watch".to_string(), parts),
         parts => (
-            match method.to_ascii_uppercase().as_str() {
+            // Methods are case-sensitive: `delete` is no verb kube knows.
+            match method {
                 "POST" => "create",
                 "GET" | "HEAD" => "get",
                 "PUT" => "update",
@@ -62,22 +63,18 @@ pub fn of(method: &str, segments: &[&str], path: &str, query: Option<&str>) -> R
     let mut name = part(1);
     let subresource = part(2);
     if name.is_empty() && verb == "get" {
-        let mut watch = false;
-        let mut field_selector = None;
-        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            match k.as_ref() {
-                // Go's parameter codec: only `0`, `f` and `false` are false.
-                "watch" if !watch => {
-                    watch = !(v == "0"
-                        || v.eq_ignore_ascii_case("f")
-                        || v.eq_ignore_ascii_case("false"))
-                }
-                "fieldSelector" if field_selector.is_none() => {
-                    field_selector = Some(v.into_owned())
-                }
-                _ => {}
-            }
-        }
+        // The first value of each parameter counts, as in Go's parameter
+        // codec and in what the request is then served with.
+        let first = |key: &str| {
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        };
+        // Go's parameter codec: only `0`, `f` and `false` are false.
+        let watch = first("watch").is_some_and(|v| {
+            !(v == "0" || v.eq_ignore_ascii_case("f") || v.eq_ignore_ascii_case("false"))
+        });
+        let field_selector = first("fieldSelector");
         verb = if watch { "watch" } else { "list" }.to_string();
         if let Some(selector) = field_selector
             .as_deref()
@@ -220,6 +217,22 @@ mod tests {
     }
 
     #[test]
+    fn methods_are_case_sensitive_and_first_parameters_count() {
+        assert_eq!(
+            at("delete", "/api/v1/namespaces/dev/pods/p", None),
+            res("", "dev", "", "pods", "", "p")
+        );
+        assert_eq!(
+            at("GET", "/api/v1/pods", Some("watch=1&watch=0")),
+            res("watch", "", "", "pods", "", "")
+        );
+        assert_eq!(
+            at("GET", "/api/v1/pods", Some("watch=0&watch=1")),
+            res("list", "", "", "pods", "", "")
+        );
+    }
+
+    #[test]
     fn namespaces_name_their_own_namespace() {
         assert_eq!(
             at("POST", "/api/v1/namespaces", None),
@@ -256,6 +269,14 @@ mod tests {
                 Some("fieldSelector=metadata.name%3Dapp&watch=true")
             ),
             res("watch", "dev", "", "secrets", "", "app")
+        );
+        assert_eq!(
+            at(
+                "GET",
+                "/api/v1/namespaces/dev/secrets",
+                Some("fieldSelector=metadata.name%3Dapp&fieldSelector=")
+            ),
+            res("list", "dev", "", "secrets", "", "app")
         );
         // Only an exact requirement on the name names the object.
         assert_eq!(
