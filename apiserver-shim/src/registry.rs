@@ -133,6 +133,10 @@ pub enum Admission {
     /// (create), and approving needs the `approve` verb on the request's
     /// signer ([`crate::certificates`]).
     Certificates,
+    /// RBAC escalation prevention on Roles, ClusterRoles and their
+    /// bindings ([`crate::authorization::escalation`]; kube applies it in
+    /// the RBAC kinds' storage) (create and update).
+    RbacEscalation,
 }
 
 impl Admission {
@@ -140,7 +144,10 @@ impl Admission {
     pub fn on_update(self) -> bool {
         matches!(
             self,
-            Admission::SingleGlobalDefault | Admission::PodSecurity | Admission::Certificates
+            Admission::SingleGlobalDefault
+                | Admission::PodSecurity
+                | Admission::Certificates
+                | Admission::RbacEscalation
         )
     }
 }
@@ -1181,6 +1188,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         allow_create_on_update: true,
         name_rule: NameRule::PathSegment,
+        admission: &[Admission::RbacEscalation],
         ..def(
             "rbac.authorization.k8s.io",
             "v1",
@@ -1194,6 +1202,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         strategy: ROLE_BINDING,
         allow_create_on_update: true,
         name_rule: NameRule::PathSegment,
+        admission: &[Admission::RbacEscalation],
         ..def(
             "rbac.authorization.k8s.io",
             "v1",
@@ -1206,6 +1215,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         allow_create_on_update: true,
         name_rule: NameRule::PathSegment,
+        admission: &[Admission::RbacEscalation],
         ..def(
             "rbac.authorization.k8s.io",
             "v1",
@@ -1219,6 +1229,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         strategy: ROLE_BINDING,
         allow_create_on_update: true,
         name_rule: NameRule::PathSegment,
+        admission: &[Admission::RbacEscalation],
         ..def(
             "rbac.authorization.k8s.io",
             "v1",

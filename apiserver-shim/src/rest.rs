@@ -1109,7 +1109,7 @@ impl Api {
     ) -> ApiResult<Option<Value>> {
         let def = target.def;
         // Admission: the kind's own plugins mutate first.
-        self.admit(target, &mut obj, false).await?;
+        self.admit(target, &mut obj, None).await?;
         self.prepare_create(target, &mut obj)?;
         if def.conversion.is_some() {
             obj = through_storage(target, None, obj);
@@ -1232,7 +1232,7 @@ impl Api {
             if def.conversion.is_some() {
                 new = through_storage(target, Some(&decode_stored(&kv)?), new);
             }
-            self.admit(target, &mut new, true).await?;
+            self.admit(target, &mut new, Some(&old)).await?;
             let allocation = self.allocate(def, Some(&old), &mut new, dry_run).await?;
             if new == old || dry_run {
                 self.settle(allocation, false).await;

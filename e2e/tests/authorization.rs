@@ -559,3 +559,119 @@ fn every_controller_has_its_bootstrap_role_and_binding() {
         );
     }
 }
+
+/// A namespace admin may grant in its namespace what it holds there, and
+/// nothing more: a Role with rules it lacks, a RoleBinding to
+/// `cluster-admin` and a binding to a missing role get kube-apiserver's
+/// answers; `system:masters` may do all of it.
+#[tokio::test]
+async fn rbac_writes_cannot_escalate() {
+    let c = TestCluster::start().await;
+    c.kubectl_stdin(&["apply", "-f", "-"], POLICY)
+        .await
+        .expect_ok();
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "dev-admin",
+        "-n",
+        "dev",
+        "--clusterrole=admin",
+        "--serviceaccount=dev:builder",
+    ])
+    .await
+    .expect_ok();
+    let token = c
+        .kubectl(&["create", "token", "builder", "-n", "dev"])
+        .await
+        .expect_ok()
+        .stdout
+        .trim()
+        .to_string();
+    let kc = c.token_kubeconfig("builder.kubeconfig", &token);
+    let sa = async |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", kc.as_str()];
+        all.extend_from_slice(args);
+        c.kubectl(&all).await
+    };
+    let held = r#"user "system:serviceaccount:dev:builder" (groups=["system:serviceaccounts" "system:serviceaccounts:dev" "system:authenticated"]) is attempting to grant RBAC permissions not currently held:"#;
+    // Rules it holds in dev: allowed.
+    sa(&[
+        "create",
+        "role",
+        "secrets",
+        "-n",
+        "dev",
+        "--verb=get,list",
+        "--resource=secrets",
+    ])
+    .await
+    .expect_ok();
+    sa(&[
+        "create",
+        "rolebinding",
+        "view",
+        "-n",
+        "dev",
+        "--clusterrole=view",
+        "--user=carol",
+    ])
+    .await
+    .expect_ok();
+    // Rules it does not hold: refused, with the missing rules.
+    sa(&["create", "role", "nodes", "-n", "dev", "--verb=list,get", "--resource=nodes"])
+        .await
+        .expect_err_contains(&format!(
+            "roles.rbac.authorization.k8s.io \"nodes\" is forbidden: {held}\n{{APIGroups:[\"\"], Resources:[\"nodes\"], Verbs:[\"list\" \"get\"]}}"
+        ));
+    sa(&["create", "rolebinding", "root", "-n", "dev", "--clusterrole=cluster-admin", "--user=carol"])
+        .await
+        .expect_err_contains(&format!(
+            "rolebindings.rbac.authorization.k8s.io \"root\" is forbidden: {held}\n{{APIGroups:[\"*\"], Resources:[\"*\"], Verbs:[\"*\"]}}\n{{NonResourceURLs:[\"*\"], Verbs:[\"*\"]}}"
+        ));
+    sa(&[
+        "create",
+        "rolebinding",
+        "ghost",
+        "-n",
+        "dev",
+        "--clusterrole=nope",
+        "--user=carol",
+    ])
+    .await
+    .expect_err_contains(r#"clusterroles.rbac.authorization.k8s.io "nope" not found"#);
+    // Raising an allowed Role's rules later is refused as well.
+    sa(&["patch", "role", "secrets", "-n", "dev", "--type=json", "-p", r#"[{"op": "add", "path": "/rules/-", "value": {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}}]"#])
+        .await
+        .expect_err_contains("is attempting to grant RBAC permissions not currently held");
+    // Outside dev it holds nothing.
+    sa(&["create", "role", "secrets", "-n", "default", "--verb=get", "--resource=secrets"])
+        .await
+        .expect_err_contains(
+            r#"roles.rbac.authorization.k8s.io is forbidden: User "system:serviceaccount:dev:builder" cannot create resource "roles" in API group "rbac.authorization.k8s.io" in the namespace "default""#,
+        );
+    // The admin (system:masters) may grant anything, even a missing role.
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "ghost",
+        "-n",
+        "dev",
+        "--clusterrole=nope",
+        "--user=carol",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&[
+        "create",
+        "role",
+        "nodes",
+        "-n",
+        "dev",
+        "--verb=list",
+        "--resource=nodes",
+    ])
+    .await
+    .expect_ok();
+    c.shutdown().await;
+}

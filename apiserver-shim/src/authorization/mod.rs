@@ -7,6 +7,7 @@
 
 pub mod attributes;
 pub mod cache;
+pub mod escalation;
 pub mod rbac;
 
 pub use cache::PolicyCache;

@@ -80,14 +80,15 @@ impl Api {
     }
 
     /// Runs the kind's admission plugins ([`ResourceDef::admission`]) on
-    /// `obj`: all of them on a create (`update` false), those that
-    /// [`Admission::on_update`] on an update.
+    /// `obj`: all of them on a create (`old` is `None`), those that
+    /// [`Admission::on_update`] on an update of `old`.
     pub(super) async fn admit(
         &self,
         target: &Target,
         obj: &mut Value,
-        update: bool,
+        old: Option<&Value>,
     ) -> ApiResult<()> {
+        let update = old.is_some();
         for plugin in target.def.admission {
             if update && !plugin.on_update() {
                 continue;
@@ -104,6 +105,7 @@ impl Api {
                 Admission::StorageObjectInUseProtection => {
                     storage_object_in_use_protection(target, obj)
                 }
+                Admission::RbacEscalation => self.admit_rbac_escalation(target, obj, old).await?,
             }
         }
         Ok(())
@@ -145,6 +147,79 @@ impl Api {
             &name,
             &format!("user not permitted to approve requests with signerName {signer:?}"),
         ))
+    }
+
+    /// RBAC escalation prevention ([`Admission::RbacEscalation`]): a Role,
+    /// ClusterRole or binding written by a caller outside `system:masters`
+    /// must grant nothing the caller does not hold, unless it is allowed
+    /// `escalate` (roles) or `bind` (the bound role); `403`, or `404` for a
+    /// binding to a role that does not exist. Writes made in-process with no
+    /// caller (the bootstrap policy) are the server's own.
+    async fn admit_rbac_escalation(
+        &self,
+        target: &Target,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
+        use crate::authorization::escalation::{self, Refusal, Write};
+        use crate::authorization::rbac::{PRIVILEGED_GROUP, User};
+        let Some(caller) = crate::request::caller() else {
+            return Ok(());
+        };
+        if caller.groups.iter().any(|g| g == PRIVILEGED_GROUP) {
+            return Ok(());
+        }
+        if let Some(old) = old
+            && only_gc_fields_differ(obj, old)
+        {
+            return Ok(());
+        }
+        let gr = target.def.group_resource();
+        let name = meta::name(obj).to_string();
+        let invalid = |e: serde_json::Error| {
+            ApiError::bad_request(format!("decoding {}: {e}", target.def.kind))
+        };
+        let rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> = match obj.get("rules") {
+            Some(r) if !r.is_null() => serde_json::from_value(r.clone()).map_err(invalid)?,
+            _ => Vec::new(),
+        };
+        let role_kind = obj
+            .pointer("/roleRef/kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let role_name = obj
+            .pointer("/roleRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let write = match target.def.resource {
+            "roles" | "clusterroles" => Write::Role {
+                cluster: target.def.resource == "clusterroles",
+                rules: &rules,
+                aggregates: obj.get("aggregationRule").is_some_and(|a| !a.is_null()),
+            },
+            _ => Write::Binding {
+                role_kind,
+                role_name,
+            },
+        };
+        let namespace = if target.def.namespaced {
+            meta::namespace(obj).to_string()
+        } else {
+            String::new()
+        };
+        let policy = self.policy().await?;
+        let user = User {
+            name: &caller.user,
+            groups: &caller.groups,
+        };
+        match escalation::check(&policy, user, &namespace, &name, &write) {
+            Ok(()) => Ok(()),
+            Err(Refusal::Forbidden(why)) => Err(ApiError::forbidden(&gr, &name, &why)),
+            Err(Refusal::RoleNotFound { resource }) => Err(ApiError::not_found(
+                &crate::error::GroupResource::new("rbac.authorization.k8s.io", resource),
+                role_name,
+            )),
+        }
     }
 
     /// PodSecurity: a new pod, or a pod's new ephemeral containers, must
@@ -474,4 +549,19 @@ impl Api {
         }
         Err(ApiError::modified(&rqdef.group_resource(), ""))
     }
+}
+
+/// Whether `new` differs from `old` only in the fields the garbage
+/// collector writes (kube's `IsOnlyMutatingGCFields`: ownerReferences,
+/// finalizers, managedFields and selfLink).
+fn only_gc_fields_differ(new: &Value, old: &Value) -> bool {
+    let mut copied = new.clone();
+    let md = meta::metadata_mut(&mut copied);
+    for f in ["ownerReferences", "finalizers", "managedFields", "selfLink"] {
+        match old.pointer(&format!("/metadata/{f}")) {
+            Some(v) => md.insert(f.into(), v.clone()),
+            None => md.remove(f),
+        };
+    }
+    copied == *old
 }
