@@ -18,10 +18,20 @@ pub struct ApiserverProcess {
 /// Starts `vkube apiserver --data-dir DIR --listen 127.0.0.1:0` and waits for
 /// its "listening on" line.
 pub async fn start_apiserver(binary: &Path, data_dir: &Path) -> ApiserverProcess {
+    start_apiserver_with(binary, data_dir, &[]).await
+}
+
+/// Like [`start_apiserver`], with `extra` arguments after the others.
+pub async fn start_apiserver_with(
+    binary: &Path,
+    data_dir: &Path,
+    extra: &[&str],
+) -> ApiserverProcess {
     let mut child = Command::new(binary)
         .args(["apiserver", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("VKUBE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
