@@ -76,13 +76,21 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
-fn dn(cn: &str, orgs: &[&str]) -> DistinguishedName {
+/// A subject `CN=cn`, `O=org`. rcgen keeps one attribute per type, so a
+/// certificate holds at most one organization (group): more is an error,
+/// never a silently dropped group.
+fn dn(cn: &str, orgs: &[&str]) -> Result<DistinguishedName> {
+    anyhow::ensure!(
+        orgs.len() <= 1,
+        "a certificate can name one group (organization) here, not {}",
+        orgs.len()
+    );
     let mut d = DistinguishedName::new();
     d.push(DnType::CommonName, cn);
     for o in orgs {
         d.push(DnType::OrganizationName, *o);
     }
-    d
+    Ok(d)
 }
 
 impl Pki {
@@ -99,7 +107,7 @@ impl Pki {
             _ => {
                 let key = KeyPair::generate()?;
                 let mut params = CertificateParams::new(Vec::<String>::new())?;
-                params.distinguished_name = dn("vkube-ca", &[]);
+                params.distinguished_name = dn("vkube-ca", &[])?;
                 params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
                 params.key_usages = vec![
                     KeyUsagePurpose::KeyCertSign,
@@ -192,7 +200,7 @@ impl Pki {
             .context("parsing the CA certificate")?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(sans)?;
-        params.distinguished_name = dn(cn, orgs);
+        params.distinguished_name = dn(cn, orgs)?;
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
@@ -211,6 +219,10 @@ impl Pki {
 
     /// Issues a client certificate for `user` in `groups`, signed by the CA
     /// (PEM certificate, PEM key).
+    ///
+    /// # Errors
+    /// More than one group (one organization per certificate, see `dn`),
+    /// or a signing failure.
     pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<(String, String)> {
         self.issue(
             user,
@@ -269,6 +281,16 @@ pub fn kubeconfig(server: &str, name: &str, ca: &str, cert: &str, key: &str) -> 
         ca = b64(ca),
         cert = b64(cert),
         key = b64(key),
+    )
+}
+
+/// A kubeconfig for `server` (CA `ca`, PEM) whose credential is the bearer
+/// `token`, with cluster and context named `name`.
+pub fn token_kubeconfig(server: &str, name: &str, ca: &str, token: &str) -> String {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}-user\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}-user\ncurrent-context: {name}\npreferences: {{}}\n",
     )
 }
 

@@ -86,12 +86,18 @@ impl ServerConfig {
     }
 }
 
+/// Bearer tokens known to the server and the identities they carry (kube's
+/// static token authenticator, plus the loopback tokens of in-process
+/// clients, which kube-apiserver also mints in memory at start).
+pub type StaticTokens = Arc<std::sync::RwLock<HashMap<String, Identity>>>;
+
 /// Shared state of the HTTP layer.
 pub struct AppState {
     /// The REST layer.
     pub api: Arc<Api>,
-    /// Bearer tokens and their identities.
-    pub tokens: HashMap<String, Identity>,
+    /// Bearer tokens and their identities: the admin token, and the
+    /// in-memory tokens of in-process clients ([`Server::kubeconfig_for`]).
+    pub tokens: StaticTokens,
     /// `host:port` clients reach the server at (for `/api`).
     pub server_address: String,
     /// Service account tokens: issuing (TokenRequest) and authentication.
@@ -123,8 +129,14 @@ async fn authenticate(
         Some(id) => id,
         None => {
             let token = bearer?;
-            match state.tokens.get(&token) {
-                Some(id) => id.clone(),
+            let known = state
+                .tokens
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&token)
+                .cloned();
+            match known {
+                Some(id) => id,
                 None => match state
                     .service_accounts
                     .authenticate(&state.api, &token)
@@ -451,7 +463,13 @@ async fn serve_review(
             if audiences.is_empty() {
                 audiences = state.service_accounts.api_audiences().to_vec();
             }
-            let result = match state.tokens.get(&token) {
+            let known = state
+                .tokens
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&token)
+                .cloned();
+            let result = match known.as_ref() {
                 // Static tokens know no audience: they are valid for the
                 // API audiences among those asked about (kube's
                 // audience-agnostic wrapper).
@@ -524,6 +542,7 @@ pub struct Server {
     pub api: Arc<Api>,
     /// Time from `start` being called to the listener accepting.
     pub startup: Duration,
+    tokens: StaticTokens,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -568,9 +587,10 @@ impl Server {
                 ..Identity::default()
             },
         );
+        let tokens: StaticTokens = Arc::new(std::sync::RwLock::new(tokens));
         let state = Arc::new(AppState {
             api: api.clone(),
-            tokens,
+            tokens: tokens.clone(),
             server_address: format!("{host}:{}", addr.port()),
             service_accounts,
             authorization_mode: config.authorization_mode,
@@ -606,6 +626,7 @@ impl Server {
             pki,
             api,
             startup,
+            tokens,
             shutdown,
             task,
         })
@@ -617,22 +638,41 @@ impl Server {
     }
 
     /// A kubeconfig for this server authenticating as `user` in `groups`
-    /// with a fresh client certificate signed by the cluster CA (e.g.
-    /// `system:kube-controller-manager` for in-process controllers); an
+    /// (e.g. a built-in controller's service account) with a bearer token
+    /// minted in memory for this process's life, as kube-apiserver mints its
+    /// loopback token: in-process clients need no certificate, and carry
+    /// every group (a client certificate holds one organization here). An
     /// unspecified listen address is reached over loopback.
+    ///
+    /// # Errors
+    /// None today; kept fallible for credentials that can fail to issue.
     pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> Result<String> {
-        let (cert, key) = self.pki.issue_client(user, groups)?;
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                token.clone(),
+                Identity {
+                    user: user.into(),
+                    groups: groups.iter().map(|g| g.to_string()).collect(),
+                    ..Identity::default()
+                },
+            );
         let url = if self.addr.ip().is_unspecified() {
             format!("https://127.0.0.1:{}", self.addr.port())
         } else {
             self.url()
         };
-        Ok(pki::kubeconfig(
+        Ok(pki::token_kubeconfig(
             &url,
             "vkube",
             &self.pki.ca_cert,
-            &cert,
-            &key,
+            &token,
         ))
     }
 

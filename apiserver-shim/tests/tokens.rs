@@ -156,6 +156,19 @@ async fn token_request_issues_a_token_that_authenticates_as_the_service_account(
         .await;
     assert_eq!(status_code(read), 403);
 
+    // In-process clients get every group they are issued with.
+    let loopback = h
+        .server
+        .kubeconfig_for("system:serviceaccount:kube-system:x", &["a", "b"])
+        .unwrap();
+    let user = whoami(&client_from_kubeconfig(&loopback).await)
+        .await
+        .unwrap();
+    assert_eq!(user["username"], "system:serviceaccount:kube-system:x");
+    assert_eq!(user["groups"], json!(["a", "b", "system:authenticated"]));
+    // A certificate names one group: more is refused, not truncated.
+    assert!(h.server.pki.issue_client("u", &["a", "b"]).is_err());
+
     // The admin's identity gains system:authenticated as well.
     let admin = whoami(&h.client).await.unwrap();
     assert_eq!(

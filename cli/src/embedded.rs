@@ -251,13 +251,13 @@ pub fn listen_for_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output =
 }
 
 /// Starts `selected` controllers of `server`, each as its own
-/// `kube-system` service account with a client certificate of the
-/// server's CA (as kube-controller-manager runs with
+/// `kube-system` service account with an in-memory token of the server
+/// (as kube-controller-manager runs with
 /// `--use-service-account-credentials`), with the server's CA as root CA
 /// and signer.
 ///
 /// # Errors
-/// A certificate that cannot be issued or a client that cannot be built.
+/// A credential that cannot be issued or a client that cannot be built.
 pub async fn spawn_controllers(
     server: &Server,
     selected: &[&'static vkube_controllers::ControllerDef],

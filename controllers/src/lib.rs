@@ -390,8 +390,8 @@ impl ControllerDef {
 
 /// Starts `controllers`, each with a client of its own identity
 /// ([`ControllerDef::user`] in [`SERVICE_ACCOUNT_GROUPS`]) from the
-/// kubeconfig `kubeconfig_for(user, groups)` gives (a client certificate
-/// of the cluster's CA, for in-process controllers), so that RBAC bounds
+/// kubeconfig `kubeconfig_for(user, groups)` gives (an in-memory bearer
+/// token, for in-process controllers), so that RBAC bounds
 /// each by its own `system:controller:*` role, as kube-controller-manager
 /// runs with `--use-service-account-credentials`.
 ///
