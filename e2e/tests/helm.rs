@@ -39,12 +39,21 @@ spec:
 
 /// Runs `helm ARGS` against the cluster with private HOME and helm dirs.
 async fn helm(c: &TestCluster, args: &[&str]) -> Output {
+    helm_as(c, c.kubeconfig_path(), args).await
+}
+
+/// Runs `helm ARGS` with `kubeconfig`.
+async fn helm_as(
+    c: &TestCluster,
+    kubeconfig: impl AsRef<std::path::Path>,
+    args: &[&str],
+) -> Output {
     let bin = find_tool("HELM", "helm").unwrap_or_else(|e| panic!("{e:#}"));
     let home = c.work_dir.join("home");
     let mut cmd = tokio::process::Command::new(&bin);
     cmd.args(args)
         .arg("--kubeconfig")
-        .arg(c.kubeconfig_path())
+        .arg(kubeconfig.as_ref())
         .env("HOME", &home)
         .env("HELM_CACHE_HOME", home.join("helm-cache"))
         .env("HELM_CONFIG_HOME", home.join("helm-config"))
@@ -73,6 +82,61 @@ async fn jsonpath(c: &TestCluster, what: &[&str], path: &str) -> String {
     let expr = format!("jsonpath={path}");
     args.extend_from_slice(&["-o", &expr]);
     c.kubectl(&args).await.expect_ok().stdout.trim().to_string()
+}
+
+/// A namespace admin (a service account bound to `admin` in its namespace)
+/// installs and uninstalls a chart there, and is refused elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_admin_installs_charts_in_its_namespace_only() {
+    let c = TestCluster::start().await;
+    let chart = c.work_dir.join("tiny");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), CHART_YAML).unwrap();
+    std::fs::write(chart.join("values.yaml"), VALUES_YAML).unwrap();
+    std::fs::write(chart.join("templates/configmap.yaml"), CONFIGMAP).unwrap();
+    std::fs::write(chart.join("templates/deployment.yaml"), DEPLOYMENT).unwrap();
+    let chart = chart.to_str().unwrap();
+    for args in [
+        &["create", "namespace", "team"][..],
+        &["create", "serviceaccount", "deployer", "-n", "team"],
+        &[
+            "create",
+            "rolebinding",
+            "deployer",
+            "-n",
+            "team",
+            "--clusterrole=admin",
+            "--serviceaccount=team:deployer",
+        ],
+    ] {
+        c.kubectl(args).await.expect_ok();
+    }
+    let token = c
+        .kubectl(&["create", "token", "deployer", "-n", "team"])
+        .await
+        .expect_ok()
+        .stdout
+        .trim()
+        .to_string();
+    let kc = c.token_kubeconfig("deployer.kubeconfig", &token);
+    helm_as(&c, &kc, &["install", "rel", chart, "-n", "team"])
+        .await
+        .expect_ok()
+        .expect_stdout_contains(&["STATUS: deployed"]);
+    assert_eq!(
+        jsonpath(&c, &["cm", "rel-config", "-n", "team"], "{.data.color}").await,
+        "blue"
+    );
+    helm_as(&c, &kc, &["install", "rel", chart, "-n", "default"])
+        .await
+        .expect_err_contains(r#"User "system:serviceaccount:team:deployer" cannot"#);
+    c.kubectl(&["get", "cm", "rel-config", "-n", "default"])
+        .await
+        .expect_err_contains("NotFound");
+    helm_as(&c, &kc, &["uninstall", "rel", "-n", "team"])
+        .await
+        .expect_ok();
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
