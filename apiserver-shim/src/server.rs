@@ -54,6 +54,11 @@ pub struct ServerConfig {
     pub service_account: crate::serviceaccount::ServiceAccountConfig,
     /// How requests are authorized (kube-apiserver's `--authorization-mode`).
     pub authorization_mode: AuthorizationMode,
+    /// Bearer tokens accepted besides the admin token and service account
+    /// tokens, with the identities they carry (kube-apiserver's
+    /// `--token-auth-file`); e.g. the in-memory tokens of a previous
+    /// [`Server`] whose in-process clients outlive it.
+    pub static_tokens: HashMap<String, Identity>,
 }
 
 /// How requests are authorized, as kube-apiserver's `--authorization-mode`
@@ -82,6 +87,7 @@ impl ServerConfig {
             context_name: "vkube".into(),
             service_account: Default::default(),
             authorization_mode: AuthorizationMode::default(),
+            static_tokens: HashMap::new(),
         }
     }
 }
@@ -578,7 +584,7 @@ impl Server {
         };
         let server_url = format!("https://{host}:{}", addr.port());
         let api = Arc::new(Api::new(store, config.api.clone()));
-        let mut tokens = HashMap::new();
+        let mut tokens = config.static_tokens.clone();
         tokens.insert(
             pki.admin_token.clone(),
             Identity {
@@ -674,6 +680,15 @@ impl Server {
             &self.pki.ca_cert,
             &token,
         ))
+    }
+
+    /// Every bearer token this server accepts besides service account
+    /// tokens (admin, static and in-memory tokens), with its identity.
+    pub fn static_tokens(&self) -> HashMap<String, Identity> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Stops accepting, closes connections and waits for the accept loop.

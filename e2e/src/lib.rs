@@ -339,6 +339,18 @@ impl TestCluster {
             .expect("a client for the node simulator's kubeconfig")
     }
 
+    /// A kube-rs client acting as `user` in `groups` (an in-memory token of
+    /// the server), e.g. the syncer's own identity.
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> kube::Client {
+        let kubeconfig = self
+            .server
+            .kubeconfig_for(user, groups)
+            .expect("issuing a loopback token");
+        vkube_controllers::client_from_kubeconfig(&kubeconfig)
+            .await
+            .expect("a client for the loopback kubeconfig")
+    }
+
     /// A kube-rs client with the admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
         vkube_controllers::client_from_kubeconfig(&self.server.kubeconfig)
@@ -456,6 +468,9 @@ impl TestCluster {
         let data_dir = self._dir.path().join("data");
         let mut config = test_config(&data_dir);
         config.listen = self.server.addr;
+        // The in-process clients (controllers, node) outlive this restart,
+        // which a real one would restart too: their in-memory tokens carry over.
+        config.static_tokens = self.server.static_tokens();
         // `shutdown` consumes the server: park a throwaway in its place.
         let spare_dir = self._dir.path().join("spare");
         let spare = Server::start(ServerConfig::new(&spare_dir))
