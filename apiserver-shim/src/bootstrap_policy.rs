@@ -101,6 +101,82 @@ const fn role(name: &'static str, rules: &'static [Rule]) -> Role {
 }
 
 static ROLES: &[Role] = &[
+    role(
+        SYNCER_USER,
+        &[
+            res(&[""], &["pods"], &["delete", "get", "list", "watch"]),
+            res(
+                &[""],
+                &[
+                    "persistentvolumeclaims/status",
+                    "persistentvolumes/status",
+                    "pods/status",
+                    "services/status",
+                ],
+                &["patch"],
+            ),
+            res(
+                &[""],
+                &["pods/binding", "serviceaccounts/token"],
+                &["create"],
+            ),
+            res(
+                &[""],
+                &["endpoints", "namespaces", "serviceaccounts"],
+                LIST_WATCH,
+            ),
+            res(&[""], &["configmaps", "secrets"], READ),
+            res(&[""], &["services"], &["get", "list", "update", "watch"]),
+            res(
+                &[""],
+                &["persistentvolumeclaims"],
+                &["get", "list", "patch", "watch"],
+            ),
+            res(
+                &[""],
+                &["persistentvolumes"],
+                &[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ],
+            ),
+            res(
+                &[""],
+                &["nodes"],
+                &["create", "delete", "get", "list", "update", "watch"],
+            ),
+            res(&[""], &["nodes/status"], &["update"]),
+            res(&[""], &["events"], &["create", "get", "patch", "update"]),
+            res(&["policy"], &["poddisruptionbudgets"], LIST_WATCH),
+            res(
+                &["networking.k8s.io"],
+                &["ingresses", "networkpolicies"],
+                LIST_WATCH,
+            ),
+            res(&["networking.k8s.io"], &["ingresses/status"], &["patch"]),
+            res(
+                &["networking.k8s.io"],
+                &["ingressclasses"],
+                &["create", "delete", "list", "update", "watch"],
+            ),
+            res(
+                &["storage.k8s.io"],
+                &["csidrivers", "csinodes", "storageclasses"],
+                &["create", "delete", "list", "update", "watch"],
+            ),
+            res(&["scheduling.k8s.io"], &["priorityclasses"], READ),
+        ],
+    ),
+    role(
+        "system:coredns",
+        &[
+            res(
+                &[""],
+                &["endpoints", "namespaces", "pods", "services"],
+                LIST_WATCH,
+            ),
+            res(&["discovery.k8s.io"], &["endpointslices"], LIST_WATCH),
+        ],
+    ),
     Role {
         name: "admin",
         labels: &[],
@@ -883,6 +959,17 @@ static CONTROLLER_ROLES: &[(&str, &[Rule])] = &[
     ),
 ];
 
+/// The user the syncer acts as on the virtual API; the ClusterRole and
+/// ClusterRoleBinding `system:vkube-syncer` grant what it reads and writes
+/// there (it does the scheduler's binding, the kubelet's pod, node and
+/// status work and the volume binder's for the host, and mints the pods'
+/// service account tokens).
+pub const SYNCER_USER: &str = "system:vkube-syncer";
+
+/// The service account the tenant DNS server acts as, bound to kubeadm's
+/// `system:coredns` ClusterRole (CoreDNS's own).
+pub const DNS_USER: &str = "system:serviceaccount:kube-system:coredns";
+
 /// One bootstrap ClusterRoleBinding: role name = binding name.
 struct Binding {
     name: &'static str,
@@ -891,6 +978,14 @@ struct Binding {
 }
 
 static BINDINGS: &[Binding] = &[
+    Binding {
+        name: SYNCER_USER,
+        subjects: &[("User", SYNCER_USER, "")],
+    },
+    Binding {
+        name: "system:coredns",
+        subjects: &[("ServiceAccount", "coredns", "kube-system")],
+    },
     Binding {
         name: "cluster-admin",
         subjects: &[("Group", "system:masters", "")],

@@ -124,9 +124,18 @@ impl VirtualCluster {
             let names = running.names.clone();
             (Some(running), names)
         };
-        let virtual_client = vkube_controllers::client_from_kubeconfig(&server.kubeconfig)
-            .await
-            .context("a client for the virtual API server")?;
+        // The syncer and the DNS server act with their own identities, bound
+        // by the bootstrap policy to what they need (system:vkube-syncer,
+        // and kubeadm's system:coredns for the coredns service account).
+        let virtual_client = vkube_controllers::client_from_kubeconfig(
+            &server.kubeconfig_for(apiserver_shim::bootstrap_policy::SYNCER_USER, &[])?,
+        )
+        .await
+        .context("a client for the virtual API server")?;
+        let dns_kubeconfig = server.kubeconfig_for(
+            apiserver_shim::bootstrap_policy::DNS_USER,
+            &vkube_controllers::SERVICE_ACCOUNT_GROUPS,
+        )?;
         let (dns, dns_watch) = match &opts.dns {
             Some(d) => {
                 let view = Arc::new(std::sync::RwLock::new(vkube_dns::DnsView::new(
@@ -137,7 +146,9 @@ impl VirtualCluster {
                 let server = vkube_dns::serve(d.listen, view.clone(), upstream)
                     .await
                     .with_context(|| format!("starting the DNS server on {}", d.listen))?;
-                let client = virtual_client.clone();
+                let client = vkube_controllers::client_from_kubeconfig(&dns_kubeconfig)
+                    .await
+                    .context("a client for the DNS server")?;
                 let watch = tokio::spawn(async move {
                     if let Err(e) = vkube_dns::watch::run(client, view).await {
                         tracing::error!(error = %format!("{e:#}"), "DNS watches stopped");

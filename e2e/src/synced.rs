@@ -145,8 +145,12 @@ impl SyncedCluster {
         if self.syncer.is_some() {
             return;
         }
+        // The syncer acts on the virtual API as its own user, as `vkube
+        // server` runs it, so its role is what these tests exercise.
         let syncer = Syncer::new(
-            self.virt.client().await,
+            self.virt
+                .client_as(apiserver_shim::bootstrap_policy::SYNCER_USER, &[])
+                .await,
             self.host.client().await,
             self.config.clone(),
         );

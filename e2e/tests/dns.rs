@@ -134,7 +134,14 @@ async fn the_tenant_dns_answers_as_the_specification_says() {
     .unwrap();
 
     let view = Arc::new(RwLock::new(DnsView::new("cluster.local")));
-    let watch = tokio::spawn(vkube_dns::watch::run(c.virt.client().await, view.clone()));
+    let dns_client = c
+        .virt
+        .client_as(
+            apiserver_shim::bootstrap_policy::DNS_USER,
+            &vkube_controllers::SERVICE_ACCOUNT_GROUPS,
+        )
+        .await;
+    let watch = tokio::spawn(vkube_dns::watch::run(dns_client, view.clone()));
     let dns = serve(
         "127.0.0.1:0".parse().unwrap(),
         view,
