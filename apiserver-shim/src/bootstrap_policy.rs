@@ -145,7 +145,7 @@ static ROLES: &[Role] = &[
                 &["create", "delete", "get", "list", "update", "watch"],
             ),
             res(&[""], &["nodes/status"], &["update"]),
-            res(&[""], &["events"], &["create", "get", "patch", "update"]),
+            res(&[""], &["events"], &["create", "get", "update"]),
             res(&["policy"], &["poddisruptionbudgets"], LIST_WATCH),
             res(
                 &["networking.k8s.io"],

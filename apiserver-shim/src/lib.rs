@@ -49,4 +49,5 @@ pub mod typed;
 pub mod warning;
 pub mod watch;
 
-pub use server::{AuthorizationMode, Server, ServerConfig};
+pub use authorization::AuthorizationMode;
+pub use server::{Server, ServerConfig};

@@ -37,6 +37,9 @@ mod eviction;
 /// Limits and timings of the REST layer.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
+    /// How requests are authorized (kube-apiserver's `--authorization-mode`);
+    /// under `AlwaysAllow` RBAC writes are not checked for escalation either.
+    pub authorization_mode: crate::authorization::AuthorizationMode,
     /// Largest stored object, in bytes (etcd's default request limit, 1.5 MiB).
     pub max_object_bytes: usize,
     /// Interval between watch BOOKMARK events when the client allows them
@@ -81,6 +84,7 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
+            authorization_mode: Default::default(),
             max_object_bytes: 3 << 19,
             bookmark_interval: Duration::from_secs(60),
             future_revision_wait: Duration::from_secs(3),

@@ -4,6 +4,7 @@
 //! opens the store, prepares the PKI, binds, bootstraps the built-in objects,
 //! writes `DATA_DIR/admin.kubeconfig` and serves until [`Server::shutdown`].
 
+use crate::authorization::AuthorizationMode;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::pki::{self, Identity, Pki};
@@ -52,26 +53,11 @@ pub struct ServerConfig {
     pub context_name: String,
     /// Service account token issuer, audiences and lifetimes.
     pub service_account: crate::serviceaccount::ServiceAccountConfig,
-    /// How requests are authorized (kube-apiserver's `--authorization-mode`).
-    pub authorization_mode: AuthorizationMode,
     /// Bearer tokens accepted besides the admin token and service account
     /// tokens, with the identities they carry (kube-apiserver's
     /// `--token-auth-file`); e.g. the in-memory tokens of a previous
     /// [`Server`] whose in-process clients outlive it.
     pub static_tokens: HashMap<String, Identity>,
-}
-
-/// How requests are authorized, as kube-apiserver's `--authorization-mode`
-/// names the modes vkube has.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AuthorizationMode {
-    /// Every request is decided by RBAC ([`crate::authorization`]); the
-    /// default, as kubeadm configures kube-apiserver.
-    #[default]
-    Rbac,
-    /// Every authenticated request is allowed (`AlwaysAllow`): for
-    /// measurements and single-user set-ups only.
-    AlwaysAllow,
 }
 
 impl ServerConfig {
@@ -86,7 +72,6 @@ impl ServerConfig {
             cache_bytes: 4 << 20,
             context_name: "vkube".into(),
             service_account: Default::default(),
-            authorization_mode: AuthorizationMode::default(),
             static_tokens: HashMap::new(),
         }
     }
@@ -108,8 +93,6 @@ pub struct AppState {
     pub server_address: String,
     /// Service account tokens: issuing (TokenRequest) and authentication.
     pub service_accounts: Arc<TokenAuthority>,
-    /// How requests are authorized.
-    pub authorization_mode: AuthorizationMode,
 }
 
 fn text(code: StatusCode, body: &'static str) -> Response {
@@ -205,7 +188,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         .filter(|s| !s.is_empty())
         .map(decode_segment)
         .collect();
-    if state.authorization_mode == AuthorizationMode::Rbac {
+    if state.api.config.authorization_mode == AuthorizationMode::Rbac {
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         let attributes = crate::authorization::attributes::of(
             req.method().as_str(),
@@ -599,7 +582,6 @@ impl Server {
             tokens: tokens.clone(),
             server_address: format!("{host}:{}", addr.port()),
             service_accounts,
-            authorization_mode: config.authorization_mode,
         });
         let services = crate::registry::lookup("", "v1", "services").expect("services registered");
         crate::alloc::repair(&*api.store, &services.prefix())

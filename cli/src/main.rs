@@ -135,7 +135,7 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     config.api.bookmark_interval = std::time::Duration::from_secs(args.bookmark_interval_seconds);
     config.service_account.issuer = args.service_account_issuer;
     config.service_account.max_expiration_seconds = args.service_account_max_token_expiration;
-    config.authorization_mode = args.authorization_mode;
+    config.api.authorization_mode = args.authorization_mode;
     let server = apiserver_shim::Server::start(config).await?;
     eprintln!(
         "vkube apiserver listening on {}\n  kubeconfig: {}\n  try: kubectl --kubeconfig {} get namespaces",

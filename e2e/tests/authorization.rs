@@ -618,6 +618,29 @@ async fn rbac_writes_cannot_escalate() {
     ])
     .await
     .expect_ok();
+    // A body without metadata.namespace (as typed clients send it) is
+    // checked in the URL's namespace: a binding to the Role just made.
+    let raw = r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "raw"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "secrets"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]}"#;
+    c.kubectl_stdin(
+        &[
+            "--kubeconfig",
+            &kc,
+            "create",
+            "--raw",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/dev/rolebindings",
+            "-f",
+            "-",
+        ],
+        raw,
+    )
+    .await
+    .expect_ok();
+    c.kubectl(&["get", "rolebinding", "raw", "-n", "dev"])
+        .await
+        .expect_ok();
     // Rules it does not hold: refused, with the missing rules.
     sa(&["create", "role", "nodes", "-n", "dev", "--verb=list,get", "--resource=nodes"])
         .await

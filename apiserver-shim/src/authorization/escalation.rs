@@ -226,6 +226,8 @@ pub enum Write<'a> {
     /// A binding (RoleBinding when `namespace` is not empty) to the role of
     /// `role_kind` (`Role` or `ClusterRole`) named `role_name`.
     Binding {
+        /// `roleRef.apiGroup`.
+        role_group: &'a str,
         /// `roleRef.kind`.
         role_kind: &'a str,
         /// `roleRef.name`.
@@ -245,9 +247,10 @@ pub enum Refusal {
     },
 }
 
-/// Whether `user` may write the object `name` in `namespace` (empty for the
-/// cluster-scoped kinds) described by `write` (module docs). A caller in
-/// `system:masters` is decided before this is asked.
+/// Whether `user` may make the write `write` to the RBAC object the request
+/// names `name` (empty on a create) in `namespace` (empty for the
+/// cluster-scoped kinds) (module docs). A caller in `system:masters` is
+/// decided before this is asked.
 ///
 /// # Errors
 /// The [`Refusal`] kube gives.
@@ -258,14 +261,14 @@ pub fn check(
     name: &str,
     write: &Write<'_>,
 ) -> Result<(), Refusal> {
-    let allowed = |verb: &str, resource: &str, name: &str| {
+    let allowed = |verb: &str, group: &str, resource: &str, name: &str| {
         rbac::authorize(
             policy,
             user,
             &Request::Resource {
                 verb: verb.into(),
                 namespace: namespace.into(),
-                group: "rbac.authorization.k8s.io".into(),
+                group: group.into(),
                 resource: resource.into(),
                 subresource: String::new(),
                 name: name.into(),
@@ -280,7 +283,7 @@ pub fn check(
             aggregates,
         } => {
             let resource = if *cluster { "clusterroles" } else { "roles" };
-            if allowed("escalate", resource, name) {
+            if allowed("escalate", "rbac.authorization.k8s.io", resource, name) {
                 return Ok(());
             }
             confirm_no_escalation(policy, user, namespace, rules).map_err(Refusal::Forbidden)?;
@@ -294,14 +297,20 @@ pub fn check(
             Ok(())
         }
         Write::Binding {
+            role_group,
             role_kind,
             role_name,
         } => {
             let resource = match *role_kind {
                 "Role" => "roles",
-                _ => "clusterroles",
+                "ClusterRole" => "clusterroles",
+                other => {
+                    return Err(Refusal::Forbidden(format!(
+                        "unsupported role reference kind: {other:?}"
+                    )));
+                }
             };
-            if allowed("bind", resource, role_name) {
+            if allowed("bind", role_group, resource, role_name) {
                 return Ok(());
             }
             let rules = match *role_kind {
@@ -434,6 +443,7 @@ mod tests {
         let groups = ["system:authenticated".to_string()];
         let alice = user("alice", &groups);
         let binding = |role_kind, role_name| Write::Binding {
+            role_group: "rbac.authorization.k8s.io",
             role_kind,
             role_name,
         };

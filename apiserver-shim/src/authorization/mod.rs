@@ -16,6 +16,19 @@ use crate::error::{ApiError, ApiResult, GroupResource};
 use crate::pki::Identity;
 use rbac::{Policy, Request, User};
 
+/// How requests are authorized, as kube-apiserver's `--authorization-mode`
+/// names the modes vkube has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthorizationMode {
+    /// Every request is decided by RBAC (this module); the
+    /// default, as kubeadm configures kube-apiserver.
+    #[default]
+    Rbac,
+    /// Every authenticated request is allowed (`AlwaysAllow`): for
+    /// measurements and single-user set-ups only.
+    AlwaysAllow,
+}
+
 /// Allows `request` by `identity` under `policy`, or answers kube-apiserver's
 /// `403` for it.
 ///
