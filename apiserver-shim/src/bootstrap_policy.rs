@@ -285,6 +285,27 @@ static ROLES: &[Role] = &[
                 WRITE,
             ),
             res(&["coordination.k8s.io"], &["leases"], READ_WRITE),
+            // kube's roles still name the retired extensions group.
+            res(
+                &["extensions"],
+                &[
+                    "daemonsets",
+                    "deployments",
+                    "deployments/rollback",
+                    "deployments/scale",
+                    "ingresses",
+                    "networkpolicies",
+                    "replicasets",
+                    "replicasets/scale",
+                    "replicationcontrollers/scale",
+                ],
+                WRITE,
+            ),
+            res(
+                &["resource.k8s.io"],
+                &["resourceclaims", "resourceclaimtemplates"],
+                WRITE,
+            ),
         ],
     },
     Role {
@@ -364,6 +385,33 @@ static ROLES: &[Role] = &[
             res(
                 &["networking.k8s.io"],
                 &["ingresses", "ingresses/status", "networkpolicies"],
+                READ,
+            ),
+            res(
+                &["extensions"],
+                &[
+                    "daemonsets",
+                    "daemonsets/status",
+                    "deployments",
+                    "deployments/scale",
+                    "deployments/status",
+                    "ingresses",
+                    "ingresses/status",
+                    "networkpolicies",
+                    "replicasets",
+                    "replicasets/scale",
+                    "replicasets/status",
+                    "replicationcontrollers/scale",
+                ],
+                READ,
+            ),
+            res(
+                &["resource.k8s.io"],
+                &[
+                    "resourceclaims",
+                    "resourceclaims/status",
+                    "resourceclaimtemplates",
+                ],
                 READ,
             ),
         ],
