@@ -199,7 +199,7 @@ async fn server(
     create(
         &admin,
         json!({"apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "bench", "namespace": "default"}}),
+        "metadata": {"name": "bench", "namespace": "ns-9"}}),
     )
     .await;
     create(
@@ -207,7 +207,7 @@ async fn server(
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
         "metadata": {"name": "bench-edit", "namespace": "ns-9"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-        "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": "default"}]}),
+        "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": "ns-9"}]}),
     )
     .await;
     let request = http::Request::post(
