@@ -13,7 +13,8 @@
 //! (`view` ⊂ `edit` ⊂ `admin`).
 //!
 //! The tables are data; [`cluster_roles`] and [`cluster_role_bindings`] are
-//! pure and unit-tested, and [`ensure`] creates whatever is missing at start.
+//! pure and unit-tested, and [`ensure`] creates whatever is missing at start
+//! and adds to existing `autoupdate` objects what they lack ([`reconciled`]).
 
 use crate::error::ApiResult;
 use crate::registry;
@@ -1198,12 +1199,15 @@ pub fn cluster_role_bindings() -> Vec<Value> {
 }
 
 /// Creates every bootstrap ClusterRole and ClusterRoleBinding that does not
-/// exist yet (existing ones, possibly edited by an admin, are left alone).
-/// The creates run concurrently so that a first start pays for one group
-/// commit rather than one fsync per object.
+/// exist yet, and reconciles those that do ([`reconciled`]: additions only,
+/// and none to objects an admin marked `autoupdate: "false"`), as
+/// kube-apiserver does at every start. The objects are handled
+/// concurrently so that a first start pays for one group commit rather
+/// than one fsync per object.
 ///
 /// # Errors
-/// The first create that fails for a reason other than `409 AlreadyExists`.
+/// The first create or update that fails for a reason other than `409
+/// AlreadyExists`.
 pub async fn ensure(api: &Arc<Api>) -> ApiResult<()> {
     let roles = registry::lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
         .expect("clusterroles registered");
@@ -1213,7 +1217,7 @@ pub async fn ensure(api: &Arc<Api>) -> ApiResult<()> {
         .into_iter()
         .map(|o| (roles, o))
         .chain(cluster_role_bindings().into_iter().map(|o| (bindings, o)));
-    let creates = objects.map(|(def, obj)| {
+    let creates = objects.map(|(def, obj)| async move {
         let target = Target {
             def,
             namespace: None,
@@ -1221,12 +1225,113 @@ pub async fn ensure(api: &Arc<Api>) -> ApiResult<()> {
             subresource: None,
             watch_prefix: false,
         };
-        crate::bootstrap::create_if_absent(api, target, obj)
+        if crate::bootstrap::create_if_missing(api, target.clone(), obj.clone()).await? {
+            return Ok(());
+        }
+        let name = crate::meta::name(&obj).to_string();
+        api.guaranteed_update(&target, &name, false, false, |current| {
+            let current = current.cloned().unwrap_or_default();
+            Ok(reconciled(&current, &obj).unwrap_or(current))
+        })
+        .await
+        .map(|_| ())
     });
     for result in futures::future::join_all(creates).await {
         result?;
     }
     Ok(())
+}
+
+/// kube-apiserver's reconciliation of a bootstrap ClusterRole or
+/// ClusterRoleBinding that exists (pkg/registry/rbac/reconciliation, as run
+/// at every start): when `existing` is marked
+/// `rbac.authorization.kubernetes.io/autoupdate: "true"`, what `expected`
+/// has and it lacks is added (labels, annotations, aggregation selectors,
+/// rules not covered, subjects); nothing is removed. `None`: nothing to
+/// change.
+pub fn reconciled(existing: &Value, expected: &Value) -> Option<Value> {
+    let autoupdate = existing
+        .pointer("/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate")
+        .and_then(Value::as_str);
+    if autoupdate != Some("true") {
+        return None;
+    }
+    let mut out = existing.clone();
+    for field in ["labels", "annotations"] {
+        if let Some(want) = expected["metadata"][field].as_object() {
+            let have = crate::meta::metadata_mut(&mut out)
+                .entry(field)
+                .or_insert_with(|| json!({}));
+            if let Some(have) = have.as_object_mut() {
+                for (k, v) in want {
+                    have.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    if let Some(want) = expected
+        .pointer("/aggregationRule/clusterRoleSelectors")
+        .and_then(Value::as_array)
+    {
+        let selectors = out
+            .as_object_mut()
+            .expect("an object")
+            .entry("aggregationRule")
+            .or_insert_with(|| json!({}));
+        if !selectors.is_object() {
+            *selectors = json!({});
+        }
+        let list = selectors
+            .as_object_mut()
+            .expect("an object")
+            .entry("clusterRoleSelectors")
+            .or_insert_with(|| json!([]));
+        if let Some(list) = list.as_array_mut() {
+            for s in want {
+                if !list.contains(s) {
+                    list.push(s.clone());
+                }
+            }
+        }
+    }
+    if expected.get("rules").is_some() {
+        let decode = |v: &Value| -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+            serde_json::from_value(v.clone()).unwrap_or_default()
+        };
+        let missing = crate::authorization::escalation::uncovered(
+            &decode(&existing["rules"]),
+            &decode(&expected["rules"]),
+        );
+        if !missing.is_empty() {
+            let rules = out
+                .as_object_mut()
+                .expect("an object")
+                .entry("rules")
+                .or_insert_with(|| json!([]));
+            if !rules.is_array() {
+                *rules = json!([]);
+            }
+            let list = rules.as_array_mut().expect("an array");
+            list.extend(missing.iter().filter_map(|r| serde_json::to_value(r).ok()));
+        }
+    }
+    if let Some(want) = expected["subjects"].as_array() {
+        let subjects = out
+            .as_object_mut()
+            .expect("an object")
+            .entry("subjects")
+            .or_insert_with(|| json!([]));
+        if !subjects.is_array() {
+            *subjects = json!([]);
+        }
+        let list = subjects.as_array_mut().expect("an array");
+        for s in want {
+            if !list.contains(s) {
+                list.push(s.clone());
+            }
+        }
+    }
+    (out != *existing).then_some(out)
 }
 
 #[cfg(test)]
@@ -1248,6 +1353,50 @@ mod tests {
             };
             has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
         })
+    }
+
+    #[test]
+    fn reconciling_adds_what_an_autoupdate_object_lacks() {
+        let expected = cluster_roles()
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == "system:basic-user")
+            .unwrap();
+        assert_eq!(reconciled(&expected, &expected), None);
+        // An older copy: one rule fewer and a label missing.
+        let mut old = expected.clone();
+        old["rules"].as_array_mut().unwrap().pop();
+        old["metadata"]["labels"] = json!({"team": "x"});
+        let new = reconciled(&old, &expected).unwrap();
+        assert_eq!(new["metadata"]["labels"]["team"], "x");
+        assert_eq!(
+            new["metadata"]["labels"]["kubernetes.io/bootstrapping"],
+            "rbac-defaults"
+        );
+        let covered = |role: &Value| {
+            let decode = |v: &Value| -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+                serde_json::from_value(v.clone()).unwrap()
+            };
+            crate::authorization::escalation::uncovered(
+                &decode(&role["rules"]),
+                &decode(&expected["rules"]),
+            )
+            .is_empty()
+        };
+        assert!(!covered(&old) && covered(&new));
+        // An admin's opt-out is kept.
+        old["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
+            json!("false");
+        assert_eq!(reconciled(&old, &expected), None);
+        // Bindings gain missing subjects, keeping extra ones.
+        let binding = cluster_role_bindings()
+            .into_iter()
+            .find(|b| b["metadata"]["name"] == "system:discovery")
+            .unwrap();
+        let mut edited = binding.clone();
+        edited["subjects"] =
+            json!([{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]);
+        let merged = reconciled(&edited, &binding).unwrap();
+        assert_eq!(merged["subjects"].as_array().unwrap().len(), 2);
     }
 
     #[test]

@@ -798,3 +798,39 @@ async fn view_edit_and_admin_grant_what_kube_v1_34_grants() {
     }
     c.shutdown().await;
 }
+
+/// At every start the bootstrap roles get back what they lack (unless an
+/// admin opted out with `autoupdate: "false"`), as kube-apiserver
+/// reconciles them: a cluster created by an older vkube gains the rules a
+/// newer one grants.
+#[tokio::test]
+async fn bootstrap_roles_are_reconciled_at_start() {
+    let mut c = TestCluster::start().await;
+    let empty = r#"[{"op": "replace", "path": "/rules", "value": []}]"#;
+    for role in ["system:basic-user", "system:monitoring"] {
+        c.kubectl(&["patch", "clusterrole", role, "--type=json", "-p", empty])
+            .await
+            .expect_ok();
+    }
+    c.kubectl(&[
+        "annotate",
+        "clusterrole",
+        "system:monitoring",
+        "rbac.authorization.kubernetes.io/autoupdate=false",
+        "--overwrite",
+    ])
+    .await
+    .expect_ok();
+    c.restart_server().await;
+    let rules = async |role: &str| {
+        c.kubectl(&["get", "clusterrole", role, "-o", "jsonpath={.rules}"])
+            .await
+            .expect_ok()
+            .stdout
+    };
+    let basic = rules("system:basic-user").await;
+    assert!(basic.contains("selfsubjectaccessreviews"), "{basic}");
+    let monitoring = rules("system:monitoring").await;
+    assert!(!monitoring.contains("/metrics"), "{monitoring}");
+    c.shutdown().await;
+}
