@@ -5,6 +5,26 @@
 use vkube_controllers::simulator::NodeSimulator;
 use vkube_e2e::TestCluster;
 
+/// A kubeconfig whose credential is a fresh token of the service account
+/// `dev/builder` (from [`POLICY`]).
+async fn builder_kubeconfig(c: &TestCluster) -> String {
+    let token = c
+        .kubectl(&["create", "token", "builder", "-n", "dev"])
+        .await
+        .expect_ok()
+        .stdout
+        .trim()
+        .to_string();
+    c.token_kubeconfig("builder.kubeconfig", &token)
+}
+
+/// `kubectl ARGS` with the kubeconfig `kc`.
+async fn kubectl_with(c: &TestCluster, kc: &str, args: &[&str]) -> vkube_e2e::Output {
+    let mut all = vec!["--kubeconfig", kc];
+    all.extend_from_slice(args);
+    c.kubectl(&all).await
+}
+
 const POLICY: &str = r#"
 apiVersion: v1
 kind: Namespace
@@ -363,19 +383,8 @@ async fn requests_are_authorized_by_rbac_with_kubes_forbidden_messages() {
     ])
     .await
     .expect_ok();
-    let token = c
-        .kubectl(&["create", "token", "builder", "-n", "dev"])
-        .await
-        .expect_ok()
-        .stdout
-        .trim()
-        .to_string();
-    let kc = c.token_kubeconfig("builder.kubeconfig", &token);
-    let sa = async |args: &[&str]| {
-        let mut all = vec!["--kubeconfig", kc.as_str()];
-        all.extend_from_slice(args);
-        c.kubectl(&all).await
-    };
+    let kc = builder_kubeconfig(&c).await;
+    let sa = async |args: &[&str]| kubectl_with(&c, &kc, args).await;
     let who = r#"User "system:serviceaccount:dev:builder""#;
     sa(&["get", "secrets", "-n", "dev"]).await.expect_err_contains(&format!(
         r#"Error from server (Forbidden): secrets is forbidden: {who} cannot list resource "secrets" in API group "" in the namespace "dev""#
@@ -581,19 +590,8 @@ async fn rbac_writes_cannot_escalate() {
     ])
     .await
     .expect_ok();
-    let token = c
-        .kubectl(&["create", "token", "builder", "-n", "dev"])
-        .await
-        .expect_ok()
-        .stdout
-        .trim()
-        .to_string();
-    let kc = c.token_kubeconfig("builder.kubeconfig", &token);
-    let sa = async |args: &[&str]| {
-        let mut all = vec!["--kubeconfig", kc.as_str()];
-        all.extend_from_slice(args);
-        c.kubectl(&all).await
-    };
+    let kc = builder_kubeconfig(&c).await;
+    let sa = async |args: &[&str]| kubectl_with(&c, &kc, args).await;
     let held = r#"user "system:serviceaccount:dev:builder" (groups=["system:serviceaccounts" "system:serviceaccounts:dev" "system:authenticated"]) is attempting to grant RBAC permissions not currently held:"#;
     // Rules it holds in dev: allowed.
     sa(&[

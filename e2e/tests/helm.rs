@@ -37,6 +37,18 @@ spec:
         - containerPort: 80
 "#;
 
+/// Writes the chart `tiny` (a ConfigMap and a Deployment) into the
+/// cluster's work dir and returns its path.
+fn tiny_chart(c: &TestCluster) -> std::path::PathBuf {
+    let chart = c.work_dir.join("tiny");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), CHART_YAML).unwrap();
+    std::fs::write(chart.join("values.yaml"), VALUES_YAML).unwrap();
+    std::fs::write(chart.join("templates/configmap.yaml"), CONFIGMAP).unwrap();
+    std::fs::write(chart.join("templates/deployment.yaml"), DEPLOYMENT).unwrap();
+    chart
+}
+
 /// Runs `helm ARGS` against the cluster with private HOME and helm dirs.
 async fn helm(c: &TestCluster, args: &[&str]) -> Output {
     helm_as(c, c.kubeconfig_path(), args).await
@@ -89,12 +101,7 @@ async fn jsonpath(c: &TestCluster, what: &[&str], path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_admin_installs_charts_in_its_namespace_only() {
     let c = TestCluster::start().await;
-    let chart = c.work_dir.join("tiny");
-    std::fs::create_dir_all(chart.join("templates")).unwrap();
-    std::fs::write(chart.join("Chart.yaml"), CHART_YAML).unwrap();
-    std::fs::write(chart.join("values.yaml"), VALUES_YAML).unwrap();
-    std::fs::write(chart.join("templates/configmap.yaml"), CONFIGMAP).unwrap();
-    std::fs::write(chart.join("templates/deployment.yaml"), DEPLOYMENT).unwrap();
+    let chart = tiny_chart(&c);
     let chart = chart.to_str().unwrap();
     for args in [
         &["create", "namespace", "team"][..],
@@ -142,12 +149,7 @@ async fn a_namespace_admin_installs_charts_in_its_namespace_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_upgrade_uninstall() {
     let c = TestCluster::start().await;
-    let chart = c.work_dir.join("tiny");
-    std::fs::create_dir_all(chart.join("templates")).unwrap();
-    std::fs::write(chart.join("Chart.yaml"), CHART_YAML).unwrap();
-    std::fs::write(chart.join("values.yaml"), VALUES_YAML).unwrap();
-    std::fs::write(chart.join("templates/configmap.yaml"), CONFIGMAP).unwrap();
-    std::fs::write(chart.join("templates/deployment.yaml"), DEPLOYMENT).unwrap();
+    let chart = tiny_chart(&c);
     let chart = chart.to_str().unwrap();
     let ns = ["-n", "default"];
 
