@@ -244,6 +244,27 @@ impl TokenAuthority {
         }
         let (audiences, mut expiration, bound) =
             token_request_spec(&req, namespace, name, &self.api_audiences)?;
+        // The syncer mints the tokens of the pods it syncs, and only those:
+        // as kube's NodeRestriction admission holds a kubelet, its requests
+        // must be bound to a pod by uid (whose service account this is,
+        // checked below for every pod-bound token).
+        if crate::request::caller().is_some_and(|c| c.user == crate::bootstrap_policy::SYNCER_USER)
+        {
+            let why = match &bound {
+                Some((v, k, _, uid)) if v == "v1" && k == "Pod" && !uid.is_empty() => None,
+                Some((v, k, _, _)) if v == "v1" && k == "Pod" => {
+                    Some("syncer requested token with a pod binding without a uid")
+                }
+                _ => Some("syncer requested token not bound to a pod"),
+            };
+            if let Some(why) = why {
+                return Err(ApiError::forbidden(
+                    &GroupResource::new("", "serviceaccounts"),
+                    name,
+                    why,
+                ));
+            }
+        }
         let sa = self
             .get(api, "serviceaccounts", namespace, name)
             .await?

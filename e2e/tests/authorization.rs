@@ -832,3 +832,70 @@ async fn bootstrap_roles_are_reconciled_at_start() {
     assert!(!monitoring.contains("/metrics"), "{monitoring}");
     c.shutdown().await;
 }
+
+/// The syncer's identity mints only the tokens of pods: a TokenRequest not
+/// bound to a pod by uid is refused, as NodeRestriction refuses a kubelet's.
+#[tokio::test]
+async fn the_syncer_mints_only_pod_bound_tokens() {
+    use k8s_openapi::api::authentication::v1::{
+        BoundObjectReference, TokenRequest, TokenRequestSpec,
+    };
+    use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+    use kube::api::{Api, PostParams};
+    let c = TestCluster::start().await;
+    c.kubectl(&["run", "p", "--image=busybox"])
+        .await
+        .expect_ok();
+    let uid = Api::<Pod>::default_namespaced(c.client().await)
+        .get("p")
+        .await
+        .unwrap()
+        .metadata
+        .uid;
+    let syncer = c
+        .client_as(apiserver_shim::bootstrap_policy::SYNCER_USER, &[])
+        .await;
+    let sas: Api<ServiceAccount> = Api::default_namespaced(syncer);
+    let request = |bound: Option<BoundObjectReference>| TokenRequest {
+        spec: Some(TokenRequestSpec {
+            bound_object_ref: bound,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = |uid: Option<String>| BoundObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some("p".into()),
+        uid,
+    };
+    let pp = PostParams::default();
+    for (bound, why) in [
+        (None, "syncer requested token not bound to a pod"),
+        (
+            Some(pod(None)),
+            "syncer requested token with a pod binding without a uid",
+        ),
+    ] {
+        match sas
+            .create_token_request("default", &pp, &request(bound))
+            .await
+        {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 403);
+                assert_eq!(
+                    s.message,
+                    format!(r#"serviceaccounts "default" is forbidden: {why}"#)
+                );
+            }
+            other => panic!("expected 403: {other:?}"),
+        }
+    }
+    let issued = sas
+        .create_token_request("default", &pp, &request(Some(pod(uid))))
+        .await
+        .unwrap();
+    let token = issued.status.and_then(|s| s.token).unwrap_or_default();
+    assert!(token.starts_with("eyJ"), "{token}");
+    c.shutdown().await;
+}
