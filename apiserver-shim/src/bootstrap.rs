@@ -217,7 +217,7 @@ pub(crate) async fn create_if_absent(api: &Arc<Api>, t: Target, obj: Value) -> A
 }
 
 /// [`create_if_absent`], saying whether this call created the object.
-pub(crate) async fn create_if_missing(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<bool> {
+async fn create_if_missing(api: &Arc<Api>, t: Target, obj: Value) -> ApiResult<bool> {
     // Look first: creating an existing Service would fail on its ClusterIP
     // (422, already allocated) before the 409 of the existing name.
     let mut get = t.clone();

@@ -1225,13 +1225,14 @@ pub async fn ensure(api: &Arc<Api>) -> ApiResult<()> {
             subresource: None,
             watch_prefix: false,
         };
-        if crate::bootstrap::create_if_missing(api, target.clone(), obj.clone()).await? {
-            return Ok(());
-        }
+        // One read: create when absent, else reconcile (no write when
+        // nothing is missing).
         let name = crate::meta::name(&obj).to_string();
-        api.guaranteed_update(&target, &name, false, false, |current| {
-            let current = current.cloned().unwrap_or_default();
-            Ok(reconciled(&current, &obj).unwrap_or(current))
+        api.guaranteed_update(&target, &name, true, false, |current| {
+            Ok(match current {
+                None => obj.clone(),
+                Some(current) => reconciled(current, &obj).unwrap_or_else(|| current.clone()),
+            })
         })
         .await
         .map(|_| ())

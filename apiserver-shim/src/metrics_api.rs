@@ -148,16 +148,9 @@ pub async fn serve(
     }
     // The first value of each parameter counts, as in Go's url.Values and
     // as authorization read them.
-    let first = |key: &str| {
-        form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.into_owned())
-    };
+    let first = |key: &str| crate::request::first_param(query, key);
     // PodMetrics and NodeMetrics are served for get and list only.
-    if name.is_none()
-        && first("watch")
-            .is_some_and(|w| !matches!(w.as_str(), "0" | "f" | "F" | "false" | "FALSE" | "False"))
-    {
+    if name.is_none() && first("watch").is_some_and(|w| crate::request::codec_bool(&w)) {
         return Err(ApiError::method_not_supported(
             &GroupResource::new(GROUP, resource),
             "watch",

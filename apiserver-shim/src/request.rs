@@ -132,6 +132,21 @@ pub struct Query {
     pub field_validation: Option<String>,
 }
 
+/// The first value of parameter `key` in the raw query `raw`, as Go's
+/// `url.Values.Get` reads it (and so as every parameter is read here).
+pub fn first_param(raw: Option<&str>, key: &str) -> Option<String> {
+    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A boolean parameter as Go's parameter codec converts it
+/// (`Convert_Slice_string_To_bool`): only `0`, `f` and `false` (any case)
+/// are false.
+pub fn codec_bool(v: &str) -> bool {
+    !(v == "0" || v.eq_ignore_ascii_case("f") || v.eq_ignore_ascii_case("false"))
+}
+
 /// Parses a boolean the way Go's `strconv.ParseBool` does.
 fn parse_bool(key: &str, v: &str) -> ApiResult<bool> {
     match v {

@@ -95,6 +95,17 @@ pub struct AppState {
     pub service_accounts: Arc<TokenAuthority>,
 }
 
+impl AppState {
+    /// The identity of a static or in-memory bearer `token`, if known.
+    fn static_identity(&self, token: &str) -> Option<Identity> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
+    }
+}
+
 fn text(code: StatusCode, body: &'static str) -> Response {
     let mut r = (code, body).into_response();
     r.headers_mut().insert(
@@ -118,12 +129,7 @@ async fn authenticate(
         Some(id) => id,
         None => {
             let token = bearer?;
-            let known = state
-                .tokens
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&token)
-                .cloned();
+            let known = state.static_identity(&token);
             match known {
                 Some(id) => id,
                 None => match state
@@ -452,12 +458,7 @@ async fn serve_review(
             if audiences.is_empty() {
                 audiences = state.service_accounts.api_audiences().to_vec();
             }
-            let known = state
-                .tokens
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&token)
-                .cloned();
+            let known = state.static_identity(&token);
             let result = match known.as_ref() {
                 // Static tokens know no audience: they are valid for the
                 // API audiences among those asked about (kube's

@@ -65,16 +65,9 @@ pub fn of(method: &str, segments: &[&str], path: &str, query: Option<&str>) -> R
     if name.is_empty() && verb == "get" {
         // The first value of each parameter counts, as in Go's parameter
         // codec and in what the request is then served with.
-        let first = |key: &str| {
-            form_urlencoded::parse(query.unwrap_or("").as_bytes())
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.into_owned())
-        };
-        // Go's parameter codec: only `0`, `f` and `false` are false.
-        let watch = first("watch").is_some_and(|v| {
-            !(v == "0" || v.eq_ignore_ascii_case("f") || v.eq_ignore_ascii_case("false"))
-        });
-        let field_selector = first("fieldSelector");
+        use crate::request::{codec_bool, first_param};
+        let watch = first_param(query, "watch").is_some_and(|v| codec_bool(&v));
+        let field_selector = first_param(query, "fieldSelector");
         verb = if watch { "watch" } else { "list" }.to_string();
         if let Some(selector) = field_selector
             .as_deref()

@@ -313,19 +313,9 @@ pub fn check(
             if allowed("bind", role_group, resource, role_name) {
                 return Ok(());
             }
-            let rules = match *role_kind {
-                "Role" => policy
-                    .roles
-                    .get(namespace)
-                    .and_then(|r| r.get(*role_name))
-                    .map(|r| r.rules.clone().unwrap_or_default()),
-                _ => policy
-                    .cluster_roles
-                    .get(*role_name)
-                    .map(|r| r.rules.clone().unwrap_or_default()),
-            }
-            .ok_or(Refusal::RoleNotFound { resource })?;
-            confirm_no_escalation(policy, user, namespace, &rules).map_err(Refusal::Forbidden)
+            let rules = rbac::role_rules(policy, role_kind, role_name, Some(namespace))
+                .map_err(|_| Refusal::RoleNotFound { resource })?;
+            confirm_no_escalation(policy, user, namespace, rules).map_err(Refusal::Forbidden)
         }
     }
 }

@@ -267,7 +267,7 @@ pub fn rule_allows(request: &Request, rule: &PolicyRule) -> bool {
 /// `binding_namespace` (`None` for a ClusterRoleBinding, whose Role is
 /// looked up with no namespace and so never exists), or kube's lookup
 /// error.
-fn role_rules<'p>(
+pub(crate) fn role_rules<'p>(
     policy: &'p Policy,
     kind: &str,
     name: &str,
