@@ -7,6 +7,7 @@
 //! * [`store`]: the storage contract and its sled-backed implementation;
 //! * [`registry`]: every served kind as data;
 //! * [`rest`] and [`watch`]: one generic REST layer over the registry;
+//! * [`filters`]: the stages before serving (fair limits);
 //! * [`authorization`]: RBAC decides every request before it is served;
 //! * [`server`]: TLS, authentication, routing, bootstrap.
 //!
@@ -26,6 +27,7 @@ pub mod discovery;
 pub mod dra;
 pub mod error;
 pub mod fieldmanager;
+pub mod filters;
 pub mod flowcontrol;
 pub mod impersonation;
 pub mod local_node;

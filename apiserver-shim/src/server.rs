@@ -58,6 +58,9 @@ pub struct ServerConfig {
     /// `--token-auth-file`); e.g. the in-memory tokens of a previous
     /// [`Server`] whose in-process clients outlive it.
     pub static_tokens: HashMap<String, Identity>,
+    /// Requests served at once and the fair queue before them
+    /// (`--max-requests-inflight`, `--max-mutating-requests-inflight`).
+    pub limits: crate::filters::limits::LimitsConfig,
 }
 
 impl ServerConfig {
@@ -73,6 +76,7 @@ impl ServerConfig {
             context_name: "vkube".into(),
             service_account: Default::default(),
             static_tokens: HashMap::new(),
+            limits: Default::default(),
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct AppState {
     pub server_address: String,
     /// Service account tokens: issuing (TokenRequest) and authentication.
     pub service_accounts: Arc<TokenAuthority>,
+    /// Requests served at once, fairly between users.
+    pub limits: crate::filters::limits::Limits,
 }
 
 impl AppState {
@@ -194,14 +200,25 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         .filter(|s| !s.is_empty())
         .map(decode_segment)
         .collect();
-    if state.api.config.authorization_mode == AuthorizationMode::Rbac {
+    let attributes = {
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let attributes = crate::authorization::attributes::of(
+        crate::authorization::attributes::of(
             req.method().as_str(),
             &segs,
             &decode_segment(&path),
             req.uri().query(),
-        );
+        )
+    };
+    // Held until the response is ready: a seat counts a request served.
+    let _seat = match state
+        .limits
+        .admit(&identity.user, &identity.groups, &attributes)
+        .await
+    {
+        Ok(seat) => seat,
+        Err(crate::filters::limits::TooManyRequests) => return too_many_requests(),
+    };
+    if state.api.config.authorization_mode == AuthorizationMode::Rbac {
         let allowed = match state.api.policy().await {
             Ok(policy) => crate::authorization::check(&policy, &identity, &attributes),
             Err(e) => Err(e),
@@ -218,6 +235,19 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         }
     }))
     .await
+}
+
+/// kube-apiserver's answer to a request beyond its limits: plain text, and
+/// the `Retry-After` clients wait before trying again (client-go retries
+/// on it).
+fn too_many_requests() -> Response {
+    let mut r = text(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests, please try again later.\n",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 fn decode_segment(s: &str) -> String {
@@ -583,6 +613,7 @@ impl Server {
             tokens: tokens.clone(),
             server_address: format!("{host}:{}", addr.port()),
             service_accounts,
+            limits: crate::filters::limits::Limits::new(&config.limits),
         });
         let services = crate::registry::lookup("", "v1", "services").expect("services registered");
         crate::alloc::repair(&*api.store, &services.prefix())

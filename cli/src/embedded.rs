@@ -56,6 +56,8 @@ pub struct VirtualClusterOptions {
     pub kubernetes_service_ip: Option<std::net::IpAddr>,
     /// The tenant DNS server, if one runs in this process.
     pub dns: Option<DnsOptions>,
+    /// Requests the server serves at once, fairly between users.
+    pub limits: apiserver_shim::filters::limits::LimitsConfig,
 }
 
 /// Where the tenant DNS server listens and which domain it answers.
@@ -98,6 +100,7 @@ impl VirtualCluster {
         config.tls_sans = opts.tls_sans.clone();
         config.api.allocation.service_cidr = opts.service_cidr;
         config.context_name = opts.context_name.clone();
+        config.limits = opts.limits.clone();
         config.api.kubernetes_service_ip = opts.kubernetes_service_ip;
         // Services are stored with the addresses their host copies hold.
         config.api.service_host = Some(Arc::new(HostServices::new(host.clone(), &sync)));

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 mod embedded;
 mod memory;
 mod server;
+mod serving;
 mod syncer;
 mod tenant;
 mod up;
@@ -36,7 +37,7 @@ enum Command {
     Up(up::UpArgs),
     /// Run a virtual cluster inside a host cluster's pod: API server,
     /// controllers and syncer in one process (what the Helm chart runs).
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Run only the syncer: translate a virtual cluster's objects into one
     /// host namespace and reflect their status back (docs/syncer.md).
     ///
@@ -94,6 +95,8 @@ struct ApiserverArgs {
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 60, hide = true)]
     bookmark_interval_seconds: u64,
+    #[command(flatten)]
+    serving: serving::ServingArgs,
 }
 
 fn parse_authorization_mode(s: &str) -> Result<apiserver_shim::AuthorizationMode, String> {
@@ -136,6 +139,7 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     config.service_account.issuer = args.service_account_issuer;
     config.service_account.max_expiration_seconds = args.service_account_max_token_expiration;
     config.api.authorization_mode = args.authorization_mode;
+    config.limits = args.serving.limits();
     let server = apiserver_shim::Server::start(config).await?;
     eprintln!(
         "vkube apiserver listening on {}\n  kubeconfig: {}\n  try: kubectl --kubeconfig {} get namespaces",
@@ -181,7 +185,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Apiserver(args) => apiserver(args).await,
             Command::Up(args) => up::run(args).await,
-            Command::Server(args) => server::run(args).await,
+            Command::Server(args) => server::run(*args).await,
             Command::Syncer(args) => syncer::run(args).await,
             Command::Tenant(cmd) => tenant::run(cmd).await,
             Command::Completion { shell } => {

@@ -94,6 +94,8 @@ pub struct ServerArgs {
     pub dns_listen: String,
     #[command(flatten)]
     pub kinds: crate::syncer::SyncKindArgs,
+    #[command(flatten)]
+    pub serving: crate::serving::ServingArgs,
 }
 
 /// What the host Service in front of `vkube server` gives the tenant.
@@ -254,6 +256,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         service_cidr: args.service_cidr,
         controllers: args.controllers.clone(),
         context_name: format!("vkube-{}", args.name),
+        limits: args.serving.limits(),
         kubernetes_service_ip: address.as_ref().map(|a| a.ip),
         dns: dns_listen.map(|listen| embedded::DnsOptions {
             listen,

@@ -147,6 +147,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cluster_domain: "cluster.local".into(),
         }),
+        limits: Default::default(),
     };
     let tenant = vkube_syncer::names::Tenant::new(&args.name, &host_namespace)
         .context("the virtual cluster's name must be a DNS label")?;
