@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// Requests served at once and the fair queue before them
     /// (`--max-requests-inflight`, `--max-mutating-requests-inflight`).
     pub limits: crate::filters::limits::LimitsConfig,
+    /// The audit policy and log (`--audit-policy-file`,
+    /// `--audit-log-path`); none: no auditing.
+    pub audit: Option<crate::filters::audit::AuditConfig>,
 }
 
 impl ServerConfig {
@@ -77,6 +80,7 @@ impl ServerConfig {
             service_account: Default::default(),
             static_tokens: HashMap::new(),
             limits: Default::default(),
+            audit: None,
         }
     }
 }
@@ -99,7 +103,14 @@ pub struct AppState {
     pub service_accounts: Arc<TokenAuthority>,
     /// Requests served at once, fairly between users.
     pub limits: crate::filters::limits::Limits,
+    /// The audit log, when one is configured.
+    pub audit: Option<Arc<crate::filters::audit::Auditor>>,
 }
+
+/// The address a request's connection comes from (a request extension set
+/// by the accept loop; audit's `sourceIPs`).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 impl AppState {
     /// The identity of a static or in-memory bearer `token`, if known.
@@ -184,17 +195,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
-    let Some(mut identity) = authenticate(&state, from_cert, bearer).await else {
+    let Some(identity) = authenticate(&state, from_cert, bearer).await else {
         return ApiError::unauthorized().into_response();
     };
-    match crate::impersonation::requested(req.headers()) {
-        Ok(None) => {}
-        Ok(Some(imp)) => match crate::impersonation::apply(&state.api, &identity, imp).await {
-            Ok(acting) => identity = acting,
-            Err(e) => return e.into_response(),
-        },
-        Err(e) => return e.into_response(),
-    }
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -209,6 +212,93 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             req.uri().query(),
         )
     };
+    // Every response names its request, as kube-apiserver's `Audit-Id`.
+    let audit_id = uuid::Uuid::new_v4().to_string();
+    let long_running = crate::filters::limits::is_long_running(&attributes);
+    let mut recorder = state.audit.as_ref().and_then(|auditor| {
+        auditor.begin(crate::filters::audit::RequestFacts {
+            audit_id: &audit_id,
+            user: &identity,
+            attributes: &attributes,
+            uri: &req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| path.clone(), ToString::to_string),
+            segments: &segments,
+            headers: req.headers(),
+            peer: req.extensions().get::<PeerAddr>().map(|p| p.0.ip()),
+        })
+    });
+    let mut req = req;
+    let mut early = None;
+    if let Some(r) = recorder.as_mut()
+        && r.wants_request_body()
+        && !long_running
+        && matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
+    {
+        let (parts, body) = req.into_parts();
+        let bytes = match read_body(body).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                early = Some(e.into_response());
+                bytes::Bytes::new()
+            }
+        };
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        r.request_body(content_type, &bytes);
+        req = Request::from_parts(parts, Body::from(bytes));
+    }
+    let response = match early {
+        Some(response) => response,
+        None => {
+            authorize_and_serve(
+                &state,
+                req,
+                identity,
+                segments,
+                attributes,
+                recorder.as_mut(),
+            )
+            .await
+        }
+    };
+    let mut response = match recorder {
+        Some(r) => r.complete(response, long_running).await,
+        None => response,
+    };
+    if let Ok(id) = HeaderValue::from_str(&audit_id) {
+        response.headers_mut().insert("audit-id", id);
+    }
+    response
+}
+
+/// The stages after authentication and audit, in kube-apiserver's order:
+/// impersonation, fair limits, authorization, then the REST layer.
+async fn authorize_and_serve(
+    state: &AppState,
+    req: Request,
+    mut identity: Identity,
+    segments: Vec<String>,
+    attributes: crate::authorization::rbac::Request,
+    mut recorder: Option<&mut crate::filters::audit::Recorder>,
+) -> Response {
+    match crate::impersonation::requested(req.headers()) {
+        Ok(None) => {}
+        Ok(Some(imp)) => match crate::impersonation::apply(&state.api, &identity, imp).await {
+            Ok(acting) => {
+                if let Some(r) = recorder.as_deref_mut() {
+                    r.impersonating(&acting);
+                }
+                identity = acting;
+            }
+            Err(e) => return e.into_response(),
+        },
+        Err(e) => return e.into_response(),
+    }
     // Held until the response is ready: a seat counts a request served.
     let _seat = match state
         .limits
@@ -219,17 +309,26 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         Err(crate::filters::limits::TooManyRequests) => return too_many_requests(),
     };
     if state.api.config.authorization_mode == AuthorizationMode::Rbac {
-        let allowed = match state.api.policy().await {
+        let decision = match state.api.policy().await {
             Ok(policy) => crate::authorization::check(&policy, &identity, &attributes),
             Err(e) => Err(e),
         };
-        if let Err(e) = allowed {
+        if let Some(r) = recorder {
+            // kube's authorization filter annotates the audit event so.
+            let (verdict, reason) = match &decision {
+                Ok(reason) => ("allow", reason.as_str()),
+                Err(_) => ("forbid", ""),
+            };
+            r.annotate("authorization.k8s.io/decision", verdict);
+            r.annotate("authorization.k8s.io/reason", reason);
+        }
+        if let Err(e) = decision {
             return e.into_response();
         }
     }
     let caller = identity.clone();
     crate::warning::collect(crate::request::with_caller(caller, async {
-        match serve(&state, req, segments, &identity).await {
+        match serve(state, req, segments, &identity).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
         }
@@ -614,6 +713,10 @@ impl Server {
             server_address: format!("{host}:{}", addr.port()),
             service_accounts,
             limits: crate::filters::limits::Limits::new(&config.limits),
+            audit: match &config.audit {
+                Some(audit) => Some(Arc::new(crate::filters::audit::Auditor::open(audit)?)),
+                None => None,
+            },
         });
         let services = crate::registry::lookup("", "v1", "services").expect("services registered");
         crate::alloc::repair(&*api.store, &services.prefix())
@@ -747,7 +850,7 @@ async fn accept_loop(
 ) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -779,6 +882,7 @@ async fn accept_loop(
                     if let Some(id) = &identity {
                         req.extensions_mut().insert(id.clone());
                     }
+                    req.extensions_mut().insert(PeerAddr(peer));
                     app.clone().oneshot(req.map(Body::new))
                 });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

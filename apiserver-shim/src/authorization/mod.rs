@@ -29,19 +29,20 @@ pub enum AuthorizationMode {
     AlwaysAllow,
 }
 
-/// Allows `request` by `identity` under `policy`, or answers kube-apiserver's
-/// `403` for it.
+/// Allows `request` by `identity` under `policy`, with kube's reason (the
+/// binding that allows it; empty for `system:masters`), or answers
+/// kube-apiserver's `403` for it.
 ///
 /// # Errors
 /// `403 Forbidden` ([`forbidden`]) when RBAC does not allow the request.
-pub fn check(policy: &Policy, identity: &Identity, request: &Request) -> ApiResult<()> {
+pub fn check(policy: &Policy, identity: &Identity, request: &Request) -> ApiResult<String> {
     let user = User {
         name: &identity.user,
         groups: &identity.groups,
     };
     let decision = rbac::authorize(policy, user, request);
     if decision.allowed {
-        return Ok(());
+        return Ok(decision.reason);
     }
     Err(forbidden(&identity.user, request, &decision.reason))
 }

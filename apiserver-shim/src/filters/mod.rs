@@ -2,4 +2,5 @@
 //! kube-apiserver's order (k8s.io/apiserver pkg/server/config.go,
 //! `DefaultBuildHandlerChain`), composed in [`crate::server`]'s dispatch.
 
+pub mod audit;
 pub mod limits;
