@@ -58,6 +58,8 @@ pub struct VirtualClusterOptions {
     pub dns: Option<DnsOptions>,
     /// Requests the server serves at once, fairly between users.
     pub limits: apiserver_shim::filters::limits::LimitsConfig,
+    /// The audit policy and log, if any.
+    pub audit: Option<apiserver_shim::filters::audit::AuditConfig>,
 }
 
 /// Where the tenant DNS server listens and which domain it answers.
@@ -101,6 +103,7 @@ impl VirtualCluster {
         config.api.allocation.service_cidr = opts.service_cidr;
         config.context_name = opts.context_name.clone();
         config.limits = opts.limits.clone();
+        config.audit = opts.audit.clone();
         config.api.kubernetes_service_ip = opts.kubernetes_service_ip;
         // Services are stored with the addresses their host copies hold.
         config.api.service_host = Some(Arc::new(HostServices::new(host.clone(), &sync)));

@@ -140,6 +140,7 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     config.service_account.max_expiration_seconds = args.service_account_max_token_expiration;
     config.api.authorization_mode = args.authorization_mode;
     config.limits = args.serving.limits();
+    config.audit = args.serving.audit()?;
     let server = apiserver_shim::Server::start(config).await?;
     eprintln!(
         "vkube apiserver listening on {}\n  kubeconfig: {}\n  try: kubectl --kubeconfig {} get namespaces",

@@ -257,6 +257,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         controllers: args.controllers.clone(),
         context_name: format!("vkube-{}", args.name),
         limits: args.serving.limits(),
+        audit: args.serving.audit()?,
         kubernetes_service_ip: address.as_ref().map(|a| a.ip),
         dns: dns_listen.map(|listen| embedded::DnsOptions {
             listen,

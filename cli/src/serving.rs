@@ -1,7 +1,10 @@
 //! Flags of the request chain shared by `vkube apiserver` and `vkube
 //! server`, named as kube-apiserver's.
 
+use anyhow::{Context, Result};
+use apiserver_shim::filters::audit::{AuditConfig, policy::Policy};
 use apiserver_shim::filters::limits::LimitsConfig;
+use std::path::PathBuf;
 
 /// Limits on requests served at once (kube-apiserver's flags of the same
 /// names).
@@ -20,6 +23,19 @@ pub struct ServingArgs {
         env = "VKUBE_MAX_MUTATING_REQUESTS_INFLIGHT"
     )]
     pub max_mutating_requests_inflight: usize,
+    /// An audit.k8s.io/v1 Policy (YAML or JSON) saying which requests are
+    /// recorded and at what level; with --audit-log-path, turns auditing on.
+    #[arg(long, value_name = "FILE", env = "VKUBE_AUDIT_POLICY_FILE")]
+    pub audit_policy_file: Option<PathBuf>,
+    /// Where audit events are written, one JSON line each; `-` is stdout.
+    #[arg(long, value_name = "FILE|-", env = "VKUBE_AUDIT_LOG_PATH")]
+    pub audit_log_path: Option<PathBuf>,
+    /// Megabytes an audit log file reaches before it is rotated (0: never).
+    #[arg(long, default_value_t = 100, value_name = "MB")]
+    pub audit_log_maxsize: usize,
+    /// Rotated audit log files kept (0: every one).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub audit_log_maxbackup: usize,
 }
 
 impl ServingArgs {
@@ -30,5 +46,79 @@ impl ServingArgs {
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
             ..LimitsConfig::default()
         }
+    }
+
+    /// The audit configuration these flags give: none unless both a policy
+    /// and a log path are given.
+    ///
+    /// # Errors
+    /// A policy file that cannot be read or is not an audit Policy.
+    pub fn audit(&self) -> Result<Option<AuditConfig>> {
+        let (Some(policy_file), Some(log_path)) = (&self.audit_policy_file, &self.audit_log_path)
+        else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(policy_file)
+            .with_context(|| format!("reading --audit-policy-file {}", policy_file.display()))?;
+        let policy = Policy::parse(&text)
+            .map_err(|e| anyhow::anyhow!("--audit-policy-file {}: {e}", policy_file.display()))?;
+        Ok(Some(AuditConfig {
+            policy,
+            log_path: log_path.clone(),
+            max_size_megabytes: self.audit_log_maxsize,
+            max_backups: self.audit_log_maxbackup,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serving: ServingArgs,
+    }
+
+    fn parse(args: &[&str]) -> ServingArgs {
+        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .expect("parses")
+            .serving
+    }
+
+    #[test]
+    fn limits_default_to_kube_apiservers() {
+        let limits = parse(&[]).limits();
+        assert_eq!(limits.max_requests_inflight, 400);
+        assert_eq!(limits.max_mutating_requests_inflight, 200);
+        let limits = parse(&["--max-requests-inflight=0"]).limits();
+        assert_eq!(limits.max_requests_inflight, 0);
+    }
+
+    #[test]
+    fn audit_needs_a_policy_and_a_path_and_reads_the_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(
+            &policy,
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n",
+        )
+        .unwrap();
+        let policy_flag = format!("--audit-policy-file={}", policy.display());
+        assert!(parse(&[&policy_flag]).audit().unwrap().is_none());
+        let audit = parse(&[&policy_flag, "--audit-log-path=-"])
+            .audit()
+            .unwrap()
+            .unwrap();
+        assert_eq!(audit.log_path, PathBuf::from("-"));
+        assert_eq!(audit.max_size_megabytes, 100);
+        assert_eq!(audit.policy.rules.len(), 1);
+        std::fs::write(&policy, "kind: Nope\n").unwrap();
+        let err = parse(&[&policy_flag, "--audit-log-path=-"])
+            .audit()
+            .unwrap_err();
+        assert!(err.to_string().contains("--audit-policy-file"), "{err}");
     }
 }

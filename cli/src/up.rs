@@ -148,6 +148,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
             cluster_domain: "cluster.local".into(),
         }),
         limits: Default::default(),
+        audit: None,
     };
     let tenant = vkube_syncer::names::Tenant::new(&args.name, &host_namespace)
         .context("the virtual cluster's name must be a DNS label")?;

@@ -111,6 +111,7 @@ fn check_kind(kind: &str, what: &str, v: &serde_yaml::Value) {
         "LimitRange" => drop(strict::<LimitRange>(what, v)),
         "NetworkPolicy" => drop(strict::<NetworkPolicy>(what, v)),
         "Ingress" => drop(strict::<Ingress>(what, v)),
+        "ConfigMap" => drop(strict::<k8s_openapi::api::core::v1::ConfigMap>(what, v)),
         other => panic!("{what}: the chart renders an unexpected kind {other}"),
     }
 }
@@ -308,6 +309,8 @@ async fn default_values_render_the_contracted_objects() {
         "--cluster-domain=cluster.local",
         "--dns-listen=0.0.0.0:1053",
         "--dns-service=vkube-t-dns",
+        "--max-requests-inflight=400",
+        "--max-mutating-requests-inflight=200",
     ] {
         assert!(
             args.contains(&want.to_string()),
@@ -732,6 +735,54 @@ async fn isolation_confines_the_tenant_pods() {
 }
 
 #[tokio::test]
+async fn audit_renders_its_policy_volume_and_flags() {
+    let off = render(&[]).await;
+    assert!(
+        !args_of(&off.get("StatefulSet", "vkube-t"))
+            .iter()
+            .any(|a| a.starts_with("--audit"))
+    );
+    assert!(
+        !off.objects()
+            .contains(&("ConfigMap".into(), "vkube-t-audit-policy".into()))
+    );
+
+    for (target, log_path) in [("stdout", "-"), ("volume", "/data/audit/audit.log")] {
+        let r = render(&[
+            "--set",
+            "apiserver.audit.enabled=true",
+            "--set",
+            &format!("apiserver.audit.target={target}"),
+        ])
+        .await;
+        let sts: StatefulSet = r.get("StatefulSet", "vkube-t");
+        let args = args_of(&sts);
+        for want in [
+            "--audit-policy-file=/etc/vkube/audit/policy.yaml".to_string(),
+            format!("--audit-log-path={log_path}"),
+            "--audit-log-maxsize=100".into(),
+            "--audit-log-maxbackup=5".into(),
+        ] {
+            assert!(args.contains(&want), "missing {want} in {args:?}");
+        }
+        let spec = sts.spec.template.spec.unwrap();
+        let volume = spec
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "audit-policy")
+            .expect("the policy volume");
+        assert_eq!(volume.config_map.unwrap().name, "vkube-t-audit-policy");
+        let cm: k8s_openapi::api::core::v1::ConfigMap = r.get("ConfigMap", "vkube-t-audit-policy");
+        // What the server will read parses as an audit Policy.
+        let policy =
+            apiserver_shim::filters::audit::policy::Policy::parse(&cm.data.unwrap()["policy.yaml"])
+                .unwrap();
+        assert_eq!(policy.rules.len(), 2);
+    }
+}
+
+#[tokio::test]
 async fn the_schema_rejects_bad_values() {
     let chart = chart_dir();
     let chart = chart.to_str().unwrap();
@@ -741,6 +792,11 @@ async fn the_schema_rejects_bad_values() {
         ("sync.everything=true", "everything"),
         ("nonsense=1", "nonsense"),
         ("service.port=70000", "/service/port"),
+        ("apiserver.audit.target=syslog", "/apiserver/audit/target"),
+        (
+            "apiserver.maxRequestsInflight=-1",
+            "/apiserver/maxRequestsInflight",
+        ),
         (
             "sync.persistentVolumes.sources={nfs,hostPath}",
             "/sync/persistentVolumes/sources/1",
