@@ -76,6 +76,23 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
+/// A new key and a PKCS#10 certificate signing request for client
+/// certificate `CN=user`, `O=group` (PEM request, PEM key), to submit as a
+/// `CertificateSigningRequest` for signer
+/// `kubernetes.io/kube-apiserver-client` (the Kubernetes docs' "Issue a
+/// certificate for a user").
+///
+/// # Errors
+/// More than one group (one organization per certificate, see `dn`), or a
+/// key or encoding failure.
+pub fn client_csr(user: &str, groups: &[&str]) -> Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = dn(user, groups)?;
+    let csr = params.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
+}
+
 /// A subject `CN=cn`, `O=org`. rcgen keeps one attribute per type, so a
 /// certificate holds at most one organization (group): more is an error,
 /// never a silently dropped group.

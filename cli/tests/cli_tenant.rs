@@ -869,3 +869,147 @@ async fn the_chart_args_are_vkube_server_flags() {
     assert!(!run.status.success());
     assert!(stderr.contains("--host-kubeconfig"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_user_gives_a_working_restricted_user() {
+    let h = Host::start().await;
+    let ns = "tenant-u";
+    let port = h.c.server.url().rsplit(':').next().unwrap().to_string();
+    let set_port = format!("service.port={port}");
+    h.vkube(&[
+        "create",
+        "t",
+        "-n",
+        ns,
+        "--expose",
+        "--set",
+        &set_port,
+        "--wait=false",
+    ])
+    .await
+    .expect_ok();
+    play_server_and_load_balancer(&h, "t", ns).await;
+    // The group `devs` may read pods in namespace team, nothing else.
+    h.c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: team}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get, list, watch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: devs-read-pods, namespace: team}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: devs}]
+"#,
+    )
+    .await
+    .expect_ok();
+
+    let file = h.c.work_dir.join("alice.kubeconfig");
+    let path = file.to_str().unwrap();
+    h.vkube(&[
+        "kubeconfig",
+        "t",
+        "-n",
+        ns,
+        "--user",
+        "alice",
+        "--group",
+        "devs",
+        "--ttl",
+        "2h",
+        "-o",
+        path,
+    ])
+    .await
+    .expect_ok();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
+    }
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", path];
+        all.extend_from_slice(args);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let c = &h.c;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            c.kubectl(&args).await
+        }
+    };
+    let whoami = run(alice(&["auth", "whoami", "-o", "json"]))
+        .await
+        .expect_ok();
+    let status = &whoami.json()["status"]["userInfo"];
+    assert_eq!(status["username"], "alice");
+    assert_eq!(
+        status["groups"],
+        serde_json::json!(["devs", "system:authenticated"])
+    );
+    run(alice(&["get", "pods", "-n", "team"])).await.expect_ok();
+    run(alice(&["get", "secrets", "-n", "team"]))
+        .await
+        .expect_err_contains(
+            r#"secrets is forbidden: User "alice" cannot list resource "secrets" in API group "" in the namespace "team""#,
+        );
+    run(alice(&["get", "pods", "-n", "kube-system"]))
+        .await
+        .expect_err_contains(r#"User "alice" cannot list resource "pods""#);
+    // Issued through the CSR API, as asked: approved, signed, two hours.
+    let csrs = h.c.get_json(&["csr"]).await.unwrap();
+    let csr = csrs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("vkube-user-alice-")
+        })
+        .expect("alice's CertificateSigningRequest");
+    assert_eq!(
+        csr["spec"]["signerName"],
+        "kubernetes.io/kube-apiserver-client"
+    );
+    assert_eq!(csr["spec"]["expirationSeconds"], 7200);
+    assert!(csr["status"]["certificate"].is_string());
+
+    // `vkube connect --user` runs a command as the user.
+    h.vkube(&[
+        "connect", "t", "-n", ns, "--user", "bob", "--", "kubectl", "auth", "whoami",
+    ])
+    .await
+    .expect_ok()
+    .expect_stdout_contains(&["bob"]);
+    // A certificate names one group here.
+    h.vkube(&[
+        "kubeconfig",
+        "t",
+        "-n",
+        ns,
+        "--user",
+        "carol",
+        "--group",
+        "a",
+        "--group",
+        "b",
+    ])
+    .await
+    .expect_err_contains("one group");
+    h.vkube(&["kubeconfig", "t", "-n", ns, "--user", "dave", "--ttl", "1m"])
+        .await
+        .expect_err_contains("shorter than 10m");
+    h.c.shutdown().await;
+}

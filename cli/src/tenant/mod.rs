@@ -9,6 +9,7 @@ pub mod endpoint;
 pub mod helm;
 pub mod kubeconfig;
 pub mod list;
+pub mod user;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
@@ -37,6 +38,11 @@ pub enum TenantCommand {
     /// NodePort); otherwise port-forwards a local port to pod vkube-NAME-0
     /// and keeps running until Ctrl-C (or until COMMAND exits).
     Connect(ConnectArgs),
+    /// Print a kubeconfig for a user of a virtual cluster: a client
+    /// certificate for --user (and --group) signed by the virtual cluster's
+    /// CA through its CertificateSigningRequest API, as `kubeadm kubeconfig
+    /// user` gives one. The user may do what its RBAC bindings allow.
+    Kubeconfig(KubeconfigArgs),
     /// Switch back to the context used before `vkube connect` and remove the
     /// current vkube context.
     Disconnect,
@@ -109,9 +115,40 @@ pub struct ConnectArgs {
     /// Print the kubeconfig instead of changing the user's kubeconfig.
     #[arg(long)]
     print: bool,
+    /// Connect as this user instead of the admin: a client certificate
+    /// issued as `vkube kubeconfig --user` issues it.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// The user's group (with --user; a certificate names at most one).
+    #[arg(long = "group", value_name = "GROUP", requires = "user")]
+    groups: Vec<String>,
+    /// The user's certificate lifetime (with --user), a duration such as
+    /// 24h.
+    #[arg(long, default_value = "8760h", value_parser = user::parse_ttl, requires = "user")]
+    ttl: std::time::Duration,
     /// Run this command with KUBECONFIG pointing at the virtual cluster, then exit with its status.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+/// `vkube kubeconfig`.
+#[derive(Args)]
+pub struct KubeconfigArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The user name (the certificate's CN), as RBAC bindings name it.
+    #[arg(long, value_name = "NAME")]
+    user: String,
+    /// The user's group (the certificate's O; at most one).
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// Certificate lifetime, a duration such as 24h or 90m (kubeadm's
+    /// default validity, a year, unless given).
+    #[arg(long, default_value = "8760h", value_parser = user::parse_ttl)]
+    ttl: std::time::Duration,
+    /// Write the kubeconfig to this file (mode 0600) instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 /// Output format of `vkube list`.
@@ -154,6 +191,7 @@ pub async fn run(cmd: TenantCommand) -> Result<()> {
     match cmd {
         TenantCommand::Create(a) => create(a).await,
         TenantCommand::Connect(a) => connect(a).await,
+        TenantCommand::Kubeconfig(a) => user_kubeconfig(a).await,
         TenantCommand::Disconnect => disconnect(),
         TenantCommand::List(a) => list_command(a).await,
         TenantCommand::Delete(a) => delete(a).await,
@@ -414,8 +452,83 @@ async fn tenant_kubeconfig(
 async fn connect(a: ConnectArgs) -> Result<()> {
     let ns = a.target.namespace();
     let host = host().await?;
-    let (tenant, forwarded) = tenant_kubeconfig(&host, &a.target.name, &ns).await?;
+    let (mut tenant, forwarded) = tenant_kubeconfig(&host, &a.target.name, &ns).await?;
+    if let Some(name) = &a.user {
+        let groups: Vec<&str> = a.groups.iter().map(String::as_str).collect();
+        let admin = client_for(&tenant).await?;
+        let (cert, key) = user::issue(&admin, name, &groups, a.ttl).await?;
+        tenant = user::with_client_certificate(tenant, &cert, &key)?;
+    }
     deliver(tenant, a.print, &a.command, forwarded, &a.target.name).await
+}
+
+/// A client for the virtual cluster `config` reaches.
+async fn client_for(config: &Kubeconfig) -> Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(config.clone(), &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// `vkube kubeconfig`: issues the user's certificate and prints (or
+/// writes) a kubeconfig for it. When the virtual cluster is reached through
+/// a port-forward that ends with this command, the kubeconfig names the
+/// server address the virtual cluster published instead (reachable inside
+/// the host cluster), and says so.
+async fn user_kubeconfig(a: KubeconfigArgs) -> Result<()> {
+    let ns = a.target.namespace();
+    let host = host().await?;
+    let (tenant, forwarded) = tenant_kubeconfig(&host, &a.target.name, &ns).await?;
+    let groups: Vec<&str> = a.groups.iter().map(String::as_str).collect();
+    let admin = client_for(&tenant).await?;
+    let (cert, key) = user::issue(&admin, &a.user, &groups, a.ttl).await?;
+    let mut config = user::with_client_certificate(tenant, &cert, &key)?;
+    if forwarded.is_some() {
+        let published = published_server(&host, &a.target.name, &ns).await?;
+        for cluster in config
+            .clusters
+            .iter_mut()
+            .filter_map(|c| c.cluster.as_mut())
+        {
+            cluster.server = Some(published.clone());
+            cluster.tls_server_name = None;
+        }
+        eprintln!(
+            "The virtual cluster is not exposed: this kubeconfig names {published}, reachable inside the host cluster; \
+             from elsewhere use `vkube connect {} -n {ns} --user {}`",
+            a.target.name, a.user
+        );
+    }
+    let text = kubeconfig::to_yaml(&config)?;
+    match &a.output {
+        Some(path) => {
+            kubeconfig::write_private(path, &text)?;
+            eprintln!(
+                "Wrote a kubeconfig for user {} to {}",
+                a.user,
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// The server URL in the virtual cluster's published admin kubeconfig.
+async fn published_server(host: &Host, name: &str, ns: &str) -> Result<String> {
+    let secret_name = format!("vkube-{name}-kubeconfig");
+    let secret = Api::<Secret>::namespaced(host.client.clone(), ns)
+        .get(&secret_name)
+        .await?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("config"))
+        .with_context(|| format!("Secret {secret_name} has no key `config`"))?;
+    let admin = Kubeconfig::from_yaml(std::str::from_utf8(&bytes.0)?)?;
+    admin
+        .clusters
+        .iter()
+        .find_map(|c| c.cluster.as_ref()?.server.clone())
+        .with_context(|| format!("the kubeconfig in Secret {secret_name} names no server"))
 }
 
 /// Hands the tenant kubeconfig to the user: runs `command` with it, prints
