@@ -64,6 +64,9 @@ pub struct ServerConfig {
     /// The audit policy and log (`--audit-policy-file`,
     /// `--audit-log-path`); none: no auditing.
     pub audit: Option<crate::filters::audit::AuditConfig>,
+    /// JWT (OIDC) issuers whose tokens authenticate users
+    /// (`--authentication-config`); none: no OIDC.
+    pub authentication: Option<crate::filters::authentication::config::AuthenticationConfiguration>,
 }
 
 impl ServerConfig {
@@ -81,6 +84,7 @@ impl ServerConfig {
             static_tokens: HashMap::new(),
             limits: Default::default(),
             audit: None,
+            authentication: None,
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct AppState {
     pub limits: crate::filters::limits::Limits,
     /// The audit log, when one is configured.
     pub audit: Option<Arc<crate::filters::audit::Auditor>>,
+    /// The OIDC issuers' authenticators, when configured.
+    pub jwt: Option<crate::filters::authentication::jwks::JwtAuthenticators>,
 }
 
 /// The address a request's connection comes from (a request extension set
@@ -133,7 +139,8 @@ fn text(code: StatusCode, body: &'static str) -> Response {
 }
 
 /// The caller's identity: the verified client certificate, else a bearer
-/// token from the static map, else a service account JWT
+/// token from the static map, else a JWT of a configured OIDC issuer (chosen
+/// by its `iss`), else a service account JWT
 /// ([`TokenAuthority::authenticate`]). Like kube-apiserver's authenticator
 /// chain, every authenticated user also gets the group
 /// `system:authenticated`.
@@ -147,9 +154,18 @@ async fn authenticate(
         None => {
             let token = bearer?;
             let known = state.static_identity(&token);
-            match known {
-                Some(id) => id,
-                None => match state
+            let oidc = match &state.jwt {
+                Some(jwt) if known.is_none() => jwt.authenticate(&token).await,
+                _ => None,
+            };
+            match (known, oidc) {
+                (Some(id), _) => id,
+                (None, Some(Ok(id))) => id,
+                (None, Some(Err(e))) => {
+                    tracing::debug!(error = %e, "OIDC token rejected");
+                    return None;
+                }
+                (None, None) => match state
                     .service_accounts
                     .authenticate(&state.api, &token)
                     .await
@@ -587,12 +603,21 @@ async fn serve_review(
             if audiences.is_empty() {
                 audiences = state.service_accounts.api_audiences().to_vec();
             }
-            let known = state.static_identity(&token);
-            let result = match known.as_ref() {
-                // Static tokens know no audience: they are valid for the
-                // API audiences among those asked about (kube's
-                // audience-agnostic wrapper).
-                Some(id) => {
+            let mut known = state.static_identity(&token).map(Ok);
+            if known.is_none()
+                && let Some(jwt) = &state.jwt
+            {
+                known = jwt
+                    .authenticate(&token)
+                    .await
+                    .map(|r| r.map_err(|_| crate::review::INVALID_TOKEN.to_string()));
+            }
+            let result = match known {
+                Some(Err(e)) => Err(e),
+                // Static and OIDC tokens know no API audience: they are
+                // valid for the API audiences among those asked about
+                // (kube's audience-agnostic wrapper).
+                Some(Ok(id)) => {
                     let api = state.service_accounts.api_audiences();
                     let both: Vec<String> = audiences
                         .iter()
@@ -602,7 +627,7 @@ async fn serve_review(
                     if both.is_empty() {
                         Err(crate::review::INVALID_TOKEN.to_string())
                     } else {
-                        Ok((id.clone(), both))
+                        Ok((id, both))
                     }
                 }
                 None => state
@@ -715,6 +740,16 @@ impl Server {
             limits: crate::filters::limits::Limits::new(&config.limits),
             audit: match &config.audit {
                 Some(audit) => Some(Arc::new(crate::filters::audit::Auditor::open(audit)?)),
+                None => None,
+            },
+            jwt: match &config.authentication {
+                Some(authentication) => Some(
+                    crate::filters::authentication::jwks::JwtAuthenticators::new(
+                        authentication,
+                        std::slice::from_ref(&config.service_account.issuer),
+                    )
+                    .context("--authentication-config")?,
+                ),
                 None => None,
             },
         });

@@ -60,6 +60,9 @@ pub struct VirtualClusterOptions {
     pub limits: apiserver_shim::filters::limits::LimitsConfig,
     /// The audit policy and log, if any.
     pub audit: Option<apiserver_shim::filters::audit::AuditConfig>,
+    /// OIDC issuers whose tokens authenticate users, if any.
+    pub authentication:
+        Option<apiserver_shim::filters::authentication::config::AuthenticationConfiguration>,
 }
 
 /// Where the tenant DNS server listens and which domain it answers.
@@ -104,6 +107,7 @@ impl VirtualCluster {
         config.context_name = opts.context_name.clone();
         config.limits = opts.limits.clone();
         config.audit = opts.audit.clone();
+        config.authentication = opts.authentication.clone();
         config.api.kubernetes_service_ip = opts.kubernetes_service_ip;
         // Services are stored with the addresses their host copies hold.
         config.api.service_host = Some(Arc::new(HostServices::new(host.clone(), &sync)));

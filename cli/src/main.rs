@@ -141,6 +141,7 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     config.api.authorization_mode = args.authorization_mode;
     config.limits = args.serving.limits();
     config.audit = args.serving.audit()?;
+    config.authentication = args.serving.authentication()?;
     let server = apiserver_shim::Server::start(config).await?;
     eprintln!(
         "vkube apiserver listening on {}\n  kubeconfig: {}\n  try: kubectl --kubeconfig {} get namespaces",

@@ -258,6 +258,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         context_name: format!("vkube-{}", args.name),
         limits: args.serving.limits(),
         audit: args.serving.audit()?,
+        authentication: args.serving.authentication()?,
         kubernetes_service_ip: address.as_ref().map(|a| a.ip),
         dns: dns_listen.map(|listen| embedded::DnsOptions {
             listen,

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use apiserver_shim::filters::audit::{AuditConfig, policy::Policy};
+use apiserver_shim::filters::authentication::config::AuthenticationConfiguration;
 use apiserver_shim::filters::limits::LimitsConfig;
 use std::path::PathBuf;
 
@@ -36,6 +37,11 @@ pub struct ServingArgs {
     /// Rotated audit log files kept (0: every one).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub audit_log_maxbackup: usize,
+    /// An apiserver.config.k8s.io/v1 AuthenticationConfiguration (YAML or
+    /// JSON): the OIDC issuers whose JWTs authenticate users, with their
+    /// audiences, claim mappings and CEL validation rules.
+    #[arg(long, value_name = "FILE", env = "VKUBE_AUTHENTICATION_CONFIG")]
+    pub authentication_config: Option<PathBuf>,
 }
 
 impl ServingArgs {
@@ -46,6 +52,22 @@ impl ServingArgs {
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
             ..LimitsConfig::default()
         }
+    }
+
+    /// The structured authentication configuration, if given (validated
+    /// when the server starts).
+    ///
+    /// # Errors
+    /// A file that cannot be read or is not an AuthenticationConfiguration.
+    pub fn authentication(&self) -> Result<Option<AuthenticationConfiguration>> {
+        let Some(path) = &self.authentication_config else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --authentication-config {}", path.display()))?;
+        AuthenticationConfiguration::parse(&text)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--authentication-config {}: {e}", path.display()))
     }
 
     /// The audit configuration these flags give: none unless both a policy

@@ -149,6 +149,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         }),
         limits: Default::default(),
         audit: None,
+        authentication: None,
     };
     let tenant = vkube_syncer::names::Tenant::new(&args.name, &host_namespace)
         .context("the virtual cluster's name must be a DNS label")?;

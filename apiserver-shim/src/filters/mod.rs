@@ -3,4 +3,5 @@
 //! `DefaultBuildHandlerChain`), composed in [`crate::server`]'s dispatch.
 
 pub mod audit;
+pub mod authentication;
 pub mod limits;
