@@ -735,20 +735,38 @@ async fn isolation_confines_the_tenant_pods() {
 }
 
 #[tokio::test]
-async fn audit_renders_its_policy_volume_and_flags() {
+async fn audit_and_oidc_render_their_configuration_volume_and_flags() {
     let off = render(&[]).await;
     assert!(
         !args_of(&off.get("StatefulSet", "vkube-t"))
             .iter()
-            .any(|a| a.starts_with("--audit"))
+            .any(|a| a.starts_with("--audit") || a.starts_with("--authentication"))
     );
     assert!(
         !off.objects()
-            .contains(&("ConfigMap".into(), "vkube-t-audit-policy".into()))
+            .contains(&("ConfigMap".into(), "vkube-t-apiserver".into()))
     );
 
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("oidc.yaml");
+    std::fs::write(
+        &values,
+        r#"
+apiserver:
+  authentication:
+    jwt:
+    - issuer: {url: "https://idp.example.com", audiences: [vkube]}
+      claimMappings:
+        username: {claim: email, prefix: "oidc:"}
+        groups: {claim: groups, prefix: "oidc:"}
+"#,
+    )
+    .unwrap();
+    let values = values.to_str().unwrap();
     for (target, log_path) in [("stdout", "-"), ("volume", "/data/audit/audit.log")] {
         let r = render(&[
+            "-f",
+            values,
             "--set",
             "apiserver.audit.enabled=true",
             "--set",
@@ -758,10 +776,11 @@ async fn audit_renders_its_policy_volume_and_flags() {
         let sts: StatefulSet = r.get("StatefulSet", "vkube-t");
         let args = args_of(&sts);
         for want in [
-            "--audit-policy-file=/etc/vkube/audit/policy.yaml".to_string(),
+            "--audit-policy-file=/etc/vkube/apiserver/audit-policy.yaml".to_string(),
             format!("--audit-log-path={log_path}"),
             "--audit-log-maxsize=100".into(),
             "--audit-log-maxbackup=5".into(),
+            "--authentication-config=/etc/vkube/apiserver/authentication-config.yaml".into(),
         ] {
             assert!(args.contains(&want), "missing {want} in {args:?}");
         }
@@ -770,16 +789,29 @@ async fn audit_renders_its_policy_volume_and_flags() {
             .volumes
             .unwrap()
             .into_iter()
-            .find(|v| v.name == "audit-policy")
-            .expect("the policy volume");
-        assert_eq!(volume.config_map.unwrap().name, "vkube-t-audit-policy");
-        let cm: k8s_openapi::api::core::v1::ConfigMap = r.get("ConfigMap", "vkube-t-audit-policy");
-        // What the server will read parses as an audit Policy.
+            .find(|v| v.name == "apiserver-config")
+            .expect("the configuration volume");
+        assert_eq!(volume.config_map.unwrap().name, "vkube-t-apiserver");
+        let cm: k8s_openapi::api::core::v1::ConfigMap = r.get("ConfigMap", "vkube-t-apiserver");
+        let data = cm.data.unwrap();
+        // What the server will read parses and validates.
         let policy =
-            apiserver_shim::filters::audit::policy::Policy::parse(&cm.data.unwrap()["policy.yaml"])
+            apiserver_shim::filters::audit::policy::Policy::parse(&data["audit-policy.yaml"])
                 .unwrap();
         assert_eq!(policy.rules.len(), 2);
+        use apiserver_shim::filters::authentication::config::AuthenticationConfiguration;
+        let authn =
+            AuthenticationConfiguration::parse(&data["authentication-config.yaml"]).unwrap();
+        assert_eq!(authn.jwt[0].issuer.url, "https://idp.example.com");
+        authn.validate(&[]).unwrap();
     }
+    // OIDC alone renders the ConfigMap without a policy.
+    let r = render(&["-f", values]).await;
+    let cm: k8s_openapi::api::core::v1::ConfigMap = r.get("ConfigMap", "vkube-t-apiserver");
+    assert_eq!(
+        cm.data.unwrap().keys().collect::<Vec<_>>(),
+        ["authentication-config.yaml"]
+    );
 }
 
 #[tokio::test]
