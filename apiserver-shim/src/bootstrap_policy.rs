@@ -1299,7 +1299,7 @@ pub fn reconciled(existing: &Value, expected: &Value) -> Option<Value> {
         let decode = |v: &Value| -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
             serde_json::from_value(v.clone()).unwrap_or_default()
         };
-        let missing = crate::authorization::escalation::uncovered(
+        let missing = crate::filters::authorization::escalation::uncovered(
             &decode(&existing["rules"]),
             &decode(&expected["rules"]),
         );
@@ -1377,7 +1377,7 @@ mod tests {
             let decode = |v: &Value| -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
                 serde_json::from_value(v.clone()).unwrap()
             };
-            crate::authorization::escalation::uncovered(
+            crate::filters::authorization::escalation::uncovered(
                 &decode(&role["rules"]),
                 &decode(&expected["rules"]),
             )

@@ -96,11 +96,11 @@ pub fn subject_restriction(obj: &Value) -> Option<String> {
     csr.certification_request_info
         .subject
         .iter_organization()
-        .any(|o| o.as_str() == Ok(crate::authorization::rbac::PRIVILEGED_GROUP))
+        .any(|o| o.as_str() == Ok(crate::filters::authorization::rbac::PRIVILEGED_GROUP))
         .then(|| {
             format!(
                 "use of {KUBE_APISERVER_CLIENT} signer with {} group is not allowed",
-                crate::authorization::rbac::PRIVILEGED_GROUP
+                crate::filters::authorization::rbac::PRIVILEGED_GROUP
             )
         })
 }
@@ -109,12 +109,12 @@ pub fn subject_restriction(obj: &Value) -> Option<String> {
 /// (kube's `IsAuthorizedForSignerName`): the verb on `signers` of
 /// `certificates.k8s.io` named the signer, or `DOMAIN/*`.
 pub fn may_act_on_signer(
-    policy: &crate::authorization::rbac::Policy,
+    policy: &crate::filters::authorization::rbac::Policy,
     caller: &Identity,
     verb: &str,
     signer: &str,
 ) -> bool {
-    let user = crate::authorization::rbac::User {
+    let user = crate::filters::authorization::rbac::User {
         name: &caller.user,
         groups: &caller.groups,
     };
@@ -123,10 +123,10 @@ pub fn may_act_on_signer(
         names.push(format!("{domain}/*"));
     }
     names.iter().any(|name| {
-        crate::authorization::rbac::authorize(
+        crate::filters::authorization::rbac::authorize(
             policy,
             user,
-            &crate::authorization::rbac::Request::Resource {
+            &crate::filters::authorization::rbac::Request::Resource {
                 verb: verb.into(),
                 namespace: String::new(),
                 group: "certificates.k8s.io".into(),

@@ -7,8 +7,9 @@
 //! * [`store`]: the storage contract and its sled-backed implementation;
 //! * [`registry`]: every served kind as data;
 //! * [`rest`] and [`watch`]: one generic REST layer over the registry;
-//! * [`filters`]: the stages before serving (fair limits);
-//! * [`authorization`]: RBAC decides every request before it is served;
+//! * [`filters`]: the stages a request passes before it is served, one
+//!   folder each, in order: authentication, audit, impersonation, fair
+//!   limits, authorization (RBAC);
 //! * [`server`]: TLS, authentication, routing, bootstrap.
 //!
 //! Start one in-process with [`Server::start`]; the `vkube apiserver`
@@ -16,7 +17,6 @@
 #![warn(missing_docs)]
 
 pub mod alloc;
-pub mod authorization;
 pub mod bootstrap;
 pub mod bootstrap_policy;
 pub mod certificates;
@@ -29,7 +29,6 @@ pub mod error;
 pub mod fieldmanager;
 pub mod filters;
 pub mod flowcontrol;
-pub mod impersonation;
 pub mod local_node;
 pub mod meta;
 pub mod metrics_api;
@@ -51,5 +50,5 @@ pub mod typed;
 pub mod warning;
 pub mod watch;
 
-pub use authorization::AuthorizationMode;
+pub use filters::authorization::AuthorizationMode;
 pub use server::{Server, ServerConfig};

@@ -134,7 +134,7 @@ pub enum Admission {
     /// signer ([`crate::certificates`]).
     Certificates,
     /// RBAC escalation prevention on Roles, ClusterRoles and their
-    /// bindings ([`crate::authorization::escalation`]; kube applies it in
+    /// bindings ([`crate::filters::authorization::escalation`]; kube applies it in
     /// the RBAC kinds' storage) (create and update).
     RbacEscalation,
 }

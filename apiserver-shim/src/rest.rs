@@ -39,7 +39,7 @@ mod eviction;
 pub struct ApiConfig {
     /// How requests are authorized (kube-apiserver's `--authorization-mode`);
     /// under `AlwaysAllow` RBAC writes are not checked for escalation either.
-    pub authorization_mode: crate::authorization::AuthorizationMode,
+    pub authorization_mode: crate::filters::authorization::AuthorizationMode,
     /// Largest stored object, in bytes (etcd's default request limit, 1.5 MiB).
     pub max_object_bytes: usize,
     /// Interval between watch BOOKMARK events when the client allows them
@@ -108,7 +108,7 @@ pub struct Api {
     /// Watch events rendered once and shared by every watcher.
     pub(crate) watch_cache: crate::watch::EventCache,
     /// The RBAC objects authorization reads.
-    policy: crate::authorization::PolicyCache,
+    policy: crate::filters::authorization::PolicyCache,
 }
 
 impl Api {
@@ -124,11 +124,11 @@ impl Api {
     }
 
     /// The RBAC policy as of every acknowledged write
-    /// ([`crate::authorization::cache`]).
+    /// ([`crate::filters::authorization::cache`]).
     ///
     /// # Errors
     /// `500` when the store cannot be read.
-    pub async fn policy(&self) -> ApiResult<Arc<crate::authorization::rbac::Policy>> {
+    pub async fn policy(&self) -> ApiResult<Arc<crate::filters::authorization::rbac::Policy>> {
         self.policy.current(&*self.store).await
     }
 }

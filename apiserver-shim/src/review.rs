@@ -4,10 +4,10 @@
 //! The answer (`201 Created`) is the request with its `status` filled in.
 //!
 //! * SubjectAccessReview, SelfSubjectAccessReview and
-//!   LocalSubjectAccessReview are decided by [`crate::authorization::rbac::authorize`]
+//!   LocalSubjectAccessReview are decided by [`crate::filters::authorization::rbac::authorize`]
 //!   from the stored RBAC objects (what `kubectl auth can-i` asks); their
 //!   specs are validated as `pkg/apis/authorization/validation` does.
-//! * SelfSubjectRulesReview lists [`crate::authorization::rbac::rules_for`] the caller in
+//! * SelfSubjectRulesReview lists [`crate::filters::authorization::rbac::rules_for`] the caller in
 //!   `spec.namespace` (`kubectl auth can-i --list`).
 //! * TokenReview says whom a bearer token authenticates, for the requested
 //!   audiences ([`token_review_request`], [`token_review_answer`]; the
@@ -20,8 +20,8 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use vkube_core::field::FieldError;
 
-use crate::authorization::rbac::{self, Request, User};
 use crate::error::{ApiError, ApiResult, Cause};
+use crate::filters::authorization::rbac::{self, Request, User};
 use crate::pki::Identity;
 use crate::registry::Review;
 use crate::rest::{Api, decode_body, json_response};

@@ -4,9 +4,9 @@
 //! opens the store, prepares the PKI, binds, bootstraps the built-in objects,
 //! writes `DATA_DIR/admin.kubeconfig` and serves until [`Server::shutdown`].
 
-use crate::authorization::AuthorizationMode;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
+use crate::filters::authorization::AuthorizationMode;
 use crate::pki::{self, Identity, Pki};
 use crate::request::{Query, parse_target};
 use crate::rest::{Api, ApiConfig, json_response};
@@ -120,7 +120,7 @@ pub struct PeerAddr(pub SocketAddr);
 
 impl AppState {
     /// The identity of a static or in-memory bearer `token`, if known.
-    fn static_identity(&self, token: &str) -> Option<Identity> {
+    pub(crate) fn static_identity(&self, token: &str) -> Option<Identity> {
         self.tokens
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -136,53 +136,6 @@ fn text(code: StatusCode, body: &'static str) -> Response {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-/// The caller's identity: the verified client certificate, else a bearer
-/// token from the static map, else a JWT of a configured OIDC issuer (chosen
-/// by its `iss`), else a service account JWT
-/// ([`TokenAuthority::authenticate`]). Like kube-apiserver's authenticator
-/// chain, every authenticated user also gets the group
-/// `system:authenticated`.
-async fn authenticate(
-    state: &AppState,
-    from_cert: Option<Identity>,
-    bearer: Option<String>,
-) -> Option<Identity> {
-    let mut id = match from_cert {
-        Some(id) => id,
-        None => {
-            let token = bearer?;
-            let known = state.static_identity(&token);
-            let oidc = match &state.jwt {
-                Some(jwt) if known.is_none() => jwt.authenticate(&token).await,
-                _ => None,
-            };
-            match (known, oidc) {
-                (Some(id), _) => id,
-                (None, Some(Ok(id))) => id,
-                (None, Some(Err(e))) => {
-                    tracing::debug!(error = %e, "OIDC token rejected");
-                    return None;
-                }
-                (None, None) => match state
-                    .service_accounts
-                    .authenticate(&state.api, &token)
-                    .await
-                {
-                    Ok(id) => id,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "bearer token rejected");
-                        return None;
-                    }
-                },
-            }
-        }
-    };
-    if !id.groups.iter().any(|g| g == "system:authenticated") {
-        id.groups.push("system:authenticated".into());
-    }
-    Some(id)
 }
 
 /// The HTTP application. Requests must carry an [`Identity`] extension (set
@@ -211,7 +164,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
-    let Some(identity) = authenticate(&state, from_cert, bearer).await else {
+    let Some(identity) =
+        crate::filters::authentication::authenticate(&state, from_cert, bearer).await
+    else {
         return ApiError::unauthorized().into_response();
     };
     let segments: Vec<String> = path
@@ -221,7 +176,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         .collect();
     let attributes = {
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-        crate::authorization::attributes::of(
+        crate::filters::authorization::attributes::of(
             req.method().as_str(),
             &segs,
             &decode_segment(&path),
@@ -299,20 +254,22 @@ async fn authorize_and_serve(
     req: Request,
     mut identity: Identity,
     segments: Vec<String>,
-    attributes: crate::authorization::rbac::Request,
+    attributes: crate::filters::authorization::rbac::Request,
     mut recorder: Option<&mut crate::filters::audit::Recorder>,
 ) -> Response {
-    match crate::impersonation::requested(req.headers()) {
+    match crate::filters::impersonation::requested(req.headers()) {
         Ok(None) => {}
-        Ok(Some(imp)) => match crate::impersonation::apply(&state.api, &identity, imp).await {
-            Ok(acting) => {
-                if let Some(r) = recorder.as_deref_mut() {
-                    r.impersonating(&acting);
+        Ok(Some(imp)) => {
+            match crate::filters::impersonation::apply(&state.api, &identity, imp).await {
+                Ok(acting) => {
+                    if let Some(r) = recorder.as_deref_mut() {
+                        r.impersonating(&acting);
+                    }
+                    identity = acting;
                 }
-                identity = acting;
+                Err(e) => return e.into_response(),
             }
-            Err(e) => return e.into_response(),
-        },
+        }
         Err(e) => return e.into_response(),
     }
     // Held until the response is ready: a seat counts a request served.
@@ -326,7 +283,7 @@ async fn authorize_and_serve(
     };
     if state.api.config.authorization_mode == AuthorizationMode::Rbac {
         let decision = match state.api.policy().await {
-            Ok(policy) => crate::authorization::check(&policy, &identity, &attributes),
+            Ok(policy) => crate::filters::authorization::check(&policy, &identity, &attributes),
             Err(e) => Err(e),
         };
         if let Some(r) = recorder {

@@ -18,7 +18,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use apiserver_shim::authorization::{self, attributes, rbac::Policy};
+use apiserver_shim::filters::authorization::{self, attributes, rbac::Policy};
 use apiserver_shim::pki::Identity;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};

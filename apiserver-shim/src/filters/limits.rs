@@ -22,7 +22,7 @@
 //!   `BasicLongRunningRequestCheck`) take no seat, and neither do members
 //!   of `system:masters`, whom kube-apiserver always answers.
 
-use crate::authorization::rbac::Request as Attributes;
+use crate::filters::authorization::rbac::Request as Attributes;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -264,7 +264,12 @@ mod tests {
     use super::*;
 
     fn list() -> Attributes {
-        crate::authorization::attributes::of("GET", &["api", "v1", "pods"], "/api/v1/pods", None)
+        crate::filters::authorization::attributes::of(
+            "GET",
+            &["api", "v1", "pods"],
+            "/api/v1/pods",
+            None,
+        )
     }
 
     fn limits(seats: usize, queue: usize, wait_ms: u64) -> Limits {
@@ -280,7 +285,7 @@ mod tests {
     fn long_running_and_mutating_follow_kube() {
         let at = |method: &str, path: &str, query: Option<&str>| {
             let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-            crate::authorization::attributes::of(method, &segments, path, query)
+            crate::filters::authorization::attributes::of(method, &segments, path, query)
         };
         assert!(is_long_running(&at(
             "GET",

@@ -161,8 +161,8 @@ impl Api {
         obj: &Value,
         old: Option<&Value>,
     ) -> ApiResult<()> {
-        use crate::authorization::escalation::{self, Refusal, Write};
-        use crate::authorization::rbac::{PRIVILEGED_GROUP, User};
+        use crate::filters::authorization::escalation::{self, Refusal, Write};
+        use crate::filters::authorization::rbac::{PRIVILEGED_GROUP, User};
         let Some(caller) = crate::request::caller() else {
             return Ok(());
         };
@@ -170,7 +170,7 @@ impl Api {
         // under AlwaysAllow every write is allowed.
         if caller.groups.iter().any(|g| g == PRIVILEGED_GROUP)
             || self.config.authorization_mode
-                == crate::authorization::AuthorizationMode::AlwaysAllow
+                == crate::filters::authorization::AuthorizationMode::AlwaysAllow
         {
             return Ok(());
         }

@@ -3,7 +3,7 @@
 //! kube-apiserver's audit log read ours.
 
 use super::policy::{Level, Stage};
-use crate::authorization::rbac::Request as Attributes;
+use crate::filters::authorization::rbac::Request as Attributes;
 use crate::pki::Identity;
 use serde::Serialize;
 use serde_json::Value;
@@ -226,7 +226,7 @@ mod tests {
             .map(String::from)
             .collect();
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let attributes = crate::authorization::attributes::of("POST", &segs, path, None);
+        let attributes = crate::filters::authorization::attributes::of("POST", &segs, path, None);
         let r = object_ref(&attributes, &segments).unwrap();
         assert_eq!(
             serde_json::to_value(r).unwrap(),

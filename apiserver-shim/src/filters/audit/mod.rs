@@ -18,7 +18,7 @@
 pub mod event;
 pub mod policy;
 
-use crate::authorization::rbac::Request as Attributes;
+use crate::filters::authorization::rbac::Request as Attributes;
 use crate::pki::Identity;
 use anyhow::{Context, Result};
 use axum::body::Body;

@@ -3,7 +3,7 @@
 //! decides (k8s.io/apiserver pkg/audit/policy/checker.go): the first rule
 //! that matches gives the level; no matching rule means `None`.
 
-use crate::authorization::rbac::Request as Attributes;
+use crate::filters::authorization::rbac::Request as Attributes;
 use serde::Deserialize;
 
 /// How much of a request an event holds (`audit.k8s.io/v1` `Level`).
@@ -267,7 +267,7 @@ mod tests {
 
     fn at(method: &str, path: &str) -> Attributes {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        crate::authorization::attributes::of(method, &segments, path, None)
+        crate::filters::authorization::attributes::of(method, &segments, path, None)
     }
 
     const POLICY: &str = r#"

@@ -1,9 +1,58 @@
-//! Authentication: who a request comes from. Besides client certificates
-//! and the server's own tokens (see [`crate::server`]), bearer tokens from
-//! OIDC identity providers are verified by the JWT authenticators of a
-//! structured authentication configuration (`--authentication-config`,
-//! KEP-3331).
+//! Authentication: who a request comes from ([`authenticate`]): a client
+//! certificate signed by the cluster's CA, the server's own bearer tokens,
+//! tokens of OIDC identity providers verified by the JWT authenticators of
+//! a structured authentication configuration (`--authentication-config`,
+//! KEP-3331), or service account tokens.
+
+use crate::pki::Identity;
 
 pub mod claims;
 pub mod config;
 pub mod jwks;
+
+/// The caller's identity: the verified client certificate, else a bearer
+/// token from the static map, else a JWT of a configured OIDC issuer (chosen
+/// by its `iss`), else a service account JWT
+/// ([`TokenAuthority::authenticate`]). Like kube-apiserver's authenticator
+/// chain, every authenticated user also gets the group
+/// `system:authenticated`.
+pub async fn authenticate(
+    state: &crate::server::AppState,
+    from_cert: Option<Identity>,
+    bearer: Option<String>,
+) -> Option<Identity> {
+    let mut id = match from_cert {
+        Some(id) => id,
+        None => {
+            let token = bearer?;
+            let known = state.static_identity(&token);
+            let oidc = match &state.jwt {
+                Some(jwt) if known.is_none() => jwt.authenticate(&token).await,
+                _ => None,
+            };
+            match (known, oidc) {
+                (Some(id), _) => id,
+                (None, Some(Ok(id))) => id,
+                (None, Some(Err(e))) => {
+                    tracing::debug!(error = %e, "OIDC token rejected");
+                    return None;
+                }
+                (None, None) => match state
+                    .service_accounts
+                    .authenticate(&state.api, &token)
+                    .await
+                {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "bearer token rejected");
+                        return None;
+                    }
+                },
+            }
+        }
+    };
+    if !id.groups.iter().any(|g| g == "system:authenticated") {
+        id.groups.push("system:authenticated".into());
+    }
+    Some(id)
+}

@@ -6,7 +6,7 @@
 //! once the caller is allowed the `impersonate` verb on each (core
 //! `users`, `serviceaccounts` for `system:serviceaccount:NS:NAME` and
 //! `groups`; `authentication.k8s.io` `uids` and `userextras/KEY`), decided
-//! by [`crate::authorization::rbac`].
+//! by [`crate::filters::authorization::rbac`].
 //!
 //! The acting user gets `system:authenticated` unless groups were named
 //! (or `system:unauthenticated` when it is `system:anonymous`); a service
@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use axum::http::HeaderMap;
 
-use crate::authorization::rbac::{self, Request, User};
 use crate::error::{ApiError, ApiResult};
+use crate::filters::authorization::rbac::{self, Request, User};
 use crate::pki::Identity;
 use crate::rest::Api;
 
@@ -134,7 +134,7 @@ pub async fn apply(api: &Api, caller: &Identity, imp: Impersonation) -> ApiResul
     for check in &checks {
         let decision = rbac::authorize(&policy, who, check);
         if !decision.allowed {
-            return Err(crate::authorization::forbidden(
+            return Err(crate::filters::authorization::forbidden(
                 &caller.user,
                 check,
                 &decision.reason,
@@ -172,7 +172,7 @@ pub async fn apply(api: &Api, caller: &Identity, imp: Impersonation) -> ApiResul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authorization::forbidden_message;
+    use crate::filters::authorization::forbidden_message;
     use axum::http::HeaderValue;
 
     #[test]
