@@ -10,8 +10,10 @@
 //!   service account bound to `edit` in `ns-9`, whose requests visit the
 //!   100 RoleBindings there) against two `vkube apiserver` child processes
 //!   holding the same 1,000 Roles and RoleBindings, one with
-//!   `--authorization-mode RBAC` and one with `AlwaysAllow`, in alternating
-//!   order over one run, and the ratio.
+//!   `--authorization-mode RBAC` and one with `AlwaysAllow`, and a third
+//!   with RBAC and an audit log recording every request at level
+//!   `Metadata` (to a file), in rotating order over one run, and the
+//!   ratios.
 //!
 //! Machines here are noisy: compare figures from one run, not across runs.
 
@@ -170,14 +172,11 @@ async fn create(client: &kube::Client, obj: serde_json::Value) {
 async fn server(
     binary: &Path,
     dir: &Path,
-    mode: &str,
+    flags: &[&str],
 ) -> (support::ApiserverProcess, kube::Client) {
-    let server = support::start_apiserver_with(
-        binary,
-        dir,
-        &["--authorization-mode", mode, "--controllers="],
-    )
-    .await;
+    let mut args = vec!["--controllers="];
+    args.extend_from_slice(flags);
+    let server = support::start_apiserver_with(binary, dir, &args).await;
     let admin = support::client(&server.kubeconfig).await;
     for n in 0..NAMESPACES {
         let ns = Namespace {
@@ -268,24 +267,53 @@ async fn main() {
     decisions();
 
     let binary = Path::new(env!("CARGO_BIN_EXE_vkube"));
-    let (dir_rbac, dir_allow) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (_rbac, rbac) = server(binary, dir_rbac.path(), "RBAC").await;
-    let (_allow, allow) = server(binary, dir_allow.path(), "AlwaysAllow").await;
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let policy = dirs[2].path().join("audit-policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules: [{level: Metadata}]\n",
+    )
+    .unwrap();
+    let log = dirs[2].path().join("audit.log");
+    let (policy, log) = (policy.display().to_string(), log.display().to_string());
+    let (_rbac, rbac) = server(binary, dirs[0].path(), &["--authorization-mode", "RBAC"]).await;
+    let (_allow, allow) = server(
+        binary,
+        dirs[1].path(),
+        &["--authorization-mode", "AlwaysAllow"],
+    )
+    .await;
+    let audit_flags = [
+        "--authorization-mode",
+        "RBAC",
+        "--audit-policy-file",
+        &policy,
+        "--audit-log-path",
+        &log,
+    ];
+    let (_audited, audited) = server(binary, dirs[2].path(), &audit_flags).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut sums = [(0.0, 0.0); 2];
-    for round in 0..4 {
-        // Alternate which server goes first.
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for i in order {
-            let (c, g) = throughput([&rbac, &allow][i], round).await;
+    let clients = [&rbac, &allow, &audited];
+    let mut sums = [(0.0, 0.0); 3];
+    for round in 0..6 {
+        // Rotate which server goes first.
+        for k in 0..3 {
+            let i = (round + k) % 3;
+            let (c, g) = throughput(clients[i], round).await;
             sums[i].0 += c;
             sums[i].1 += g;
         }
     }
-    let [(rc, rg), (ac, ag)] = sums.map(|(c, g)| (c / 4.0, g / 4.0));
+    let [(rc, rg), (ac, ag), (uc, ug)] = sums.map(|(c, g)| (c / 6.0, g / 6.0));
     println!(
-        "service account bound to edit in ns-9, 16 clients, 4 alternating rounds of 2000: create RBAC {rc:.0}/s vs AlwaysAllow {ac:.0}/s (ratio {:.2})   get RBAC {rg:.0}/s vs AlwaysAllow {ag:.0}/s (ratio {:.2})",
+        "service account bound to edit in ns-9, 16 clients, 6 rotating rounds of 2000: create RBAC {rc:.0}/s vs AlwaysAllow {ac:.0}/s (ratio {:.2})   get RBAC {rg:.0}/s vs AlwaysAllow {ag:.0}/s (ratio {:.2})",
         rc / ac,
         rg / ag
+    );
+    let lines = std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
+    println!(
+        "audit at level Metadata to a file ({lines} events): create {uc:.0}/s vs RBAC alone {rc:.0}/s (ratio {:.2})   get {ug:.0}/s vs {rg:.0}/s (ratio {:.2})",
+        uc / rc,
+        ug / rg
     );
 }
