@@ -309,27 +309,7 @@ async fn delete_keep_data_keeps_the_pvc() {
 async fn connect_through_a_load_balancer_then_disconnect() {
     let h = Host::start().await;
     let ns = "tenant-b";
-    let port =
-        h.c.server
-            .url()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .trim_end_matches('/')
-            .to_string();
-    let set_port = format!("service.port={port}");
-    h.vkube(&[
-        "create",
-        "t",
-        "-n",
-        ns,
-        "--expose",
-        "--set",
-        &set_port,
-        "--wait=false",
-    ])
-    .await
-    .expect_ok();
+    let port = create_exposed(&h, "t", ns).await;
     assert_eq!(
         h.jsonpath(ns, "svc/vkube-t", "{.spec.type}").await,
         "LoadBalancer"
@@ -423,6 +403,34 @@ async fn connect_through_a_load_balancer_then_disconnect() {
 /// Plays the tenant server and the cloud load balancer for `vkube-NAME` in
 /// `ns`: stores the host's own admin kubeconfig as the kubeconfig Secret and
 /// sets the Service's load-balancer ingress to 127.0.0.1.
+/// `vkube create NAME -n NS --expose --wait=false` with the Service on the
+/// host API server's own port (which then plays the tenant's server); that
+/// port.
+async fn create_exposed(h: &Host, name: &str, ns: &str) -> String {
+    let port =
+        h.c.server
+            .url()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string();
+    let set_port = format!("service.port={port}");
+    h.vkube(&[
+        "create",
+        name,
+        "-n",
+        ns,
+        "--expose",
+        "--set",
+        &set_port,
+        "--wait=false",
+    ])
+    .await
+    .expect_ok();
+    port
+}
+
 async fn play_server_and_load_balancer(h: &Host, name: &str, ns: &str) {
     // The server names itself `localhost` (one of its SANs), so clients
     // reaching it at 127.0.0.1 must verify it by tls-server-name.
@@ -874,20 +882,7 @@ async fn the_chart_args_are_vkube_server_flags() {
 async fn kubeconfig_user_gives_a_working_restricted_user() {
     let h = Host::start().await;
     let ns = "tenant-u";
-    let port = h.c.server.url().rsplit(':').next().unwrap().to_string();
-    let set_port = format!("service.port={port}");
-    h.vkube(&[
-        "create",
-        "t",
-        "-n",
-        ns,
-        "--expose",
-        "--set",
-        &set_port,
-        "--wait=false",
-    ])
-    .await
-    .expect_ok();
+    create_exposed(&h, "t", ns).await;
     play_server_and_load_balancer(&h, "t", ns).await;
     // The group `devs` may read pods in namespace team, nothing else.
     h.c.kubectl_stdin(

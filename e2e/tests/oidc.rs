@@ -263,14 +263,35 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "oidc:devs"}
         );
     }
 
-    // The issuer rotates its key: a token of the new key works at once.
+    // The issuer rotates its key: a token of the new key works once the
+    // server fetched the keys again (at most every five seconds, so that
+    // tokens naming unknown keys cannot make it hammer the issuer).
     let second = signing_key("key-2");
     *issuer.keys.lock().unwrap() = vec![second.jwk.clone()];
     let bob = as_token(sign(
         &second,
         &claims(&issuer, "bob@example.com", &["devs"]),
     ));
-    bob(&["get", "configmaps", "-n", "team"]).await.expect_ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = bob(&["get", "configmaps", "-n", "team"]).await;
+        if out.success() {
+            break;
+        }
+        assert!(out.stderr.contains(unauthorized), "{out}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key was never fetched: {out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // The old key is gone from the new set.
+    as_token(sign(
+        &first,
+        &claims(&issuer, "alice@example.com", &["devs"]),
+    ))(&["get", "configmaps", "-n", "team"])
+    .await
+    .expect_err_contains(unauthorized);
 
     // A TokenReview answers for OIDC tokens too.
     let review = c

@@ -317,5 +317,27 @@ jwt:
             "{errors:#?}"
         );
         assert!(AuthenticationConfiguration::parse("kind: Nope").is_err());
+        let email_only = |username: &str, rules: &str| {
+            let text = format!(
+                "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt:\n- issuer: {{url: https://idp, audiences: [a]}}\n  claimMappings:\n    username: {{expression: {username:?}}}\n{rules}"
+            );
+            AuthenticationConfiguration::parse(&text)
+                .unwrap()
+                .validate(&[])
+        };
+        let errors = email_only("claims.email", "").unwrap_err();
+        assert!(
+            errors[0].contains("claims.email_verified must be used"),
+            "{errors:?}"
+        );
+        assert!(email_only("claims.email_verified ? claims.email : ''", "").is_ok());
+        assert!(
+            email_only(
+                "claims.email",
+                "  claimValidationRules: [{expression: 'claims.email_verified', message: m}]\n"
+            )
+            .is_ok()
+        );
+        assert!(email_only("claims.sub", "").is_ok());
     }
 }

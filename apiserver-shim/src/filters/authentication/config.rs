@@ -450,6 +450,25 @@ fn validate_mappings(a: &JwtAuthenticator, path: &str, errors: &mut Vec<String>)
             }
         }
     }
+    // An expression naming the user by `claims.email` must look at
+    // `claims.email_verified` somewhere, or unverified addresses would sign
+    // in (read from the source text; kube reads the compiled expression).
+    let email_used = uses_claim(&m.username.expression, "email");
+    let verified_used = uses_claim(&m.username.expression, "email_verified")
+        || m.extra
+            .iter()
+            .any(|e| uses_claim(&e.value_expression, "email_verified"))
+        || a.claim_validation_rules
+            .iter()
+            .any(|r| uses_claim(&r.expression, "email_verified"));
+    if email_used && !verified_used {
+        invalid(
+            errors,
+            &format!("{mp}.username.expression"),
+            &m.username.expression,
+            "claims.email_verified must be used in claimMappings.username.expression or claimMappings.extra[*].valueExpression or claimValidationRules[*].expression when claims.email is used in claimMappings.username.expression",
+        );
+    }
     for (i, rule) in a.user_validation_rules.iter().enumerate() {
         let p = format!("{path}.userValidationRules[{i}].expression");
         if rule.expression.is_empty() {
@@ -459,6 +478,17 @@ fn validate_mappings(a: &JwtAuthenticator, path: &str, errors: &mut Vec<String>)
         }
     }
     c
+}
+
+/// Whether CEL `source` selects `claims.NAME` (as a whole identifier).
+fn uses_claim(source: &str, name: &str) -> bool {
+    let needle = format!("claims.{name}");
+    source.match_indices(&needle).any(|(at, _)| {
+        let before = source[..at].chars().next_back();
+        let after = source[at + needle.len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
 }
 
 /// Whether `key`'s domain is `k8s.io`, `kubernetes.io` or one of their

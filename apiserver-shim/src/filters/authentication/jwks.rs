@@ -9,9 +9,9 @@
 //! Keys are fetched when first needed (a server starts without waiting on
 //! its issuers, as kube-apiserver initialises its JWT authenticators in the
 //! background), again when a token names a key id the set lacks (the
-//! issuer rotated its keys), and when the set is an hour old. Fetches are
-//! single-flight, as go-oidc's remote key set: requests that were waiting
-//! while one fetch ran use its result instead of fetching again.
+//! issuer rotated its keys) and when the set is an hour old: one fetch at a
+//! time (requests that waited for it use its result), at most every five
+//! seconds, ten seconds at most each; a failed fetch keeps the keys in use.
 
 use super::claims;
 use super::config::{AuthenticationConfiguration, Compiled, JwtAuthenticator};
@@ -30,8 +30,10 @@ use std::time::{Duration, Instant};
 const MAX_AGE: Duration = Duration::from_secs(3600);
 /// Largest discovery document or key set read, in bytes.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
-/// Longest a fetch may take.
+/// Longest a fetch (discovery and key set, bodies included) may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shortest time between two fetches.
+const MIN_REFETCH: Duration = Duration::from_secs(5);
 
 /// The root store of a PEM CA bundle.
 ///
@@ -60,7 +62,10 @@ struct Authenticator {
     config: JwtAuthenticator,
     compiled: Compiled,
     client: HttpsClient,
-    keys: tokio::sync::Mutex<Option<(JwkSet, Instant)>>,
+    /// The last key set fetched, and when.
+    keys: std::sync::RwLock<Option<(JwkSet, Instant)>>,
+    /// Held while fetching; when the last fetch was attempted.
+    fetching: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// Every configured JWT authenticator, chosen by a token's (unverified)
@@ -126,17 +131,12 @@ impl JwtAuthenticators {
                     client: https_client(&config.issuer.certificate_authority)?,
                     config,
                     compiled,
-                    keys: tokio::sync::Mutex::new(None),
+                    keys: std::sync::RwLock::new(None),
+                    fetching: tokio::sync::Mutex::new(None),
                 })
             })
             .collect::<Result<_>>()?;
         Ok(Self { issuers })
-    }
-
-    /// Whether a token claims an issuer configured here.
-    pub fn claims_issuer(&self, token: &str) -> bool {
-        unverified_issuer(token)
-            .is_some_and(|iss| self.issuers.iter().any(|a| a.config.issuer.url == iss))
     }
 
     /// The user a token authenticates as: `None` when its `iss` is no
@@ -188,8 +188,7 @@ impl Authenticator {
                 header.alg
             );
         }
-        let jwk = self.key(header.kid.as_deref()).await?;
-        let key = DecodingKey::from_jwk(&jwk).context("oidc: unusable issuer key")?;
+        let keys = self.keys(header.kid.as_deref()).await?;
         let issuer = &self.config.issuer;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&issuer.url]);
@@ -197,33 +196,79 @@ impl Authenticator {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = crate::sa_token::LEEWAY_SECONDS.unsigned_abs();
         validation.validate_nbf = true;
-        let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
-            .map_err(|e| anyhow!("oidc: verify token: {e}"))?;
-        claims::user(&self.config, &self.compiled, &data.claims).map_err(|e| anyhow!(e))
+        let mut last_error = None;
+        for jwk in &keys {
+            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+                continue;
+            };
+            match jsonwebtoken::decode::<Value>(token, &key, &validation) {
+                Ok(data) => {
+                    return claims::user(&self.config, &self.compiled, &data.claims)
+                        .map_err(|e| anyhow!(e));
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match last_error {
+            Some(e) => Err(anyhow!("oidc: verify token: {e}")),
+            None => bail!("oidc: no usable key in the issuer's key set"),
+        }
     }
 
-    /// The key `kid` names (or the only key, without a `kid`), fetching the
-    /// set when it is missing, old, or lacks `kid`.
-    async fn key(&self, kid: Option<&str>) -> Result<Jwk> {
-        let asked = Instant::now();
-        let mut keys = self.keys.lock().await;
-        let pick = |set: &JwkSet| match kid {
-            Some(kid) => set.find(kid).cloned(),
-            None => (set.keys.len() == 1).then(|| set.keys[0].clone()),
+    /// The keys a token with `kid` may be signed with (the key of that id;
+    /// without an id, every key, as go-oidc tries them), from the cached
+    /// set when it is under an hour old and holds them, else after a fetch.
+    /// Fetches run one at a time and at most every [`MIN_REFETCH`] (tokens
+    /// naming unknown key ids are free to send and must not make the server
+    /// hammer the issuer); when one fails the cached keys stay in use.
+    async fn keys(&self, kid: Option<&str>) -> Result<Vec<Jwk>> {
+        let pick = |set: &JwkSet| -> Vec<Jwk> {
+            match kid {
+                Some(kid) => set.find(kid).cloned().into_iter().collect(),
+                None => set.keys.clone(),
+            }
         };
-        let fresh = keys.as_ref().is_some_and(|(_, at)| at.elapsed() < MAX_AGE);
-        if fresh && let Some(found) = keys.as_ref().and_then(|(set, _)| pick(set)) {
+        let cached = |keys: &Option<(JwkSet, Instant)>| {
+            keys.as_ref()
+                .filter(|(_, at)| at.elapsed() < MAX_AGE)
+                .map(|(set, _)| pick(set))
+                .filter(|found| !found.is_empty())
+        };
+        let asked = Instant::now();
+        if let Some(found) = cached(&*self.keys.read().unwrap_or_else(|p| p.into_inner())) {
             return Ok(found);
         }
-        // A set fetched while this request waited is as new as it gets.
-        let fetched_meanwhile = keys.as_ref().is_some_and(|(_, at)| *at >= asked);
-        if !fetched_meanwhile {
-            let set = self.fetch().await?;
-            *keys = Some((set, Instant::now()));
+        let mut last_attempt = self.fetching.lock().await;
+        let fetched_meanwhile = self
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|(_, at)| *at >= asked);
+        let may_fetch = last_attempt.is_none_or(|at| at.elapsed() >= MIN_REFETCH);
+        if !fetched_meanwhile && may_fetch {
+            *last_attempt = Some(Instant::now());
+            match tokio::time::timeout(FETCH_TIMEOUT, self.fetch()).await {
+                Ok(Ok(set)) => {
+                    *self.keys.write().unwrap_or_else(|p| p.into_inner()) =
+                        Some((set, Instant::now()));
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(issuer = %self.config.issuer.url, error = %e, "fetching the issuer's keys")
+                }
+                Err(_) => {
+                    tracing::warn!(issuer = %self.config.issuer.url, "fetching the issuer's keys timed out")
+                }
+            }
         }
-        keys.as_ref()
-            .and_then(|(set, _)| pick(set))
-            .with_context(|| format!("oidc: no key {kid:?} in the issuer's key set"))
+        drop(last_attempt);
+        // Stale keys still verify what they signed.
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let found = keys.as_ref().map(|(set, _)| pick(set)).unwrap_or_default();
+        if found.is_empty() {
+            bail!("oidc: no key {kid:?} in the issuer's key set");
+        }
+        Ok(found)
     }
 
     async fn fetch(&self) -> Result<JwkSet> {
@@ -270,9 +315,10 @@ impl Authenticator {
         let request = http::Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
             .body(Full::new(Bytes::new()))?;
-        let response = tokio::time::timeout(FETCH_TIMEOUT, self.client.request(request))
+        let response = self
+            .client
+            .request(request)
             .await
-            .with_context(|| format!("oidc: fetching {url} timed out"))?
             .with_context(|| format!("oidc: fetching {url}"))?;
         if !response.status().is_success() {
             bail!("oidc: fetching {url}: {}", response.status());
