@@ -235,7 +235,7 @@ impl Authenticator {
                 .filter(|found| !found.is_empty())
         };
         let asked = Instant::now();
-        if let Some(found) = cached(&*self.keys.read().unwrap_or_else(|p| p.into_inner())) {
+        if let Some(found) = cached(&self.keys.read().unwrap_or_else(|p| p.into_inner())) {
             return Ok(found);
         }
         let mut last_attempt = self.fetching.lock().await;
