@@ -156,19 +156,17 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         }
         _ => {}
     }
-    // Owned values only across the await: a request body is not `Sync`.
-    let from_cert = req.extensions().get::<Identity>().cloned();
-    let bearer = req
+    // Every response names its request, as kube-apiserver's `Audit-Id`: the
+    // caller's own id when it sent one, else a new one.
+    let audit_id = req
         .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
-    let Some(identity) =
-        crate::filters::authentication::authenticate(&state, from_cert, bearer).await
-    else {
-        return ApiError::unauthorized().into_response();
-    };
+        .get("audit-id")
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a uuid is a header value")
+        });
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -183,13 +181,28 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             req.uri().query(),
         )
     };
-    // Every response names its request, as kube-apiserver's `Audit-Id`.
-    let audit_id = uuid::Uuid::new_v4().to_string();
     let long_running = crate::filters::limits::is_long_running(&attributes);
-    let mut recorder = state.audit.as_ref().and_then(|auditor| {
+    // Owned values only across the await: a request body is not `Sync`.
+    let from_cert = req.extensions().get::<Identity>().cloned();
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let attempted = match (&from_cert, &bearer) {
+        (_, Some(_)) => "Authentication failed, attempted: bearer",
+        (Some(_), None) => "Authentication failed, attempted: x509",
+        (None, None) => "Authentication failed, no credentials provided",
+    };
+    let identity = crate::filters::authentication::authenticate(&state, from_cert, bearer).await;
+    // Failed authentications are recorded too, with no user, as kube's
+    // failed-authentication audit does.
+    let user = identity.clone().unwrap_or_default();
+    let recorder = state.audit.as_ref().and_then(|auditor| {
         auditor.begin(crate::filters::audit::RequestFacts {
-            audit_id: &audit_id,
-            user: &identity,
+            audit_id: audit_id.to_str().unwrap_or_default(),
+            user: &user,
             attributes: &attributes,
             uri: &req
                 .uri()
@@ -200,55 +213,32 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             peer: req.extensions().get::<PeerAddr>().map(|p| p.0.ip()),
         })
     });
-    let mut req = req;
-    let mut early = None;
-    if let Some(r) = recorder.as_mut()
-        && r.wants_request_body()
-        && !long_running
-        && matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
-    {
-        let (parts, body) = req.into_parts();
-        let bytes = match read_body(body).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                early = Some(e.into_response());
-                bytes::Bytes::new()
+    let mut response = match (identity, recorder) {
+        (None, recorder) => {
+            let response = ApiError::unauthorized().into_response();
+            if let Some(r) = recorder {
+                r.failed_authentication(attempted);
             }
-        };
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        r.request_body(content_type, &bytes);
-        req = Request::from_parts(parts, Body::from(bytes));
-    }
-    let response = match early {
-        Some(response) => response,
-        None => {
-            authorize_and_serve(
-                &state,
-                req,
-                identity,
-                segments,
-                attributes,
-                recorder.as_mut(),
-            )
-            .await
+            response
+        }
+        (Some(identity), None) => {
+            authorize_and_serve(&state, req, identity, segments, attributes, None).await
+        }
+        (Some(identity), Some(mut r)) => {
+            let response =
+                authorize_and_serve(&state, req, identity, segments, attributes, Some(&mut r))
+                    .await;
+            r.complete(response, long_running).await
         }
     };
-    let mut response = match recorder {
-        Some(r) => r.complete(response, long_running).await,
-        None => response,
-    };
-    if let Ok(id) = HeaderValue::from_str(&audit_id) {
-        response.headers_mut().insert("audit-id", id);
-    }
+    response.headers_mut().insert("audit-id", audit_id);
     response
 }
 
 /// The stages after authentication and audit, in kube-apiserver's order:
-/// impersonation, fair limits, authorization, then the REST layer.
+/// impersonation, fair limits, authorization, then the REST layer (which
+/// reads the body; a recorded request's body is read here, once admitted
+/// and allowed, as kube's handlers log it).
 async fn authorize_and_serve(
     state: &AppState,
     req: Request,
@@ -281,23 +271,45 @@ async fn authorize_and_serve(
         Ok(seat) => seat,
         Err(crate::filters::limits::TooManyRequests) => return too_many_requests(),
     };
-    if state.api.config.authorization_mode == AuthorizationMode::Rbac {
-        let decision = match state.api.policy().await {
+    let decision = match state.api.config.authorization_mode {
+        AuthorizationMode::Rbac => match state.api.policy().await {
             Ok(policy) => crate::filters::authorization::check(&policy, &identity, &attributes),
             Err(e) => Err(e),
+        },
+        AuthorizationMode::AlwaysAllow => Ok(String::new()),
+    };
+    if let Some(r) = recorder.as_deref_mut() {
+        // kube's authorization filter annotates the audit event so.
+        let (verdict, reason) = match &decision {
+            Ok(reason) => ("allow", reason.as_str()),
+            Err(_) => ("forbid", ""),
         };
-        if let Some(r) = recorder {
-            // kube's authorization filter annotates the audit event so.
-            let (verdict, reason) = match &decision {
-                Ok(reason) => ("allow", reason.as_str()),
-                Err(_) => ("forbid", ""),
-            };
-            r.annotate("authorization.k8s.io/decision", verdict);
-            r.annotate("authorization.k8s.io/reason", reason);
-        }
-        if let Err(e) = decision {
-            return e.into_response();
-        }
+        r.annotate("authorization.k8s.io/decision", verdict);
+        r.annotate("authorization.k8s.io/reason", reason);
+    }
+    if let Err(e) = decision {
+        return e.into_response();
+    }
+    let mut req = req;
+    if let Some(r) = recorder
+        && !crate::filters::limits::is_long_running(&attributes)
+        && matches!(
+            *req.method(),
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        )
+    {
+        let (parts, body) = req.into_parts();
+        let bytes = match read_body(body).await {
+            Ok(bytes) => bytes,
+            Err(e) => return e.into_response(),
+        };
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        r.request_body(content_type, &bytes);
+        req = Request::from_parts(parts, Body::from(bytes));
     }
     let caller = identity.clone();
     crate::warning::collect(crate::request::with_caller(caller, async {

@@ -78,6 +78,11 @@ impl ServingArgs {
     pub fn audit(&self) -> Result<Option<AuditConfig>> {
         let (Some(policy_file), Some(log_path)) = (&self.audit_policy_file, &self.audit_log_path)
         else {
+            if self.audit_policy_file.is_some() != self.audit_log_path.is_some() {
+                tracing::warn!(
+                    "auditing is off: it takes both --audit-policy-file and --audit-log-path"
+                );
+            }
             return Ok(None);
         };
         let text = std::fs::read_to_string(policy_file)

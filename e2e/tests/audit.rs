@@ -4,7 +4,7 @@
 
 use apiserver_shim::filters::audit::AuditConfig;
 use apiserver_shim::filters::audit::policy::Policy;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use vkube_controllers::simulator::NodeSimulator;
 use vkube_e2e::TestCluster;
@@ -23,6 +23,26 @@ rules:
   users: ["mallory"]
 - level: None
 "#;
+
+/// Waits (up to 10 s) until the events written so far satisfy `cond`: a
+/// thread of the server writes them after the response.
+async fn settle(log: &Path, cond: impl Fn(&[Value]) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond(&all_events(log)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit log never showed what was awaited: {:#?}",
+            all_events(log)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The events of `log` and its rotated files, oldest first.
+fn all_events(log: &Path) -> Vec<Value> {
+    let rotated = |n: u32| PathBuf::from(format!("{}.{n}", log.display()));
+    [events(&rotated(2)), events(&rotated(1)), events(log)].concat()
+}
 
 fn events(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -86,6 +106,11 @@ async fn a_create_a_denial_and_an_exec_are_recorded_at_their_levels() {
         .expect_ok()
         .expect_stdout_contains(&["from-exec"]);
 
+    settle(&log, |all| {
+        all.iter()
+            .any(|e| e["objectRef"]["subresource"] == "exec" && e["stage"] == "ResponseComplete")
+    })
+    .await;
     let all = events(&log);
     assert!(
         all.iter().all(|e| e["stage"] != "RequestReceived"),
@@ -151,6 +176,11 @@ async fn a_create_a_denial_and_an_exec_are_recorded_at_their_levels() {
             .await
             .unwrap_err();
     assert!(denied.to_string().contains("forbidden"), "{denied}");
+    settle(&log, |all| {
+        all.iter()
+            .any(|e| e["verb"] == "list" && e["objectRef"]["resource"] == "secrets")
+    })
+    .await;
     let all = events(&log);
     let denial = all
         .iter()
@@ -202,12 +232,39 @@ async fn every_response_names_its_audit_id_and_the_log_rotates_by_size() {
         .unwrap();
     let response = client.send(request).await.unwrap();
     let id = response.headers()["audit-id"].to_str().unwrap().to_string();
-    assert!(
-        events(&log)
-            .iter()
-            .any(|e| e["auditID"] == id.as_str() && e["verb"] == "list"),
-        "the Audit-Id header names the recorded event"
-    );
+    settle(&log, |all| {
+        all.iter()
+            .any(|e| e["auditID"] == id.as_str() && e["verb"] == "list")
+    })
+    .await;
+    // A caller's own Audit-Id is kept and echoed.
+    let request = http::Request::get("/api/v1/namespaces/default/configmaps")
+        .header("audit-id", "ci-run-42")
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    assert_eq!(response.headers()["audit-id"], "ci-run-42");
+    settle(&log, |all| all.iter().any(|e| e["auditID"] == "ci-run-42")).await;
+    // Credentials that do not authenticate are recorded, without a user.
+    let bogus = c.token_kubeconfig("bogus.kubeconfig", "not-a-token");
+    c.kubectl(&[
+        "--kubeconfig",
+        &bogus,
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+    ])
+    .await
+    .expect_err_contains("Unauthorized");
+    settle(&log, |all| {
+        all.iter().any(|e| {
+            e["responseStatus"]
+                == json!({"metadata": {}, "code": 401,
+                    "message": "Authentication failed, attempted: bearer"})
+                && e["user"] == json!({})
+        })
+    })
+    .await;
     // Each create of 600 KB is recorded with both bodies: 1.2 MB, so every
     // one starts a new file; two rotated files are kept.
     let big = "x".repeat(600 * 1024);
@@ -222,6 +279,10 @@ async fn every_response_names_its_audit_id_and_the_log_rotates_by_size() {
         .await
         .expect_ok();
     }
+    settle(&log, |all| {
+        all.iter().filter(|e| e["verb"] == "create").count() == 3
+    })
+    .await;
     let rotated = PathBuf::from(format!("{}.1", log.display()));
     assert!(
         rotated.is_file(),

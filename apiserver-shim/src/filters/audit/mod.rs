@@ -29,7 +29,7 @@ use http_body_util::BodyExt;
 use policy::{Evaluation, Level, Policy, Stage};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Where and how audit events are written (kube-apiserver's
 /// `--audit-policy-file`, `--audit-log-path`, `--audit-log-maxsize`,
@@ -50,8 +50,14 @@ pub struct AuditConfig {
 /// The audit log of one server.
 pub struct Auditor {
     policy: Policy,
-    sink: Mutex<Box<dyn Write + Send>>,
+    /// Encoded events, to the writer thread.
+    lines: std::sync::mpsc::SyncSender<Vec<u8>>,
 }
+
+/// Events buffered for the writer; a full buffer makes requests wait
+/// (kube-apiserver's default `blocking` audit log mode, with its buffer
+/// size).
+const BUFFER: usize = 10_000;
 
 impl std::fmt::Debug for Auditor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,9 +100,30 @@ impl Auditor {
                 None,
             ))
         };
+        // Writes happen on a thread of their own: a slow disk or a full
+        // stdout pipe must not stall the workers serving requests.
+        let (lines, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(BUFFER);
+        std::thread::Builder::new()
+            .name("audit-log".into())
+            .spawn(move || {
+                let mut sink = sink;
+                while let Ok(line) = received.recv() {
+                    let mut result = sink.write_all(&line);
+                    // Write what queued meanwhile, then flush once.
+                    while result.is_ok()
+                        && let Ok(more) = received.try_recv()
+                    {
+                        result = sink.write_all(&more);
+                    }
+                    if let Err(e) = result.and_then(|()| sink.flush()) {
+                        tracing::error!(error = %e, "writing the audit log");
+                    }
+                }
+            })
+            .context("starting the audit log writer")?;
         Ok(Auditor {
             policy: config.policy.clone(),
-            sink: Mutex::new(sink),
+            lines,
         })
     }
 
@@ -157,9 +184,8 @@ impl Auditor {
             }
         };
         line.push(b'\n');
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = sink.write_all(&line).and_then(|()| sink.flush()) {
-            tracing::error!(error = %e, "writing the audit log");
+        if self.lines.send(line).is_err() {
+            tracing::error!("the audit log writer has stopped");
         }
     }
 }
@@ -237,12 +263,6 @@ impl Recorder {
             .insert(key.to_string(), value.to_string());
     }
 
-    /// Whether the request body is needed: to name a created object, and
-    /// from level `Request` on.
-    pub fn wants_request_body(&self) -> bool {
-        self.evaluation.level >= Level::Metadata
-    }
-
     /// Records the request body: the object reference takes its name, uid
     /// and resourceVersion where the path gave none, and from level
     /// `Request` on the body itself is kept (as kube's
@@ -285,6 +305,15 @@ impl Recorder {
         }
     }
 
+    /// Writes the event of a request whose credentials did not
+    /// authenticate: `ResponseComplete` with `401` and which credentials
+    /// were tried (kube's `Authentication failed, attempted: bearer`).
+    pub fn failed_authentication(mut self, attempted: &str) {
+        self.event.response_status =
+            Some(serde_json::json!({"metadata": {}, "message": attempted, "code": 401}));
+        self.write(Stage::ResponseComplete);
+    }
+
     /// Records the response and writes the remaining stages: for a
     /// long-running request `ResponseStarted` now and `ResponseComplete`
     /// when its body ends; for others `ResponseComplete` once the body
@@ -315,7 +344,11 @@ impl Recorder {
                 bytes::Bytes::new()
             }
         };
-        let mut object = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+        let mut object = if bytes.starts_with(b"k8s\0") {
+            crate::protobuf::decode_body(&bytes, "").ok()
+        } else {
+            serde_json::from_slice::<serde_json::Value>(&bytes).ok()
+        };
         self.event.response_status = Some(event::response_status(code, object.as_ref()));
         if self.evaluation.level == Level::RequestResponse
             && let Some(mut object) = object.take()
