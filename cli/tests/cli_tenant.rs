@@ -1003,6 +1003,13 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: devs}]
     ])
     .await
     .expect_err_contains("one group");
+    // The CSR API refuses the privileged group, as kube's
+    // CertificateSubjectRestriction admission does.
+    h.vkube(&[
+        "kubeconfig", "t", "-n", ns, "--user", "eve", "--group", "system:masters",
+    ])
+    .await
+    .expect_err_contains("use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed");
     h.vkube(&["kubeconfig", "t", "-n", ns, "--user", "dave", "--ttl", "1m"])
         .await
         .expect_err_contains("shorter than 10m");
