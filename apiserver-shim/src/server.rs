@@ -67,6 +67,13 @@ pub struct ServerConfig {
     /// JWT (OIDC) issuers whose tokens authenticate users
     /// (`--authentication-config`); none: no OIDC.
     pub authentication: Option<crate::filters::authentication::config::AuthenticationConfiguration>,
+    /// Whether requests without credentials are served as
+    /// `system:anonymous` (kube-apiserver's `--anonymous-auth`) rather than
+    /// answered `401`; off by default here.
+    pub anonymous_auth: bool,
+    /// Issuer URL → JWKS file, for OIDC issuers the server cannot reach
+    /// (`--authentication-jwks-file`).
+    pub authentication_key_files: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl ServerConfig {
@@ -85,6 +92,8 @@ impl ServerConfig {
             limits: Default::default(),
             audit: None,
             authentication: None,
+            anonymous_auth: false,
+            authentication_key_files: Default::default(),
         }
     }
 }
@@ -111,6 +120,8 @@ pub struct AppState {
     pub audit: Option<Arc<crate::filters::audit::Auditor>>,
     /// The OIDC issuers' authenticators, when configured.
     pub jwt: Option<crate::filters::authentication::jwks::JwtAuthenticators>,
+    /// Whether requests without credentials are `system:anonymous`.
+    pub anonymous_auth: bool,
 }
 
 /// The address a request's connection comes from (a request extension set
@@ -711,11 +722,13 @@ impl Server {
                 Some(audit) => Some(Arc::new(crate::filters::audit::Auditor::open(audit)?)),
                 None => None,
             },
+            anonymous_auth: config.anonymous_auth,
             jwt: match &config.authentication {
                 Some(authentication) => Some(
                     crate::filters::authentication::jwks::JwtAuthenticators::new(
                         authentication,
                         std::slice::from_ref(&config.service_account.issuer),
+                        &config.authentication_key_files,
                     )
                     .context("--authentication-config")?,
                 ),

@@ -63,6 +63,10 @@ pub struct VirtualClusterOptions {
     /// OIDC issuers whose tokens authenticate users, if any.
     pub authentication:
         Option<apiserver_shim::filters::authentication::config::AuthenticationConfiguration>,
+    /// Whether requests without credentials are `system:anonymous`.
+    pub anonymous_auth: bool,
+    /// OIDC issuers' keys as JWKS files, by issuer URL.
+    pub authentication_key_files: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// Where the tenant DNS server listens and which domain it answers.
@@ -108,6 +112,8 @@ impl VirtualCluster {
         config.limits = opts.limits.clone();
         config.audit = opts.audit.clone();
         config.authentication = opts.authentication.clone();
+        config.anonymous_auth = opts.anonymous_auth;
+        config.authentication_key_files = opts.authentication_key_files.clone();
         config.api.kubernetes_service_ip = opts.kubernetes_service_ip;
         // Services are stored with the addresses their host copies hold.
         config.api.service_host = Some(Arc::new(HostServices::new(host.clone(), &sync)));

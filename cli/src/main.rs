@@ -142,6 +142,8 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     config.limits = args.serving.limits();
     config.audit = args.serving.audit()?;
     config.authentication = args.serving.authentication()?;
+    config.anonymous_auth = args.serving.anonymous_auth;
+    config.authentication_key_files = args.serving.key_files();
     let server = apiserver_shim::Server::start(config).await?;
     eprintln!(
         "vkube apiserver listening on {}\n  kubeconfig: {}\n  try: kubectl --kubeconfig {} get namespaces",

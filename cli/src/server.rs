@@ -259,6 +259,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         limits: args.serving.limits(),
         audit: args.serving.audit()?,
         authentication: args.serving.authentication()?,
+        anonymous_auth: args.serving.anonymous_auth,
+        authentication_key_files: args.serving.key_files(),
         kubernetes_service_ip: address.as_ref().map(|a| a.ip),
         dns: dns_listen.map(|listen| embedded::DnsOptions {
             listen,

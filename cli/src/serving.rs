@@ -42,6 +42,23 @@ pub struct ServingArgs {
     /// audiences, claim mappings and CEL validation rules.
     #[arg(long, value_name = "FILE", env = "VKUBE_AUTHENTICATION_CONFIG")]
     pub authentication_config: Option<PathBuf>,
+    /// Serve requests without credentials as system:anonymous (group
+    /// system:unauthenticated), for what RBAC grants it: /healthz, /livez,
+    /// /readyz and /version by default. Off: such requests get 401.
+    #[arg(long, env = "VKUBE_ANONYMOUS_AUTH")]
+    pub anonymous_auth: bool,
+    /// An OIDC issuer's signing keys as a JWKS file, for hosts that cannot
+    /// reach the issuer: URL=FILE, URL as in --authentication-config
+    /// (repeatable). Replacing the file rotates the keys.
+    #[arg(long = "authentication-jwks-file", value_name = "URL=FILE", value_parser = parse_key_file)]
+    pub authentication_jwks_files: Vec<(String, PathBuf)>,
+}
+
+fn parse_key_file(s: &str) -> Result<(String, PathBuf), String> {
+    let (url, file) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not URL=FILE"))?;
+    Ok((url.to_string(), PathBuf::from(file)))
 }
 
 impl ServingArgs {
@@ -52,6 +69,11 @@ impl ServingArgs {
             max_mutating_requests_inflight: self.max_mutating_requests_inflight,
             ..LimitsConfig::default()
         }
+    }
+
+    /// The JWKS files by issuer URL.
+    pub fn key_files(&self) -> std::collections::BTreeMap<String, PathBuf> {
+        self.authentication_jwks_files.iter().cloned().collect()
     }
 
     /// The structured authentication configuration, if given (validated

@@ -150,6 +150,8 @@ pub async fn run(args: UpArgs) -> Result<()> {
         limits: Default::default(),
         audit: None,
         authentication: None,
+        anonymous_auth: false,
+        authentication_key_files: Default::default(),
     };
     let tenant = vkube_syncer::names::Tenant::new(&args.name, &host_namespace)
         .context("the virtual cluster's name must be a DNS label")?;

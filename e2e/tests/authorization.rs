@@ -899,3 +899,72 @@ async fn the_syncer_mints_only_pod_bound_tokens() {
     assert!(token.starts_with("eyJ"), "{token}");
     c.shutdown().await;
 }
+
+/// A kube-rs client for `c` with no credentials at all (kubectl would
+/// prompt for a password on a 401).
+async fn anonymous_client(c: &TestCluster) -> kube::Client {
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(&c.server.pki.ca_cert);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: nobody\n  user: {{}}\ncontexts:\n- name: t\n  context: {{cluster: t, user: nobody}}\ncurrent-context: t\n",
+        c.server.url()
+    );
+    vkube_controllers::client_from_kubeconfig(&yaml)
+        .await
+        .unwrap()
+}
+
+/// `GET path` with `client`: the status code and body.
+async fn raw_get(client: &kube::Client, path: &str) -> (u16, String) {
+    let request = http::Request::get(path)
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect_bytes().await.unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn requests_without_credentials_get_401_unless_anonymous_auth_is_on() {
+    let off = TestCluster::start().await;
+    let (code, body) = raw_get(&anonymous_client(&off).await, "/api").await;
+    assert_eq!(code, 401, "{body}");
+    off.shutdown().await;
+
+    let on = TestCluster::start_configured(|c| c.anonymous_auth = true).await;
+    let anonymous = anonymous_client(&on).await;
+    // Public information only, as kube's bootstrap policy grants it.
+    assert_eq!(raw_get(&anonymous, "/livez").await.0, 200);
+    let (code, body) = raw_get(&anonymous, "/api").await;
+    assert_eq!(code, 403);
+    assert!(
+        body.contains(r#"forbidden: User \"system:anonymous\" cannot get path \"/api\""#),
+        "{body}"
+    );
+    let (code, body) = raw_get(&anonymous, "/api/v1/namespaces").await;
+    assert_eq!(code, 403);
+    assert!(
+        body.contains(r#"namespaces is forbidden: User \"system:anonymous\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"#),
+        "{body}"
+    );
+    // Whatever RBAC grants system:unauthenticated, it may then do.
+    on.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "anonymous-discovery",
+        "--clusterrole=system:discovery",
+        "--group=system:unauthenticated",
+    ])
+    .await
+    .expect_ok();
+    let (code, body) = raw_get(&anonymous, "/api").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("APIVersions"), "{body}");
+    // Credentials that fail are never anonymous.
+    let bad = on.token_kubeconfig("bad.kubeconfig", "forged");
+    kubectl_with(&on, &bad, &["get", "--raw", "/api"])
+        .await
+        .expect_err_contains("Unauthorized");
+    on.shutdown().await;
+}

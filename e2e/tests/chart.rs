@@ -747,6 +747,12 @@ async fn audit_and_oidc_render_their_configuration_volume_and_flags() {
             .contains(&("ConfigMap".into(), "vkube-t-apiserver".into()))
     );
 
+    let anonymous = render(&["--set", "apiserver.anonymousAuth=true"]).await;
+    assert!(
+        args_of(&anonymous.get("StatefulSet", "vkube-t")).contains(&"--anonymous-auth".to_string())
+    );
+    assert!(!args_of(&off.get("StatefulSet", "vkube-t")).contains(&"--anonymous-auth".to_string()));
+
     let dir = tempfile::tempdir().unwrap();
     let values = dir.path().join("oidc.yaml");
     std::fs::write(
@@ -759,6 +765,8 @@ apiserver:
       claimMappings:
         username: {claim: email, prefix: "oidc:"}
         groups: {claim: groups, prefix: "oidc:"}
+    jwks:
+      "https://idp.example.com": '{"keys": []}'
 "#,
     )
     .unwrap();
@@ -781,6 +789,8 @@ apiserver:
             "--audit-log-maxsize=100".into(),
             "--audit-log-maxbackup=5".into(),
             "--authentication-config=/etc/vkube/apiserver/authentication-config.yaml".into(),
+            "--authentication-jwks-file=https://idp.example.com=/etc/vkube/apiserver/jwks-0.json"
+                .into(),
         ] {
             assert!(args.contains(&want), "missing {want} in {args:?}");
         }
@@ -810,7 +820,7 @@ apiserver:
     let cm: k8s_openapi::api::core::v1::ConfigMap = r.get("ConfigMap", "vkube-t-apiserver");
     assert_eq!(
         cm.data.unwrap().keys().collect::<Vec<_>>(),
-        ["authentication-config.yaml"]
+        ["authentication-config.yaml", "jwks-0.json"]
     );
 }
 

@@ -336,3 +336,47 @@ async fn a_bad_authentication_configuration_stops_the_server_with_kubes_errors()
         "{err:#}"
     );
 }
+
+#[tokio::test]
+async fn an_issuer_the_server_cannot_reach_gives_its_keys_as_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("jwks.json");
+    let first = signing_key("k1");
+    std::fs::write(&keys, json!({"keys": [first.jwk]}).to_string()).unwrap();
+    let url = "https://idp.invalid";
+    let text = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt:\n- issuer: {{url: {url}, audiences: [vkube]}}\n  claimMappings:\n    username: {{claim: sub, prefix: 'offline:'}}\n"
+    );
+    let parsed =
+        apiserver_shim::filters::authentication::config::AuthenticationConfiguration::parse(&text)
+            .unwrap();
+    let files = [(url.to_string(), keys.clone())].into();
+    let c = TestCluster::start_configured(|config| {
+        config.authentication = Some(parsed);
+        config.authentication_key_files = files;
+    })
+    .await;
+    let claims = |sub: &str| json!({"iss": url, "aud": "vkube", "sub": sub, "iat": now(), "exp": now() + 600});
+    let whoami = |token: String| {
+        let kubeconfig = c.token_kubeconfig(&format!("{}.kubeconfig", token.len()), &token);
+        let c = &c;
+        async move {
+            c.kubectl(&["--kubeconfig", &kubeconfig, "auth", "whoami", "-o", "json"])
+                .await
+        }
+    };
+    let out = whoami(sign(&first, &claims("dana"))).await.expect_ok();
+    assert_eq!(out.json()["status"]["userInfo"]["username"], "offline:dana");
+    // Replacing the file rotates the keys.
+    let second = signing_key("k2");
+    std::fs::write(&keys, json!({"keys": [second.jwk]}).to_string()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !whoami(sign(&second, &claims("erin"))).await.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key file was never read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    c.shutdown().await;
+}

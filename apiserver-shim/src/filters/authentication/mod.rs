@@ -2,7 +2,8 @@
 //! certificate signed by the cluster's CA, the server's own bearer tokens,
 //! tokens of OIDC identity providers verified by the JWT authenticators of
 //! a structured authentication configuration (`--authentication-config`,
-//! KEP-3331), or service account tokens.
+//! KEP-3331), or service account tokens; with anonymous authentication on,
+//! a request without credentials is `system:anonymous`.
 
 use crate::pki::Identity;
 
@@ -10,12 +11,27 @@ pub mod claims;
 pub mod config;
 pub mod jwks;
 
+/// The user of requests without credentials (kube's `system:anonymous` in
+/// `system:unauthenticated`), whom RBAC's bootstrap policy lets read
+/// `/healthz`, `/livez`, `/readyz` and `/version`
+/// (`system:public-info-viewer`) and nothing else.
+pub fn anonymous() -> Identity {
+    Identity {
+        user: "system:anonymous".into(),
+        groups: vec!["system:unauthenticated".into()],
+        ..Identity::default()
+    }
+}
+
 /// The caller's identity: the verified client certificate, else a bearer
 /// token from the static map, else a JWT of a configured OIDC issuer (chosen
 /// by its `iss`), else a service account JWT
-/// ([`TokenAuthority::authenticate`]). Like kube-apiserver's authenticator
-/// chain, every authenticated user also gets the group
-/// `system:authenticated`.
+/// ([`crate::serviceaccount::TokenAuthority::authenticate`]). Like
+/// kube-apiserver's authenticator chain, every authenticated user also gets
+/// the group `system:authenticated`. A request without credentials is
+/// [`anonymous`] when the server allows it (`--anonymous-auth`), else
+/// unauthenticated (`None`, answered `401`); credentials that fail are
+/// never anonymous.
 pub async fn authenticate(
     state: &crate::server::AppState,
     from_cert: Option<Identity>,
@@ -24,7 +40,9 @@ pub async fn authenticate(
     let mut id = match from_cert {
         Some(id) => id,
         None => {
-            let token = bearer?;
+            let Some(token) = bearer else {
+                return state.anonymous_auth.then(anonymous);
+            };
             let known = state.static_identity(&token);
             let oidc = match &state.jwt {
                 Some(jwt) if known.is_none() => jwt.authenticate(&token).await,
