@@ -169,10 +169,14 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     }
     // Every response names its request, as kube-apiserver's `Audit-Id`: the
     // caller's own id when it sent one, else a new one.
+    // An id longer than a uuid's few times over, or not printable ASCII, is
+    // replaced: it is written to the log before the caller is known.
     let audit_id = req
         .headers()
         .get("audit-id")
-        .filter(|v| !v.is_empty())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+        })
         .cloned()
         .unwrap_or_else(|| {
             HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
@@ -195,12 +199,17 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     let long_running = crate::filters::limits::is_long_running(&attributes);
     // Owned values only across the await: a request body is not `Sync`.
     let from_cert = req.extensions().get::<Identity>().cloned();
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
+    // A present Authorization header that is no usable bearer token is a
+    // failed credential (an empty token), never no credential.
+    let bearer = req.headers().get(header::AUTHORIZATION).map(|v| {
+        let v = v.to_str().unwrap_or_default();
+        match v.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                token.trim().to_string()
+            }
+            _ => String::new(),
+        }
+    });
     let attempted = match (&from_cert, &bearer) {
         (_, Some(_)) => "Authentication failed, attempted: bearer",
         (Some(_), None) => "Authentication failed, attempted: x509",
@@ -724,6 +733,11 @@ impl Server {
             },
             anonymous_auth: config.anonymous_auth,
             jwt: match &config.authentication {
+                None if !config.authentication_key_files.is_empty() => {
+                    anyhow::bail!(
+                        "--authentication-jwks-file names issuers, but no --authentication-config does"
+                    )
+                }
                 Some(authentication) => Some(
                     crate::filters::authentication::jwks::JwtAuthenticators::new(
                         authentication,

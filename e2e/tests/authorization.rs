@@ -961,7 +961,13 @@ async fn requests_without_credentials_get_401_unless_anonymous_auth_is_on() {
     let (code, body) = raw_get(&anonymous, "/api").await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("APIVersions"), "{body}");
-    // Credentials that fail are never anonymous.
+    // Credentials that fail are never anonymous, nor an Authorization
+    // header of another scheme.
+    let basic = http::Request::get("/api")
+        .header("authorization", "Basic Zm9vOmJhcg==")
+        .body(kube::client::Body::empty())
+        .unwrap();
+    assert_eq!(anonymous.send(basic).await.unwrap().status().as_u16(), 401);
     let bad = on.token_kubeconfig("bad.kubeconfig", "forged");
     kubectl_with(&on, &bad, &["get", "--raw", "/api"])
         .await

@@ -79,7 +79,7 @@ struct Authenticator {
 /// Every configured JWT authenticator, chosen by a token's (unverified)
 /// `iss` as kube's are.
 pub struct JwtAuthenticators {
-    issuers: Vec<Authenticator>,
+    issuers: Vec<Arc<Authenticator>>,
 }
 
 impl std::fmt::Debug for JwtAuthenticators {
@@ -153,14 +153,14 @@ impl JwtAuthenticators {
             .cloned()
             .zip(compiled)
             .map(|(config, compiled)| {
-                Ok(Authenticator {
+                Ok(Arc::new(Authenticator {
                     client: https_client(&config.issuer.certificate_authority)?,
                     key_file: key_files.get(&config.issuer.url).cloned(),
                     config,
                     compiled,
                     keys: std::sync::RwLock::new(None),
                     fetching: tokio::sync::Mutex::new(None),
-                })
+                }))
             })
             .collect::<Result<_>>()?;
         Ok(Self { issuers })
@@ -209,7 +209,7 @@ fn unverified_issuer(token: &str) -> Option<String> {
 }
 
 impl Authenticator {
-    async fn authenticate(&self, token: &str) -> Result<Identity> {
+    async fn authenticate(self: &Arc<Self>, token: &str) -> Result<Identity> {
         let header = jsonwebtoken::decode_header(token).context("oidc: malformed token")?;
         if !matches!(
             header.alg,
@@ -261,7 +261,7 @@ impl Authenticator {
     /// Fetches run one at a time and at most every [`MIN_REFETCH`] (tokens
     /// naming unknown key ids are free to send and must not make the server
     /// hammer the issuer); when one fails the cached keys stay in use.
-    async fn keys(&self, kid: Option<&str>) -> Result<Vec<Jwk>> {
+    async fn keys(self: &Arc<Self>, kid: Option<&str>) -> Result<Vec<Jwk>> {
         let pick = |set: &JwkSet| -> Vec<Jwk> {
             match kid {
                 Some(kid) => set.find(kid).cloned().into_iter().collect(),
@@ -279,27 +279,30 @@ impl Authenticator {
             return Ok(found);
         }
         let mut last_attempt = self.fetching.lock().await;
-        let fetched_meanwhile = self
-            .keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|(_, at)| *at >= asked);
+        // Someone tried while this request waited: its result is as new as
+        // it gets, whether it succeeded or not.
+        let tried_meanwhile = last_attempt.is_some_and(|at| at >= asked);
         let may_fetch = last_attempt.is_none_or(|at| at.elapsed() >= MIN_REFETCH);
-        if !fetched_meanwhile && may_fetch {
+        if !tried_meanwhile && may_fetch {
             *last_attempt = Some(Instant::now());
-            match tokio::time::timeout(FETCH_TIMEOUT, self.fetch()).await {
-                Ok(Ok(set)) => {
-                    *self.keys.write().unwrap_or_else(|p| p.into_inner()) =
-                        Some((set, Instant::now()));
+            // A task of its own: a request that goes away does not cancel
+            // the fetch it started (and used the window for).
+            let this = Arc::clone(self);
+            let fetch = tokio::spawn(async move {
+                match tokio::time::timeout(FETCH_TIMEOUT, this.fetch()).await {
+                    Ok(Ok(set)) => {
+                        *this.keys.write().unwrap_or_else(|p| p.into_inner()) =
+                            Some((set, Instant::now()));
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(issuer = %this.config.issuer.url, error = %e, "fetching the issuer's keys")
+                    }
+                    Err(_) => {
+                        tracing::warn!(issuer = %this.config.issuer.url, "fetching the issuer's keys timed out")
+                    }
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(issuer = %self.config.issuer.url, error = %e, "fetching the issuer's keys")
-                }
-                Err(_) => {
-                    tracing::warn!(issuer = %self.config.issuer.url, "fetching the issuer's keys timed out")
-                }
-            }
+            });
+            let _ = fetch.await;
         }
         drop(last_attempt);
         // Stale keys still verify what they signed.
