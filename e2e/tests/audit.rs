@@ -125,7 +125,11 @@ async fn a_create_a_denial_and_an_exec_are_recorded_at_their_levels() {
     // The create, with both bodies (RequestResponse) and no managedFields.
     let create = all
         .iter()
-        .find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "configmaps")
+        .find(|e| {
+            e["verb"] == "create"
+                && e["objectRef"]["resource"] == "configmaps"
+                && e["objectRef"]["name"] == "settings"
+        })
         .expect("the create is recorded");
     assert_eq!(create["level"], "RequestResponse");
     assert_eq!(create["stage"], "ResponseComplete");
@@ -310,5 +314,18 @@ async fn every_response_names_its_audit_id_and_the_log_rotates_by_size() {
         ["big-1", "big-2", "big-3"],
         "no event is lost in rotation"
     );
+    // A stopping server writes what it buffered before it is gone.
+    let request = http::Request::get("/api/v1/namespaces/default/configmaps")
+        .header("audit-id", "the-last-one")
+        .body(kube::client::Body::empty())
+        .unwrap();
+    client.send(request).await.unwrap();
+    drop(client);
     c.shutdown().await;
+    assert!(
+        all_events(&log)
+            .iter()
+            .any(|e| e["auditID"] == "the-last-one"),
+        "the last event is in the log once the server has stopped"
+    );
 }
