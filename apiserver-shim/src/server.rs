@@ -678,6 +678,7 @@ pub struct Server {
     tokens: StaticTokens,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    audit_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -769,6 +770,7 @@ impl Server {
             .with_context(|| format!("writing {}", kubeconfig_path.display()))?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let audit_writer = state.audit.as_ref().and_then(|a| a.take_writer());
         let app = router(state);
         let task = tokio::spawn(accept_loop(listener, tls, app, shutdown_rx));
         let startup = began.elapsed();
@@ -783,6 +785,7 @@ impl Server {
             tokens,
             shutdown,
             task,
+            audit_writer,
         })
     }
 
@@ -843,6 +846,17 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        // With the connections gone, the audit log's writer drains what is
+        // buffered and ends; a stop does not lose recorded events.
+        if let Some(writer) = self.audit_writer {
+            let joined = tokio::task::spawn_blocking(move || writer.join());
+            if tokio::time::timeout(Duration::from_secs(5), joined)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the audit log writer did not finish within 5 s");
+            }
+        }
     }
 
     /// Runs until the process receives SIGINT or SIGTERM, then shuts down.

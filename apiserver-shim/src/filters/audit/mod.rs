@@ -52,6 +52,8 @@ pub struct Auditor {
     policy: Policy,
     /// Encoded events, to the writer thread.
     lines: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// The writer thread, until the server takes it to wait on it.
+    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Events buffered for the writer; a full buffer makes requests wait
@@ -103,7 +105,7 @@ impl Auditor {
         // Writes happen on a thread of their own: a slow disk or a full
         // stdout pipe must not stall the workers serving requests.
         let (lines, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(BUFFER);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("audit-log".into())
             .spawn(move || {
                 let mut sink = sink;
@@ -124,7 +126,15 @@ impl Auditor {
         Ok(Auditor {
             policy: config.policy.clone(),
             lines,
+            writer: std::sync::Mutex::new(Some(writer)),
         })
+    }
+
+    /// The writer thread, for the server to wait on when it stops: it ends
+    /// once every event is written and the last [`Auditor`] (and
+    /// [`Recorder`]) is dropped. `None` after the first call.
+    pub fn take_writer(&self) -> Option<std::thread::JoinHandle<()>> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Starts recording a request by `user` with `attributes`: `None` when
