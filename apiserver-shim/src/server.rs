@@ -218,11 +218,11 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     let identity = crate::filters::authentication::authenticate(&state, from_cert, bearer).await;
     // Failed authentications are recorded too, with no user, as kube's
     // failed-authentication audit does.
-    let user = identity.clone().unwrap_or_default();
+    let no_user = Identity::default();
     let recorder = state.audit.as_ref().and_then(|auditor| {
         auditor.begin(crate::filters::audit::RequestFacts {
             audit_id: audit_id.to_str().unwrap_or_default(),
-            user: &user,
+            user: identity.as_ref().unwrap_or(&no_user),
             attributes: &attributes,
             uri: &req
                 .uri()

@@ -400,21 +400,21 @@ async fn connect_through_a_load_balancer_then_disconnect() {
     h.c.shutdown().await;
 }
 
-/// Plays the tenant server and the cloud load balancer for `vkube-NAME` in
-/// `ns`: stores the host's own admin kubeconfig as the kubeconfig Secret and
-/// sets the Service's load-balancer ingress to 127.0.0.1.
-/// `vkube create NAME -n NS --expose --wait=false` with the Service on the
-/// host API server's own port (which then plays the tenant's server); that
-/// port.
+/// The host API server's port (it plays the tenant's server).
+fn host_port(h: &Host) -> String {
+    h.c.server
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// `vkube create NAME -n NS --expose --wait=false` with the Service on
+/// [`host_port`]; that port.
 async fn create_exposed(h: &Host, name: &str, ns: &str) -> String {
-    let port =
-        h.c.server
-            .url()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .trim_end_matches('/')
-            .to_string();
+    let port = host_port(h);
     let set_port = format!("service.port={port}");
     h.vkube(&[
         "create",
@@ -431,6 +431,9 @@ async fn create_exposed(h: &Host, name: &str, ns: &str) -> String {
     port
 }
 
+/// Plays the tenant server and the cloud load balancer for `vkube-NAME` in
+/// `ns`: stores the host's own admin kubeconfig as the kubeconfig Secret and
+/// sets the Service's load-balancer ingress to 127.0.0.1.
 async fn play_server_and_load_balancer(h: &Host, name: &str, ns: &str) {
     // The server names itself `localhost` (one of its SANs), so clients
     // reaching it at 127.0.0.1 must verify it by tls-server-name.
@@ -493,14 +496,7 @@ fn spawn_vkube_server(
 async fn create_waits_for_the_pod_the_secret_and_the_api_then_connects() {
     let h = std::sync::Arc::new(Host::start().await);
     let ns = "tenant-w";
-    let port =
-        h.c.server
-            .url()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .trim_end_matches('/')
-            .to_string();
+    let port = host_port(&h);
     let set_port = format!("service.port={port}");
     let creating = {
         let h = h.clone();
