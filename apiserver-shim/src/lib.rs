@@ -30,6 +30,7 @@ pub mod fieldmanager;
 pub mod filters;
 pub mod flowcontrol;
 pub mod local_node;
+mod loopback;
 pub mod meta;
 pub mod metrics_api;
 pub mod openapi;

@@ -679,6 +679,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     audit_writer: Option<std::thread::JoinHandle<()>>,
+    loopback: Arc<crate::loopback::Loopback>,
 }
 
 impl Server {
@@ -772,6 +773,7 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let audit_writer = state.audit.as_ref().and_then(|a| a.take_writer());
         let app = router(state);
+        let loopback = crate::loopback::Loopback::new(app.clone(), shutdown_rx.clone());
         let task = tokio::spawn(accept_loop(listener, tls, app, shutdown_rx));
         let startup = began.elapsed();
         tracing::info!(%addr, kubeconfig = %kubeconfig_path.display(), ?startup, "vkube apiserver listening");
@@ -786,6 +788,7 @@ impl Server {
             shutdown,
             task,
             audit_writer,
+            loopback,
         })
     }
 
@@ -795,11 +798,13 @@ impl Server {
     }
 
     /// A kubeconfig for this server authenticating as `user` in `groups`
-    /// (e.g. a built-in controller's service account) with a bearer token
-    /// minted in memory for this process's life, as kube-apiserver mints its
-    /// loopback token: in-process clients need no certificate, and carry
-    /// every group (a client certificate holds one organization here). An
-    /// unspecified listen address is reached over loopback.
+    /// with a bearer token minted in memory for this process's life, for
+    /// clients that connect over the network yet live in this process (the
+    /// local host's simulated node, tests): they need no certificate, and
+    /// carry every group (a client certificate holds one organization
+    /// here). An unspecified listen address is reached over loopback.
+    /// In-process clients that need no connection use
+    /// [`Server::client_for`].
     ///
     /// # Errors
     /// None today; kept fallible for credentials that can fail to issue.
@@ -833,6 +838,20 @@ impl Server {
         ))
     }
 
+    /// An in-process client acting as `user` in `groups` (e.g. a built-in
+    /// controller's service account): its requests go to the request chain
+    /// directly, with no socket or TLS, and are authenticated as if by a
+    /// client certificate. It fails with a connection error once the server
+    /// has shut down; clients that must outlive a restart use
+    /// [`Server::kubeconfig_for`].
+    pub fn client_for(&self, user: &str, groups: &[&str]) -> kube::Client {
+        self.loopback.client(Identity {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Identity::default()
+        })
+    }
+
     /// Every bearer token this server accepts besides service account
     /// tokens (admin, static and in-memory tokens), with its identity.
     pub fn static_tokens(&self) -> HashMap<String, Identity> {
@@ -845,6 +864,7 @@ impl Server {
     /// Stops accepting, closes connections and waits for the accept loop.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.loopback.close();
         let _ = self.task.await;
         // With the connections gone, the audit log's writer drains what is
         // buffered and ends; a stop does not lose recorded events.

@@ -285,7 +285,7 @@ async fn main() {
         .collect();
     let host = TestCluster::start_with_controllers(NodeSimulator::default()).await;
     let mut virt = TestCluster::start().await;
-    virt.run_controllers("*").await;
+    virt.run_controllers("*");
     let hc = host.client().await;
     let vc = virt.client().await;
     let ns_api: Api<Namespace> = Api::all(hc.clone());

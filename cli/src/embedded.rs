@@ -136,22 +136,18 @@ impl VirtualCluster {
         let (controllers, controller_names) = if selected.is_empty() {
             (None, Vec::new())
         } else {
-            let running = spawn_controllers(&server, &selected).await?;
+            let running = spawn_controllers(&server, &selected);
             let names = running.names.clone();
             (Some(running), names)
         };
         // The syncer and the DNS server act with their own identities, bound
         // by the bootstrap policy to what they need (system:vkube-syncer,
         // and kubeadm's system:coredns for the coredns service account).
-        let virtual_client = vkube_controllers::client_from_kubeconfig(
-            &server.kubeconfig_for(apiserver_shim::bootstrap_policy::SYNCER_USER, &[])?,
-        )
-        .await
-        .context("a client for the virtual API server")?;
-        let dns_kubeconfig = server.kubeconfig_for(
+        let virtual_client = server.client_for(apiserver_shim::bootstrap_policy::SYNCER_USER, &[]);
+        let dns_client = server.client_for(
             apiserver_shim::bootstrap_policy::DNS_USER,
             &vkube_controllers::SERVICE_ACCOUNT_GROUPS,
-        )?;
+        );
         let (dns, dns_watch) = match &opts.dns {
             Some(d) => {
                 let view = Arc::new(std::sync::RwLock::new(vkube_dns::DnsView::new(
@@ -162,9 +158,7 @@ impl VirtualCluster {
                 let server = vkube_dns::serve(d.listen, view.clone(), upstream)
                     .await
                     .with_context(|| format!("starting the DNS server on {}", d.listen))?;
-                let client = vkube_controllers::client_from_kubeconfig(&dns_kubeconfig)
-                    .await
-                    .context("a client for the DNS server")?;
+                let client = dns_client;
                 let watch = tokio::spawn(async move {
                     if let Err(e) = vkube_dns::watch::run(client, view).await {
                         tracing::error!(error = %format!("{e:#}"), "DNS watches stopped");
@@ -234,7 +228,7 @@ impl LocalHost {
             .await
             .context("starting the local host API server")?;
         let selected = vkube_controllers::select("*").map_err(|e| anyhow::anyhow!(e))?;
-        let controllers = spawn_controllers(&server, &selected).await?;
+        let controllers = spawn_controllers(&server, &selected);
         // The simulator stands in for a kubelet, which kube-apiserver
         // authorizes with its Node authorizer (vkube has none).
         let node_kubeconfig =
@@ -278,25 +272,21 @@ pub fn listen_for_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output =
 }
 
 /// Starts `selected` controllers of `server`, each as its own
-/// `kube-system` service account with an in-memory token of the server
+/// `kube-system` service account with an in-process client of the server
 /// (as kube-controller-manager runs with
 /// `--use-service-account-credentials`), with the server's CA as root CA
 /// and signer.
-///
-/// # Errors
-/// A credential that cannot be issued or a client that cannot be built.
-pub async fn spawn_controllers(
+pub fn spawn_controllers(
     server: &Server,
     selected: &[&'static vkube_controllers::ControllerDef],
-) -> Result<vkube_controllers::Running> {
+) -> vkube_controllers::Running {
     let options =
         vkube_controllers::Options::for_cluster_ca(&server.pki.ca_cert, server.pki.ca_key_pem());
-    Ok(vkube_controllers::spawn_as_service_accounts(
-        |user, groups| server.kubeconfig_for(user, groups),
+    vkube_controllers::spawn_as_service_accounts(
+        |user, groups| server.client_for(user, groups),
         selected,
         options,
     )
-    .await?)
 }
 
 /// A client from a kubeconfig file (its current context).

@@ -151,12 +151,12 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
         server.kubeconfig_path.display(),
         server.kubeconfig_path.display()
     );
-    // The controllers talk to the server over loopback TLS, each as its
-    // own kube-system service account.
+    // The controllers talk to the server in-process, each as its own
+    // kube-system service account.
     let running = if controllers.is_empty() {
         None
     } else {
-        let running = embedded::spawn_controllers(&server, &controllers).await?;
+        let running = embedded::spawn_controllers(&server, &controllers);
         eprintln!("  controllers: {}", running.names.join(", "));
         Some(running)
     };

@@ -56,7 +56,7 @@ where
 async fn vkube_syncer_syncs_a_pod_and_serves_metrics() {
     let host = TestCluster::start_with_controllers(NodeSimulator::default()).await;
     let mut virt = TestCluster::start().await;
-    virt.run_controllers("*").await;
+    virt.run_controllers("*");
     let metrics_addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()

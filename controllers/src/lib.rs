@@ -388,30 +388,23 @@ impl ControllerDef {
     }
 }
 
-/// Starts `controllers`, each with a client of its own identity
-/// ([`ControllerDef::user`] in [`SERVICE_ACCOUNT_GROUPS`]) from the
-/// kubeconfig `kubeconfig_for(user, groups)` gives (an in-memory bearer
-/// token, for in-process controllers), so that RBAC bounds
-/// each by its own `system:controller:*` role, as kube-controller-manager
-/// runs with `--use-service-account-credentials`.
-///
-/// # Errors
-/// `kubeconfig_for` fails, or its kubeconfig gives no client.
-pub async fn spawn_as_service_accounts<E>(
-    kubeconfig_for: impl Fn(&str, &[&str]) -> Result<String, E>,
+/// Starts `controllers`, each with the client `client_for(user, groups)`
+/// gives for its own identity ([`ControllerDef::user`] in
+/// [`SERVICE_ACCOUNT_GROUPS`]; an in-process client of the server, for
+/// in-process controllers), so that RBAC bounds each by its own
+/// `system:controller:*` role, as kube-controller-manager runs with
+/// `--use-service-account-credentials`.
+pub fn spawn_as_service_accounts(
+    client_for: impl Fn(&str, &[&str]) -> Client,
     controllers: &[&'static ControllerDef],
     options: Options,
-) -> Result<Running, kube::Error>
-where
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut clients = Vec::with_capacity(controllers.len());
-    for c in controllers {
-        let kubeconfig = kubeconfig_for(&c.user(), &SERVICE_ACCOUNT_GROUPS)
-            .map_err(|e| kube::Error::Service(e.into()))?;
-        clients.push((*c, client_from_kubeconfig(&kubeconfig).await?));
-    }
-    Ok(start(clients, Arc::new(options)))
+) -> Running {
+    start(
+        controllers
+            .iter()
+            .map(|c| (*c, client_for(&c.user(), &SERVICE_ACCOUNT_GROUPS))),
+        Arc::new(options),
+    )
 }
 
 fn start(

@@ -211,11 +211,11 @@ pub struct TestCluster {
     /// A scratch directory for the test's own files (manifests, HOME, caches).
     pub work_dir: PathBuf,
     /// Controllers started by [`TestCluster::start_with_controllers`] or
-    /// [`TestCluster::run_controllers`], and the simulated node if any.
-    controllers: Vec<(
-        vkube_controllers::Running,
-        Option<tokio::task::JoinHandle<vkube_controllers::Result<()>>>,
-    )>,
+    /// [`TestCluster::run_controllers`], with their `--controllers`
+    /// selection (to start them again after a restart).
+    controllers: Vec<(String, vkube_controllers::Running)>,
+    /// The simulated nodes: network clients, as kubelets are.
+    nodes: Vec<tokio::task::JoinHandle<vkube_controllers::Result<()>>>,
     // Dropped last: holds the data directory and work_dir.
     _dir: tempfile::TempDir,
 }
@@ -267,6 +267,7 @@ impl TestCluster {
             kubectl_bin,
             work_dir,
             controllers: Vec::new(),
+            nodes: Vec::new(),
             _dir: dir,
         })
     }
@@ -288,9 +289,9 @@ impl TestCluster {
         configure: impl FnOnce(&mut ServerConfig),
     ) -> TestCluster {
         let mut c = Self::start_configured(configure).await;
-        let running = c.spawn_controllers("*").await;
+        c.run_controllers("*");
         let node = sim.spawn(c.node_client().await);
-        c.controllers.push((running, Some(node)));
+        c.nodes.push(node);
         c
     }
 
@@ -299,23 +300,21 @@ impl TestCluster {
     /// for tests that need one controller's effect, such as namespace
     /// deletion finishing (the API server alone leaves a deleted namespace
     /// Terminating, as kube-apiserver does without kube-controller-manager).
-    pub async fn run_controllers(&mut self, selection: &str) {
-        let running = self.spawn_controllers(selection).await;
-        self.controllers.push((running, None));
+    pub fn run_controllers(&mut self, selection: &str) {
+        let running = self.spawn_controllers(selection);
+        self.controllers.push((selection.to_string(), running));
     }
 
     /// Starts the controllers `selection` names, each as its own
     /// `kube-system` service account (as `vkube apiserver` runs them).
-    async fn spawn_controllers(&self, selection: &str) -> vkube_controllers::Running {
+    fn spawn_controllers(&self, selection: &str) -> vkube_controllers::Running {
         let selected = vkube_controllers::select(selection)
             .unwrap_or_else(|e| panic!("--controllers={selection}: {e}"));
         vkube_controllers::spawn_as_service_accounts(
-            |user, groups| self.server.kubeconfig_for(user, groups),
+            |user, groups| self.server.client_for(user, groups),
             &selected,
             self.options(),
         )
-        .await
-        .expect("clients for the controllers")
     }
 
     /// The controllers' settings for this server (its CA as the root CA).
@@ -468,9 +467,14 @@ impl TestCluster {
         let data_dir = self._dir.path().join("data");
         let mut config = test_config(&data_dir);
         config.listen = self.server.addr;
-        // The in-process clients (controllers, node) outlive this restart,
-        // which a real one would restart too: their in-memory tokens carry over.
+        // The in-process controllers stop and start with the server, as in
+        // `vkube apiserver`. The other clients (the node, clients_as) outlive
+        // the restart, so their in-memory tokens carry over.
         config.static_tokens = self.server.static_tokens();
+        let selections: Vec<String> = self.controllers.iter().map(|(s, _)| s.clone()).collect();
+        for (_, running) in self.controllers.drain(..) {
+            running.shutdown().await;
+        }
         // `shutdown` consumes the server: park a throwaway in its place.
         let spare_dir = self._dir.path().join("spare");
         let spare = Server::start(ServerConfig::new(&spare_dir))
@@ -494,14 +498,17 @@ impl TestCluster {
         let spare = std::mem::replace(&mut self.server, restarted);
         spare.shutdown().await;
         let _ = std::fs::remove_dir_all(spare_dir);
+        for selection in selections {
+            self.run_controllers(&selection);
+        }
     }
 
     /// Stops the controllers, the server, and removes the temporary directory.
     pub async fn shutdown(self) {
-        for (running, node) in self.controllers {
-            if let Some(node) = node {
-                node.abort();
-            }
+        for node in self.nodes {
+            node.abort();
+        }
+        for (_, running) in self.controllers {
             running.shutdown().await;
         }
         self.server.shutdown().await;

@@ -111,7 +111,7 @@ impl SyncedCluster {
             }
         })
         .await;
-        virt.run_controllers("*").await;
+        virt.run_controllers("*");
         let mut c = SyncedCluster {
             host,
             virt,

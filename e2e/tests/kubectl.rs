@@ -896,7 +896,7 @@ async fn get_watch_sees_later_create_and_delete() {
 #[tokio::test]
 async fn namespace_deletion_finalizes_and_missing_namespace_is_rejected() {
     let mut c = TestCluster::start().await;
-    c.run_controllers("namespace").await;
+    c.run_controllers("namespace");
     create_app(&c).await;
     let out = c
         .kubectl(&["delete", "namespace", "demo", "--timeout=30s"])
