@@ -221,6 +221,75 @@ async fn wrong_usages_fail_denied_requests_stay_unsigned_and_bad_requests_are_in
         .expect_err_contains(
             "user not permitted to approve requests with signerName \"kubernetes.io/kube-apiserver-client\"",
         );
+    // Issuing takes `sign` on the signer (kube's CertificateSigning): with
+    // `update` on the status but no `sign`, writing a certificate into an
+    // approved request of a signer nobody here runs is refused, while a
+    // status write that leaves the certificate alone is not.
+    let custom = manifest("dave", &request("dave", &[]).0, "client auth")
+        .replace("kubernetes.io/kube-apiserver-client", "example.com/custom");
+    c.kubectl_stdin(&["apply", "-f", "-"], &custom)
+        .await
+        .expect_ok();
+    c.kubectl(&["certificate", "approve", "dave"])
+        .await
+        .expect_ok();
+    c.kubectl(&[
+        "create",
+        "clusterrole",
+        "csr-status-writer",
+        "--verb=get,patch,update",
+        "--resource=certificatesigningrequests/status",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "csr-status-writers",
+        "--clusterrole=csr-status-writer",
+        "--serviceaccount=default:default",
+    ])
+    .await
+    .expect_ok();
+    let issued = base64::engine::general_purpose::STANDARD.encode(&c.server.pki.ca_cert);
+    let write_certificate = format!(r#"{{"status":{{"certificate":"{issued}"}}}}"#);
+    let status_patch = async |patch: &str| {
+        c.kubectl(&[
+            "--kubeconfig",
+            &kc,
+            "patch",
+            "csr",
+            "dave",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            patch,
+        ])
+        .await
+    };
+    status_patch(&write_certificate).await.expect_err_contains(
+        "user not permitted to sign requests with signerName \"example.com/custom\"",
+    );
+    status_patch(r#"{"metadata":{"labels":{"seen":"yes"}}}"#)
+        .await
+        .expect_ok();
+    assert!(c.get_json(&["csr", "dave"]).await.unwrap()["status"]["certificate"].is_null());
+    // The admin holds every verb, `sign` included.
+    c.kubectl(&[
+        "patch",
+        "csr",
+        "dave",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &write_certificate,
+    ])
+    .await
+    .expect_ok();
+    assert_eq!(
+        c.get_json(&["csr", "dave"]).await.unwrap()["status"]["certificate"],
+        issued.as_str()
+    );
     // kube's validation of the request itself.
     c.kubectl_stdin(
         &["apply", "-f", "-"],

@@ -101,7 +101,7 @@ impl Api {
                 }
                 Admission::DefaultClass(rule) => self.admit_default_class(rule, obj).await?,
                 Admission::PodSecurity => self.admit_pod_security(target, obj, update)?,
-                Admission::Certificates => self.admit_certificates(target, obj, update).await?,
+                Admission::Certificates => self.admit_certificates(target, obj, old).await?,
                 Admission::StorageObjectInUseProtection => {
                     storage_object_in_use_protection(target, obj)
                 }
@@ -111,13 +111,16 @@ impl Api {
         Ok(())
     }
 
-    /// CertificateSubjectRestriction and CertificateApproval
-    /// ([`Admission::Certificates`]): `403` as kube's plugins answer.
+    /// CertificateSubjectRestriction, CertificateApproval and
+    /// CertificateSigning ([`Admission::Certificates`]): `403` as kube's
+    /// plugins answer. Approving (the `approval` subresource) takes
+    /// `approve` on the signer, and writing a different `status.certificate`
+    /// (the `status` subresource) takes `sign`.
     async fn admit_certificates(
         &self,
         target: &Target,
         obj: &Value,
-        update: bool,
+        old: Option<&Value>,
     ) -> ApiResult<()> {
         let gr = target.def.group_resource();
         let name = meta::name(obj).to_string();
@@ -126,26 +129,32 @@ impl Api {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        if !update {
+        let Some(old) = old else {
             return match crate::certificates::subject_restriction(obj) {
                 Some(why) => Err(ApiError::forbidden(&gr, &name, &why)),
                 None => Ok(()),
             };
-        }
-        if target.subresource.as_deref() != Some("approval") {
-            return Ok(());
-        }
+        };
+        let verb = match target.subresource.as_deref() {
+            Some("approval") => "approve",
+            Some("status")
+                if obj.pointer("/status/certificate") != old.pointer("/status/certificate") =>
+            {
+                "sign"
+            }
+            _ => return Ok(()),
+        };
         let Some(caller) = crate::request::caller() else {
             return Ok(());
         };
         let policy = self.policy().await?;
-        if crate::certificates::may_act_on_signer(&policy, &caller, "approve", &signer) {
+        if crate::certificates::may_act_on_signer(&policy, &caller, verb, &signer) {
             return Ok(());
         }
         Err(ApiError::forbidden(
             &gr,
             &name,
-            &format!("user not permitted to approve requests with signerName {signer:?}"),
+            &format!("user not permitted to {verb} requests with signerName {signer:?}"),
         ))
     }
 
