@@ -786,6 +786,14 @@ static CONTROLLER_ROLES: &[(&str, &[Rule])] = &[
         ],
     ),
     (
+        "pod-garbage-collector",
+        &[
+            res(&[""], &["pods"], &["list", "watch", "delete"]),
+            res(&[""], &["nodes"], READ),
+            res(&[""], &["pods/status"], &["patch"]),
+        ],
+    ),
+    (
         "pv-protection-controller",
         &[
             res(

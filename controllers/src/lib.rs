@@ -33,7 +33,9 @@
 //! * [`storage_protection`]: pvc-protection and pv-protection, the
 //!   finalizers that keep claims and volumes in use;
 //! * [`ephemeral`]: the PersistentVolumeClaims of pods' generic ephemeral
-//!   volumes.
+//!   volumes;
+//! * [`podgc`]: force-deletes terminated pods beyond a threshold, pods of
+//!   deleted or out-of-service nodes and unscheduled terminating pods.
 //!
 //! Which controllers run is data: [`CONTROLLERS`], selected with
 //! kube-controller-manager's `--controllers` syntax by [`select`] and
@@ -55,6 +57,7 @@ pub mod gc;
 pub mod job;
 pub mod namespace;
 pub mod podautoscaler;
+pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod serviceaccount;
@@ -242,6 +245,13 @@ pub static CONTROLLERS: &[ControllerDef] = &[
         start: |c| Box::pin(csrsigning::run(c)),
     },
     ControllerDef {
+        name: "podgc",
+        aliases: &["pod-garbage-collector-controller"],
+        service_account: "pod-garbage-collector",
+        enabled_by_default: true,
+        start: |c| Box::pin(podgc::run(c)),
+    },
+    ControllerDef {
         name: "resourcequota",
         aliases: &["resourcequota-controller"],
         service_account: "resourcequota-controller",
@@ -313,7 +323,7 @@ impl Running {
 
 /// Settings some controllers need beyond a client (kube-controller-manager
 /// flags).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// The cluster CA bundle (PEM) that root-ca-cert-publisher publishes
     /// (`--root-ca-file`); without it that controller does nothing.
@@ -322,6 +332,20 @@ pub struct Options {
     /// (`--cluster-signing-cert-file`/`-key-file`); without it that
     /// controller does nothing.
     pub cluster_signing: Option<csrsigning::SigningCa>,
+    /// Terminated pods podgc keeps (`--terminated-pod-gc-threshold`,
+    /// default [`podgc::DEFAULT_TERMINATED_POD_GC_THRESHOLD`]); 0 keeps
+    /// them all.
+    pub terminated_pod_gc_threshold: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            root_ca_pem: None,
+            cluster_signing: None,
+            terminated_pod_gc_threshold: podgc::DEFAULT_TERMINATED_POD_GC_THRESHOLD,
+        }
+    }
 }
 
 impl Options {
@@ -337,6 +361,7 @@ impl Options {
                 key_pem: ca_key_pem.to_string(),
                 duration_seconds: csrsigning::DEFAULT_DURATION_SECONDS,
             }),
+            ..Self::default()
         }
     }
 }

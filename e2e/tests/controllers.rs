@@ -577,3 +577,65 @@ async fn a_claim_in_use_is_deleted_only_after_its_pod() {
     .await;
     c.shutdown().await;
 }
+
+/// podgc force-deletes a pod that is terminating on a node that is not
+/// Ready and carries the `node.kubernetes.io/out-of-service` taint (a node
+/// shut down for good, whose kubelet will never confirm the deletion),
+/// and leaves a terminating pod on a healthy node to its kubelet.
+#[tokio::test]
+async fn podgc_deletes_terminating_pods_of_out_of_service_nodes() {
+    let mut c = TestCluster::start().await;
+    c.run_controllers("podgc");
+    let nodes = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: down}
+spec:
+  taints: [{key: node.kubernetes.io/out-of-service, value: nodeshutdown, effect: NoExecute}]
+---
+apiVersion: v1
+kind: Node
+metadata: {name: up}
+"#;
+    c.kubectl_stdin(&["create", "-f", "-"], nodes)
+        .await
+        .expect_ok();
+    c.kubectl(&[
+        "patch",
+        "node",
+        "up",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady"}]}}"#,
+    ])
+    .await
+    .expect_ok();
+    for (pod, node) in [("stranded", "down"), ("healthy", "up")] {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: app, image: busybox}}]\n"
+        );
+        c.kubectl_stdin(&["create", "-f", "-"], &yaml)
+            .await
+            .expect_ok();
+        // A bound pod is deleted gracefully: it stays, terminating, until
+        // its kubelet (or podgc) finishes.
+        c.kubectl(&["delete", "pod", pod, "--wait=false"])
+            .await
+            .expect_ok();
+    }
+    // podgc runs every 20 s.
+    eventually(
+        &c,
+        &["get", "pods", "-o", "name"],
+        |out| !out.contains("pod/stranded"),
+        Duration::from_secs(45),
+    )
+    .await;
+    let healthy = c.get_json(&["pod", "healthy"]).await.unwrap();
+    assert!(
+        healthy["metadata"]["deletionTimestamp"].is_string(),
+        "{healthy}"
+    );
+    c.shutdown().await;
+}
