@@ -91,59 +91,135 @@ fn metadata_empty(obj: &Value, allowed: &[&str]) -> bool {
 }
 
 /// The `spec` checks of an access review (kube's
-/// `ValidateSubjectAccessReviewSpec`; `with_user` for the kinds that name
-/// a user). Returns the request asked about.
-fn access_spec(spec: &Value, with_user: bool) -> Result<Request, Vec<Cause>> {
+/// `ValidateSubjectAccessReviewSpec`, or `ValidateSelfSubjectAccessReviewSpec`
+/// without `with_user`), in kube's order.
+fn access_spec_errors(spec: &Value, with_user: bool) -> Vec<Cause> {
     let resource = spec.get("resourceAttributes").filter(|v| !v.is_null());
     let non_resource = spec.get("nonResourceAttributes").filter(|v| !v.is_null());
-    let mut errors: Vec<Cause> = Vec::new();
+    let mut errors: Vec<FieldError> = Vec::new();
     match (resource, non_resource) {
-        (Some(_), Some(n)) => errors.push(
-            FieldError::invalid(
-                "spec.nonResourceAttributes",
-                n,
-                "cannot be specified in combination with resourceAttributes",
-            )
-            .into(),
-        ),
+        (Some(_), Some(n)) => errors.push(FieldError::invalid(
+            "spec.nonResourceAttributes",
+            n,
+            "cannot be specified in combination with resourceAttributes",
+        )),
         (None, None) => errors.push(
             // Go renders the nil pointer it is given as the string "null".
             FieldError::invalid(
                 "spec.resourceAttributes",
                 &json!("null"),
                 "exactly one of nonResourceAttributes or resourceAttributes must be specified",
-            )
-            .into(),
+            ),
         ),
         _ => {}
     }
+    if with_user {
+        let user = spec.get("user").and_then(Value::as_str).unwrap_or_default();
+        let groups = spec
+            .get("groups")
+            .and_then(Value::as_array)
+            .is_some_and(|g| !g.is_empty());
+        if user.is_empty() && !groups {
+            errors.push(FieldError::invalid(
+                "spec.user",
+                &json!(user),
+                "at least one of user or group must be specified",
+            ));
+        }
+    }
+    if let Some(r) = resource {
+        for (key, label) in [("fieldSelector", false), ("labelSelector", true)] {
+            if let Some(sel) = r.get(key).filter(|v| !v.is_null()) {
+                errors.extend(selector_attributes(
+                    sel,
+                    &format!("spec.resourceAttributes.{key}"),
+                    label,
+                ));
+            }
+        }
+    }
+    errors.into_iter().map(Cause::from).collect()
+}
+
+/// A review's `fieldSelector` or `labelSelector` (`label`) at `path`
+/// (kube's `validateFieldSelectorAttributes` and
+/// `validateLabelSelectorAttributes`): `rawSelector` or `requirements`,
+/// not both, and each requirement well formed. Unknown operators pass, so
+/// that newer clients' reviews are still answered (kube's
+/// `AllowUnknownOperatorInRequirement`).
+fn selector_attributes(sel: &Value, path: &str, label: bool) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    let raw = sel
+        .get("rawSelector")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let requirements = sel
+        .get("requirements")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if !raw.is_empty() && !requirements.is_empty() {
+        out.push(FieldError::invalid(
+            format!("{path}.rawSelector"),
+            &json!(raw),
+            "may not specified at the same time as requirements",
+        ));
+    }
+    if raw.is_empty() && requirements.is_empty() {
+        out.push(FieldError::required(
+            format!("{path}.requirements"),
+            &format!("when {path} is specified, requirements or rawSelector is required"),
+        ));
+    }
+    for (i, r) in requirements.iter().enumerate() {
+        let at = format!("{path}.requirements[{i}]");
+        let key = r.get("key").and_then(Value::as_str).unwrap_or_default();
+        if !label && key.is_empty() {
+            out.push(FieldError::required(
+                format!("{at}.key"),
+                "must be specified",
+            ));
+        }
+        let values = r
+            .get("values")
+            .and_then(Value::as_array)
+            .is_some_and(|v| !v.is_empty());
+        match r
+            .get("operator")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+        {
+            "In" | "NotIn" if !values => out.push(FieldError::required(
+                format!("{at}.values"),
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            )),
+            "Exists" | "DoesNotExist" if values => out.push(FieldError::forbidden(
+                format!("{at}.values"),
+                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            )),
+            _ => {}
+        }
+        if label {
+            out.extend(
+                vkube_core::validation::is_qualified_name(key)
+                    .into_iter()
+                    .map(|e| FieldError::invalid(format!("{at}.key"), &json!(key), &e)),
+            );
+        }
+    }
+    out
+}
+
+/// The request an access review asks about (its spec has passed
+/// [`access_spec_errors`]).
+fn request_of(spec: &Value) -> Request {
     let text = |v: Option<&Value>, key: &str| {
         v.and_then(|v| v.get(key))
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string()
     };
-    if with_user {
-        let user = text(Some(spec), "user");
-        let groups = spec
-            .get("groups")
-            .and_then(Value::as_array)
-            .is_some_and(|g| !g.is_empty());
-        if user.is_empty() && !groups {
-            errors.push(
-                FieldError::invalid(
-                    "spec.user",
-                    &json!(user),
-                    "at least one of user or group must be specified",
-                )
-                .into(),
-            );
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(match resource {
+    match spec.get("resourceAttributes").filter(|v| !v.is_null()) {
         Some(r) => Request::Resource {
             verb: text(Some(r), "verb"),
             namespace: text(Some(r), "namespace"),
@@ -152,11 +228,14 @@ fn access_spec(spec: &Value, with_user: bool) -> Result<Request, Vec<Cause>> {
             subresource: text(Some(r), "subresource"),
             name: text(Some(r), "name"),
         },
-        None => Request::NonResource {
-            verb: text(non_resource, "verb"),
-            path: text(non_resource, "path"),
-        },
-    })
+        None => {
+            let n = spec.get("nonResourceAttributes");
+            Request::NonResource {
+                verb: text(n, "verb"),
+                path: text(n, "path"),
+            }
+        }
+    }
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -237,49 +316,51 @@ pub async fn access_review(
         return Ok(json_response(StatusCode::CREATED, &obj));
     }
     let spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let local = review == Review::LocalSubjectAccess;
+    // A LocalSubjectAccessReview's namespace must be the URL's before it is
+    // validated (kube's create handler answers 400).
+    let url_ns = namespace.unwrap_or_default();
+    let obj_ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(url_ns)
+        .to_string();
+    if local && obj_ns != url_ns {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    // Every error in one answer, in kube's order: the spec, the metadata,
+    // then a local review's own rules.
     let with_user = review != Review::SelfSubjectAccess;
-    let request = access_spec(&spec, with_user).map_err(invalid)?;
-    let allowed_meta: &[&str] = if review == Review::LocalSubjectAccess {
-        &["namespace"]
-    } else {
-        &[]
-    };
+    let mut causes = access_spec_errors(&spec, with_user);
+    let allowed_meta: &[&str] = if local { &["namespace"] } else { &[] };
     if !metadata_empty(&obj, allowed_meta) {
-        let detail = if review == Review::LocalSubjectAccess {
+        let detail = if local {
             "must be empty except for namespace"
         } else {
             "must be empty"
         };
         let meta = obj.get("metadata").cloned().unwrap_or(Value::Null);
-        return Err(invalid(vec![
-            FieldError::invalid("metadata", &meta, detail).into(),
-        ]));
+        causes.push(FieldError::invalid("metadata", &meta, detail).into());
     }
-    if review == Review::LocalSubjectAccess {
-        let url_ns = namespace.unwrap_or_default();
-        let obj_ns = obj
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .unwrap_or(url_ns)
-            .to_string();
-        if obj_ns != url_ns {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
-        let mut causes = Vec::new();
-        if let Request::Resource { namespace: ns, .. } = &request
-            && *ns != obj_ns
-        {
-            causes.push(
-                FieldError::invalid(
-                    "spec.resourceAttributes.namespace",
-                    &json!(ns),
-                    "must match metadata.namespace",
-                )
-                .into(),
-            );
+    if local {
+        if let Some(r) = spec.get("resourceAttributes").filter(|v| !v.is_null()) {
+            let ns = r
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if ns != obj_ns {
+                causes.push(
+                    FieldError::invalid(
+                        "spec.resourceAttributes.namespace",
+                        &json!(ns),
+                        "must match metadata.namespace",
+                    )
+                    .into(),
+                );
+            }
         }
         if let Some(n) = spec.get("nonResourceAttributes").filter(|v| !v.is_null()) {
             causes.push(
@@ -291,9 +372,12 @@ pub async fn access_review(
                 .into(),
             );
         }
-        if !causes.is_empty() {
-            return Err(invalid(causes));
-        }
+    }
+    if !causes.is_empty() {
+        return Err(invalid(causes));
+    }
+    let request = request_of(&spec);
+    if local {
         obj["metadata"] = json!({"namespace": obj_ns, "creationTimestamp": null});
     } else {
         obj["metadata"] = json!({"creationTimestamp": null});
@@ -396,7 +480,7 @@ mod tests {
 
     #[test]
     fn access_specs_are_validated_with_kubes_messages() {
-        let err = access_spec(&json!({"user": "a"}), true).unwrap_err();
+        let err = access_spec_errors(&json!({"user": "a"}), true);
         assert_eq!(err[0].field, "spec.resourceAttributes");
         assert_eq!(
             err[0].message,
@@ -405,20 +489,39 @@ mod tests {
         let both = json!({"user": "a", "resourceAttributes": {"verb": "get"},
             "nonResourceAttributes": {"path": "/x", "verb": "get"}});
         assert_eq!(
-            access_spec(&both, true).unwrap_err()[0].field,
+            access_spec_errors(&both, true)[0].field,
             "spec.nonResourceAttributes"
         );
-        let nobody = json!({"resourceAttributes": {"verb": "get", "resource": "pods"}});
-        let err = access_spec(&nobody, true).unwrap_err();
+        // Every error at once, in kube's order: the spec's, then the
+        // selectors'.
+        let nobody = json!({"resourceAttributes": {"verb": "get", "resource": "pods",
+            "fieldSelector": {"rawSelector": "a=b", "requirements": [{"key": "", "operator": "In"}]},
+            "labelSelector": {"requirements": [{"key": "bad key", "operator": "Exists", "values": ["x"]},
+                                               {"key": "ok", "operator": "Tomorrow"}]}}});
+        let got: Vec<String> = access_spec_errors(&nobody, true)
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
         assert_eq!(
-            (err[0].field.as_str(), err[0].message.as_str()),
-            (
-                "spec.user",
-                "Invalid value: \"\": at least one of user or group must be specified"
-            )
+            got,
+            [
+                "spec.user: Invalid value: \"\": at least one of user or group must be specified",
+                "spec.resourceAttributes.fieldSelector.rawSelector: Invalid value: \"a=b\": may not specified at the same time as requirements",
+                "spec.resourceAttributes.fieldSelector.requirements[0].key: Required value: must be specified",
+                "spec.resourceAttributes.fieldSelector.requirements[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+                "spec.resourceAttributes.labelSelector.requirements[0].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                "spec.resourceAttributes.labelSelector.requirements[0].key: Invalid value: \"bad key\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+            ]
         );
+        let empty = json!({"user": "a", "resourceAttributes": {"labelSelector": {}}});
         assert_eq!(
-            access_spec(&nobody, false).unwrap(),
+            access_spec_errors(&empty, true)[0].message,
+            "Required value: when spec.resourceAttributes.labelSelector is specified, requirements or rawSelector is required"
+        );
+        let unnamed = json!({"resourceAttributes": {"verb": "get", "resource": "pods"}});
+        assert!(access_spec_errors(&unnamed, false).is_empty());
+        assert_eq!(
+            request_of(&unnamed),
             Request::Resource {
                 verb: "get".into(),
                 namespace: String::new(),

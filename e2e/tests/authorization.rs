@@ -168,6 +168,34 @@ async fn kubectl_auth_can_i_answers_from_rbac() {
     .expect_err_contains(
         "spec.user: Invalid value: \"\": at least one of user or group must be specified",
     );
+    // Every error in one answer, in kube's order (the spec's, the
+    // selectors', the metadata's, a local review's own).
+    let out = c
+        .kubectl_stdin(
+            &[
+                "create",
+                "--raw",
+                "/apis/authorization.k8s.io/v1/namespaces/dev/localsubjectaccessreviews",
+                "-f",
+                "-",
+            ],
+            r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "LocalSubjectAccessReview",
+                "metadata": {"namespace": "dev", "name": "named"},
+                "spec": {"resourceAttributes": {"verb": "list", "resource": "pods", "namespace": "prod",
+                         "labelSelector": {"rawSelector": "app=web", "requirements": [{"key": "app", "operator": "Exists"}]}}}}"#,
+        )
+        .await;
+    let body = out.stderr.clone();
+    let positions: Vec<usize> = [
+        "spec.user: Invalid value",
+        "spec.resourceAttributes.labelSelector.rawSelector: Invalid value: \"app=web\": may not specified at the same time as requirements",
+        "metadata: Invalid value",
+        "spec.resourceAttributes.namespace: Invalid value: \"prod\": must match metadata.namespace",
+    ]
+    .iter()
+    .map(|m| body.find(m).unwrap_or_else(|| panic!("{m:?} missing: {out}")))
+    .collect();
+    assert!(positions.is_sorted(), "{out}");
     // The review kinds are in discovery, with only `create`.
     c.kubectl(&[
         "api-resources",
