@@ -6,8 +6,12 @@
 //! virtual cluster leaves to its host.
 //!
 //! Checked: a claim's (and a template's) device requests, each named (a
-//! DNS label, unique) with exactly one of `exactly` or `firstAvailable`,
-//! and the spec immutable after create; a slice's driver (a DNS subdomain)
+//! DNS label, unique) with exactly one of `exactly` or `firstAvailable`
+//! (subrequests named and unique too), a device class name (a DNS
+//! subdomain), the allocation mode and count, CEL device selectors that
+//! compile (also a DeviceClass's), and the spec immutable after create;
+//! `adminAccess` only in a namespace labelled for it (admission, in
+//! `rest/admission.rs`); a slice's driver (a DNS subdomain)
 //! and pool (a name, `resourceSliceCount` above zero, `generation` not
 //! negative), exactly one of `nodeName`, `nodeSelector`, `allNodes`,
 //! `perDeviceNodeSelection`, and its driver, pool name and node name
@@ -29,65 +33,314 @@ fn named(path: &str, value: &str, check: fn(&str) -> Vec<String>) -> Vec<FieldEr
         .collect()
 }
 
-/// The device requests at `path` (`spec.devices.requests` of a claim).
-fn requests(obj: &Value, pointer: &str, path: &str) -> Vec<FieldError> {
+/// The longest CEL selector expression kube compiles
+/// (`CELSelectorExpressionMaxLength`, bytes).
+pub const CEL_SELECTOR_MAX_LENGTH: usize = 10 * 1024;
+
+/// The variables a device selector's CEL expression may name (kube's DRA
+/// CEL environment declares `device`).
+const CEL_SELECTOR_VARIABLES: &[&str] = &["device"];
+
+/// The errors of a device selector's CEL `expression` at `path`, as kube's
+/// `validateCELSelector`: too long (`TooLong`, not compiled), else the
+/// compilation errors in cel-go's form (`compilation failed: ERROR:
+/// <input>:LINE:COLUMN: message` with the line and a caret), syntax errors
+/// and references to undeclared variables. Unlike cel-go, the crate
+/// checks no types: an expression of another type than bool, or calling a
+/// function with the wrong arguments, passes here.
+pub fn cel_selector_errors(expression: &str, path: &str) -> Option<FieldError> {
+    if expression.len() > CEL_SELECTOR_MAX_LENGTH {
+        return Some(FieldError::too_long(path, CEL_SELECTOR_MAX_LENGTH));
+    }
+    let issues = match cel::Program::compile(expression) {
+        // cel-go indents the snippet lines by one space.
+        Err(e) => e.to_string().replace("\n| ", "\n | "),
+        Ok(program) => {
+            let mut undeclared = Vec::new();
+            undeclared_references(program.expression(), &mut Vec::new(), &mut undeclared);
+            undeclared.sort_by_key(|(id, _)| {
+                program
+                    .source_info()
+                    .offset_for(*id)
+                    .map_or(0, |(start, _)| start)
+            });
+            let messages: Vec<String> = undeclared
+                .iter()
+                .map(|(id, name)| {
+                    let offset = program
+                        .source_info()
+                        .offset_for(*id)
+                        .map_or(0, |(start, _)| start as usize);
+                    cel_go_error(
+                        expression,
+                        offset,
+                        &format!("undeclared reference to '{name}' (in container '')"),
+                    )
+                })
+                .collect();
+            if messages.is_empty() {
+                return None;
+            }
+            messages.join("\n")
+        }
+    };
+    Some(FieldError::invalid(
+        path,
+        &json!(expression),
+        &format!("compilation failed: {issues}"),
+    ))
+}
+
+/// An error at character `offset` of `source` as cel-go prints one.
+fn cel_go_error(source: &str, offset: usize, message: &str) -> String {
+    let before: Vec<char> = source.chars().take(offset).collect();
+    let line_start = before.iter().rposition(|c| *c == '\n').map_or(0, |p| p + 1);
+    let line = before.iter().filter(|c| **c == '\n').count() + 1;
+    let column = offset - line_start;
+    let text = source.lines().nth(line - 1).unwrap_or_default();
+    format!(
+        "ERROR: <input>:{line}:{}: {message}\n | {text}\n | {}^",
+        column + 1,
+        ".".repeat(column)
+    )
+}
+
+/// Identifiers in `expr` that are neither declared variables nor bound by
+/// an enclosing comprehension (`all`, `exists`, `map`, …), with their node
+/// ids.
+fn undeclared_references(
+    expr: &cel::IdedExpr,
+    bound: &mut Vec<String>,
+    out: &mut Vec<(u64, String)>,
+) {
+    use cel::common::ast::{EntryExpr, Expr};
+    let mut walk =
+        |e: &cel::IdedExpr, bound: &mut Vec<String>| undeclared_references(e, bound, out);
+    match &expr.expr {
+        Expr::Ident(name) => {
+            if !name.starts_with('@')
+                && !CEL_SELECTOR_VARIABLES.contains(&name.as_str())
+                && !bound.contains(name)
+            {
+                out.push((expr.id, name.clone()));
+            }
+        }
+        Expr::Select(s) => walk(&s.operand, bound),
+        Expr::Call(c) => {
+            if let Some(t) = &c.target {
+                walk(t, bound);
+            }
+            for a in &c.args {
+                walk(a, bound);
+            }
+        }
+        Expr::Comprehension(c) => {
+            walk(&c.iter_range, bound);
+            walk(&c.accu_init, bound);
+            let depth = bound.len();
+            bound.push(c.iter_var.clone());
+            bound.extend(c.iter_var2.clone());
+            bound.push(c.accu_var.clone());
+            walk(&c.loop_cond, bound);
+            walk(&c.loop_step, bound);
+            walk(&c.result, bound);
+            bound.truncate(depth);
+        }
+        Expr::List(l) => {
+            for e in &l.elements {
+                walk(e, bound);
+            }
+        }
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                match &entry.expr {
+                    EntryExpr::MapEntry(e) => {
+                        walk(&e.key, bound);
+                        walk(&e.value, bound);
+                    }
+                    EntryExpr::StructField(f) => walk(&f.value, bound),
+                }
+            }
+        }
+        Expr::Struct(s) => {
+            for entry in &s.entries {
+                match &entry.expr {
+                    EntryExpr::MapEntry(e) => {
+                        walk(&e.key, bound);
+                        walk(&e.value, bound);
+                    }
+                    EntryExpr::StructField(f) => walk(&f.value, bound),
+                }
+            }
+        }
+        Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+/// The device selectors at `path` (kube's `validateSelectorSlice`): each
+/// needs `cel`, whose expression must compile.
+fn selectors(list: &Value, path: &str) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    for (i, s) in list
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match s.get("cel").filter(|c| !c.is_null()) {
+            None => out.push(FieldError::required(format!("{path}[{i}].cel"), "")),
+            Some(c) => out.extend(cel_selector_errors(
+                c["expression"].as_str().unwrap_or_default(),
+                &format!("{path}[{i}].cel.expression"),
+            )),
+        }
+    }
+    out
+}
+
+/// A request's (or subrequest's) device class, selectors and allocation
+/// mode at `at` (kube's `validateExactDeviceRequest` and the shared part of
+/// `validateDeviceSubRequest`).
+fn device_request_body(r: &Value, at: &str) -> Vec<FieldError> {
+    let class = r["deviceClassName"].as_str().unwrap_or_default();
+    let mut out = named(
+        &format!("{at}.deviceClassName"),
+        class,
+        is_dns1123_subdomain,
+    );
+    out.extend(selectors(&r["selectors"], &format!("{at}.selectors")));
+    let count = r["count"].as_i64().unwrap_or(0);
+    match r["allocationMode"].as_str().unwrap_or_default() {
+        "All" if count != 0 => out.push(FieldError::invalid(
+            format!("{at}.count"),
+            &json!(count),
+            "must not be specified when allocationMode is 'All'",
+        )),
+        "All" => {}
+        "ExactCount" if count <= 0 => out.push(FieldError::invalid(
+            format!("{at}.count"),
+            &json!(count),
+            "must be greater than zero",
+        )),
+        "ExactCount" => {}
+        other => out.push(FieldError::not_supported(
+            format!("{at}.allocationMode"),
+            &json!(other),
+            &["All", "ExactCount"],
+        )),
+    }
+    out
+}
+
+/// Named items at `path`, each checked by `check`, then a `Duplicate` for
+/// every repeated name (kube reports them after every item's own errors).
+fn named_items(
+    list: &Value,
+    path: &str,
+    check: impl Fn(&Value, &str) -> Vec<FieldError>,
+) -> Vec<FieldError> {
     let mut out = Vec::new();
     let mut duplicates = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
-    let list = obj
-        .pointer(pointer)
-        .and_then(Value::as_array)
+    for (i, r) in list
+        .as_array()
         .map(Vec::as_slice)
-        .unwrap_or_default();
-    for (i, r) in list.iter().enumerate() {
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let at = format!("{path}[{i}]");
         let name = r["name"].as_str().unwrap_or_default();
         out.extend(named(&format!("{at}.name"), name, is_dns1123_label));
-        // kube reports a repeated name on the item, after every item's own
-        // errors.
         if !name.is_empty() && seen.contains(&name) {
             duplicates.push(FieldError::duplicate(at.clone(), &json!(name)));
         }
         seen.push(name);
-        if let Some(e) = r.get("exactly").filter(|v| !v.is_null())
-            && e["deviceClassName"].as_str().unwrap_or_default().is_empty()
-        {
-            out.push(FieldError::required(
-                format!("{at}.exactly.deviceClassName"),
-                "",
-            ));
-        }
-        let exactly = r.get("exactly").is_some_and(|v| !v.is_null());
-        let first = r["firstAvailable"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty());
-        match (exactly, first) {
-            (false, false) => out.push(FieldError::required(
-                at,
-                "exactly one of `exactly` or `firstAvailable` is required",
-            )),
-            (true, true) => out.push(FieldError::invalid(
-                at,
-                &Value::Null,
-                "exactly one of `exactly` or `firstAvailable` is required, but multiple fields are set",
-            )),
-            _ => {}
-        }
+        out.extend(check(r, &at));
     }
     out.extend(duplicates);
     out
 }
 
+/// The device requests at `pointer` of `obj`, reported under `path`
+/// (kube's `validateDeviceRequest`): each named, with exactly one of
+/// `exactly` or `firstAvailable`, then that one's contents.
+fn requests(obj: &Value, pointer: &str, path: &str) -> Vec<FieldError> {
+    let list = obj.pointer(pointer).cloned().unwrap_or(Value::Null);
+    named_items(&list, path, |r, at| {
+        let exactly = r.get("exactly").filter(|v| !v.is_null());
+        let first = r["firstAvailable"].as_array().filter(|a| !a.is_empty());
+        match (exactly, first) {
+            (None, None) => vec![FieldError::required(
+                at,
+                "exactly one of `exactly` or `firstAvailable` is required",
+            )],
+            (Some(_), Some(_)) => vec![FieldError::invalid(
+                at,
+                &Value::Null,
+                "exactly one of `exactly` or `firstAvailable` is required, but multiple fields are set",
+            )],
+            (Some(e), None) => device_request_body(e, &format!("{at}.exactly")),
+            (None, Some(_)) => named_items(
+                &r["firstAvailable"],
+                &format!("{at}.firstAvailable"),
+                device_request_body,
+            ),
+        }
+    })
+}
+
+/// A DeviceClass's validation (kube's `validateDeviceClassSpec`, the
+/// selectors).
+pub fn validate_device_class(obj: &Value) -> Vec<FieldError> {
+    selectors(
+        obj.pointer("/spec/selectors").unwrap_or(&Value::Null),
+        "spec.selectors",
+    )
+}
+
+/// The path of the first device request asking for `adminAccess`, as kube's
+/// `AuthorizedForAdmin` reports it (`spec.devices.requests[i].adminAccess`;
+/// subrequests cannot ask), for the requests at `pointer`.
+pub fn admin_access_requested(obj: &Value, pointer: &str) -> Option<String> {
+    obj.pointer(pointer)?
+        .as_array()?
+        .iter()
+        .position(|r| r.pointer("/exactly/adminAccess") == Some(&Value::Bool(true)))
+        .map(|i| format!("spec.devices.requests[{i}].adminAccess"))
+}
+
+/// The namespace label that allows admin access to devices
+/// (`resource.kubernetes.io/admin-access: "true"`).
+pub const ADMIN_ACCESS_NAMESPACE_LABEL: &str = "resource.kubernetes.io/admin-access";
+
 /// kube's defaults of device requests at `pointer` (`SetDefaults_…`): an
-/// `exactly` request allocates `ExactCount`, and with that mode one device.
+/// `exactly` request and each `firstAvailable` subrequest allocate
+/// `ExactCount`, and with that mode one device.
 fn default_requests(obj: &mut Value, pointer: &str) {
     let Some(list) = obj.pointer_mut(pointer).and_then(Value::as_array_mut) else {
         return;
     };
+    let mut bodies: Vec<&mut serde_json::Map<String, Value>> = Vec::new();
     for r in list {
-        let Some(e) = r.get_mut("exactly").and_then(Value::as_object_mut) else {
+        let Some(r) = r.as_object_mut() else {
             continue;
         };
+        let key = if r.get("exactly").is_some_and(Value::is_object) {
+            "exactly"
+        } else {
+            "firstAvailable"
+        };
+        match r.get_mut(key) {
+            Some(Value::Object(e)) => bodies.push(e),
+            Some(Value::Array(subs)) => {
+                bodies.extend(subs.iter_mut().filter_map(Value::as_object_mut));
+            }
+            _ => {}
+        }
+    }
+    for e in bodies {
         let mode = e
             .entry("allocationMode")
             .or_insert_with(|| json!("ExactCount"))
@@ -123,20 +376,32 @@ pub fn validate_claim_template(obj: &Value) -> Vec<FieldError> {
 }
 
 /// `spec` of `new` must equal `old`'s (`ValidateImmutableField`), plus
-/// `check` of `new`.
+/// `check` of a changed `new`. An unchanged spec is not checked again, so
+/// an object stored before a rule existed (kube compiles stored CEL in a
+/// laxer environment) can still have its metadata and finalizers written.
 pub fn spec_immutable(
     new: &Value,
     old: &Value,
     check: fn(&Value) -> Vec<FieldError>,
 ) -> Vec<FieldError> {
-    let mut out = check(new);
-    if new.get("spec") != old.get("spec") {
-        out.push(FieldError::immutable(
-            "spec",
-            new.get("spec").unwrap_or(&Value::Null),
-        ));
+    if new.get("spec") == old.get("spec") {
+        return Vec::new();
     }
+    let mut out = check(new);
+    out.push(FieldError::immutable(
+        "spec",
+        new.get("spec").unwrap_or(&Value::Null),
+    ));
     out
+}
+
+/// A DeviceClass update: its selectors are checked when they changed (as
+/// [`spec_immutable`], stored expressions are not compiled again).
+pub fn validate_device_class_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    if new.pointer("/spec/selectors") == old.pointer("/spec/selectors") {
+        return Vec::new();
+    }
+    validate_device_class(new)
 }
 
 /// A ResourceSlice's validation (create when `old` is `None`).
@@ -272,8 +537,16 @@ mod tests {
 
     #[test]
     fn claims_need_named_requests_of_one_kind() {
-        let good = json!({"spec": {"devices": {"requests": [
+        let mut good = json!({"spec": {"devices": {"requests": [
             {"name": "gpu", "exactly": {"deviceClassName": "gpu.example.com"}}]}}});
+        let mut defaulted = good.clone();
+        default_claim(&mut defaulted);
+        assert_eq!(
+            defaulted["spec"]["devices"]["requests"][0]["exactly"],
+            json!({"deviceClassName": "gpu.example.com", "allocationMode": "ExactCount", "count": 1})
+        );
+        // Validation runs on the defaulted object, as kube's does.
+        default_claim(&mut good);
         assert!(validate_claim(&good).is_empty());
         let bad = json!({"spec": {"devices": {"requests": [
             {"name": "gpu"},
@@ -286,17 +559,89 @@ mod tests {
                 "spec.devices.requests[1]: Duplicate value: \"gpu\"",
             ]
         );
-        let mut defaulted = good.clone();
-        default_claim(&mut defaulted);
-        assert_eq!(
-            defaulted["spec"]["devices"]["requests"][0]["exactly"],
-            json!({"deviceClassName": "gpu.example.com", "allocationMode": "ExactCount", "count": 1})
-        );
         let mut changed = good.clone();
         changed["spec"]["devices"]["requests"][0]["name"] = json!("other");
         assert_eq!(
-            spec_immutable(&changed, &good, validate_claim)[0].field,
-            "spec"
+            messages(&spec_immutable(&changed, &good, validate_claim)),
+            [format!(
+                "spec: Invalid value: {}: field is immutable",
+                vkube_core::field::render_value(&changed["spec"])
+            )]
+        );
+    }
+
+    #[test]
+    fn selectors_must_compile_and_modes_match_their_counts() {
+        let claim = |requests: Value| json!({"spec": {"devices": {"requests": requests}}});
+        let good = claim(json!([
+            {"name": "gpu", "exactly": {"deviceClassName": "gpu.example.com",
+                "allocationMode": "ExactCount", "count": 2,
+                "selectors": [{"cel": {"expression":
+                    "device.driver == 'gpu.example.com' && device.attributes['gpu.example.com'].model.exists(m, m == 'a')"}}]}},
+            {"name": "any", "firstAvailable": [
+                {"name": "big", "deviceClassName": "big", "allocationMode": "All"},
+                {"name": "small", "deviceClassName": "small", "allocationMode": "ExactCount", "count": 1}]}
+        ]));
+        assert!(
+            validate_claim(&good).is_empty(),
+            "{:?}",
+            messages(&validate_claim(&good))
+        );
+        let bad = claim(json!([
+            {"name": "gpu", "exactly": {"deviceClassName": "Not_A_Class",
+                "allocationMode": "All", "count": 3,
+                "selectors": [{"cel": {"expression": "device.driver =="}},
+                              {"cel": {"expression": "dev.driver == 'x' && devize"}},
+                              {}]}},
+            {"name": "any", "firstAvailable": [
+                {"name": "a", "deviceClassName": "c", "allocationMode": "Some"},
+                {"name": "a", "deviceClassName": "", "allocationMode": "ExactCount", "count": 0}]}
+        ]));
+        let got = messages(&validate_claim(&bad));
+        assert_eq!(
+            got[0],
+            "spec.devices.requests[0].exactly.deviceClassName: Invalid value: \"Not_A_Class\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        );
+        assert!(got[1].starts_with("spec.devices.requests[0].exactly.selectors[0].cel.expression: Invalid value: \"device.driver ==\": compilation failed: ERROR: <input>:1:"), "{}", got[1]);
+        assert_eq!(
+            got[2],
+            "spec.devices.requests[0].exactly.selectors[1].cel.expression: Invalid value: \"dev.driver == 'x' && devize\": compilation failed: ERROR: <input>:1:1: undeclared reference to 'dev' (in container '')\n | dev.driver == 'x' && devize\n | ^\nERROR: <input>:1:22: undeclared reference to 'devize' (in container '')\n | dev.driver == 'x' && devize\n | .....................^"
+        );
+        assert_eq!(
+            got[3..],
+            [
+                "spec.devices.requests[0].exactly.selectors[2].cel: Required value",
+                "spec.devices.requests[0].exactly.count: Invalid value: 3: must not be specified when allocationMode is 'All'",
+                "spec.devices.requests[1].firstAvailable[0].allocationMode: Unsupported value: \"Some\": supported values: \"All\", \"ExactCount\"",
+                "spec.devices.requests[1].firstAvailable[1].deviceClassName: Required value",
+                "spec.devices.requests[1].firstAvailable[1].count: Invalid value: 0: must be greater than zero",
+                "spec.devices.requests[1].firstAvailable[1]: Duplicate value: \"a\"",
+            ]
+        );
+        let long = "device.driver == 'x' || ".repeat(500) + "true";
+        assert_eq!(
+            cel_selector_errors(&long, "e").map(|e| e.message),
+            Some("Too long: may not be more than 10240 bytes".to_string())
+        );
+        // Subrequests are defaulted as requests are.
+        let mut defaulted = claim(
+            json!([{"name": "any", "firstAvailable": [{"name": "a", "deviceClassName": "c"}]}]),
+        );
+        default_claim(&mut defaulted);
+        assert_eq!(
+            defaulted["spec"]["devices"]["requests"][0]["firstAvailable"][0]["count"],
+            1
+        );
+        // A DeviceClass's selectors, checked again only when they change.
+        let class = json!({"spec": {"selectors": [{"cel": {"expression": "x"}}]}});
+        assert_eq!(validate_device_class(&class).len(), 1);
+        assert!(validate_device_class_update(&class, &class).is_empty());
+        assert_eq!(
+            admin_access_requested(
+                &claim(json!([{"name": "a"}, {"name": "b", "exactly": {"adminAccess": true}}])),
+                "/spec/devices/requests"
+            ),
+            Some("spec.devices.requests[1].adminAccess".to_string())
         );
     }
 

@@ -81,6 +81,13 @@ const RESOURCE_CLAIM_TEMPLATE: Strategy = Strategy {
     ..PLAIN
 };
 
+/// DeviceClasses ([`crate::dra`]): selectors that compile.
+const DEVICE_CLASS: Strategy = Strategy {
+    validate_create: crate::dra::validate_device_class,
+    validate_update: crate::dra::validate_device_class_update,
+    ..PLAIN
+};
+
 /// ResourceSlices ([`crate::dra`]).
 const RESOURCE_SLICE: Strategy = Strategy {
     validate_create: |obj| crate::dra::validate_slice(obj, None),
@@ -128,6 +135,11 @@ pub enum Admission {
     /// pv-protection controllers remove once nothing uses the object
     /// (create).
     StorageObjectInUseProtection,
+    /// DRA admin access (the ResourceClaim and ResourceClaimTemplate
+    /// strategies' `AuthorizedForAdmin`): a request asking for
+    /// `adminAccess` needs the namespace labelled
+    /// `resource.kubernetes.io/admin-access: "true"` (create).
+    DraAdminAccess,
     /// CertificateSubjectRestriction, CertificateApproval: no
     /// `kube-apiserver-client` request for the `system:masters` group
     /// (create), and approving needs the `approve` verb on the request's
@@ -1426,6 +1438,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         generation: true,
+        strategy: DEVICE_CLASS,
         ..def(
             "resource.k8s.io",
             "v1",
@@ -1438,6 +1451,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         status: true,
         strategy: RESOURCE_CLAIM,
+        admission: &[Admission::DraAdminAccess],
         ..def(
             "resource.k8s.io",
             "v1",
@@ -1449,6 +1463,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         strategy: RESOURCE_CLAIM_TEMPLATE,
+        admission: &[Admission::DraAdminAccess],
         ..def(
             "resource.k8s.io",
             "v1",

@@ -98,6 +98,39 @@ async fn device_classes_claims_and_slices_are_served_and_validated() {
     .expect_err_contains(
         "spec.devices.requests[0]: Required value: exactly one of `exactly` or `firstAvailable` is required",
     );
+    // Device selectors are CEL that must compile, on classes and claims.
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata: {name: broken}\nspec:\n  selectors: [{cel: {expression: 'device.driver =='}}]\n",
+    )
+    .await
+    .expect_err_contains(
+        "spec.selectors[0].cel.expression: Invalid value: \"device.driver ==\": compilation failed: ERROR: <input>:1:",
+    );
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {name: typo}\nspec:\n  devices:\n    requests: [{name: gpu, exactly: {deviceClassName: gpu.example.com, selectors: [{cel: {expression: 'devise.driver == \"x\"'}}]}}]\n",
+    )
+    .await
+    .expect_err_contains("undeclared reference to 'devise' (in container '')");
+    // Admin access to devices only in a namespace labelled for it.
+    let admin = "apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {name: admin}\nspec:\n  devices:\n    requests: [{name: gpu, exactly: {deviceClassName: gpu.example.com, adminAccess: true}}]\n";
+    c.kubectl_stdin(&["apply", "-f", "-"], admin)
+        .await
+        .expect_err_contains(
+            "spec.devices.requests[0].adminAccess: Forbidden: admin access to devices requires the `resource.kubernetes.io/admin-access: true` label on the containing namespace",
+        );
+    c.kubectl(&[
+        "label",
+        "namespace",
+        "default",
+        "resource.kubernetes.io/admin-access=true",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl_stdin(&["apply", "-f", "-"], admin)
+        .await
+        .expect_ok();
     c.shutdown().await;
 }
 

@@ -102,6 +102,7 @@ impl Api {
                 Admission::DefaultClass(rule) => self.admit_default_class(rule, obj).await?,
                 Admission::PodSecurity => self.admit_pod_security(target, obj, update)?,
                 Admission::Certificates => self.admit_certificates(target, obj, old).await?,
+                Admission::DraAdminAccess => self.admit_dra_admin_access(target, obj).await?,
                 Admission::StorageObjectInUseProtection => {
                     storage_object_in_use_protection(target, obj)
                 }
@@ -155,6 +156,57 @@ impl Api {
             &gr,
             &name,
             &format!("user not permitted to {verb} requests with signerName {signer:?}"),
+        ))
+    }
+
+    /// DRA admin access ([`Admission::DraAdminAccess`]): `422` with kube's
+    /// `Forbidden` cause when a request asks for `adminAccess` in a
+    /// namespace without the admin-access label.
+    async fn admit_dra_admin_access(&self, target: &Target, obj: &Value) -> ApiResult<()> {
+        let def = target.def;
+        let pointer = if def.resource == "resourceclaimtemplates" {
+            "/spec/spec/devices/requests"
+        } else {
+            "/spec/devices/requests"
+        };
+        let (Some(path), Some(ns)) = (
+            crate::dra::admin_access_requested(obj, pointer),
+            target.namespace.as_deref(),
+        ) else {
+            return Ok(());
+        };
+        let nsdef = registry::lookup("", "v1", "namespaces").expect("namespaces registered");
+        let labelled = match self
+            .store
+            .get(&nsdef.key(None, ns))
+            .await
+            .map_err(|e| storage_error(nsdef, ns, e))?
+        {
+            Some(kv) => {
+                decode_stored(&kv)?
+                    .pointer("/metadata/labels")
+                    .and_then(|l| l.get(crate::dra::ADMIN_ACCESS_NAMESPACE_LABEL))
+                    == Some(&Value::String("true".into()))
+            }
+            None => false,
+        };
+        if labelled {
+            return Ok(());
+        }
+        Err(ApiError::invalid(
+            def.kind,
+            def.group,
+            meta::name(obj),
+            vec![
+                vkube_core::field::FieldError::forbidden(
+                    path,
+                    &format!(
+                        "admin access to devices requires the `{}: true` label on the containing namespace",
+                        crate::dra::ADMIN_ACCESS_NAMESPACE_LABEL
+                    ),
+                )
+                .into(),
+            ],
         ))
     }
 
