@@ -856,6 +856,57 @@ async fn the_syncer_survives_restarts_of_both_api_servers() {
     c.shutdown().await;
 }
 
+/// With only the nodes in use shown, a finished pod whose host pod went
+/// with `vkube pause` keeps its node shown after the resume: no host pod
+/// runs there, but a virtual pod names it, and the tenant's pod garbage
+/// collector would take a node that is not shown for a deleted one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_pod_keeps_its_node_shown_across_pause_and_resume() {
+    let mut c = SyncedCluster::start_with(|c| c.nodes = NodeVisibility::Used).await;
+    run_job_once(&c).await;
+    let pods = c
+        .virt
+        .get_json(&["pods", "-l", "job-name=once"])
+        .await
+        .unwrap();
+    let node = pods["items"][0]["spec"]["nodeName"]
+        .as_str()
+        .expect("the Job's pod is bound")
+        .to_string();
+    eventually("the virtual node", WAIT, || async {
+        c.virt_get("node", &node).await.map(drop)
+    })
+    .await;
+    c.stop_syncer().await;
+    let host_client = c.host.client().await;
+    vkube_syncer::pause::pause_pods(&host_client, c.tenant())
+        .await
+        .expect("pausing");
+    c.start_syncer().await;
+    let record = vkube_syncer::pause::record_name(c.tenant());
+    eventually("the record removed", WAIT, || async {
+        match c.host_get("configmap", &record).await {
+            Err(e) if e.contains("NotFound") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // The resumed syncer has reconciled the node by now; it stays.
+    for _ in 0..10 {
+        c.virt_get("node", &node)
+            .await
+            .expect("the node of a finished pod stays shown");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let pod = c
+        .virt
+        .get_json(&["pods", "-l", "job-name=once"])
+        .await
+        .unwrap();
+    assert_eq!(pod["items"][0]["status"]["phase"], "Succeeded", "{pod}");
+    c.shutdown().await;
+}
+
 /// `vkube pause` then `vkube resume`, as the syncer sees them: the syncer
 /// stops (the virtual cluster's process is scaled away), the pause records
 /// and deletes the host pods, the syncer starts again.

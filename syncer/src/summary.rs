@@ -58,11 +58,14 @@ pub struct VirtualSummary {
     /// reconciled, and whether that reconcile looked after a token: the
     /// same pair again means nothing to do but (then) the token's refresh.
     pub settled: Option<(u64, bool)>,
+    /// `spec.nodeName`, shared as [`HostSummary::node_name`] is.
+    pub node_name: Option<Arc<str>>,
 }
 
 impl VirtualSummary {
-    /// The summary of virtual pod `pod` (not yet settled).
-    pub fn of(pod: &Pod) -> Self {
+    /// The summary of virtual pod `pod` (not yet settled); `node` interns
+    /// its node name.
+    pub fn of(pod: &Pod, node: impl FnOnce(&str) -> Arc<str>) -> Self {
         let sa = Some(crate::pod::service_account_of(pod)).filter(|s| *s != "default");
         Self {
             uid: boxed(pod.metadata.uid.as_deref()),
@@ -73,6 +76,12 @@ impl VirtualSummary {
                 .as_ref()
                 .and_then(|s| s.automount_service_account_token),
             settled: None,
+            node_name: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .filter(|n| !n.is_empty())
+                .map(node),
         }
     }
 
@@ -255,10 +264,12 @@ mod tests {
             "metadata": {"name": "web", "namespace": "team", "uid": "u1", "resourceVersion": "7",
                          "labels": {"a": "b"}},
             "spec": {"serviceAccount": "old", "automountServiceAccountToken": false,
-                     "containers": [{"name": "c", "image": "busybox"}]},
+                     "nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]},
             "status": {"phase": "Running"},
         }));
-        let s = VirtualSummary::of(&p);
+        let s = VirtualSummary::of(&p, |n: &str| Arc::from(n));
+        // The node the virtual pod is bound to keeps its virtual Node shown.
+        assert_eq!(s.node_name.as_deref(), Some("n1"));
         assert_eq!(s.uid.as_deref(), Some("u1"));
         assert_eq!(s.resource_version.as_deref(), Some("7"));
         assert_eq!(s.service_account(), "old");
@@ -273,12 +284,18 @@ mod tests {
             json!({"spec": {"serviceAccountName": "", "serviceAccount": "x", "containers": []}}),
         );
         assert_eq!(
-            VirtualSummary::of(&named).service_account(),
+            VirtualSummary::of(&named, |n: &str| Arc::from(n)).service_account(),
             crate::pod::service_account_of(&named)
         );
         let bare = pod(json!({"spec": {"containers": []}}));
-        assert_eq!(VirtualSummary::of(&bare).service_account(), "default");
-        assert_eq!(VirtualSummary::of(&bare).service_account, None);
+        assert_eq!(
+            VirtualSummary::of(&bare, |n: &str| Arc::from(n)).service_account(),
+            "default"
+        );
+        assert_eq!(
+            VirtualSummary::of(&bare, |n: &str| Arc::from(n)).service_account,
+            None
+        );
     }
 
     #[test]

@@ -59,14 +59,14 @@ impl NodeFeed {
 }
 
 /// Runs the Node controller over `feed`'s queue (node names), deciding use
-/// with `in_use(node)`: whether any host pod of this tenant runs there (the
-/// Pod controller answers from its host pod cache). With
+/// with `in_use(node)`: whether a host pod of this tenant runs there, or
+/// only virtual pods name it (the Pod controller answers from its caches). With
 /// [`NodeVisibility::All`] or a selector (and [`NodeVisibility::Auto`] when
 /// the host lets the syncer list nodes) it also watches those host nodes
 /// and shows each of them.
 pub async fn run(
     ctx: Arc<Context>,
-    in_use: impl Fn(&str) -> bool + Send + Sync + 'static,
+    in_use: impl Fn(&str) -> NodeUse + Send + Sync + 'static,
     feed: Arc<NodeFeed>,
 ) -> anyhow::Result<()> {
     let visibility = resolve(&ctx).await;
@@ -111,8 +111,19 @@ pub async fn run(
             // Forgotten while reconciling, so a use seen meanwhile queues
             // the node again; remembered only if it ends up present.
             feed.lock().remove(&name);
-            let shown = in_use(&name) || cached.as_ref().is_some_and(Option::is_some);
-            let res = reconcile(&ctx, shown, &name, cached.flatten(), since).await;
+            let watched = cached.as_ref().is_some_and(Option::is_some);
+            let usage = in_use(&name);
+            let shown = usage != NodeUse::Unused || watched;
+            let only_while_on_host = usage == NodeUse::VirtualPods && !watched;
+            let res = reconcile(
+                &ctx,
+                shown,
+                only_while_on_host,
+                &name,
+                cached.flatten(),
+                since,
+            )
+            .await;
             if matches!(res, Ok(Some(_))) {
                 feed.lock().insert(name);
             }
@@ -160,11 +171,28 @@ async fn resolve(ctx: &Context) -> NodeVisibility {
     NodeVisibility::Used
 }
 
+/// Whether a node runs pods of this tenant, as the Pod controller sees
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeUse {
+    /// No pod of the tenant is bound to it.
+    Unused,
+    /// A host pod of the tenant runs there.
+    HostPods,
+    /// Only virtual pods name it (their host copies are gone or not yet
+    /// made, e.g. after a resume): it is shown while the host node exists,
+    /// so the tenant's pod garbage collector does not take a live node for
+    /// a deleted one, and does collect the pods of a node the host deleted.
+    VirtualPods,
+}
+
 /// Shows (`shown`) or removes the virtual Node `name`, from host node
-/// `cached` when the node watch has it, else a GET.
+/// `cached` when the node watch has it, else a GET; with
+/// `only_while_on_host`, a host node that is not found (404) removes it.
 async fn reconcile(
     ctx: &Context,
     shown: bool,
+    only_while_on_host: bool,
     name: &str,
     cached: Option<Arc<Node>>,
     _since: Instant,
@@ -174,7 +202,7 @@ async fn reconcile(
     let ours = current.as_ref().is_some_and(|n| {
         n.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(ctx.tenant.name())
     });
-    if !shown {
+    let remove = async || -> anyhow::Result<Option<Duration>> {
         if ours {
             match vapi.delete(name, &DeleteParams::default()).await {
                 Ok(_) => {}
@@ -182,7 +210,10 @@ async fn reconcile(
                 Err(e) => return Err(e).context("deleting the virtual node"),
             }
         }
-        return Ok(None);
+        Ok(None)
+    };
+    if !shown {
+        return remove().await;
     }
     if current.is_some() && !ours {
         // A node the tenant (or someone) created: leave it alone.
@@ -194,6 +225,7 @@ async fn reconcile(
             .get_opt(name)
             .await
         {
+            Ok(None) if only_while_on_host => return remove().await,
             Ok(n) => n,
             Err(e) if is_status(&e, 403) => None,
             Err(e) => return Err(e).context("reading the host node"),

@@ -309,9 +309,27 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             {
                 o.metadata.managed_fields = None;
             }
-            state
-                .vsums
-                .apply(&ev, |p| Some((key_of(p), VirtualSummary::of(p))));
+            state.vsums.apply(&ev, |p| {
+                Some((
+                    key_of(p),
+                    VirtualSummary::of(p, |n| state.node_names.intern(n)),
+                ))
+            });
+            // A node that virtual pods name is shown, so the tenant's pod
+            // garbage collector never finds them orphaned on a live node.
+            match &ev {
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                    if let Some(n) = o.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                        state.nodes.used(n);
+                    }
+                }
+                watcher::Event::Delete(o) => {
+                    if let Some(n) = o.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                        state.nodes.check(n);
+                    }
+                }
+                _ => {}
+            }
             match ev {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                     let k = key_of(&o);
@@ -427,7 +445,15 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             });
             let in_use = {
                 let state = Arc::clone(&state);
-                move |node: &str| state.hsums.any(|h| h.node_name.as_deref() == Some(node))
+                move |node: &str| {
+                    if state.hsums.any(|h| h.node_name.as_deref() == Some(node)) {
+                        super::node::NodeUse::HostPods
+                    } else if state.vsums.any(|v| v.node_name.as_deref() == Some(node)) {
+                        super::node::NodeUse::VirtualPods
+                    } else {
+                        super::node::NodeUse::Unused
+                    }
+                }
             };
             let nodes = super::node::run(Arc::clone(&ctx), in_use, Arc::clone(&state.nodes));
             tokio::select! {
