@@ -273,6 +273,22 @@ async fn wrong_usages_fail_denied_requests_stay_unsigned_and_bad_requests_are_in
     status_patch(r#"{"metadata":{"labels":{"seen":"yes"}}}"#)
         .await
         .expect_ok();
+    // A `Failed` condition is the signer's answer too: it takes `sign`.
+    c.kubectl(&[
+        "--kubeconfig",
+        &kc,
+        "patch",
+        "csr",
+        "dave",
+        "--subresource=status",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/status/conditions/-","value":{"type":"Failed","status":"True","reason":"SignerError","message":"no"}}]"#,
+    ])
+    .await
+    .expect_err_contains(
+        "user not permitted to sign requests with signerName \"example.com/custom\"",
+    );
     assert!(c.get_json(&["csr", "dave"]).await.unwrap()["status"]["certificate"].is_null());
     // The admin holds every verb, `sign` included.
     c.kubectl(&[

@@ -138,8 +138,14 @@ impl Api {
         };
         let verb = match target.subresource.as_deref() {
             Some("approval") => "approve",
+            // A signer's write: the certificate or the conditions (a
+            // `Failed` condition is the signer's answer too) changed.
             Some("status")
-                if obj.pointer("/status/certificate") != old.pointer("/status/certificate") =>
+                if obj.pointer("/status/certificate") != old.pointer("/status/certificate")
+                    || !same_list(
+                        obj.pointer("/status/conditions"),
+                        old.pointer("/status/conditions"),
+                    ) =>
             {
                 "sign"
             }
@@ -188,7 +194,8 @@ impl Api {
                     .and_then(|l| l.get(crate::dra::ADMIN_ACCESS_NAMESPACE_LABEL))
                     == Some(&Value::String("true".into()))
             }
-            None => false,
+            // A missing namespace is the namespace lifecycle's 404.
+            None => return Ok(()),
         };
         if labelled {
             return Ok(());
@@ -641,4 +648,14 @@ fn only_gc_fields_differ(new: &Value, old: &Value) -> bool {
         };
     }
     copied == *old
+}
+
+/// Whether two optional JSON lists are equal as kube's semantic equality
+/// sees them: a missing list, `null` and `[]` are the same.
+fn same_list(a: Option<&Value>, b: Option<&Value>) -> bool {
+    let items = |v: Option<&Value>| match v {
+        Some(Value::Array(a)) => a.clone(),
+        _ => Vec::new(),
+    };
+    items(a) == items(b)
 }
