@@ -45,44 +45,30 @@ const CEL_SELECTOR_VARIABLES: &[&str] = &["device"];
 /// `validateCELSelector`: too long (`TooLong`, not compiled), else the
 /// compilation errors in cel-go's form (`compilation failed: ERROR:
 /// <input>:LINE:COLUMN: message` with the line and a caret), syntax errors
-/// and references to undeclared variables. Unlike cel-go, the crate
-/// checks no types: an expression of another type than bool, or calling a
-/// function with the wrong arguments, passes here.
+/// and references to undeclared variables. The syntax is kube's: optional
+/// selection (`a.?b`) and the variables of two-variable comprehensions and
+/// `cel.bind` are accepted. Unlike cel-go, the crate checks no types: an
+/// expression of another type than bool, or calling a function with the
+/// wrong arguments, passes here.
 pub fn cel_selector_errors(expression: &str, path: &str) -> Option<FieldError> {
     if expression.len() > CEL_SELECTOR_MAX_LENGTH {
         return Some(FieldError::too_long(path, CEL_SELECTOR_MAX_LENGTH));
     }
-    let issues = match cel::Program::compile(expression) {
-        // cel-go indents the snippet lines by one space.
-        Err(e) => e.to_string().replace("\n| ", "\n | "),
-        Ok(program) => {
-            let mut undeclared = Vec::new();
-            undeclared_references(program.expression(), &mut Vec::new(), &mut undeclared);
-            undeclared.sort_by_key(|(id, _)| {
-                program
-                    .source_info()
-                    .offset_for(*id)
-                    .map_or(0, |(start, _)| start)
-            });
-            let messages: Vec<String> = undeclared
-                .iter()
-                .map(|(id, name)| {
-                    let offset = program
-                        .source_info()
-                        .offset_for(*id)
-                        .map_or(0, |(start, _)| start as usize);
-                    cel_go_error(
-                        expression,
-                        offset,
-                        &format!("undeclared reference to '{name}' (in container '')"),
-                    )
-                })
-                .collect();
-            if messages.is_empty() {
-                return None;
-            }
-            messages.join("\n")
-        }
+    // The parser and the tree it builds recurse once per nesting level, and
+    // `a+a+…` nests as deep as it is long: compiled on a thread whose stack
+    // holds the deepest expression the length limit lets through, so that
+    // no input overflows a server thread's stack.
+    let issues = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("cel-compile".into())
+            .stack_size(CEL_COMPILE_STACK_BYTES)
+            .spawn_scoped(s, || compile_issues(expression))
+            .map(|t| t.join())
+    });
+    let issues = match issues {
+        Ok(Ok(issues)) => issues?,
+        // No thread (resources exhausted) or a bug in the parser.
+        Ok(Err(_)) | Err(_) => "ERROR: <input>:1:1: the expression could not be compiled".into(),
     };
     Some(FieldError::invalid(
         path,
@@ -91,12 +77,63 @@ pub fn cel_selector_errors(expression: &str, path: &str) -> Option<FieldError> {
     ))
 }
 
-/// An error at character `offset` of `source` as cel-go prints one.
+/// The stack of the thread compiling a CEL selector, in bytes: reserved,
+/// not committed, so an ordinary expression touches a few pages of it. The
+/// deepest expressions of the length limit need 8 MiB in a debug build
+/// (the unit tests try them); this is four times that.
+const CEL_COMPILE_STACK_BYTES: usize = 32 << 20;
+
+/// The compilation errors of `expression` as cel-go lists them, or `None`.
+fn compile_issues(expression: &str) -> Option<String> {
+    let parsed = cel::parser::Parser::new()
+        .enable_optional_syntax(true)
+        .parse_with_source_info(expression);
+    let issues = match parsed {
+        // cel-go indents the snippet lines by one space.
+        Err(e) => e.to_string().replace("\n| ", "\n | "),
+        Ok((expr, source_info)) => {
+            let mut undeclared = Vec::new();
+            undeclared_references(&expr, &mut Vec::new(), &mut undeclared);
+            let offset = |id: u64| source_info.offset_for(id).map_or(0, |(start, _)| start);
+            undeclared.sort_by_key(|(id, _)| offset(*id));
+            let truncated = undeclared.len().saturating_sub(CEL_MAX_ERRORS_REPORTED);
+            let mut messages: Vec<String> = undeclared
+                .iter()
+                .take(CEL_MAX_ERRORS_REPORTED)
+                .map(|(id, name)| {
+                    cel_go_error(
+                        expression,
+                        offset(*id) as usize,
+                        &format!("undeclared reference to '{name}' (in container '')"),
+                    )
+                })
+                .collect();
+            if messages.is_empty() {
+                return None;
+            }
+            if truncated > 0 {
+                messages.push(format!("{truncated} more errors were truncated"));
+            }
+            messages.join("\n")
+        }
+    };
+    Some(issues)
+}
+
+/// The most errors cel-go lists for one expression; the rest are counted.
+const CEL_MAX_ERRORS_REPORTED: usize = 100;
+
+/// An error at byte `offset` of `source` as cel-go prints one: line and
+/// column (in characters, from 1) and the line with a caret under it.
 fn cel_go_error(source: &str, offset: usize, message: &str) -> String {
-    let before: Vec<char> = source.chars().take(offset).collect();
-    let line_start = before.iter().rposition(|c| *c == '\n').map_or(0, |p| p + 1);
-    let line = before.iter().filter(|c| **c == '\n').count() + 1;
-    let column = offset - line_start;
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &source[..offset];
+    let line_start = before.rfind('\n').map_or(0, |p| p + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count();
     let text = source.lines().nth(line - 1).unwrap_or_default();
     format!(
         "ERROR: <input>:{line}:{}: {message}\n | {text}\n | {}^",
@@ -118,21 +155,38 @@ fn undeclared_references(
         |e: &cel::IdedExpr, bound: &mut Vec<String>| undeclared_references(e, bound, out);
     match &expr.expr {
         Expr::Ident(name) => {
+            // `.device` names the root-scope `device`.
+            let root = name.strip_prefix('.');
             if !name.starts_with('@')
-                && !CEL_SELECTOR_VARIABLES.contains(&name.as_str())
-                && !bound.contains(name)
+                && !CEL_SELECTOR_VARIABLES.contains(&root.unwrap_or(name))
+                && (root.is_some() || !bound.contains(name))
             {
                 out.push((expr.id, name.clone()));
             }
         }
         Expr::Select(s) => walk(&s.operand, bound),
         Expr::Call(c) => {
-            if let Some(t) = &c.target {
+            let binding = binding_call(c);
+            let bind = binding.is_some_and(|(_, bind)| bind);
+            // `cel.bind`'s target is the `cel` namespace.
+            if let Some(t) = c.target.as_deref().filter(|_| !bind) {
                 walk(t, bound);
             }
-            for a in &c.args {
-                walk(a, bound);
+            let vars = binding.map_or(0, |(vars, _)| vars);
+            let depth = bound.len();
+            for (i, a) in c.args.iter().enumerate() {
+                match &a.expr {
+                    Expr::Ident(name) if i < vars => bound.push(name.clone()),
+                    // `cel.bind(var, init, result)`: `init` is outside.
+                    _ if bind && i == vars => {
+                        let inner = bound.split_off(depth);
+                        walk(a, bound);
+                        bound.extend(inner);
+                    }
+                    _ => walk(a, bound),
+                }
             }
+            bound.truncate(depth);
         }
         Expr::Comprehension(c) => {
             walk(&c.iter_range, bound);
@@ -174,6 +228,25 @@ fn undeclared_references(
             }
         }
         Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+/// The variables a call the parser left unexpanded binds: `(n, bind)` when
+/// its first `n` arguments name variables for the rest: the two-variable
+/// comprehensions (`all`, `exists`, `existsOne`, `transformList`,
+/// `transformMap`, `transformMapEntry`), `optMap`/`optFlatMap`, `sortBy`,
+/// and `cel.bind(var, init, result)` (`bind`: its next argument, `init`,
+/// is outside the binding and its target is the `cel` namespace).
+fn binding_call(c: &cel::common::ast::CallExpr) -> Option<(usize, bool)> {
+    use cel::common::ast::Expr;
+    let target = c.target.as_deref().map(|t| &t.expr);
+    match (c.func_name.as_str(), c.args.len()) {
+        ("bind", 3) if matches!(target, Some(Expr::Ident(n)) if n == "cel") => Some((1, true)),
+        _ if target.is_none() => None,
+        ("all" | "exists" | "existsOne" | "exists_one", 3)
+        | ("transformList" | "transformMap" | "transformMapEntry", 3 | 4) => Some((2, false)),
+        ("optMap" | "optFlatMap" | "sortBy", 2) => Some((1, false)),
+        _ => None,
     }
 }
 
@@ -387,11 +460,12 @@ pub fn spec_immutable(
     if new.get("spec") == old.get("spec") {
         return Vec::new();
     }
-    let mut out = check(new);
-    out.push(FieldError::immutable(
+    // kube reports the immutable spec first, then what is wrong in it.
+    let mut out = vec![FieldError::immutable(
         "spec",
         new.get("spec").unwrap_or(&Value::Null),
-    ));
+    )];
+    out.extend(check(new));
     out
 }
 
@@ -643,6 +717,48 @@ mod tests {
             ),
             Some("spec.devices.requests[1].adminAccess".to_string())
         );
+    }
+
+    #[test]
+    fn cel_errors_are_placed_by_character_capped_and_survive_deep_nesting() {
+        let e = |expr: &str| cel_selector_errors(expr, "e").map(|e| e.message);
+        // Columns count characters, not bytes.
+        let got = e("'é' == 'é' && unknown").unwrap();
+        assert!(
+            got.contains("ERROR: <input>:1:15: undeclared reference to 'unknown'"),
+            "{got}"
+        );
+        // Past 100 errors, cel-go counts the rest.
+        let many: Vec<String> = (0..103).map(|i| format!("v{i}")).collect();
+        let got = e(&many.join(" && ")).unwrap();
+        assert_eq!(got.matches("ERROR: ").count(), 100);
+        assert!(got.ends_with("\n3 more errors were truncated"), "{got}");
+        // Expressions kube's environment accepts: optional field selection,
+        // two-variable comprehensions and an absolute variable name.
+        for ok in [
+            "device.attributes['gpu.example.com'].?model.orValue('') == 'a'",
+            "device.attributes.all(domain, attrs, attrs.size() >= 0)",
+            ".device.driver == 'x'",
+        ] {
+            assert_eq!(e(ok), None, "{ok}");
+        }
+        // Deeply nested input is refused (or accepted), never a crash.
+        for deep in [
+            "a+".repeat(5000) + "a",
+            "(".repeat(5000) + "1" + &")".repeat(5000),
+            "!".repeat(10_000) + "true",
+            "[".repeat(5000) + &"]".repeat(5000),
+            "a.".repeat(5000) + "b",
+            "-".repeat(10_000) + "1",
+            "f(".repeat(3000) + &")".repeat(3000),
+            "{1:".repeat(2500) + "1" + &"}".repeat(2500),
+            "a[".repeat(3000) + "0" + &"]".repeat(3000),
+            "a.?".repeat(3000) + "b",
+            "x ? ".repeat(1200) + "1" + &" : 2".repeat(1200),
+        ] {
+            assert!(deep.len() <= CEL_SELECTOR_MAX_LENGTH, "{}", &deep[..8]);
+            let _ = e(&deep);
+        }
     }
 
     #[test]
