@@ -205,6 +205,20 @@ fn selector_attributes(sel: &Value, path: &str, label: bool) -> Vec<FieldError> 
                     .into_iter()
                     .map(|e| FieldError::invalid(format!("{at}.key"), &json!(key), &e)),
             );
+            let values = r.get("values").and_then(Value::as_array);
+            for (j, v) in values
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                let v = v.as_str().unwrap_or_default();
+                out.extend(
+                    vkube_core::validation::is_valid_label_value(v)
+                        .into_iter()
+                        .map(|e| FieldError::invalid(format!("{at}.values[{j}]"), &json!(v), &e)),
+                );
+            }
         }
     }
     out
@@ -496,7 +510,7 @@ mod tests {
         // selectors'.
         let nobody = json!({"resourceAttributes": {"verb": "get", "resource": "pods",
             "fieldSelector": {"rawSelector": "a=b", "requirements": [{"key": "", "operator": "In"}]},
-            "labelSelector": {"requirements": [{"key": "bad key", "operator": "Exists", "values": ["x"]},
+            "labelSelector": {"requirements": [{"key": "bad key", "operator": "Exists", "values": ["x", "bad value"]},
                                                {"key": "ok", "operator": "Tomorrow"}]}}});
         let got: Vec<String> = access_spec_errors(&nobody, true)
             .iter()
@@ -511,6 +525,7 @@ mod tests {
                 "spec.resourceAttributes.fieldSelector.requirements[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
                 "spec.resourceAttributes.labelSelector.requirements[0].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
                 "spec.resourceAttributes.labelSelector.requirements[0].key: Invalid value: \"bad key\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+                "spec.resourceAttributes.labelSelector.requirements[0].values[1]: Invalid value: \"bad value\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
             ]
         );
         let empty = json!({"user": "a", "resourceAttributes": {"labelSelector": {}}});
