@@ -12,9 +12,10 @@ use crate::pki::Identity;
 use crate::server::PeerAddr;
 use axum::Router;
 use axum::body::Body;
-use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use tokio::sync::watch;
@@ -94,17 +95,69 @@ impl tower::Service<http::Request<kube::client::Body>> for LoopbackService {
             let mut req = req.map(Body::new);
             req.extensions_mut().insert((*identity).clone());
             req.extensions_mut().insert(PeerAddr(LOOPBACK_PEER));
-            let response = match router.oneshot(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
+            // A handler that panics fails this request, as it drops one
+            // connection for a network client, instead of unwinding into
+            // the caller's task (a controller's loop).
+            let response = match AssertUnwindSafe(router.oneshot(req)).catch_unwind().await {
+                Ok(Ok(r)) => r,
+                Ok(Err(never)) => match never {},
+                Err(_) => return Err(handler_panicked()),
             };
             // A response still streaming when the server stops (a watch)
             // ends then, as the server's connections close.
             Ok(response.map(|body| {
-                Body::from_stream(body.into_data_stream().take_until(async move {
+                let chunks = AssertUnwindSafe(body.into_data_stream())
+                    .catch_unwind()
+                    .map(|chunk| {
+                        chunk.unwrap_or_else(|_| Err(axum::Error::new(handler_panicked())))
+                    });
+                Body::from_stream(chunks.take_until(async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 }))
             }))
         })
+    }
+}
+
+/// The error a request whose handler panicked fails with.
+fn handler_panicked() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "the API server's handler panicked",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+
+    /// A handler that panics fails its request (and a body that panics
+    /// mid-stream fails its read) without unwinding into the caller.
+    #[tokio::test]
+    async fn a_panicking_handler_fails_the_request_only() {
+        async fn boom() -> &'static str {
+            panic!("handler bug")
+        }
+        let router = Router::new()
+            .route("/boom", get(boom))
+            .route(
+                "/stream",
+                get(|| async {
+                    let chunks = futures::stream::iter([0, 1]).map(|i| {
+                        assert!(i == 0, "body bug");
+                        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"ok"))
+                    });
+                    Body::from_stream(chunks)
+                }),
+            )
+            .route("/fine", get(|| async { "fine" }));
+        let (_stop, stopped) = watch::channel(false);
+        let client = Loopback::new(router, stopped).client(Identity::default());
+        let get = |path: &str| http::Request::get(path).body(Vec::new()).unwrap();
+        let err = client.request_text(get("/boom")).await.unwrap_err();
+        assert!(err.to_string().contains("handler panicked"), "{err}");
+        assert!(client.request_text(get("/stream")).await.is_err());
+        assert_eq!(client.request_text(get("/fine")).await.unwrap(), "fine");
     }
 }
