@@ -461,8 +461,10 @@ impl TestCluster {
     }
 
     /// Restarts the API server on the same address and data directory (same
-    /// PKI and data), as after a crash or an upgrade: clients and
-    /// controllers see their connections drop and must reconnect.
+    /// PKI and data), as after a crash or an upgrade: network clients (the
+    /// node simulator, kubectl, `clients_as`) see their connections drop
+    /// and must reconnect; the in-process controllers stop with the old
+    /// server and start again on the new one.
     pub async fn restart_server(&mut self) {
         let data_dir = self._dir.path().join("data");
         let mut config = test_config(&data_dir);
