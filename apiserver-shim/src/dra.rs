@@ -87,6 +87,8 @@ const CEL_COMPILE_STACK_BYTES: usize = 32 << 20;
 fn compile_issues(expression: &str) -> Option<String> {
     let parsed = cel::parser::Parser::new()
         .enable_optional_syntax(true)
+        // cel-go's default nesting limit.
+        .max_recursion_depth(CEL_MAX_RECURSION_DEPTH)
         .parse_with_source_info(expression);
     let issues = match parsed {
         // cel-go indents the snippet lines by one space.
@@ -119,6 +121,9 @@ fn compile_issues(expression: &str) -> Option<String> {
     };
     Some(issues)
 }
+
+/// How deep cel-go's parser lets an expression nest by default.
+const CEL_MAX_RECURSION_DEPTH: u16 = 250;
 
 /// The most errors cel-go lists for one expression; the rest are counted.
 const CEL_MAX_ERRORS_REPORTED: usize = 100;
@@ -742,6 +747,8 @@ mod tests {
         ] {
             assert_eq!(e(ok), None, "{ok}");
         }
+        // Nesting within cel-go's limit compiles.
+        assert_eq!(e(&("(".repeat(200) + "1" + &")".repeat(200))), None);
         // Deeply nested input is refused (or accepted), never a crash.
         for deep in [
             "a+".repeat(5000) + "a",
