@@ -253,7 +253,7 @@ async fn wrong_usages_fail_denied_requests_stay_unsigned_and_bad_requests_are_in
     .expect_ok();
     let issued = base64::engine::general_purpose::STANDARD.encode(&c.server.pki.ca_cert);
     let write_certificate = format!(r#"{{"status":{{"certificate":"{issued}"}}}}"#);
-    let status_patch = async |patch: &str| {
+    let status_patch = async |kind: &str, patch: &str| {
         c.kubectl(&[
             "--kubeconfig",
             &kc,
@@ -261,30 +261,25 @@ async fn wrong_usages_fail_denied_requests_stay_unsigned_and_bad_requests_are_in
             "csr",
             "dave",
             "--subresource=status",
-            "--type=merge",
+            &format!("--type={kind}"),
             "-p",
             patch,
         ])
         .await
     };
-    status_patch(&write_certificate).await.expect_err_contains(
-        "user not permitted to sign requests with signerName \"example.com/custom\"",
-    );
-    status_patch(r#"{"metadata":{"labels":{"seen":"yes"}}}"#)
+    status_patch("merge", &write_certificate)
+        .await
+        .expect_err_contains(
+            "user not permitted to sign requests with signerName \"example.com/custom\"",
+        );
+    status_patch("merge", r#"{"metadata":{"labels":{"seen":"yes"}}}"#)
         .await
         .expect_ok();
     // A `Failed` condition is the signer's answer too: it takes `sign`.
-    c.kubectl(&[
-        "--kubeconfig",
-        &kc,
-        "patch",
-        "csr",
-        "dave",
-        "--subresource=status",
-        "--type=json",
-        "-p",
+    status_patch(
+        "json",
         r#"[{"op":"add","path":"/status/conditions/-","value":{"type":"Failed","status":"True","reason":"SignerError","message":"no"}}]"#,
-    ])
+    )
     .await
     .expect_err_contains(
         "user not permitted to sign requests with signerName \"example.com/custom\"",

@@ -76,12 +76,7 @@ impl VirtualSummary {
                 .as_ref()
                 .and_then(|s| s.automount_service_account_token),
             settled: None,
-            node_name: pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_deref())
-                .filter(|n| !n.is_empty())
-                .map(node),
+            node_name: bound_node(pod, node),
         }
     }
 
@@ -89,6 +84,15 @@ impl VirtualSummary {
     pub fn service_account(&self) -> &str {
         self.service_account.as_deref().unwrap_or("default")
     }
+}
+
+/// `pod`'s `spec.nodeName` when set, interned by `node`.
+fn bound_node(pod: &Pod, node: impl FnOnce(&str) -> Arc<str>) -> Option<Arc<str>> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .map(node)
 }
 
 /// What the Pod controller keeps of a host pod between reconciles (keyed by
@@ -113,12 +117,7 @@ impl HostSummary {
         Self {
             key: virtual_key(&pod.metadata, kind),
             resource_version: boxed(pod.metadata.resource_version.as_deref()),
-            node_name: pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_deref())
-                .filter(|n| !n.is_empty())
-                .map(node),
+            node_name: bound_node(pod, node),
             token_refresh_at: pod
                 .metadata
                 .annotations
