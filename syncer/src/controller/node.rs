@@ -180,15 +180,19 @@ pub enum NodeUse {
     /// A host pod of the tenant runs there.
     HostPods,
     /// Only virtual pods name it (their host copies are gone or not yet
-    /// made, e.g. after a resume): it is shown while the host node exists,
-    /// so the tenant's pod garbage collector does not take a live node for
-    /// a deleted one, and does collect the pods of a node the host deleted.
+    /// made, e.g. after a resume): a virtual node already shown stays while
+    /// the host node exists, so the tenant's pod garbage collector does not
+    /// take a live node for a deleted one, and does collect the pods of a
+    /// node the host deleted. None is made for it: the tenant writes
+    /// `nodeName`.
     VirtualPods,
 }
 
 /// Shows (`shown`) or removes the virtual Node `name`, from host node
-/// `cached` when the node watch has it, else a GET; with
-/// `only_while_on_host`, a host node that is not found (404) removes it.
+/// `cached` when the node watch has it, else a GET. With
+/// `only_while_on_host` (only virtual pods name it) an existing virtual
+/// node is kept, never created, and a host node that is not found (404)
+/// removes it.
 async fn reconcile(
     ctx: &Context,
     shown: bool,
@@ -219,6 +223,11 @@ async fn reconcile(
         // A node the tenant (or someone) created: leave it alone.
         return Ok(Some(REFRESH));
     }
+    // A virtual pod's `nodeName` is the tenant's to write: it keeps a node
+    // the tenant was shown, never makes one appear.
+    if only_while_on_host && current.is_none() {
+        return Ok(None);
+    }
     let host = match cached {
         Some(n) => Some((*n).clone()),
         None => match Api::<Node>::all(ctx.host_client.clone())
@@ -227,6 +236,8 @@ async fn reconcile(
         {
             Ok(None) if only_while_on_host => return remove().await,
             Ok(n) => n,
+            // Not allowed to look: a kept node stays as it is.
+            Err(e) if is_status(&e, 403) && only_while_on_host => return Ok(Some(REFRESH)),
             Err(e) if is_status(&e, 403) => None,
             Err(e) => return Err(e).context("reading the host node"),
         },

@@ -273,10 +273,13 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     let resync = {
         let (ctx, state, queue) = (Arc::clone(&ctx), Arc::clone(&state), Arc::clone(&queue));
         move || {
-            state
-                .vsums
-                .for_each(|k, _| queue_virtual(&ctx, &state, &queue, k.clone()));
             let mut nodes = Vec::new();
+            state.vsums.for_each(|k, v| {
+                queue_virtual(&ctx, &state, &queue, k.clone());
+                if let Some(n) = &v.node_name {
+                    nodes.push(n.to_string());
+                }
+            });
             state.hsums.for_each(|_, h| {
                 if let Some(k) = &h.key {
                     queue.add(k.clone());
@@ -319,12 +322,12 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
             // garbage collector never finds them orphaned on a live node.
             match &ev {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                    if let Some(n) = o.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                    if let Some(n) = bound_node(o) {
                         state.nodes.used(n);
                     }
                 }
                 watcher::Event::Delete(o) => {
-                    if let Some(n) = o.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                    if let Some(n) = bound_node(o) {
                         state.nodes.check(n);
                     }
                 }
@@ -1543,4 +1546,12 @@ async fn delete_token_secret(ctx: &Context, state: &State, key: &Key) -> anyhow:
         Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(()),
         Err(e) => Err(e).context("deleting the token Secret"),
     }
+}
+
+/// The node virtual pod `pod` is bound to (`spec.nodeName`, when set).
+fn bound_node(pod: &Pod) -> Option<String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty())
 }
