@@ -37,9 +37,28 @@ fn named(path: &str, value: &str, check: fn(&str) -> Vec<String>) -> Vec<FieldEr
 /// (`CELSelectorExpressionMaxLength`, bytes).
 pub const CEL_SELECTOR_MAX_LENGTH: usize = 10 * 1024;
 
-/// The variables a device selector's CEL expression may name (kube's DRA
-/// CEL environment declares `device`).
-const CEL_SELECTOR_VARIABLES: &[&str] = &["device"];
+/// The identifiers a device selector's CEL expression may name: kube's DRA
+/// CEL environment declares `device`; the type names are cel-go's.
+const CEL_SELECTOR_VARIABLES: &[&str] = &[
+    "device",
+    "bool",
+    "bytes",
+    "double",
+    "dyn",
+    "int",
+    "list",
+    "map",
+    "null_type",
+    "string",
+    "type",
+    "uint",
+];
+
+/// The namespaces of the functions kube's CEL libraries add
+/// (`optional.of`, `strings.quote`, `sets.contains`, `math.greatest`,
+/// `base64.encode`, `cel.bind`): a call on one is a function name, not a
+/// reference to a variable.
+const CEL_FUNCTION_NAMESPACES: &[&str] = &["base64", "cel", "math", "optional", "sets", "strings"];
 
 /// The errors of a device selector's CEL `expression` at `path`, as kube's
 /// `validateCELSelector`: too long (`TooLong`, not compiled), else the
@@ -92,7 +111,7 @@ fn compile_issues(expression: &str) -> Option<String> {
         .parse_with_source_info(expression);
     let issues = match parsed {
         // cel-go indents the snippet lines by one space.
-        Err(e) => e.to_string().replace("\n| ", "\n | "),
+        Err(e) => recursion_limit_as_cel_go(&e.to_string()).replace("\n| ", "\n | "),
         Ok((expr, source_info)) => {
             let mut undeclared = Vec::new();
             undeclared_references(&expr, &mut Vec::new(), &mut undeclared);
@@ -120,6 +139,21 @@ fn compile_issues(expression: &str) -> Option<String> {
         }
     };
     Some(issues)
+}
+
+/// The crate's parse errors with its nesting-limit error in cel-go's words
+/// (`ERROR: <input>:L:C: expression recursion limit exceeded: 250`).
+fn recursion_limit_as_cel_go(errors: &str) -> String {
+    errors
+        .split('\n')
+        .map(|line| match line.split_once(": Syntax error: ") {
+            Some((at, why)) if why.contains("Recursion limit of") => {
+                format!("{at}: expression recursion limit exceeded: {CEL_MAX_RECURSION_DEPTH}")
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// How deep cel-go's parser lets an expression nest by default.
@@ -173,8 +207,8 @@ fn undeclared_references(
         Expr::Call(c) => {
             let binding = binding_call(c);
             let bind = binding.is_some_and(|(_, bind)| bind);
-            // `cel.bind`'s target is the `cel` namespace.
-            if let Some(t) = c.target.as_deref().filter(|_| !bind) {
+            let namespaced = |t: &cel::IdedExpr| matches!(&t.expr, Expr::Ident(n) if CEL_FUNCTION_NAMESPACES.contains(&n.as_str()) && !bound.contains(n));
+            if let Some(t) = c.target.as_deref().filter(|t| !bind && !namespaced(t)) {
                 walk(t, bound);
             }
             let vars = binding.map_or(0, |(vars, _)| vars);
@@ -239,7 +273,7 @@ fn undeclared_references(
 /// The variables a call the parser left unexpanded binds: `(n, bind)` when
 /// its first `n` arguments name variables for the rest: the two-variable
 /// comprehensions (`all`, `exists`, `existsOne`, `transformList`,
-/// `transformMap`, `transformMapEntry`), `optMap`/`optFlatMap`, `sortBy`,
+/// `transformMap`, `transformMapEntry`), `optMap`/`optFlatMap`,
 /// and `cel.bind(var, init, result)` (`bind`: its next argument, `init`,
 /// is outside the binding and its target is the `cel` namespace).
 fn binding_call(c: &cel::common::ast::CallExpr) -> Option<(usize, bool)> {
@@ -250,7 +284,7 @@ fn binding_call(c: &cel::common::ast::CallExpr) -> Option<(usize, bool)> {
         _ if target.is_none() => None,
         ("all" | "exists" | "existsOne" | "exists_one", 3)
         | ("transformList" | "transformMap" | "transformMapEntry", 3 | 4) => Some((2, false)),
-        ("optMap" | "optFlatMap" | "sortBy", 2) => Some((1, false)),
+        ("optMap" | "optFlatMap", 2) => Some((1, false)),
         _ => None,
     }
 }
@@ -744,9 +778,17 @@ mod tests {
             "device.attributes['gpu.example.com'].?model.orValue('') == 'a'",
             "device.attributes.all(domain, attrs, attrs.size() >= 0)",
             ".device.driver == 'x'",
+            "cel.bind(d, device.driver, d == 'x' || d == 'y')",
+            "optional.of(device.driver).hasValue() && type(device.driver) == string",
+            "strings.quote(device.driver) != '' && sets.contains([1], [1])",
         ] {
             assert_eq!(e(ok), None, "{ok}");
         }
+        let got = e(&("(".repeat(300) + "1" + &")".repeat(300))).unwrap();
+        assert!(
+            got.contains("compilation failed: ERROR: <input>:1:252: expression recursion limit exceeded: 250\n | ((("),
+            "{got}"
+        );
         // Nesting within cel-go's limit compiles.
         assert_eq!(e(&("(".repeat(200) + "1" + &")".repeat(200))), None);
         // Deeply nested input is refused (or accepted), never a crash.
