@@ -138,8 +138,9 @@ pub enum Admission {
     /// DRA admin access (the ResourceClaim and ResourceClaimTemplate
     /// strategies' `AuthorizedForAdmin`): a request asking for
     /// `adminAccess` needs the namespace labelled
-    /// `resource.kubernetes.io/admin-access: "true"` (create).
-    DraAdminAccess,
+    /// `resource.kubernetes.io/admin-access: "true"` (create). Holds the
+    /// JSON pointer of the kind's device requests.
+    DraAdminAccess(&'static str),
     /// CertificateSubjectRestriction, CertificateApproval: no
     /// `kube-apiserver-client` request for the `system:masters` group
     /// (create), and approving needs the `approve` verb on the request's
@@ -1451,7 +1452,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         status: true,
         strategy: RESOURCE_CLAIM,
-        admission: &[Admission::DraAdminAccess],
+        admission: &[Admission::DraAdminAccess("/spec/devices/requests")],
         ..def(
             "resource.k8s.io",
             "v1",
@@ -1463,7 +1464,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         strategy: RESOURCE_CLAIM_TEMPLATE,
-        admission: &[Admission::DraAdminAccess],
+        admission: &[Admission::DraAdminAccess("/spec/spec/devices/requests")],
         ..def(
             "resource.k8s.io",
             "v1",

@@ -997,19 +997,22 @@ impl Api {
         Ok(Bytes::from(bytes))
     }
 
-    /// Rejects writes into a missing or terminating namespace.
-    async fn check_namespace(&self, def: &ResourceDef, ns: &str, name: &str) -> ApiResult<()> {
-        let nsdef = crate::registry::lookup("", "v1", "namespaces").expect("namespaces registered");
-        let key = nsdef.key(None, ns);
+    /// The stored Namespace `ns`, if there is one.
+    async fn stored_namespace(&self, ns: &str) -> ApiResult<Option<Value>> {
+        let nsdef = namespace_def();
         let found = self
             .store
-            .get(&key)
+            .get(&nsdef.key(None, ns))
             .await
             .map_err(|e| storage_error(nsdef, ns, e))?;
-        match found {
-            None => Err(ApiError::not_found(&nsdef.group_resource(), ns)),
-            Some(kv) => {
-                let nsobj = decode_stored(&kv)?;
+        found.map(|kv| decode_stored(&kv)).transpose()
+    }
+
+    /// Rejects writes into a missing or terminating namespace.
+    async fn check_namespace(&self, def: &ResourceDef, ns: &str, name: &str) -> ApiResult<()> {
+        match self.stored_namespace(ns).await? {
+            None => Err(ApiError::not_found(&namespace_def().group_resource(), ns)),
+            Some(nsobj) => {
                 if meta::is_deleting(&nsobj) {
                     return Err(ApiError::forbidden(
                         &def.group_resource(),
@@ -2239,6 +2242,11 @@ pub(crate) fn delete_options_from(
     }
     opts.orphan_dependents = v.get("orphanDependents").and_then(Value::as_bool);
     Ok(opts)
+}
+
+/// The Namespaces resource.
+fn namespace_def() -> &'static ResourceDef {
+    crate::registry::lookup("", "v1", "namespaces").expect("namespaces registered")
 }
 
 #[cfg(test)]

@@ -102,7 +102,9 @@ impl Api {
                 Admission::DefaultClass(rule) => self.admit_default_class(rule, obj).await?,
                 Admission::PodSecurity => self.admit_pod_security(target, obj, update)?,
                 Admission::Certificates => self.admit_certificates(target, obj, old).await?,
-                Admission::DraAdminAccess => self.admit_dra_admin_access(target, obj).await?,
+                Admission::DraAdminAccess(requests) => {
+                    self.admit_dra_admin_access(target, obj, requests).await?
+                }
                 Admission::StorageObjectInUseProtection => {
                     storage_object_in_use_protection(target, obj)
                 }
@@ -167,29 +169,24 @@ impl Api {
 
     /// DRA admin access ([`Admission::DraAdminAccess`]): `422` with kube's
     /// `Forbidden` cause when a request asks for `adminAccess` in a
-    /// namespace without the admin-access label.
-    async fn admit_dra_admin_access(&self, target: &Target, obj: &Value) -> ApiResult<()> {
+    /// namespace without the admin-access label; `requests` points at the
+    /// kind's device requests.
+    async fn admit_dra_admin_access(
+        &self,
+        target: &Target,
+        obj: &Value,
+        requests: &str,
+    ) -> ApiResult<()> {
         let def = target.def;
-        let pointer = if def.resource == "resourceclaimtemplates" {
-            "/spec/spec/devices/requests"
-        } else {
-            "/spec/devices/requests"
-        };
         let (Some(path), Some(ns)) = (
-            crate::dra::admin_access_requested(obj, pointer),
+            crate::dra::admin_access_requested(obj, requests),
             target.namespace.as_deref(),
         ) else {
             return Ok(());
         };
-        let nsdef = registry::lookup("", "v1", "namespaces").expect("namespaces registered");
-        let labelled = match self
-            .store
-            .get(&nsdef.key(None, ns))
-            .await
-            .map_err(|e| storage_error(nsdef, ns, e))?
-        {
-            Some(kv) => {
-                decode_stored(&kv)?
+        let labelled = match self.stored_namespace(ns).await? {
+            Some(nsobj) => {
+                nsobj
                     .pointer("/metadata/labels")
                     .and_then(|l| l.get(crate::dra::ADMIN_ACCESS_NAMESPACE_LABEL))
                     == Some(&Value::String("true".into()))
@@ -653,9 +650,10 @@ fn only_gc_fields_differ(new: &Value, old: &Value) -> bool {
 /// Whether two optional JSON lists are equal as kube's semantic equality
 /// sees them: a missing list, `null` and `[]` are the same.
 fn same_list(a: Option<&Value>, b: Option<&Value>) -> bool {
-    let items = |v: Option<&Value>| match v {
-        Some(Value::Array(a)) => a.clone(),
-        _ => Vec::new(),
-    };
     items(a) == items(b)
+}
+
+/// The items of an optional JSON list (none when missing or not a list).
+fn items(v: Option<&Value>) -> &[Value] {
+    v.and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
