@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Client, ResourceExt};
@@ -267,6 +267,22 @@ fn trim(pod: &mut Pod) {
     });
 }
 
+/// What the node cache keeps of a node: its taints and conditions, all
+/// [`plan`] reads (images and volumes alone can be kilobytes).
+fn trim_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    node.metadata.annotations = None;
+    node.metadata.labels = None;
+    node.spec = Some(NodeSpec {
+        taints: node.spec.as_mut().and_then(|s| s.taints.take()),
+        ..Default::default()
+    });
+    node.status = Some(NodeStatus {
+        conditions: node.status.as_mut().and_then(|s| s.conditions.take()),
+        ..Default::default()
+    });
+}
+
 /// Runs the pod garbage collector until the process ends, with the
 /// threshold of [`crate::options`].
 pub async fn run(client: Client) {
@@ -280,6 +296,7 @@ pub async fn run(client: Client) {
     let (nodes, node_writer) = reflector::store();
     let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(trim_node)
         .reflect(node_writer)
         .for_each(|_| futures::future::ready(()));
     let collect = async {
