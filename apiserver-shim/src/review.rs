@@ -183,17 +183,18 @@ fn selector_attributes(sel: &Value, path: &str, label: bool) -> Vec<FieldError> 
         let values = r
             .get("values")
             .and_then(Value::as_array)
-            .is_some_and(|v| !v.is_empty());
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         match r
             .get("operator")
             .and_then(Value::as_str)
             .unwrap_or_default()
         {
-            "In" | "NotIn" if !values => out.push(FieldError::required(
+            "In" | "NotIn" if values.is_empty() => out.push(FieldError::required(
                 format!("{at}.values"),
                 "must be specified when `operator` is 'In' or 'NotIn'",
             )),
-            "Exists" | "DoesNotExist" if values => out.push(FieldError::forbidden(
+            "Exists" | "DoesNotExist" if !values.is_empty() => out.push(FieldError::forbidden(
                 format!("{at}.values"),
                 "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
             )),
@@ -205,13 +206,7 @@ fn selector_attributes(sel: &Value, path: &str, label: bool) -> Vec<FieldError> 
                     .into_iter()
                     .map(|e| FieldError::invalid(format!("{at}.key"), &json!(key), &e)),
             );
-            let values = r.get("values").and_then(Value::as_array);
-            for (j, v) in values
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
+            for (j, v) in values.iter().enumerate() {
                 let v = v.as_str().unwrap_or_default();
                 out.extend(
                     vkube_core::validation::is_valid_label_value(v)
