@@ -123,6 +123,24 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
     errs
 }
 
+/// `validation.IsDNS1035Label`: an RFC 1035 label (a CustomResourceDefinition's
+/// plural, singular, short names and version names).
+///
+/// Checks length ≤ 63 bytes and `[a-z]([-a-z0-9]*[a-z0-9])?`; the messages
+/// are apimachinery's (`a DNS-1035 label must consist of ...`).
+pub fn is_dns1035_label(value: &str) -> Vec<String> {
+    const FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
+    const MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
+    let mut errs = Vec::new();
+    if value.len() > DNS1123_LABEL_MAX_LENGTH {
+        errs.push(max_len_error(DNS1123_LABEL_MAX_LENGTH));
+    }
+    if !(matches_dns1123_label(value) && value.as_bytes()[0].is_ascii_lowercase()) {
+        errs.push(regex_error(MSG, FMT, &["my-name", "abc-123"]));
+    }
+    errs
+}
+
 /// `validation.IsDNS1123Subdomain`: an RFC 1123 subdomain (most object names).
 ///
 /// Checks length ≤ 253 bytes and dot-separated RFC 1123 labels. Messages:
