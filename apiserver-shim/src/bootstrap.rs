@@ -202,7 +202,7 @@ async fn ensure_flow_control(api: &Arc<Api>) -> ApiResult<()> {
 
 fn target(def: &'static ResourceDef, namespace: Option<&str>) -> Target {
     Target {
-        def,
+        def: registry::Def::Builtin(def),
         namespace: namespace.map(str::to_string),
         name: None,
         subresource: None,

@@ -1227,7 +1227,7 @@ pub async fn ensure(api: &Arc<Api>) -> ApiResult<()> {
         .chain(cluster_role_bindings().into_iter().map(|o| (bindings, o)));
     let creates = objects.map(|(def, obj)| async move {
         let target = Target {
-            def,
+            def: registry::Def::Builtin(def),
             namespace: None,
             name: None,
             subresource: None,

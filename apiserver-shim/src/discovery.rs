@@ -5,6 +5,7 @@
 //! on `/api` and `/apis`, KEP-3352), which client-go and kubectl ask for first
 //! and recognise by the response's Content-Type parameters.
 
+use crate::crd::CustomTable;
 use crate::registry::{self, RESOURCES, ResourceDef};
 use serde_json::{Value, json};
 
@@ -81,13 +82,36 @@ fn subresource_verbs(sub: &str) -> Vec<&'static str> {
     }
 }
 
-/// `/api/v1` or `/apis/{group}/{version}`: an `APIResourceList`, or `None`.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = RESOURCES
+/// The rows served at `group`/`version`: built-in, then custom.
+fn rows<'a>(group: &'a str, version: &'a str, custom: &'a CustomTable) -> Vec<&'a ResourceDef> {
+    RESOURCES
         .iter()
         .filter(|d| d.group == group && d.version == version)
-        .collect();
-    if !registry::is_served(group, version) {
+        .chain(custom.of(group, version).map(|c| &c.def))
+        .collect()
+}
+
+/// The served groups with their versions: the built-in ones in discovery
+/// order, then the custom resources' groups by name.
+fn all_groups(custom: &CustomTable) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out = registry::groups();
+    for (g, vs) in custom.groups() {
+        match out.iter_mut().find(|(b, _)| *b == g) {
+            Some((_, bvs)) => bvs.extend(
+                vs.into_iter()
+                    .filter(|v| !bvs.contains(v))
+                    .collect::<Vec<_>>(),
+            ),
+            None => out.push((g, vs)),
+        }
+    }
+    out
+}
+
+/// `/api/v1` or `/apis/{group}/{version}`: an `APIResourceList`, or `None`.
+pub fn resource_list(group: &str, version: &str, custom: &CustomTable) -> Option<Value> {
+    let defs = rows(group, version, custom);
+    if !registry::is_served(group, version) && !custom.serves(group, version) {
         return None;
     }
     let mut resources = Vec::new();
@@ -161,8 +185,8 @@ fn api_group(group: &str, versions: &[&str]) -> Value {
 }
 
 /// `/apis`: `APIGroupList` of the named groups.
-pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = registry::groups()
+pub fn api_group_list(custom: &CustomTable) -> Value {
+    let groups: Vec<Value> = all_groups(custom)
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| api_group(g, &vs))
@@ -171,8 +195,8 @@ pub fn api_group_list() -> Value {
 }
 
 /// `/apis/{group}`: `APIGroup`, or `None`.
-pub fn api_group_doc(group: &str) -> Option<Value> {
-    let (g, vs) = registry::groups()
+pub fn api_group_doc(group: &str, custom: &CustomTable) -> Option<Value> {
+    let (g, vs) = all_groups(custom)
         .into_iter()
         .find(|(g, _)| *g == group && !g.is_empty())?;
     let mut doc = api_group(g, &vs);
@@ -191,7 +215,7 @@ fn reviews<'a>(
         .filter(move |(g, v, ..)| *g == group && *v == version)
 }
 
-fn aggregated_group(group: &str, versions: &[&str]) -> Value {
+fn aggregated_group(group: &str, versions: &[&str], custom: &CustomTable) -> Value {
     let vs: Vec<Value> = versions
         .iter()
         .map(|v| {
@@ -205,42 +229,37 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
                 })
             });
             let resources: Vec<Value> = review_rows
-                .chain(
-                    RESOURCES
-                        .iter()
-                        .filter(|d| d.group == group && d.version == *v)
-                        .map(|d| {
-                            let subs: Vec<Value> = d
-                                .subresources()
-                                .into_iter()
-                                .map(|sub| {
-                                    let (g, ver, kind) = subresource_kind(d, sub);
-                                    json!({
-                                        "subresource": sub,
-                                        "responseKind": {"group": g, "version": ver, "kind": kind},
-                                        "verbs": subresource_verbs(sub),
-                                    })
-                                })
-                                .collect();
-                            let mut r = json!({
-                                "resource": d.resource,
-                                "responseKind": {"group": "", "version": "", "kind": d.kind},
-                                "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
-                                "singularResource": d.singular,
-                                "verbs": d.verbs(),
-                            });
-                            if !d.short_names.is_empty() {
-                                r["shortNames"] = json!(d.short_names);
-                            }
-                            if !d.categories.is_empty() {
-                                r["categories"] = json!(d.categories);
-                            }
-                            if !subs.is_empty() {
-                                r["subresources"] = json!(subs);
-                            }
-                            r
-                        }),
-                )
+                .chain(rows(group, v, custom).into_iter().map(|d| {
+                    let subs: Vec<Value> = d
+                        .subresources()
+                        .into_iter()
+                        .map(|sub| {
+                            let (g, ver, kind) = subresource_kind(d, sub);
+                            json!({
+                                "subresource": sub,
+                                "responseKind": {"group": g, "version": ver, "kind": kind},
+                                "verbs": subresource_verbs(sub),
+                            })
+                        })
+                        .collect();
+                    let mut r = json!({
+                        "resource": d.resource,
+                        "responseKind": {"group": "", "version": "", "kind": d.kind},
+                        "scope": if d.namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": d.singular,
+                        "verbs": d.verbs(),
+                    });
+                    if !d.short_names.is_empty() {
+                        r["shortNames"] = json!(d.short_names);
+                    }
+                    if !d.categories.is_empty() {
+                        r["categories"] = json!(d.categories);
+                    }
+                    if !subs.is_empty() {
+                        r["subresources"] = json!(subs);
+                    }
+                    r
+                }))
                 .collect();
             json!({"version": v, "resources": resources, "freshness": "Current"})
         })
@@ -254,11 +273,11 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
 }
 
 /// Aggregated discovery for `/api` (`legacy = true`) or `/apis`.
-pub fn aggregated(legacy: bool) -> Value {
-    let items: Vec<Value> = registry::groups()
+pub fn aggregated(legacy: bool, custom: &CustomTable) -> Value {
+    let items: Vec<Value> = all_groups(custom)
         .into_iter()
         .filter(|(g, _)| g.is_empty() == legacy)
-        .map(|(g, vs)| aggregated_group(g, &vs))
+        .map(|(g, vs)| aggregated_group(g, &vs, custom))
         .collect();
     json!({
         "kind": "APIGroupDiscoveryList",
@@ -284,7 +303,8 @@ mod tests {
 
     #[test]
     fn discovery_documents_cover_the_registry() {
-        let core = resource_list("", "v1").unwrap();
+        let none = CustomTable::default();
+        let core = resource_list("", "v1", &none).unwrap();
         let names: Vec<&str> = core["resources"]
             .as_array()
             .unwrap()
@@ -293,7 +313,7 @@ mod tests {
             .collect();
         assert!(names.contains(&"pods/binding") && names.contains(&"namespaces/finalize"));
         assert!(names.contains(&"pods/portforward"));
-        let apps = aggregated(false);
+        let apps = aggregated(false, &none);
         let apps = apps["items"]
             .as_array()
             .unwrap()
@@ -303,12 +323,12 @@ mod tests {
         let deploy = &apps["versions"][0]["resources"][0];
         assert_eq!(deploy["resource"], "deployments");
         assert_eq!(deploy["subresources"][1]["responseKind"]["kind"], "Scale");
-        assert!(resource_list("apps", "v2").is_none());
+        assert!(resource_list("apps", "v2", &none).is_none());
         assert_eq!(
-            api_group_doc("batch").unwrap()["preferredVersion"]["groupVersion"],
+            api_group_doc("batch", &none).unwrap()["preferredVersion"]["groupVersion"],
             "batch/v1"
         );
-        let legacy = aggregated(true);
+        let legacy = aggregated(true, &none);
         assert_eq!(legacy["items"].as_array().unwrap().len(), 1);
     }
 }

@@ -337,6 +337,23 @@ impl ApiError {
         )
     }
 
+    /// 415 for a strategic merge patch of a custom resource, which has no
+    /// patch strategies: the patch types custom resources accept.
+    pub fn strategic_patch_of_custom_resource() -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        )
+    }
+
+    /// 405 MethodNotAllowed with `message` (`errors.NewMethodNotSupported`'s
+    /// code and reason with the caller's own words), e.g. a create of a
+    /// custom resource whose definition is being deleted.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(405, "MethodNotAllowed", message)
+    }
+
     /// 504 Timeout, e.g. `Too large resource version: 50, current: 40`.
     pub fn timeout(message: impl Into<String>, retry_after_seconds: u64) -> Self {
         let mut e = Self::new(504, "Timeout", format!("Timeout: {}", message.into()));

@@ -23,6 +23,7 @@ pub mod certificates;
 pub mod channel;
 pub mod connect;
 pub mod conversion;
+pub mod crd;
 pub mod discovery;
 pub mod dra;
 pub mod error;

@@ -538,6 +538,139 @@ pub fn group_version_document(group: &str, version: &str) -> Value {
     })
 }
 
+/// The patch media types of a custom resource: no strategic merge patch
+/// (custom resources have no patch strategies; the server answers `415`).
+const CUSTOM_PATCH_CONTENT_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
+/// The schema name of a custom kind, as kube-apiextensions-server names it:
+/// the group reversed, then version and kind (`com.example.stable.v1.CronTab`).
+fn custom_schema_name(group: &str, version: &str, kind: &str) -> String {
+    let reversed: Vec<&str> = group.split('.').rev().collect();
+    format!("{}.{version}.{kind}", reversed.join("."))
+}
+
+/// The OpenAPI 3.0 document of a custom resource group-version (pure),
+/// shaped as kube-apiextensions-server's (its `builder` package): each
+/// kind's schema is its CRD version's `openAPIV3Schema` with `apiVersion`,
+/// `kind` and `metadata` (ObjectMeta) filled in, the kind's `…List`, and
+/// the same paths as a built-in kind's, PATCH without the strategic type.
+pub fn custom_group_version_document(
+    group: &str,
+    version: &str,
+    custom: &crate::crd::CustomTable,
+) -> Value {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let meta_v1 = "io.k8s.apimachinery.pkg.apis.meta.v1";
+    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>();
+    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();
+    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta>();
+    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>();
+    let rows: Vec<_> = custom.of(group, version).collect();
+    if rows.iter().any(|c| c.def.scale.is_some()) {
+        let scale = typed::of("autoscaling", "v1", "Scale").expect("Scale is typed");
+        (scale.schema)(&mut generator);
+    }
+    let mut schemas = generator.take_definitions(true);
+    schemas.insert(
+        format!("{meta_v1}.Patch"),
+        json!({
+            "description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.",
+            "type": "object",
+        }),
+    );
+    let type_meta = json!({
+        "apiVersion": { "type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources" },
+        "kind": { "type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds" },
+    });
+    let mut kinds = Vec::new();
+    for c in &rows {
+        let d = &c.def;
+        let name = custom_schema_name(d.group, d.version, d.kind);
+        let mut schema = c.schema.clone().unwrap_or_else(
+            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        );
+        if let Some(s) = schema.as_object_mut() {
+            let props = s.entry("properties").or_insert_with(|| json!({}));
+            if let Some(props) = props.as_object_mut() {
+                for (k, v) in type_meta.as_object().into_iter().flatten() {
+                    props.insert(k.clone(), v.clone());
+                }
+                props.insert(
+                    "metadata".into(),
+                    json!({ "allOf": [schema_ref(&format!("{meta_v1}.ObjectMeta"))], "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata" }),
+                );
+            }
+            s.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([gvk(d.group, d.version, d.kind)]),
+            );
+        }
+        schemas.insert(name.clone(), schema);
+        let list_kind = format!("{}List", d.kind);
+        schemas.insert(
+            format!("{name}List"),
+            json!({
+                "description": format!("{list_kind} is a list of {}", d.kind),
+                "type": "object",
+                "required": ["items"],
+                "properties": {
+                    "apiVersion": type_meta["apiVersion"],
+                    "kind": type_meta["kind"],
+                    "metadata": { "allOf": [schema_ref(&format!("{meta_v1}.ListMeta"))], "description": "Standard list metadata." },
+                    "items": { "type": "array", "description": format!("List of {}. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md", d.resource), "items": schema_ref(&name) },
+                },
+                "x-kubernetes-group-version-kind": [gvk(d.group, d.version, &list_kind)],
+            }),
+        );
+        kinds.push((d, name));
+    }
+    let mut all_paths = paths(group, version, &kinds);
+    for ops in all_paths.values_mut() {
+        if let Some(content) = ops
+            .pointer_mut("/patch/requestBody/content")
+            .and_then(Value::as_object_mut)
+        {
+            content.retain(|t, _| CUSTOM_PATCH_CONTENT_TYPES.contains(&t.as_str()));
+        }
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": {
+            "title": "Kubernetes CRD Swagger",
+            "version": "v0.1.0",
+        },
+        "paths": all_paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "BearerToken": { "type": "apiKey", "description": "Bearer Token authentication", "name": "authorization", "in": "header" },
+            },
+        },
+        "security": [{ "BearerToken": [] }],
+    })
+}
+
+/// The documents of every custom resource group-version in `custom`.
+pub fn custom_documents(custom: &crate::crd::CustomTable) -> Vec<GroupVersionDoc> {
+    let mut out = Vec::new();
+    for (group, versions) in custom.groups() {
+        for version in versions {
+            let doc = custom_group_version_document(group, version, custom);
+            let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+            out.push(GroupVersionDoc {
+                path: format!("apis/{group}/{version}"),
+                hash: hash(&body),
+                body,
+            });
+        }
+    }
+    out
+}
+
 fn paths(group: &str, version: &str, kinds: &[(&ResourceDef, String)]) -> Map<String, Value> {
     let prefix = if group.is_empty() {
         format!("/api/{version}")
@@ -738,6 +871,7 @@ pub async fn serve(
     headers: &HeaderMap,
     query: Option<&str>,
     rest: &[&str],
+    custom: &crate::crd::CustomTable,
 ) -> ApiResult<Response> {
     if method != Method::GET {
         return Err(ApiError::no_route());
@@ -748,13 +882,30 @@ pub async fn serve(
             .await
             .map_err(ApiError::internal)?,
     };
-    let (body, hash) = if rest.is_empty() {
+    let custom_docs = custom.openapi_documents();
+    let root;
+    let (body, hash) = if rest.is_empty() && custom_docs.is_empty() {
         (docs.root.clone(), docs.root_hash.as_str())
+    } else if rest.is_empty() {
+        // The built-in root with the custom group-versions added.
+        let mut paths: Map<String, Value> = serde_json::from_slice::<Value>(&docs.root)
+            .ok()
+            .and_then(|r| r.get("paths").and_then(Value::as_object).cloned())
+            .unwrap_or_default();
+        for d in custom_docs {
+            paths.entry(d.path.clone()).or_insert_with(|| {
+                json!({ "serverRelativeURL": format!("/openapi/v3/{}?hash={}", d.path, d.hash) })
+            });
+        }
+        let body = Bytes::from(serde_json::to_vec(&json!({ "paths": paths })).unwrap_or_default());
+        root = hash(&body);
+        (body, root.as_str())
     } else {
         let path = rest.join("/");
         let doc = docs
             .group_versions
             .iter()
+            .chain(custom_docs)
             .find(|d| d.path == path)
             .ok_or_else(ApiError::no_route)?;
         (doc.body.clone(), doc.hash.as_str())

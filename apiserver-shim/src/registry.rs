@@ -50,7 +50,7 @@ pub struct Strategy {
     pub validate_subresource_update: fn(&str, &Value, &Value) -> Vec<FieldError>,
 }
 
-const PLAIN: Strategy = Strategy {
+pub(crate) const PLAIN: Strategy = Strategy {
     default: |_| {},
     prepare_create: |_| {},
     prepare_update: |_, _| {},
@@ -105,6 +105,20 @@ const CSR: Strategy = Strategy {
         crate::certificates::validate_update(Some(sub), new, old)
     },
     prepare_status_update: crate::certificates::status_update,
+    ..PLAIN
+};
+
+/// CustomResourceDefinitions ([`crate::crd`]): names and versions
+/// validated, the accepted names and conditions kept in status, and a
+/// deletion held until the definition's objects are gone.
+const CRD: Strategy = Strategy {
+    default: crate::crd::default_crd,
+    prepare_create: crate::crd::prepare_create,
+    prepare_update: crate::crd::prepare_update,
+    validate_create: crate::crd::validate_create,
+    validate_update: crate::crd::validate_update,
+    holds_deletion: crate::crd::holds_deletion,
+    begin_deletion: crate::crd::begin_deletion,
     ..PLAIN
 };
 
@@ -320,6 +334,45 @@ pub struct ResourceDef {
     /// `DELETE` of the collection is served (all kinds but namespaces,
     /// whose storage has no collection delete upstream).
     pub delete_collection: bool,
+    /// A custom resource version whose objects are stored as another
+    /// version of the same CustomResourceDefinition (conversion strategy
+    /// `None`: the versions differ only in `apiVersion`, which is rewritten
+    /// on every read and write, as the apiextensions-apiserver's
+    /// `nopConverter`). `None`: stored as served.
+    pub stored_version: Option<&'static str>,
+}
+
+/// A served resource: a row of [`RESOURCES`], or one served version of a
+/// CustomResourceDefinition ([`crate::crd`]), which lives as long as the
+/// table it came from. Dereferences to the [`ResourceDef`] the REST layer
+/// reads either way.
+#[derive(Clone)]
+pub enum Def {
+    /// A built-in kind.
+    Builtin(&'static ResourceDef),
+    /// A custom resource version.
+    Custom(std::sync::Arc<crate::crd::CustomVersion>),
+}
+
+impl std::ops::Deref for Def {
+    type Target = ResourceDef;
+
+    fn deref(&self) -> &ResourceDef {
+        match self {
+            Def::Builtin(d) => d,
+            Def::Custom(c) => &c.def,
+        }
+    }
+}
+
+impl Def {
+    /// The CustomResourceDefinition version behind a custom resource.
+    pub fn custom(&self) -> Option<&crate::crd::CustomVersion> {
+        match self {
+            Def::Builtin(_) => None,
+            Def::Custom(c) => Some(c),
+        }
+    }
 }
 
 /// What a [`ResourceDef::computed`] kind reports.
@@ -387,19 +440,33 @@ impl ResourceDef {
         }
     }
 
+    /// Whether stored objects differ from this version's
+    /// ([`ResourceDef::conversion`], [`ResourceDef::stored_version`]).
+    pub fn converts(&self) -> bool {
+        self.conversion.is_some() || self.stored_version.is_some()
+    }
+
     /// A stored object in this version's form.
-    pub fn from_storage(&self, obj: Value) -> Value {
-        match self.conversion {
-            Some(c) => (c.from_storage)(obj),
-            None => obj,
+    pub fn from_storage(&self, mut obj: Value) -> Value {
+        match (self.conversion, self.stored_version) {
+            (Some(c), _) => (c.from_storage)(obj),
+            (None, Some(_)) => {
+                obj["apiVersion"] = json!(self.api_version());
+                obj
+            }
+            (None, None) => obj,
         }
     }
 
     /// An object of this version in its stored form.
-    pub fn to_storage(&self, obj: Value) -> Value {
-        match self.conversion {
-            Some(c) => (c.to_storage)(obj),
-            None => obj,
+    pub fn to_storage(&self, mut obj: Value) -> Value {
+        match (self.conversion, self.stored_version) {
+            (Some(c), _) => (c.to_storage)(obj),
+            (None, Some(stored)) => {
+                obj["apiVersion"] = json!(format!("{}/{stored}", self.group));
+                obj
+            }
+            (None, None) => obj,
         }
     }
 
@@ -460,7 +527,7 @@ impl ResourceDef {
     }
 }
 
-const fn def(
+pub(crate) const fn def(
     group: &'static str,
     version: &'static str,
     resource: &'static str,
@@ -501,6 +568,7 @@ const fn def(
         conversion: None,
         computed: None,
         delete_collection: true,
+        stored_version: None,
     }
 }
 
@@ -1567,6 +1635,21 @@ pub static RESOURCES: &[ResourceDef] = &[
         )
     },
     ResourceDef {
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        status: true,
+        generation: true,
+        strategy: CRD,
+        ..def(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            "customresourcedefinition",
+            false,
+        )
+    },
+    ResourceDef {
         short_names: &["vac"],
         ..def(
             "storage.k8s.io",
@@ -1779,7 +1862,7 @@ mod tests {
                 d.resource
             );
         }
-        assert_eq!(RESOURCES.len(), 58);
+        assert_eq!(RESOURCES.len(), 59);
         assert!(
             groups()
                 .iter()

@@ -6,9 +6,10 @@
 //! `watch/` prefix accepted. `/api/v1/namespaces/{name}[/status|/finalize]`
 //! addresses the namespace itself.
 
+use crate::crd::CustomTable;
 use crate::error::{ApiError, ApiResult};
 use crate::pki::Identity;
-use crate::registry::{self, ResourceDef};
+use crate::registry::{self, Def};
 
 tokio::task_local! {
     static CALLER: Identity;
@@ -31,7 +32,7 @@ pub fn caller() -> Option<Identity> {
 #[derive(Clone)]
 pub struct Target {
     /// The resource.
-    pub def: &'static ResourceDef,
+    pub def: Def,
     /// Namespace from the URL (`None`: cluster-scoped kind, or all namespaces).
     pub namespace: Option<String>,
     /// Object name (`None`: the collection).
@@ -42,9 +43,15 @@ pub struct Target {
     pub watch_prefix: bool,
 }
 
-/// Parses the part of a path after `/api/v1/` or `/apis/{g}/{v}/` into a [`Target`].
-/// Unknown resources and malformed paths are `404`.
-pub fn parse_target(group: &str, version: &str, rest: &[&str]) -> ApiResult<Target> {
+/// Parses the part of a path after `/api/v1/` or `/apis/{g}/{v}/` into a [`Target`]:
+/// a built-in resource, else one of `custom`'s. Unknown resources and
+/// malformed paths are `404`.
+pub fn parse_target(
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    custom: &CustomTable,
+) -> ApiResult<Target> {
     let (watch_prefix, rest) = match rest.split_first() {
         Some((&"watch", tail)) => (true, tail),
         _ => (false, rest),
@@ -66,7 +73,10 @@ pub fn parse_target(group: &str, version: &str, rest: &[&str]) -> ApiResult<Targ
         [r, n, s] => (*r, Some(*n), Some(*s)),
         _ => return Err(ApiError::no_route()),
     };
-    let def = registry::lookup(group, version, resource).ok_or_else(ApiError::no_route)?;
+    let def = registry::lookup(group, version, resource)
+        .map(Def::Builtin)
+        .or_else(|| custom.lookup(group, version, resource))
+        .ok_or_else(ApiError::no_route)?;
     if namespace.is_some() && !def.namespaced {
         return Err(ApiError::no_route());
     }
@@ -271,7 +281,7 @@ mod tests {
 
     fn t(group: &str, path: &str) -> ApiResult<Target> {
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        parse_target(group, "v1", &segs)
+        parse_target(group, "v1", &segs, &CustomTable::default())
     }
 
     #[test]

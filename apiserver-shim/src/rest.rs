@@ -109,6 +109,8 @@ pub struct Api {
     pub(crate) watch_cache: crate::watch::EventCache,
     /// The RBAC objects authorization reads.
     policy: crate::filters::authorization::PolicyCache,
+    /// The custom resources the stored CRDs define.
+    custom: crate::crd::CustomCache,
 }
 
 impl Api {
@@ -120,7 +122,17 @@ impl Api {
             config,
             watch_cache: crate::watch::EventCache::default(),
             policy: Default::default(),
+            custom: Default::default(),
         }
+    }
+
+    /// The custom resource versions as of every acknowledged CRD write
+    /// ([`crate::crd::CustomCache`]).
+    ///
+    /// # Errors
+    /// `500` when the store cannot be read.
+    pub async fn custom_resources(&self) -> ApiResult<Arc<crate::crd::CustomTable>> {
+        self.custom.current(&*self.store).await
     }
 
     /// The RBAC policy as of every acknowledged write
@@ -259,9 +271,10 @@ pub fn decode_stored(kv: &KeyValue) -> ApiResult<Value> {
 /// ([`ResourceDef::from_storage`]) and stamps its resourceVersion.
 pub fn decode_as(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Value> {
     let v = decode_stored(kv)?;
-    Ok(match def.conversion {
-        Some(_) => def.from_storage(v),
-        None => v,
+    Ok(if def.converts() {
+        def.from_storage(v)
+    } else {
+        v
     })
 }
 
@@ -269,7 +282,7 @@ pub fn decode_as(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Value> {
 /// `PartialObjectMetadataList`, or `<Kind>List` whose items carry no
 /// kind/apiVersion.
 fn render_list(
-    def: &ResourceDef,
+    def: &crate::registry::Def,
     items: Vec<Value>,
     list_meta: Value,
     repr: Representation,
@@ -647,7 +660,7 @@ impl Api {
         let repr = crate::request::representation(
             headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
         );
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let sub = target.subresource.as_deref();
         let gr = def.group_resource();
         if let Some(computed) = def.computed {
@@ -664,7 +677,7 @@ impl Api {
             ("GET", None, None) => self.list(&target, &query, repr).await,
             ("GET", Some(name), None | Some("status" | "ephemeralcontainers" | "approval")) => {
                 let obj = self.get(&target, name).await?;
-                Ok(self.render_one(def, StatusCode::OK, &obj, repr, &query))
+                Ok(self.render_one(&target.def, StatusCode::OK, &obj, repr, &query))
             }
             ("GET", Some(name), Some("scale")) => {
                 let obj = self.get(&target, name).await?;
@@ -716,7 +729,7 @@ impl Api {
         query: &Query,
         repr: Representation,
     ) -> ApiResult<Response> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let gr = def.group_resource();
         if method != Method::GET || target.subresource.is_some() {
             return Err(ApiError::method_not_supported(
@@ -760,11 +773,11 @@ impl Api {
                 .into_iter()
                 .find(|o| meta::name(o) == name)
                 .ok_or_else(|| ApiError::not_found(&gr, name))?;
-            return Ok(self.render_one(def, StatusCode::OK, &obj, repr, query));
+            return Ok(self.render_one(&target.def, StatusCode::OK, &obj, repr, query));
         }
         let filter = Filter::from_query(def, query, None)?;
         let items: Vec<Value> = objects.into_iter().filter(|o| filter.matches(o)).collect();
-        let body = render_list(def, items, json!({}), repr, query);
+        let body = render_list(&target.def, items, json!({}), repr, query);
         Ok(json_response(StatusCode::OK, &body))
     }
 
@@ -790,7 +803,7 @@ impl Api {
 
     fn render_one(
         &self,
-        def: &ResourceDef,
+        def: &crate::registry::Def,
         code: StatusCode,
         obj: &Value,
         repr: Representation,
@@ -812,7 +825,7 @@ impl Api {
     }
 
     async fn get(&self, target: &Target, name: &str) -> ApiResult<Value> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let key = def.key(target.namespace.as_deref(), name);
         match self.store.get(&key).await {
             Ok(Some(kv)) => decode_as(def, &kv),
@@ -895,7 +908,7 @@ impl Api {
         query: &Query,
         filter: &Filter,
     ) -> ApiResult<(Vec<Value>, u64, Option<String>)> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let prefix = def.collection_prefix(target.namespace.as_deref());
         let (mut revision, mut start_after) = match &query.continue_token {
             Some(token) => {
@@ -968,21 +981,22 @@ impl Api {
         query: &Query,
         repr: Representation,
     ) -> ApiResult<Response> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let filter = Filter::from_query(def, query, None)?;
         let (items, revision, token) = self.list_objects(target, query, &filter).await?;
         let mut list_meta = json!({ "resourceVersion": revision.to_string() });
         if let Some(t) = &token {
             list_meta["continue"] = json!(t);
         }
-        let body = render_list(def, items, list_meta, repr, query);
+        let body = render_list(&target.def, items, list_meta, repr, query);
         Ok(json_response(StatusCode::OK, &body))
     }
 
     fn encode(&self, def: &ResourceDef, obj: &Value) -> ApiResult<Bytes> {
-        let bytes = match def.conversion {
-            Some(_) => serde_json::to_vec(&Stored(&def.to_storage(obj.clone()))),
-            None => serde_json::to_vec(&Stored(obj)),
+        let bytes = if def.converts() {
+            serde_json::to_vec(&Stored(&def.to_storage(obj.clone())))
+        } else {
+            serde_json::to_vec(&Stored(obj))
         }
         .map_err(ApiError::internal)?;
         if bytes.len() > self.config.max_object_bytes {
@@ -1034,7 +1048,7 @@ impl Api {
 
     /// Fills system metadata of a new object and runs the kind's create hooks and validation.
     fn prepare_create(&self, target: &Target, obj: &mut Value) -> ApiResult<()> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         check_type_meta(def, obj)?;
         let url_ns = target.namespace.clone();
         let md = meta::metadata_mut(obj);
@@ -1087,6 +1101,25 @@ impl Api {
         (def.strategy.default)(obj);
         (def.strategy.prepare_create)(obj);
         let mut causes = validate_object_meta(def, obj);
+        if let Some(custom) = target.def.custom() {
+            if custom.terminating {
+                return Err(ApiError::method_not_allowed(
+                    "create not allowed while custom resource definition is terminating",
+                ));
+            }
+            // A custom resource's PrepareForCreate drops the status.
+            if def.status
+                && let Some(o) = obj.as_object_mut()
+            {
+                o.remove("status");
+            }
+            causes.extend(
+                custom
+                    .default_and_validate(obj)
+                    .into_iter()
+                    .map(Cause::from),
+            );
+        }
         causes.extend(
             (def.strategy.validate_create)(obj)
                 .into_iter()
@@ -1114,7 +1147,7 @@ impl Api {
         mut obj: Value,
         dry_run: bool,
     ) -> ApiResult<Option<Value>> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         // Admission: the kind's own plugins mutate first.
         self.admit(target, &mut obj, None).await?;
         self.prepare_create(target, &mut obj)?;
@@ -1169,7 +1202,7 @@ impl Api {
         body: &[u8],
         repr: Representation,
     ) -> ApiResult<Response> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let mut obj = decode_body(headers, body, def.kind)?;
         check_fields(target, query, "CreateOptions", Some(body), &mut obj)?;
         fieldmanager::validate_options("CreateOptions", query, None)?;
@@ -1187,7 +1220,7 @@ impl Api {
             let name = meta::name(&obj).to_string();
             return match self.insert(target, obj, query.dry_run).await? {
                 Some(created) => {
-                    Ok(self.render_one(def, StatusCode::CREATED, &created, repr, query))
+                    Ok(self.render_one(&target.def, StatusCode::CREATED, &created, repr, query))
                 }
                 None => Err(ApiError::already_exists(&def.group_resource(), &name)),
             };
@@ -1195,7 +1228,13 @@ impl Api {
         // generateName collisions are retried with a new suffix, as the registry does.
         for _ in 0..8 {
             if let Some(created) = self.insert(target, obj.clone(), query.dry_run).await? {
-                return Ok(self.render_one(def, StatusCode::CREATED, &created, repr, query));
+                return Ok(self.render_one(
+                    &target.def,
+                    StatusCode::CREATED,
+                    &created,
+                    repr,
+                    query,
+                ));
             }
         }
         Err(ApiError::already_exists(
@@ -1215,7 +1254,7 @@ impl Api {
         dry_run: bool,
         mut mutate: impl FnMut(Option<&Value>) -> ApiResult<Value>,
     ) -> ApiResult<(Value, bool)> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let key = def.key(target.namespace.as_deref(), name);
         for _attempt in 0..64 {
             let current = self
@@ -1294,7 +1333,7 @@ impl Api {
         repr: Representation,
         manager: &str,
     ) -> ApiResult<Response> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let gr = def.group_resource();
         let sub = target.subresource.clone();
         if sub.as_deref() == Some("scale") {
@@ -1331,7 +1370,7 @@ impl Api {
         } else {
             StatusCode::OK
         };
-        Ok(self.render_one(def, code, &obj, repr, query))
+        Ok(self.render_one(&target.def, code, &obj, repr, query))
     }
 
     async fn patch(
@@ -1343,12 +1382,15 @@ impl Api {
         body: &[u8],
         repr: Representation,
     ) -> ApiResult<Response> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let gr = def.group_resource();
         let mt = media_type(headers);
         if mt == fieldmanager::APPLY_PATCH {
             fieldmanager::validate_options("PatchOptions", query, Some(true))?;
             return self.apply_patch(target, name, query, body, repr).await;
+        }
+        if mt == "application/strategic-merge-patch+json" && target.def.custom().is_some() {
+            return Err(ApiError::strategic_patch_of_custom_resource());
         }
         let patch = Patch::parse(&mt, body, def)?;
         let mode = FieldValidation::parse(query.field_validation.as_deref(), "PatchOptions")?;
@@ -1371,7 +1413,7 @@ impl Api {
                 }
                 let mut patched = old.clone();
                 patch.apply(&mut patched)?;
-                crate::typed::check(def, mode, patch_keys, &mut patched, Source::Patch)?;
+                crate::typed::check(&target.def, mode, patch_keys, &mut patched, Source::Patch)?;
                 if meta::resource_version(&patched) != meta::resource_version(old) {
                     return Err(ApiError::modified(&gr, name));
                 }
@@ -1389,7 +1431,7 @@ impl Api {
         if sub.as_deref() == Some("scale") {
             return Ok(json_response(StatusCode::OK, &to_scale(def, &obj)));
         }
-        Ok(self.render_one(def, StatusCode::OK, &obj, repr, query))
+        Ok(self.render_one(&target.def, StatusCode::OK, &obj, repr, query))
     }
 
     async fn update_scale(
@@ -1400,7 +1442,7 @@ impl Api {
         body: Value,
         manager: &str,
     ) -> ApiResult<Response> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let gr = def.group_resource();
         let (obj, _) = self
             .guaranteed_update(target, name, false, query.dry_run, |old| {
@@ -1449,7 +1491,7 @@ impl Api {
             ));
         }
         let target = Target {
-            def: pods,
+            def: crate::registry::Def::Builtin(pods),
             namespace: Some(namespace.to_string()),
             name: Some(name.clone()),
             subresource: Some("binding".into()),
@@ -1546,7 +1588,7 @@ impl Api {
         name: &str,
         opts: &DeleteOptions,
     ) -> ApiResult<(StatusCode, Value)> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let gr = def.group_resource();
         let key = def.key(target.namespace.as_deref(), name);
         for _attempt in 0..64 {
@@ -1669,7 +1711,7 @@ impl Api {
         query: &Query,
         opts: &DeleteOptions,
     ) -> ApiResult<Response> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let filter = Filter::from_query(def, query, None)?;
         let mut list_query = query.clone();
         list_query.limit = None;
@@ -1785,7 +1827,7 @@ fn check_fields(
     let mode = FieldValidation::parse(query.field_validation.as_deref(), options_kind)?;
     match target.subresource.as_deref() {
         None | Some("status" | "finalize" | "ephemeralcontainers" | "approval") => {
-            crate::typed::check(target.def, mode, raw, obj, Source::Body)
+            crate::typed::check(&target.def, mode, raw, obj, Source::Body)
         }
         _ => Ok(()),
     }
@@ -1917,7 +1959,7 @@ fn uid_unchanged(def: &ResourceDef, old: &Value, new: &Value) -> ApiResult<()> {
 
 /// Carries system metadata over from the stored object and bumps generation.
 fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()> {
-    let def = target.def;
+    let def: &ResourceDef = &target.def;
     check_type_meta(def, new)?;
     let old_md = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let md = meta::metadata_mut(new);
@@ -1962,6 +2004,16 @@ fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()>
                 .map(Cause::from),
         );
     }
+    if let Some(custom) = target.def.custom()
+        && matches!(target.subresource.as_deref(), None | Some("status"))
+    {
+        causes.extend(
+            custom
+                .default_and_validate(new)
+                .into_iter()
+                .map(Cause::from),
+        );
+    }
     if !causes.is_empty() {
         return Err(ApiError::invalid(
             def.kind,
@@ -1993,7 +2045,7 @@ fn bump_generation(def: &ResourceDef, old: &Value, new: &mut Value) {
 /// the stored spec), and back. `old` is the stored object (storage form)
 /// on an update. What comes back is what a read will answer.
 fn through_storage(target: &Target, old: Option<&Value>, new: Value) -> Value {
-    let def = target.def;
+    let def: &ResourceDef = &target.def;
     let Some(c) = def.conversion else {
         return new;
     };
@@ -2063,7 +2115,10 @@ fn get_path<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a Value> {
 pub fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
     let scale = def.scale.expect("kind has a scale subresource");
     let md = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    // A custom resource's `labelSelectorPath` names the selector already
+    // in its string form.
     let selector = get_path(obj, scale.selector)
+        .filter(|s| !s.is_string())
         .map(|s| {
             // A ReplicationController's selector is a plain label map.
             if s.get("matchLabels").is_none() && s.get("matchExpressions").is_none() {
@@ -2074,6 +2129,7 @@ pub fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
         })
         .and_then(|s| LabelSelector::from_label_selector_json(&s).ok())
         .map(|s| s.to_string())
+        .or_else(|| get_path(obj, scale.selector)?.as_str().map(str::to_string))
         .unwrap_or_default();
     json!({
         "kind": "Scale",

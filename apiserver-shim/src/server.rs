@@ -375,6 +375,8 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    // The custom resources as of this request (routing and discovery).
+    let custom = state.api.custom_resources().await?;
     let discovery_get = |doc: Option<serde_json::Value>| -> ApiResult<Response> {
         if parts.method != Method::GET {
             return Err(ApiError::no_route());
@@ -383,7 +385,7 @@ async fn serve(
             .ok_or_else(ApiError::no_route)
     };
     let aggregated = |legacy: bool| {
-        let mut r = json_response(StatusCode::OK, &discovery::aggregated(legacy));
+        let mut r = json_response(StatusCode::OK, &discovery::aggregated(legacy, &custom));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
@@ -425,7 +427,7 @@ async fn serve(
         ["apis"] if discovery::wants_aggregated(accept.as_deref()) => {
             let mut r = aggregated(false);
             if metrics_on().await {
-                let mut doc = discovery::aggregated(false);
+                let mut doc = discovery::aggregated(false, &custom);
                 if let Some(items) = doc["items"].as_array_mut() {
                     items.push(crate::metrics_api::aggregated_group());
                 }
@@ -435,7 +437,7 @@ async fn serve(
             return Ok(r);
         }
         ["apis"] => {
-            let mut doc = discovery::api_group_list();
+            let mut doc = discovery::api_group_list(&custom);
             if metrics_on().await
                 && let Some(groups) = doc["groups"].as_array_mut()
             {
@@ -461,9 +463,9 @@ async fn serve(
                 _ => Err(ApiError::no_route()),
             };
         }
-        ["api", "v1"] => return discovery_get(discovery::resource_list("", "v1")),
-        ["apis", g] => return discovery_get(discovery::api_group_doc(g)),
-        ["apis", g, v] => return discovery_get(discovery::resource_list(g, v)),
+        ["api", "v1"] => return discovery_get(discovery::resource_list("", "v1", &custom)),
+        ["apis", g] => return discovery_get(discovery::api_group_doc(g, &custom)),
+        ["apis", g, v] => return discovery_get(discovery::resource_list(g, v, &custom)),
         [".well-known", "openid-configuration"] => {
             let doc = state
                 .service_accounts
@@ -479,8 +481,14 @@ async fn serve(
             return Ok(r);
         }
         ["openapi", "v3", rest @ ..] => {
-            return crate::openapi::serve(&parts.method, &parts.headers, parts.uri.query(), rest)
-                .await;
+            return crate::openapi::serve(
+                &parts.method,
+                &parts.headers,
+                parts.uri.query(),
+                rest,
+                &custom,
+            )
+            .await;
         }
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
@@ -519,7 +527,7 @@ async fn serve(
         )
         .await;
     }
-    let target = parse_target(group, version, rest)?;
+    let target = parse_target(group, version, rest, &custom)?;
     if target.watch_prefix {
         // kube serves the legacy `/watch/` paths for GET on a collection or
         // an object only; anything else under it would run with only
@@ -774,6 +782,7 @@ impl Server {
         let audit_writer = state.audit.as_ref().and_then(|a| a.take_writer());
         let app = router(state);
         let loopback = crate::loopback::Loopback::new(app.clone(), shutdown_rx.clone());
+        tokio::spawn(crate::crd::cleanup::run(api.clone(), shutdown_rx.clone()));
         let task = tokio::spawn(accept_loop(listener, tls, app, shutdown_rx));
         let startup = began.elapsed();
         tracing::info!(%addr, kubeconfig = %kubeconfig_path.display(), ?startup, "vkube apiserver listening");

@@ -147,6 +147,13 @@ pub static PRINTERS: &[Printer] = &[
     printer(STORAGE, "csistoragecapacities", CSISTORAGECAPACITY),
     printer(STORAGE, "volumeattributesclasses", VOLUMEATTRIBUTESCLASS),
     printer("apiregistration.k8s.io", "apiservices", APISERVICE),
+    // kube-apiextensions-server prints CRDs with the default table
+    // convertor.
+    printer(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        DEFAULT_COLUMNS,
+    ),
     printer("certificates.k8s.io", "certificatesigningrequests", CSR),
     printer("flowcontrol.apiserver.k8s.io", "flowschemas", FLOWSCHEMA),
     printer(
@@ -1023,12 +1030,51 @@ pub fn partial_metadata(obj: &Value) -> Value {
 /// (`None`, `Metadata`: the default, or `Object`); `list_meta` is the list's
 /// metadata (resourceVersion, continue) when rendering a list.
 pub fn table(
-    def: &ResourceDef,
+    def: &crate::registry::Def,
     objects: &[Value],
     include_object: Option<&str>,
     list_meta: Option<Value>,
 ) -> Value {
-    render(def, objects, include_object, list_meta, Timestamp::now())
+    match def.custom() {
+        Some(c) => render_custom(c, objects, include_object, list_meta, Timestamp::now()),
+        None => render(def, objects, include_object, list_meta, Timestamp::now()),
+    }
+}
+
+/// A custom resource's Table: `Name` and the version's printer columns
+/// (the CRD table convertor, k8s.io/apiextensions-apiserver
+/// `tableconvertor`).
+fn render_custom(
+    c: &crate::crd::CustomVersion,
+    objects: &[Value],
+    include_object: Option<&str>,
+    list_meta: Option<Value>,
+    now: Timestamp,
+) -> Value {
+    let definitions: Vec<Value> = std::iter::once(json!({
+        "name": NAME.name,
+        "type": NAME.ty,
+        "format": NAME.format,
+        "description": NAME.description,
+        "priority": 0,
+    }))
+    .chain(c.columns.iter().map(|col| {
+        json!({
+            "name": col.name,
+            "type": col.ty,
+            "format": col.format,
+            "description": col.description,
+            "priority": col.priority,
+        })
+    }))
+    .collect();
+    let rows = objects.iter().map(|obj| {
+        let cells: Vec<Value> = std::iter::once((NAME.cell)(obj, now))
+            .chain(c.columns.iter().map(|col| col.cell(obj, now)))
+            .collect();
+        (cells, None)
+    });
+    assemble(definitions, rows, objects, include_object, list_meta)
 }
 
 fn render(
@@ -1040,32 +1086,21 @@ fn render(
 ) -> Value {
     let printer = printer_for(def);
     let columns = columns(def);
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|obj| {
-            // kube's printers print the internal form: a converted version
-            // is printed as the version it is stored as.
-            let stored;
-            let printed = match def.conversion {
-                Some(_) => {
-                    stored = def.to_storage(obj.clone());
-                    &stored
-                }
-                None => obj,
-            };
-            let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(printed, now)).collect();
-            let mut row = json!({ "cells": cells });
-            if let Some(conditions) = printer.and_then(|p| p.conditions).and_then(|f| f(printed)) {
-                row["conditions"] = conditions;
+    let rows = objects.iter().map(|obj| {
+        // kube's printers print the internal form: a converted version
+        // is printed as the version it is stored as.
+        let stored;
+        let printed = match def.conversion {
+            Some(_) => {
+                stored = def.to_storage(obj.clone());
+                &stored
             }
-            match include_object.unwrap_or("Metadata") {
-                "None" => {}
-                "Object" => row["object"] = obj.clone(),
-                _ => row["object"] = partial_metadata(obj),
-            }
-            row
-        })
-        .collect();
+            None => obj,
+        };
+        let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(printed, now)).collect();
+        let conditions = printer.and_then(|p| p.conditions).and_then(|f| f(printed));
+        (cells, conditions)
+    });
     let definitions: Vec<Value> = columns
         .iter()
         .map(|c| {
@@ -1076,6 +1111,34 @@ fn render(
                 "description": c.description,
                 "priority": c.priority,
             })
+        })
+        .collect();
+    assemble(definitions, rows, objects, include_object, list_meta)
+}
+
+/// The Table of `objects` from its column definitions and each object's
+/// cells and row conditions (in `objects`' order), with each row's
+/// `object` as `include_object` asks.
+fn assemble(
+    definitions: Vec<Value>,
+    cells: impl Iterator<Item = (Vec<Value>, Option<Value>)>,
+    objects: &[Value],
+    include_object: Option<&str>,
+    list_meta: Option<Value>,
+) -> Value {
+    let rows: Vec<Value> = cells
+        .zip(objects)
+        .map(|((cells, conditions), obj)| {
+            let mut row = json!({ "cells": cells });
+            if let Some(conditions) = conditions {
+                row["conditions"] = conditions;
+            }
+            match include_object.unwrap_or("Metadata") {
+                "None" => {}
+                "Object" => row["object"] = obj.clone(),
+                _ => row["object"] = partial_metadata(obj),
+            }
+            row
         })
         .collect();
     json!({
@@ -1153,7 +1216,7 @@ fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 
 /// Time elapsed since `t` as kubectl shows ages; `<unknown>` when unset
 /// (printers.go translateTimestampSince).
-fn since(t: Option<Timestamp>, now: Timestamp) -> String {
+pub(crate) fn since(t: Option<Timestamp>, now: Timestamp) -> String {
     match t {
         Some(t) => human_signed(now.duration_since(t).as_secs()),
         None => "<unknown>".into(),

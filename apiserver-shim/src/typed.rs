@@ -15,7 +15,6 @@
 //! `duplicate field "metadata.name"`).
 
 use crate::error::{ApiError, ApiResult, Cause};
-use crate::registry::ResourceDef;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -213,6 +212,9 @@ pub fn of(group: &str, version: &str, kind: &str) -> Option<Typed> {
         ("storage.k8s.io", "v1", "VolumeAttributesClass") => {
             typed::<storage::v1::VolumeAttributesClass>()
         }
+        ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") => typed::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(),
         ("apiregistration.k8s.io", "v1", "APIService") => {
             typed::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>()
         }
@@ -486,15 +488,19 @@ pub enum Source {
 /// pruned from `obj` in every mode that lets the write proceed. Kinds
 /// without a type ([`of`] is `None`) pass unchecked.
 pub fn check(
-    def: &ResourceDef,
+    def: &crate::registry::Def,
     mode: FieldValidation,
     raw: Option<&[u8]>,
     obj: &mut Value,
     source: Source,
 ) -> ApiResult<()> {
-    let Some(t) = of(def.group, def.version, def.kind) else {
+    // A custom resource's unknown fields are the ones its schema does not
+    // specify (pruned below, as the apiextensions pruning does).
+    let custom = def.custom().and_then(|c| c.schema.as_ref());
+    let t = of(def.group, def.version, def.kind);
+    if custom.is_none() && t.is_none() {
         return Ok(());
-    };
+    }
     let fail = |detail: String| match source {
         Source::Body => ApiError::bad_request(format!(
             "{} in version {:?} cannot be handled as a {}: {detail}",
@@ -511,7 +517,11 @@ pub fn check(
             }],
         ),
     };
-    let unknown = (t.decode)(&decodable(obj)).map_err(|e| fail(e.go_message(def.kind)))?;
+    let unknown = match (custom, t) {
+        (Some(schema), _) => crate::crd::schema::prune(&mut obj.clone(), schema),
+        (None, Some(t)) => (t.decode)(&decodable(obj)).map_err(|e| fail(e.go_message(def.kind)))?,
+        (None, None) => Vec::new(),
+    };
     let duplicates = match (mode, raw) {
         (FieldValidation::Ignore, _) | (_, None) => Vec::new(),
         (_, Some(raw)) => duplicate_fields(raw),

@@ -15,7 +15,6 @@
 //!   which everything matching has been delivered.
 
 use crate::error::{ApiError, ApiResult};
-use crate::registry::ResourceDef;
 use crate::request::{Query, Representation, Target};
 use crate::rest::{Api, Filter, decode_stored, json_response};
 use crate::store::{Event, KeyValue, StorageError, WatchStream};
@@ -155,7 +154,7 @@ impl EventCache {
 }
 
 struct Renderer {
-    def: &'static ResourceDef,
+    def: crate::registry::Def,
     repr: Representation,
     include_object: Option<String>,
 }
@@ -165,7 +164,7 @@ impl Renderer {
         match self.repr {
             Representation::Object => obj.clone(),
             Representation::Table => table::table(
-                self.def,
+                &self.def,
                 std::slice::from_ref(obj),
                 self.include_object.as_deref(),
                 None,
@@ -216,7 +215,7 @@ fn event_type(
 fn translate(ev: &Event, filter: &Filter, r: &Renderer, cache: &EventCache) -> Option<Bytes> {
     let rendered = cache.get(ev.revision);
     let stored = rendered.object(ev)?;
-    if r.def.conversion.is_some() {
+    if r.def.converts() {
         // A converted version renders for itself: the shared rendering is
         // the stored version's.
         let obj = r.def.from_storage(stored.clone());
@@ -325,8 +324,8 @@ pub async fn serve(
     query: Query,
     repr: Representation,
 ) -> ApiResult<Response> {
-    let def = target.def;
-    let filter = Filter::from_query(def, &query, target.name.as_deref())?;
+    let def = target.def.clone();
+    let filter = Filter::from_query(&def, &query, target.name.as_deref())?;
     let send_initial = query.send_initial_events;
     match (send_initial, query.resource_version_match.as_deref()) {
         (Some(true), m) if m != Some("NotOlderThan") => {
@@ -354,7 +353,7 @@ pub async fn serve(
     let legacy_initial = send_initial.is_none() && rv.is_none();
     let with_initial = legacy_initial || send_initial == Some(true);
     let renderer = Renderer {
-        def,
+        def: def.clone(),
         repr,
         include_object: query.include_object.clone(),
     };
@@ -400,7 +399,7 @@ pub async fn serve(
             let status = ApiError::too_old_resource_version(requested, compacted).to_status();
             Body::from(line("ERROR", &status))
         }
-        Err(e) => return Err(crate::rest::storage_error(def, "", e)),
+        Err(e) => return Err(crate::rest::storage_error(&def, "", e)),
         Ok(stream) => {
             let watcher = Watcher {
                 bookmarks: query.allow_watch_bookmarks,

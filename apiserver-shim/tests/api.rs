@@ -2961,6 +2961,7 @@ async fn discovery_finds_every_group_and_kind() {
             set(&[
                 "",
                 "admissionregistration.k8s.io",
+                "apiextensions.k8s.io",
                 "apiregistration.k8s.io",
                 "apps",
                 "authentication.k8s.io",

@@ -177,7 +177,7 @@ impl Api {
         obj: &Value,
         requests: &str,
     ) -> ApiResult<()> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let (Some(path), Some(ns)) = (
             crate::dra::admin_access_requested(obj, requests),
             target.namespace.as_deref(),
@@ -353,7 +353,7 @@ impl Api {
     /// computed one, is `403 Forbidden` with the plugin's message
     /// ([`Admission::PodPriority`]).
     async fn admit_priority(&self, target: &Target, obj: &mut Value) -> ApiResult<()> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let pcdef = registry::lookup("scheduling.k8s.io", "v1", "priorityclasses")
             .expect("priorityclasses registered");
         let name = meta::name(obj).to_string();
@@ -481,7 +481,7 @@ impl Api {
     /// if several) is `403 Forbidden` (`PriorityClass D is already marked as
     /// default. Only one default can exist`). ([`Admission::SingleGlobalDefault`]).
     async fn admit_single_global_default(&self, target: &Target, pc: &Value) -> ApiResult<()> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         if pc.get("globalDefault").and_then(Value::as_bool) != Some(true) {
             return Ok(());
         }
@@ -550,7 +550,7 @@ impl Api {
         obj: &Value,
         dry_run: bool,
     ) -> ApiResult<()> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let Some(ns) = target.namespace.as_deref() else {
             return Ok(());
         };

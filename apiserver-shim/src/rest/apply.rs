@@ -5,6 +5,7 @@ use super::{Api, requested_update};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager;
 use crate::meta;
+use crate::registry::ResourceDef;
 use crate::request::{Query, Representation, Target};
 use axum::response::Response;
 use http::StatusCode;
@@ -25,7 +26,7 @@ impl Api {
         body: &[u8],
         repr: Representation,
     ) -> ApiResult<Response> {
-        let def = target.def;
+        let def: &ResourceDef = &target.def;
         let gr = def.group_resource();
         let sub = target.subresource.clone();
         if matches!(sub.as_deref(), Some(s) if s != "status") {
@@ -40,7 +41,13 @@ impl Api {
         // The applied configuration is validated like a patch result: unknown
         // fields fail under Strict, warn under Warn, and are never stored.
         let raw = body.trim_ascii_start().starts_with(b"{").then_some(body);
-        crate::typed::check(def, mode, raw, &mut config, crate::typed::Source::Patch)?;
+        crate::typed::check(
+            &target.def,
+            mode,
+            raw,
+            &mut config,
+            crate::typed::Source::Patch,
+        )?;
         if meta::name(&config).is_empty() {
             meta::metadata_mut(&mut config).insert("name".into(), name.into());
         }
@@ -75,6 +82,6 @@ impl Api {
         } else {
             StatusCode::OK
         };
-        Ok(self.render_one(def, code, &obj, repr, query))
+        Ok(self.render_one(&target.def, code, &obj, repr, query))
     }
 }

@@ -294,7 +294,7 @@ impl Api {
             .unwrap_or_default()
             .to_string();
         let pdb_target = Target {
-            def: pdb_def,
+            def: crate::registry::Def::Builtin(pdb_def),
             namespace: Some(ns.clone()),
             name: Some(pdb_name.clone()),
             subresource: Some("status".into()),

@@ -72,12 +72,27 @@ fn human_durations_match_apimachinery() {
 fn include_object_modes() {
     let def = def("", "configmaps");
     let obj = json!({"metadata": {"name": "a", "creationTimestamp": "2020-01-01T00:00:00Z"}, "data": {"k": "v"}});
-    let t = table(def, std::slice::from_ref(&obj), None, None);
+    let t = table(
+        &crate::registry::Def::Builtin(def),
+        std::slice::from_ref(&obj),
+        None,
+        None,
+    );
     assert_eq!(t["rows"][0]["cells"][0], "a");
     assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
-    let t = table(def, std::slice::from_ref(&obj), Some("Object"), None);
+    let t = table(
+        &crate::registry::Def::Builtin(def),
+        std::slice::from_ref(&obj),
+        Some("Object"),
+        None,
+    );
     assert_eq!(t["rows"][0]["object"]["data"]["k"], "v");
-    let t = table(def, std::slice::from_ref(&obj), Some("None"), None);
+    let t = table(
+        &crate::registry::Def::Builtin(def),
+        std::slice::from_ref(&obj),
+        Some("None"),
+        None,
+    );
     assert!(t["rows"][0].get("object").is_none());
 }
 

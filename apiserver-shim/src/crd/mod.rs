@@ -1,0 +1,863 @@
+//! CustomResourceDefinitions (`apiextensions.k8s.io/v1`) and the custom
+//! resources they define, served as kube-apiextensions-server serves them.
+//!
+//! A CRD is an ordinary stored kind of the registry with its own strategy
+//! (this module's pure functions: defaults, validation with
+//! k8s.io/apiextensions-apiserver `validation.go`'s messages, and the status
+//! its naming and establishing controllers would write). Every served
+//! version of every CRD becomes one [`CustomVersion`]: a [`ResourceDef`]
+//! row derived from the CRD (as the customresource strategy is) plus its
+//! structural schema ([`schema`]) and printer columns. The rows live in a
+//! [`CustomTable`], which [`CustomCache`] keeps current from the store, so
+//! routing, discovery, OpenAPI and Table output follow a CRD's changes on
+//! the next request. One REST layer serves built-in and custom kinds alike.
+//!
+//! Deleting a CRD marks it `Terminating` and holds it with the
+//! `customresourcecleanup.apiextensions.k8s.io` finalizer until
+//! [`cleanup`] has deleted every object it defines.
+
+pub mod cleanup;
+pub mod schema;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde_json::{Value, json};
+use vkube_core::field::FieldError;
+use vkube_core::validation as v;
+
+use crate::error::{ApiError, ApiResult};
+use crate::registry::{Def, NameRule, ResourceDef, ScaleDef};
+use crate::store::{ListOptions, Storage, WatchStream};
+
+/// The finalizer that holds a deleted CRD until its objects are gone
+/// (`apiextensions.CustomResourceCleanupFinalizer`).
+pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+
+/// Where CRDs are stored.
+pub const PREFIX: &str = "/apiextensions.k8s.io/customresourcedefinitions/";
+
+/// One served version of a CustomResourceDefinition.
+pub struct CustomVersion {
+    /// The row the REST layer serves (interned names; see [`intern`]).
+    pub def: ResourceDef,
+    /// The CRD's name (`<plural>.<group>`).
+    pub crd: String,
+    /// `schema.openAPIV3Schema` of this version, checked structural when
+    /// the CRD was written.
+    pub schema: Option<Value>,
+    /// `additionalPrinterColumns` (or the default `Age` column).
+    pub columns: Vec<PrinterColumn>,
+    /// The CRD is being deleted: objects may be read and deleted, not
+    /// created.
+    pub terminating: bool,
+    /// The schema's `pattern`s, compiled.
+    pub patterns: schema::Patterns,
+}
+
+impl CustomVersion {
+    /// Sets the schema's defaults in `obj` (a custom resource being
+    /// written) and returns its schema violations.
+    pub fn default_and_validate(&self, obj: &mut Value) -> Vec<FieldError> {
+        let Some(s) = &self.schema else {
+            return Vec::new();
+        };
+        schema::apply_defaults(obj, s);
+        schema::validate(obj, s, &self.patterns)
+    }
+}
+
+/// One `additionalPrinterColumns` entry, its JSONPath parsed once.
+pub struct PrinterColumn {
+    /// Header.
+    pub name: String,
+    /// `integer`, `number`, `string`, `boolean` or `date`.
+    pub ty: String,
+    /// OpenAPI format hint (`name` for the name column).
+    pub format: String,
+    /// Description.
+    pub description: String,
+    /// 0: always shown; more: `kubectl get -o wide` only.
+    pub priority: i64,
+    /// The column's JSONPath (kube's simple form, `.spec.replicas`), as
+    /// given; `None` in [`PrinterColumn::query`] when it does not parse.
+    pub json_path: String,
+    /// [`PrinterColumn::json_path`] parsed.
+    pub query: Option<jsonpath_rust::parser::model::JpQuery>,
+}
+
+impl PrinterColumn {
+    /// The column's cell for `obj`, as the CRD table convertor makes it
+    /// (k8s.io/apiextensions-apiserver `tableconvertor`): the first match;
+    /// strings printed as text, other values as JSON; integers, numbers
+    /// and booleans typed; a `date` as the time since it; `null` when the
+    /// path matches nothing or the value has the wrong type.
+    pub fn cell(&self, obj: &Value, now: jiff::Timestamp) -> Value {
+        let Some(q) = &self.query else {
+            return Value::Null;
+        };
+        let Ok(found) = jsonpath_rust::query::js_path_process(q, obj) else {
+            return Value::Null;
+        };
+        let Some(value) = found.into_iter().next().map(|r| r.val()) else {
+            return Value::Null;
+        };
+        match (self.ty.as_str(), value) {
+            ("string", Value::String(s)) => json!(s),
+            ("string", other) => json!(other.to_string()),
+            ("integer", Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().map(|f| f as i64))
+                .map_or(Value::Null, |i| json!(i)),
+            ("number", Value::Number(n)) => n.as_f64().map_or(Value::Null, |f| json!(f)),
+            ("boolean", Value::Bool(b)) => json!(b),
+            ("date", Value::String(s)) => match s.parse::<jiff::Timestamp>() {
+                Ok(t) => json!(crate::table::since(Some(t), now)),
+                Err(_) => Value::Null,
+            },
+            _ => Value::Null,
+        }
+    }
+}
+
+/// Every served custom resource version, derived from the stored CRDs.
+#[derive(Default)]
+pub struct CustomTable {
+    versions: Vec<Arc<CustomVersion>>,
+    /// The OpenAPI documents of the table's group-versions, built on the
+    /// first request for them (the table is rebuilt on every CRD change).
+    openapi: OnceLock<Vec<crate::openapi::GroupVersionDoc>>,
+}
+
+impl CustomTable {
+    /// The table of `crds` (CustomResourceDefinition objects): one row per
+    /// served version of each CRD whose names were accepted.
+    pub fn from_crds<'a>(crds: impl IntoIterator<Item = &'a Value>) -> Self {
+        Self::from_rows(crds.into_iter().flat_map(rows_of))
+    }
+
+    fn from_rows(versions: impl IntoIterator<Item = Arc<CustomVersion>>) -> Self {
+        Self {
+            versions: versions.into_iter().collect(),
+            openapi: OnceLock::new(),
+        }
+    }
+
+    /// The OpenAPI v3 documents of the custom group-versions
+    /// ([`crate::openapi::custom_documents`]).
+    pub fn openapi_documents(&self) -> &[crate::openapi::GroupVersionDoc] {
+        self.openapi
+            .get_or_init(|| crate::openapi::custom_documents(self))
+    }
+
+    /// The version served at `group`/`version`/`resource`.
+    pub fn lookup(&self, group: &str, version: &str, resource: &str) -> Option<Def> {
+        self.versions
+            .iter()
+            .find(|c| {
+                c.def.group == group && c.def.version == version && c.def.resource == resource
+            })
+            .map(|c| Def::Custom(c.clone()))
+    }
+
+    /// Every row, grouped by CRD.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<CustomVersion>> {
+        self.versions.iter()
+    }
+
+    /// The rows of `group`/`version`.
+    pub fn of<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<CustomVersion>> + 'a {
+        self.versions
+            .iter()
+            .filter(move |c| c.def.group == group && c.def.version == version)
+    }
+
+    /// The groups with their versions, each group's versions in
+    /// kube's priority order (GA before beta before alpha, newer first;
+    /// `version.CompareKubeAwareVersionStrings`), the first preferred.
+    pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+        for c in &self.versions {
+            match out.iter_mut().find(|(g, _)| *g == c.def.group) {
+                Some((_, vs)) if !vs.contains(&c.def.version) => vs.push(c.def.version),
+                Some(_) => {}
+                None => out.push((c.def.group, vec![c.def.version])),
+            }
+        }
+        for (_, vs) in &mut out {
+            vs.sort_by_key(|v| version_priority(v));
+        }
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// Whether anything is served at `group`/`version`.
+    pub fn serves(&self, group: &str, version: &str) -> bool {
+        self.of(group, version).next().is_some()
+    }
+}
+
+/// Sort key of a version name: kube-like names (`v1`, `v2beta1`,
+/// `v1alpha2`) first, GA then beta then alpha, higher numbers first; other
+/// names after them, alphabetically.
+fn version_priority(v: &str) -> (u8, i64, i64, String) {
+    let parsed = v.strip_prefix('v').and_then(|rest| {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let major: i64 = rest[..digits].parse().ok()?;
+        let tail = &rest[digits..];
+        if tail.is_empty() {
+            return Some((0, -major, 0));
+        }
+        let (stage, n) = if let Some(n) = tail.strip_prefix("beta") {
+            (1, n)
+        } else {
+            (2, tail.strip_prefix("alpha")?)
+        };
+        let minor: i64 = n.parse().ok()?;
+        Some((stage, -major, -minor))
+    });
+    match parsed {
+        Some((stage, major, minor)) => (stage, major, minor, String::new()),
+        None => (3, 0, 0, v.to_string()),
+    }
+}
+
+/// Interns `s` for the life of the process: a [`ResourceDef`] row holds
+/// `&'static str`s, and a custom row is rebuilt on every change of its CRD.
+/// Each distinct name costs its bytes once, however often it is reused.
+pub fn intern(s: &str) -> &'static str {
+    static STRINGS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = STRINGS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = set.get(s) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+/// Interns a list of names, as [`intern`].
+pub fn intern_list(items: &[&str]) -> &'static [&'static str] {
+    static LISTS: OnceLock<Mutex<HashSet<&'static [&'static str]>>> = OnceLock::new();
+    if items.is_empty() {
+        return &[];
+    }
+    let interned: Vec<&'static str> = items.iter().map(|s| intern(s)).collect();
+    let mut set = LISTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = set.get(interned.as_slice()) {
+        return found;
+    }
+    let leaked: &'static [&'static str] = Box::leak(interned.into_boxed_slice());
+    set.insert(leaked);
+    leaked
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn strings_at<'a>(v: &'a Value, pointer: &str) -> Vec<&'a str> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// A `.spec.replicas`-style path as segments.
+fn path_segments(path: &str) -> Vec<&str> {
+    path.trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// [`versions_of`], shared.
+fn rows_of(crd: &Value) -> Vec<Arc<CustomVersion>> {
+    versions_of(crd).into_iter().map(Arc::new).collect()
+}
+
+/// The served versions of one CRD as rows; none when its names are not
+/// accepted or it has no storage version.
+fn versions_of(crd: &Value) -> Vec<CustomVersion> {
+    let accepted = crd
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "NamesAccepted" && c["status"] == "True")
+        });
+    let names = match crd.pointer("/status/acceptedNames") {
+        Some(n) if accepted && n.get("plural").is_some() => n,
+        _ => return Vec::new(),
+    };
+    let group = str_at(crd, "/spec/group");
+    let plural = str_at(names, "/plural");
+    let kind = str_at(names, "/kind");
+    if group.is_empty() || plural.is_empty() || kind.is_empty() {
+        return Vec::new();
+    }
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let Some(storage) = versions
+        .iter()
+        .find(|v| v["storage"] == true)
+        .and_then(|v| v["name"].as_str())
+    else {
+        return Vec::new();
+    };
+    let singular = match str_at(names, "/singular") {
+        "" => kind.to_ascii_lowercase(),
+        s => s.to_string(),
+    };
+    let namespaced = str_at(crd, "/spec/scope") == "Namespaced";
+    let terminating = meta_deleting(crd);
+    let short_names = intern_list(&strings_at(names, "/shortNames"));
+    let categories = intern_list(&strings_at(names, "/categories"));
+    versions
+        .iter()
+        .filter(|v| v["served"] == true)
+        .filter_map(|ver| {
+            let version = ver["name"].as_str()?;
+            let scale = ver.pointer("/subresources/scale").map(|s| ScaleDef {
+                spec_replicas: intern_list(&path_segments(str_at(s, "/specReplicasPath"))),
+                status_replicas: intern_list(&path_segments(str_at(s, "/statusReplicasPath"))),
+                selector: intern_list(&path_segments(str_at(s, "/labelSelectorPath"))),
+            });
+            let mut def = crate::registry::def(
+                intern(group),
+                intern(version),
+                intern(plural),
+                intern(kind),
+                intern(&singular),
+                namespaced,
+            );
+            def.short_names = short_names;
+            def.categories = categories;
+            def.status = ver.pointer("/subresources/status").is_some();
+            def.scale = scale;
+            def.generation = true;
+            def.name_rule = NameRule::Subdomain;
+            def.stored_version = (version != storage).then(|| intern(storage));
+            let schema = ver.pointer("/schema/openAPIV3Schema").cloned();
+            Some(CustomVersion {
+                def,
+                crd: crate::meta::name(crd).to_string(),
+                patterns: schema.as_ref().map(schema::patterns).unwrap_or_default(),
+                schema,
+                columns: printer_columns(ver),
+                terminating,
+            })
+        })
+        .collect()
+}
+
+fn meta_deleting(obj: &Value) -> bool {
+    crate::meta::is_deleting(obj)
+}
+
+/// A version's printer columns; `Age` when it names none
+/// (`serveDefaultColumnsIfEmpty`).
+fn printer_columns(ver: &Value) -> Vec<PrinterColumn> {
+    let given = ver
+        .get("additionalPrinterColumns")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty());
+    let default = [json!({
+        "name": "Age",
+        "type": "date",
+        "jsonPath": ".metadata.creationTimestamp",
+        "description": "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+    })];
+    given
+        .map(Vec::as_slice)
+        .unwrap_or(&default)
+        .iter()
+        .map(|c| {
+            let json_path = str_at(c, "/jsonPath").to_string();
+            PrinterColumn {
+                name: str_at(c, "/name").to_string(),
+                ty: str_at(c, "/type").to_string(),
+                format: str_at(c, "/format").to_string(),
+                description: str_at(c, "/description").to_string(),
+                priority: c["priority"].as_i64().unwrap_or(0),
+                query: jsonpath_rust::parser::parse_json_path(&format!("${json_path}")).ok(),
+                json_path,
+            }
+        })
+        .collect()
+}
+
+// ---- The CRD strategy (pure) ----
+
+/// `SetDefaults_CustomResourceDefinition` (apiextensions v1 defaults.go):
+/// `conversion.strategy: None`, `names.singular` from the kind,
+/// `names.listKind` as `<Kind>List`, a conversion webhook service's port
+/// 443.
+pub fn default_crd(crd: &mut Value) {
+    let Some(spec) = crd.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let conversion = spec.entry("conversion").or_insert_with(|| json!({}));
+    if let Some(c) = conversion.as_object_mut() {
+        c.entry("strategy").or_insert_with(|| json!("None"));
+        if let Some(service) = c
+            .get_mut("webhook")
+            .and_then(|w| w.pointer_mut("/clientConfig/service"))
+            .and_then(Value::as_object_mut)
+        {
+            service.entry("port").or_insert_with(|| json!(443));
+        }
+    }
+    if let Some(names) = spec.get_mut("names").and_then(Value::as_object_mut) {
+        let kind = names
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if !kind.is_empty() {
+            names
+                .entry("singular")
+                .or_insert_with(|| json!(kind.to_ascii_lowercase()));
+            names
+                .entry("listKind")
+                .or_insert_with(|| json!(format!("{kind}List")));
+        }
+    }
+}
+
+/// Sets condition `kind` of a CRD's status (`SetCRDCondition`): the
+/// transition time changes only with the status.
+fn set_condition(crd: &mut Value, kind: &str, status: &str, reason: &str, message: &str) {
+    let status_obj = crate::meta::ensure_object(crd, "status");
+    let conditions = status_obj.entry("conditions").or_insert_with(|| json!([]));
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let list = conditions.as_array_mut().expect("made an array above");
+    let now = crate::meta::now_rfc3339();
+    match list.iter_mut().find(|c| c["type"] == kind) {
+        Some(c) => {
+            if c["status"] != status {
+                c["lastTransitionTime"] = json!(now);
+            }
+            c["status"] = json!(status);
+            c["reason"] = json!(reason);
+            c["message"] = json!(message);
+        }
+        None => list.push(json!({
+            "type": kind,
+            "status": status,
+            "lastTransitionTime": now,
+            "reason": reason,
+            "message": message,
+        })),
+    }
+}
+
+/// What the naming and establishing controllers write into a CRD's status
+/// once its names are accepted: `acceptedNames` from `spec.names`,
+/// `NamesAccepted` and `Established` true, and the storage version added
+/// to `storedVersions`. A CRD's names never conflict with another's here
+/// beyond what its unique name already rules out (plural and group).
+fn accept(crd: &mut Value) {
+    let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
+    let storage = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .and_then(|vs| vs.iter().find(|v| v["storage"] == true))
+        .and_then(|v| v["name"].as_str())
+        .map(str::to_string);
+    let status = crate::meta::ensure_object(crd, "status");
+    status.insert("acceptedNames".into(), names);
+    let stored = status.entry("storedVersions").or_insert_with(|| json!([]));
+    if !stored.is_array() {
+        *stored = json!([]);
+    }
+    if let (Some(storage), Some(list)) = (storage, stored.as_array_mut())
+        && !list.iter().any(|v| v == storage.as_str())
+    {
+        list.push(json!(storage));
+    }
+    set_condition(
+        crd,
+        "NamesAccepted",
+        "True",
+        "NoConflicts",
+        "no conflicts found",
+    );
+    set_condition(
+        crd,
+        "Established",
+        "True",
+        "InitialNamesAccepted",
+        "the initial names have been accepted",
+    );
+}
+
+/// A new CRD's status: accepted and established at once.
+pub fn prepare_create(crd: &mut Value) {
+    accept(crd);
+}
+
+/// An updated CRD keeps its status, with the (possibly new) names and
+/// storage version accepted.
+pub fn prepare_update(crd: &mut Value, _old: &Value) {
+    if !crate::meta::is_deleting(crd) {
+        accept(crd);
+    }
+}
+
+/// A live CRD holds its first delete: [`begin_deletion`] adds the cleanup
+/// finalizer instead.
+pub fn holds_deletion(crd: &Value) -> bool {
+    !crate::meta::is_deleting(crd)
+}
+
+/// A deleted CRD turns `Terminating` and gets the cleanup finalizer, as
+/// the CRD REST storage's `Delete` does.
+pub fn begin_deletion(crd: &mut Value) {
+    let md = crate::meta::metadata_mut(crd);
+    let finalizers = md.entry("finalizers").or_insert_with(|| json!([]));
+    if !finalizers.is_array() {
+        *finalizers = json!([]);
+    }
+    let list = finalizers.as_array_mut().expect("made an array above");
+    if !list.iter().any(|f| f == CLEANUP_FINALIZER) {
+        list.push(json!(CLEANUP_FINALIZER));
+    }
+    set_condition(
+        crd,
+        "Terminating",
+        "True",
+        "InstanceDeletionPending",
+        "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
+    );
+}
+
+fn dns1035(errs: &mut Vec<FieldError>, path: &str, value: &str) {
+    let msgs = v::is_dns1035_label(value);
+    if !msgs.is_empty() {
+        errs.push(FieldError::invalid(path, &json!(value), &msgs.join(",")));
+    }
+}
+
+/// `ValidateCustomResourceDefinition` of a new CRD (k8s.io/apiextensions-
+/// apiserver `pkg/apis/apiextensions/validation`): the name is
+/// `<plural>.<group>`, the group a domain with a dot, the names DNS-1035
+/// labels (the kinds in any case), the scope known, unique DNS-1035 version
+/// names with exactly one storage version, and a structural schema per
+/// version ([`schema::validate_schema`]).
+pub fn validate_create(crd: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let group = str_at(crd, "/spec/group");
+    let plural = str_at(crd, "/spec/names/plural");
+    if crate::meta::name(crd) != format!("{plural}.{group}") {
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            &json!(crate::meta::name(crd)),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
+    }
+    if group.is_empty() {
+        errs.push(FieldError::required("spec.group", ""));
+    } else {
+        let msgs = v::is_dns1123_subdomain(group);
+        if !msgs.is_empty() {
+            errs.push(FieldError::invalid(
+                "spec.group",
+                &json!(group),
+                &msgs.join(","),
+            ));
+        } else if !group.contains('.') {
+            errs.push(FieldError::invalid(
+                "spec.group",
+                &json!(group),
+                "should be a domain with at least one dot",
+            ));
+        }
+    }
+    match str_at(crd, "/spec/scope") {
+        "" => errs.push(FieldError::required("spec.scope", "")),
+        "Cluster" | "Namespaced" => {}
+        other => errs.push(FieldError::not_supported(
+            "spec.scope",
+            &json!(other),
+            &["Cluster", "Namespaced"],
+        )),
+    }
+    validate_names(&mut errs, crd);
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let mut seen = HashSet::new();
+    let mut unique = true;
+    let mut storage = 0;
+    for (i, ver) in versions.iter().enumerate() {
+        let name = ver["name"].as_str().unwrap_or("");
+        let path = format!("spec.versions[{i}]");
+        if ver["storage"] == true {
+            storage += 1;
+        }
+        if !seen.insert(name) {
+            unique = false;
+        }
+        dns1035(&mut errs, &format!("{path}.name"), name);
+        match ver.pointer("/schema/openAPIV3Schema") {
+            None => errs.push(FieldError::required(
+                format!("{path}.schema.openAPIV3Schema"),
+                "schemas are required",
+            )),
+            Some(s) => errs.extend(schema::validate_schema(
+                s,
+                &format!("{path}.schema.openAPIV3Schema"),
+            )),
+        }
+        for (j, col) in ver
+            .get("additionalPrinterColumns")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let cpath = format!("{path}.additionalPrinterColumns[{j}]");
+            if str_at(col, "/name").is_empty() {
+                errs.push(FieldError::required(format!("{cpath}.name"), ""));
+            }
+            match str_at(col, "/type") {
+                "" => errs.push(FieldError::required(format!("{cpath}.type"), "")),
+                "integer" | "number" | "string" | "boolean" | "date" => {}
+                other => errs.push(FieldError::not_supported(
+                    format!("{cpath}.type"),
+                    &json!(other),
+                    &["boolean", "date", "integer", "number", "string"],
+                )),
+            }
+            let jp = str_at(col, "/jsonPath");
+            if jp.is_empty() {
+                errs.push(FieldError::required(format!("{cpath}.jsonPath"), ""));
+            } else if jsonpath_rust::parser::parse_json_path(&format!("${jp}")).is_err() {
+                errs.push(FieldError::invalid(
+                    format!("{cpath}.jsonPath"),
+                    &json!(jp),
+                    "must be a simple json path",
+                ));
+            }
+        }
+    }
+    if versions.is_empty() {
+        errs.push(FieldError::invalid(
+            "spec.versions",
+            &json!(versions),
+            "must have exactly one version marked as storage version",
+        ));
+    } else {
+        if !unique {
+            errs.push(FieldError::invalid(
+                "spec.versions",
+                &json!(versions),
+                "must contain unique version names",
+            ));
+        }
+        if storage != 1 {
+            errs.push(FieldError::invalid(
+                "spec.versions",
+                &json!(versions),
+                "must have exactly one version marked as storage version",
+            ));
+        }
+    }
+    match str_at(crd, "/spec/conversion/strategy") {
+        "" | "None" => {}
+        "Webhook" => errs.push(FieldError::forbidden(
+            "spec.conversion.strategy",
+            "conversion webhooks are not supported by this server yet",
+        )),
+        other => errs.push(FieldError::not_supported(
+            "spec.conversion.strategy",
+            &json!(other),
+            &["None", "Webhook"],
+        )),
+    }
+    errs
+}
+
+/// `ValidateCustomResourceDefinitionNames`.
+fn validate_names(errs: &mut Vec<FieldError>, crd: &Value) {
+    let names = crd.pointer("/spec/names").unwrap_or(&Value::Null);
+    for field in ["plural", "singular"] {
+        let value = str_at(names, &format!("/{field}"));
+        let path = format!("spec.names.{field}");
+        if value.is_empty() {
+            errs.push(FieldError::required(path, ""));
+        } else {
+            dns1035(errs, &path, value);
+        }
+    }
+    for field in ["kind", "listKind"] {
+        let value = str_at(names, &format!("/{field}"));
+        let path = format!("spec.names.{field}");
+        if value.is_empty() {
+            errs.push(FieldError::required(path, ""));
+            continue;
+        }
+        let msgs = v::is_dns1035_label(&value.to_ascii_lowercase());
+        if !msgs.is_empty() {
+            errs.push(FieldError::invalid(
+                path,
+                &json!(value),
+                &format!(
+                    "may have mixed case, but should otherwise match: {}",
+                    msgs.join(",")
+                ),
+            ));
+        }
+    }
+    let kind = str_at(names, "/kind");
+    if !kind.is_empty() && kind == str_at(names, "/listKind") {
+        errs.push(FieldError::invalid(
+            "spec.names.listKind",
+            &json!(kind),
+            "kind and listKind may not be the same",
+        ));
+    }
+    for (list, field) in [("/shortNames", "shortNames"), ("/categories", "categories")] {
+        for (i, s) in strings_at(names, list).into_iter().enumerate() {
+            dns1035(errs, &format!("spec.names.{field}[{i}]"), s);
+        }
+    }
+}
+
+/// `ValidateCustomResourceDefinitionUpdate`: the create checks, an
+/// unchanged group and scope, and every version in `status.storedVersions`
+/// still listed in `spec.versions`.
+pub fn validate_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = validate_create(new);
+    for (pointer, field) in [("/spec/group", "spec.group"), ("/spec/scope", "spec.scope")] {
+        if new.pointer(pointer) != old.pointer(pointer) {
+            errs.push(FieldError::immutable(
+                field,
+                new.pointer(pointer).unwrap_or(&Value::Null),
+            ));
+        }
+    }
+    let names: HashSet<&str> = new
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v["name"].as_str()).collect())
+        .unwrap_or_default();
+    for (i, stored) in strings_at(old, "/status/storedVersions")
+        .into_iter()
+        .enumerate()
+    {
+        if !names.contains(stored) {
+            errs.push(FieldError::invalid(
+                format!("status.storedVersions[{i}]"),
+                &json!(stored),
+                "must appear in spec.versions",
+            ));
+        }
+    }
+    errs
+}
+
+// ---- The live table ----
+
+/// The rows of each stored CRD (by name) and the table made from them; a
+/// CRD's change rebuilds only its own rows (its patterns compile once).
+struct Live {
+    watch: WatchStream,
+    crds: BTreeMap<String, Vec<Arc<CustomVersion>>>,
+    table: Arc<CustomTable>,
+}
+
+/// A [`CustomTable`] kept current from the store, as
+/// [`crate::filters::authorization::cache`] keeps the RBAC policy: listed
+/// once, then each read applies the store watch's queued events, so a
+/// request that follows a CRD's acknowledged write already sees it.
+#[derive(Default)]
+pub struct CustomCache {
+    live: tokio::sync::Mutex<Option<Live>>,
+}
+
+impl CustomCache {
+    /// The table as of every CRD write acknowledged so far.
+    ///
+    /// # Errors
+    /// `500` when the store cannot be listed or watched.
+    pub async fn current(&self, store: &dyn Storage) -> ApiResult<Arc<CustomTable>> {
+        let mut live = self.live.lock().await;
+        if let Some(l) = live.as_mut() {
+            let mut changed = false;
+            while let Some(ev) = l.watch.try_next() {
+                let Some(name) = ev.key.strip_prefix(PREFIX) else {
+                    continue;
+                };
+                changed = true;
+                match ev.value.as_deref().map(serde_json::from_slice::<Value>) {
+                    Some(Ok(crd)) => l.crds.insert(name.to_string(), rows_of(&crd)),
+                    _ => l.crds.remove(name),
+                };
+            }
+            if !l.watch.is_closed() {
+                if changed {
+                    l.table = Arc::new(CustomTable::from_rows(l.crds.values().flatten().cloned()));
+                }
+                return Ok(l.table.clone());
+            }
+        }
+        let fresh = load(store).await?;
+        let table = fresh.table.clone();
+        *live = Some(fresh);
+        Ok(table)
+    }
+}
+
+/// Lists the CRDs and watches from the list's revision.
+async fn load(store: &dyn Storage) -> ApiResult<Live> {
+    let internal = |e: crate::store::StorageError| ApiError::internal(e.to_string());
+    for _ in 0..3 {
+        let page = store
+            .list(PREFIX, ListOptions::default())
+            .await
+            .map_err(internal)?;
+        let crds: BTreeMap<String, Vec<Arc<CustomVersion>>> = page
+            .items
+            .iter()
+            .filter_map(|kv| {
+                let name = kv.key.strip_prefix(PREFIX)?;
+                let crd: Value = serde_json::from_slice(&kv.value).ok()?;
+                Some((name.to_string(), rows_of(&crd)))
+            })
+            .collect();
+        match store.watch(PREFIX, page.revision) {
+            Ok(watch) => {
+                let table = Arc::new(CustomTable::from_rows(crds.values().flatten().cloned()));
+                return Ok(Live { watch, crds, table });
+            }
+            Err(crate::store::StorageError::Compacted { .. }) => continue,
+            Err(e) => return Err(internal(e)),
+        }
+    }
+    Err(ApiError::internal(
+        "the CustomResourceDefinitions could not be read and watched",
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,348 @@
+use super::*;
+use serde_json::json;
+
+fn messages(errs: &[FieldError]) -> Vec<String> {
+    errs.iter().map(FieldError::to_message).collect()
+}
+
+fn crontab_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "crontabs.stable.example.com"},
+        "spec": {
+            "group": "stable.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "crontabs", "kind": "CronTab", "shortNames": ["ct"]},
+            "versions": [
+                {"name": "v1beta1", "served": true, "storage": false,
+                 "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}},
+                {"name": "v1", "served": true, "storage": true,
+                 "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}},
+                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"replicas": {"type": "integer"}}}}}}},
+                {"name": "v1alpha1", "served": false, "storage": false,
+                 "schema": {"openAPIV3Schema": {"type": "object"}}},
+            ],
+        },
+    })
+}
+
+#[test]
+fn defaults_fill_names_and_the_conversion_strategy() {
+    let mut crd = crontab_crd();
+    default_crd(&mut crd);
+    assert_eq!(crd["spec"]["names"]["singular"], "crontab");
+    assert_eq!(crd["spec"]["names"]["listKind"], "CronTabList");
+    assert_eq!(crd["spec"]["conversion"]["strategy"], "None");
+    assert!(
+        validate_create(&crd).is_empty(),
+        "{:?}",
+        messages(&validate_create(&crd))
+    );
+}
+
+#[test]
+fn crd_validation_answers_with_kubes_messages() {
+    let mut crd = crontab_crd();
+    default_crd(&mut crd);
+    crd["metadata"]["name"] = json!("crontabs.other.example");
+    crd["spec"]["group"] = json!("example");
+    crd["spec"]["scope"] = json!("Everywhere");
+    crd["spec"]["names"]["listKind"] = json!("CronTab");
+    crd["spec"]["names"]["shortNames"] = json!(["CT"]);
+    crd["spec"]["versions"][0]["storage"] = json!(true);
+    crd["spec"]["versions"][2]["schema"] = json!({});
+    crd["spec"]["versions"][1]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["bad"] =
+        json!({"description": "no type"});
+    let got = messages(&validate_create(&crd));
+    for want in [
+        "metadata.name: Invalid value: \"crontabs.other.example\": must be spec.names.plural+\".\"+spec.group",
+        "spec.group: Invalid value: \"example\": should be a domain with at least one dot",
+        "spec.scope: Unsupported value: \"Everywhere\": supported values: \"Cluster\", \"Namespaced\"",
+        "spec.names.listKind: Invalid value: \"CronTab\": kind and listKind may not be the same",
+        "spec.versions[2].schema.openAPIV3Schema: Required value: schemas are required",
+        "spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[bad].type: Required value: must not be empty for specified object fields",
+    ] {
+        assert!(
+            got.iter().any(|m| m == want),
+            "missing {want:?} in {got:#?}"
+        );
+    }
+    assert!(got.iter().any(|m| {
+        m.starts_with("spec.names.shortNames[0]: Invalid value: \"CT\": a DNS-1035 label")
+    }));
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("spec.versions: Invalid value: ")
+                && m.ends_with("must have exactly one version marked as storage version"))
+    );
+}
+
+#[test]
+fn the_root_of_a_schema_is_an_object() {
+    let errs = messages(&schema::validate_schema(&json!({"properties": {}}), "s"));
+    assert_eq!(
+        errs,
+        ["s.type: Required value: must not be empty at the root"]
+    );
+    let errs = messages(&schema::validate_schema(&json!({"type": "string"}), "s"));
+    assert_eq!(
+        errs,
+        ["s.type: Invalid value: \"string\": must be object at the root"]
+    );
+    let errs = messages(&schema::validate_schema(
+        &json!({"type": "object", "properties": {"a": {"type": "array"}, "p": {"type": "string", "pattern": "("}}}),
+        "s",
+    ));
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!(
+        errs[0],
+        "s.properties[a].items: Required value: must be specified"
+    );
+    assert!(errs[1].starts_with(
+        "s.properties[p].pattern: Invalid value: \"(\": must be a valid regular expression"
+    ));
+}
+
+#[test]
+fn updates_keep_group_scope_and_stored_versions() {
+    let mut old = crontab_crd();
+    default_crd(&mut old);
+    prepare_create(&mut old);
+    assert_eq!(old["status"]["storedVersions"], json!(["v1"]));
+    let mut new = old.clone();
+    new["spec"]["scope"] = json!("Cluster");
+    new["spec"]["versions"][1]["name"] = json!("v2");
+    let got = messages(&validate_update(&new, &old));
+    assert!(
+        got.contains(&"spec.scope: Invalid value: \"Cluster\": field is immutable".to_string()),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(
+            &"status.storedVersions[0]: Invalid value: \"v1\": must appear in spec.versions"
+                .to_string()
+        ),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_deleted_crd_is_held_by_the_cleanup_finalizer() {
+    let mut crd = crontab_crd();
+    assert!(holds_deletion(&crd));
+    begin_deletion(&mut crd);
+    assert_eq!(crd["metadata"]["finalizers"], json!([CLEANUP_FINALIZER]));
+    let terminating = crd["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Terminating")
+        .unwrap();
+    assert_eq!(terminating["reason"], "InstanceDeletionPending");
+    crd["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    assert!(!holds_deletion(&crd));
+}
+
+#[test]
+fn the_table_serves_each_served_version_of_accepted_crds() {
+    let mut crd = crontab_crd();
+    default_crd(&mut crd);
+    // Not yet accepted: nothing served.
+    assert!(CustomTable::from_crds([&crd]).iter().next().is_none());
+    prepare_create(&mut crd);
+    let table = CustomTable::from_crds([&crd]);
+    let v1 = table
+        .lookup("stable.example.com", "v1", "crontabs")
+        .unwrap();
+    assert!(v1.namespaced && v1.status && v1.generation);
+    assert_eq!(v1.scale.unwrap().spec_replicas, ["spec", "replicas"]);
+    assert_eq!(v1.short_names, ["ct"]);
+    assert_eq!(v1.stored_version, None);
+    let beta = table
+        .lookup("stable.example.com", "v1beta1", "crontabs")
+        .unwrap();
+    assert_eq!(beta.stored_version, Some("v1"));
+    let stored = beta.to_storage(json!({"apiVersion": "stable.example.com/v1beta1"}));
+    assert_eq!(stored["apiVersion"], "stable.example.com/v1");
+    assert_eq!(
+        beta.from_storage(stored)["apiVersion"],
+        "stable.example.com/v1beta1"
+    );
+    assert!(
+        table
+            .lookup("stable.example.com", "v1alpha1", "crontabs")
+            .is_none()
+    );
+    assert_eq!(
+        table.groups(),
+        [("stable.example.com", vec!["v1", "v1beta1"])]
+    );
+}
+
+#[test]
+fn versions_sort_in_kube_priority_order() {
+    let mut vs = vec![
+        "v1alpha1",
+        "foo",
+        "v2",
+        "v1",
+        "v1beta2",
+        "v11alpha2",
+        "v1beta1",
+        "bar",
+    ];
+    vs.sort_by_key(|v| version_priority(v));
+    assert_eq!(
+        vs,
+        [
+            "v2",
+            "v1",
+            "v1beta2",
+            "v1beta1",
+            "v11alpha2",
+            "v1alpha1",
+            "bar",
+            "foo"
+        ]
+    );
+}
+
+#[test]
+fn pruning_drops_unspecified_fields_and_names_them() {
+    let s = json!({
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {
+                "a": {"type": "string"},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "template": {"type": "object", "x-kubernetes-embedded-resource": true, "properties": {"spec": {"type": "object"}}},
+                "items": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "integer"}}}},
+            }},
+        },
+    });
+    let mut obj = json!({
+        "apiVersion": "x/v1", "kind": "X",
+        "metadata": {"name": "a", "bogus": 1},
+        "spec": {
+            "a": "x", "b": 1,
+            "free": {"anything": {"goes": true}},
+            "labels": {"k": "v"},
+            "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}, "extra": 1},
+            "items": [{"n": 1, "m": 2}],
+        },
+        "status": {},
+    });
+    let pruned: Vec<String> = schema::prune(&mut obj, &s)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        pruned,
+        [
+            "metadata.bogus",
+            "spec.b",
+            "spec.items[0].m",
+            "spec.template.extra",
+            "status"
+        ]
+    );
+    assert_eq!(obj["spec"]["free"]["anything"]["goes"], true);
+    assert_eq!(obj["spec"]["template"]["kind"], "Pod");
+    assert_eq!(obj["spec"]["labels"]["k"], "v");
+    assert_eq!(obj["metadata"], json!({"name": "a"}));
+}
+
+#[test]
+fn defaults_are_set_top_down() {
+    let s = json!({"type": "object", "properties": {"spec": {
+    "type": "object", "default": {},
+    "properties": {
+        "replicas": {"type": "integer", "default": 1},
+        "mode": {"type": "string", "default": "fast"},
+        "keep": {"type": "string", "nullable": true, "default": "x"},
+        "ports": {"type": "array", "items": {"type": "object", "properties": {"protocol": {"type": "string", "default": "TCP"}}}},
+    }}}});
+    let mut obj = json!({"metadata": {}});
+    schema::apply_defaults(&mut obj, &s);
+    assert_eq!(
+        obj["spec"],
+        json!({"replicas": 1, "mode": "fast", "keep": "x"})
+    );
+    let mut obj = json!({"spec": {"mode": null, "keep": null, "ports": [{}]}});
+    schema::apply_defaults(&mut obj, &s);
+    assert_eq!(obj["spec"]["mode"], "fast");
+    assert!(obj["spec"]["keep"].is_null());
+    assert_eq!(obj["spec"]["ports"][0]["protocol"], "TCP");
+}
+
+#[test]
+fn validation_answers_with_kube_openapis_messages() {
+    let s = json!({"type": "object", "properties": {"spec": {
+    "type": "object",
+    "required": ["cron"],
+    "properties": {
+        "cron": {"type": "string", "pattern": "^[0-9]+$"},
+        "replicas": {"type": "integer", "minimum": 1, "maximum": 10},
+        "policy": {"type": "string", "enum": ["Allow", "Forbid"]},
+        "port": {"x-kubernetes-int-or-string": true},
+        "name": {"type": "string", "maxLength": 3, "minLength": 2},
+        "tags": {"type": "array", "maxItems": 1, "items": {"type": "string"}},
+        "when": {"type": "string", "format": "date-time"},
+        "opt": {"type": "string", "nullable": true},
+    }}}});
+    let patterns = schema::patterns(&s);
+    let obj = json!({"spec": {
+        "replicas": "many", "policy": "Maybe", "port": true, "name": "abcd",
+        "tags": ["a", "b"], "when": "yesterday", "opt": null,
+    }});
+    let got = messages(&schema::validate(&obj, &s, &patterns));
+    assert_eq!(
+        got,
+        [
+            "spec.name: Too long: may not be more than 3 bytes",
+            "spec.policy: Unsupported value: \"Maybe\": supported values: \"Allow\", \"Forbid\"",
+            "spec.port: Invalid value: true: spec.port in body must be of type integer,string: true",
+            "spec.replicas: Invalid value: \"many\": spec.replicas in body must be of type integer: \"many\"",
+            "spec.tags: Too many: 2: must have at most 1 items",
+            "spec.when: Invalid value: \"yesterday\": spec.when in body must be of type date-time: \"yesterday\"",
+            "spec.cron: Required value",
+        ]
+    );
+    let obj = json!({"spec": {"cron": "x", "replicas": 0, "port": "http", "name": "a"}});
+    let got = messages(&schema::validate(&obj, &s, &patterns));
+    assert_eq!(
+        got,
+        [
+            "spec.cron: Invalid value: \"x\": spec.cron in body should match '^[0-9]+$'",
+            "spec.name: Invalid value: \"a\": spec.name in body should be at least 2 chars long",
+            "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+        ]
+    );
+}
+
+#[test]
+fn printer_columns_follow_the_crd_table_convertor() {
+    let ver = json!({"additionalPrinterColumns": [
+        {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
+        {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+        {"name": "Since", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Flag", "type": "boolean", "jsonPath": ".spec.replicas"},
+    ]});
+    let columns = printer_columns(&ver);
+    let obj = json!({
+        "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"replicas": 3},
+        "status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]},
+    });
+    let now: jiff::Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+    let cells: Vec<Value> = columns.iter().map(|c| c.cell(&obj, now)).collect();
+    assert_eq!(cells, [json!("True"), json!(3), json!("5m"), Value::Null]);
+    let defaults = printer_columns(&json!({}));
+    assert_eq!(defaults.len(), 1);
+    assert_eq!(
+        (defaults[0].name.as_str(), defaults[0].ty.as_str()),
+        ("Age", "date")
+    );
+}
