@@ -314,3 +314,76 @@ async fn helm_installs_ingress_network_policy_priority_class_pdb_hpa_and_storage
         .expect_err_contains("NotFound");
     c.shutdown().await;
 }
+
+const WIDGET_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.charts.example.com
+spec:
+  group: charts.example.com
+  scope: Namespaced
+  names: {plural: widgets, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, default: 3}
+              color: {type: string}
+"#;
+
+const WIDGET: &str = r#"apiVersion: charts.example.com/v1
+kind: Widget
+metadata:
+  name: {{ .Release.Name }}-widget
+spec:
+  color: {{ .Values.color | quote }}
+"#;
+
+/// A chart that ships a CRD in `crds/` and an object of it in `templates/`,
+/// as operators' charts do: helm creates the CRD, finds the new kind in
+/// discovery, validates the object against the kind's OpenAPI v3 schema and
+/// applies it; uninstalling removes the object and keeps the CRD, as helm
+/// does.
+#[tokio::test]
+async fn a_chart_installs_its_crd_and_an_object_of_it() {
+    let c = TestCluster::start().await;
+    let chart = c.work_dir.join("widgets");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::create_dir_all(chart.join("crds")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: widgets\nversion: 0.1.0\n").unwrap();
+    std::fs::write(chart.join("values.yaml"), "color: blue\n").unwrap();
+    std::fs::write(chart.join("crds/widget.yaml"), WIDGET_CRD).unwrap();
+    std::fs::write(chart.join("templates/widget.yaml"), WIDGET).unwrap();
+    let chart = chart.to_str().unwrap().to_string();
+    helm(&c, &["install", "w", &chart, "-n", "default", "--wait"])
+        .await
+        .expect_ok();
+    assert_eq!(
+        jsonpath(&c, &["widgets", "w-widget"], "{.spec.color} {.spec.size}").await,
+        "blue 3"
+    );
+    helm(&c, &["upgrade", "w", &chart, "-n", "default", "--set", "color=red"])
+        .await
+        .expect_ok();
+    assert_eq!(
+        jsonpath(&c, &["widgets", "w-widget"], "{.spec.color}").await,
+        "red"
+    );
+    helm(&c, &["uninstall", "w", "-n", "default"])
+        .await
+        .expect_ok();
+    c.kubectl(&["get", "widgets", "w-widget"])
+        .await
+        .expect_err_contains("NotFound");
+    c.kubectl(&["get", "crd", "widgets.charts.example.com"])
+        .await
+        .expect_ok();
+    c.shutdown().await;
+}

@@ -184,8 +184,6 @@ async fn flow_schemas_and_priority_levels_are_kubes_bootstrap_set() {
 /// same): `(name, what vkube answers instead: None when absent, else its
 /// verbs)`.
 const API_RESOURCE_DIFFERENCES: &[(&str, Option<&str>)] = &[
-    // CustomResourceDefinitions arrive with the extensibility work.
-    ("customresourcedefinitions", None),
     // Views of the ClusterIP allocator: one range, reservations made by
     // Services only.
     ("ipaddresses", Some("get,list")),
