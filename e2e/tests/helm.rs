@@ -357,7 +357,11 @@ async fn a_chart_installs_its_crd_and_an_object_of_it() {
     let chart = c.work_dir.join("widgets");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
     std::fs::create_dir_all(chart.join("crds")).unwrap();
-    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: widgets\nversion: 0.1.0\n").unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: widgets\nversion: 0.1.0\n",
+    )
+    .unwrap();
     std::fs::write(chart.join("values.yaml"), "color: blue\n").unwrap();
     std::fs::write(chart.join("crds/widget.yaml"), WIDGET_CRD).unwrap();
     std::fs::write(chart.join("templates/widget.yaml"), WIDGET).unwrap();
@@ -369,9 +373,20 @@ async fn a_chart_installs_its_crd_and_an_object_of_it() {
         jsonpath(&c, &["widgets", "w-widget"], "{.spec.color} {.spec.size}").await,
         "blue 3"
     );
-    helm(&c, &["upgrade", "w", &chart, "-n", "default", "--set", "color=red"])
-        .await
-        .expect_ok();
+    helm(
+        &c,
+        &[
+            "upgrade",
+            "w",
+            &chart,
+            "-n",
+            "default",
+            "--set",
+            "color=red",
+        ],
+    )
+    .await
+    .expect_ok();
     assert_eq!(
         jsonpath(&c, &["widgets", "w-widget"], "{.spec.color}").await,
         "red"
