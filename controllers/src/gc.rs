@@ -18,6 +18,11 @@
 //! * **orphan** (`orphan` finalizer): ownerReferences to the owner are
 //!   removed from its dependents, then the finalizer.
 //!
+//! Custom resources join the graph as their CustomResourceDefinitions appear
+//! (one more metadata watch per defined kind, stopped when the CRD goes), so
+//! an operator's objects are collected with their owners, and foreground or
+//! orphan deletion of a custom resource completes.
+//!
 //! Work is event driven: every watch event marks the graph dirty and a scan
 //! ([`plan`], pure) runs after a short quiet period; nothing runs at idle.
 
@@ -114,10 +119,43 @@ fn api_resource(k: &KindDef) -> ApiResource {
     }
 }
 
+/// A kind the collector watches: [`WATCHED`]'s, then custom kinds.
+struct Kind {
+    ar: ApiResource,
+    namespaced: bool,
+}
+
+/// The kind a CustomResourceDefinition defines, as the collector watches
+/// it (at its storage version, or the first served one), or `None` when
+/// it serves nothing.
+pub fn custom_kind(crd: &serde_json::Value) -> Option<(ApiResource, bool)> {
+    let spec = crd.get("spec")?;
+    let group = spec.get("group")?.as_str()?;
+    let names = crd.pointer("/status/acceptedNames").or(spec.get("names"))?;
+    let versions = spec.get("versions")?.as_array()?;
+    let served = |v: &&serde_json::Value| v["served"] == true;
+    let version = versions
+        .iter()
+        .filter(served)
+        .find(|v| v["storage"] == true)
+        .or_else(|| versions.iter().find(served))?["name"]
+        .as_str()?;
+    Some((
+        ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: format!("{group}/{version}"),
+            kind: names.get("kind")?.as_str()?.into(),
+            plural: names.get("plural")?.as_str()?.into(),
+        },
+        spec.get("scope").and_then(|s| s.as_str()) == Some("Namespaced"),
+    ))
+}
+
 /// One object of the graph (its metadata).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
-    /// Index into [`WATCHED`].
+    /// Index into the watched kinds ([`WATCHED`] first, then custom kinds).
     pub kind: usize,
     /// Namespace ("" when cluster-scoped).
     pub namespace: String,
@@ -272,10 +310,16 @@ fn node_of(kind: usize, m: &PartialObjectMeta<DynamicObject>) -> Node {
 
 struct Collector {
     client: Client,
+    /// The watched kinds; [`Node::kind`] indexes it. A custom kind whose
+    /// CRD went keeps its slot (indices stay valid), without a watch.
+    kinds: Vec<Kind>,
     graph: HashMap<String, Node>,
     /// Objects of a kind seen since its last (re)list started.
     relisting: HashMap<usize, HashSet<String>>,
-    synced: HashSet<usize>,
+    /// Kinds whose watch has not listed yet: no scan runs until it has.
+    unsynced: HashSet<usize>,
+    /// The watches of custom kinds, by `(group, plural)`, with their index.
+    custom: HashMap<(String, String), (usize, tokio::task::AbortHandle)>,
     /// Owner kinds outside [`WATCHED`], resolved by discovery.
     foreign: HashMap<(String, String), Option<(ApiResource, bool)>>,
     /// Recently issued actions, not repeated while the watch catches up.
@@ -304,7 +348,7 @@ impl Collector {
                 let seen = self.relisting.remove(&kind).unwrap_or_default();
                 self.graph
                     .retain(|uid, n| n.kind != kind || seen.contains(uid));
-                self.synced.insert(kind);
+                self.unsynced.remove(&kind);
             }
         }
     }
@@ -316,10 +360,11 @@ impl Collector {
             Some((g, v)) => (g.to_string(), v.to_string()),
             None => (String::new(), o.api_version.clone()),
         };
-        let known = WATCHED
+        let known = self
+            .kinds
             .iter()
-            .find(|k| k.0 == group && k.1 == version && k.2 == o.kind)
-            .map(|k| (api_resource(k), k.4));
+            .find(|k| k.ar.group == group && k.ar.version == version && k.ar.kind == o.kind)
+            .map(|k| (k.ar.clone(), k.namespaced));
         let resolved = match known {
             Some(r) => Some(r),
             None => {
@@ -351,11 +396,82 @@ impl Collector {
     }
 
     fn api_for(&self, n: &Node) -> Api<DynamicObject> {
-        let ar = api_resource(&WATCHED[n.kind]);
-        if WATCHED[n.kind].4 {
-            Api::namespaced_with(self.client.clone(), &n.namespace, &ar)
+        let k = &self.kinds[n.kind];
+        if k.namespaced {
+            Api::namespaced_with(self.client.clone(), &n.namespace, &k.ar)
         } else {
-            Api::all_with(self.client.clone(), &ar)
+            Api::all_with(self.client.clone(), &k.ar)
+        }
+    }
+
+    /// Starts watching kind `k` (index `i`), feeding `tx`.
+    fn watch(
+        &mut self,
+        tasks: &mut tokio::task::JoinSet<()>,
+        tx: &tokio::sync::mpsc::Sender<(usize, Event<PartialObjectMeta<DynamicObject>>)>,
+        i: usize,
+    ) -> tokio::task::AbortHandle {
+        let api: Api<PartialObjectMeta<DynamicObject>> =
+            Api::all_with(self.client.clone(), &self.kinds[i].ar);
+        let tx = tx.clone();
+        self.unsynced.insert(i);
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(kube_runtime::WatchStreamExt::default_backoff(
+                watcher::watcher(api, watcher::Config::default())
+            ));
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(ev) => {
+                        if tx.send((i, ev)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "garbage collector watch error"),
+                }
+            }
+        })
+    }
+
+    /// Follows a CRD event: a new custom kind is watched; a gone one stops
+    /// being watched and its objects leave the graph.
+    fn follow_crd(
+        &mut self,
+        tasks: &mut tokio::task::JoinSet<()>,
+        tx: &tokio::sync::mpsc::Sender<(usize, Event<PartialObjectMeta<DynamicObject>>)>,
+        ev: Event<DynamicObject>,
+    ) {
+        let (crd, present) = match ev {
+            Event::InitApply(o) | Event::Apply(o) => (o, true),
+            Event::Delete(o) => (o, false),
+            Event::Init | Event::InitDone => return,
+        };
+        let Ok(value) = serde_json::to_value(&crd) else {
+            return;
+        };
+        let Some((ar, namespaced)) = custom_kind(&value) else {
+            return;
+        };
+        let key = (ar.group.clone(), ar.plural.clone());
+        match (present, self.custom.get(&key)) {
+            (true, Some((i, _))) if self.kinds[*i].ar == ar => {}
+            (true, _) => {
+                self.forget(&key);
+                self.kinds.push(Kind { ar, namespaced });
+                let i = self.kinds.len() - 1;
+                let handle = self.watch(tasks, tx, i);
+                self.custom.insert(key, (i, handle));
+            }
+            (false, _) => self.forget(&key),
+        }
+    }
+
+    /// Stops watching the custom kind `key`, if watched.
+    fn forget(&mut self, key: &(String, String)) {
+        if let Some((i, handle)) = self.custom.remove(key) {
+            handle.abort();
+            self.unsynced.remove(&i);
+            self.relisting.remove(&i);
+            self.graph.retain(|_, n| n.kind != i);
         }
     }
 
@@ -453,56 +569,87 @@ impl Collector {
 }
 
 /// Runs the garbage collector until the process ends: one metadata-only
-/// watch per kind in [`WATCHED`] feeding the graph; a scan runs 50 ms
-/// after the last change (at most every 500 ms under a steady stream) once
-/// every kind has listed.
+/// watch per kind in [`WATCHED`] and per custom kind (followed from a CRD
+/// watch) feeding the graph; a scan runs 50 ms after the last change (at
+/// most every 500 ms under a steady stream) once every kind has listed.
 pub async fn run(client: Client) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let (crd_tx, mut crd_rx) = tokio::sync::mpsc::channel(64);
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, k) in WATCHED.iter().enumerate() {
-        let api: Api<PartialObjectMeta<DynamicObject>> =
-            Api::all_with(client.clone(), &api_resource(k));
-        let tx = tx.clone();
-        tasks.spawn(async move {
-            let mut stream = std::pin::pin!(kube_runtime::WatchStreamExt::default_backoff(
-                watcher::watcher(api, watcher::Config::default())
-            ));
-            while let Some(ev) = stream.next().await {
-                match ev {
-                    Ok(ev) => {
-                        if tx.send((i, ev)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => tracing::debug!(error = %e, "garbage collector watch error"),
-                }
-            }
-        });
-    }
-    drop(tx);
     let mut gc = Collector {
-        client,
+        client: client.clone(),
+        kinds: WATCHED
+            .iter()
+            .map(|k| Kind {
+                ar: api_resource(k),
+                namespaced: k.4,
+            })
+            .collect(),
         graph: HashMap::new(),
         relisting: HashMap::new(),
-        synced: HashSet::new(),
+        unsynced: HashSet::new(),
+        custom: HashMap::new(),
         foreign: HashMap::new(),
         recent: HashMap::new(),
     };
-    while let Some((i, ev)) = rx.recv().await {
-        gc.apply(i, ev);
+    for i in 0..WATCHED.len() {
+        gc.watch(&mut tasks, &tx, i);
+    }
+    let crds: Api<DynamicObject> = Api::all_with(
+        client,
+        &ApiResource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+        },
+    );
+    tasks.spawn(async move {
+        let mut stream = std::pin::pin!(kube_runtime::WatchStreamExt::default_backoff(
+            watcher::watcher(crds, watcher::Config::default())
+        ));
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(ev) => {
+                    if crd_tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "garbage collector CRD watch error"),
+            }
+        }
+    });
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some((i, ev)) => gc.apply(i, ev),
+                None => return,
+            },
+            ev = crd_rx.recv() => match ev {
+                Some(ev) => gc.follow_crd(&mut tasks, &tx, ev),
+                None => return,
+            },
+        }
         let started = Instant::now();
         // Debounce: drain until 50 ms pass without news (bounded).
         loop {
-            match tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
-                Ok(Some((i, ev))) => gc.apply(i, ev),
-                Ok(None) => return,
-                Err(_) => break,
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some((i, ev)) => gc.apply(i, ev),
+                    None => return,
+                },
+                ev = crd_rx.recv() => match ev {
+                    Some(ev) => gc.follow_crd(&mut tasks, &tx, ev),
+                    None => return,
+                },
+                () = tokio::time::sleep(Duration::from_millis(50)) => break,
             }
             if started.elapsed() > Duration::from_millis(500) {
                 break;
             }
         }
-        if gc.synced.len() == WATCHED.len() {
+        if gc.unsynced.is_empty() {
             gc.scan().await;
         }
     }
@@ -537,6 +684,33 @@ mod tests {
 
     fn graph(nodes: Vec<Node>) -> HashMap<String, Node> {
         nodes.into_iter().map(|n| (n.uid.clone(), n)).collect()
+    }
+
+    #[test]
+    fn a_crd_names_the_kind_to_watch_at_its_storage_version() {
+        let crd = json!({"spec": {
+            "group": "stable.example.com", "scope": "Namespaced",
+            "names": {"plural": "crontabs", "kind": "CronTab"},
+            "versions": [
+                {"name": "v1beta1", "served": true, "storage": false},
+                {"name": "v1", "served": true, "storage": true},
+            ],
+        }});
+        let (ar, namespaced) = custom_kind(&crd).unwrap();
+        assert_eq!(
+            (
+                ar.api_version.as_str(),
+                ar.kind.as_str(),
+                ar.plural.as_str(),
+                namespaced
+            ),
+            ("stable.example.com/v1", "CronTab", "crontabs", true)
+        );
+        let mut unserved = crd.clone();
+        unserved["spec"]["versions"][1]["served"] = json!(false);
+        assert_eq!(custom_kind(&unserved).unwrap().0.version, "v1beta1");
+        unserved["spec"]["versions"][0]["served"] = json!(false);
+        assert!(custom_kind(&unserved).is_none());
     }
 
     #[test]

@@ -386,3 +386,90 @@ async fn custom_resources_of_a_deleted_namespace_go_with_it() {
         .json();
     assert_eq!(list["items"], serde_json::json!([]));
 }
+
+/// The garbage collector follows custom kinds as their CRDs appear: a
+/// ConfigMap owned by a custom resource goes with it, a custom resource
+/// owned by a ConfigMap goes with that, and foreground and orphan deletion
+/// of a custom resource complete (their finalizers are the collector's).
+#[tokio::test]
+async fn the_garbage_collector_follows_custom_kinds() {
+    let mut c = TestCluster::start().await;
+    c.run_controllers("garbagecollector");
+    c.kubectl_stdin(&["apply", "-f", "-"], CRD)
+        .await
+        .expect_ok();
+    let owner_ref = |kind: &str, api_version: &str, name: &str, uid: &str| serde_json::json!([{"apiVersion": api_version, "kind": kind, "name": name, "uid": uid, "blockOwnerDeletion": true}]);
+    let uid = |v: serde_json::Value| v["metadata"]["uid"].as_str().unwrap().to_string();
+
+    // A built-in dependent of a custom owner, deleted in the background.
+    c.kubectl_stdin(&["apply", "-f", "-"], CRONTAB)
+        .await
+        .expect_ok();
+    let owner = uid(c.get_json(&["ct", "nightly"]).await.unwrap());
+    let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "nightly-config", "ownerReferences": owner_ref("CronTab", "stable.example.com/v1", "nightly", &owner)}});
+    c.kubectl_stdin(&["create", "-f", "-"], &cm.to_string())
+        .await
+        .expect_ok();
+    c.kubectl(&["delete", "ct", "nightly"]).await.expect_ok();
+    c.kubectl(&[
+        "wait",
+        "--for=delete",
+        "configmap/nightly-config",
+        "--timeout=20s",
+    ])
+    .await
+    .expect_ok();
+
+    // A custom dependent of a built-in owner.
+    c.kubectl(&["create", "configmap", "parent"])
+        .await
+        .expect_ok();
+    let parent = uid(c.get_json(&["configmap", "parent"]).await.unwrap());
+    let mut child: serde_json::Value = serde_json::json!({
+        "apiVersion": "stable.example.com/v1", "kind": "CronTab",
+        "metadata": {"name": "child", "ownerReferences": owner_ref("ConfigMap", "v1", "parent", &parent)},
+        "spec": {"cronSpec": "* * * * *"},
+    });
+    c.kubectl_stdin(&["create", "-f", "-"], &child.to_string())
+        .await
+        .expect_ok();
+    c.kubectl(&["delete", "configmap", "parent"])
+        .await
+        .expect_ok();
+    c.kubectl(&["wait", "--for=delete", "crontab/child", "--timeout=20s"])
+        .await
+        .expect_ok();
+
+    // Foreground deletion of a custom owner: the dependent first, then the
+    // owner. Orphan deletion: the dependent stays, without the reference.
+    for (cascade, dependent_stays) in [("foreground", false), ("orphan", true)] {
+        c.kubectl_stdin(&["apply", "-f", "-"], CRONTAB)
+            .await
+            .expect_ok();
+        let owner = uid(c.get_json(&["ct", "nightly"]).await.unwrap());
+        child["metadata"]["name"] = serde_json::json!(format!("{cascade}-child"));
+        child["metadata"]["ownerReferences"] =
+            owner_ref("CronTab", "stable.example.com/v1", "nightly", &owner);
+        c.kubectl_stdin(&["create", "-f", "-"], &child.to_string())
+            .await
+            .expect_ok();
+        c.kubectl(&[
+            "delete",
+            "ct",
+            "nightly",
+            &format!("--cascade={cascade}"),
+            "--timeout=20s",
+        ])
+        .await
+        .expect_ok();
+        c.kubectl(&["wait", "--for=delete", "crontab/nightly", "--timeout=20s"])
+            .await
+            .expect_ok();
+        let left = c.get_json(&["ct", &format!("{cascade}-child")]).await;
+        assert_eq!(left.is_ok(), dependent_stays, "{cascade}: {left:?}");
+        if let Ok(left) = left {
+            assert!(left["metadata"].get("ownerReferences").is_none(), "{left}");
+        }
+    }
+}
