@@ -868,7 +868,7 @@ const SECRET: Strategy = Strategy {
 /// dotted path its value is read from, and the value an unset field has
 /// there (the Go zero value of the field's type, so `spec.unschedulable=false`
 /// matches a Node without the field, as upstream).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SelectableField {
     /// The name in `fieldSelector`, e.g. `spec.nodeName`.
     pub name: &'static str,

@@ -40,6 +40,8 @@ spec:
         specReplicasPath: .spec.replicas
         statusReplicasPath: .status.replicas
         labelSelectorPath: .status.selector
+    selectableFields:
+    - {jsonPath: .spec.image}
     additionalPrinterColumns:
     - {name: Spec, type: string, jsonPath: .spec.cronSpec}
     - {name: Replicas, type: integer, jsonPath: .spec.replicas}
@@ -52,6 +54,8 @@ spec:
           spec:
             type: object
             required: [cronSpec]
+            x-kubernetes-validations:
+            - {rule: "self.replicas <= 10", message: at most ten}
             properties:
               cronSpec: {type: string, pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'}
               image: {type: string, description: The image the job runs.}
@@ -83,9 +87,17 @@ spec:
 #[tokio::test]
 async fn custom_resources_are_served_as_their_crd_defines_them() {
     let c = TestCluster::start().await;
-    c.kubectl_stdin(&["apply", "-f", "-"], CRD)
+    // CEL rules are kept, and the writer is told they are not evaluated.
+    let applied = c
+        .kubectl_stdin(&["apply", "-f", "-"], CRD)
         .await
         .expect_ok();
+    assert!(
+        applied
+            .stderr
+            .contains("x-kubernetes-validations rules are stored but not evaluated"),
+        "{applied}"
+    );
     c.kubectl(&[
         "wait",
         "--for=condition=Established",
@@ -231,6 +243,23 @@ async fn custom_resources_are_served_as_their_crd_defines_them() {
     assert_eq!(scale["spec"]["replicas"], 4);
     assert_eq!(scale["status"]["replicas"], 2);
     assert_eq!(scale["status"]["selector"], "team=a");
+
+    // A selectable field selects; other fields are refused as upstream.
+    let selected = c
+        .kubectl(&[
+            "get",
+            "ct",
+            "--field-selector",
+            "spec.image=backup:2",
+            "-o",
+            "name",
+        ])
+        .await
+        .expect_ok();
+    assert_eq!(selected.lines(), ["crontab.stable.example.com/nightly"]);
+    c.kubectl(&["get", "ct", "--field-selector", "spec.cronSpec=x"])
+        .await
+        .expect_err_contains("field label not supported: spec.cronSpec");
 
     // Server-side apply records its manager.
     c.kubectl_stdin(

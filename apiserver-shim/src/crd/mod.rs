@@ -27,7 +27,7 @@ use vkube_core::field::FieldError;
 use vkube_core::validation as v;
 
 use crate::error::{ApiError, ApiResult};
-use crate::registry::{Def, NameRule, ResourceDef, ScaleDef};
+use crate::registry::{Def, NameRule, ResourceDef, ScaleDef, SelectableField};
 use crate::store::{ListOptions, Storage, WatchStream};
 
 /// The finalizer that holds a deleted CRD until its objects are gone
@@ -262,6 +262,47 @@ pub fn intern_list(items: &[&str]) -> &'static [&'static str] {
     leaked
 }
 
+/// Interns a version's selectable fields, as [`intern`].
+fn intern_fields(fields: Vec<SelectableField>) -> &'static [SelectableField] {
+    static FIELDS: OnceLock<Mutex<HashSet<&'static [SelectableField]>>> = OnceLock::new();
+    if fields.is_empty() {
+        return &[];
+    }
+    let mut set = FIELDS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = set.get(fields.as_slice()) {
+        return found;
+    }
+    let leaked: &'static [SelectableField] = Box::leak(fields.into_boxed_slice());
+    set.insert(leaked);
+    leaked
+}
+
+/// A version's `selectableFields` (`jsonPath: .spec.color`) as field
+/// selector keys (`spec.color`); an unset field compares as `""`.
+fn selectable_fields(ver: &Value) -> &'static [SelectableField] {
+    let fields = ver
+        .get("selectableFields")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f["jsonPath"].as_str())
+                .map(|p| {
+                    let name = intern(p.trim_start_matches('.'));
+                    SelectableField {
+                        name,
+                        path: name,
+                        zero: "",
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    intern_fields(fields)
+}
+
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
@@ -348,6 +389,7 @@ fn versions_of(crd: &Value) -> Vec<CustomVersion> {
             def.categories = categories;
             def.status = ver.pointer("/subresources/status").is_some();
             def.scale = scale;
+            def.field_selectors = selectable_fields(ver);
             def.generation = true;
             def.name_rule = NameRule::Subdomain;
             def.stored_version = (version != storage).then(|| intern(storage));
@@ -509,14 +551,35 @@ fn accept(crd: &mut Value) {
 
 /// A new CRD's status: accepted and established at once.
 pub fn prepare_create(crd: &mut Value) {
+    warn_unenforced(crd);
     accept(crd);
 }
 
 /// An updated CRD keeps its status, with the (possibly new) names and
 /// storage version accepted.
 pub fn prepare_update(crd: &mut Value, _old: &Value) {
+    warn_unenforced(crd);
     if !crate::meta::is_deleting(crd) {
         accept(crd);
+    }
+}
+
+/// Tells the writer of a CRD which of its rules this server stores but does
+/// not enforce yet (a `Warning` header, which kubectl prints).
+fn warn_unenforced(crd: &Value) {
+    fn has_rules(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => {
+                m.contains_key("x-kubernetes-validations") || m.values().any(has_rules)
+            }
+            Value::Array(a) => a.iter().any(has_rules),
+            _ => false,
+        }
+    }
+    if crd.pointer("/spec/versions").is_some_and(has_rules) {
+        crate::warning::add(
+            "x-kubernetes-validations rules are stored but not evaluated by this server yet".into(),
+        );
     }
 }
 
@@ -657,6 +720,49 @@ pub fn validate_create(crd: &Value) -> Vec<FieldError> {
                     &json!(jp),
                     "must be a simple json path",
                 ));
+            }
+        }
+    }
+    for (i, ver) in versions.iter().enumerate() {
+        let fields = ver
+            .get("selectableFields")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let path = format!("spec.versions[{i}].selectableFields");
+        if fields.len() > 8 {
+            errs.push(FieldError {
+                reason: "FieldValueTooMany",
+                field: path.clone(),
+                message: format!("Too many: {}: must have at most 8 items", fields.len()),
+            });
+        }
+        let mut seen = HashSet::new();
+        for (j, f) in fields.iter().enumerate() {
+            let jp = str_at(f, "/jsonPath");
+            let fpath = format!("{path}[{j}].jsonPath");
+            let simple = jp.starts_with('.')
+                && jp[1..].split('.').all(|s| {
+                    !s.is_empty()
+                        && s.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                });
+            if jp.is_empty() {
+                errs.push(FieldError::required(fpath, ""));
+            } else if !simple {
+                errs.push(FieldError::invalid(
+                    fpath,
+                    &json!(jp),
+                    "must be a simple json path",
+                ));
+            } else if matches!(jp, ".metadata.name" | ".metadata.namespace") {
+                errs.push(FieldError::invalid(
+                    fpath,
+                    &json!(jp),
+                    "is a selectable field of every resource already",
+                ));
+            } else if !seen.insert(jp) {
+                errs.push(FieldError::duplicate(fpath, &json!(jp)));
             }
         }
     }

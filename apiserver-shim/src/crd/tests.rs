@@ -79,6 +79,34 @@ fn crd_validation_answers_with_kubes_messages() {
 }
 
 #[test]
+fn selectable_fields_are_simple_paths_at_most_eight() {
+    let mut crd = crontab_crd();
+    default_crd(&mut crd);
+    crd["spec"]["versions"][1]["selectableFields"] = json!([
+        {"jsonPath": ".spec.a"}, {"jsonPath": ".spec.a"}, {"jsonPath": ".metadata.name"},
+        {"jsonPath": "spec[0]"}, {"jsonPath": ".b"}, {"jsonPath": ".c"}, {"jsonPath": ".d"},
+        {"jsonPath": ".e"}, {"jsonPath": ".f"},
+    ]);
+    let got = messages(&validate_create(&crd));
+    assert_eq!(
+        got,
+        [
+            "spec.versions[1].selectableFields: Too many: 9: must have at most 8 items",
+            "spec.versions[1].selectableFields[1].jsonPath: Duplicate value: \".spec.a\"",
+            "spec.versions[1].selectableFields[2].jsonPath: Invalid value: \".metadata.name\": is a selectable field of every resource already",
+            "spec.versions[1].selectableFields[3].jsonPath: Invalid value: \"spec[0]\": must be a simple json path",
+        ]
+    );
+    crd["spec"]["versions"][1]["selectableFields"] = json!([{"jsonPath": ".spec.replicas"}]);
+    prepare_create(&mut crd);
+    let table = CustomTable::from_crds([&crd]);
+    let v1 = table
+        .lookup("stable.example.com", "v1", "crontabs")
+        .unwrap();
+    assert!(v1.selectable("spec.replicas") && !v1.selectable("spec.other"));
+}
+
+#[test]
 fn the_root_of_a_schema_is_an_object() {
     let errs = messages(&schema::validate_schema(&json!({"properties": {}}), "s"));
     assert_eq!(
@@ -345,4 +373,71 @@ fn printer_columns_follow_the_crd_table_convertor() {
         (defaults[0].name.as_str(), defaults[0].ty.as_str()),
         ("Age", "date")
     );
+}
+
+// Properties of the schema functions over generated schemas and objects
+// (tenant input): nothing panics, pruning and defaulting are idempotent,
+// and what pruning keeps is what the schema specifies.
+mod properties {
+    use super::super::schema;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-z0-9 ]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-d]", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    fn schema_node() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(json!({"type": "string"})),
+            Just(json!({"type": "string", "pattern": "^[a-z]+$", "maxLength": 3})),
+            Just(json!({"type": "integer", "minimum": 0, "maximum": 5, "default": 1})),
+            Just(json!({"type": "number", "multipleOf": 0.5})),
+            Just(json!({"type": "boolean", "nullable": true})),
+            Just(json!({"x-kubernetes-int-or-string": true})),
+            Just(json!({"type": "string", "enum": ["a", "b"], "default": "a"})),
+            Just(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::btree_map("[a-d]", inner.clone(), 0..4).prop_map(|m| {
+                    json!({"type": "object", "properties": m, "required": ["a"]})
+                }),
+                inner.clone().prop_map(|i| json!({"type": "array", "items": i, "maxItems": 2})),
+                inner.clone().prop_map(|i| json!({"type": "object", "additionalProperties": i})),
+                inner.prop_map(|i| json!({"type": "object", "x-kubernetes-embedded-resource": true, "properties": {"spec": i}})),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn schema_functions_never_panic_and_settle(s in schema_node(), v in json_value()) {
+            let root = json!({"type": "object", "properties": {"spec": s}});
+            let _ = schema::validate_schema(&root, "s");
+            let mut obj = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "n"}, "spec": v});
+            let _ = schema::prune(&mut obj, &root);
+            prop_assert!(schema::prune(&mut obj.clone(), &root).is_empty(), "pruning twice removes more: {obj}");
+            schema::apply_defaults(&mut obj, &root);
+            let once = obj.clone();
+            schema::apply_defaults(&mut obj, &root);
+            prop_assert_eq!(&once, &obj);
+            let _ = schema::validate(&obj, &root, &schema::patterns(&root));
+        }
+    }
 }
