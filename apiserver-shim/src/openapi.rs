@@ -654,21 +654,28 @@ pub fn custom_group_version_document(
     })
 }
 
-/// The documents of every custom resource group-version in `custom`.
+/// The path and hash of every custom resource group-version document in
+/// `custom`, with an empty `body`: the documents (tens of KiB each, mostly
+/// ObjectMeta's schema) are built again when asked for, so the server
+/// holds only their hashes for the root listing.
 pub fn custom_documents(custom: &crate::crd::CustomTable) -> Vec<GroupVersionDoc> {
     let mut out = Vec::new();
     for (group, versions) in custom.groups() {
         for version in versions {
-            let doc = custom_group_version_document(group, version, custom);
-            let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+            let body = custom_document_body(group, version, custom);
             out.push(GroupVersionDoc {
                 path: format!("apis/{group}/{version}"),
                 hash: hash(&body),
-                body,
+                body: Bytes::new(),
             });
         }
     }
     out
+}
+
+fn custom_document_body(group: &str, version: &str, custom: &crate::crd::CustomTable) -> Bytes {
+    let doc = custom_group_version_document(group, version, custom);
+    Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
 }
 
 fn paths(group: &str, version: &str, kinds: &[(&ResourceDef, String)]) -> Map<String, Value> {
@@ -902,13 +909,18 @@ pub async fn serve(
         (body, root.as_str())
     } else {
         let path = rest.join("/");
-        let doc = docs
-            .group_versions
-            .iter()
-            .chain(custom_docs)
-            .find(|d| d.path == path)
-            .ok_or_else(ApiError::no_route)?;
-        (doc.body.clone(), doc.hash.as_str())
+        match (
+            docs.group_versions.iter().find(|d| d.path == path),
+            custom_docs.iter().find(|d| d.path == path),
+            rest,
+        ) {
+            (Some(doc), _, _) => (doc.body.clone(), doc.hash.as_str()),
+            (None, Some(doc), ["apis", group, version]) => (
+                custom_document_body(group, version, custom),
+                doc.hash.as_str(),
+            ),
+            _ => return Err(ApiError::no_route()),
+        }
     };
     let etag = format!("\"{hash}\"");
     let requested_hash = form_urlencoded::parse(query.unwrap_or("").as_bytes())

@@ -119,6 +119,7 @@ const CRD: Strategy = Strategy {
     validate_update: crate::crd::validate_update,
     holds_deletion: crate::crd::holds_deletion,
     begin_deletion: crate::crd::begin_deletion,
+    prepare_status_update: crate::crd::prepare_status_update,
     ..PLAIN
 };
 
@@ -334,11 +335,13 @@ pub struct ResourceDef {
     /// `DELETE` of the collection is served (all kinds but namespaces,
     /// whose storage has no collection delete upstream).
     pub delete_collection: bool,
-    /// A custom resource version whose objects are stored as another
-    /// version of the same CustomResourceDefinition (conversion strategy
-    /// `None`: the versions differ only in `apiVersion`, which is rewritten
-    /// on every read and write, as the apiextensions-apiserver's
-    /// `nopConverter`). `None`: stored as served.
+    /// Set on custom resource versions only ([`crate::crd`]): the
+    /// CustomResourceDefinition's storage version. Objects are stored with
+    /// its `apiVersion` under their own key space (`/customresources/…`,
+    /// apart from every built-in and internal key) and every read rewrites
+    /// `apiVersion` to the version asked for (conversion strategy `None`,
+    /// the apiextensions-apiserver's `nopConverter`), whatever version was
+    /// the storage one when the object was written.
     pub stored_version: Option<&'static str>,
 }
 
@@ -419,8 +422,12 @@ impl ResourceDef {
 
     /// Storage key prefix of all objects: `/{group or core}/{resource}/`
     /// of the stored resource (the [`ResourceDef::conversion`]'s storage for
-    /// a converted version).
+    /// a converted version); `/customresources/{group}/{resource}/` for a
+    /// custom resource.
     pub fn prefix(&self) -> String {
+        if self.stored_version.is_some() {
+            return format!("/customresources/{}/{}/", self.group, self.resource);
+        }
         let (group, resource) = match self.conversion {
             Some(c) => (c.storage_group, c.storage_resource),
             None => (self.group, self.resource),

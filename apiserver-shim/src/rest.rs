@@ -302,6 +302,16 @@ fn render_list(
             list_meta,
             items.iter().map(table::partial_metadata).collect(),
         ),
+        // A custom resource list is unstructured upstream: its items keep
+        // their kind and apiVersion, and the list is the CRD's listKind.
+        Representation::Object if def.custom().is_some() => list_body(
+            def.custom()
+                .map(|c| c.list_kind.clone())
+                .unwrap_or_default(),
+            def.api_version(),
+            list_meta,
+            items,
+        ),
         // The items carry no kind/apiVersion, as in kube-apiserver's
         // lists of built-in kinds (the list's own TypeMeta names them).
         Representation::Object => list_body(
@@ -320,6 +330,26 @@ fn render_list(
                 .collect(),
         ),
     }
+}
+
+/// The deepest nesting of objects and arrays a stored object may have.
+const MAX_NESTING: usize = 100;
+
+/// How deeply `v` nests objects and arrays (a scalar is 0), without
+/// recursion.
+fn nesting_depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Object(m) => Box::new(m.values()),
+            Value::Array(a) => Box::new(a.iter()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    deepest
 }
 
 /// Maps a storage error about one object to its `Status`.
@@ -993,6 +1023,13 @@ impl Api {
     }
 
     fn encode(&self, def: &ResourceDef, obj: &Value) -> ApiResult<Bytes> {
+        // What is stored must decode again: the JSON reader refuses more
+        // than 128 nested levels, which a JSON patch could build.
+        if nesting_depth(obj) > MAX_NESTING {
+            return Err(ApiError::bad_request(format!(
+                "the object is nested more than {MAX_NESTING} levels deep"
+            )));
+        }
         let bytes = if def.converts() {
             serde_json::to_vec(&Stored(&def.to_storage(obj.clone())))
         } else {
@@ -1115,7 +1152,7 @@ impl Api {
             }
             causes.extend(
                 custom
-                    .default_and_validate(obj)
+                    .default_and_validate(obj, None)
                     .into_iter()
                     .map(Cause::from),
             );
@@ -2005,11 +2042,14 @@ fn finish_update(target: &Target, old: &Value, new: &mut Value) -> ApiResult<()>
         );
     }
     if let Some(custom) = target.def.custom()
-        && matches!(target.subresource.as_deref(), None | Some("status"))
+        && matches!(
+            target.subresource.as_deref(),
+            None | Some("status" | "scale")
+        )
     {
         causes.extend(
             custom
-                .default_and_validate(new)
+                .default_and_validate(new, Some(old))
                 .into_iter()
                 .map(Cause::from),
         );
@@ -2141,7 +2181,9 @@ pub fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
             "resourceVersion": md.get("resourceVersion"),
             "creationTimestamp": md.get("creationTimestamp"),
         },
-        "spec": {"replicas": get_path(obj, scale.spec_replicas).and_then(Value::as_i64).unwrap_or(1)},
+        // An unset count is a workload's default (1); a custom resource's
+        // is 0, as the CRD scale subresource reads it.
+        "spec": {"replicas": get_path(obj, scale.spec_replicas).and_then(Value::as_i64).unwrap_or(if def.stored_version.is_some() { 0 } else { 1 })},
         "status": {
             "replicas": get_path(obj, scale.status_replicas).and_then(Value::as_i64).unwrap_or(0),
             "selector": selector,
@@ -2180,7 +2222,11 @@ fn scale_into(
     }
     let scale = def.scale.expect("kind has a scale subresource");
     let mut new = old.clone();
-    let (last, parents) = scale.spec_replicas.split_last().expect("non-empty path");
+    let Some((last, parents)) = scale.spec_replicas.split_last() else {
+        return Err(ApiError::internal(
+            "the scale subresource names no replicas field",
+        ));
+    };
     let mut cur = &mut new;
     for seg in parents {
         cur = meta::ensure_object_value(cur, seg);

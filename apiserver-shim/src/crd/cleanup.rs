@@ -71,57 +71,72 @@ async fn pass(api: &Api) -> crate::error::ApiResult<bool> {
         let Ok(crd) = serde_json::from_slice::<Value>(&kv.value) else {
             continue;
         };
-        let holds = crd
-            .pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|f| f.iter().any(|f| f == super::CLEANUP_FINALIZER));
-        if !crate::meta::is_deleting(&crd) || !holds {
-            continue;
-        }
-        let name = crate::meta::name(&crd).to_string();
-        let table = api.custom_resources().await?;
-        let Some(row) = table.iter().find(|c| c.crd == name).cloned() else {
-            // No served version: nothing can reach its objects but this.
-            delete_unreachable(api, &crd).await?;
-            release(api, &name).await?;
-            continue;
-        };
-        let def = Def::Custom(row);
-        let objects = api
-            .store
-            .list(&def.prefix(), ListOptions::default())
-            .await
-            .map_err(internal)?;
-        if objects.items.is_empty() {
-            release(api, &name).await?;
-            continue;
-        }
-        waiting = true;
-        for obj in &objects.items {
-            let Some(rest) = obj.key.strip_prefix(&def.prefix()) else {
-                continue;
-            };
-            let (namespace, object) = match rest.split_once('/') {
-                Some((ns, n)) => (Some(ns.to_string()), n.to_string()),
-                None => (None, rest.to_string()),
-            };
-            let target = Target {
-                def: def.clone(),
-                namespace,
-                name: Some(object.clone()),
-                subresource: None,
-                watch_prefix: false,
-            };
-            if let Err(e) = api
-                .delete_one(&target, &object, &DeleteOptions::default())
-                .await
-                && e.code != 404
-            {
-                tracing::warn!(crd = %name, object = %object, error = %e.message, "deleting a custom resource of a deleted CRD");
+        // One CRD's failure waits for the next pass, not the others.
+        match finalize(api, &crd).await {
+            Ok(w) => waiting |= w,
+            Err(e) => {
+                tracing::warn!(crd = crate::meta::name(&crd), error = %e.message, "CRD finalizer");
+                waiting = true;
             }
         }
     }
     Ok(waiting)
+}
+
+/// Finalizes one CRD if it is being deleted; `Ok(true)` while its objects
+/// are still going.
+async fn finalize(api: &Api, crd: &Value) -> crate::error::ApiResult<bool> {
+    let internal = |e: crate::store::StorageError| crate::error::ApiError::internal(e.to_string());
+    let holds = crd
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|f| f == super::CLEANUP_FINALIZER));
+    if !crate::meta::is_deleting(crd) || !holds {
+        return Ok(false);
+    }
+    let name = crate::meta::name(crd).to_string();
+    let table = api.custom_resources().await?;
+    let Some(row) = table.iter().find(|c| c.crd == name).cloned() else {
+        // No served version: nothing can reach its objects but this.
+        delete_unreachable(api, crd).await?;
+        release(api, &name).await?;
+        return Ok(false);
+    };
+    let def = Def::Custom(row);
+    let prefix = def.prefix();
+    let objects = api
+        .store
+        .list(&prefix, ListOptions::default())
+        .await
+        .map_err(internal)?;
+    if objects.items.is_empty() {
+        release(api, &name).await?;
+        return Ok(false);
+    }
+    for obj in &objects.items {
+        let Some(rest) = obj.key.strip_prefix(&prefix) else {
+            continue;
+        };
+        let (namespace, object) = match rest.split_once('/') {
+            Some((ns, n)) => (Some(ns.to_string()), n.to_string()),
+            None => (None, rest.to_string()),
+        };
+        let target = Target {
+            def: def.clone(),
+            namespace,
+            name: Some(object.clone()),
+            subresource: None,
+            watch_prefix: false,
+        };
+        if let Err(e) = api
+            .delete_one(&target, &object, &DeleteOptions::default())
+            .await
+            && e.code != 404
+        {
+            tracing::warn!(crd = %name, object = %object, error = %e.message, "deleting a custom resource of a deleted CRD");
+        }
+    }
+    Ok(true)
 }
 
 /// Deletes the stored objects of a CRD none of whose versions is served.
@@ -137,7 +152,7 @@ async fn delete_unreachable(api: &Api, crd: &Value) -> crate::error::ApiResult<(
     if group.is_empty() || plural.is_empty() {
         return Ok(());
     }
-    let prefix = format!("/{group}/{plural}/");
+    let prefix = format!("/customresources/{group}/{plural}/");
     let internal = |e: crate::store::StorageError| crate::error::ApiError::internal(e.to_string());
     let page = api
         .store

@@ -43,6 +43,8 @@ pub struct CustomVersion {
     pub def: ResourceDef,
     /// The CRD's name (`<plural>.<group>`).
     pub crd: String,
+    /// `spec.names.listKind`: the kind of a list of these objects.
+    pub list_kind: String,
     /// `schema.openAPIV3Schema` of this version, checked structural when
     /// the CRD was written.
     pub schema: Option<Value>,
@@ -51,19 +53,36 @@ pub struct CustomVersion {
     /// The CRD is being deleted: objects may be read and deleted, not
     /// created.
     pub terminating: bool,
-    /// The schema's `pattern`s, compiled.
-    pub patterns: schema::Patterns,
+    /// The schema's `pattern`s, compiled on the first write that needs
+    /// them (not while the shared table is rebuilt).
+    pub patterns: OnceLock<schema::Patterns>,
 }
 
 impl CustomVersion {
     /// Sets the schema's defaults in `obj` (a custom resource being
-    /// written) and returns its schema violations.
-    pub fn default_and_validate(&self, obj: &mut Value) -> Vec<FieldError> {
+    /// written) and returns its schema violations. On an update (`old` is
+    /// the stored object), errors in fields the update leaves as they were
+    /// are dropped, as kube's validation ratcheting does, so an object
+    /// stored before its schema tightened can still have finalizers,
+    /// owners or status changed.
+    pub fn default_and_validate(&self, obj: &mut Value, old: Option<&Value>) -> Vec<FieldError> {
         let Some(s) = &self.schema else {
             return Vec::new();
         };
         schema::apply_defaults(obj, s);
-        schema::validate(obj, s, &self.patterns)
+        let mut errs = schema::validate(obj, s, self.patterns.get_or_init(|| schema::patterns(s)));
+        if let Some(old) = old {
+            errs.retain(|e| {
+                // A missing field is judged by the object that lacks it.
+                let path = match e.reason {
+                    "FieldValueRequired" => e.field.rsplit_once('.').map_or("", |(p, _)| p),
+                    _ => e.field.as_str(),
+                };
+                let pointer = schema::pointer_of(path);
+                obj.pointer(&pointer) != old.pointer(&pointer)
+            });
+        }
+        errs
     }
 }
 
@@ -226,63 +245,91 @@ fn version_priority(v: &str) -> (u8, i64, i64, String) {
     }
 }
 
+/// How many bytes [`intern`] may keep for the whole process: custom
+/// names are kept forever, so a tenant writing CRD after CRD with new
+/// names could otherwise grow the server without bound. Thousands of
+/// ordinary CRDs fit many times over; past it, a CRD with new names is
+/// stored but not served (and a warning is logged).
+const INTERN_BUDGET: usize = 16 << 20;
+
+/// Bytes interned so far (strings and the lists holding them).
+static INTERNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Takes `bytes` from [`INTERN_BUDGET`], if that much is left.
+fn spend(bytes: usize) -> Option<()> {
+    use std::sync::atomic::Ordering;
+    INTERNED
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+            (used + bytes <= INTERN_BUDGET).then_some(used + bytes)
+        })
+        .ok()
+        .map(|_| ())
+}
+
 /// Interns `s` for the life of the process: a [`ResourceDef`] row holds
 /// `&'static str`s, and a custom row is rebuilt on every change of its CRD.
-/// Each distinct name costs its bytes once, however often it is reused.
-pub fn intern(s: &str) -> &'static str {
+/// Each distinct name costs its bytes once, however often it is reused;
+/// `None` once [`INTERN_BUDGET`] is spent.
+pub fn intern(s: &str) -> Option<&'static str> {
     static STRINGS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
     let mut set = STRINGS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     if let Some(found) = set.get(s) {
-        return found;
+        return Some(found);
     }
+    spend(s.len())?;
     let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
     set.insert(leaked);
-    leaked
+    Some(leaked)
 }
 
 /// Interns a list of names, as [`intern`].
-pub fn intern_list(items: &[&str]) -> &'static [&'static str] {
+pub fn intern_list(items: &[&str]) -> Option<&'static [&'static str]> {
     static LISTS: OnceLock<Mutex<HashSet<&'static [&'static str]>>> = OnceLock::new();
     if items.is_empty() {
-        return &[];
+        return Some(&[]);
     }
-    let interned: Vec<&'static str> = items.iter().map(|s| intern(s)).collect();
+    let interned = items
+        .iter()
+        .map(|s| intern(s))
+        .collect::<Option<Vec<&'static str>>>()?;
     let mut set = LISTS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     if let Some(found) = set.get(interned.as_slice()) {
-        return found;
+        return Some(found);
     }
+    spend(std::mem::size_of_val(interned.as_slice()))?;
     let leaked: &'static [&'static str] = Box::leak(interned.into_boxed_slice());
     set.insert(leaked);
-    leaked
+    Some(leaked)
 }
 
 /// Interns a version's selectable fields, as [`intern`].
-fn intern_fields(fields: Vec<SelectableField>) -> &'static [SelectableField] {
+fn intern_fields(fields: Vec<SelectableField>) -> Option<&'static [SelectableField]> {
     static FIELDS: OnceLock<Mutex<HashSet<&'static [SelectableField]>>> = OnceLock::new();
     if fields.is_empty() {
-        return &[];
+        return Some(&[]);
     }
     let mut set = FIELDS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     if let Some(found) = set.get(fields.as_slice()) {
-        return found;
+        return Some(found);
     }
+    spend(std::mem::size_of_val(fields.as_slice()))?;
     let leaked: &'static [SelectableField] = Box::leak(fields.into_boxed_slice());
     set.insert(leaked);
-    leaked
+    Some(leaked)
 }
 
 /// A version's `selectableFields` (`jsonPath: .spec.color`) as field
 /// selector keys (`spec.color`); an unset field compares as `""`.
-fn selectable_fields(ver: &Value) -> &'static [SelectableField] {
+fn selectable_fields(ver: &Value) -> Option<&'static [SelectableField]> {
     let fields = ver
         .get("selectableFields")
         .and_then(Value::as_array)
@@ -290,16 +337,16 @@ fn selectable_fields(ver: &Value) -> &'static [SelectableField] {
             a.iter()
                 .filter_map(|f| f["jsonPath"].as_str())
                 .map(|p| {
-                    let name = intern(p.trim_start_matches('.'));
-                    SelectableField {
+                    let name = intern(p.trim_start_matches('.'))?;
+                    Some(SelectableField {
                         name,
                         path: name,
                         zero: "",
-                    }
+                    })
                 })
-                .collect()
+                .collect::<Option<Vec<_>>>()
         })
-        .unwrap_or_default();
+        .unwrap_or(Some(Vec::new()))?;
     intern_fields(fields)
 }
 
@@ -328,7 +375,9 @@ fn rows_of(crd: &Value) -> Vec<Arc<CustomVersion>> {
 }
 
 /// The served versions of one CRD as rows; none when its names are not
-/// accepted or it has no storage version.
+/// accepted or it has no storage version. Names are read from the
+/// validated `spec.names` (which the CRD's own name, `<plural>.<group>`,
+/// ties to the CRD), never from the client-writable status.
 fn versions_of(crd: &Value) -> Vec<CustomVersion> {
     let accepted = crd
         .pointer("/status/conditions")
@@ -337,14 +386,16 @@ fn versions_of(crd: &Value) -> Vec<CustomVersion> {
             cs.iter()
                 .any(|c| c["type"] == "NamesAccepted" && c["status"] == "True")
         });
-    let names = match crd.pointer("/status/acceptedNames") {
-        Some(n) if accepted && n.get("plural").is_some() => n,
-        _ => return Vec::new(),
-    };
+    let names = crd.pointer("/spec/names").unwrap_or(&Value::Null);
     let group = str_at(crd, "/spec/group");
     let plural = str_at(names, "/plural");
     let kind = str_at(names, "/kind");
-    if group.is_empty() || plural.is_empty() || kind.is_empty() {
+    if !accepted
+        || group.is_empty()
+        || plural.is_empty()
+        || kind.is_empty()
+        || crate::meta::name(crd) != format!("{plural}.{group}")
+    {
         return Vec::new();
     }
     let versions = crd
@@ -364,50 +415,61 @@ fn versions_of(crd: &Value) -> Vec<CustomVersion> {
         s => s.to_string(),
     };
     let namespaced = str_at(crd, "/spec/scope") == "Namespaced";
-    let terminating = meta_deleting(crd);
-    let short_names = intern_list(&strings_at(names, "/shortNames"));
-    let categories = intern_list(&strings_at(names, "/categories"));
-    versions
-        .iter()
-        .filter(|v| v["served"] == true)
-        .filter_map(|ver| {
-            let version = ver["name"].as_str()?;
-            let scale = ver.pointer("/subresources/scale").map(|s| ScaleDef {
-                spec_replicas: intern_list(&path_segments(str_at(s, "/specReplicasPath"))),
-                status_replicas: intern_list(&path_segments(str_at(s, "/statusReplicasPath"))),
-                selector: intern_list(&path_segments(str_at(s, "/labelSelectorPath"))),
-            });
+    let terminating = crate::meta::is_deleting(crd);
+    let rows = || -> Option<Vec<CustomVersion>> {
+        let short_names = intern_list(&strings_at(names, "/shortNames"))?;
+        let categories = intern_list(&strings_at(names, "/categories"))?;
+        let mut out = Vec::new();
+        for ver in versions.iter().filter(|v| v["served"] == true) {
+            let Some(version) = ver["name"].as_str() else {
+                continue;
+            };
+            let scale = match ver.pointer("/subresources/scale") {
+                Some(s) => Some(ScaleDef {
+                    spec_replicas: intern_list(&path_segments(str_at(s, "/specReplicasPath")))?,
+                    status_replicas: intern_list(&path_segments(str_at(s, "/statusReplicasPath")))?,
+                    selector: intern_list(&path_segments(str_at(s, "/labelSelectorPath")))?,
+                }),
+                None => None,
+            };
             let mut def = crate::registry::def(
-                intern(group),
-                intern(version),
-                intern(plural),
-                intern(kind),
-                intern(&singular),
+                intern(group)?,
+                intern(version)?,
+                intern(plural)?,
+                intern(kind)?,
+                intern(&singular)?,
                 namespaced,
             );
             def.short_names = short_names;
             def.categories = categories;
             def.status = ver.pointer("/subresources/status").is_some();
             def.scale = scale;
-            def.field_selectors = selectable_fields(ver);
+            def.field_selectors = selectable_fields(ver)?;
             def.generation = true;
             def.name_rule = NameRule::Subdomain;
-            def.stored_version = (version != storage).then(|| intern(storage));
-            let schema = ver.pointer("/schema/openAPIV3Schema").cloned();
-            Some(CustomVersion {
+            def.stored_version = Some(intern(storage)?);
+            out.push(CustomVersion {
                 def,
                 crd: crate::meta::name(crd).to_string(),
-                patterns: schema.as_ref().map(schema::patterns).unwrap_or_default(),
-                schema,
+                list_kind: match str_at(names, "/listKind") {
+                    "" => format!("{kind}List"),
+                    l => l.to_string(),
+                },
+                patterns: OnceLock::new(),
+                schema: ver.pointer("/schema/openAPIV3Schema").cloned(),
                 columns: printer_columns(ver),
                 terminating,
-            })
-        })
-        .collect()
-}
-
-fn meta_deleting(obj: &Value) -> bool {
-    crate::meta::is_deleting(obj)
+            });
+        }
+        Some(out)
+    };
+    rows().unwrap_or_else(|| {
+        tracing::warn!(
+            crd = crate::meta::name(crd),
+            "this server keeps no more custom resource names; the CRD is stored but not served"
+        );
+        Vec::new()
+    })
 }
 
 /// A version's printer columns; `Age` when it names none
@@ -564,6 +626,14 @@ pub fn prepare_update(crd: &mut Value, _old: &Value) {
     }
 }
 
+/// A status write keeps what this server's naming controller decides:
+/// the accepted names, storage versions and conditions follow the spec.
+pub fn prepare_status_update(crd: &mut Value, _old: &Value) {
+    if !crate::meta::is_deleting(crd) {
+        accept(crd);
+    }
+}
+
 /// Tells the writer of a CRD which of its rules this server stores but does
 /// not enforce yet (a `Warning` header, which kubectl prints).
 fn warn_unenforced(crd: &Value) {
@@ -579,6 +649,11 @@ fn warn_unenforced(crd: &Value) {
     if crd.pointer("/spec/versions").is_some_and(has_rules) {
         crate::warning::add(
             "x-kubernetes-validations rules are stored but not evaluated by this server yet".into(),
+        );
+    }
+    if crd.pointer("/spec/conversion/strategy") == Some(&json!("Webhook")) {
+        crate::warning::add(
+            "the conversion webhook is not called by this server yet: objects are read in every served version with only apiVersion changed".into(),
         );
     }
 }
@@ -650,6 +725,31 @@ pub fn validate_create(crd: &Value) -> Vec<FieldError> {
                 &json!(group),
                 "should be a domain with at least one dot",
             ));
+        } else if crate::registry::groups().iter().any(|(g, _)| *g == group)
+            || group == vkube_core::metrics::GROUP
+        {
+            // Upstream, a CRD in a built-in group is stored but never
+            // served (the built-in API wins); refusing it says so at once.
+            errs.push(FieldError::invalid(
+                "spec.group",
+                &json!(group),
+                "is a built-in API group of this server",
+            ));
+        }
+        let protected = [".k8s.io", ".kubernetes.io"]
+            .iter()
+            .any(|suffix| group.ends_with(suffix))
+            || matches!(group, "k8s.io" | "kubernetes.io");
+        if protected
+            && crd
+                .pointer("/metadata/annotations/api-approved.kubernetes.io")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            errs.push(FieldError::required(
+                "metadata.annotations[api-approved.kubernetes.io]",
+                "protected groups must have approval annotation \"api-approved.kubernetes.io\", see https://github.com/kubernetes/enhancements/pull/1111",
+            ));
         }
     }
     match str_at(crd, "/spec/scope") {
@@ -690,6 +790,38 @@ pub fn validate_create(crd: &Value) -> Vec<FieldError> {
                 &format!("{path}.schema.openAPIV3Schema"),
             )),
         }
+        if let Some(scale) = ver.pointer("/subresources/scale") {
+            let spath = format!("{path}.subresources.scale");
+            for (field, under, required) in [
+                ("specReplicasPath", &[".spec."][..], true),
+                ("statusReplicasPath", &[".status."][..], true),
+                ("labelSelectorPath", &[".spec.", ".status."][..], false),
+            ] {
+                let value = str_at(scale, &format!("/{field}"));
+                let fpath = format!("{spath}.{field}");
+                if value.is_empty() {
+                    if required {
+                        errs.push(FieldError::required(fpath, ""));
+                    }
+                } else if !simple_path(value) {
+                    errs.push(FieldError::invalid(
+                        fpath,
+                        &json!(value),
+                        "must be a simple json path",
+                    ));
+                } else if !under.iter().any(|u| value.starts_with(u)) {
+                    let detail = if under.len() == 1 {
+                        format!(
+                            "should be a json path under {}",
+                            under[0].trim_end_matches('.')
+                        )
+                    } else {
+                        "should be a json path under either .spec or .status".to_string()
+                    };
+                    errs.push(FieldError::invalid(fpath, &json!(value), &detail));
+                }
+            }
+        }
         for (j, col) in ver
             .get("additionalPrinterColumns")
             .and_then(Value::as_array)
@@ -712,9 +844,15 @@ pub fn validate_create(crd: &Value) -> Vec<FieldError> {
                 )),
             }
             let jp = str_at(col, "/jsonPath");
+            // kube's column paths (client-go JSONPath) have no functions;
+            // `match()`/`search()` would compile a regex per printed row.
             if jp.is_empty() {
                 errs.push(FieldError::required(format!("{cpath}.jsonPath"), ""));
-            } else if jsonpath_rust::parser::parse_json_path(&format!("${jp}")).is_err() {
+            } else if !jp.starts_with('.')
+                || jp.contains("match(")
+                || jp.contains("search(")
+                || jsonpath_rust::parser::parse_json_path(&format!("${jp}")).is_err()
+            {
                 errs.push(FieldError::invalid(
                     format!("{cpath}.jsonPath"),
                     &json!(jp),
@@ -741,15 +879,9 @@ pub fn validate_create(crd: &Value) -> Vec<FieldError> {
         for (j, f) in fields.iter().enumerate() {
             let jp = str_at(f, "/jsonPath");
             let fpath = format!("{path}[{j}].jsonPath");
-            let simple = jp.starts_with('.')
-                && jp[1..].split('.').all(|s| {
-                    !s.is_empty()
-                        && s.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                });
             if jp.is_empty() {
                 errs.push(FieldError::required(fpath, ""));
-            } else if !simple {
+            } else if !simple_path(jp) {
                 errs.push(FieldError::invalid(
                     fpath,
                     &json!(jp),
@@ -790,10 +922,8 @@ pub fn validate_create(crd: &Value) -> Vec<FieldError> {
     }
     match str_at(crd, "/spec/conversion/strategy") {
         "" | "None" => {}
-        "Webhook" => errs.push(FieldError::forbidden(
-            "spec.conversion.strategy",
-            "conversion webhooks are not supported by this server yet",
-        )),
+        // Stored as given; see warn_unenforced.
+        "Webhook" => {}
         other => errs.push(FieldError::not_supported(
             "spec.conversion.strategy",
             &json!(other),
@@ -801,6 +931,17 @@ pub fn validate_create(crd: &Value) -> Vec<FieldError> {
         )),
     }
     errs
+}
+
+/// A path of field names, `.spec.replicas` (at most 256 bytes).
+fn simple_path(p: &str) -> bool {
+    p.len() <= 256
+        && p.starts_with('.')
+        && p[1..].split('.').all(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
 }
 
 /// `ValidateCustomResourceDefinitionNames`.

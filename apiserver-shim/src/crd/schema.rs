@@ -26,9 +26,11 @@ use crate::typed::{FieldPath, Segment};
 /// The `pattern`s of a schema compiled once, keyed by their source.
 pub type Patterns = HashMap<String, regex::Regex>;
 
-/// The largest compiled `pattern` accepted, in bytes of automaton, so a
-/// tenant's pattern cannot hold the server's memory.
-const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+/// The largest compiled `pattern` accepted, in bytes of automaton, and
+/// the most distinct patterns in one schema, so a tenant's patterns cannot
+/// hold the server's memory (real CRDs' patterns compile to a few KiB).
+const PATTERN_SIZE_LIMIT: usize = 256 << 10;
+const MAX_PATTERNS: usize = 512;
 
 fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::RegexBuilder::new(pattern)
@@ -111,17 +113,40 @@ pub fn validate_schema(schema: &Value, path: &str) -> Vec<FieldError> {
             "must be object at the root",
         )),
     }
-    node(root, path, true, "", &mut errs);
+    let mut patterns = std::collections::HashSet::new();
+    node(root, path, true, "", false, &mut patterns, &mut errs);
+    if patterns.len() > MAX_PATTERNS {
+        errs.push(FieldError {
+            reason: "FieldValueTooMany",
+            field: path.to_string(),
+            message: format!(
+                "Too many: {}: must have at most {MAX_PATTERNS} distinct patterns",
+                patterns.len()
+            ),
+        });
+    }
     errs
 }
 
 /// Checks one schema node and its children; `under` says what holds it
 /// (`fields` or `items`) for the missing-type message.
-fn node(m: &Map<String, Value>, path: &str, root: bool, under: &str, errs: &mut Vec<FieldError>) {
+/// Checks one schema node and its children; `under` says what holds it
+/// (`fields` or `items`) for the missing-type message, and `quantified`
+/// whether it sits under `allOf`/`anyOf`/`oneOf`/`not`, where nodes only
+/// add value validations and need no type.
+fn node<'a>(
+    m: &'a Map<String, Value>,
+    path: &str,
+    root: bool,
+    under: &str,
+    quantified: bool,
+    patterns: &mut std::collections::HashSet<&'a str>,
+    errs: &mut Vec<FieldError>,
+) {
     let ty = m.get("type").and_then(Value::as_str).unwrap_or("");
     let open =
         flag(m, "x-kubernetes-int-or-string") || flag(m, "x-kubernetes-preserve-unknown-fields");
-    if ty.is_empty() && !root && !open && !under.is_empty() {
+    if ty.is_empty() && !root && !open && !quantified && !under.is_empty() {
         errs.push(FieldError::required(
             format!("{path}.type"),
             &format!("must not be empty for specified {under}"),
@@ -134,22 +159,20 @@ fn node(m: &Map<String, Value>, path: &str, root: bool, under: &str, errs: &mut 
             &TYPES,
         ));
     }
-    if m.contains_key("properties")
-        && m.get("additionalProperties")
-            .is_some_and(|a| a != &json!(false))
-    {
+    if m.contains_key("properties") && m.contains_key("additionalProperties") {
         errs.push(FieldError::forbidden(
             format!("{path}.additionalProperties"),
             "additionalProperties and properties are mutual exclusive",
         ));
     }
-    if ty == "array" && !m.contains_key("items") {
+    if ty == "array" && !quantified && !m.contains_key("items") {
         errs.push(FieldError::required(
             format!("{path}.items"),
             "must be specified",
         ));
     }
     if let Some(p) = m.get("pattern").and_then(Value::as_str)
+        && patterns.insert(p)
         && let Err(e) = compile(p)
     {
         errs.push(FieldError::invalid(
@@ -176,7 +199,16 @@ fn node(m: &Map<String, Value>, path: &str, root: bool, under: &str, errs: &mut 
         } else {
             ""
         };
-        node(cm, &format!("{path}.{seg}"), false, under, errs);
+        let quantified = quantified || under.is_empty();
+        node(
+            cm,
+            &format!("{path}.{seg}"),
+            false,
+            under,
+            quantified,
+            patterns,
+            errs,
+        );
     }
 }
 
@@ -289,49 +321,78 @@ fn additional_true(s: &Map<String, Value>) -> bool {
 }
 
 /// Sets the `default` of every missing field `schema` defaults, top down,
-/// as the apiextensions defaulting does; a `null` member of a field that
-/// is not `nullable` and has a default is defaulted too.
+/// as the apiextensions defaulting does. A `null` member of a field that is
+/// not `nullable` is dropped first (`PruneNonNullableNullsWithoutDefaults`),
+/// then defaulted when the field has a default. The root's `metadata` is
+/// the server's, never defaulted from the schema.
 pub fn apply_defaults(v: &mut Value, schema: &Value) {
+    apply_defaults_at(v, schema, true);
+}
+
+fn apply_defaults_at(v: &mut Value, schema: &Value, root: bool) {
     let Some(s) = schema.as_object() else { return };
     match v {
         Value::Object(obj) => {
             if let Some(props) = s.get("properties").and_then(Value::as_object) {
                 for (k, ps) in props {
-                    let Some(default) = ps.get("default") else {
+                    if root && k == "metadata" {
                         continue;
-                    };
+                    }
                     let nullable = ps.get("nullable") == Some(&Value::Bool(true));
-                    match obj.get(k) {
-                        None => {
-                            obj.insert(k.clone(), default.clone());
-                        }
-                        Some(Value::Null) if !nullable => {
-                            obj.insert(k.clone(), default.clone());
-                        }
-                        _ => {}
+                    if !nullable && obj.get(k).is_some_and(Value::is_null) {
+                        obj.remove(k);
+                    }
+                    if let Some(default) = ps.get("default")
+                        && !obj.contains_key(k)
+                    {
+                        obj.insert(k.clone(), default.clone());
                     }
                 }
                 for (k, ps) in props {
+                    if root && k == "metadata" {
+                        continue;
+                    }
                     if let Some(child) = obj.get_mut(k) {
-                        apply_defaults(child, ps);
+                        apply_defaults_at(child, ps, false);
                     }
                 }
             } else if let Some(additional) = s.get("additionalProperties").filter(|a| a.is_object())
             {
                 for child in obj.values_mut() {
-                    apply_defaults(child, additional);
+                    apply_defaults_at(child, additional, false);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(is) = s.get("items") {
                 for item in items {
-                    apply_defaults(item, is);
+                    apply_defaults_at(item, is, false);
                 }
             }
         }
         _ => {}
     }
+}
+
+/// The JSON pointer of a field path as errors print it
+/// (`spec.ports[0].name` → `/spec/ports/0/name`; `""` → the root).
+pub fn pointer_of(path: &str) -> String {
+    let mut out = String::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        let name_end = rest.find('[').unwrap_or(rest.len());
+        let (name, tail) = rest.split_at(name_end);
+        out.push('/');
+        out.push_str(&name.replace('~', "~0").replace('/', "~1"));
+        rest = tail;
+        while let Some(stripped) = rest.strip_prefix('[') {
+            let Some(end) = stripped.find(']') else { break };
+            out.push('/');
+            out.push_str(&stripped[..end]);
+            rest = &stripped[end + 1..];
+        }
+    }
+    out
 }
 
 /// Whether `v` is of OpenAPI type `ty`.

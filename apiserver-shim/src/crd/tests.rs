@@ -107,6 +107,97 @@ fn selectable_fields_are_simple_paths_at_most_eight() {
 }
 
 #[test]
+fn built_in_and_protected_groups_and_scale_paths_are_checked() {
+    let mut crd = crontab_crd();
+    default_crd(&mut crd);
+    crd["metadata"]["name"] = json!("clusterrolebindings.rbac.authorization.k8s.io");
+    crd["spec"]["group"] = json!("rbac.authorization.k8s.io");
+    crd["spec"]["names"]["plural"] = json!("clusterrolebindings");
+    crd["spec"]["versions"][1]["subresources"]["scale"] =
+        json!({"specReplicasPath": ".status.replicas", "labelSelectorPath": "selector"});
+    let got = messages(&validate_create(&crd));
+    assert_eq!(
+        got,
+        [
+            "spec.group: Invalid value: \"rbac.authorization.k8s.io\": is a built-in API group of this server",
+            "metadata.annotations[api-approved.kubernetes.io]: Required value: protected groups must have approval annotation \"api-approved.kubernetes.io\", see https://github.com/kubernetes/enhancements/pull/1111",
+            "spec.versions[1].subresources.scale.specReplicasPath: Invalid value: \".status.replicas\": should be a json path under .spec",
+            "spec.versions[1].subresources.scale.statusReplicasPath: Required value",
+            "spec.versions[1].subresources.scale.labelSelectorPath: Invalid value: \"selector\": must be a simple json path",
+        ]
+    );
+}
+
+#[test]
+fn custom_objects_live_apart_and_read_as_the_version_asked_for() {
+    let mut crd = crontab_crd();
+    default_crd(&mut crd);
+    prepare_create(&mut crd);
+    let table = CustomTable::from_crds([&crd]);
+    let v1 = table
+        .lookup("stable.example.com", "v1", "crontabs")
+        .unwrap();
+    assert_eq!(
+        v1.key(Some("ns"), "a"),
+        "/customresources/stable.example.com/crontabs/ns/a"
+    );
+    // Stored while another version was the storage one: read as v1.
+    let old = json!({"apiVersion": "stable.example.com/v1beta1", "kind": "CronTab"});
+    assert!(v1.converts());
+    assert_eq!(v1.from_storage(old)["apiVersion"], "stable.example.com/v1");
+    // Names come from the validated spec, never from a written status.
+    crd["status"]["acceptedNames"]["plural"] = json!("secrets");
+    let table = CustomTable::from_crds([&crd]);
+    assert!(
+        table
+            .lookup("stable.example.com", "v1", "secrets")
+            .is_none()
+    );
+    assert!(
+        table
+            .lookup("stable.example.com", "v1", "crontabs")
+            .is_some()
+    );
+}
+
+#[test]
+fn unchanged_fields_keep_their_old_errors_on_update() {
+    let mut crd = crontab_crd();
+    default_crd(&mut crd);
+    crd["spec"]["versions"][1]["schema"]["openAPIV3Schema"]["properties"]["spec"] = json!({
+        "type": "object", "required": ["cron"],
+        "properties": {"replicas": {"type": "integer", "maximum": 3}, "cron": {"type": "string"}},
+    });
+    prepare_create(&mut crd);
+    let table = CustomTable::from_crds([&crd]);
+    let Def::Custom(v1) = table
+        .lookup("stable.example.com", "v1", "crontabs")
+        .unwrap()
+    else {
+        unreachable!()
+    };
+    // Stored before the schema tightened: too many replicas, no cron.
+    let old = json!({"metadata": {"name": "a"}, "spec": {"replicas": 5}});
+    let mut same = old.clone();
+    same["metadata"]["finalizers"] = json!([]);
+    assert!(v1.default_and_validate(&mut same, Some(&old)).is_empty());
+    let mut changed = old.clone();
+    changed["spec"]["replicas"] = json!(6);
+    assert_eq!(
+        messages(&v1.default_and_validate(&mut changed, Some(&old))),
+        [
+            "spec.replicas: Invalid value: 6: spec.replicas in body should be less than or equal to 3",
+            "spec.cron: Required value",
+        ]
+    );
+    assert_eq!(
+        schema::pointer_of("spec.ports[0].name"),
+        "/spec/ports/0/name"
+    );
+    assert_eq!(schema::pointer_of(""), "");
+}
+
+#[test]
 fn the_root_of_a_schema_is_an_object() {
     let errs = messages(&schema::validate_schema(&json!({"properties": {}}), "s"));
     assert_eq!(
@@ -186,7 +277,7 @@ fn the_table_serves_each_served_version_of_accepted_crds() {
     assert!(v1.namespaced && v1.status && v1.generation);
     assert_eq!(v1.scale.unwrap().spec_replicas, ["spec", "replicas"]);
     assert_eq!(v1.short_names, ["ct"]);
-    assert_eq!(v1.stored_version, None);
+    assert_eq!(v1.stored_version, Some("v1"));
     let beta = table
         .lookup("stable.example.com", "v1beta1", "crontabs")
         .unwrap();
@@ -298,11 +389,28 @@ fn defaults_are_set_top_down() {
         obj["spec"],
         json!({"replicas": 1, "mode": "fast", "keep": "x"})
     );
-    let mut obj = json!({"spec": {"mode": null, "keep": null, "ports": [{}]}});
-    schema::apply_defaults(&mut obj, &s);
+    let mut obj = json!({"spec": {"mode": null, "keep": null, "gone": null, "ports": [{}]}});
+    let with_gone = json!({"type": "object", "properties": {"spec": {
+    "type": "object",
+    "properties": {
+        "mode": {"type": "string", "default": "fast"},
+        "keep": {"type": "string", "nullable": true, "default": "x"},
+        "gone": {"type": "string"},
+        "ports": s["properties"]["spec"]["properties"]["ports"].clone(),
+    }}}});
+    schema::apply_defaults(&mut obj, &with_gone);
     assert_eq!(obj["spec"]["mode"], "fast");
     assert!(obj["spec"]["keep"].is_null());
+    assert!(
+        obj["spec"].get("gone").is_none(),
+        "a null without a default is dropped"
+    );
     assert_eq!(obj["spec"]["ports"][0]["protocol"], "TCP");
+    // The root's metadata is never defaulted from the schema.
+    let meta = json!({"type": "object", "properties": {"metadata": {"type": "object", "properties": {"finalizers": {"type": "array", "items": {"type": "string"}, "default": ["x"]}}}}});
+    let mut obj = json!({"metadata": {"name": "a"}});
+    schema::apply_defaults(&mut obj, &meta);
+    assert_eq!(obj["metadata"], json!({"name": "a"}));
 }
 
 #[test]
