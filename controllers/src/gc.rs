@@ -99,6 +99,14 @@ pub static WATCHED: &[KindDef] = &[
         "poddisruptionbudgets",
         true,
     ),
+    // CRDs themselves, so a foreground or orphan delete of one completes.
+    (
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        false,
+    ),
 ];
 
 const ORPHAN: &str = "orphan";
@@ -316,10 +324,13 @@ struct Collector {
     graph: HashMap<String, Node>,
     /// Objects of a kind seen since its last (re)list started.
     relisting: HashMap<usize, HashSet<String>>,
-    /// Kinds whose watch has not listed yet: no scan runs until it has.
+    /// Kinds whose watch has not listed yet: no scan runs until every
+    /// built-in one has.
     unsynced: HashSet<usize>,
     /// The watches of custom kinds, by `(group, plural)`, with their index.
     custom: HashMap<(String, String), (usize, tokio::task::AbortHandle)>,
+    /// The CRDs seen since the CRD watch's last (re)list started.
+    crd_relist: Option<HashSet<(String, String)>>,
     /// Owner kinds outside [`WATCHED`], resolved by discovery.
     foreign: HashMap<(String, String), Option<(ApiResource, bool)>>,
     /// Recently issued actions, not repeated while the watch catches up.
@@ -432,8 +443,15 @@ impl Collector {
         })
     }
 
-    /// Follows a CRD event: a new custom kind is watched; a gone one stops
-    /// being watched and its objects leave the graph.
+    /// Whether events of kind `i` still count: a custom kind's watch may
+    /// have queued some before it was stopped.
+    fn is_live(&self, i: usize) -> bool {
+        i < WATCHED.len() || self.custom.values().any(|(j, _)| *j == i)
+    }
+
+    /// Follows a CRD event: a new custom kind is watched; a gone one (or
+    /// one that serves nothing) stops being watched and its objects leave
+    /// the graph. A relist forgets the kinds of CRDs it no longer lists.
     fn follow_crd(
         &mut self,
         tasks: &mut tokio::task::JoinSet<()>,
@@ -443,25 +461,48 @@ impl Collector {
         let (crd, present) = match ev {
             Event::InitApply(o) | Event::Apply(o) => (o, true),
             Event::Delete(o) => (o, false),
-            Event::Init | Event::InitDone => return,
+            Event::Init => {
+                self.crd_relist = Some(HashSet::new());
+                return;
+            }
+            Event::InitDone => {
+                let seen = self.crd_relist.take().unwrap_or_default();
+                let gone: Vec<_> = self
+                    .custom
+                    .keys()
+                    .filter(|k| !seen.contains(*k))
+                    .cloned()
+                    .collect();
+                gone.iter().for_each(|k| self.forget(k));
+                return;
+            }
         };
         let Ok(value) = serde_json::to_value(&crd) else {
             return;
         };
-        let Some((ar, namespaced)) = custom_kind(&value) else {
+        let spec_key = |v: &serde_json::Value| -> Option<(String, String)> {
+            Some((
+                v.pointer("/spec/group")?.as_str()?.to_string(),
+                v.pointer("/spec/names/plural")?.as_str()?.to_string(),
+            ))
+        };
+        let Some(key) = spec_key(&value) else {
             return;
         };
-        let key = (ar.group.clone(), ar.plural.clone());
-        match (present, self.custom.get(&key)) {
-            (true, Some((i, _))) if self.kinds[*i].ar == ar => {}
-            (true, _) => {
+        if let Some(seen) = &mut self.crd_relist {
+            seen.insert(key.clone());
+        }
+        let kind = if present { custom_kind(&value) } else { None };
+        match (kind, self.custom.get(&key)) {
+            (Some((ar, _)), Some((i, _))) if self.kinds[*i].ar == ar => {}
+            (Some((ar, namespaced)), _) => {
                 self.forget(&key);
                 self.kinds.push(Kind { ar, namespaced });
                 let i = self.kinds.len() - 1;
                 let handle = self.watch(tasks, tx, i);
                 self.custom.insert(key, (i, handle));
             }
-            (false, _) => self.forget(&key),
+            (None, _) => self.forget(&key),
         }
     }
 
@@ -589,6 +630,7 @@ pub async fn run(client: Client) {
         relisting: HashMap::new(),
         unsynced: HashSet::new(),
         custom: HashMap::new(),
+        crd_relist: None,
         foreign: HashMap::new(),
         recent: HashMap::new(),
     };
@@ -623,7 +665,8 @@ pub async fn run(client: Client) {
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
-                Some((i, ev)) => gc.apply(i, ev),
+                Some((i, ev)) if gc.is_live(i) => gc.apply(i, ev),
+                Some(_) => {}
                 None => return,
             },
             ev = crd_rx.recv() => match ev {
@@ -636,7 +679,8 @@ pub async fn run(client: Client) {
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
-                    Some((i, ev)) => gc.apply(i, ev),
+                    Some((i, ev)) if gc.is_live(i) => gc.apply(i, ev),
+                    Some(_) => {}
                     None => return,
                 },
                 ev = crd_rx.recv() => match ev {
@@ -649,7 +693,10 @@ pub async fn run(client: Client) {
                 break;
             }
         }
-        if gc.unsynced.is_empty() {
+        // The built-in kinds must have listed; a custom kind that has not
+        // (yet, or ever) only leaves its own objects out of this scan
+        // (owners missing from the graph are verified with the server).
+        if !gc.unsynced.iter().any(|i| *i < WATCHED.len()) {
             gc.scan().await;
         }
     }
