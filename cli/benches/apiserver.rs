@@ -5,7 +5,9 @@
 //! * start-up time to the first authenticated response (fresh and existing data dir),
 //! * idle RSS after start and after the load,
 //! * create / get / list throughput and p50/p99 latency with 1 and 16 clients,
-//! * watch delivery latency (create call start → event received).
+//! * watch delivery latency (create call start → event received),
+//! * the RSS 100 CustomResourceDefinitions add to a fresh server, once
+//!   established, discovered and listed in OpenAPI.
 //!
 //! Machines here are noisy: compare figures from one run, not across runs.
 
@@ -244,5 +246,75 @@ async fn main() {
         "RSS after load ({} objects): {} KiB",
         1000 + 4000 + 300,
         vkube_e2e::rss_kib(pid)
+    );
+    crd_cost(binary).await;
+}
+
+/// A small CRD like most operators ship: one version, a structural schema
+/// with a default and a pattern, status, a printer column.
+fn crd(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("things{i}.example{i}.com")},
+        "spec": {
+            "group": format!("example{i}.com"),
+            "scope": "Namespaced",
+            "names": {"plural": format!("things{i}"), "kind": format!("Thing{i}"), "shortNames": [format!("th{i}")]},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "size": {"type": "integer", "minimum": 0, "default": 1},
+                        "name": {"type": "string", "pattern": "^[a-z]+$"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                    }},
+                    "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+                }}},
+            }],
+        },
+    })
+}
+
+/// The RSS a fresh server gains from 100 established CRDs (created,
+/// then discovered and listed in OpenAPI as kubectl would).
+async fn crd_cost(binary: &Path) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::start_apiserver(binary, dir.path()).await;
+    let pid = server.child.id().unwrap();
+    let client = support::client(&server.kubeconfig).await;
+    // Settle what the first discovery and OpenAPI requests build once.
+    kube::Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
+    client
+        .request_text(http::Request::get("/openapi/v3").body(Vec::new()).unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = vkube_e2e::rss_kib(pid);
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for i in 0..100 {
+        let crd: CustomResourceDefinition = serde_json::from_value(crd(i)).unwrap();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let discovered = kube::Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
+    assert!(discovered.has_group("example99.com"));
+    client
+        .request_text(http::Request::get("/openapi/v3").body(Vec::new()).unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = vkube_e2e::rss_kib(pid);
+    println!(
+        "100 CRDs: RSS {before} -> {after} KiB, {} KiB per established CRD",
+        after.saturating_sub(before) / 100
     );
 }
