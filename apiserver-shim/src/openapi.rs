@@ -610,7 +610,7 @@ pub fn custom_group_version_document(
             );
         }
         schemas.insert(name.clone(), schema);
-        let list_kind = format!("{}List", d.kind);
+        let list_kind = c.list_kind.clone();
         schemas.insert(
             format!("{name}List"),
             json!({

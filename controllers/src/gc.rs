@@ -139,7 +139,7 @@ struct Kind {
 pub fn custom_kind(crd: &serde_json::Value) -> Option<(ApiResource, bool)> {
     let spec = crd.get("spec")?;
     let group = spec.get("group")?.as_str()?;
-    let names = crd.pointer("/status/acceptedNames").or(spec.get("names"))?;
+    let names = spec.get("names")?;
     let versions = spec.get("versions")?.as_array()?;
     let served = |v: &&serde_json::Value| v["served"] == true;
     let version = versions
@@ -536,7 +536,13 @@ impl Collector {
                 absent.insert(o.uid.clone());
             }
         }
-        let actions = plan(&self.graph, &absent);
+        let mut actions = plan(&self.graph, &absent);
+        // While a custom kind has not listed, an owner's dependents may be
+        // missing from the graph: releasing its orphan or foreground
+        // finalizer now could lose them, so that waits.
+        if self.unsynced.iter().any(|i| *i >= WATCHED.len()) {
+            actions.retain(|a| !matches!(a, GcAction::RemoveFinalizer { .. }));
+        }
         self.recent
             .retain(|_, at| at.elapsed() < Duration::from_secs(3));
         for a in actions {

@@ -35,6 +35,7 @@ const MAX_PATTERNS: usize = 512;
 fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::RegexBuilder::new(pattern)
         .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_SIZE_LIMIT)
         .build()
 }
 
@@ -45,6 +46,7 @@ pub fn patterns(schema: &Value) -> Patterns {
         let Some(m) = s.as_object() else { return };
         if let Some(p) = m.get("pattern").and_then(Value::as_str)
             && !out.contains_key(p)
+            && out.len() < MAX_PATTERNS
             && let Ok(re) = compile(p)
         {
             out.insert(p.to_string(), re);
@@ -159,7 +161,10 @@ fn node<'a>(
             &TYPES,
         ));
     }
-    if m.contains_key("properties") && m.contains_key("additionalProperties") {
+    if m.contains_key("properties")
+        && m.get("additionalProperties")
+            .is_some_and(|a| a != &Value::Bool(true))
+    {
         errs.push(FieldError::forbidden(
             format!("{path}.additionalProperties"),
             "additionalProperties and properties are mutual exclusive",
@@ -173,6 +178,7 @@ fn node<'a>(
     }
     if let Some(p) = m.get("pattern").and_then(Value::as_str)
         && patterns.insert(p)
+        && patterns.len() <= MAX_PATTERNS
         && let Err(e) = compile(p)
     {
         errs.push(FieldError::invalid(

@@ -195,6 +195,25 @@ fn unchanged_fields_keep_their_old_errors_on_update() {
         "/spec/ports/0/name"
     );
     assert_eq!(schema::pointer_of(""), "");
+    // A dotted map key does not lead back to its value: its error stays.
+    let mut crd2 = crd.clone();
+    crd2["spec"]["versions"][1]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["labels"] = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    let table = CustomTable::from_crds([&crd2]);
+    let Def::Custom(v1) = table
+        .lookup("stable.example.com", "v1", "crontabs")
+        .unwrap()
+    else {
+        unreachable!()
+    };
+    let mut labels = old.clone();
+    labels["spec"]["labels"] = json!({"app.kubernetes.io/name": 5});
+    let got = messages(&v1.default_and_validate(&mut labels, Some(&old)));
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("spec.labels.app.kubernetes.io/name: Invalid value: 5")),
+        "{got:?}"
+    );
 }
 
 #[test]
