@@ -87,7 +87,10 @@ pub fn documents() -> &'static Documents {
     DOCUMENTS.get_or_init(build_documents)
 }
 
-fn hash(bytes: &[u8]) -> String {
+/// Upper-case hex SHA-512 of `bytes`: the `hash` query value and `ETag`
+/// of OpenAPI documents, and the `ETag` of aggregated discovery (as
+/// kube-apiserver's `discoveryendpoint.CalculateETag`).
+pub(crate) fn hash(bytes: &[u8]) -> String {
     sha2::Sha512::digest(bytes)
         .iter()
         .map(|b| format!("{b:02X}"))
@@ -890,6 +893,15 @@ pub async fn serve(
             .map_err(ApiError::internal)?,
     };
     let custom_docs = custom.openapi_documents();
+    // Whether the client already holds the document of `hash`
+    // (If-None-Match with its ETag), which is then answered `304`.
+    let held = |hash: &str| {
+        let etag = format!("\"{hash}\"");
+        headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    };
     let root;
     let (body, hash) = if rest.is_empty() && custom_docs.is_empty() {
         (docs.root.clone(), docs.root_hash.as_str())
@@ -915,10 +927,15 @@ pub async fn serve(
             rest,
         ) {
             (Some(doc), _, _) => (doc.body.clone(), doc.hash.as_str()),
-            (None, Some(doc), ["apis", group, version]) => (
-                custom_document_body(group, version, custom),
-                doc.hash.as_str(),
-            ),
+            // Built only when the client does not hold it already.
+            (None, Some(doc), ["apis", group, version]) => {
+                let body = if held(&doc.hash) {
+                    Bytes::new()
+                } else {
+                    custom_document_body(group, version, custom)
+                };
+                (body, doc.hash.as_str())
+            }
             _ => return Err(ApiError::no_route()),
         }
     };
@@ -931,11 +948,7 @@ pub async fn serve(
     } else {
         "no-cache, private"
     };
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut resp = if not_modified {
+    let mut resp = if held(hash) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut r = (StatusCode::OK, body).into_response();

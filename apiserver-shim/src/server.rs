@@ -384,14 +384,34 @@ async fn serve(
         doc.map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(ApiError::no_route)
     };
-    let aggregated = |legacy: bool| {
-        let mut r = json_response(StatusCode::OK, &discovery::aggregated(legacy, &custom));
+    // Aggregated discovery carries an ETag, the hash of the document, and
+    // answers `304` to a client that already holds it (client-go's disk
+    // cache revalidates with If-None-Match), as kube-apiserver does.
+    let if_none_match = parts
+        .headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let aggregated = |doc: serde_json::Value| {
+        let body = serde_json::to_vec(&doc).unwrap_or_default();
+        let etag = format!("\"{}\"", crate::openapi::hash(&body));
+        let cached = if_none_match
+            .as_deref()
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+        let mut r = if cached {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            crate::rest::json_bytes_response(StatusCode::OK, body)
+        };
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
         );
         r.headers_mut()
             .insert(header::VARY, HeaderValue::from_static("Accept"));
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
         r
     };
     if let [
@@ -422,19 +442,18 @@ async fn serve(
     // (crate::metrics_api): its discovery entries follow.
     let metrics_on = || crate::metrics_api::available(&state.api);
     let (group, version, rest) = match segs.as_slice() {
-        ["api"] if discovery::wants_aggregated(accept.as_deref()) => return Ok(aggregated(true)),
+        ["api"] if discovery::wants_aggregated(accept.as_deref()) => {
+            return Ok(aggregated(discovery::aggregated(true, &custom)));
+        }
         ["api"] => return discovery_get(Some(discovery::api_versions(&state.server_address))),
         ["apis"] if discovery::wants_aggregated(accept.as_deref()) => {
-            let mut r = aggregated(false);
-            if metrics_on().await {
-                let mut doc = discovery::aggregated(false, &custom);
-                if let Some(items) = doc["items"].as_array_mut() {
-                    items.push(crate::metrics_api::aggregated_group());
-                }
-                let fresh = json_response(StatusCode::OK, &doc);
-                *r.body_mut() = fresh.into_body();
+            let mut doc = discovery::aggregated(false, &custom);
+            if metrics_on().await
+                && let Some(items) = doc["items"].as_array_mut()
+            {
+                items.push(crate::metrics_api::aggregated_group());
             }
-            return Ok(r);
+            return Ok(aggregated(doc));
         }
         ["apis"] => {
             let mut doc = discovery::api_group_list(&custom);

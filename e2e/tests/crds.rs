@@ -502,3 +502,38 @@ async fn the_garbage_collector_follows_custom_kinds() {
         }
     }
 }
+
+/// Aggregated discovery carries an ETag that client caches revalidate
+/// with: `304` while nothing changed, a new document once a CRD adds a
+/// group.
+#[tokio::test]
+async fn aggregated_discovery_revalidates_with_its_etag() {
+    let c = TestCluster::start().await;
+    let client = c.client().await;
+    let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    let get = |etag: Option<String>| {
+        let client = client.clone();
+        async move {
+            let mut req = http::Request::get("/apis").header("Accept", accept);
+            if let Some(etag) = etag {
+                req = req.header("If-None-Match", etag);
+            }
+            let resp = client
+                .send(req.body(kube::client::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+            (resp.status().as_u16(), etag)
+        }
+    };
+    let (code, etag) = get(None).await;
+    assert_eq!(code, 200);
+    assert!(etag.starts_with('"') && etag.len() > 100, "{etag}");
+    assert_eq!(get(Some(etag.clone())).await, (304, etag.clone()));
+    c.kubectl_stdin(&["apply", "-f", "-"], CRD)
+        .await
+        .expect_ok();
+    let (code, fresh) = get(Some(etag.clone())).await;
+    assert_eq!(code, 200);
+    assert_ne!(fresh, etag);
+}
