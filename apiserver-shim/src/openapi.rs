@@ -396,17 +396,41 @@ impl Op<'_> {
     }
 }
 
+/// The schema name prefix of meta/v1 types.
+const META_V1: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
+
+/// A schema generator holding the meta/v1 types every group-version
+/// document refers to (Status, DeleteOptions, ListMeta).
+fn meta_generator() -> schemars::SchemaGenerator {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    generator.subschema_for::<meta::Status>();
+    generator.subschema_for::<meta::DeleteOptions>();
+    generator.subschema_for::<meta::ListMeta>();
+    generator
+}
+
+/// The generated schemas, with meta/v1 `Patch` (the PATCH body) added.
+fn take_schemas(mut generator: schemars::SchemaGenerator) -> Map<String, Value> {
+    let mut schemas = generator.take_definitions(true);
+    schemas.insert(
+        format!("{META_V1}.Patch"),
+        json!({
+            "description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.",
+            "type": "object",
+        }),
+    );
+    schemas
+}
+
 /// The OpenAPI 3.0 document of one served group-version (pure).
 pub fn group_version_document(group: &str, version: &str) -> Value {
     let defs: Vec<&ResourceDef> = RESOURCES
         .iter()
         .filter(|d| d.group == group && d.version == version)
         .collect();
-    let mut generator = SchemaSettings::openapi3().into_generator();
-    let meta_v1 = "io.k8s.apimachinery.pkg.apis.meta.v1";
-    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>();
-    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();
-    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta>();
+    let mut generator = meta_generator();
+    let meta_v1 = META_V1;
     let scale = typed::of("autoscaling", "v1", "Scale").expect("Scale is typed");
     let binding = typed::of("", "v1", "Binding").expect("Binding is typed");
     let mut kinds = Vec::new();
@@ -434,14 +458,7 @@ pub fn group_version_document(group: &str, version: &str) -> Value {
     if defs.iter().any(|d| d.binding) {
         (binding.schema)(&mut generator);
     }
-    let mut schemas = generator.take_definitions(true);
-    schemas.insert(
-        format!("{meta_v1}.Patch"),
-        json!({
-            "description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.",
-            "type": "object",
-        }),
-    );
+    let mut schemas = take_schemas(generator);
     let set_gvk = |schemas: &mut Map<String, Value>, name: &str, gvks: Value| {
         if let Some(s) = schemas.get_mut(name).and_then(Value::as_object_mut) {
             s.insert("x-kubernetes-group-version-kind".into(), gvks);
@@ -566,25 +583,15 @@ pub fn custom_group_version_document(
     version: &str,
     custom: &crate::crd::CustomTable,
 ) -> Value {
-    let mut generator = SchemaSettings::openapi3().into_generator();
-    let meta_v1 = "io.k8s.apimachinery.pkg.apis.meta.v1";
-    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>();
-    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();
-    generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta>();
+    let mut generator = meta_generator();
+    let meta_v1 = META_V1;
     generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>();
     let rows: Vec<_> = custom.of(group, version).collect();
     if rows.iter().any(|c| c.def.scale.is_some()) {
         let scale = typed::of("autoscaling", "v1", "Scale").expect("Scale is typed");
         (scale.schema)(&mut generator);
     }
-    let mut schemas = generator.take_definitions(true);
-    schemas.insert(
-        format!("{meta_v1}.Patch"),
-        json!({
-            "description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.",
-            "type": "object",
-        }),
-    );
+    let mut schemas = take_schemas(generator);
     let type_meta = json!({
         "apiVersion": { "type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources" },
         "kind": { "type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds" },

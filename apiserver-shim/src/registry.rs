@@ -236,15 +236,27 @@ pub struct ScaleDef {
     /// JSON path segments of the observed replica count.
     pub status_replicas: &'static [&'static str],
     /// JSON path segments of the metav1.LabelSelector the Scale's
-    /// `status.selector` string is rendered from.
+    /// `status.selector` string is rendered from (a custom resource's
+    /// `labelSelectorPath` names the string itself).
     pub selector: &'static [&'static str],
+    /// The Scale's `spec.replicas` when the object sets none: a workload's
+    /// default (1); 0 for a custom resource, as the CRD scale subresource
+    /// reads an unset field.
+    pub unset_replicas: i64,
 }
 
 const WORKLOAD_SCALE: ScaleDef = ScaleDef {
     spec_replicas: &["spec", "replicas"],
     status_replicas: &["status", "replicas"],
     selector: &["spec", "selector"],
+    unset_replicas: 1,
 };
+
+/// Storage key prefix of a custom resource's objects (every version of a
+/// CRD shares it), apart from all built-in and internal keys.
+pub fn custom_prefix(group: &str, plural: &str) -> String {
+    format!("/customresources/{group}/{plural}/")
+}
 
 /// One served resource.
 #[derive(Clone, Copy)]
@@ -426,7 +438,7 @@ impl ResourceDef {
     /// custom resource.
     pub fn prefix(&self) -> String {
         if self.stored_version.is_some() {
-            return format!("/customresources/{}/{}/", self.group, self.resource);
+            return custom_prefix(self.group, self.resource);
         }
         let (group, resource) = match self.conversion {
             Some(c) => (c.storage_group, c.storage_resource),

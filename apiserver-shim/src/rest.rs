@@ -2181,9 +2181,7 @@ pub fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
             "resourceVersion": md.get("resourceVersion"),
             "creationTimestamp": md.get("creationTimestamp"),
         },
-        // An unset count is a workload's default (1); a custom resource's
-        // is 0, as the CRD scale subresource reads it.
-        "spec": {"replicas": get_path(obj, scale.spec_replicas).and_then(Value::as_i64).unwrap_or(if def.stored_version.is_some() { 0 } else { 1 })},
+        "spec": {"replicas": get_path(obj, scale.spec_replicas).and_then(Value::as_i64).unwrap_or(scale.unset_replicas)},
         "status": {
             "replicas": get_path(obj, scale.status_replicas).and_then(Value::as_i64).unwrap_or(0),
             "selector": selector,

@@ -615,6 +615,38 @@ impl Collector {
     }
 }
 
+/// What the collector's loop receives next.
+enum Received {
+    /// An event of watched kind `.0`.
+    Object(usize, Event<PartialObjectMeta<DynamicObject>>),
+    /// A CRD event.
+    Crd(Event<DynamicObject>),
+    /// `quiet` passed without news.
+    Quiet,
+    /// A channel closed: the collector stops.
+    Closed,
+}
+
+/// The next event of either watch, or [`Received::Quiet`] once `quiet`
+/// passes without one (never, when `None`).
+async fn receive(
+    rx: &mut tokio::sync::mpsc::Receiver<(usize, Event<PartialObjectMeta<DynamicObject>>)>,
+    crd_rx: &mut tokio::sync::mpsc::Receiver<Event<DynamicObject>>,
+    quiet: Option<Duration>,
+) -> Received {
+    let pause = async {
+        match quiet {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        ev = rx.recv() => ev.map_or(Received::Closed, |(i, ev)| Received::Object(i, ev)),
+        ev = crd_rx.recv() => ev.map_or(Received::Closed, Received::Crd),
+        () = pause => Received::Quiet,
+    }
+}
+
 /// Runs the garbage collector until the process ends: one metadata-only
 /// watch per kind in [`WATCHED`] and per custom kind (followed from a CRD
 /// watch) feeding the graph; a scan runs 50 ms after the last change (at
@@ -669,33 +701,19 @@ pub async fn run(client: Client) {
         }
     });
     loop {
-        tokio::select! {
-            ev = rx.recv() => match ev {
-                Some((i, ev)) if gc.is_live(i) => gc.apply(i, ev),
-                Some(_) => {}
-                None => return,
-            },
-            ev = crd_rx.recv() => match ev {
-                Some(ev) => gc.follow_crd(&mut tasks, &tx, ev),
-                None => return,
-            },
-        }
-        let started = Instant::now();
-        // Debounce: drain until 50 ms pass without news (bounded).
+        // Debounce: after the first news, drain until 50 ms pass without
+        // more (at most 500 ms under a steady stream).
+        let mut started: Option<Instant> = None;
         loop {
-            tokio::select! {
-                ev = rx.recv() => match ev {
-                    Some((i, ev)) if gc.is_live(i) => gc.apply(i, ev),
-                    Some(_) => {}
-                    None => return,
-                },
-                ev = crd_rx.recv() => match ev {
-                    Some(ev) => gc.follow_crd(&mut tasks, &tx, ev),
-                    None => return,
-                },
-                () = tokio::time::sleep(Duration::from_millis(50)) => break,
+            let quiet = started.map(|_| Duration::from_millis(50));
+            match receive(&mut rx, &mut crd_rx, quiet).await {
+                Received::Object(i, ev) if gc.is_live(i) => gc.apply(i, ev),
+                Received::Object(..) => {}
+                Received::Crd(ev) => gc.follow_crd(&mut tasks, &tx, ev),
+                Received::Quiet => break,
+                Received::Closed => return,
             }
-            if started.elapsed() > Duration::from_millis(500) {
+            if started.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(500) {
                 break;
             }
         }

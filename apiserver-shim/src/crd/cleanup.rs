@@ -152,7 +152,7 @@ async fn delete_unreachable(api: &Api, crd: &Value) -> crate::error::ApiResult<(
     if group.is_empty() || plural.is_empty() {
         return Ok(());
     }
-    let prefix = format!("/customresources/{group}/{plural}/");
+    let prefix = crate::registry::custom_prefix(group, plural);
     let internal = |e: crate::store::StorageError| crate::error::ApiError::internal(e.to_string());
     let page = api
         .store

@@ -26,9 +26,9 @@ use serde_json::{Value, json};
 use vkube_core::field::FieldError;
 use vkube_core::validation as v;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::registry::{Def, NameRule, ResourceDef, ScaleDef, SelectableField};
-use crate::store::{ListOptions, Storage, WatchStream};
+use crate::store::{Followed, Storage};
 
 /// The finalizer that holds a deleted CRD until its objects are gone
 /// (`apiextensions.CustomResourceCleanupFinalizer`).
@@ -463,6 +463,7 @@ fn versions_of(crd: &Value) -> Vec<CustomVersion> {
                     spec_replicas: intern_list(&path_segments(str_at(s, "/specReplicasPath")))?,
                     status_replicas: intern_list(&path_segments(str_at(s, "/statusReplicasPath")))?,
                     selector: intern_list(&path_segments(str_at(s, "/labelSelectorPath")))?,
+                    unset_replicas: 0,
                 }),
                 None => None,
             };
@@ -1094,20 +1095,19 @@ pub fn validate_update(new: &Value, old: &Value) -> Vec<FieldError> {
 // ---- The live table ----
 
 /// The rows of each stored CRD (by name) and the table made from them; a
-/// CRD's change rebuilds only its own rows (its patterns compile once).
-struct Live {
-    watch: WatchStream,
+/// CRD's change rebuilds only its own rows (its names are interned once).
+#[derive(Default)]
+struct Rows {
     crds: BTreeMap<String, Vec<Arc<CustomVersion>>>,
     table: Arc<CustomTable>,
 }
 
-/// A [`CustomTable`] kept current from the store, as
-/// [`crate::filters::authorization::cache`] keeps the RBAC policy: listed
-/// once, then each read applies the store watch's queued events, so a
-/// request that follows a CRD's acknowledged write already sees it.
+/// A [`CustomTable`] kept current from the store ([`Followed`], as the RBAC
+/// policy is), so a request that follows a CRD's acknowledged write
+/// already sees it.
 #[derive(Default)]
 pub struct CustomCache {
-    live: tokio::sync::Mutex<Option<Live>>,
+    live: Followed<Rows>,
 }
 
 impl CustomCache {
@@ -1116,62 +1116,30 @@ impl CustomCache {
     /// # Errors
     /// `500` when the store cannot be listed or watched.
     pub async fn current(&self, store: &dyn Storage) -> ApiResult<Arc<CustomTable>> {
-        let mut live = self.live.lock().await;
-        if let Some(l) = live.as_mut() {
-            let mut changed = false;
-            while let Some(ev) = l.watch.try_next() {
-                let Some(name) = ev.key.strip_prefix(PREFIX) else {
-                    continue;
-                };
-                changed = true;
-                match ev.value.as_deref().map(serde_json::from_slice::<Value>) {
-                    Some(Ok(crd)) => l.crds.insert(name.to_string(), rows_of(&crd)),
-                    _ => l.crds.remove(name),
-                };
-            }
-            if !l.watch.is_closed() {
-                if changed {
-                    l.table = Arc::new(CustomTable::from_rows(l.crds.values().flatten().cloned()));
-                }
-                return Ok(l.table.clone());
-            }
-        }
-        let fresh = load(store).await?;
-        let table = fresh.table.clone();
-        *live = Some(fresh);
-        Ok(table)
-    }
-}
-
-/// Lists the CRDs and watches from the list's revision.
-async fn load(store: &dyn Storage) -> ApiResult<Live> {
-    let internal = |e: crate::store::StorageError| ApiError::internal(e.to_string());
-    for _ in 0..3 {
-        let page = store
-            .list(PREFIX, ListOptions::default())
+        self.live
+            .current(
+                store,
+                PREFIX,
+                |rows, key, value| {
+                    let Some(name) = key.strip_prefix(PREFIX) else {
+                        return;
+                    };
+                    match value.map(serde_json::from_slice::<Value>) {
+                        Some(Ok(crd)) => rows.crds.insert(name.to_string(), rows_of(&crd)),
+                        _ => rows.crds.remove(name),
+                    };
+                },
+                |rows, changed| {
+                    if changed {
+                        rows.table = Arc::new(CustomTable::from_rows(
+                            rows.crds.values().flatten().cloned(),
+                        ));
+                    }
+                    rows.table.clone()
+                },
+            )
             .await
-            .map_err(internal)?;
-        let crds: BTreeMap<String, Vec<Arc<CustomVersion>>> = page
-            .items
-            .iter()
-            .filter_map(|kv| {
-                let name = kv.key.strip_prefix(PREFIX)?;
-                let crd: Value = serde_json::from_slice(&kv.value).ok()?;
-                Some((name.to_string(), rows_of(&crd)))
-            })
-            .collect();
-        match store.watch(PREFIX, page.revision) {
-            Ok(watch) => {
-                let table = Arc::new(CustomTable::from_rows(crds.values().flatten().cloned()));
-                return Ok(Live { watch, crds, table });
-            }
-            Err(crate::store::StorageError::Compacted { .. }) => continue,
-            Err(e) => return Err(internal(e)),
-        }
     }
-    Err(ApiError::internal(
-        "the CustomResourceDefinitions could not be read and watched",
-    ))
 }
 
 #[cfg(test)]

@@ -538,24 +538,7 @@ fn check(v: &Value, schema: &Value, path: &str, patterns: &Patterns, errs: &mut 
         Value::String(text) => string(text, v, s, path, patterns, errs),
         Value::Array(items) => {
             let n = items.len() as u64;
-            if let Some(max) = s.get("maxItems").and_then(Value::as_u64)
-                && n > max
-            {
-                errs.push(FieldError {
-                    reason: "FieldValueTooMany",
-                    field: path.to_string(),
-                    message: format!("Too many: {n}: must have at most {max} items"),
-                });
-            }
-            if let Some(min) = s.get("minItems").and_then(Value::as_u64)
-                && n < min
-            {
-                errs.push(FieldError::invalid(
-                    path,
-                    v,
-                    &format!("{path} in body should have at least {min} items"),
-                ));
-            }
+            count(n, ("maxItems", "minItems", "items"), v, s, path, errs);
             if let Some(is) = s.get("items") {
                 for (i, item) in items.iter().enumerate() {
                     check(item, is, &format!("{path}[{i}]"), patterns, errs);
@@ -564,24 +547,14 @@ fn check(v: &Value, schema: &Value, path: &str, patterns: &Patterns, errs: &mut 
         }
         Value::Object(o) => {
             let n = o.len() as u64;
-            if let Some(max) = s.get("maxProperties").and_then(Value::as_u64)
-                && n > max
-            {
-                errs.push(FieldError {
-                    reason: "FieldValueTooMany",
-                    field: path.to_string(),
-                    message: format!("Too many: {n}: must have at most {max} items"),
-                });
-            }
-            if let Some(min) = s.get("minProperties").and_then(Value::as_u64)
-                && n < min
-            {
-                errs.push(FieldError::invalid(
-                    path,
-                    v,
-                    &format!("{path} in body should have at least {min} properties"),
-                ));
-            }
+            count(
+                n,
+                ("maxProperties", "minProperties", "properties"),
+                v,
+                s,
+                path,
+                errs,
+            );
             let props = s.get("properties").and_then(Value::as_object);
             let additional = s.get("additionalProperties").filter(|a| a.is_object());
             for (k, child) in o {
@@ -592,6 +565,38 @@ fn check(v: &Value, schema: &Value, path: &str, patterns: &Patterns, errs: &mut 
             required(o, s, path, errs);
         }
         _ => {}
+    }
+}
+
+/// The bounds on a list's items or an object's members: `n` against
+/// `keys` (max, min, and the noun of the minimum's message). Both maxima
+/// read `Too many: N: must have at most M items`, as kube-apiserver
+/// words them.
+fn count(
+    n: u64,
+    (max_key, min_key, noun): (&str, &str, &str),
+    v: &Value,
+    s: &Map<String, Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    if let Some(max) = s.get(max_key).and_then(Value::as_u64)
+        && n > max
+    {
+        errs.push(FieldError {
+            reason: "FieldValueTooMany",
+            field: path.to_string(),
+            message: format!("Too many: {n}: must have at most {max} items"),
+        });
+    }
+    if let Some(min) = s.get(min_key).and_then(Value::as_u64)
+        && n < min
+    {
+        errs.push(FieldError::invalid(
+            path,
+            v,
+            &format!("{path} in body should have at least {min} {noun}"),
+        ));
     }
 }
 

@@ -14,10 +14,12 @@
 //! default, [`MemoryBackend`] serves unit tests. An etcd store would implement
 //! [`Storage`] directly on etcd's own revisions and watches.
 
+mod follow;
 mod log;
 mod memory;
 mod sled_backend;
 
+pub use follow::Followed;
 pub use log::{LogStore, LogStoreConfig};
 pub use memory::MemoryBackend;
 pub use sled_backend::SledBackend;

@@ -12,22 +12,16 @@
 use std::sync::Arc;
 
 use super::rbac::Policy;
-use crate::error::{ApiError, ApiResult};
-use crate::store::{ListOptions, Storage, WatchStream};
+use crate::error::ApiResult;
+use crate::store::{Followed, Storage};
 
 /// Where the RBAC kinds are stored (`/rbac.authorization.k8s.io/{resource}/…`).
 const PREFIX: &str = "/rbac.authorization.k8s.io/";
 
-/// The in-memory policy and the watch that keeps it current.
-struct Live {
-    watch: WatchStream,
-    policy: Arc<Policy>,
-}
-
-/// A [`Policy`] kept current from the store (module docs).
+/// A [`Policy`] kept current from the store ([`Followed`]).
 #[derive(Default)]
 pub struct PolicyCache {
-    live: tokio::sync::Mutex<Option<Live>>,
+    live: Followed<Arc<Policy>>,
 }
 
 impl PolicyCache {
@@ -37,62 +31,24 @@ impl PolicyCache {
     /// # Errors
     /// `500` when the store cannot be listed or watched.
     pub async fn current(&self, store: &dyn Storage) -> ApiResult<Arc<Policy>> {
-        let mut live = self.live.lock().await;
-        if let Some(l) = live.as_mut() {
-            while let Some(ev) = l.watch.try_next() {
-                let Some((resource, namespace, name)) = split_key(&ev.key) else {
-                    continue;
-                };
-                let policy = Arc::make_mut(&mut l.policy);
-                policy.remove(resource, namespace, name);
-                if let Some(value) = &ev.value
-                    && let Err(e) = policy.insert(resource, value)
-                {
-                    tracing::warn!(key = %ev.key, error = %e, "an RBAC object does not decode; it grants nothing");
-                }
-            }
-            if !l.watch.is_closed() {
-                return Ok(l.policy.clone());
-            }
-        }
-        let fresh = load(store).await?;
-        let policy = fresh.policy.clone();
-        *live = Some(fresh);
-        Ok(policy)
+        self.live
+            .current(store, PREFIX, apply, |policy, _| policy.clone())
+            .await
     }
 }
 
-/// Lists the RBAC objects and watches from the list's revision.
-async fn load(store: &dyn Storage) -> ApiResult<Live> {
-    let internal = |e: crate::store::StorageError| ApiError::internal(e.to_string());
-    // A revision compacted between the list and the watch: list again.
-    for _ in 0..3 {
-        let page = store
-            .list(PREFIX, ListOptions::default())
-            .await
-            .map_err(internal)?;
-        let mut policy = Policy::default();
-        for kv in &page.items {
-            if let Some((resource, _, _)) = split_key(&kv.key)
-                && let Err(e) = policy.insert(resource, &kv.value)
-            {
-                tracing::warn!(key = %kv.key, error = %e, "an RBAC object does not decode; it grants nothing");
-            }
-        }
-        match store.watch(PREFIX, page.revision) {
-            Ok(watch) => {
-                return Ok(Live {
-                    watch,
-                    policy: Arc::new(policy),
-                });
-            }
-            Err(crate::store::StorageError::Compacted { .. }) => continue,
-            Err(e) => return Err(internal(e)),
-        }
+/// Folds one stored RBAC object (`None`: deleted) into the policy.
+fn apply(policy: &mut Arc<Policy>, key: &str, value: Option<&[u8]>) {
+    let Some((resource, namespace, name)) = split_key(key) else {
+        return;
+    };
+    let policy = Arc::make_mut(policy);
+    policy.remove(resource, namespace, name);
+    if let Some(value) = value
+        && let Err(e) = policy.insert(resource, value)
+    {
+        tracing::warn!(key, error = %e, "an RBAC object does not decode; it grants nothing");
     }
-    Err(ApiError::internal(
-        "the RBAC objects could not be read and watched",
-    ))
 }
 
 /// The resource, namespace (empty for cluster-scoped kinds) and name of a
