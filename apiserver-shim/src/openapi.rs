@@ -541,13 +541,20 @@ pub fn group_version_document(group: &str, version: &str) -> Value {
         .render(&tag);
         all_paths.insert(path, json!({"post": post, "parameters": params}));
     }
+    document(
+        json!({"title": "Kubernetes", "version": crate::discovery::version()["gitVersion"]}),
+        all_paths,
+        schemas,
+    )
+}
+
+/// An OpenAPI 3.0 document with bearer-token security, as kube-apiserver
+/// serves each group-version's.
+fn document(info: Value, paths: Map<String, Value>, schemas: Map<String, Value>) -> Value {
     json!({
         "openapi": "3.0.0",
-        "info": {
-            "title": "Kubernetes",
-            "version": crate::discovery::version()["gitVersion"],
-        },
-        "paths": all_paths,
+        "info": info,
+        "paths": paths,
         "components": {
             "schemas": schemas,
             "securitySchemes": {
@@ -647,21 +654,12 @@ pub fn custom_group_version_document(
             content.retain(|t, _| CUSTOM_PATCH_CONTENT_TYPES.contains(&t.as_str()));
         }
     }
-    json!({
-        "openapi": "3.0.0",
-        "info": {
-            "title": "Kubernetes CRD Swagger",
-            "version": "v0.1.0",
-        },
-        "paths": all_paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
-                "BearerToken": { "type": "apiKey", "description": "Bearer Token authentication", "name": "authorization", "in": "header" },
-            },
-        },
-        "security": [{ "BearerToken": [] }],
-    })
+    // kube-apiextensions-server's title and version for CRD documents.
+    document(
+        json!({"title": "Kubernetes CRD Swagger", "version": "v0.1.0"}),
+        all_paths,
+        schemas,
+    )
 }
 
 /// The path and hash of every custom resource group-version document in
