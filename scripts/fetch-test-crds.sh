@@ -2,7 +2,7 @@
 # Fetches real projects' CustomResourceDefinitions (Argo CD, cert-manager,
 # prometheus-operator, Gateway API, Istio, Cluster API, Linkerd, External
 # Secrets, ...) and sample objects of them, for the e2e test that installs
-# them (e2e/tests/crds_real.rs). They ship in the test data of the `kopium`
+# them (e2e/tests/e2e/crds_real.rs). They ship in the test data of the `kopium`
 # crate; the pinned .crate is downloaded from crates.io's static host,
 # checked against its SHA-256 and unpacked into .tools/real-crds/. Nothing
 # is committed. Idempotent: a second run with the files present does nothing.

@@ -2,7 +2,7 @@
 //! concurrent writes, restart it on the same data dir, and check that every
 //! acknowledged write survived and the revision never went backwards.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};

@@ -766,7 +766,7 @@ fn rule_lines(role: &str, rules: &serde_json::Value) -> Vec<String> {
 /// can-i` answers from them.
 #[tokio::test]
 async fn view_edit_and_admin_grant_what_kube_v1_34_grants() {
-    let recorded = include_str!("../testdata/rbac-aggregated-roles-v1.34.txt");
+    let recorded = include_str!("../../testdata/rbac-aggregated-roles-v1.34.txt");
     let want: std::collections::BTreeSet<&str> = recorded
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
