@@ -68,8 +68,9 @@ impl From<vkube_core::field::FieldError> for Cause {
 pub struct ApiError {
     /// HTTP status code (also `Status.code`).
     pub code: u16,
-    /// `Status.reason`, a CamelCase `StatusReason` (empty for none).
-    pub reason: &'static str,
+    /// `Status.reason`, a CamelCase `StatusReason` (empty for none); an
+    /// admission webhook's denial passes its own through.
+    pub reason: std::borrow::Cow<'static, str>,
     /// `Status.message`.
     pub message: String,
     /// `Status.details`, when the failure concerns one object.
@@ -80,9 +81,25 @@ impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
-            reason,
+            reason: reason.into(),
             message: message.into(),
             details: None,
+        }
+    }
+
+    /// An error with a `Status` made elsewhere (an admission webhook's
+    /// denial): `code`, `reason`, `message` and `details` as given.
+    pub fn from_parts(
+        code: u16,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+        details: Option<Value>,
+    ) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details,
         }
     }
 
@@ -162,7 +179,7 @@ impl ApiError {
             } else {
                 500
             },
-            reason,
+            reason: reason.into(),
             message: r.message,
             details: r.details,
         }
@@ -213,7 +230,7 @@ impl ApiError {
         };
         Self {
             code: 422,
-            reason: "Invalid",
+            reason: "Invalid".into(),
             message: format!("{group_kind} \"{name}\" is invalid: {summary}"),
             details: Some(details),
         }

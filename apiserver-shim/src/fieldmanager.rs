@@ -423,7 +423,7 @@ pub fn conflict_error(c: &Conflicts) -> ApiError {
             .collect();
     ApiError {
         code: 409,
-        reason: "Conflict",
+        reason: "Conflict".into(),
         message: c.to_string(),
         details: Some(json!({ "causes": causes })),
     }

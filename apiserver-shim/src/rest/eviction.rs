@@ -401,7 +401,7 @@ mod tests {
         let pdb = budget(json!({"observedGeneration": 1, "disruptionsAllowed": 0,
             "currentHealthy": 2, "desiredHealthy": 2}));
         let e = check_budget(&pdb, "p", "2026-01-01T00:00:00Z").unwrap_err();
-        assert_eq!((e.code, e.reason), (429, "TooManyRequests"));
+        assert_eq!((e.code, e.reason.as_ref()), (429, "TooManyRequests"));
         assert_eq!(e.message, CANNOT_EVICT);
         assert_eq!(
             e.details.unwrap()["causes"][0],
