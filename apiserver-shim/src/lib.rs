@@ -51,6 +51,7 @@ pub mod table;
 pub mod typed;
 pub mod warning;
 pub mod watch;
+pub mod webhook;
 
 pub use filters::authorization::AuthorizationMode;
 pub use server::{Server, ServerConfig};

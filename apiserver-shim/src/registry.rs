@@ -108,6 +108,32 @@ const CSR: Strategy = Strategy {
     ..PLAIN
 };
 
+/// MutatingWebhookConfigurations ([`crate::webhook::config`]): the v1
+/// defaults and kube's validation.
+const MUTATING_WEBHOOKS: Strategy = Strategy {
+    default: |c| crate::webhook::config::set_defaults(c, crate::webhook::config::Phase::Mutating),
+    validate_create: |c| {
+        crate::webhook::config::validate(c, crate::webhook::config::Phase::Mutating)
+    },
+    validate_update: |c, _| {
+        crate::webhook::config::validate(c, crate::webhook::config::Phase::Mutating)
+    },
+    ..PLAIN
+};
+
+/// ValidatingWebhookConfigurations ([`crate::webhook::config`]): the v1
+/// defaults and kube's validation.
+const VALIDATING_WEBHOOKS: Strategy = Strategy {
+    default: |c| crate::webhook::config::set_defaults(c, crate::webhook::config::Phase::Validating),
+    validate_create: |c| {
+        crate::webhook::config::validate(c, crate::webhook::config::Phase::Validating)
+    },
+    validate_update: |c, _| {
+        crate::webhook::config::validate(c, crate::webhook::config::Phase::Validating)
+    },
+    ..PLAIN
+};
+
 /// CustomResourceDefinitions ([`crate::crd`]): names and versions
 /// validated, the accepted names and conditions kept in status, and a
 /// deletion held until the definition's objects are gone.
@@ -1592,6 +1618,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ),
     ResourceDef {
         categories: API_EXTENSIONS,
+        strategy: MUTATING_WEBHOOKS,
         ..def(
             ADMISSION,
             "v1",
@@ -1603,6 +1630,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         categories: API_EXTENSIONS,
+        strategy: VALIDATING_WEBHOOKS,
         ..def(
             ADMISSION,
             "v1",

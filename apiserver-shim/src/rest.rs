@@ -13,6 +13,7 @@ use crate::request::{Query, Representation, Target};
 use crate::store::{KeyValue, ListOptions, Storage, StorageError};
 use crate::table;
 use crate::typed::{FieldValidation, Source};
+use crate::webhook::matching::Operation;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
@@ -111,6 +112,8 @@ pub struct Api {
     policy: crate::filters::authorization::PolicyCache,
     /// The custom resources the stored CRDs define.
     custom: crate::crd::CustomCache,
+    /// The admission webhook configurations and their clients.
+    pub(crate) webhook_cache: crate::webhook::WebhookCache,
 }
 
 impl Api {
@@ -123,6 +126,7 @@ impl Api {
             watch_cache: crate::watch::EventCache::default(),
             policy: Default::default(),
             custom: Default::default(),
+            webhook_cache: Default::default(),
         }
     }
 
@@ -1185,8 +1189,22 @@ impl Api {
         dry_run: bool,
     ) -> ApiResult<Option<Value>> {
         let def: &ResourceDef = &target.def;
-        // Admission: the kind's own plugins mutate first.
+        // Admission: the kind's own plugins mutate first, then the
+        // mutating webhooks (which see no uid or generated name yet).
         self.admit(target, &mut obj, None).await?;
+        let requested_name = meta::name(&obj).to_string();
+        if let Some(request) =
+            self.admission_request(target, Operation::Create, &requested_name, dry_run)
+        {
+            // kube sets the request's namespace on the object before
+            // admission (a mismatch is refused below, in prepare_create).
+            if let (true, Some(ns)) = (def.namespaced, &target.namespace)
+                && meta::namespace(&obj).is_empty()
+            {
+                meta::metadata_mut(&mut obj).insert("namespace".into(), json!(ns));
+            }
+            Box::pin(self.mutate_by_webhooks(&request, &mut obj, None)).await?;
+        }
         self.prepare_create(target, &mut obj)?;
         if def.conversion.is_some() {
             obj = through_storage(target, None, obj);
@@ -1195,7 +1213,12 @@ impl Api {
         if def.namespaced {
             self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), &name)
                 .await?;
-            // Admission: ResourceQuota validates last.
+        }
+        // Admission: the validating webhooks, then ResourceQuota last.
+        if let Some(request) = self.admission_request(target, Operation::Create, &name, dry_run) {
+            Box::pin(self.validate_by_webhooks(&request, Some(&obj), None)).await?;
+        }
+        if def.namespaced {
             self.admit_quota(target, &obj, dry_run).await?;
         }
         let key = def.key(target.namespace.as_deref(), &name);
@@ -1311,11 +1334,18 @@ impl Api {
             };
             let old = decode_as(def, &kv)?;
             let mut new = mutate(Some(&old))?;
+            let request = self.admission_request(target, Operation::Update, name, dry_run);
+            if let Some(request) = &request {
+                Box::pin(self.mutate_by_webhooks(request, &mut new, Some(&old))).await?;
+            }
             finish_update(target, &old, &mut new)?;
             if def.conversion.is_some() {
                 new = through_storage(target, Some(&decode_stored(&kv)?), new);
             }
             self.admit(target, &mut new, Some(&old)).await?;
+            if let Some(request) = &request {
+                Box::pin(self.validate_by_webhooks(request, Some(&new), Some(&old))).await?;
+            }
             let allocation = self.allocate(def, Some(&old), &mut new, dry_run).await?;
             if new == old || dry_run {
                 self.settle(allocation, false).await;
@@ -1668,6 +1698,14 @@ impl Api {
                     why => why.to_string(),
                 };
                 return Err(ApiError::forbidden(&gr, name, &why));
+            }
+            // Admission of a delete: webhooks see the stored object as
+            // `oldObject`; mutating ones may deny but not patch.
+            if let Some(request) =
+                self.admission_request(target, Operation::Delete, name, opts.dry_run)
+            {
+                Box::pin(self.admit_mutating_webhooks(&request, None, Some(&obj))).await?;
+                Box::pin(self.validate_by_webhooks(&request, None, Some(&obj))).await?;
             }
             let grace = def
                 .strategy
@@ -2190,7 +2228,7 @@ pub fn to_scale(def: &ResourceDef, obj: &Value) -> Value {
 }
 
 /// Writes a Scale's `spec.replicas` into the workload, checking its resourceVersion.
-fn scale_into(
+pub(crate) fn scale_into(
     def: &ResourceDef,
     gr: &crate::error::GroupResource,
     name: &str,
@@ -2278,7 +2316,7 @@ impl Patch {
         match self {
             Patch::Json(p) => json_patch::patch(doc, p).map_err(|e| ApiError {
                 code: 422,
-                reason: "Invalid",
+                reason: "Invalid".into(),
                 message: e.to_string(),
                 details: None,
             }),
@@ -2289,7 +2327,7 @@ impl Patch {
             Patch::Strategic(p, schema) => {
                 *doc = vkube_core::smp::apply(doc, p, schema).map_err(|e| ApiError {
                     code: 422,
-                    reason: "Invalid",
+                    reason: "Invalid".into(),
                     message: e.to_string(),
                     details: None,
                 })?;

@@ -28,4 +28,5 @@ mod syncer_services;
 mod tokens;
 mod top;
 mod typed_create;
+mod webhooks;
 mod workloads;

@@ -1,0 +1,747 @@
+//! Dynamic admission: the MutatingAdmissionWebhook and
+//! ValidatingAdmissionWebhook plugins of kube-apiserver
+//! (k8s.io/apiserver pkg/admission/plugin/webhook), calling the webhooks
+//! of the stored `MutatingWebhookConfiguration`s and
+//! `ValidatingWebhookConfiguration`s on every matching request.
+//!
+//! Mutating webhooks run after the built-in mutating plugins and before
+//! the kind's validation, one after another, each seeing the previous
+//! one's patch; webhooks with `reinvocationPolicy: IfNeeded` run once more
+//! when a later webhook changed the object. Validating webhooks run after
+//! validation, all at once, before ResourceQuota. The configurations are
+//! followed from the store the way the RBAC and CRD caches are, so a
+//! request that follows a configuration write is admitted by it.
+//!
+//! A `service` reference names a Service of this cluster. The call goes to
+//! one of its ready endpoints (kube-apiserver's endpoint routing): in a
+//! virtual cluster these are the addresses of the tenant's pods on the
+//! host, which the server (itself a host pod) reaches directly; the
+//! certificate must name `<service>.<namespace>.svc`. `ExternalName`
+//! Services are refused, as upstream's resolver refuses them, so a tenant
+//! cannot point the server at an arbitrary host name.
+//!
+//! Not done here: audit annotations (the webhook's `auditAnnotations` and
+//! kube's `mutation.webhook.admission.k8s.io/*` keys are not recorded) and
+//! the `authorizer` variable of match conditions (a condition using it
+//! errs, and the failure policy decides).
+
+pub mod client;
+pub mod config;
+pub mod matching;
+pub mod review;
+
+#[cfg(test)]
+mod tests;
+
+use crate::error::{ApiError, ApiResult};
+use crate::registry::ResourceDef;
+use crate::request::Target;
+use crate::rest::{Api, decode_stored, storage_error};
+use crate::store::{Followed, Storage};
+use config::{Endpoint, Phase, Webhook};
+use matching::{Attributes, ConditionOutcome, Gvr, Invocation, NamespaceLabels, Operation};
+use review::CallError;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// The kinds no webhook is called for, so that a broken webhook can always
+/// be removed (`rules.IsExemptAdmissionConfigurationResource`).
+const EXEMPT_KINDS: &[&str] = &[
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
+];
+
+/// The webhooks of one phase, keyed by configuration name (so iteration is
+/// kube's call order), rebuilt into one list when a configuration changes.
+#[derive(Default)]
+struct Configurations {
+    by_name: BTreeMap<String, Vec<Arc<Webhook>>>,
+    ordered: Arc<[Arc<Webhook>]>,
+}
+
+/// The stored webhook configurations and the clients that call them.
+#[derive(Default)]
+pub struct WebhookCache {
+    mutating: Followed<Configurations>,
+    validating: Followed<Configurations>,
+    clients: client::Clients,
+}
+
+fn prefix(phase: Phase) -> String {
+    let resource = match phase {
+        Phase::Mutating => "mutatingwebhookconfigurations",
+        Phase::Validating => "validatingwebhookconfigurations",
+    };
+    let def = crate::registry::lookup("admissionregistration.k8s.io", "v1", resource)
+        .expect("webhook configurations registered");
+    def.key(None, "")
+}
+
+impl WebhookCache {
+    /// The webhooks of `phase` in call order, as of every acknowledged
+    /// configuration write.
+    ///
+    /// # Errors
+    /// `500` when the store cannot be listed or watched.
+    pub async fn current(
+        &self,
+        store: &dyn Storage,
+        phase: Phase,
+    ) -> ApiResult<Arc<[Arc<Webhook>]>> {
+        let followed = match phase {
+            Phase::Mutating => &self.mutating,
+            Phase::Validating => &self.validating,
+        };
+        let prefix = prefix(phase);
+        followed
+            .current(
+                store,
+                &prefix,
+                |state, key, value| {
+                    let parsed = value.and_then(|v| serde_json::from_slice::<Value>(v).ok());
+                    match parsed {
+                        Some(obj) => {
+                            let hooks = config::webhooks_of(&obj, phase)
+                                .into_iter()
+                                .map(Arc::new)
+                                .collect();
+                            state.by_name.insert(key.to_string(), hooks);
+                        }
+                        None => {
+                            state.by_name.remove(key);
+                        }
+                    }
+                },
+                |state, changed| {
+                    if changed {
+                        state.ordered = state.by_name.values().flatten().cloned().collect();
+                    }
+                    state.ordered.clone()
+                },
+            )
+            .await
+    }
+}
+
+/// What the REST layer tells admission about a request besides the
+/// objects.
+pub struct Request<'a> {
+    /// The resource addressed.
+    pub target: &'a Target,
+    /// What the request does.
+    pub operation: Operation,
+    /// The object's name (`""` for a create with only `generateName`).
+    pub name: &'a str,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+fn gvr_of(def: &ResourceDef) -> Gvr {
+    Gvr {
+        group: def.group.to_string(),
+        version: def.version.to_string(),
+        resource: def.resource.to_string(),
+        kind: def.kind.to_string(),
+    }
+}
+
+/// The options object admission sees (`CreateOptions`, …), with the
+/// request's `dryRun`.
+fn options(operation: Operation, dry_run: bool) -> Value {
+    match operation.options_kind() {
+        None => Value::Null,
+        Some(kind) => {
+            let mut o = json!({"kind": kind, "apiVersion": "meta.k8s.io/v1"});
+            if dry_run {
+                o["dryRun"] = json!(["All"]);
+            }
+            o
+        }
+    }
+}
+
+impl Api {
+    /// The attributes of `request` with its objects.
+    async fn attributes(
+        &self,
+        request: &Request<'_>,
+        object: Option<Value>,
+        old_object: Option<Value>,
+    ) -> ApiResult<Attributes> {
+        let def: &ResourceDef = &request.target.def;
+        let mut resource = gvr_of(def);
+        let subresource = request.target.subresource.clone().unwrap_or_default();
+        if subresource == "scale" {
+            resource.kind = "Scale".into();
+        }
+        let equivalent_versions = match request.target.def.custom() {
+            Some(custom) => self
+                .custom_resources()
+                .await?
+                .iter()
+                .filter(|v| v.crd == custom.crd && v.def.version != def.version)
+                .map(|v| gvr_of(&v.def))
+                .collect(),
+            None => Vec::new(),
+        };
+        let namespace = match (def.namespaced, def.group, def.resource) {
+            (true, ..) => request.target.namespace.clone().unwrap_or_default(),
+            (false, "", "namespaces") => request.name.to_string(),
+            _ => String::new(),
+        };
+        Ok(Attributes {
+            operation: request.operation,
+            resource,
+            subresource,
+            namespaced: def.namespaced,
+            namespace,
+            name: request.name.to_string(),
+            object,
+            old_object,
+            dry_run: request.dry_run,
+            options: options(request.operation, request.dry_run),
+            user: crate::request::caller().unwrap_or_default(),
+            equivalent_versions,
+        })
+    }
+
+    /// The webhooks of `phase` that `request` may call: none for the
+    /// exempt kinds.
+    async fn webhooks(
+        &self,
+        request: &Request<'_>,
+        phase: Phase,
+    ) -> ApiResult<Arc<[Arc<Webhook>]>> {
+        let def: &ResourceDef = &request.target.def;
+        if def.group == "admissionregistration.k8s.io" && EXEMPT_KINDS.contains(&def.kind) {
+            return Ok(Arc::new([]));
+        }
+        self.webhook_cache.current(&*self.store, phase).await
+    }
+
+    /// MutatingAdmissionWebhook for `request`: `object` (a new object or
+    /// update; `None` for a delete, whose webhooks may deny but not patch)
+    /// goes through every matching mutating webhook and comes back
+    /// patched. `old` is the stored object of an update or delete.
+    ///
+    /// # Errors
+    /// A webhook's denial ([`review::denied`]); a failed call under
+    /// `failurePolicy: Fail` (`500`); a dry run a webhook with side
+    /// effects would see (`400`); a patch that does not apply (`500`).
+    pub(crate) async fn admit_mutating_webhooks(
+        &self,
+        request: &Request<'_>,
+        object: Option<&mut Value>,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
+        let hooks = self.webhooks(request, Phase::Mutating).await?;
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let mut attrs = self
+            .attributes(request, object.as_deref().cloned(), old.cloned())
+            .await?;
+        let mut namespace_labels = None;
+        // Round 0 calls every matching webhook; round 1 only the IfNeeded
+        // ones called before a later webhook changed the object.
+        let mut called = vec![false; hooks.len()];
+        let mut again = vec![false; hooks.len()];
+        for round in 0..2 {
+            for (i, hook) in hooks.iter().enumerate() {
+                if round == 1 && !again[i] {
+                    continue;
+                }
+                let Some(invocation) = self
+                    .should_call(hook, &attrs, &mut namespace_labels)
+                    .await?
+                else {
+                    continue;
+                };
+                let before = attrs.object.clone();
+                self.call(hook, &mut attrs, &invocation, round, i).await?;
+                called[i] = true;
+                if round == 0 && attrs.object != before {
+                    for (j, h) in hooks.iter().enumerate().take(i) {
+                        again[j] = called[j] && h.reinvoke;
+                    }
+                }
+            }
+            if !again.iter().any(|a| *a) {
+                break;
+            }
+        }
+        if let (Some(object), Some(patched)) = (object, attrs.object) {
+            *object = patched;
+        }
+        Ok(())
+    }
+
+    /// ValidatingAdmissionWebhook for `request`: every matching validating
+    /// webhook is called at once with `object` (`None` for a delete) and
+    /// `old`; the first denial or failure, in configuration order, is the
+    /// answer.
+    ///
+    /// # Errors
+    /// As [`Api::admit_mutating_webhooks`], patches aside.
+    pub(crate) async fn admit_validating_webhooks(
+        &self,
+        request: &Request<'_>,
+        object: Option<&Value>,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
+        let hooks = self.webhooks(request, Phase::Validating).await?;
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let attrs = self
+            .attributes(request, object.cloned(), old.cloned())
+            .await?;
+        let mut namespace_labels = None;
+        let mut calls = Vec::new();
+        for (i, hook) in hooks.iter().enumerate() {
+            if let Some(invocation) = self
+                .should_call(hook, &attrs, &mut namespace_labels)
+                .await?
+            {
+                let mut attrs = attrs.clone();
+                calls.push(async move { self.call(hook, &mut attrs, &invocation, 0, i).await });
+            }
+        }
+        for result in futures::future::join_all(calls).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// `ShouldCallHook` and the match conditions: the invocation, `None`
+    /// to skip the webhook. The stored namespace's labels are read once
+    /// per request, when a selector needs them.
+    async fn should_call(
+        &self,
+        hook: &Webhook,
+        attrs: &Attributes,
+        namespace_labels: &mut Option<Option<Value>>,
+    ) -> ApiResult<Option<Invocation>> {
+        let namespace_match = match &hook.namespace_selector {
+            Err(e) => Err(ApiError::internal(e)),
+            Ok(selector) if selector.is_empty() => Ok(true),
+            Ok(selector) => match matching::namespace_labels(attrs) {
+                NamespaceLabels::NotApplicable => Ok(true),
+                NamespaceLabels::Object(labels) => Ok(selector.matches_json(labels)),
+                NamespaceLabels::Stored(name) => {
+                    if namespace_labels.is_none() {
+                        let stored = self.namespace_object(name).await?;
+                        *namespace_labels = Some(stored);
+                    }
+                    match namespace_labels.as_ref().expect("read above") {
+                        Some(ns) => Ok(selector.matches_json(ns.pointer("/metadata/labels"))),
+                        None => Err(ApiError::not_found(
+                            &crate::error::GroupResource::new("", "namespaces"),
+                            name,
+                        )),
+                    }
+                }
+            },
+        };
+        if let Ok(false) = namespace_match {
+            return Ok(None);
+        }
+        let object_match =
+            matching::object_selector_matches(hook, attrs).map_err(ApiError::internal);
+        if let Ok(false) = object_match {
+            return Ok(None);
+        }
+        let Some(invocation) = matching::match_rules(hook, attrs) else {
+            return Ok(None);
+        };
+        namespace_match?;
+        object_match?;
+        match matching::evaluate_conditions(&hook.match_conditions, attrs, &invocation) {
+            ConditionOutcome::Match => Ok(Some(invocation)),
+            ConditionOutcome::NoMatch => Ok(None),
+            ConditionOutcome::Error(_) if !hook.fail_closed => Ok(None),
+            ConditionOutcome::Error(e) => {
+                let gr = crate::error::GroupResource::new(
+                    &attrs.resource.group,
+                    &attrs.resource.resource,
+                );
+                Err(ApiError::forbidden(&gr, &attrs.name, &e))
+            }
+        }
+    }
+
+    async fn namespace_object(&self, name: &str) -> ApiResult<Option<Value>> {
+        let def = crate::registry::lookup("", "v1", "namespaces").expect("namespaces registered");
+        let found = self
+            .store
+            .get(&def.key(None, name))
+            .await
+            .map_err(|e| storage_error(def, name, e))?;
+        found.map(|kv| decode_stored(&kv)).transpose()
+    }
+
+    /// One call: the AdmissionReview out, the verdict applied to `attrs`
+    /// (a mutating webhook's patch to `attrs.object`), a failure handled
+    /// by the failure policy.
+    async fn call(
+        &self,
+        hook: &Webhook,
+        attrs: &mut Attributes,
+        invocation: &Invocation,
+        round: usize,
+        index: usize,
+    ) -> ApiResult<()> {
+        if attrs.dry_run && !hook.dry_run_safe {
+            return Err(ApiError::bad_request(format!(
+                "admission webhook {:?} does not support dry run",
+                hook.name
+            )));
+        }
+        let verdict = match self.post_review(hook, attrs, invocation).await {
+            Ok(v) => v,
+            Err(why) if hook.fail_closed => return Err(review::call_failed(&hook.name, &why)),
+            Err(why) => {
+                let phase = match hook.phase {
+                    Phase::Mutating => "mutation",
+                    Phase::Validating => "validating",
+                };
+                tracing::warn!(
+                    webhook = %hook.name,
+                    configuration = %hook.configuration,
+                    error = %why.0,
+                    "failed calling webhook, failing open (failed-open.{phase}.webhook.admission.k8s.io/round_{round}_index_{index})"
+                );
+                return Ok(());
+            }
+        };
+        for w in verdict.warnings {
+            crate::warning::add(w);
+        }
+        if !verdict.allowed {
+            return Err(review::denied(&hook.name, verdict.status.as_ref()));
+        }
+        let Some(patch) = verdict.patch.filter(|p| !p.0.is_empty()) else {
+            return Ok(());
+        };
+        let Some(object) = attrs.object.as_mut() else {
+            return Err(ApiError::internal(format!(
+                "admission webhook {:?} attempted to modify the object, which is not supported for this operation",
+                hook.name
+            )));
+        };
+        // The patch was made against the object at the invocation's
+        // version; equivalent versions differ only in `apiVersion`, which
+        // is put back.
+        let api_version = object.get("apiVersion").cloned();
+        let mut patched = object.clone();
+        if let Some(v) = patched.get_mut("apiVersion") {
+            let r = &invocation.resource;
+            *v = json!(if r.group.is_empty() {
+                r.version.clone()
+            } else {
+                format!("{}/{}", r.group, r.version)
+            });
+        }
+        json_patch::patch(&mut patched, &patch).map_err(ApiError::internal)?;
+        if !patched.is_object() {
+            return Err(ApiError::internal(
+                "the patched object is not a JSON object",
+            ));
+        }
+        if let Some(v) = api_version {
+            patched["apiVersion"] = v;
+        }
+        *object = patched;
+        Ok(())
+    }
+
+    /// Resolves the webhook's endpoint and posts the AdmissionReview.
+    async fn post_review(
+        &self,
+        hook: &Webhook,
+        attrs: &Attributes,
+        invocation: &Invocation,
+    ) -> Result<review::Verdict, CallError> {
+        if !hook.accepts_v1 {
+            return Err(CallError(
+                "could not create admission objects: webhook does not accept known AdmissionReview versions (v1, v1beta1)"
+                    .into(),
+            ));
+        }
+        let dest = match &hook.endpoint {
+            None => {
+                return Err(CallError(
+                    "could not get REST client: exactly one of url or service is required".into(),
+                ));
+            }
+            Some(Endpoint::Url(url)) => client::resolve_url(url, hook.timeout).await?,
+            Some(Endpoint::Service {
+                namespace,
+                name,
+                path,
+                port,
+            }) => {
+                self.resolve_service(namespace, name, path, *port, hook.timeout)
+                    .await?
+            }
+        };
+        let uid = crate::meta::new_uid();
+        let body = serde_json::to_vec(&review::request(attrs, invocation, &uid))
+            .map_err(|e| CallError(format!("could not create admission objects: {e}")))?;
+        let answer = self
+            .webhook_cache
+            .clients
+            .post(&hook.ca_bundle, &dest, body, hook.timeout)
+            .await?;
+        review::verify(&answer, &uid, hook.phase == Phase::Mutating)
+    }
+
+    /// The destination of a Service reference: a ready endpoint address of
+    /// the Service port `port` (`ResolveEndpoint` in k8s.io/apiserver
+    /// pkg/util/proxy), shown and verified as `<name>.<namespace>.svc`.
+    async fn resolve_service(
+        &self,
+        namespace: &str,
+        name: &str,
+        path: &str,
+        port: u16,
+        timeout: std::time::Duration,
+    ) -> Result<Destination, CallError> {
+        let server_name = format!("{name}.{namespace}.svc");
+        let authority = format!("{server_name}:{port}");
+        let path = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
+        let shown = client::with_timeout(&format!("https://{authority}{path}"), timeout);
+        let failed =
+            |why: String| CallError(format!("failed to call webhook: Post {shown:?}: {why}"));
+        let read = |resource: &'static str| async move {
+            let def = crate::registry::lookup("", "v1", resource).expect("core kinds registered");
+            match self.store.get(&def.key(Some(namespace), name)).await {
+                Ok(Some(kv)) => Ok(decode_stored(&kv).ok()),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let service = read("services")
+            .await
+            .map_err(&failed)?
+            .ok_or_else(|| failed(format!("services {name:?} not found")))?;
+        let address = service_endpoint(
+            &service,
+            read("endpoints").await.map_err(&failed)?.as_ref(),
+            port,
+        )
+        .map_err(&failed)?;
+        if let Some(why) = client::refused_address(address.ip()) {
+            return Err(failed(format!(
+                "address {} is {why} and may not be called",
+                address.ip()
+            )));
+        }
+        Ok(Destination {
+            shown,
+            server_name,
+            authority,
+            address,
+            path_and_query: client::with_timeout(&path, timeout),
+        })
+    }
+}
+
+use client::Destination;
+
+/// The endpoint a call to `port` of `service` goes to: the Service port
+/// with that number, then a ready address of the Endpoints subset that has
+/// a port of the same name (`ResolveEndpoint`). Pure.
+///
+/// # Errors
+/// kube's messages: `unsupported service type "ExternalName"`, `no service
+/// port 443 found for service "x"`, `no endpoints available for service
+/// "x"`.
+pub fn service_endpoint(
+    service: &Value,
+    endpoints: Option<&Value>,
+    port: u16,
+) -> Result<SocketAddr, String> {
+    let name = service
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = service
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    if !matches!(kind, "ClusterIP" | "NodePort" | "LoadBalancer") {
+        return Err(format!("unsupported service type {kind:?}"));
+    }
+    let service_port = service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .and_then(|ports| {
+            ports
+                .iter()
+                .find(|p| p.get("port").and_then(Value::as_u64) == Some(u64::from(port)))
+        })
+        .ok_or_else(|| format!("no service port {port} found for service {name:?}"))?;
+    let port_name = service_port
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let unavailable = || format!("no endpoints available for service {name:?}");
+    let subsets = endpoints
+        .and_then(|e| e.get("subsets"))
+        .and_then(Value::as_array)
+        .ok_or_else(unavailable)?;
+    for subset in subsets {
+        let addresses: Vec<IpAddr> = subset
+            .get("addresses")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|a| a.get("ip")?.as_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if addresses.is_empty() {
+            continue;
+        }
+        let ports = subset.get("ports").and_then(Value::as_array);
+        let Some(p) = ports.and_then(|ports| {
+            ports
+                .iter()
+                .find(|p| p.get("name").and_then(Value::as_str).unwrap_or_default() == port_name)
+        }) else {
+            continue;
+        };
+        let Some(number) = p
+            .get("port")
+            .and_then(Value::as_u64)
+            .and_then(|n| u16::try_from(n).ok())
+        else {
+            continue;
+        };
+        let pick = rand::random_range(0..addresses.len());
+        return Ok(SocketAddr::new(addresses[pick], number));
+    }
+    Err(unavailable())
+}
+
+impl Api {
+    /// The admission request of a write made on behalf of a user's request;
+    /// `None` for the server's own background writes (bootstrap, the CRD
+    /// cleanup), which kube makes through storage without admission.
+    pub(crate) fn admission_request<'a>(
+        &self,
+        target: &'a Target,
+        operation: Operation,
+        name: &'a str,
+        dry_run: bool,
+    ) -> Option<Request<'a>> {
+        crate::request::caller()?;
+        Some(Request {
+            target,
+            operation,
+            name,
+            dry_run,
+        })
+    }
+
+    /// The mutating webhooks for a create (`old` is `None`) or an update
+    /// of `object`. The `scale` subresource is admitted as the `Scale`
+    /// its webhooks expect, a changed `spec.replicas` written back; a
+    /// patched main resource is defaulted again, as kube decodes it.
+    ///
+    /// # Errors
+    /// As [`Api::admit_mutating_webhooks`].
+    pub(crate) async fn mutate_by_webhooks(
+        &self,
+        request: &Request<'_>,
+        object: &mut Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
+        let def: &ResourceDef = &request.target.def;
+        if request.target.subresource.as_deref() == Some("scale")
+            && let Some(old) = old
+        {
+            let mut scale = crate::rest::to_scale(def, object);
+            let before = scale.clone();
+            self.admit_mutating_webhooks(
+                request,
+                Some(&mut scale),
+                Some(&crate::rest::to_scale(def, old)),
+            )
+            .await?;
+            if scale != before {
+                *object = crate::rest::scale_into(
+                    def,
+                    &def.group_resource(),
+                    request.name,
+                    object,
+                    &before,
+                    &scale,
+                )?;
+            }
+            return Ok(());
+        }
+        let before = object.clone();
+        self.admit_mutating_webhooks(request, Some(object), old)
+            .await?;
+        if *object == before {
+            return Ok(());
+        }
+        if request.target.subresource.is_none() {
+            (def.strategy.default)(object);
+        }
+        // A webhook may not move an update to another object: the uid is
+        // immutable (`ValidateObjectMetaUpdate`), where an update would
+        // otherwise quietly keep the stored one.
+        if let Some(old) = old {
+            let uid = crate::meta::uid(object);
+            if !uid.is_empty() && uid != crate::meta::uid(old) {
+                return Err(ApiError::invalid(
+                    def.kind,
+                    def.group,
+                    request.name,
+                    vec![crate::error::Cause {
+                        reason: "FieldValueInvalid".into(),
+                        message: format!("Invalid value: {uid:?}: field is immutable"),
+                        field: "metadata.uid".into(),
+                    }],
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The validating webhooks for a create, update (`object` set) or
+    /// delete (`object` is `None`), the `scale` subresource admitted as
+    /// `Scale` objects.
+    ///
+    /// # Errors
+    /// As [`Api::admit_validating_webhooks`].
+    pub(crate) async fn validate_by_webhooks(
+        &self,
+        request: &Request<'_>,
+        object: Option<&Value>,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
+        let def: &ResourceDef = &request.target.def;
+        if request.target.subresource.as_deref() == Some("scale") {
+            let object = object.map(|o| crate::rest::to_scale(def, o));
+            let old = old.map(|o| crate::rest::to_scale(def, o));
+            return self
+                .admit_validating_webhooks(request, object.as_ref(), old.as_ref())
+                .await;
+        }
+        self.admit_validating_webhooks(request, object, old).await
+    }
+}
