@@ -16,6 +16,7 @@
 //! command wraps the same call.
 #![warn(missing_docs)]
 
+pub mod admission_policy;
 pub mod alloc;
 pub mod bootstrap;
 pub mod bootstrap_policy;

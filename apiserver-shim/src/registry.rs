@@ -134,6 +134,23 @@ const VALIDATING_WEBHOOKS: Strategy = Strategy {
     ..PLAIN
 };
 
+/// ValidatingAdmissionPolicies ([`crate::admission_policy`]): the v1
+/// defaults and kube's validation.
+const ADMISSION_POLICY: Strategy = Strategy {
+    default: crate::admission_policy::set_policy_defaults,
+    validate_create: crate::admission_policy::validate_policy,
+    validate_update: |p, _| crate::admission_policy::validate_policy(p),
+    ..PLAIN
+};
+
+/// ValidatingAdmissionPolicyBindings ([`crate::admission_policy`]).
+const ADMISSION_POLICY_BINDING: Strategy = Strategy {
+    default: crate::admission_policy::set_binding_defaults,
+    validate_create: crate::admission_policy::validate_binding,
+    validate_update: |b, _| crate::admission_policy::validate_binding(b),
+    ..PLAIN
+};
+
 /// CustomResourceDefinitions ([`crate::crd`]): names and versions
 /// validated, the accepted names and conditions kept in status, and a
 /// deletion held until the definition's objects are gone.
@@ -203,6 +220,25 @@ impl Admission {
                 | Admission::Certificates
                 | Admission::RbacEscalation
         )
+    }
+
+    /// Whether the plugin runs in the validating phase (after the mutating
+    /// webhooks and the kind's validation), else in the mutating phase
+    /// (before the mutating webhooks). LimitRanger runs in both, as kube's
+    /// plugin both defaults and checks: a webhook's containers are held to
+    /// the namespace's limits too.
+    pub fn runs_in(self, validating: bool) -> bool {
+        match self {
+            Admission::LimitRanger => true,
+            Admission::PodSecurity
+            | Admission::SingleGlobalDefault
+            | Admission::DraAdminAccess(_)
+            | Admission::Certificates
+            | Admission::RbacEscalation => validating,
+            Admission::PodPriority
+            | Admission::DefaultClass(_)
+            | Admission::StorageObjectInUseProtection => !validating,
+        }
     }
 }
 
@@ -1644,6 +1680,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         status: true,
         generation: true,
         categories: API_EXTENSIONS,
+        strategy: ADMISSION_POLICY,
         ..def(
             ADMISSION,
             "v1",
@@ -1656,6 +1693,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         generation: true,
         categories: API_EXTENSIONS,
+        strategy: ADMISSION_POLICY_BINDING,
         ..def(
             ADMISSION,
             "v1",

@@ -80,6 +80,12 @@ pub struct ApiConfig {
     /// budgets ([`vkube_core::eviction::HostEvictor`]); `None`: this
     /// server's own PodDisruptionBudgets decide.
     pub evictor: Option<Arc<dyn vkube_core::eviction::HostEvictor>>,
+    /// Admission webhooks may be called on loopback addresses. A
+    /// stand-alone server (a developer's webhook on `https://127.0.0.1`)
+    /// allows it; a virtual cluster's server does not, since its loopback
+    /// is its own pod in the host (the server's and its sidecars' ports),
+    /// never a tenant's.
+    pub webhook_loopback: bool,
 }
 
 impl Default for ApiConfig {
@@ -96,6 +102,7 @@ impl Default for ApiConfig {
             metrics: None,
             pod_security: None,
             evictor: None,
+            webhook_loopback: true,
         }
     }
 }
@@ -114,6 +121,8 @@ pub struct Api {
     custom: crate::crd::CustomCache,
     /// The admission webhook configurations and their clients.
     pub(crate) webhook_cache: crate::webhook::WebhookCache,
+    /// The ValidatingAdmissionPolicies and their bindings.
+    pub(crate) admission_policies: crate::admission_policy::PolicyCache,
 }
 
 impl Api {
@@ -127,6 +136,7 @@ impl Api {
             policy: Default::default(),
             custom: Default::default(),
             webhook_cache: Default::default(),
+            admission_policies: Default::default(),
         }
     }
 
@@ -337,7 +347,7 @@ fn render_list(
 }
 
 /// The deepest nesting of objects and arrays a stored object may have.
-const MAX_NESTING: usize = 100;
+pub(crate) const MAX_NESTING: usize = 100;
 
 /// How deeply `v` nests objects and arrays (a scalar is 0), without
 /// recursion.
@@ -1053,7 +1063,7 @@ impl Api {
     }
 
     /// The stored Namespace `ns`, if there is one.
-    async fn stored_namespace(&self, ns: &str) -> ApiResult<Option<Value>> {
+    pub(crate) async fn stored_namespace(&self, ns: &str) -> ApiResult<Option<Value>> {
         let nsdef = namespace_def();
         let found = self
             .store
@@ -1189,9 +1199,9 @@ impl Api {
         dry_run: bool,
     ) -> ApiResult<Option<Value>> {
         let def: &ResourceDef = &target.def;
-        // Admission: the kind's own plugins mutate first, then the
+        // Admission: the kind's own mutating plugins first, then the
         // mutating webhooks (which see no uid or generated name yet).
-        self.admit(target, &mut obj, None).await?;
+        self.admit(target, &mut obj, None, false).await?;
         let requested_name = meta::name(&obj).to_string();
         if let Some(request) =
             self.admission_request(target, Operation::Create, &requested_name, dry_run)
@@ -1204,6 +1214,15 @@ impl Api {
                 meta::metadata_mut(&mut obj).insert("namespace".into(), json!(ns));
             }
             Box::pin(self.mutate_by_webhooks(&request, &mut obj, None)).await?;
+            // A PUT that creates stores under the URL's name only.
+            if let Some(url_name) = target.name.as_deref()
+                && meta::name(&obj) != url_name
+            {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({url_name})",
+                    meta::name(&obj)
+                )));
+            }
         }
         self.prepare_create(target, &mut obj)?;
         if def.conversion.is_some() {
@@ -1214,7 +1233,9 @@ impl Api {
             self.check_namespace(def, target.namespace.as_deref().unwrap_or(""), &name)
                 .await?;
         }
-        // Admission: the validating webhooks, then ResourceQuota last.
+        // Admission: the kind's validating plugins, the validating
+        // webhooks, then ResourceQuota last.
+        self.admit(target, &mut obj, None, true).await?;
         if let Some(request) = self.admission_request(target, Operation::Create, &name, dry_run) {
             Box::pin(self.validate_by_webhooks(&request, Some(&obj), None)).await?;
         }
@@ -1334,6 +1355,7 @@ impl Api {
             };
             let old = decode_as(def, &kv)?;
             let mut new = mutate(Some(&old))?;
+            self.admit(target, &mut new, Some(&old), false).await?;
             let request = self.admission_request(target, Operation::Update, name, dry_run);
             if let Some(request) = &request {
                 Box::pin(self.mutate_by_webhooks(request, &mut new, Some(&old))).await?;
@@ -1342,7 +1364,7 @@ impl Api {
             if def.conversion.is_some() {
                 new = through_storage(target, Some(&decode_stored(&kv)?), new);
             }
-            self.admit(target, &mut new, Some(&old)).await?;
+            self.admit(target, &mut new, Some(&old), true).await?;
             if let Some(request) = &request {
                 Box::pin(self.validate_by_webhooks(request, Some(&new), Some(&old))).await?;
             }
@@ -1704,7 +1726,9 @@ impl Api {
             if let Some(request) =
                 self.admission_request(target, Operation::Delete, name, opts.dry_run)
             {
-                Box::pin(self.admit_mutating_webhooks(&request, None, Some(&obj))).await?;
+                // Mutating webhooks see neither object on a delete, as
+                // kube's delete handler admits it.
+                Box::pin(self.admit_mutating_webhooks(&request, None, None)).await?;
                 Box::pin(self.validate_by_webhooks(&request, None, Some(&obj))).await?;
             }
             let grace = def

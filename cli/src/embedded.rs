@@ -117,6 +117,8 @@ impl VirtualCluster {
         config.api.kubernetes_service_ip = opts.kubernetes_service_ip;
         // Services are stored with the addresses their host copies hold.
         config.api.service_host = Some(Arc::new(HostServices::new(host.clone(), &sync)));
+        // Admission webhooks never reach the server pod's own ports.
+        config.api.webhook_loopback = false;
         // Pod logs, exec, attach and port-forward reach the host copies
         // through the host API server, which plays the kubelet.
         // Evictions are the host's to decide, under the tenant's synced

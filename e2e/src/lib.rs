@@ -61,6 +61,41 @@ fn test_config(data_dir: impl Into<PathBuf>) -> ServerConfig {
     config
 }
 
+/// A TLS acceptor for a test server whose certificate names `sans` (host
+/// names or IP addresses), signed by a new CA; returns the acceptor and
+/// the CA certificate (PEM) clients must trust.
+///
+/// # Panics
+/// If rcgen or rustls refuse the generated key or certificate.
+pub fn tls_acceptor(sans: &[&str]) -> (tokio_rustls::TlsAcceptor, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().expect("a server key");
+    let names: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+    let leaf = rcgen::CertificateParams::new(names)
+        .expect("server params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("a server certificate");
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    )
+    .expect("the server certificate");
+    (
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls)),
+        ca.pem(),
+    )
+}
+
 /// A TCP echo server on `ip` (any free port), standing in for a
 /// container's listener in port-forward tests and benches; its port.
 pub async fn echo_tcp(ip: &str) -> u16 {

@@ -79,18 +79,20 @@ impl Api {
         Ok(page.items)
     }
 
-    /// Runs the kind's admission plugins ([`ResourceDef::admission`]) on
-    /// `obj`: all of them on a create (`old` is `None`), those that
-    /// [`Admission::on_update`] on an update of `old`.
+    /// Runs the kind's admission plugins ([`ResourceDef::admission`]) of
+    /// one phase ([`Admission::runs_in`]) on `obj`: all of them on a
+    /// create (`old` is `None`), those that [`Admission::on_update`] on an
+    /// update of `old`.
     pub(super) async fn admit(
         &self,
         target: &Target,
         obj: &mut Value,
         old: Option<&Value>,
+        validating: bool,
     ) -> ApiResult<()> {
         let update = old.is_some();
         for plugin in target.def.admission {
-            if update && !plugin.on_update() {
+            if (update && !plugin.on_update()) || !plugin.runs_in(validating) {
                 continue;
             }
             match plugin {

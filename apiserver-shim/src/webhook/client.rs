@@ -47,8 +47,9 @@ pub struct Destination {
     pub path_and_query: String,
 }
 
-/// Why an address may not be called, or `None`.
-pub fn refused_address(ip: IpAddr) -> Option<&'static str> {
+/// Why an address may not be called, or `None`; loopback addresses are
+/// refused unless `loopback` allows them ([`crate::rest::ApiConfig::webhook_loopback`]).
+pub fn refused_address(ip: IpAddr, loopback: bool) -> Option<&'static str> {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
@@ -57,6 +58,7 @@ pub fn refused_address(ip: IpAddr) -> Option<&'static str> {
         IpAddr::V4(v4) if v4.is_link_local() => Some("link-local"),
         IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Some("link-local"),
         ip if ip.is_unspecified() => Some("unspecified"),
+        ip if ip.is_loopback() && !loopback => Some("loopback"),
         _ => None,
     }
 }
@@ -64,7 +66,8 @@ pub fn refused_address(ip: IpAddr) -> Option<&'static str> {
 /// The pooled HTTPS clients.
 #[derive(Default)]
 pub struct Clients {
-    pool: Mutex<HashMap<(Vec<u8>, String), HttpsClient>>,
+    /// Keyed by the CA bundle's SHA-256 and the server name.
+    pool: Mutex<HashMap<([u8; 32], String), HttpsClient>>,
 }
 
 fn client_for(ca_bundle: &[u8], server_name: &str) -> Result<HttpsClient, String> {
@@ -127,20 +130,29 @@ impl Clients {
                 dest.shown
             ))
         };
-        let client = {
-            let mut pool = self.pool.lock().expect("webhook client pool");
-            let key = (ca_bundle.to_vec(), dest.server_name.clone());
-            match pool.get(&key) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = client_for(ca_bundle, &dest.server_name)
-                        .map_err(|e| CallError(format!("could not get REST client: {e}")))?;
-                    if pool.len() >= MAX_CLIENTS {
-                        pool.clear();
-                    }
-                    pool.insert(key, c.clone());
-                    c
+        use sha2::Digest as _;
+        let key: ([u8; 32], String) = (
+            sha2::Sha256::digest(ca_bundle).into(),
+            dest.server_name.clone(),
+        );
+        let pooled = self
+            .pool
+            .lock()
+            .expect("webhook client pool")
+            .get(&key)
+            .cloned();
+        let client = match pooled {
+            Some(c) => c,
+            None => {
+                // Built outside the lock: it may read the system roots.
+                let c = client_for(ca_bundle, &dest.server_name)
+                    .map_err(|e| CallError(format!("could not get REST client: {e}")))?;
+                let mut pool = self.pool.lock().expect("webhook client pool");
+                if pool.len() >= MAX_CLIENTS {
+                    pool.clear();
                 }
+                pool.insert(key, c.clone());
+                c
             }
         };
         let uri = format!("https://{}{}", dest.address, dest.path_and_query);
@@ -190,7 +202,11 @@ impl Clients {
 /// # Errors
 /// An unparsable URL, a host that does not resolve or resolves only to
 /// refused addresses ([`refused_address`]).
-pub async fn resolve_url(url: &str, timeout: Duration) -> Result<Destination, CallError> {
+pub async fn resolve_url(
+    url: &str,
+    timeout: Duration,
+    loopback: bool,
+) -> Result<Destination, CallError> {
     let shown = with_timeout(url, timeout);
     let failed = |why: String| CallError(format!("failed to call webhook: Post {shown:?}: {why}"));
     let uri: http::Uri = url.parse().map_err(|e| failed(format!("{e}")))?;
@@ -206,14 +222,21 @@ pub async fn resolve_url(url: &str, timeout: Duration) -> Result<Destination, Ca
     let port = uri.port_u16().unwrap_or(443);
     let candidates: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| failed(format!("dial tcp: lookup {host}: {e}")))?
-            .collect(),
+        // The lookup counts against the webhook's timeout, as a dial does.
+        Err(_) => {
+            match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
+                .await
+            {
+                Ok(found) => found
+                    .map_err(|e| failed(format!("dial tcp: lookup {host}: {e}")))?
+                    .collect(),
+                Err(_) => return Err(failed("context deadline exceeded".into())),
+            }
+        }
     };
     let mut refusal = "no address".to_string();
     for address in candidates {
-        match refused_address(address.ip()) {
+        match refused_address(address.ip(), loopback) {
             None => {
                 let path = match uri.path() {
                     "" => "/",

@@ -39,9 +39,27 @@ pub struct Rule {
     pub scope: String,
 }
 
+/// `failurePolicy`: what a failed call does to the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// The request fails (the default).
+    Fail,
+    /// The webhook is skipped.
+    Ignore,
+}
+
+/// `matchPolicy`: whether rules also match other versions of a resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchPolicy {
+    /// Only the request's own group-version-resource.
+    Exact,
+    /// Also its equivalent versions (the default).
+    Equivalent,
+}
+
 /// Where a webhook is reached (`clientConfig`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum ClientConfig {
     /// `clientConfig.url`: an `https://` URL, called as given.
     Url(String),
     /// `clientConfig.service`: a Service of the cluster.
@@ -66,22 +84,22 @@ pub struct Webhook {
     /// Mutating or validating.
     pub phase: Phase,
     /// Where to send the AdmissionReview.
-    pub endpoint: Option<Endpoint>,
+    pub client_config: Option<ClientConfig>,
     /// `clientConfig.caBundle`, decoded (PEM); empty: the system roots.
     pub ca_bundle: Vec<u8>,
     /// `rules`.
     pub rules: Vec<Rule>,
-    /// `failurePolicy: Fail` (the default); `false` for `Ignore`.
-    pub fail_closed: bool,
-    /// `matchPolicy: Equivalent` (the default); `false` for `Exact`.
-    pub match_equivalent: bool,
+    /// `failurePolicy`.
+    pub failure_policy: FailurePolicy,
+    /// `matchPolicy`.
+    pub match_policy: MatchPolicy,
     /// `namespaceSelector` (everything when unset).
     pub namespace_selector: Result<Selector, String>,
     /// `objectSelector` (everything when unset).
     pub object_selector: Result<Selector, String>,
     /// `sideEffects` is `None` or `NoneOnDryRun`: the webhook may be called
     /// for a dry-run request.
-    pub dry_run_safe: bool,
+    pub no_side_effects_on_dry_run: bool,
     /// `timeoutSeconds` (10 when unset).
     pub timeout: Duration,
     /// `reinvocationPolicy: IfNeeded` (mutating webhooks only).
@@ -138,13 +156,13 @@ fn rule(v: &Value) -> Rule {
     }
 }
 
-fn endpoint(client: &Value) -> Option<Endpoint> {
+fn client_config(client: &Value) -> Option<ClientConfig> {
     if let Some(url) = client.get("url").and_then(Value::as_str) {
-        return Some(Endpoint::Url(url.to_string()));
+        return Some(ClientConfig::Url(url.to_string()));
     }
     let svc = client.get("service")?;
     let path = svc.get("path").and_then(Value::as_str).unwrap_or("/");
-    Some(Endpoint::Service {
+    Some(ClientConfig::Service {
         namespace: svc.get("namespace")?.as_str()?.to_string(),
         name: svc.get("name")?.as_str()?.to_string(),
         path: if path.is_empty() {
@@ -190,18 +208,24 @@ pub fn webhooks_of(configuration: &Value, phase: Phase) -> Vec<Webhook> {
                     .to_string(),
                 configuration: config_name.to_string(),
                 phase,
-                endpoint: endpoint(&client),
+                client_config: client_config(&client),
                 ca_bundle,
                 rules: w
                     .get("rules")
                     .and_then(Value::as_array)
                     .map(|r| r.iter().map(rule).collect())
                     .unwrap_or_default(),
-                fail_closed: w.get("failurePolicy").and_then(Value::as_str) != Some("Ignore"),
-                match_equivalent: w.get("matchPolicy").and_then(Value::as_str) != Some("Exact"),
+                failure_policy: match w.get("failurePolicy").and_then(Value::as_str) {
+                    Some("Ignore") => FailurePolicy::Ignore,
+                    _ => FailurePolicy::Fail,
+                },
+                match_policy: match w.get("matchPolicy").and_then(Value::as_str) {
+                    Some("Exact") => MatchPolicy::Exact,
+                    _ => MatchPolicy::Equivalent,
+                },
                 namespace_selector: selector(w.get("namespaceSelector")),
                 object_selector: selector(w.get("objectSelector")),
-                dry_run_safe: matches!(side_effects, Some("None" | "NoneOnDryRun")),
+                no_side_effects_on_dry_run: matches!(side_effects, Some("None" | "NoneOnDryRun")),
                 timeout: Duration::from_secs(
                     w.get("timeoutSeconds")
                         .and_then(Value::as_u64)

@@ -57,6 +57,35 @@ pub struct Gvr {
     pub resource: String,
     /// The kind of the objects at this version.
     pub kind: String,
+    /// The kind's `apiVersion` when it is not this group-version (a
+    /// `scale` subresource's `autoscaling/v1` `Scale`); empty otherwise.
+    pub kind_api_version: String,
+}
+
+impl Gvr {
+    /// `{group, version, kind}` (`metav1.GroupVersionKind`).
+    pub fn gvk_json(&self) -> Value {
+        let (group, version) = match self.kind_api_version.split_once('/') {
+            _ if self.kind_api_version.is_empty() => (self.group.as_str(), self.version.as_str()),
+            Some((g, v)) => (g, v),
+            None => ("", self.kind_api_version.as_str()),
+        };
+        json!({"group": group, "version": version, "kind": self.kind})
+    }
+
+    /// `{group, version, resource}` (`metav1.GroupVersionResource`).
+    pub fn gvr_json(&self) -> Value {
+        json!({"group": self.group, "version": self.version, "resource": self.resource})
+    }
+
+    /// The `apiVersion` of objects at this group-version.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
 }
 
 /// The request admission sees (kube's `admission.Attributes`).
@@ -136,7 +165,7 @@ pub fn match_rules(webhook: &Webhook, attrs: &Attributes) -> Option<Invocation> 
             resource: attrs.resource.clone(),
         });
     }
-    if !webhook.match_equivalent {
+    if webhook.match_policy == super::config::MatchPolicy::Exact {
         return None;
     }
     webhook.rules.iter().find_map(|r| {
@@ -195,6 +224,7 @@ pub fn namespace_labels(attrs: &Attributes) -> NamespaceLabels<'_> {
 }
 
 /// One compiled `matchConditions[]` entry.
+#[derive(Debug)]
 pub struct MatchCondition {
     /// The condition's `name`.
     pub name: String,
@@ -231,8 +261,10 @@ pub enum ConditionOutcome {
     Error(String),
 }
 
-/// The `request` variable of match conditions: the AdmissionRequest fields
-/// kube's CEL admission library exposes.
+/// The AdmissionRequest of `attrs` without `uid`, `object` and
+/// `oldObject`: the `request` variable of match conditions (kube's CEL
+/// admission library), and the body of the review a webhook is sent
+/// ([`super::review::request`]).
 pub fn request_variable(attrs: &Attributes, invocation: &Invocation) -> Value {
     let mut user = json!({
         "username": attrs.user.user,
@@ -244,17 +276,15 @@ pub fn request_variable(attrs: &Attributes, invocation: &Invocation) -> Value {
     if !attrs.user.extra.is_empty() {
         user["extra"] = json!(attrs.user.extra);
     }
-    let gvk = |g: &Gvr| json!({"group": g.group, "version": g.version, "kind": g.kind});
-    let gvr = |g: &Gvr| json!({"group": g.group, "version": g.version, "resource": g.resource});
     json!({
-        "kind": gvk(&invocation.resource),
-        "resource": gvr(&invocation.resource),
+        "kind": invocation.resource.gvk_json(),
+        "resource": invocation.resource.gvr_json(),
         "subResource": attrs.subresource,
-        "requestKind": gvk(&attrs.resource),
-        "requestResource": gvr(&attrs.resource),
+        "requestKind": attrs.resource.gvk_json(),
+        "requestResource": attrs.resource.gvr_json(),
         "requestSubResource": attrs.subresource,
         "name": attrs.name,
-        "namespace": if attrs.namespaced { attrs.namespace.as_str() } else { "" },
+        "namespace": attrs.namespace,
         "operation": attrs.operation.as_str(),
         "userInfo": user,
         "dryRun": attrs.dry_run,
@@ -289,10 +319,19 @@ pub fn evaluate_conditions(
     if let Err(e) = bound {
         return ConditionOutcome::Error(e);
     }
+    evaluate_conditions_in(conditions, &context)
+}
+
+/// Evaluates `conditions` in a context with their variables bound: any
+/// false condition wins, else the first error, else a match.
+pub fn evaluate_conditions_in(
+    conditions: &[MatchCondition],
+    context: &cel::Context,
+) -> ConditionOutcome {
     let mut first_error = None;
     for condition in conditions {
         let result = match &condition.program {
-            Ok(program) => program.execute(&context).map_err(|e| e.to_string()),
+            Ok(program) => program.execute(context).map_err(|e| e.to_string()),
             Err(e) => Err(e.clone()),
         };
         match result {

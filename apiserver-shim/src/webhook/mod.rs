@@ -36,9 +36,9 @@ mod tests;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::ResourceDef;
 use crate::request::Target;
-use crate::rest::{Api, decode_stored, storage_error};
+use crate::rest::{Api, decode_stored};
 use crate::store::{Followed, Storage};
-use config::{Endpoint, Phase, Webhook};
+use config::{ClientConfig, FailurePolicy, Phase, Webhook};
 use matching::{Attributes, ConditionOutcome, Gvr, Invocation, NamespaceLabels, Operation};
 use review::CallError;
 use serde_json::{Value, json};
@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 /// The kinds no webhook is called for, so that a broken webhook can always
 /// be removed (`rules.IsExemptAdmissionConfigurationResource`).
-const EXEMPT_KINDS: &[&str] = &[
+pub(crate) const EXEMPT_KINDS: &[&str] = &[
     "ValidatingWebhookConfiguration",
     "MutatingWebhookConfiguration",
     "ValidatingAdmissionPolicy",
@@ -148,6 +148,7 @@ fn gvr_of(def: &ResourceDef) -> Gvr {
         version: def.version.to_string(),
         resource: def.resource.to_string(),
         kind: def.kind.to_string(),
+        kind_api_version: String::new(),
     }
 }
 
@@ -168,7 +169,7 @@ fn options(operation: Operation, dry_run: bool) -> Value {
 
 impl Api {
     /// The attributes of `request` with its objects.
-    async fn attributes(
+    pub(crate) async fn attributes(
         &self,
         request: &Request<'_>,
         object: Option<Value>,
@@ -179,6 +180,7 @@ impl Api {
         let subresource = request.target.subresource.clone().unwrap_or_default();
         if subresource == "scale" {
             resource.kind = "Scale".into();
+            resource.kind_api_version = "autoscaling/v1".into();
         }
         let equivalent_versions = match request.target.def.custom() {
             Some(custom) => self
@@ -336,7 +338,7 @@ impl Api {
                 NamespaceLabels::Object(labels) => Ok(selector.matches_json(labels)),
                 NamespaceLabels::Stored(name) => {
                     if namespace_labels.is_none() {
-                        let stored = self.namespace_object(name).await?;
+                        let stored = self.stored_namespace(name).await?;
                         *namespace_labels = Some(stored);
                     }
                     match namespace_labels.as_ref().expect("read above") {
@@ -365,7 +367,7 @@ impl Api {
         match matching::evaluate_conditions(&hook.match_conditions, attrs, &invocation) {
             ConditionOutcome::Match => Ok(Some(invocation)),
             ConditionOutcome::NoMatch => Ok(None),
-            ConditionOutcome::Error(_) if !hook.fail_closed => Ok(None),
+            ConditionOutcome::Error(_) if hook.failure_policy == FailurePolicy::Ignore => Ok(None),
             ConditionOutcome::Error(e) => {
                 let gr = crate::error::GroupResource::new(
                     &attrs.resource.group,
@@ -374,16 +376,6 @@ impl Api {
                 Err(ApiError::forbidden(&gr, &attrs.name, &e))
             }
         }
-    }
-
-    async fn namespace_object(&self, name: &str) -> ApiResult<Option<Value>> {
-        let def = crate::registry::lookup("", "v1", "namespaces").expect("namespaces registered");
-        let found = self
-            .store
-            .get(&def.key(None, name))
-            .await
-            .map_err(|e| storage_error(def, name, e))?;
-        found.map(|kv| decode_stored(&kv)).transpose()
     }
 
     /// One call: the AdmissionReview out, the verdict applied to `attrs`
@@ -397,7 +389,7 @@ impl Api {
         round: usize,
         index: usize,
     ) -> ApiResult<()> {
-        if attrs.dry_run && !hook.dry_run_safe {
+        if attrs.dry_run && !hook.no_side_effects_on_dry_run {
             return Err(ApiError::bad_request(format!(
                 "admission webhook {:?} does not support dry run",
                 hook.name
@@ -405,7 +397,9 @@ impl Api {
         }
         let verdict = match self.post_review(hook, attrs, invocation).await {
             Ok(v) => v,
-            Err(why) if hook.fail_closed => return Err(review::call_failed(&hook.name, &why)),
+            Err(why) if hook.failure_policy == FailurePolicy::Fail => {
+                return Err(review::call_failed(&hook.name, &why));
+            }
             Err(why) => {
                 let phase = match hook.phase {
                     Phase::Mutating => "mutation",
@@ -440,15 +434,18 @@ impl Api {
         // is put back.
         let api_version = object.get("apiVersion").cloned();
         let mut patched = object.clone();
-        if let Some(v) = patched.get_mut("apiVersion") {
-            let r = &invocation.resource;
-            *v = json!(if r.group.is_empty() {
-                r.version.clone()
-            } else {
-                format!("{}/{}", r.group, r.version)
-            });
+        if invocation.resource != attrs.resource
+            && let Some(v) = patched.get_mut("apiVersion")
+        {
+            *v = json!(invocation.resource.api_version());
         }
-        json_patch::patch(&mut patched, &patch).map_err(ApiError::internal)?;
+        let mut patched = review::apply_patch(
+            &patched,
+            &patch,
+            self.config.max_object_bytes,
+            crate::rest::MAX_NESTING,
+        )
+        .map_err(ApiError::internal)?;
         if !patched.is_object() {
             return Err(ApiError::internal(
                 "the patched object is not a JSON object",
@@ -474,14 +471,16 @@ impl Api {
                     .into(),
             ));
         }
-        let dest = match &hook.endpoint {
+        let dest = match &hook.client_config {
             None => {
                 return Err(CallError(
                     "could not get REST client: exactly one of url or service is required".into(),
                 ));
             }
-            Some(Endpoint::Url(url)) => client::resolve_url(url, hook.timeout).await?,
-            Some(Endpoint::Service {
+            Some(ClientConfig::Url(url)) => {
+                client::resolve_url(url, hook.timeout, self.config.webhook_loopback).await?
+            }
+            Some(ClientConfig::Service {
                 namespace,
                 name,
                 path,
@@ -526,7 +525,7 @@ impl Api {
         let read = |resource: &'static str| async move {
             let def = crate::registry::lookup("", "v1", resource).expect("core kinds registered");
             match self.store.get(&def.key(Some(namespace), name)).await {
-                Ok(Some(kv)) => Ok(decode_stored(&kv).ok()),
+                Ok(Some(kv)) => decode_stored(&kv).map(Some).map_err(|e| e.message),
                 Ok(None) => Ok(None),
                 Err(e) => Err(e.to_string()),
             }
@@ -535,13 +534,14 @@ impl Api {
             .await
             .map_err(&failed)?
             .ok_or_else(|| failed(format!("services {name:?} not found")))?;
-        let address = service_endpoint(
+        let candidates = service_endpoint(
             &service,
             read("endpoints").await.map_err(&failed)?.as_ref(),
             port,
         )
         .map_err(&failed)?;
-        if let Some(why) = client::refused_address(address.ip()) {
+        let address = candidates[rand::random_range(0..candidates.len())];
+        if let Some(why) = client::refused_address(address.ip(), self.config.webhook_loopback) {
             return Err(failed(format!(
                 "address {} is {why} and may not be called",
                 address.ip()
@@ -559,9 +559,10 @@ impl Api {
 
 use client::Destination;
 
-/// The endpoint a call to `port` of `service` goes to: the Service port
-/// with that number, then a ready address of the Endpoints subset that has
-/// a port of the same name (`ResolveEndpoint`). Pure.
+/// The endpoints a call to `port` of `service` may go to: the Service port
+/// with that number, then the ready addresses of the first Endpoints
+/// subset that has a port of the same name (`ResolveEndpoint`, which
+/// picks one of them at random). Pure.
 ///
 /// # Errors
 /// kube's messages: `unsupported service type "ExternalName"`, `no service
@@ -571,7 +572,7 @@ pub fn service_endpoint(
     service: &Value,
     endpoints: Option<&Value>,
     port: u16,
-) -> Result<SocketAddr, String> {
+) -> Result<Vec<SocketAddr>, String> {
     let name = service
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -629,8 +630,10 @@ pub fn service_endpoint(
         else {
             continue;
         };
-        let pick = rand::random_range(0..addresses.len());
-        return Ok(SocketAddr::new(addresses[pick], number));
+        return Ok(addresses
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, number))
+            .collect());
     }
     Err(unavailable())
 }
@@ -701,33 +704,40 @@ impl Api {
         if request.target.subresource.is_none() {
             (def.strategy.default)(object);
         }
-        // A webhook may not move an update to another object: the uid is
-        // immutable (`ValidateObjectMetaUpdate`), where an update would
-        // otherwise quietly keep the stored one.
+        // A webhook may not move an update to another object: name,
+        // namespace and uid are immutable (`ValidateObjectMetaUpdate`),
+        // where the update would otherwise quietly keep the stored ones or
+        // store an object under a key that is not its name.
         if let Some(old) = old {
-            let uid = crate::meta::uid(object);
-            if !uid.is_empty() && uid != crate::meta::uid(old) {
-                return Err(ApiError::invalid(
-                    def.kind,
-                    def.group,
-                    request.name,
-                    vec![crate::error::Cause {
+            let causes: Vec<crate::error::Cause> = ["name", "namespace", "uid"]
+                .into_iter()
+                .filter_map(|field| {
+                    let new = object.pointer(&format!("/metadata/{field}"))?.as_str()?;
+                    let was = old
+                        .pointer(&format!("/metadata/{field}"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    (!new.is_empty() && new != was).then(|| crate::error::Cause {
                         reason: "FieldValueInvalid".into(),
-                        message: format!("Invalid value: {uid:?}: field is immutable"),
-                        field: "metadata.uid".into(),
-                    }],
-                ));
+                        message: format!("Invalid value: {new:?}: field is immutable"),
+                        field: format!("metadata.{field}"),
+                    })
+                })
+                .collect();
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(def.kind, def.group, request.name, causes));
             }
         }
         Ok(())
     }
 
-    /// The validating webhooks for a create, update (`object` set) or
+    /// The ValidatingAdmissionPolicies ([`crate::admission_policy`]), then
+    /// the validating webhooks, for a create, update (`object` set) or
     /// delete (`object` is `None`), the `scale` subresource admitted as
     /// `Scale` objects.
     ///
     /// # Errors
-    /// As [`Api::admit_validating_webhooks`].
+    /// A policy's denial, or as [`Api::admit_validating_webhooks`].
     pub(crate) async fn validate_by_webhooks(
         &self,
         request: &Request<'_>,
@@ -738,10 +748,13 @@ impl Api {
         if request.target.subresource.as_deref() == Some("scale") {
             let object = object.map(|o| crate::rest::to_scale(def, o));
             let old = old.map(|o| crate::rest::to_scale(def, o));
+            self.admit_policies(request, object.as_ref(), old.as_ref())
+                .await?;
             return self
                 .admit_validating_webhooks(request, object.as_ref(), old.as_ref())
                 .await;
         }
+        self.admit_policies(request, object, old).await?;
         self.admit_validating_webhooks(request, object, old).await
     }
 }

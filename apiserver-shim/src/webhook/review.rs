@@ -11,47 +11,21 @@ use serde_json::{Value, json};
 
 /// The AdmissionReview request body for one call; `uid` is new per call.
 pub fn request(attrs: &Attributes, invocation: &Invocation, uid: &str) -> Value {
-    let mut user = json!({
-        "username": attrs.user.user,
-        "groups": attrs.user.groups,
-    });
-    if !attrs.user.uid.is_empty() {
-        user["uid"] = json!(attrs.user.uid);
-    }
-    if !attrs.user.extra.is_empty() {
-        user["extra"] = json!(attrs.user.extra);
-    }
-    let gvk =
-        |g: &super::matching::Gvr| json!({"group": g.group, "version": g.version, "kind": g.kind});
-    let gvr = |g: &super::matching::Gvr| json!({"group": g.group, "version": g.version, "resource": g.resource});
     let convert = |o: &Option<Value>| match o {
-        Some(o) => convert_to(o, invocation),
+        Some(o) => convert_to(o, attrs, invocation),
         None => Value::Null,
     };
-    let mut req = json!({
-        "uid": uid,
-        "kind": gvk(&invocation.resource),
-        "resource": gvr(&invocation.resource),
-        "requestKind": gvk(&attrs.resource),
-        "requestResource": gvr(&attrs.resource),
-        "operation": attrs.operation.as_str(),
-        "userInfo": user,
-        "object": convert(&attrs.object),
-        "oldObject": convert(&attrs.old_object),
-        "dryRun": attrs.dry_run,
-        "options": attrs.options,
-    });
+    let mut req = super::matching::request_variable(attrs, invocation);
     let fields = req.as_object_mut().expect("an object");
-    for (key, value) in [
-        ("subResource", &attrs.subresource),
-        ("requestSubResource", &attrs.subresource),
-        ("name", &attrs.name),
-        ("namespace", &attrs.namespace),
-    ] {
-        if !value.is_empty() {
-            fields.insert(key.into(), json!(value));
+    // `omitempty` fields of AdmissionRequest.
+    for key in ["subResource", "requestSubResource", "name", "namespace"] {
+        if fields.get(key).and_then(Value::as_str) == Some("") {
+            fields.remove(key);
         }
     }
+    fields.insert("uid".into(), json!(uid));
+    fields.insert("object".into(), convert(&attrs.object));
+    fields.insert("oldObject".into(), convert(&attrs.old_object));
     json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -60,19 +34,18 @@ pub fn request(attrs: &Attributes, invocation: &Invocation, uid: &str) -> Value 
 }
 
 /// The object at the invocation's version: an equivalent version differs
-/// only in `apiVersion` ([`Attributes::equivalent_versions`]).
-fn convert_to(obj: &Value, invocation: &Invocation) -> Value {
+/// only in `apiVersion` ([`Attributes::equivalent_versions`]); the
+/// request's own version is sent as it is.
+fn convert_to(obj: &Value, attrs: &Attributes, invocation: &Invocation) -> Value {
     let mut obj = obj.clone();
-    let r = &invocation.resource;
-    if obj.get("apiVersion").is_some() && obj.get("kind").and_then(Value::as_str) == Some(&r.kind) {
-        obj["apiVersion"] = json!(if r.group.is_empty() {
-            r.version.clone()
-        } else {
-            format!("{}/{}", r.group, r.version)
-        });
+    if invocation.resource != attrs.resource && obj.get("apiVersion").is_some() {
+        obj["apiVersion"] = json!(invocation.resource.api_version());
     }
     obj
 }
+
+/// Most warnings kept from one answer.
+const MAX_WARNINGS: usize = 64;
 
 /// A webhook's verified answer.
 #[derive(Debug, Default)]
@@ -85,8 +58,6 @@ pub struct Verdict {
     pub patch: Option<json_patch::Patch>,
     /// `response.warnings`.
     pub warnings: Vec<String>,
-    /// `response.auditAnnotations`.
-    pub audit_annotations: Vec<(String, String)>,
 }
 
 /// Why a call failed: `ErrCallingWebhook`'s reason. The failure policy
@@ -181,31 +152,31 @@ pub fn verify(body: &[u8], uid: &str, mutating: bool) -> Result<Verdict, CallErr
         }
         _ => None,
     };
-    let warnings = response
+    let mut warnings: Vec<String> = response
         .get("warnings")
         .and_then(Value::as_array)
         .map(|w| {
             w.iter()
+                .take(MAX_WARNINGS)
                 .filter_map(Value::as_str)
                 .map(str::to_string)
                 .collect()
         })
         .unwrap_or_default();
-    let audit_annotations = response
-        .get("auditAnnotations")
-        .and_then(Value::as_object)
-        .map(|a| {
-            a.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
+    // Past 4096 characters in all, each warning is cut to 256, as
+    // kube-apiserver's warning recorder does.
+    if warnings.iter().map(|w| w.chars().count()).sum::<usize>() > 4096 {
+        for w in &mut warnings {
+            if let Some((i, _)) = w.char_indices().nth(256) {
+                w.truncate(i);
+            }
+        }
+    }
     Ok(Verdict {
         allowed: response.get("allowed").and_then(Value::as_bool) == Some(true),
         status: response.get("status").cloned(),
         patch,
         warnings,
-        audit_annotations,
     })
 }
 
@@ -244,4 +215,95 @@ pub fn denied(webhook: &str, status: Option<&Value>) -> ApiError {
 /// `Internal error occurred: failed calling webhook "<name>": <why>`.
 pub fn call_failed(webhook: &str, why: &CallError) -> ApiError {
     ApiError::internal(format!("failed calling webhook {webhook:?}: {}", why.0))
+}
+
+/// Most operations a webhook's patch may have (kube's bound on a user's
+/// JSON patch).
+pub const MAX_PATCH_OPERATIONS: usize = 10_000;
+/// JSON values visited, at most, while checking what a patch adds.
+const PATCH_WORK_BUDGET: usize = 10_000_000;
+
+/// The nesting depth of `v` and an estimate of its encoded size in bytes,
+/// walked without recursion; `None` once deeper than `max_depth` or past
+/// `budget` values.
+fn measure(v: &Value, max_depth: usize, budget: &mut usize) -> Option<(usize, usize)> {
+    let mut stack = vec![(v, 1usize)];
+    let (mut deepest, mut bytes) = (0, 0);
+    while let Some((v, depth)) = stack.pop() {
+        *budget = budget.checked_sub(1)?;
+        if depth > max_depth {
+            return None;
+        }
+        deepest = deepest.max(depth);
+        bytes += match v {
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                stack.extend(items.iter().map(|i| (i, depth + 1)));
+                2 + items.len()
+            }
+            Value::Object(fields) => {
+                stack.extend(fields.iter().map(|(k, i)| {
+                    bytes += k.len() + 4;
+                    (i, depth + 1)
+                }));
+                2
+            }
+            _ => 8,
+        };
+    }
+    Some((deepest, bytes))
+}
+
+/// Applies a webhook's JSONPatch to `doc`, one operation at a time, so
+/// that a hostile patch cannot grow the object past `max_bytes` (`copy`
+/// doubling it) or nest it deeper than `max_depth` (a chain of `move`s)
+/// before it is refused: the value each operation writes is measured
+/// where it lands. Pure.
+///
+/// # Errors
+/// The patch has too many operations, does not apply (json-patch's
+/// message), or would exceed the bounds.
+pub fn apply_patch(
+    doc: &Value,
+    patch: &json_patch::Patch,
+    max_bytes: usize,
+    max_depth: usize,
+) -> Result<Value, String> {
+    use json_patch::PatchOperation as Op;
+    if patch.0.len() > MAX_PATCH_OPERATIONS {
+        return Err(format!(
+            "the patch has {} operations, more than {MAX_PATCH_OPERATIONS}",
+            patch.0.len()
+        ));
+    }
+    let mut budget = PATCH_WORK_BUDGET;
+    let too_big = || {
+        format!(
+            "the patched object would exceed {max_bytes} bytes or {max_depth} levels of nesting"
+        )
+    };
+    let (_, mut size) = measure(doc, max_depth, &mut budget).ok_or_else(too_big)?;
+    let mut out = doc.clone();
+    for op in &patch.0 {
+        json_patch::patch(&mut out, std::slice::from_ref(op)).map_err(|e| e.to_string())?;
+        let (path, grows) = match op {
+            Op::Add(o) => (&o.path, true),
+            Op::Replace(o) => (&o.path, true),
+            Op::Copy(o) => (&o.path, true),
+            Op::Move(o) => (&o.path, false),
+            Op::Remove(_) | Op::Test(_) => continue,
+        };
+        let Some(written) = out.pointer(path.as_str()) else {
+            continue;
+        };
+        let room = max_depth.saturating_sub(path.count());
+        let (_, bytes) = measure(written, room, &mut budget).ok_or_else(too_big)?;
+        if grows {
+            size += bytes;
+            if size > max_bytes.saturating_mul(2) {
+                return Err(too_big());
+            }
+        }
+    }
+    Ok(out)
 }

@@ -15,6 +15,7 @@ fn pods() -> Gvr {
         version: "v1".into(),
         resource: "pods".into(),
         kind: "Pod".into(),
+        ..Default::default()
     }
 }
 
@@ -59,11 +60,13 @@ fn hook(extra: Value) -> config::Webhook {
 #[test]
 fn configurations_are_read_with_the_v1_defaults() {
     let h = hook(json!({"clientConfig": {"service": {"namespace": "ns", "name": "svc"}}}));
-    assert!(h.fail_closed && h.match_equivalent && h.dry_run_safe && h.accepts_v1);
+    assert_eq!(h.failure_policy, config::FailurePolicy::Fail);
+    assert_eq!(h.match_policy, config::MatchPolicy::Equivalent);
+    assert!(h.no_side_effects_on_dry_run && h.accepts_v1);
     assert_eq!(h.timeout, std::time::Duration::from_secs(10));
     assert_eq!(
-        h.endpoint,
-        Some(config::Endpoint::Service {
+        h.client_config,
+        Some(config::ClientConfig::Service {
             namespace: "ns".into(),
             name: "svc".into(),
             path: "/".into(),
@@ -165,6 +168,7 @@ fn equivalent_versions_match_unless_the_policy_is_exact() {
         version: "v1".into(),
         resource: "crontabs".into(),
         kind: "CronTab".into(),
+        ..Default::default()
     };
     let v1beta1 = Gvr {
         version: "v1beta1".into(),
@@ -429,7 +433,7 @@ fn service_references_resolve_to_a_ready_endpoint_of_the_named_port() {
     ]});
     assert_eq!(
         service_endpoint(&svc, Some(&eps), 443),
-        Ok("10.0.0.1:8443".parse().unwrap())
+        Ok(vec!["10.0.0.1:8443".parse().unwrap()])
     );
     assert_eq!(
         service_endpoint(&svc, Some(&eps), 80),
@@ -447,7 +451,7 @@ fn service_references_resolve_to_a_ready_endpoint_of_the_named_port() {
 }
 
 #[test]
-fn metadata_endpoints_are_never_called() {
+fn metadata_endpoints_are_never_called_and_loopback_only_when_allowed() {
     use super::client::refused_address;
     for ip in [
         "169.254.169.254",
@@ -455,11 +459,64 @@ fn metadata_endpoints_are_never_called() {
         "::ffff:169.254.169.254",
         "0.0.0.0",
     ] {
-        assert!(refused_address(ip.parse().unwrap()).is_some(), "{ip}");
+        assert!(refused_address(ip.parse().unwrap(), true).is_some(), "{ip}");
     }
-    for ip in ["10.0.0.1", "127.0.0.1", "fd00::2", "192.0.2.2"] {
-        assert!(refused_address(ip.parse().unwrap()).is_none(), "{ip}");
+    for ip in ["10.0.0.1", "fd00::2", "192.0.2.2"] {
+        assert!(
+            refused_address(ip.parse().unwrap(), false).is_none(),
+            "{ip}"
+        );
     }
+    for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+        assert_eq!(
+            refused_address(ip.parse().unwrap(), false),
+            Some("loopback")
+        );
+        assert_eq!(refused_address(ip.parse().unwrap(), true), None);
+    }
+}
+
+#[test]
+fn webhook_patches_are_bounded_while_they_apply() {
+    let doc = json!({"metadata": {"name": "x"}, "spec": {"data": "a".repeat(1000)}});
+    let patch = |ops: Value| -> json_patch::Patch { serde_json::from_value(ops).unwrap() };
+    let ok = review::apply_patch(
+        &doc,
+        &patch(json!([{"op": "add", "path": "/metadata/labels", "value": {"a": "b"}}])),
+        1 << 20,
+        100,
+    )
+    .unwrap();
+    assert_eq!(ok["metadata"]["labels"]["a"], "b");
+    // `copy` doubling the object is refused long before memory runs out.
+    let doubling: Vec<Value> = (0..64)
+        .map(|i| json!({"op": "copy", "from": "/spec", "path": format!("/spec/c{i}")}))
+        .collect();
+    let e = review::apply_patch(&doc, &patch(json!(doubling)), 1 << 20, 100).unwrap_err();
+    assert!(e.starts_with("the patched object would exceed"), "{e}");
+    // A chain of moves nesting the object deeper each time.
+    let mut nesting = Vec::new();
+    for _ in 0..200 {
+        nesting.push(json!({"op": "add", "path": "/n", "value": {}}));
+        nesting.push(json!({"op": "move", "from": "/spec", "path": "/n/spec"}));
+        nesting.push(json!({"op": "move", "from": "/n", "path": "/spec"}));
+    }
+    let e = review::apply_patch(&doc, &patch(json!(nesting)), 1 << 20, 100).unwrap_err();
+    assert!(e.starts_with("the patched object would exceed"), "{e}");
+    let too_many: Vec<Value> = (0..=review::MAX_PATCH_OPERATIONS)
+        .map(|_| json!({"op": "test", "path": "/metadata/name", "value": "x"}))
+        .collect();
+    assert!(review::apply_patch(&doc, &patch(json!(too_many)), 1 << 20, 100).is_err());
+    // A patch that does not apply leaves nothing half-done.
+    assert!(
+        review::apply_patch(
+            &doc,
+            &patch(json!([{"op": "remove", "path": "/nope"}])),
+            1 << 20,
+            100
+        )
+        .is_err()
+    );
 }
 
 #[test]

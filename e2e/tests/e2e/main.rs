@@ -3,6 +3,7 @@
 //! the build small (each binary links the whole server); nextest still runs
 //! every test in its own process.
 
+mod admission_policies;
 mod audit;
 mod authorization;
 mod certificates;

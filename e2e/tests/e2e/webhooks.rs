@@ -78,6 +78,18 @@ async fn answer(path: &str, review: &Value) -> Vec<u8> {
             response["patch"] =
                 json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
         }
+        "/rename" => {
+            let patch = json!([{"op": "replace", "path": "/metadata/name", "value": "elsewhere"}]);
+            response["patchType"] = json!("JSONPatch");
+            response["patch"] =
+                json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
+        }
+        "/privileged" if object.is_object() => {
+            let patch = json!([{"op": "add", "path": "/spec/hostPID", "value": true}]);
+            response["patchType"] = json!("JSONPatch");
+            response["patch"] =
+                json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
+        }
         "/hang" => tokio::time::sleep(Duration::from_secs(20)).await,
         "/garbage" => return b"<html>not a review</html>".to_vec(),
         _ => {}
@@ -93,31 +105,7 @@ async fn answer(path: &str, review: &Value) -> Vec<u8> {
 /// Starts the server on 127.0.0.1 with a certificate for `127.0.0.1` and
 /// for `hooks.webhooks.svc` (the Service the tests reference).
 async fn start_webhook_server() -> WebhookServer {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![
-        "127.0.0.1".to_string(),
-        "hooks.webhooks.svc".to_string(),
-    ])
-    .unwrap()
-    .signed_by(&leaf_key, &issuer)
-    .unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![leaf.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let (acceptor, ca_pem) = vkube_e2e::tls_acceptor(&["127.0.0.1", "hooks.webhooks.svc"]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let reviews: Arc<Mutex<Vec<Value>>> = Arc::default();
@@ -151,7 +139,7 @@ async fn start_webhook_server() -> WebhookServer {
     });
     WebhookServer {
         port,
-        ca_pem: ca.pem(),
+        ca_pem,
         reviews,
     }
 }
@@ -183,6 +171,11 @@ fn url_config(server: &WebhookServer, path: &str) -> Value {
     json!({"url": format!("https://127.0.0.1:{}{path}", server.port), "caBundle": server.ca_bundle()})
 }
 
+/// `kubectl apply -f -` of `manifest`.
+async fn apply(c: &TestCluster, manifest: &str) -> vkube_e2e::Output {
+    c.kubectl_stdin(&["apply", "-f", "-"], manifest).await
+}
+
 async fn cluster_with_namespaces() -> TestCluster {
     let c = TestCluster::start().await;
     c.kubectl(&["create", "namespace", "hooked"])
@@ -201,8 +194,8 @@ async fn cluster_with_namespaces() -> TestCluster {
 async fn a_mutating_and_a_validating_webhook_change_and_deny_requests() {
     let server = start_webhook_server().await;
     let c = cluster_with_namespaces().await;
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
+    apply(
+        &c,
         &configuration(
             "MutatingWebhookConfiguration",
             "mutate",
@@ -212,8 +205,8 @@ async fn a_mutating_and_a_validating_webhook_change_and_deny_requests() {
     )
     .await
     .expect_ok();
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
+    apply(
+        &c,
         &configuration(
             "ValidatingWebhookConfiguration",
             "validate",
@@ -359,18 +352,13 @@ subsets:
 "#,
         server.port
     );
-    c.kubectl_stdin(&["apply", "-f", "-"], &service)
-        .await
-        .expect_ok();
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &configuration(
+    apply(&c, &service).await.expect_ok();
+    apply(&c, &configuration(
             "ValidatingWebhookConfiguration",
             "by-service",
             json!({"service": {"namespace": "webhooks", "name": "hooks", "path": "/validate"}, "caBundle": server.ca_bundle()}),
             json!({}),
-        ),
-    )
+        ))
     .await
     .expect_ok();
     c.kubectl(&["-n", "hooked", "create", "configmap", "bad"])
@@ -385,15 +373,12 @@ subsets:
     // A CA that did not sign the server's certificate fails the call, and
     // `failurePolicy: Fail` fails the request with kube's message.
     let other_ca = start_webhook_server().await;
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &configuration(
+    apply(&c, &configuration(
             "ValidatingWebhookConfiguration",
             "by-service",
             json!({"service": {"namespace": "webhooks", "name": "hooks", "path": "/validate"}, "caBundle": other_ca.ca_bundle()}),
             json!({}),
-        ),
-    )
+        ))
     .await
     .expect_ok();
     let failed = c
@@ -416,13 +401,13 @@ subsets:
 async fn failing_webhooks_follow_their_failure_policy_and_configurations_stay_removable() {
     let server = start_webhook_server().await;
     let c = cluster_with_namespaces().await;
-    let apply = |kind: &'static str, name: &'static str, path: &'static str, extra: Value| {
+    let hook = |kind: &'static str, name: &'static str, path: &'static str, extra: Value| {
         configuration(kind, name, url_config(&server, path), extra)
     };
     // A webhook that hangs past its timeout: Fail fails the request…
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &apply(
+    apply(
+        &c,
+        &hook(
             "ValidatingWebhookConfiguration",
             "hang",
             "/hang",
@@ -441,9 +426,9 @@ async fn failing_webhooks_follow_their_failure_policy_and_configurations_stay_re
         hung.stderr
     );
     // …Ignore lets it through.
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &apply(
+    apply(
+        &c,
+        &hook(
             "ValidatingWebhookConfiguration",
             "hang",
             "/hang",
@@ -460,9 +445,9 @@ async fn failing_webhooks_follow_their_failure_policy_and_configurations_stay_re
         .expect_ok();
 
     // An answer that is not an AdmissionReview.
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &apply(
+    apply(
+        &c,
+        &hook(
             "ValidatingWebhookConfiguration",
             "garbage",
             "/garbage",
@@ -490,15 +475,12 @@ async fn failing_webhooks_follow_their_failure_policy_and_configurations_stay_re
         .await
         .unwrap()["metadata"]["uid"]
         .clone();
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &apply(
+    apply(&c, &hook(
             "MutatingWebhookConfiguration",
             "uid",
             "/uid",
             json!({"rules": [{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]}),
-        ),
-    )
+        ))
     .await
     .expect_ok();
     c.kubectl(&["-n", "hooked", "label", "configmap", "keep", "x=y"])
@@ -509,18 +491,36 @@ async fn failing_webhooks_follow_their_failure_policy_and_configurations_stay_re
         .await
         .unwrap();
     assert_eq!(kept["metadata"]["uid"], uid);
+    // Nor may it rename the object.
+    apply(
+        &c,
+        &hook(
+            "MutatingWebhookConfiguration",
+            "uid",
+            "/rename",
+            json!({"rules": [{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]}),
+        ),
+    )
+    .await
+    .expect_ok();
+    c.kubectl(&["-n", "hooked", "label", "configmap", "keep", "x=y"])
+        .await
+        .expect_err_contains("metadata.name: Invalid value: \"elsewhere\": field is immutable");
+    c.kubectl(&["-n", "hooked", "get", "configmap", "elsewhere"])
+        .await
+        .expect_err_contains("NotFound");
+    c.kubectl(&["delete", "mutatingwebhookconfiguration", "uid"])
+        .await
+        .expect_ok();
 
     // A webhook on everything that always fails cannot lock the tenant
     // out: the configurations themselves are never sent to webhooks.
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &apply(
+    apply(&c, &hook(
             "ValidatingWebhookConfiguration",
             "everything",
             "/garbage",
             json!({"rules": [{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"]}], "namespaceSelector": {}}),
-        ),
-    )
+        ))
     .await
     .expect_ok();
     c.kubectl(&["create", "namespace", "blocked"])
@@ -534,9 +534,9 @@ async fn failing_webhooks_follow_their_failure_policy_and_configurations_stay_re
         .expect_ok();
 
     // A configuration kube would refuse is refused with its messages.
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &apply(
+    apply(
+        &c,
+        &hook(
             "ValidatingWebhookConfiguration",
             "invalid",
             "/validate",
@@ -545,5 +545,40 @@ async fn failing_webhooks_follow_their_failure_policy_and_configurations_stay_re
     )
     .await
     .expect_err_contains("the timeout value must be between 1 and 30 seconds");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_mutating_webhook_cannot_take_a_pod_past_pod_security() {
+    use vkube_syncer::security::{Enforce, PodSecurityLevel};
+    let server = start_webhook_server().await;
+    let c = TestCluster::start_configured(|config| {
+        config.api.pod_security = Some(Arc::new(Enforce(PodSecurityLevel::Baseline)));
+    })
+    .await;
+    c.kubectl(&["create", "namespace", "hooked"])
+        .await
+        .expect_ok();
+    c.kubectl(&["label", "namespace", "hooked", "webhooks=on"])
+        .await
+        .expect_ok();
+    let mut hook: Value = serde_json::from_str(&configuration(
+        "MutatingWebhookConfiguration",
+        "privileged",
+        url_config(&server, "/privileged"),
+        json!({}),
+    ))
+    .unwrap();
+    hook["webhooks"][0]["rules"][0]["resources"] = json!(["pods"]);
+    apply(&c, &hook.to_string()).await.expect_ok();
+    // Pod Security is checked on the object the webhooks made.
+    c.kubectl(&["-n", "hooked", "run", "web", "--image=nginx"])
+        .await
+        .expect_err_contains(
+            "violates PodSecurity \"baseline:latest\": host namespaces (hostPID=true)",
+        );
+    c.kubectl(&["-n", "hooked", "get", "pod", "web"])
+        .await
+        .expect_err_contains("NotFound");
     c.shutdown().await;
 }
