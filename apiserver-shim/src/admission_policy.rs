@@ -31,7 +31,7 @@
 
 use crate::error::{ApiError, ApiResult, GroupResource};
 use crate::registry::ResourceDef;
-use crate::rest::{Api, decode_stored};
+use crate::rest::Api;
 use crate::store::{Followed, ListOptions, Storage};
 use crate::webhook::config::{MatchPolicy, Rule};
 use crate::webhook::matching::{
@@ -43,6 +43,12 @@ use std::sync::Arc;
 use vkube_core::field::FieldError;
 use vkube_core::labels::LabelSelector;
 
+/// Most param objects one binding is evaluated with.
+const MAX_PARAMS: usize = 100;
+/// Most validations, variables or match conditions a policy may have.
+const MAX_EXPRESSIONS: usize = 64;
+/// Longest expression, in bytes.
+const MAX_EXPRESSION_BYTES: usize = 5 * 1024;
 /// Longest message a `messageExpression` may make, in bytes.
 const MAX_MESSAGE_BYTES: usize = 5 * 1024;
 
@@ -358,18 +364,14 @@ pub fn matches(
     Ok(Some(Invocation { resource }))
 }
 
-/// What one binding decided about a request.
+/// A failed validation, or an expression that erred under
+/// `failurePolicy: Fail`.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Every validation held (or the binding did not apply).
-    Admit,
-    /// A validation failed or erred: the message and the reason.
-    Violation {
-        /// The violation's message (without kube's prefix).
-        message: String,
-        /// The `StatusReason` (`Invalid` when the validation gives none).
-        reason: String,
-    },
+pub struct Violation {
+    /// The message (without kube's prefix).
+    pub message: String,
+    /// The `StatusReason` (`Invalid` when empty).
+    pub reason: String,
 }
 
 fn bind(context: &mut cel::Context, name: &str, value: &Value) -> Result<(), String> {
@@ -377,22 +379,29 @@ fn bind(context: &mut cel::Context, name: &str, value: &Value) -> Result<(), Str
     Ok(())
 }
 
-/// Evaluates `policy`'s match conditions, variables and validations for
-/// one `params` object (`Null` without params); the first violation, or
-/// [`Decision::Admit`]; `None` when a match condition is false (the
-/// policy does not apply). Pure.
+/// Evaluates `policy` for one `params` object (`Null` without params):
+/// its variables, its match conditions (which may use them), then every
+/// validation; all the violations, in order. `None` when a match
+/// condition is false (the policy does not apply). Expressions that err
+/// are violations under `failurePolicy: Fail` and are skipped under
+/// `Ignore`. Pure.
 pub fn evaluate(
     policy: &Policy,
     attrs: &Attributes,
     invocation: &Invocation,
     params: &Value,
     namespace_object: &Value,
-) -> Option<Decision> {
-    let failed = |message: String| {
-        (!policy.ignore_failures).then(|| Decision::Violation {
-            message,
-            reason: String::new(),
-        })
+) -> Option<Vec<Violation>> {
+    let mut violations = Vec::new();
+    // An expression that errs: a violation under `Fail`, nothing under
+    // `Ignore`.
+    let failed = |violations: &mut Vec<Violation>, message: String| {
+        if !policy.ignore_failures {
+            violations.push(Violation {
+                message,
+                reason: String::new(),
+            });
+        }
     };
     let request = matching::request_variable(attrs, invocation);
     let mut context = cel::Context::default();
@@ -409,17 +418,13 @@ pub fn evaluate(
         )
     })
     .and_then(|()| bind(&mut context, "request", &request))
-    .and_then(|()| bind(&mut context, "params", params));
+    .and_then(|()| bind(&mut context, "params", params))
+    // kube leaves `namespaceObject` null in match conditions; it is
+    // bound for the validations below.
+    .and_then(|()| bind(&mut context, "namespaceObject", &Value::Null));
     if let Err(e) = bound {
-        return Some(failed(e).unwrap_or(Decision::Admit));
-    }
-    match matching::evaluate_conditions_in(&policy.match_conditions, &context) {
-        ConditionOutcome::Match => {}
-        ConditionOutcome::NoMatch => return None,
-        ConditionOutcome::Error(e) => return Some(failed(e).unwrap_or(Decision::Admit)),
-    }
-    if let Err(e) = bind(&mut context, "namespaceObject", namespace_object) {
-        return Some(failed(e).unwrap_or(Decision::Admit));
+        failed(&mut violations, e);
+        return Some(violations);
     }
     // Variables in order, each seeing the earlier ones.
     let mut variables: std::collections::HashMap<String, cel::Value> = Default::default();
@@ -430,44 +435,51 @@ pub fn evaluate(
                 variables.insert(name.clone(), v);
             }
             Err(e) => {
-                return Some(
-                    failed(format!(
-                        "composited variable {name:?} fails to evaluate: {e}"
-                    ))
-                    .unwrap_or(Decision::Admit),
+                failed(
+                    &mut violations,
+                    format!("composited variable {name:?} fails to evaluate: {e}"),
                 );
+                return Some(violations);
             }
         }
     }
     context.add_variable_from_value("variables", variables);
+    match matching::evaluate_conditions_in(&policy.match_conditions, &context) {
+        ConditionOutcome::Match => {}
+        ConditionOutcome::NoMatch => return None,
+        ConditionOutcome::Error(e) => {
+            failed(&mut violations, e);
+            return Some(violations);
+        }
+    }
+    if let Err(e) = bind(&mut context, "namespaceObject", namespace_object) {
+        failed(&mut violations, e);
+        return Some(violations);
+    }
     for v in &policy.validations {
         match v.expression.eval(&context) {
             Ok(cel::Value::Bool(true)) => {}
-            Ok(cel::Value::Bool(false)) => {
-                return Some(Decision::Violation {
-                    message: violation_message(v, &context),
-                    reason: v.reason.clone(),
-                });
-            }
-            Ok(_) => {
-                if let Some(d) = failed(format!(
+            Ok(cel::Value::Bool(false)) => violations.push(Violation {
+                message: violation_message(v, &context),
+                reason: v.reason.clone(),
+            }),
+            Ok(_) => failed(
+                &mut violations,
+                format!(
                     "expression '{}' resulted in error: must evaluate to bool",
                     v.expression.source
-                )) {
-                    return Some(d);
-                }
-            }
-            Err(e) => {
-                if let Some(d) = failed(format!(
+                ),
+            ),
+            Err(e) => failed(
+                &mut violations,
+                format!(
                     "expression '{}' resulted in error: {e}",
                     v.expression.source
-                )) {
-                    return Some(d);
-                }
-            }
+                ),
+            ),
         }
     }
-    Some(Decision::Admit)
+    Some(violations)
 }
 
 /// A failed validation's message: its `messageExpression` when that gives
@@ -588,27 +600,41 @@ impl Api {
         let attrs = self
             .attributes(request, object.cloned(), old.cloned())
             .await?;
-        let namespace_object = match matching::namespace_labels(&attrs) {
-            NamespaceLabels::Stored(ns) if attrs.namespaced => self.stored_namespace(ns).await?,
+        let stored_namespace = match matching::namespace_labels(&attrs) {
+            NamespaceLabels::Stored(ns) => self.stored_namespace(ns).await?,
             _ => None,
         };
-        let labels = namespace_object
+        let labels = stored_namespace
             .as_ref()
             .and_then(|n| n.pointer("/metadata/labels"));
+        // `namespaceObject` is null for cluster-scoped kinds, Namespaces too.
+        let namespace_object = stored_namespace.as_ref().filter(|_| attrs.namespaced);
         let gr = GroupResource::new(&attrs.resource.group, &attrs.resource.resource);
+        let mut denial = None;
         for (binding, policy) in pairs.iter() {
             let Some(constraints) = &policy.match_constraints else {
                 continue;
             };
-            let configured = |e: String| ApiError::internal(e);
-            let Some(invocation) = matches(constraints, &attrs, labels).map_err(configured)? else {
-                continue;
+            // A selector that cannot be read is a configuration error:
+            // the failure policy decides.
+            let matched = matches(constraints, &attrs, labels)
+                .map_err(|e| format!("failed to configure policy: {e}"))
+                .and_then(|m| match (m, &binding.match_resources) {
+                    (Some(inv), Some(r)) => Ok(matches(r, &attrs, labels)
+                        .map_err(|e| format!("failed to configure binding: {e}"))?
+                        .map(|_| inv)),
+                    (m, None) => Ok(m),
+                    (None, _) => Ok(None),
+                });
+            let invocation = match matched {
+                Ok(Some(inv)) => inv,
+                Ok(None) => continue,
+                Err(_) if policy.ignore_failures => continue,
+                Err(why) => {
+                    denial.get_or_insert_with(|| deny(&gr, &attrs, policy, binding, &why, ""));
+                    continue;
+                }
             };
-            if let Some(m) = &binding.match_resources
-                && matches(m, &attrs, labels).map_err(configured)?.is_none()
-            {
-                continue;
-            }
             let params = match self.params(policy, binding, &attrs).await {
                 Ok(p) => p,
                 Err(why) if policy.ignore_failures => {
@@ -616,32 +642,34 @@ impl Api {
                     continue;
                 }
                 Err(why) => {
-                    return Err(deny(&gr, &attrs, policy, binding, &why, ""));
+                    denial.get_or_insert_with(|| deny(&gr, &attrs, policy, binding, &why, ""));
+                    continue;
                 }
             };
-            for param in &params {
-                let decision = evaluate(
+            for param in params.iter().take(MAX_PARAMS) {
+                let violations = evaluate(
                     policy,
                     &attrs,
                     &invocation,
                     param,
-                    namespace_object.as_ref().unwrap_or(&Value::Null),
+                    namespace_object.unwrap_or(&Value::Null),
                 );
-                let Some(Decision::Violation { message, reason }) = decision else {
-                    continue;
-                };
-                if binding.warn {
-                    crate::warning::add(format!(
-                        "Validation failed for ValidatingAdmissionPolicy '{}' with binding '{}': {message}",
-                        policy.name, binding.name
-                    ));
-                }
-                if binding.deny {
-                    return Err(deny(&gr, &attrs, policy, binding, &message, &reason));
+                for Violation { message, reason } in violations.unwrap_or_default() {
+                    if binding.warn {
+                        crate::warning::add(format!(
+                            "Validation failed for ValidatingAdmissionPolicy '{}' with binding '{}': {message}",
+                            policy.name, binding.name
+                        ));
+                    }
+                    if binding.deny && denial.is_none() {
+                        denial = Some(deny(&gr, &attrs, policy, binding, &message, &reason));
+                    }
                 }
             }
         }
-        Ok(())
+        // Every binding is evaluated (its warnings given); the first
+        // denial answers.
+        denial.map_or(Ok(()), Err)
     }
 
     /// The params of `binding` for `attrs`: `[null]` without `paramKind`
@@ -687,7 +715,7 @@ impl Api {
         let found: Vec<Value> = if !param_ref.name.is_empty() {
             let key = def.key(namespace, &param_ref.name);
             match self.store.get(&key).await.map_err(|e| e.to_string())? {
-                Some(kv) => vec![decode_stored(&kv).map_err(|e| e.message)?],
+                Some(kv) => vec![crate::rest::decode_as(&def, &kv).map_err(|e| e.message)?],
                 None => Vec::new(),
             }
         } else {
@@ -714,7 +742,7 @@ impl Api {
                 .map_err(|e| e.to_string())?;
             page.items
                 .iter()
-                .filter_map(|kv| decode_stored(kv).ok())
+                .filter_map(|kv| crate::rest::decode_as(&def, kv).ok())
                 .filter(|o| selector.matches_json(o.pointer("/metadata/labels")))
                 .collect()
         };
@@ -835,6 +863,41 @@ pub fn validate_policy(obj: &Value) -> Vec<FieldError> {
             p,
             &["Fail", "Ignore"],
         ));
+    }
+    // Bounds on what one request evaluates (kube bounds it by CEL cost;
+    // see the module docs).
+    for key in ["validations", "variables", "matchConditions"] {
+        if count(key) > MAX_EXPRESSIONS {
+            errs.push(FieldError {
+                reason: "FieldValueTooMany",
+                field: format!("spec.{key}"),
+                message: format!(
+                    "Too many: {}: must have at most {MAX_EXPRESSIONS} items",
+                    count(key)
+                ),
+            });
+        }
+        for (i, item) in spec
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for field in ["expression", "messageExpression"] {
+                if let Some(e) = item.get(field).and_then(Value::as_str)
+                    && e.len() > MAX_EXPRESSION_BYTES
+                {
+                    errs.push(FieldError {
+                        reason: "FieldValueTooLong",
+                        field: format!("spec.{key}[{i}].{field}"),
+                        message: format!(
+                            "Too long: may not be more than {MAX_EXPRESSION_BYTES} bytes"
+                        ),
+                    });
+                }
+            }
+        }
     }
     if let Some(vs) = spec.get("validations").and_then(Value::as_array) {
         for (i, v) in vs.iter().enumerate() {
@@ -998,7 +1061,7 @@ mod tests {
         policy_of(&json!({"metadata": {"name": "replicas"}, "spec": spec}))
     }
 
-    fn decide(p: &Policy, a: &Attributes, params: Value) -> Option<Decision> {
+    fn decide(p: &Policy, a: &Attributes, params: Value) -> Option<Vec<Violation>> {
         let inv = Invocation {
             resource: a.resource.clone(),
         };
@@ -1011,11 +1074,11 @@ mod tests {
         )
     }
 
-    fn violation(message: &str, reason: &str) -> Option<Decision> {
-        Some(Decision::Violation {
+    fn violation(message: &str, reason: &str) -> Option<Vec<Violation>> {
+        Some(vec![Violation {
             message: message.into(),
             reason: reason.into(),
-        })
+        }])
     }
 
     #[test]
@@ -1029,7 +1092,7 @@ mod tests {
                 {"expression": "namespaceObject.metadata.labels.tier == 'gold' && params == null"},
             ],
         }));
-        assert_eq!(decide(&p, &attrs(2), Value::Null), Some(Decision::Admit));
+        assert_eq!(decide(&p, &attrs(2), Value::Null), Some(vec![]));
         assert_eq!(
             decide(&p, &attrs(7), Value::Null),
             violation("replicas must be at most 5, got 7", "Forbidden")
@@ -1059,10 +1122,10 @@ mod tests {
             "validations": [{"expression": "object.spec.replicas <= int(params.data.max)"}],
         }));
         let params = json!({"data": {"max": "3"}});
-        assert_eq!(decide(&p, &attrs(3), params.clone()), Some(Decision::Admit));
+        assert_eq!(decide(&p, &attrs(3), params.clone()), Some(vec![]));
         assert!(matches!(
             decide(&p, &attrs(4), params.clone()),
-            Some(Decision::Violation { .. })
+            Some(v) if v.len() == 1
         ));
         let mut staging = attrs(9);
         staging.object.as_mut().unwrap()["metadata"]["labels"]["env"] = json!("staging");
@@ -1073,8 +1136,8 @@ mod tests {
     fn errors_follow_the_failure_policy() {
         let spec = json!({"validations": [{"expression": "object.spec.nope > 1"}, {"expression": "'text'"}]});
         let fail = policy(spec.clone());
-        let Some(Decision::Violation { message, reason }) = decide(&fail, &attrs(1), Value::Null)
-        else {
+        let decided = decide(&fail, &attrs(1), Value::Null);
+        let Some([Violation { message, reason }, _]) = decided.as_deref() else {
             panic!("an error under Fail denies");
         };
         assert!(
@@ -1086,7 +1149,7 @@ mod tests {
         ignore_spec["failurePolicy"] = json!("Ignore");
         assert_eq!(
             decide(&policy(ignore_spec), &attrs(1), Value::Null),
-            Some(Decision::Admit)
+            Some(vec![])
         );
         let not_bool = policy(json!({"validations": [{"expression": "'text'"}]}));
         assert_eq!(

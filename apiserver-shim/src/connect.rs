@@ -162,6 +162,40 @@ fn pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The options object admission sees for a connection
+/// (`PodExecOptions`, `PodAttachOptions`, `PodPortForwardOptions`, as
+/// requested: the container is not defaulted yet); `None` for a log.
+pub fn connect_options(operation: &PodOperation) -> Option<Value> {
+    let stream = |kind: &str, o: &StreamOptions| {
+        let mut v = serde_json::json!({
+            "kind": kind,
+            "apiVersion": "v1",
+            "stdin": o.stdin,
+            "stdout": o.stdout,
+            "stderr": o.stderr,
+            "tty": o.tty,
+        });
+        if !o.container.is_empty() {
+            v["container"] = serde_json::json!(o.container);
+        }
+        v
+    };
+    match operation {
+        PodOperation::Exec(o) => {
+            let mut v = stream("PodExecOptions", o);
+            v["command"] = serde_json::json!(o.command);
+            Some(v)
+        }
+        PodOperation::Attach(o) => Some(stream("PodAttachOptions", o)),
+        PodOperation::PortForward(ports) => Some(serde_json::json!({
+            "kind": "PodPortForwardOptions",
+            "apiVersion": "v1",
+            "ports": ports,
+        })),
+        PodOperation::Log(_) | PodOperation::Proxy(_) => None,
+    }
+}
+
 /// The names of a pod's containers in `VisitContainers` order: init
 /// containers, containers, ephemeral containers.
 fn container_names(pod: &Value) -> Vec<&str> {
@@ -262,6 +296,13 @@ pub async fn serve(
         "portforward" => PodOperation::PortForward(crate::portforward::parse_ports(query)?),
         _ => return Err(ApiError::no_route()),
     };
+    // Admission of the connection, with its options as the object, before
+    // the pod is read (kube's connect handler); a log is a read, not a
+    // connection.
+    if let Some(options) = connect_options(&operation) {
+        api.admit_connect(namespace, name, subresource, options)
+            .await?;
+    }
     let pods = crate::registry::lookup("", "v1", "pods").expect("pods registered");
     let pod = match api.store.get(&pods.key(Some(namespace), name)).await {
         Ok(Some(kv)) => decode_stored(&kv)?,

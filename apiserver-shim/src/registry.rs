@@ -167,8 +167,9 @@ const CRD: Strategy = Strategy {
 };
 
 /// A built-in admission plugin that acts on one kind (ResourceQuota, which
-/// acts on every namespaced kind, is not listed). Run in this order, before
-/// the kind's validation ([`crate::rest`]'s admission module).
+/// acts on every namespaced kind, is not listed). Run in this order, each
+/// in its phase ([`Admission::runs_in`]; [`crate::rest`]'s admission
+/// module).
 #[derive(Clone, Copy, Debug)]
 pub enum Admission {
     /// LimitRanger: container defaults from the namespace's LimitRanges
@@ -224,18 +225,17 @@ impl Admission {
 
     /// Whether the plugin runs in the validating phase (after the mutating
     /// webhooks and the kind's validation), else in the mutating phase
-    /// (before the mutating webhooks). LimitRanger runs in both, as kube's
-    /// plugin both defaults and checks: a webhook's containers are held to
-    /// the namespace's limits too.
+    /// (before the mutating webhooks). LimitRanger only defaults here (its
+    /// min/max checks are not done), so it is a mutating plugin.
     pub fn runs_in(self, validating: bool) -> bool {
         match self {
-            Admission::LimitRanger => true,
             Admission::PodSecurity
             | Admission::SingleGlobalDefault
             | Admission::DraAdminAccess(_)
             | Admission::Certificates
             | Admission::RbacEscalation => validating,
-            Admission::PodPriority
+            Admission::LimitRanger
+            | Admission::PodPriority
             | Admission::DefaultClass(_)
             | Admission::StorageObjectInUseProtection => !validating,
         }

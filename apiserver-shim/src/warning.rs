@@ -15,15 +15,31 @@ tokio::task_local! {
     static SINK: RefCell<Vec<String>>;
 }
 
+/// Most warnings one response carries.
+const MAX_WARNINGS: usize = 100;
+/// Characters of warnings past which each new one is cut to
+/// [`TRUNCATED_WARNING_CHARS`] (kube-apiserver's recorder: 4096 and 256).
+const WARNING_CHARS_BUDGET: usize = 4096;
+const TRUNCATED_WARNING_CHARS: usize = 256;
+
 /// Records a warning for the current request. Identical messages are kept
 /// once (a write retried on conflict may add the same warning again);
-/// outside [`collect`] (e.g. in a background task) it does nothing.
-pub fn add(message: String) {
+/// past 4096 characters in all, new ones are cut to 256, and past 100 they
+/// are dropped (webhooks and admission policies are tenant input); outside
+/// [`collect`] (e.g. in a background task) it does nothing.
+pub fn add(mut message: String) {
     let _ = SINK.try_with(|s| {
         let mut s = s.borrow_mut();
-        if !s.contains(&message) {
-            s.push(message);
+        if s.len() >= MAX_WARNINGS || s.contains(&message) {
+            return;
         }
+        let used: usize = s.iter().map(|w| w.chars().count()).sum();
+        if used + message.chars().count() > WARNING_CHARS_BUDGET
+            && let Some((i, _)) = message.char_indices().nth(TRUNCATED_WARNING_CHARS)
+        {
+            message.truncate(i);
+        }
+        s.push(message);
     });
 }
 

@@ -1,8 +1,11 @@
-//! Built-in admission on create, in kube-apiserver's plugin order: the
-//! mutating LimitRanger (container defaults from the namespace's
-//! LimitRanges), Priority (a pod's priority from its PriorityClass),
-//! DefaultStorageClass and DefaultIngressClass before the kind's validation, and the validating ResourceQuota plugin
-//! after it.
+//! Built-in admission, in kube-apiserver's plugin order: the mutating
+//! plugins (LimitRanger's container defaults from the namespace's
+//! LimitRanges, Priority's pod priority from its PriorityClass,
+//! DefaultStorageClass, DefaultIngressClass, StorageObjectInUseProtection)
+//! before the mutating webhooks; the validating ones (PodSecurity, RBAC
+//! escalation, the certificate and DRA checks) after the kind's
+//! validation, before the admission policies and validating webhooks; and
+//! ResourceQuota last ([`crate::webhook`]).
 //!
 //! ResourceQuota follows k8s.io/apiserver/pkg/admission/plugin/resourcequota
 //! (`CheckRequest`): the created object's usage, masked to each quota's hard

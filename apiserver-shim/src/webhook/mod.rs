@@ -178,9 +178,18 @@ impl Api {
         let def: &ResourceDef = &request.target.def;
         let mut resource = gvr_of(def);
         let subresource = request.target.subresource.clone().unwrap_or_default();
-        if subresource == "scale" {
-            resource.kind = "Scale".into();
-            resource.kind_api_version = "autoscaling/v1".into();
+        match subresource.as_str() {
+            "scale" => {
+                resource.kind = "Scale".into();
+                resource.kind_api_version = "autoscaling/v1".into();
+            }
+            // A connection is admitted with its options as the object.
+            _ if request.operation == Operation::Connect => {
+                if let Some(kind) = object.as_ref().and_then(|o| o.get("kind")?.as_str()) {
+                    resource.kind = kind.to_string();
+                }
+            }
+            _ => {}
         }
         let equivalent_versions = match request.target.def.custom() {
             Some(custom) => self
@@ -756,5 +765,35 @@ impl Api {
         }
         self.admit_policies(request, object, old).await?;
         self.admit_validating_webhooks(request, object, old).await
+    }
+
+    /// Admission of a pod connection (`pods/exec`, `attach`,
+    /// `portforward`): the mutating webhooks (whose patches a connection
+    /// ignores), then the policies and validating webhooks, with the
+    /// connection's options as the object and operation `CONNECT`.
+    ///
+    /// # Errors
+    /// As [`Api::admit_mutating_webhooks`] and [`Api::validate_by_webhooks`].
+    pub async fn admit_connect(
+        &self,
+        namespace: &str,
+        name: &str,
+        subresource: &str,
+        options: Value,
+    ) -> ApiResult<()> {
+        let pods = crate::registry::lookup("", "v1", "pods").expect("pods registered");
+        let target = Target {
+            def: crate::registry::Def::Builtin(pods),
+            namespace: Some(namespace.to_string()),
+            name: Some(name.to_string()),
+            subresource: Some(subresource.to_string()),
+            watch_prefix: false,
+        };
+        let Some(request) = self.admission_request(&target, Operation::Connect, name, false) else {
+            return Ok(());
+        };
+        let mut patched = options.clone();
+        Box::pin(self.admit_mutating_webhooks(&request, Some(&mut patched), None)).await?;
+        Box::pin(self.validate_by_webhooks(&request, Some(&options), None)).await
     }
 }

@@ -90,6 +90,14 @@ async fn answer(path: &str, review: &Value) -> Vec<u8> {
             response["patch"] =
                 json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
         }
+        "/no-exec" if request["operation"] == "CONNECT" => {
+            let command: Vec<&str> = object["command"]
+                .as_array()
+                .map(|c| c.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            response["allowed"] = json!(false);
+            response["status"] = json!({"code": 403, "reason": "Forbidden", "message": format!("no exec into this pod ({}, {})", object["kind"].as_str().unwrap_or_default(), command.join(" "))});
+        }
         "/hang" => tokio::time::sleep(Duration::from_secs(20)).await,
         "/garbage" => return b"<html>not a review</html>".to_vec(),
         _ => {}
@@ -580,5 +588,36 @@ async fn a_mutating_webhook_cannot_take_a_pod_past_pod_security() {
     c.kubectl(&["-n", "hooked", "get", "pod", "web"])
         .await
         .expect_err_contains("NotFound");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_are_admitted_with_their_options() {
+    let server = start_webhook_server().await;
+    let c = cluster_with_namespaces().await;
+    let mut hook: Value = serde_json::from_str(&configuration(
+        "ValidatingWebhookConfiguration",
+        "no-exec",
+        url_config(&server, "/no-exec"),
+        json!({}),
+    ))
+    .unwrap();
+    hook["webhooks"][0]["rules"] = json!([{"operations": ["CONNECT"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/exec"]}]);
+    apply(&c, &hook.to_string()).await.expect_ok();
+    c.kubectl(&["-n", "hooked", "run", "web", "--image=nginx"])
+        .await
+        .expect_ok();
+    c.kubectl(&["-n", "hooked", "exec", "web", "--", "cat", "/etc/passwd"])
+        .await
+        .expect_err_contains("admission webhook \"no-exec.webhooks.example.com\" denied the request: no exec into this pod (PodExecOptions, cat /etc/passwd)");
+    let review = server
+        .reviews()
+        .into_iter()
+        .find(|r| r["request"]["operation"] == "CONNECT")
+        .expect("the exec was reviewed");
+    assert_eq!(review["request"]["subResource"], "exec");
+    assert_eq!(review["request"]["kind"]["kind"], "PodExecOptions");
+    assert_eq!(review["request"]["name"], "web");
+    assert_eq!(review["request"]["options"], Value::Null);
     c.shutdown().await;
 }
