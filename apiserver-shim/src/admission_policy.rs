@@ -575,6 +575,28 @@ impl PolicyCache {
 }
 
 impl Api {
+    /// The resource served for `kind` at `api_version` (`group/version`,
+    /// or `version` for core): a built-in one, else a custom resource's.
+    pub(crate) async fn resolve_kind(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Option<crate::registry::Def> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        if let Some(d) = crate::registry::RESOURCES
+            .iter()
+            .find(|d| d.group == group && d.version == version && d.kind == kind)
+        {
+            return Some(crate::registry::Def::Builtin(d));
+        }
+        let customs = self.custom_resources().await.ok()?;
+        customs
+            .iter()
+            .find(|c| c.def.group == group && c.def.version == version && c.def.kind == kind)
+            .cloned()
+            .map(crate::registry::Def::Custom)
+    }
+
     /// ValidatingAdmissionPolicy for a request ([`crate::webhook::Request`])
     /// with its objects.
     ///
@@ -684,20 +706,7 @@ impl Api {
         else {
             return Ok(vec![Value::Null]);
         };
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let customs = self.custom_resources().await.map_err(|e| e.message)?;
-        let def: crate::registry::Def = crate::registry::RESOURCES
-            .iter()
-            .find(|d| d.group == group && d.version == version && d.kind == kind)
-            .map(crate::registry::Def::Builtin)
-            .or_else(|| {
-                customs
-                    .iter()
-                    .find(|c| c.def.group == group && c.def.version == version && c.def.kind == kind)
-                    .cloned()
-                    .map(crate::registry::Def::Custom)
-            })
-            .ok_or_else(|| {
+        let def = self.resolve_kind(api_version, kind).await.ok_or_else(|| {
                 format!("failed to configure policy: failed to find resource referenced by paramKind: '{api_version}, Kind={kind}'")
             })?;
         let namespace = if !def.namespaced {

@@ -209,6 +209,12 @@ pub enum Admission {
     /// bindings ([`crate::filters::authorization::escalation`]; kube applies it in
     /// the RBAC kinds' storage) (create and update).
     RbacEscalation,
+    /// ValidatingAdmissionPolicy and binding param access (kube's
+    /// `authz.go` of both kinds): whoever points a policy at a `paramKind`
+    /// must be able to `get` all of its objects, and whoever points a
+    /// binding at params must be able to `get` (by name) or `list` them,
+    /// since messages and warnings can reveal them (create and update).
+    PolicyParamAccess,
 }
 
 impl Admission {
@@ -220,6 +226,7 @@ impl Admission {
                 | Admission::PodSecurity
                 | Admission::Certificates
                 | Admission::RbacEscalation
+                | Admission::PolicyParamAccess
         )
     }
 
@@ -233,7 +240,8 @@ impl Admission {
             | Admission::SingleGlobalDefault
             | Admission::DraAdminAccess(_)
             | Admission::Certificates
-            | Admission::RbacEscalation => validating,
+            | Admission::RbacEscalation
+            | Admission::PolicyParamAccess => validating,
             Admission::LimitRanger
             | Admission::PodPriority
             | Admission::DefaultClass(_)
@@ -1681,6 +1689,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         generation: true,
         categories: API_EXTENSIONS,
         strategy: ADMISSION_POLICY,
+        admission: &[Admission::PolicyParamAccess],
         ..def(
             ADMISSION,
             "v1",
@@ -1694,6 +1703,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         generation: true,
         categories: API_EXTENSIONS,
         strategy: ADMISSION_POLICY_BINDING,
+        admission: &[Admission::PolicyParamAccess],
         ..def(
             ADMISSION,
             "v1",

@@ -158,3 +158,49 @@ async fn a_cel_policy_with_params_denies_and_a_warn_binding_warns() {
     .expect_err_contains("must not contain both Deny and Warn");
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn pointing_a_binding_at_params_takes_permission_to_read_them() {
+    let c = TestCluster::start().await;
+    c.kubectl_stdin(&["apply", "-f", "-"], POLICY)
+        .await
+        .expect_ok();
+    // alice may write bindings, but not read ConfigMaps.
+    c.kubectl(&[
+        "create",
+        "clusterrole",
+        "binding-writer",
+        "--verb=create,update,get,patch",
+        "--resource=validatingadmissionpolicybindings.admissionregistration.k8s.io",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "alice-binding-writer",
+        "--clusterrole=binding-writer",
+        "--user=alice",
+    ])
+    .await
+    .expect_ok();
+    let binding = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: alices}\nspec:\n  policyName: replica-limit\n  validationActions: [Warn]\n  paramRef: {name: limits, namespace: default, parameterNotFoundAction: Allow}\n";
+    c.kubectl_stdin(&["create", "--as=alice", "-f", "-"], binding)
+        .await
+        .expect_err_contains("spec.paramRef: Forbidden: user &{alice  [system:authenticated] map[]} does not have \"get\" permission on the object referenced by paramRef");
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "alice-view",
+        "--clusterrole=view",
+        "--user=alice",
+        "-n",
+        "default",
+    ])
+    .await
+    .expect_ok();
+    c.kubectl_stdin(&["create", "--as=alice", "-f", "-"], binding)
+        .await
+        .expect_ok();
+    c.shutdown().await;
+}
