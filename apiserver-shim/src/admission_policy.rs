@@ -33,7 +33,7 @@ use crate::error::{ApiError, ApiResult, GroupResource};
 use crate::registry::ResourceDef;
 use crate::rest::Api;
 use crate::store::{Followed, ListOptions, Storage};
-use crate::webhook::config::{MatchPolicy, Rule};
+use crate::webhook::config::{self, MatchPolicy, Rule, selector, strings};
 use crate::webhook::matching::{
     self, Attributes, ConditionOutcome, Invocation, MatchCondition, NamespaceLabels,
 };
@@ -158,42 +158,12 @@ pub struct Binding {
     pub warn: bool,
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| Some(s.as_str()?.to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn selector(v: Option<&Value>) -> Result<LabelSelector, String> {
-    match v {
-        None | Some(Value::Null) => Ok(LabelSelector::everything()),
-        Some(s) => LabelSelector::from_label_selector_json(s).map_err(|e| e.to_string()),
-    }
-}
-
 fn named_rules(v: Option<&Value>) -> Vec<(Rule, Vec<String>)> {
     v.and_then(Value::as_array)
         .map(|rules| {
             rules
                 .iter()
-                .map(|r| {
-                    let rule = Rule {
-                        operations: strings(r.get("operations")),
-                        api_groups: strings(r.get("apiGroups")),
-                        api_versions: strings(r.get("apiVersions")),
-                        resources: strings(r.get("resources")),
-                        scope: r
-                            .get("scope")
-                            .and_then(Value::as_str)
-                            .unwrap_or("*")
-                            .to_string(),
-                    };
-                    (rule, strings(r.get("resourceNames")))
-                })
+                .map(|r| (config::rule(r), strings(r.get("resourceNames"))))
                 .collect()
         })
         .unwrap_or_default()

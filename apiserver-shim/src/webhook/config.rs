@@ -124,7 +124,8 @@ impl std::fmt::Debug for Webhook {
 /// Default `timeoutSeconds` (admissionregistration/v1 defaults).
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 10;
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+/// The strings of a JSON array (others skipped); empty when absent.
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -135,14 +136,16 @@ fn strings(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn selector(v: Option<&Value>) -> Result<Selector, String> {
+/// A `metav1.LabelSelector`; everything when absent or `null`.
+pub(crate) fn selector(v: Option<&Value>) -> Result<Selector, String> {
     match v {
         None | Some(Value::Null) => Ok(Selector::everything()),
         Some(s) => Selector::from_label_selector_json(s).map_err(|e| e.to_string()),
     }
 }
 
-fn rule(v: &Value) -> Rule {
+/// A `rules[]` entry (`RuleWithOperations`), scope `*` when unset.
+pub(crate) fn rule(v: &Value) -> Rule {
     Rule {
         operations: strings(v.get("operations")),
         api_groups: strings(v.get("apiGroups")),

@@ -129,6 +129,54 @@ impl WebhookCache {
     }
 }
 
+/// Which mutating webhooks run in which round, as kube's reinvocation
+/// context decides (k8s.io/apiserver pkg/admission/plugin/webhook/mutating
+/// `reinvocationcontext.go`): round 0 calls every matching webhook; when a
+/// call changes the object, the `reinvocationPolicy: IfNeeded` webhooks
+/// called before it are marked, and round 1 calls only those, once. Pure.
+#[derive(Debug)]
+pub struct Reinvocation {
+    reinvoke: Vec<bool>,
+    called: Vec<bool>,
+    again: Vec<bool>,
+}
+
+impl Reinvocation {
+    /// A plan for webhooks with these `reinvocationPolicy: IfNeeded` flags.
+    pub fn new(reinvoke: impl Iterator<Item = bool>) -> Self {
+        let reinvoke: Vec<bool> = reinvoke.collect();
+        let n = reinvoke.len();
+        Self {
+            reinvoke,
+            called: vec![false; n],
+            again: vec![false; n],
+        }
+    }
+
+    /// Whether webhook `i` is to be tried in `round` (0 or 1).
+    pub fn runs(&self, round: usize, i: usize) -> bool {
+        round == 0 || self.again.get(i).copied().unwrap_or(false)
+    }
+
+    /// Webhook `i` was called in `round`; `changed`: its patch changed the
+    /// object.
+    pub fn called(&mut self, round: usize, i: usize, changed: bool) {
+        if let Some(c) = self.called.get_mut(i) {
+            *c = true;
+        }
+        if round == 0 && changed {
+            for j in 0..i.min(self.again.len()) {
+                self.again[j] = self.called[j] && self.reinvoke[j];
+            }
+        }
+    }
+
+    /// Whether round 1 has anything to call.
+    pub fn another_round(&self) -> bool {
+        self.again.iter().any(|a| *a)
+    }
+}
+
 /// What the REST layer tells admission about a request besides the
 /// objects.
 pub struct Request<'a> {
@@ -259,13 +307,10 @@ impl Api {
             .attributes(request, object.as_deref().cloned(), old.cloned())
             .await?;
         let mut namespace_labels = None;
-        // Round 0 calls every matching webhook; round 1 only the IfNeeded
-        // ones called before a later webhook changed the object.
-        let mut called = vec![false; hooks.len()];
-        let mut again = vec![false; hooks.len()];
+        let mut plan = Reinvocation::new(hooks.iter().map(|h| h.reinvoke));
         for round in 0..2 {
             for (i, hook) in hooks.iter().enumerate() {
-                if round == 1 && !again[i] {
+                if !plan.runs(round, i) {
                     continue;
                 }
                 let Some(invocation) = self
@@ -276,14 +321,9 @@ impl Api {
                 };
                 let before = attrs.object.clone();
                 self.call(hook, &mut attrs, &invocation, round, i).await?;
-                called[i] = true;
-                if round == 0 && attrs.object != before {
-                    for (j, h) in hooks.iter().enumerate().take(i) {
-                        again[j] = called[j] && h.reinvoke;
-                    }
-                }
+                plan.called(round, i, attrs.object != before);
             }
-            if !again.iter().any(|a| *a) {
+            if !plan.another_round() {
                 break;
             }
         }

@@ -554,3 +554,27 @@ fn configurations_are_validated_with_kubes_messages() {
     }
     assert!(errs.iter().any(|e| e.starts_with("webhooks[0].matchConditions[0].expression: Invalid value: \"object.(\": compilation failed: ")), "{errs:#?}");
 }
+
+#[test]
+fn reinvocation_calls_earlier_if_needed_webhooks_once_more() {
+    use super::Reinvocation;
+    // a (IfNeeded), b (Never), c (IfNeeded) changes the object, d.
+    let mut plan = Reinvocation::new([true, false, true, false].into_iter());
+    for i in 0..4 {
+        assert!(plan.runs(0, i));
+        plan.called(0, i, i == 2);
+    }
+    assert!(plan.another_round());
+    let round1: Vec<usize> = (0..4).filter(|i| plan.runs(1, *i)).collect();
+    // Only the earlier IfNeeded webhook; c's own change does not mark c.
+    assert_eq!(round1, [0]);
+    // A webhook that did not match (was not called) is not reinvoked.
+    let mut plan = Reinvocation::new([true, true].into_iter());
+    plan.called(0, 1, true);
+    assert!(!plan.another_round());
+    // No change, no second round.
+    let mut plan = Reinvocation::new([true, true].into_iter());
+    plan.called(0, 0, false);
+    plan.called(0, 1, false);
+    assert!(!plan.another_round());
+}
