@@ -31,6 +31,7 @@ pub mod error;
 pub mod fieldmanager;
 pub mod filters;
 pub mod flowcontrol;
+pub mod health;
 pub mod local_node;
 mod loopback;
 pub mod meta;

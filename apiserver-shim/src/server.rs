@@ -159,13 +159,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
-    match path.as_str() {
-        "/healthz" | "/livez" | "/readyz" => return text(StatusCode::OK, "ok"),
-        "/version" => {
-            let body = vkube_core::gojson::to_vec_as("version.Info", &discovery::version());
-            return crate::rest::json_bytes_response(StatusCode::OK, body);
-        }
-        _ => {}
+    if let Some(health) = crate::health::serve(&path, req.uri().query(), &*state.api.store).await {
+        return health;
+    }
+    if path == "/version" {
+        let body = vkube_core::gojson::to_vec_as("version.Info", &discovery::version());
+        return crate::rest::json_bytes_response(StatusCode::OK, body);
     }
     // Every response names its request, as kube-apiserver's `Audit-Id`: the
     // caller's own id when it sent one, else a new one.

@@ -2529,9 +2529,52 @@ async fn hostile_input_is_rejected_and_stores_nothing() {
         .await
         .expect("the admin token authenticates");
     assert!(names(&nss.items).contains("kube-system"));
-    // Health is public.
-    let (code, _) = send_raw(&anonymous, raw_request("GET", "/readyz", "", Vec::new())).await;
+    // Health is public, with kube's named checks.
+    let (code, body) = send_raw(&anonymous, raw_request("GET", "/readyz", "", Vec::new())).await;
+    assert_eq!((code, body.as_slice()), (200, &b"ok"[..]));
+    let (code, body) = send_raw(
+        &anonymous,
+        raw_request("GET", "/readyz?verbose", "", Vec::new()),
+    )
+    .await;
+    let text = String::from_utf8(body).unwrap();
     assert_eq!(code, 200);
+    for line in [
+        "[+]ping ok",
+        "[+]etcd ok",
+        "[+]poststarthook/rbac/bootstrap-roles ok",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+    assert!(text.ends_with("readyz check passed\n"), "{text}");
+    let (_, body) = send_raw(
+        &anonymous,
+        raw_request(
+            "GET",
+            "/livez?verbose&exclude=etcd&exclude=nope",
+            "",
+            Vec::new(),
+        ),
+    )
+    .await;
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("[+]etcd excluded: ok\n"), "{text}");
+    assert!(
+        text.contains("warn: some health checks cannot be excluded: no matches for \"nope\"\n"),
+        "{text}"
+    );
+    let (code, body) = send_raw(
+        &anonymous,
+        raw_request("GET", "/readyz/etcd", "", Vec::new()),
+    )
+    .await;
+    assert_eq!((code, body.as_slice()), (200, &b"ok"[..]));
+    let (code, _) = send_raw(
+        &anonymous,
+        raw_request("GET", "/livez/nope", "", Vec::new()),
+    )
+    .await;
+    assert_eq!(code, 404);
     h.shutdown().await;
 }
 

@@ -1,0 +1,191 @@
+//! `/healthz`, `/livez` and `/readyz` with named checks, as
+//! kube-apiserver's healthz package serves them (k8s.io/apiserver
+//! pkg/server/healthz): `ok` when every check passes; with `?verbose` one
+//! `[+]<name> ok` line per check and `<endpoint> check passed`; a failed
+//! check is `[-]<name> failed: reason withheld` (the endpoints are public)
+//! and the whole answer `500` ending `<endpoint> check failed`, always
+//! verbose; `?exclude=<name>` (repeatable) skips a check (`[+]<name>
+//! excluded: ok`, and a `warn:` line for names that match none);
+//! `/<endpoint>/<name>` runs one check (`ok`, or `500 internal server
+//! error: <why>`).
+//!
+//! The checks: `ping`; `log`; `etcd`, which reads this server's store
+//! (kube's name, kept for the tools that ask for it, though the store is
+//! the embedded one); and the start-up steps kube names
+//! `poststarthook/…`, which have run once the server listens.
+
+use crate::store::Storage;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+/// The start-up steps reported as `poststarthook/<name>`: bootstrap done
+/// before the server listens (the RBAC bootstrap policy, the default
+/// namespaces and the `kubernetes` Service, priority classes).
+const POST_START_HOOKS: &[&str] = &[
+    "poststarthook/rbac/bootstrap-roles",
+    "poststarthook/bootstrap-controller",
+    "poststarthook/scheduling/bootstrap-system-priority-classes",
+    "poststarthook/start-apiextensions-controllers",
+];
+
+/// The names of the checks of `endpoint` (`healthz`, `livez`, `readyz`),
+/// in kube's order. (kube's `readyz` also has `shutdown` and
+/// `informer-sync`; this server has neither state to report.)
+pub fn checks(_endpoint: &str) -> Vec<&'static str> {
+    let mut names = vec!["ping", "log", "etcd"];
+    names.extend_from_slice(POST_START_HOOKS);
+    names
+}
+
+/// Runs one check: `Err` with why it failed.
+async fn run(name: &str, store: &dyn Storage) -> Result<(), String> {
+    match name {
+        "etcd" => store
+            .get("/registry/namespaces/default")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+fn plain(code: StatusCode, body: String) -> Response {
+    let mut r = (code, body).into_response();
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// The query parameters `exclude` (every value) and whether `verbose` is
+/// present.
+fn options(query: Option<&str>) -> (Vec<String>, bool) {
+    let mut excluded = Vec::new();
+    let mut verbose = false;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "exclude" => excluded.push(v.into_owned()),
+            "verbose" => verbose = true,
+            _ => {}
+        }
+    }
+    (excluded, verbose)
+}
+
+/// The report of `endpoint` for checks that gave `results` (pure): the
+/// status code and body (module docs).
+pub fn report(
+    endpoint: &str,
+    results: &[(&str, Option<Result<(), String>>)],
+    unmatched_excludes: &[String],
+    verbose: bool,
+) -> (StatusCode, String) {
+    let mut out = String::new();
+    let mut failed = false;
+    for (name, result) in results {
+        match result {
+            None => out.push_str(&format!("[+]{name} excluded: ok\n")),
+            Some(Ok(())) => out.push_str(&format!("[+]{name} ok\n")),
+            Some(Err(_)) => {
+                failed = true;
+                out.push_str(&format!("[-]{name} failed: reason withheld\n"));
+            }
+        }
+    }
+    if !unmatched_excludes.is_empty() {
+        let quoted: Vec<String> = unmatched_excludes
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect();
+        out.push_str(&format!(
+            "warn: some health checks cannot be excluded: no matches for {}\n",
+            quoted.join(",")
+        ));
+    }
+    if failed {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{out}{endpoint} check failed\n"),
+        );
+    }
+    if !verbose {
+        return (StatusCode::OK, "ok".into());
+    }
+    (StatusCode::OK, format!("{out}{endpoint} check passed\n"))
+}
+
+/// Answers `/<endpoint>` or `/<endpoint>/<check>`; `None` for another path.
+pub async fn serve(path: &str, query: Option<&str>, store: &dyn Storage) -> Option<Response> {
+    let trimmed = path.trim_start_matches('/');
+    let (endpoint, check) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    if !matches!(endpoint, "healthz" | "livez" | "readyz") {
+        return None;
+    }
+    let names = checks(endpoint);
+    if !check.is_empty() {
+        let Some(name) = names.iter().find(|n| **n == check) else {
+            return Some(plain(StatusCode::NOT_FOUND, "404 page not found\n".into()));
+        };
+        return Some(match run(name, store).await {
+            Ok(()) => plain(StatusCode::OK, "ok".into()),
+            Err(why) => plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal server error: {why}\n"),
+            ),
+        });
+    }
+    let (mut excluded, verbose) = options(query);
+    let mut results = Vec::new();
+    for name in names {
+        if let Some(i) = excluded.iter().position(|e| e == name) {
+            excluded.remove(i);
+            results.push((name, None));
+        } else {
+            let result = run(name, store).await;
+            if let Err(why) = &result {
+                tracing::warn!(check = name, error = %why, "{endpoint} check failed");
+            }
+            results.push((name, Some(result)));
+        }
+    }
+    excluded.sort();
+    excluded.dedup();
+    let (code, body) = report(endpoint, &results, &excluded, verbose);
+    Some(plain(code, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_read_as_kubes() {
+        let ok = [("ping", Some(Ok(()))), ("etcd", None)];
+        assert_eq!(
+            report("readyz", &ok, &[], false),
+            (StatusCode::OK, "ok".into())
+        );
+        assert_eq!(
+            report("readyz", &ok, &["nope".into()], true),
+            (
+                StatusCode::OK,
+                "[+]ping ok\n[+]etcd excluded: ok\nwarn: some health checks cannot be excluded: no matches for \"nope\"\nreadyz check passed\n".into()
+            )
+        );
+        let failing = [("ping", Some(Ok(()))), ("etcd", Some(Err("disk".into())))];
+        assert_eq!(
+            report("livez", &failing, &[], false),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "[+]ping ok\n[-]etcd failed: reason withheld\nlivez check failed\n".into()
+            )
+        );
+        assert_eq!(checks("readyz")[..3], ["ping", "log", "etcd"]);
+    }
+}
