@@ -32,7 +32,7 @@
 use crate::error::{ApiError, ApiResult, GroupResource};
 use crate::registry::ResourceDef;
 use crate::rest::Api;
-use crate::store::{Followed, ListOptions, Storage};
+use crate::store::{Followed, Storage};
 use crate::webhook::config::{self, MatchPolicy, Rule, selector, strings};
 use crate::webhook::matching::{
     self, Attributes, ConditionOutcome, Invocation, MatchCondition, NamespaceLabels,
@@ -703,23 +703,9 @@ impl Api {
                 Some(Err(e)) => return Err(format!("failed to configure binding: {e}")),
                 None => LabelSelector::everything(),
             };
-            let prefix = match namespace {
-                Some(ns) => def.key(Some(ns), ""),
-                None => def.key(None, ""),
-            };
-            let page = self
-                .store
-                .list(
-                    &prefix,
-                    ListOptions {
-                        revision: None,
-                        start_after: None,
-                        limit: None,
-                    },
-                )
+            self.list_prefix(&def, &def.key(namespace, ""))
                 .await
-                .map_err(|e| e.to_string())?;
-            page.items
+                .map_err(|e| e.message)?
                 .iter()
                 .filter_map(|kv| crate::rest::decode_as(&def, kv).ok())
                 .filter(|o| selector.matches_json(o.pointer("/metadata/labels")))

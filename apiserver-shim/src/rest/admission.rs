@@ -62,7 +62,7 @@ fn storage_object_in_use_protection(target: &Target, obj: &mut Value) {
 
 impl Api {
     /// Every stored value under `prefix`.
-    pub(super) async fn list_prefix(
+    pub(crate) async fn list_prefix(
         &self,
         def: &ResourceDef,
         prefix: &str,
