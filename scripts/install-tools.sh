@@ -42,6 +42,16 @@ report() {
     log "bin dir: $BIN_DIR"
 }
 
+# --- Debian tools the tests use --------------------------------------------------
+# promtool (Debian's prometheus package) lints `/metrics` scrapes and runs
+# API server rules against them; curl makes requests without credentials.
+debian=()
+command -v promtool >/dev/null 2>&1 || debian+=(prometheus)
+command -v curl >/dev/null 2>&1 || debian+=(curl)
+if [ "${#debian[@]}" -gt 0 ]; then
+    apt_install "${debian[@]}"
+fi
+
 # --- fast path ----------------------------------------------------------------
 if [ -x "$BIN_DIR/kubectl" ] && [ -x "$BIN_DIR/helm" ] \
     && [ "$(cat "$STAMP" 2>/dev/null || true)" = "$PIN" ]; then

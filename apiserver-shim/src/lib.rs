@@ -35,6 +35,7 @@ pub mod health;
 pub mod local_node;
 mod loopback;
 pub mod meta;
+pub mod metrics;
 pub mod metrics_api;
 pub mod openapi;
 pub mod pki;

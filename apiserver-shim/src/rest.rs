@@ -123,6 +123,9 @@ pub struct Api {
     pub(crate) webhook_cache: crate::webhook::WebhookCache,
     /// The ValidatingAdmissionPolicies and their bindings.
     pub(crate) admission_policies: crate::admission_policy::PolicyCache,
+    /// The Prometheus metrics `/metrics` serves (not `metrics.k8s.io`,
+    /// which is [`ApiConfig::metrics`]).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Api {
@@ -137,6 +140,7 @@ impl Api {
             custom: Default::default(),
             webhook_cache: Default::default(),
             admission_policies: Default::default(),
+            metrics: Default::default(),
         }
     }
 

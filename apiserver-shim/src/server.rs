@@ -157,8 +157,111 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(dispatch).with_state(state)
 }
 
+/// Serves one request and records it in the API server's metrics
+/// ([`crate::metrics`]).
 async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let started = Instant::now();
     let path = req.uri().path().to_string();
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode_segment)
+        .collect();
+    let attributes = {
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        crate::filters::authorization::attributes::of(
+            req.method().as_str(),
+            &segs,
+            &decode_segment(&path),
+            req.uri().query(),
+        )
+    };
+    let apply = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch+yaml"));
+    let info = request_info(&state, apply, &segments, &attributes).await;
+    let dry_run = crate::metrics::dry_run_label(req.uri().query());
+    let long_running = crate::filters::limits::is_long_running(&attributes);
+    let in_flight = (!long_running).then(|| state.api.metrics.in_flight(&info));
+    // Boxed: the whole request's future is large, and a worker thread's
+    // stack holds every future it polls inline.
+    let mut response = Box::pin(authenticate_and_serve(
+        &state, req, path, segments, attributes,
+    ))
+    .await;
+    drop(in_flight);
+    let size = http_body::Body::size_hint(response.body()).exact();
+    let status = response.status();
+    if let Some(guard) = state.api.metrics.observe(
+        &info,
+        dry_run,
+        status.as_u16(),
+        started.elapsed(),
+        size,
+        long_running,
+    ) && status != StatusCode::SWITCHING_PROTOCOLS
+    {
+        // A stream (a watch, a followed log) stays counted as
+        // long-running while its body is being sent.
+        let body = std::mem::take(response.body_mut());
+        *response.body_mut() = crate::metrics::hold_with_body(body, guard);
+    }
+    response
+}
+
+/// What the metrics report of a request: the resource labels only when
+/// the path names a served resource, so paths a client makes up never
+/// become series.
+async fn request_info(
+    state: &AppState,
+    apply: bool,
+    segments: &[String],
+    attributes: &crate::filters::authorization::rbac::Request,
+) -> crate::metrics::RequestInfo {
+    let version = match segments {
+        [api, v, ..] if api == "api" => v.as_str(),
+        [apis, _, v, ..] if apis == "apis" => v.as_str(),
+        _ => "",
+    };
+    let custom = match attributes {
+        crate::filters::authorization::rbac::Request::Resource { .. } => {
+            state.api.custom_resources().await.ok()
+        }
+        crate::filters::authorization::rbac::Request::NonResource { .. } => None,
+    };
+    crate::metrics::RequestInfo::of(
+        attributes,
+        version,
+        apply,
+        |group, version, resource, sub| {
+            if let Some(def) = crate::registry::lookup(group, version, resource) {
+                return sub.is_empty() || def.subresources().contains(&sub);
+            }
+            if let Some(def) = custom
+                .as_ref()
+                .and_then(|c| c.lookup(group, version, resource))
+            {
+                return sub.is_empty() || def.subresources().contains(&sub);
+            }
+            sub.is_empty()
+                && (crate::registry::lookup_review(group, version, resource).is_some()
+                    || (group == vkube_core::metrics::GROUP
+                        && version == vkube_core::metrics::VERSION
+                        && matches!(resource, "pods" | "nodes")))
+        },
+    )
+}
+
+/// Authentication, audit and the stages after them, for a request whose
+/// path is split into `segments` with authorization `attributes`.
+async fn authenticate_and_serve(
+    state: &Arc<AppState>,
+    req: Request,
+    path: String,
+    segments: Vec<String>,
+    attributes: crate::filters::authorization::rbac::Request,
+) -> Response {
     if let Some(health) = crate::health::serve(&path, req.uri().query(), &*state.api.store).await {
         return health;
     }
@@ -181,20 +284,6 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
                 .expect("a uuid is a header value")
         });
-    let segments: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(decode_segment)
-        .collect();
-    let attributes = {
-        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-        crate::filters::authorization::attributes::of(
-            req.method().as_str(),
-            &segs,
-            &decode_segment(&path),
-            req.uri().query(),
-        )
-    };
     let long_running = crate::filters::limits::is_long_running(&attributes);
     // Owned values only across the await: a request body is not `Sync`.
     let from_cert = req.extensions().get::<Identity>().cloned();
@@ -214,7 +303,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         (Some(_), None) => "Authentication failed, attempted: x509",
         (None, None) => "Authentication failed, no credentials provided",
     };
-    let identity = crate::filters::authentication::authenticate(&state, from_cert, bearer).await;
+    let identity = crate::filters::authentication::authenticate(state, from_cert, bearer).await;
     // Failed authentications are recorded too, with no user, as kube's
     // failed-authentication audit does.
     let no_user = Identity::default();
@@ -241,11 +330,11 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             response
         }
         (Some(identity), None) => {
-            authorize_and_serve(&state, req, identity, segments, attributes, None).await
+            authorize_and_serve(state, req, identity, segments, attributes, None).await
         }
         (Some(identity), Some(mut r)) => {
             let response =
-                authorize_and_serve(&state, req, identity, segments, attributes, Some(&mut r))
+                authorize_and_serve(state, req, identity, segments, attributes, Some(&mut r))
                     .await;
             r.complete(response, long_running).await
         }
@@ -495,6 +584,18 @@ async fn serve(
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/jwk-set+json"),
+            );
+            return Ok(r);
+        }
+        ["metrics"] => {
+            if parts.method != Method::GET {
+                return Err(ApiError::no_route());
+            }
+            let body = state.api.metrics.scrape(&state.api).await;
+            let mut r = (StatusCode::OK, body).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(vkube_core::monitoring::CONTENT_TYPE),
             );
             return Ok(r);
         }

@@ -401,6 +401,9 @@ pub async fn serve(
         }
         Err(e) => return Err(crate::rest::storage_error(&def, "", e)),
         Ok(stream) => {
+            let events = api
+                .metrics
+                .watch_events(def.group, def.version, def.resource);
             let watcher = Watcher {
                 bookmarks: query.allow_watch_bookmarks,
                 interval: api.config.bookmark_interval,
@@ -416,11 +419,15 @@ pub async fn serve(
             };
             // The response body pulls lines straight from the store's
             // subscription: no task and no second queue between the two.
-            Body::from_stream(futures::stream::unfold(watcher, |mut w| async move {
-                w.next_line()
-                    .await
-                    .map(|l| (Ok::<_, std::convert::Infallible>(l), w))
-            }))
+            Body::from_stream(futures::stream::unfold(
+                (watcher, events),
+                |(mut w, events)| async move {
+                    w.next_line().await.map(|l| {
+                        events.inc();
+                        (Ok::<_, std::convert::Infallible>(l), (w, events))
+                    })
+                },
+            ))
         }
     };
     let mut resp = json_response(StatusCode::OK, &Value::Null);

@@ -32,8 +32,11 @@ pub async fn run_syncer(
     virtual_client: kube::Client,
     host_client: kube::Client,
     config: SyncerConfig,
+    metrics: Arc<vkube_syncer::Metrics>,
 ) -> Result<()> {
-    Syncer::new(virtual_client, host_client, config).run().await
+    Syncer::with_metrics(virtual_client, host_client, config, metrics)
+        .run()
+        .await
 }
 
 /// How the virtual cluster's API server and controllers are started.
@@ -171,8 +174,14 @@ impl VirtualCluster {
             }
             None => (None, None),
         };
+        // The syncer's series are served by the virtual API server's
+        // `/metrics`, beside the server's and the controllers'.
+        let metrics = Arc::new(vkube_syncer::Metrics::register(
+            server.api.metrics.registry(),
+            server.api.metrics.workqueue.clone(),
+        ));
         let syncer = tokio::spawn(async move {
-            if let Err(e) = run_syncer(virtual_client, host, sync).await {
+            if let Err(e) = run_syncer(virtual_client, host, sync, metrics).await {
                 tracing::error!(error = %format!("{e:#}"), "syncer stopped");
             }
         });
@@ -282,8 +291,10 @@ pub fn spawn_controllers(
     server: &Server,
     selected: &[&'static vkube_controllers::ControllerDef],
 ) -> vkube_controllers::Running {
-    let options =
+    let mut options =
         vkube_controllers::Options::for_cluster_ca(&server.pki.ca_cert, server.pki.ca_key_pem());
+    // Each controller's work queue series, on the server's `/metrics`.
+    options.workqueue = Some(server.api.metrics.workqueue.clone());
     vkube_controllers::spawn_as_service_accounts(
         |user, groups| server.client_for(user, groups),
         selected,

@@ -172,7 +172,8 @@ impl SyncerArgs {
 }
 
 /// The `/metrics` router: `GET /metrics` answers [`Metrics::render`] with
-/// content type `text/plain; version=0.0.4` (Prometheus text format).
+/// content type `text/plain; version=0.0.4; charset=utf-8` (Prometheus
+/// text format).
 pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
     Router::new().route(
         "/metrics",
@@ -180,7 +181,7 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
             let metrics = Arc::clone(&metrics);
             async move {
                 (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    [(header::CONTENT_TYPE, vkube_core::monitoring::CONTENT_TYPE)],
                     metrics.render(),
                 )
                     .into_response()
@@ -213,6 +214,10 @@ pub async fn run(args: SyncerArgs) -> Result<()> {
     }
     let syncer = Syncer::new(virtual_client, host_client, config);
     let metrics = syncer.metrics();
+    metrics
+        .registry()
+        .lock()
+        .register_collector(Box::new(apiserver_shim::metrics::ProcessCollector));
     let serve_metrics = async {
         let Some(addr) = args.metrics_listen else {
             return std::future::pending().await;

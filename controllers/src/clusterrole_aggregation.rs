@@ -102,7 +102,11 @@ pub async fn run(client: Client) {
                 .map(|r| ObjectRef::from_obj(r.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .run(reconcile, error_policy, Arc::new(client))
+        .run(
+            crate::measured(reconcile),
+            crate::counted(error_policy),
+            Arc::new(client),
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }

@@ -226,7 +226,11 @@ pub async fn run(client: Client) {
         Api::<CertificateSigningRequest>::all(client.clone()),
         watcher::Config::default(),
     )
-    .run(reconcile, error_policy, Arc::new((client, ca)))
+    .run(
+        crate::measured(reconcile),
+        crate::counted(error_policy),
+        Arc::new((client, ca)),
+    )
     .for_each(|_| futures::future::ready(()))
     .await;
 }

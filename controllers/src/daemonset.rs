@@ -409,7 +409,11 @@ pub async fn run(client: Client) {
                 .map(|d| ObjectRef::from_obj(d.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .run(reconcile, error_policy, ctx)
+        .run(
+            crate::measured(reconcile),
+            crate::counted(error_policy),
+            ctx,
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }

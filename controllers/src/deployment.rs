@@ -947,7 +947,11 @@ pub async fn run(client: Client) {
     });
     Controller::new(Api::<Deployment>::all(client), watcher::Config::default())
         .owns_stream(rs_stream)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            crate::measured(reconcile),
+            crate::counted(error_policy),
+            ctx,
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }

@@ -471,7 +471,11 @@ pub async fn run(client: Client) {
         .watches_stream(ep_stream, |e| {
             Some(ObjectRef::new(&e.name_any()).within(&e.namespace().unwrap_or_default()))
         })
-        .run(reconcile, error_policy, ctx.clone())
+        .run(
+            crate::measured(reconcile),
+            crate::counted(error_policy),
+            ctx.clone(),
+        )
         .for_each(|r| {
             let ctx = ctx.clone();
             async move {

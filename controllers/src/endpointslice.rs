@@ -442,7 +442,11 @@ pub async fn run(client: Client) {
                 .get(SERVICE_NAME_LABEL)
                 .map(|name| ObjectRef::new(name).within(&ns))
         })
-        .run(reconcile, error_policy, ctx.clone())
+        .run(
+            crate::measured(reconcile),
+            crate::counted(error_policy),
+            ctx.clone(),
+        )
         .for_each(|r| {
             let ctx = ctx.clone();
             async move {

@@ -77,7 +77,11 @@ pub fn owned_by(claim: &PersistentVolumeClaim, uid: &str) -> bool {
 pub async fn run(client: Client) {
     let ctx = Arc::new(client.clone());
     Controller::new(Api::<Pod>::all(client), watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
+        .run(
+            crate::measured(reconcile),
+            crate::counted(error_policy),
+            ctx,
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }

@@ -336,6 +336,10 @@ pub struct Options {
     /// default [`podgc::DEFAULT_TERMINATED_POD_GC_THRESHOLD`]); 0 keeps
     /// them all.
     pub terminated_pod_gc_threshold: usize,
+    /// Where each controller reports its `workqueue_*` series, under its
+    /// [`ControllerDef::name`] ([`measured`], [`counted`]); none: not
+    /// reported.
+    pub workqueue: Option<vkube_core::monitoring::WorkqueueMetrics>,
 }
 
 impl Default for Options {
@@ -344,6 +348,7 @@ impl Default for Options {
             root_ca_pem: None,
             cluster_signing: None,
             terminated_pod_gc_threshold: podgc::DEFAULT_TERMINATED_POD_GC_THRESHOLD,
+            workqueue: None,
         }
     }
 }
@@ -368,6 +373,57 @@ impl Options {
 
 tokio::task_local! {
     static OPTIONS: Arc<Options>;
+    static QUEUE: Option<vkube_core::monitoring::QueueMetrics>;
+}
+
+/// `reconcile` with the calling controller's work queue series updated
+/// around each call (to be passed to kube-runtime's `Controller::run`):
+/// one `workqueue_adds_total` per reconcile started and its
+/// `workqueue_work_duration_seconds`. kube-runtime's scheduler keeps its
+/// queue to itself, so `workqueue_depth` and
+/// `workqueue_queue_duration_seconds` are not reported for these
+/// controllers (the syncer's queues report them).
+pub fn measured<K, C, T, E, F, Fut>(
+    mut reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, std::result::Result<T, E>>
+where
+    F: FnMut(Arc<K>, Arc<C>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>> + Send + 'static,
+{
+    let queue = QUEUE.try_with(Clone::clone).ok().flatten();
+    move |obj, ctx| {
+        let run = reconcile(obj, ctx);
+        let queue = queue.clone();
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            if let Some(q) = &queue {
+                q.added();
+            }
+            let result = run.await;
+            if let Some(q) = &queue {
+                q.worked(started.elapsed());
+            }
+            result
+        })
+    }
+}
+
+/// `error_policy` with each call counted as a retry of the calling
+/// controller's queue (`workqueue_retries_total`): kube-runtime requeues
+/// the object with the returned action.
+pub fn counted<K, C, E, F>(
+    error_policy: F,
+) -> impl Fn(Arc<K>, &E, Arc<C>) -> kube::runtime::controller::Action
+where
+    F: Fn(Arc<K>, &E, Arc<C>) -> kube::runtime::controller::Action,
+{
+    let queue = QUEUE.try_with(Clone::clone).ok().flatten();
+    move |obj, err, ctx| {
+        if let Some(q) = &queue {
+            q.retried();
+        }
+        error_policy(obj, err, ctx)
+    }
 }
 
 /// The [`Options`] of the [`spawn_with`] that started the calling
@@ -440,7 +496,8 @@ fn start(
     let mut names = Vec::new();
     for (c, client) in controllers {
         tracing::info!(controller = c.name, user = %c.user(), "starting controller");
-        tasks.spawn(OPTIONS.scope(options.clone(), (c.start)(client)));
+        let queue = options.workqueue.as_ref().map(|w| w.controller(c.name));
+        tasks.spawn(QUEUE.scope(queue, OPTIONS.scope(options.clone(), (c.start)(client))));
         names.push(c.name);
     }
     Running { tasks, names }

@@ -439,7 +439,11 @@ pub async fn run(client: Client) {
         discovered: tokio::sync::Mutex::new(None),
     });
     Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
-        .run(reconcile, error_policy, ctx)
+        .run(
+            crate::measured(reconcile),
+            crate::counted(error_policy),
+            ctx,
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }

@@ -1374,7 +1374,11 @@ pub async fn run(client: Client) {
         autoscalers: controller.store(),
     });
     controller
-        .run(reconcile, error_policy, ctx)
+        .run(
+            crate::measured(reconcile),
+            crate::counted(error_policy),
+            ctx,
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }

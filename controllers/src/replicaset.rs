@@ -440,7 +440,11 @@ async fn run_for<K: Replicated>(client: Client) {
     });
     Controller::new(Api::<K>::all(client), watcher::Config::default())
         .owns_stream(pod_stream)
-        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .run(
+            crate::measured(reconcile::<K>),
+            crate::counted(error_policy::<K>),
+            ctx,
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }

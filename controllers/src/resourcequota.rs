@@ -169,7 +169,11 @@ pub async fn run(client: Client) {
                     .collect::<Vec<_>>()
             },
         )
-        .run(reconcile, error_policy, Arc::new(client))
+        .run(
+            crate::measured(reconcile),
+            crate::counted(error_policy),
+            Arc::new(client),
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }

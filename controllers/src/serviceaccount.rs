@@ -134,7 +134,11 @@ pub async fn run_service_accounts(client: Client) {
                 .map(|ns| ObjectRef::<Namespace>::new(&ns))
                 .into_iter()
         })
-        .run(reconcile_sa, error_policy, ctx)
+        .run(
+            crate::measured(reconcile_sa),
+            crate::counted(error_policy),
+            ctx,
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }
@@ -205,7 +209,11 @@ pub async fn run_root_ca_publisher(client: Client) {
                 .map(|ns| ObjectRef::<Namespace>::new(&ns))
                 .into_iter()
         })
-        .run(reconcile_ca, error_policy, ctx)
+        .run(
+            crate::measured(reconcile_ca),
+            crate::counted(error_policy),
+            ctx,
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }

@@ -132,7 +132,11 @@ pub async fn run_pvc_protection(client: Client) {
                 refs
             },
         )
-        .run(reconcile_claim, error_policy, Arc::new(client))
+        .run(
+            crate::measured(reconcile_claim),
+            crate::counted(error_policy),
+            Arc::new(client),
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }
@@ -170,7 +174,11 @@ pub async fn run_pv_protection(client: Client) {
                 .map(|v| ObjectRef::new(&v))
         },
     )
-    .run(reconcile_volume, error_policy, Arc::new(client))
+    .run(
+        crate::measured(reconcile_volume),
+        crate::counted(error_policy),
+        Arc::new(client),
+    )
     .for_each(|_| futures::future::ready(()))
     .await;
 }

@@ -26,6 +26,8 @@
 //!   through which a server reaches the pod (the host, or a node stand-in).
 //! - [`metrics`]: `metrics.k8s.io` (`kubectl top`) and
 //!   [`metrics::MetricsProvider`], where a server gets its figures.
+//! - [`monitoring`]: the Prometheus registry a `/metrics` endpoint encodes
+//!   and client-go's work queue metrics.
 //! - [`podsecurity`]: the PodSecurity admission seam.
 //! - [`quantity`]: `resource.Quantity` parsing, exact arithmetic, rendering.
 //! - [`quota`]: ResourceQuota usage evaluation and admission checks.
@@ -45,6 +47,7 @@ pub mod labels;
 pub mod limitrange;
 pub mod managed_fields;
 pub mod metrics;
+pub mod monitoring;
 pub mod podsecurity;
 pub mod protobuf;
 pub mod quantity;

@@ -311,12 +311,29 @@ impl Syncer {
     /// A syncer between `virtual_client` and `host_client` (clients are
     /// cheap to clone; nothing is contacted until [`Syncer::run`]).
     pub fn new(virtual_client: Client, host_client: Client, config: SyncerConfig) -> Syncer {
+        Self::with_metrics(
+            virtual_client,
+            host_client,
+            config,
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    /// As [`Syncer::new`], reporting in `metrics` (e.g. registered in the
+    /// registry of the virtual API server beside it, so one `/metrics`
+    /// serves both).
+    pub fn with_metrics(
+        virtual_client: Client,
+        host_client: Client,
+        config: SyncerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Syncer {
         let ctx = Context {
             tenant: config.tenant.clone(),
             virtual_client,
             host_client,
             config,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             references: crate::controller::References::default(),
             warned: Mutex::new(HashSet::new()),
         };
@@ -480,7 +497,9 @@ where
         async move {
             loop {
                 let (key, since) = queue.next().await;
+                let started = Instant::now();
                 let res = reconcile(key.clone(), since).await;
+                queue.worked(started.elapsed());
                 ctx.metrics.reconciled(kind, res.is_err());
                 match res {
                     Ok(requeue) => {

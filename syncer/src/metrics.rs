@@ -1,21 +1,28 @@
-//! The syncer's Prometheus metrics, rendered in the text exposition format
-//! 0.0.4 (<https://prometheus.io/docs/instrumenting/exposition_formats/>)
-//! for a `/metrics` endpoint.
+//! The syncer's Prometheus metrics, kept with `prometheus-client` in a
+//! registry that a `/metrics` endpoint encodes (Prometheus text 0.0.4):
+//! the syncer's own (`vkube_syncer_*`) and client-go's work queue series
+//! for each kind's queue (`workqueue_*{name="syncer_<kind>"}`).
 //!
 //! Series (label `kind` is the synced kind, e.g. `Pod`):
 //! * `vkube_syncer_reconciles_total{kind}`: reconciles run (counter);
 //! * `vkube_syncer_reconcile_errors_total{kind}`: reconciles that failed and
 //!   were retried with backoff (counter);
-//! * `vkube_syncer_queue_depth{kind}`: keys waiting in the kind's queue (gauge);
 //! * `vkube_syncer_sync_latency_seconds{kind,direction}`: histogram of the
 //!   time from a change being observed (watch event queued) to the write it
 //!   caused, `direction="virtual_to_host"` (host write) or
-//!   `"host_to_virtual"` (virtual write), in seconds.
+//!   `"host_to_virtual"` (virtual write), in seconds;
+//! * `workqueue_depth`, `workqueue_adds_total`,
+//!   `workqueue_queue_duration_seconds`, `workqueue_work_duration_seconds`,
+//!   `workqueue_retries_total` per queue ([`crate::queue::Queue`]).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use vkube_core::monitoring::{SharedRegistry, WorkqueueMetrics};
 
 use crate::queue::Queue;
 
@@ -42,146 +49,133 @@ impl Direction {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-struct Histogram {
-    /// Non-cumulative counts per bucket of [`LATENCY_BUCKETS`], plus +Inf.
-    counts: [u64; LATENCY_BUCKETS.len() + 1],
-    sum: f64,
-    count: u64,
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        let i = LATENCY_BUCKETS
-            .iter()
-            .position(|b| seconds <= *b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.counts[i] += 1;
-        self.sum += seconds;
-        self.count += 1;
-    }
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    kind: &'static str,
+    direction: &'static str,
 }
 
-#[derive(Default)]
-struct Inner {
-    reconciles: BTreeMap<&'static str, u64>,
-    errors: BTreeMap<&'static str, u64>,
-    latency: BTreeMap<(&'static str, Direction), Histogram>,
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
 }
-
-/// Depth probe of one kind's queue.
-type DepthFn = Box<dyn Fn() -> usize + Send + Sync>;
 
 /// The syncer's metrics; shared as `Arc<Metrics>`, updated by every
-/// controller, read by [`Metrics::render`].
-#[derive(Default)]
+/// controller, encoded by [`Metrics::render`].
 pub struct Metrics {
-    inner: Mutex<Inner>,
-    queues: Mutex<BTreeMap<&'static str, DepthFn>>,
+    registry: SharedRegistry,
+    workqueue: WorkqueueMetrics,
+    reconciles: Family<KindLabel, Counter>,
+    errors: Family<KindLabel, Counter>,
+    latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
-    /// Empty metrics.
+    /// Metrics in a registry of their own, with the work queue families
+    /// (a stand-alone `vkube syncer`).
     pub fn new() -> Self {
-        Self::default()
+        let registry = SharedRegistry::new();
+        let workqueue = WorkqueueMetrics::register(&mut registry.lock());
+        Self::register(&registry, workqueue)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// Metrics registered in `registry`, whose work queue families
+    /// `workqueue` already are (a syncer beside its virtual API server,
+    /// sharing that server's `/metrics`).
+    pub fn register(registry: &SharedRegistry, workqueue: WorkqueueMetrics) -> Self {
+        let m = Self {
+            registry: registry.clone(),
+            workqueue,
+            reconciles: Family::default(),
+            errors: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        };
+        let mut r = registry.lock();
+        r.register(
+            "vkube_syncer_reconciles",
+            "Reconciles run, per synced kind",
+            m.reconciles.clone(),
+        );
+        r.register(
+            "vkube_syncer_reconcile_errors",
+            "Reconciles that failed and were retried, per synced kind",
+            m.errors.clone(),
+        );
+        r.register(
+            "vkube_syncer_sync_latency_seconds",
+            "Time from an observed change to the write it caused, in seconds",
+            m.latency.clone(),
+        );
+        drop(r);
+        m
+    }
+
+    /// The registry the metrics are encoded from.
+    pub fn registry(&self) -> &SharedRegistry {
+        &self.registry
     }
 
     /// Counts one reconcile of `kind`, and one error if `failed`.
     pub fn reconciled(&self, kind: &'static str, failed: bool) {
-        let mut m = self.lock();
-        *m.reconciles.entry(kind).or_default() += 1;
+        let label = KindLabel { kind };
+        self.reconciles.get_or_create(&label).inc();
         if failed {
-            *m.errors.entry(kind).or_default() += 1;
+            self.errors.get_or_create(&label).inc();
         }
     }
 
     /// Records a sync latency of `kind` in `direction`.
     pub fn observe_latency(&self, kind: &'static str, direction: Direction, latency: Duration) {
-        self.lock()
-            .latency
-            .entry((kind, direction))
-            .or_default()
+        self.latency
+            .get_or_create(&LatencyLabels {
+                kind,
+                direction: direction.label(),
+            })
             .observe(latency.as_secs_f64());
     }
 
-    /// Reports `queue`'s depth as `kind`'s queue depth from now on.
+    /// Reports `queue` as the work queue `syncer_<kind in lower case>`
+    /// from now on (`workqueue_*`), and shows `kind` in the reconcile
+    /// counters at zero.
     pub fn register_queue<K>(&self, kind: &'static str, queue: &Arc<Queue<K>>)
     where
         K: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
     {
-        let q = Arc::downgrade(queue);
-        self.queues
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(kind, Box::new(move || q.upgrade().map_or(0, |q| q.len())));
+        let label = KindLabel { kind };
+        drop(self.reconciles.get_or_create(&label));
+        drop(self.errors.get_or_create(&label));
+        queue.monitor(
+            self.workqueue
+                .queue(&format!("syncer_{}", kind.to_ascii_lowercase())),
+        );
     }
 
     /// Reconciles of `kind` so far.
-    pub fn reconciles(&self, kind: &str) -> u64 {
-        self.lock().reconciles.get(kind).copied().unwrap_or(0)
+    pub fn reconciles(&self, kind: &'static str) -> u64 {
+        self.reconciles
+            .get(&KindLabel { kind })
+            .map_or(0, |c| c.get())
     }
 
     /// Failed reconciles of `kind` so far.
-    pub fn errors(&self, kind: &str) -> u64 {
-        self.lock().errors.get(kind).copied().unwrap_or(0)
+    pub fn errors(&self, kind: &'static str) -> u64 {
+        self.errors.get(&KindLabel { kind }).map_or(0, |c| c.get())
     }
 
-    /// Everything in Prometheus text format 0.0.4 (content type
-    /// `text/plain; version=0.0.4`).
+    /// Everything in the registry in Prometheus text format 0.0.4
+    /// (content type [`vkube_core::monitoring::CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let m = self.lock();
-        counter(
-            &mut out,
-            "vkube_syncer_reconciles_total",
-            "Reconciles run, per synced kind.",
-            &m.reconciles,
-        );
-        counter(
-            &mut out,
-            "vkube_syncer_reconcile_errors_total",
-            "Reconciles that failed and were retried, per synced kind.",
-            &m.errors,
-        );
-        let name = "vkube_syncer_queue_depth";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Keys waiting in a synced kind's work queue."
-        );
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        for (kind, depth) in self.queues.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", depth());
-        }
-        let name = "vkube_syncer_sync_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time from an observed change to the write it caused, in seconds."
-        );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for ((kind, dir), h) in &m.latency {
-            let labels = format!("kind=\"{kind}\",direction=\"{}\"", dir.label());
-            let mut cumulative = 0;
-            for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-                cumulative += h.counts[i];
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-            }
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
-        }
-        out
-    }
-}
-
-fn counter(out: &mut String, name: &str, help: &str, values: &BTreeMap<&'static str, u64>) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for (kind, v) in values {
-        let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {v}");
+        self.registry.encode()
     }
 }
 
@@ -205,7 +199,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("vkube_syncer_reconcile_errors_total{kind=\"Pod\"} 1\n"));
-        assert!(text.contains("vkube_syncer_queue_depth{kind=\"Pod\"} 1\n"));
+        assert!(
+            text.contains("workqueue_depth{name=\"syncer_pod\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("workqueue_adds_total{name=\"syncer_pod\"} 0\n"));
         let b =
             "vkube_syncer_sync_latency_seconds_bucket{kind=\"Pod\",direction=\"virtual_to_host\"";
         assert!(text.contains(&format!("{b},le=\"0.002\"}} 0\n")), "{text}");

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::controller::compact::remove_shrinking;
+use vkube_core::monitoring::QueueMetrics;
 
 /// First retry delay after a failed reconcile of a key; doubled per
 /// consecutive failure up to [`MAX_BACKOFF`] (client-go's per-item
@@ -70,6 +71,9 @@ pub struct Queue<K> {
     /// Wakes the timer task when a deadline sooner than every pending one
     /// is added.
     timer_wake: Arc<Notify>,
+    /// The client-go work queue series this queue updates, once
+    /// [`Queue::monitor`]ed.
+    metrics: std::sync::OnceLock<QueueMetrics>,
 }
 
 impl<K: Clone + Eq + Hash + Send + 'static> Default for Queue<K> {
@@ -96,6 +100,31 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
             }),
             notify: Notify::new(),
             timer_wake: Arc::new(Notify::new()),
+            metrics: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Reports this queue's adds, depth, waits, work and retries in
+    /// `metrics` from now on (the first call wins).
+    pub fn monitor(&self, metrics: QueueMetrics) {
+        let s = self.lock();
+        metrics.set_depth(s.queued.len());
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// A key newly queued: `workqueue_adds_total` and the depth (called
+    /// with the state locked, so depths are reported in order).
+    fn count_add(&self, depth: usize) {
+        if let Some(m) = self.metrics.get() {
+            m.added();
+            m.set_depth(depth);
+        }
+    }
+
+    /// Records a reconcile's duration (`workqueue_work_duration_seconds`).
+    pub fn worked(&self, took: Duration) {
+        if let Some(m) = self.metrics.get() {
+            m.worked(took);
         }
     }
 
@@ -129,6 +158,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
             return;
         }
         s.queued.insert(key.clone(), now);
+        self.count_add(s.queued.len());
         if urgent {
             s.urgent.push_back(key);
         } else {
@@ -222,6 +252,10 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
                         s.order.shrink_to(64);
                     }
                     s.active.insert(key.clone());
+                    if let Some(m) = self.metrics.get() {
+                        m.set_depth(s.queued.len());
+                        m.taken(since.elapsed());
+                    }
                     if !s.queued.is_empty() {
                         self.notify.notify_one();
                     }
@@ -243,12 +277,17 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
         } else {
             let n = s.failures.entry(key.clone()).or_insert(0);
             *n = n.saturating_add(1);
-            Some(backoff(*n))
+            let n = *n;
+            if let Some(m) = self.metrics.get() {
+                m.retried();
+            }
+            Some(backoff(n))
         };
         if let Some(since) = remove_shrinking(&mut s.dirty, key)
             && !s.queued.contains_key(key)
         {
             s.queued.insert(key.clone(), since);
+            self.count_add(s.queued.len());
             s.order.push_back(key.clone());
             drop(s);
             self.notify.notify_one();

@@ -211,6 +211,31 @@ pub trait Storage: Send + Sync + 'static {
     /// [`StorageError::Compacted`] if history after `after` is no longer kept.
     fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream, StorageError>;
 
+    /// How many keys are under `prefix` at the current revision (what
+    /// kube-apiserver's `apiserver_storage_objects` reports). The default
+    /// pages through [`Storage::list`]; a backend that can count without
+    /// reading values should.
+    fn count<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<u64, StorageError>> {
+        Box::pin(async move {
+            let mut total = 0u64;
+            let mut opts = ListOptions {
+                limit: Some(1_000),
+                ..ListOptions::default()
+            };
+            loop {
+                let page = self.list(prefix, opts.clone()).await?;
+                total += page.items.len() as u64;
+                match page.items.last() {
+                    Some(last) if page.more => {
+                        opts.start_after = Some(last.key.clone());
+                        opts.revision = Some(page.revision);
+                    }
+                    _ => return Ok(total),
+                }
+            }
+        })
+    }
+
     /// The newest durable revision.
     fn current_revision(&self) -> u64;
 

@@ -3,6 +3,7 @@
 
 mod cli_tenant;
 mod crash;
+mod metrics;
 mod server;
 // Shared with the benches, which include it by path too.
 #[path = "../support/mod.rs"]

@@ -126,10 +126,12 @@ async fn vkube_syncer_syncs_a_pod_and_serves_metrics() {
     .await;
     for series in [
         "# TYPE vkube_syncer_reconciles_total counter",
-        "vkube_syncer_queue_depth{kind=\"Service\"}",
-        "vkube_syncer_queue_depth{kind=\"Event\"}",
-        "vkube_syncer_queue_depth{kind=\"Endpoints\"}",
+        "workqueue_depth{name=\"syncer_service\"}",
+        "workqueue_depth{name=\"syncer_event\"}",
+        "workqueue_depth{name=\"syncer_endpoints\"}",
+        "workqueue_adds_total{name=\"syncer_pod\"}",
         "# TYPE vkube_syncer_sync_latency_seconds histogram",
+        "# TYPE process_cpu_seconds_total counter",
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }

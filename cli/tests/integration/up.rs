@@ -14,20 +14,20 @@ use tokio::process::{Child, ChildStdout, Command};
 /// Generous bound for `vkube up` to start, apply and print its table.
 const STARTUP: Duration = Duration::from_secs(300);
 
-fn free_addr() -> String {
+pub(crate) fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
     l.local_addr().unwrap().to_string()
 }
 
 /// A running `vkube up`; killed when dropped (a failing test leaks nothing).
-struct Up {
+pub(crate) struct Up {
     child: Child,
     stdout: Lines<BufReader<ChildStdout>>,
     seen: String,
 }
 
 impl Up {
-    fn spawn(home: &Path, listen: &str, host_listen: &str, extra: &[&str]) -> Up {
+    pub(crate) fn spawn(home: &Path, listen: &str, host_listen: &str, extra: &[&str]) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vkube"))
             .arg("up")
             .args(extra)
@@ -50,7 +50,7 @@ impl Up {
 
     /// Reads stdout until a line containing `needle`; returns everything
     /// read so far. Panics with the output on timeout or exit.
-    async fn wait_for(&mut self, needle: &str) -> String {
+    pub(crate) async fn wait_for(&mut self, needle: &str) -> String {
         let read = async {
             while let Some(line) = self.stdout.next_line().await.expect("reading stdout") {
                 self.seen.push_str(&line);
@@ -70,7 +70,7 @@ impl Up {
 
     /// Sends SIGINT (as Ctrl-C does) and waits for the exit; returns the
     /// status and the rest of stdout.
-    async fn interrupt(mut self) -> (ExitStatus, String) {
+    pub(crate) async fn interrupt(mut self) -> (ExitStatus, String) {
         let pid = self.child.id().expect("vkube up still running").to_string();
         let kill = std::process::Command::new("kill")
             .args(["-INT", &pid])
@@ -120,7 +120,7 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     stdout
 }
 
-fn guestbook() -> String {
+pub(crate) fn guestbook() -> String {
     vkube_e2e::workspace_root()
         .join("examples/guestbook")
         .display()
