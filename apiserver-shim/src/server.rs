@@ -334,8 +334,7 @@ async fn authenticate_and_serve(
         }
         (Some(identity), Some(mut r)) => {
             let response =
-                authorize_and_serve(state, req, identity, segments, attributes, Some(&mut r))
-                    .await;
+                authorize_and_serve(state, req, identity, segments, attributes, Some(&mut r)).await;
             r.complete(response, long_running).await
         }
     };

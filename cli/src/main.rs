@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 mod embedded;
+mod logging;
 mod memory;
 mod server;
 mod serving;
@@ -19,6 +20,17 @@ mod up;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to stderr: `text`, or `json` (one JSON
+    /// object per line with `ts`, `level`, `msg` and the event's fields,
+    /// as Kubernetes components' `--logging-format=json`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "VKUBE_LOG_FORMAT"
+    )]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -113,21 +125,6 @@ fn parse_cidr(s: &str) -> Result<vkube_core::service::ServiceCidr, String> {
     vkube_core::service::ServiceCidr::parse(s)
 }
 
-/// Logs to stderr at `default` level unless `VKUBE_LOG` says otherwise,
-/// coloured only when stderr is a terminal (`kubectl logs` of the vkube pod
-/// and log pipelines get plain text).
-fn init_tracing(default: &str) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("VKUBE_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 async fn apiserver(args: ApiserverArgs) -> Result<()> {
     let controllers = vkube_controllers::select(&args.controllers)
         .map_err(|e| anyhow::anyhow!("--controllers: {e}"))?;
@@ -145,19 +142,19 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
     config.anonymous_auth = args.serving.anonymous_auth;
     config.authentication_key_files = args.serving.key_files();
     let server = apiserver_shim::Server::start(config).await?;
-    eprintln!(
+    logging::announce(&format!(
         "vkube apiserver listening on {}\n  kubeconfig: {}\n  try: kubectl --kubeconfig {} get namespaces",
         server.url(),
         server.kubeconfig_path.display(),
         server.kubeconfig_path.display()
-    );
+    ));
     // The controllers talk to the server in-process, each as its own
     // kube-system service account.
     let running = if controllers.is_empty() {
         None
     } else {
         let running = embedded::spawn_controllers(&server, &controllers);
-        eprintln!("  controllers: {}", running.names.join(", "));
+        logging::announce(&format!("  controllers: {}", running.names.join(", ")));
         Some(running)
     };
     let result = apiserver_shim::server::wait_for_signal().await;
@@ -171,10 +168,13 @@ async fn apiserver(args: ApiserverArgs) -> Result<()> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_tracing(match &cli.command {
-        Command::Up(a) => ["warn", "info", "debug"][usize::from(a.verbose.min(2))],
-        _ => "info",
-    });
+    logging::init(
+        cli.log_format,
+        match &cli.command {
+            Command::Up(a) => ["warn", "info", "debug"][usize::from(a.verbose.min(2))],
+            _ => "info",
+        },
+    );
     if matches!(
         cli.command,
         Command::Apiserver(_) | Command::Up(_) | Command::Server(_) | Command::Syncer(_)

@@ -225,18 +225,18 @@ pub async fn run(args: SyncerArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("--metrics-listen {addr}"))?;
-        eprintln!(
+        crate::logging::announce(&format!(
             "vkube syncer metrics on http://{}/metrics",
             listener.local_addr()?
-        );
+        ));
         axum::serve(listener, metrics_router(metrics))
             .await
             .context("serving /metrics")
     };
-    eprintln!(
+    crate::logging::announce(&format!(
         "vkube syncer: virtual cluster {} into host namespace {}",
         args.name, args.host_namespace
-    );
+    ));
     tokio::select! {
         r = syncer.run() => r,
         r = serve_metrics => r,

@@ -365,11 +365,21 @@ async fn up_serves_kube_apiserver_metrics_that_prometheus_rules_read() {
     let home = tempfile::tempdir().unwrap();
     let (listen, host_listen) = (super::up::free_addr(), super::up::free_addr());
     let vc_kubeconfig = home.path().join("dev/kubeconfig");
-    let mut up = super::up::Up::spawn(
+    let log = home.path().join("up.log");
+    let mut up = super::up::Up::spawn_with(
         home.path(),
         &listen,
         &host_listen,
-        &["--apply", &super::up::guestbook(), "--wait-timeout", "3s"],
+        &[
+            "--apply",
+            &super::up::guestbook(),
+            "--wait-timeout",
+            "3s",
+            "--log-format",
+            "json",
+            "-v",
+        ],
+        std::fs::File::create(&log).unwrap().into(),
     );
     up.wait_for("press Ctrl-C").await;
 
@@ -396,6 +406,20 @@ async fn up_serves_kube_apiserver_metrics_that_prometheus_rules_read() {
 
     let (status, _) = up.interrupt().await;
     assert!(status.success(), "vkube up exited with {status}");
+
+    // Every log line is one JSON object with Kubernetes' keys.
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.lines().count() >= 3, "{log}");
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert!(v["ts"].is_f64(), "{line}");
+        assert!(v["level"].is_string() && v["msg"].is_string(), "{line}");
+    }
+    assert!(
+        log.contains("\"msg\":\"vkube apiserver listening\""),
+        "{log}"
+    );
 }
 
 #[test]

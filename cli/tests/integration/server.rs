@@ -170,7 +170,11 @@ async fn server_publishes_its_kubeconfig_secret_owned_by_the_statefulset() {
     // syncer's series, counting what the tenant's kubectl did.
     let (_, scrape) = super::metrics::assert_counts_requests(&kubeconfig).await;
     super::metrics::assert_workqueues(&scrape, true);
-    assert!(scrape.text.contains("\n# TYPE vkube_syncer_reconciles_total counter\n"));
+    assert!(
+        scrape
+            .text
+            .contains("\n# TYPE vkube_syncer_reconciles_total counter\n")
+    );
 
     // Tenant pods reach this server at its host Service's ClusterIP (the
     // tenant's `kubernetes` Service shows it too) and resolve through the

@@ -28,6 +28,17 @@ pub(crate) struct Up {
 
 impl Up {
     pub(crate) fn spawn(home: &Path, listen: &str, host_listen: &str, extra: &[&str]) -> Up {
+        Self::spawn_with(home, listen, host_listen, extra, Stdio::inherit())
+    }
+
+    /// As [`Up::spawn`], with its stderr (its log) going to `stderr`.
+    pub(crate) fn spawn_with(
+        home: &Path,
+        listen: &str,
+        host_listen: &str,
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vkube"))
             .arg("up")
             .args(extra)
@@ -36,7 +47,7 @@ impl Up {
             .env_remove("VKUBE_LOG")
             .current_dir(vkube_e2e::workspace_root())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("starting vkube up");
