@@ -303,7 +303,7 @@ pub fn decode_apply_body(body: &[u8]) -> ApiResult<Value> {
     }
     let v: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(_) => serde_yaml_ng::from_slice(body)
+        Err(_) => serde_saphyr::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
     };
     match v {

@@ -325,10 +325,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>> {
 /// # Errors
 /// Invalid YAML, or a document without `apiVersion`, `kind` or `metadata.name`.
 pub fn parse_manifests(source: &str, text: &str) -> Result<Vec<Manifest>> {
-    use serde::Deserialize;
     let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(doc).with_context(|| format!("{source}#{i}"))?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_str_multiple(text).with_context(|| source.to_string())?;
+    for (i, value) in docs.into_iter().enumerate() {
         let src = format!("{source}#{i}");
         let objects = match value {
             Value::Null => continue,

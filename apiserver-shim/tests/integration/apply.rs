@@ -407,9 +407,9 @@ async fn managed_fields_follow_create_update_patch_and_status() {
 async fn apply_request_errors_dry_run_and_yaml() {
     let h = start().await;
     let c = &h.client;
-    let url = "/api/v1/namespaces/default/configmaps/y";
+    let url = "/api/v1/namespaces/default/configmaps/yml";
     let apply = "application/apply-patch+yaml";
-    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  k: v\n";
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: yml\ndata:\n  k: v\n";
 
     let (code, s) = send_raw(c, "PATCH", url, apply, yaml).await;
     assert_eq!(code, 422);
@@ -493,19 +493,38 @@ async fn apply_request_errors_dry_run_and_yaml() {
     assert_eq!(code, 201, "{s}");
     assert_eq!(s["data"]["k"], "v");
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
-    assert!(cms.get_opt("y").await.unwrap().is_none());
+    assert!(cms.get_opt("yml").await.unwrap().is_none());
+
+    // Plain scalars resolve as YAML 1.1, as kube's YAML decoder
+    // (sigs.k8s.io/yaml) does: an unquoted `y` is a bool, no name.
+    let (code, s) = send_raw(
+        c,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/y?fieldManager=m",
+        apply,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n",
+    )
+    .await;
+    assert_eq!(code, 422, "{s}");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot unmarshal bool"),
+        "{s}"
+    );
 
     // A YAML body creates; the namespace must exist.
     let (code, s) = send_raw(c, "PATCH", &format!("{url}?fieldManager=m"), apply, yaml).await;
     assert_eq!(code, 201, "{s}");
     assert_eq!(
-        entry(&cms.get("y").await.unwrap(), "m", "Apply")["fieldsV1"],
+        entry(&cms.get("yml").await.unwrap(), "m", "Apply")["fieldsV1"],
         json!({"f:data": {"f:k": {}}})
     );
     let (code, s) = send_raw(
         c,
         "PATCH",
-        "/api/v1/namespaces/nowhere/configmaps/y?fieldManager=m",
+        "/api/v1/namespaces/nowhere/configmaps/yml?fieldManager=m",
         apply,
         yaml,
     )
@@ -513,13 +532,13 @@ async fn apply_request_errors_dry_run_and_yaml() {
     assert_eq!(code, 404, "{s}");
 
     // A stale resourceVersion in the config is a precondition failure.
-    let stale = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n  resourceVersion: \"1\"\ndata:\n  k: w\n";
+    let stale = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: yml\n  resourceVersion: \"1\"\ndata:\n  k: w\n";
     let (code, s) = send_raw(c, "PATCH", &format!("{url}?fieldManager=m"), apply, stale).await;
     assert_eq!(code, 409, "{s}");
-    assert_eq!(cms.get("y").await.unwrap().data.unwrap()["k"], "v");
+    assert_eq!(cms.get("yml").await.unwrap().data.unwrap()["k"], "v");
 
     // Dry-run apply to an existing object changes nothing.
-    let change = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  k: z\n";
+    let change = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: yml\ndata:\n  k: z\n";
     let (code, s) = send_raw(
         c,
         "PATCH",
@@ -530,6 +549,6 @@ async fn apply_request_errors_dry_run_and_yaml() {
     .await;
     assert_eq!(code, 200, "{s}");
     assert_eq!(s["data"]["k"], "z");
-    assert_eq!(cms.get("y").await.unwrap().data.unwrap()["k"], "v");
+    assert_eq!(cms.get("yml").await.unwrap().data.unwrap()["k"], "v");
     h.server.shutdown().await;
 }

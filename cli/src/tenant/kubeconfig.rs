@@ -260,7 +260,7 @@ pub fn load_user() -> Result<Kubeconfig> {
 
 /// Serializes `config` as YAML.
 pub fn to_yaml(config: &Kubeconfig) -> Result<String> {
-    Ok(serde_yaml::to_string(config)?)
+    Ok(serde_saphyr::to_string(config)?)
 }
 
 /// Writes `config` to the user's kubeconfig ([`user_path`]), mode 0600.

@@ -843,7 +843,7 @@ async fn the_chart_args_are_vkube_server_flags() {
         String::from_utf8_lossy(&out.stderr)
     );
     let sts: k8s_openapi::api::apps::v1::StatefulSet =
-        serde_yaml::from_slice(&out.stdout).expect("a StatefulSet");
+        serde_saphyr::from_slice(&out.stdout).expect("a StatefulSet");
     let pod = sts.spec.template.spec.unwrap();
     let container = &pod.containers[0];
     assert_eq!(

@@ -59,7 +59,7 @@ async fn helm(args: &[&str]) -> Output {
 
 /// Decodes `value` into `T`, failing on any field `T` does not know (k8s-openapi
 /// silently drops them otherwise) and on type errors.
-fn strict<T: DeserializeOwned>(what: &str, value: &serde_yaml::Value) -> T {
+fn strict<T: DeserializeOwned>(what: &str, value: &serde_json::Value) -> T {
     let mut unknown = Vec::new();
     let decoded: T =
         serde_ignored::deserialize(value.clone(), |path| unknown.push(path.to_string()))
@@ -71,7 +71,7 @@ fn strict<T: DeserializeOwned>(what: &str, value: &serde_yaml::Value) -> T {
 /// One rendered chart: every document, each already checked to decode
 /// strictly into the k8s-openapi type of its kind.
 struct Rendered {
-    docs: Vec<(String, String, serde_yaml::Value)>,
+    docs: Vec<(String, String, serde_json::Value)>,
 }
 
 impl Rendered {
@@ -98,7 +98,7 @@ impl Rendered {
 }
 
 /// Decodes one rendered document into its kind's type; unknown kinds fail.
-fn check_kind(kind: &str, what: &str, v: &serde_yaml::Value) {
+fn check_kind(kind: &str, what: &str, v: &serde_json::Value) {
     match kind {
         "StatefulSet" => drop(strict::<StatefulSet>(what, v)),
         "Service" => drop(strict::<Service>(what, v)),
@@ -123,8 +123,9 @@ async fn render(args: &[&str]) -> Rendered {
     all.extend_from_slice(args);
     let out = helm(&all).await.expect_ok();
     let mut docs = Vec::new();
-    for de in serde_yaml::Deserializer::from_str(&out.stdout) {
-        let v: serde_yaml::Value = serde::Deserialize::deserialize(de).expect("rendered YAML");
+    let rendered: Vec<serde_json::Value> =
+        serde_saphyr::from_str_multiple(&out.stdout).expect("rendered YAML");
+    for v in rendered {
         if v.is_null() {
             continue;
         }
@@ -183,7 +184,7 @@ fn args_of(sts: &StatefulSet) -> Vec<String> {
 
 #[test]
 fn strict_decoding_reports_unknown_fields() {
-    let v: serde_yaml::Value = serde_yaml::from_str(
+    let v: serde_json::Value = serde_saphyr::from_str(
         "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {typo: 1}\n",
     )
     .unwrap();

@@ -350,7 +350,7 @@ async fn create_multi_document_then_get_in_every_format() {
         .kubectl(&["get", "cm", "app-config", "-n", "demo", "-o", "yaml"])
         .await
         .expect_ok();
-    let y: serde_yaml::Value = serde_yaml::from_str(&out.stdout).expect("yaml");
+    let y: serde_json::Value = serde_saphyr::from_str(&out.stdout).expect("yaml");
     assert_eq!(y["kind"].as_str(), Some("ConfigMap"), "{out}");
     assert_eq!(y["metadata"]["namespace"].as_str(), Some("demo"), "{out}");
     assert_eq!(y["data"]["color"].as_str(), Some("blue"), "{out}");

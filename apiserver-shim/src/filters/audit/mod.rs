@@ -283,7 +283,7 @@ impl Recorder {
         let object = if body.starts_with(b"k8s\0") {
             crate::protobuf::decode_body(body, "").ok()
         } else if content_type.contains("yaml") {
-            serde_yaml_ng::from_slice::<serde_json::Value>(body).ok()
+            serde_saphyr::from_slice::<serde_json::Value>(body).ok()
         } else {
             serde_json::from_slice::<serde_json::Value>(body).ok()
         };

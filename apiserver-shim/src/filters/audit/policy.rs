@@ -134,7 +134,7 @@ impl Policy {
     /// A syntax error, an unknown field, or a kind other than `Policy` in
     /// `audit.k8s.io`.
     pub fn parse(text: &str) -> Result<Policy, String> {
-        let policy: Policy = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        let policy: Policy = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
         let known = [
             "audit.k8s.io/v1",
             "audit.k8s.io/v1beta1",

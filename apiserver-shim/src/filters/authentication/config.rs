@@ -176,7 +176,7 @@ impl AuthenticationConfiguration {
     /// A syntax error, an unknown field, or another kind.
     pub fn parse(text: &str) -> Result<Self, String> {
         let c: AuthenticationConfiguration =
-            serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+            serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
         let known = [
             "apiserver.config.k8s.io/v1",
             "apiserver.config.k8s.io/v1beta1",
