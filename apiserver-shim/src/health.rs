@@ -11,12 +11,17 @@
 //!
 //! The checks: `ping`; `log`; `etcd`, which reads this server's store
 //! (kube's name, kept for the tools that ask for it, though the store is
-//! the embedded one); and the start-up steps kube names
-//! `poststarthook/…`, which have run once the server listens.
+//! the embedded one); the start-up steps kube names
+//! `poststarthook/…`, which have run once the server listens; and, on
+//! `/readyz` and `/healthz` only, the checks the components running beside
+//! the server add ([`Checks::add`]: `controllers`, `syncer`), so a pod whose
+//! syncer stopped is taken out of its Service but not restarted by its
+//! liveness probe.
 
 use crate::store::Storage;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+use std::sync::{Arc, RwLock};
 
 /// The start-up steps reported as `poststarthook/<name>`: bootstrap done
 /// before the server listens (the RBAC bootstrap policy, the default
@@ -28,24 +33,60 @@ const POST_START_HOOKS: &[&str] = &[
     "poststarthook/start-apiextensions-controllers",
 ];
 
+/// A check added by a component running beside the server: `Err` with
+/// why it fails. Called on every request to the endpoint, so it must be
+/// cheap and must not block.
+pub type Check = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The checks components beside the server add to `/readyz` and
+/// `/healthz` (kube-apiserver's `AddReadyzChecks`).
+#[derive(Default)]
+pub struct Checks(RwLock<Vec<(&'static str, Check)>>);
+
+impl Checks {
+    /// Adds (or replaces) the check `name`.
+    pub fn add(&self, name: &'static str, check: Check) {
+        let mut checks = self.0.write().unwrap_or_else(|p| p.into_inner());
+        checks.retain(|(n, _)| *n != name);
+        checks.push((name, check));
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        let checks = self.0.read().unwrap_or_else(|p| p.into_inner());
+        checks.iter().map(|(n, _)| *n).collect()
+    }
+
+    fn get(&self, name: &str) -> Option<Check> {
+        let checks = self.0.read().unwrap_or_else(|p| p.into_inner());
+        checks
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, c)| c.clone())
+    }
+}
+
 /// The names of the checks of `endpoint` (`healthz`, `livez`, `readyz`),
-/// in kube's order. (kube's `readyz` also has `shutdown` and
-/// `informer-sync`; this server has neither state to report.)
-pub fn checks(_endpoint: &str) -> Vec<&'static str> {
+/// in kube's order, then the added ones (not on `livez`). (kube's `readyz`
+/// also has `shutdown` and `informer-sync`; this server has neither state
+/// to report.)
+pub fn checks(endpoint: &str, added: &Checks) -> Vec<&'static str> {
     let mut names = vec!["ping", "log", "etcd"];
     names.extend_from_slice(POST_START_HOOKS);
+    if endpoint != "livez" {
+        names.extend(added.names());
+    }
     names
 }
 
 /// Runs one check: `Err` with why it failed.
-async fn run(name: &str, store: &dyn Storage) -> Result<(), String> {
+async fn run(name: &str, store: &dyn Storage, added: &Checks) -> Result<(), String> {
     match name {
         "etcd" => store
             .get("/registry/namespaces/default")
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
-        _ => Ok(()),
+        other => added.get(other).map_or(Ok(()), |check| check()),
     }
 }
 
@@ -121,18 +162,23 @@ pub fn report(
 }
 
 /// Answers `/<endpoint>` or `/<endpoint>/<check>`; `None` for another path.
-pub async fn serve(path: &str, query: Option<&str>, store: &dyn Storage) -> Option<Response> {
+pub async fn serve(
+    path: &str,
+    query: Option<&str>,
+    store: &dyn Storage,
+    added: &Checks,
+) -> Option<Response> {
     let trimmed = path.trim_start_matches('/');
     let (endpoint, check) = trimmed.split_once('/').unwrap_or((trimmed, ""));
     if !matches!(endpoint, "healthz" | "livez" | "readyz") {
         return None;
     }
-    let names = checks(endpoint);
+    let names = checks(endpoint, added);
     if !check.is_empty() {
         let Some(name) = names.iter().find(|n| **n == check) else {
             return Some(plain(StatusCode::NOT_FOUND, "404 page not found\n".into()));
         };
-        return Some(match run(name, store).await {
+        return Some(match run(name, store, added).await {
             Ok(()) => plain(StatusCode::OK, "ok".into()),
             Err(why) => plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -147,7 +193,7 @@ pub async fn serve(path: &str, query: Option<&str>, store: &dyn Storage) -> Opti
             excluded.remove(i);
             results.push((name, None));
         } else {
-            let result = run(name, store).await;
+            let result = run(name, store, added).await;
             if let Err(why) = &result {
                 tracing::warn!(check = name, error = %why, "{endpoint} check failed");
             }
@@ -186,6 +232,52 @@ mod tests {
                 "[+]ping ok\n[-]etcd failed: reason withheld\nlivez check failed\n".into()
             )
         );
-        assert_eq!(checks("readyz")[..3], ["ping", "log", "etcd"]);
+        assert_eq!(
+            checks("readyz", &Checks::default())[..3],
+            ["ping", "log", "etcd"]
+        );
+    }
+
+    #[tokio::test]
+    async fn added_checks_decide_readiness_not_liveness() {
+        let store = crate::store::LogStore::open(
+            Box::new(crate::store::MemoryBackend::new()),
+            crate::store::LogStoreConfig::default(),
+        )
+        .unwrap();
+        let added = Checks::default();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = down.clone();
+        added.add(
+            "syncer",
+            Arc::new(move || {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    Err("stopped".into())
+                } else {
+                    Ok(())
+                }
+            }),
+        );
+        assert!(checks("readyz", &added).contains(&"syncer"));
+        assert!(!checks("livez", &added).contains(&"syncer"));
+        let status = |path: &'static str| {
+            let (store, added) = (&store, &added);
+            async move {
+                serve(path, Some("verbose"), store, added)
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(status("/readyz").await, StatusCode::OK);
+        down.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(status("/readyz").await, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            status("/readyz/syncer").await,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(status("/healthz").await, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status("/livez").await, StatusCode::OK);
+        assert_eq!(status("/livez/syncer").await, StatusCode::NOT_FOUND);
     }
 }

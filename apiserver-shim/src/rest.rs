@@ -126,6 +126,9 @@ pub struct Api {
     /// The Prometheus metrics `/metrics` serves (not `metrics.k8s.io`,
     /// which is [`ApiConfig::metrics`]).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The `/readyz` and `/healthz` checks of the components running
+    /// beside the server (controllers, syncer).
+    pub health_checks: crate::health::Checks,
 }
 
 impl Api {
@@ -141,6 +144,7 @@ impl Api {
             webhook_cache: Default::default(),
             admission_policies: Default::default(),
             metrics: Default::default(),
+            health_checks: Default::default(),
         }
     }
 

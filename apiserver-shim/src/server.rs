@@ -262,7 +262,14 @@ async fn authenticate_and_serve(
     segments: Vec<String>,
     attributes: crate::filters::authorization::rbac::Request,
 ) -> Response {
-    if let Some(health) = crate::health::serve(&path, req.uri().query(), &*state.api.store).await {
+    if let Some(health) = crate::health::serve(
+        &path,
+        req.uri().query(),
+        &*state.api.store,
+        &state.api.health_checks,
+    )
+    .await
+    {
         return health;
     }
     if path == "/version" {

@@ -312,9 +312,27 @@ pub struct Running {
     tasks: tokio::task::JoinSet<()>,
     /// Names of the controllers started.
     pub names: Vec<&'static str>,
+    /// Names of the controllers whose task has ended (they run until the
+    /// process ends, so any is a failure).
+    stopped: Arc<std::sync::Mutex<Vec<&'static str>>>,
 }
 
 impl Running {
+    /// A health check: `Err` naming the controllers that stopped.
+    pub fn health_check(
+        &self,
+    ) -> impl Fn() -> std::result::Result<(), String> + Send + Sync + use<> {
+        let stopped = self.stopped.clone();
+        move || {
+            let stopped = stopped.lock().unwrap_or_else(|p| p.into_inner());
+            if stopped.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("controllers stopped: {}", stopped.join(", ")))
+            }
+        }
+    }
+
     /// Stops every controller and waits for them to end.
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
@@ -494,13 +512,25 @@ fn start(
 ) -> Running {
     let mut tasks = tokio::task::JoinSet::new();
     let mut names = Vec::new();
+    let stopped: Arc<std::sync::Mutex<Vec<&'static str>>> = Default::default();
     for (c, client) in controllers {
         tracing::info!(controller = c.name, user = %c.user(), "starting controller");
         let queue = options.workqueue.as_ref().map(|w| w.controller(c.name));
-        tasks.spawn(QUEUE.scope(queue, OPTIONS.scope(options.clone(), (c.start)(client))));
+        let run = QUEUE.scope(queue, OPTIONS.scope(options.clone(), (c.start)(client)));
+        let stopped = stopped.clone();
+        let name = c.name;
+        tasks.spawn(async move {
+            run.await;
+            tracing::error!(controller = name, "controller stopped");
+            stopped.lock().unwrap_or_else(|p| p.into_inner()).push(name);
+        });
         names.push(c.name);
     }
-    Running { tasks, names }
+    Running {
+        tasks,
+        names,
+        stopped,
+    }
 }
 
 /// A client for the kubeconfig document `yaml` (its current context).
