@@ -152,6 +152,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         authentication: None,
         anonymous_auth: false,
         authentication_key_files: Default::default(),
+        static_tokens: Default::default(),
     };
     let tenant = vkube_syncer::names::Tenant::new(&args.name, &host_namespace)
         .context("the virtual cluster's name must be a DNS label")?;
@@ -605,6 +606,8 @@ pub struct HostRow {
     pub status: String,
 }
 
+/// A pod's STATUS cell (pure): its phase, pod IP and the node it runs on
+/// (`spec.nodeName`, as `kubectl get pods -o wide` shows it).
 fn pod_status(obj: &Value) -> String {
     let phase = obj
         .pointer("/status/phase")
@@ -614,8 +617,12 @@ fn pod_status(obj: &Value) -> String {
     if let Some(ip) = obj.pointer("/status/podIP").and_then(Value::as_str) {
         s += &format!(" {ip}");
     }
-    if let Some(ip) = obj.pointer("/status/hostIP").and_then(Value::as_str) {
-        s += &format!(" on {ip}");
+    if let Some(node) = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
+        s += &format!(" on {node}");
     }
     s
 }
@@ -777,6 +784,16 @@ pub fn side_by_side(virtual_rows: &[VirtualRow], host_rows: &[HostRow]) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_status_names_the_node_not_its_address() {
+        let pod = serde_json::json!({
+            "spec": {"nodeName": "vkube-sim-node"},
+            "status": {"phase": "Running", "podIP": "10.244.0.3", "hostIP": "10.0.0.10"},
+        });
+        assert_eq!(pod_status(&pod), "Running 10.244.0.3 on vkube-sim-node");
+        assert_eq!(pod_status(&serde_json::json!({})), "Pending");
+    }
     use serde_json::json;
 
     #[test]

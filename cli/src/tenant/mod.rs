@@ -557,6 +557,7 @@ async fn deliver(
         }
         return Ok(());
     }
+    let mut merged_context = None;
     if print {
         print!("{}", kubeconfig::to_yaml(&tenant)?);
     } else {
@@ -567,12 +568,36 @@ async fn deliver(
             "Switched to context {context} in {} (virtual cluster {name}); `vkube disconnect` switches back",
             path.display()
         );
+        merged_context = Some(context);
     }
     if let Some(addr) = forwarded {
         eprintln!(
-            "Forwarding {addr} to the virtual API server; keep this running (Ctrl-C stops it)"
+            "Forwarding {addr} to the virtual API server: the virtual cluster is not exposed outside \
+             the host cluster, so this command holds the port-forward open and kubectl reaches it only \
+             while it runs.\nCtrl-C ends it{}. To stay connected without a terminal, expose the cluster \
+             (chart value exposure.type) or run `vkube connect {name}` in the background.",
+            if merged_context.is_some() {
+                " and switches your kube context back"
+            } else {
+                ""
+            }
         );
         tokio::signal::ctrl_c().await?;
+        // The context names the forward's local address, which nothing
+        // listens on any more: switch back rather than leave kubectl
+        // pointing at it.
+        if let Some(context) = merged_context {
+            let user = kubeconfig::load_user()?;
+            if user.current_context.as_deref() == Some(context.as_str()) {
+                let restored = kubeconfig::remove_context(user, &context);
+                let now = restored.current_context.clone();
+                kubeconfig::save_user(&restored)?;
+                match now {
+                    Some(ctx) => eprintln!("Port-forward ended; switched back to context {ctx}"),
+                    None => eprintln!("Port-forward ended; removed context {context}"),
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -685,15 +710,17 @@ async fn delete(a: DeleteArgs) -> Result<()> {
         )
         .await?;
         let secrets: Api<Secret> = Api::namespaced(c.clone(), &ns);
-        ignore_not_found(
-            secrets
-                .delete(
-                    &format!("vkube-{name}-kubeconfig"),
-                    &DeleteParams::default(),
-                )
-                .await
-                .map(|_| ()),
-        )?;
+        for secret in [
+            format!("vkube-{name}-kubeconfig"),
+            format!("vkube-{name}-metrics"),
+        ] {
+            ignore_not_found(
+                secrets
+                    .delete(&secret, &DeleteParams::default())
+                    .await
+                    .map(|_| ()),
+            )?;
+        }
         if !a.keep_data {
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), &ns);
             ignore_not_found(
@@ -722,7 +749,8 @@ async fn delete(a: DeleteArgs) -> Result<()> {
     }
     let data = if a.keep_data { "kept" } else { "deleted" };
     eprintln!(
-        "Deleted virtual cluster {name} from namespace {ns} ({synced} synced objects removed, data {data})"
+        "Deleted virtual cluster {name} from namespace {ns} ({synced} synced objects removed, data {data}); \
+         the namespace {ns} is kept (it may hold other things): `kubectl delete namespace {ns}` removes it"
     );
     Ok(())
 }
