@@ -70,6 +70,21 @@ pub struct VirtualClusterOptions {
     pub anonymous_auth: bool,
     /// OIDC issuers' keys as JWKS files, by issuer URL.
     pub authentication_key_files: std::collections::BTreeMap<String, PathBuf>,
+    /// Bearer tokens accepted besides the admin's, with their identities
+    /// (e.g. the metrics scraper's; see [`metrics_scraper`]).
+    pub static_tokens: std::collections::HashMap<String, apiserver_shim::pki::Identity>,
+}
+
+/// The identity a metrics-scraping token carries: the user
+/// `system:vkube-metrics` in group `system:monitoring`, which the
+/// bootstrap policy lets read `/metrics` and the health endpoints (as
+/// kube-apiserver's `system:monitoring` binding), and nothing else.
+pub fn metrics_scraper() -> apiserver_shim::pki::Identity {
+    apiserver_shim::pki::Identity {
+        user: "system:vkube-metrics".into(),
+        groups: vec!["system:monitoring".into()],
+        ..Default::default()
+    }
 }
 
 /// Where the tenant DNS server listens and which domain it answers.
@@ -117,6 +132,7 @@ impl VirtualCluster {
         config.authentication = opts.authentication.clone();
         config.anonymous_auth = opts.anonymous_auth;
         config.authentication_key_files = opts.authentication_key_files.clone();
+        config.static_tokens = opts.static_tokens.clone();
         config.api.kubernetes_service_ip = opts.kubernetes_service_ip;
         // Services are stored with the addresses their host copies hold.
         config.api.service_host = Some(Arc::new(HostServices::new(host.clone(), &sync)));
@@ -143,6 +159,10 @@ impl VirtualCluster {
         } else {
             let running = spawn_controllers(&server, &selected);
             let names = running.names.clone();
+            server
+                .api
+                .health_checks
+                .add("controllers", Arc::new(running.health_check()));
             (Some(running), names)
         };
         // The syncer and the DNS server act with their own identities, bound
@@ -180,10 +200,24 @@ impl VirtualCluster {
             server.api.metrics.registry(),
             server.api.metrics.workqueue.clone(),
         ));
+        // The syncer runs until the process ends: once it has stopped the
+        // server is not ready (`/readyz` check `syncer`).
+        let syncer_stopped = Arc::new(std::sync::OnceLock::<String>::new());
+        let stopped = syncer_stopped.clone();
+        server.api.health_checks.add(
+            "syncer",
+            Arc::new(move || match syncer_stopped.get() {
+                None => Ok(()),
+                Some(why) => Err(format!("the syncer stopped: {why}")),
+            }),
+        );
         let syncer = tokio::spawn(async move {
-            if let Err(e) = run_syncer(virtual_client, host, sync, metrics).await {
-                tracing::error!(error = %format!("{e:#}"), "syncer stopped");
-            }
+            let why = match run_syncer(virtual_client, host, sync, metrics).await {
+                Ok(()) => "it returned".to_string(),
+                Err(e) => format!("{e:#}"),
+            };
+            tracing::error!(error = %why, "syncer stopped");
+            let _ = stopped.set(why);
         });
         Ok(Self {
             server,

@@ -92,6 +92,12 @@ pub struct ServerArgs {
     /// `0.0.0.0:1053`), or `off`.
     #[arg(long, default_value = "off", value_name = "ADDR|off")]
     pub dns_listen: String,
+    /// Host Secret (keys `token` and `ca.crt`) to publish a bearer token
+    /// in that may read `/metrics` and the health endpoints and nothing
+    /// else (group `system:monitoring`), for a Prometheus in the host
+    /// (the chart's ServiceMonitor reads it). Unset: no such token.
+    #[arg(long, value_name = "NAME")]
+    pub metrics_token_secret: Option<String>,
     #[command(flatten)]
     pub kinds: crate::syncer::SyncKindArgs,
     #[command(flatten)]
@@ -192,6 +198,50 @@ pub fn kubeconfig_secret(
     secret
 }
 
+/// The metrics token Secret as a server-side apply body (pure): the
+/// scraper's bearer `token` and the cluster CA (`ca.crt`) that verifies
+/// the server, labelled and owned as the kubeconfig Secret.
+pub fn metrics_token_secret(
+    name: &str,
+    namespace: &str,
+    vc_name: &str,
+    token: &str,
+    ca_pem: &str,
+    owner: Option<&OwnerReference>,
+) -> serde_json::Value {
+    let mut secret = kubeconfig_secret(name, namespace, vc_name, "", owner);
+    secret["stringData"] = json!({"token": token, "ca.crt": ca_pem});
+    secret
+}
+
+/// The token in `path`, or a new random one written there (mode 0600) so
+/// it outlives restarts; 256 bits from the OS generator, hex-encoded.
+///
+/// # Errors
+/// An unreadable or unwritable file.
+pub fn load_or_create_token(path: &std::path::Path) -> Result<String> {
+    if let Ok(t) = std::fs::read_to_string(path)
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_string());
+    }
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let token: String = rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(token.as_bytes())?;
+    Ok(token)
+}
+
 /// The `(host, port)` of an `https://` URL, what host pods get as
 /// `KUBERNETES_SERVICE_HOST`/`_PORT` (pure; port 443 when absent, `None`
 /// for anything that is not an absolute URL).
@@ -249,6 +299,17 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     if let Some(a) = &address {
         tls_sans.push(a.ip.to_string());
     }
+    let mut static_tokens = std::collections::HashMap::new();
+    let metrics_token = match &args.metrics_token_secret {
+        Some(_) => {
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("creating {}", args.data_dir.display()))?;
+            let token = load_or_create_token(&args.data_dir.join("metrics.token"))?;
+            static_tokens.insert(token.clone(), embedded::metrics_scraper());
+            Some(token)
+        }
+        None => None,
+    };
     let opts = VirtualClusterOptions {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
@@ -261,6 +322,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         authentication: args.serving.authentication()?,
         anonymous_auth: args.serving.anonymous_auth,
         authentication_key_files: args.serving.key_files(),
+        static_tokens,
         kubernetes_service_ip: address.as_ref().map(|a| a.ip),
         dns: dns_listen.map(|listen| embedded::DnsOptions {
             listen,
@@ -320,6 +382,32 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 args.host_namespace
             )
         });
+    let written = match (written, &args.metrics_token_secret, &metrics_token) {
+        (Ok(_), Some(name), Some(token)) => {
+            let body = metrics_token_secret(
+                name,
+                &args.host_namespace,
+                &args.name,
+                token,
+                &vc.server.pki.ca_cert,
+                owner.as_ref(),
+            );
+            secrets
+                .patch(
+                    name,
+                    &PatchParams::apply(crate::up::FIELD_MANAGER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "writing the metrics token Secret {}/{name}",
+                        args.host_namespace
+                    )
+                })
+        }
+        (w, ..) => w,
+    };
     let result = match written {
         Ok(_) => {
             tracing::info!(
@@ -409,6 +497,21 @@ mod tests {
             Some(("fd00::1".to_string(), 6443))
         );
         assert_eq!(kubernetes_service("not a url"), None);
+    }
+
+    #[test]
+    fn metrics_token_persists_and_its_secret_carries_token_and_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.token");
+        let token = load_or_create_token(&path).unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(load_or_create_token(&path).unwrap(), token);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let s = metrics_token_secret("m", "ns1", "t1", "tok", "CA", None);
+        assert_eq!(s["stringData"], json!({"token": "tok", "ca.crt": "CA"}));
+        assert_eq!(s["metadata"]["labels"]["vkube.dev/virtual-cluster"], "t1");
     }
 
     #[test]

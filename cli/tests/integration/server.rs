@@ -87,6 +87,8 @@ async fn server_publishes_its_kubeconfig_secret_owned_by_the_statefulset() {
             "statefulset/vkube-t1",
             "--kubeconfig-server",
             &url,
+            "--metrics-token-secret",
+            "vkube-t1-metrics",
         ])
         .arg("--host-kubeconfig")
         .arg(host.kubeconfig_path())
@@ -174,6 +176,70 @@ async fn server_publishes_its_kubeconfig_secret_owned_by_the_statefulset() {
         scrape
             .text
             .contains("\n# TYPE vkube_syncer_reconciles_total counter\n")
+    );
+
+    // Readiness covers the components beside the server; liveness not.
+    let readyz =
+        super::metrics::kubectl_output(&kubeconfig, &["get", "--raw", "/readyz?verbose"], "").await;
+    let readyz = String::from_utf8_lossy(&readyz.stdout).into_owned();
+    for line in [
+        "[+]etcd ok",
+        "[+]controllers ok",
+        "[+]syncer ok",
+        "readyz check passed",
+    ] {
+        assert!(readyz.contains(line), "{line} missing in {readyz}");
+    }
+    let livez =
+        super::metrics::kubectl_output(&kubeconfig, &["get", "--raw", "/livez?verbose"], "").await;
+    assert!(!String::from_utf8_lossy(&livez.stdout).contains("syncer"));
+
+    // A host Prometheus scrapes with the published token, verifying the
+    // server with the published CA; the token reads nothing else.
+    let metrics_secret = host
+        .kubectl(&[
+            "get",
+            "secret",
+            "vkube-t1-metrics",
+            "-n",
+            "tenants",
+            "-o",
+            "json",
+        ])
+        .await
+        .expect_ok()
+        .json();
+    assert_eq!(
+        metrics_secret["metadata"]["ownerReferences"][0]["uid"],
+        sts_uid.as_str()
+    );
+    let field = |k: &str| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(metrics_secret["data"][k].as_str().expect(k))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let ca = host.write_file("metrics-ca.crt", &field("ca.crt"));
+    let scraper = host.write_file(
+        "scraper.kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"https://{addr}\", certificate-authority: {}, tls-server-name: localhost}}}}]\n\
+             contexts: [{{name: c, context: {{cluster: c, user: s}}}}]\nusers: [{{name: s, user: {{token: {}}}}}]\ncurrent-context: c\n",
+            ca.display(),
+            field("token")
+        ),
+    );
+    let scraped = super::metrics::Scrape::take(&scraper, &[])
+        .await
+        .expect("the token scrapes");
+    assert!(scraped.counter("apiserver_request_total", &[("resource", "podtemplates")]) >= 5.0);
+    let pods = super::metrics::kubectl_output(&scraper, &["get", "pods", "-A"], "").await;
+    assert!(
+        String::from_utf8_lossy(&pods.stderr).contains("Forbidden"),
+        "{}",
+        String::from_utf8_lossy(&pods.stderr)
     );
 
     // Tenant pods reach this server at its host Service's ClusterIP (the

@@ -112,6 +112,9 @@ fn check_kind(kind: &str, what: &str, v: &serde_json::Value) {
         "NetworkPolicy" => drop(strict::<NetworkPolicy>(what, v)),
         "Ingress" => drop(strict::<Ingress>(what, v)),
         "ConfigMap" => drop(strict::<k8s_openapi::api::core::v1::ConfigMap>(what, v)),
+        // The Prometheus operator's kind: no k8s-openapi type; its fields
+        // are checked by the test that renders it.
+        "ServiceMonitor" => assert_eq!(v["apiVersion"], "monitoring.coreos.com/v1", "{what}"),
         other => panic!("{what}: the chart renders an unexpected kind {other}"),
     }
 }
@@ -312,6 +315,7 @@ async fn default_values_render_the_contracted_objects() {
         "--dns-service=vkube-t-dns",
         "--max-requests-inflight=400",
         "--max-mutating-requests-inflight=200",
+        "--log-format=text",
     ] {
         assert!(
             args.contains(&want.to_string()),
@@ -537,6 +541,122 @@ async fn role_grants_exactly_what_the_syncer_uses() {
     let crb: ClusterRoleBinding = nodes.get("ClusterRoleBinding", "vkube-t-tenant");
     assert_eq!(crb.role_ref.name, "vkube-t-tenant");
     assert_eq!(crb.subjects.unwrap()[0].name, "vkube-t");
+}
+
+#[tokio::test]
+async fn monitoring_renders_a_service_monitor_with_the_scrape_token_and_a_dashboard() {
+    let off = render(&[]).await;
+    assert!(!off.has("ServiceMonitor"));
+    assert!(
+        !args_of(&off.get("StatefulSet", "vkube-t"))
+            .iter()
+            .any(|a| a.starts_with("--metrics-token-secret"))
+    );
+
+    let r = render(&[
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=prom",
+        "--set",
+        "metrics.grafanaDashboard.enabled=true",
+        "--set",
+        "metrics.logFormat=json",
+    ])
+    .await;
+    let args = args_of(&r.get("StatefulSet", "vkube-t"));
+    for want in [
+        "--metrics-token-secret=vkube-t-metrics",
+        "--log-format=json",
+    ] {
+        assert!(
+            args.contains(&want.to_string()),
+            "missing {want} in {args:?}"
+        );
+    }
+    let (_, _, sm) = r
+        .docs
+        .iter()
+        .find(|(k, _, _)| k == "ServiceMonitor")
+        .expect("a ServiceMonitor");
+    assert_eq!(sm["metadata"]["labels"]["release"], "prom");
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"],
+        serde_json::json!({"app.kubernetes.io/name": "vkube", "app.kubernetes.io/instance": "t"})
+    );
+    let ep = &sm["spec"]["endpoints"][0];
+    assert_eq!(ep["port"], "https");
+    assert_eq!(ep["path"], "/metrics");
+    assert_eq!(
+        ep["authorization"]["credentials"]["name"],
+        "vkube-t-metrics"
+    );
+    assert_eq!(ep["authorization"]["credentials"]["key"], "token");
+    assert_eq!(ep["tlsConfig"]["ca"]["secret"]["key"], "ca.crt");
+    assert_eq!(ep["tlsConfig"]["serverName"], "vkube-t");
+
+    // The dashboard ConfigMap holds the chart's dashboard, whose every
+    // query is valid PromQL (promtool checks it as rules, with Grafana's
+    // variables filled in) over series vkube serves.
+    let cm: k8s_openapi::api::core::v1::ConfigMap = r.get("ConfigMap", "vkube-t-dashboard");
+    assert_eq!(cm.metadata.labels.unwrap()["grafana_dashboard"], "1");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&cm.data.unwrap()["vkube.json"]).expect("dashboard JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let served = [
+        "apiserver_request_total",
+        "apiserver_request_duration_seconds_bucket",
+        "apiserver_current_inflight_requests",
+        "apiserver_longrunning_requests",
+        "apiserver_watch_events_total",
+        "apiserver_storage_objects",
+        "vkube_syncer_sync_latency_seconds_bucket",
+        "vkube_syncer_reconcile_errors_total",
+        "workqueue_depth",
+        "workqueue_adds_total",
+        "workqueue_work_duration_seconds_bucket",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+    ];
+    for e in &exprs {
+        assert!(
+            served.iter().any(|s| e.contains(s)),
+            "{e} reads nothing vkube serves"
+        );
+    }
+    let mut rules = String::from("groups:\n- name: dashboard\n  rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let e = e
+            .replace("$__rate_interval", "5m")
+            .replace("$namespace", "tenant")
+            .replace("$service", ".+");
+        rules.push_str(&format!(
+            "  - record: dashboard:query{i}\n    expr: {}\n",
+            serde_json::Value::from(e)
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard.rules.yaml");
+    std::fs::write(&file, rules).unwrap();
+    let out = tokio::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .await
+        .expect("promtool (scripts/install-tools.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
