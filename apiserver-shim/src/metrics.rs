@@ -10,11 +10,14 @@
 //!   `apiserver_request_sli_duration_seconds{…}`, the latency the API
 //!   server's SLO rules read (kube subtracts webhook calls and fair-queue
 //!   waits from it; here it is the whole duration, an upper bound);
-//! * `apiserver_response_sizes{verb,group,version,resource,subresource,scope,component}`;
+//! * `apiserver_response_sizes{verb,group,version,resource,subresource,scope,component}`
+//!   (reads only, `GET` and `LIST`, as kube);
 //! * `apiserver_current_inflight_requests{request_kind}` (`readOnly`,
-//!   `mutating`) and `apiserver_longrunning_requests{…}`;
-//! * `apiserver_watch_events_total{group,version,resource}`;
-//! * `apiserver_storage_objects{resource}`, counted when scraped;
+//!   `mutating`: requests holding a seat of the server's limits when
+//!   scraped) and `apiserver_longrunning_requests{…}`;
+//! * `apiserver_watch_events_total{group,version,kind}`;
+//! * `apiserver_storage_objects{resource}`, counted when scraped, at most
+//!   once a minute;
 //! * `process_*` of this process ([`ProcessCollector`]);
 //! * the `workqueue_*` series of the controllers and syncer that run
 //!   beside the server, registered in the same registry.
@@ -23,7 +26,8 @@
 //! served resource is counted under `resource="unknown"` with empty group
 //! and version, and verbs outside kube's set under `verb="other"`, so no
 //! tenant can grow the series without bound (a custom resource counts once
-//! its CRD is established, as in kube-apiserver).
+//! its CRD is established, as in kube-apiserver, and its series go when it
+//! is no longer served).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,8 +57,8 @@ const COMPONENT: &str = "apiserver";
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestInfo {
     /// `GET`, `LIST`, `WATCH`, `POST`, `PUT`, `PATCH`, `APPLY`, `DELETE`,
-    /// `DELETECOLLECTION`, `CONNECT` or `other`; the HTTP method for a
-    /// non-resource request.
+    /// `CONNECT` (log, exec, attach, port-forward, proxy) or `other`; the
+    /// HTTP method for a non-resource request (`HEAD` as `GET`).
     pub verb: &'static str,
     /// API group; empty for core and non-resource requests.
     pub group: String,
@@ -95,7 +99,7 @@ struct RequestKind {
 struct WatchLabels {
     group: String,
     version: String,
-    resource: String,
+    kind: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -124,14 +128,16 @@ fn response_size_histogram() -> Histogram {
     Histogram::new(exponential_buckets(1000.0, 10.0, 7))
 }
 
-/// Subresources kube-apiserver serves as connecters, reported as verb
-/// `CONNECT` (`pods/log` is a plain `GET` there).
-const CONNECT_SUBRESOURCES: [&str; 4] = ["exec", "proxy", "attach", "portforward"];
+/// Subresources reported as verb `CONNECT` (kube's
+/// `validConnectRequests`).
+const CONNECT_SUBRESOURCES: [&str; 5] = ["log", "exec", "portforward", "attach", "proxy"];
 
 impl RequestInfo {
     /// What is reported of a request with authorization `attributes`, API
     /// `version` (the path's), and whether it is a server-side apply patch
-    /// (pure; kube's `CleanVerb`, `CleanScope`). `served(group, version,
+    /// (pure; kube's `CleanScope`, `CanonicalVerb` and `cleanVerb`: the
+    /// verb comes from the HTTP method, so a delete-collection is a
+    /// `DELETE` and a `HEAD` a `GET`). `served(group, version,
     /// resource, subresource)` says whether the path names a served
     /// resource; when it does not, group, version and subresource are
     /// empty and resource is `unknown`.
@@ -144,13 +150,11 @@ impl RequestInfo {
         match attributes {
             Attributes::NonResource { verb, .. } => Self {
                 verb: match verb.as_str() {
-                    "get" => "GET",
-                    "head" => "HEAD",
+                    "get" | "head" => "GET",
                     "post" => "POST",
                     "put" => "PUT",
                     "patch" => "PATCH",
                     "delete" => "DELETE",
-                    "options" => "OPTIONS",
                     _ => "other",
                 },
                 group: String::new(),
@@ -179,8 +183,7 @@ impl RequestInfo {
                         "update" => "PUT",
                         "patch" if apply => "APPLY",
                         "patch" => "PATCH",
-                        "delete" => "DELETE",
-                        "deletecollection" => "DELETECOLLECTION",
+                        "delete" | "deletecollection" => "DELETE",
                         _ => "other",
                     }
                 };
@@ -219,11 +222,40 @@ impl RequestInfo {
             }
         }
     }
+}
 
-    /// Whether the request only reads (kube's `readOnly` request kind).
-    fn read_only(&self) -> bool {
-        matches!(self.verb, "GET" | "LIST" | "WATCH" | "HEAD" | "OPTIONS")
+/// Who serves a resource path ([`served`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// A built-in kind, review kind or `metrics.k8s.io`.
+    Builtin,
+    /// A custom resource of an established CRD.
+    Custom,
+}
+
+/// Who serves `group`/`version`/`resource` with `subresource` (empty for
+/// none), looking at the custom resources only when `custom` is given;
+/// `None` when nothing does (pure).
+pub fn served(
+    custom: Option<&crate::crd::CustomTable>,
+    group: &str,
+    version: &str,
+    resource: &str,
+    subresource: &str,
+) -> Option<Served> {
+    let has = |subs: Vec<&str>| subresource.is_empty() || subs.contains(&subresource);
+    if let Some(def) = crate::registry::lookup(group, version, resource) {
+        return has(def.subresources()).then_some(Served::Builtin);
     }
+    let other = crate::registry::lookup_review(group, version, resource).is_some()
+        || (group == vkube_core::metrics::GROUP
+            && version == vkube_core::metrics::VERSION
+            && matches!(resource, "pods" | "nodes"));
+    if other {
+        return subresource.is_empty().then_some(Served::Builtin);
+    }
+    let def = custom?.lookup(group, version, resource)?;
+    has(def.subresources()).then_some(Served::Custom)
 }
 
 /// kube's `dry_run` label value for a request's raw `query`: the distinct
@@ -254,8 +286,12 @@ pub struct Metrics {
     longrunning: Family<RequestInfo, Gauge>,
     watch_events: Family<WatchLabels, Counter>,
     storage_objects: Family<ResourceLabel, Gauge>,
-    /// One storage count at a time: concurrent scrapes wait and reuse it.
-    counting: tokio::sync::Mutex<()>,
+    /// When stored objects were last counted; held by one scrape at a time.
+    counting: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// The series of custom resources, by group and resource.
+    custom: std::sync::Mutex<
+        std::collections::HashMap<(String, String), std::collections::HashSet<CustomSeries>>,
+    >,
     /// The `workqueue_*` families of this server's controllers and syncer.
     pub workqueue: WorkqueueMetrics,
 }
@@ -288,7 +324,8 @@ impl Metrics {
             longrunning: Family::default(),
             watch_events: Family::default(),
             storage_objects: Family::default(),
-            counting: tokio::sync::Mutex::new(()),
+            counting: tokio::sync::Mutex::new(None),
+            custom: Default::default(),
             workqueue: WorkqueueMetrics::register(&mut r),
         };
         r.register(
@@ -348,27 +385,15 @@ impl Metrics {
         &self.registry
     }
 
-    /// Counts a request as in flight until the returned guard is dropped
-    /// (`apiserver_current_inflight_requests`; long-running requests are
-    /// tracked by [`Metrics::observe`] instead).
-    pub fn in_flight(&self, info: &RequestInfo) -> impl Drop + Send + use<> {
-        let kind = if info.read_only() {
-            "readOnly"
-        } else {
-            "mutating"
-        };
-        let gauge = self
-            .inflight
-            .get_or_create_owned(&RequestKind { request_kind: kind });
-        gauge.inc();
-        GaugeGuard(gauge)
-    }
-
     /// Records a served request: its count by status `code`, its
     /// `duration` and response `size` (bytes, when known). A long-running
     /// request is counted now and returns a guard that keeps it in
     /// `apiserver_longrunning_requests` until dropped (with its response
     /// body).
+    ///
+    /// `custom` says the request named a custom resource, whose series are
+    /// removed when it is no longer served ([`Metrics::scrape`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &self,
         info: &RequestInfo,
@@ -377,14 +402,17 @@ impl Metrics {
         duration: Duration,
         size: Option<u64>,
         long_running: bool,
+        custom: bool,
     ) -> Option<impl Drop + Send + Sync + use<>> {
-        self.requests
-            .get_or_create(&CodeLabels {
-                info: info.clone(),
-                dry_run,
-                code,
-            })
-            .inc();
+        let labels = CodeLabels {
+            info: info.clone(),
+            dry_run,
+            code,
+        };
+        self.requests.get_or_create(&labels).inc();
+        if custom {
+            self.track_custom(&info.group, &info.resource, CustomSeries::Request(labels));
+        }
         if long_running {
             let gauge = self.longrunning.get_or_create_owned(info);
             gauge.inc();
@@ -399,30 +427,49 @@ impl Metrics {
         self.sli_durations
             .get_or_create(info)
             .observe(duration.as_secs_f64());
-        if let Some(size) = size {
+        // kube records the sizes of reads only.
+        if let (Some(size), "GET" | "LIST") = (size, info.verb) {
             self.sizes.get_or_create(info).observe(size as f64);
         }
         None
     }
 
-    /// A handle that counts events sent to watchers of `group`/`version`/
-    /// `resource` (a served resource's names).
-    pub fn watch_events(&self, group: &str, version: &str, resource: &str) -> Counter {
-        self.watch_events.get_or_create_owned(&WatchLabels {
-            group: group.to_string(),
-            version: version.to_string(),
-            resource: resource.to_string(),
-        })
+    /// A handle that counts events sent to watchers of `def`'s objects
+    /// (labels group, version and kind, as kube's).
+    pub fn watch_events(&self, def: &crate::registry::Def) -> Counter {
+        let labels = WatchLabels {
+            group: def.group.to_string(),
+            version: def.version.to_string(),
+            kind: def.kind.to_string(),
+        };
+        if def.custom().is_some() {
+            self.track_custom(def.group, def.resource, CustomSeries::Watch(labels.clone()));
+        }
+        self.watch_events.get_or_create_owned(&labels)
     }
 
-    /// Counts the stored objects of every stored resource into
-    /// `apiserver_storage_objects` (`resource` as kube names it:
-    /// `pods`, `deployments.apps`), then encodes the registry.
-    pub async fn scrape(&self, api: &crate::rest::Api) -> String {
-        {
-            let _one = self.counting.lock().await;
+    /// Sets the gauges read when scraped, then encodes the registry:
+    /// `apiserver_current_inflight_requests` from `inflight` (read-only and
+    /// mutating requests holding a seat of the server's limits now), and
+    /// `apiserver_storage_objects` (`resource` as kube names it: `pods`,
+    /// `deployments.apps`), counted again when the last count is older
+    /// than [`STORAGE_COUNT_INTERVAL`] (kube-apiserver counts once a
+    /// minute). The series of custom resources no longer served (a
+    /// deleted CRD) are removed, so CRDs created and deleted under new
+    /// names do not accumulate series.
+    pub async fn scrape(&self, api: &crate::rest::Api, inflight: (usize, usize)) -> String {
+        // One scrape at a time: the updates and the encoding are one step.
+        let mut last_count = self.counting.lock().await;
+        for (kind, n) in [("readOnly", inflight.0), ("mutating", inflight.1)] {
+            self.inflight
+                .get_or_create(&RequestKind { request_kind: kind })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let custom = api.custom_resources().await.ok();
+        self.forget_unserved(custom.as_deref());
+        if last_count.is_none_or(|at| at.elapsed() >= STORAGE_COUNT_INTERVAL) {
+            *last_count = Some(std::time::Instant::now());
             let mut counted = std::collections::HashSet::new();
-            let custom = api.custom_resources().await.ok();
             let builtin = crate::registry::RESOURCES
                 .iter()
                 .filter(|d| d.computed.is_none());
@@ -438,8 +485,9 @@ impl Metrics {
                 } else {
                     format!("{}.{}", def.resource, def.group)
                 };
-                if let Ok(n) = api.store.count(&prefix).await {
-                    counts.push((resource, n));
+                match api.store.count(&prefix).await {
+                    Ok(n) => counts.push((resource, n)),
+                    Err(e) => tracing::warn!(%resource, error = %e, "counting stored objects"),
                 }
             }
             // Resources gone (a deleted CRD) leave the series.
@@ -452,6 +500,59 @@ impl Metrics {
         }
         self.registry.encode()
     }
+
+    /// Remembers that `labels` (of a request or a watch) name a custom
+    /// resource, so that its series can be removed once it is no longer
+    /// served.
+    fn track_custom(&self, group: &str, resource: &str, series: CustomSeries) {
+        let mut custom = self.custom.lock().unwrap_or_else(|p| p.into_inner());
+        custom
+            .entry((group.to_string(), resource.to_string()))
+            .or_default()
+            .insert(series);
+    }
+
+    /// Removes the series of tracked custom resources that `table` no
+    /// longer serves (in any version).
+    fn forget_unserved(&self, table: Option<&crate::crd::CustomTable>) {
+        let Some(table) = table else { return };
+        let mut custom = self.custom.lock().unwrap_or_else(|p| p.into_inner());
+        custom.retain(|(group, resource), series| {
+            let served = table
+                .iter()
+                .any(|c| c.def.group == group.as_str() && c.def.resource == resource.as_str());
+            if !served {
+                for s in series.drain() {
+                    match s {
+                        CustomSeries::Request(labels) => {
+                            self.durations.remove(&DryRunLabels {
+                                info: labels.info.clone(),
+                                dry_run: labels.dry_run,
+                            });
+                            self.sli_durations.remove(&labels.info);
+                            self.sizes.remove(&labels.info);
+                            self.longrunning.remove(&labels.info);
+                            self.requests.remove(&labels);
+                        }
+                        CustomSeries::Watch(labels) => {
+                            self.watch_events.remove(&labels);
+                        }
+                    }
+                }
+            }
+            served
+        });
+    }
+}
+
+/// How long a count of stored objects is reported before it is taken again.
+pub const STORAGE_COUNT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A series of a custom resource, remembered to be removed with it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+enum CustomSeries {
+    Request(CodeLabels),
+    Watch(WatchLabels),
 }
 
 /// Decrements a gauge when dropped.
@@ -614,8 +715,7 @@ mod tests {
             _ => "",
         };
         RequestInfo::of(&attrs, version, apply, |g, v, r, s| {
-            crate::registry::lookup(g, v, r)
-                .is_some_and(|d| s.is_empty() || d.subresources().contains(&s))
+            served(None, g, v, r, s).is_some()
         })
     }
 
@@ -673,7 +773,7 @@ mod tests {
                 "/api/v1/namespaces/a/configmaps",
                 None,
                 false,
-                ("DELETECOLLECTION", "", "v1", "configmaps", "", "namespace"),
+                ("DELETE", "", "v1", "configmaps", "", "namespace"),
             ),
             (
                 "POST",
@@ -687,9 +787,17 @@ mod tests {
                 "/api/v1/namespaces/a/pods/p/log",
                 None,
                 false,
-                ("GET", "", "v1", "pods", "log", "resource"),
+                ("CONNECT", "", "v1", "pods", "log", "resource"),
             ),
             ("GET", "/healthz", None, false, ("GET", "", "", "", "", "")),
+            ("HEAD", "/healthz", None, false, ("GET", "", "", "", "", "")),
+            (
+                "OPTIONS",
+                "/healthz",
+                None,
+                false,
+                ("other", "", "", "", "", ""),
+            ),
             (
                 "BREW",
                 "/healthz",
@@ -721,6 +829,48 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[test]
+    fn series_of_a_custom_resource_go_when_it_is_no_longer_served() {
+        let m = Metrics::new();
+        let widgets = RequestInfo {
+            verb: "LIST",
+            group: "example.com".into(),
+            version: "v1".into(),
+            resource: "widgets".into(),
+            subresource: String::new(),
+            scope: "cluster",
+            component: COMPONENT,
+        };
+        let pods = RequestInfo {
+            resource: "pods".into(),
+            group: String::new(),
+            ..widgets.clone()
+        };
+        m.observe(
+            &widgets,
+            "",
+            200,
+            Duration::from_millis(1),
+            Some(10),
+            false,
+            true,
+        );
+        m.observe(
+            &pods,
+            "",
+            200,
+            Duration::from_millis(1),
+            Some(10),
+            false,
+            false,
+        );
+        assert!(m.registry().encode().contains("resource=\"widgets\""));
+        m.forget_unserved(Some(&crate::crd::CustomTable::default()));
+        let text = m.registry().encode();
+        assert!(!text.contains("widgets"), "{text}");
+        assert!(text.contains("resource=\"pods\""), "{text}");
     }
 
     #[test]
@@ -756,7 +906,15 @@ mod tests {
     fn encodes_kube_names_and_buckets() {
         let m = Metrics::new();
         let i = info("GET", "/api/v1/pods", None, false);
-        m.observe(&i, "", 200, Duration::from_millis(30), Some(1500), false);
+        m.observe(
+            &i,
+            "",
+            200,
+            Duration::from_millis(30),
+            Some(1500),
+            false,
+            false,
+        );
         let text = m.registry().encode();
         for line in [
             "# TYPE apiserver_request_total counter",

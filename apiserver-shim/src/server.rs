@@ -180,17 +180,15 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch+yaml"));
-    let info = request_info(&state, apply, &segments, &attributes).await;
+    let (info, custom) = request_info(&state, apply, &segments, &attributes).await;
     let dry_run = crate::metrics::dry_run_label(req.uri().query());
     let long_running = crate::filters::limits::is_long_running(&attributes);
-    let in_flight = (!long_running).then(|| state.api.metrics.in_flight(&info));
     // Boxed: the whole request's future is large, and a worker thread's
     // stack holds every future it polls inline.
     let mut response = Box::pin(authenticate_and_serve(
         &state, req, path, segments, attributes,
     ))
     .await;
-    drop(in_flight);
     let size = http_body::Body::size_hint(response.body()).exact();
     let status = response.status();
     if let Some(guard) = state.api.metrics.observe(
@@ -200,6 +198,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         started.elapsed(),
         size,
         long_running,
+        custom,
     ) && status != StatusCode::SWITCHING_PROTOCOLS
     {
         // A stream (a watch, a followed log) stays counted as
@@ -210,47 +209,39 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     response
 }
 
-/// What the metrics report of a request: the resource labels only when
-/// the path names a served resource, so paths a client makes up never
-/// become series.
+/// What the metrics report of a request, and whether it names a custom
+/// resource: the resource labels only when the path names a served
+/// resource, so paths a client makes up never become series.
 async fn request_info(
     state: &AppState,
     apply: bool,
     segments: &[String],
     attributes: &crate::filters::authorization::rbac::Request,
-) -> crate::metrics::RequestInfo {
+) -> (crate::metrics::RequestInfo, bool) {
     let version = match segments {
         [api, v, ..] if api == "api" => v.as_str(),
         [apis, _, v, ..] if apis == "apis" => v.as_str(),
         _ => "",
     };
+    // The custom resources are read only for a path no built-in serves.
     let custom = match attributes {
-        crate::filters::authorization::rbac::Request::Resource { .. } => {
+        crate::filters::authorization::rbac::Request::Resource {
+            group,
+            resource,
+            subresource,
+            ..
+        } if crate::metrics::served(None, group, version, resource, subresource).is_none() => {
             state.api.custom_resources().await.ok()
         }
-        crate::filters::authorization::rbac::Request::NonResource { .. } => None,
+        _ => None,
     };
-    crate::metrics::RequestInfo::of(
-        attributes,
-        version,
-        apply,
-        |group, version, resource, sub| {
-            if let Some(def) = crate::registry::lookup(group, version, resource) {
-                return sub.is_empty() || def.subresources().contains(&sub);
-            }
-            if let Some(def) = custom
-                .as_ref()
-                .and_then(|c| c.lookup(group, version, resource))
-            {
-                return sub.is_empty() || def.subresources().contains(&sub);
-            }
-            sub.is_empty()
-                && (crate::registry::lookup_review(group, version, resource).is_some()
-                    || (group == vkube_core::metrics::GROUP
-                        && version == vkube_core::metrics::VERSION
-                        && matches!(resource, "pods" | "nodes")))
-        },
-    )
+    let mut is_custom = false;
+    let info = crate::metrics::RequestInfo::of(attributes, version, apply, |g, v, r, s| {
+        let served = crate::metrics::served(custom.as_deref(), g, v, r, s);
+        is_custom = served == Some(crate::metrics::Served::Custom);
+        served.is_some()
+    });
+    (info, is_custom)
 }
 
 /// Authentication, audit and the stages after them, for a request whose
@@ -597,7 +588,11 @@ async fn serve(
             if parts.method != Method::GET {
                 return Err(ApiError::no_route());
             }
-            let body = state.api.metrics.scrape(&state.api).await;
+            let body = state
+                .api
+                .metrics
+                .scrape(&state.api, state.limits.executing())
+                .await;
             let mut r = (StatusCode::OK, body).into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -401,9 +401,7 @@ pub async fn serve(
         }
         Err(e) => return Err(crate::rest::storage_error(&def, "", e)),
         Ok(stream) => {
-            let events = api
-                .metrics
-                .watch_events(def.group, def.version, def.resource);
+            let events = api.metrics.watch_events(&def);
             let watcher = Watcher {
                 bookmarks: query.allow_watch_bookmarks,
                 interval: api.config.bookmark_interval,

@@ -194,6 +194,13 @@ impl Limits {
         }
     }
 
+    /// Requests holding a seat now: `(read-only, mutating)` (what
+    /// kube-apiserver reports as `apiserver_current_inflight_requests`).
+    pub fn executing(&self) -> (usize, usize) {
+        let executing = |c: &Option<Arc<Class>>| c.as_ref().map_or(0, |c| c.lock().executing);
+        (executing(&self.read_only), executing(&self.mutating))
+    }
+
     /// Admits a request of `user` in `groups` with `attributes`: `None`
     /// when it takes no seat (long-running, `system:masters`, or its class
     /// unlimited), a [`Seat`] to hold while serving it, or

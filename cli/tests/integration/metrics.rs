@@ -173,7 +173,7 @@ pub(crate) async fn assert_counts_requests(kubeconfig: &Path) -> (Scrape, Scrape
 }
 
 /// Checks that every running controller reports client-go's work queue
-/// series under its kube-controller-manager name, and each syncer queue
+/// series under its `--controllers` name, and each syncer queue
 /// with its depth.
 pub(crate) fn assert_workqueues(scrape: &Scrape, syncer: bool) {
     let names = scrape.label_values("workqueue_adds_total", "name");
@@ -391,7 +391,7 @@ async fn up_serves_kube_apiserver_metrics_that_prometheus_rules_read() {
     assert!(after.counter("workqueue_adds_total", &[("name", "syncer_pod")]) >= 1.0);
     assert!(after.counter("vkube_syncer_reconciles_total", &[("kind", "Pod")]) >= 1.0);
     assert!(
-        after.counter("apiserver_watch_events_total", &[("resource", "pods")]) >= 1.0,
+        after.counter("apiserver_watch_events_total", &[("kind", "Pod")]) >= 1.0,
         "controllers watch pods"
     );
     assert!(
