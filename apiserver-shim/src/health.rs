@@ -180,6 +180,16 @@ pub async fn serve(
         };
         return Some(match run(name, store, added).await {
             Ok(()) => plain(StatusCode::OK, "ok".into()),
+            // The endpoints answer before authentication: the reason of an
+            // added check (which may name the host's addresses) is logged,
+            // not returned.
+            Err(why) if added.get(name).is_some() => {
+                tracing::warn!(check = %name, error = %why, "{endpoint} check failed");
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal server error: reason withheld\n".into(),
+                )
+            }
             Err(why) => plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("internal server error: {why}\n"),

@@ -212,12 +212,21 @@ impl VirtualCluster {
             }),
         );
         let syncer = tokio::spawn(async move {
+            // Set when the task ends however it ends (a panic included);
+            // an error says why first.
+            struct Stop(Arc<std::sync::OnceLock<String>>);
+            impl Drop for Stop {
+                fn drop(&mut self) {
+                    let _ = self.0.set("its task ended".into());
+                }
+            }
+            let stop = Stop(stopped);
             let why = match run_syncer(virtual_client, host, sync, metrics).await {
                 Ok(()) => "it returned".to_string(),
                 Err(e) => format!("{e:#}"),
             };
             tracing::error!(error = %why, "syncer stopped");
-            let _ = stopped.set(why);
+            let _ = stop.0.set(why);
         });
         Ok(Self {
             server,

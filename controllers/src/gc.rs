@@ -721,7 +721,7 @@ pub async fn run(client: Client) {
         // (yet, or ever) only leaves its own objects out of this scan
         // (owners missing from the graph are verified with the server).
         if !gc.unsynced.iter().any(|i| *i < WATCHED.len()) {
-            gc.scan().await;
+            crate::measured_pass(gc.scan()).await;
         }
     }
 }

@@ -312,9 +312,17 @@ pub struct Running {
     tasks: tokio::task::JoinSet<()>,
     /// Names of the controllers started.
     pub names: Vec<&'static str>,
-    /// Names of the controllers whose task has ended (they run until the
-    /// process ends, so any is a failure).
-    stopped: Arc<std::sync::Mutex<Vec<&'static str>>>,
+    /// The controllers whose task has ended (they run until the process
+    /// ends, so any is a failure).
+    stopped: Arc<StopState>,
+}
+
+/// Which controllers have stopped, and whether [`Running::shutdown`] is
+/// stopping them.
+#[derive(Default)]
+struct StopState {
+    stopped: std::sync::Mutex<Vec<&'static str>>,
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Running {
@@ -322,9 +330,9 @@ impl Running {
     pub fn health_check(
         &self,
     ) -> impl Fn() -> std::result::Result<(), String> + Send + Sync + use<> {
-        let stopped = self.stopped.clone();
+        let state = self.stopped.clone();
         move || {
-            let stopped = stopped.lock().unwrap_or_else(|p| p.into_inner());
+            let stopped = state.stopped.lock().unwrap_or_else(|p| p.into_inner());
             if stopped.is_empty() {
                 Ok(())
             } else {
@@ -335,7 +343,32 @@ impl Running {
 
     /// Stops every controller and waits for them to end.
     pub async fn shutdown(mut self) {
+        self.stopped
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.tasks.shutdown().await;
+    }
+}
+
+/// Records its controller as stopped when dropped, that is when the
+/// controller's task ends for any reason (a return, a panic, or the
+/// shutdown aborting it).
+struct Stopped {
+    name: &'static str,
+    state: Arc<StopState>,
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if self.state.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        tracing::error!(controller = self.name, "controller stopped");
+        self.state
+            .stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(self.name);
     }
 }
 
@@ -426,6 +459,23 @@ where
     }
 }
 
+/// `pass` counted as one item of the calling controller's work queue
+/// series (`workqueue_adds_total`, `workqueue_work_duration_seconds`), for
+/// the controllers that work in passes over their caches rather than per
+/// object (the garbage collector's scans, podgc's periodic collection).
+pub async fn measured_pass<T>(pass: impl std::future::Future<Output = T>) -> T {
+    let queue = QUEUE.try_with(Clone::clone).ok().flatten();
+    let started = std::time::Instant::now();
+    if let Some(q) = &queue {
+        q.added();
+    }
+    let out = pass.await;
+    if let Some(q) = &queue {
+        q.worked(started.elapsed());
+    }
+    out
+}
+
 /// `error_policy` with each call counted as a retry of the calling
 /// controller's queue (`workqueue_retries_total`): kube-runtime requeues
 /// the object with the returned action.
@@ -512,17 +562,19 @@ fn start(
 ) -> Running {
     let mut tasks = tokio::task::JoinSet::new();
     let mut names = Vec::new();
-    let stopped: Arc<std::sync::Mutex<Vec<&'static str>>> = Default::default();
+    let stopped: Arc<StopState> = Default::default();
     for (c, client) in controllers {
         tracing::info!(controller = c.name, user = %c.user(), "starting controller");
         let queue = options.workqueue.as_ref().map(|w| w.controller(c.name));
         let run = QUEUE.scope(queue, OPTIONS.scope(options.clone(), (c.start)(client)));
-        let stopped = stopped.clone();
-        let name = c.name;
+        let stopped = Stopped {
+            name: c.name,
+            state: stopped.clone(),
+        };
         tasks.spawn(async move {
+            // Dropped when the task ends, returning or panicking alike.
+            let _stopped = stopped;
             run.await;
-            tracing::error!(controller = name, "controller stopped");
-            stopped.lock().unwrap_or_else(|p| p.into_inner()).push(name);
         });
         names.push(c.name);
     }

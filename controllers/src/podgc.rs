@@ -308,7 +308,7 @@ pub async fn run(client: Client) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            gc(&client, &pods, &nodes, &mut quarantine, threshold).await;
+            crate::measured_pass(gc(&client, &pods, &nodes, &mut quarantine, threshold)).await;
         }
     };
     tokio::select! {
