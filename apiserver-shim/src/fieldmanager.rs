@@ -295,6 +295,15 @@ pub fn track_update(
     set_entries(new, &entries);
 }
 
+/// How YAML from clients is read, as kube-apiserver's YAML decoder
+/// (sigs.k8s.io/yaml, YAML 1.1 scalars) reads it: `yes`/`on`/`y` are
+/// booleans and a leading `0` makes an octal integer (`0644` is 420).
+pub fn kube_yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        legacy_octal_numbers: true,
+    }
+}
+
 /// Decodes an apply patch body: JSON, else YAML (`400 error decoding YAML:
 /// ...` when neither gives an object; an empty body is `{}`).
 pub fn decode_apply_body(body: &[u8]) -> ApiResult<Value> {
@@ -303,7 +312,7 @@ pub fn decode_apply_body(body: &[u8]) -> ApiResult<Value> {
     }
     let v: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(_) => serde_saphyr::from_slice(body)
+        Err(_) => serde_saphyr::from_slice_with_options(body, kube_yaml_options())
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
     };
     match v {
@@ -657,6 +666,11 @@ mod tests {
         );
         assert_eq!(decode_apply_body(br#"{"a":1}"#).unwrap(), json!({"a": 1}));
         assert_eq!(decode_apply_body(b"  ").unwrap(), json!({}));
+        // YAML 1.1 scalars, as sigs.k8s.io/yaml reads them.
+        assert_eq!(
+            decode_apply_body(b"mode: 0644\nflag: on\nname: \"0644\"\n").unwrap(),
+            json!({"mode": 420, "flag": true, "name": "0644"})
+        );
         for bad in [&b"- a\n- b\n"[..], b"a: [", b"\"str\""] {
             let e = decode_apply_body(bad).unwrap_err();
             assert_eq!(e.code, 400);

@@ -1,9 +1,11 @@
 //! Log output of the long-running commands: `--log-format text` (tracing's
 //! human format, coloured only on a terminal) or `--log-format json`, one
-//! JSON object per line in the shape of Kubernetes' structured JSON logs
+//! JSON object per line after Kubernetes' structured JSON logs
 //! (component-base `logs/json`): `ts` (seconds since the Unix epoch, a
-//! float), `level`, `msg`, `logger` (the emitting module), then each event
-//! field as a top-level key.
+//! float) and `msg` as kube writes them, `level` and `logger` (the
+//! emitting module) where kube writes the verbosity `v` and `caller`, then
+//! each event field as a top-level key (`field_<name>` for a field named
+//! as one of those four).
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -86,7 +88,12 @@ impl Fields {
             };
             return;
         }
-        let key = serde_json::Value::from(field.name());
+        let name = field.name();
+        let key = if matches!(name, "ts" | "level" | "msg" | "logger") {
+            serde_json::Value::from(format!("field_{name}"))
+        } else {
+            serde_json::Value::from(name)
+        };
         let _ = write!(self.pairs, ",{key}:{value}");
     }
 }

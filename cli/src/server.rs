@@ -214,31 +214,41 @@ pub fn metrics_token_secret(
     secret
 }
 
-/// The token in `path`, or a new random one written there (mode 0600) so
-/// it outlives restarts; 256 bits from the OS generator, hex-encoded.
+/// The token in `path` (its mode tightened to 0600 if wider), or a new
+/// one written there atomically (a 0600 temporary file renamed into place)
+/// so it outlives restarts: 256 bits from a cryptographically secure
+/// generator (rand's thread generator, seeded by the OS), hex-encoded.
 ///
 /// # Errors
 /// An unreadable or unwritable file.
 pub fn load_or_create_token(path: &std::path::Path) -> Result<String> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     if let Ok(t) = std::fs::read_to_string(path)
         && !t.trim().is_empty()
     {
+        let perms = std::fs::metadata(path)?.permissions();
+        if perms.mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", path.display()))?;
+        }
         return Ok(t.trim().to_string());
     }
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let token: String = rand::random::<[u8; 32]>()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(token)
 }
 
@@ -507,6 +517,11 @@ mod tests {
         assert_eq!(token.len(), 64);
         assert_eq!(load_or_create_token(&path).unwrap(), token);
         use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A token file left readable by others is tightened, not trusted as is.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(load_or_create_token(&path).unwrap(), token);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let s = metrics_token_secret("m", "ns1", "t1", "tok", "CA", None);

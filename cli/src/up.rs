@@ -327,8 +327,12 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>> {
 /// Invalid YAML, or a document without `apiVersion`, `kind` or `metadata.name`.
 pub fn parse_manifests(source: &str, text: &str) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
-    let docs: Vec<Value> =
-        serde_saphyr::from_str_multiple(text).with_context(|| source.to_string())?;
+    // Empty documents are skipped by the parser: `#i` counts the others.
+    let docs: Vec<Value> = serde_saphyr::from_str_multiple_with_options(
+        text,
+        apiserver_shim::fieldmanager::kube_yaml_options(),
+    )
+    .with_context(|| source.to_string())?;
     for (i, value) in docs.into_iter().enumerate() {
         let src = format!("{source}#{i}");
         let objects = match value {

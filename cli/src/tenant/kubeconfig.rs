@@ -259,8 +259,17 @@ pub fn load_user() -> Result<Kubeconfig> {
 }
 
 /// Serializes `config` as YAML.
+/// How vkube writes YAML for people and line-based tools: long strings
+/// (certificate data, tokens) on one line, as kubectl writes them, not
+/// folded into block scalars.
+pub fn yaml_output() -> serde_saphyr::SerializerOptions {
+    serde_saphyr::ser_options! {
+        prefer_block_scalars: false,
+    }
+}
+
 pub fn to_yaml(config: &Kubeconfig) -> Result<String> {
-    Ok(serde_saphyr::to_string(config)?)
+    Ok(serde_saphyr::to_string_with_options(config, yaml_output())?)
 }
 
 /// Writes `config` to the user's kubeconfig ([`user_path`]), mode 0600.

@@ -641,7 +641,10 @@ async fn list_command(a: ListArgs) -> Result<()> {
         Format::Table if rows.is_empty() => eprintln!("No virtual clusters found"),
         Format::Table => print!("{}", list::table(&rows)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Format::Yaml => print!("{}", serde_saphyr::to_string(&rows)?),
+        Format::Yaml => print!(
+            "{}",
+            serde_saphyr::to_string_with_options(&rows, kubeconfig::yaml_output())?
+        ),
     }
     Ok(())
 }

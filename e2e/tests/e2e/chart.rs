@@ -561,7 +561,7 @@ async fn monitoring_renders_a_service_monitor_with_the_scrape_token_and_a_dashbo
         "--set",
         "metrics.grafanaDashboard.enabled=true",
         "--set",
-        "metrics.logFormat=json",
+        "logFormat=json",
     ])
     .await;
     let args = args_of(&r.get("StatefulSet", "vkube-t"));

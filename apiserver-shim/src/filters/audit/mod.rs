@@ -283,7 +283,11 @@ impl Recorder {
         let object = if body.starts_with(b"k8s\0") {
             crate::protobuf::decode_body(body, "").ok()
         } else if content_type.contains("yaml") {
-            serde_saphyr::from_slice::<serde_json::Value>(body).ok()
+            serde_saphyr::from_slice_with_options::<serde_json::Value>(
+                body,
+                crate::fieldmanager::kube_yaml_options(),
+            )
+            .ok()
         } else {
             serde_json::from_slice::<serde_json::Value>(body).ok()
         };
