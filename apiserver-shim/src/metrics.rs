@@ -17,7 +17,8 @@
 //!   scraped) and `apiserver_longrunning_requests{…}`;
 //! * `apiserver_watch_events_total{group,version,kind}`;
 //! * `apiserver_storage_objects{resource}`, counted when scraped, at most
-//!   once a minute;
+//!   once a minute, and `etcd_request_duration_seconds{operation,type}`,
+//!   the store's latency under kube's name ([`MeteredStore`]);
 //! * `process_*` of this process ([`ProcessCollector`]);
 //! * the `workqueue_*` series of the controllers and syncer that run
 //!   beside the server, registered in the same registry.
@@ -286,6 +287,7 @@ pub struct Metrics {
     longrunning: Family<RequestInfo, Gauge>,
     watch_events: Family<WatchLabels, Counter>,
     storage_objects: Family<ResourceLabel, Gauge>,
+    storage_durations: HistogramFamily<StorageLabels>,
     /// When stored objects were last counted; held by one scrape at a time.
     counting: tokio::sync::Mutex<Option<std::time::Instant>>,
     /// The series of custom resources, by group and resource.
@@ -324,6 +326,7 @@ impl Metrics {
             longrunning: Family::default(),
             watch_events: Family::default(),
             storage_objects: Family::default(),
+            storage_durations: Family::new_with_constructor(storage_duration_histogram),
             counting: tokio::sync::Mutex::new(None),
             custom: Default::default(),
             workqueue: WorkqueueMetrics::register(&mut r),
@@ -362,6 +365,11 @@ impl Metrics {
             "apiserver_watch_events",
             "Number of events sent in watch clients",
             m.watch_events.clone(),
+        );
+        r.register(
+            "etcd_request_duration_seconds",
+            "Etcd request latency in seconds for each operation and object type",
+            m.storage_durations.clone(),
         );
         r.register(
             "apiserver_storage_objects",
@@ -512,6 +520,14 @@ impl Metrics {
             .insert(series);
     }
 
+    /// Remembers a custom resource's store series (see
+    /// [`Metrics::track_custom`]).
+    fn track_custom_storage(&self, kind: StorageType) {
+        let (resource, group) = kind.r#type.split_once('.').unwrap_or((&kind.r#type, ""));
+        let (group, resource) = (group.to_string(), resource.to_string());
+        self.track_custom(&group, &resource, CustomSeries::Storage(kind));
+    }
+
     /// Removes the series of tracked custom resources that `table` no
     /// longer serves (in any version).
     fn forget_unserved(&self, table: Option<&crate::crd::CustomTable>) {
@@ -537,11 +553,175 @@ impl Metrics {
                         CustomSeries::Watch(labels) => {
                             self.watch_events.remove(&labels);
                         }
+                        CustomSeries::Storage(kind) => {
+                            for operation in STORAGE_OPERATIONS {
+                                self.storage_durations.remove(&StorageLabels {
+                                    operation,
+                                    kind: kind.clone(),
+                                });
+                            }
+                        }
                     }
                 }
             }
             served
         });
+    }
+}
+
+/// `etcd_request_duration_seconds` buckets, in seconds (kube-apiserver's
+/// `pkg/storage/etcd3/metrics`).
+pub const STORAGE_DURATION_BUCKETS: [f64; 23] = REQUEST_DURATION_BUCKETS;
+
+/// The store operations timed in `etcd_request_duration_seconds`.
+const STORAGE_OPERATIONS: [&str; 5] = ["get", "list", "create", "update", "delete"];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StorageLabels {
+    operation: &'static str,
+    #[prometheus(flatten)]
+    kind: StorageType,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StorageType {
+    /// kube's `type` label: here the stored resource, `pods` or
+    /// `deployments.apps`.
+    r#type: String,
+}
+
+fn storage_duration_histogram() -> Histogram {
+    Histogram::new(STORAGE_DURATION_BUCKETS)
+}
+
+/// The resource a storage key belongs to, as `apiserver_storage_objects`
+/// names it (`pods`, `deployments.apps`, `widgets.example.com`), and
+/// whether it is a custom resource (pure; the layout of
+/// [`crate::registry::ResourceDef::prefix`]).
+fn key_resource(key: &str) -> Option<(String, bool)> {
+    let mut segs = key.trim_start_matches('/').split('/');
+    match (segs.next()?, segs.next()?) {
+        ("customresources", group) => Some((format!("{}.{group}", segs.next()?), true)),
+        ("core", resource) => Some((resource.to_string(), false)),
+        (group, resource) => Some((format!("{resource}.{group}"), false)),
+    }
+}
+
+/// A [`Storage`](crate::store::Storage) whose reads and writes are timed
+/// in `etcd_request_duration_seconds{operation,type}` (kube-apiserver's
+/// name for its store's latency, so its dashboards read this store's).
+pub struct MeteredStore {
+    inner: Arc<dyn crate::store::Storage>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    /// `inner`, timed into `metrics`.
+    pub fn new(inner: Arc<dyn crate::store::Storage>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    fn timed<'a, T: Send + 'a>(
+        &'a self,
+        operation: &'static str,
+        key: &'a str,
+        f: futures::future::BoxFuture<'a, T>,
+    ) -> futures::future::BoxFuture<'a, T> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let out = f.await;
+            if let Some((resource, custom)) = key_resource(key) {
+                let labels = StorageLabels {
+                    operation,
+                    kind: StorageType { r#type: resource },
+                };
+                self.metrics
+                    .storage_durations
+                    .get_or_create(&labels)
+                    .observe(started.elapsed().as_secs_f64());
+                if custom {
+                    self.metrics.track_custom_storage(labels.kind);
+                }
+            }
+            out
+        })
+    }
+}
+
+impl crate::store::Storage for MeteredStore {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<Option<crate::store::KeyValue>, crate::store::StorageError>,
+    > {
+        self.timed("get", key, self.inner.get(key))
+    }
+
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        opts: crate::store::ListOptions,
+    ) -> futures::future::BoxFuture<'a, Result<crate::store::ListPage, crate::store::StorageError>>
+    {
+        self.timed("list", prefix, self.inner.list(prefix, opts))
+    }
+
+    fn create<'a>(
+        &'a self,
+        key: &'a str,
+        value: bytes::Bytes,
+    ) -> futures::future::BoxFuture<'a, Result<u64, crate::store::StorageError>> {
+        self.timed("create", key, self.inner.create(key, value))
+    }
+
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        expected: u64,
+        value: bytes::Bytes,
+    ) -> futures::future::BoxFuture<'a, Result<u64, crate::store::StorageError>> {
+        self.timed("update", key, self.inner.update(key, expected, value))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+        expected: u64,
+    ) -> futures::future::BoxFuture<'a, Result<u64, crate::store::StorageError>> {
+        self.timed("delete", key, self.inner.delete(key, expected))
+    }
+
+    fn count<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<u64, crate::store::StorageError>> {
+        self.inner.count(prefix)
+    }
+
+    fn watch(
+        &self,
+        prefix: &str,
+        after: u64,
+    ) -> Result<crate::store::WatchStream, crate::store::StorageError> {
+        self.inner.watch(prefix, after)
+    }
+
+    fn current_revision(&self) -> u64 {
+        self.inner.current_revision()
+    }
+
+    fn compacted_revision(&self) -> u64 {
+        self.inner.compacted_revision()
+    }
+
+    fn wait_for_revision(
+        &self,
+        revision: u64,
+        timeout: Duration,
+    ) -> futures::future::BoxFuture<'_, bool> {
+        self.inner.wait_for_revision(revision, timeout)
     }
 }
 
@@ -553,6 +733,7 @@ pub const STORAGE_COUNT_INTERVAL: Duration = Duration::from_secs(60);
 enum CustomSeries {
     Request(CodeLabels),
     Watch(WatchLabels),
+    Storage(StorageType),
 }
 
 /// Decrements a gauge when dropped.
@@ -871,6 +1052,23 @@ mod tests {
         let text = m.registry().encode();
         assert!(!text.contains("widgets"), "{text}");
         assert!(text.contains("resource=\"pods\""), "{text}");
+    }
+
+    #[test]
+    fn storage_keys_name_their_resource() {
+        assert_eq!(
+            key_resource("/core/pods/default/p"),
+            Some(("pods".into(), false))
+        );
+        assert_eq!(
+            key_resource("/apps/deployments/"),
+            Some(("deployments.apps".into(), false))
+        );
+        assert_eq!(
+            key_resource("/customresources/example.com/widgets/ns/w"),
+            Some(("widgets.example.com".into(), true))
+        );
+        assert_eq!(key_resource("/"), None);
     }
 
     #[test]

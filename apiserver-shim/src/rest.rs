@@ -135,6 +135,10 @@ impl Api {
     /// The REST layer over `store`.
     pub fn new(store: Arc<dyn Storage>, mut config: ApiConfig) -> Self {
         config.allocation.kubernetes_service_ip = config.kubernetes_service_ip;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        // Every read and write is timed for `/metrics`.
+        let store: Arc<dyn Storage> =
+            Arc::new(crate::metrics::MeteredStore::new(store, metrics.clone()));
         Self {
             store,
             config,
@@ -143,7 +147,7 @@ impl Api {
             custom: Default::default(),
             webhook_cache: Default::default(),
             admission_policies: Default::default(),
-            metrics: Default::default(),
+            metrics,
             health_checks: Default::default(),
         }
     }

@@ -400,6 +400,16 @@ async fn up_serves_kube_apiserver_metrics_that_prometheus_rules_read() {
             .contains("\napiserver_storage_objects{resource=\"deployments.apps\"} 3\n")
     );
     assert!(after.text.contains("\nprocess_resident_memory_bytes "));
+    let mut want: Vec<f64> = apiserver_shim::metrics::STORAGE_DURATION_BUCKETS.to_vec();
+    want.push(f64::INFINITY);
+    assert_eq!(
+        after.buckets(
+            "etcd_request_duration_seconds",
+            &[("operation", "create"), ("type", "podtemplates")]
+        ),
+        want,
+        "the store's latency under kube's name"
+    );
     promtool_check(&after).await;
     promtool_test_rules(&before, &after, home.path()).await;
     assert_metrics_authorization(&vc_kubeconfig, &format!("https://{listen}")).await;

@@ -104,24 +104,7 @@ impl Up {
 /// Runs real kubectl with `kubeconfig` (private HOME and cache); returns
 /// stdout, panicking with stderr on failure.
 async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let bin = vkube_e2e::find_tool("KUBECTL", "kubectl").expect("kubectl");
-    let home = kubeconfig.parent().unwrap().join("kubectl-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let out = tokio::time::timeout(
-        vkube_e2e::COMMAND_TIMEOUT,
-        Command::new(bin)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .arg("--cache-dir")
-            .arg(home.join("cache"))
-            .args(args)
-            .env("HOME", &home)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("kubectl timed out")
-    .expect("running kubectl");
+    let out = super::metrics::kubectl_output(kubeconfig, args, "").await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
