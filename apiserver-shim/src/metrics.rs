@@ -251,7 +251,7 @@ pub fn served(
     let other = crate::registry::lookup_review(group, version, resource).is_some()
         || (group == vkube_core::metrics::GROUP
             && version == vkube_core::metrics::VERSION
-            && matches!(resource, "pods" | "nodes"));
+            && crate::metrics_api::RESOURCES.contains(&resource));
     if other {
         return subresource.is_empty().then_some(Served::Builtin);
     }
@@ -488,11 +488,7 @@ impl Metrics {
                 if !counted.insert(prefix.clone()) {
                     continue;
                 }
-                let resource = if def.group.is_empty() {
-                    def.resource.to_string()
-                } else {
-                    format!("{}.{}", def.resource, def.group)
-                };
+                let resource = def.group_resource().to_string();
                 match api.store.count(&prefix).await {
                     Ok(n) => counts.push((resource, n)),
                     Err(e) => tracing::warn!(%resource, error = %e, "counting stored objects"),
@@ -877,7 +873,6 @@ pub fn hold_with_body(
     guard: impl Send + Sync + 'static,
 ) -> axum::body::Body {
     use futures::StreamExt;
-    let guard = Arc::new(guard);
     axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
         let _held = &guard;
         chunk

@@ -19,6 +19,9 @@ use vkube_core::fields::FieldSelector;
 use vkube_core::labels::LabelSelector;
 use vkube_core::metrics::{GROUP, MetricsQuery, VERSION};
 
+/// The resources of the group (`kubectl top node`, `kubectl top pod`).
+pub const RESOURCES: [&str; 2] = ["nodes", "pods"];
+
 /// Whether the group is served now.
 pub async fn available(api: &Api) -> bool {
     match &api.config.metrics {

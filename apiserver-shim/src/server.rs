@@ -186,7 +186,12 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     // Boxed: the whole request's future is large, and a worker thread's
     // stack holds every future it polls inline.
     let mut response = Box::pin(authenticate_and_serve(
-        &state, req, path, segments, attributes,
+        &state,
+        req,
+        path,
+        segments,
+        attributes,
+        long_running,
     ))
     .await;
     let size = http_body::Body::size_hint(response.body()).exact();
@@ -252,6 +257,7 @@ async fn authenticate_and_serve(
     path: String,
     segments: Vec<String>,
     attributes: crate::filters::authorization::rbac::Request,
+    long_running: bool,
 ) -> Response {
     if let Some(health) = crate::health::serve(
         &path,
@@ -282,7 +288,6 @@ async fn authenticate_and_serve(
             HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
                 .expect("a uuid is a header value")
         });
-    let long_running = crate::filters::limits::is_long_running(&attributes);
     // Owned values only across the await: a request body is not `Sync`.
     let from_cert = req.extensions().get::<Identity>().cloned();
     // A present Authorization header that is no usable bearer token is a
@@ -328,11 +333,28 @@ async fn authenticate_and_serve(
             response
         }
         (Some(identity), None) => {
-            authorize_and_serve(state, req, identity, segments, attributes, None).await
+            authorize_and_serve(
+                state,
+                req,
+                identity,
+                segments,
+                attributes,
+                long_running,
+                None,
+            )
+            .await
         }
         (Some(identity), Some(mut r)) => {
-            let response =
-                authorize_and_serve(state, req, identity, segments, attributes, Some(&mut r)).await;
+            let response = authorize_and_serve(
+                state,
+                req,
+                identity,
+                segments,
+                attributes,
+                long_running,
+                Some(&mut r),
+            )
+            .await;
             r.complete(response, long_running).await
         }
     };
@@ -350,6 +372,7 @@ async fn authorize_and_serve(
     mut identity: Identity,
     segments: Vec<String>,
     attributes: crate::filters::authorization::rbac::Request,
+    long_running: bool,
     mut recorder: Option<&mut crate::filters::audit::Recorder>,
 ) -> Response {
     match crate::filters::impersonation::requested(req.headers()) {
@@ -397,7 +420,7 @@ async fn authorize_and_serve(
     }
     let mut req = req;
     if let Some(r) = recorder
-        && !crate::filters::limits::is_long_running(&attributes)
+        && !long_running
         && matches!(
             *req.method(),
             Method::POST | Method::PUT | Method::PATCH | Method::DELETE

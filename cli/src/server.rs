@@ -252,6 +252,31 @@ pub fn load_or_create_token(path: &std::path::Path) -> Result<String> {
     Ok(token)
 }
 
+/// Writes Secret `name` (the `what` Secret, for the error) with
+/// server-side apply as vkube's field manager, taking its fields over.
+///
+/// # Errors
+/// The write refused (e.g. 403 without RBAC on Secrets).
+async fn apply_secret(
+    secrets: &Api<Secret>,
+    name: &str,
+    body: &serde_json::Value,
+    what: &str,
+) -> Result<()> {
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply(crate::up::FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .with_context(|| {
+            let ns = secrets.namespace().unwrap_or_default();
+            format!("writing the {what} Secret {ns}/{name}")
+        })?;
+    Ok(())
+}
+
 /// The `(host, port)` of an `https://` URL, what host pods get as
 /// `KUBERNETES_SERVICE_HOST`/`_PORT` (pure; port 443 when absent, `None`
 /// for anything that is not an absolute URL).
@@ -310,13 +335,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         tls_sans.push(a.ip.to_string());
     }
     let mut static_tokens = std::collections::HashMap::new();
+    // The metrics token Secret's name with the token it publishes.
     let metrics_token = match &args.metrics_token_secret {
-        Some(_) => {
+        Some(name) => {
             std::fs::create_dir_all(&args.data_dir)
                 .with_context(|| format!("creating {}", args.data_dir.display()))?;
             let token = load_or_create_token(&args.data_dir.join("metrics.token"))?;
             static_tokens.insert(token.clone(), embedded::metrics_scraper());
-            Some(token)
+            Some((name, token))
         }
         None => None,
     };
@@ -379,21 +405,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         owner.as_ref(),
     );
     let secrets: Api<Secret> = Api::namespaced(host, &args.host_namespace);
-    let written = secrets
-        .patch(
-            &secret_name,
-            &PatchParams::apply(crate::up::FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "writing the kubeconfig Secret {}/{secret_name}",
-                args.host_namespace
-            )
-        });
-    let written = match (written, &args.metrics_token_secret, &metrics_token) {
-        (Ok(_), Some(name), Some(token)) => {
+    let written = async {
+        apply_secret(&secrets, &secret_name, &body, "kubeconfig").await?;
+        if let Some((name, token)) = &metrics_token {
             let body = metrics_token_secret(
                 name,
                 &args.host_namespace,
@@ -402,22 +416,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 &vc.server.pki.ca_cert,
                 owner.as_ref(),
             );
-            secrets
-                .patch(
-                    name,
-                    &PatchParams::apply(crate::up::FIELD_MANAGER).force(),
-                    &Patch::Apply(&body),
-                )
-                .await
-                .with_context(|| {
-                    format!(
-                        "writing the metrics token Secret {}/{name}",
-                        args.host_namespace
-                    )
-                })
+            apply_secret(&secrets, name, &body, "metrics token").await?;
         }
-        (w, ..) => w,
-    };
+        anyhow::Ok(())
+    }
+    .await;
     let result = match written {
         Ok(_) => {
             tracing::info!(

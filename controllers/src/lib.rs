@@ -440,23 +440,27 @@ pub fn measured<K, C, T, E, F, Fut>(
 where
     F: FnMut(Arc<K>, Arc<C>) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, E>> + Send + 'static,
+    T: 'static,
+    E: 'static,
 {
     let queue = QUEUE.try_with(Clone::clone).ok().flatten();
-    move |obj, ctx| {
-        let run = reconcile(obj, ctx);
-        let queue = queue.clone();
-        Box::pin(async move {
-            let started = std::time::Instant::now();
-            if let Some(q) = &queue {
-                q.added();
-            }
-            let result = run.await;
-            if let Some(q) = &queue {
-                q.worked(started.elapsed());
-            }
-            result
-        })
+    move |obj, ctx| Box::pin(counted_work(queue.clone(), reconcile(obj, ctx)))
+}
+
+/// Runs `work` as one item of `queue`: an add, then its duration.
+async fn counted_work<T>(
+    queue: Option<vkube_core::monitoring::QueueMetrics>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let started = std::time::Instant::now();
+    if let Some(q) = &queue {
+        q.added();
     }
+    let out = work.await;
+    if let Some(q) = &queue {
+        q.worked(started.elapsed());
+    }
+    out
 }
 
 /// `pass` counted as one item of the calling controller's work queue
@@ -464,16 +468,7 @@ where
 /// the controllers that work in passes over their caches rather than per
 /// object (the garbage collector's scans, podgc's periodic collection).
 pub async fn measured_pass<T>(pass: impl std::future::Future<Output = T>) -> T {
-    let queue = QUEUE.try_with(Clone::clone).ok().flatten();
-    let started = std::time::Instant::now();
-    if let Some(q) = &queue {
-        q.added();
-    }
-    let out = pass.await;
-    if let Some(q) = &queue {
-        q.worked(started.elapsed());
-    }
-    out
+    counted_work(QUEUE.try_with(Clone::clone).ok().flatten(), pass).await
 }
 
 /// `error_policy` with each call counted as a retry of the calling
