@@ -25,6 +25,7 @@ pub mod channel;
 pub mod connect;
 pub mod conversion;
 pub mod crd;
+pub mod delegated;
 pub mod discovery;
 pub mod dra;
 pub mod error;

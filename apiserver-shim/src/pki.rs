@@ -110,6 +110,54 @@ fn dn(cn: &str, orgs: &[&str]) -> Result<DistinguishedName> {
     Ok(d)
 }
 
+/// The certificate chain and private key of PEM texts.
+fn parse_chain_and_key(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .context("parsing the certificate PEM")?;
+    anyhow::ensure!(!chain.is_empty(), "no certificate in the certificate PEM");
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("parsing the key PEM")?;
+    Ok((chain, key))
+}
+
+/// The rustls configuration of a port that serves with `cert_pem` (a chain,
+/// leaf first) and `key_pem` and takes no client certificates (bearer
+/// tokens authenticate its clients), with ALPN h2 and http/1.1: what a
+/// component's `--tls-cert-file`/`--tls-private-key-file` give.
+///
+/// # Errors
+/// PEM texts that hold no certificate or no usable key, or a key that does
+/// not match the certificate.
+pub fn serving_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (chain, key) = parse_chain_and_key(cert_pem, key_pem)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A self-signed serving certificate and its key (PEM), valid for `sans`
+/// (DNS names and IP addresses): what a component given no certificate
+/// serves with, as kube-controller-manager generates one (kept in memory
+/// here, not written to a `--cert-dir`).
+///
+/// # Errors
+/// A SAN that is neither a DNS name nor an IP address.
+pub fn self_signed(cn: &str, sans: &[String]) -> Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(sans.to_vec())?;
+    params.distinguished_name = dn(cn, &[])?;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 impl Pki {
     /// Loads the PKI from `dir/pki`, creating what is missing; the serving
     /// certificate is re-issued when `extra_sans` differ from the last start.
@@ -264,10 +312,7 @@ impl Pki {
         )
         .allow_unauthenticated()
         .build()?;
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(self.server_cert.as_bytes())
-                .collect::<Result<_, _>>()?;
-        let key = PrivateKeyDer::from_pem_slice(self.server_key.as_bytes())?;
+        let (chain, key) = parse_chain_and_key(&self.server_cert, &self.server_key)?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
@@ -335,6 +380,18 @@ pub fn identity_from_cert(der: &[u8]) -> Option<Identity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_serving_config_needs_a_certificate_and_its_own_key() {
+        let sans = ["localhost".to_string(), "127.0.0.1".to_string()];
+        let (cert, key) = self_signed("vkube-syncer", &sans).unwrap();
+        let cfg = serving_config(&cert, &key).expect("a matching pair serves");
+        assert_eq!(cfg.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        let (_, other_key) = self_signed("other", &sans).unwrap();
+        assert!(serving_config(&cert, &other_key).is_err(), "a foreign key");
+        assert!(serving_config("", &key).is_err(), "no certificate");
+        assert!(serving_config(&cert, "").is_err(), "no key");
+    }
 
     #[test]
     fn pki_is_created_once_and_reissued_on_new_sans() {

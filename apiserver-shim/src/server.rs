@@ -290,17 +290,7 @@ async fn authenticate_and_serve(
         });
     // Owned values only across the await: a request body is not `Sync`.
     let from_cert = req.extensions().get::<Identity>().cloned();
-    // A present Authorization header that is no usable bearer token is a
-    // failed credential (an empty token), never no credential.
-    let bearer = req.headers().get(header::AUTHORIZATION).map(|v| {
-        let v = v.to_str().unwrap_or_default();
-        match v.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                token.trim().to_string()
-            }
-            _ => String::new(),
-        }
-    });
+    let bearer = crate::filters::authentication::bearer_token(req.headers());
     let attempted = match (&from_cert, &bearer) {
         (_, Some(_)) => "Authentication failed, attempted: bearer",
         (Some(_), None) => "Authentication failed, attempted: x509",
@@ -850,7 +840,7 @@ impl Server {
             TokenAuthority::load_or_create(&config.data_dir.join("pki"), &config.service_account)
                 .context("loading the service account signing key")?,
         );
-        let tls = tokio_rustls::TlsAcceptor::from(pki.server_config()?);
+        let tls = pki.server_config()?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -1059,12 +1049,18 @@ pub async fn wait_for_signal() -> Result<()> {
     Ok(())
 }
 
-async fn accept_loop(
+/// Serves `app` over TLS on `listener` until `shutdown` changes: HTTP/1.1
+/// and HTTP/2 (by ALPN) with upgrades, each request carrying the verified
+/// client certificate's [`Identity`] (when one was presented) and the
+/// [`PeerAddr`] as extensions. A handshake that takes over 10 s is dropped;
+/// at shutdown open connections get 1 s to finish.
+pub async fn accept_loop(
     listener: TcpListener,
-    tls: tokio_rustls::TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let tls = tokio_rustls::TlsAcceptor::from(tls);
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {

@@ -54,7 +54,8 @@ enum Command {
     /// host namespace and reflect their status back (docs/syncer.md).
     ///
     /// Stop with Ctrl-C or SIGTERM; `--metrics-listen` serves Prometheus
-    /// metrics on /metrics.
+    /// metrics on https://ADDR/metrics to users the virtual cluster's RBAC
+    /// allows.
     Syncer(syncer::SyncerArgs),
     #[command(flatten)]
     Tenant(tenant::TenantCommand),

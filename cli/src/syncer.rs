@@ -1,13 +1,16 @@
 //! `vkube syncer`: runs only the syncer ([`vkube_syncer::Syncer`]) between
 //! a virtual API server and a host cluster, each given by a kubeconfig
 //! (the host one optional: in-cluster config, else `~/.kube/config`), and
-//! optionally serves the syncer's Prometheus metrics on `/metrics`.
+//! optionally serves the syncer's Prometheus metrics on `/metrics` over
+//! HTTPS, to the users the virtual API server authenticates and authorizes
+//! ([`apiserver_shim::delegated`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use apiserver_shim::delegated::Delegated;
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -60,10 +63,20 @@ pub struct SyncerArgs {
     /// collector remove everything.
     #[arg(long, value_name = "KIND/NAME")]
     pub host_owner: Option<String>,
-    /// Serve Prometheus metrics on http://ADDR/metrics (port 0 picks one;
-    /// the address is logged).
+    /// Serve Prometheus metrics on https://ADDR/metrics (port 0 picks one;
+    /// the address is logged) to bearer tokens the virtual API server
+    /// authenticates (TokenReview) of users its RBAC lets `get` the
+    /// non-resource URL /metrics (SubjectAccessReview; group
+    /// system:monitoring may). /healthz, /livez and /readyz need no token.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Certificate (PEM, leaf first) the metrics port serves; default: a
+    /// self-signed one made at start-up for localhost and ADDR.
+    #[arg(long, value_name = "FILE", requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert-file.
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub kinds: SyncKindArgs,
 }
@@ -171,23 +184,54 @@ impl SyncerArgs {
     }
 }
 
-/// The `/metrics` router: `GET /metrics` answers [`Metrics::render`] with
-/// content type `text/plain; version=0.0.4; charset=utf-8` (Prometheus
-/// text format).
-pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = Arc::clone(&metrics);
-            async move {
-                (
-                    [(header::CONTENT_TYPE, vkube_core::monitoring::CONTENT_TYPE)],
-                    metrics.render(),
-                )
-                    .into_response()
-            }
-        }),
-    )
+/// The metrics port's router: `GET /metrics` answers [`Metrics::render`]
+/// with content type `text/plain; version=0.0.4; charset=utf-8`
+/// (Prometheus text format) to the callers `delegated` lets through;
+/// `/healthz`, `/livez` and `/readyz` answer `ok` to anyone (the process
+/// ends when the syncer stops).
+pub fn metrics_router(metrics: Arc<Metrics>, delegated: Arc<Delegated>) -> Router {
+    let ok = || get(|| async { "ok" });
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, vkube_core::monitoring::CONTENT_TYPE)],
+                        metrics.render(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .route("/healthz", ok())
+        .route("/livez", ok())
+        .route("/readyz", ok())
+        .layer(axum::middleware::from_fn_with_state(
+            delegated,
+            apiserver_shim::delegated::filter,
+        ))
+}
+
+/// The metrics port's certificate and key (PEM): `--tls-cert-file` and
+/// `--tls-private-key-file`, else a self-signed certificate for localhost,
+/// the loopback addresses and `listen`'s address when it names one.
+///
+/// # Errors
+/// Unreadable certificate or key files.
+fn metrics_certificate(args: &SyncerArgs, listen: SocketAddr) -> Result<(String, String)> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_private_key_file) {
+        let read = |f: &PathBuf| {
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))
+        };
+        return Ok((read(cert)?, read(key)?));
+    }
+    let mut sans: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+    if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+        sans.push(listen.ip().to_string());
+    }
+    apiserver_shim::pki::self_signed("vkube-syncer", &sans)
 }
 
 /// Runs `vkube syncer` until the syncer fails or SIGINT/SIGTERM.
@@ -212,6 +256,9 @@ pub async fn run(args: SyncerArgs) -> Result<()> {
         config.owner =
             Some(vkube_syncer::resolve_owner(&host_client, &args.host_namespace, spec).await?);
     }
+    // The metrics port asks the virtual API server whom a token is and
+    // what its RBAC lets them do, as kube's components ask theirs.
+    let delegated = Arc::new(Delegated::new(virtual_client.clone()));
     let syncer = Syncer::new(virtual_client, host_client, config);
     let metrics = syncer.metrics();
     metrics
@@ -222,16 +269,26 @@ pub async fn run(args: SyncerArgs) -> Result<()> {
         let Some(addr) = args.metrics_listen else {
             return std::future::pending().await;
         };
+        let (cert, key) = metrics_certificate(&args, addr)?;
+        let tls = apiserver_shim::pki::serving_config(&cert, &key)
+            .context("the metrics port's certificate and key")?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("--metrics-listen {addr}"))?;
         crate::logging::announce(&format!(
-            "vkube syncer metrics on http://{}/metrics",
+            "vkube syncer metrics on https://{}/metrics",
             listener.local_addr()?
         ));
-        axum::serve(listener, metrics_router(metrics))
-            .await
-            .context("serving /metrics")
+        // Served until the process ends: the sender is kept, never sent.
+        let (_running, shutdown) = tokio::sync::watch::channel(false);
+        apiserver_shim::server::accept_loop(
+            listener,
+            tls,
+            metrics_router(metrics, delegated),
+            shutdown,
+        )
+        .await;
+        Ok(())
     };
     crate::logging::announce(&format!(
         "vkube syncer: virtual cluster {} into host namespace {}",

@@ -1,40 +1,67 @@
 //! `vkube syncer` as a child process between two real API servers (the host
 //! one with the node simulator playing kubelets): it creates the host
 //! namespace, syncs a pod, and serves Prometheus metrics on /metrics with
-//! the reconcile counters of every synced kind.
+//! the reconcile counters of every synced kind, over HTTPS to the users the
+//! virtual API server authenticates and authorizes.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use vkube_controllers::simulator::NodeSimulator;
 use vkube_e2e::TestCluster;
 
-/// `GET /metrics` over a plain TCP connection (HTTP/1.0: the server closes
-/// when done); the body, or the error.
-async fn get_metrics(addr: &str) -> Result<String, String> {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (head, body) = raw.split_once("\r\n\r\n").ok_or("no header end")?;
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        return Err(head.to_string());
+/// What an HTTPS `GET` answered: the status code, content type and body.
+struct Answer {
+    code: String,
+    content_type: String,
+    body: String,
+}
+
+/// `GET https://addr{path}` with curl (the self-signed certificate not
+/// verified), with `token` as the bearer token when given.
+async fn get(addr: &str, path: &str, token: Option<&str>) -> Answer {
+    let mut curl = Command::new("curl");
+    curl.args(["-sk", "-w", "\n%{http_code}\n%{content_type}"]);
+    if let Some(token) = token {
+        curl.args(["-H", &format!("Authorization: Bearer {token}")]);
     }
-    if !head
-        .to_ascii_lowercase()
-        .contains("content-type: text/plain; version=0.0.4")
-    {
-        return Err(format!("content type: {head}"));
+    let out = curl
+        .arg(format!("https://{addr}{path}"))
+        .output()
+        .await
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut parts = text.rsplitn(3, '\n');
+    let content_type = parts.next().unwrap_or_default().to_string();
+    let code = parts.next().unwrap_or_default().to_string();
+    let body = parts.next().unwrap_or_default().to_string();
+    Answer {
+        code,
+        content_type,
+        body,
     }
-    Ok(body.to_string())
+}
+
+/// `GET /metrics` as `token`'s user: the body, or what was answered.
+async fn get_metrics(addr: &str, token: &str) -> Result<String, String> {
+    let a = get(addr, "/metrics", Some(token)).await;
+    if a.code != "200" {
+        return Err(format!("{}: {}", a.code, a.body));
+    }
+    if !a.content_type.starts_with("text/plain; version=0.0.4") {
+        return Err(format!("content type: {}", a.content_type));
+    }
+    Ok(a.body)
+}
+
+/// A token of a new service account `name` in the virtual cluster.
+async fn service_account_token(virt: &TestCluster, name: &str) -> String {
+    virt.kubectl(&["create", "serviceaccount", name])
+        .await
+        .expect_ok();
+    let out = virt.kubectl(&["create", "token", name]).await.expect_ok();
+    out.stdout.trim().to_string()
 }
 
 async fn poll<T, F, Fut>(what: &str, mut f: F) -> T
@@ -113,8 +140,22 @@ async fn vkube_syncer_syncs_a_pod_and_serves_metrics() {
     })
     .await;
 
+    // Prometheus' service account, bound to system:monitoring as a platform
+    // team would; another account without it.
+    let scraper = service_account_token(&virt, "prometheus").await;
+    virt.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "prometheus",
+        "--clusterrole=system:monitoring",
+        "--serviceaccount=default:prometheus",
+    ])
+    .await
+    .expect_ok();
+    let stranger = service_account_token(&virt, "stranger").await;
+
     let text = poll("/metrics with pod reconciles", || async {
-        let body = get_metrics(&metrics_addr).await?;
+        let body = get_metrics(&metrics_addr, &scraper).await?;
         if body.contains("vkube_syncer_reconciles_total{kind=\"Pod\"}")
             && body.contains("vkube_syncer_sync_latency_seconds_bucket{kind=\"Pod\"")
         {
@@ -134,6 +175,33 @@ async fn vkube_syncer_syncs_a_pod_and_serves_metrics() {
         "# TYPE process_cpu_seconds_total counter",
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+
+    // kube-apiserver's answers: no or an unknown token is 401, a user
+    // without the role 403, each with a Status body.
+    let status = |a: &Answer| -> serde_json::Value {
+        serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{e}: {}", a.body))
+    };
+    for token in [None, Some("not-a-token"), Some("")] {
+        let a = get(&metrics_addr, "/metrics", token).await;
+        assert_eq!(a.code, "401", "token {token:?}: {}", a.body);
+        let s = status(&a);
+        assert_eq!(
+            (&s["kind"], &s["reason"]),
+            (&"Status".into(), &"Unauthorized".into()),
+            "{s}"
+        );
+    }
+    let a = get(&metrics_addr, "/metrics", Some(&stranger)).await;
+    assert_eq!(a.code, "403", "{}", a.body);
+    assert_eq!(
+        status(&a)["message"],
+        "forbidden: User \"system:serviceaccount:default:stranger\" cannot get path \"/metrics\"",
+    );
+    // Health needs no token; a probe reads it.
+    for path in ["/healthz", "/livez", "/readyz"] {
+        let a = get(&metrics_addr, path, None).await;
+        assert_eq!((a.code.as_str(), a.body.as_str()), ("200", "ok"), "{path}");
     }
     host.shutdown().await;
     virt.shutdown().await;

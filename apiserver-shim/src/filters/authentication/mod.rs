@@ -23,6 +23,22 @@ pub fn anonymous() -> Identity {
     }
 }
 
+/// The bearer token of a request's `Authorization` header: `None` without
+/// the header; a header that carries no usable bearer token is a failed
+/// credential (`Some("")`, which no authenticator takes), never no
+/// credential, as kube's bearer token authenticator treats it.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
+    headers.get(http::header::AUTHORIZATION).map(|v| {
+        let v = v.to_str().unwrap_or_default();
+        match v.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                token.trim().to_string()
+            }
+            _ => String::new(),
+        }
+    })
+}
+
 /// The caller's identity: the verified client certificate, else a bearer
 /// token from the static map, else a JWT of a configured OIDC issuer (chosen
 /// by its `iss`), else a service account JWT
