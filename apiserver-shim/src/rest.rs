@@ -15,7 +15,6 @@ use crate::table;
 use crate::typed::{FieldValidation, Source};
 use crate::webhook::matching::Operation;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
@@ -34,6 +33,11 @@ mod admission;
 
 /// `pods/eviction` and PodDisruptionBudgets.
 mod eviction;
+
+pub mod continuation;
+pub mod patch;
+use continuation::{decode_continue, encode_continue};
+use patch::Patch;
 
 /// Limits and timings of the REST layer.
 #[derive(Debug, Clone)]
@@ -673,26 +677,6 @@ fn path_segment_name(name: &str) -> Vec<String> {
         .filter(|c| name.contains(**c))
         .map(|c| format!("may not contain '{c}'"))
         .collect()
-}
-
-/// Continue tokens: base64 of `{"rv":R,"start":"<last key>"}` (opaque to clients).
-fn encode_continue(revision: u64, last_key: &str) -> String {
-    let raw = json!({ "v": "meta.k8s.io/v1", "rv": revision, "start": last_key });
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.to_string())
-}
-
-fn decode_continue(token: &str, prefix: &str) -> ApiResult<(u64, String)> {
-    let bad = || ApiError::bad_request("continue key is not valid: invalid continue token");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
-    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
-    if !start.starts_with(prefix) {
-        return Err(bad());
-    }
-    Ok((rv, start.to_string()))
 }
 
 fn parse_rv(s: &str) -> ApiResult<u64> {
@@ -2307,72 +2291,6 @@ pub(crate) fn scale_into(
     Ok(new)
 }
 
-/// A parsed PATCH body.
-enum Patch {
-    Json(json_patch::Patch),
-    Merge(Value),
-    /// A strategic merge patch with the merge keys of the patched kind.
-    Strategic(Value, vkube_core::smp::Schema),
-}
-
-impl Patch {
-    fn parse(media_type: &str, body: &[u8], def: &ResourceDef) -> ApiResult<Patch> {
-        let bad =
-            |e: serde_json::Error| ApiError::bad_request(format!("error decoding patch: {e}"));
-        match media_type {
-            "application/json-patch+json" => {
-                Ok(Patch::Json(serde_json::from_slice(body).map_err(bad)?))
-            }
-            "application/merge-patch+json" => {
-                let v: Value = serde_json::from_slice(body).map_err(bad)?;
-                if !v.is_object() {
-                    return Err(ApiError::bad_request(
-                        "error decoding patch: a merge patch must be a JSON object",
-                    ));
-                }
-                Ok(Patch::Merge(v))
-            }
-            "application/strategic-merge-patch+json" => {
-                let v: Value = serde_json::from_slice(body).map_err(bad)?;
-                if !v.is_object() {
-                    return Err(ApiError::bad_request(
-                        "error decoding patch: a strategic merge patch must be a JSON object",
-                    ));
-                }
-                Ok(Patch::Strategic(
-                    v,
-                    vkube_core::smp::builtin(def.group, def.kind),
-                ))
-            }
-            other => Err(ApiError::unsupported_media_type(other)),
-        }
-    }
-
-    fn apply(&self, doc: &mut Value) -> ApiResult<()> {
-        match self {
-            Patch::Json(p) => json_patch::patch(doc, p).map_err(|e| ApiError {
-                code: 422,
-                reason: "Invalid".into(),
-                message: e.to_string(),
-                details: None,
-            }),
-            Patch::Merge(p) => {
-                json_patch::merge(doc, p);
-                Ok(())
-            }
-            Patch::Strategic(p, schema) => {
-                *doc = vkube_core::smp::apply(doc, p, schema).map_err(|e| ApiError {
-                    code: 422,
-                    reason: "Invalid".into(),
-                    message: e.to_string(),
-                    details: None,
-                })?;
-                Ok(())
-            }
-        }
-    }
-}
-
 fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<DeleteOptions> {
     let opts = DeleteOptions {
         grace_period_seconds: query.grace_period_seconds,
@@ -2455,17 +2373,6 @@ mod tests {
             gc_finalizers(&orphaning, &opts(Some("Background"), None)),
             Some(vec![])
         );
-    }
-
-    #[test]
-    fn continue_tokens_round_trip_and_reject_foreign_prefixes() {
-        let t = encode_continue(42, "/core/pods/default/web");
-        assert_eq!(
-            decode_continue(&t, "/core/pods/").unwrap(),
-            (42, "/core/pods/default/web".to_string())
-        );
-        assert_eq!(decode_continue(&t, "/core/secrets/").unwrap_err().code, 400);
-        assert_eq!(decode_continue("!!", "/").unwrap_err().code, 400);
     }
 
     #[test]
