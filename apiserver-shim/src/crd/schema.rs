@@ -115,6 +115,23 @@ pub fn validate_schema(schema: &Value, path: &str) -> Vec<FieldError> {
             "must be object at the root",
         )),
     }
+    // A custom resource's metadata is ObjectMeta, checked by the REST
+    // layer: its schema may only restrict name and generateName
+    // (apiextensions' validateStructuralMetadataInvariants).
+    if let Some(meta) = root
+        .get("properties")
+        .and_then(|p| p.get("metadata"))
+        .and_then(Value::as_object)
+        && meta
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_some_and(|p| p.keys().any(|k| k != "name" && k != "generateName"))
+    {
+        errs.push(FieldError::forbidden(
+            format!("{path}.properties[metadata]"),
+            "must not specify anything other than name and generateName, but metadata is implicitly specified",
+        ));
+    }
     let mut patterns = std::collections::HashSet::new();
     node(root, path, true, "", false, &mut patterns, &mut errs);
     if patterns.len() > MAX_PATTERNS {

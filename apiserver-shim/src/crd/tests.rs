@@ -240,6 +240,24 @@ fn the_root_of_a_schema_is_an_object() {
     assert!(errs[1].starts_with(
         "s.properties[p].pattern: Invalid value: \"(\": must be a valid regular expression"
     ));
+    let metadata = |props: Value| {
+        messages(&schema::validate_schema(
+            &json!({"type": "object", "properties": {"metadata": {"type": "object", "properties": props}}}),
+            "s",
+        ))
+    };
+    assert_eq!(
+        metadata(
+            json!({"name": {"type": "string", "maxLength": 20}, "generateName": {"type": "string"}})
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        metadata(json!({"labels": {"type": "object", "default": {"a": "b"}}})),
+        [
+            "s.properties[metadata]: Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified"
+        ]
+    );
 }
 
 #[test]
