@@ -4,8 +4,9 @@
 # its kept corpus, fuzz/corpus/TARGET (small, in the repository); the
 # protobuf target also from kubectl's recorded bodies. New inputs go to a
 # scratch directory unless FUZZ_KEEP=1, which adds them to the kept corpus
-# (minimize it afterwards with `cargo fuzz cmin TARGET`). A crash, panic or
-# failed property stops the run with the input in fuzz/artifacts/TARGET.
+# (minimize it afterwards with `cargo fuzz cmin TARGET`). FUZZ_SEED=N fixes
+# libFuzzer's seed, so a run (CI's) is repeatable. A crash, panic or failed
+# property stops the run with the input in fuzz/artifacts/TARGET.
 #
 # usage: scripts/fuzz.sh [SECONDS] [TARGET...]    (no TARGET: all of them)
 set -euo pipefail
@@ -20,17 +21,24 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz --version 0.13.2
 fi
 # cargo-fuzz passes nightly-only -Z flags (sanitizer coverage) to rustc;
-# the stable toolchain takes them for this crate only with RUSTC_BOOTSTRAP.
-# The code under test forbids unsafe code, so no address sanitizer: debug
+# the stable toolchain takes them with RUSTC_BOOTSTRAP, set here for this
+# build only (every crate it compiles), never for the project's own. The
+# code under test forbids unsafe code, so no address sanitizer: debug
 # assertions catch overflows instead.
 export RUSTC_BOOTSTRAP=1
 flags=(--sanitizer none --debug-assertions)
 cargo fuzz build "${flags[@]}"
 
 if [ "$#" -eq 0 ]; then
-    mapfile -t targets < <(cargo fuzz list)
+    listed="$(cargo fuzz list)"
+    [ -n "$listed" ] || { echo "fuzz: cargo fuzz list named no target"; exit 1; }
+    mapfile -t targets <<<"$listed"
 else
     targets=("$@")
+fi
+seed=()
+if [ -n "${FUZZ_SEED:-}" ]; then
+    seed=(-seed="$FUZZ_SEED")
 fi
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
@@ -48,7 +56,7 @@ for t in "${targets[@]}"; do
     log="$scratch/$t.log"
     if ! cargo fuzz run "${flags[@]}" "$t" "${dirs[@]}" -- \
         -max_total_time="$secs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 >"$log" 2>&1; then
+        -print_final_stats=1 "${seed[@]}" >"$log" 2>&1; then
         tail -n 60 "$log"
         echo "fuzz: $t FAILED (input in fuzz/artifacts/$t)"
         exit 1

@@ -15,11 +15,16 @@
 //!   `--authentication-token-webhook-cache-ttl` and
 //!   `--authorization-webhook-cache-{authorized,unauthorized}-ttl`
 //!   defaults), in caches of bounded size; failures to ask are not kept.
+//!   Unlike kube's, a token the review does not authenticate is kept too
+//!   (as nobody, 10 s), and a failed review is not retried: the scrape
+//!   fails and the next one asks again.
 //!
 //! `/healthz`, `/livez` and `/readyz` are always allowed, without
 //! credentials (kube's `--authorization-always-allow-paths` default). A
-//! request without a bearer token is `401` (anonymous requests are not
-//! taken), a token the API server does not authenticate is `401`, a user
+//! request without a bearer token is `401`: anonymous requests are not
+//! taken (kube's components pass them on as `system:anonymous`, so RBAC
+//! grants to that user or `system:unauthenticated` do not open this port).
+//! A token the API server does not authenticate is `401`, a user
 //! the policy does not allow is `403` with kube-apiserver's message, and
 //! an API server that cannot be asked makes authentication fail (`401`) or
 //! authorization an error (`500`), as in kube's filters.

@@ -1,9 +1,8 @@
 //! CEL in a ValidatingAdmissionPolicy: the input is an expression a tenant
 //! writes, used as a variable and as a validation, checked as the policy is
-//! created and evaluated against a Deployment create. Beyond not panicking
-//! (the parser and interpreter take hostile text): evaluation ends (the
-//! runner's timeout), and an expression that does not compile is refused
-//! when the policy is created.
+//! created and, when accepted, evaluated against a Deployment create.
+//! Beyond not panicking (the parser and interpreter take hostile text):
+//! evaluation ends within the runner's timeout.
 #![no_main]
 
 use apiserver_shim::admission_policy::{evaluate, policy_of, validate_policy};

@@ -17,25 +17,45 @@ pub fn encode_continue(revision: u64, last_key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.to_string())
 }
 
-/// The revision and last key a continue token carries, when the key lies
-/// under `prefix` (the listed resource's, and namespace's, storage prefix:
-/// a token cannot page through another resource).
+/// The revision and last key a continue token carries. As kube-apiserver's
+/// `DecodeContinue` checks them: the version is `meta.k8s.io/v1`, the
+/// revision is not 0 and the key is a clean absolute path (no empty, `.`
+/// or `..` segments); and the key lies under `prefix` (the listed
+/// resource's, and namespace's, storage prefix: a token cannot page
+/// through another resource).
 ///
 /// # Errors
-/// `400 continue key is not valid: invalid continue token` for anything
-/// [`encode_continue`] did not make for `prefix` (kube-apiserver's text).
+/// `400 continue key is not valid: invalid continue token` for any other
+/// token.
 pub fn decode_continue(token: &str, prefix: &str) -> ApiResult<(u64, String)> {
     let bad = || ApiError::bad_request("continue key is not valid: invalid continue token");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
+        return Err(bad());
+    }
+    let rv = v
+        .get("rv")
+        .and_then(Value::as_u64)
+        .filter(|rv| *rv != 0)
+        .ok_or_else(bad)?;
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
-    if !start.starts_with(prefix) {
+    if !is_clean_key(start) || !start.starts_with(prefix) {
         return Err(bad());
     }
     Ok((rv, start.to_string()))
+}
+
+/// Whether `key` is what Go's `path.Clean` leaves unchanged, for the
+/// absolute keys of the store: `/` then non-empty segments, none `.` or
+/// `..`.
+pub fn is_clean_key(key: &str) -> bool {
+    key.strip_prefix('/').is_some_and(|rest| {
+        rest.split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..")
+    })
 }
 
 #[cfg(test)]
@@ -51,5 +71,21 @@ mod tests {
         );
         assert_eq!(decode_continue(&t, "/core/secrets/").unwrap_err().code, 400);
         assert_eq!(decode_continue("!!", "/").unwrap_err().code, 400);
+        let token =
+            |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        for forged in [
+            json!({"rv": 42, "start": "/core/pods/default/web"}),
+            json!({"v": "meta.k8s.io/v1", "rv": 0, "start": "/core/pods/default/web"}),
+            json!({"v": "meta.k8s.io/v1", "rv": 4, "start": "/core/pods/../secrets/db"}),
+            json!({"v": "meta.k8s.io/v1", "rv": 4, "start": "/core/pods//web"}),
+        ] {
+            assert_eq!(
+                decode_continue(&token(forged.clone()), "/core/pods/")
+                    .unwrap_err()
+                    .code,
+                400,
+                "{forged}"
+            );
+        }
     }
 }

@@ -24,9 +24,11 @@ pub fn anonymous() -> Identity {
 }
 
 /// The bearer token of a request's `Authorization` header: `None` without
-/// the header; a header that carries no usable bearer token is a failed
-/// credential (`Some("")`, which no authenticator takes), never no
-/// credential, as kube's bearer token authenticator treats it.
+/// the header; a header that carries no usable bearer token (another
+/// scheme, an empty token) is a failed credential (`Some("")`, which no
+/// authenticator takes), answered `401`. kube's bearer token authenticator
+/// passes such a request on as carrying no credential (anonymous where
+/// that is on); vkube refuses it rather than guess what was meant.
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
     headers.get(http::header::AUTHORIZATION).map(|v| {
         let v = v.to_str().unwrap_or_default();
