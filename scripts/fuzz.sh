@@ -57,7 +57,9 @@ for t in "${targets[@]}"; do
     if ! cargo fuzz run "${flags[@]}" "$t" "${dirs[@]}" -- \
         -max_total_time="$secs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 "${seed[@]}" >"$log" 2>&1; then
-        tail -n 60 "$log"
+        # The failed property's message, then the input libFuzzer saved.
+        grep -A 6 'panicked at' "$log" || true
+        tail -n 25 "$log"
         echo "fuzz: $t FAILED (input in fuzz/artifacts/$t)"
         exit 1
     fi
