@@ -117,8 +117,8 @@ fuzz_target!(|input: &[u8]| {
     };
     let World { runtime, api } = world();
     runtime.block_on(async {
-        let body = serde_json::to_vec(&pod()).unwrap();
-        let (code, obj) = request(api, Method::POST, None, "", "application/json", body).await;
+        let created = serde_json::to_vec(&pod()).unwrap();
+        let (code, obj) = request(api, Method::POST, None, "", "application/json", created).await;
         assert_eq!(code, 201, "{obj}");
         let before = live(api).await;
         let content_type = DIALECTS[usize::from(which) % DIALECTS.len()];
