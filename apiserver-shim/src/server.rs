@@ -322,19 +322,7 @@ async fn authenticate_and_serve(
             }
             response
         }
-        (Some(identity), None) => {
-            authorize_and_serve(
-                state,
-                req,
-                identity,
-                segments,
-                attributes,
-                long_running,
-                None,
-            )
-            .await
-        }
-        (Some(identity), Some(mut r)) => {
+        (Some(identity), mut recorder) => {
             let response = authorize_and_serve(
                 state,
                 req,
@@ -342,10 +330,13 @@ async fn authenticate_and_serve(
                 segments,
                 attributes,
                 long_running,
-                Some(&mut r),
+                recorder.as_mut(),
             )
             .await;
-            r.complete(response, long_running).await
+            match recorder {
+                Some(r) => r.complete(response, long_running).await,
+                None => response,
+            }
         }
     };
     response.headers_mut().insert("audit-id", audit_id);

@@ -37,6 +37,16 @@ impl Patch {
     pub fn parse(media_type: &str, body: &[u8], def: &ResourceDef) -> ApiResult<Patch> {
         let bad =
             |e: serde_json::Error| ApiError::bad_request(format!("error decoding patch: {e}"));
+        // Merge and strategic patches are objects (`what` names the kind).
+        let object = |body: &[u8], what: &str| -> ApiResult<Value> {
+            let v: Value = serde_json::from_slice(body).map_err(bad)?;
+            if !v.is_object() {
+                return Err(ApiError::bad_request(format!(
+                    "error decoding patch: {what} must be a JSON object"
+                )));
+            }
+            Ok(v)
+        };
         match media_type {
             "application/json-patch+json" => {
                 let patch: json_patch::Patch = serde_json::from_slice(body).map_err(bad)?;
@@ -48,27 +58,11 @@ impl Patch {
                 }
                 Ok(Patch::Json(patch))
             }
-            "application/merge-patch+json" => {
-                let v: Value = serde_json::from_slice(body).map_err(bad)?;
-                if !v.is_object() {
-                    return Err(ApiError::bad_request(
-                        "error decoding patch: a merge patch must be a JSON object",
-                    ));
-                }
-                Ok(Patch::Merge(v))
-            }
-            "application/strategic-merge-patch+json" => {
-                let v: Value = serde_json::from_slice(body).map_err(bad)?;
-                if !v.is_object() {
-                    return Err(ApiError::bad_request(
-                        "error decoding patch: a strategic merge patch must be a JSON object",
-                    ));
-                }
-                Ok(Patch::Strategic(
-                    v,
-                    vkube_core::smp::builtin(def.group, def.kind),
-                ))
-            }
+            "application/merge-patch+json" => Ok(Patch::Merge(object(body, "a merge patch")?)),
+            "application/strategic-merge-patch+json" => Ok(Patch::Strategic(
+                object(body, "a strategic merge patch")?,
+                vkube_core::smp::builtin(def.group, def.kind),
+            )),
             other => Err(ApiError::unsupported_media_type(other)),
         }
     }
@@ -113,26 +107,50 @@ impl Patch {
 /// size, as evanphx/json-patch counts them for kube-apiserver).
 ///
 /// # Errors
-/// json-patch's message for an operation that fails (with its index), or
-/// kube's `Unable to complete the copy, …` past the copy bound.
+/// As [`apply_json_patch_with`].
 pub fn apply_json_patch(doc: &Value, patch: &json_patch::Patch) -> Result<Value, String> {
+    apply_json_patch_with(doc, patch, |_, _| Ok(()))
+}
+
+/// [`apply_json_patch`], with `check` shown the document after each
+/// operation (and the operation), so that a caller with bounds of its own
+/// (an admission webhook's patch) refuses the patch where it crosses them.
+///
+/// # Errors
+/// json-patch's message for an operation that fails (with its index),
+/// kube's `Unable to complete the copy, …` past
+/// [`MAX_JSON_PATCH_COPY_BYTES`], or `check`'s.
+pub fn apply_json_patch_with(
+    doc: &Value,
+    patch: &json_patch::Patch,
+    mut check: impl FnMut(&Value, &json_patch::PatchOperation) -> Result<(), String>,
+) -> Result<Value, String> {
     let mut out = doc.clone();
     let mut copied = 0usize;
     for (i, op) in patch.0.iter().enumerate() {
-        if let json_patch::PatchOperation::Copy(copy) = op
-            && let Some(from) = out.pointer(copy.from.as_str())
-        {
-            copied = copied.saturating_add(json_size(from));
+        // Measured before the copy is made; refused once made, after the
+        // caller's own bounds (whose message is the more telling). The
+        // copies before this one stayed within the bound, so this one at
+        // most doubles a bounded object.
+        let copying = match op {
+            json_patch::PatchOperation::Copy(copy) => {
+                out.pointer(copy.from.as_str()).map(json_size)
+            }
+            _ => None,
+        };
+        json_patch::patch(&mut out, std::slice::from_ref(op)).map_err(|mut e| {
+            e.operation = i;
+            e.to_string()
+        })?;
+        check(&out, op)?;
+        if let Some(bytes) = copying {
+            copied = copied.saturating_add(bytes);
             if copied > MAX_JSON_PATCH_COPY_BYTES {
                 return Err(format!(
                     "Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
                 ));
             }
         }
-        json_patch::patch(&mut out, std::slice::from_ref(op)).map_err(|mut e| {
-            e.operation = i;
-            e.to_string()
-        })?;
     }
     Ok(out)
 }

@@ -219,7 +219,7 @@ pub fn call_failed(webhook: &str, why: &CallError) -> ApiError {
 
 /// Most operations a webhook's patch may have (kube's bound on a user's
 /// JSON patch).
-pub const MAX_PATCH_OPERATIONS: usize = 10_000;
+pub const MAX_PATCH_OPERATIONS: usize = crate::rest::patch::MAX_JSON_PATCH_OPERATIONS;
 /// JSON values visited, at most, while checking what a patch adds.
 const PATCH_WORK_BUDGET: usize = 10_000_000;
 
@@ -254,11 +254,12 @@ fn measure(v: &Value, max_depth: usize, budget: &mut usize) -> Option<(usize, us
     Some((deepest, bytes))
 }
 
-/// Applies a webhook's JSONPatch to `doc`, one operation at a time, so
-/// that a hostile patch cannot grow the object past `max_bytes` (`copy`
-/// doubling it) or nest it deeper than `max_depth` (a chain of `move`s)
-/// before it is refused: the value each operation writes is measured
-/// where it lands. Pure.
+/// Applies a webhook's JSONPatch to `doc`, one operation at a time
+/// ([`crate::rest::patch::apply_json_patch_with`], with kube's bound on
+/// copies), so that a hostile patch cannot grow the object past
+/// `max_bytes` (`copy` doubling it) or nest it deeper than `max_depth` (a
+/// chain of `move`s) before it is refused: the value each operation writes
+/// is measured where it lands. Pure.
 ///
 /// # Errors
 /// The patch has too many operations, does not apply (json-patch's
@@ -283,18 +284,16 @@ pub fn apply_patch(
         )
     };
     let (_, mut size) = measure(doc, max_depth, &mut budget).ok_or_else(too_big)?;
-    let mut out = doc.clone();
-    for op in &patch.0 {
-        json_patch::patch(&mut out, std::slice::from_ref(op)).map_err(|e| e.to_string())?;
+    crate::rest::patch::apply_json_patch_with(doc, patch, |out, op| {
         let (path, grows) = match op {
             Op::Add(o) => (&o.path, true),
             Op::Replace(o) => (&o.path, true),
             Op::Copy(o) => (&o.path, true),
             Op::Move(o) => (&o.path, false),
-            Op::Remove(_) | Op::Test(_) => continue,
+            Op::Remove(_) | Op::Test(_) => return Ok(()),
         };
         let Some(written) = out.pointer(path.as_str()) else {
-            continue;
+            return Ok(());
         };
         let room = max_depth.saturating_sub(path.count());
         let (_, bytes) = measure(written, room, &mut budget).ok_or_else(too_big)?;
@@ -304,6 +303,6 @@ pub fn apply_patch(
                 return Err(too_big());
             }
         }
-    }
-    Ok(out)
+        Ok(())
+    })
 }
